@@ -1,0 +1,319 @@
+//! Storage behind one small trait: versioned reads and one atomic, conditional batch write.
+//!
+//! The engine decides in pure code; a [`Repository`] only stores what was decided. It needs
+//! two primitives any transactional store has: reads that return a version, and
+//! [`Repository::commit`], which applies a [`Batch`] of writes **all or nothing** and only if
+//! every condition in it still holds (a record still at the version that was read, a record or
+//! key still absent, a counter still within its limit). There is no begin/commit state in the
+//! trait: a batch is one atomic step. SQL implements it as one transaction with conditional
+//! `UPDATE … WHERE version = ?`, `INSERT` under unique keys and guarded counter updates;
+//! the in-memory [`MemoryStore`] implements it under a lock.
+//!
+//! Counters ([`CounterKey`]) hold stock, per-user claims and uses, promo-code uses, and any
+//! guard a caller adds ([`CounterKey::Custom`]); they are how limits hold exactly under
+//! concurrency: the batch that issues a coupon also bumps its counters, and fails whole when one
+//! would pass its limit. Receipts ([`Receipt`]) make every operation idempotent: the batch
+//! that performs an operation also inserts its receipt under the caller's key, so a retry finds
+//! the receipt and changes nothing.
+
+mod memory;
+
+pub use memory::MemoryStore;
+
+use std::fmt;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use crate::id::{CampaignId, CouponId, IdempotencyKey, OrderId, TemplateId, UserId};
+use crate::lifecycle::{Campaign, Coupon, TemplateRecord};
+use crate::rule::PromoCode;
+
+/// The version of a stored record: 1 when inserted, +1 at every write.
+pub type Version = u64;
+
+/// A record read together with its version.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Versioned<T> {
+    /// The record.
+    pub value: T,
+    /// Its version when read.
+    pub version: Version,
+}
+
+/// The condition a record write depends on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expect {
+    /// The record must not exist yet (insert).
+    Absent,
+    /// The record must still be at this version (compare-and-swap).
+    Version(Version),
+}
+
+/// A named counter. Stored counters start at zero and never go below zero.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum CounterKey {
+    /// Coupons issued from a template.
+    Issued(TemplateId),
+    /// Coupons of a template claimed by a user.
+    UserClaims(TemplateId, UserId),
+    /// Coupons of a template redeemed by a user (locked or used; released uses are given back).
+    UserUses(TemplateId, UserId),
+    /// Orders using a promo-code template.
+    CodeUses(TemplateId),
+    /// Orders of a user using a promo-code template.
+    CodeUserUses(TemplateId, UserId),
+    /// Any other counter: abuse guards, frequency caps…
+    Custom(String),
+}
+
+impl fmt::Display for CounterKey {
+    /// A stable text form, usable as a primary key.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CounterKey::Issued(t) => write!(f, "issued/{t}"),
+            CounterKey::UserClaims(t, u) => write!(f, "user-claims/{t}/{u}"),
+            CounterKey::UserUses(t, u) => write!(f, "user-uses/{t}/{u}"),
+            CounterKey::CodeUses(t) => write!(f, "code-uses/{t}"),
+            CounterKey::CodeUserUses(t, u) => write!(f, "code-user-uses/{t}/{u}"),
+            CounterKey::Custom(s) => write!(f, "custom/{s}"),
+        }
+    }
+}
+
+/// The key a [`Receipt`] is stored under: the operation and the caller's idempotency key, or a
+/// promo code's reservation.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum ReceiptKey {
+    /// An idempotent operation: its name (`claim`, `lock`, `pay`…) and the caller's key.
+    Operation(&'static str, IdempotencyKey),
+    /// A promo code, reserved for one template (codes are unique).
+    Code(PromoCode),
+}
+
+impl fmt::Display for ReceiptKey {
+    /// A stable text form, usable as a primary key.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReceiptKey::Operation(op, k) => write!(f, "op/{op}/{k}"),
+            ReceiptKey::Code(c) => write!(f, "code/{c}"),
+        }
+    }
+}
+
+/// The stored first outcome of an operation, returned again to any retry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(tag = "kind", rename_all = "snake_case")
+)]
+#[non_exhaustive]
+pub enum Receipt {
+    /// A coupon was issued.
+    Claimed {
+        /// The coupon.
+        coupon: CouponId,
+    },
+    /// An order locked coupons.
+    Locked {
+        /// The order.
+        order: OrderId,
+        /// The coupons it holds.
+        coupons: Vec<CouponId>,
+    },
+    /// An order was paid and its coupons redeemed.
+    Redeemed {
+        /// The order.
+        order: OrderId,
+        /// The coupons redeemed.
+        coupons: Vec<CouponId>,
+    },
+    /// An unpaid order was cancelled (or its hold ran out) and its coupons released.
+    Released {
+        /// The order.
+        order: OrderId,
+        /// The coupons given back (Available) and those that had expired meanwhile.
+        coupons: Vec<CouponId>,
+    },
+    /// A paid order was refunded.
+    Refunded {
+        /// The order.
+        order: OrderId,
+        /// Coupons returned to the wallet.
+        returned: Vec<CouponId>,
+        /// Coupons voided.
+        voided: Vec<CouponId>,
+    },
+    /// A coupon was voided by an admin.
+    Voided {
+        /// The coupon.
+        coupon: CouponId,
+    },
+    /// A promo code belongs to this template.
+    Code {
+        /// The template.
+        template: TemplateId,
+    },
+}
+
+/// One write in a [`Batch`].
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Op {
+    /// Insert or replace a template record.
+    PutTemplate {
+        /// The record (its id is the key).
+        record: Arc<TemplateRecord>,
+        /// The condition.
+        expect: Expect,
+    },
+    /// Insert or replace a campaign.
+    PutCampaign {
+        /// The campaign (its id is the key).
+        campaign: Campaign,
+        /// The condition.
+        expect: Expect,
+    },
+    /// Insert or replace a coupon.
+    PutCoupon {
+        /// The coupon (its id is the key).
+        coupon: Coupon,
+        /// The condition.
+        expect: Expect,
+    },
+    /// Add `delta` to a counter; the condition is that the result stays in `0..=limit`
+    /// (`0..` when `limit` is `None`).
+    Count {
+        /// The counter.
+        key: CounterKey,
+        /// The change.
+        delta: i64,
+        /// The highest value allowed after the change.
+        limit: Option<u64>,
+    },
+    /// Insert a receipt; the condition is that none exists under the key.
+    InsertReceipt {
+        /// The key.
+        key: ReceiptKey,
+        /// The receipt.
+        receipt: Receipt,
+    },
+}
+
+/// Writes applied together, all or nothing, only if every condition holds.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Batch {
+    /// The writes, in order.
+    pub ops: Vec<Op>,
+}
+
+impl Batch {
+    /// An empty batch.
+    pub fn new() -> Batch {
+        Batch::default()
+    }
+
+    /// Appends a write.
+    pub fn push(&mut self, op: Op) -> &mut Batch {
+        self.ops.push(op);
+        self
+    }
+}
+
+/// What a [`Repository::commit`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub enum Commit {
+    /// Every write was applied.
+    Applied,
+    /// Nothing was written: the condition of `ops[index]` did not hold.
+    Conflict {
+        /// The index in [`Batch::ops`] of the first condition that failed.
+        index: usize,
+    },
+}
+
+/// The caller's storage. Every method is one atomic step against the store; implementations
+/// must be safe to call from many threads at once.
+///
+/// Reads may be served from a snapshot or a replica only if `commit` still checks every
+/// condition against the latest state: correctness comes from `commit`'s conditions, never from
+/// the reads.
+pub trait Repository: Send + Sync {
+    /// The store's own failure (I/O, connection…). Conflicts are not errors: they are
+    /// [`Commit::Conflict`].
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// A template record and its version.
+    ///
+    /// # Errors
+    /// The store's failure.
+    fn template(
+        &self,
+        id: &TemplateId,
+    ) -> Result<Option<Versioned<Arc<TemplateRecord>>>, Self::Error>;
+
+    /// Every template record (for building the checkout index of automatic promotions).
+    ///
+    /// # Errors
+    /// The store's failure.
+    fn templates(&self) -> Result<Vec<Versioned<Arc<TemplateRecord>>>, Self::Error>;
+
+    /// A campaign and its version.
+    ///
+    /// # Errors
+    /// The store's failure.
+    fn campaign(&self, id: &CampaignId) -> Result<Option<Versioned<Campaign>>, Self::Error>;
+
+    /// A coupon and its version.
+    ///
+    /// # Errors
+    /// The store's failure.
+    fn coupon(&self, id: &CouponId) -> Result<Option<Versioned<Coupon>>, Self::Error>;
+
+    /// Every coupon owned by a user, in any state, ordered by id.
+    ///
+    /// # Errors
+    /// The store's failure.
+    fn wallet(&self, user: &UserId) -> Result<Vec<Versioned<Coupon>>, Self::Error>;
+
+    /// Every coupon locked or used by an order, ordered by id.
+    ///
+    /// # Errors
+    /// The store's failure.
+    fn order_coupons(&self, order: &OrderId) -> Result<Vec<Versioned<Coupon>>, Self::Error>;
+
+    /// Up to `limit` coupons needing a time-driven transition at `now`: Available with
+    /// `valid_until <= now`, or Locked with a hold ending at or before `now`. Ordered by id.
+    ///
+    /// # Errors
+    /// The store's failure.
+    fn due(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Versioned<Coupon>>, Self::Error>;
+
+    /// A counter's value (zero if never written).
+    ///
+    /// # Errors
+    /// The store's failure.
+    fn counter(&self, key: &CounterKey) -> Result<u64, Self::Error>;
+
+    /// A receipt, if one was stored under the key.
+    ///
+    /// # Errors
+    /// The store's failure.
+    fn receipt(&self, key: &ReceiptKey) -> Result<Option<Receipt>, Self::Error>;
+
+    /// Applies every op of `batch` atomically if all their conditions hold, else none.
+    ///
+    /// Conditions: `PutTemplate`/`PutCampaign`/`PutCoupon` with [`Expect::Absent`] need the
+    /// record to be missing, with [`Expect::Version`] need it at that version (the write stores
+    /// version + 1; an insert stores version 1); `Count` needs the new value within
+    /// `0..=limit`; `InsertReceipt` needs the key to be free. Callers name each record, counter and
+    /// receipt key at most once in a batch.
+    ///
+    /// # Errors
+    /// The store's failure; then nothing may have been applied.
+    fn commit(&self, batch: &Batch) -> Result<Commit, Self::Error>;
+}

@@ -1,0 +1,553 @@
+//! What a coupon gives: the seven benefit kinds and exactly how each computes.
+//!
+//! Every kind computes on the coupon's *base*: the amount of the cart lines in its
+//! [`Scope`](super::Scope) (or, for [`Benefit::Shipping`], the shipping fee), as left by the
+//! coupons applied before it (see [`StackingPolicy`](crate::checkout::StackingPolicy)). A
+//! saving never exceeds its base, and is rounded to the currency's minor unit with the policy's
+//! [`Rounding`](crate::money::Rounding).
+
+use rust_decimal::Decimal;
+
+use super::error::{RuleError, positive_in};
+use crate::money::{Currency, Money};
+
+/// A percentage in `(0, 100]`, e.g. `15` for "15 % off".
+///
+/// ```
+/// use coupons::rule::Percent;
+/// use rust_decimal::Decimal;
+/// let p = Percent::new(Decimal::new(15, 0))?;
+/// assert_eq!(p.to_string(), "15%");
+/// assert!(Percent::new(Decimal::ZERO).is_err());
+/// assert!(Percent::new(Decimal::new(1001, 1)).is_err());
+/// # Ok::<(), coupons::rule::RuleError>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(try_from = "Decimal", into = "Decimal")
+)]
+pub struct Percent(Decimal);
+
+impl Percent {
+    /// A percentage.
+    ///
+    /// # Errors
+    /// [`RuleError::PercentOutOfRange`] when the value is not in `(0, 100]`.
+    pub fn new(value: Decimal) -> Result<Percent, RuleError> {
+        if value <= Decimal::ZERO || value > Decimal::ONE_HUNDRED {
+            return Err(RuleError::PercentOutOfRange {
+                field: "percent",
+                value,
+            });
+        }
+        Ok(Percent(value.normalize()))
+    }
+
+    /// The value, e.g. `15`.
+    pub fn value(&self) -> Decimal {
+        self.0
+    }
+
+    /// The fraction, e.g. `0.15`.
+    pub fn ratio(&self) -> Decimal {
+        self.0 / Decimal::ONE_HUNDRED
+    }
+}
+
+impl TryFrom<Decimal> for Percent {
+    type Error = RuleError;
+    fn try_from(value: Decimal) -> Result<Self, RuleError> {
+        Percent::new(value)
+    }
+}
+
+impl From<Percent> for Decimal {
+    fn from(p: Percent) -> Decimal {
+        p.0
+    }
+}
+
+impl std::fmt::Display for Percent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}%", self.0)
+    }
+}
+
+/// One tier of a threshold reduction: spend at least `spend`, save `save`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
+pub struct Tier {
+    /// The threshold: the base must reach it.
+    pub spend: Money,
+    /// The saving when it does.
+    pub save: Money,
+}
+
+/// The benefit of a coupon. Build one with the constructors, which check every invariant; the
+/// same checks run when deserialising.
+///
+/// | kind | 中文 | saving on a base `B` |
+/// |---|---|---|
+/// | [`Instant`](Benefit::Instant) | 立减 | `min(amount, B)` |
+/// | [`Threshold`](Benefit::Threshold) | 满减 | the `save` of the highest tier with `spend ≤ B`, else not applicable |
+/// | [`EveryThreshold`](Benefit::EveryThreshold) | 每满减 | `⌊B / every⌋ × save`, at most `max_saving` |
+/// | [`Percent`](Benefit::Percent) | 折扣券 | `round(B × percent / 100)`, at most `max_saving` |
+/// | [`Shipping`](Benefit::Shipping) | 免运费 | `min(shipping fee, cap)` off the shipping fee |
+/// | [`BuyGet`](Benefit::BuyGet) | 买N送M | per `buy + get` units in scope, the `get` cheapest are free |
+/// | [`FixedPrice`](Benefit::FixedPrice) | N件X元 | each bundle of `quantity` units costs `price` |
+///
+/// A percentage coupon's threshold ("10 % off orders over 200") and any other minimum spend is
+/// [`Conditions::min_subtotal`](super::Conditions::min_subtotal), measured on the same base.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(try_from = "BenefitRepr", into = "BenefitRepr")
+)]
+#[non_exhaustive]
+pub enum Benefit {
+    /// 立减 — an instant reduction with no threshold.
+    ///
+    /// Saving: `min(amount, B)`. Worked: 20 off on a base of 58.00 saves 20.00; on a base of
+    /// 15.00 it saves 15.00 (never more than the base).
+    #[non_exhaustive]
+    Instant {
+        /// The reduction, above zero.
+        amount: Money,
+    },
+    /// 满减 — "spend X save Y", with one or more tiers; the highest tier reached applies.
+    ///
+    /// Worked, with tiers spend 100 save 10 and spend 200 save 25: a base of 99.99 is not
+    /// applicable (the reason says 0.01 more is needed); 150.00 saves 10.00; 200.00 and 350.00
+    /// save 25.00.
+    #[non_exhaustive]
+    Threshold {
+        /// Tiers in strictly increasing `spend`, each `save` below its `spend` and not below the
+        /// previous tier's.
+        tiers: Vec<Tier>,
+    },
+    /// 每满减 — "save Y for every X spent", optionally capped.
+    ///
+    /// Saving: `⌊B / every⌋ × save`, at most `max_saving`; not applicable below `every`.
+    /// Worked, every 100 save 15 capped at 40: a base of 250.00 saves 30.00; 380.00 saves 40.00
+    /// (45.00 capped); 99.00 is not applicable.
+    #[non_exhaustive]
+    EveryThreshold {
+        /// The step, above zero.
+        every: Money,
+        /// The saving per step, above zero and below `every`.
+        save: Money,
+        /// The cap on the whole saving, if any.
+        max_saving: Option<Money>,
+    },
+    /// 折扣券 — a percentage off, optionally capped.
+    ///
+    /// Saving: `B × percent / 100` rounded to the minor unit, at most `max_saving`.
+    /// Worked, 15 % off capped at 30: a base of 59.97 saves 9.00 (8.9955 rounded half-even);
+    /// 400.00 saves 30.00 (60.00 capped).
+    #[non_exhaustive]
+    Percent {
+        /// The percentage, in `(0, 100]`.
+        percent: Percent,
+        /// The cap on the saving, if any.
+        max_saving: Option<Money>,
+    },
+    /// Free or reduced shipping: takes up to `cap` off the shipping fee (all of it when `cap` is
+    /// `None`). It reduces shipping only, never the items; its scope and minimum spend decide
+    /// whether the order qualifies.
+    ///
+    /// Worked: free shipping on a fee of 12.00 saves 12.00; "up to 8 off shipping" saves 8.00 of
+    /// 12.00 and 5.00 of 5.00.
+    #[non_exhaustive]
+    Shipping {
+        /// The most it takes off the fee; `None` for free shipping.
+        cap: Option<Money>,
+    },
+    /// 买N送M — buy `buy`, get `get` free: in every `buy + get` units in scope, the `get`
+    /// cheapest are free; repeating, optionally capped at `max_free_units`.
+    ///
+    /// Worked, buy 2 get 1 on units priced 30, 20, 20, 10, 10, 5 (6 units → 2 groups → 2 free
+    /// units): the two cheapest, 5 and 10, are free — saving 15.00.
+    #[non_exhaustive]
+    BuyGet {
+        /// Units to pay for in each group, at least 1.
+        buy: u32,
+        /// Units free in each group, at least 1.
+        get: u32,
+        /// Cap on the free units in one order, if any.
+        max_free_units: Option<u32>,
+    },
+    /// N件X元 — any `quantity` units in scope for `price`, repeating, optionally capped at
+    /// `max_bundles`. The most expensive units form the bundles (best for the buyer); a bundle
+    /// that would cost more than its units is not formed.
+    ///
+    /// Worked, any 3 for 99 on units priced 50, 40, 30, 20 (4 units → 1 bundle): the bundle is
+    /// 50 + 40 + 30 = 120 for 99 — saving 21.00; the 20 unit pays full price.
+    #[non_exhaustive]
+    FixedPrice {
+        /// Units in a bundle, at least 1.
+        quantity: u32,
+        /// The price of one bundle, above zero.
+        price: Money,
+        /// Cap on bundles in one order, if any.
+        max_bundles: Option<u32>,
+    },
+}
+
+impl Benefit {
+    /// 立减: `amount` off, no threshold.
+    ///
+    /// # Errors
+    /// [`RuleError::NotPositive`] when `amount` is not above zero.
+    pub fn instant(amount: Money) -> Result<Benefit, RuleError> {
+        positive_in("benefit.amount", amount, amount.currency())?;
+        Ok(Benefit::Instant { amount })
+    }
+
+    /// 满减 with a single tier: spend `spend`, save `save`.
+    ///
+    /// # Errors
+    /// As [`Benefit::tiered`].
+    pub fn threshold(spend: Money, save: Money) -> Result<Benefit, RuleError> {
+        Benefit::tiered(vec![Tier { spend, save }])
+    }
+
+    /// 满减 with tiers; the highest tier reached applies.
+    ///
+    /// # Errors
+    /// [`RuleError::Empty`] for no tiers; [`RuleError::NotPositive`] for a non-positive amount;
+    /// [`RuleError::CurrencyMismatch`] when tiers differ in currency;
+    /// [`RuleError::SavingNotBelowThreshold`] when a saving is not below its spend;
+    /// [`RuleError::TiersNotIncreasing`] when spends do not strictly increase;
+    /// [`RuleError::TierSavingDecreases`] when a higher tier saves less.
+    pub fn tiered(tiers: Vec<Tier>) -> Result<Benefit, RuleError> {
+        const F: &str = "benefit.tiers";
+        let Some(first) = tiers.first() else {
+            return Err(RuleError::Empty { field: F });
+        };
+        let currency = first.spend.currency();
+        for (index, tier) in tiers.iter().enumerate() {
+            positive_in("benefit.tiers.spend", tier.spend, currency)?;
+            positive_in("benefit.tiers.save", tier.save, currency)?;
+            if tier.save >= tier.spend {
+                return Err(RuleError::SavingNotBelowThreshold {
+                    field: F,
+                    threshold: tier.spend,
+                    saving: tier.save,
+                });
+            }
+            if index > 0 {
+                let prev = tiers[index - 1];
+                if tier.spend <= prev.spend {
+                    return Err(RuleError::TiersNotIncreasing {
+                        field: F,
+                        index,
+                        threshold: tier.spend,
+                    });
+                }
+                if tier.save < prev.save {
+                    return Err(RuleError::TierSavingDecreases {
+                        field: F,
+                        index,
+                        saving: tier.save,
+                    });
+                }
+            }
+        }
+        Ok(Benefit::Threshold { tiers })
+    }
+
+    /// 每满减: save `save` for every `every` spent, at most `max_saving`.
+    ///
+    /// # Errors
+    /// [`RuleError::NotPositive`], [`RuleError::CurrencyMismatch`],
+    /// [`RuleError::SavingNotBelowThreshold`] when `save ≥ every`.
+    pub fn every(
+        every: Money,
+        save: Money,
+        max_saving: Option<Money>,
+    ) -> Result<Benefit, RuleError> {
+        let c = every.currency();
+        positive_in("benefit.every", every, c)?;
+        positive_in("benefit.save", save, c)?;
+        if let Some(m) = max_saving {
+            positive_in("benefit.max_saving", m, c)?;
+        }
+        if save >= every {
+            return Err(RuleError::SavingNotBelowThreshold {
+                field: "benefit.save",
+                threshold: every,
+                saving: save,
+            });
+        }
+        Ok(Benefit::EveryThreshold {
+            every,
+            save,
+            max_saving,
+        })
+    }
+
+    /// 折扣券: `percent` off, at most `max_saving`.
+    ///
+    /// # Errors
+    /// [`RuleError::NotPositive`] for a non-positive cap.
+    pub fn percent(percent: Percent, max_saving: Option<Money>) -> Result<Benefit, RuleError> {
+        if let Some(m) = max_saving {
+            positive_in("benefit.max_saving", m, m.currency())?;
+        }
+        Ok(Benefit::Percent {
+            percent,
+            max_saving,
+        })
+    }
+
+    /// Free shipping (`cap: None`) or up to `cap` off shipping.
+    ///
+    /// # Errors
+    /// [`RuleError::NotPositive`] for a non-positive cap.
+    pub fn shipping(cap: Option<Money>) -> Result<Benefit, RuleError> {
+        if let Some(m) = cap {
+            positive_in("benefit.cap", m, m.currency())?;
+        }
+        Ok(Benefit::Shipping { cap })
+    }
+
+    /// 买N送M: buy `buy`, get `get` free, at most `max_free_units` free units.
+    ///
+    /// # Errors
+    /// [`RuleError::Zero`] when `buy`, `get` or the cap is zero.
+    pub fn buy_get(buy: u32, get: u32, max_free_units: Option<u32>) -> Result<Benefit, RuleError> {
+        if buy == 0 {
+            return Err(RuleError::Zero {
+                field: "benefit.buy",
+            });
+        }
+        if get == 0 {
+            return Err(RuleError::Zero {
+                field: "benefit.get",
+            });
+        }
+        if max_free_units == Some(0) {
+            return Err(RuleError::Zero {
+                field: "benefit.max_free_units",
+            });
+        }
+        Ok(Benefit::BuyGet {
+            buy,
+            get,
+            max_free_units,
+        })
+    }
+
+    /// N件X元: any `quantity` units for `price`, at most `max_bundles` bundles.
+    ///
+    /// # Errors
+    /// [`RuleError::Zero`] when `quantity` or the cap is zero; [`RuleError::NotPositive`] when
+    /// `price` is not above zero.
+    pub fn fixed_price(
+        quantity: u32,
+        price: Money,
+        max_bundles: Option<u32>,
+    ) -> Result<Benefit, RuleError> {
+        if quantity == 0 {
+            return Err(RuleError::Zero {
+                field: "benefit.quantity",
+            });
+        }
+        if max_bundles == Some(0) {
+            return Err(RuleError::Zero {
+                field: "benefit.max_bundles",
+            });
+        }
+        positive_in("benefit.price", price, price.currency())?;
+        Ok(Benefit::FixedPrice {
+            quantity,
+            price,
+            max_bundles,
+        })
+    }
+
+    /// The kind as a short stable name: `instant`, `threshold`, `every_threshold`, `percent`,
+    /// `shipping`, `buy_get`, `fixed_price`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Benefit::Instant { .. } => "instant",
+            Benefit::Threshold { .. } => "threshold",
+            Benefit::EveryThreshold { .. } => "every_threshold",
+            Benefit::Percent { .. } => "percent",
+            Benefit::Shipping { .. } => "shipping",
+            Benefit::BuyGet { .. } => "buy_get",
+            Benefit::FixedPrice { .. } => "fixed_price",
+        }
+    }
+
+    /// Every amount the benefit names, for currency checks.
+    pub(crate) fn amounts(&self) -> Vec<(&'static str, Money)> {
+        let mut v = Vec::new();
+        match self {
+            Benefit::Instant { amount } => v.push(("benefit.amount", *amount)),
+            Benefit::Threshold { tiers } => {
+                for t in tiers {
+                    v.push(("benefit.tiers.spend", t.spend));
+                    v.push(("benefit.tiers.save", t.save));
+                }
+            }
+            Benefit::EveryThreshold {
+                every,
+                save,
+                max_saving,
+            } => {
+                v.push(("benefit.every", *every));
+                v.push(("benefit.save", *save));
+                v.extend(max_saving.map(|m| ("benefit.max_saving", m)));
+            }
+            Benefit::Percent { max_saving, .. } => {
+                v.extend(max_saving.map(|m| ("benefit.max_saving", m)));
+            }
+            Benefit::Shipping { cap } => v.extend(cap.map(|m| ("benefit.cap", m))),
+            Benefit::BuyGet { .. } => {}
+            Benefit::FixedPrice { price, .. } => v.push(("benefit.price", *price)),
+        }
+        v
+    }
+
+    /// Whether the benefit reduces shipping rather than items.
+    pub fn is_shipping(&self) -> bool {
+        matches!(self, Benefit::Shipping { .. })
+    }
+
+    /// Whether it prices individual units (buy-get, fixed price) rather than an amount.
+    pub fn is_unit_based(&self) -> bool {
+        matches!(self, Benefit::BuyGet { .. } | Benefit::FixedPrice { .. })
+    }
+
+    /// The currency of the amounts it names, if it names any.
+    pub fn currency(&self) -> Option<Currency> {
+        self.amounts().first().map(|(_, m)| m.currency())
+    }
+}
+
+/// The JSON shape of a [`Benefit`]; converting it runs the constructors' checks.
+#[cfg(feature = "serde")]
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+enum BenefitRepr {
+    Instant {
+        amount: Money,
+    },
+    Threshold {
+        tiers: Vec<Tier>,
+    },
+    EveryThreshold {
+        every: Money,
+        save: Money,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_saving: Option<Money>,
+    },
+    Percent {
+        percent: Decimal,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_saving: Option<Money>,
+    },
+    Shipping {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cap: Option<Money>,
+    },
+    BuyGet {
+        buy: u32,
+        get: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_free_units: Option<u32>,
+    },
+    FixedPrice {
+        quantity: u32,
+        price: Money,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_bundles: Option<u32>,
+    },
+}
+
+#[cfg(feature = "serde")]
+impl TryFrom<BenefitRepr> for Benefit {
+    type Error = RuleError;
+    fn try_from(r: BenefitRepr) -> Result<Self, RuleError> {
+        match r {
+            BenefitRepr::Instant { amount } => Benefit::instant(amount),
+            BenefitRepr::Threshold { tiers } => Benefit::tiered(tiers),
+            BenefitRepr::EveryThreshold {
+                every,
+                save,
+                max_saving,
+            } => Benefit::every(every, save, max_saving),
+            BenefitRepr::Percent {
+                percent,
+                max_saving,
+            } => Benefit::percent(
+                Percent::new(percent).map_err(|_| RuleError::PercentOutOfRange {
+                    field: "benefit.percent",
+                    value: percent,
+                })?,
+                max_saving,
+            ),
+            BenefitRepr::Shipping { cap } => Benefit::shipping(cap),
+            BenefitRepr::BuyGet {
+                buy,
+                get,
+                max_free_units,
+            } => Benefit::buy_get(buy, get, max_free_units),
+            BenefitRepr::FixedPrice {
+                quantity,
+                price,
+                max_bundles,
+            } => Benefit::fixed_price(quantity, price, max_bundles),
+        }
+    }
+}
+
+#[cfg(feature = "serde")]
+impl From<Benefit> for BenefitRepr {
+    fn from(b: Benefit) -> Self {
+        match b {
+            Benefit::Instant { amount } => BenefitRepr::Instant { amount },
+            Benefit::Threshold { tiers } => BenefitRepr::Threshold { tiers },
+            Benefit::EveryThreshold {
+                every,
+                save,
+                max_saving,
+            } => BenefitRepr::EveryThreshold {
+                every,
+                save,
+                max_saving,
+            },
+            Benefit::Percent {
+                percent,
+                max_saving,
+            } => BenefitRepr::Percent {
+                percent: percent.value(),
+                max_saving,
+            },
+            Benefit::Shipping { cap } => BenefitRepr::Shipping { cap },
+            Benefit::BuyGet {
+                buy,
+                get,
+                max_free_units,
+            } => BenefitRepr::BuyGet {
+                buy,
+                get,
+                max_free_units,
+            },
+            Benefit::FixedPrice {
+                quantity,
+                price,
+                max_bundles,
+            } => BenefitRepr::FixedPrice {
+                quantity,
+                price,
+                max_bundles,
+            },
+        }
+    }
+}

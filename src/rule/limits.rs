@@ -1,0 +1,110 @@
+//! How many coupons of a template exist, and how many one user or one order may have.
+
+use std::num::{NonZeroU32, NonZeroU64};
+
+use super::error::RuleError;
+
+/// The plain data of [`Limits`]. `None` means unlimited (or, for `per_order`, one).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
+pub struct LimitsSpec {
+    /// Coupons that may ever be issued from the template.
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    pub total_stock: Option<u64>,
+    /// Coupons one user may claim.
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    pub per_user_claims: Option<u32>,
+    /// Coupons of the template one user may redeem.
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    pub per_user_uses: Option<u32>,
+    /// Coupons of the template in one order (default 1).
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    pub per_order: Option<u32>,
+}
+
+/// Stock and per-user and per-order limits. Every set limit is at least one.
+///
+/// ```
+/// use coupons::rule::{Limits, LimitsSpec};
+/// let l = Limits::try_from(LimitsSpec { total_stock: Some(1000), per_user_claims: Some(1), ..Default::default() })?;
+/// assert_eq!(l.per_order(), 1);
+/// assert!(Limits::try_from(LimitsSpec { total_stock: Some(0), ..Default::default() }).is_err());
+/// # Ok::<(), coupons::rule::RuleError>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(try_from = "LimitsSpec", into = "LimitsSpec")
+)]
+pub struct Limits {
+    total_stock: Option<NonZeroU64>,
+    per_user_claims: Option<NonZeroU32>,
+    per_user_uses: Option<NonZeroU32>,
+    per_order: Option<NonZeroU32>,
+}
+
+impl Limits {
+    /// No limits; one coupon of the template per order.
+    pub fn unlimited() -> Limits {
+        Limits::default()
+    }
+
+    /// Total stock, if limited.
+    pub fn total_stock(&self) -> Option<u64> {
+        self.total_stock.map(NonZeroU64::get)
+    }
+
+    /// Claims per user, if limited.
+    pub fn per_user_claims(&self) -> Option<u32> {
+        self.per_user_claims.map(NonZeroU32::get)
+    }
+
+    /// Redemptions per user, if limited.
+    pub fn per_user_uses(&self) -> Option<u32> {
+        self.per_user_uses.map(NonZeroU32::get)
+    }
+
+    /// Coupons of the template in one order.
+    pub fn per_order(&self) -> u32 {
+        self.per_order.map_or(1, NonZeroU32::get)
+    }
+}
+
+impl TryFrom<LimitsSpec> for Limits {
+    type Error = RuleError;
+
+    /// # Errors
+    /// [`RuleError::Zero`] for any limit set to zero.
+    fn try_from(s: LimitsSpec) -> Result<Self, RuleError> {
+        fn nz32(field: &'static str, v: Option<u32>) -> Result<Option<NonZeroU32>, RuleError> {
+            v.map(|x| NonZeroU32::new(x).ok_or(RuleError::Zero { field }))
+                .transpose()
+        }
+        Ok(Limits {
+            total_stock: s
+                .total_stock
+                .map(|x| {
+                    NonZeroU64::new(x).ok_or(RuleError::Zero {
+                        field: "limits.total_stock",
+                    })
+                })
+                .transpose()?,
+            per_user_claims: nz32("limits.per_user_claims", s.per_user_claims)?,
+            per_user_uses: nz32("limits.per_user_uses", s.per_user_uses)?,
+            per_order: nz32("limits.per_order", s.per_order)?,
+        })
+    }
+}
+
+impl From<Limits> for LimitsSpec {
+    fn from(l: Limits) -> Self {
+        LimitsSpec {
+            total_stock: l.total_stock(),
+            per_user_claims: l.per_user_claims(),
+            per_user_uses: l.per_user_uses(),
+            per_order: l.per_order.map(NonZeroU32::get),
+        }
+    }
+}
