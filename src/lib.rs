@@ -10,3 +10,6 @@ pub mod lifecycle;
 pub mod money;
 pub mod repository;
 pub mod rule;
+pub mod service;
+#[cfg(feature = "testkit")]
+pub mod testkit;

@@ -1,0 +1,1 @@
+//! The thin shell (to be written).

@@ -1,0 +1,1 @@
+//! Repository conformance suite (to be written).
