@@ -1,7 +1,35 @@
 //! Campaigns (活动): a page offering templates during a time window.
+//!
+//! A campaign's [`state`](Campaign::state) is derived, never stored: Offline while switched
+//! off, else NotStarted, Ongoing or Ended by its window `[from, until)`. Coupons are issued in a
+//! campaign only while it is Ongoing and only from templates it offers; a coupon issued in a
+//! campaign stays usable until its own validity ends, even after the campaign has ended.
+//!
+//! ```
+//! use chrono::{Duration, TimeZone, Utc};
+//! use coupons::id::{CampaignId, TemplateId};
+//! use coupons::lifecycle::{Campaign, CampaignState};
+//!
+//! let from = Utc.with_ymd_and_hms(2026, 11, 11, 0, 0, 0).unwrap();
+//! let c = Campaign::new(
+//!     CampaignId::new("double-11")?,
+//!     "Double 11",
+//!     "One coupon per person.",
+//!     from,
+//!     from + Duration::days(1),
+//!     vec![TemplateId::new("ten-off")?],
+//! )?;
+//! assert_eq!(c.state(from), CampaignState::Offline); // new campaigns start offline
+//! let c = c.switch(true);
+//! assert_eq!(c.state(from - Duration::seconds(1)), CampaignState::NotStarted);
+//! assert_eq!(c.state(from), CampaignState::Ongoing);
+//! assert_eq!(c.state(from + Duration::days(1)), CampaignState::Ended);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use chrono::{DateTime, Utc};
 
+use super::LifecycleError;
 use crate::id::{CampaignId, TemplateId};
 
 /// A campaign's shown state, derived from its switch and the time.
@@ -40,4 +68,160 @@ pub struct Campaign {
     pub online: bool,
     /// The templates it offers.
     pub templates: Vec<TemplateId>,
+}
+
+impl Campaign {
+    /// A checked campaign, switched **off** until [`switch`](Self::switch)ed on.
+    ///
+    /// # Errors
+    /// [`LifecycleError::InvalidCampaign`] when the name is blank, when `until <= from`, or when
+    /// no template is offered.
+    pub fn new(
+        id: CampaignId,
+        name: impl Into<String>,
+        rules: impl Into<String>,
+        from: DateTime<Utc>,
+        until: DateTime<Utc>,
+        templates: Vec<TemplateId>,
+    ) -> Result<Campaign, LifecycleError> {
+        let c = Campaign {
+            id,
+            name: name.into(),
+            rules: rules.into(),
+            from,
+            until,
+            online: false,
+            templates,
+        };
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Checks the invariants [`new`](Self::new) checks (for campaigns built field by field or
+    /// deserialised).
+    ///
+    /// # Errors
+    /// [`LifecycleError::InvalidCampaign`] when the name is blank, when `until <= from`, or when
+    /// no template is offered.
+    pub fn validate(&self) -> Result<(), LifecycleError> {
+        let bad = |reason| {
+            Err(LifecycleError::InvalidCampaign {
+                campaign: self.id.clone(),
+                reason,
+            })
+        };
+        if self.name.trim().is_empty() {
+            return bad("the name is blank");
+        }
+        if self.until <= self.from {
+            return bad("the window ends at or before it starts");
+        }
+        if self.templates.is_empty() {
+            return bad("it offers no template");
+        }
+        Ok(())
+    }
+
+    /// Its state at `now`: Offline when switched off, else by the window `[from, until)`.
+    pub fn state(&self, now: DateTime<Utc>) -> CampaignState {
+        if !self.online {
+            CampaignState::Offline
+        } else if now < self.from {
+            CampaignState::NotStarted
+        } else if now < self.until {
+            CampaignState::Ongoing
+        } else {
+            CampaignState::Ended
+        }
+    }
+
+    /// Whether it offers the template.
+    pub fn offers(&self, template: &TemplateId) -> bool {
+        self.templates.contains(template)
+    }
+
+    /// The same campaign with the switch set.
+    pub fn switch(&self, online: bool) -> Campaign {
+        Campaign {
+            online,
+            ..self.clone()
+        }
+    }
+
+    /// Checks that the template may be issued in this campaign at `now`.
+    ///
+    /// # Errors
+    /// [`LifecycleError::CampaignNotOngoing`] unless the campaign is Ongoing;
+    /// [`LifecycleError::NotOffered`] when it does not offer the template.
+    pub fn check_issue(
+        &self,
+        template: &TemplateId,
+        now: DateTime<Utc>,
+    ) -> Result<(), LifecycleError> {
+        let state = self.state(now);
+        if state != CampaignState::Ongoing {
+            return Err(LifecycleError::CampaignNotOngoing {
+                campaign: self.id.clone(),
+                state,
+            });
+        }
+        if !self.offers(template) {
+            return Err(LifecycleError::NotOffered {
+                campaign: self.id.clone(),
+                template: template.clone(),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{Duration, TimeZone};
+
+    #[test]
+    fn window_must_not_be_empty() {
+        let t = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let id = CampaignId::new("c").unwrap();
+        let tpl = vec![TemplateId::new("t").unwrap()];
+        assert!(Campaign::new(id.clone(), "C", "", t, t, tpl.clone()).is_err());
+        assert!(Campaign::new(id.clone(), " ", "", t, t + Duration::hours(1), tpl).is_err());
+        assert!(Campaign::new(id, "C", "", t, t + Duration::hours(1), vec![]).is_err());
+    }
+
+    #[test]
+    fn issuing_needs_ongoing_and_offered() {
+        let t = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let tpl = TemplateId::new("t").unwrap();
+        let c = Campaign::new(
+            CampaignId::new("c").unwrap(),
+            "C",
+            "",
+            t,
+            t + Duration::hours(1),
+            vec![tpl.clone()],
+        )
+        .unwrap();
+        assert!(matches!(
+            c.check_issue(&tpl, t),
+            Err(LifecycleError::CampaignNotOngoing {
+                state: CampaignState::Offline,
+                ..
+            })
+        ));
+        let c = c.switch(true);
+        assert!(c.check_issue(&tpl, t).is_ok());
+        assert!(matches!(
+            c.check_issue(&TemplateId::new("u").unwrap(), t),
+            Err(LifecycleError::NotOffered { .. })
+        ));
+        assert!(matches!(
+            c.check_issue(&tpl, t + Duration::hours(1)),
+            Err(LifecycleError::CampaignNotOngoing {
+                state: CampaignState::Ended,
+                ..
+            })
+        ));
+    }
 }
