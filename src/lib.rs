@@ -5,6 +5,7 @@
 #![deny(missing_docs)]
 
 pub mod cart;
+pub mod checkout;
 pub mod id;
 pub mod lifecycle;
 pub mod money;

@@ -11,7 +11,7 @@ use rust_decimal::Decimal;
 use super::error::{RuleError, positive_in};
 use crate::money::{Currency, Money};
 
-/// A percentage in `(0, 100]`, e.g. `15` for "15 % off".
+/// A percentage in `(0, 100]` with at most four decimal places, e.g. `15` for "15 % off".
 ///
 /// ```
 /// use coupons::rule::Percent;
@@ -34,7 +34,8 @@ impl Percent {
     /// A percentage.
     ///
     /// # Errors
-    /// [`RuleError::PercentOutOfRange`] when the value is not in `(0, 100]`.
+    /// [`RuleError::PercentOutOfRange`] when the value is not in `(0, 100]`;
+    /// [`RuleError::Invalid`] when it has more than four decimal places.
     pub fn new(value: Decimal) -> Result<Percent, RuleError> {
         if value <= Decimal::ZERO || value > Decimal::ONE_HUNDRED {
             return Err(RuleError::PercentOutOfRange {
@@ -42,7 +43,15 @@ impl Percent {
                 value,
             });
         }
-        Ok(Percent(value.normalize()))
+        let value = value.normalize();
+        if value.scale() > 4 {
+            return Err(RuleError::Invalid {
+                field: "percent",
+                value: value.to_string(),
+                reason: "a percentage has at most four decimal places",
+            });
+        }
+        Ok(Percent(value))
     }
 
     /// The value, e.g. `15`.
@@ -486,9 +495,17 @@ impl TryFrom<BenefitRepr> for Benefit {
                 percent,
                 max_saving,
             } => Benefit::percent(
-                Percent::new(percent).map_err(|_| RuleError::PercentOutOfRange {
-                    field: "benefit.percent",
-                    value: percent,
+                Percent::new(percent).map_err(|e| match e {
+                    RuleError::PercentOutOfRange { value, .. } => RuleError::PercentOutOfRange {
+                        field: "benefit.percent",
+                        value,
+                    },
+                    RuleError::Invalid { value, reason, .. } => RuleError::Invalid {
+                        field: "benefit.percent",
+                        value,
+                        reason,
+                    },
+                    other => other,
                 })?,
                 max_saving,
             ),

@@ -1,0 +1,588 @@
+//! The arithmetic of checkout, in whole minor units: prepared offers, the residual cart, and how
+//! one offer applies to it. Pure and allocation-light; the public types live in the parent.
+
+use std::cmp::Ordering;
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+
+use super::reason::Ineligible;
+use super::{Offer, OfferId, StackingPolicy, ThresholdBase};
+use crate::cart::{Buyer, Cart};
+use crate::id::{StackingGroup, TemplateId};
+use crate::money::{Money, Rounding, apportion_minor};
+use crate::rule::{Benefit, Template};
+
+/// `n / d` rounded with `rounding`; `n ≥ 0`, `d > 0`.
+pub(crate) fn div_round(n: i128, d: i128, rounding: Rounding) -> i128 {
+    let q = n / d;
+    let r = n % d;
+    let up = match rounding {
+        Rounding::Down => false,
+        Rounding::Up => r > 0,
+        Rounding::HalfUp => 2 * r >= d && r > 0,
+        Rounding::HalfEven => 2 * r > d || (2 * r == d && r > 0 && q % 2 == 1),
+    };
+    q + i128::from(up)
+}
+
+/// A money amount in minor units, saturating at `i64::MAX`. Every cart amount is below
+/// `i64::MAX` (the cart checks it), so a saturated threshold is unreachable and a saturated cap
+/// never binds: the meaning of the rule is kept exactly.
+fn minor(m: &Money) -> i64 {
+    m.to_minor().unwrap_or(i64::MAX)
+}
+
+/// A benefit in minor units.
+#[derive(Clone, Debug)]
+pub(crate) enum Kind {
+    Instant(i64),
+    Threshold(Vec<(i64, i64)>),
+    Every { every: i64, save: i64, max: i64 },
+    Percent { num: i128, den: i128, max: i64 },
+    Shipping { cap: i64 },
+    BuyGet { buy: u64, get: u64, max_free: u64 },
+    Fixed { quantity: u64, price: i64, max_bundles: u64 },
+}
+
+impl Kind {
+    fn from_benefit(b: &Benefit) -> Kind {
+        match b {
+            Benefit::Instant { amount } => Kind::Instant(minor(amount)),
+            Benefit::Threshold { tiers } => {
+                Kind::Threshold(tiers.iter().map(|t| (minor(&t.spend), minor(&t.save))).collect())
+            }
+            Benefit::EveryThreshold {
+                every,
+                save,
+                max_saving,
+            } => Kind::Every {
+                every: minor(every),
+                save: minor(save),
+                max: max_saving.as_ref().map_or(i64::MAX, minor),
+            },
+            Benefit::Percent {
+                percent,
+                max_saving,
+            } => {
+                let v: Decimal = percent.value();
+                Kind::Percent {
+                    num: v.mantissa(),
+                    den: 100 * 10i128.pow(v.scale()),
+                    max: max_saving.as_ref().map_or(i64::MAX, minor),
+                }
+            }
+            Benefit::Shipping { cap } => Kind::Shipping {
+                cap: cap.as_ref().map_or(i64::MAX, minor),
+            },
+            Benefit::BuyGet {
+                buy,
+                get,
+                max_free_units,
+            } => Kind::BuyGet {
+                buy: u64::from(*buy),
+                get: u64::from(*get),
+                max_free: max_free_units.map_or(u64::MAX, u64::from),
+            },
+            Benefit::FixedPrice {
+                quantity,
+                price,
+                max_bundles,
+            } => Kind::Fixed {
+                quantity: u64::from(*quantity),
+                price: minor(price),
+                max_bundles: max_bundles.map_or(u64::MAX, u64::from),
+            },
+        }
+    }
+
+    /// 0: unit-priced, 1: amount-based, 2: shipping.
+    fn phase(&self) -> u8 {
+        match self {
+            Kind::BuyGet { .. } | Kind::Fixed { .. } => 0,
+            Kind::Shipping { .. } => 2,
+            _ => 1,
+        }
+    }
+
+    /// Within the amount phase, fixed reductions before percentages.
+    fn rank(&self) -> u8 {
+        u8::from(matches!(self, Kind::Percent { .. }))
+    }
+}
+
+/// The cart in minor units.
+#[derive(Clone, Debug)]
+pub(crate) struct CartCtx {
+    pub totals: Vec<i64>,
+    pub qty: Vec<u64>,
+    pub shipping: i64,
+}
+
+impl CartCtx {
+    pub fn new(cart: &Cart) -> CartCtx {
+        CartCtx {
+            totals: (0..cart.lines().len())
+                .map(|i| cart.line_total(i).as_ref().map_or(0, minor))
+                .collect(),
+            qty: cart.lines().iter().map(|l| u64::from(l.quantity)).collect(),
+            shipping: minor(&cart.shipping()),
+        }
+    }
+
+    pub fn fresh(&self) -> State {
+        State {
+            residual: self.totals.clone(),
+            shipping: self.shipping,
+        }
+    }
+}
+
+/// What is left to pay after the offers applied so far.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct State {
+    pub residual: Vec<i64>,
+    pub shipping: i64,
+}
+
+/// Why an offer does not apply to a state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Miss {
+    SpendMore(i64),
+    MoreItems(u64),
+    NoShippingFee,
+    NothingToSave,
+}
+
+/// An offer checked against the cart and buyer, ready to apply.
+#[derive(Clone, Debug)]
+pub(crate) struct Prepared {
+    /// Index into the offers given to the checkout.
+    pub offer: usize,
+    pub id: OfferId,
+    pub template: TemplateId,
+    pub lines: Vec<u32>,
+    pub kind: Kind,
+    pub min_subtotal: i64,
+    pub min_qty: u64,
+    pub orig_base: i64,
+    pub qty: u64,
+    pub group: StackingGroup,
+    pub exclusive: bool,
+    pub with_promotions: bool,
+    pub is_promotion: bool,
+    pub per_order: u32,
+    pub valid_until: Option<DateTime<Utc>>,
+    /// Canonical application order key: (phase, source, -priority, rank).
+    pub order: (u8, u8, i64, u8),
+    /// Saving when applied alone to the whole cart.
+    pub alone: i64,
+}
+
+impl Prepared {
+    /// The canonical order in which stacked offers apply.
+    pub fn apply_cmp(&self, other: &Prepared) -> Ordering {
+        self.order
+            .cmp(&other.order)
+            .then_with(|| self.id.cmp(&other.id))
+    }
+}
+
+/// The template-level facts shared by every offer of one template.
+pub(crate) struct TemplateFacts {
+    pub lines: Vec<u32>,
+    pub reasons: Vec<Ineligible>,
+}
+
+/// Checks everything about a template that does not depend on the coupon instance: currency,
+/// audience, channel, schedule, scope.
+pub(crate) fn template_facts(
+    t: &Template,
+    cart: &Cart,
+    buyer: &Buyer,
+    now: DateTime<Utc>,
+) -> TemplateFacts {
+    let mut reasons = Vec::new();
+    if t.currency() != cart.currency() {
+        reasons.push(Ineligible::CurrencyMismatch {
+            cart: cart.currency(),
+            coupon: t.currency(),
+        });
+    }
+    let c = t.conditions();
+    reasons.extend(
+        c.audience_misses(buyer)
+            .into_iter()
+            .map(|miss| Ineligible::Audience { miss }),
+    );
+    if !c.allows_channel(&buyer.channel) {
+        reasons.push(Ineligible::Channel {
+            channel: buyer.channel.clone(),
+        });
+    }
+    if c.schedule().is_some_and(|s| !s.allows(now)) {
+        reasons.push(Ineligible::OutsideSchedule);
+    }
+    let scope = t.scope();
+    let lines: Vec<u32> = if scope.is_everything() {
+        (0..cart.lines().len() as u32).collect()
+    } else {
+        cart.lines()
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| scope.covers(l))
+            .map(|(i, _)| i as u32)
+            .collect()
+    };
+    if lines.is_empty() {
+        reasons.push(Ineligible::NoItemInScope);
+    }
+    TemplateFacts { lines, reasons }
+}
+
+/// Prepares one offer: its instance checks (blocked, validity) plus the template facts, then
+/// its saving alone. `Err` carries every reason it is not usable.
+pub(crate) fn prepare(
+    index: usize,
+    offer: &Offer,
+    facts: &TemplateFacts,
+    ctx: &CartCtx,
+    cart: &Cart,
+    now: DateTime<Utc>,
+    policy: &StackingPolicy,
+) -> Result<Prepared, Vec<Ineligible>> {
+    let mut reasons = Vec::new();
+    if let Some(b) = &offer.blocked {
+        reasons.push(Ineligible::Unavailable { blocked: b.clone() });
+    }
+    if let Some(from) = offer.valid_from {
+        if now < from {
+            reasons.push(Ineligible::NotYetValid { from });
+        }
+    }
+    if let Some(until) = offer.valid_until {
+        if now >= until {
+            reasons.push(Ineligible::Expired { at: until });
+        }
+    }
+    reasons.extend(facts.reasons.iter().cloned());
+    let t = &offer.template;
+    let kind = Kind::from_benefit(t.benefit());
+    let stacking = t.stacking();
+    let source = match offer.id {
+        OfferId::Promotion(_) => 0,
+        OfferId::Code(_) => 1,
+        OfferId::Coupon(_) => 2,
+    };
+    let orig_base: i64 = facts.lines.iter().map(|&l| ctx.totals[l as usize]).sum();
+    let qty: u64 = facts.lines.iter().map(|&l| ctx.qty[l as usize]).sum();
+    let mut p = Prepared {
+        offer: index,
+        id: offer.id.clone(),
+        template: t.id().clone(),
+        lines: facts.lines.clone(),
+        order: (
+            kind.phase(),
+            source,
+            -i64::from(stacking.priority),
+            kind.rank(),
+        ),
+        kind,
+        min_subtotal: t.conditions().min_subtotal().as_ref().map_or(0, minor),
+        min_qty: u64::from(t.conditions().min_quantity().unwrap_or(0)),
+        orig_base,
+        qty,
+        group: stacking.group.clone(),
+        exclusive: stacking.exclusive,
+        with_promotions: stacking.with_promotions,
+        is_promotion: matches!(offer.id, OfferId::Promotion(_)),
+        per_order: t.limits().per_order(),
+        valid_until: offer.valid_until,
+        alone: 0,
+    };
+    let currency_ok = t.currency() == cart.currency();
+    if currency_ok && !p.lines.is_empty() {
+        let mut state = ctx.fresh();
+        match apply(&p, ctx, &mut state, policy, None) {
+            Ok(s) => p.alone = s,
+            Err(m) => reasons.push(miss_reason(m, cart)),
+        }
+    }
+    if reasons.is_empty() {
+        Ok(p)
+    } else {
+        Err(reasons)
+    }
+}
+
+pub(crate) fn miss_reason(m: Miss, cart: &Cart) -> Ineligible {
+    match m {
+        Miss::SpendMore(x) => Ineligible::SpendMore {
+            missing: Money::from_minor(x, cart.currency()),
+        },
+        Miss::MoreItems(n) => Ineligible::MoreItems {
+            missing: u32::try_from(n).unwrap_or(u32::MAX),
+        },
+        Miss::NoShippingFee => Ineligible::NoShippingFee,
+        Miss::NothingToSave => Ineligible::NothingToSave,
+    }
+}
+
+/// Where an applied offer's saving went.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Alloc {
+    /// (line, amount) pairs, amounts above zero.
+    pub lines: Vec<(u32, i64)>,
+    pub shipping: i64,
+}
+
+/// Applies `p` to `state` (mutating it) and returns the saving, or why it does not apply.
+/// When `alloc` is given, records where the saving went. On `Err` the state is unchanged.
+pub(crate) fn apply(
+    p: &Prepared,
+    ctx: &CartCtx,
+    state: &mut State,
+    policy: &StackingPolicy,
+    alloc: Option<&mut Alloc>,
+) -> Result<i64, Miss> {
+    if p.qty < p.min_qty {
+        return Err(Miss::MoreItems(p.min_qty - p.qty));
+    }
+    let residual_base: i64 = p.lines.iter().map(|&l| state.residual[l as usize]).sum();
+    let threshold_base = match policy.threshold_base {
+        ThresholdBase::Original => p.orig_base,
+        ThresholdBase::AfterEarlierDiscounts => residual_base,
+    };
+    if threshold_base < p.min_subtotal {
+        return Err(Miss::SpendMore(p.min_subtotal - threshold_base));
+    }
+    let amount = |s: i64| s.min(residual_base);
+    let saving = match &p.kind {
+        Kind::Instant(a) => amount(*a),
+        Kind::Threshold(tiers) => {
+            match tiers.iter().rev().find(|(spend, _)| *spend <= threshold_base) {
+                Some((_, save)) => amount(*save),
+                None => {
+                    let first = tiers.first().map_or(0, |t| t.0);
+                    return Err(Miss::SpendMore(first - threshold_base));
+                }
+            }
+        }
+        Kind::Every { every, save, max } => {
+            let n = threshold_base / every;
+            if n == 0 {
+                return Err(Miss::SpendMore(every - threshold_base));
+            }
+            amount(n.saturating_mul(*save).min(*max))
+        }
+        Kind::Percent { num, den, max } => {
+            let s = div_round(i128::from(residual_base) * num, *den, policy.rounding);
+            amount(i64::try_from(s).unwrap_or(i64::MAX).min(*max))
+        }
+        Kind::Shipping { cap } => {
+            if state.shipping == 0 {
+                return Err(Miss::NoShippingFee);
+            }
+            let s = state.shipping.min(*cap);
+            state.shipping -= s;
+            if let Some(a) = alloc {
+                a.shipping = s;
+            }
+            return Ok(s);
+        }
+        Kind::BuyGet { buy, get, max_free } => {
+            if p.qty < buy + get {
+                return Err(Miss::MoreItems(buy + get - p.qty));
+            }
+            return unit_saving(p, ctx, state, policy, alloc, |units| {
+                (units / (buy + get)).saturating_mul(*get).min(*max_free)
+            });
+        }
+        Kind::Fixed {
+            quantity,
+            price,
+            max_bundles,
+        } => return bundle_saving(p, ctx, state, policy, alloc, *quantity, *price, *max_bundles),
+    };
+    if saving <= 0 {
+        return Err(Miss::NothingToSave);
+    }
+    // Spread over the lines in proportion to what is left of them.
+    let weights: Vec<i128> = p
+        .lines
+        .iter()
+        .map(|&l| i128::from(state.residual[l as usize]))
+        .collect();
+    let parts = apportion_minor(i128::from(saving), &weights);
+    let mut rec = alloc;
+    for (&l, part) in p.lines.iter().zip(parts) {
+        // part ≤ residual ≤ i64::MAX by the apportionment's guarantee.
+        let part = i64::try_from(part).unwrap_or(0);
+        state.residual[l as usize] -= part;
+        if let Some(a) = rec.as_deref_mut() {
+            if part > 0 {
+                a.lines.push((l, part));
+            }
+        }
+    }
+    Ok(saving)
+}
+
+/// Value of the first `j` of a line's `q` units whose residual is `r`.
+fn cum(r: i64, j: u64, q: u64, rounding: Rounding) -> i64 {
+    if j >= q {
+        return r;
+    }
+    i64::try_from(div_round(
+        i128::from(r) * i128::from(j),
+        i128::from(q),
+        rounding,
+    ))
+    .unwrap_or(r)
+}
+
+/// Lines of `p` by residual unit value, cheapest first (ties by line index).
+fn by_unit_value(p: &Prepared, ctx: &CartCtx, state: &State) -> Vec<u32> {
+    let mut lines = p.lines.clone();
+    lines.sort_by(|&a, &b| {
+        let (ra, qa) = (state.residual[a as usize], ctx.qty[a as usize]);
+        let (rb, qb) = (state.residual[b as usize], ctx.qty[b as usize]);
+        (i128::from(ra) * i128::from(qb))
+            .cmp(&(i128::from(rb) * i128::from(qa)))
+            .then(a.cmp(&b))
+    });
+    lines
+}
+
+/// Buy-get: the `free(units)` cheapest units are free.
+fn unit_saving(
+    p: &Prepared,
+    ctx: &CartCtx,
+    state: &mut State,
+    policy: &StackingPolicy,
+    alloc: Option<&mut Alloc>,
+    free: impl Fn(u64) -> u64,
+) -> Result<i64, Miss> {
+    let mut left = free(p.qty);
+    if left == 0 {
+        return Err(Miss::MoreItems(1));
+    }
+    let mut parts = Vec::new();
+    for l in by_unit_value(p, ctx, state) {
+        if left == 0 {
+            break;
+        }
+        let q = ctx.qty[l as usize];
+        let k = left.min(q);
+        left -= k;
+        let s = cum(state.residual[l as usize], k, q, policy.rounding);
+        if s > 0 {
+            parts.push((l, s));
+        }
+    }
+    commit_parts(state, alloc, parts)
+}
+
+fn commit_parts(
+    state: &mut State,
+    alloc: Option<&mut Alloc>,
+    parts: Vec<(u32, i64)>,
+) -> Result<i64, Miss> {
+    let saving: i64 = parts.iter().map(|x| x.1).sum();
+    if saving <= 0 {
+        return Err(Miss::NothingToSave);
+    }
+    for &(l, s) in &parts {
+        state.residual[l as usize] -= s;
+    }
+    if let Some(a) = alloc {
+        a.lines.extend(parts);
+    }
+    Ok(saving)
+}
+
+/// Fixed price: bundles of `quantity` units, most expensive first, each for `price`.
+#[allow(clippy::too_many_arguments)]
+fn bundle_saving(
+    p: &Prepared,
+    ctx: &CartCtx,
+    state: &mut State,
+    policy: &StackingPolicy,
+    alloc: Option<&mut Alloc>,
+    quantity: u64,
+    price: i64,
+    max_bundles: u64,
+) -> Result<i64, Miss> {
+    if p.qty < quantity {
+        return Err(Miss::MoreItems(quantity - p.qty));
+    }
+    let mut order = by_unit_value(p, ctx, state);
+    order.reverse();
+    // Units taken so far from each line, by position in `order`.
+    let mut taken = vec![0u64; order.len()];
+    let mut pos = 0usize;
+    let mut totals: Vec<(u32, i64)> = Vec::new();
+    let mut bundles = 0u64;
+    while bundles < max_bundles {
+        let mut contrib: Vec<(u32, i64)> = Vec::new();
+        let mut need = quantity;
+        let mut cursor = pos;
+        let mut took = taken.clone();
+        while need > 0 && cursor < order.len() {
+            let l = order[cursor];
+            let q = ctx.qty[l as usize];
+            let k = need.min(q - took[cursor]);
+            let r = state.residual[l as usize];
+            let v = cum(r, took[cursor] + k, q, policy.rounding)
+                - cum(r, took[cursor], q, policy.rounding);
+            took[cursor] += k;
+            need -= k;
+            contrib.push((l, v));
+            if took[cursor] == q {
+                cursor += 1;
+            }
+        }
+        if need > 0 {
+            break;
+        }
+        let value: i64 = contrib.iter().map(|c| c.1).sum();
+        if value <= price {
+            break;
+        }
+        let weights: Vec<i128> = contrib.iter().map(|c| i128::from(c.1)).collect();
+        let shares = apportion_minor(i128::from(value - price), &weights);
+        for ((l, _), s) in contrib.iter().zip(shares) {
+            let s = i64::try_from(s).unwrap_or(0);
+            if s > 0 {
+                match totals.iter_mut().find(|t| t.0 == *l) {
+                    Some(t) => t.1 += s,
+                    None => totals.push((*l, s)),
+                }
+            }
+        }
+        taken = took;
+        pos = cursor;
+        bundles += 1;
+    }
+    if bundles == 0 {
+        return Err(Miss::NothingToSave);
+    }
+    commit_parts(state, alloc, totals)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn div_round_follows_each_strategy() {
+        assert_eq!(div_round(5, 10, Rounding::HalfEven), 0);
+        assert_eq!(div_round(15, 10, Rounding::HalfEven), 2);
+        assert_eq!(div_round(25, 10, Rounding::HalfEven), 2);
+        assert_eq!(div_round(25, 10, Rounding::HalfUp), 3);
+        assert_eq!(div_round(21, 10, Rounding::Up), 3);
+        assert_eq!(div_round(29, 10, Rounding::Down), 2);
+        assert_eq!(div_round(0, 10, Rounding::Up), 0);
+        assert_eq!(div_round(20, 10, Rounding::Up), 2);
+    }
+}

@@ -1,0 +1,135 @@
+//! The quote: what a checkout decided, as data.
+
+use chrono::{DateTime, Utc};
+
+use super::OfferId;
+use super::reason::Ineligible;
+use crate::id::{Sku, StackingGroup, TemplateId};
+use crate::money::{Currency, Money};
+
+/// One offer's part of a line's or the shipping fee's discount.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Share {
+    /// The offer.
+    pub offer: OfferId,
+    /// Its part, above zero.
+    pub amount: Money,
+}
+
+/// An offer applied to the order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Applied {
+    /// The offer.
+    pub offer: OfferId,
+    /// Its template.
+    pub template: TemplateId,
+    /// The template's name.
+    pub name: String,
+    /// The benefit kind (`threshold`, `percent`…).
+    pub kind: String,
+    /// Its stacking group.
+    pub group: StackingGroup,
+    /// What it saved in this order.
+    pub saving: Money,
+    /// When the coupon expires, if it does.
+    pub valid_until: Option<DateTime<Utc>>,
+}
+
+/// One cart line, before and after.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct QuoteLine {
+    /// The product.
+    pub sku: Sku,
+    /// Units.
+    pub quantity: u32,
+    /// Unit price × quantity.
+    pub original: Money,
+    /// What the buyer pays for the line: `original − Σ shares`, never below zero.
+    pub final_amount: Money,
+    /// Each offer's part of the line's discount; they sum exactly to `original − final_amount`.
+    pub shares: Vec<Share>,
+}
+
+/// The shipping fee, before and after.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct ShippingQuote {
+    /// The fee.
+    pub original: Money,
+    /// What the buyer pays.
+    pub final_amount: Money,
+    /// Each offer's part.
+    pub shares: Vec<Share>,
+}
+
+/// How one offer fared.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Evaluation {
+    /// The offer.
+    pub offer: OfferId,
+    /// Its template.
+    pub template: TemplateId,
+    /// Whether it could be used on this cart at all (alone).
+    pub usable: bool,
+    /// Whether it is applied in this quote.
+    pub selected: bool,
+    /// Its saving alone on this cart, when usable.
+    pub saving_alone: Option<Money>,
+    /// Why it is unusable, or why it cannot join the selection. Empty for a selected offer and
+    /// for one the buyer can still add.
+    pub reasons: Vec<Ineligible>,
+}
+
+impl Evaluation {
+    /// Usable, not selected, and nothing stops the buyer from adding it.
+    pub fn addable(&self) -> bool {
+        self.usable && !self.selected && self.reasons.is_empty()
+    }
+}
+
+/// The outcome of a checkout: the applied offers and their savings, every line's original and
+/// final amount with each offer's share, the totals, and every offer's evaluation (selected
+/// first, then the other usable ones, then the unusable ones with their reasons).
+///
+/// Shares sum exactly, to the minor unit, to each applied offer's saving, so a later partial
+/// refund knows what each line paid.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Quote {
+    /// The currency of every amount.
+    pub currency: Currency,
+    /// The applied offers, in the order they applied.
+    pub applied: Vec<Applied>,
+    /// The lines, in cart order.
+    pub lines: Vec<QuoteLine>,
+    /// The shipping fee.
+    pub shipping: ShippingQuote,
+    /// Sum of the lines' original amounts.
+    pub items_before: Money,
+    /// Sum of the lines' final amounts.
+    pub items_after: Money,
+    /// Items and shipping, before.
+    pub total_before: Money,
+    /// Items and shipping, after: what the buyer pays.
+    pub total_after: Money,
+    /// `total_before − total_after`.
+    pub saving: Money,
+    /// Every offer considered.
+    pub offers: Vec<Evaluation>,
+}
+
+impl Quote {
+    /// The applied offers' ids, in application order.
+    pub fn applied_ids(&self) -> Vec<OfferId> {
+        self.applied.iter().map(|a| a.offer.clone()).collect()
+    }
+
+    /// The evaluation of one offer.
+    pub fn evaluation(&self, offer: &OfferId) -> Option<&Evaluation> {
+        self.offers.iter().find(|e| &e.offer == offer)
+    }
+}

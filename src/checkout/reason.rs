@@ -1,0 +1,206 @@
+//! Why an offer cannot be used, or cannot be added to the selection — as values a checkout page
+//! can show (each has a `Display` for people; apps may render their own words from the value).
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+
+use super::OfferId;
+use crate::id::{Channel, StackingGroup, TemplateId};
+use crate::money::{Currency, Money};
+use crate::rule::AudienceMiss;
+
+/// Why a wallet coupon or code is unavailable regardless of the cart, as the caller's storage
+/// knows it (the [`service`](crate::service) fills this from the coupon's state and counters).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(tag = "kind", rename_all = "snake_case")
+)]
+#[non_exhaustive]
+pub enum Blocked {
+    /// Held by another unpaid order.
+    Locked,
+    /// Already used.
+    Used,
+    /// Expired.
+    Expired,
+    /// Voided.
+    Voided,
+    /// The buyer has used this template as often as allowed.
+    UseLimitReached,
+    /// The promo code has no uses left (in all, or for this buyer).
+    CodeExhausted,
+    /// The template is not issuing or applying now (paused, retired, not approved).
+    Inactive,
+}
+
+/// One reason an offer is not usable, or cannot join the chosen combination.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(tag = "reason", rename_all = "snake_case")
+)]
+#[non_exhaustive]
+pub enum Ineligible {
+    /// Unavailable whatever the cart (locked, used, voided…).
+    Unavailable {
+        /// Why.
+        blocked: Blocked,
+    },
+    /// Not valid yet.
+    NotYetValid {
+        /// When it becomes valid.
+        from: DateTime<Utc>,
+    },
+    /// Validity has ended.
+    Expired {
+        /// When it ended.
+        at: DateTime<Utc>,
+    },
+    /// The coupon is in another currency than the cart.
+    CurrencyMismatch {
+        /// The cart's currency.
+        cart: Currency,
+        /// The coupon's.
+        coupon: Currency,
+    },
+    /// The buyer is not in the coupon's audience.
+    Audience {
+        /// Which audience rule.
+        miss: AudienceMiss,
+    },
+    /// Not usable on this channel.
+    Channel {
+        /// The checkout's channel.
+        channel: Channel,
+    },
+    /// Not usable at this day or time.
+    OutsideSchedule,
+    /// No item in the cart is in the coupon's scope.
+    NoItemInScope,
+    /// The eligible items do not reach the minimum spend.
+    SpendMore {
+        /// How much more is needed on eligible items.
+        missing: Money,
+    },
+    /// The eligible items do not reach the minimum quantity.
+    MoreItems {
+        /// How many more units are needed.
+        missing: u32,
+    },
+    /// A shipping coupon, but the order has no shipping fee left.
+    NoShippingFee,
+    /// Applies, but would save nothing here.
+    NothingToSave,
+    /// Its stacking group already holds as many selected offers as allowed.
+    GroupFull {
+        /// The group.
+        group: StackingGroup,
+        /// The selected offers in it.
+        with: Vec<OfferId>,
+    },
+    /// An exclusive offer is selected.
+    ExclusiveSelected {
+        /// The exclusive offer.
+        with: OfferId,
+    },
+    /// This offer is exclusive and others are selected.
+    ExclusiveNeedsAlone,
+    /// This offer does not combine with automatic promotions, and one is selected.
+    RefusesPromotions {
+        /// The promotion.
+        promotion: OfferId,
+    },
+    /// This is an automatic promotion, and a selected offer refuses promotions.
+    RefusedBy {
+        /// The offer that refuses it.
+        offer: OfferId,
+    },
+    /// The order already holds the maximum number of coupons.
+    MaxCoupons {
+        /// The maximum.
+        max: u32,
+    },
+    /// The order already holds as many coupons of this template as allowed.
+    PerOrderLimit {
+        /// The template.
+        template: TemplateId,
+        /// The limit.
+        max: u32,
+    },
+    /// It fits the stacking rules but adds no saving on top of the selection (its threshold is
+    /// no longer met after the selected discounts, or nothing is left to discount).
+    NoExtraSaving,
+}
+
+impl fmt::Display for Ineligible {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Ineligible::Unavailable { blocked } => match blocked {
+                Blocked::Locked => f.write_str("held by another unpaid order"),
+                Blocked::Used => f.write_str("already used"),
+                Blocked::Expired => f.write_str("expired"),
+                Blocked::Voided => f.write_str("voided"),
+                Blocked::UseLimitReached => f.write_str("you have used this offer as often as allowed"),
+                Blocked::CodeExhausted => f.write_str("this code has no uses left"),
+                Blocked::Inactive => f.write_str("this offer is not active"),
+            },
+            Ineligible::NotYetValid { from } => write!(f, "valid from {from}"),
+            Ineligible::Expired { at } => write!(f, "expired at {at}"),
+            Ineligible::CurrencyMismatch { cart, coupon } => {
+                write!(f, "for {coupon} orders, this order is in {cart}")
+            }
+            Ineligible::Audience { miss } => match miss {
+                AudienceMiss::NewUsersOnly => f.write_str("for new users only"),
+                AudienceMiss::ReturningUsersOnly => f.write_str("for returning users only"),
+                AudienceMiss::MembershipLevel => f.write_str("for certain membership levels only"),
+                AudienceMiss::Segment => f.write_str("for selected customers only"),
+                AudienceMiss::NamedUsers => f.write_str("not issued for this account"),
+            },
+            Ineligible::Channel { channel } => write!(f, "not on this channel ({channel})"),
+            Ineligible::OutsideSchedule => f.write_str("not usable at this time"),
+            Ineligible::NoItemInScope => f.write_str("no item in the cart is in scope"),
+            Ineligible::SpendMore { missing } => {
+                write!(f, "spend {} more on eligible items", missing.amount())
+            }
+            Ineligible::MoreItems { missing } => {
+                write!(f, "add {missing} more eligible item(s)")
+            }
+            Ineligible::NoShippingFee => f.write_str("no shipping fee to reduce"),
+            Ineligible::NothingToSave => f.write_str("saves nothing on this order"),
+            Ineligible::GroupFull { group, with } => {
+                write!(f, "cannot combine with ")?;
+                list(f, with)?;
+                write!(f, " ({group}), which is selected")
+            }
+            Ineligible::ExclusiveSelected { with } => {
+                write!(f, "cannot combine with {with}, which is selected")
+            }
+            Ineligible::ExclusiveNeedsAlone => f.write_str("can only be used alone"),
+            Ineligible::RefusesPromotions { promotion } => {
+                write!(f, "cannot combine with promotion {promotion}, which applies")
+            }
+            Ineligible::RefusedBy { offer } => {
+                write!(f, "cannot combine with {offer}, which is selected")
+            }
+            Ineligible::MaxCoupons { max } => write!(f, "at most {max} coupons per order"),
+            Ineligible::PerOrderLimit { max, .. } => {
+                write!(f, "at most {max} of this coupon per order")
+            }
+            Ineligible::NoExtraSaving => f.write_str("adds no saving to the selected coupons"),
+        }
+    }
+}
+
+fn list(f: &mut fmt::Formatter<'_>, ids: &[OfferId]) -> fmt::Result {
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            f.write_str(", ")?;
+        }
+        write!(f, "{id}")?;
+    }
+    Ok(())
+}
