@@ -157,6 +157,16 @@ pub enum Receipt {
         /// The template.
         template: TemplateId,
     },
+    /// An order counted uses of these promo-code templates when it locked; they are given back
+    /// if the order is released unpaid.
+    CodesUsed {
+        /// The order.
+        order: OrderId,
+        /// The buyer.
+        user: UserId,
+        /// The promo-code templates.
+        templates: Vec<TemplateId>,
+    },
 }
 
 /// One write in a [`Batch`].
