@@ -89,9 +89,14 @@ fn parse_offset(s: &str) -> Result<FixedOffset, RuleError> {
     let (h, m) = rest
         .split_once(':')
         .ok_or(bad("an offset is ±HH:MM, e.g. +08:00"))?;
+    // Two ASCII digits each: `str::parse` alone would take "+8" or "+05" as numbers.
+    let two_digits = |t: &str| t.len() == 2 && t.bytes().all(|b| b.is_ascii_digit());
+    if !two_digits(h) || !two_digits(m) {
+        return Err(bad("an offset is ±HH:MM, e.g. +08:00"));
+    }
     let h: i32 = h.parse().map_err(|_| bad("hours are a number"))?;
     let m: i32 = m.parse().map_err(|_| bad("minutes are a number"))?;
-    if !(0..=14).contains(&h) || !(0..60).contains(&m) {
+    if h * 60 + m > 14 * 60 || !(0..60).contains(&m) {
         return Err(bad("an offset is between -14:00 and +14:00"));
     }
     FixedOffset::east_opt(sign * (h * 3600 + m * 60)).ok_or(bad("offset out of range"))
@@ -376,7 +381,18 @@ mod tests {
 
     #[test]
     fn bad_offsets_are_rejected() {
-        for bad in ["8", "+8", "+15:00", "+08:61", "UTC"] {
+        for bad in [
+            "8",
+            "+8",
+            "+15:00",
+            "+08:61",
+            "UTC",
+            "++8:00",
+            "+08:+5",
+            "+8:00",
+            "+14:30",
+            "+08:00:00",
+        ] {
             assert!(parse_offset(bad).is_err(), "{bad}");
         }
         assert_eq!(

@@ -75,7 +75,7 @@ impl std::fmt::Display for PromoCode {
 #[cfg_attr(
     feature = "serde",
     derive(serde::Serialize, serde::Deserialize),
-    serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)
+    serde(try_from = "DistributionRepr", into = "DistributionRepr")
 )]
 #[non_exhaustive]
 pub enum Distribution {
@@ -87,16 +87,8 @@ pub enum Distribution {
         /// The code.
         code: PromoCode,
         /// Orders that may use the code in all, if limited.
-        #[cfg_attr(
-            feature = "serde",
-            serde(default, skip_serializing_if = "Option::is_none")
-        )]
         max_redemptions: Option<NonZeroU64>,
         /// Orders one buyer may use it on, if limited.
-        #[cfg_attr(
-            feature = "serde",
-            serde(default, skip_serializing_if = "Option::is_none")
-        )]
         per_user: Option<NonZeroU32>,
     },
     /// An automatic promotion: applies to every matching cart, no coupon needed.
@@ -130,6 +122,59 @@ impl Distribution {
                 })
                 .transpose()?,
         })
+    }
+}
+
+/// The JSON shape of a [`Distribution`]; converting it runs [`Distribution::promo_code`]'s
+/// checks, so a zero limit is the same [`RuleError::Zero`] as through the constructor. The unit
+/// kinds are empty struct variants so that unknown fields are refused for them too.
+#[cfg(feature = "serde")]
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+enum DistributionRepr {
+    Private {},
+    PromoCode {
+        code: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_redemptions: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        per_user: Option<u32>,
+    },
+    Automatic {},
+}
+
+#[cfg(feature = "serde")]
+impl TryFrom<DistributionRepr> for Distribution {
+    type Error = RuleError;
+    fn try_from(r: DistributionRepr) -> Result<Self, RuleError> {
+        match r {
+            DistributionRepr::Private {} => Ok(Distribution::Private),
+            DistributionRepr::PromoCode {
+                code,
+                max_redemptions,
+                per_user,
+            } => Distribution::promo_code(&code, max_redemptions, per_user),
+            DistributionRepr::Automatic {} => Ok(Distribution::Automatic),
+        }
+    }
+}
+
+#[cfg(feature = "serde")]
+impl From<Distribution> for DistributionRepr {
+    fn from(d: Distribution) -> Self {
+        match d {
+            Distribution::Private => DistributionRepr::Private {},
+            Distribution::PromoCode {
+                code,
+                max_redemptions,
+                per_user,
+            } => DistributionRepr::PromoCode {
+                code: code.into(),
+                max_redemptions: max_redemptions.map(NonZeroU64::get),
+                per_user: per_user.map(NonZeroU32::get),
+            },
+            Distribution::Automatic => DistributionRepr::Automatic {},
+        }
     }
 }
 

@@ -18,7 +18,7 @@
 //! use coupons::money::{Currency, Money};
 //!
 //! let cny = Currency::CNY;
-//! let yuan = |n| Money::from_minor(n * 100, cny);
+//! let yuan = |n: i64| Money::from_minor(n * 100, cny);
 //! let template = TemplateSpec::new(
 //!     TemplateId::new("spend-100-save-10")?,
 //!     "Spend 100, save 10",
