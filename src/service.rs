@@ -1,1 +1,1808 @@
-//! The thin shell (to be written).
+//! The thin shell: one call per step a web handler makes, over any [`Repository`].
+//!
+//! Each call reads what it needs, decides with the pure [`lifecycle`](crate::lifecycle) and
+//! [`checkout`](crate::checkout) functions, and writes the decision as **one**
+//! [`Batch`] through [`Repository::commit`]: the records with their expected versions, the
+//! counters with their limits, and the operation's receipt. When a condition fails because
+//! another request got there first, the call re-reads and decides again, a bounded number of
+//! times ([`ServiceConfig::max_attempts`]); a limit that is really reached becomes a typed
+//! [`LifecycleError`].
+//!
+//! Every call takes `now`; the service never reads the clock.
+//!
+//! ## Idempotency
+//! Every operation on coupons and orders carries an [`IdempotencyKey`]. Its receipt is inserted
+//! in the same batch as its effect, so repeating the request finds the receipt, changes nothing
+//! and returns the first outcome (with `replayed: true`). A key reused for a different request
+//! is refused with [`LifecycleError::KeyReused`]. Orders are guarded by their id as well: an
+//! order locks once, is settled once (paid **or** released, whichever commits first) and is
+//! refunded once, whatever keys the callers use.
+//!
+//! ## Orders
+//! [`quote_and_lock`](Service::quote_and_lock) prices the cart and holds the chosen coupons and
+//! codes for [`ServiceConfig::hold`] (15 minutes by default). Then exactly one of
+//! [`pay`](Service::pay) (redeems them) or [`cancel`](Service::cancel) /
+//! [`sweep`](Service::sweep) once the hold ran out (gives them back, and the uses they
+//! counted). A paid order may be [`refund`](Service::refund)ed once, whole; each template's
+//! [`RefundPolicy`](crate::rule::RefundPolicy) says whether its coupons come back. Promo-code
+//! uses are given back when an unpaid order is released, not on refund.
+//!
+//! ```
+//! use chrono::{Duration, TimeZone, Utc};
+//! use coupons::cart::{Buyer, Cart, CartLine};
+//! use coupons::id::*;
+//! use coupons::lifecycle::{ClaimMode, ClaimRequest, CouponState};
+//! use coupons::money::{Currency, Money};
+//! use coupons::repository::MemoryStore;
+//! use coupons::rule::{Benefit, Span, TemplateSpec, Validity};
+//! use coupons::service::{LockRequest, Service};
+//!
+//! let now = Utc.with_ymd_and_hms(2026, 6, 1, 9, 0, 0).unwrap();
+//! let cny = Currency::CNY;
+//! let service = Service::new(MemoryStore::new());
+//! let t = TemplateId::new("ten-off")?;
+//! service.create_template(
+//!     TemplateSpec::new(t.clone(), "10 off", cny,
+//!         Benefit::instant(Money::from_minor(1000, cny))?,
+//!         Validity::relative(Span::Days(7), None)?).build()?,
+//!     now,
+//! )?;
+//! for step in [Service::submit_template, Service::approve_template, Service::activate_template] {
+//!     step(&service, &t, now)?;
+//! }
+//! let alice = UserId::new("alice")?;
+//! let claim = ClaimRequest::new(t.clone(), alice.clone(), Channel::new("app")?,
+//!     ClaimMode::Click, IdempotencyKey::new("claim-1")?);
+//! let coupon = service.claim(&claim, now)?.coupon;
+//! assert!(service.claim(&claim, now)?.replayed); // same key: same coupon, nothing new
+//!
+//! let cart = Cart::new(cny, vec![CartLine::new(Sku::new("tea")?, Money::from_minor(5000, cny), 1)],
+//!     Money::zero(cny))?;
+//! let buyer = Buyer::new(alice, Channel::new("app")?);
+//! let order = OrderId::new("o-1")?;
+//! let key = IdempotencyKey::new("lock-o-1")?;
+//! let locked = service.quote_and_lock(&LockRequest::new(&order, &cart, &buyer, &key), now)?;
+//! assert_eq!(locked.quote.total_after, Money::from_minor(4000, cny));
+//! service.pay(&order, &IdempotencyKey::new("pay-o-1")?, now + Duration::minutes(2))?;
+//! let used = coupons::repository::Repository::coupon(service.repository(), &coupon.id)?.unwrap();
+//! assert!(matches!(used.value.state, CouponState::Used { .. }));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use chrono::{DateTime, Duration, Utc};
+
+use crate::cart::{Buyer, Cart};
+use crate::checkout::{
+    Blocked, Checkout, CheckoutError, Offer, OfferId, PromotionIndex, Quote, StackingPolicy,
+};
+use crate::id::{CampaignId, CouponId, IdempotencyKey, MAX_ID_LEN, OrderId, TemplateId};
+use crate::lifecycle::{
+    Campaign, ClaimRequest, Coupon, CouponState, LifecycleError, RefundKind, TemplateRecord,
+    TemplateStatus,
+};
+use crate::repository::{
+    Batch, Commit, CounterKey, Expect, Op, Receipt, ReceiptKey, Repository, Version, Versioned,
+};
+use crate::rule::{Distribution, PromoCode, Template};
+
+/// A service call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServiceError<E> {
+    /// An illegal transition or a limit reached.
+    #[error(transparent)]
+    Lifecycle(#[from] LifecycleError),
+    /// The checkout refused the selection.
+    #[error(transparent)]
+    Checkout(#[from] CheckoutError),
+    /// The store failed.
+    #[error("storage failed: {0}")]
+    Repository(#[source] E),
+    /// A record the request names does not exist.
+    #[error("{what} {id} not found")]
+    NotFound {
+        /// What kind of record: `template`, `campaign`, `coupon`, `order`.
+        what: &'static str,
+        /// Its id.
+        id: String,
+    },
+    /// Concurrent requests kept changing the records this one read; it gave up after
+    /// [`ServiceConfig::max_attempts`] attempts without writing anything. Retry later.
+    #[error("{operation}: gave up after {attempts} attempts that conflicted with other requests")]
+    Contention {
+        /// The operation.
+        operation: &'static str,
+        /// Attempts made.
+        attempts: u32,
+    },
+}
+
+/// Settings of a [`Service`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceConfig {
+    /// How long [`quote_and_lock`](Service::quote_and_lock) holds coupons for an unpaid order.
+    /// Default 15 minutes.
+    pub hold: Duration,
+    /// Attempts of one call when its batch conflicts with concurrent requests. Default 16.
+    pub max_attempts: u32,
+    /// How offers combine at checkout.
+    pub policy: StackingPolicy,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            hold: Duration::minutes(15),
+            max_attempts: 16,
+            policy: StackingPolicy::default(),
+        }
+    }
+}
+
+/// A coupon claimed (or the first outcome of a repeated claim).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claimed {
+    /// The coupon (as it is now, for a repeated claim).
+    pub coupon: Coupon,
+    /// Whether this repeated an earlier claim with the same key.
+    pub replayed: bool,
+}
+
+/// A request to price a cart and hold the chosen offers for an order.
+#[derive(Clone, Copy, Debug)]
+pub struct LockRequest<'a> {
+    /// The order.
+    pub order: &'a OrderId,
+    /// The cart.
+    pub cart: &'a Cart,
+    /// The buyer.
+    pub buyer: &'a Buyer,
+    /// The offers the buyer chose, or `None` for the best combination.
+    pub selection: Option<&'a [OfferId]>,
+    /// Promo codes the buyer typed.
+    pub codes: &'a [PromoCode],
+    /// The idempotency key.
+    pub key: &'a IdempotencyKey,
+}
+
+impl<'a> LockRequest<'a> {
+    /// The best combination, no codes.
+    pub fn new(
+        order: &'a OrderId,
+        cart: &'a Cart,
+        buyer: &'a Buyer,
+        key: &'a IdempotencyKey,
+    ) -> LockRequest<'a> {
+        LockRequest {
+            order,
+            cart,
+            buyer,
+            selection: None,
+            codes: &[],
+            key,
+        }
+    }
+
+    /// The buyer's own choice of offers.
+    pub fn select(mut self, selection: &'a [OfferId]) -> LockRequest<'a> {
+        self.selection = Some(selection);
+        self
+    }
+
+    /// Typed promo codes.
+    pub fn codes(mut self, codes: &'a [PromoCode]) -> LockRequest<'a> {
+        self.codes = codes;
+        self
+    }
+}
+
+/// An order's price and the offers held for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LockedOrder {
+    /// The order.
+    pub order: OrderId,
+    /// The price. For a repeated request, re-priced with the same offers as of the lock.
+    pub quote: Quote,
+    /// The coupons held (their state now, for a repeated request).
+    pub coupons: Vec<Coupon>,
+    /// The promo codes whose uses were counted.
+    pub codes: Vec<PromoCode>,
+    /// When the hold runs out, if coupons are held.
+    pub hold_until: Option<DateTime<Utc>>,
+    /// Whether this repeated an earlier request with the same key.
+    pub replayed: bool,
+}
+
+/// An order paid (its coupons redeemed) or released (its coupons given back).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settlement {
+    /// The order.
+    pub order: OrderId,
+    /// The coupons redeemed, or given back (Available, or Expired when their validity had
+    /// passed).
+    pub coupons: Vec<CouponId>,
+    /// Whether the order had already been settled this way.
+    pub replayed: bool,
+}
+
+/// A paid order refunded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refunded {
+    /// The order.
+    pub order: OrderId,
+    /// Coupons returned to the wallet (Available, or Expired past their validity).
+    pub returned: Vec<CouponId>,
+    /// Coupons voided.
+    pub voided: Vec<CouponId>,
+    /// Whether this repeated an earlier refund with the same key.
+    pub replayed: bool,
+}
+
+/// What a [`sweep`](Service::sweep) did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Swept {
+    /// Available coupons marked Expired.
+    pub expired: Vec<CouponId>,
+    /// Unpaid orders whose hold ran out, released.
+    pub released: Vec<OrderId>,
+}
+
+impl Swept {
+    /// Whether nothing was due.
+    pub fn is_empty(&self) -> bool {
+        self.expired.is_empty() && self.released.is_empty()
+    }
+}
+
+/// Promotions indexed for checkout, with the template versions they were built from.
+#[derive(Debug)]
+struct PromoCache {
+    stamp: Vec<(TemplateId, Version)>,
+    index: Arc<PromotionIndex>,
+}
+
+/// The wallet and codes of one buyer, as offers.
+struct Gathered {
+    offers: Vec<Offer>,
+    wallet: HashMap<CouponId, Versioned<Coupon>>,
+    codes: HashMap<PromoCode, Arc<TemplateRecord>>,
+    templates: HashMap<TemplateId, Arc<TemplateRecord>>,
+}
+
+/// What an op of a lock batch stands for, to explain a conflict.
+enum LockOp {
+    KeyReceipt,
+    OrderGuard,
+    Other,
+    Uses(TemplateId, Option<u32>),
+    Code(PromoCode, Option<u64>),
+    CodeUser(PromoCode, Option<u32>),
+}
+
+const OP_CLAIM: &str = "claim";
+const OP_LOCK: &str = "lock";
+const OP_PAY: &str = "pay";
+const OP_CANCEL: &str = "cancel";
+const OP_REFUND: &str = "refund";
+const OP_VOID: &str = "void";
+const ORDER_LOCK: &str = "order-lock";
+const ORDER_CODES: &str = "order-codes";
+const ORDER_SETTLE: &str = "order-settle";
+const ORDER_REFUND: &str = "order-refund";
+
+fn order_key(op: &'static str, order: &OrderId) -> ReceiptKey {
+    // An order id is a valid identifier, and so a valid key.
+    ReceiptKey::Operation(op, IdempotencyKey::trusted(order.as_str()))
+}
+
+fn op_key(op: &'static str, key: &IdempotencyKey) -> ReceiptKey {
+    ReceiptKey::Operation(op, key.clone())
+}
+
+/// 64-bit FNV-1a, for coupon ids too long to spell out.
+fn fnv(parts: &[&str], seed: u64) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325_u64 ^ seed;
+    for p in parts {
+        for b in p.bytes().chain(std::iter::once(0xff)) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
+}
+
+/// The id of the `n`-th coupon of `template` claimed by `user`: `template/user/n` (`.salt`
+/// appended after an id collision), or a hash of it when that is longer than an id may be.
+fn coupon_id(template: &TemplateId, user: &crate::id::UserId, n: u64, salt: u32) -> CouponId {
+    let (t, u) = (template.as_str(), user.as_str());
+    let mut s = String::with_capacity(t.len() + u.len() + 24);
+    let _ = write!(s, "{t}/{u}/{n}");
+    if salt > 0 {
+        let _ = write!(s, ".{salt}");
+    }
+    if s.len() > MAX_ID_LEN && s.chars().count() > MAX_ID_LEN {
+        s.clear();
+        let salt_s = salt.to_string();
+        let a = fnv(&[t, u, &salt_s], 0);
+        let b = fnv(&[t, u, &salt_s], 0x9e37_79b9_7f4a_7c15);
+        let _ = write!(s, "c-{a:016x}{b:016x}/{n}");
+    }
+    CouponId::trusted(&s)
+}
+
+fn hold_end(now: DateTime<Utc>, hold: Duration) -> DateTime<Utc> {
+    now.checked_add_signed(hold)
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+fn blocked_by_state(state: &CouponState) -> Option<Blocked> {
+    match state {
+        CouponState::Available => None,
+        CouponState::Locked { .. } => Some(Blocked::Locked),
+        CouponState::Used { .. } => Some(Blocked::Used),
+        CouponState::Expired { .. } => Some(Blocked::Expired),
+        CouponState::Voided { .. } => Some(Blocked::Voided),
+    }
+}
+
+fn code_of(template: &Template) -> Option<(&PromoCode, Option<u64>, Option<u32>)> {
+    match template.distribution() {
+        Distribution::PromoCode {
+            code,
+            max_redemptions,
+            per_user,
+        } => Some((
+            code,
+            max_redemptions.map(|n| n.get()),
+            per_user.map(|n| n.get()),
+        )),
+        _ => None,
+    }
+}
+
+/// The coupon engine over a [`Repository`]: one call per step of a web handler. See the
+/// [module docs](self).
+#[derive(Debug)]
+pub struct Service<R> {
+    repo: R,
+    config: ServiceConfig,
+    promotions: RwLock<Option<PromoCache>>,
+}
+
+type Res<T, R> = Result<T, ServiceError<<R as Repository>::Error>>;
+
+impl<R: Repository> Service<R> {
+    /// A service with the default [`ServiceConfig`].
+    pub fn new(repo: R) -> Service<R> {
+        Service::with_config(repo, ServiceConfig::default())
+    }
+
+    /// A service with its settings.
+    pub fn with_config(repo: R, config: ServiceConfig) -> Service<R> {
+        Service {
+            repo,
+            config,
+            promotions: RwLock::new(None),
+        }
+    }
+
+    /// The store.
+    pub fn repository(&self) -> &R {
+        &self.repo
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &ServiceConfig {
+        &self.config
+    }
+
+    fn attempts(&self) -> u32 {
+        self.config.max_attempts.max(1)
+    }
+
+    fn contention<T>(&self, operation: &'static str) -> Res<T, R> {
+        Err(ServiceError::Contention {
+            operation,
+            attempts: self.attempts(),
+        })
+    }
+
+    fn commit(&self, batch: &Batch) -> Res<Commit, R> {
+        self.repo.commit(batch).map_err(ServiceError::Repository)
+    }
+
+    fn receipt(&self, key: &ReceiptKey) -> Res<Option<Receipt>, R> {
+        self.repo.receipt(key).map_err(ServiceError::Repository)
+    }
+
+    fn template_record(&self, id: &TemplateId) -> Res<Versioned<Arc<TemplateRecord>>, R> {
+        self.repo
+            .template(id)
+            .map_err(ServiceError::Repository)?
+            .ok_or_else(|| ServiceError::NotFound {
+                what: "template",
+                id: id.to_string(),
+            })
+    }
+
+    fn coupon_record(&self, id: &CouponId) -> Res<Versioned<Coupon>, R> {
+        self.repo
+            .coupon(id)
+            .map_err(ServiceError::Repository)?
+            .ok_or_else(|| ServiceError::NotFound {
+                what: "coupon",
+                id: id.to_string(),
+            })
+    }
+
+    fn counter(&self, key: &CounterKey) -> Res<u64, R> {
+        self.repo.counter(key).map_err(ServiceError::Repository)
+    }
+
+    // ---------------------------------------------------------------- templates
+
+    /// Stores a new template as a Draft and, for a promo-code template, reserves its code
+    /// (codes are unique across templates). Creating the same template again returns the
+    /// stored record.
+    ///
+    /// # Errors
+    /// [`LifecycleError::TemplateExists`] when the id holds other rules;
+    /// [`LifecycleError::CodeTaken`] when another template owns the code; the store's failure.
+    pub fn create_template(
+        &self,
+        template: Template,
+        now: DateTime<Utc>,
+    ) -> Res<Arc<TemplateRecord>, R> {
+        let _ = now; // Template records carry no time today.
+        let id = template.id().clone();
+        let code = code_of(&template).map(|(c, _, _)| c.clone());
+        let record = Arc::new(TemplateRecord::draft(Arc::new(template)));
+        let mut batch = Batch::new();
+        batch.push(Op::PutTemplate {
+            record: Arc::clone(&record),
+            expect: Expect::Absent,
+        });
+        if let Some(code) = &code {
+            batch.push(Op::InsertReceipt {
+                key: ReceiptKey::Code(code.clone()),
+                receipt: Receipt::Code {
+                    template: id.clone(),
+                },
+            });
+        }
+        match self.commit(&batch)? {
+            Commit::Applied => Ok(record),
+            Commit::Conflict { index: 0 } => {
+                let existing = self.template_record(&id)?;
+                if existing.value.template == record.template {
+                    Ok(existing.value)
+                } else {
+                    Err(LifecycleError::TemplateExists { template: id }.into())
+                }
+            }
+            Commit::Conflict { .. } => {
+                let owner = match (
+                    code.as_ref(),
+                    code.as_ref().map(|c| ReceiptKey::Code(c.clone())),
+                ) {
+                    (Some(c), Some(k)) => match self.receipt(&k)? {
+                        Some(Receipt::Code { template }) => (c.clone(), template),
+                        _ => return self.contention("create template"),
+                    },
+                    _ => return self.contention("create template"),
+                };
+                Err(LifecycleError::CodeTaken {
+                    code: owner.0,
+                    template: owner.1,
+                }
+                .into())
+            }
+        }
+    }
+
+    fn transition(
+        &self,
+        id: &TemplateId,
+        operation: &'static str,
+        done: impl Fn(&TemplateStatus) -> bool,
+        step: impl Fn(&TemplateRecord) -> Result<TemplateRecord, LifecycleError>,
+    ) -> Res<Arc<TemplateRecord>, R> {
+        for _ in 0..self.attempts() {
+            let current = self.template_record(id)?;
+            if done(&current.value.status) {
+                return Ok(current.value);
+            }
+            let next = Arc::new(step(&current.value)?);
+            let batch = Batch {
+                ops: vec![Op::PutTemplate {
+                    record: Arc::clone(&next),
+                    expect: Expect::Version(current.version),
+                }],
+            };
+            if self.commit(&batch)? == Commit::Applied {
+                return Ok(next);
+            }
+        }
+        self.contention(operation)
+    }
+
+    /// Draft → PendingApproval. Idempotent: a template already pending is returned as is.
+    ///
+    /// # Errors
+    /// [`ServiceError::NotFound`]; [`LifecycleError::IllegalTemplateTransition`] from any other
+    /// status; [`ServiceError::Contention`]; the store's failure.
+    pub fn submit_template(
+        &self,
+        id: &TemplateId,
+        now: DateTime<Utc>,
+    ) -> Res<Arc<TemplateRecord>, R> {
+        let _ = now;
+        self.transition(
+            id,
+            "submit template",
+            |s| *s == TemplateStatus::PendingApproval,
+            TemplateRecord::submit,
+        )
+    }
+
+    /// PendingApproval → Approved (finance approval). Idempotent.
+    ///
+    /// # Errors
+    /// As [`submit_template`](Self::submit_template).
+    pub fn approve_template(
+        &self,
+        id: &TemplateId,
+        now: DateTime<Utc>,
+    ) -> Res<Arc<TemplateRecord>, R> {
+        let _ = now;
+        self.transition(
+            id,
+            "approve template",
+            |s| *s == TemplateStatus::Approved,
+            TemplateRecord::approve,
+        )
+    }
+
+    /// PendingApproval → Rejected with a reason. Idempotent for the same reason.
+    ///
+    /// # Errors
+    /// As [`submit_template`](Self::submit_template).
+    pub fn reject_template(
+        &self,
+        id: &TemplateId,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Res<Arc<TemplateRecord>, R> {
+        let _ = now;
+        self.transition(
+            id,
+            "reject template",
+            |s| matches!(s, TemplateStatus::Rejected { reason: r } if r == reason),
+            |r| r.reject(reason),
+        )
+    }
+
+    /// Approved → Active: the template starts issuing. Idempotent.
+    ///
+    /// # Errors
+    /// As [`submit_template`](Self::submit_template).
+    pub fn activate_template(
+        &self,
+        id: &TemplateId,
+        now: DateTime<Utc>,
+    ) -> Res<Arc<TemplateRecord>, R> {
+        let _ = now;
+        self.transition(
+            id,
+            "activate template",
+            |s| *s == TemplateStatus::Active,
+            TemplateRecord::activate,
+        )
+    }
+
+    /// Active → Paused: issuing stops until resumed; issued coupons stay usable. Idempotent.
+    ///
+    /// # Errors
+    /// As [`submit_template`](Self::submit_template).
+    pub fn pause_template(
+        &self,
+        id: &TemplateId,
+        now: DateTime<Utc>,
+    ) -> Res<Arc<TemplateRecord>, R> {
+        let _ = now;
+        self.transition(
+            id,
+            "pause template",
+            |s| *s == TemplateStatus::Paused,
+            TemplateRecord::pause,
+        )
+    }
+
+    /// Paused → Active. Idempotent.
+    ///
+    /// # Errors
+    /// As [`submit_template`](Self::submit_template).
+    pub fn resume_template(
+        &self,
+        id: &TemplateId,
+        now: DateTime<Utc>,
+    ) -> Res<Arc<TemplateRecord>, R> {
+        let _ = now;
+        self.transition(
+            id,
+            "resume template",
+            |s| *s == TemplateStatus::Active,
+            TemplateRecord::resume,
+        )
+    }
+
+    /// Approved, Active or Paused → Retired: issuing stops for good; issued coupons stay
+    /// usable until their own validity ends. Idempotent.
+    ///
+    /// # Errors
+    /// As [`submit_template`](Self::submit_template).
+    pub fn retire_template(
+        &self,
+        id: &TemplateId,
+        now: DateTime<Utc>,
+    ) -> Res<Arc<TemplateRecord>, R> {
+        let _ = now;
+        self.transition(
+            id,
+            "retire template",
+            |s| *s == TemplateStatus::Retired,
+            TemplateRecord::retire,
+        )
+    }
+
+    // ---------------------------------------------------------------- campaigns
+
+    /// Stores a new campaign (checked as by [`Campaign::validate`]; every offered template must
+    /// exist). Creating the same campaign again returns it.
+    ///
+    /// # Errors
+    /// [`LifecycleError::InvalidCampaign`]; [`ServiceError::NotFound`] for an offered template
+    /// that does not exist; [`LifecycleError::CampaignExists`] when the id holds another
+    /// campaign; the store's failure.
+    pub fn create_campaign(&self, campaign: Campaign, now: DateTime<Utc>) -> Res<Campaign, R> {
+        let _ = now;
+        campaign.validate()?;
+        for t in &campaign.templates {
+            self.template_record(t)?;
+        }
+        let batch = Batch {
+            ops: vec![Op::PutCampaign {
+                campaign: campaign.clone(),
+                expect: Expect::Absent,
+            }],
+        };
+        match self.commit(&batch)? {
+            Commit::Applied => Ok(campaign),
+            Commit::Conflict { .. } => match self.repo.campaign(&campaign.id) {
+                Ok(Some(existing)) if existing.value == campaign => Ok(existing.value),
+                Ok(_) => Err(LifecycleError::CampaignExists {
+                    campaign: campaign.id,
+                }
+                .into()),
+                Err(e) => Err(ServiceError::Repository(e)),
+            },
+        }
+    }
+
+    /// Switches a campaign online or offline (a no-op when already so).
+    ///
+    /// # Errors
+    /// [`ServiceError::NotFound`]; [`ServiceError::Contention`]; the store's failure.
+    pub fn set_campaign_online(
+        &self,
+        id: &CampaignId,
+        online: bool,
+        now: DateTime<Utc>,
+    ) -> Res<Campaign, R> {
+        let _ = now;
+        for _ in 0..self.attempts() {
+            let current = self
+                .repo
+                .campaign(id)
+                .map_err(ServiceError::Repository)?
+                .ok_or_else(|| ServiceError::NotFound {
+                    what: "campaign",
+                    id: id.to_string(),
+                })?;
+            if current.value.online == online {
+                return Ok(current.value);
+            }
+            let next = current.value.switch(online);
+            let batch = Batch {
+                ops: vec![Op::PutCampaign {
+                    campaign: next.clone(),
+                    expect: Expect::Version(current.version),
+                }],
+            };
+            if self.commit(&batch)? == Commit::Applied {
+                return Ok(next);
+            }
+        }
+        self.contention("switch campaign")
+    }
+
+    // ---------------------------------------------------------------- claiming
+
+    /// Issues one coupon into `request.user`'s wallet, recording the channel, the claim mode
+    /// and the campaign. Its validity is fixed now. Stock and the per-user claim limit hold
+    /// exactly under concurrency: the batch that stores the coupon bumps both counters within
+    /// their limits. Repeating the request with the same key returns the first coupon.
+    ///
+    /// # Errors
+    /// [`ServiceError::NotFound`] for the template or campaign; from [`Coupon::issue`]:
+    /// [`LifecycleError::NotClaimable`], [`LifecycleError::NotIssuing`],
+    /// [`LifecycleError::CampaignNotOngoing`], [`LifecycleError::NotOffered`],
+    /// [`LifecycleError::ClaimedTooLate`]; [`LifecycleError::OutOfStock`];
+    /// [`LifecycleError::ClaimLimitReached`]; [`LifecycleError::KeyReused`] when the key was
+    /// used for another claim; [`ServiceError::Contention`]; the store's failure.
+    pub fn claim(&self, request: &ClaimRequest, now: DateTime<Utc>) -> Res<Claimed, R> {
+        let key = op_key(OP_CLAIM, &request.key);
+        let mut salt = 0u32;
+        let mut last_n = None;
+        for _ in 0..self.attempts() {
+            let record = match self.template_record(&request.template) {
+                Ok(r) => r,
+                Err(e) => return self.replay_claim_or(request, &key, e),
+            };
+            let campaign = match &request.campaign {
+                None => None,
+                Some(c) => match self.repo.campaign(c).map_err(ServiceError::Repository)? {
+                    Some(c) => Some(c.value),
+                    None => {
+                        let e = ServiceError::NotFound {
+                            what: "campaign",
+                            id: c.to_string(),
+                        };
+                        return self.replay_claim_or(request, &key, e);
+                    }
+                },
+            };
+            let user_claims =
+                CounterKey::UserClaims(request.template.clone(), request.user.clone());
+            let n = self.counter(&user_claims)?;
+            if last_n == Some(n) {
+                salt += 1;
+            }
+            last_n = Some(n);
+            let id = coupon_id(&request.template, &request.user, n + 1, salt);
+            let coupon = match Coupon::issue(&record.value, campaign.as_ref(), request, id, now) {
+                Ok(c) => c,
+                Err(e) => return self.replay_claim_or(request, &key, e.into()),
+            };
+            let limits = *record.value.template.limits();
+            let mut batch = Batch {
+                ops: Vec::with_capacity(4),
+            };
+            batch
+                .push(Op::InsertReceipt {
+                    key: key.clone(),
+                    receipt: Receipt::Claimed {
+                        coupon: coupon.id.clone(),
+                    },
+                })
+                .push(Op::Count {
+                    key: CounterKey::Issued(request.template.clone()),
+                    delta: 1,
+                    limit: limits.total_stock(),
+                })
+                .push(Op::Count {
+                    key: user_claims,
+                    delta: 1,
+                    limit: limits.per_user_claims().map(u64::from),
+                })
+                .push(Op::PutCoupon {
+                    coupon,
+                    expect: Expect::Absent,
+                });
+            match self.commit(&batch)? {
+                Commit::Applied => {
+                    return match batch.ops.pop() {
+                        Some(Op::PutCoupon { coupon, .. }) => Ok(Claimed {
+                            coupon,
+                            replayed: false,
+                        }),
+                        _ => self.contention("claim"),
+                    };
+                }
+                Commit::Conflict { index: 0 } => {
+                    return match self.replay_claim(request, &key)? {
+                        Some(c) => Ok(c),
+                        None => continue,
+                    };
+                }
+                Commit::Conflict { index: 1 } => {
+                    if let Some(stock) = limits.total_stock() {
+                        return Err(LifecycleError::OutOfStock {
+                            template: request.template.clone(),
+                            stock,
+                        }
+                        .into());
+                    }
+                }
+                Commit::Conflict { index: 2 } => {
+                    if let Some(limit) = limits.per_user_claims() {
+                        return Err(LifecycleError::ClaimLimitReached {
+                            template: request.template.clone(),
+                            user: request.user.clone(),
+                            limit,
+                        }
+                        .into());
+                    }
+                }
+                // The coupon id is taken (a concurrent claim of the same user): try again.
+                Commit::Conflict { .. } => {}
+            }
+        }
+        self.contention("claim")
+    }
+
+    fn replay_claim_or(
+        &self,
+        request: &ClaimRequest,
+        key: &ReceiptKey,
+        error: ServiceError<R::Error>,
+    ) -> Res<Claimed, R> {
+        match self.replay_claim(request, key)? {
+            Some(c) => Ok(c),
+            None => Err(error),
+        }
+    }
+
+    fn replay_claim(&self, request: &ClaimRequest, key: &ReceiptKey) -> Res<Option<Claimed>, R> {
+        match self.receipt(key)? {
+            None => Ok(None),
+            Some(Receipt::Claimed { coupon }) => {
+                let c = self.coupon_record(&coupon)?.value;
+                if c.owner == request.user && c.template == request.template {
+                    Ok(Some(Claimed {
+                        coupon: c,
+                        replayed: true,
+                    }))
+                } else {
+                    Err(self.key_reused(&request.key, OP_CLAIM))
+                }
+            }
+            Some(_) => Err(self.key_reused(&request.key, OP_CLAIM)),
+        }
+    }
+
+    fn key_reused(&self, key: &IdempotencyKey, operation: &'static str) -> ServiceError<R::Error> {
+        LifecycleError::KeyReused {
+            key: key.clone(),
+            operation,
+        }
+        .into()
+    }
+
+    // ---------------------------------------------------------------- checkout
+
+    /// The Active automatic promotions, indexed; rebuilt only when a template changed.
+    fn promotions(&self) -> Res<Arc<PromotionIndex>, R> {
+        let all = self.repo.templates().map_err(ServiceError::Repository)?;
+        let live: Vec<&Versioned<Arc<TemplateRecord>>> = all
+            .iter()
+            .filter(|r| r.value.is_issuing() && r.value.template.is_automatic())
+            .collect();
+        let stamp: Vec<(TemplateId, Version)> = live
+            .iter()
+            .map(|r| (r.value.id().clone(), r.version))
+            .collect();
+        {
+            let cache = self
+                .promotions
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some(c) = cache.as_ref().filter(|c| c.stamp == stamp) {
+                return Ok(Arc::clone(&c.index));
+            }
+        }
+        let index = Arc::new(PromotionIndex::new(
+            live.iter().map(|r| Arc::clone(&r.value.template)),
+        ));
+        let mut cache = self
+            .promotions
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        *cache = Some(PromoCache {
+            stamp,
+            index: Arc::clone(&index),
+        });
+        Ok(index)
+    }
+
+    /// The buyer's wallet and typed codes as offers, blocked per coupon state and counters.
+    /// Offers named in `unblock` are left unblocked (re-pricing a locked order).
+    fn gather(&self, buyer: &Buyer, codes: &[PromoCode], unblock: &[OfferId]) -> Res<Gathered, R> {
+        let user = &buyer.user;
+        let wallet = self.repo.wallet(user).map_err(ServiceError::Repository)?;
+        let mut templates: HashMap<TemplateId, Arc<TemplateRecord>> = HashMap::new();
+        for c in &wallet {
+            if !templates.contains_key(&c.value.template) {
+                if let Some(r) = self
+                    .repo
+                    .template(&c.value.template)
+                    .map_err(ServiceError::Repository)?
+                {
+                    templates.insert(c.value.template.clone(), r.value);
+                }
+            }
+        }
+        // Per-user use allowance: the coupons expiring soonest stay usable, up to what is left.
+        let mut allowance: HashMap<TemplateId, u64> = HashMap::new();
+        for (t, r) in &templates {
+            if let Some(limit) = r.template.limits().per_user_uses() {
+                let used = self.counter(&CounterKey::UserUses(t.clone(), user.clone()))?;
+                allowance.insert(t.clone(), u64::from(limit).saturating_sub(used));
+            }
+        }
+        let mut order: Vec<&Versioned<Coupon>> = wallet.iter().collect();
+        order.sort_by(|a, b| {
+            (a.value.valid_until, &a.value.id).cmp(&(b.value.valid_until, &b.value.id))
+        });
+        let mut offers = Vec::with_capacity(wallet.len() + codes.len());
+        for c in order {
+            let Some(r) = templates.get(&c.value.template) else {
+                continue;
+            };
+            let id = OfferId::Coupon(c.value.id.clone());
+            let mut blocked = blocked_by_state(&c.value.state);
+            if blocked.is_none() {
+                if let Some(left) = allowance.get_mut(&c.value.template) {
+                    if *left == 0 {
+                        blocked = Some(Blocked::UseLimitReached);
+                    } else {
+                        *left -= 1;
+                    }
+                }
+            }
+            if unblock.contains(&id) {
+                blocked = None;
+            }
+            let mut offer = Offer::coupon(
+                c.value.id.clone(),
+                Arc::clone(&r.template),
+                c.value.valid_from,
+                c.value.valid_until,
+            );
+            offer.blocked = blocked;
+            offers.push(offer);
+        }
+        let mut code_records = HashMap::new();
+        for code in codes {
+            if code_records.contains_key(code) {
+                continue;
+            }
+            let template = match self.receipt(&ReceiptKey::Code(code.clone()))? {
+                Some(Receipt::Code { template }) => template,
+                _ => return Err(LifecycleError::UnknownCode { code: code.clone() }.into()),
+            };
+            let r = self.template_record(&template)?.value;
+            let mut blocked = None;
+            if !r.is_issuing() {
+                blocked = Some(Blocked::Inactive);
+            } else if let Some((_, max, per_user)) = code_of(&r.template) {
+                let all = self.counter(&CounterKey::CodeUses(template.clone()))?;
+                let mine =
+                    self.counter(&CounterKey::CodeUserUses(template.clone(), user.clone()))?;
+                if max.is_some_and(|m| all >= m) || per_user.is_some_and(|m| mine >= u64::from(m)) {
+                    blocked = Some(Blocked::CodeExhausted);
+                }
+            }
+            let mut offer = Offer::code(code.clone(), Arc::clone(&r.template));
+            if !unblock.contains(&offer.id) {
+                offer.blocked = blocked;
+            }
+            offers.push(offer);
+            code_records.insert(code.clone(), r);
+        }
+        Ok(Gathered {
+            offers,
+            wallet: wallet
+                .into_iter()
+                .map(|c| (c.value.id.clone(), c))
+                .collect(),
+            codes: code_records,
+            templates,
+        })
+    }
+
+    /// Prices a cart for a buyer: the best combination of the buyer's wallet coupons, the typed
+    /// promo codes and the active automatic promotions, with every offer's evaluation. Holds
+    /// nothing.
+    ///
+    /// # Errors
+    /// [`LifecycleError::UnknownCode`]; the checkout's errors; the store's failure.
+    pub fn quote(
+        &self,
+        cart: &Cart,
+        buyer: &Buyer,
+        codes: &[PromoCode],
+        now: DateTime<Utc>,
+    ) -> Res<Quote, R> {
+        let g = self.gather(buyer, codes, &[])?;
+        let promotions = self.promotions()?;
+        Ok(Checkout::new(cart, buyer, now, &self.config.policy)
+            .offers(&g.offers)
+            .promotions(&promotions)
+            .best()?)
+    }
+
+    /// Prices the cart (the best combination, or the buyer's `selection`) and holds what it
+    /// applies for the order until `now +` [`ServiceConfig::hold`]: each wallet coupon is
+    /// Locked and counts a use of its template for the buyer (within
+    /// [`per_user_uses`](crate::rule::Limits::per_user_uses)); each promo code counts a use
+    /// (within its limits). All in one batch with the receipt; an order locks once.
+    ///
+    /// # Errors
+    /// [`LifecycleError::UnknownCode`]; the checkout's errors for a selection that cannot be
+    /// used; [`LifecycleError::OrderAlreadyLocked`] when the order was locked by another
+    /// request; [`LifecycleError::UseLimitReached`], [`LifecycleError::CodeExhausted`] and
+    /// [`LifecycleError::CodeUserLimitReached`] when concurrent orders keep taking the last
+    /// use; [`LifecycleError::KeyReused`]; [`ServiceError::Contention`]; the store's failure.
+    pub fn quote_and_lock(
+        &self,
+        request: &LockRequest<'_>,
+        now: DateTime<Utc>,
+    ) -> Res<LockedOrder, R> {
+        let key = op_key(OP_LOCK, request.key);
+        let order = request.order;
+        let user = &request.buyer.user;
+        let mut last: Option<LifecycleError> = None;
+        for _ in 0..self.attempts() {
+            let attempt = (|| -> Res<_, R> {
+                let g = self.gather(request.buyer, request.codes, &[])?;
+                let promotions = self.promotions()?;
+                let checkout = Checkout::new(request.cart, request.buyer, now, &self.config.policy)
+                    .offers(&g.offers)
+                    .promotions(&promotions);
+                let quote = match request.selection {
+                    Some(sel) => checkout.with_selection(sel)?,
+                    None => checkout.best()?,
+                };
+                Ok((g, quote))
+            })();
+            let (g, quote) = match attempt {
+                Ok(x) => x,
+                Err(e) => return self.replay_lock_or(request, &key, now, e),
+            };
+            let hold_until = hold_end(now, self.config.hold);
+            let mut locked: Vec<(Coupon, Version)> = Vec::new();
+            let mut codes: Vec<(PromoCode, Arc<TemplateRecord>)> = Vec::new();
+            for a in &quote.applied {
+                match &a.offer {
+                    OfferId::Coupon(id) => {
+                        let Some(c) = g.wallet.get(id) else {
+                            return self.contention("lock");
+                        };
+                        match c.value.lock(user, order, hold_until, now) {
+                            Ok(next) => locked.push((next, c.version)),
+                            Err(e) => return self.replay_lock_or(request, &key, now, e.into()),
+                        }
+                    }
+                    OfferId::Code(code) => {
+                        if let Some(r) = g.codes.get(code) {
+                            codes.push((code.clone(), Arc::clone(r)));
+                        }
+                    }
+                    OfferId::Promotion(_) => {}
+                }
+            }
+            let ids: Vec<CouponId> = locked.iter().map(|(c, _)| c.id.clone()).collect();
+            let mut batch = Batch::new();
+            let mut meaning = Vec::new();
+            batch.push(Op::InsertReceipt {
+                key: key.clone(),
+                receipt: Receipt::Locked {
+                    order: order.clone(),
+                    coupons: ids.clone(),
+                },
+            });
+            meaning.push(LockOp::KeyReceipt);
+            batch.push(Op::InsertReceipt {
+                key: order_key(ORDER_LOCK, order),
+                receipt: Receipt::Locked {
+                    order: order.clone(),
+                    coupons: ids.clone(),
+                },
+            });
+            meaning.push(LockOp::OrderGuard);
+            if !codes.is_empty() {
+                batch.push(Op::InsertReceipt {
+                    key: order_key(ORDER_CODES, order),
+                    receipt: Receipt::CodesUsed {
+                        order: order.clone(),
+                        user: user.clone(),
+                        templates: codes.iter().map(|(_, r)| r.id().clone()).collect(),
+                    },
+                });
+                meaning.push(LockOp::Other);
+            }
+            let mut uses: BTreeMap<TemplateId, i64> = BTreeMap::new();
+            for (c, version) in &locked {
+                *uses.entry(c.template.clone()).or_default() += 1;
+                batch.push(Op::PutCoupon {
+                    coupon: c.clone(),
+                    expect: Expect::Version(*version),
+                });
+                meaning.push(LockOp::Other);
+            }
+            for (t, n) in uses {
+                let limit = g
+                    .templates
+                    .get(&t)
+                    .and_then(|r| r.template.limits().per_user_uses());
+                batch.push(Op::Count {
+                    key: CounterKey::UserUses(t.clone(), user.clone()),
+                    delta: n,
+                    limit: limit.map(u64::from),
+                });
+                meaning.push(LockOp::Uses(t, limit));
+            }
+            for (code, r) in &codes {
+                let (max, per_user) = code_of(&r.template).map_or((None, None), |(_, m, p)| (m, p));
+                batch.push(Op::Count {
+                    key: CounterKey::CodeUses(r.id().clone()),
+                    delta: 1,
+                    limit: max,
+                });
+                meaning.push(LockOp::Code(code.clone(), max));
+                batch.push(Op::Count {
+                    key: CounterKey::CodeUserUses(r.id().clone(), user.clone()),
+                    delta: 1,
+                    limit: per_user.map(u64::from),
+                });
+                meaning.push(LockOp::CodeUser(code.clone(), per_user));
+            }
+            match self.commit(&batch)? {
+                Commit::Applied => {
+                    return Ok(LockedOrder {
+                        order: order.clone(),
+                        quote,
+                        hold_until: (!locked.is_empty()).then_some(hold_until),
+                        coupons: locked.into_iter().map(|(c, _)| c).collect(),
+                        codes: codes.into_iter().map(|(c, _)| c).collect(),
+                        replayed: false,
+                    });
+                }
+                Commit::Conflict { index } => match meaning.get(index) {
+                    Some(LockOp::KeyReceipt) => {
+                        if let Some(r) = self.replay_lock(request, &key, now)? {
+                            return Ok(r);
+                        }
+                    }
+                    Some(LockOp::OrderGuard) => {
+                        return Err(LifecycleError::OrderAlreadyLocked {
+                            order: order.clone(),
+                        }
+                        .into());
+                    }
+                    Some(LockOp::Uses(t, Some(limit))) => {
+                        last = Some(LifecycleError::UseLimitReached {
+                            template: t.clone(),
+                            user: user.clone(),
+                            limit: *limit,
+                        });
+                    }
+                    Some(LockOp::Code(code, Some(limit))) => {
+                        last = Some(LifecycleError::CodeExhausted {
+                            code: code.clone(),
+                            limit: *limit,
+                        });
+                    }
+                    Some(LockOp::CodeUser(code, Some(limit))) => {
+                        last = Some(LifecycleError::CodeUserLimitReached {
+                            code: code.clone(),
+                            user: user.clone(),
+                            limit: *limit,
+                        });
+                    }
+                    _ => {}
+                },
+            }
+        }
+        match last {
+            Some(e) => Err(e.into()),
+            None => self.contention("lock"),
+        }
+    }
+
+    fn replay_lock_or(
+        &self,
+        request: &LockRequest<'_>,
+        key: &ReceiptKey,
+        now: DateTime<Utc>,
+        error: ServiceError<R::Error>,
+    ) -> Res<LockedOrder, R> {
+        match self.replay_lock(request, key, now)? {
+            Some(r) => Ok(r),
+            None => Err(error),
+        }
+    }
+
+    /// The first outcome of a lock request, re-priced with the same coupons and codes as of
+    /// the lock (the hold's start).
+    fn replay_lock(
+        &self,
+        request: &LockRequest<'_>,
+        key: &ReceiptKey,
+        now: DateTime<Utc>,
+    ) -> Res<Option<LockedOrder>, R> {
+        let ids = match self.receipt(key)? {
+            None => return Ok(None),
+            Some(Receipt::Locked { order, coupons }) if &order == request.order => coupons,
+            Some(_) => return Err(self.key_reused(request.key, OP_LOCK)),
+        };
+        let mut coupons = Vec::with_capacity(ids.len());
+        for id in &ids {
+            coupons.push(self.coupon_record(id)?.value);
+        }
+        let mut codes = Vec::new();
+        if let Some(Receipt::CodesUsed { templates, .. }) =
+            self.receipt(&order_key(ORDER_CODES, request.order))?
+        {
+            for t in templates {
+                let r = self.template_record(&t)?.value;
+                if let Some((code, _, _)) = code_of(&r.template) {
+                    codes.push(code.clone());
+                }
+            }
+        }
+        let hold_until = coupons.iter().find_map(|c| match &c.state {
+            CouponState::Locked { until, .. } => Some(*until),
+            _ => None,
+        });
+        let at = hold_until
+            .and_then(|u| u.checked_sub_signed(self.config.hold))
+            .unwrap_or(now);
+        let mut selection: Vec<OfferId> = ids.iter().cloned().map(OfferId::Coupon).collect();
+        selection.extend(codes.iter().cloned().map(OfferId::Code));
+        let g = self.gather(request.buyer, &codes, &selection)?;
+        let promotions = self.promotions()?;
+        let quote = Checkout::new(request.cart, request.buyer, at, &self.config.policy)
+            .offers(&g.offers)
+            .promotions(&promotions)
+            .with_selection(&selection)?;
+        Ok(Some(LockedOrder {
+            order: request.order.clone(),
+            quote,
+            coupons,
+            codes,
+            hold_until,
+            replayed: true,
+        }))
+    }
+
+    // ---------------------------------------------------------------- settling
+
+    fn locked_coupons(&self, order: &OrderId) -> Res<Option<Vec<CouponId>>, R> {
+        match self.receipt(&order_key(ORDER_LOCK, order))? {
+            Some(Receipt::Locked { coupons, .. }) => Ok(Some(coupons)),
+            _ => Ok(None),
+        }
+    }
+
+    /// The outcome of a settled order, if it was settled: `Ok(true)` paid, `Ok(false)` released.
+    fn settled(&self, order: &OrderId) -> Res<Option<(bool, Vec<CouponId>)>, R> {
+        Ok(match self.receipt(&order_key(ORDER_SETTLE, order))? {
+            Some(Receipt::Redeemed { coupons, .. }) => Some((true, coupons)),
+            Some(Receipt::Released { coupons, .. }) => Some((false, coupons)),
+            _ => None,
+        })
+    }
+
+    /// The first outcome of a pay (`paid`) or cancel request with this key, or of the order's
+    /// settlement; an error when the order was settled the other way.
+    fn replay_settle(
+        &self,
+        order: &OrderId,
+        key: Option<(&IdempotencyKey, &'static str)>,
+        paid: bool,
+    ) -> Res<Option<Settlement>, R> {
+        if let Some((k, op)) = key {
+            match self.receipt(&op_key(op, k))? {
+                None => {}
+                Some(Receipt::Redeemed { order: o, coupons }) if paid && &o == order => {
+                    return Ok(Some(Settlement {
+                        order: o,
+                        coupons,
+                        replayed: true,
+                    }));
+                }
+                Some(Receipt::Released { order: o, coupons }) if !paid && &o == order => {
+                    return Ok(Some(Settlement {
+                        order: o,
+                        coupons,
+                        replayed: true,
+                    }));
+                }
+                Some(_) => return Err(self.key_reused(k, op)),
+            }
+        }
+        match self.settled(order)? {
+            None => Ok(None),
+            Some((was_paid, coupons)) if was_paid == paid => Ok(Some(Settlement {
+                order: order.clone(),
+                coupons,
+                replayed: true,
+            })),
+            Some((true, _)) => Err(LifecycleError::OrderPaid {
+                order: order.clone(),
+            }
+            .into()),
+            Some((false, _)) => Err(LifecycleError::OrderReleased {
+                order: order.clone(),
+            }
+            .into()),
+        }
+    }
+
+    fn settle_or(
+        &self,
+        order: &OrderId,
+        key: Option<(&IdempotencyKey, &'static str)>,
+        paid: bool,
+        error: ServiceError<R::Error>,
+    ) -> Res<Settlement, R> {
+        match self.replay_settle(order, key, paid)? {
+            Some(s) => Ok(s),
+            None => Err(error),
+        }
+    }
+
+    /// The order was paid: its held coupons become Used. Paying after the hold ran out but
+    /// before a sweep released the order works while the coupons are still inside their
+    /// validity (see [`Coupon::redeem`]). Repeating it returns the first outcome and redeems
+    /// nothing twice; an order is settled once.
+    ///
+    /// # Errors
+    /// [`ServiceError::NotFound`] for an order that never locked;
+    /// [`LifecycleError::OrderReleased`] when it was cancelled or swept first;
+    /// [`LifecycleError::HoldRanOut`]; [`LifecycleError::KeyReused`];
+    /// [`ServiceError::Contention`]; the store's failure.
+    pub fn pay(
+        &self,
+        order: &OrderId,
+        key: &IdempotencyKey,
+        now: DateTime<Utc>,
+    ) -> Res<Settlement, R> {
+        let k = Some((key, OP_PAY));
+        for _ in 0..self.attempts() {
+            let Some(ids) = self.locked_coupons(order)? else {
+                let e = ServiceError::NotFound {
+                    what: "locked order",
+                    id: order.to_string(),
+                };
+                return self.settle_or(order, k, true, e);
+            };
+            let mut batch = Batch::new();
+            let receipt = Receipt::Redeemed {
+                order: order.clone(),
+                coupons: ids.clone(),
+            };
+            batch.push(Op::InsertReceipt {
+                key: op_key(OP_PAY, key),
+                receipt: receipt.clone(),
+            });
+            batch.push(Op::InsertReceipt {
+                key: order_key(ORDER_SETTLE, order),
+                receipt,
+            });
+            for id in &ids {
+                let c = self.coupon_record(id)?;
+                match c.value.redeem(order, now) {
+                    Ok(next) => batch.push(Op::PutCoupon {
+                        coupon: next,
+                        expect: Expect::Version(c.version),
+                    }),
+                    Err(e) => return self.settle_or(order, k, true, e.into()),
+                };
+            }
+            match self.commit(&batch)? {
+                Commit::Applied => {
+                    return Ok(Settlement {
+                        order: order.clone(),
+                        coupons: ids,
+                        replayed: false,
+                    });
+                }
+                Commit::Conflict { index: 0 | 1 } => {
+                    if let Some(s) = self.replay_settle(order, k, true)? {
+                        return Ok(s);
+                    }
+                }
+                Commit::Conflict { .. } => {}
+            }
+        }
+        self.contention("pay")
+    }
+
+    /// The unpaid order was cancelled: its held coupons go back to the wallet (Expired when
+    /// their validity has passed), and the uses and promo-code uses it counted are given back.
+    /// Repeating it returns the first outcome; an order is settled once.
+    ///
+    /// # Errors
+    /// [`ServiceError::NotFound`] for an order that never locked; [`LifecycleError::OrderPaid`]
+    /// when it was paid first; [`LifecycleError::KeyReused`]; [`ServiceError::Contention`];
+    /// the store's failure.
+    pub fn cancel(
+        &self,
+        order: &OrderId,
+        key: &IdempotencyKey,
+        now: DateTime<Utc>,
+    ) -> Res<Settlement, R> {
+        self.release(order, Some(key), now)
+    }
+
+    fn release(
+        &self,
+        order: &OrderId,
+        key: Option<&IdempotencyKey>,
+        now: DateTime<Utc>,
+    ) -> Res<Settlement, R> {
+        let k = key.map(|k| (k, OP_CANCEL));
+        for _ in 0..self.attempts() {
+            let Some(ids) = self.locked_coupons(order)? else {
+                let e = ServiceError::NotFound {
+                    what: "locked order",
+                    id: order.to_string(),
+                };
+                return self.settle_or(order, k, false, e);
+            };
+            let receipt = Receipt::Released {
+                order: order.clone(),
+                coupons: ids.clone(),
+            };
+            let mut batch = Batch::new();
+            let guard_index = if let Some(key) = key {
+                batch.push(Op::InsertReceipt {
+                    key: op_key(OP_CANCEL, key),
+                    receipt: receipt.clone(),
+                });
+                1
+            } else {
+                0
+            };
+            batch.push(Op::InsertReceipt {
+                key: order_key(ORDER_SETTLE, order),
+                receipt,
+            });
+            let mut uses: BTreeMap<(TemplateId, crate::id::UserId), i64> = BTreeMap::new();
+            for id in &ids {
+                let c = self.coupon_record(id)?;
+                match c.value.release(order, now) {
+                    Ok(next) => {
+                        *uses
+                            .entry((next.template.clone(), next.owner.clone()))
+                            .or_default() -= 1;
+                        batch.push(Op::PutCoupon {
+                            coupon: next,
+                            expect: Expect::Version(c.version),
+                        });
+                    }
+                    Err(e) => return self.settle_or(order, k, false, e.into()),
+                }
+            }
+            for ((t, u), delta) in uses {
+                batch.push(Op::Count {
+                    key: CounterKey::UserUses(t, u),
+                    delta,
+                    limit: None,
+                });
+            }
+            if let Some(Receipt::CodesUsed {
+                user, templates, ..
+            }) = self.receipt(&order_key(ORDER_CODES, order))?
+            {
+                for t in templates {
+                    batch.push(Op::Count {
+                        key: CounterKey::CodeUses(t.clone()),
+                        delta: -1,
+                        limit: None,
+                    });
+                    batch.push(Op::Count {
+                        key: CounterKey::CodeUserUses(t, user.clone()),
+                        delta: -1,
+                        limit: None,
+                    });
+                }
+            }
+            match self.commit(&batch)? {
+                Commit::Applied => {
+                    return Ok(Settlement {
+                        order: order.clone(),
+                        coupons: ids,
+                        replayed: false,
+                    });
+                }
+                Commit::Conflict { index } if index <= guard_index => {
+                    if let Some(s) = self.replay_settle(order, k, false)? {
+                        return Ok(s);
+                    }
+                }
+                Commit::Conflict { .. } => {}
+            }
+        }
+        self.contention("cancel")
+    }
+
+    /// A paid order is refunded, whole. Each coupon it used follows its template's
+    /// [`RefundPolicy`](crate::rule::RefundPolicy) for `kind`: returned to the wallet
+    /// (Available, or Expired past its validity; its use is given back) or voided. Repeating
+    /// it returns the first outcome and returns no coupon twice; an order is refunded once.
+    ///
+    /// # Errors
+    /// [`LifecycleError::OrderNotPaid`]; [`LifecycleError::OrderAlreadyRefunded`] when another
+    /// request refunded it; [`LifecycleError::KeyReused`]; [`ServiceError::Contention`]; the
+    /// store's failure.
+    pub fn refund(
+        &self,
+        order: &OrderId,
+        kind: RefundKind,
+        key: &IdempotencyKey,
+        now: DateTime<Utc>,
+    ) -> Res<Refunded, R> {
+        let key_r = op_key(OP_REFUND, key);
+        for _ in 0..self.attempts() {
+            let ids = match self.settled(order)? {
+                Some((true, ids)) => ids,
+                _ => {
+                    let e = LifecycleError::OrderNotPaid {
+                        order: order.clone(),
+                    };
+                    return self.refund_or(order, key, &key_r, e.into());
+                }
+            };
+            let mut batch = Batch::new();
+            let mut returned = Vec::new();
+            let mut voided = Vec::new();
+            let mut puts = Vec::new();
+            let mut uses: BTreeMap<(TemplateId, crate::id::UserId), i64> = BTreeMap::new();
+            let mut policies = HashMap::new();
+            for id in &ids {
+                let c = self.coupon_record(id)?;
+                let policy = match policies.get(&c.value.template) {
+                    Some(p) => *p,
+                    None => {
+                        let p = *self
+                            .template_record(&c.value.template)?
+                            .value
+                            .template
+                            .refund();
+                        policies.insert(c.value.template.clone(), p);
+                        p
+                    }
+                };
+                match c.value.refund(order, kind, &policy, now) {
+                    Ok(next) => {
+                        if matches!(next.state, CouponState::Voided { .. }) {
+                            voided.push(next.id.clone());
+                        } else {
+                            returned.push(next.id.clone());
+                            *uses
+                                .entry((next.template.clone(), next.owner.clone()))
+                                .or_default() -= 1;
+                        }
+                        puts.push(Op::PutCoupon {
+                            coupon: next,
+                            expect: Expect::Version(c.version),
+                        });
+                    }
+                    Err(e) => return self.refund_or(order, key, &key_r, e.into()),
+                }
+            }
+            let receipt = Receipt::Refunded {
+                order: order.clone(),
+                returned: returned.clone(),
+                voided: voided.clone(),
+            };
+            batch.push(Op::InsertReceipt {
+                key: key_r.clone(),
+                receipt: receipt.clone(),
+            });
+            batch.push(Op::InsertReceipt {
+                key: order_key(ORDER_REFUND, order),
+                receipt,
+            });
+            batch.ops.extend(puts);
+            for ((t, u), delta) in uses {
+                batch.push(Op::Count {
+                    key: CounterKey::UserUses(t, u),
+                    delta,
+                    limit: None,
+                });
+            }
+            match self.commit(&batch)? {
+                Commit::Applied => {
+                    return Ok(Refunded {
+                        order: order.clone(),
+                        returned,
+                        voided,
+                        replayed: false,
+                    });
+                }
+                Commit::Conflict { index: 0 | 1 } => {
+                    let e = LifecycleError::OrderAlreadyRefunded {
+                        order: order.clone(),
+                    };
+                    return self.refund_or(order, key, &key_r, e.into());
+                }
+                Commit::Conflict { .. } => {}
+            }
+        }
+        self.contention("refund")
+    }
+
+    fn refund_or(
+        &self,
+        order: &OrderId,
+        key: &IdempotencyKey,
+        key_r: &ReceiptKey,
+        error: ServiceError<R::Error>,
+    ) -> Res<Refunded, R> {
+        match self.receipt(key_r)? {
+            Some(Receipt::Refunded {
+                order: o,
+                returned,
+                voided,
+            }) if &o == order => Ok(Refunded {
+                order: o,
+                returned,
+                voided,
+                replayed: true,
+            }),
+            Some(_) => Err(self.key_reused(key, OP_REFUND)),
+            None => match self.receipt(&order_key(ORDER_REFUND, order))? {
+                Some(_) => Err(LifecycleError::OrderAlreadyRefunded {
+                    order: order.clone(),
+                }
+                .into()),
+                None => Err(error),
+            },
+        }
+    }
+
+    // ---------------------------------------------------------------- time and admin
+
+    /// Applies up to `limit` time-driven transitions due at `now`: Available coupons past their
+    /// validity become Expired, and unpaid orders whose hold ran out are released (as by
+    /// [`cancel`](Self::cancel), uses given back). A coupon or order changed concurrently is
+    /// left for the next sweep. Run it periodically until it returns an empty [`Swept`].
+    ///
+    /// Promo-code uses of an unpaid order that holds no coupon are given back by
+    /// [`cancel`](Self::cancel) only.
+    ///
+    /// # Errors
+    /// The store's failure.
+    pub fn sweep(&self, now: DateTime<Utc>, limit: usize) -> Res<Swept, R> {
+        let due = self
+            .repo
+            .due(now, limit)
+            .map_err(ServiceError::Repository)?;
+        let mut out = Swept::default();
+        let mut orders: Vec<OrderId> = Vec::new();
+        for c in due {
+            match &c.value.state {
+                CouponState::Available => {
+                    let Ok(next) = c.value.expire(now) else {
+                        continue;
+                    };
+                    let batch = Batch {
+                        ops: vec![Op::PutCoupon {
+                            coupon: next,
+                            expect: Expect::Version(c.version),
+                        }],
+                    };
+                    if self.commit(&batch)? == Commit::Applied {
+                        out.expired.push(c.value.id.clone());
+                    }
+                }
+                CouponState::Locked { order, until } if *until <= now => {
+                    if orders.contains(order) {
+                        continue;
+                    }
+                    orders.push(order.clone());
+                    match self.release(order, None, now) {
+                        Ok(s) if !s.replayed => out.released.push(order.clone()),
+                        Ok(_) => {}
+                        Err(ServiceError::Repository(e)) => {
+                            return Err(ServiceError::Repository(e));
+                        }
+                        Err(_) => {}
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(out)
+    }
+
+    /// An admin voids an Available coupon. Repeating it with the same key returns the coupon.
+    ///
+    /// # Errors
+    /// [`ServiceError::NotFound`]; [`LifecycleError::IllegalCouponTransition`] unless
+    /// Available; [`LifecycleError::KeyReused`]; [`ServiceError::Contention`]; the store's
+    /// failure.
+    pub fn void(
+        &self,
+        coupon: &CouponId,
+        key: &IdempotencyKey,
+        now: DateTime<Utc>,
+    ) -> Res<Coupon, R> {
+        let key_r = op_key(OP_VOID, key);
+        let replay = |error: ServiceError<R::Error>| -> Res<Coupon, R> {
+            match self.receipt(&key_r)? {
+                Some(Receipt::Voided { coupon: c }) if &c == coupon => {
+                    Ok(self.coupon_record(coupon)?.value)
+                }
+                Some(_) => Err(self.key_reused(key, OP_VOID)),
+                None => Err(error),
+            }
+        };
+        for _ in 0..self.attempts() {
+            let c = self.coupon_record(coupon)?;
+            let next = match c.value.void(now) {
+                Ok(n) => n,
+                Err(e) => return replay(e.into()),
+            };
+            let batch = Batch {
+                ops: vec![
+                    Op::InsertReceipt {
+                        key: key_r.clone(),
+                        receipt: Receipt::Voided {
+                            coupon: coupon.clone(),
+                        },
+                    },
+                    Op::PutCoupon {
+                        coupon: next.clone(),
+                        expect: Expect::Version(c.version),
+                    },
+                ],
+            };
+            match self.commit(&batch)? {
+                Commit::Applied => return Ok(next),
+                Commit::Conflict { index: 0 } => {
+                    return replay(ServiceError::Contention {
+                        operation: "void",
+                        attempts: self.attempts(),
+                    });
+                }
+                Commit::Conflict { .. } => {}
+            }
+        }
+        self.contention("void")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn coupon_ids_are_readable_or_hashed_when_long() {
+        let t = TemplateId::new("t1").unwrap();
+        let u = crate::id::UserId::new("alice").unwrap();
+        assert_eq!(coupon_id(&t, &u, 3, 0).as_str(), "t1/alice/3");
+        assert_eq!(coupon_id(&t, &u, 3, 2).as_str(), "t1/alice/3.2");
+        let long = TemplateId::new("x".repeat(100)).unwrap();
+        let a = coupon_id(&long, &u, 1, 0);
+        assert!(a.as_str().len() <= MAX_ID_LEN);
+        assert!(CouponId::new(a.as_str()).is_ok());
+        assert_ne!(a, coupon_id(&long, &u, 2, 0));
+        assert_ne!(a, coupon_id(&long, &u, 1, 1));
+    }
+
+    #[test]
+    fn service_error_is_send_sync() {
+        fn check<T: Send + Sync + 'static>() {}
+        check::<ServiceError<crate::repository::MemoryStoreError>>();
+    }
+}

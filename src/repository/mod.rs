@@ -18,7 +18,7 @@
 
 mod memory;
 
-pub use memory::MemoryStore;
+pub use memory::{MemoryStore, MemoryStoreError};
 
 use std::fmt;
 use std::sync::Arc;
