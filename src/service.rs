@@ -315,14 +315,37 @@ fn fnv(parts: &[&str], seed: u64) -> u64 {
     h
 }
 
+fn push_decimal(s: &mut String, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        if let Some(b) = buf.get_mut(i) {
+            *b = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 || i == 0 {
+            break;
+        }
+    }
+    for &b in buf.get(i..).unwrap_or_default() {
+        s.push(char::from(b));
+    }
+}
+
 /// The id of the `n`-th coupon of `template` claimed by `user`: `template/user/n` (`.salt`
 /// appended after an id collision), or a hash of it when that is longer than an id may be.
 fn coupon_id(template: &TemplateId, user: &crate::id::UserId, n: u64, salt: u32) -> CouponId {
     let (t, u) = (template.as_str(), user.as_str());
     let mut s = String::with_capacity(t.len() + u.len() + 24);
-    let _ = write!(s, "{t}/{u}/{n}");
+    s.push_str(t);
+    s.push('/');
+    s.push_str(u);
+    s.push('/');
+    push_decimal(&mut s, n);
     if salt > 0 {
-        let _ = write!(s, ".{salt}");
+        s.push('.');
+        push_decimal(&mut s, u64::from(salt));
     }
     if s.len() > MAX_ID_LEN && s.chars().count() > MAX_ID_LEN {
         s.clear();

@@ -13,7 +13,7 @@ use super::{
 use crate::id::{CampaignId, Channel, CouponId, IdempotencyKey, OrderId, TemplateId, UserId};
 use crate::lifecycle::{Campaign, ClaimMode, Coupon, CouponState, TemplateRecord};
 
-/// FxHash (as in rustc): a fast, non-keyed hash for short keys. The store is in-process and its
+/// FxHash (as in rustc) with a final avalanche: a fast, non-keyed hash for short keys. The store is in-process and its
 /// keys are identifiers, so speed matters more than resistance to crafted collisions; see
 /// [`MemoryStore`].
 #[derive(Default, Clone, Copy)]
@@ -64,13 +64,27 @@ impl Hasher for FxHasher {
     }
     #[inline]
     fn finish(&self) -> u64 {
-        self.hash
+        // Fx leaves the low bits (which pick the bucket) depending on the low bytes only;
+        // a final avalanche spreads every input bit.
+        let mut h = self.hash;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h
     }
 }
 
 type Map<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 
-/// No coupon, template, channel or campaign index fits in `u32` any more.
+/// A 32-bit hash of an id's text, stored beside it in the big indexes so that growing them
+/// never re-reads the ids.
+fn hash32(s: &str) -> u32 {
+    let mut h = FxHasher::default();
+    h.write(s.as_bytes());
+    (h.finish() >> 32) as u32
+}
+
+/// The in-memory store ran out of room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum MemoryStoreError {
@@ -82,45 +96,167 @@ pub enum MemoryStoreError {
     },
 }
 
+/// An open-addressing hash index of slot numbers, 8 bytes an entry: the keys themselves live
+/// in the slots, so the index stays small (and cache-friendly) however long the ids are.
+/// Linear probing, at most 3/4 full; entries are never removed.
+#[derive(Debug, Default)]
+struct SlotIndex {
+    /// `(hash, slot)`; `slot == NONE` marks an empty entry.
+    entries: Vec<(u32, u32)>,
+    len: usize,
+}
+
+impl SlotIndex {
+    fn find(&self, hash: u32, is: impl Fn(u32) -> bool) -> Option<u32> {
+        if self.entries.is_empty() {
+            return None;
+        }
+        let mask = self.entries.len() - 1;
+        let mut i = hash as usize & mask;
+        loop {
+            let &(h, ix) = self.entries.get(i)?;
+            if ix == NONE {
+                return None;
+            }
+            if h == hash && is(ix) {
+                return Some(ix);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    fn reserve(&mut self, additional: usize) {
+        let want = self.len.saturating_add(additional);
+        if want.saturating_mul(4) <= self.entries.len().saturating_mul(3) {
+            return;
+        }
+        let cap = (want.saturating_mul(4) / 3 + 1).next_power_of_two().max(16);
+        let old = std::mem::replace(&mut self.entries, vec![(0, NONE); cap]);
+        self.len = 0;
+        for (h, ix) in old {
+            if ix != NONE {
+                self.put(h, ix);
+            }
+        }
+    }
+
+    fn insert(&mut self, hash: u32, ix: u32) {
+        self.reserve(1);
+        self.put(hash, ix);
+    }
+
+    fn put(&mut self, hash: u32, ix: u32) {
+        let mask = self.entries.len().wrapping_sub(1);
+        let mut i = hash as usize & mask;
+        while let Some(e) = self.entries.get_mut(i) {
+            if e.1 == NONE {
+                *e = (hash, ix);
+                self.len += 1;
+                return;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+}
+
 const NONE: u32 = u32::MAX;
 
-/// An interned identifier table: ids stored once, referred to by `u32`.
-#[derive(Debug)]
-struct Interner<T> {
-    ids: Vec<T>,
-    index: Map<T, u32>,
+/// Identifiers backed by a shared `Arc<str>`: two values pointing at the same text are equal,
+/// which lets the store skip hashing ids it has just seen.
+trait Ident: Clone + Eq + Hash {
+    fn text(&self) -> &str;
 }
 
-impl<T> Default for Interner<T> {
+macro_rules! ident {
+    ($($t:ty),*) => {$(
+        impl Ident for $t {
+            fn text(&self) -> &str {
+                self.as_str()
+            }
+        }
+    )*};
+}
+ident!(TemplateId, UserId, Channel, CampaignId);
+
+/// Names interned to `u32`, each with its data.
+#[derive(Debug)]
+struct Table<T, D> {
+    names: Vec<T>,
+    data: Vec<D>,
+    index: Map<T, u32>,
+    /// The last name looked up, kept alive so its address identifies it.
+    memo: Option<(T, u32)>,
+}
+
+impl<T, D> Default for Table<T, D> {
     fn default() -> Self {
-        Interner {
-            ids: Vec::new(),
+        Table {
+            names: Vec::new(),
+            data: Vec::new(),
             index: Map::default(),
+            memo: None,
         }
     }
 }
 
-impl<T: Clone + Eq + Hash> Interner<T> {
-    fn get(&self, id: &T) -> Option<u32> {
-        self.index.get(id).copied()
+impl<T: Ident, D: Default> Table<T, D> {
+    fn memo_hit(&self, id: &T) -> Option<u32> {
+        let (m, i) = self.memo.as_ref()?;
+        let (a, b) = (m.text(), id.text());
+        (a.as_ptr() == b.as_ptr() && a.len() == b.len()).then_some(*i)
     }
 
+    /// The index of a name, without remembering it.
+    fn get(&self, id: &T) -> Option<u32> {
+        self.memo_hit(id).or_else(|| self.index.get(id).copied())
+    }
+
+    /// The index of a name, remembered for the next look-up.
+    fn find(&mut self, id: &T) -> Option<u32> {
+        if let Some(i) = self.memo_hit(id) {
+            return Some(i);
+        }
+        let i = self.index.get(id).copied()?;
+        self.memo = Some((id.clone(), i));
+        Some(i)
+    }
+
+    /// The index of a name, added if new.
     fn intern(&mut self, id: &T) -> u32 {
-        if let Some(&i) = self.index.get(id) {
+        if let Some(i) = self.find(id) {
             return i;
         }
-        let i = u32::try_from(self.ids.len()).unwrap_or(NONE);
-        self.ids.push(id.clone());
+        let i = u32::try_from(self.names.len()).unwrap_or(NONE);
+        self.names.push(id.clone());
+        self.data.push(D::default());
         self.index.insert(id.clone(), i);
+        self.memo = Some((id.clone(), i));
         i
     }
 
-    fn resolve(&self, i: u32) -> Option<&T> {
-        self.ids.get(i as usize)
+    fn name(&self, i: u32) -> Option<&T> {
+        self.names.get(i as usize)
+    }
+
+    fn at(&self, i: u32) -> Option<&D> {
+        self.data.get(i as usize)
+    }
+
+    fn at_mut(&mut self, i: u32) -> Option<&mut D> {
+        self.data.get_mut(i as usize)
+    }
+
+    fn lookup(&self, id: &T) -> Option<&D> {
+        self.get(id).and_then(|i| self.at(i))
+    }
+
+    fn entry(&mut self, id: &T) -> Option<&mut D> {
+        let i = self.intern(id);
+        self.at_mut(i)
     }
 
     fn len(&self) -> usize {
-        self.ids.len()
+        self.names.len()
     }
 }
 
@@ -132,54 +268,54 @@ struct TemplateSlot {
     code_uses: u64,
 }
 
-const K_CLAIMS: u8 = 0;
-const K_USES: u8 = 1;
-const K_CODE_USES: u8 = 2;
+const K_CLAIMS: u64 = 0;
+const K_USES: u64 = 1;
+const K_CODE_USES: u64 = 2;
 
-/// A per-user counter of one template.
-#[derive(Debug, Clone, Copy)]
-struct UserCounter {
-    template: u32,
-    kind: u8,
-    value: u64,
-}
-
-/// Everything kept per user: the wallet index and the per-user counters.
+/// Everything kept per user: the wallet index and the per-user counters, sorted by
+/// `template << 2 | kind`.
 #[derive(Debug, Default)]
 struct UserEntry {
     coupons: Vec<u32>,
-    counters: Vec<UserCounter>,
+    counters: Vec<(u64, u64)>,
+}
+
+fn user_counter_key(template: u32, kind: u64) -> u64 {
+    (u64::from(template) << 2) | kind
 }
 
 impl UserEntry {
-    fn counter(&self, template: u32, kind: u8) -> u64 {
+    fn counter(&self, key: u64) -> u64 {
         self.counters
-            .iter()
-            .find(|c| c.template == template && c.kind == kind)
-            .map_or(0, |c| c.value)
+            .binary_search_by_key(&key, |c| c.0)
+            .ok()
+            .and_then(|i| self.counters.get(i))
+            .map_or(0, |c| c.1)
     }
 
-    fn set_counter(&mut self, template: u32, kind: u8, value: u64) {
-        match self
-            .counters
-            .iter_mut()
-            .find(|c| c.template == template && c.kind == kind)
-        {
-            Some(c) => c.value = value,
-            None => self.counters.push(UserCounter {
-                template,
-                kind,
-                value,
-            }),
+    fn bump(&mut self, key: u64, delta: i64) {
+        match self.counters.binary_search_by_key(&key, |c| c.0) {
+            Ok(i) => {
+                if let Some(c) = self.counters.get_mut(i) {
+                    c.1 = add(c.1, delta);
+                }
+            }
+            Err(i) => self.counters.insert(i, (key, add(0, delta))),
         }
     }
+}
+
+fn add(value: u64, delta: i64) -> u64 {
+    u64::try_from(i128::from(value) + i128::from(delta)).unwrap_or(0)
 }
 
 /// A coupon as stored: template, channel and campaign interned.
 #[derive(Debug, Clone)]
 struct Slot {
     id: CouponId,
-    owner: UserId,
+    /// The key of the `claim` receipt that issued it, if stored with it.
+    claim: Option<IdempotencyKey>,
+    owner: u32,
     template: u32,
     channel: u32,
     campaign: u32,
@@ -201,24 +337,63 @@ impl Slot {
     }
 }
 
+const CHUNK_BITS: u32 = 16;
+const CHUNK: usize = 1 << CHUNK_BITS;
+
+/// Coupon slots in fixed-size chunks: growing never copies the slots already stored.
+#[derive(Debug, Default)]
+struct Slots {
+    chunks: Vec<Vec<Slot>>,
+    len: usize,
+}
+
+impl Slots {
+    fn get(&self, i: u32) -> Option<&Slot> {
+        self.chunks
+            .get((i >> CHUNK_BITS) as usize)?
+            .get(i as usize & (CHUNK - 1))
+    }
+
+    fn get_mut(&mut self, i: u32) -> Option<&mut Slot> {
+        self.chunks
+            .get_mut((i >> CHUNK_BITS) as usize)?
+            .get_mut(i as usize & (CHUNK - 1))
+    }
+
+    fn push(&mut self, slot: Slot) -> u32 {
+        let i = u32::try_from(self.len).unwrap_or(NONE);
+        match self.chunks.last_mut() {
+            Some(c) if c.len() < CHUNK => c.push(slot),
+            _ => {
+                let mut c = Vec::with_capacity(CHUNK);
+                c.push(slot);
+                self.chunks.push(c);
+            }
+        }
+        self.len += 1;
+        i
+    }
+}
+
 #[derive(Debug, Default)]
 struct Inner {
-    templates: Vec<TemplateSlot>,
-    template_ids: Interner<TemplateId>,
-    channels: Interner<Channel>,
-    campaign_ids: Interner<CampaignId>,
+    templates: Table<TemplateId, TemplateSlot>,
+    users: Table<UserId, UserEntry>,
+    channels: Table<Channel, ()>,
+    campaign_ids: Table<CampaignId, ()>,
     campaigns: Map<CampaignId, Versioned<Campaign>>,
-    coupons: Vec<Slot>,
-    coupon_ix: Map<CouponId, u32>,
-    users: Map<UserId, UserEntry>,
+    coupons: Slots,
+    coupon_ix: SlotIndex,
     orders: Map<OrderId, Vec<u32>>,
     /// Coupons by the second their due time falls in. Entries are added when a coupon enters
     /// a state with a due time and dropped lazily once stale.
     due: BTreeMap<i64, VecDeque<u32>>,
     custom: Map<String, u64>,
-    /// `claim` receipts, kept compactly: key → coupon.
-    claims: Map<IdempotencyKey, CouponId>,
+    /// `claim` receipts of stored coupons, kept compactly: the key is in the coupon's slot.
+    claims: SlotIndex,
     receipts: Map<ReceiptKey, Receipt>,
+    /// Whether `receipts` holds a `claim` key (one whose receipt is not `Claimed`).
+    claim_keys_in_receipts: bool,
 }
 
 const CLAIM: &str = "claim";
@@ -230,30 +405,37 @@ fn claim_key(key: &ReceiptKey) -> Option<&IdempotencyKey> {
     }
 }
 
+/// Where a counter lives.
+enum CounterAt<'a> {
+    Issued(&'a TemplateId),
+    CodeUses(&'a TemplateId),
+    User(&'a TemplateId, &'a UserId, u64),
+    Custom(&'a String),
+}
+
+fn counter_at(key: &CounterKey) -> CounterAt<'_> {
+    match key {
+        CounterKey::Issued(t) => CounterAt::Issued(t),
+        CounterKey::CodeUses(t) => CounterAt::CodeUses(t),
+        CounterKey::UserClaims(t, u) => CounterAt::User(t, u, K_CLAIMS),
+        CounterKey::UserUses(t, u) => CounterAt::User(t, u, K_USES),
+        CounterKey::CodeUserUses(t, u) => CounterAt::User(t, u, K_CODE_USES),
+        CounterKey::Custom(s) => CounterAt::Custom(s),
+    }
+}
+
 impl Inner {
-    fn template_ix(&self, id: &TemplateId) -> Option<u32> {
-        self.template_ids.get(id)
-    }
-
-    fn template_slot_mut(&mut self, id: &TemplateId) -> Option<&mut TemplateSlot> {
-        let i = self.template_ids.intern(id) as usize;
-        if self.templates.len() <= i {
-            self.templates.resize_with(i + 1, TemplateSlot::default);
-        }
-        self.templates.get_mut(i)
-    }
-
     fn to_coupon(&self, s: &Slot) -> Option<Versioned<Coupon>> {
         Some(Versioned {
             value: Coupon {
                 id: s.id.clone(),
-                template: self.template_ids.resolve(s.template)?.clone(),
-                owner: s.owner.clone(),
-                channel: self.channels.resolve(s.channel)?.clone(),
+                template: self.templates.name(s.template)?.clone(),
+                owner: self.users.name(s.owner)?.clone(),
+                channel: self.channels.name(s.channel)?.clone(),
                 campaign: if s.campaign == NONE {
                     None
                 } else {
-                    Some(self.campaign_ids.resolve(s.campaign)?.clone())
+                    Some(self.campaign_ids.name(s.campaign)?.clone())
                 },
                 mode: s.mode,
                 claimed_at: s.claimed_at,
@@ -268,111 +450,125 @@ impl Inner {
     fn coupons_at(&self, ixs: &[u32]) -> Vec<Versioned<Coupon>> {
         let mut out: Vec<Versioned<Coupon>> = ixs
             .iter()
-            .filter_map(|&i| self.coupons.get(i as usize))
+            .filter_map(|&i| self.coupons.get(i))
             .filter_map(|s| self.to_coupon(s))
             .collect();
         out.sort_unstable_by(|a, b| a.value.id.cmp(&b.value.id));
         out
     }
 
+    /// A counter's value (read path: remembers nothing).
     fn counter(&self, key: &CounterKey) -> u64 {
-        let user = |t: &TemplateId, u: &UserId, kind| match (self.template_ix(t), self.users.get(u))
-        {
-            (Some(ti), Some(e)) => e.counter(ti, kind),
-            _ => 0,
-        };
-        let tpl = |t: &TemplateId| {
-            self.template_ix(t)
-                .and_then(|i| self.templates.get(i as usize))
-        };
-        match key {
-            CounterKey::Issued(t) => tpl(t).map_or(0, |s| s.issued),
-            CounterKey::CodeUses(t) => tpl(t).map_or(0, |s| s.code_uses),
-            CounterKey::UserClaims(t, u) => user(t, u, K_CLAIMS),
-            CounterKey::UserUses(t, u) => user(t, u, K_USES),
-            CounterKey::CodeUserUses(t, u) => user(t, u, K_CODE_USES),
-            CounterKey::Custom(s) => self.custom.get(s).copied().unwrap_or(0),
+        match counter_at(key) {
+            CounterAt::Issued(t) => self.templates.lookup(t).map_or(0, |s| s.issued),
+            CounterAt::CodeUses(t) => self.templates.lookup(t).map_or(0, |s| s.code_uses),
+            CounterAt::User(t, u, kind) => match (self.templates.get(t), self.users.lookup(u)) {
+                (Some(ti), Some(e)) => e.counter(user_counter_key(ti, kind)),
+                _ => 0,
+            },
+            CounterAt::Custom(s) => self.custom.get(s).copied().unwrap_or(0),
         }
     }
 
-    fn set_counter(&mut self, key: &CounterKey, value: u64) {
-        let user_kind = match key {
-            CounterKey::Issued(t) => {
-                if let Some(s) = self.template_slot_mut(t) {
-                    s.issued = value;
-                }
-                return;
-            }
-            CounterKey::CodeUses(t) => {
-                if let Some(s) = self.template_slot_mut(t) {
-                    s.code_uses = value;
-                }
-                return;
-            }
-            CounterKey::Custom(s) => {
-                self.custom.insert(s.clone(), value);
-                return;
-            }
-            CounterKey::UserClaims(t, u) => (t, u, K_CLAIMS),
-            CounterKey::UserUses(t, u) => (t, u, K_USES),
-            CounterKey::CodeUserUses(t, u) => (t, u, K_CODE_USES),
-        };
-        let (t, u, kind) = user_kind;
-        let ti = self.template_ids.intern(t);
-        if self.templates.len() <= ti as usize {
-            self.templates
-                .resize_with(ti as usize + 1, TemplateSlot::default);
+    /// A counter's value (commit path: remembers the ids it looked up).
+    fn counter_mut(&mut self, key: &CounterKey) -> u64 {
+        match counter_at(key) {
+            CounterAt::Issued(t) => self
+                .templates
+                .find(t)
+                .and_then(|i| self.templates.at(i))
+                .map_or(0, |s| s.issued),
+            CounterAt::CodeUses(t) => self
+                .templates
+                .find(t)
+                .and_then(|i| self.templates.at(i))
+                .map_or(0, |s| s.code_uses),
+            CounterAt::User(t, u, kind) => match (self.templates.find(t), self.users.find(u)) {
+                (Some(ti), Some(ui)) => self
+                    .users
+                    .at(ui)
+                    .map_or(0, |e| e.counter(user_counter_key(ti, kind))),
+                _ => 0,
+            },
+            CounterAt::Custom(s) => self.custom.get(s).copied().unwrap_or(0),
         }
-        self.user_entry(u).set_counter(ti, kind, value);
     }
 
-    fn user_entry(&mut self, u: &UserId) -> &mut UserEntry {
-        self.users.entry(u.clone()).or_default()
+    fn bump(&mut self, key: &CounterKey, delta: i64) {
+        match counter_at(key) {
+            CounterAt::Issued(t) => {
+                if let Some(s) = self.templates.entry(t) {
+                    s.issued = add(s.issued, delta);
+                }
+            }
+            CounterAt::CodeUses(t) => {
+                if let Some(s) = self.templates.entry(t) {
+                    s.code_uses = add(s.code_uses, delta);
+                }
+            }
+            CounterAt::User(t, u, kind) => {
+                let ti = self.templates.intern(t);
+                if let Some(e) = self.users.entry(u) {
+                    e.bump(user_counter_key(ti, kind), delta);
+                }
+            }
+            CounterAt::Custom(s) => {
+                let v = self.custom.entry(s.clone()).or_default();
+                *v = add(*v, delta);
+            }
+        }
     }
 
     fn receipt_exists(&self, key: &ReceiptKey) -> bool {
-        claim_key(key).is_some_and(|k| self.claims.contains_key(k))
-            || self.receipts.contains_key(key)
+        match claim_key(key) {
+            Some(k) => {
+                self.claim_slot(k).is_some()
+                    || (self.claim_keys_in_receipts && self.receipts.contains_key(key))
+            }
+            None => self.receipts.contains_key(key),
+        }
     }
 
     fn receipt(&self, key: &ReceiptKey) -> Option<Receipt> {
-        if let Some(c) = claim_key(key).and_then(|k| self.claims.get(k)) {
-            return Some(Receipt::Claimed { coupon: c.clone() });
+        if let Some(ix) = claim_key(key).and_then(|k| self.claim_slot(k)) {
+            if let Some(slot) = self.coupons.get(ix) {
+                return Some(Receipt::Claimed {
+                    coupon: slot.id.clone(),
+                });
+            }
         }
         self.receipts.get(key).cloned()
     }
 
-    fn version_ok<T>(current: Option<&Versioned<T>>, expect: Expect) -> bool {
+    fn version_ok(current: Option<Version>, expect: Expect) -> bool {
         match expect {
             Expect::Absent => current.is_none(),
-            Expect::Version(v) => current.is_some_and(|c| c.version == v),
+            Expect::Version(v) => current == Some(v),
         }
     }
 
-    fn holds(&self, op: &Op) -> bool {
+    fn holds(&mut self, op: &Op) -> bool {
         match op {
             Op::PutTemplate { record, expect } => {
                 let current = self
-                    .template_ix(record.id())
-                    .and_then(|i| self.templates.get(i as usize))
-                    .and_then(|s| s.record.as_ref());
+                    .templates
+                    .lookup(record.id())
+                    .and_then(|s| s.record.as_ref())
+                    .map(|r| r.version);
                 Self::version_ok(current, *expect)
             }
             Op::PutCampaign { campaign, expect } => {
-                Self::version_ok(self.campaigns.get(&campaign.id), *expect)
+                Self::version_ok(self.campaigns.get(&campaign.id).map(|c| c.version), *expect)
             }
             Op::PutCoupon { coupon, expect } => {
                 let current = self
-                    .coupon_ix
-                    .get(&coupon.id)
-                    .and_then(|&i| self.coupons.get(i as usize));
-                match expect {
-                    Expect::Absent => current.is_none(),
-                    Expect::Version(v) => current.is_some_and(|s| s.version == *v),
-                }
+                    .coupon_slot(&coupon.id)
+                    .and_then(|i| self.coupons.get(i))
+                    .map(|s| s.version);
+                Self::version_ok(current, *expect)
             }
             Op::Count { key, delta, limit } => {
-                let next = i128::from(self.counter(key)) + i128::from(*delta);
+                let next = i128::from(self.counter_mut(key)) + i128::from(*delta);
                 next >= 0 && limit.is_none_or(|l| next <= i128::from(l))
             }
             Op::InsertReceipt { key, .. } => !self.receipt_exists(key),
@@ -383,8 +579,9 @@ impl Inner {
         let n = batch.ops.len();
         let max = NONE as usize;
         for (what, len) in [
-            ("coupons", self.coupons.len()),
-            ("templates", self.template_ids.len()),
+            ("coupons", self.coupons.len),
+            ("templates", self.templates.len()),
+            ("users", self.users.len()),
             ("channels", self.channels.len()),
             ("campaigns", self.campaign_ids.len()),
         ] {
@@ -398,7 +595,7 @@ impl Inner {
     fn apply(&mut self, op: &Op) {
         match op {
             Op::PutTemplate { record, .. } => {
-                if let Some(slot) = self.template_slot_mut(record.id()) {
+                if let Some(slot) = self.templates.entry(record.id()) {
                     let version = slot.record.as_ref().map_or(1, |r| r.version + 1);
                     slot.record = Some(Versioned {
                         value: Arc::clone(record),
@@ -421,19 +618,40 @@ impl Inner {
                 );
             }
             Op::PutCoupon { coupon, .. } => self.put_coupon(coupon),
-            Op::Count { key, delta, .. } => {
-                let next = i128::from(self.counter(key)) + i128::from(*delta);
-                self.set_counter(key, u64::try_from(next).unwrap_or(0));
+            Op::Count { key, delta, .. } => self.bump(key, *delta),
+            Op::InsertReceipt { key, receipt } => {
+                if let (Some(k), Receipt::Claimed { coupon }) = (claim_key(key), receipt) {
+                    // Applied after the batch's coupons, so a coupon issued in the same batch is
+                    // found.
+                    let ix = self.coupon_slot(coupon);
+                    if let Some(slot) = ix.and_then(|ix| self.coupons.get_mut(ix)) {
+                        if slot.claim.is_none() {
+                            slot.claim = Some(k.clone());
+                            if let Some(ix) = ix {
+                                self.claims.insert(hash32(k.as_str()), ix);
+                            }
+                            return;
+                        }
+                    }
+                }
+                self.claim_keys_in_receipts |= claim_key(key).is_some();
+                self.receipts.insert(key.clone(), receipt.clone());
             }
-            Op::InsertReceipt { key, receipt } => match (claim_key(key), receipt) {
-                (Some(k), Receipt::Claimed { coupon }) => {
-                    self.claims.insert(k.clone(), coupon.clone());
-                }
-                _ => {
-                    self.receipts.insert(key.clone(), receipt.clone());
-                }
-            },
         }
+    }
+
+    fn coupon_slot(&self, id: &CouponId) -> Option<u32> {
+        self.coupon_ix.find(hash32(id.as_str()), |ix| {
+            self.coupons.get(ix).is_some_and(|s| &s.id == id)
+        })
+    }
+
+    fn claim_slot(&self, key: &IdempotencyKey) -> Option<u32> {
+        self.claims.find(hash32(key.as_str()), |ix| {
+            self.coupons
+                .get(ix)
+                .is_some_and(|s| s.claim.as_ref() == Some(key))
+        })
     }
 
     fn push_due(&mut self, at: DateTime<Utc>, ix: u32) {
@@ -441,25 +659,23 @@ impl Inner {
     }
 
     fn put_coupon(&mut self, c: &Coupon) {
-        let template = self.template_ids.intern(&c.template);
-        if self.templates.len() <= template as usize {
-            self.templates
-                .resize_with(template as usize + 1, TemplateSlot::default);
-        }
+        let template = self.templates.intern(&c.template);
         let channel = self.channels.intern(&c.channel);
         let campaign = c
             .campaign
             .as_ref()
             .map_or(NONE, |id| self.campaign_ids.intern(id));
-        let existing = self.coupon_ix.get(&c.id).copied();
-        match existing.and_then(|i| self.coupons.get_mut(i as usize).map(|s| (i, s))) {
+        let owner = self.users.intern(&c.owner);
+        let existing = self.coupon_slot(&c.id);
+        match existing.and_then(|i| self.coupons.get_mut(i).map(|s| (i, s))) {
             Some((ix, slot)) => {
-                let old_owner = slot.owner.clone();
+                let old_owner = slot.owner;
                 let old_order = slot.state.order().cloned();
                 let old_due = slot.due_at();
                 *slot = Slot {
                     id: slot.id.clone(),
-                    owner: c.owner.clone(),
+                    claim: slot.claim.take(),
+                    owner,
                     template,
                     channel,
                     campaign,
@@ -471,11 +687,13 @@ impl Inner {
                     version: slot.version + 1,
                 };
                 let new_due = slot.due_at();
-                if old_owner != c.owner {
-                    if let Some(e) = self.users.get_mut(&old_owner) {
+                if old_owner != owner {
+                    if let Some(e) = self.users.at_mut(old_owner) {
                         e.coupons.retain(|&i| i != ix);
                     }
-                    self.user_entry(&c.owner).coupons.push(ix);
+                    if let Some(e) = self.users.at_mut(owner) {
+                        e.coupons.push(ix);
+                    }
                 }
                 let new_order = c.state.order();
                 if old_order.as_ref() != new_order {
@@ -498,10 +716,10 @@ impl Inner {
                 }
             }
             None => {
-                let ix = u32::try_from(self.coupons.len()).unwrap_or(NONE);
                 let slot = Slot {
                     id: c.id.clone(),
-                    owner: c.owner.clone(),
+                    claim: None,
+                    owner,
                     template,
                     channel,
                     campaign,
@@ -513,11 +731,10 @@ impl Inner {
                     version: 1,
                 };
                 let due = slot.due_at();
-                self.coupons.push(slot);
-                self.coupon_ix.insert(c.id.clone(), ix);
-                match self.users.get_mut(&c.owner) {
-                    Some(e) => e.coupons.push(ix),
-                    None => self.user_entry(&c.owner).coupons.push(ix),
+                let ix = self.coupons.push(slot);
+                self.coupon_ix.insert(hash32(c.id.as_str()), ix);
+                if let Some(e) = self.users.at_mut(owner) {
+                    e.coupons.push(ix);
                 }
                 if let Some(o) = c.state.order() {
                     self.orders.entry(o.clone()).or_default().push(ix);
@@ -533,7 +750,7 @@ impl Inner {
     /// time is no longer in that second).
     fn stale(&self, ix: u32, second: i64) -> bool {
         self.coupons
-            .get(ix as usize)
+            .get(ix)
             .and_then(Slot::due_at)
             .is_none_or(|t| t.timestamp() != second)
     }
@@ -573,7 +790,7 @@ impl Inner {
             for &ix in q {
                 let is_due = self
                     .coupons
-                    .get(ix as usize)
+                    .get(ix)
                     .and_then(Slot::due_at)
                     .is_some_and(|t| t.timestamp() == second && t <= now);
                 if is_due && seen.insert(ix) {
@@ -629,9 +846,21 @@ impl MemoryStore {
         MemoryStore::default()
     }
 
+    /// An empty store with room for `coupons` coupons and their claim receipts, so that
+    /// issuing them never grows (and re-hashes) the indexes.
+    pub fn with_capacity(coupons: usize) -> MemoryStore {
+        let mut inner = Inner::default();
+        inner.coupon_ix.reserve(coupons);
+        inner.claims.reserve(coupons);
+        inner.coupons.chunks.reserve(coupons.div_ceil(CHUNK));
+        MemoryStore {
+            inner: RwLock::new(inner),
+        }
+    }
+
     /// Number of coupons stored.
     pub fn coupon_count(&self) -> usize {
-        self.read().coupons.len()
+        self.read().coupons.len
     }
 
     fn read(&self) -> RwLockReadGuard<'_, Inner> {
@@ -650,9 +879,10 @@ impl Repository for MemoryStore {
         &self,
         id: &TemplateId,
     ) -> Result<Option<Versioned<Arc<TemplateRecord>>>, MemoryStoreError> {
-        let g = self.read();
-        Ok(g.template_ix(id)
-            .and_then(|i| g.templates.get(i as usize))
+        Ok(self
+            .read()
+            .templates
+            .lookup(id)
             .and_then(|s| s.record.clone()))
     }
 
@@ -660,6 +890,7 @@ impl Repository for MemoryStore {
         let g = self.read();
         let mut v: Vec<_> = g
             .templates
+            .data
             .iter()
             .filter_map(|s| s.record.clone())
             .collect();
@@ -673,16 +904,15 @@ impl Repository for MemoryStore {
 
     fn coupon(&self, id: &CouponId) -> Result<Option<Versioned<Coupon>>, MemoryStoreError> {
         let g = self.read();
-        Ok(g.coupon_ix
-            .get(id)
-            .and_then(|&i| g.coupons.get(i as usize))
+        Ok(g.coupon_slot(id)
+            .and_then(|i| g.coupons.get(i))
             .and_then(|s| g.to_coupon(s)))
     }
 
     fn wallet(&self, user: &UserId) -> Result<Vec<Versioned<Coupon>>, MemoryStoreError> {
         let g = self.read();
         Ok(g.users
-            .get(user)
+            .lookup(user)
             .map(|e| g.coupons_at(&e.coupons))
             .unwrap_or_default())
     }
@@ -720,7 +950,14 @@ impl Repository for MemoryStore {
         if let Some(index) = batch.ops.iter().position(|op| !g.holds(op)) {
             return Ok(Commit::Conflict { index });
         }
-        for op in &batch.ops {
+        let late = |op: &Op| {
+            matches!(op, Op::InsertReceipt { key, receipt: Receipt::Claimed { .. } }
+                if claim_key(key).is_some())
+        };
+        for op in batch.ops.iter().filter(|op| !late(op)) {
+            g.apply(op);
+        }
+        for op in batch.ops.iter().filter(|op| late(op)) {
             g.apply(op);
         }
         Ok(Commit::Applied)
