@@ -380,6 +380,12 @@ impl Money {
         }
         let mut amount = normal;
         amount.rescale(u32::from(currency.exponent));
+        if amount.scale() != u32::from(currency.exponent) {
+            // Too many digits to carry the minor unit: outside the representable range.
+            return Err(MoneyError::Overflow {
+                operation: "scale to the minor unit",
+            });
+        }
         Ok(Money { amount, currency })
     }
 

@@ -2,6 +2,7 @@
 //! one offer applies to it. Pure and allocation-light; the public types live in the parent.
 
 use std::cmp::Ordering;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -38,20 +39,41 @@ fn minor(m: &Money) -> i64 {
 pub(crate) enum Kind {
     Instant(i64),
     Threshold(Vec<(i64, i64)>),
-    Every { every: i64, save: i64, max: i64 },
-    Percent { num: i128, den: i128, max: i64 },
-    Shipping { cap: i64 },
-    BuyGet { buy: u64, get: u64, max_free: u64 },
-    Fixed { quantity: u64, price: i64, max_bundles: u64 },
+    Every {
+        every: i64,
+        save: i64,
+        max: i64,
+    },
+    Percent {
+        num: i128,
+        den: i128,
+        max: i64,
+    },
+    Shipping {
+        cap: i64,
+    },
+    BuyGet {
+        buy: u64,
+        get: u64,
+        max_free: u64,
+    },
+    Fixed {
+        quantity: u64,
+        price: i64,
+        max_bundles: u64,
+    },
 }
 
 impl Kind {
     fn from_benefit(b: &Benefit) -> Kind {
         match b {
             Benefit::Instant { amount } => Kind::Instant(minor(amount)),
-            Benefit::Threshold { tiers } => {
-                Kind::Threshold(tiers.iter().map(|t| (minor(&t.spend), minor(&t.save))).collect())
-            }
+            Benefit::Threshold { tiers } => Kind::Threshold(
+                tiers
+                    .iter()
+                    .map(|t| (minor(&t.spend), minor(&t.save)))
+                    .collect(),
+            ),
             Benefit::EveryThreshold {
                 every,
                 save,
@@ -154,12 +176,10 @@ pub(crate) enum Miss {
     NothingToSave,
 }
 
-/// An offer checked against the cart and buyer, ready to apply.
-#[derive(Clone, Debug)]
-pub(crate) struct Prepared {
-    /// Index into the offers given to the checkout.
-    pub offer: usize,
-    pub id: OfferId,
+/// Everything about one template on this cart and buyer: shared by every offer of the template
+/// (a wallet holds many copies of popular templates), computed once per checkout.
+#[derive(Debug)]
+pub(crate) struct Shared {
     pub template: TemplateId,
     pub lines: Vec<u32>,
     pub kind: Kind,
@@ -170,40 +190,80 @@ pub(crate) struct Prepared {
     pub group: StackingGroup,
     pub exclusive: bool,
     pub with_promotions: bool,
-    pub is_promotion: bool,
     pub per_order: u32,
-    pub valid_until: Option<DateTime<Utc>>,
-    /// Canonical application order key: (phase, source, -priority, rank).
+    /// Phase, negated priority, kind rank.
+    pub place: (u8, i64, u8),
+    /// Everything that decides how an offer of the template applies, but the template's id:
+    /// templates with the same signature (and group) behave identically.
+    pub sig: Vec<i64>,
+    /// The saving alone on the whole cart, or why it does not apply.
+    pub alone: Result<i64, Miss>,
+    /// Why no offer of the template can be used here (currency, audience, channel, schedule,
+    /// scope, minimum spend…).
+    pub reasons: Vec<Ineligible>,
+}
+
+/// An offer checked against the cart and buyer, ready to apply.
+#[derive(Clone, Debug)]
+pub(crate) struct Prepared {
+    /// Index into the offers given to the checkout.
+    pub offer: usize,
+    pub id: OfferId,
+    pub shared: Arc<Shared>,
+    pub is_promotion: bool,
+    /// Canonical application order key: (phase, source, -priority, kind rank).
     pub order: (u8, u8, i64, u8),
+    pub valid_until: Option<DateTime<Utc>>,
     /// Saving when applied alone to the whole cart.
     pub alone: i64,
+    /// Position in the canonical order among the checkout's usable offers (see
+    /// [`Prepared::apply_cmp`]), set once all are prepared.
+    pub rank: u32,
+}
+
+impl std::ops::Deref for Prepared {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.shared
+    }
 }
 
 impl Prepared {
-    /// The canonical order in which stacked offers apply.
+    /// Orders offers by behaviour: equal exactly when they behave identically.
+    pub fn class_cmp(&self, other: &Prepared) -> Ordering {
+        self.order.cmp(&other.order).then_with(|| {
+            if Arc::ptr_eq(&self.shared, &other.shared) {
+                Ordering::Equal
+            } else {
+                self.sig
+                    .cmp(&other.sig)
+                    .then_with(|| self.group.cmp(&other.group))
+            }
+        })
+    }
+
+    /// The canonical order in which stacked offers apply. Offers that behave identically sit
+    /// next to each other, so swapping one for another never changes the order of the rest.
     pub fn apply_cmp(&self, other: &Prepared) -> Ordering {
-        self.order
-            .cmp(&other.order)
+        self.class_cmp(other)
+            .then_with(|| self.template.cmp(&other.template))
             .then_with(|| self.id.cmp(&other.id))
     }
 }
 
-/// The template-level facts shared by every offer of one template.
-pub(crate) struct TemplateFacts {
-    pub lines: Vec<u32>,
-    pub reasons: Vec<Ineligible>,
-}
-
-/// Checks everything about a template that does not depend on the coupon instance: currency,
-/// audience, channel, schedule, scope.
-pub(crate) fn template_facts(
+/// Checks everything about a template that does not depend on the coupon instance (currency,
+/// audience, channel, schedule, scope) and computes its saving alone.
+pub(crate) fn shared(
     t: &Template,
     cart: &Cart,
+    ctx: &CartCtx,
     buyer: &Buyer,
     now: DateTime<Utc>,
-) -> TemplateFacts {
+    policy: &StackingPolicy,
+) -> Shared {
     let mut reasons = Vec::new();
-    if t.currency() != cart.currency() {
+    let currency_ok = t.currency() == cart.currency();
+    if !currency_ok {
         reasons.push(Ineligible::CurrencyMismatch {
             cart: cart.currency(),
             coupon: t.currency(),
@@ -237,19 +297,46 @@ pub(crate) fn template_facts(
     if lines.is_empty() {
         reasons.push(Ineligible::NoItemInScope);
     }
-    TemplateFacts { lines, reasons }
+    let kind = Kind::from_benefit(t.benefit());
+    let stacking = t.stacking();
+    let orig_base: i64 = lines.iter().map(|&l| ctx.totals[l as usize]).sum();
+    let qty: u64 = lines.iter().map(|&l| ctx.qty[l as usize]).sum();
+    let mut sh = Shared {
+        template: t.id().clone(),
+        place: (kind.phase(), -i64::from(stacking.priority), kind.rank()),
+        lines,
+        kind,
+        min_subtotal: t.conditions().min_subtotal().as_ref().map_or(0, minor),
+        min_qty: u64::from(t.conditions().min_quantity().unwrap_or(0)),
+        orig_base,
+        qty,
+        group: stacking.group.clone(),
+        exclusive: stacking.exclusive,
+        with_promotions: stacking.with_promotions,
+        per_order: t.limits().per_order(),
+        sig: Vec::new(),
+        alone: Err(Miss::NothingToSave),
+        reasons: Vec::new(),
+    };
+    sh.sig = signature(&sh);
+    if currency_ok && !sh.lines.is_empty() {
+        let mut state = ctx.fresh();
+        sh.alone = apply(&sh, ctx, &mut state, policy, None);
+        if let Err(m) = sh.alone {
+            reasons.push(miss_reason(m, cart));
+        }
+    }
+    sh.reasons = reasons;
+    sh
 }
 
-/// Prepares one offer: its instance checks (blocked, validity) plus the template facts, then
-/// its saving alone. `Err` carries every reason it is not usable.
+/// Prepares one offer: its instance checks (blocked, validity) plus its template's facts.
+/// `Err` carries every reason it is not usable.
 pub(crate) fn prepare(
     index: usize,
     offer: &Offer,
-    facts: &TemplateFacts,
-    ctx: &CartCtx,
-    cart: &Cart,
+    shared: &Arc<Shared>,
     now: DateTime<Utc>,
-    policy: &StackingPolicy,
 ) -> Result<Prepared, Vec<Ineligible>> {
     let mut reasons = Vec::new();
     if let Some(b) = &offer.blocked {
@@ -265,54 +352,59 @@ pub(crate) fn prepare(
             reasons.push(Ineligible::Expired { at: until });
         }
     }
-    reasons.extend(facts.reasons.iter().cloned());
-    let t = &offer.template;
-    let kind = Kind::from_benefit(t.benefit());
-    let stacking = t.stacking();
+    reasons.extend(shared.reasons.iter().cloned());
+    let alone = match shared.alone {
+        Ok(a) if reasons.is_empty() => a,
+        _ => return Err(reasons),
+    };
     let source = match offer.id {
         OfferId::Promotion(_) => 0,
         OfferId::Code(_) => 1,
         OfferId::Coupon(_) => 2,
     };
-    let orig_base: i64 = facts.lines.iter().map(|&l| ctx.totals[l as usize]).sum();
-    let qty: u64 = facts.lines.iter().map(|&l| ctx.qty[l as usize]).sum();
-    let mut p = Prepared {
+    let (phase, priority, rank) = shared.place;
+    Ok(Prepared {
         offer: index,
         id: offer.id.clone(),
-        template: t.id().clone(),
-        lines: facts.lines.clone(),
-        order: (
-            kind.phase(),
-            source,
-            -i64::from(stacking.priority),
-            kind.rank(),
-        ),
-        kind,
-        min_subtotal: t.conditions().min_subtotal().as_ref().map_or(0, minor),
-        min_qty: u64::from(t.conditions().min_quantity().unwrap_or(0)),
-        orig_base,
-        qty,
-        group: stacking.group.clone(),
-        exclusive: stacking.exclusive,
-        with_promotions: stacking.with_promotions,
-        is_promotion: matches!(offer.id, OfferId::Promotion(_)),
-        per_order: t.limits().per_order(),
+        shared: Arc::clone(shared),
+        is_promotion: source == 0,
+        order: (phase, source, priority, rank),
         valid_until: offer.valid_until,
-        alone: 0,
-    };
-    let currency_ok = t.currency() == cart.currency();
-    if currency_ok && !p.lines.is_empty() {
-        let mut state = ctx.fresh();
-        match apply(&p, ctx, &mut state, policy, None) {
-            Ok(s) => p.alone = s,
-            Err(m) => reasons.push(miss_reason(m, cart)),
+        alone,
+        rank: 0,
+    })
+}
+
+/// The behaviour signature of a template (see [`Shared::sig`]).
+fn signature(p: &Shared) -> Vec<i64> {
+    let clamp = |x: i128| i64::try_from(x).unwrap_or(i64::MAX);
+    let sat = |x: u64| i64::try_from(x).unwrap_or(i64::MAX);
+    let mut v = match &p.kind {
+        Kind::Instant(a) => vec![0, *a],
+        Kind::Threshold(tiers) => {
+            let mut v = vec![1, tiers.len() as i64];
+            v.extend(tiers.iter().flat_map(|(s, t)| [*s, *t]));
+            v
         }
-    }
-    if reasons.is_empty() {
-        Ok(p)
-    } else {
-        Err(reasons)
-    }
+        Kind::Every { every, save, max } => vec![2, *every, *save, *max],
+        Kind::Percent { num, den, max } => vec![3, clamp(*num), clamp(*den), *max],
+        Kind::Shipping { cap } => vec![4, *cap],
+        Kind::BuyGet { buy, get, max_free } => vec![5, sat(*buy), sat(*get), sat(*max_free)],
+        Kind::Fixed {
+            quantity,
+            price,
+            max_bundles,
+        } => vec![6, sat(*quantity), *price, sat(*max_bundles)],
+    };
+    v.extend([
+        p.min_subtotal,
+        sat(p.min_qty),
+        i64::from(p.exclusive),
+        i64::from(p.with_promotions),
+        p.lines.len() as i64,
+    ]);
+    v.extend(p.lines.iter().map(|&l| i64::from(l)));
+    v
 }
 
 pub(crate) fn miss_reason(m: Miss, cart: &Cart) -> Ineligible {
@@ -339,7 +431,7 @@ pub(crate) struct Alloc {
 /// Applies `p` to `state` (mutating it) and returns the saving, or why it does not apply.
 /// When `alloc` is given, records where the saving went. On `Err` the state is unchanged.
 pub(crate) fn apply(
-    p: &Prepared,
+    p: &Shared,
     ctx: &CartCtx,
     state: &mut State,
     policy: &StackingPolicy,
@@ -360,7 +452,11 @@ pub(crate) fn apply(
     let saving = match &p.kind {
         Kind::Instant(a) => amount(*a),
         Kind::Threshold(tiers) => {
-            match tiers.iter().rev().find(|(spend, _)| *spend <= threshold_base) {
+            match tiers
+                .iter()
+                .rev()
+                .find(|(spend, _)| *spend <= threshold_base)
+            {
                 Some((_, save)) => amount(*save),
                 None => {
                     let first = tiers.first().map_or(0, |t| t.0);
@@ -402,7 +498,18 @@ pub(crate) fn apply(
             quantity,
             price,
             max_bundles,
-        } => return bundle_saving(p, ctx, state, policy, alloc, *quantity, *price, *max_bundles),
+        } => {
+            return bundle_saving(
+                p,
+                ctx,
+                state,
+                policy,
+                alloc,
+                *quantity,
+                *price,
+                *max_bundles,
+            );
+        }
     };
     if saving <= 0 {
         return Err(Miss::NothingToSave);
@@ -442,7 +549,7 @@ fn cum(r: i64, j: u64, q: u64, rounding: Rounding) -> i64 {
 }
 
 /// Lines of `p` by residual unit value, cheapest first (ties by line index).
-fn by_unit_value(p: &Prepared, ctx: &CartCtx, state: &State) -> Vec<u32> {
+fn by_unit_value(p: &Shared, ctx: &CartCtx, state: &State) -> Vec<u32> {
     let mut lines = p.lines.clone();
     lines.sort_by(|&a, &b| {
         let (ra, qa) = (state.residual[a as usize], ctx.qty[a as usize]);
@@ -456,7 +563,7 @@ fn by_unit_value(p: &Prepared, ctx: &CartCtx, state: &State) -> Vec<u32> {
 
 /// Buy-get: the `free(units)` cheapest units are free.
 fn unit_saving(
-    p: &Prepared,
+    p: &Shared,
     ctx: &CartCtx,
     state: &mut State,
     policy: &StackingPolicy,
@@ -504,7 +611,7 @@ fn commit_parts(
 /// Fixed price: bundles of `quantity` units, most expensive first, each for `price`.
 #[allow(clippy::too_many_arguments)]
 fn bundle_saving(
-    p: &Prepared,
+    p: &Shared,
     ctx: &CartCtx,
     state: &mut State,
     policy: &StackingPolicy,

@@ -51,7 +51,7 @@
 //! use chrono::{TimeZone, Utc};
 //!
 //! let cny = Currency::CNY;
-//! let yuan = |n| Money::from_minor(n * 100, cny);
+//! let yuan = |n: i64| Money::from_minor(n * 100, cny);
 //! let now = Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap();
 //! let week = Validity::relative(Span::Days(7), None)?;
 //! let t10 = Arc::new(TemplateSpec::new(TemplateId::new("100-10")?, "Spend 100 save 10", cny,
@@ -93,7 +93,7 @@ use crate::cart::{Buyer, Cart};
 use crate::id::{CouponId, StackingGroup, TemplateId};
 use crate::money::{Money, Rounding};
 use crate::rule::{PromoCode, Template};
-use engine::{Alloc, CartCtx, Prepared, TemplateFacts, apply, prepare, template_facts};
+use engine::{Alloc, CartCtx, Prepared, Shared, apply, prepare, shared};
 
 /// Which offer: a wallet coupon, a typed promo code, or an automatic promotion.
 ///
@@ -331,17 +331,29 @@ impl<'a> Checkout<'a> {
             all.extend(ix.candidates(self.cart));
         }
         let ctx = CartCtx::new(self.cart);
-        let mut facts: HashMap<*const Template, TemplateFacts> = HashMap::new();
+        let mut facts: HashMap<*const Template, Arc<Shared>> = HashMap::new();
         let mut usable = Vec::with_capacity(all.len());
         let mut unusable = Vec::new();
         for (i, o) in all.iter().enumerate() {
-            let f = facts
-                .entry(Arc::as_ptr(&o.template))
-                .or_insert_with(|| template_facts(&o.template, self.cart, self.buyer, self.now));
-            match prepare(i, o, f, &ctx, self.cart, self.now, self.policy) {
+            let f = facts.entry(Arc::as_ptr(&o.template)).or_insert_with(|| {
+                Arc::new(shared(
+                    &o.template,
+                    self.cart,
+                    &ctx,
+                    self.buyer,
+                    self.now,
+                    self.policy,
+                ))
+            });
+            match prepare(i, o, f, self.now) {
                 Ok(p) => usable.push(p),
                 Err(r) => unusable.push((i, r)),
             }
+        }
+        let mut ranked: Vec<usize> = (0..usable.len()).collect();
+        ranked.sort_by(|&a, &b| usable[a].apply_cmp(&usable[b]));
+        for (rank, i) in ranked.into_iter().enumerate() {
+            usable[i].rank = rank as u32;
         }
         Prep {
             all,
@@ -386,8 +398,14 @@ impl<'a> Checkout<'a> {
         Ok(out)
     }
 
-    /// Checks that `members` combine and each saves something; the first offer that does not.
-    fn check_set(&self, prep: &Prep<'_>, members: &[usize]) -> Result<(), CheckoutError> {
+    /// Checks that `members` combine and, if `saving` is asked, that each saves something; the
+    /// first offer that does not.
+    fn check_set(
+        &self,
+        prep: &Prep<'_>,
+        members: &[usize],
+        saving: bool,
+    ) -> Result<(), CheckoutError> {
         let mut chosen: Vec<&Prepared> = Vec::new();
         for &i in members {
             let Some(p) = prep.usable.iter().find(|p| p.offer == i) else {
@@ -401,7 +419,7 @@ impl<'a> Checkout<'a> {
             }
             chosen.push(p);
         }
-        if select::evaluate(&chosen, &prep.ctx, self.policy).is_none() {
+        if saving && select::evaluate(&chosen, &prep.ctx, self.policy).is_none() {
             // Name the offer that saves nothing in the canonical order.
             let mut order = chosen.clone();
             order.sort_by(|a, b| a.apply_cmp(b));
@@ -429,7 +447,7 @@ impl<'a> Checkout<'a> {
     pub fn with_selection(&self, chosen: &[OfferId]) -> Result<Quote, CheckoutError> {
         let prep = self.prepare();
         let members = self.resolve(&prep, chosen)?;
-        self.check_set(&prep, &members)?;
+        self.check_set(&prep, &members, false)?;
         // The chosen offers are forced; promotions are free to join.
         let mut cands: Vec<Prepared> = Vec::new();
         let mut forced = Vec::new();
@@ -442,7 +460,11 @@ impl<'a> Checkout<'a> {
         }
         let set: Vec<usize> = match select::best(&cands, &forced, &prep.ctx, self.policy) {
             Some((set, _)) => set.iter().map(|&i| cands[i].offer).collect(),
-            None => members,
+            None => {
+                // No promotions make the choice valid: name the offer that saves nothing.
+                self.check_set(&prep, &members, true)?;
+                members
+            }
         };
         Ok(self.build(&prep, &set))
     }
@@ -455,7 +477,7 @@ impl<'a> Checkout<'a> {
     pub fn apply_exactly(&self, offers: &[OfferId]) -> Result<Quote, CheckoutError> {
         let prep = self.prepare();
         let members = self.resolve(&prep, offers)?;
-        self.check_set(&prep, &members)?;
+        self.check_set(&prep, &members, true)?;
         Ok(self.build(&prep, &members))
     }
 
@@ -476,7 +498,8 @@ impl<'a> Checkout<'a> {
         let mut applied = Vec::with_capacity(order.len());
         for p in &order {
             let mut alloc = Alloc::default();
-            let saving = apply(p, &prep.ctx, &mut state, self.policy, Some(&mut alloc)).unwrap_or(0);
+            let saving =
+                apply(p, &prep.ctx, &mut state, self.policy, Some(&mut alloc)).unwrap_or(0);
             for (l, amount) in alloc.lines {
                 if let Some(v) = line_shares.get_mut(l as usize) {
                     v.push(Share {

@@ -144,7 +144,9 @@ impl fmt::Display for Ineligible {
                 Blocked::Used => f.write_str("already used"),
                 Blocked::Expired => f.write_str("expired"),
                 Blocked::Voided => f.write_str("voided"),
-                Blocked::UseLimitReached => f.write_str("you have used this offer as often as allowed"),
+                Blocked::UseLimitReached => {
+                    f.write_str("you have used this offer as often as allowed")
+                }
                 Blocked::CodeExhausted => f.write_str("this code has no uses left"),
                 Blocked::Inactive => f.write_str("this offer is not active"),
             },
@@ -181,7 +183,10 @@ impl fmt::Display for Ineligible {
             }
             Ineligible::ExclusiveNeedsAlone => f.write_str("can only be used alone"),
             Ineligible::RefusesPromotions { promotion } => {
-                write!(f, "cannot combine with promotion {promotion}, which applies")
+                write!(
+                    f,
+                    "cannot combine with promotion {promotion}, which applies"
+                )
             }
             Ineligible::RefusedBy { offer } => {
                 write!(f, "cannot combine with {offer}, which is selected")

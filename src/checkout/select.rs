@@ -3,14 +3,18 @@
 //!
 //! ## Why the search is exact
 //! A set's saving is computed by applying its offers one after another in the canonical order
-//! ([`Prepared::apply_cmp`]). Every benefit's saving is non-decreasing in what is left of the
-//! lines it applies to, so an offer never saves more inside a set than alone on the whole cart,
-//! and adding offers never raises the saving of the others. Hence for sets `S ⊆ T`:
-//! `saving(T) ≤ saving(S) + Σ_{t ∈ T∖S} alone(t)` — the bound used to prune, refined by the
-//! group limits (at most `limit` offers of a group count) and by what is left to pay. A set in
-//! which some offer saves nothing is not valid, and no superset of it is valid either (the offer
-//! still saves nothing), so such branches are cut too. Only branches whose bound is *below*
-//! the best found are pruned; branches that could tie are explored, so the tie-break is exact.
+//! ([`Prepared::apply_cmp`]), each to what the earlier ones left. Every benefit's saving is
+//! non-decreasing in what is left of the lines it applies to, and what is left never exceeds the
+//! original amounts, so an offer never saves more inside a set than alone on the whole cart:
+//! `saving(S) ≤ Σ_{s ∈ S} alone(s)`. The search walks the offers best-alone first, choosing to
+//! take or skip each, and cuts a branch only when even the most it could reach — the savings
+//! alone of what it holds plus the best savings alone still available, at most `limit` per
+//! stacking group and at most the coupon cap, and never more than the order's total — is
+//! *below* the best valid set found. Branches that could tie are explored, so the tie-break is
+//! exact too. The stacking rules only ever forbid more as a set grows, so a set that breaks
+//! one is cut with all its supersets. A set in which some offer saves nothing is not valid,
+//! but it is not cut: another offer applied before it can change which units or lines it
+//! reaches, so a superset may be valid.
 
 use std::cmp::Ordering;
 
@@ -37,7 +41,9 @@ pub(crate) fn compatible(
             });
         }
         if c.is_promotion && !x.with_promotions {
-            return Err(Ineligible::RefusedBy { offer: x.id.clone() });
+            return Err(Ineligible::RefusedBy {
+                offer: x.id.clone(),
+            });
         }
     }
     if !c.is_promotion {
@@ -49,11 +55,14 @@ pub(crate) fn compatible(
         }
     }
     let limit = policy.group_limit(&c.group);
-    let same: Vec<_> = chosen.iter().filter(|x| x.group == c.group).collect();
-    if same.len() >= limit as usize {
+    if chosen.iter().filter(|x| x.group == c.group).count() >= limit as usize {
         return Err(Ineligible::GroupFull {
             group: c.group.clone(),
-            with: same.iter().map(|x| x.id.clone()).collect(),
+            with: chosen
+                .iter()
+                .filter(|x| x.group == c.group)
+                .map(|x| x.id.clone())
+                .collect(),
         });
     }
     let same_template = chosen.iter().filter(|x| x.template == c.template).count();
@@ -73,7 +82,7 @@ pub(crate) fn evaluate(
     policy: &StackingPolicy,
 ) -> Option<i64> {
     let mut order: Vec<&Prepared> = members.to_vec();
-    order.sort_by(|a, b| a.apply_cmp(b));
+    order.sort_unstable_by_key(|p| p.rank);
     let mut state = ctx.fresh();
     let mut total = 0i64;
     for p in order {
@@ -108,31 +117,61 @@ pub(crate) fn better(a: &[&Prepared], sa: i64, b: &[&Prepared], sb: i64) -> Orde
     sb.cmp(&sa).then_with(|| tie_break(a, b))
 }
 
-/// Drops offers that can never be in the unique best set: beyond the first `k` coupons of one
-/// template (ordered by expiry, then id), where `k` is how many of that template one order can
-/// hold. Copies of a template behave identically and apply next to each other, so swapping a
-/// later copy for an earlier unused one keeps the saving and wins the tie-break.
+/// Drops offers that can never be in the unique best set. Offers of one behaviour class
+/// (same signature, order and group: they behave identically and apply next to each other) are
+/// interchangeable in any set, so only the members a best set could use are kept: taken by
+/// expiry, then id, at most the group's limit of them and at most each template's per-order
+/// limit. The kept members form the greedy basis of that (laminar) matroid, which dominates
+/// every other choice of as many members element by element, so the tie-break prefers them.
 pub(crate) fn dedup(policy: &StackingPolicy, mut cands: Vec<Prepared>) -> Vec<Prepared> {
     cands.sort_by(|a, b| {
-        a.template
-            .cmp(&b.template)
-            .then(a.is_promotion.cmp(&b.is_promotion))
+        a.class_cmp(b)
             .then((a.valid_until.is_none(), a.valid_until).cmp(&(b.valid_until.is_none(), b.valid_until)))
             .then_with(|| a.id.cmp(&b.id))
     });
     let mut out: Vec<Prepared> = Vec::with_capacity(cands.len());
-    let mut run = 0u32;
+    let mut class_start = 0usize;
     for c in cands {
-        let same = out
-            .last()
-            .is_some_and(|l| l.template == c.template && l.is_promotion == c.is_promotion);
-        run = if same { run + 1 } else { 1 };
-        let keep = c.per_order.min(policy.group_limit(&c.group)).max(1);
-        if run <= keep {
+        let same_class = out
+            .get(class_start)
+            .is_some_and(|first| first.class_cmp(&c) == Ordering::Equal);
+        if !same_class {
+            class_start = out.len();
+        }
+        let class = &out[class_start..];
+        let taken = class.len() as u32;
+        let of_template = class.iter().filter(|x| x.template == c.template).count() as u32;
+        if taken < policy.group_limit(&c.group) && of_template < c.per_order {
             out.push(c);
         }
     }
     out
+}
+
+/// Positions (ascending) of some candidates with prefix sums of their savings alone: the sum
+/// of the first `c` of them at or after a position, in `O(log n)`.
+struct Run {
+    pos: Vec<usize>,
+    prefix: Vec<i64>,
+}
+
+impl Run {
+    fn new<'p>(members: impl Iterator<Item = (usize, &'p Prepared)>) -> Run {
+        let mut pos = Vec::new();
+        let mut prefix = vec![0i64];
+        for (k, p) in members {
+            pos.push(k);
+            let last = prefix.last().copied().unwrap_or(0);
+            prefix.push(last.saturating_add(p.alone));
+        }
+        Run { pos, prefix }
+    }
+
+    fn top(&self, k: usize, c: u32) -> i64 {
+        let i = self.pos.partition_point(|&p| p < k);
+        let j = (i + c as usize).min(self.pos.len());
+        self.prefix[j] - self.prefix[i]
+    }
 }
 
 /// Branch and bound over `cands`. `forced[i]` offers must be in the result. Returns the best
@@ -151,39 +190,57 @@ pub(crate) fn best(
             .then(cands[b].alone.cmp(&cands[a].alone))
             .then_with(|| cands[a].apply_cmp(&cands[b]))
     });
+    let sorted: Vec<&Prepared> = order.iter().map(|&i| &cands[i]).collect();
     // Intern groups for the bound.
     let mut groups: Vec<&crate::id::StackingGroup> = Vec::new();
-    let gid: Vec<usize> = order
+    let gid: Vec<usize> = sorted
         .iter()
-        .map(|&i| {
-            let g = &cands[i].group;
-            match groups.iter().position(|x| *x == g) {
-                Some(p) => p,
-                None => {
-                    groups.push(g);
-                    groups.len() - 1
-                }
+        .map(|p| match groups.iter().position(|x| **x == p.group) {
+            Some(g) => g,
+            None => {
+                groups.push(&p.group);
+                groups.len() - 1
             }
         })
         .collect();
     let caps: Vec<u32> = groups.iter().map(|g| policy.group_limit(g)).collect();
-    let mut suffix = vec![0i64; order.len() + 1];
-    for k in (0..order.len()).rev() {
-        suffix[k] = suffix[k + 1].saturating_add(cands[order[k]].alone);
-    }
+    let gid_ref = &gid;
+    let sorted_ref = &sorted;
+    let in_group = |g: usize, promo_only: bool| {
+        Run::new(
+            sorted_ref
+                .iter()
+                .copied()
+                .enumerate()
+                .filter(move |(k, p)| gid_ref[*k] == g && (!promo_only || p.is_promotion)),
+        )
+    };
+    let all_runs: Vec<Run> = (0..groups.len()).map(|g| in_group(g, false)).collect();
+    let promo_runs: Vec<Run> = (0..groups.len()).map(|g| in_group(g, true)).collect();
+    let coupon_run = Run::new(
+        sorted
+            .iter()
+            .copied()
+            .enumerate()
+            .filter(|(_, p)| !p.is_promotion),
+    );
     let total_payable = ctx.totals.iter().sum::<i64>() + ctx.shipping;
     let mut s = Search {
-        cands,
-        order: &order,
-        forced,
+        sorted: &sorted,
+        forced: order.iter().map(|&i| forced[i]).collect(),
         gid: &gid,
         caps: &caps,
-        suffix: &suffix,
+        all_runs: &all_runs,
+        promo_runs: &promo_runs,
+        coupon_run: &coupon_run,
+        used: vec![0; groups.len()],
+        coupons_used: 0,
         ctx,
         policy,
         total_payable,
         best: None,
         chosen: Vec::new(),
+        chosen_pos: Vec::new(),
     };
     let n_forced = forced.iter().filter(|f| **f).count();
     if n_forced == 0 {
@@ -191,100 +248,95 @@ pub(crate) fn best(
     }
     s.dfs(0, 0, n_forced);
     s.best
+        .map(|(set, saving)| (set.into_iter().map(|k| order[k]).collect(), saving))
 }
 
 struct Search<'a> {
-    cands: &'a [Prepared],
-    order: &'a [usize],
-    forced: &'a [bool],
+    /// Candidates in search order.
+    sorted: &'a [&'a Prepared],
+    forced: Vec<bool>,
     gid: &'a [usize],
     caps: &'a [u32],
-    suffix: &'a [i64],
+    all_runs: &'a [Run],
+    promo_runs: &'a [Run],
+    coupon_run: &'a Run,
+    used: Vec<u32>,
+    coupons_used: u32,
     ctx: &'a CartCtx,
     policy: &'a StackingPolicy,
     total_payable: i64,
+    /// Best set so far, as positions in search order, and its saving.
     best: Option<(Vec<usize>, i64)>,
-    /// Positions in `order` of the chosen offers.
-    chosen: Vec<usize>,
+    chosen: Vec<&'a Prepared>,
+    chosen_pos: Vec<usize>,
 }
 
-impl Search<'_> {
-    fn members(&self, positions: &[usize]) -> Vec<&Prepared> {
-        positions
-            .iter()
-            .map(|&k| &self.cands[self.order[k]])
-            .collect()
-    }
-
-    fn bound(&self, k: usize, saving: i64) -> i64 {
-        let quick = saving.saturating_add(self.suffix[k]);
-        let best = self.best.as_ref().map_or(i64::MIN, |b| b.1);
-        if quick < best {
-            return quick;
-        }
-        let mut left: Vec<u32> = self.caps.to_vec();
-        for &c in &self.chosen {
-            let g = self.gid[c];
-            left[g] = left[g].saturating_sub(1);
-        }
-        let mut extra = 0i64;
-        for j in k..self.order.len() {
-            let g = self.gid[j];
-            if left[g] > 0 {
-                left[g] -= 1;
-                extra = extra.saturating_add(self.cands[self.order[j]].alone);
+impl<'a> Search<'a> {
+    /// An upper bound on the saving of any valid extension of the chosen set with candidates at
+    /// positions `k..`: each offer saves at most its saving alone, at most `limit` per group
+    /// count, at most the coupon cap of coupons count, and no order saves more than its total.
+    fn bound(&self, k: usize, held: i64) -> i64 {
+        let mut by_groups = 0i64;
+        let mut promos = 0i64;
+        for g in 0..self.caps.len() {
+            let left = self.caps[g].saturating_sub(self.used[g]);
+            if left > 0 {
+                by_groups = by_groups.saturating_add(self.all_runs[g].top(k, left));
+                promos = promos.saturating_add(self.promo_runs[g].top(k, left));
             }
         }
-        saving.saturating_add(extra.min(self.total_payable - saving))
+        let coupons_left = self.policy.max_coupons.saturating_sub(self.coupons_used);
+        let by_count = promos.saturating_add(self.coupon_run.top(k, coupons_left));
+        held.saturating_add(by_groups.min(by_count))
+            .min(self.total_payable)
     }
 
     fn consider(&mut self, saving: i64) {
         let replace = match &self.best {
             None => true,
             Some((b, bs)) => {
-                let mine = self.members(&self.chosen);
-                let theirs: Vec<&Prepared> = b.iter().map(|&i| &self.cands[i]).collect();
-                better(&mine, saving, &theirs, *bs) == Ordering::Less
+                let theirs: Vec<&Prepared> = b.iter().map(|&k| self.sorted[k]).collect();
+                better(&self.chosen, saving, &theirs, *bs) == Ordering::Less
             }
         };
         if replace {
-            let set = self.chosen.iter().map(|&k| self.order[k]).collect();
-            self.best = Some((set, saving));
+            self.best = Some((self.chosen_pos.clone(), saving));
         }
     }
 
-    /// `k`: next position; `forced_left`: forced offers not yet placed (they come first).
-    fn dfs(&mut self, k: usize, saving: i64, forced_left: usize) {
-        if k == self.order.len() {
+    /// `k`: next position; `held`: the chosen offers' savings alone; `forced_left`: forced
+    /// offers not yet placed (they come first).
+    fn dfs(&mut self, k: usize, held: i64, forced_left: usize) {
+        if k == self.sorted.len() {
             return;
         }
         if forced_left == 0 {
             if let Some((_, b)) = &self.best {
-                if self.bound(k, saving) < *b {
+                if self.bound(k, held) < *b {
                     return;
                 }
             }
         }
-        let i = self.order[k];
-        let c = &self.cands[i];
-        let fits = {
-            let chosen = self.members(&self.chosen);
-            compatible(self.policy, &chosen, c).is_ok()
-        };
-        if fits {
-            self.chosen.push(k);
-            let members = self.members(&self.chosen);
-            if let Some(s) = evaluate(&members, self.ctx, self.policy) {
-                let left = forced_left.saturating_sub(usize::from(self.forced[i]));
-                if left == 0 {
+        let c: &'a Prepared = self.sorted[k];
+        if compatible(self.policy, &self.chosen, c).is_ok() {
+            self.chosen.push(c);
+            self.chosen_pos.push(k);
+            self.used[self.gid[k]] += 1;
+            self.coupons_used += u32::from(!c.is_promotion);
+            let left = forced_left.saturating_sub(usize::from(self.forced[k]));
+            if left == 0 {
+                if let Some(s) = evaluate(&self.chosen, self.ctx, self.policy) {
                     self.consider(s);
                 }
-                self.dfs(k + 1, s, left);
             }
+            self.dfs(k + 1, held.saturating_add(c.alone), left);
+            self.coupons_used -= u32::from(!c.is_promotion);
+            self.used[self.gid[k]] -= 1;
+            self.chosen_pos.pop();
             self.chosen.pop();
         }
-        if !self.forced[i] {
-            self.dfs(k + 1, saving, forced_left);
+        if !self.forced[k] {
+            self.dfs(k + 1, held, forced_left);
         }
     }
 }
