@@ -1,1 +1,435 @@
-fn main() {}
+//! Lifecycle throughput through [`Service`]: claims (spread over many templates and users, and
+//! a flash sale on one hot template), lock → redeem, on the in-memory store and on SQLite; and
+//! the resident memory of 10 million coupons in the in-memory store.
+//!
+//! ```text
+//! cargo bench --bench lifecycle                      # every throughput group
+//! cargo bench --bench lifecycle -- claim_hot         # one workload
+//! cargo bench --bench lifecycle -- memory            # 10 million coupons, resident memory only
+//! ```
+//!
+//! Requests (ids, keys) are built before the clock starts: the figures are the engine's and the
+//! store's, not `format!`'s. Each measurement starts from a fresh store for the hot and
+//! lock → redeem workloads, so their figures do not drift with the store's size.
+
+#[allow(dead_code)] // The demo and tests use the rest of the store's API.
+#[path = "../examples/sqlite_store/store.rs"]
+mod store;
+
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeZone, Utc};
+use coupons::cart::{Buyer, Cart, CartLine};
+use coupons::id::{Channel, IdempotencyKey, OrderId, Sku, TemplateId, UserId};
+use coupons::lifecycle::{ClaimMode, ClaimRequest, LifecycleError};
+use coupons::money::{Currency, Money};
+use coupons::repository::{CounterKey, MemoryStore, Repository};
+use coupons::rule::{Benefit, Limits, LimitsSpec, Span, TemplateSpec, Validity};
+use coupons::service::{LockRequest, Service, ServiceError};
+use criterion::{BenchmarkGroup, Criterion, Throughput, measurement::WallTime};
+
+use store::SqliteStore;
+
+/// Templates the spread workload claims from.
+const SPREAD_TEMPLATES: usize = 1_000;
+/// Users the spread workload claims for.
+const SPREAD_USERS: usize = 100_000;
+/// Coupons issued by the memory measurement.
+const MEMORY_COUPONS: usize = 10_000_000;
+/// Users of the memory measurement (ten coupons each, of ten templates).
+const MEMORY_USERS: usize = 1_000_000;
+
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 11, 0, 0, 0)
+        .single()
+        .unwrap_or_default()
+}
+
+fn cny(yuan: i64) -> Money {
+    Money::from_minor(yuan * 100, Currency::CNY)
+}
+
+/// Creates and activates a "10 off" template.
+fn active_template<R: Repository>(service: &Service<R>, id: &TemplateId, limits: Limits)
+where
+    R::Error: std::fmt::Debug,
+{
+    let spec = TemplateSpec::new(
+        id.clone(),
+        "10 off",
+        Currency::CNY,
+        Benefit::instant(cny(10)).expect("benefit"),
+        Validity::relative(Span::Days(7), None).expect("validity"),
+    )
+    .limits(limits);
+    service
+        .create_template(spec.build().expect("template"), now())
+        .expect("create");
+    for step in [
+        Service::submit_template,
+        Service::approve_template,
+        Service::activate_template,
+    ] {
+        step(service, id, now()).expect("activate");
+    }
+}
+
+fn limits(total_stock: Option<u64>, per_user_claims: Option<u32>) -> Limits {
+    Limits::try_from(LimitsSpec {
+        total_stock,
+        per_user_claims,
+        ..LimitsSpec::default()
+    })
+    .expect("limits")
+}
+
+fn claim_request(template: &TemplateId, user: &UserId, key: &str) -> ClaimRequest {
+    ClaimRequest::new(
+        template.clone(),
+        user.clone(),
+        Channel::new("app").expect("channel"),
+        ClaimMode::Click,
+        IdempotencyKey::new(key).expect("key"),
+    )
+}
+
+/// Runs `work(share)` on one thread per share, and returns the wall time from the moment all
+/// are ready until the last one is done (the shares are dropped after the clock stops).
+fn timed_threads<T, W>(inputs: Vec<Vec<T>>, work: W) -> Duration
+where
+    T: Send,
+    W: Fn(&[T]) + Sync,
+{
+    let barrier = std::sync::Barrier::new(inputs.len() + 1);
+    let (elapsed, _shares) = thread::scope(|s| {
+        let handles: Vec<_> = inputs
+            .into_iter()
+            .map(|share| {
+                let (barrier, work) = (&barrier, &work);
+                s.spawn(move || {
+                    barrier.wait();
+                    work(&share);
+                    share
+                })
+            })
+            .collect();
+        barrier.wait();
+        let start = Instant::now();
+        let shares: Vec<Vec<T>> = handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect();
+        (start.elapsed(), shares)
+    });
+    elapsed
+}
+
+/// Splits `0..n` into `threads` contiguous shares.
+fn shares(n: u64, threads: usize) -> Vec<std::ops::Range<u64>> {
+    let t = threads as u64;
+    (0..t).map(|i| (n * i / t)..(n * (i + 1) / t)).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Claims spread over many templates and users
+
+struct Spread<R: Repository> {
+    service: Arc<Service<R>>,
+    templates: Vec<TemplateId>,
+    users: Vec<UserId>,
+    /// Claims made so far (keys stay unique across samples).
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl<R: Repository> Spread<R>
+where
+    R::Error: std::fmt::Debug,
+{
+    fn new(repo: R) -> Spread<R> {
+        let service = Service::new(repo);
+        let templates: Vec<TemplateId> = (0..SPREAD_TEMPLATES)
+            .map(|i| TemplateId::new(format!("spread-{i:04}")).expect("id"))
+            .collect();
+        for t in &templates {
+            active_template(&service, t, limits(None, None));
+        }
+        let users = (0..SPREAD_USERS)
+            .map(|i| UserId::new(format!("user-{i:06}")).expect("id"))
+            .collect();
+        Spread {
+            service: Arc::new(service),
+            templates,
+            users,
+            next: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// The `k`-th claim: user `k % users`, a template that moves on with every round of users.
+    fn request(&self, k: u64) -> ClaimRequest {
+        let u = (k % self.users.len() as u64) as usize;
+        let round = k / self.users.len() as u64;
+        let t = ((u as u64 * 7 + round) % self.templates.len() as u64) as usize;
+        claim_request(&self.templates[t], &self.users[u], &format!("spread-{k}"))
+    }
+
+    fn run(&self, iters: u64, threads: usize) -> Duration {
+        let base = self
+            .next
+            .fetch_add(iters, std::sync::atomic::Ordering::Relaxed);
+        let inputs: Vec<Vec<ClaimRequest>> = shares(iters, threads)
+            .into_iter()
+            .map(|r| r.map(|i| self.request(base + i)).collect())
+            .collect();
+        timed_threads(inputs, |reqs| {
+            for r in reqs {
+                let c = self.service.claim(r, now()).expect("claim");
+                std::hint::black_box(c);
+            }
+        })
+    }
+}
+
+fn claim_spread<R: Repository>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    make: impl Fn() -> R,
+    threads: &[usize],
+) where
+    R::Error: std::fmt::Debug,
+{
+    group.throughput(Throughput::Elements(1));
+    for &n in threads {
+        let spread = Spread::new(make());
+        group.bench_function(thread_label(n), |b| {
+            b.iter_custom(|iters| spread.run(iters, n))
+        });
+    }
+}
+
+fn thread_label(n: usize) -> String {
+    if n == 1 {
+        "1_thread".into()
+    } else {
+        format!("{n}_threads")
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A flash sale: one hot template, stock for exactly the claims measured, more buyers than stock
+
+fn flash_sale(iters: u64, threads: usize) -> Duration {
+    let service = Service::new(MemoryStore::new());
+    let hot = TemplateId::new("flash-sale").expect("id");
+    active_template(&service, &hot, limits(Some(iters), Some(1)));
+    // Each thread brings a tenth more buyers than its share of the stock.
+    let extra = iters / 10 + 1;
+    let inputs: Vec<Vec<ClaimRequest>> = shares(iters, threads)
+        .into_iter()
+        .enumerate()
+        .map(|(t, r)| {
+            (r.start..r.end + extra)
+                .map(|i| {
+                    let user = UserId::new(format!("buyer-{t}-{i}")).expect("id");
+                    claim_request(&hot, &user, &format!("hot-{t}-{i}"))
+                })
+                .collect()
+        })
+        .collect();
+    let won = std::sync::atomic::AtomicU64::new(0);
+    let elapsed = timed_threads(inputs, |reqs| {
+        for r in reqs {
+            match service.claim(r, now()) {
+                Ok(c) => {
+                    std::hint::black_box(c);
+                    won.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                Err(ServiceError::Lifecycle(LifecycleError::OutOfStock { .. })) => break,
+                Err(e) => panic!("flash sale claim failed: {e}"),
+            }
+        }
+    });
+    // Exact: every unit of stock issued once, none more.
+    let store = service.repository();
+    let issued = store
+        .counter(&CounterKey::Issued(hot.clone()))
+        .expect("counter");
+    assert_eq!(won.into_inner(), iters, "claims won");
+    assert_eq!(issued, iters, "issued counter");
+    assert_eq!(store.coupon_count() as u64, iters, "coupons stored");
+    elapsed
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lock → redeem: each buyer holds one coupon, checks out a cart with it and pays
+
+struct Checkout {
+    order: OrderId,
+    cart: Cart,
+    buyer: Buyer,
+    lock: IdempotencyKey,
+    pay: IdempotencyKey,
+}
+
+fn lock_redeem(iters: u64, threads: usize) -> Duration {
+    let service = Service::new(MemoryStore::new());
+    let t = TemplateId::new("ten-off").expect("id");
+    active_template(&service, &t, limits(None, None));
+    let app = Channel::new("app").expect("channel");
+    let cart = Cart::new(
+        Currency::CNY,
+        vec![CartLine::new(Sku::new("tea").expect("sku"), cny(50), 1)],
+        Money::zero(Currency::CNY),
+    )
+    .expect("cart");
+    let inputs: Vec<Vec<Checkout>> = shares(iters, threads)
+        .into_iter()
+        .map(|r| {
+            r.map(|i| {
+                let user = UserId::new(format!("buyer-{i}")).expect("id");
+                service
+                    .claim(&claim_request(&t, &user, &format!("claim-{i}")), now())
+                    .expect("claim");
+                Checkout {
+                    order: OrderId::new(format!("order-{i}")).expect("id"),
+                    cart: cart.clone(),
+                    buyer: Buyer::new(user, app.clone()),
+                    lock: IdempotencyKey::new(format!("lock-{i}")).expect("key"),
+                    pay: IdempotencyKey::new(format!("pay-{i}")).expect("key"),
+                }
+            })
+            .collect()
+        })
+        .collect();
+    let paid_at = now() + chrono::Duration::minutes(1);
+    timed_threads(inputs, |orders| {
+        for o in orders {
+            let req = LockRequest::new(&o.order, &o.cart, &o.buyer, &o.lock);
+            let locked = service.quote_and_lock(&req, now()).expect("lock");
+            assert_eq!(locked.coupons.len(), 1);
+            let paid = service.pay(&o.order, &o.pay, paid_at).expect("pay");
+            std::hint::black_box(paid);
+        }
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Memory: 10 million coupons in the in-memory store
+
+/// The process's resident set size in bytes, from `/proc/self/status` (Linux only).
+fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+fn memory_10m() {
+    let before = resident_bytes();
+    let service = Service::new(MemoryStore::new());
+    let templates: Vec<TemplateId> = (0..100)
+        .map(|i| TemplateId::new(format!("memory-{i:03}")).expect("id"))
+        .collect();
+    for t in &templates {
+        active_template(&service, t, limits(None, None));
+    }
+    let per_user = (MEMORY_COUPONS / MEMORY_USERS) as u64;
+    let start = Instant::now();
+    let mut user = UserId::new("u").expect("id");
+    for k in 0..MEMORY_COUPONS as u64 {
+        let u = k / per_user;
+        if k % per_user == 0 {
+            user = UserId::new(format!("user-{u:07}")).expect("id");
+        }
+        // Ten different templates per user.
+        let t = &templates[((u * 10 + k % per_user) % templates.len() as u64) as usize];
+        let req = claim_request(t, &user, &format!("claim-{k:08}"));
+        service.claim(&req, now()).expect("claim");
+    }
+    let elapsed = start.elapsed();
+    let after = resident_bytes();
+    let coupons = service.repository().coupon_count();
+    assert_eq!(coupons, MEMORY_COUPONS);
+    println!("lifecycle/memory/10m");
+    println!(
+        "  issued {coupons} coupons ({MEMORY_USERS} users, {} templates) in {:.1} s ({:.0} claims/s, ids built inline)",
+        templates.len(),
+        elapsed.as_secs_f64(),
+        coupons as f64 / elapsed.as_secs_f64()
+    );
+    match (before, after) {
+        (Some(b), Some(a)) => println!(
+            "  VmRSS {:.2} GiB (before: {:.1} MiB); {:.0} bytes per coupon (with its claim receipt and counters)",
+            a as f64 / (1u64 << 30) as f64,
+            b as f64 / (1u64 << 20) as f64,
+            a.saturating_sub(b) as f64 / coupons as f64
+        ),
+        _ => println!("  VmRSS unavailable (no /proc/self/status)"),
+    }
+    std::hint::black_box(&service);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+fn throughput(c: &mut Criterion) {
+    {
+        let mut g = c.benchmark_group("lifecycle/claim_spread");
+        g.warm_up_time(Duration::from_secs(1))
+            .measurement_time(Duration::from_secs(3));
+        claim_spread(&mut g, MemoryStore::new, &[1, 2]);
+        g.finish();
+    }
+    {
+        let mut g = c.benchmark_group("lifecycle/claim_hot");
+        g.throughput(Throughput::Elements(1))
+            .warm_up_time(Duration::from_secs(1))
+            .measurement_time(Duration::from_secs(3))
+            .sample_size(30);
+        for n in [1, 2] {
+            g.bench_function(thread_label(n), |b| {
+                b.iter_custom(|iters| flash_sale(iters, n))
+            });
+        }
+        g.finish();
+    }
+    {
+        let mut g = c.benchmark_group("lifecycle/lock_redeem");
+        g.throughput(Throughput::Elements(1))
+            .warm_up_time(Duration::from_secs(1))
+            .measurement_time(Duration::from_secs(3))
+            .sample_size(30);
+        for n in [1, 2] {
+            g.bench_function(thread_label(n), |b| {
+                b.iter_custom(|iters| lock_redeem(iters, n))
+            });
+        }
+        g.finish();
+    }
+    {
+        let mut g = c.benchmark_group("lifecycle/sqlite_claim_spread");
+        g.warm_up_time(Duration::from_secs(1))
+            .measurement_time(Duration::from_secs(5))
+            .sample_size(20);
+        claim_spread(
+            &mut g,
+            || SqliteStore::temporary().expect("sqlite store"),
+            &[1, 2],
+        );
+        g.finish();
+    }
+}
+
+fn main() {
+    // The memory measurement issues 10 million coupons: it runs only when asked for by name
+    // (`cargo bench --bench lifecycle -- memory`), never under `cargo test`.
+    let asked_for_memory = std::env::args()
+        .skip(1)
+        .any(|a| !a.starts_with('-') && a.contains("memory"));
+    if asked_for_memory {
+        memory_10m();
+        return;
+    }
+    let mut c = Criterion::default().configure_from_args();
+    throughput(&mut c);
+    c.final_summary();
+}

@@ -1,4 +1,4 @@
-//! The coupon engine on SQLite: a [`store::SqliteStore`] implementing
+//! The coupon engine on SQLite: a `store::SqliteStore` implementing
 //! [`coupons::repository::Repository`].
 //!
 //! `cargo run --example sqlite_store [-- PATH]` runs a short demo (in a temporary database,
@@ -8,14 +8,15 @@
 mod store;
 
 use std::error::Error;
-use std::sync::Arc;
 
-use chrono::Utc;
-use coupons::id::{Channel, CouponId, TemplateId, UserId};
-use coupons::lifecycle::{Coupon, CouponState, TemplateRecord, TemplateStatus};
+use chrono::{Duration, Utc};
+use coupons::cart::{Buyer, Cart, CartLine};
+use coupons::id::{Channel, IdempotencyKey, OrderId, Sku, TemplateId, UserId};
+use coupons::lifecycle::{ClaimMode, ClaimRequest};
 use coupons::money::{Currency, Money};
-use coupons::repository::{Batch, Commit, CounterKey, Expect, Op, Repository};
-use coupons::rule::{Benefit, Span, TemplateSpec, Validity};
+use coupons::repository::{CounterKey, Repository};
+use coupons::rule::{Benefit, LimitsSpec, Span, TemplateSpec, Validity};
+use coupons::service::{LockRequest, Service};
 
 use store::SqliteStore;
 
@@ -31,59 +32,81 @@ fn main() -> Result<(), Box<dyn Error>> {
         None => SqliteStore::temporary()?,
     };
     println!("database: {}", store.path().display());
+    let service = Service::new(store);
+    let now = Utc::now();
 
+    // A template: spend 100, save 10; 1,000 coupons, one per user.
     let cny = Currency::CNY;
+    let yuan = |n: i64| Money::from_minor(n * 100, cny);
+    let id = TemplateId::new("spend-100-save-10")?;
     let template = TemplateSpec::new(
-        TemplateId::new("spend-100-save-10")?,
+        id.clone(),
         "Spend 100, save 10",
         cny,
-        Benefit::threshold(
-            Money::from_minor(10_000, cny),
-            Money::from_minor(1_000, cny),
-        )?,
+        Benefit::threshold(yuan(100), yuan(10))?,
         Validity::relative(Span::Days(7), None)?,
     )
+    .limits(
+        LimitsSpec {
+            total_stock: Some(1_000),
+            per_user_claims: Some(1),
+            ..LimitsSpec::default()
+        }
+        .try_into()?,
+    )
     .build()?;
-    let id = template.id().clone();
-    let mut batch = Batch::new();
-    batch.push(Op::PutTemplate {
-        record: Arc::new(TemplateRecord {
-            template: Arc::new(template),
-            status: TemplateStatus::Active,
-        }),
-        expect: Expect::Absent,
-    });
-    assert_eq!(store.commit(&batch)?, Commit::Applied);
+    service.create_template(template, now)?;
+    for step in [
+        Service::submit_template,
+        Service::approve_template,
+        Service::activate_template,
+    ] {
+        step(&service, &id, now)?;
+    }
 
-    let now = Utc::now();
-    let user = UserId::new("alice")?;
-    let coupon = Coupon {
-        id: CouponId::new("c-1")?,
-        template: id.clone(),
-        owner: user.clone(),
-        channel: Channel::new("app")?,
-        campaign: None,
-        claimed_at: now,
-        valid_from: now,
-        valid_until: now + chrono::Duration::days(7),
-        state: CouponState::Available,
-    };
-    let mut claim = Batch::new();
-    claim
-        .push(Op::Count {
-            key: CounterKey::Issued(id.clone()),
-            delta: 1,
-            limit: Some(1000),
-        })
-        .push(Op::PutCoupon {
-            coupon,
-            expect: Expect::Absent,
-        });
-    println!("claim: {:?}", store.commit(&claim)?);
-    for c in store.wallet(&user)? {
+    // Alice claims it (twice with the same key: one coupon).
+    let alice = UserId::new("alice")?;
+    let app = Channel::new("app")?;
+    let claim = ClaimRequest::new(
+        id.clone(),
+        alice.clone(),
+        app.clone(),
+        ClaimMode::Click,
+        IdempotencyKey::new("claim-alice-1")?,
+    );
+    let coupon = service.claim(&claim, now)?.coupon;
+    let again = service.claim(&claim, now)?;
+    println!(
+        "claimed {} (valid until {}); repeated claim replayed: {}",
+        coupon.id, coupon.valid_until, again.replayed
+    );
+
+    // She checks out a cart of 120 and pays.
+    let cart = Cart::new(
+        cny,
+        vec![CartLine::new(Sku::new("tea-gift-box")?, yuan(120), 1)],
+        Money::zero(cny),
+    )?;
+    let buyer = Buyer::new(alice.clone(), app);
+    let order = OrderId::new("order-1")?;
+    let lock_key = IdempotencyKey::new("lock-order-1")?;
+    let locked =
+        service.quote_and_lock(&LockRequest::new(&order, &cart, &buyer, &lock_key), now)?;
+    println!(
+        "order {}: {} → {}",
+        order, locked.quote.total_before, locked.quote.total_after
+    );
+    service.pay(
+        &order,
+        &IdempotencyKey::new("pay-order-1")?,
+        now + Duration::minutes(1),
+    )?;
+
+    let store = service.repository();
+    for c in store.wallet(&alice)? {
         println!(
-            "{}'s wallet: {} v{} {:?}",
-            user, c.value.id, c.version, c.value.state
+            "{alice}'s wallet: {} v{} {:?}",
+            c.value.id, c.version, c.value.state
         );
     }
     println!("issued: {}", store.counter(&CounterKey::Issued(id))?);
@@ -93,10 +116,11 @@ fn main() -> Result<(), Box<dyn Error>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::{DateTime, Duration, TimeZone};
-    use coupons::id::{CampaignId, IdempotencyKey, OrderId};
-    use coupons::lifecycle::Campaign;
-    use coupons::repository::{Receipt, ReceiptKey, Versioned};
+    use chrono::{DateTime, TimeZone};
+    use coupons::id::{CampaignId, CouponId};
+    use coupons::lifecycle::{Campaign, Coupon, CouponState, TemplateRecord, TemplateStatus};
+    use coupons::repository::{Batch, Commit, Expect, Op, Receipt, ReceiptKey, Versioned};
+    use std::sync::Arc;
     use std::thread;
 
     fn t0() -> DateTime<Utc> {
@@ -127,6 +151,7 @@ mod tests {
             owner: UserId::new(owner).unwrap(),
             channel: Channel::new("app").unwrap(),
             campaign: None,
+            mode: ClaimMode::Auto,
             claimed_at: t0(),
             valid_from: t0(),
             valid_until,
@@ -152,6 +177,18 @@ mod tests {
 
     fn ids(cs: &[Versioned<Coupon>]) -> Vec<&str> {
         cs.iter().map(|c| c.value.id.as_str()).collect()
+    }
+
+    /// The crate's repository conformance suite — the same checks the in-memory store passes:
+    /// every op and condition, then concurrent claims, locks, pay/cancel races and retries
+    /// through the service, with threads sharing the store (each call on its own connection).
+    #[test]
+    fn conformance_suite_passes_on_sqlite() {
+        let started = std::time::Instant::now();
+        if let Err(failure) = coupons::testkit::run_all(|| SqliteStore::temporary().unwrap()) {
+            panic!("{failure}");
+        }
+        eprintln!("conformance suite on SQLite: {:?}", started.elapsed());
     }
 
     #[test]
@@ -311,6 +348,40 @@ mod tests {
         assert_eq!(s.counter(&k).unwrap(), 0);
     }
 
+    /// `CounterKey`'s display form joins ids with `/`, which ids may contain; the store's keys
+    /// must keep these two counters apart.
+    #[test]
+    fn counters_of_ids_containing_slashes_do_not_collide() {
+        let s = SqliteStore::temporary().unwrap();
+        let t = |id: &str| TemplateId::new(id).unwrap();
+        let u = |id: &str| UserId::new(id).unwrap();
+        let a = CounterKey::UserClaims(t("a/b"), u("c"));
+        let b = CounterKey::UserClaims(t("a"), u("b/c"));
+        assert_eq!(a.to_string(), b.to_string());
+        let bump = |key: &CounterKey| {
+            s.commit(&one(Op::Count {
+                key: key.clone(),
+                delta: 1,
+                limit: Some(1),
+            }))
+            .unwrap()
+        };
+        assert_eq!(bump(&a), Commit::Applied);
+        assert_eq!(bump(&b), Commit::Applied);
+        assert_eq!((s.counter(&a).unwrap(), s.counter(&b).unwrap()), (1, 1));
+        let k = |op, key: &str| ReceiptKey::Operation(op, IdempotencyKey::new(key).unwrap());
+        let receipt = Receipt::Claimed {
+            coupon: CouponId::new("c").unwrap(),
+        };
+        for key in [k("claim", "x/y"), k("claim/x", "y")] {
+            let put = one(Op::InsertReceipt {
+                key,
+                receipt: receipt.clone(),
+            });
+            assert_eq!(s.commit(&put).unwrap(), Commit::Applied);
+        }
+    }
+
     #[test]
     fn wallet_order_and_due_queries_use_the_indexed_columns() {
         let s = SqliteStore::temporary().unwrap();
@@ -393,6 +464,26 @@ mod tests {
         assert_eq!(ids(&s.due(hold, 10).unwrap()), Vec::<&str>::new());
         let got = s.coupon(&released.value.id).unwrap().unwrap();
         assert_eq!((got.version, got.value), (2, released.value));
+    }
+
+    #[test]
+    fn queries_search_their_indexes() {
+        let s = SqliteStore::temporary().unwrap();
+        for (name, plan) in s.query_plans().unwrap() {
+            let wanted: &[&str] = match name {
+                "wallet" => &["INDEX coupons_by_owner"],
+                "order" => &["INDEX coupons_by_order"],
+                _ => &[
+                    "INDEX coupons_due_available",
+                    "INDEX coupons_due_locked",
+                    "USING PRIMARY KEY (id=?)",
+                ],
+            };
+            for w in wanted {
+                assert!(plan.contains(w), "{name}: {w} not in\n{plan}");
+            }
+            assert!(!plan.contains("SCAN coupons"), "{name} scans:\n{plan}");
+        }
     }
 
     #[test]

@@ -2,30 +2,37 @@
 //!
 //! Every record is kept as JSON text (the crate's serde form, which validates on the way back)
 //! next to the columns that are queried: a coupon's owner, order, state, validity end and hold
-//! deadline, each indexed for the wallet, order and due queries. [`Repository::commit`] is one
-//! `BEGIN IMMEDIATE` transaction in which every op is a conditional statement:
+//! deadline, each indexed for the wallet, order and due queries (instants as Unix seconds plus
+//! nanoseconds, compared as row values, so every instant orders exactly). Counters and
+//! receipts are keyed by text built from their keys' parts, escaped so that ids containing `/`
+//! cannot collide. [`Repository::commit`] is one `BEGIN IMMEDIATE` transaction in which every
+//! op is a conditional statement:
 //!
-//! | op                               | statement                                                  | conflict when        |
-//! |----------------------------------|------------------------------------------------------------|----------------------|
-//! | `Put*` with [`Expect::Absent`]   | `INSERT … ON CONFLICT(id) DO NOTHING`                      | no row inserted      |
-//! | `Put*` with [`Expect::Version`]  | `UPDATE … SET version = version + 1 WHERE id = ? AND version = ?` | no row updated |
-//! | `Count`                          | `UPDATE counters SET value = value + ? WHERE key = ? AND value BETWEEN ? AND ?`, or an `INSERT` for a new counter | no row updated, or the key exists |
-//! | `InsertReceipt`                  | `INSERT … ON CONFLICT(key) DO NOTHING`                     | no row inserted      |
+//! | op                             | statement                                             | conflict when      |
+//! |--------------------------------|-------------------------------------------------------|--------------------|
+//! | `Put*` with [`Expect::Absent`] | `INSERT … ON CONFLICT (id) DO NOTHING`                | no row inserted    |
+//! | `Put*` with [`Expect::Version`]| `UPDATE … SET version = version + 1 WHERE id = ? AND version = ?` | no row updated |
+//! | `Count`                        | `UPDATE counters SET value = value + ? WHERE key = ? AND value BETWEEN ? AND ?`; for a new counter, `INSERT` | no row updated and the key exists, or the new value is out of range |
+//! | `InsertReceipt`                | `INSERT … ON CONFLICT (key) DO NOTHING`               | no row inserted    |
 //!
-//! The first failed condition rolls the transaction back and returns
-//! [`Commit::Conflict`] with its index. The counter bounds (`value + delta` within
-//! `0..=limit`) are computed in Rust as bounds on the stored `value`, so SQL never does
-//! arithmetic that could overflow.
+//! The first failed condition rolls the transaction back and returns [`Commit::Conflict`] with
+//! its index. The counter condition (`value + delta` within `0..=limit`) is turned in Rust into
+//! bounds on the stored `value` (`-delta ..= limit - delta`), so SQL never does arithmetic that
+//! could overflow.
 //!
 //! The database runs in WAL mode (readers never block the writer) with a busy timeout, and
 //! with `synchronous = NORMAL`: a committed batch survives an application crash, but the last
-//! batches before a power loss may be lost. Use [`SqliteStore::open_with`] to choose `FULL`.
+//! batches before a power loss may be lost; [`Options`] chooses `FULL` and the checkpoint size.
 //!
 //! Concurrency: each call checks a connection out of a small pool (opening one when none is
-//! idle), so several threads work at once, each on its own connection. SQLite admits one writer
-//! at a time; writers of one store first queue on an in-process mutex (which wakes them at once,
-//! where SQLite's busy handler would sleep and poll), and `BEGIN IMMEDIATE` with the busy
-//! timeout orders writers across stores and processes sharing the file.
+//! idle), so several threads work at once, each on its own connection. SQLite admits one
+//! writer at a time; writers of one store first queue on an in-process mutex (which wakes them
+//! at once, where SQLite's busy handler would sleep and poll), and `BEGIN IMMEDIATE` with the
+//! busy timeout orders writers across stores and processes sharing the file. Correctness does
+//! not depend on the mutex: every condition is checked by SQL inside the transaction.
+//!
+//! Decoded templates are cached by `(id, version)`: a claim reads its template every time, and
+//! decoding one re-validates every rule.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -72,7 +79,7 @@ CREATE TABLE IF NOT EXISTS coupons (
     hold_until_nanos  INTEGER,
     version           INTEGER NOT NULL CHECK (version >= 1),
     body              TEXT    NOT NULL
-);
+) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS coupons_by_owner ON coupons (owner, id);
 CREATE INDEX IF NOT EXISTS coupons_by_order ON coupons (order_id, id) WHERE order_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS coupons_due_available
@@ -88,6 +95,23 @@ CREATE TABLE IF NOT EXISTS receipts (
     body TEXT NOT NULL
 ) WITHOUT ROWID;
 ";
+
+/// A user's coupons, through `coupons_by_owner`.
+const WALLET_SQL: &str = "SELECT id, version, body FROM coupons WHERE owner = ?1 ORDER BY id";
+
+/// An order's coupons, through `coupons_by_order`.
+const ORDER_SQL: &str = "SELECT id, version, body FROM coupons WHERE order_id = ?1 ORDER BY id";
+
+/// Coupons due at `(?1, ?2)`, at most `?3`. Each arm of the union searches its partial index;
+/// the ids found are then read in id order through the primary key (a plain
+/// `OR … ORDER BY id LIMIT` tempts the planner into scanning every coupon in id order).
+const DUE_SQL: &str = "SELECT id, version, body FROM coupons WHERE id IN ( \
+        SELECT id FROM coupons WHERE state = 'available' \
+            AND (valid_until, valid_until_nanos) <= (?1, ?2) \
+        UNION ALL \
+        SELECT id FROM coupons WHERE state = 'locked' \
+            AND (hold_until, hold_until_nanos) <= (?1, ?2)) \
+    ORDER BY id LIMIT ?3";
 
 /// Why a [`SqliteStore`] call failed. Conflicts are not errors: they are
 /// [`Commit::Conflict`].
@@ -184,6 +208,10 @@ pub struct Options {
     /// How long a call waits for another process's write lock before failing with
     /// `SQLITE_BUSY`.
     pub busy_timeout: Duration,
+    /// Pages the write-ahead log grows to before a commit copies it back into the database
+    /// (`wal_autocheckpoint`). Each checkpoint syncs the files; a claim writes about ten
+    /// pages, so SQLite's default of 1,000 pages would sync every hundred claims.
+    pub checkpoint_pages: u32,
 }
 
 impl Default for Options {
@@ -191,6 +219,7 @@ impl Default for Options {
         Options {
             durability: Durability::Normal,
             busy_timeout: Duration::from_secs(10),
+            checkpoint_pages: 10_000,
         }
     }
 }
@@ -340,7 +369,9 @@ impl SqliteStore {
             Durability::Full => "FULL",
         };
         conn.execute_batch(&format!(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous};"
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; \
+             PRAGMA wal_autocheckpoint = {};",
+            self.options.checkpoint_pages
         ))?;
         conn.set_prepared_statement_cache_capacity(64);
         Ok(conn)
@@ -396,6 +427,46 @@ fn version_of(table: &'static str, key: &str, stored: i64) -> Result<Version, St
         column: "version",
         value: stored,
     })
+}
+
+/// One component of a key, with `%` and `/` escaped so that joining components with `/` is
+/// unambiguous.
+fn part(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains(['%', '/']) {
+        s.replace('%', "%25").replace('/', "%2F").into()
+    } else {
+        s.into()
+    }
+}
+
+/// A counter's primary key. Not the key's `Display` form: identifiers may contain `/`, so
+/// `user-claims/a/b/c` could be template `a/b` and user `c` or template `a` and user `b/c`.
+fn counter_key(key: &CounterKey) -> String {
+    match key {
+        CounterKey::Issued(t) => format!("issued/{}", part(t.as_str())),
+        CounterKey::UserClaims(t, u) => {
+            format!("user-claims/{}/{}", part(t.as_str()), part(u.as_str()))
+        }
+        CounterKey::UserUses(t, u) => {
+            format!("user-uses/{}/{}", part(t.as_str()), part(u.as_str()))
+        }
+        CounterKey::CodeUses(t) => format!("code-uses/{}", part(t.as_str())),
+        CounterKey::CodeUserUses(t, u) => {
+            format!("code-user-uses/{}/{}", part(t.as_str()), part(u.as_str()))
+        }
+        CounterKey::Custom(s) => format!("custom/{}", part(s)),
+        // A kind added later: its own namespace, in its display form.
+        other => format!("other/{other}"),
+    }
+}
+
+/// A receipt's primary key, escaped like [`counter_key`].
+fn receipt_key(key: &ReceiptKey) -> String {
+    match key {
+        ReceiptKey::Operation(op, k) => format!("op/{}/{}", part(op), part(k.as_str())),
+        ReceiptKey::Code(c) => format!("code/{}", part(c.as_str())),
+        other => format!("other/{other}"),
+    }
 }
 
 /// An instant as (Unix seconds, nanoseconds); ordered as a pair exactly as the instants are.
@@ -482,7 +553,7 @@ fn apply(tx: &Transaction<'_>, op: &Op) -> Result<bool, StoreError> {
         Op::PutCoupon { coupon, expect } => put_coupon(tx, coupon, *expect),
         Op::Count { key, delta, limit } => count(tx, key, *delta, *limit),
         Op::InsertReceipt { key, receipt } => {
-            let key = key.to_string();
+            let key = receipt_key(key);
             let body = to_json("receipts", &key, receipt)?;
             let n = tx
                 .prepare_cached(
@@ -588,7 +659,7 @@ fn count(
     let limit = limit.map_or(i64::MAX, |l| i64::try_from(l).unwrap_or(i64::MAX));
     let lo = (-i128::from(delta)).max(0);
     let hi = (i128::from(limit) - i128::from(delta)).min(i128::from(i64::MAX));
-    let key = key.to_string();
+    let key = counter_key(key);
     if lo <= hi {
         // Both bounds are within 0..=i64::MAX here.
         let (lo, hi) = (lo as i64, hi as i64);
@@ -675,45 +746,24 @@ impl Repository for SqliteStore {
 
     fn wallet(&self, user: &UserId) -> Result<Vec<Versioned<Coupon>>, StoreError> {
         let conn = self.conn()?;
-        collect_coupons(
-            &conn,
-            "SELECT id, version, body FROM coupons WHERE owner = ?1 ORDER BY id",
-            params![user.as_str()],
-        )
+        collect_coupons(&conn, WALLET_SQL, params![user.as_str()])
     }
 
     fn order_coupons(&self, order: &OrderId) -> Result<Vec<Versioned<Coupon>>, StoreError> {
         let conn = self.conn()?;
-        collect_coupons(
-            &conn,
-            "SELECT id, version, body FROM coupons WHERE order_id = ?1 ORDER BY id",
-            params![order.as_str()],
-        )
+        collect_coupons(&conn, ORDER_SQL, params![order.as_str()])
     }
 
     fn due(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Versioned<Coupon>>, StoreError> {
         let conn = self.conn()?;
         let (secs, nanos) = instant(now);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        // Each arm of the union searches its partial index; the ids found are then read in
-        // id order through the primary key (a plain `OR … ORDER BY id LIMIT` would tempt the
-        // planner into scanning every coupon in id order).
-        collect_coupons(
-            &conn,
-            "SELECT id, version, body FROM coupons WHERE id IN ( \
-                 SELECT id FROM coupons WHERE state = 'available' \
-                     AND (valid_until, valid_until_nanos) <= (?1, ?2) \
-                 UNION ALL \
-                 SELECT id FROM coupons WHERE state = 'locked' \
-                     AND (hold_until, hold_until_nanos) <= (?1, ?2)) \
-             ORDER BY id LIMIT ?3",
-            params![secs, nanos, limit],
-        )
+        collect_coupons(&conn, DUE_SQL, params![secs, nanos, limit])
     }
 
     fn counter(&self, key: &CounterKey) -> Result<u64, StoreError> {
         let conn = self.conn()?;
-        let key = key.to_string();
+        let key = counter_key(key);
         let value: Option<i64> = conn
             .prepare_cached("SELECT value FROM counters WHERE key = ?1")?
             .query_row(params![key], |r| r.get(0))
@@ -729,7 +779,7 @@ impl Repository for SqliteStore {
 
     fn receipt(&self, key: &ReceiptKey) -> Result<Option<Receipt>, StoreError> {
         let conn = self.conn()?;
-        let key = key.to_string();
+        let key = receipt_key(key);
         let mut stmt = conn.prepare_cached("SELECT body FROM receipts WHERE key = ?1")?;
         let mut rows = stmt.query(params![key])?;
         match rows.next()? {
@@ -758,6 +808,32 @@ impl Repository for SqliteStore {
 }
 
 impl SqliteStore {
+    /// The query plans of the wallet, order and due queries, one line per step (for tests).
+    ///
+    /// # Errors
+    /// [`StoreError::Sqlite`].
+    #[cfg(test)]
+    pub fn query_plans(&self) -> Result<Vec<(&'static str, String)>, StoreError> {
+        let conn = self.conn()?;
+        let mut out = Vec::new();
+        for (name, sql) in [
+            ("wallet", WALLET_SQL),
+            ("order", ORDER_SQL),
+            ("due", DUE_SQL),
+        ] {
+            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+            // Parameters left unbound are NULL: the plan does not depend on them.
+            let mut rows = stmt.raw_query();
+            let mut plan = String::new();
+            while let Some(row) = rows.next()? {
+                plan.push_str(text(row, 3)?);
+                plan.push('\n');
+            }
+            out.push((name, plan));
+        }
+        Ok(out)
+    }
+
     /// The decoded template for `(id, version)`, from the cache or from `body`.
     fn cached_template(
         &self,
