@@ -1266,7 +1266,11 @@ impl<R: Repository> Service<R> {
         };
         let mut coupons = Vec::with_capacity(ids.len());
         for id in &ids {
-            coupons.push(self.coupon_record(id)?.value);
+            let c = self.coupon_record(id)?.value;
+            if &c.owner != &request.buyer.user {
+                return Err(self.key_reused(request.key, OP_LOCK));
+            }
+            coupons.push(c);
         }
         let mut codes = Vec::new();
         if let Some(Receipt::CodesUsed { templates, .. }) =
@@ -1283,9 +1287,23 @@ impl<R: Repository> Service<R> {
             CouponState::Locked { until, .. } => Some(*until),
             _ => None,
         });
-        let at = hold_until
-            .and_then(|u| u.checked_sub_signed(self.config.hold))
-            .unwrap_or(now);
+        // Re-price as of the lock: the hold's start while the coupons are held, else the latest
+        // instant not after `now` at which every held coupon was valid.
+        let at = match hold_until.and_then(|u| u.checked_sub_signed(self.config.hold)) {
+            Some(at) => at,
+            None => {
+                let mut at = now;
+                if let Some(end) = coupons.iter().map(|c| c.valid_until).min() {
+                    if at >= end {
+                        at = end - Duration::nanoseconds(1);
+                    }
+                }
+                if let Some(start) = coupons.iter().map(|c| c.valid_from).max() {
+                    at = at.max(start);
+                }
+                at
+            }
+        };
         let mut selection: Vec<OfferId> = ids.iter().cloned().map(OfferId::Coupon).collect();
         selection.extend(codes.iter().cloned().map(OfferId::Code));
         let g = self.gather(request.buyer, &codes, &selection)?;
