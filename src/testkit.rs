@@ -1140,7 +1140,10 @@ pub fn concurrent_claims_are_exact<R: Repository>(store: R) -> Result<(), Failur
                                 | LifecycleError::ClaimLimitReached { .. },
                             )) => {}
                             Err(e) => {
-                                return Err(fail(C, format!("claim failed: {}", service_error(&e))));
+                                return Err(fail(
+                                    C,
+                                    format!("claim failed: {}", service_error(&e)),
+                                ));
                             }
                         }
                     }
