@@ -264,8 +264,11 @@ fn build(specs: &[GenOffer]) -> (Vec<Offer>, PromotionIndex) {
     (wallet, PromotionIndex::new(promos))
 }
 
+/// The tie-break key of a set: saving (negated), sorted expiries (none last), sorted ids.
+type Key = (i64, Vec<(bool, Option<DateTime<Utc>>)>, Vec<OfferId>);
+
 /// The tie-break key of a set, computed independently of the engine.
-fn key(q: &Quote, offers: &[Offer]) -> (i64, Vec<(bool, Option<DateTime<Utc>>)>, Vec<OfferId>) {
+fn key(q: &Quote, offers: &[Offer]) -> Key {
     let mut exp: Vec<_> = q
         .applied
         .iter()

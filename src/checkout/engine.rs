@@ -198,6 +198,9 @@ pub(crate) struct Shared {
     pub sig: Vec<i64>,
     /// The saving alone on the whole cart, or why it does not apply.
     pub alone: Result<i64, Miss>,
+    /// For unit offers, the lines by undiscounted unit value, cheapest first (the common case
+    /// of a unit offer applying to untouched lines needs no sort).
+    pub cheapest_first: Vec<u32>,
     /// Why no offer of the template can be used here (currency, audience, channel, schedule,
     /// scope, minimum spend…).
     pub reasons: Vec<Ineligible>,
@@ -219,6 +222,9 @@ pub(crate) struct Prepared {
     /// Position in the canonical order among the checkout's usable offers (see
     /// [`Prepared::apply_cmp`]), set once all are prepared.
     pub rank: u32,
+    /// Behaviour class (equal exactly when [`Prepared::class_cmp`] says so), numbered in
+    /// canonical order, set once all are prepared.
+    pub class: u32,
 }
 
 impl std::ops::Deref for Prepared {
@@ -316,9 +322,13 @@ pub(crate) fn shared(
         per_order: t.limits().per_order(),
         sig: Vec::new(),
         alone: Err(Miss::NothingToSave),
+        cheapest_first: Vec::new(),
         reasons: Vec::new(),
     };
     sh.sig = signature(&sh);
+    if matches!(sh.kind, Kind::BuyGet { .. } | Kind::Fixed { .. }) {
+        sh.cheapest_first = sort_by_unit_value(sh.lines.clone(), ctx, &ctx.fresh());
+    }
     if currency_ok && !sh.lines.is_empty() {
         let mut state = ctx.fresh();
         sh.alone = apply(&sh, ctx, &mut state, policy, None);
@@ -372,6 +382,7 @@ pub(crate) fn prepare(
         valid_until: offer.valid_until,
         alone,
         rank: 0,
+        class: 0,
     })
 }
 
@@ -514,17 +525,45 @@ pub(crate) fn apply(
     if saving <= 0 {
         return Err(Miss::NothingToSave);
     }
-    // Spread over the lines in proportion to what is left of them.
-    let weights: Vec<i128> = p
-        .lines
+    spread(saving, &p.lines, state, alloc);
+    Ok(saving)
+}
+
+/// Takes `saving` off `lines` in proportion to what is left of them: the largest-remainder
+/// split of [`apportion`](crate::money::apportion) (ties to the earlier line), done in place.
+/// Requires `0 ≤ saving ≤ Σ residual`.
+fn spread(saving: i64, lines: &[u32], state: &mut State, alloc: Option<&mut Alloc>) {
+    let sum: i128 = lines
         .iter()
         .map(|&l| i128::from(state.residual[l as usize]))
-        .collect();
-    let parts = apportion_minor(i128::from(saving), &weights);
+        .sum();
+    if sum == 0 || saving == 0 {
+        return;
+    }
+    let total = i128::from(saving);
+    let mut given = 0i128;
+    let mut rems: Vec<(i128, usize)> = Vec::with_capacity(lines.len());
+    let mut parts: Vec<i64> = Vec::with_capacity(lines.len());
+    for (k, &l) in lines.iter().enumerate() {
+        let exact = total * i128::from(state.residual[l as usize]);
+        let floor = exact / sum;
+        given += floor;
+        // floor ≤ residual, so it fits.
+        parts.push(i64::try_from(floor).unwrap_or(0));
+        let rem = exact % sum;
+        if rem > 0 {
+            rems.push((rem, k));
+        }
+    }
+    let left = usize::try_from(total - given).unwrap_or(0);
+    if left > 0 {
+        rems.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        for &(_, k) in rems.iter().take(left) {
+            parts[k] += 1;
+        }
+    }
     let mut rec = alloc;
-    for (&l, part) in p.lines.iter().zip(parts) {
-        // part ≤ residual ≤ i64::MAX by the apportionment's guarantee.
-        let part = i64::try_from(part).unwrap_or(0);
+    for (&l, part) in lines.iter().zip(parts) {
         state.residual[l as usize] -= part;
         if let Some(a) = rec.as_deref_mut() {
             if part > 0 {
@@ -532,7 +571,6 @@ pub(crate) fn apply(
             }
         }
     }
-    Ok(saving)
 }
 
 /// Value of the first `j` of a line's `q` units whose residual is `r`.
@@ -550,14 +588,34 @@ fn cum(r: i64, j: u64, q: u64, rounding: Rounding) -> i64 {
 
 /// Lines of `p` by residual unit value, cheapest first (ties by line index).
 fn by_unit_value(p: &Shared, ctx: &CartCtx, state: &State) -> Vec<u32> {
-    let mut lines = p.lines.clone();
-    lines.sort_by(|&a, &b| {
-        let (ra, qa) = (state.residual[a as usize], ctx.qty[a as usize]);
-        let (rb, qb) = (state.residual[b as usize], ctx.qty[b as usize]);
-        (i128::from(ra) * i128::from(qb))
-            .cmp(&(i128::from(rb) * i128::from(qa)))
-            .then(a.cmp(&b))
-    });
+    let untouched = p
+        .lines
+        .iter()
+        .all(|&l| state.residual[l as usize] == ctx.totals[l as usize]);
+    if untouched && !p.cheapest_first.is_empty() {
+        return p.cheapest_first.clone();
+    }
+    // Earlier offers move few lines: the fresh order is nearly sorted, which the stable
+    // (run-adaptive) sort handles in about linear time.
+    let mut lines = if p.cheapest_first.is_empty() {
+        p.lines.clone()
+    } else {
+        p.cheapest_first.clone()
+    };
+    lines.sort_by(|&a, &b| unit_value_cmp(a, b, ctx, state));
+    lines
+}
+
+fn unit_value_cmp(a: u32, b: u32, ctx: &CartCtx, state: &State) -> Ordering {
+    let (ra, qa) = (state.residual[a as usize], ctx.qty[a as usize]);
+    let (rb, qb) = (state.residual[b as usize], ctx.qty[b as usize]);
+    (i128::from(ra) * i128::from(qb))
+        .cmp(&(i128::from(rb) * i128::from(qa)))
+        .then(a.cmp(&b))
+}
+
+fn sort_by_unit_value(mut lines: Vec<u32>, ctx: &CartCtx, state: &State) -> Vec<u32> {
+    lines.sort_unstable_by(|&a, &b| unit_value_cmp(a, b, ctx, state));
     lines
 }
 
@@ -680,6 +738,24 @@ fn bundle_saving(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn spread_matches_apportion(
+            residual in proptest::collection::vec(0i64..100_000, 1..12),
+            frac in 0u32..=1000,
+        ) {
+            let sum: i64 = residual.iter().sum();
+            let saving = (i128::from(sum) * i128::from(frac) / 1000) as i64;
+            let lines: Vec<u32> = (0..residual.len() as u32).collect();
+            let mut state = State { residual: residual.clone(), shipping: 0 };
+            spread(saving, &lines, &mut state, None);
+            let weights: Vec<i128> = residual.iter().map(|r| i128::from(*r)).collect();
+            let expect = apportion_minor(i128::from(saving), &weights);
+            let got: Vec<i128> = residual.iter().zip(&state.residual).map(|(a, b)| i128::from(a - b)).collect();
+            proptest::prop_assert_eq!(got, expect);
+        }
+    }
 
     #[test]
     fn div_round_follows_each_strategy() {

@@ -350,10 +350,17 @@ impl<'a> Checkout<'a> {
                 Err(r) => unusable.push((i, r)),
             }
         }
+        // One sort in canonical order numbers the offers and their behaviour classes; every
+        // later ordering compares these numbers.
         let mut ranked: Vec<usize> = (0..usable.len()).collect();
-        ranked.sort_by(|&a, &b| usable[a].apply_cmp(&usable[b]));
-        for (rank, i) in ranked.into_iter().enumerate() {
-            usable[i].rank = rank as u32;
+        ranked.sort_unstable_by(|&a, &b| usable[a].apply_cmp(&usable[b]));
+        let mut class = 0u32;
+        for (rank, k) in ranked.iter().enumerate() {
+            if rank > 0 && usable[ranked[rank - 1]].class_cmp(&usable[*k]).is_ne() {
+                class += 1;
+            }
+            usable[*k].rank = rank as u32;
+            usable[*k].class = class;
         }
         Prep {
             all,
@@ -491,7 +498,7 @@ impl<'a> Checkout<'a> {
             .iter()
             .filter(|p| chosen.contains(&p.offer))
             .collect();
-        order.sort_by(|a, b| a.apply_cmp(b));
+        order.sort_unstable_by_key(|p| p.rank);
         let mut state = prep.ctx.fresh();
         let mut line_shares: Vec<Vec<Share>> = vec![Vec::new(); cart.lines().len()];
         let mut ship_shares = Vec::new();

@@ -22,57 +22,88 @@ use super::StackingPolicy;
 use super::engine::{CartCtx, Prepared, apply};
 use super::reason::Ineligible;
 
-/// Whether `c` may join `chosen` under the stacking rules; the first rule broken otherwise.
-pub(crate) fn compatible(
+/// The first stacking rule `c` would break by joining a set (indices point into the set).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Conflict {
+    ExclusiveNeedsAlone,
+    ExclusiveSelected(usize),
+    RefusesPromotions(usize),
+    RefusedBy(usize),
+    MaxCoupons,
+    GroupFull,
+    PerOrderLimit,
+}
+
+/// Whether `c` may join `chosen` under the stacking rules: `None`, or the first rule broken.
+/// Allocation-free, for the search.
+pub(crate) fn conflict(
     policy: &StackingPolicy,
     chosen: &[&Prepared],
     c: &Prepared,
-) -> Result<(), Ineligible> {
+) -> Option<Conflict> {
     if c.exclusive && !chosen.is_empty() {
-        return Err(Ineligible::ExclusiveNeedsAlone);
+        return Some(Conflict::ExclusiveNeedsAlone);
     }
-    if let Some(x) = chosen.iter().find(|x| x.exclusive) {
-        return Err(Ineligible::ExclusiveSelected { with: x.id.clone() });
+    if let Some(i) = chosen.iter().position(|x| x.exclusive) {
+        return Some(Conflict::ExclusiveSelected(i));
     }
-    for x in chosen {
+    for (i, x) in chosen.iter().enumerate() {
         if x.is_promotion && !c.with_promotions {
-            return Err(Ineligible::RefusesPromotions {
-                promotion: x.id.clone(),
-            });
+            return Some(Conflict::RefusesPromotions(i));
         }
         if c.is_promotion && !x.with_promotions {
-            return Err(Ineligible::RefusedBy {
-                offer: x.id.clone(),
-            });
+            return Some(Conflict::RefusedBy(i));
         }
     }
     if !c.is_promotion {
         let coupons = chosen.iter().filter(|x| !x.is_promotion).count();
         if coupons >= policy.max_coupons as usize {
-            return Err(Ineligible::MaxCoupons {
-                max: policy.max_coupons,
-            });
+            return Some(Conflict::MaxCoupons);
         }
     }
-    let limit = policy.group_limit(&c.group);
-    if chosen.iter().filter(|x| x.group == c.group).count() >= limit as usize {
-        return Err(Ineligible::GroupFull {
+    let in_group = chosen.iter().filter(|x| x.group == c.group).count();
+    if in_group >= policy.group_limit(&c.group) as usize {
+        return Some(Conflict::GroupFull);
+    }
+    let same_template = chosen.iter().filter(|x| x.template == c.template).count();
+    if same_template >= c.per_order as usize {
+        return Some(Conflict::PerOrderLimit);
+    }
+    None
+}
+
+/// Whether `c` may join `chosen` under the stacking rules; the first rule broken otherwise, as
+/// a reason for people.
+pub(crate) fn compatible(
+    policy: &StackingPolicy,
+    chosen: &[&Prepared],
+    c: &Prepared,
+) -> Result<(), Ineligible> {
+    let Some(k) = conflict(policy, chosen, c) else {
+        return Ok(());
+    };
+    let id = |i: usize| chosen[i].id.clone();
+    Err(match k {
+        Conflict::ExclusiveNeedsAlone => Ineligible::ExclusiveNeedsAlone,
+        Conflict::ExclusiveSelected(i) => Ineligible::ExclusiveSelected { with: id(i) },
+        Conflict::RefusesPromotions(i) => Ineligible::RefusesPromotions { promotion: id(i) },
+        Conflict::RefusedBy(i) => Ineligible::RefusedBy { offer: id(i) },
+        Conflict::MaxCoupons => Ineligible::MaxCoupons {
+            max: policy.max_coupons,
+        },
+        Conflict::GroupFull => Ineligible::GroupFull {
             group: c.group.clone(),
             with: chosen
                 .iter()
                 .filter(|x| x.group == c.group)
                 .map(|x| x.id.clone())
                 .collect(),
-        });
-    }
-    let same_template = chosen.iter().filter(|x| x.template == c.template).count();
-    if same_template >= c.per_order as usize {
-        return Err(Ineligible::PerOrderLimit {
+        },
+        Conflict::PerOrderLimit => Ineligible::PerOrderLimit {
             template: c.template.clone(),
             max: c.per_order,
-        });
-    }
-    Ok(())
+        },
+    })
 }
 
 /// The saving of a set applied in canonical order, or `None` when some member saves nothing.
@@ -99,12 +130,12 @@ pub(crate) fn tie_break(a: &[&Prepared], b: &[&Prepared]) -> Ordering {
             .iter()
             .map(|p| (p.valid_until.is_none(), p.valid_until))
             .collect();
-        v.sort();
+        v.sort_unstable();
         v
     };
     fn ids<'a>(s: &[&'a Prepared]) -> Vec<&'a super::OfferId> {
         let mut v: Vec<_> = s.iter().map(|p| &p.id).collect();
-        v.sort();
+        v.sort_unstable();
         v
     }
     expiries(a)
@@ -124,18 +155,22 @@ pub(crate) fn better(a: &[&Prepared], sa: i64, b: &[&Prepared], sb: i64) -> Orde
 /// limit. The kept members form the greedy basis of that (laminar) matroid, which dominates
 /// every other choice of as many members element by element, so the tie-break prefers them.
 pub(crate) fn dedup(policy: &StackingPolicy, mut cands: Vec<Prepared>) -> Vec<Prepared> {
-    cands.sort_by(|a, b| {
-        a.class_cmp(b)
-            .then((a.valid_until.is_none(), a.valid_until).cmp(&(b.valid_until.is_none(), b.valid_until)))
+    cands.sort_unstable_by(|a, b| {
+        a.class
+            .cmp(&b.class)
+            .then(
+                (a.valid_until.is_none(), a.valid_until)
+                    .cmp(&(b.valid_until.is_none(), b.valid_until)),
+            )
             .then_with(|| a.id.cmp(&b.id))
     });
     let mut out: Vec<Prepared> = Vec::with_capacity(cands.len());
     let mut class_start = 0usize;
     for c in cands {
-        let same_class = out
+        if out
             .get(class_start)
-            .is_some_and(|first| first.class_cmp(&c) == Ordering::Equal);
-        if !same_class {
+            .is_none_or(|first| first.class != c.class)
+        {
             class_start = out.len();
         }
         let class = &out[class_start..];
@@ -184,11 +219,11 @@ pub(crate) fn best(
 ) -> Option<(Vec<usize>, i64)> {
     // Search order: forced first, then by saving alone, best first.
     let mut order: Vec<usize> = (0..cands.len()).collect();
-    order.sort_by(|&a, &b| {
+    order.sort_unstable_by(|&a, &b| {
         forced[b]
             .cmp(&forced[a])
             .then(cands[b].alone.cmp(&cands[a].alone))
-            .then_with(|| cands[a].apply_cmp(&cands[b]))
+            .then(cands[a].rank.cmp(&cands[b].rank))
     });
     let sorted: Vec<&Prepared> = order.iter().map(|&i| &cands[i]).collect();
     // Intern groups for the bound.
@@ -318,18 +353,21 @@ impl<'a> Search<'a> {
             }
         }
         let c: &'a Prepared = self.sorted[k];
-        if compatible(self.policy, &self.chosen, c).is_ok() {
+        if conflict(self.policy, &self.chosen, c).is_none() {
             self.chosen.push(c);
             self.chosen_pos.push(k);
             self.used[self.gid[k]] += 1;
             self.coupons_used += u32::from(!c.is_promotion);
             let left = forced_left.saturating_sub(usize::from(self.forced[k]));
-            if left == 0 {
+            let held = held.saturating_add(c.alone);
+            // The set saves at most `held`: evaluate it only if that could reach the best.
+            let reachable = self.best.as_ref().is_none_or(|(_, b)| held >= *b);
+            if left == 0 && reachable {
                 if let Some(s) = evaluate(&self.chosen, self.ctx, self.policy) {
                     self.consider(s);
                 }
             }
-            self.dfs(k + 1, held.saturating_add(c.alone), left);
+            self.dfs(k + 1, held, left);
             self.coupons_used -= u32::from(!c.is_promotion);
             self.used[self.gid[k]] -= 1;
             self.chosen_pos.pop();
