@@ -1267,7 +1267,7 @@ impl<R: Repository> Service<R> {
         let mut coupons = Vec::with_capacity(ids.len());
         for id in &ids {
             let c = self.coupon_record(id)?.value;
-            if &c.owner != &request.buyer.user {
+            if c.owner != request.buyer.user {
                 return Err(self.key_reused(request.key, OP_LOCK));
             }
             coupons.push(c);

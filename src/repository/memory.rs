@@ -176,7 +176,7 @@ macro_rules! ident {
         }
     )*};
 }
-ident!(TemplateId, UserId, Channel, CampaignId);
+ident!(TemplateId, UserId, Channel, CampaignId, OrderId);
 
 /// Names interned to `u32`, each with its data.
 #[derive(Debug)]
@@ -268,39 +268,52 @@ struct TemplateSlot {
     code_uses: u64,
 }
 
-const K_CLAIMS: u64 = 0;
-const K_USES: u64 = 1;
-const K_CODE_USES: u64 = 2;
+const K_CLAIMS: u32 = 0;
+const K_USES: u32 = 1;
+const K_CODE_USES: u32 = 2;
 
-/// Everything kept per user: the wallet index and the per-user counters, sorted by
-/// `template << 2 | kind`.
-#[derive(Debug, Default)]
+/// Everything kept per user: the head of the wallet (a list threaded through the slots) and
+/// the per-user counters as `(template << 2 | kind, value)`, sorted.
+#[derive(Debug)]
 struct UserEntry {
-    coupons: Vec<u32>,
-    counters: Vec<(u64, u64)>,
+    head: u32,
+    counters: Vec<(u32, u32)>,
 }
 
-fn user_counter_key(template: u32, kind: u64) -> u64 {
-    (u64::from(template) << 2) | kind
+impl Default for UserEntry {
+    fn default() -> Self {
+        UserEntry {
+            head: NONE,
+            counters: Vec::new(),
+        }
+    }
+}
+
+/// Templates that fit in a per-user counter key.
+const MAX_TEMPLATES: usize = 1 << 30;
+
+fn user_counter_key(template: u32, kind: u32) -> u32 {
+    (template << 2) | kind
 }
 
 impl UserEntry {
-    fn counter(&self, key: u64) -> u64 {
+    fn counter(&self, key: u32) -> u64 {
         self.counters
             .binary_search_by_key(&key, |c| c.0)
             .ok()
             .and_then(|i| self.counters.get(i))
-            .map_or(0, |c| c.1)
+            .map_or(0, |c| u64::from(c.1))
     }
 
-    fn bump(&mut self, key: u64, delta: i64) {
+    fn set(&mut self, key: u32, value: u64) {
+        let value = u32::try_from(value).unwrap_or(u32::MAX);
         match self.counters.binary_search_by_key(&key, |c| c.0) {
             Ok(i) => {
                 if let Some(c) = self.counters.get_mut(i) {
-                    c.1 = add(c.1, delta);
+                    c.1 = value;
                 }
             }
-            Err(i) => self.counters.insert(i, (key, add(0, delta))),
+            Err(i) => self.counters.insert(i, (key, value)),
         }
     }
 }
@@ -309,7 +322,14 @@ fn add(value: u64, delta: i64) -> u64 {
     u64::try_from(i128::from(value) + i128::from(delta)).unwrap_or(0)
 }
 
-/// A coupon as stored: template, channel and campaign interned.
+const S_AVAILABLE: u8 = 0;
+const S_LOCKED: u8 = 1;
+const S_USED: u8 = 2;
+const S_EXPIRED: u8 = 3;
+const S_VOIDED: u8 = 4;
+
+/// A coupon as stored, 112 bytes: template, channel, campaign, owner and order interned, the
+/// state as a tag with its order and instant, and the link to the owner's next coupon.
 #[derive(Debug, Clone)]
 struct Slot {
     id: CouponId,
@@ -319,19 +339,25 @@ struct Slot {
     template: u32,
     channel: u32,
     campaign: u32,
-    mode: ClaimMode,
+    /// The owner's next coupon (the wallet list), or `NONE`.
+    next: u32,
+    /// The order holding (Locked) or having used (Used) it, else `NONE`.
+    order: u32,
+    version: u32,
     claimed_at: DateTime<Utc>,
     valid_from: DateTime<Utc>,
     valid_until: DateTime<Utc>,
-    state: CouponState,
-    version: Version,
+    /// The hold's end (Locked), or when it was used, expired or voided.
+    at: DateTime<Utc>,
+    mode: ClaimMode,
+    state: u8,
 }
 
 impl Slot {
     fn due_at(&self) -> Option<DateTime<Utc>> {
-        match &self.state {
-            CouponState::Available => Some(self.valid_until),
-            CouponState::Locked { until, .. } => Some(*until),
+        match self.state {
+            S_AVAILABLE => Some(self.valid_until),
+            S_LOCKED => Some(self.at),
             _ => None,
         }
     }
@@ -384,7 +410,8 @@ struct Inner {
     campaigns: Map<CampaignId, Versioned<Campaign>>,
     coupons: Slots,
     coupon_ix: SlotIndex,
-    orders: Map<OrderId, Vec<u32>>,
+    /// Orders interned, each with the slots it holds or used.
+    orders: Table<OrderId, Vec<u32>>,
     /// Coupons by the second their due time falls in. Entries are added when a coupon enters
     /// a state with a due time and dropped lazily once stale.
     due: BTreeMap<i64, VecDeque<u32>>,
@@ -409,7 +436,7 @@ fn claim_key(key: &ReceiptKey) -> Option<&IdempotencyKey> {
 enum CounterAt<'a> {
     Issued(&'a TemplateId),
     CodeUses(&'a TemplateId),
-    User(&'a TemplateId, &'a UserId, u64),
+    User(&'a TemplateId, &'a UserId, u32),
     Custom(&'a String),
 }
 
@@ -425,6 +452,38 @@ fn counter_at(key: &CounterKey) -> CounterAt<'_> {
 }
 
 impl Inner {
+    fn state_of(&self, s: &Slot) -> Option<CouponState> {
+        let order = || self.orders.name(s.order).cloned();
+        Some(match s.state {
+            S_AVAILABLE => CouponState::Available,
+            S_LOCKED => CouponState::Locked {
+                order: order()?,
+                until: s.at,
+            },
+            S_USED => CouponState::Used {
+                order: order()?,
+                at: s.at,
+            },
+            S_EXPIRED => CouponState::Expired { at: s.at },
+            _ => CouponState::Voided { at: s.at },
+        })
+    }
+
+    /// The tag, order and instant a state is stored as (interning its order).
+    fn encode(
+        &mut self,
+        state: &CouponState,
+        default_at: DateTime<Utc>,
+    ) -> (u8, u32, DateTime<Utc>) {
+        match state {
+            CouponState::Available => (S_AVAILABLE, NONE, default_at),
+            CouponState::Locked { order, until } => (S_LOCKED, self.orders.intern(order), *until),
+            CouponState::Used { order, at } => (S_USED, self.orders.intern(order), *at),
+            CouponState::Expired { at } => (S_EXPIRED, NONE, *at),
+            CouponState::Voided { at } => (S_VOIDED, NONE, *at),
+        }
+    }
+
     fn to_coupon(&self, s: &Slot) -> Option<Versioned<Coupon>> {
         Some(Versioned {
             value: Coupon {
@@ -441,10 +500,57 @@ impl Inner {
                 claimed_at: s.claimed_at,
                 valid_from: s.valid_from,
                 valid_until: s.valid_until,
-                state: s.state.clone(),
+                state: self.state_of(s)?,
             },
-            version: s.version,
+            version: u64::from(s.version),
         })
+    }
+
+    /// The slots of a user's wallet.
+    fn wallet_slots(&self, user: u32) -> Vec<u32> {
+        let mut out = Vec::new();
+        let mut at = self.users.at(user).map_or(NONE, |e| e.head);
+        while at != NONE && out.len() <= self.coupons.len {
+            out.push(at);
+            at = self.coupons.get(at).map_or(NONE, |s| s.next);
+        }
+        out
+    }
+
+    /// Removes slot `ix` from `owner`'s wallet list.
+    fn unlink(&mut self, owner: u32, ix: u32) {
+        let next_of_ix = self.coupons.get(ix).map_or(NONE, |s| s.next);
+        let Some(e) = self.users.at_mut(owner) else {
+            return;
+        };
+        if e.head == ix {
+            e.head = next_of_ix;
+            return;
+        }
+        let mut at = e.head;
+        let mut steps = 0;
+        while at != NONE && steps <= self.coupons.len {
+            let Some(s) = self.coupons.get_mut(at) else {
+                return;
+            };
+            if s.next == ix {
+                s.next = next_of_ix;
+                return;
+            }
+            at = s.next;
+            steps += 1;
+        }
+    }
+
+    /// Puts slot `ix` at the head of `owner`'s wallet list.
+    fn link(&mut self, owner: u32, ix: u32) {
+        let Some(e) = self.users.at_mut(owner) else {
+            return;
+        };
+        let head = std::mem::replace(&mut e.head, ix);
+        if let Some(s) = self.coupons.get_mut(ix) {
+            s.next = head;
+        }
     }
 
     fn coupons_at(&self, ixs: &[u32]) -> Vec<Versioned<Coupon>> {
@@ -509,7 +615,9 @@ impl Inner {
             CounterAt::User(t, u, kind) => {
                 let ti = self.templates.intern(t);
                 if let Some(e) = self.users.entry(u) {
-                    e.bump(user_counter_key(ti, kind), delta);
+                    let key = user_counter_key(ti, kind);
+                    let value = add(e.counter(key), delta);
+                    e.set(key, value);
                 }
             }
             CounterAt::Custom(s) => {
@@ -547,8 +655,10 @@ impl Inner {
         }
     }
 
-    fn holds(&mut self, op: &Op) -> bool {
-        match op {
+    /// Whether an op's condition holds; an error when applying it would overflow the store's
+    /// compact fields.
+    fn holds(&mut self, op: &Op) -> Result<bool, MemoryStoreError> {
+        Ok(match op {
             Op::PutTemplate { record, expect } => {
                 let current = self
                     .templates
@@ -565,14 +675,28 @@ impl Inner {
                     .coupon_slot(&coupon.id)
                     .and_then(|i| self.coupons.get(i))
                     .map(|s| s.version);
-                Self::version_ok(current, *expect)
+                if current == Some(u32::MAX) {
+                    return Err(MemoryStoreError::Full {
+                        what: "coupon versions",
+                    });
+                }
+                Self::version_ok(current.map(u64::from), *expect)
             }
             Op::Count { key, delta, limit } => {
                 let next = i128::from(self.counter_mut(key)) + i128::from(*delta);
-                next >= 0 && limit.is_none_or(|l| next <= i128::from(l))
+                let fits = next >= 0 && limit.is_none_or(|l| next <= i128::from(l));
+                if fits
+                    && matches!(counter_at(key), CounterAt::User(..))
+                    && next > i128::from(u32::MAX)
+                {
+                    return Err(MemoryStoreError::Full {
+                        what: "per-user counter",
+                    });
+                }
+                fits
             }
             Op::InsertReceipt { key, .. } => !self.receipt_exists(key),
-        }
+        })
     }
 
     fn capacity_ok(&self, batch: &Batch) -> Result<(), MemoryStoreError> {
@@ -580,14 +704,17 @@ impl Inner {
         let max = NONE as usize;
         for (what, len) in [
             ("coupons", self.coupons.len),
-            ("templates", self.templates.len()),
             ("users", self.users.len()),
             ("channels", self.channels.len()),
             ("campaigns", self.campaign_ids.len()),
+            ("orders", self.orders.len()),
         ] {
             if len.saturating_add(n) >= max {
                 return Err(MemoryStoreError::Full { what });
             }
+        }
+        if self.templates.len().saturating_add(n) >= MAX_TEMPLATES {
+            return Err(MemoryStoreError::Full { what: "templates" });
         }
         Ok(())
     }
@@ -666,47 +793,34 @@ impl Inner {
             .as_ref()
             .map_or(NONE, |id| self.campaign_ids.intern(id));
         let owner = self.users.intern(&c.owner);
+        let (state, order, at) = self.encode(&c.state, c.claimed_at);
         let existing = self.coupon_slot(&c.id);
         match existing.and_then(|i| self.coupons.get_mut(i).map(|s| (i, s))) {
             Some((ix, slot)) => {
-                let old_owner = slot.owner;
-                let old_order = slot.state.order().cloned();
-                let old_due = slot.due_at();
-                *slot = Slot {
-                    id: slot.id.clone(),
-                    claim: slot.claim.take(),
-                    owner,
-                    template,
-                    channel,
-                    campaign,
-                    mode: c.mode,
-                    claimed_at: c.claimed_at,
-                    valid_from: c.valid_from,
-                    valid_until: c.valid_until,
-                    state: c.state.clone(),
-                    version: slot.version + 1,
-                };
+                let (old_owner, old_order, old_due) = (slot.owner, slot.order, slot.due_at());
+                slot.owner = owner;
+                slot.template = template;
+                slot.channel = channel;
+                slot.campaign = campaign;
+                slot.order = order;
+                slot.version = slot.version.saturating_add(1);
+                slot.claimed_at = c.claimed_at;
+                slot.valid_from = c.valid_from;
+                slot.valid_until = c.valid_until;
+                slot.at = at;
+                slot.mode = c.mode;
+                slot.state = state;
                 let new_due = slot.due_at();
                 if old_owner != owner {
-                    if let Some(e) = self.users.at_mut(old_owner) {
-                        e.coupons.retain(|&i| i != ix);
-                    }
-                    if let Some(e) = self.users.at_mut(owner) {
-                        e.coupons.push(ix);
-                    }
+                    self.unlink(old_owner, ix);
+                    self.link(owner, ix);
                 }
-                let new_order = c.state.order();
-                if old_order.as_ref() != new_order {
-                    if let Some(o) = old_order {
-                        if let Some(v) = self.orders.get_mut(&o) {
-                            v.retain(|&i| i != ix);
-                            if v.is_empty() {
-                                self.orders.remove(&o);
-                            }
-                        }
+                if old_order != order {
+                    if let Some(v) = self.orders.at_mut(old_order) {
+                        v.retain(|&i| i != ix);
                     }
-                    if let Some(o) = new_order {
-                        self.orders.entry(o.clone()).or_default().push(ix);
+                    if let Some(v) = self.orders.at_mut(order) {
+                        v.push(ix);
                     }
                 }
                 if let Some(at) = new_due {
@@ -723,21 +837,22 @@ impl Inner {
                     template,
                     channel,
                     campaign,
-                    mode: c.mode,
+                    next: NONE,
+                    order,
+                    version: 1,
                     claimed_at: c.claimed_at,
                     valid_from: c.valid_from,
                     valid_until: c.valid_until,
-                    state: c.state.clone(),
-                    version: 1,
+                    at,
+                    mode: c.mode,
+                    state,
                 };
                 let due = slot.due_at();
                 let ix = self.coupons.push(slot);
                 self.coupon_ix.insert(hash32(c.id.as_str()), ix);
-                if let Some(e) = self.users.at_mut(owner) {
-                    e.coupons.push(ix);
-                }
-                if let Some(o) = c.state.order() {
-                    self.orders.entry(o.clone()).or_default().push(ix);
+                self.link(owner, ix);
+                if let Some(v) = self.orders.at_mut(order) {
+                    v.push(ix);
                 }
                 if let Some(at) = due {
                     self.push_due(at, ix);
@@ -912,8 +1027,8 @@ impl Repository for MemoryStore {
     fn wallet(&self, user: &UserId) -> Result<Vec<Versioned<Coupon>>, MemoryStoreError> {
         let g = self.read();
         Ok(g.users
-            .lookup(user)
-            .map(|e| g.coupons_at(&e.coupons))
+            .get(user)
+            .map(|u| g.coupons_at(&g.wallet_slots(u)))
             .unwrap_or_default())
     }
 
@@ -921,7 +1036,7 @@ impl Repository for MemoryStore {
         let g = self.read();
         let mut v = g
             .orders
-            .get(order)
+            .lookup(order)
             .map(|ixs| g.coupons_at(ixs))
             .unwrap_or_default();
         v.retain(|c| c.value.state.order() == Some(order));
@@ -947,8 +1062,10 @@ impl Repository for MemoryStore {
     fn commit(&self, batch: &Batch) -> Result<Commit, MemoryStoreError> {
         let mut g = self.write();
         g.capacity_ok(batch)?;
-        if let Some(index) = batch.ops.iter().position(|op| !g.holds(op)) {
-            return Ok(Commit::Conflict { index });
+        for (index, op) in batch.ops.iter().enumerate() {
+            if !g.holds(op)? {
+                return Ok(Commit::Conflict { index });
+            }
         }
         let late = |op: &Op| {
             matches!(op, Op::InsertReceipt { key, receipt: Receipt::Claimed { .. } }
@@ -961,5 +1078,49 @@ impl Repository for MemoryStore {
             g.apply(op);
         }
         Ok(Commit::Applied)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_are_compact() {
+        assert_eq!(std::mem::size_of::<Slot>(), 112);
+        assert_eq!(std::mem::size_of::<(u32, u32)>(), 8);
+    }
+
+    #[test]
+    fn slot_index_finds_what_it_holds_across_growth() {
+        let mut ix = SlotIndex::default();
+        let keys: Vec<String> = (0..10_000).map(|i| format!("coupon-{i}")).collect();
+        for (i, k) in keys.iter().enumerate() {
+            ix.insert(hash32(k), i as u32);
+        }
+        for (i, k) in keys.iter().enumerate() {
+            let found = ix.find(hash32(k), |slot| keys.get(slot as usize) == Some(k));
+            assert_eq!(found, Some(i as u32));
+        }
+        assert_eq!(
+            ix.find(hash32("absent"), |slot| keys
+                .get(slot as usize)
+                .is_some_and(|k| k == "absent")),
+            None
+        );
+        assert!(ix.entries.len() * 3 >= ix.len * 4);
+    }
+
+    #[test]
+    fn hash_spreads_sequential_ids() {
+        let mut low: HashSet<u32> = HashSet::new();
+        for i in 0..4096 {
+            low.insert(hash32(&format!("k-{i}")) & 0xfff);
+        }
+        assert!(
+            low.len() > 2000,
+            "only {} distinct low-bit buckets",
+            low.len()
+        );
     }
 }
