@@ -325,6 +325,7 @@ fn resident_bytes() -> Option<u64> {
 }
 
 fn memory_10m() {
+    println!("lifecycle/memory/10m");
     let before = resident_bytes();
     let service = Service::new(MemoryStore::new());
     let templates: Vec<TemplateId> = (0..100)
@@ -335,6 +336,7 @@ fn memory_10m() {
     }
     let per_user = (MEMORY_COUPONS / MEMORY_USERS) as u64;
     let start = Instant::now();
+    let mut lap = start;
     let mut user = UserId::new("u").expect("id");
     for k in 0..MEMORY_COUPONS as u64 {
         let u = k / per_user;
@@ -345,12 +347,17 @@ fn memory_10m() {
         let t = &templates[((u * 10 + k % per_user) % templates.len() as u64) as usize];
         let req = claim_request(t, &user, &format!("claim-{k:08}"));
         service.claim(&req, now()).expect("claim");
+        if (k + 1) % 1_000_000 == 0 {
+            let m = (k + 1) / 1_000_000;
+            let rate = 1e6 / lap.elapsed().as_secs_f64();
+            println!("  coupons {:>2}M..{:>2}M: {rate:.0} claims/s", m - 1, m);
+            lap = Instant::now();
+        }
     }
     let elapsed = start.elapsed();
     let after = resident_bytes();
     let coupons = service.repository().coupon_count();
     assert_eq!(coupons, MEMORY_COUPONS);
-    println!("lifecycle/memory/10m");
     println!(
         "  issued {coupons} coupons ({MEMORY_USERS} users, {} templates) in {:.1} s ({:.0} claims/s, ids built inline)",
         templates.len(),
@@ -359,7 +366,8 @@ fn memory_10m() {
     );
     match (before, after) {
         (Some(b), Some(a)) => println!(
-            "  VmRSS {:.2} GiB (before: {:.1} MiB); {:.0} bytes per coupon (with its claim receipt and counters)",
+            "  VmRSS {:.2} GB = {:.2} GiB (before: {:.1} MiB); {:.0} bytes per coupon (with its claim receipt and counters)",
+            a as f64 / 1e9,
             a as f64 / (1u64 << 30) as f64,
             b as f64 / (1u64 << 20) as f64,
             a.saturating_sub(b) as f64 / coupons as f64
