@@ -8,7 +8,8 @@
 //! times ([`ServiceConfig::max_attempts`]); a limit that is really reached becomes a typed
 //! [`LifecycleError`].
 //!
-//! Every call takes `now`; the service never reads the clock.
+//! Every call takes `now`; the service never reads the clock. No call panics: every failure
+//! is a [`ServiceError`].
 //!
 //! ## Idempotency
 //! Every operation on coupons and orders carries an [`IdempotencyKey`]. Its receipt is inserted
@@ -145,6 +146,7 @@ impl Default for ServiceConfig {
 
 /// A coupon claimed (or the first outcome of a repeated claim).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Claimed {
     /// The coupon (as it is now, for a repeated claim).
     pub coupon: Coupon,
@@ -202,6 +204,7 @@ impl<'a> LockRequest<'a> {
 
 /// An order's price and the offers held for it.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct LockedOrder {
     /// The order.
     pub order: OrderId,
@@ -219,6 +222,7 @@ pub struct LockedOrder {
 
 /// An order paid (its coupons redeemed) or released (its coupons given back).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Settlement {
     /// The order.
     pub order: OrderId,
@@ -231,6 +235,7 @@ pub struct Settlement {
 
 /// A paid order refunded.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Refunded {
     /// The order.
     pub order: OrderId,
@@ -244,6 +249,7 @@ pub struct Refunded {
 
 /// What a [`sweep`](Service::sweep) did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Swept {
     /// Available coupons marked Expired.
     pub expired: Vec<CouponId>,
