@@ -1,31 +1,4 @@
-//! Campaigns (活动): a page offering templates during a time window.
-//!
-//! A campaign's [`state`](Campaign::state) is derived, never stored: Offline while switched
-//! off, else NotStarted, Ongoing or Ended by its window `[from, until)`. Coupons are issued in a
-//! campaign only while it is Ongoing and only from templates it offers; a coupon issued in a
-//! campaign stays usable until its own validity ends, even after the campaign has ended.
-//!
-//! ```
-//! use chrono::{Duration, TimeZone, Utc};
-//! use coupons::id::{CampaignId, TemplateId};
-//! use coupons::lifecycle::{Campaign, CampaignState};
-//!
-//! let from = Utc.with_ymd_and_hms(2026, 11, 11, 0, 0, 0).unwrap();
-//! let c = Campaign::new(
-//!     CampaignId::new("double-11")?,
-//!     "Double 11",
-//!     "One coupon per person.",
-//!     from,
-//!     from + Duration::days(1),
-//!     vec![TemplateId::new("ten-off")?],
-//! )?;
-//! assert_eq!(c.state(from), CampaignState::Offline); // new campaigns start offline
-//! let c = c.switch(true);
-//! assert_eq!(c.state(from - Duration::seconds(1)), CampaignState::NotStarted);
-//! assert_eq!(c.state(from), CampaignState::Ongoing);
-//! assert_eq!(c.state(from + Duration::days(1)), CampaignState::Ended);
-//! # Ok::<(), Box<dyn std::error::Error>>(())
-//! ```
+//! Campaigns (活动), documented on [`Campaign`].
 
 use chrono::{DateTime, Utc};
 
@@ -50,7 +23,34 @@ pub enum CampaignState {
     Offline,
 }
 
-/// A campaign.
+/// A campaign (活动): a page offering templates during a time window.
+///
+/// A campaign's [`state`](Campaign::state) is derived, never stored: Offline while switched
+/// off, else NotStarted, Ongoing or Ended by its window `[from, until)`. Coupons are issued in a
+/// campaign only while it is Ongoing and only from templates it offers; a coupon issued in a
+/// campaign stays usable until its own validity ends, even after the campaign has ended.
+///
+/// ```
+/// use chrono::{Duration, TimeZone, Utc};
+/// use coupons::id::{CampaignId, TemplateId};
+/// use coupons::lifecycle::{Campaign, CampaignState};
+///
+/// let from = Utc.with_ymd_and_hms(2026, 11, 11, 0, 0, 0).unwrap();
+/// let c = Campaign::new(
+///     CampaignId::new("double-11")?,
+///     "Double 11",
+///     "One coupon per person.",
+///     from,
+///     from + Duration::days(1),
+///     vec![TemplateId::new("ten-off")?],
+/// )?;
+/// assert_eq!(c.state(from), CampaignState::Offline); // new campaigns start offline
+/// let c = c.switch(true);
+/// assert_eq!(c.state(from - Duration::seconds(1)), CampaignState::NotStarted);
+/// assert_eq!(c.state(from), CampaignState::Ongoing);
+/// assert_eq!(c.state(from + Duration::days(1)), CampaignState::Ended);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Campaign {

@@ -1,23 +1,4 @@
-//! An issued coupon and its state machine.
-//!
-//! Every transition is a method taking the current coupon, the request and `now`, returning the
-//! next coupon or a [`LifecycleError`]; none reads the clock or touches storage.
-//!
-//! | from | action | to | when |
-//! |---|---|---|---|
-//! | — | [`issue`](Coupon::issue) | Available | template Active, campaign Ongoing and offering it, validity not over |
-//! | Available | [`lock`](Coupon::lock) | Locked | owned by the buyer, inside validity |
-//! | Locked | [`redeem`](Coupon::redeem) | Used | by the holding order, within the hold or else within validity |
-//! | Locked | [`release`](Coupon::release) | Available, or Expired past validity | by the holding order (cancel, or hold ran out) |
-//! | Used | [`refund`](Coupon::refund) | Available (Expired past validity) or Voided | by the order that used it, per the template's [`RefundPolicy`] |
-//! | Available | [`expire`](Coupon::expire) | Expired | validity over |
-//! | Available | [`void`](Coupon::void) | Voided | admin |
-//!
-//! **Paying after the hold ran out.** A hold is a promise to the buyer for its duration: paying
-//! within the hold always redeems the coupon, even if its validity ended meanwhile. Once the
-//! hold has run out, a coupon that no sweep has released yet is still redeemed by its order if
-//! the coupon is still inside its validity (nobody else could have used it), and refused with
-//! [`LifecycleError::HoldRanOut`] once the validity is over too.
+//! An issued coupon and its state machine (documented on [`Coupon`]).
 
 use std::fmt;
 
@@ -232,6 +213,25 @@ impl ClaimRequest {
 }
 
 /// One coupon issued from a template into one account.
+///
+/// Every transition is a method taking the current coupon, the request and `now`, returning the
+/// next coupon or a [`LifecycleError`]; none reads the clock or touches storage.
+///
+/// | from | action | to | when |
+/// |---|---|---|---|
+/// | — | [`issue`](Coupon::issue) | Available | template Active, campaign Ongoing and offering it, validity not over |
+/// | Available | [`lock`](Coupon::lock) | Locked | owned by the buyer, inside validity |
+/// | Locked | [`redeem`](Coupon::redeem) | Used | by the holding order, within the hold or else within validity |
+/// | Locked | [`release`](Coupon::release) | Available, or Expired past validity | by the holding order (cancel, or hold ran out) |
+/// | Used | [`refund`](Coupon::refund) | Available (Expired past validity) or Voided | by the order that used it, per the template's [`RefundPolicy`] |
+/// | Available | [`expire`](Coupon::expire) | Expired | validity over |
+/// | Available | [`void`](Coupon::void) | Voided | admin |
+///
+/// **Paying after the hold ran out.** A hold is a promise to the buyer for its duration: paying
+/// within the hold always redeems the coupon, even if its validity ended meanwhile. Once the
+/// hold has run out, a coupon that no sweep has released yet is still redeemed by its order if
+/// the coupon is still inside its validity (nobody else could have used it), and refused with
+/// [`LifecycleError::HoldRanOut`] once the validity is over too.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Coupon {
@@ -402,7 +402,7 @@ impl Coupon {
 
     /// Locked → Used: the holding `order` was paid. Within the hold this always succeeds; after
     /// the hold ran out (and before a sweep released it) only while still inside validity —
-    /// see the [module docs](self).
+    /// see [`Coupon`].
     ///
     /// # Errors
     /// [`LifecycleError::NotHeldByOrder`] unless Locked by `order`;

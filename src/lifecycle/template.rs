@@ -1,14 +1,4 @@
-//! A template's approval and activity status.
-//!
-//! ```text
-//! Draft ──submit──▶ PendingApproval ──approve──▶ Approved ──activate──▶ Active ◀──resume── Paused
-//!                          │                         │                   │  └───pause────▶ │
-//!                          └──reject──▶ Rejected     └──────retire───────┴──▶ Retired ◀───┘
-//! ```
-//!
-//! Only an [`Active`](TemplateStatus::Active) template issues coupons. Retiring stops issuing;
-//! coupons already issued stay valid until their own validity ends. Rejected and Retired are
-//! final.
+//! A template's approval and activity status (documented on [`TemplateStatus`]).
 
 use std::fmt;
 use std::sync::Arc;
@@ -18,6 +8,16 @@ use crate::id::TemplateId;
 use crate::rule::Template;
 
 /// Where a template is in its life.
+///
+/// ```text
+/// Draft ──submit──▶ PendingApproval ──approve──▶ Approved ──activate──▶ Active ◀──resume── Paused
+///                          │                         │                   │  └───pause────▶ │
+///                          └──reject──▶ Rejected     └──────retire───────┴──▶ Retired ◀───┘
+/// ```
+///
+/// Only an [`Active`](TemplateStatus::Active) template issues coupons. Retiring stops issuing;
+/// coupons already issued stay valid until their own validity ends. Rejected and Retired are
+/// final.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(
     feature = "serde",
