@@ -799,10 +799,10 @@ impl<R: Repository> Service<R> {
                 CounterKey::UserClaims(request.template.clone(), request.user.clone());
             let n = self.counter(&user_claims)?;
             if last_n == Some(n) {
-                salt += 1;
+                salt = salt.saturating_add(1);
             }
             last_n = Some(n);
-            let id = coupon_id(&request.template, &request.user, n + 1, salt);
+            let id = coupon_id(&request.template, &request.user, n.saturating_add(1), salt);
             let coupon = match Coupon::issue(&record.value, campaign.as_ref(), request, id, now) {
                 Ok(c) => c,
                 Err(e) => return self.replay_claim_or(request, &key, e.into()),
@@ -1301,7 +1301,9 @@ impl<R: Repository> Service<R> {
                 let mut at = now;
                 if let Some(end) = coupons.iter().map(|c| c.valid_until).min() {
                     if at >= end {
-                        at = end - Duration::nanoseconds(1);
+                        at = end
+                            .checked_sub_signed(Duration::nanoseconds(1))
+                            .unwrap_or(end);
                     }
                 }
                 if let Some(start) = coupons.iter().map(|c| c.valid_from).max() {

@@ -723,7 +723,10 @@ impl Inner {
         match op {
             Op::PutTemplate { record, .. } => {
                 if let Some(slot) = self.templates.entry(record.id()) {
-                    let version = slot.record.as_ref().map_or(1, |r| r.version + 1);
+                    let version = slot
+                        .record
+                        .as_ref()
+                        .map_or(1, |r| r.version.saturating_add(1));
                     slot.record = Some(Versioned {
                         value: Arc::clone(record),
                         version,
@@ -735,7 +738,7 @@ impl Inner {
                 let version = self
                     .campaigns
                     .get(&campaign.id)
-                    .map_or(1, |c| c.version + 1);
+                    .map_or(1, |c| c.version.saturating_add(1));
                 self.campaigns.insert(
                     campaign.id.clone(),
                     Versioned {
