@@ -341,14 +341,16 @@ fn push_decimal(s: &mut String, mut n: u64) {
 
 /// The id of the `n`-th coupon of `template` claimed by `user`: `template/user/n` (`.salt`
 /// appended after an id collision), or a hash of it when that is longer than an id may be.
-fn coupon_id(template: &TemplateId, user: &crate::id::UserId, n: u64, salt: u32) -> CouponId {
-    let (t, u) = (template.as_str(), user.as_str());
-    let mut s = String::with_capacity(t.len() + u.len() + 24);
+/// The id of the coupon a claim issues: `<template>/<claim key>` (plus `.<salt>` after an id
+/// collision), or a hash of them when that would be longer than an id may be. A claim's key is
+/// unique among claims (its receipt is inserted in the same batch), so the id is too, without
+/// reading anything first.
+fn coupon_id(template: &TemplateId, key: &IdempotencyKey, salt: u32) -> CouponId {
+    let (t, k) = (template.as_str(), key.as_str());
+    let mut s = String::with_capacity(t.len() + k.len() + 12);
     s.push_str(t);
     s.push('/');
-    s.push_str(u);
-    s.push('/');
-    push_decimal(&mut s, n);
+    s.push_str(k);
     if salt > 0 {
         s.push('.');
         push_decimal(&mut s, u64::from(salt));
@@ -356,9 +358,9 @@ fn coupon_id(template: &TemplateId, user: &crate::id::UserId, n: u64, salt: u32)
     if s.len() > MAX_ID_LEN && s.chars().count() > MAX_ID_LEN {
         s.clear();
         let salt_s = salt.to_string();
-        let a = fnv(&[t, u, &salt_s], 0);
-        let b = fnv(&[t, u, &salt_s], 0x9e37_79b9_7f4a_7c15);
-        let _ = write!(s, "c-{a:016x}{b:016x}/{n}");
+        let a = fnv(&[t, k, &salt_s], 0);
+        let b = fnv(&[t, k, &salt_s], 0x9e37_79b9_7f4a_7c15);
+        let _ = write!(s, "c-{a:016x}{b:016x}");
     }
     CouponId::trusted(&s)
 }
@@ -776,7 +778,6 @@ impl<R: Repository> Service<R> {
     pub fn claim(&self, request: &ClaimRequest, now: DateTime<Utc>) -> Res<Claimed, R> {
         let key = op_key(OP_CLAIM, &request.key);
         let mut salt = 0u32;
-        let mut last_n = None;
         for _ in 0..self.attempts() {
             let record = match self.template_record(&request.template) {
                 Ok(r) => r,
@@ -797,12 +798,7 @@ impl<R: Repository> Service<R> {
             };
             let user_claims =
                 CounterKey::UserClaims(request.template.clone(), request.user.clone());
-            let n = self.counter(&user_claims)?;
-            if last_n == Some(n) {
-                salt = salt.saturating_add(1);
-            }
-            last_n = Some(n);
-            let id = coupon_id(&request.template, &request.user, n.saturating_add(1), salt);
+            let id = coupon_id(&request.template, &request.key, salt);
             let coupon = match Coupon::issue(&record.value, campaign.as_ref(), request, id, now) {
                 Ok(c) => c,
                 Err(e) => return self.replay_claim_or(request, &key, e.into()),
@@ -867,8 +863,9 @@ impl<R: Repository> Service<R> {
                         .into());
                     }
                 }
-                // The coupon id is taken (a concurrent claim of the same user): try again.
-                Commit::Conflict { .. } => {}
+                // The coupon id is taken (a hash collision, or a coupon written by other means):
+                // try the next salt.
+                Commit::Conflict { .. } => salt = salt.saturating_add(1),
             }
         }
         self.contention("claim")
@@ -1838,15 +1835,18 @@ mod tests {
     #[test]
     fn coupon_ids_are_readable_or_hashed_when_long() {
         let t = TemplateId::new("t1").unwrap();
-        let u = crate::id::UserId::new("alice").unwrap();
-        assert_eq!(coupon_id(&t, &u, 3, 0).as_str(), "t1/alice/3");
-        assert_eq!(coupon_id(&t, &u, 3, 2).as_str(), "t1/alice/3.2");
+        let k = IdempotencyKey::new("claim-3").unwrap();
+        assert_eq!(coupon_id(&t, &k, 0).as_str(), "t1/claim-3");
+        assert_eq!(coupon_id(&t, &k, 2).as_str(), "t1/claim-3.2");
         let long = TemplateId::new("x".repeat(100)).unwrap();
-        let a = coupon_id(&long, &u, 1, 0);
+        let a = coupon_id(&long, &k, 0);
         assert!(a.as_str().len() <= MAX_ID_LEN);
         assert!(CouponId::new(a.as_str()).is_ok());
-        assert_ne!(a, coupon_id(&long, &u, 2, 0));
-        assert_ne!(a, coupon_id(&long, &u, 1, 1));
+        assert_ne!(
+            a,
+            coupon_id(&long, &IdempotencyKey::new("claim-4").unwrap(), 0)
+        );
+        assert_ne!(a, coupon_id(&long, &k, 1));
     }
 
     #[test]

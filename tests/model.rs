@@ -243,7 +243,7 @@ impl Model {
         self.issued[t] += 1;
         self.claims.insert((t, u), n + 1);
         self.coupons.push(MCoupon {
-            id: format!("{}/user-{u}/{}", tpl.id, n + 1),
+            id: format!("{}/claim-{key}", tpl.id),
             t,
             u,
             valid_until,
