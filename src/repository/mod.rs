@@ -68,16 +68,44 @@ pub enum CounterKey {
     Custom(String),
 }
 
+/// Writes an identifier with `%` and `/` escaped (`%25`, `%2F`), so `/` separates parts.
+struct Part<'a>(&'a str);
+
+impl fmt::Display for Part<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for c in self.0.chars() {
+            match c {
+                '%' => f.write_str("%25")?,
+                '/' => f.write_str("%2F")?,
+                c => fmt::Write::write_char(f, c)?,
+            }
+        }
+        Ok(())
+    }
+}
+
 impl fmt::Display for CounterKey {
-    /// A stable text form, usable as a primary key.
+    /// A stable text form, usable as a primary key: distinct keys give distinct texts (the
+    /// parts are separated by `/`, and `%` and `/` inside a part are escaped).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            CounterKey::Issued(t) => write!(f, "issued/{t}"),
-            CounterKey::UserClaims(t, u) => write!(f, "user-claims/{t}/{u}"),
-            CounterKey::UserUses(t, u) => write!(f, "user-uses/{t}/{u}"),
-            CounterKey::CodeUses(t) => write!(f, "code-uses/{t}"),
-            CounterKey::CodeUserUses(t, u) => write!(f, "code-user-uses/{t}/{u}"),
-            CounterKey::Custom(s) => write!(f, "custom/{s}"),
+            CounterKey::Issued(t) => write!(f, "issued/{}", Part(t.as_str())),
+            CounterKey::UserClaims(t, u) => {
+                write!(f, "user-claims/{}/{}", Part(t.as_str()), Part(u.as_str()))
+            }
+            CounterKey::UserUses(t, u) => {
+                write!(f, "user-uses/{}/{}", Part(t.as_str()), Part(u.as_str()))
+            }
+            CounterKey::CodeUses(t) => write!(f, "code-uses/{}", Part(t.as_str())),
+            CounterKey::CodeUserUses(t, u) => {
+                write!(
+                    f,
+                    "code-user-uses/{}/{}",
+                    Part(t.as_str()),
+                    Part(u.as_str())
+                )
+            }
+            CounterKey::Custom(s) => write!(f, "custom/{}", Part(s)),
         }
     }
 }
@@ -94,10 +122,10 @@ pub enum ReceiptKey {
 }
 
 impl fmt::Display for ReceiptKey {
-    /// A stable text form, usable as a primary key.
+    /// A stable text form, usable as a primary key: distinct keys give distinct texts.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ReceiptKey::Operation(op, k) => write!(f, "op/{op}/{k}"),
+            ReceiptKey::Operation(op, k) => write!(f, "op/{}/{}", Part(op), Part(k.as_str())),
             ReceiptKey::Code(c) => write!(f, "code/{c}"),
         }
     }
@@ -326,4 +354,28 @@ pub trait Repository: Send + Sync {
     /// # Errors
     /// The store's failure; then nothing may have been applied.
     fn commit(&self, batch: &Batch) -> Result<Commit, Self::Error>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_keys_are_unique_even_with_slashes_in_ids() {
+        let t = |s: &str| TemplateId::new(s).unwrap();
+        let u = |s: &str| UserId::new(s).unwrap();
+        let a = CounterKey::UserClaims(t("a/b"), u("c"));
+        let b = CounterKey::UserClaims(t("a"), u("b/c"));
+        assert_ne!(a.to_string(), b.to_string());
+        assert_eq!(a.to_string(), "user-claims/a%2Fb/c");
+        assert_eq!(
+            CounterKey::Custom("50%/x".into()).to_string(),
+            "custom/50%25%2Fx"
+        );
+        let k = |s: &str| IdempotencyKey::new(s).unwrap();
+        assert_ne!(
+            ReceiptKey::Operation("claim", k("x/y")).to_string(),
+            ReceiptKey::Operation("claim/x", k("y")).to_string()
+        );
+    }
 }
