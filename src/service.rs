@@ -339,8 +339,6 @@ fn push_decimal(s: &mut String, mut n: u64) {
     }
 }
 
-/// The id of the `n`-th coupon of `template` claimed by `user`: `template/user/n` (`.salt`
-/// appended after an id collision), or a hash of it when that is longer than an id may be.
 /// The id of the coupon a claim issues: `<template>/<claim key>` (plus `.<salt>` after an id
 /// collision), or a hash of them when that would be longer than an id may be. A claim's key is
 /// unique among claims (its receipt is inserted in the same batch), so the id is too, without
