@@ -155,7 +155,12 @@ fn cart(lines: usize, r: &mut Lcg) -> Cart {
 /// collected many coupons got most of them from a few campaigns): a uniform draw below a
 /// uniform bound, so template `i` comes up with weight about `1 / (i + 1)`.
 fn wallet(n: usize, r: &mut Lcg) -> Vec<Offer> {
-    let templates: Vec<Arc<Template>> = (0..20 + n / 10)
+    wallet_of(n, 20 + n / 10, r)
+}
+
+/// A wallet of `n` coupons from `templates` templates.
+fn wallet_of(n: usize, templates: usize, r: &mut Lcg) -> Vec<Offer> {
+    let templates: Vec<Arc<Template>> = (0..templates)
         .map(|i| template(format!("t{i}"), r, false))
         .collect();
     (0..n)
@@ -188,6 +193,21 @@ fn bench_wallets(c: &mut Criterion) {
         let wallet = wallet(n, &mut r);
         g.throughput(Throughput::Elements(n as u64));
         g.bench_function(format!("{n}"), |b| {
+            b.iter(|| {
+                let q = Checkout::new(&cart, &buyer, now(), &policy)
+                    .offers(black_box(&wallet))
+                    .best();
+                black_box(q)
+            })
+        });
+    }
+    // The hard case: every coupon from its own template (distinct rules, nothing to collapse).
+    for n in [100usize, 1000] {
+        let mut r = Lcg(4242 + n as u64);
+        let cart = cart(20, &mut r);
+        let wallet = wallet_of(n, n, &mut r);
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_function(format!("distinct/{n}"), |b| {
             b.iter(|| {
                 let q = Checkout::new(&cart, &buyer, now(), &policy)
                     .offers(black_box(&wallet))

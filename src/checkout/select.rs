@@ -19,7 +19,7 @@
 use std::cmp::Ordering;
 
 use super::StackingPolicy;
-use super::engine::{CartCtx, Prepared, apply};
+use super::engine::{CartCtx, Prepared, State, apply};
 use super::reason::Ineligible;
 
 /// The first stacking rule `c` would break by joining a set (indices point into the set).
@@ -120,6 +120,38 @@ pub(crate) fn evaluate(
         total += apply(p, ctx, &mut state, policy, None).ok()?;
     }
     Some(total)
+}
+
+/// Like [`evaluate`], keeping the state left after the set, to extend it.
+fn evaluate_state(
+    members: &[&Prepared],
+    ctx: &CartCtx,
+    policy: &StackingPolicy,
+) -> Option<(State, i64)> {
+    let mut order: Vec<&Prepared> = members.to_vec();
+    order.sort_unstable_by_key(|p| p.rank);
+    let mut state = ctx.fresh();
+    let mut total = 0i64;
+    for p in order {
+        total += apply(p, ctx, &mut state, policy, None).ok()?;
+    }
+    Some((state, total))
+}
+
+/// What the search knows of a chosen set: its members' highest rank, and, once evaluated,
+/// whether it is valid with the state it leaves.
+enum Known {
+    /// Not evaluated.
+    Unknown,
+    /// Some member saves nothing.
+    Invalid,
+    /// Every member saves something; what is left and the total saving.
+    Valid(State, i64),
+}
+
+struct Node {
+    max_rank: Option<u32>,
+    known: Known,
 }
 
 /// The tie-break between two sets of equal saving: the one whose coupons expire soonest
@@ -276,6 +308,10 @@ pub(crate) fn best(
         best: None,
         chosen: Vec::new(),
         chosen_pos: Vec::new(),
+        nodes: vec![Node {
+            max_rank: None,
+            known: Known::Valid(ctx.fresh(), 0),
+        }],
     };
     let n_forced = forced.iter().filter(|f| **f).count();
     if n_forced == 0 {
@@ -304,13 +340,15 @@ struct Search<'a> {
     best: Option<(Vec<usize>, i64)>,
     chosen: Vec<&'a Prepared>,
     chosen_pos: Vec<usize>,
+    /// One node per chosen prefix (the root first).
+    nodes: Vec<Node>,
 }
 
 impl<'a> Search<'a> {
-    /// An upper bound on the saving of any valid extension of the chosen set with candidates at
-    /// positions `k..`: each offer saves at most its saving alone, at most `limit` per group
-    /// count, at most the coupon cap of coupons count, and no order saves more than its total.
-    fn bound(&self, k: usize, held: i64) -> i64 {
+    /// The most that candidates at positions `k..` can add to the chosen set: each offer saves
+    /// at most its saving alone, at most `limit` per group count, and at most the coupon cap of
+    /// coupons. Zero when none of them can join at all.
+    fn room(&self, k: usize) -> i64 {
         let mut by_groups = 0i64;
         let mut promos = 0i64;
         for g in 0..self.caps.len() {
@@ -322,8 +360,63 @@ impl<'a> Search<'a> {
         }
         let coupons_left = self.policy.max_coupons.saturating_sub(self.coupons_used);
         let by_count = promos.saturating_add(self.coupon_run.top(k, coupons_left));
-        held.saturating_add(by_groups.min(by_count))
-            .min(self.total_payable)
+        by_groups.min(by_count)
+    }
+
+    /// Pushes the node of the chosen set that just gained `c`. Appending an offer that applies
+    /// after every member leaves the members' savings as they were, so an invalid parent makes
+    /// an invalid child without evaluating.
+    fn push_node(&mut self, c: &Prepared) {
+        let parent = self.nodes.last();
+        let after_all = parent.is_none_or(|n| n.max_rank.is_none_or(|r| c.rank > r));
+        let known = match parent {
+            Some(Node {
+                known: Known::Invalid,
+                ..
+            }) if after_all => Known::Invalid,
+            _ => Known::Unknown,
+        };
+        let max_rank = parent
+            .and_then(|n| n.max_rank)
+            .map_or(c.rank, |r| r.max(c.rank));
+        self.nodes.push(Node {
+            max_rank: Some(max_rank),
+            known,
+        });
+    }
+
+    /// The saving of the chosen set (whose last member is `c`), or `None` when it is invalid:
+    /// one application on the parent's state when `c` applies after every other member,
+    /// otherwise the whole set again. Remembered for the set's extensions.
+    fn evaluate_top(&mut self, c: &Prepared) -> Option<i64> {
+        let n = self.nodes.len();
+        let known = match &self.nodes[n - 1].known {
+            Known::Invalid => return None,
+            Known::Valid(_, s) => return Some(*s),
+            Known::Unknown => {
+                let parent = &self.nodes[n - 2];
+                let after_all = parent.max_rank.is_none_or(|r| c.rank > r);
+                match &parent.known {
+                    Known::Valid(state, saving) if after_all => {
+                        let mut state = state.clone();
+                        match apply(c, self.ctx, &mut state, self.policy, None) {
+                            Ok(s) => Known::Valid(state, saving + s),
+                            Err(_) => Known::Invalid,
+                        }
+                    }
+                    _ => match evaluate_state(&self.chosen, self.ctx, self.policy) {
+                        Some((state, s)) => Known::Valid(state, s),
+                        None => Known::Invalid,
+                    },
+                }
+            }
+        };
+        let out = match &known {
+            Known::Valid(_, s) => Some(*s),
+            _ => None,
+        };
+        self.nodes[n - 1].known = known;
+        out
     }
 
     fn consider(&mut self, saving: i64) {
@@ -346,10 +439,15 @@ impl<'a> Search<'a> {
             return;
         }
         if forced_left == 0 {
-            if let Some((_, b)) = &self.best {
-                if self.bound(k, held) < *b {
-                    return;
-                }
+            let room = self.room(k);
+            if room == 0 {
+                // Nothing left can join; this set was considered when it was formed.
+                return;
+            }
+            // No order saves more than its total.
+            let bound = held.saturating_add(room).min(self.total_payable);
+            if self.best.as_ref().is_some_and(|(_, b)| bound < *b) {
+                return;
             }
         }
         let c: &'a Prepared = self.sorted[k];
@@ -360,14 +458,16 @@ impl<'a> Search<'a> {
             self.coupons_used += u32::from(!c.is_promotion);
             let left = forced_left.saturating_sub(usize::from(self.forced[k]));
             let held = held.saturating_add(c.alone);
+            self.push_node(c);
             // The set saves at most `held`: evaluate it only if that could reach the best.
             let reachable = self.best.as_ref().is_none_or(|(_, b)| held >= *b);
             if left == 0 && reachable {
-                if let Some(s) = evaluate(&self.chosen, self.ctx, self.policy) {
+                if let Some(s) = self.evaluate_top(c) {
                     self.consider(s);
                 }
             }
             self.dfs(k + 1, held, left);
+            self.nodes.pop();
             self.coupons_used -= u32::from(!c.is_promotion);
             self.used[self.gid[k]] -= 1;
             self.chosen_pos.pop();
