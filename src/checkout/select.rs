@@ -12,9 +12,12 @@
 //! stacking group and at most the coupon cap, and never more than the order's total — is
 //! *below* the best valid set found. Branches that could tie are explored, so the tie-break is
 //! exact too. The stacking rules only ever forbid more as a set grows, so a set that breaks
-//! one is cut with all its supersets. A set in which some offer saves nothing is not valid,
-//! but it is not cut: another offer applied before it can change which units or lines it
-//! reaches, so a superset may be valid.
+//! one is cut with all its supersets, and a branch in which no remaining offer can join stops.
+//! A set in which some offer saves nothing is not valid, but it is not cut: another offer
+//! applied before it can change which units or lines it reaches, so a superset may be valid
+//! (only supersets adding offers that apply after all of its members stay invalid, since those
+//! leave the members' savings as they were). Extending an evaluated set by an offer that
+//! applies after all of its members costs one application, not a new evaluation.
 
 use std::cmp::Ordering;
 
