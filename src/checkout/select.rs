@@ -115,14 +115,7 @@ pub(crate) fn evaluate(
     ctx: &CartCtx,
     policy: &StackingPolicy,
 ) -> Option<i64> {
-    let mut order: Vec<&Prepared> = members.to_vec();
-    order.sort_unstable_by_key(|p| p.rank);
-    let mut state = ctx.fresh();
-    let mut total = 0i64;
-    for p in order {
-        total += apply(p, ctx, &mut state, policy, None).ok()?;
-    }
-    Some(total)
+    evaluate_state(members, ctx, policy).map(|(_, saving)| saving)
 }
 
 /// Like [`evaluate`], keeping the state left after the set, to extend it.
