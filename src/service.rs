@@ -345,6 +345,22 @@ fn push_decimal(s: &mut String, mut n: u64) {
 /// reading anything first.
 fn coupon_id(template: &TemplateId, key: &IdempotencyKey, salt: u32) -> CouponId {
     let (t, k) = (template.as_str(), key.as_str());
+    // The common case, `template/key` short enough to spell out: built on the stack.
+    if salt == 0 && t.len() + 1 + k.len() <= MAX_ID_LEN {
+        let mut buf = [0u8; MAX_ID_LEN];
+        let n = t.len() + 1 + k.len();
+        if let Some((head, tail)) = buf.get_mut(..n).and_then(|o| o.split_at_mut_checked(t.len()))
+        {
+            head.copy_from_slice(t.as_bytes());
+            if let Some((slash, rest)) = tail.split_first_mut() {
+                *slash = b'/';
+                rest.copy_from_slice(k.as_bytes());
+            }
+        }
+        if let Some(Ok(s)) = buf.get(..n).map(std::str::from_utf8) {
+            return CouponId::trusted(s);
+        }
+    }
     let mut s = String::with_capacity(t.len() + k.len() + 12);
     s.push_str(t);
     s.push('/');
