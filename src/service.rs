@@ -349,7 +349,9 @@ fn coupon_id(template: &TemplateId, key: &IdempotencyKey, salt: u32) -> CouponId
     if salt == 0 && t.len() + 1 + k.len() <= MAX_ID_LEN {
         let mut buf = [0u8; MAX_ID_LEN];
         let n = t.len() + 1 + k.len();
-        if let Some((head, tail)) = buf.get_mut(..n).and_then(|o| o.split_at_mut_checked(t.len()))
+        if let Some((head, tail)) = buf
+            .get_mut(..n)
+            .and_then(|o| o.split_at_mut_checked(t.len()))
         {
             head.copy_from_slice(t.as_bytes());
             if let Some((slash, rest)) = tail.split_first_mut() {
