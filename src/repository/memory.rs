@@ -178,12 +178,49 @@ macro_rules! ident {
 }
 ident!(TemplateId, UserId, Channel, CampaignId, OrderId);
 
-/// Names interned to `u32`, each with its data.
+/// Ids this long or shorter are kept inline beside their data, so comparing one needs no
+/// pointer chase to its shared text.
+const SHORT: usize = 23;
+
+/// An id's text inline (`len == u8::MAX` when too long to keep).
+#[derive(Debug, Clone, Copy)]
+struct Short {
+    len: u8,
+    bytes: [u8; SHORT],
+}
+
+impl Short {
+    fn new(s: &str) -> Short {
+        let mut bytes = [0u8; SHORT];
+        match bytes.get_mut(..s.len()) {
+            Some(b) => {
+                b.copy_from_slice(s.as_bytes());
+                Short {
+                    len: u8::try_from(s.len()).unwrap_or(u8::MAX),
+                    bytes,
+                }
+            }
+            None => Short {
+                len: u8::MAX,
+                bytes,
+            },
+        }
+    }
+
+    /// Whether it spells `s`; `None` when the text was too long to keep inline.
+    fn is(&self, s: &str) -> Option<bool> {
+        self.bytes
+            .get(..usize::from(self.len))
+            .map(|b| b == s.as_bytes())
+    }
+}
+
+/// Names interned to `u32`, each with its data (and its text inline when short).
 #[derive(Debug)]
 struct Table<T, D> {
     names: Vec<T>,
-    data: Vec<D>,
-    index: Map<T, u32>,
+    data: Vec<(Short, D)>,
+    index: SlotIndex,
     /// The last name looked up, kept alive so its address identifies it.
     memo: Option<(T, u32)>,
 }
@@ -193,7 +230,7 @@ impl<T, D> Default for Table<T, D> {
         Table {
             names: Vec::new(),
             data: Vec::new(),
-            index: Map::default(),
+            index: SlotIndex::default(),
             memo: None,
         }
     }
@@ -206,9 +243,21 @@ impl<T: Ident, D: Default> Table<T, D> {
         (a.as_ptr() == b.as_ptr() && a.len() == b.len()).then_some(*i)
     }
 
+    fn probe(&self, text: &str) -> Option<u32> {
+        self.index.find(hash32(text), |ix| {
+            match self.data.get(ix as usize).and_then(|(k, _)| k.is(text)) {
+                Some(is) => is,
+                None => self
+                    .names
+                    .get(ix as usize)
+                    .is_some_and(|n| n.text() == text),
+            }
+        })
+    }
+
     /// The index of a name, without remembering it.
     fn get(&self, id: &T) -> Option<u32> {
-        self.memo_hit(id).or_else(|| self.index.get(id).copied())
+        self.memo_hit(id).or_else(|| self.probe(id.text()))
     }
 
     /// The index of a name, remembered for the next look-up.
@@ -216,7 +265,7 @@ impl<T: Ident, D: Default> Table<T, D> {
         if let Some(i) = self.memo_hit(id) {
             return Some(i);
         }
-        let i = self.index.get(id).copied()?;
+        let i = self.probe(id.text())?;
         self.memo = Some((id.clone(), i));
         Some(i)
     }
@@ -228,8 +277,8 @@ impl<T: Ident, D: Default> Table<T, D> {
         }
         let i = u32::try_from(self.names.len()).unwrap_or(NONE);
         self.names.push(id.clone());
-        self.data.push(D::default());
-        self.index.insert(id.clone(), i);
+        self.data.push((Short::new(id.text()), D::default()));
+        self.index.insert(hash32(id.text()), i);
         self.memo = Some((id.clone(), i));
         i
     }
@@ -239,11 +288,11 @@ impl<T: Ident, D: Default> Table<T, D> {
     }
 
     fn at(&self, i: u32) -> Option<&D> {
-        self.data.get(i as usize)
+        self.data.get(i as usize).map(|(_, d)| d)
     }
 
     fn at_mut(&mut self, i: u32) -> Option<&mut D> {
-        self.data.get_mut(i as usize)
+        self.data.get_mut(i as usize).map(|(_, d)| d)
     }
 
     fn lookup(&self, id: &T) -> Option<&D> {
@@ -1010,7 +1059,7 @@ impl Repository for MemoryStore {
             .templates
             .data
             .iter()
-            .filter_map(|s| s.record.clone())
+            .filter_map(|(_, s)| s.record.clone())
             .collect();
         v.sort_unstable_by(|a, b| a.value.id().cmp(b.value.id()));
         Ok(v)
