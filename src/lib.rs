@@ -89,3 +89,8 @@ pub mod rule;
 pub mod service;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+
+/// The README's code, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
