@@ -381,6 +381,29 @@ fn coupon_id(template: &TemplateId, key: &IdempotencyKey, salt: u32) -> CouponId
     CouponId::trusted(&s)
 }
 
+/// A settlement's batch head: the operation's receipt under the caller's key (if any), then
+/// the order's settlement receipt, which makes an order settle once whatever the keys. Returns
+/// the batch and the index of its last receipt.
+fn settle_batch(
+    order: &OrderId,
+    key: Option<(&IdempotencyKey, &'static str)>,
+    receipt: Receipt,
+) -> (Batch, usize) {
+    let mut batch = Batch::new();
+    if let Some((key, op)) = key {
+        batch.push(Op::InsertReceipt {
+            key: op_key(op, key),
+            receipt: receipt.clone(),
+        });
+    }
+    batch.push(Op::InsertReceipt {
+        key: order_key(ORDER_SETTLE, order),
+        receipt,
+    });
+    let guard = batch.ops.len() - 1;
+    (batch, guard)
+}
+
 fn hold_end(now: DateTime<Utc>, hold: Duration) -> DateTime<Utc> {
     now.checked_add_signed(hold)
         .unwrap_or(DateTime::<Utc>::MAX_UTC)
@@ -1363,6 +1386,29 @@ impl<R: Repository> Service<R> {
 
     /// The first outcome of a pay (`paid`) or cancel request with this key, or of the order's
     /// settlement; an error when the order was settled the other way.
+    /// Commits a settlement batch built by [`settle_batch`]: the settlement when it applied;
+    /// the first outcome when a guard receipt (`ops[..=guard]`) was already taken by the same
+    /// request; `None` to re-read and try again.
+    fn commit_settle(
+        &self,
+        batch: &Batch,
+        order: &OrderId,
+        ids: Vec<CouponId>,
+        key: Option<(&IdempotencyKey, &'static str)>,
+        paid: bool,
+        guard: usize,
+    ) -> Res<Option<Settlement>, R> {
+        match self.commit(batch)? {
+            Commit::Applied => Ok(Some(Settlement {
+                order: order.clone(),
+                coupons: ids,
+                replayed: false,
+            })),
+            Commit::Conflict { index } if index <= guard => self.replay_settle(order, key, paid),
+            Commit::Conflict { .. } => Ok(None),
+        }
+    }
+
     fn replay_settle(
         &self,
         order: &OrderId,
@@ -1445,19 +1491,11 @@ impl<R: Repository> Service<R> {
                 };
                 return self.settle_or(order, k, true, e);
             };
-            let mut batch = Batch::new();
             let receipt = Receipt::Redeemed {
                 order: order.clone(),
                 coupons: ids.clone(),
             };
-            batch.push(Op::InsertReceipt {
-                key: op_key(OP_PAY, key),
-                receipt: receipt.clone(),
-            });
-            batch.push(Op::InsertReceipt {
-                key: order_key(ORDER_SETTLE, order),
-                receipt,
-            });
+            let (mut batch, guard) = settle_batch(order, k, receipt);
             for id in &ids {
                 let c = self.coupon_record(id)?;
                 match c.value.redeem(order, now) {
@@ -1468,20 +1506,8 @@ impl<R: Repository> Service<R> {
                     Err(e) => return self.settle_or(order, k, true, e.into()),
                 };
             }
-            match self.commit(&batch)? {
-                Commit::Applied => {
-                    return Ok(Settlement {
-                        order: order.clone(),
-                        coupons: ids,
-                        replayed: false,
-                    });
-                }
-                Commit::Conflict { index: 0 | 1 } => {
-                    if let Some(s) = self.replay_settle(order, k, true)? {
-                        return Ok(s);
-                    }
-                }
-                Commit::Conflict { .. } => {}
+            if let Some(s) = self.commit_settle(&batch, order, ids, k, true, guard)? {
+                return Ok(s);
             }
         }
         self.contention("pay")
@@ -1523,20 +1549,7 @@ impl<R: Repository> Service<R> {
                 order: order.clone(),
                 coupons: ids.clone(),
             };
-            let mut batch = Batch::new();
-            let guard_index = if let Some(key) = key {
-                batch.push(Op::InsertReceipt {
-                    key: op_key(OP_CANCEL, key),
-                    receipt: receipt.clone(),
-                });
-                1
-            } else {
-                0
-            };
-            batch.push(Op::InsertReceipt {
-                key: order_key(ORDER_SETTLE, order),
-                receipt,
-            });
+            let (mut batch, guard) = settle_batch(order, k, receipt);
             let mut uses: BTreeMap<(TemplateId, crate::id::UserId), i64> = BTreeMap::new();
             for id in &ids {
                 let c = self.coupon_record(id)?;
@@ -1577,20 +1590,8 @@ impl<R: Repository> Service<R> {
                     });
                 }
             }
-            match self.commit(&batch)? {
-                Commit::Applied => {
-                    return Ok(Settlement {
-                        order: order.clone(),
-                        coupons: ids,
-                        replayed: false,
-                    });
-                }
-                Commit::Conflict { index } if index <= guard_index => {
-                    if let Some(s) = self.replay_settle(order, k, false)? {
-                        return Ok(s);
-                    }
-                }
-                Commit::Conflict { .. } => {}
+            if let Some(s) = self.commit_settle(&batch, order, ids, k, false, guard)? {
+                return Ok(s);
             }
         }
         self.contention("cancel")
