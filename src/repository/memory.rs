@@ -243,16 +243,23 @@ impl<T: Ident, D: Default> Table<T, D> {
         (a.as_ptr() == b.as_ptr() && a.len() == b.len()).then_some(*i)
     }
 
+    fn remember(&mut self, id: &T, i: u32) {
+        self.memo = Some((id.clone(), i));
+    }
+
+    /// Whether name `ix` spells `text` (compared inline when short).
+    fn is_at(&self, ix: u32, text: &str) -> bool {
+        match self.data.get(ix as usize).and_then(|(k, _)| k.is(text)) {
+            Some(is) => is,
+            None => self
+                .names
+                .get(ix as usize)
+                .is_some_and(|n| n.text() == text),
+        }
+    }
+
     fn probe(&self, text: &str) -> Option<u32> {
-        self.index.find(hash32(text), |ix| {
-            match self.data.get(ix as usize).and_then(|(k, _)| k.is(text)) {
-                Some(is) => is,
-                None => self
-                    .names
-                    .get(ix as usize)
-                    .is_some_and(|n| n.text() == text),
-            }
-        })
+        self.index.find(hash32(text), |ix| self.is_at(ix, text))
     }
 
     /// The index of a name, without remembering it.
@@ -266,7 +273,7 @@ impl<T: Ident, D: Default> Table<T, D> {
             return Some(i);
         }
         let i = self.probe(id.text())?;
-        self.memo = Some((id.clone(), i));
+        self.remember(id, i);
         Some(i)
     }
 
@@ -279,7 +286,7 @@ impl<T: Ident, D: Default> Table<T, D> {
         self.names.push(id.clone());
         self.data.push((Short::new(id.text()), D::default()));
         self.index.insert(hash32(id.text()), i);
-        self.memo = Some((id.clone(), i));
+        self.remember(id, i);
         i
     }
 
@@ -377,13 +384,11 @@ const S_USED: u8 = 2;
 const S_EXPIRED: u8 = 3;
 const S_VOIDED: u8 = 4;
 
-/// A coupon as stored, 112 bytes: template, channel, campaign, owner and order interned, the
+/// A coupon as stored, 96 bytes: template, channel, campaign, owner and order interned, the
 /// state as a tag with its order and instant, and the link to the owner's next coupon.
 #[derive(Debug, Clone)]
 struct Slot {
     id: CouponId,
-    /// The key of the `claim` receipt that issued it, if stored with it.
-    claim: Option<IdempotencyKey>,
     owner: u32,
     template: u32,
     channel: u32,
@@ -400,6 +405,9 @@ struct Slot {
     at: DateTime<Utc>,
     mode: ClaimMode,
     state: u8,
+    /// Whether the key of the `claim` receipt that issued it is its id's suffix (see
+    /// [`keyed_suffix`]); other claim keys are in [`Inner::claim_keys`].
+    keyed: bool,
 }
 
 impl Slot {
@@ -468,11 +476,20 @@ struct Inner {
     /// `claim` receipts of stored coupons, kept compactly: the key is in the coupon's slot.
     claims: SlotIndex,
     receipts: Map<ReceiptKey, Receipt>,
+    /// The claim keys of slots whose key is not their id's suffix.
+    claim_keys: Map<u32, IdempotencyKey>,
     /// Whether `receipts` holds a `claim` key (one whose receipt is not `Claimed`).
     claim_keys_in_receipts: bool,
 }
 
 const CLAIM: &str = "claim";
+
+/// What follows the first `/` of a coupon id: the claim key, for the ids the service issues.
+fn keyed_suffix(id: &str) -> Option<&str> {
+    // A plain loop: ids are short, and `memchr`'s set-up costs more than the scan.
+    let at = id.bytes().position(|b| b == b'/')?;
+    id.get(at + 1..)
+}
 
 fn claim_key(key: &ReceiptKey) -> Option<&IdempotencyKey> {
     match key {
@@ -796,20 +813,21 @@ impl Inner {
                     },
                 );
             }
-            Op::PutCoupon { coupon, .. } => self.put_coupon(coupon),
+            Op::PutCoupon { coupon, .. } => self.put_coupon(coupon, None, false),
             Op::Count { key, delta, .. } => self.bump(key, *delta),
             Op::InsertReceipt { key, receipt } => {
                 if let (Some(k), Receipt::Claimed { coupon }) = (claim_key(key), receipt) {
                     // Applied after the batch's coupons, so a coupon issued in the same batch is
                     // found.
-                    let ix = self.coupon_slot(coupon);
-                    if let Some(slot) = ix.and_then(|ix| self.coupons.get_mut(ix)) {
-                        if slot.claim.is_none() {
-                            slot.claim = Some(k.clone());
-                            if let Some(ix) = ix {
+                    if let Some(ix) = self.coupon_slot(coupon) {
+                        match self.claim_of(ix) {
+                            Some(c) if c == k.as_str() => return, // stored with its coupon
+                            Some(_) => {}
+                            None => {
+                                self.claim_keys.insert(ix, k.clone());
                                 self.claims.insert(hash32(k.as_str()), ix);
+                                return;
                             }
-                            return;
                         }
                     }
                 }
@@ -819,25 +837,42 @@ impl Inner {
         }
     }
 
+    /// The slot of a coupon: under its claim key when its id is `<prefix>/<claim key>` (the
+    /// service's ids: the claim's receipt check and the id's absence check then read one
+    /// index entry), else in the index of ids.
     fn coupon_slot(&self, id: &CouponId) -> Option<u32> {
-        self.coupon_ix.find(hash32(id.as_str()), |ix| {
-            self.coupons.get(ix).is_some_and(|s| &s.id == id)
-        })
+        let is = |ix: u32| self.coupons.get(ix).is_some_and(|s| &s.id == id);
+        keyed_suffix(id.as_str())
+            .and_then(|k| self.claims.find(hash32(k), is))
+            .or_else(|| match self.coupon_ix.len {
+                0 => None,
+                _ => self.coupon_ix.find(hash32(id.as_str()), is),
+            })
     }
 
     fn claim_slot(&self, key: &IdempotencyKey) -> Option<u32> {
         self.claims.find(hash32(key.as_str()), |ix| {
-            self.coupons
-                .get(ix)
-                .is_some_and(|s| s.claim.as_ref() == Some(key))
+            self.claim_of(ix) == Some(key.as_str())
         })
+    }
+
+    /// The key of the `claim` receipt stored with slot `ix`.
+    fn claim_of(&self, ix: u32) -> Option<&str> {
+        let slot = self.coupons.get(ix)?;
+        if slot.keyed {
+            keyed_suffix(slot.id.as_str())
+        } else {
+            self.claim_keys.get(&ix).map(IdempotencyKey::as_str)
+        }
     }
 
     fn push_due(&mut self, at: DateTime<Utc>, ix: u32) {
         self.due.entry(at.timestamp()).or_default().push_back(ix);
     }
 
-    fn put_coupon(&mut self, c: &Coupon) {
+    /// Stores a coupon; `claim` is the key of the claim receipt the same batch stores for it,
+    /// and `fresh` says it is known to be absent.
+    fn put_coupon(&mut self, c: &Coupon, claim: Option<&IdempotencyKey>, fresh: bool) {
         let template = self.templates.intern(&c.template);
         let channel = self.channels.intern(&c.channel);
         let campaign = c
@@ -846,7 +881,7 @@ impl Inner {
             .map_or(NONE, |id| self.campaign_ids.intern(id));
         let owner = self.users.intern(&c.owner);
         let (state, order, at) = self.encode(&c.state, c.claimed_at);
-        let existing = self.coupon_slot(&c.id);
+        let existing = if fresh { None } else { self.coupon_slot(&c.id) };
         match existing.and_then(|i| self.coupons.get_mut(i).map(|s| (i, s))) {
             Some((ix, slot)) => {
                 let (old_owner, old_order, old_due) = (slot.owner, slot.order, slot.due_at());
@@ -882,9 +917,10 @@ impl Inner {
                 }
             }
             None => {
+                let keyed = claim.is_some_and(|k| keyed_suffix(c.id.as_str()) == Some(k.as_str()));
                 let slot = Slot {
                     id: c.id.clone(),
-                    claim: None,
+                    keyed,
                     owner,
                     template,
                     channel,
@@ -901,7 +937,15 @@ impl Inner {
                 };
                 let due = slot.due_at();
                 let ix = self.coupons.push(slot);
-                self.coupon_ix.insert(hash32(c.id.as_str()), ix);
+                if let Some(k) = claim {
+                    self.claims.insert(hash32(k.as_str()), ix);
+                    if !keyed {
+                        self.claim_keys.insert(ix, k.clone());
+                    }
+                }
+                if !keyed {
+                    self.coupon_ix.insert(hash32(c.id.as_str()), ix);
+                }
                 self.link(owner, ix);
                 if let Some(v) = self.orders.at_mut(order) {
                     v.push(ix);
@@ -1017,7 +1061,7 @@ impl MemoryStore {
     /// issuing them never grows (and re-hashes) the indexes.
     pub fn with_capacity(coupons: usize) -> MemoryStore {
         let mut inner = Inner::default();
-        inner.coupon_ix.reserve(coupons);
+        // Claimed coupons are indexed by their claim key alone (see `coupon_slot`).
         inner.claims.reserve(coupons);
         inner.coupons.chunks.reserve(coupons.div_ceil(CHUNK));
         MemoryStore {
@@ -1119,15 +1163,53 @@ impl Repository for MemoryStore {
                 return Ok(Commit::Conflict { index });
             }
         }
+        // A claim's receipt is stored with the coupon it names, so the coupon goes first; a
+        // receipt whose coupon is new in this batch is stored by `put_coupon` itself.
         let late = |op: &Op| {
             matches!(op, Op::InsertReceipt { key, receipt: Receipt::Claimed { .. } }
                 if claim_key(key).is_some())
         };
-        for op in batch.ops.iter().filter(|op| !late(op)) {
-            g.apply(op);
+        let mut attached: Option<(&CouponId, &IdempotencyKey)> = None;
+        for (i, op) in batch.ops.iter().enumerate().filter(|(_, op)| !late(op)) {
+            match op {
+                Op::PutCoupon { coupon, expect } => {
+                    // Checked absent above, and not written earlier in this batch.
+                    let fresh = *expect == Expect::Absent
+                        && !batch.ops.iter().take(i).any(
+                            |o| matches!(o, Op::PutCoupon { coupon: c, .. } if c.id == coupon.id),
+                        );
+                    let claim = match (expect, attached) {
+                        (Expect::Absent, None) => batch.ops.iter().find_map(|o| match o {
+                            Op::InsertReceipt {
+                                key,
+                                receipt: Receipt::Claimed { coupon: c },
+                            } if c == &coupon.id => claim_key(key),
+                            _ => None,
+                        }),
+                        _ => None,
+                    };
+                    if let Some(k) = claim {
+                        attached = Some((&coupon.id, k));
+                    }
+                    g.put_coupon(coupon, claim, fresh);
+                }
+                _ => g.apply(op),
+            }
         }
         for op in batch.ops.iter().filter(|op| late(op)) {
-            g.apply(op);
+            let done = match (op, attached) {
+                (
+                    Op::InsertReceipt {
+                        key,
+                        receipt: Receipt::Claimed { coupon },
+                    },
+                    Some((c, k)),
+                ) => c == coupon && claim_key(key) == Some(k),
+                _ => false,
+            };
+            if !done {
+                g.apply(op);
+            }
         }
         Ok(Commit::Applied)
     }
@@ -1139,7 +1221,7 @@ mod tests {
 
     #[test]
     fn records_are_compact() {
-        assert_eq!(std::mem::size_of::<Slot>(), 112);
+        assert_eq!(std::mem::size_of::<Slot>(), 96);
         assert_eq!(std::mem::size_of::<(u32, u32)>(), 8);
     }
 
@@ -1161,6 +1243,144 @@ mod tests {
             None
         );
         assert!(ix.entries.len() * 3 >= ix.len * 4);
+    }
+
+    fn coupon(id: &str) -> Coupon {
+        let t = DateTime::<Utc>::UNIX_EPOCH;
+        Coupon {
+            id: CouponId::trusted(id),
+            template: TemplateId::trusted("t"),
+            owner: UserId::trusted("u"),
+            channel: Channel::trusted("app"),
+            campaign: None,
+            mode: ClaimMode::Auto,
+            claimed_at: t,
+            valid_from: t,
+            valid_until: t + chrono::TimeDelta::days(1),
+            state: CouponState::Available,
+        }
+    }
+
+    fn claim(key: &str, id: &str) -> Op {
+        Op::InsertReceipt {
+            key: ReceiptKey::Operation(CLAIM, IdempotencyKey::trusted(key)),
+            receipt: Receipt::Claimed {
+                coupon: CouponId::trusted(id),
+            },
+        }
+    }
+
+    fn put(id: &str, expect: Expect) -> Op {
+        Op::PutCoupon {
+            coupon: coupon(id),
+            expect,
+        }
+    }
+
+    fn found(store: &MemoryStore, id: &str) -> bool {
+        matches!(store.coupon(&CouponId::trusted(id)), Ok(Some(c)) if c.value.id.as_str() == id)
+    }
+
+    fn receipt_of(store: &MemoryStore, key: &str) -> Option<String> {
+        let key = ReceiptKey::Operation(CLAIM, IdempotencyKey::trusted(key));
+        match store.receipt(&key) {
+            Ok(Some(Receipt::Claimed { coupon })) => Some(coupon.as_str().to_owned()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn claims_are_found_by_key_and_id_whatever_the_id_spells() -> Result<(), MemoryStoreError> {
+        let store = MemoryStore::new();
+        // The service's shape (`<template>/<key>`), a key with a slash, and ids that do not
+        // end in their claim key.
+        for (key, id) in [
+            ("k1", "t/k1"),
+            ("a/b", "t/a/b"),
+            ("k3", "k3"),
+            ("k4", "t/k4.1"),
+            ("k5", "t/other"),
+        ] {
+            let batch = Batch {
+                ops: vec![claim(key, id), put(id, Expect::Absent)],
+            };
+            assert_eq!(store.commit(&batch)?, Commit::Applied, "{id}");
+            assert!(found(&store, id), "{id}");
+            assert_eq!(receipt_of(&store, key).as_deref(), Some(id));
+            // Neither the key nor the id can be used again.
+            assert_eq!(
+                store.commit(&Batch {
+                    ops: vec![claim(key, "fresh/x")]
+                })?,
+                Commit::Conflict { index: 0 }
+            );
+            assert_eq!(
+                store.commit(&Batch {
+                    ops: vec![put(id, Expect::Absent)]
+                })?,
+                Commit::Conflict { index: 0 }
+            );
+        }
+        // An id whose suffix is someone else's claim key is its own coupon.
+        assert_eq!(
+            store.commit(&Batch {
+                ops: vec![put("u/k1", Expect::Absent)],
+            })?,
+            Commit::Applied
+        );
+        assert!(found(&store, "u/k1") && found(&store, "t/k1"));
+        assert_eq!(receipt_of(&store, "k1").as_deref(), Some("t/k1"));
+        assert!(!found(&store, "v/k1"));
+        Ok(())
+    }
+
+    #[test]
+    fn a_claim_receipt_can_name_a_coupon_stored_earlier() -> Result<(), MemoryStoreError> {
+        let store = MemoryStore::new();
+        assert_eq!(
+            store.commit(&Batch {
+                ops: vec![put("t/k", Expect::Absent)],
+            })?,
+            Commit::Applied
+        );
+        assert_eq!(receipt_of(&store, "k"), None);
+        assert_eq!(
+            store.commit(&Batch {
+                ops: vec![claim("k", "t/k")],
+            })?,
+            Commit::Applied
+        );
+        assert_eq!(receipt_of(&store, "k").as_deref(), Some("t/k"));
+        assert!(found(&store, "t/k"));
+        // Updating the coupon keeps both look-ups.
+        assert_eq!(
+            store.commit(&Batch {
+                ops: vec![put("t/k", Expect::Version(1))],
+            })?,
+            Commit::Applied
+        );
+        assert!(found(&store, "t/k"));
+        assert_eq!(receipt_of(&store, "k").as_deref(), Some("t/k"));
+        Ok(())
+    }
+
+    #[test]
+    fn two_claims_of_one_coupon_in_a_batch_both_keep_their_receipts() -> Result<(), MemoryStoreError>
+    {
+        let store = MemoryStore::new();
+        let batch = Batch {
+            ops: vec![
+                claim("k1", "t/k1"),
+                claim("k2", "t/k1"),
+                put("t/k1", Expect::Absent),
+                put("t/k1", Expect::Absent),
+            ],
+        };
+        assert_eq!(store.commit(&batch)?, Commit::Applied);
+        assert_eq!(store.coupon_count(), 1);
+        assert_eq!(receipt_of(&store, "k1").as_deref(), Some("t/k1"));
+        assert_eq!(receipt_of(&store, "k2").as_deref(), Some("t/k1"));
+        Ok(())
     }
 
     #[test]
