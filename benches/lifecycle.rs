@@ -95,13 +95,15 @@ fn claim_request(template: &TemplateId, user: &UserId, key: &str) -> ClaimReques
     )
 }
 
-/// Runs `work(share)` on one thread per share, and returns the wall time from the moment all
-/// are ready until the last one is done (the shares are dropped after the clock stops).
-fn timed_threads<T, W>(inputs: Vec<Vec<T>>, work: W) -> Duration
+/// Runs `work(share)` on one thread per share (the last share on the calling thread, so one
+/// share spawns nothing), and returns the wall time from the moment all are ready until the
+/// last one is done (the shares are dropped after the clock stops).
+fn timed_threads<T, W>(mut inputs: Vec<Vec<T>>, work: W) -> Duration
 where
     T: Send,
     W: Fn(&[T]) + Sync,
 {
+    let own = inputs.pop().unwrap_or_default();
     let barrier = std::sync::Barrier::new(inputs.len() + 1);
     let (elapsed, _shares) = thread::scope(|s| {
         let handles: Vec<_> = inputs
@@ -117,11 +119,12 @@ where
             .collect();
         barrier.wait();
         let start = Instant::now();
+        work(&own);
         let shares: Vec<Vec<T>> = handles
             .into_iter()
             .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
             .collect();
-        (start.elapsed(), shares)
+        (start.elapsed(), (shares, own))
     });
     elapsed
 }
