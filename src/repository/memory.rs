@@ -221,8 +221,10 @@ struct Table<T, D> {
     names: Vec<T>,
     data: Vec<(Short, D)>,
     index: SlotIndex,
-    /// The last name looked up, kept alive so its address identifies it.
-    memo: Option<(T, u32)>,
+    /// The address and length of the last name looked up in the current commit, and its
+    /// index. The batch being committed owns that name, so the address cannot be freed and
+    /// reused before [`Table::forget`] clears the memo at the start of the next commit.
+    memo: Option<(usize, usize, u32)>,
 }
 
 impl<T, D> Default for Table<T, D> {
@@ -238,13 +240,19 @@ impl<T, D> Default for Table<T, D> {
 
 impl<T: Ident, D: Default> Table<T, D> {
     fn memo_hit(&self, id: &T) -> Option<u32> {
-        let (m, i) = self.memo.as_ref()?;
-        let (a, b) = (m.text(), id.text());
-        (a.as_ptr() == b.as_ptr() && a.len() == b.len()).then_some(*i)
+        let &(ptr, len, i) = self.memo.as_ref()?;
+        let text = id.text();
+        (text.as_ptr() as usize == ptr && text.len() == len).then_some(i)
     }
 
     fn remember(&mut self, id: &T, i: u32) {
-        self.memo = Some((id.clone(), i));
+        let text = id.text();
+        self.memo = Some((text.as_ptr() as usize, text.len(), i));
+    }
+
+    /// Clears the memo (its name may be freed once the commit that looked it up is over).
+    fn forget(&mut self) {
+        self.memo = None;
     }
 
     /// Whether name `ix` spells `text` (compared inline when short).
@@ -262,9 +270,9 @@ impl<T: Ident, D: Default> Table<T, D> {
         self.index.find(hash32(text), |ix| self.is_at(ix, text))
     }
 
-    /// The index of a name, without remembering it.
+    /// The index of a name (read path: the memo is the committing batch's).
     fn get(&self, id: &T) -> Option<u32> {
-        self.memo_hit(id).or_else(|| self.probe(id.text()))
+        self.probe(id.text())
     }
 
     /// The index of a name, remembered for the next look-up.
@@ -518,6 +526,15 @@ fn counter_at(key: &CounterKey) -> CounterAt<'_> {
 }
 
 impl Inner {
+    /// Clears the tables' memos: the names they point at belong to the last batch.
+    fn forget(&mut self) {
+        self.templates.forget();
+        self.users.forget();
+        self.channels.forget();
+        self.campaign_ids.forget();
+        self.orders.forget();
+    }
+
     fn state_of(&self, s: &Slot) -> Option<CouponState> {
         let order = || self.orders.name(s.order).cloned();
         Some(match s.state {
@@ -1157,6 +1174,7 @@ impl Repository for MemoryStore {
 
     fn commit(&self, batch: &Batch) -> Result<Commit, MemoryStoreError> {
         let mut g = self.write();
+        g.forget();
         g.capacity_ok(batch)?;
         for (index, op) in batch.ops.iter().enumerate() {
             if !g.holds(op)? {
