@@ -207,11 +207,10 @@ impl Short {
         }
     }
 
-    /// Whether it spells `s`; `None` when the text was too long to keep inline.
-    fn is(&self, s: &str) -> Option<bool> {
-        self.bytes
-            .get(..usize::from(self.len))
-            .map(|b| b == s.as_bytes())
+    /// Whether both spell the same short text (fixed-size compare, no call); `None` when
+    /// the query was too long to keep inline.
+    fn same(&self, query: &Short) -> Option<bool> {
+        (query.len != u8::MAX).then(|| self.len == query.len && self.bytes == query.bytes)
     }
 }
 
@@ -255,9 +254,9 @@ impl<T: Ident, D: Default> Table<T, D> {
         self.memo = None;
     }
 
-    /// Whether name `ix` spells `text` (compared inline when short).
-    fn is_at(&self, ix: u32, text: &str) -> bool {
-        match self.data.get(ix as usize).and_then(|(k, _)| k.is(text)) {
+    /// Whether name `ix` spells `text` (`query`: `text` inline, compared inline when short).
+    fn is_at(&self, ix: u32, text: &str, query: &Short) -> bool {
+        match self.data.get(ix as usize).and_then(|(k, _)| k.same(query)) {
             Some(is) => is,
             None => self
                 .names
@@ -267,7 +266,9 @@ impl<T: Ident, D: Default> Table<T, D> {
     }
 
     fn probe(&self, text: &str) -> Option<u32> {
-        self.index.find(hash32(text), |ix| self.is_at(ix, text))
+        let query = Short::new(text);
+        self.index
+            .find(hash32(text), |ix| self.is_at(ix, text, &query))
     }
 
     /// The index of a name (read path: the memo is the committing batch's).
@@ -369,15 +370,16 @@ impl UserEntry {
             .map_or(0, |c| u64::from(c.1))
     }
 
-    fn set(&mut self, key: u32, value: u64) {
-        let value = u32::try_from(value).unwrap_or(u32::MAX);
+    /// Adds `delta` to a counter (one search, whether it exists or not).
+    fn add(&mut self, key: u32, delta: i64) {
+        let to = |value: u32| u32::try_from(add(u64::from(value), delta)).unwrap_or(u32::MAX);
         match self.counters.binary_search_by_key(&key, |c| c.0) {
             Ok(i) => {
                 if let Some(c) = self.counters.get_mut(i) {
-                    c.1 = value;
+                    c.1 = to(c.1);
                 }
             }
-            Err(i) => self.counters.insert(i, (key, value)),
+            Err(i) => self.counters.insert(i, (key, to(0))),
         }
     }
 }
@@ -698,9 +700,7 @@ impl Inner {
             CounterAt::User(t, u, kind) => {
                 let ti = self.templates.intern(t);
                 if let Some(e) = self.users.entry(u) {
-                    let key = user_counter_key(ti, kind);
-                    let value = add(e.counter(key), delta);
-                    e.set(key, value);
+                    e.add(user_counter_key(ti, kind), delta);
                 }
             }
             CounterAt::Custom(s) => {
