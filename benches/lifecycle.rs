@@ -36,6 +36,16 @@ use store::SqliteStore;
 const SPREAD_TEMPLATES: usize = 1_000;
 /// Users the spread workload claims for.
 const SPREAD_USERS: usize = 100_000;
+/// The in-memory spread workload claims into a store of 1 to 2 million coupons.
+const SPREAD_MEMORY: Band = Band {
+    prefill: 1_000_000,
+    band: 1_000_000,
+};
+/// SQLite claims are slower: its store starts empty and grows by what is measured.
+const SPREAD_SQLITE: Band = Band {
+    prefill: 0,
+    band: u64::MAX / 2,
+};
 /// Coupons issued by the memory measurement.
 const MEMORY_COUPONS: usize = 10_000_000;
 /// Users of the memory measurement (ten coupons each, of ten templates).
@@ -138,34 +148,65 @@ fn shares(n: u64, threads: usize) -> Vec<std::ops::Range<u64>> {
 // ---------------------------------------------------------------------------------------------
 // Claims spread over many templates and users
 
+/// The size band of the spread workload's store: a claim's cost grows with the store (its
+/// indexes outgrow the caches), so the workload claims into a store that holds between
+/// `prefill` and `prefill + band` coupons, refilled outside the clock when it would outgrow
+/// the band. Without a band the figure would depend on how many iterations criterion chose.
+#[derive(Clone, Copy)]
+struct Band {
+    prefill: u64,
+    band: u64,
+}
+
 struct Spread<R: Repository> {
+    make: Box<dyn Fn() -> R>,
+    size: Band,
     service: Arc<Service<R>>,
     templates: Vec<TemplateId>,
     users: Vec<UserId>,
-    /// Claims made so far (keys stay unique across samples).
-    next: std::sync::atomic::AtomicU64,
+    /// Claims made so far (keys stay unique across samples and refills).
+    next: u64,
+    /// Claims in the current store.
+    held: u64,
 }
 
 impl<R: Repository> Spread<R>
 where
     R::Error: std::fmt::Debug,
 {
-    fn new(repo: R) -> Spread<R> {
-        let service = Service::new(repo);
+    fn new(make: Box<dyn Fn() -> R>, size: Band) -> Spread<R> {
         let templates: Vec<TemplateId> = (0..SPREAD_TEMPLATES)
             .map(|i| TemplateId::new(format!("spread-{i:04}")).expect("id"))
             .collect();
-        for t in &templates {
-            active_template(&service, t, limits(None, None));
-        }
         let users = (0..SPREAD_USERS)
             .map(|i| UserId::new(format!("user-{i:06}")).expect("id"))
             .collect();
-        Spread {
-            service: Arc::new(service),
+        let service = Arc::new(Service::new(make()));
+        let mut spread = Spread {
+            make,
+            size,
+            service,
             templates,
             users,
-            next: std::sync::atomic::AtomicU64::new(0),
+            next: 0,
+            held: 0,
+        };
+        spread.refill();
+        spread
+    }
+
+    /// A fresh store with the templates and `prefill` claims.
+    fn refill(&mut self) {
+        self.service = Arc::new(Service::new((self.make)()));
+        for t in &self.templates {
+            active_template(&self.service, t, limits(None, None));
+        }
+        self.held = 0;
+        for _ in 0..self.size.prefill {
+            let r = self.request(self.next);
+            self.service.claim(&r, now()).expect("prefill claim");
+            self.next += 1;
+            self.held += 1;
         }
     }
 
@@ -177,33 +218,38 @@ where
         claim_request(&self.templates[t], &self.users[u], &format!("spread-{k}"))
     }
 
-    fn run(&self, iters: u64, threads: usize) -> Duration {
-        let base = self
-            .next
-            .fetch_add(iters, std::sync::atomic::Ordering::Relaxed);
+    fn run(&mut self, iters: u64, threads: usize) -> Duration {
+        if self.held + iters > self.size.prefill + self.size.band {
+            self.refill();
+        }
+        let base = self.next;
+        self.next += iters;
+        self.held += iters;
         let inputs: Vec<Vec<ClaimRequest>> = shares(iters, threads)
             .into_iter()
             .map(|r| r.map(|i| self.request(base + i)).collect())
             .collect();
+        let service = &self.service;
         timed_threads(inputs, |reqs| {
             for r in reqs {
-                let c = self.service.claim(r, now()).expect("claim");
+                let c = service.claim(r, now()).expect("claim");
                 std::hint::black_box(c);
             }
         })
     }
 }
 
-fn claim_spread<R: Repository>(
+fn claim_spread<R: Repository + 'static>(
     group: &mut BenchmarkGroup<'_, WallTime>,
-    make: impl Fn() -> R,
+    make: impl Fn() -> R + Clone + 'static,
+    size: Band,
     threads: &[usize],
 ) where
     R::Error: std::fmt::Debug,
 {
     group.throughput(Throughput::Elements(1));
     for &n in threads {
-        let spread = Spread::new(make());
+        let mut spread = Spread::new(Box::new(make.clone()), size);
         group.bench_function(thread_label(n), |b| {
             b.iter_custom(|iters| spread.run(iters, n))
         });
@@ -387,7 +433,7 @@ fn throughput(c: &mut Criterion) {
         let mut g = c.benchmark_group("lifecycle/claim_spread");
         g.warm_up_time(Duration::from_secs(1))
             .measurement_time(Duration::from_secs(3));
-        claim_spread(&mut g, MemoryStore::new, &[1, 2]);
+        claim_spread(&mut g, MemoryStore::new, SPREAD_MEMORY, &[1, 2]);
         g.finish();
     }
     {
@@ -424,6 +470,7 @@ fn throughput(c: &mut Criterion) {
         claim_spread(
             &mut g,
             || SqliteStore::temporary().expect("sqlite store"),
+            SPREAD_SQLITE,
             &[1, 2],
         );
         g.finish();
