@@ -1121,10 +1121,19 @@ impl Inner {
                 what: "per-user counter",
             });
         }
-        if let Some(slot) = self
-            .coupon_slot(&c.coupon.id)
-            .and_then(|i| self.coupons.get(i))
-        {
+        // With the receipt absent, an id spelled `<template>/<key>` can only be among the ids
+        // indexed by themselves (one under this key would carry the receipt).
+        let taken = if keyed_suffix(c.coupon.id.as_str()) == Some(c.key.as_str()) {
+            match self.coupon_ix.len {
+                0 => None,
+                _ => self.coupon_ix.find(hash32(c.coupon.id.as_str()), |ix| {
+                    self.coupons.get(ix).is_some_and(|s| s.id == c.coupon.id)
+                }),
+            }
+        } else {
+            self.coupon_slot(&c.coupon.id)
+        };
+        if let Some(slot) = taken.and_then(|i| self.coupons.get(i)) {
             if slot.version == u32::MAX {
                 return Err(MemoryStoreError::Full {
                     what: "coupon versions",
@@ -1558,6 +1567,21 @@ mod tests {
             seed % n
         };
         let mut outcomes = Vec::new();
+        // An id spelled `<prefix>/<key>` taken by another key's claim, then claimed by that key.
+        for (key, id, expected) in [
+            ("k8", "other/k7", Commit::Applied),
+            ("k7", "other/k7", Commit::Conflict { index: 3 }),
+        ] {
+            let batch = claim_batch(key, id, "t1", "u1", [None, None]);
+            let mut slow = batch.clone();
+            slow.ops.push(Op::Count {
+                key: CounterKey::Custom("noop".into()),
+                delta: 0,
+                limit: None,
+            });
+            assert_eq!(fast.commit(&batch)?, expected);
+            assert_eq!(general.commit(&slow)?, expected);
+        }
         for _ in 0..2_000 {
             let (k, t, u) = (next(300), next(4), next(6));
             // Keys repeat (receipt conflicts), ids sometimes do not end in their key, and one
