@@ -1165,7 +1165,11 @@ impl Inner {
 ///
 /// Coupons are stored compactly (template, channel and campaign interned; ids shared with the
 /// caller's `Arc<str>`), with a wallet index by user, an index by order, and a due-time index
-/// for [`due`](Repository::due). Its hash maps use a fast non-keyed hash (FxHash): it is meant
+/// for [`due`](Repository::due). A coupon stored with its `claim` receipt whose id is
+/// `<anything>/<claim key>` (the ids [`Service`](crate::service::Service) gives) is indexed once,
+/// under the claim key: the receipt's check and the id's check read the same entry. The
+/// service's claim batch (receipt, issued counter, user's claim counter, new coupon) is
+/// committed on a path that looks each name up once, with the same effect as the general path. Its hash maps use a fast non-keyed hash (FxHash): it is meant
 /// for tests, benchmarks and single-process embedding, not for keys chosen by an adversary to
 /// collide.
 ///
