@@ -1,5 +1,6 @@
-//! The in-memory store: every [`Repository`] method under one `RwLock`, with compact records
-//! and the indexes the service needs (wallet by user, coupons by order, coupons by due time).
+//! The in-memory store: every [`Repository`] method under one `RwLock` (template records under a
+//! second), with compact records and the indexes the service needs (wallet by user, coupons by
+//! order, coupons by due time).
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasherDefault, Hash, Hasher};
@@ -328,10 +329,9 @@ impl<T: Ident, D: Default> Table<T, D> {
     }
 }
 
-/// Per-template data: the record and the template-wide counters.
+/// Per-template counters (the records themselves are in [`MemoryStore::records`]).
 #[derive(Debug, Default)]
 struct TemplateSlot {
-    record: Option<Versioned<Arc<TemplateRecord>>>,
     issued: u64,
     code_uses: u64,
 }
@@ -745,14 +745,8 @@ impl Inner {
     /// compact fields.
     fn holds(&mut self, op: &Op) -> Result<bool, MemoryStoreError> {
         Ok(match op {
-            Op::PutTemplate { record, expect } => {
-                let current = self
-                    .templates
-                    .lookup(record.id())
-                    .and_then(|s| s.record.as_ref())
-                    .map(|r| r.version);
-                Self::version_ok(current, *expect)
-            }
+            // Checked against the records by `MemoryStore::commit`.
+            Op::PutTemplate { .. } => true,
             Op::PutCampaign { campaign, expect } => {
                 Self::version_ok(self.campaigns.get(&campaign.id).map(|c| c.version), *expect)
             }
@@ -807,17 +801,9 @@ impl Inner {
 
     fn apply(&mut self, op: &Op) {
         match op {
+            // The record is written by `MemoryStore::commit`; its counters live here.
             Op::PutTemplate { record, .. } => {
-                if let Some(slot) = self.templates.entry(record.id()) {
-                    let version = slot
-                        .record
-                        .as_ref()
-                        .map_or(1, |r| r.version.saturating_add(1));
-                    slot.record = Some(Versioned {
-                        value: Arc::clone(record),
-                        version,
-                    });
-                }
+                self.templates.intern(record.id());
             }
             Op::PutCampaign { campaign, .. } => {
                 self.campaign_ids.intern(&campaign.id);
@@ -1161,7 +1147,9 @@ impl Inner {
 /// Every method takes one `RwLock`: reads share it, [`commit`](Repository::commit) holds it
 /// exclusively while it checks every condition of the batch and then applies all of it, so a
 /// batch is atomic and its conditions are exact under any number of threads. The critical
-/// section of a claim is a handful of hash-map operations.
+/// section of a claim is a handful of hash-map operations. Template records sit under a second
+/// lock, taken by a commit that writes one (after the first, and held to the commit's end), so
+/// reading a template never waits for a claim.
 ///
 /// Coupons are stored compactly (template, channel and campaign interned; ids shared with the
 /// caller's `Arc<str>`), with a wallet index by user, an index by order, and a due-time index
@@ -1190,6 +1178,10 @@ impl Inner {
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     inner: RwLock<Inner>,
+    /// The template records, under a lock of their own: reading a template (every claim and
+    /// checkout does) never waits for a commit that does not write one. A commit that writes
+    /// templates takes this lock after `inner`'s, and holds both to its end.
+    records: RwLock<Map<TemplateId, Versioned<Arc<TemplateRecord>>>>,
 }
 
 impl MemoryStore {
@@ -1207,6 +1199,7 @@ impl MemoryStore {
         inner.coupons.chunks.reserve(coupons.div_ceil(CHUNK));
         MemoryStore {
             inner: RwLock::new(inner),
+            records: RwLock::default(),
         }
     }
 
@@ -1222,6 +1215,10 @@ impl MemoryStore {
     fn write(&self) -> RwLockWriteGuard<'_, Inner> {
         self.inner.write().unwrap_or_else(PoisonError::into_inner)
     }
+
+    fn records(&self) -> RwLockReadGuard<'_, Map<TemplateId, Versioned<Arc<TemplateRecord>>>> {
+        self.records.read().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 impl Repository for MemoryStore {
@@ -1231,21 +1228,11 @@ impl Repository for MemoryStore {
         &self,
         id: &TemplateId,
     ) -> Result<Option<Versioned<Arc<TemplateRecord>>>, MemoryStoreError> {
-        Ok(self
-            .read()
-            .templates
-            .lookup(id)
-            .and_then(|s| s.record.clone()))
+        Ok(self.records().get(id).cloned())
     }
 
     fn templates(&self) -> Result<Vec<Versioned<Arc<TemplateRecord>>>, MemoryStoreError> {
-        let g = self.read();
-        let mut v: Vec<_> = g
-            .templates
-            .data
-            .iter()
-            .filter_map(|(_, s)| s.record.clone())
-            .collect();
+        let mut v: Vec<_> = self.records().values().cloned().collect();
         v.sort_unstable_by(|a, b| a.value.id().cmp(b.value.id()));
         Ok(v)
     }
@@ -1303,9 +1290,36 @@ impl Repository for MemoryStore {
         if let Some(claim) = ClaimBatch::of(batch) {
             return g.claim(&claim);
         }
+        let mut records = batch
+            .ops
+            .iter()
+            .any(|op| matches!(op, Op::PutTemplate { .. }))
+            .then(|| self.records.write().unwrap_or_else(PoisonError::into_inner));
         for (index, op) in batch.ops.iter().enumerate() {
-            if !g.holds(op)? {
+            let holds = match (op, records.as_deref()) {
+                (Op::PutTemplate { record, expect }, Some(r)) => {
+                    Inner::version_ok(r.get(record.id()).map(|r| r.version), *expect)
+                }
+                _ => g.holds(op)?,
+            };
+            if !holds {
                 return Ok(Commit::Conflict { index });
+            }
+        }
+        if let Some(r) = records.as_deref_mut() {
+            for op in &batch.ops {
+                if let Op::PutTemplate { record, .. } = op {
+                    let version = r
+                        .get(record.id())
+                        .map_or(1, |v| v.version.saturating_add(1));
+                    r.insert(
+                        record.id().clone(),
+                        Versioned {
+                            value: Arc::clone(record),
+                            version,
+                        },
+                    );
+                }
             }
         }
         // A claim's receipt is stored with the coupon it names, so the coupon goes first; a
