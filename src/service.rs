@@ -214,7 +214,7 @@ pub struct LockedOrder {
     pub coupons: Vec<Coupon>,
     /// The promo codes whose uses were counted.
     pub codes: Vec<PromoCode>,
-    /// When the hold runs out, if coupons are held.
+    /// When the hold runs out, if coupons or promo-code uses are held.
     pub hold_until: Option<DateTime<Utc>>,
     /// Whether this repeated an earlier request with the same key.
     pub replayed: bool,
@@ -401,6 +401,11 @@ fn settle_batch(
         receipt,
     });
     let guard = batch.ops.len() - 1;
+    // A settled order holds nothing: `sweep` must not find it.
+    batch.push(Op::Hold {
+        order: order.clone(),
+        until: None,
+    });
     (batch, guard)
 }
 
@@ -1187,6 +1192,7 @@ impl<R: Repository> Service<R> {
                         order: order.clone(),
                         user: user.clone(),
                         templates: codes.iter().map(|(_, r)| r.id().clone()).collect(),
+                        until: hold_until,
                     },
                 });
                 meaning.push(LockOp::Other);
@@ -1212,6 +1218,14 @@ impl<R: Repository> Service<R> {
                 });
                 meaning.push(LockOp::Uses(t, limit));
             }
+            if !codes.is_empty() {
+                // The codes' uses are counted now: `sweep` gives them back if the hold runs out.
+                batch.push(Op::Hold {
+                    order: order.clone(),
+                    until: Some(hold_until),
+                });
+                meaning.push(LockOp::Other);
+            }
             for (code, r) in &codes {
                 let (max, per_user) = code_of(&r.template).map_or((None, None), |(_, m, p)| (m, p));
                 batch.push(Op::Count {
@@ -1232,7 +1246,7 @@ impl<R: Repository> Service<R> {
                     return Ok(LockedOrder {
                         order: order.clone(),
                         quote,
-                        hold_until: (!locked.is_empty()).then_some(hold_until),
+                        hold_until: (!locked.is_empty() || !codes.is_empty()).then_some(hold_until),
                         coupons: locked.into_iter().map(|(c, _)| c).collect(),
                         codes: codes.into_iter().map(|(c, _)| c).collect(),
                         replayed: false,
@@ -1315,9 +1329,12 @@ impl<R: Repository> Service<R> {
             coupons.push(c);
         }
         let mut codes = Vec::new();
-        if let Some(Receipt::CodesUsed { templates, .. }) =
-            self.receipt(&order_key(ORDER_CODES, request.order))?
+        let mut codes_until = None;
+        if let Some(Receipt::CodesUsed {
+            templates, until, ..
+        }) = self.receipt(&order_key(ORDER_CODES, request.order))?
         {
+            codes_until = Some(until);
             for t in templates {
                 let r = self.template_record(&t)?.value;
                 if let Some((code, _, _)) = code_of(&r.template) {
@@ -1325,10 +1342,14 @@ impl<R: Repository> Service<R> {
                 }
             }
         }
-        let hold_until = coupons.iter().find_map(|c| match &c.state {
-            CouponState::Locked { until, .. } => Some(*until),
-            _ => None,
-        });
+        let hold_until = if coupons.is_empty() {
+            codes_until
+        } else {
+            coupons.iter().find_map(|c| match &c.state {
+                CouponState::Locked { until, .. } => Some(*until),
+                _ => None,
+            })
+        };
         // Re-price as of the lock: the hold's start while the coupons are held, else the latest
         // instant not after `now` at which every held coupon was valid.
         let at = match hold_until.and_then(|u| u.checked_sub_signed(self.config.hold)) {
@@ -1737,11 +1758,10 @@ impl<R: Repository> Service<R> {
 
     /// Applies up to `limit` time-driven transitions due at `now`: Available coupons past their
     /// validity become Expired, and unpaid orders whose hold ran out are released (as by
-    /// [`cancel`](Self::cancel), uses given back). A coupon or order changed concurrently is
-    /// left for the next sweep. Run it periodically until it returns an empty [`Swept`].
-    ///
-    /// Promo-code uses of an unpaid order that holds no coupon are given back by
-    /// [`cancel`](Self::cancel) only.
+    /// [`cancel`](Self::cancel): coupons back to the wallet, coupon and promo-code uses given
+    /// back), whether they hold coupons, promo codes or both. `limit` bounds the coupons and
+    /// the orders found, each. A coupon or order changed concurrently is left for the next
+    /// sweep. Run it periodically until it returns an empty [`Swept`].
     ///
     /// # Errors
     /// The store's failure.
@@ -1784,6 +1804,23 @@ impl<R: Repository> Service<R> {
                 }
                 _ => {}
             }
+        }
+        // Orders holding promo-code uses (and maybe coupons, released above already).
+        let held = self
+            .repo
+            .held(now, limit)
+            .map_err(ServiceError::Repository)?;
+        for order in held {
+            if orders.contains(&order) {
+                continue;
+            }
+            match self.release(&order, None, now) {
+                Ok(s) if !s.replayed => out.released.push(order.clone()),
+                Ok(_) => {}
+                Err(ServiceError::Repository(e)) => return Err(ServiceError::Repository(e)),
+                Err(_) => {}
+            }
+            orders.push(order);
         }
         Ok(out)
     }

@@ -94,6 +94,7 @@ pub fn run_all<R: Repository>(make: impl Fn() -> R) -> Result<(), Failure> {
     batches_are_all_or_nothing(make())?;
     wallet_and_order_indexes(make())?;
     due_coupons(make())?;
+    order_holds(make())?;
     concurrent_claims_are_exact(make())?;
     concurrent_locks_have_one_winner(make())?;
     concurrent_pay_and_cancel_settle_once(make())?;
@@ -1079,6 +1080,94 @@ pub fn due_coupons<R: Repository>(store: R) -> Result<(), Failure> {
         C,
         due == ["b-at-now", "c-valid", "d-hold-over", "e-hold-on", "i-old"],
         "due ten minutes later: {due:?}"
+    );
+    Ok(())
+}
+
+/// [`Op::Hold`] sets, moves and clears an order's hold deadline, never conflicts, and is
+/// written only with its batch; [`Repository::held`] returns the orders whose deadline is at
+/// or before `now`, earliest first (ties by order id), at most `limit`.
+///
+/// # Errors
+/// A [`Failure`] describing the first deviation.
+pub fn order_holds<R: Repository>(store: R) -> Result<(), Failure> {
+    const C: &str = "order_holds";
+    let now = t0(C)?;
+    let hold = |order: &str, until: Option<Duration>| -> Result<Op, Failure> {
+        Ok(Op::Hold {
+            order: oid(C, order)?,
+            until: until.map(|d| now + d),
+        })
+    };
+    let held = |at: Duration, limit: usize| -> Result<Vec<String>, Failure> {
+        Ok(ok(C, "held", store.held(now + at, limit))?
+            .iter()
+            .map(|o| o.as_str().to_owned())
+            .collect())
+    };
+    ensure!(
+        C,
+        held(Duration::days(9), 10)?.is_empty(),
+        "a fresh store holds orders"
+    );
+    let ops = vec![
+        hold("o-late", Some(Duration::minutes(15)))?,
+        hold("o-b", Some(Duration::minutes(5)))?,
+        hold("o-a", Some(Duration::minutes(5)))?,
+        // Clearing an order that holds nothing is no conflict.
+        hold("o-none", None)?,
+    ];
+    ensure!(
+        C,
+        commit(C, &store, ops)? == Commit::Applied,
+        "hold writes conflicted"
+    );
+    let h = held(Duration::minutes(4), 10)?;
+    ensure!(C, h.is_empty(), "held before any deadline: {h:?}");
+    let h = held(Duration::minutes(5), 10)?;
+    ensure!(C, h == ["o-a", "o-b"], "held at the first deadline: {h:?}");
+    let h = held(Duration::minutes(15), 2)?;
+    ensure!(C, h == ["o-a", "o-b"], "held with a limit of 2: {h:?}");
+    let h = held(Duration::hours(1), 10)?;
+    ensure!(
+        C,
+        h == ["o-a", "o-b", "o-late"],
+        "held an hour later: {h:?}"
+    );
+    // Moving a deadline and clearing one.
+    let ops = vec![
+        hold("o-a", Some(Duration::minutes(30)))?,
+        hold("o-b", None)?,
+    ];
+    ensure!(
+        C,
+        commit(C, &store, ops)? == Commit::Applied,
+        "moving and clearing holds conflicted"
+    );
+    let h = held(Duration::minutes(20), 10)?;
+    ensure!(
+        C,
+        h == ["o-late"],
+        "held after moving o-a and clearing o-b: {h:?}"
+    );
+    let h = held(Duration::hours(1), 10)?;
+    ensure!(C, h == ["o-late", "o-a"], "held an hour later: {h:?}");
+    // A batch that fails writes no hold.
+    let ops = vec![
+        hold("o-c", Some(Duration::minutes(1)))?,
+        hold("o-late", None)?,
+        count(CounterKey::Custom("never-negative".into()), -1, None),
+    ];
+    ensure!(
+        C,
+        commit(C, &store, ops)? == Commit::Conflict { index: 2 },
+        "a batch whose last op fails was applied"
+    );
+    let h = held(Duration::hours(1), 10)?;
+    ensure!(
+        C,
+        h == ["o-late", "o-a"],
+        "a failed batch changed the holds: {h:?}"
     );
     Ok(())
 }

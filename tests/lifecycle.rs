@@ -62,6 +62,9 @@ mod broken {
         ) -> Result<Vec<Versioned<Coupon>>, Self::Error> {
             self.inner.due(now, limit)
         }
+        fn held(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<OrderId>, Self::Error> {
+            self.inner.held(now, limit)
+        }
         fn counter(&self, key: &CounterKey) -> Result<u64, Self::Error> {
             self.inner.counter(key)
         }
@@ -854,6 +857,68 @@ fn promo_code_limits_hold_and_are_released_on_cancel() {
         lifecycle_err(svc.quote(&cart(), &buyer("dave"), &unknown, t0())),
         LifecycleError::UnknownCode { .. }
     ));
+}
+
+#[test]
+fn sweep_gives_back_the_promo_code_uses_of_an_abandoned_order() {
+    let svc = Service::new(MemoryStore::new());
+    let code = PromoCode::new("spring").unwrap();
+    let t = activate(
+        &svc,
+        spec("code").distribution(Distribution::promo_code("spring", Some(2), None).unwrap()),
+    );
+    let codes = [code.clone()];
+    let lock = |o: &str, u: &str| {
+        let (o, c, b, key) = (order(o), cart(), buyer(u), k(&format!("lock-{o}")));
+        svc.quote_and_lock(&LockRequest::new(&o, &c, &b, &key).codes(&codes), t0())
+            .unwrap()
+    };
+    let uses = || {
+        svc.repository()
+            .counter(&CounterKey::CodeUses(t.clone()))
+            .unwrap()
+    };
+    // Two orders use the code and hold no coupon; one is paid, the other abandoned.
+    let abandoned = lock("o1", "alice");
+    assert_eq!(abandoned.codes, vec![code.clone()]);
+    assert!(abandoned.coupons.is_empty());
+    let until = abandoned.hold_until.expect("a code-only order is held");
+    assert_eq!(until, t0() + Duration::minutes(15));
+    lock("o2", "bob");
+    svc.pay(&order("o2"), &k("pay-o2"), t0()).unwrap();
+    assert_eq!(uses(), 2);
+    // A replayed lock reports the same hold.
+    let (o1, c1, b1, k1) = (order("o1"), cart(), buyer("alice"), k("lock-o1"));
+    let again = svc
+        .quote_and_lock(&LockRequest::new(&o1, &c1, &b1, &k1).codes(&codes), t0())
+        .unwrap();
+    assert!(again.replayed);
+    assert_eq!(again.hold_until, Some(until));
+    // Before the hold runs out nothing is swept; after, the abandoned order is released and
+    // its use given back; the paid one stays.
+    assert!(
+        svc.sweep(until - Duration::seconds(1), 10)
+            .unwrap()
+            .released
+            .is_empty()
+    );
+    let swept = svc.sweep(until, 10).unwrap();
+    assert_eq!(swept.released, vec![order("o1")]);
+    assert_eq!(uses(), 1);
+    assert!(
+        svc.sweep(until + Duration::days(1), 10)
+            .unwrap()
+            .released
+            .is_empty()
+    );
+    assert_eq!(uses(), 1);
+    // The released order cannot be paid any more; cancelling it again changes nothing.
+    assert!(svc.pay(&order("o1"), &k("pay-o1"), until).is_err());
+    svc.cancel(&order("o1"), &k("cancel-o1"), until).unwrap();
+    assert_eq!(uses(), 1);
+    // The use is free again for someone else.
+    assert_eq!(lock("o3", "carol").codes, vec![code.clone()]);
+    assert_eq!(uses(), 2);
 }
 
 #[test]

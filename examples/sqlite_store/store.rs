@@ -98,7 +98,17 @@ CREATE TABLE IF NOT EXISTS receipts (
     key  TEXT PRIMARY KEY,
     body TEXT NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS holds (
+    order_id TEXT    PRIMARY KEY,
+    at       INTEGER NOT NULL,
+    at_nanos INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS holds_by_time ON holds (at, at_nanos, order_id);
 ";
+
+/// Orders whose hold ran out by `(?1, ?2)`, at most `?3`, through `holds_by_time`.
+const HELD_SQL: &str = "SELECT order_id FROM holds WHERE (at, at_nanos) <= (?1, ?2) \
+    ORDER BY at, at_nanos, order_id LIMIT ?3";
 
 /// A user's coupons, through `coupons_by_owner`.
 const WALLET_SQL: &str = "SELECT id, version, body FROM coupons WHERE owner = ?1 ORDER BY id";
@@ -561,6 +571,23 @@ fn apply(tx: &Transaction<'_>, op: &Op) -> Result<bool, StoreError> {
                 .execute(params![key, body])?;
             Ok(n == 1)
         }
+        Op::Hold { order, until } => {
+            match until {
+                Some(t) => {
+                    let (secs, nanos) = instant(*t);
+                    tx.prepare_cached(
+                        "INSERT INTO holds (order_id, at, at_nanos) VALUES (?1, ?2, ?3) \
+                         ON CONFLICT (order_id) DO UPDATE SET at = ?2, at_nanos = ?3",
+                    )?
+                    .execute(params![order.as_str(), secs, nanos])?;
+                }
+                None => {
+                    tx.prepare_cached("DELETE FROM holds WHERE order_id = ?1")?
+                        .execute(params![order.as_str()])?;
+                }
+            }
+            Ok(true)
+        }
         // An op added to the trait later: refuse it rather than skip it silently.
         _ => Err(StoreError::UnsupportedOp(format!("{op:?}"))),
     }
@@ -765,6 +792,28 @@ impl Repository for SqliteStore {
         collect_coupons(&conn, DUE_SQL, params![secs, nanos, limit])
     }
 
+    fn held(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<OrderId>, StoreError> {
+        let conn = self.conn()?;
+        let (secs, nanos) = instant(now);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut stmt = conn.prepare_cached(HELD_SQL)?;
+        let mut rows = stmt.query(params![secs, nanos, limit])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            let id = text(row, 0)?;
+            // Through serde, which runs the id's checks, so a bad row is a `Json` error.
+            let order = serde_json::from_value(serde_json::Value::String(id.to_owned())).map_err(
+                |source| StoreError::Json {
+                    table: "holds",
+                    key: id.to_owned(),
+                    source,
+                },
+            )?;
+            out.push(order);
+        }
+        Ok(out)
+    }
+
     fn counter(&self, key: &CounterKey) -> Result<u64, StoreError> {
         let conn = self.conn()?;
         let key = counter_key(key);
@@ -824,6 +873,7 @@ impl SqliteStore {
             ("wallet", WALLET_SQL),
             ("order", ORDER_SQL),
             ("due", DUE_SQL),
+            ("held", HELD_SQL),
         ] {
             let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
             // Parameters left unbound are NULL: the plan does not depend on them.

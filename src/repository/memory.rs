@@ -2,7 +2,7 @@
 //! second), with compact records and the indexes the service needs (wallet by user, coupons by
 //! order, coupons by due time).
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -491,6 +491,9 @@ struct Inner {
     receipts: Map<ReceiptKey, Receipt>,
     /// The claim keys of slots whose key is not their id's suffix.
     claim_keys: Map<u32, IdempotencyKey>,
+    /// Orders' hold deadlines ([`Op::Hold`]), and the same ordered by deadline.
+    holds: Map<OrderId, DateTime<Utc>>,
+    hold_due: BTreeSet<(DateTime<Utc>, OrderId)>,
     /// Whether `receipts` holds a `claim` key (one whose receipt is not `Claimed`).
     claim_keys_in_receipts: bool,
 }
@@ -776,6 +779,7 @@ impl Inner {
                 fits
             }
             Op::InsertReceipt { key, .. } => !self.receipt_exists(key),
+            Op::Hold { .. } => true,
         })
     }
 
@@ -840,7 +844,25 @@ impl Inner {
                 self.claim_keys_in_receipts |= claim_key(key).is_some();
                 self.receipts.insert(key.clone(), receipt.clone());
             }
+            Op::Hold { order, until } => {
+                if let Some(old) = self.holds.remove(order) {
+                    self.hold_due.remove(&(old, order.clone()));
+                }
+                if let Some(at) = until {
+                    self.holds.insert(order.clone(), *at);
+                    self.hold_due.insert((*at, order.clone()));
+                }
+            }
         }
+    }
+
+    fn held(&self, now: DateTime<Utc>, limit: usize) -> Vec<OrderId> {
+        self.hold_due
+            .iter()
+            .take_while(|(at, _)| *at <= now)
+            .take(limit)
+            .map(|(_, order)| order.clone())
+            .collect()
     }
 
     /// The slot of a coupon: under its claim key when its id is `<prefix>/<claim key>` (the
@@ -1273,6 +1295,10 @@ impl Repository for MemoryStore {
         limit: usize,
     ) -> Result<Vec<Versioned<Coupon>>, MemoryStoreError> {
         Ok(self.write().due(now, limit))
+    }
+
+    fn held(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<OrderId>, MemoryStoreError> {
+        Ok(self.read().held(now, limit))
     }
 
     fn counter(&self, key: &CounterKey) -> Result<u64, MemoryStoreError> {

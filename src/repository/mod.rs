@@ -194,6 +194,8 @@ pub enum Receipt {
         user: UserId,
         /// The promo-code templates.
         templates: Vec<TemplateId>,
+        /// When the order's hold runs out (see [`Op::Hold`]).
+        until: DateTime<Utc>,
     },
 }
 
@@ -238,6 +240,18 @@ pub enum Op {
         key: ReceiptKey,
         /// The receipt.
         receipt: Receipt,
+    },
+    /// Set (`Some`) or clear (`None`) the hold deadline of an unpaid order, so that
+    /// [`Repository::held`] lists it once the deadline has passed. It has no condition: it
+    /// never conflicts, and clearing an order without a hold changes nothing.
+    ///
+    /// The service holds an order that uses promo codes (their uses are counted at lock
+    /// time): a coupon's own hold is in its state, but a code has no record to carry one.
+    Hold {
+        /// The order.
+        order: OrderId,
+        /// Its new deadline, or `None` once it is paid or released.
+        until: Option<DateTime<Utc>>,
     },
 }
 
@@ -336,6 +350,13 @@ pub trait Repository: Send + Sync {
     /// # Errors
     /// The store's failure.
     fn due(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Versioned<Coupon>>, Self::Error>;
+
+    /// Up to `limit` orders whose hold deadline ([`Op::Hold`]) is at or before `now`, earliest
+    /// deadline first, ties by order id.
+    ///
+    /// # Errors
+    /// The store's failure.
+    fn held(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<OrderId>, Self::Error>;
 
     /// A counter's value (zero if never written).
     ///
