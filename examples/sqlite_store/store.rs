@@ -116,13 +116,16 @@ const WALLET_SQL: &str = "SELECT id, version, body FROM coupons WHERE owner = ?1
 /// An order's coupons, through `coupons_by_order`.
 const ORDER_SQL: &str = "SELECT id, version, body FROM coupons WHERE order_id = ?1 ORDER BY id";
 
-/// Coupons due at `(?1, ?2)`, at most `?3`. The inner query searches `coupons_by_due`; the
-/// ids found are then read in id order through the primary key (a plain
-/// `… ORDER BY id LIMIT` tempts the planner into scanning every coupon in id order).
+/// Coupons due at `(?1, ?2)`, at most `?3`: the earliest due, as the in-memory store picks
+/// them. The inner query walks `coupons_by_due` in time order and stops after `?3` rows, so a
+/// sweep costs its limit, not the whole backlog; the ids found are then read in id order
+/// through the primary key (a plain `… ORDER BY id LIMIT` tempts the planner into scanning
+/// every coupon in id order).
 const DUE_SQL: &str = "SELECT id, version, body FROM coupons WHERE id IN ( \
         SELECT id FROM coupons \
-        WHERE due_at IS NOT NULL AND (due_at, due_at_nanos) <= (?1, ?2)) \
-    ORDER BY id LIMIT ?3";
+        WHERE due_at IS NOT NULL AND (due_at, due_at_nanos) <= (?1, ?2) \
+        ORDER BY due_at, due_at_nanos LIMIT ?3) \
+    ORDER BY id";
 
 /// Why a [`SqliteStore`] call failed. Conflicts are not errors: they are
 /// [`Commit::Conflict`].

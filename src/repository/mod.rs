@@ -346,6 +346,9 @@ pub trait Repository: Send + Sync {
 
     /// Up to `limit` coupons needing a time-driven transition at `now`: Available with
     /// `valid_until <= now`, or Locked with a hold ending at or before `now`. Ordered by id.
+    /// When more are due than `limit`, which ones is the store's choice; the earliest due is a
+    /// good one, and lets an index on the due time stop after `limit` entries (both stores
+    /// shipped here choose so, the in-memory one to the second).
     ///
     /// # Errors
     /// The store's failure.
