@@ -1027,3 +1027,135 @@ fn concurrent_lock_of_one_coupon_by_two_orders_has_one_winner() {
         assert_eq!(wins, 1, "round {round}");
     }
 }
+
+/// Promo-code orders under random locks, payments, cancels, sweeps and time jumps, against a
+/// small model: the code's use counter always equals the orders holding a use (locked or
+/// paid), never passes the code's limit, and a sweep releases exactly the unpaid orders whose
+/// hold has run out.
+mod code_holds {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Clone, Debug)]
+    enum Step {
+        Lock(usize),
+        Pay(usize),
+        Cancel(usize),
+        Sweep,
+        Advance(i64),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            4 => (0..3usize).prop_map(Step::Lock),
+            2 => (0..8usize).prop_map(Step::Pay),
+            2 => (0..8usize).prop_map(Step::Cancel),
+            2 => Just(Step::Sweep),
+            2 => prop_oneof![Just(1i64), Just(10), Just(15), Just(60)].prop_map(Step::Advance),
+        ]
+    }
+
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    enum State {
+        Open,
+        Paid,
+        Released,
+    }
+
+    struct MOrder {
+        id: OrderId,
+        code: bool,
+        until: Option<DateTime<Utc>>,
+        state: State,
+    }
+
+    const MAX_USES: u64 = 3;
+
+    proptest! {
+        #[test]
+        fn code_uses_follow_the_orders(steps in proptest::collection::vec(step(), 1..40)) {
+            let svc = Service::new(MemoryStore::new());
+            let t = activate(
+                &svc,
+                spec("code").distribution(
+                    Distribution::promo_code("spring", Some(MAX_USES), None).unwrap(),
+                ),
+            );
+            let codes = [PromoCode::new("spring").unwrap()];
+            let mut now = t0();
+            let mut orders: Vec<MOrder> = Vec::new();
+            let mut keys = 0u32;
+            let mut key = || {
+                keys += 1;
+                k(&format!("k-{keys}"))
+            };
+            for s in steps {
+                match s {
+                    Step::Lock(u) => {
+                        let id = order(&format!("o-{}", orders.len()));
+                        let (c, b, kk) = (cart(), buyer(&format!("user-{u}")), key());
+                        let l = svc
+                            .quote_and_lock(&LockRequest::new(&id, &c, &b, &kk).codes(&codes), now)
+                            .unwrap();
+                        let held = orders
+                            .iter()
+                            .filter(|o| o.code && o.state != State::Released)
+                            .count() as u64;
+                        let code = !l.codes.is_empty();
+                        prop_assert_eq!(code, held < MAX_USES, "code granted with {} held", held);
+                        prop_assert_eq!(l.hold_until, code.then(|| now + Duration::minutes(15)));
+                        orders.push(MOrder { id, code, until: l.hold_until, state: State::Open });
+                    }
+                    Step::Pay(i) => {
+                        let Some(o) = orders.get_mut(i) else { continue };
+                        let r = svc.pay(&o.id, &key(), now);
+                        match o.state {
+                            State::Released => prop_assert!(r.is_err()),
+                            State::Open | State::Paid => {
+                                prop_assert!(r.is_ok(), "{:?}", r);
+                                o.state = State::Paid;
+                            }
+                        }
+                    }
+                    Step::Cancel(i) => {
+                        let Some(o) = orders.get_mut(i) else { continue };
+                        let r = svc.cancel(&o.id, &key(), now);
+                        match o.state {
+                            State::Paid => prop_assert!(r.is_err()),
+                            State::Open | State::Released => {
+                                prop_assert!(r.is_ok(), "{:?}", r);
+                                o.state = State::Released;
+                            }
+                        }
+                    }
+                    Step::Sweep => {
+                        let swept = svc.sweep(now, 100).unwrap();
+                        let mut got: Vec<String> =
+                            swept.released.iter().map(|o| o.to_string()).collect();
+                        got.sort();
+                        let mut want = Vec::new();
+                        for o in orders.iter_mut() {
+                            if o.state == State::Open && o.until.is_some_and(|u| u <= now) {
+                                o.state = State::Released;
+                                want.push(o.id.to_string());
+                            }
+                        }
+                        want.sort();
+                        prop_assert_eq!(got, want);
+                    }
+                    Step::Advance(m) => now += Duration::minutes(m),
+                }
+                let uses = svc
+                    .repository()
+                    .counter(&CounterKey::CodeUses(t.clone()))
+                    .unwrap();
+                let held = orders
+                    .iter()
+                    .filter(|o| o.code && o.state != State::Released)
+                    .count() as u64;
+                prop_assert_eq!(uses, held);
+                prop_assert!(uses <= MAX_USES);
+            }
+        }
+    }
+}
