@@ -70,7 +70,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::sync::{Arc, PoisonError, RwLock};
 
@@ -1771,7 +1771,9 @@ impl<R: Repository> Service<R> {
             .due(now, limit)
             .map_err(ServiceError::Repository)?;
         let mut out = Swept::default();
+        // Orders to release, in the order found, each once.
         let mut orders: Vec<OrderId> = Vec::new();
+        let mut seen: BTreeSet<OrderId> = BTreeSet::new();
         for c in due {
             match &c.value.state {
                 CouponState::Available => {
@@ -1788,39 +1790,30 @@ impl<R: Repository> Service<R> {
                         out.expired.push(c.value.id.clone());
                     }
                 }
-                CouponState::Locked { order, until } if *until <= now => {
-                    if orders.contains(order) {
-                        continue;
-                    }
+                CouponState::Locked { order, until } if *until <= now && !seen.contains(order) => {
+                    seen.insert(order.clone());
                     orders.push(order.clone());
-                    match self.release(order, None, now) {
-                        Ok(s) if !s.replayed => out.released.push(order.clone()),
-                        Ok(_) => {}
-                        Err(ServiceError::Repository(e)) => {
-                            return Err(ServiceError::Repository(e));
-                        }
-                        Err(_) => {}
-                    }
                 }
                 _ => {}
             }
         }
-        // Orders holding promo-code uses (and maybe coupons, released above already).
+        // Orders holding promo-code uses, with or without coupons.
         let held = self
             .repo
             .held(now, limit)
             .map_err(ServiceError::Repository)?;
         for order in held {
-            if orders.contains(&order) {
-                continue;
+            if seen.insert(order.clone()) {
+                orders.push(order);
             }
+        }
+        for order in orders {
             match self.release(&order, None, now) {
-                Ok(s) if !s.replayed => out.released.push(order.clone()),
+                Ok(s) if !s.replayed => out.released.push(order),
                 Ok(_) => {}
                 Err(ServiceError::Repository(e)) => return Err(ServiceError::Repository(e)),
                 Err(_) => {}
             }
-            orders.push(order);
         }
         Ok(out)
     }
