@@ -294,7 +294,7 @@ pub enum Commit {
 /// Instants must round-trip exactly: chrono's whole range (the service uses
 /// `DateTime::<Utc>::MAX_UTC` for "never") at nanosecond precision. A single 64-bit
 /// nanosecond column cannot hold that range; seconds and nanoseconds in two columns (or RFC
-/// 3339 text) can. `examples/sqlite_store` shows a complete implementation on SQLite, and the
+/// 3339 text) can. `stores/sqlite` (crate `coupons-sqlite`) shows a complete implementation on SQLite, and the
 /// `testkit` feature's conformance suite checks one.
 ///
 /// Reads may be served from a snapshot or a replica only if `commit` still checks every

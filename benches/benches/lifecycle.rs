@@ -13,10 +13,6 @@
 //! lock → redeem workloads, and the in-memory spread workload claims into a store held between
 //! 1 and 2 million coupons, so no figure drifts with how many iterations criterion ran.
 
-#[allow(dead_code)] // The demo and tests use the rest of the store's API.
-#[path = "../examples/sqlite_store/store.rs"]
-mod store;
-
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -31,7 +27,7 @@ use coupons::rule::{Benefit, Limits, LimitsSpec, Span, TemplateSpec, Validity};
 use coupons::service::{LockRequest, Service, ServiceError};
 use criterion::{BenchmarkGroup, Criterion, Throughput, measurement::WallTime};
 
-use store::SqliteStore;
+use coupons_sqlite::SqliteStore;
 
 /// Templates the spread workload claims from.
 const SPREAD_TEMPLATES: usize = 1_000;

@@ -1,11 +1,11 @@
 //! The coupon engine on SQLite: a `store::SqliteStore` implementing
 //! [`coupons::repository::Repository`].
 //!
-//! `cargo run --example sqlite_store [-- PATH]` runs a short demo (in a temporary database,
-//! or in the file at `PATH`, opened with full durability); `cargo test --example sqlite_store`
+//! `cargo run -p coupons-sqlite [-- PATH]` runs a short demo (in a temporary database,
+//! or in the file at `PATH`, opened with full durability); `cargo test -p coupons-sqlite`
 //! runs the crate's repository conformance suite against SQLite, plus this store's own tests.
 
-mod store;
+use coupons_sqlite as store;
 
 use std::error::Error;
 

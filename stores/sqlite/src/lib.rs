@@ -868,7 +868,6 @@ impl SqliteStore {
     ///
     /// # Errors
     /// [`StoreError::Sqlite`].
-    #[cfg(test)]
     pub fn query_plans(&self) -> Result<Vec<(&'static str, String)>, StoreError> {
         let conn = self.conn()?;
         let mut out = Vec::new();

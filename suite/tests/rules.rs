@@ -2088,7 +2088,7 @@ fn json_blocks(markdown: &str) -> Vec<String> {
 
 #[test]
 fn documented_json_examples_are_valid_templates_of_every_kind() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut seen = 0;
     for file in ["README.md"] {
         let Ok(markdown) = std::fs::read_to_string(root.join(file)) else {
