@@ -79,16 +79,22 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod analytics;
+pub mod attributes;
+pub mod budget;
 pub mod cart;
 pub mod checkout;
+pub mod codes;
 pub mod id;
 pub mod lifecycle;
 pub mod money;
 pub mod repository;
 pub mod rule;
 pub mod service;
+pub mod targeting;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod time;
 
 /// The README's code, compiled and run as a doctest.
 #[cfg(doctest)]

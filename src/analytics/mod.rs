@@ -1,0 +1,1 @@
+//! Campaign analytics and A/B experiments.

@@ -1,0 +1,1 @@
+//! Promo codes: generation in bulk, check characters, and normalisation of typed codes.

@@ -1,0 +1,1 @@
+//! Churn probability: the BG/NBD model (Fader, Hardie & Lee 2005).
