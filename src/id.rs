@@ -120,6 +120,17 @@ macro_rules! ident {
             }
         }
 
+        #[cfg(feature = "serde")]
+        impl<'de> crate::de::Field<'de> for $name {
+            fn read<D: serde::Deserializer<'de>>(
+                path: crate::de::Path,
+                d: D,
+            ) -> Result<Self, D::Error> {
+                let s = crate::de::text(path, concat!("the ", $kind, " as text"), d)?;
+                $name::new(&*s).map_err(|e| path.error(e))
+            }
+        }
+
         impl Borrow<str> for $name {
             fn borrow(&self) -> &str {
                 &self.0

@@ -85,6 +85,8 @@ pub mod budget;
 pub mod cart;
 pub mod checkout;
 pub mod codes;
+#[cfg(feature = "serde")]
+mod de;
 pub mod id;
 pub mod lifecycle;
 pub mod money;
