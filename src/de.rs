@@ -94,7 +94,6 @@ macro_rules! refuse_scalars {
         }
     };
 }
-pub(crate) use refuse_scalars;
 
 /// Where a value sits: a static dotted path, and the index when it is an item of a list.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -510,6 +509,45 @@ impl<'de, T: Field<'de> + Ord> Field<'de> for BTreeSet<T> {
     }
 }
 
+/// A type read from an object by hand (with [`Keys`] and [`Read`]), through [`object`].
+pub(crate) trait FromObject<'de>: Sized {
+    /// What the object is, for "expected <what>, got …", e.g. `"an object of limits"`.
+    const WHAT: &'static str;
+
+    /// Reads the object at `path` from its entries.
+    fn from_object<A: MapAccess<'de>>(path: Path, map: A) -> Result<Self, A::Error>;
+}
+
+/// Reads a [`FromObject`] at `path`; any value other than an object is refused with
+/// `"<path>: expected <what>, got <value>"`.
+pub(crate) fn object<'de, D, T>(path: Path, d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: FromObject<'de>,
+{
+    struct ObjectVisitor<T>(Path, PhantomData<T>);
+    impl<'de, T: FromObject<'de>> Visitor<'de> for ObjectVisitor<T> {
+        type Value = T;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(T::WHAT)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+            T::from_object(self.0, map)
+        }
+        refuse_scalars!(T::WHAT);
+        fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<T, A::Error> {
+            Err(self
+                .0
+                .error(format_args!("expected {}, got a list", T::WHAT)))
+        }
+    }
+    if d.is_human_readable() {
+        d.deserialize_any(ObjectVisitor(path, PhantomData))
+    } else {
+        d.deserialize_map(ObjectVisitor(path, PhantomData))
+    }
+}
+
 /// Walks the keys of an object, refusing unknown and repeated ones with the object's path.
 pub(crate) struct Keys {
     path: Option<Path>,
@@ -751,7 +789,7 @@ macro_rules! field_paths {
         $crate::de::field_paths! { $($rest)* }
     };
 }
-#[allow(unused_imports)]
+#[allow(unused_imports)] // For the benefit, scope, conditions and cart JSON.
 pub(crate) use field_paths;
 
 #[cfg(test)]

@@ -71,11 +71,16 @@ impl std::fmt::Display for PromoCode {
 }
 
 /// How a template's benefit reaches buyers.
+///
+/// In JSON: `{"kind": "private"}`, `{"kind": "automatic"}`, or
+/// `{"kind": "promo_code", "code": "SAVE10", "max_redemptions": 1000, "per_user": 1}` (the
+/// limits optional). Reading runs [`Distribution::promo_code`]'s checks and names the field of
+/// any error (`distribution.per_user: must be at least 1`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 #[cfg_attr(
     feature = "serde",
-    derive(serde::Serialize, serde::Deserialize),
-    serde(try_from = "DistributionRepr", into = "DistributionRepr")
+    derive(serde::Serialize),
+    serde(into = "DistributionRepr")
 )]
 #[non_exhaustive]
 pub enum Distribution {
@@ -125,38 +130,21 @@ impl Distribution {
     }
 }
 
-/// The JSON shape of a [`Distribution`]; converting it runs [`Distribution::promo_code`]'s
-/// checks, so a zero limit is the same [`RuleError::Zero`] as through the constructor. The unit
-/// kinds are empty struct variants so that unknown fields are refused for them too.
+/// The JSON shape of a [`Distribution`], for writing. The unit kinds are empty struct variants
+/// so that they are written as `{"kind": "private"}`.
 #[cfg(feature = "serde")]
-#[derive(serde::Serialize, serde::Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[derive(serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 enum DistributionRepr {
     Private {},
     PromoCode {
         code: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(skip_serializing_if = "Option::is_none")]
         max_redemptions: Option<u64>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(skip_serializing_if = "Option::is_none")]
         per_user: Option<u32>,
     },
     Automatic {},
-}
-
-#[cfg(feature = "serde")]
-impl TryFrom<DistributionRepr> for Distribution {
-    type Error = RuleError;
-    fn try_from(r: DistributionRepr) -> Result<Self, RuleError> {
-        match r {
-            DistributionRepr::Private {} => Ok(Distribution::Private),
-            DistributionRepr::PromoCode {
-                code,
-                max_redemptions,
-                per_user,
-            } => Distribution::promo_code(&code, max_redemptions, per_user),
-            DistributionRepr::Automatic {} => Ok(Distribution::Automatic),
-        }
-    }
 }
 
 #[cfg(feature = "serde")]
@@ -183,9 +171,10 @@ impl From<Distribution> for DistributionRepr {
 ///
 /// The default is seed 001's: a merchant refund before the order completes returns the coupon;
 /// a buyer's refund after payment does not (the coupon is voided).
+///
+/// In JSON an object with either flag (`true` or `false`); a missing one takes its default.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct RefundPolicy {
     /// Return the coupon when the merchant refunds before the order completes. Default true.
     pub merchant_refund_returns: bool,
@@ -199,5 +188,158 @@ impl Default for RefundPolicy {
             merchant_refund_returns: true,
             buyer_refund_returns: false,
         }
+    }
+}
+
+#[cfg(feature = "serde")]
+mod json {
+    use serde::de::{Deserializer, MapAccess};
+
+    use super::{Distribution, RefundPolicy};
+    use crate::de::{FromObject, Keys, Path, Read, object, text};
+
+    const PATH: Path = Path::new("distribution");
+    const FIELDS: &[&str] = &["kind", "code", "max_redemptions", "per_user"];
+    const KIND: Path = Path::new("distribution.kind");
+    const CODE: Path = Path::new("distribution.code");
+    const MAX_REDEMPTIONS: Path = Path::new("distribution.max_redemptions");
+    const PER_USER: Path = Path::new("distribution.per_user");
+
+    impl<'de> serde::Deserialize<'de> for Distribution {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Distribution, D::Error> {
+            object(PATH, d)
+        }
+    }
+
+    struct Kind;
+    impl<'de> serde::de::DeserializeSeed<'de> for Kind {
+        type Value = String;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<String, D::Error> {
+            text(KIND, "`private`, `promo_code` or `automatic`", d).map(|s| s.into_owned())
+        }
+    }
+
+    impl<'de> FromObject<'de> for Distribution {
+        const WHAT: &'static str =
+            "a distribution object such as {\"kind\": \"promo_code\", \"code\": \"SAVE10\"}";
+
+        fn from_object<A: MapAccess<'de>>(path: Path, mut map: A) -> Result<Self, A::Error> {
+            let mut keys = Keys::new(Some(path), FIELDS);
+            let mut kind: Option<String> = None;
+            let mut code: Option<String> = None;
+            let (mut max_redemptions, mut per_user) = (None, None);
+            // Which fields came, in `FIELDS` order after `kind`.
+            let mut came = [false; 3];
+            while let Some(i) = keys.next(&mut map)? {
+                match i {
+                    0 => kind = Some(map.next_value_seed(Kind)?),
+                    1 => code = Some(map.next_value_seed(Read::at(CODE))?),
+                    2 => max_redemptions = map.next_value_seed(Read::at(MAX_REDEMPTIONS))?,
+                    _ => per_user = map.next_value_seed(Read::at(PER_USER))?,
+                }
+                if let Some(c) = i.checked_sub(1).and_then(|j| came.get_mut(j)) {
+                    *c = true;
+                }
+            }
+            let unit = |d: Distribution, name: &str| {
+                match FIELDS.iter().skip(1).zip(came).find(|(_, c)| *c) {
+                    Some((f, _)) => Err(path.error::<A::Error>(format_args!(
+                        "unknown field `{f}`: a {name} distribution has only `kind`"
+                    ))),
+                    None => Ok(d),
+                }
+            };
+            match kind.as_deref() {
+                None => Err(keys.missing("kind")),
+                Some("private") => unit(Distribution::Private, "private"),
+                Some("automatic") => unit(Distribution::Automatic, "automatic"),
+                Some("promo_code") => {
+                    let code = code.ok_or_else(|| keys.missing("code"))?;
+                    Distribution::promo_code(&code, max_redemptions, per_user)
+                        .map_err(serde::de::Error::custom)
+                }
+                Some(other) => {
+                    let cut: String = other.chars().take(60).collect();
+                    Err(KIND.error(format_args!(
+                        "expected `private`, `promo_code` or `automatic`, got the text {cut:?}"
+                    )))
+                }
+            }
+        }
+    }
+
+    const REFUND: Path = Path::new("refund");
+    const REFUND_FIELDS: &[&str] = &["merchant_refund_returns", "buyer_refund_returns"];
+    const MERCHANT: Path = Path::new("refund.merchant_refund_returns");
+    const BUYER: Path = Path::new("refund.buyer_refund_returns");
+
+    impl<'de> serde::Deserialize<'de> for RefundPolicy {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<RefundPolicy, D::Error> {
+            object(REFUND, d)
+        }
+    }
+
+    impl<'de> FromObject<'de> for RefundPolicy {
+        const WHAT: &'static str = "a refund policy object such as {\"buyer_refund_returns\": true}";
+
+        fn from_object<A: MapAccess<'de>>(path: Path, mut map: A) -> Result<Self, A::Error> {
+            let mut keys = Keys::new(Some(path), REFUND_FIELDS);
+            let mut policy = RefundPolicy::default();
+            while let Some(i) = keys.next(&mut map)? {
+                if i == 0 {
+                    policy.merchant_refund_returns = map.next_value_seed(Read::at(MERCHANT))?;
+                } else {
+                    policy.buyer_refund_returns = map.next_value_seed(Read::at(BUYER))?;
+                }
+            }
+            Ok(policy)
+        }
+    }
+}
+
+#[cfg(all(test, feature = "serde"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_errors_name_the_field() {
+        let d = |json: &str| serde_json::from_str::<Distribution>(json).unwrap_err().to_string();
+        assert_eq!(
+            d(r#"{"kind": "private", "code": "SAVE10"}"#),
+            "distribution: unknown field `code`: a private distribution has only `kind` at line 1 column 37"
+        );
+        assert_eq!(
+            d(r#"{"kind": "promo_code", "code": "SAVE10", "per_user": -1}"#),
+            "distribution.per_user: expected a non-negative integer, got -1 at line 1 column 56"
+        );
+        assert_eq!(
+            d(r#"{"kind": "promo_code", "code": "SAVE10", "per_user": 0}"#),
+            "distribution.per_user: must be at least 1 at line 1 column 55"
+        );
+        assert_eq!(
+            d(r#"{"kind": "promo_code"}"#),
+            "distribution: missing field `code` at line 1 column 22"
+        );
+        assert_eq!(
+            d(r#"{"kind": "promo_code", "code": 10}"#),
+            "distribution.code: expected text, got 10 at line 1 column 34"
+        );
+        assert_eq!(
+            d(r#"{"kind": "coupon"}"#),
+            "distribution.kind: expected `private`, `promo_code` or `automatic`, got the text \"coupon\" at line 1 column 18"
+        );
+        let r = serde_json::from_str::<RefundPolicy>(r#"{"buyer_refund_returns": "yes"}"#)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            r,
+            "refund.buyer_refund_returns: expected true or false, got the text \"yes\" at line 1 column 31"
+        );
+        let p: RefundPolicy = serde_json::from_str(r#"{"buyer_refund_returns": true}"#).unwrap();
+        assert!(p.merchant_refund_returns && p.buyer_refund_returns);
+        let code: Distribution =
+            serde_json::from_str(r#"{"code": "save10", "kind": "promo_code", "per_user": null}"#)
+                .unwrap();
+        assert_eq!(code, Distribution::promo_code("SAVE10", None, None).unwrap());
     }
 }

@@ -3,6 +3,7 @@ use rust_decimal::Decimal;
 
 use crate::id::IdError;
 use crate::money::{Currency, Money, MoneyError};
+use crate::time::TimeError;
 
 /// A coupon rule was given a value it cannot hold. Each variant names the field (a dotted path
 /// such as `benefit.tiers`) and the rule broken.
@@ -38,7 +39,7 @@ pub enum RuleError {
         field: &'static str,
     },
     /// A text field is longer than allowed.
-    #[error("{field}: longer than {max} characters")]
+    #[error("{field}: has more than {max} characters")]
     TooLong {
         /// Where.
         field: &'static str,
@@ -95,6 +96,10 @@ pub enum RuleError {
         /// End.
         until: DateTime<Utc>,
     },
+    /// An instant outside what records hold (1970-01-01 to 9999-12-31 UTC; see
+    /// [`crate::time`]). The [`TimeError`] names the field.
+    #[error(transparent)]
+    Time(#[from] TimeError),
     /// Something both included and excluded, or otherwise contradictory.
     #[error("{field}: {reason}")]
     Conflict {

@@ -5,9 +5,11 @@ use std::num::{NonZeroU32, NonZeroU64};
 use super::error::RuleError;
 
 /// The plain data of [`Limits`]. `None` means unlimited (or, for `per_order`, one).
+///
+/// In JSON an object with any of the four fields, each a non-negative integer or `null`; an
+/// error names the field: `limits.total_stock: expected a non-negative integer, got -5`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct LimitsSpec {
     /// Coupons that may ever be issued from the template.
     #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
@@ -106,5 +108,81 @@ impl From<Limits> for LimitsSpec {
             per_user_uses: l.per_user_uses(),
             per_order: l.per_order.map(NonZeroU32::get),
         }
+    }
+}
+
+#[cfg(feature = "serde")]
+mod json {
+    use serde::de::{Deserializer, MapAccess};
+
+    use super::LimitsSpec;
+    use crate::de::{FromObject, Keys, Path, Read, object};
+
+    const FIELDS: &[&str] = &[
+        "total_stock",
+        "per_user_claims",
+        "per_user_uses",
+        "per_order",
+    ];
+
+    impl<'de> serde::Deserialize<'de> for LimitsSpec {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<LimitsSpec, D::Error> {
+            object(Path::new("limits"), d)
+        }
+    }
+
+    impl<'de> FromObject<'de> for LimitsSpec {
+        const WHAT: &'static str = "an object of limits";
+
+        fn from_object<A: MapAccess<'de>>(path: Path, mut map: A) -> Result<Self, A::Error> {
+            let mut keys = Keys::new(Some(path), FIELDS);
+            let mut s = LimitsSpec::default();
+            while let Some(i) = keys.next(&mut map)? {
+                match i {
+                    0 => s.total_stock = map.next_value_seed(Read::at(TOTAL_STOCK))?,
+                    1 => s.per_user_claims = map.next_value_seed(Read::at(PER_USER_CLAIMS))?,
+                    2 => s.per_user_uses = map.next_value_seed(Read::at(PER_USER_USES))?,
+                    _ => s.per_order = map.next_value_seed(Read::at(PER_ORDER))?,
+                }
+            }
+            Ok(s)
+        }
+    }
+
+    const TOTAL_STOCK: Path = Path::new("limits.total_stock");
+    const PER_USER_CLAIMS: Path = Path::new("limits.per_user_claims");
+    const PER_USER_USES: Path = Path::new("limits.per_user_uses");
+    const PER_ORDER: Path = Path::new("limits.per_order");
+}
+
+#[cfg(all(test, feature = "serde"))]
+mod tests {
+    use super::*;
+
+    fn err(json: &str) -> String {
+        serde_json::from_str::<Limits>(json).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn json_errors_name_the_field() {
+        assert_eq!(
+            err(r#"{"total_stock": -5}"#),
+            "limits.total_stock: expected a non-negative integer, got -5 at line 1 column 19"
+        );
+        assert_eq!(
+            err(r#"{"per_order": 0}"#),
+            "limits.per_order: must be at least 1"
+        );
+        assert_eq!(
+            err(r#"{"per_user_claims": 1, "stock": 5}"#),
+            "limits: unknown field `stock`, expected one of `total_stock`, `per_user_claims`, \
+             `per_user_uses`, `per_order` at line 1 column 30"
+        );
+        assert_eq!(
+            err("[1]"),
+            "limits: expected an object of limits, got a list at line 1 column 1"
+        );
+        let l: Limits = serde_json::from_str(r#"{"total_stock": null, "per_order": 2}"#).unwrap();
+        assert_eq!((l.total_stock(), l.per_order()), (None, 2));
     }
 }

@@ -76,6 +76,7 @@ fn variant_and_field(e: &RuleError) -> (&'static str, &'static str) {
         RuleError::Invalid { field, .. } => ("Invalid", *field),
         RuleError::Id { field, .. } => ("Id", *field),
         RuleError::Money { field, .. } => ("Money", *field),
+        RuleError::Time(e) => ("Time", e.field),
         _ => ("unknown variant", ""),
     }
 }
@@ -1715,13 +1716,13 @@ fn constructors_refuse_invalid_rules_naming_variant_and_field() {
             "0 days",
             Validity::relative(Span::Days(0), None).map(|_| ()),
             "Zero",
-            "validity.span",
+            "validity.days",
         ),
         (
             "0 hours",
             Validity::relative(Span::Hours(0), Some(t0)).map(|_| ()),
             "Zero",
-            "validity.span",
+            "validity.hours",
         ),
         (
             "stock 0",
