@@ -241,13 +241,16 @@ mod json {
                     *c = true;
                 }
             }
-            let unit = |d: Distribution, name: &str| {
-                match FIELDS.iter().skip(1).zip(came).find(|(_, c)| *c) {
-                    Some((f, _)) => Err(path.error::<A::Error>(format_args!(
-                        "unknown field `{f}`: a {name} distribution has only `kind`"
-                    ))),
-                    None => Ok(d),
-                }
+            let unit = |d: Distribution, name: &str| match FIELDS
+                .iter()
+                .skip(1)
+                .zip(came)
+                .find(|(_, c)| *c)
+            {
+                Some((f, _)) => Err(path.error::<A::Error>(format_args!(
+                    "unknown field `{f}`: a {name} distribution has only `kind`"
+                ))),
+                None => Ok(d),
             };
             match kind.as_deref() {
                 None => Err(keys.missing("kind")),
@@ -280,7 +283,8 @@ mod json {
     }
 
     impl<'de> FromObject<'de> for RefundPolicy {
-        const WHAT: &'static str = "a refund policy object such as {\"buyer_refund_returns\": true}";
+        const WHAT: &'static str =
+            "a refund policy object such as {\"buyer_refund_returns\": true}";
 
         fn from_object<A: MapAccess<'de>>(path: Path, mut map: A) -> Result<Self, A::Error> {
             let mut keys = Keys::new(Some(path), REFUND_FIELDS);
@@ -303,7 +307,11 @@ mod tests {
 
     #[test]
     fn json_errors_name_the_field() {
-        let d = |json: &str| serde_json::from_str::<Distribution>(json).unwrap_err().to_string();
+        let d = |json: &str| {
+            serde_json::from_str::<Distribution>(json)
+                .unwrap_err()
+                .to_string()
+        };
         assert_eq!(
             d(r#"{"kind": "private", "code": "SAVE10"}"#),
             "distribution: unknown field `code`: a private distribution has only `kind` at line 1 column 37"
@@ -340,6 +348,9 @@ mod tests {
         let code: Distribution =
             serde_json::from_str(r#"{"code": "save10", "kind": "promo_code", "per_user": null}"#)
                 .unwrap();
-        assert_eq!(code, Distribution::promo_code("SAVE10", None, None).unwrap());
+        assert_eq!(
+            code,
+            Distribution::promo_code("SAVE10", None, None).unwrap()
+        );
     }
 }

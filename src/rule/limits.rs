@@ -160,7 +160,9 @@ mod tests {
     use super::*;
 
     fn err(json: &str) -> String {
-        serde_json::from_str::<Limits>(json).unwrap_err().to_string()
+        serde_json::from_str::<Limits>(json)
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]

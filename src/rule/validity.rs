@@ -26,7 +26,6 @@ impl Span {
             Span::Hours(h) => Duration::hours(i64::from(h)),
         }
     }
-
 }
 
 /// The validity rule of a template. All instants are UTC (`DateTime<Utc>`) at microsecond
@@ -214,7 +213,8 @@ mod json {
     }
 
     impl<'de> FromObject<'de> for Validity {
-        const WHAT: &'static str = "a validity object such as {\"kind\": \"relative\", \"days\": 7}";
+        const WHAT: &'static str =
+            "a validity object such as {\"kind\": \"relative\", \"days\": 7}";
 
         fn from_object<A: MapAccess<'de>>(path: Path, mut map: A) -> Result<Self, A::Error> {
             let mut keys = Keys::new(Some(path), FIELDS);
@@ -263,9 +263,7 @@ mod json {
                     }
                     let span = match (e.days, e.hours) {
                         (Some(_), Some(_)) => {
-                            return Err(fail(
-                                "give the span in `days` or in `hours`, not both",
-                            ));
+                            return Err(fail("give the span in `days` or in `hours`, not both"));
                         }
                         (None, None) => {
                             return Err(fail("a relative validity needs `days` or `hours`"));
@@ -340,7 +338,10 @@ mod tests {
         );
         assert!(matches!(
             Validity::relative(Span::Days(1), Some(DateTime::<Utc>::MAX_UTC)),
-            Err(RuleError::Time(crate::time::TimeError { field: "validity.not_after", .. }))
+            Err(RuleError::Time(crate::time::TimeError {
+                field: "validity.not_after",
+                ..
+            }))
         ));
         let v = Validity::relative(Span::Days(u32::MAX), None).unwrap();
         assert_eq!(v.window_for(t), Some((t, time::LATEST)));
@@ -368,7 +369,10 @@ mod tests {
                 "validity: `from` belongs to a fixed validity; a relative one has `days` or \
                  `hours`, and an optional `not_after` at line 1 column 63",
             ),
-            (r#"{"days": 7}"#, "validity: missing field `kind` at line 1 column 11"),
+            (
+                r#"{"days": 7}"#,
+                "validity: missing field `kind` at line 1 column 11",
+            ),
             (
                 r#"{"kind": "relative"}"#,
                 "validity: a relative validity needs `days` or `hours` at line 1 column 20",
