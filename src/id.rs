@@ -121,13 +121,13 @@ macro_rules! ident {
         }
 
         #[cfg(feature = "serde")]
-        impl<'de> crate::de::Field<'de> for $name {
-            fn read<D: serde::Deserializer<'de>>(
+        impl crate::de::Leaf for $name {
+            fn from_scalar(
                 path: crate::de::Path,
-                d: D,
-            ) -> Result<Self, D::Error> {
-                let s = crate::de::text(path, concat!("the ", $kind, " as text"), d)?;
-                $name::new(&*s).map_err(|e| path.error(e))
+                got: crate::de::Scalar<'_>,
+            ) -> Result<Self, String> {
+                let s = crate::de::text(path, concat!("the ", $kind, " as text"), got)?;
+                $name::new(&*s).map_err(|e| format!("{path}: {e}"))
             }
         }
 

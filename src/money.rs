@@ -899,13 +899,14 @@ mod json {
     //! Money's JSON: written as `{"amount": "<decimal text>", "currency": "<code>"}`, read
     //! exactly (see the module docs).
 
+    use std::borrow::Cow;
     use std::fmt;
 
     use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
     use serde::ser::{SerializeStruct, Serializer};
 
     use super::{Currency, Exact, Money};
-    use crate::de::{Field, Keys, Path, Read, Scalar, error_at, exact_number, scalar};
+    use crate::de::{Field, Keys, Path, Read, Scalar, error_at, exact_number, scalar_then};
 
     const FIELDS: &[&str] = &["amount", "currency"];
     const SHAPE: &str = "an amount as an object {\"amount\": \"12.50\", \"currency\": \"CNY\"}";
@@ -958,20 +959,22 @@ mod json {
     impl<'de> de::DeserializeSeed<'de> for AmountSeed {
         type Value = Amount;
         fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Amount, D::Error> {
-            let got = if d.is_human_readable() {
-                scalar(d)?
+            if d.is_human_readable() {
+                scalar_then(d, |got| amount(self.0, got))
             } else {
-                Scalar::Text(std::borrow::Cow::Owned(
-                    <String as serde::Deserialize>::deserialize(d)?,
-                ))
-            };
-            let exact = exact_number(self.0, "the amount", &got)?;
-            let text = match got {
-                Scalar::Text(s) => s.trim().to_owned(),
-                other => other.to_string(),
-            };
-            Ok(Amount { exact, text })
+                let text = <String as serde::Deserialize>::deserialize(d)?;
+                amount(self.0, Scalar::Text(Cow::Owned(text))).map_err(de::Error::custom)
+            }
         }
+    }
+
+    fn amount(path: Option<Path>, got: Scalar<'_>) -> Result<Amount, String> {
+        let exact = exact_number(path, "the amount", &got)?;
+        let text = match got {
+            Scalar::Text(s) => s.trim().to_owned(),
+            other => other.to_string(),
+        };
+        Ok(Amount { exact, text })
     }
 
     struct MoneyVisitor(Option<Path>);
@@ -1033,7 +1036,7 @@ mod json {
             Err(self.refuse(Scalar::Float(v)))
         }
         fn visit_str<E: de::Error>(self, v: &str) -> Result<Money, E> {
-            Err(self.refuse(Scalar::Text(std::borrow::Cow::Borrowed(v))))
+            Err(self.refuse(Scalar::Text(Cow::Borrowed(v))))
         }
         fn visit_unit<E: de::Error>(self) -> Result<Money, E> {
             Err(self.refuse("null"))

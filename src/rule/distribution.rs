@@ -195,8 +195,8 @@ impl Default for RefundPolicy {
 mod json {
     use serde::de::{Deserializer, MapAccess};
 
-    use super::{Distribution, RefundPolicy};
-    use crate::de::{FromObject, Keys, Path, Read, object, text};
+    use super::{Distribution, PromoCode, RefundPolicy};
+    use crate::de::{FromObject, Keys, Leaf, Path, Read, Scalar, object, text, text_then};
 
     const PATH: Path = Path::new("distribution");
     const FIELDS: &[&str] = &["kind", "code", "max_redemptions", "per_user"];
@@ -211,11 +211,36 @@ mod json {
         }
     }
 
-    struct Kind;
-    impl<'de> serde::de::DeserializeSeed<'de> for Kind {
-        type Value = String;
-        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<String, D::Error> {
-            text(KIND, "`private`, `promo_code` or `automatic`", d).map(|s| s.into_owned())
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum Kind {
+        Private,
+        PromoCode,
+        Automatic,
+    }
+
+    /// The `kind`, checked where it stands.
+    struct KindSeed;
+    impl<'de> serde::de::DeserializeSeed<'de> for KindSeed {
+        type Value = Kind;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Kind, D::Error> {
+            const WHAT: &str = "`private`, `promo_code` or `automatic`";
+            text_then(KIND, WHAT, d, |s| match s {
+                "private" => Ok(Kind::Private),
+                "promo_code" => Ok(Kind::PromoCode),
+                "automatic" => Ok(Kind::Automatic),
+                other => {
+                    let cut: String = other.chars().take(60).collect();
+                    Err(format!("{KIND}: expected {WHAT}, got the text {cut:?}"))
+                }
+            })
+        }
+    }
+
+    /// A promo code is checked where it stands; [`PromoCode::new`]'s error names the field.
+    impl Leaf for PromoCode {
+        fn from_scalar(path: Path, got: Scalar<'_>) -> Result<PromoCode, String> {
+            let s = text(path, "the promo code as text", got)?;
+            PromoCode::new(&s).map_err(|e| e.to_string())
         }
     }
 
@@ -225,14 +250,14 @@ mod json {
 
         fn from_object<A: MapAccess<'de>>(path: Path, mut map: A) -> Result<Self, A::Error> {
             let mut keys = Keys::new(Some(path), FIELDS);
-            let mut kind: Option<String> = None;
-            let mut code: Option<String> = None;
+            let mut kind = None;
+            let mut code: Option<PromoCode> = None;
             let (mut max_redemptions, mut per_user) = (None, None);
             // Which fields came, in `FIELDS` order after `kind`.
             let mut came = [false; 3];
             while let Some(i) = keys.next(&mut map)? {
                 match i {
-                    0 => kind = Some(map.next_value_seed(Kind)?),
+                    0 => kind = Some(map.next_value_seed(KindSeed)?),
                     1 => code = Some(map.next_value_seed(Read::at(CODE))?),
                     2 => max_redemptions = map.next_value_seed(Read::at(MAX_REDEMPTIONS))?,
                     _ => per_user = map.next_value_seed(Read::at(PER_USER))?,
@@ -240,33 +265,27 @@ mod json {
                 if let Some(c) = i.checked_sub(1).and_then(|j| came.get_mut(j)) {
                     *c = true;
                 }
+                // A field a unit kind does not have is told where it stands.
+                let name = match kind {
+                    Some(Kind::Private) => "private",
+                    Some(Kind::Automatic) => "automatic",
+                    _ => continue,
+                };
+                if let Some((f, _)) = FIELDS.iter().skip(1).zip(came).find(|(_, c)| *c) {
+                    return Err(path.error(format_args!(
+                        "unknown field `{f}`: a {name} distribution has only `kind`"
+                    )));
+                }
             }
-            let unit = |d: Distribution, name: &str| match FIELDS
-                .iter()
-                .skip(1)
-                .zip(came)
-                .find(|(_, c)| *c)
-            {
-                Some((f, _)) => Err(path.error::<A::Error>(format_args!(
-                    "unknown field `{f}`: a {name} distribution has only `kind`"
-                ))),
-                None => Ok(d),
-            };
-            match kind.as_deref() {
+            match kind {
                 None => Err(keys.missing("kind")),
-                Some("private") => unit(Distribution::Private, "private"),
-                Some("automatic") => unit(Distribution::Automatic, "automatic"),
-                Some("promo_code") => {
-                    let code = code.ok_or_else(|| keys.missing("code"))?;
-                    Distribution::promo_code(&code, max_redemptions, per_user)
-                        .map_err(serde::de::Error::custom)
-                }
-                Some(other) => {
-                    let cut: String = other.chars().take(60).collect();
-                    Err(KIND.error(format_args!(
-                        "expected `private`, `promo_code` or `automatic`, got the text {cut:?}"
-                    )))
-                }
+                Some(Kind::Private) => Ok(Distribution::Private),
+                Some(Kind::Automatic) => Ok(Distribution::Automatic),
+                Some(Kind::PromoCode) => Ok(Distribution::PromoCode {
+                    code: code.ok_or_else(|| keys.missing("code"))?,
+                    max_redemptions,
+                    per_user,
+                }),
             }
         }
     }
@@ -318,11 +337,11 @@ mod tests {
         );
         assert_eq!(
             d(r#"{"kind": "promo_code", "code": "SAVE10", "per_user": -1}"#),
-            "distribution.per_user: expected a non-negative integer, got -1 at line 1 column 56"
+            "distribution.per_user: expected a non-negative integer, got -1 at line 1 column 55"
         );
         assert_eq!(
             d(r#"{"kind": "promo_code", "code": "SAVE10", "per_user": 0}"#),
-            "distribution.per_user: must be at least 1 at line 1 column 55"
+            "distribution.per_user: must be at least 1 at line 1 column 54"
         );
         assert_eq!(
             d(r#"{"kind": "promo_code"}"#),
@@ -330,18 +349,18 @@ mod tests {
         );
         assert_eq!(
             d(r#"{"kind": "promo_code", "code": 10}"#),
-            "distribution.code: expected text, got 10 at line 1 column 34"
+            "distribution.code: expected the promo code as text, got 10 at line 1 column 33"
         );
         assert_eq!(
             d(r#"{"kind": "coupon"}"#),
-            "distribution.kind: expected `private`, `promo_code` or `automatic`, got the text \"coupon\" at line 1 column 18"
+            "distribution.kind: expected `private`, `promo_code` or `automatic`, got the text \"coupon\" at line 1 column 17"
         );
         let r = serde_json::from_str::<RefundPolicy>(r#"{"buyer_refund_returns": "yes"}"#)
             .unwrap_err()
             .to_string();
         assert_eq!(
             r,
-            "refund.buyer_refund_returns: expected true or false, got the text \"yes\" at line 1 column 31"
+            "refund.buyer_refund_returns: expected true or false, got the text \"yes\" at line 1 column 30"
         );
         let p: RefundPolicy = serde_json::from_str(r#"{"buyer_refund_returns": true}"#).unwrap();
         assert!(p.merchant_refund_returns && p.buyer_refund_returns);

@@ -37,8 +37,8 @@ pub struct LimitsSpec {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[cfg_attr(
     feature = "serde",
-    derive(serde::Serialize, serde::Deserialize),
-    serde(try_from = "LimitsSpec", into = "LimitsSpec")
+    derive(serde::Serialize),
+    serde(into = "LimitsSpec")
 )]
 pub struct Limits {
     total_stock: Option<NonZeroU64>,
@@ -115,7 +115,7 @@ impl From<Limits> for LimitsSpec {
 mod json {
     use serde::de::{Deserializer, MapAccess};
 
-    use super::LimitsSpec;
+    use super::{Limits, LimitsSpec};
     use crate::de::{FromObject, Keys, Path, Read, object};
 
     const FIELDS: &[&str] = &[
@@ -149,6 +149,32 @@ mod json {
         }
     }
 
+    /// Reads the limits with each checked where it stands (a zero limit is refused at its
+    /// value, with [`RuleError::Zero`](crate::rule::RuleError::Zero)'s message).
+    impl<'de> serde::Deserialize<'de> for Limits {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Limits, D::Error> {
+            object(Path::new("limits"), d)
+        }
+    }
+
+    impl<'de> FromObject<'de> for Limits {
+        const WHAT: &'static str = "an object of limits";
+
+        fn from_object<A: MapAccess<'de>>(path: Path, mut map: A) -> Result<Self, A::Error> {
+            let mut keys = Keys::new(Some(path), FIELDS);
+            let mut l = Limits::default();
+            while let Some(i) = keys.next(&mut map)? {
+                match i {
+                    0 => l.total_stock = map.next_value_seed(Read::at(TOTAL_STOCK))?,
+                    1 => l.per_user_claims = map.next_value_seed(Read::at(PER_USER_CLAIMS))?,
+                    2 => l.per_user_uses = map.next_value_seed(Read::at(PER_USER_USES))?,
+                    _ => l.per_order = map.next_value_seed(Read::at(PER_ORDER))?,
+                }
+            }
+            Ok(l)
+        }
+    }
+
     const TOTAL_STOCK: Path = Path::new("limits.total_stock");
     const PER_USER_CLAIMS: Path = Path::new("limits.per_user_claims");
     const PER_USER_USES: Path = Path::new("limits.per_user_uses");
@@ -169,11 +195,11 @@ mod tests {
     fn json_errors_name_the_field() {
         assert_eq!(
             err(r#"{"total_stock": -5}"#),
-            "limits.total_stock: expected a non-negative integer, got -5 at line 1 column 19"
+            "limits.total_stock: expected a non-negative integer, got -5 at line 1 column 18"
         );
         assert_eq!(
             err(r#"{"per_order": 0}"#),
-            "limits.per_order: must be at least 1"
+            "limits.per_order: must be at least 1 at line 1 column 15"
         );
         assert_eq!(
             err(r#"{"per_user_claims": 1, "stock": 5}"#),

@@ -177,11 +177,13 @@ impl From<Validity> for ValidityRepr {
 
 #[cfg(feature = "serde")]
 mod json {
+    use std::num::NonZeroU32;
+
     use chrono::{DateTime, Utc};
     use serde::de::{Deserializer, MapAccess};
 
     use super::{Span, Validity};
-    use crate::de::{FromObject, Keys, Path, Read, object, text};
+    use crate::de::{FromObject, Keys, Path, Read, object, text_then};
 
     const FIELDS: &[&str] = &["kind", "from", "until", "days", "hours", "not_after"];
     const PATH: Path = Path::new("validity");
@@ -192,24 +194,39 @@ mod json {
         }
     }
 
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum Kind {
+        Fixed,
+        Relative,
+    }
+
+    /// The `kind`, checked where it stands.
+    struct KindSeed;
+    impl<'de> serde::de::DeserializeSeed<'de> for KindSeed {
+        type Value = Kind;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Kind, D::Error> {
+            text_then(KIND, "`fixed` or `relative`", d, |s| match s {
+                "fixed" => Ok(Kind::Fixed),
+                "relative" => Ok(Kind::Relative),
+                other => {
+                    let cut: String = other.chars().take(60).collect();
+                    Err(format!(
+                        "{KIND}: expected `fixed` or `relative`, got the text {cut:?}"
+                    ))
+                }
+            })
+        }
+    }
+
     /// One entry per field, as read.
     #[derive(Default)]
     struct Entries {
-        kind: Option<String>,
+        kind: Option<Kind>,
         from: Option<DateTime<Utc>>,
         until: Option<DateTime<Utc>>,
-        days: Option<u32>,
-        hours: Option<u32>,
+        days: Option<NonZeroU32>,
+        hours: Option<NonZeroU32>,
         not_after: Option<DateTime<Utc>>,
-    }
-
-    struct Kind;
-    impl<'de> serde::de::DeserializeSeed<'de> for Kind {
-        type Value = String;
-        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<String, D::Error> {
-            let path = Path::new("validity.kind");
-            text(path, "`fixed` or `relative`", d).map(|s| s.into_owned())
-        }
     }
 
     impl<'de> FromObject<'de> for Validity {
@@ -221,69 +238,71 @@ mod json {
             let mut e = Entries::default();
             while let Some(i) = keys.next(&mut map)? {
                 match i {
-                    0 => e.kind = Some(map.next_value_seed(Kind)?),
+                    0 => e.kind = Some(map.next_value_seed(KindSeed)?),
                     1 => e.from = Some(map.next_value_seed(Read::at(FROM))?),
                     2 => e.until = Some(map.next_value_seed(Read::at(UNTIL))?),
                     3 => e.days = Some(map.next_value_seed(Read::at(DAYS))?),
                     4 => e.hours = Some(map.next_value_seed(Read::at(HOURS))?),
                     _ => e.not_after = map.next_value_seed(Read::at(NOT_AFTER))?,
                 }
+                // A conflict is told as soon as its second half comes, where it stands.
+                if let Some(reason) = e.conflict() {
+                    return Err(path.error(reason));
+                }
             }
-            let fail = |reason: &str| path.error::<A::Error>(reason);
-            let validity = match e.kind.as_deref() {
+            let validity = match e.kind {
                 None => return Err(keys.missing("kind")),
-                Some("fixed") => {
-                    if let Some(f) = [
-                        ("days", e.days.is_some()),
-                        ("hours", e.hours.is_some()),
-                        ("not_after", e.not_after.is_some()),
-                    ]
-                    .iter()
-                    .find(|(_, present)| *present)
-                    {
-                        return Err(fail(&format!(
-                            "`{}` belongs to a relative validity; a fixed one has `from` and `until`",
-                            f.0
-                        )));
-                    }
+                Some(Kind::Fixed) => {
                     let from = e.from.ok_or_else(|| keys.missing("from"))?;
                     let until = e.until.ok_or_else(|| keys.missing("until"))?;
                     Validity::fixed(from, until)
                 }
-                Some("relative") => {
-                    if let Some(f) = [("from", e.from.is_some()), ("until", e.until.is_some())]
-                        .iter()
-                        .find(|(_, present)| *present)
-                    {
-                        return Err(fail(&format!(
-                            "`{}` belongs to a fixed validity; a relative one has `days` or \
-                             `hours`, and an optional `not_after`",
-                            f.0
-                        )));
-                    }
+                Some(Kind::Relative) => {
                     let span = match (e.days, e.hours) {
-                        (Some(_), Some(_)) => {
-                            return Err(fail("give the span in `days` or in `hours`, not both"));
-                        }
+                        (Some(d), _) => Span::Days(d.get()),
+                        (None, Some(h)) => Span::Hours(h.get()),
                         (None, None) => {
-                            return Err(fail("a relative validity needs `days` or `hours`"));
+                            return Err(path.error("a relative validity needs `days` or `hours`"));
                         }
-                        (Some(d), None) => Span::Days(d),
-                        (None, Some(h)) => Span::Hours(h),
                     };
                     Validity::relative(span, e.not_after)
-                }
-                Some(other) => {
-                    let cut: String = other.chars().take(60).collect();
-                    return Err(Path::new("validity.kind").error(format_args!(
-                        "expected `fixed` or `relative`, got the text {cut:?}"
-                    )));
                 }
             };
             validity.map_err(serde::de::Error::custom)
         }
     }
 
+    impl Entries {
+        /// The first contradiction among the fields read so far.
+        fn conflict(&self) -> Option<&'static str> {
+            if self.days.is_some() && self.hours.is_some() {
+                return Some("give the span in `days` or in `hours`, not both");
+            }
+            match self.kind? {
+                Kind::Fixed if self.days.is_some() => Some(
+                    "`days` belongs to a relative validity; a fixed one has `from` and `until`",
+                ),
+                Kind::Fixed if self.hours.is_some() => Some(
+                    "`hours` belongs to a relative validity; a fixed one has `from` and `until`",
+                ),
+                Kind::Fixed if self.not_after.is_some() => Some(
+                    "`not_after` belongs to a relative validity; a fixed one has `from` and \
+                     `until`",
+                ),
+                Kind::Relative if self.from.is_some() => Some(
+                    "`from` belongs to a fixed validity; a relative one has `days` or `hours`, \
+                     and an optional `not_after`",
+                ),
+                Kind::Relative if self.until.is_some() => Some(
+                    "`until` belongs to a fixed validity; a relative one has `days` or `hours`, \
+                     and an optional `not_after`",
+                ),
+                _ => None,
+            }
+        }
+    }
+
+    const KIND: Path = Path::new("validity.kind");
     const FROM: Path = Path::new("validity.from");
     const UNTIL: Path = Path::new("validity.until");
     const DAYS: Path = Path::new("validity.days");
@@ -362,12 +381,12 @@ mod tests {
             (
                 r#"{"kind": "fixed", "days": 7, "from": "2026-01-01T00:00:00Z"}"#,
                 "validity: `days` belongs to a relative validity; a fixed one has `from` and \
-                 `until` at line 1 column 60",
+                 `until` at line 1 column 27",
             ),
             (
                 r#"{"kind": "relative", "from": "2026-01-01T00:00:00Z", "days": 1}"#,
                 "validity: `from` belongs to a fixed validity; a relative one has `days` or \
-                 `hours`, and an optional `not_after` at line 1 column 63",
+                 `hours`, and an optional `not_after` at line 1 column 51",
             ),
             (
                 r#"{"days": 7}"#,
@@ -379,15 +398,15 @@ mod tests {
             ),
             (
                 r#"{"kind": "rolling", "days": 7}"#,
-                "validity.kind: expected `fixed` or `relative`, got the text \"rolling\" at line 1 column 30",
+                "validity.kind: expected `fixed` or `relative`, got the text \"rolling\" at line 1 column 18",
             ),
             (
                 r#"{"kind": "relative", "days": -1}"#,
-                "validity.days: expected a non-negative integer, got -1 at line 1 column 32",
+                "validity.days: expected a non-negative integer, got -1 at line 1 column 31",
             ),
             (
                 r#"{"kind": "relative", "hours": 0}"#,
-                "validity.hours: must be at least 1 at line 1 column 32",
+                "validity.hours: must be at least 1 at line 1 column 31",
             ),
             (
                 r#"{"kind": "fixed", "from": "yesterday", "until": "2026-01-01T00:00:00Z"}"#,

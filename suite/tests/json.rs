@@ -1,0 +1,430 @@
+//! Reading JSON: every invalid input gets one exact, readable error that names the field path
+//! and the line, and JSON money is read exactly or refused — never through a binary float.
+//!
+//! The cases are data: a valid template, the part to replace (a JSON pointer) and the raw text
+//! put there, and the exact message expected.
+
+use coupons::money::{Currency, Money};
+use coupons::rule::{Limits, Template, Validity};
+use serde_json::Value;
+
+/// A valid template touching every part whose JSON this suite pins down.
+const BASE: &str = r#"{"id": "t-1", "name": "满100减10", "currency": "CNY",
+    "benefit": {"kind": "instant", "amount": {"amount": "10", "currency": "CNY"}},
+    "validity": {"kind": "relative", "days": 7},
+    "limits": {"total_stock": 1000, "per_user_claims": 1},
+    "distribution": {"kind": "promo_code", "code": "SAVE10"},
+    "refund": {"buyer_refund_returns": false}}"#;
+
+/// `BASE`, pretty-printed (keys sorted, one per line), with the value at `pointer` replaced by
+/// the raw text `raw` — raw so that a number keeps the exact digits a client sent.
+fn document(pointer: &str, raw: &str) -> String {
+    let mut v: Value = serde_json::from_str(BASE).unwrap();
+    let (parent, key) = pointer.rsplit_once('/').unwrap();
+    let slot = v.pointer_mut(parent).unwrap().as_object_mut().unwrap();
+    slot.insert(key.to_owned(), Value::String("@@replace@@".into()));
+    serde_json::to_string_pretty(&v)
+        .unwrap()
+        .replace("\"@@replace@@\"", raw)
+}
+
+/// (what, pointer, raw replacement, exact error).
+const TEMPLATE_CASES: &[(&str, &str, &str, &str)] = &[
+    // limits
+    (
+        "negative stock",
+        "/limits/total_stock",
+        "-5",
+        "limits.total_stock: expected a non-negative integer, got -5 at line 17 column 21",
+    ),
+    (
+        "stock as text",
+        "/limits/total_stock",
+        r#""100""#,
+        "limits.total_stock: expected a non-negative integer, got the text \"100\" at line 17 column 24",
+    ),
+    (
+        "fractional limit",
+        "/limits/per_order",
+        "1.5",
+        "limits.per_order: expected a non-negative integer, got the number 1.5 at line 16 column 20",
+    ),
+    (
+        "limit beyond u32",
+        "/limits/per_user_claims",
+        "4294967296",
+        "limits.per_user_claims: expected an integer of at most 4294967295, got 4294967296 at line 16 column 33",
+    ),
+    (
+        "zero limit",
+        "/limits/per_order",
+        "0",
+        "limits.per_order: must be at least 1 at line 16 column 18",
+    ),
+    (
+        "null limit is unlimited",
+        "/limits/per_user_uses",
+        "null",
+        "ok",
+    ),
+    (
+        "unknown limit",
+        "/limits/stock",
+        "5",
+        "limits: unknown field `stock`, expected one of `total_stock`, `per_user_claims`, `per_user_uses`, `per_order` at line 17 column 11",
+    ),
+    (
+        "limits not an object",
+        "/limits",
+        "[1000]",
+        "limits: expected an object of limits, got a list at line 15 column 13",
+    ),
+    // validity
+    (
+        "days and hours",
+        "/validity/hours",
+        "12",
+        "validity: give the span in `days` or in `hours`, not both at line 25 column 15",
+    ),
+    (
+        "fixed with days",
+        "/validity",
+        r#"{"kind": "fixed", "from": "2026-11-11T00:00:00+08:00", "until": "2026-11-12T00:00:00+08:00", "days": 1}"#,
+        "validity: `days` belongs to a relative validity; a fixed one has `from` and `until` at line 23 column 117",
+    ),
+    (
+        "relative with until",
+        "/validity/until",
+        r#""2026-11-12T00:00:00Z""#,
+        "validity: `until` belongs to a fixed validity; a relative one has `days` or `hours`, and an optional `not_after` at line 27 column 3",
+    ),
+    (
+        "no kind",
+        "/validity",
+        r#"{"days": 7}"#,
+        "validity: missing field `kind` at line 23 column 25",
+    ),
+    (
+        "unknown kind",
+        "/validity/kind",
+        r#""rolling""#,
+        "validity.kind: expected `fixed` or `relative`, got the text \"rolling\" at line 25 column 21",
+    ),
+    (
+        "no span",
+        "/validity",
+        r#"{"kind": "relative"}"#,
+        "validity: a relative validity needs `days` or `hours` at line 23 column 34",
+    ),
+    (
+        "zero days",
+        "/validity/days",
+        "0",
+        "validity.days: must be at least 1 at line 24 column 13",
+    ),
+    (
+        "negative days",
+        "/validity/days",
+        "-7",
+        "validity.days: expected a non-negative integer, got -7 at line 24 column 14",
+    ),
+    (
+        "not an instant",
+        "/validity",
+        r#"{"kind": "fixed", "from": "11/11/2026", "until": "2026-11-12T00:00:00Z"}"#,
+        "validity.from: expected an RFC 3339 instant such as \"2026-11-11T00:00:00+08:00\", got \"11/11/2026\" (input contains invalid characters) at line 23 column 52",
+    ),
+    (
+        "before 1970",
+        "/validity",
+        r#"{"kind": "fixed", "from": "1969-12-31T23:59:59Z", "until": "2026-11-12T00:00:00Z"}"#,
+        "validity.from: 1969-12-31 23:59:59 UTC is outside the instants a record holds (1970-01-01 to 9999-12-31 UTC) at line 23 column 62",
+    ),
+    (
+        "after 9999",
+        "/validity",
+        r#"{"kind": "fixed", "from": "2026-11-11T00:00:00Z", "until": "9999-12-31T23:30:00-01:00"}"#,
+        "validity.until: +10000-01-01 00:30:00 UTC is outside the instants a record holds (1970-01-01 to 9999-12-31 UTC) at line 23 column 100",
+    ),
+    (
+        "window ends first",
+        "/validity",
+        r#"{"kind": "fixed", "from": "2026-11-12T00:00:00Z", "until": "2026-11-11T00:00:00Z"}"#,
+        "validity: the window ends (2026-11-11 00:00:00 UTC) at or before it starts (2026-11-12 00:00:00 UTC) at line 23 column 96",
+    ),
+    (
+        "not_after after 9999",
+        "/validity/not_after",
+        r#""9999-12-31T23:30:00-01:00""#,
+        "validity.not_after: +10000-01-01 00:30:00 UTC is outside the instants a record holds (1970-01-01 to 9999-12-31 UTC) at line 26 column 44",
+    ),
+    (
+        "validity as text",
+        "/validity",
+        r#""7 days""#,
+        "validity: expected a validity object such as {\"kind\": \"relative\", \"days\": 7}, got the text \"7 days\" at line 23 column 22",
+    ),
+    // distribution
+    (
+        "private with a code",
+        "/distribution",
+        r#"{"kind": "private", "code": "SAVE10"}"#,
+        "distribution: unknown field `code`: a private distribution has only `kind` at line 10 column 55",
+    ),
+    (
+        "promo code without code",
+        "/distribution",
+        r#"{"kind": "promo_code"}"#,
+        "distribution: missing field `code` at line 10 column 40",
+    ),
+    (
+        "short promo code",
+        "/distribution/code",
+        r#""ab""#,
+        "distribution.code: invalid value \"ab\": a promo code has 3 to 32 characters at line 11 column 16",
+    ),
+    (
+        "promo code as a number",
+        "/distribution/code",
+        "10",
+        "distribution.code: expected the promo code as text, got 10 at line 11 column 14",
+    ),
+    (
+        "negative redemptions",
+        "/distribution/max_redemptions",
+        "-1",
+        "distribution.max_redemptions: expected a non-negative integer, got -1 at line 13 column 25",
+    ),
+    (
+        "zero per user",
+        "/distribution/per_user",
+        "0",
+        "distribution.per_user: must be at least 1 at line 13 column 17",
+    ),
+    (
+        "unknown distribution",
+        "/distribution/kind",
+        r#""lottery""#,
+        "distribution.kind: expected `private`, `promo_code` or `automatic`, got the text \"lottery\" at line 12 column 21",
+    ),
+    // refund
+    (
+        "refund flag as text",
+        "/refund/buyer_refund_returns",
+        r#""yes""#,
+        "refund.buyer_refund_returns: expected true or false, got the text \"yes\" at line 21 column 33",
+    ),
+    (
+        "unknown refund field",
+        "/refund/buyer_returns",
+        "true",
+        "refund: unknown field `buyer_returns`, expected `merchant_refund_returns` or `buyer_refund_returns` at line 22 column 19",
+    ),
+];
+
+#[test]
+fn invalid_templates_get_one_exact_error_naming_field_and_line() {
+    let mut wrong = Vec::new();
+    for (what, pointer, raw, expected) in TEMPLATE_CASES {
+        let text = document(pointer, raw);
+        let got = match serde_json::from_str::<Template>(&text) {
+            Ok(_) => "ok".to_owned(),
+            Err(e) => e.to_string(),
+        };
+        if got != *expected {
+            wrong.push(format!(
+                "    (\"{what}\", {pointer:?}, {raw:?},\n     {got:?}),"
+            ));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} cases differ:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+}
+
+/// (what, JSON, exact error) for an amount read on its own.
+const MONEY_CASES: &[(&str, &str, &str)] = &[
+    (
+        "a float that lost digits",
+        r#"{"amount": 12345678901234567.89, "currency": "CNY"}"#,
+        "the number arrived as the binary float 12345678901234568, which may have lost digits; \
+         send the amount as a decimal string such as \"12.50\" at line 1 column 31",
+    ),
+    (
+        "a float that looks whole",
+        r#"{"amount": 20.000000000000001, "currency": "CNY"}"#,
+        "the number arrived as the binary float 20, which may have lost digits; send the amount \
+         as a decimal string such as \"12.50\" at line 1 column 29",
+    ),
+    (
+        "a fraction of a fen",
+        r#"{"amount": "20.005", "currency": "CNY"}"#,
+        "20.005 has more decimal places than CNY allows (2) at line 1 column 39",
+    ),
+    (
+        "a yen fraction",
+        r#"{"amount": "1.5", "currency": "JPY"}"#,
+        "1.5 has more decimal places than JPY allows (0) at line 1 column 36",
+    ),
+    (
+        "an exponent in text",
+        r#"{"amount": "1e3", "currency": "CNY"}"#,
+        "expected the amount as a decimal string such as \"12.50\" (digits, an optional '-' and \
+         fraction), got the text \"1e3\" at line 1 column 16",
+    ),
+    (
+        "beyond the largest amount",
+        r#"{"amount": "792281625142643375935439503.36", "currency": "CNY"}"#,
+        "792281625142643375935439503.36 CNY is beyond the largest amount held \
+         (79228162514264337593543950335 minor units either side of zero) at line 1 column 63",
+    ),
+    (
+        "an unknown currency",
+        r#"{"amount": "1", "currency": "XXQ"}"#,
+        "currency: unknown currency \"XXQ\": give its minor unit explicitly, e.g. \"XXQ:2\" at \
+         line 1 column 33",
+    ),
+    (
+        "an extra field",
+        r#"{"amount": "1", "currency": "CNY", "note": "x"}"#,
+        "unknown field `note`, expected `amount` or `currency` at line 1 column 41",
+    ),
+    (
+        "no currency",
+        r#"{"amount": "1"}"#,
+        "missing field `currency` at line 1 column 15",
+    ),
+    (
+        "a bare number",
+        "12.5",
+        "expected an amount as an object {\"amount\": \"12.50\", \"currency\": \"CNY\"}, got the \
+         number 12.5 at line 1 column 4",
+    ),
+];
+
+#[test]
+fn invalid_amounts_get_one_exact_error() {
+    let mut wrong = Vec::new();
+    for (what, json, expected) in MONEY_CASES {
+        let got = match serde_json::from_str::<Money>(json) {
+            Ok(m) => format!("ok: {m}"),
+            Err(e) => e.to_string(),
+        };
+        if got != *expected {
+            wrong.push(format!(
+                "{what}: {json}\n  got:      {got}\n  expected: {expected}"
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+/// The message of a JSON error without serde_json's position.
+fn message(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    match text.rsplit_once(" at line ") {
+        Some((head, _)) if e.line() > 0 => head.to_owned(),
+        _ => text,
+    }
+}
+
+#[test]
+fn amounts_in_a_template_are_exact_or_refused() {
+    // The exact decimal text is kept to the fen.
+    let text = document(
+        "/benefit/amount",
+        r#"{"amount": "12345678901234567.89", "currency": "CNY"}"#,
+    );
+    let t: Template = serde_json::from_str(&text).unwrap();
+    let json = serde_json::to_value(&t).unwrap();
+    assert_eq!(json["benefit"]["amount"]["amount"], "12345678901234567.89");
+    // A JSON integer is exact too.
+    let text = document(
+        "/benefit/amount",
+        r#"{"amount": 12345678901234567, "currency": "CNY"}"#,
+    );
+    let t: Template = serde_json::from_str(&text).unwrap();
+    let json = serde_json::to_value(&t).unwrap();
+    assert_eq!(json["benefit"]["amount"]["amount"], "12345678901234567.00");
+    // A float is refused wherever it stands (the path in front is the benefit's to add).
+    for raw in ["12345678901234567.89", "20.000000000000001", "10.5"] {
+        let text = document(
+            "/benefit/amount",
+            &format!(r#"{{"amount": {raw}, "currency": "CNY"}}"#),
+        );
+        let e = serde_json::from_str::<Template>(&text).unwrap_err();
+        let m = message(&e);
+        assert!(
+            m.ends_with("send the amount as a decimal string such as \"12.50\""),
+            "{raw}: {e}"
+        );
+        assert!(e.line() > 1, "{e}");
+    }
+}
+
+#[test]
+fn parts_read_on_their_own_name_their_path() {
+    let e = serde_json::from_str::<Limits>(r#"{"total_stock": -5}"#).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "limits.total_stock: expected a non-negative integer, got -5 at line 1 column 18"
+    );
+    let e = serde_json::from_str::<Validity>(r#"{"kind": "relative", "days": 7, "hours": 1}"#)
+        .unwrap_err();
+    assert_eq!(
+        message(&e),
+        "validity: give the span in `days` or in `hours`, not both"
+    );
+    // Zero in a currency's scale, whatever the JSON says.
+    let m: Money = serde_json::from_str(r#"{"amount": "-0.000", "currency": "KWD"}"#).unwrap();
+    assert_eq!(m, Money::zero(Currency::KWD));
+    assert_eq!(m.to_string(), "0.000 KWD");
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn a_negative_or_fractional_count_is_refused_naming_its_field(
+            field in prop::sample::select(&["total_stock", "per_user_claims", "per_user_uses", "per_order"][..]),
+            bad in prop_oneof![
+                (i64::MIN..0).prop_map(|n| (n.to_string(), n.to_string())),
+                (0u32..1000, 1u32..100).prop_map(|(i, f)| {
+                    let s = format!("{i}.{f:02}");
+                    let shown = format!("the number {}", s.parse::<f64>().unwrap());
+                    (s, shown)
+                }),
+            ],
+        ) {
+            let (raw, shown) = bad;
+            let text = document(&format!("/limits/{field}"), &raw);
+            let e = serde_json::from_str::<Template>(&text).unwrap_err();
+            prop_assert_eq!(
+                message(&e),
+                format!("limits.{field}: expected a non-negative integer, got {shown}")
+            );
+            prop_assert!(e.line() > 1);
+        }
+
+        #[test]
+        fn decimal_text_amounts_are_read_to_the_last_digit(
+            int in "[1-9][0-9]{0,24}",
+            frac in "[0-9]{0,2}",
+        ) {
+            let amount = if frac.is_empty() { int.clone() } else { format!("{int}.{frac}") };
+            let text = document(
+                "/benefit/amount",
+                &format!(r#"{{"amount": "{amount}", "currency": "CNY"}}"#),
+            );
+            let t: Template = serde_json::from_str(&text).unwrap();
+            let got = serde_json::to_value(&t).unwrap()["benefit"]["amount"]["amount"].clone();
+            let expected = format!("{int}.{frac:0<2}");
+            prop_assert_eq!(got.as_str().unwrap(), expected.as_str());
+        }
+    }
+}
