@@ -1074,7 +1074,7 @@ mod json {
 /// # Errors
 /// [`MoneyError::CurrencyMismatch`] when a weight is in another currency;
 /// [`MoneyError::Apportion`] when `total` or a weight is negative, or `total` exceeds the sum of
-/// the weights; [`MoneyError::Overflow`] for amounts beyond `i64` minor units.
+/// the weights; [`MoneyError::MinorUnitsBeyondI64`] for amounts beyond `i64` minor units.
 pub fn apportion(total: Money, weights: &[Money]) -> Result<Vec<Money>, MoneyError> {
     let currency = total.currency;
     let t = i128::from(total.to_minor()?);

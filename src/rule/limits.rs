@@ -213,4 +213,32 @@ mod tests {
         let l: Limits = serde_json::from_str(r#"{"total_stock": null, "per_order": 2}"#).unwrap();
         assert_eq!((l.total_stock(), l.per_order()), (None, 2));
     }
+
+    /// The field-path readers work from any module through `crate::de::field_paths!`.
+    #[test]
+    fn field_paths_from_another_module() {
+        crate::de::field_paths! {
+            fn stock_at -> Option<u64> = "limits.total_stock";
+            fn limits_at -> nested Limits = "limits";
+        }
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Holder {
+            #[serde(default, deserialize_with = "stock_at")]
+            stock: Option<u64>,
+            #[serde(default, deserialize_with = "limits_at")]
+            limits: Limits,
+        }
+        let e = serde_json::from_str::<Holder>(r#"{"stock": true}"#).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "limits.total_stock: expected a non-negative integer, got true at line 1 column 14"
+        );
+        // The limits' own path is already there: not repeated.
+        let e = serde_json::from_str::<Holder>(r#"{"limits": {"per_order": 0}}"#).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "limits.per_order: must be at least 1 at line 1 column 28"
+        );
+    }
 }
