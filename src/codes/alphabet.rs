@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use super::check::{CheckTables, Group, MAX_SYMBOLS};
-use super::error::FormatError;
+use super::check::{CheckTables, Group, MAX_POSITIONS, MAX_SYMBOLS};
+use super::error::{FormatError, ParseError};
 
 /// Marks an ASCII character that is no symbol in [`Alphabet::lookup`].
 pub(crate) const NONE: u8 = 0xFF;
@@ -207,6 +207,72 @@ impl Alphabet {
         self.inner.symbols.get(i as usize).map(|&b| b as char)
     }
 
+    /// The check character for `body`, a string of this alphabet's symbols (either case,
+    /// look-alikes read as their symbols, nothing else), at most 31 of them: the character
+    /// that [`CodeFormat`](super::CodeFormat) appends. For codes made elsewhere, or to
+    /// print a check character by hand.
+    ///
+    /// ```
+    /// use coupons::codes::Alphabet;
+    /// let a = Alphabet::crockford();
+    /// assert_eq!(a.check_character("7K2Q9M4X")?, '2');
+    /// assert!(a.passes_check("7K2Q9M4X2")?);
+    /// assert!(!a.passes_check("K72Q9M4X2")?); // neighbours swapped
+    /// # Ok::<(), coupons::codes::ParseError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`ParseError::NotInAlphabet`] for a character that is not a symbol;
+    /// [`ParseError::Length`] for more than 31 symbols.
+    pub fn check_character(&self, body: &str) -> Result<char, ParseError> {
+        let mut symbols = [0u8; MAX_POSITIONS];
+        let len = self.read_symbols(body, MAX_POSITIONS - 1, &mut symbols)?;
+        let t = self.tables();
+        let p = t.product(symbols.get(..len).unwrap_or(&[]));
+        Ok(self.symbol(t.check_for(p, len)) as char)
+    }
+
+    /// Whether `code`, symbols of this alphabet ending in their check character (at most 32,
+    /// read as [`check_character`](Self::check_character) reads them), passes the check.
+    ///
+    /// # Errors
+    /// [`ParseError::NotInAlphabet`] for a character that is not a symbol;
+    /// [`ParseError::Length`] for an empty code or more than 32 symbols.
+    pub fn passes_check(&self, code: &str) -> Result<bool, ParseError> {
+        let mut symbols = [0u8; MAX_POSITIONS];
+        let len = self.read_symbols(code, MAX_POSITIONS, &mut symbols)?;
+        if len == 0 {
+            return Err(ParseError::Length {
+                expected: 1,
+                found: 0,
+            });
+        }
+        Ok(self.tables().is_valid(symbols.get(..len).unwrap_or(&[])))
+    }
+
+    fn read_symbols(
+        &self,
+        s: &str,
+        max: usize,
+        out: &mut [u8; MAX_POSITIONS],
+    ) -> Result<usize, ParseError> {
+        let mut len = 0;
+        for (at, ch) in s.chars().enumerate() {
+            let i = self.index(ch).ok_or(ParseError::NotInAlphabet { ch, at })?;
+            if len >= max {
+                return Err(ParseError::Length {
+                    expected: max,
+                    found: s.chars().count(),
+                });
+            }
+            if let Some(slot) = out.get_mut(len) {
+                *slot = i;
+            }
+            len += 1;
+        }
+        Ok(len)
+    }
+
     /// The symbol index a typed character stands for.
     #[inline]
     pub(crate) fn index(&self, ch: char) -> Option<u8> {
@@ -347,6 +413,33 @@ mod tests {
         let long = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
         assert!(Alphabet::new(long).is_ok());
         assert!(Alphabet::fallback() == Alphabet::alphanumeric());
+        assert!(Alphabet::fallback().tables() == Alphabet::alphanumeric().tables());
+    }
+
+    #[test]
+    fn check_characters_match_an_independent_model() {
+        // Computed outside the crate: Σ αʲ·dⱼ over GF(32) mod x⁵ + x² + 1.
+        let a = Alphabet::crockford();
+        assert_eq!(a.check_character("7K2Q9M4X"), Ok('2'));
+        assert_eq!(a.check_character("K72Q9M4X"), Ok('H'));
+        assert_eq!(a.check_character(""), Ok('0'));
+        assert_eq!(a.passes_check("7k2q9m4x2"), Ok(true));
+        assert_eq!(a.passes_check("7K2Q9M4XZ"), Ok(false));
+        assert_eq!(
+            a.passes_check("7K2-"),
+            Err(ParseError::NotInAlphabet { ch: '-', at: 3 })
+        );
+        assert_eq!(
+            a.passes_check(""),
+            Err(ParseError::Length {
+                expected: 1,
+                found: 0
+            })
+        );
+        let long = "0".repeat(32);
+        assert!(a.check_character(&long).is_err());
+        assert!(a.check_character(&long[..31]).is_ok());
+        assert!(a.passes_check(&long).is_ok());
     }
 
     #[test]
