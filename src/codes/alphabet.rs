@@ -60,7 +60,8 @@ pub struct Alphabet {
 }
 
 struct Inner {
-    symbols: [u8; MAX_SYMBOLS],
+    /// The symbols, then zeros: 64 wide so that a masked index is always in bounds.
+    symbols: [u8; 64],
     len: u8,
     /// ASCII character (either case) → symbol index, or [`NONE`].
     lookup: [u8; 128],
@@ -112,7 +113,7 @@ impl Alphabet {
         }
         let tables = CheckTables::new(len).map_err(|_| FormatError::AlphabetSize { len })?;
         let mut inner = Inner {
-            symbols: [0; MAX_SYMBOLS],
+            symbols: [0; 64],
             len: len as u8,
             lookup: [NONE; 128],
             lookalikes: Vec::new(),
@@ -151,7 +152,7 @@ impl Alphabet {
     /// Never used: the built-in alphabets are valid. Keeps their constructors free of panics.
     fn fallback() -> Alphabet {
         let mut lookup = [NONE; 128];
-        let mut symbols = [0; MAX_SYMBOLS];
+        let mut symbols = [0; 64];
         for (i, s) in (b'0'..=b'9').chain(b'A'..=b'Z').enumerate() {
             if let Some(slot) = symbols.get_mut(i) {
                 *slot = s;
@@ -287,6 +288,12 @@ impl Alphabet {
     #[inline]
     pub(crate) fn lookup(&self) -> &[u8; 128] {
         &self.inner.lookup
+    }
+
+    /// Symbol index → ASCII byte, for indices masked to `0..64`.
+    #[inline]
+    pub(crate) fn symbol_table(&self) -> &[u8; 64] {
+        &self.inner.symbols
     }
 
     /// Symbol index → ASCII byte.

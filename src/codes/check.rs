@@ -35,6 +35,8 @@
 pub(crate) const MAX_SYMBOLS: usize = 36;
 /// Code positions the tables cover: a code has at most 32 characters.
 pub(crate) const MAX_POSITIONS: usize = 32;
+/// Table rows are this wide, so that an index masked with `W - 1` is always in bounds.
+const W: usize = 64;
 
 /// Why an alphabet size has no check scheme.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,10 +50,12 @@ pub(crate) enum NoScheme {
 #[derive(Clone, PartialEq, Eq)]
 pub(crate) struct CheckTables {
     n: u8,
-    mul: [[u8; MAX_SYMBOLS]; MAX_SYMBOLS],
-    inv: [u8; MAX_SYMBOLS],
-    perm: [[u8; MAX_SYMBOLS]; MAX_POSITIONS],
-    perm_inv: [[u8; MAX_SYMBOLS]; MAX_POSITIONS],
+    /// The group is `GF(2^k)⁺`: the product is XOR (the same as `mul`, one load fewer).
+    xor: bool,
+    mul: [[u8; W]; W],
+    inv: [u8; W],
+    perm: [[u8; W]; MAX_POSITIONS],
+    perm_inv: [[u8; W]; MAX_POSITIONS],
 }
 
 impl std::fmt::Debug for CheckTables {
@@ -164,10 +168,11 @@ impl CheckTables {
         let n8 = n as u8;
         let mut t = CheckTables {
             n: n8,
-            mul: [[0; MAX_SYMBOLS]; MAX_SYMBOLS],
-            inv: [0; MAX_SYMBOLS],
-            perm: [[0; MAX_SYMBOLS]; MAX_POSITIONS],
-            perm_inv: [[0; MAX_SYMBOLS]; MAX_POSITIONS],
+            xor: matches!(g, Group::FieldTimesCyclic { m: 1, .. }),
+            mul: [[0; W]; W],
+            inv: [0; W],
+            perm: [[0; W]; MAX_POSITIONS],
+            perm_inv: [[0; W]; MAX_POSITIONS],
         };
         for (x, row) in (0..n8).zip(t.mul.iter_mut()) {
             for (y, cell) in (0..n8).zip(row.iter_mut()) {
@@ -180,7 +185,7 @@ impl CheckTables {
             }
         }
         // perm[j] = φʲ; perm_inv[j] its inverse.
-        let mut current: [u8; MAX_SYMBOLS] = [0; MAX_SYMBOLS];
+        let mut current: [u8; W] = [0; W];
         for (x, c) in (0..n8).zip(current.iter_mut()) {
             *c = x;
         }
@@ -199,20 +204,17 @@ impl CheckTables {
         t
     }
 
-    /// The running product after symbol `d` at position `j`, from product `p`.
+    /// The running product after symbol `d` at position `j`, from product `p`. Indices
+    /// are masked to the tables' width (every argument is in range anyway), so nothing here
+    /// can panic.
     #[inline]
     pub(crate) fn step(&self, p: u8, j: usize, d: u8) -> u8 {
-        let u = self
-            .perm
-            .get(j)
-            .and_then(|row| row.get(d as usize))
-            .copied()
-            .unwrap_or(0);
-        self.mul
-            .get(p as usize)
-            .and_then(|row| row.get(u as usize))
-            .copied()
-            .unwrap_or(0)
+        let u = self.perm[j & (MAX_POSITIONS - 1)][d as usize & (W - 1)];
+        if self.xor {
+            p ^ u
+        } else {
+            self.mul[p as usize & (W - 1)][u as usize & (W - 1)]
+        }
     }
 
     /// The product of `symbols` (each `< n`), position 0 first.
@@ -229,12 +231,8 @@ impl CheckTables {
     /// character sits at position `j`.
     #[inline]
     pub(crate) fn check_for(&self, p: u8, j: usize) -> u8 {
-        let want = self.inv.get(p as usize).copied().unwrap_or(0);
-        self.perm_inv
-            .get(j)
-            .and_then(|row| row.get(want as usize))
-            .copied()
-            .unwrap_or(0)
+        let want = self.inv[p as usize & (W - 1)];
+        self.perm_inv[j & (MAX_POSITIONS - 1)][want as usize & (W - 1)]
     }
 
     /// Whether `symbols`, the last one the check character, form a valid code.
@@ -318,6 +316,21 @@ mod tests {
                 assert!(t.is_valid(&code), "n={n} len={len}");
             }
         }
+    }
+
+    #[test]
+    fn the_xor_shortcut_is_the_group_product() {
+        for n in [4, 8, 16, 32] {
+            let t = CheckTables::new(n).unwrap();
+            assert!(t.xor);
+            for x in 0..n as u8 {
+                for y in 0..n as u8 {
+                    assert_eq!(t.mul[x as usize][y as usize], x ^ y);
+                }
+            }
+        }
+        assert!(!CheckTables::new(36).unwrap().xor);
+        assert!(!CheckTables::new(12).unwrap().xor);
     }
 
     #[test]

@@ -80,8 +80,14 @@ pub struct CodeFormat {
     pub(crate) alphabet: Alphabet,
     /// The canonical pattern: literals upper-case, `#` for every random or check character.
     pub(crate) pattern: String,
-    /// The pattern without separators: a literal byte, or [`SLOT`].
-    pub(crate) skeleton: Vec<u8>,
+    /// The pattern's bytes, zero-padded to 32: the canonical code before its symbols.
+    pub(crate) canon: [u8; MAX_CODE_LEN],
+    /// The pattern without separators: a literal byte, or [`SLOT`]; `typed_len` of them.
+    pub(crate) skeleton: [u8; MAX_CODE_LEN],
+    pub(crate) typed_len: usize,
+    /// Where each `#` is in the pattern (byte offsets); `slots` of them.
+    pub(crate) slot_at: [u8; MAX_CODE_LEN],
+    pub(crate) slots: usize,
     pub(crate) check: bool,
     pub(crate) random_len: usize,
     pub(crate) min_bits: u32,
@@ -95,20 +101,13 @@ pub(crate) const SLOT: u8 = b'#';
 impl Default for CodeFormat {
     /// `####-####-####` over [`Alphabet::crockford`] with a check character: 55 bits.
     fn default() -> Self {
-        match CodeFormat::builder().build() {
-            Ok(f) => f,
-            // Unreachable: the default builder is valid (a unit test builds it).
-            Err(_) => CodeFormat {
-                alphabet: Alphabet::crockford(),
-                pattern: "####-####-####".to_owned(),
-                skeleton: vec![SLOT; 12],
-                check: true,
-                random_len: 11,
-                min_bits: MIN_BITS_FLOOR,
-                min_guesses: DEFAULT_MIN_GUESSES_PER_HIT,
-                space: 1 << 55,
-            },
-        }
+        CodeFormat::assemble(
+            Alphabet::crockford(),
+            "####-####-####".to_owned(),
+            true,
+            MIN_BITS_FLOOR,
+            DEFAULT_MIN_GUESSES_PER_HIT,
+        )
     }
 }
 
@@ -159,7 +158,7 @@ impl CodeFormat {
 
     /// The number of letters and digits a buyer types (separators not counted).
     pub fn typed_len(&self) -> usize {
-        self.skeleton.len()
+        self.typed_len
     }
 
     /// Bits of randomness in each code: `random_len · log2(alphabet size)`.
@@ -351,11 +350,7 @@ impl CodeFormatBuilder {
                 given: self.min_guesses,
             });
         }
-        let skeleton: Vec<u8> = pattern
-            .bytes()
-            .filter(|b| b.is_ascii_alphanumeric() || *b == SLOT)
-            .collect();
-        let slots = skeleton.iter().filter(|&&b| b == SLOT).count();
+        let slots = pattern.bytes().filter(|&b| b == SLOT).count();
         let random_len = if self.check {
             slots.saturating_sub(1)
         } else {
@@ -375,16 +370,67 @@ impl CodeFormatBuilder {
                 minimum: self.min_bits,
             });
         }
-        Ok(CodeFormat {
-            alphabet: self.alphabet,
+        Ok(CodeFormat::assemble(
+            self.alphabet,
             pattern,
+            self.check,
+            self.min_bits,
+            self.min_guesses,
+        ))
+    }
+}
+
+impl CodeFormat {
+    /// The format of a pattern that [`CodeFormatBuilder::build`] has checked (or the default).
+    fn assemble(
+        alphabet: Alphabet,
+        pattern: String,
+        check: bool,
+        min_bits: u32,
+        min_guesses: u64,
+    ) -> CodeFormat {
+        let mut canon = [0u8; MAX_CODE_LEN];
+        let mut skeleton = [0u8; MAX_CODE_LEN];
+        let mut slot_at = [0u8; MAX_CODE_LEN];
+        let (mut typed_len, mut slots) = (0, 0);
+        for (i, b) in pattern.bytes().enumerate().take(MAX_CODE_LEN) {
+            if let Some(c) = canon.get_mut(i) {
+                *c = b;
+            }
+            if b == SLOT {
+                if let Some(s) = slot_at.get_mut(slots) {
+                    *s = i as u8;
+                }
+                slots += 1;
+            }
+            if b == SLOT || b.is_ascii_alphanumeric() {
+                if let Some(s) = skeleton.get_mut(typed_len) {
+                    *s = b;
+                }
+                typed_len += 1;
+            }
+        }
+        let random_len = if check {
+            slots.saturating_sub(1)
+        } else {
+            slots
+        };
+        let n = alphabet.len() as u128;
+        let space = (0..random_len).fold(1u128, |s, _| s.saturating_mul(n));
+        CodeFormat {
+            alphabet,
+            pattern,
+            canon,
             skeleton,
-            check: self.check,
+            typed_len,
+            slot_at,
+            slots,
+            check,
             random_len,
-            min_bits: self.min_bits,
-            min_guesses: self.min_guesses,
+            min_bits,
+            min_guesses,
             space,
-        })
+        }
     }
 }
 

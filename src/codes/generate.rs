@@ -2,7 +2,7 @@
 
 use super::code::Code;
 use super::error::{GenerateError, RandomError};
-use super::format::{CodeFormat, MAX_CODE_LEN, SLOT};
+use super::format::{CodeFormat, MAX_CODE_LEN};
 
 /// Where random bytes come from: fill the buffer, every byte uniform and independent.
 ///
@@ -234,17 +234,19 @@ impl CodeFormat {
     /// The canonical code for `symbols` (random characters, then the check character if the
     /// format has one).
     pub(crate) fn render(&self, symbols: &[u8]) -> Code {
-        let mut s = String::with_capacity(self.pattern.len());
-        let mut next = symbols.iter();
-        for b in self.pattern.bytes() {
-            if b == SLOT {
-                let d = next.next().copied().unwrap_or(0);
-                s.push(self.alphabet.symbol(d) as char);
-            } else {
-                s.push(b as char);
-            }
+        let mut canon = self.canon;
+        let table = self.alphabet.symbol_table();
+        for (&at, &d) in self.slot_at.iter().zip(symbols) {
+            canon[at as usize & (MAX_CODE_LEN - 1)] = table[d as usize & 63];
         }
-        Code::from_checked(s)
+        self.finish(&canon)
+    }
+
+    /// The code whose canonical bytes are `canon` (the pattern's length of them).
+    #[inline]
+    pub(crate) fn finish(&self, canon: &[u8; MAX_CODE_LEN]) -> Code {
+        let bytes = canon.get(..self.pattern.len()).unwrap_or(&[]);
+        Code::from_checked(std::str::from_utf8(bytes).unwrap_or_default().to_owned())
     }
 }
 

@@ -1,19 +1,32 @@
 //! Reading a code a buyer typed: folding case, width and separators, mapping look-alikes,
 //! and verifying the check character — all before any storage read.
 
+use super::alphabet::NONE;
 use super::code::Code;
 use super::error::ParseError;
 use super::format::{CodeFormat, MAX_CODE_LEN, SLOT};
 
-/// What one typed character is, once folded.
-enum Folded {
-    /// A separator: dropped.
-    Separator,
-    /// An ASCII letter (upper-case) or digit.
-    Char(u8),
-    /// Anything else.
-    Other,
-}
+/// A folded character: not part of a code.
+const OTHER: u8 = 0;
+/// A folded character: a separator, dropped.
+const SEP: u8 = 1;
+
+/// ASCII byte → `OTHER`, `SEP`, or the letter (upper-case) or digit.
+const ASCII_FOLD: [u8; 128] = {
+    let mut t = [OTHER; 128];
+    let mut b = 0;
+    while b < 128 {
+        let c = b as u8;
+        t[b] = match c {
+            b'a'..=b'z' => c - 32,
+            b'A'..=b'Z' | b'0'..=b'9' => c,
+            b'-' | b'_' | b' ' | b'\t' | b'\n' | b'\r' => SEP,
+            _ => OTHER,
+        };
+        b += 1;
+    }
+    t
+};
 
 /// Characters read as separators and dropped, besides ASCII space, tab, `-` and `_` and
 /// every Unicode white space (the ideographic space U+3000 among them).
@@ -45,32 +58,26 @@ pub const SEPARATORS: &[char] = &[
 ];
 
 #[inline]
-fn fold(ch: char) -> Folded {
-    if ch.is_ascii() {
-        let b = ch as u8;
-        return match b {
-            b'a'..=b'z' => Folded::Char(b - 32),
-            b'A'..=b'Z' | b'0'..=b'9' => Folded::Char(b),
-            b'-' | b'_' | b' ' | b'\t' | b'\n' | b'\r' => Folded::Separator,
-            _ => Folded::Other,
-        };
-    }
-    fold_wide(ch)
+fn fold_byte(b: u8) -> u8 {
+    ASCII_FOLD.get(b as usize).copied().unwrap_or(OTHER)
 }
 
-#[cold]
-fn fold_wide(ch: char) -> Folded {
+/// A character as the ASCII byte it reads as: full-width forms as their ASCII originals,
+/// other separators as a space, anything else as NUL (which folds to `OTHER`).
+#[inline]
+fn fold_wide(ch: char) -> u8 {
     let c = ch as u32;
+    if c < 128 {
+        return c as u8;
+    }
     // Full-width forms of ASCII `!`..`~` (ＳＡＬＥ２０２６) sit 0xFEE0 above them.
     if (0xFF01..=0xFF5E).contains(&c) {
-        if let Some(narrow) = char::from_u32(c - 0xFEE0) {
-            return fold(narrow);
-        }
+        return (c - 0xFEE0) as u8;
     }
     if ch.is_whitespace() || SEPARATORS.contains(&ch) {
-        return Folded::Separator;
+        return b' ';
     }
-    Folded::Other
+    0
 }
 
 impl CodeFormat {
@@ -113,9 +120,9 @@ impl CodeFormat {
     /// - [`ParseError::Length`] for too few or too many letters and digits;
     /// - [`ParseError::Check`] when the check character does not match.
     pub fn parse(&self, typed: &str) -> Result<Code, ParseError> {
-        let mut symbols = [0u8; MAX_CODE_LEN];
-        let len = self.parse_into(typed, &mut symbols)?;
-        Ok(self.render(symbols.get(..len).unwrap_or(&[])))
+        let mut canon = self.canon;
+        self.parse_into(typed, &mut canon)?;
+        Ok(self.finish(&canon))
     }
 
     /// Whether `typed` reads as a code of this format (as [`parse`](Self::parse), without
@@ -124,73 +131,137 @@ impl CodeFormat {
     /// # Errors
     /// As [`parse`](Self::parse).
     pub fn verify(&self, typed: &str) -> Result<(), ParseError> {
-        let mut symbols = [0u8; MAX_CODE_LEN];
-        self.parse_into(typed, &mut symbols).map(|_| ())
+        let mut canon = self.canon;
+        self.parse_into(typed, &mut canon)
     }
 
     /// The symbol indices of `typed`'s random and check characters.
     pub(crate) fn parse_symbols(&self, typed: &str) -> Result<Vec<u8>, ParseError> {
-        let mut symbols = [0u8; MAX_CODE_LEN];
-        let len = self.parse_into(typed, &mut symbols)?;
-        Ok(symbols.get(..len).unwrap_or(&[]).to_vec())
+        let mut canon = self.canon;
+        self.parse_into(typed, &mut canon)?;
+        let lookup = self.alphabet.lookup();
+        let slots = self.slot_at.get(..self.slots).unwrap_or(&[]);
+        Ok(slots
+            .iter()
+            .map(|&at| lookup[canon[at as usize & (MAX_CODE_LEN - 1)] as usize & 127])
+            .collect())
     }
 
-    /// Reads `typed` into `symbols`; returns how many there are.
-    fn parse_into(
+    /// Reads `typed`, writing its symbols into `canon` (the pattern's bytes).
+    fn parse_into(&self, typed: &str, canon: &mut [u8; MAX_CODE_LEN]) -> Result<(), ParseError> {
+        let read = if typed.is_ascii() {
+            self.read(typed.bytes(), canon)
+        } else {
+            self.read(typed.chars().map(fold_wide), canon)
+        };
+        read.map_err(|e| e.into_error(typed))
+    }
+
+    /// Matches ASCII bytes (full-width forms folded, other separators as spaces, anything
+    /// else as NUL) against the format, writing symbols into `canon`.
+    #[inline]
+    fn read(
         &self,
-        typed: &str,
-        symbols: &mut [u8; MAX_CODE_LEN],
-    ) -> Result<usize, ParseError> {
+        bytes: impl Iterator<Item = u8>,
+        canon: &mut [u8; MAX_CODE_LEN],
+    ) -> Result<(), Refusal> {
+        // Every index below is masked to the bounds it already respects: `k` and `n` stay
+        // below the format's 32 characters, bytes are ASCII and symbols below 64.
+        const M: usize = MAX_CODE_LEN - 1;
         let lookup = self.alphabet.lookup();
+        let table = self.alphabet.symbol_table();
+        let tables = self.alphabet.tables();
         let skeleton = &self.skeleton;
+        let typed_len = self.typed_len;
         let mut k = 0; // letters and digits so far
         let mut n = 0; // symbols so far
-        for (at, ch) in typed.chars().enumerate() {
-            let b = match fold(ch) {
-                Folded::Separator => continue,
-                Folded::Other => return Err(ParseError::Character { ch, at }),
-                Folded::Char(b) => b,
-            };
-            match skeleton.get(k) {
-                Some(&SLOT) => {
-                    let d = lookup
-                        .get(b as usize)
-                        .copied()
-                        .unwrap_or(super::alphabet::NONE);
-                    if d == super::alphabet::NONE {
-                        return Err(ParseError::NotInAlphabet { ch, at });
-                    }
-                    if let Some(slot) = symbols.get_mut(n) {
-                        *slot = d;
-                    }
+        let mut p = 0; // the check product so far
+        for (at, b) in bytes.enumerate() {
+            let b = b & 127;
+            if k < typed_len && skeleton[k & M] == SLOT {
+                let d = lookup[b as usize];
+                if d != NONE {
+                    canon[self.slot_at[n & M] as usize & M] = table[d as usize & 63];
+                    p = tables.step(p, n, d);
                     n += 1;
+                    k += 1;
+                    continue;
                 }
-                Some(&lit) if b != lit => {
-                    return Err(ParseError::Literal {
+            }
+            let f = fold_byte(b);
+            if f == SEP {
+                continue;
+            }
+            if f == OTHER {
+                return Err(Refusal::Character { at });
+            }
+            if k < typed_len {
+                let lit = skeleton[k & M];
+                if lit == SLOT {
+                    return Err(Refusal::NotInAlphabet { at });
+                }
+                if f != lit {
+                    return Err(Refusal::Literal {
                         expected: lit as char,
-                        found: b as char,
+                        found: f as char,
                         at,
                     });
                 }
-                Some(_) | None => {}
             }
             k += 1;
         }
-        if k != skeleton.len() {
-            return Err(ParseError::Length {
-                expected: skeleton.len(),
+        if k != typed_len {
+            return Err(Refusal::Length {
+                expected: typed_len,
                 found: k,
             });
         }
-        if self.check
-            && !self
-                .alphabet
-                .tables()
-                .is_valid(symbols.get(..n).unwrap_or(&[]))
-        {
-            return Err(ParseError::Check);
+        if self.check && p != 0 {
+            return Err(Refusal::Check);
         }
-        Ok(n)
+        Ok(())
+    }
+}
+
+/// A [`ParseError`] before the character it names is looked up (kept off the fast path).
+enum Refusal {
+    Character {
+        at: usize,
+    },
+    NotInAlphabet {
+        at: usize,
+    },
+    Literal {
+        expected: char,
+        found: char,
+        at: usize,
+    },
+    Length {
+        expected: usize,
+        found: usize,
+    },
+    Check,
+}
+
+impl Refusal {
+    #[cold]
+    fn into_error(self, typed: &str) -> ParseError {
+        let ch = |at: usize| typed.chars().nth(at).unwrap_or('\u{FFFD}');
+        match self {
+            Refusal::Character { at } => ParseError::Character { ch: ch(at), at },
+            Refusal::NotInAlphabet { at } => ParseError::NotInAlphabet { ch: ch(at), at },
+            Refusal::Literal {
+                expected,
+                found,
+                at,
+            } => ParseError::Literal {
+                expected,
+                found,
+                at,
+            },
+            Refusal::Length { expected, found } => ParseError::Length { expected, found },
+            Refusal::Check => ParseError::Check,
+        }
     }
 }
 
