@@ -3,7 +3,8 @@
 //! - `codes/generate/1000000`: one million unique codes of the default format
 //!   (`####-####-####`, Crockford base 32, 11 random characters and a check character) from a
 //!   seeded SplitMix64 source — drawing, uniqueness table, check character and the strings.
-//! - `codes/generate_os/1000000`: the same from the operating system's source (`OsRandom`).
+//! - `codes/generate_batch/1000000`: the same into one compact `CodeBatch` (one string).
+//! - `codes/generate_os/1000000`: `Vec<Code>` from the operating system's source (`OsRandom`).
 //! - `codes/parse/{canonical,typed,fullwidth,typo}`: normalising and verifying one code of
 //!   `SALE-####-####-####`: as printed; lower case with spaces; typed on a Chinese keyboard
 //!   (full-width letters, ideographic space, `——`); and with two neighbours swapped (refused
@@ -47,6 +48,13 @@ fn generate(c: &mut Criterion) {
             seed += 1;
             let codes = format.generate(1_000_000, SplitMix(seed)).unwrap();
             black_box(codes.len())
+        })
+    });
+    group.bench_function("generate_batch/1000000", |b| {
+        b.iter(|| {
+            seed += 1;
+            let batch = format.generate_batch(1_000_000, SplitMix(seed)).unwrap();
+            black_box(batch.len())
         })
     });
     group.bench_function("generate_os/1000000", |b| {

@@ -82,10 +82,11 @@ const MAX_USELESS: u32 = 128;
 ///
 /// **How uniqueness is kept.** Each code's random characters are a number below the format's
 /// [`space`](CodeFormat::space); the stream keeps every number it has handed out (and every
-/// one [excluded](Self::exclude)) in an open-addressing table of 16-byte slots, at most half
-/// full, and draws again when a number is already there. That is 32 bytes per code at worst
-/// (32 MiB for a million), whatever the length of the codes, and the codes themselves are
-/// not kept: write them out as they come. Because a batch may fill at most
+/// one [excluded](Self::exclude)) in an open-addressing table, between a quarter and half
+/// full, and draws again when a number is already there. Slots are 8 bytes when the space
+/// fits in 64 bits (up to 12 random Crockford characters, 19 digits) and 16 bytes above:
+/// 16 to 32 bytes per code (16 MiB for a million default codes), whatever the length of the
+/// codes; the codes themselves are not kept: write them out as they come. Because a batch may fill at most
 /// `1 / min_guesses_per_hit` (at most half) of the possible codes, a fresh code costs at most
 /// two draws on average.
 ///
@@ -119,8 +120,10 @@ impl<R> std::fmt::Debug for CodeStream<'_, R> {
 impl CodeFormat {
     /// `count` unique random codes, in random order.
     ///
-    /// Memory: the codes (about 64 bytes each for 14-character codes) and, while generating,
-    /// the uniqueness table of [`CodeStream`] (32 bytes per code at worst).
+    /// Memory: the codes (a `String` each, about 56 bytes with the allocator's overhead for
+    /// 14-character codes; [`generate_batch`](Self::generate_batch) takes 14) and, while
+    /// generating, the uniqueness table of [`CodeStream`] (16 to 32 bytes per code) and the
+    /// batch the codes are copied from (14 bytes per code).
     ///
     /// ```
     /// # use coupons::codes::{CodeFormat, RandomError, RandomSource};
@@ -162,16 +165,49 @@ impl CodeFormat {
         count: usize,
         rng: R,
     ) -> Result<Vec<Code>, GenerateError> {
-        let stream = self.stream(count as u64, rng)?;
+        let batch = self.generate_batch(count, rng)?;
         let mut out = Vec::new();
         out.try_reserve_exact(count)
             .map_err(|_| GenerateError::OutOfMemory {
                 codes: count as u64,
             })?;
-        for code in stream {
-            out.push(code?);
-        }
+        out.extend(batch.iter().map(|s| Code::from_checked(s.to_owned())));
         Ok(out)
+    }
+
+    /// `count` unique random codes in one compact [`CodeBatch`]: one string holding them all
+    /// end to end, `len()` bytes each — a quarter of the memory of `Vec<Code>` and one
+    /// allocation instead of one per code, for batches written straight to a file or a
+    /// table. The same source gives the same codes as [`generate`](Self::generate).
+    ///
+    /// # Errors
+    /// As [`generate`](Self::generate).
+    pub fn generate_batch<R: RandomSource>(
+        &self,
+        count: usize,
+        rng: R,
+    ) -> Result<CodeBatch, GenerateError> {
+        let mut stream = self.stream(count as u64, rng)?;
+        let stride = self.pattern.len();
+        let oom = GenerateError::OutOfMemory {
+            codes: count as u64,
+        };
+        let bytes = count.checked_mul(stride).ok_or(oom.clone())?;
+        let mut text = Vec::new();
+        text.try_reserve_exact(bytes).map_err(|_| oom)?;
+        let mut canon = self.canon;
+        for _ in 0..count {
+            stream.next_into(&mut canon)?;
+            text.extend_from_slice(canon.get(..stride).unwrap_or(&[]));
+        }
+        // Every byte is an ASCII letter, digit, `-` or `_`: this never takes the lossy path.
+        let text = String::from_utf8(text)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+        Ok(CodeBatch {
+            text,
+            stride,
+            count,
+        })
     }
 
     /// A stream of `count` unique random codes, for batches too large to hold at once; see
@@ -202,7 +238,8 @@ impl CodeFormat {
             buf: vec![0; BUFFER],
             pos: BUFFER,
             draw,
-            seen: ValueSet::with_codes(count).ok_or(GenerateError::OutOfMemory { codes: count })?,
+            seen: ValueSet::new(count, self.space)
+                .ok_or(GenerateError::OutOfMemory { codes: count })?,
             remaining: count,
             requested: count,
             excluded: 0,
@@ -275,11 +312,9 @@ impl<R: RandomSource> CodeStream<'_, R> {
             let value = self.format.value_of(random);
             if !self.seen.contains(value) {
                 self.format.fits(self.requested, self.excluded + 1)?;
-                if !self.seen.insert(value) {
-                    return Err(GenerateError::OutOfMemory {
-                        codes: self.seen.len() + 1,
-                    });
-                }
+                self.seen.insert(value).ok_or(GenerateError::OutOfMemory {
+                    codes: self.seen.len() + 1,
+                })?;
                 self.excluded += 1;
             }
         }
@@ -291,20 +326,29 @@ impl<R: RandomSource> CodeStream<'_, R> {
         self.remaining
     }
 
-    fn byte(&mut self) -> Result<u8, GenerateError> {
-        if self.pos >= self.buf.len() {
-            self.rng.fill(&mut self.buf)?;
-            self.pos = 0;
+    /// A random symbol: the next buffered byte through the unbiased table.
+    #[inline]
+    fn symbol(&mut self) -> Result<u8, GenerateError> {
+        if let Some(&b) = self.buf.get(self.pos) {
+            self.pos += 1;
+            let d = self.draw[b as usize];
+            if d != super::alphabet::NONE {
+                return Ok(d);
+            }
         }
-        let b = self.buf.get(self.pos).copied().unwrap_or(0);
-        self.pos += 1;
-        Ok(b)
+        self.symbol_slow()
     }
 
-    fn symbol(&mut self) -> Result<u8, GenerateError> {
+    #[cold]
+    fn symbol_slow(&mut self) -> Result<u8, GenerateError> {
         for _ in 0..MAX_USELESS {
-            let b = self.byte()?;
-            let d = self.draw.get(b as usize).copied().unwrap_or(0);
+            if self.pos >= self.buf.len() {
+                self.rng.fill(&mut self.buf)?;
+                self.pos = 0;
+            }
+            let b = self.buf.get(self.pos).copied().unwrap_or(0);
+            self.pos += 1;
+            let d = self.draw[b as usize];
             if d != super::alphabet::NONE {
                 return Ok(d);
             }
@@ -312,35 +356,148 @@ impl<R: RandomSource> CodeStream<'_, R> {
         Err(GenerateError::NotRandom { draws: MAX_USELESS })
     }
 
-    fn next_code(&mut self) -> Result<Code, GenerateError> {
-        let r = self.format.random_len;
+    /// Draws `r` symbols into `out`, straight from the buffer when it holds enough.
+    #[inline]
+    fn draw_symbols(&mut self, out: &mut [u8]) -> Result<(), GenerateError> {
+        let r = out.len();
+        if let Some(bytes) = self.buf.get(self.pos..self.pos + r) {
+            let mut rejected = false;
+            for (slot, &b) in out.iter_mut().zip(bytes) {
+                let d = self.draw[b as usize];
+                rejected |= d == super::alphabet::NONE;
+                *slot = d;
+            }
+            if !rejected {
+                self.pos += r;
+                return Ok(());
+            }
+        }
+        for slot in out.iter_mut() {
+            *slot = self.symbol()?;
+        }
+        Ok(())
+    }
+
+    /// The next unique code, written into `canon` (the format's pattern bytes).
+    fn next_into(&mut self, canon: &mut [u8; MAX_CODE_LEN]) -> Result<(), GenerateError> {
+        let format = self.format;
+        let r = format.random_len;
+        let n = format.alphabet.len() as u64;
+        let narrow = self.seen.is_narrow();
         let mut symbols = [0u8; MAX_CODE_LEN];
         for _ in 0..MAX_USELESS {
-            for slot in symbols.iter_mut().take(r) {
-                *slot = self.symbol()?;
-            }
+            self.draw_symbols(symbols.get_mut(..r).unwrap_or(&mut []))?;
             let random = symbols.get(..r).unwrap_or(&[]);
-            let value = self.format.value_of(random);
-            if self.seen.contains(value) {
-                continue;
-            }
-            if !self.seen.insert(value) {
-                return Err(GenerateError::OutOfMemory {
-                    codes: self.seen.len() + 1,
-                });
-            }
-            let mut len = r;
-            if self.format.check {
-                let t = self.format.alphabet.tables();
-                let c = t.check_for(t.product(random), r);
-                if let Some(slot) = symbols.get_mut(r) {
-                    *slot = c;
+            let value = if narrow {
+                // The space fits in 64 bits: a cheaper accumulator.
+                random
+                    .iter()
+                    .fold(0u64, |v, &d| v.wrapping_mul(n).wrapping_add(d as u64))
+                    as u128
+            } else {
+                format.value_of(random)
+            };
+            match self.seen.insert(value) {
+                Some(true) => {}
+                Some(false) => continue,
+                None => {
+                    return Err(GenerateError::OutOfMemory {
+                        codes: self.seen.len() + 1,
+                    });
                 }
-                len += 1;
             }
-            return Ok(self.format.render(symbols.get(..len).unwrap_or(&[])));
+            let table = format.alphabet.symbol_table();
+            const M: usize = MAX_CODE_LEN - 1;
+            for (&at, &d) in format.slot_at.iter().zip(random) {
+                canon[at as usize & M] = table[d as usize & 63];
+            }
+            if format.check {
+                let t = format.alphabet.tables();
+                let c = t.check_for(t.product(random), r);
+                let at = format.slot_at[r & M];
+                canon[at as usize & M] = table[c as usize & 63];
+            }
+            return Ok(());
         }
         Err(GenerateError::NotRandom { draws: MAX_USELESS })
+    }
+
+    fn next_code(&mut self) -> Result<Code, GenerateError> {
+        let mut canon = self.format.canon;
+        self.next_into(&mut canon)?;
+        Ok(self.format.finish(&canon))
+    }
+}
+
+/// Unique codes of one format stored end to end in one string; made by
+/// [`CodeFormat::generate_batch`].
+///
+/// ```
+/// # use coupons::codes::{CodeFormat, RandomError, RandomSource};
+/// # struct SplitMix(u64);
+/// # impl RandomSource for SplitMix {
+/// #     fn fill(&mut self, dest: &mut [u8]) -> Result<(), RandomError> {
+/// #         for chunk in dest.chunks_mut(8) {
+/// #             self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+/// #             let mut z = self.0;
+/// #             z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+/// #             z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+/// #             z ^= z >> 31;
+/// #             chunk.copy_from_slice(&z.to_le_bytes()[..chunk.len()]);
+/// #         }
+/// #         Ok(())
+/// #     }
+/// # }
+/// let format = CodeFormat::default();
+/// let batch = format.generate_batch(100_000, SplitMix(1))?;
+/// assert_eq!(batch.len(), 100_000);
+/// assert_eq!(batch.as_str().len(), 100_000 * 14);
+/// let first = batch.get(0).unwrap();
+/// assert_eq!(format.parse(first)?.as_str(), first);
+/// // The same codes as `generate` from the same source.
+/// let codes = format.generate(3, SplitMix(1))?;
+/// assert!(batch.iter().zip(&codes).all(|(b, c)| b == c.as_str()));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CodeBatch {
+    text: String,
+    stride: usize,
+    count: usize,
+}
+
+impl CodeBatch {
+    /// The number of codes.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Code `i`, canonical, if there are more than `i`.
+    pub fn get(&self, i: usize) -> Option<&str> {
+        let start = i.checked_mul(self.stride)?;
+        self.text.get(start..start.checked_add(self.stride)?)
+    }
+
+    /// The codes in order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
+        (0..self.count).map(move |i| self.get(i).unwrap_or(""))
+    }
+
+    /// All codes end to end, each the format's length, no separator between them.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The codes as [`Code`]s (one allocation each).
+    pub fn to_codes(&self) -> Vec<Code> {
+        self.iter()
+            .map(|s| Code::from_checked(s.to_owned()))
+            .collect()
     }
 }
 
@@ -372,87 +529,153 @@ impl<R: RandomSource> Iterator for CodeStream<'_, R> {
     }
 }
 
-/// A set of numbers below `u128::MAX`, open addressing with linear probing, at most half full.
-struct ValueSet {
-    slots: Vec<u128>,
+/// The random values handed out so far: 8-byte slots when the format's space fits in 64
+/// bits, 16-byte slots otherwise.
+enum ValueSet {
+    Narrow(Table<u64>),
+    Wide(Table<u128>),
+}
+
+impl ValueSet {
+    /// A set sized for `codes` values of a format with `space` values.
+    fn new(codes: u64, space: u128) -> Option<ValueSet> {
+        if space < u64::MAX as u128 {
+            Table::with_codes(codes).map(ValueSet::Narrow)
+        } else {
+            Table::with_codes(codes).map(ValueSet::Wide)
+        }
+    }
+
+    fn is_narrow(&self) -> bool {
+        matches!(self, ValueSet::Narrow(_))
+    }
+
+    fn len(&self) -> u64 {
+        match self {
+            ValueSet::Narrow(t) => t.len,
+            ValueSet::Wide(t) => t.len,
+        }
+    }
+
+    fn contains(&self, v: u128) -> bool {
+        match self {
+            ValueSet::Narrow(t) => t.contains(v as u64),
+            ValueSet::Wide(t) => t.contains(v),
+        }
+    }
+
+    /// Adds `v` (below the space): `Some(true)` if it is new, `Some(false)` if it was there,
+    /// `None` when the table could not grow.
+    #[inline]
+    fn insert(&mut self, v: u128) -> Option<bool> {
+        match self {
+            ValueSet::Narrow(t) => t.insert(v as u64),
+            ValueSet::Wide(t) => t.insert(v),
+        }
+    }
+}
+
+/// A slot value of a [`Table`].
+trait Key: Copy + Eq {
+    /// The empty slot: no value reaches it, as every value is below the format's space, which
+    /// is below the type's maximum.
+    const EMPTY: Self;
+    fn mix(self) -> u64;
+}
+
+impl Key for u64 {
+    const EMPTY: u64 = u64::MAX;
+    #[inline]
+    fn mix(self) -> u64 {
+        self.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+}
+
+impl Key for u128 {
+    const EMPTY: u128 = u128::MAX;
+    #[inline]
+    fn mix(self) -> u64 {
+        (self as u64 ^ (self >> 64) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+}
+
+/// A set of keys, open addressing with linear probing, at most half full.
+struct Table<K> {
+    slots: Vec<K>,
     len: u64,
     shift: u32,
 }
 
-/// An empty slot: no value reaches it, as every value is below the format's space, which is
-/// below `u128::MAX`.
-const EMPTY: u128 = u128::MAX;
-
-impl ValueSet {
-    /// A table sized for `codes` values, at most 2²² slots to begin with (it grows).
-    fn with_codes(codes: u64) -> Option<ValueSet> {
+impl<K: Key> Table<K> {
+    /// A table sized for `codes` keys, at most 2²² slots to begin with (it grows).
+    fn with_codes(codes: u64) -> Option<Table<K>> {
         let want = codes.saturating_mul(2).clamp(16, 1 << 22);
-        ValueSet::with_slots(want.next_power_of_two())
+        Table::with_slots(want.next_power_of_two())
     }
 
-    fn with_slots(n: u64) -> Option<ValueSet> {
+    fn with_slots(n: u64) -> Option<Table<K>> {
         let n = usize::try_from(n).ok()?;
         let mut slots = Vec::new();
         slots.try_reserve_exact(n).ok()?;
-        slots.resize(n, EMPTY);
-        Some(ValueSet {
+        slots.resize(n, K::EMPTY);
+        Some(Table {
             slots,
             len: 0,
             shift: 64 - n.trailing_zeros(),
         })
     }
 
-    fn len(&self) -> u64 {
-        self.len
-    }
-
     #[inline]
-    fn home(&self, v: u128) -> usize {
-        let h = (v as u64 ^ (v >> 64) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        (h >> self.shift) as usize
+    fn home(&self, v: K) -> usize {
+        (v.mix() >> self.shift) as usize
     }
 
-    fn contains(&self, v: u128) -> bool {
+    fn contains(&self, v: K) -> bool {
         let mask = self.slots.len() - 1;
         let mut i = self.home(v);
         loop {
             match self.slots.get(i) {
                 Some(&s) if s == v => return true,
-                Some(&s) if s == EMPTY => return false,
+                Some(&s) if s == K::EMPTY => return false,
                 Some(_) => i = (i + 1) & mask,
                 None => return false,
             }
         }
     }
 
-    /// Inserts a value not in the set; false when the table could not grow.
-    fn insert(&mut self, v: u128) -> bool {
+    /// Adds `v`: `Some(true)` if new, `Some(false)` if present, `None` if the table could not
+    /// grow.
+    #[inline]
+    fn insert(&mut self, v: K) -> Option<bool> {
         if (self.len + 1) * 2 > self.slots.len() as u64 {
-            let Some(mut bigger) = ValueSet::with_slots(self.slots.len() as u64 * 2) else {
-                return false;
-            };
-            for &s in &self.slots {
-                if s != EMPTY {
-                    bigger.put(s);
-                }
-            }
-            *self = bigger;
+            self.grow()?;
         }
-        self.put(v);
-        true
-    }
-
-    fn put(&mut self, v: u128) {
         let mask = self.slots.len() - 1;
         let mut i = self.home(v);
         while let Some(s) = self.slots.get_mut(i) {
-            if *s == EMPTY {
+            if *s == v {
+                return Some(false);
+            }
+            if *s == K::EMPTY {
                 *s = v;
                 self.len += 1;
-                return;
+                return Some(true);
             }
             i = (i + 1) & mask;
         }
+        None
+    }
+
+    #[cold]
+    fn grow(&mut self) -> Option<()> {
+        let mut bigger = Table::with_slots(self.slots.len() as u64 * 2)?;
+        for &s in &self.slots {
+            if s != K::EMPTY {
+                bigger.insert(s)?;
+            }
+        }
+        *self = bigger;
+        Some(())
     }
 }
 
@@ -494,16 +717,21 @@ mod tests {
 
     #[test]
     fn the_value_set_finds_what_it_holds_and_grows() {
-        let mut s = ValueSet::with_codes(1).unwrap();
-        for v in 0..10_000u128 {
-            assert!(!s.contains(v * 7919));
-            assert!(s.insert(v * 7919));
-            assert!(s.contains(v * 7919));
+        for space in [1u128 << 60, 1 << 100] {
+            let mut s = ValueSet::new(1, space).unwrap();
+            assert_eq!(s.is_narrow(), space < 1 << 64);
+            for v in 0..10_000u128 {
+                assert!(!s.contains(v * 7919));
+                assert_eq!(s.insert(v * 7919), Some(true));
+                assert!(s.contains(v * 7919));
+                assert_eq!(s.insert(v * 7919), Some(false));
+            }
+            assert_eq!(s.len(), 10_000);
+            assert!((0..10_000u128).all(|v| s.contains(v * 7919)));
+            assert!(!s.contains(1));
         }
-        assert_eq!(s.len(), 10_000);
-        assert!(s.slots.len() >= 20_000);
-        assert!((0..10_000u128).all(|v| s.contains(v * 7919)));
-        assert!(!s.contains(1));
+        let t = Table::<u64>::with_codes(10_000).unwrap();
+        assert_eq!(t.slots.len(), 32_768);
     }
 
     #[test]

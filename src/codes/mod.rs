@@ -107,5 +107,5 @@ pub use format::{
 };
 #[cfg(feature = "os-rng")]
 pub use generate::OsRandom;
-pub use generate::{CodeStream, RandomSource};
+pub use generate::{CodeBatch, CodeStream, RandomSource};
 pub use parse::SEPARATORS;
