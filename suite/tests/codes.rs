@@ -355,6 +355,10 @@ proptest! {
         prop_assert_eq!(&a, &b);
         let streamed: Vec<Code> = f.stream(50, SplitMix(seed)).unwrap().map(Result::unwrap).collect();
         prop_assert_eq!(&a, &streamed);
+        let batch = f.generate_batch(50, SplitMix(seed)).unwrap();
+        prop_assert_eq!(batch.len(), 50);
+        prop_assert!(batch.iter().eq(a.iter().map(Code::as_str)));
+        prop_assert_eq!(&batch.to_codes(), &a);
         let c = f.generate(50, SplitMix(seed ^ 1)).unwrap();
         prop_assert_ne!(a, c);
     }
