@@ -6,7 +6,7 @@ use super::format::{CodeFormat, MAX_CODE_LEN};
 
 /// Where random bytes come from: fill the buffer, every byte uniform and independent.
 ///
-/// For real codes use the operating system's source, [`OsRandom`] (feature `os-rng`), or a
+/// For real codes use the operating system's source, `OsRandom` (feature `os-rng`), or a
 /// cryptographically secure generator of your own. For reproducible tests, any seeded
 /// generator will do — a seeded generator's codes are known to whoever knows the seed, so
 /// never issue them.
@@ -270,6 +270,7 @@ impl CodeFormat {
 
     /// The canonical code for `symbols` (random characters, then the check character if the
     /// format has one).
+    #[cfg(test)]
     pub(crate) fn render(&self, symbols: &[u8]) -> Code {
         let mut canon = self.canon;
         let table = self.alphabet.symbol_table();

@@ -6,7 +6,7 @@
 //! randomness per code, and batches that would make a random guess likely to hit.
 //!
 //! - [`CodeFormat::generate`] draws any number of unique codes (millions in well under a
-//!   second) from a [`RandomSource`]: the operating system's ([`OsRandom`], feature
+//!   second) from a [`RandomSource`]: the operating system's (`OsRandom`, feature
 //!   `os-rng`) or your own seeded one for reproducible tests. Symbols are drawn without
 //!   modulo bias; [`CodeFormat::stream`] yields them one at a time for batches too large to
 //!   hold.
