@@ -1,6 +1,6 @@
 //! The symbols a code's random characters are drawn from, and the look-alikes read as them.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use super::check::{CheckTables, Group, MAX_POSITIONS, MAX_SYMBOLS};
 use super::error::{FormatError, ParseError};
@@ -71,26 +71,42 @@ struct Inner {
 
 impl Alphabet {
     /// Crockford's base 32 without look-alikes: `0123456789ABCDEFGHJKMNPQRSTVWXYZ`, 5 bits a
-    /// character; `O` reads as `0`, `I` and `L` as `1`, `U` as `V`.
+    /// character; `O` reads as `0`, `I` and `L` as `1`, `U` as `V`. Built once per process
+    /// and shared, like the other built-in alphabets.
     pub fn crockford() -> Alphabet {
-        Alphabet::build(b"0123456789ABCDEFGHJKMNPQRSTVWXYZ")
-            .unwrap_or_else(|_| Alphabet::fallback())
+        static CROCKFORD: OnceLock<Alphabet> = OnceLock::new();
+        CROCKFORD
+            .get_or_init(|| {
+                Alphabet::build(b"0123456789ABCDEFGHJKMNPQRSTVWXYZ")
+                    .unwrap_or_else(|_| Alphabet::fallback())
+            })
+            .clone()
     }
 
     /// The ten digits, about 3.32 bits a character; `O` reads as `0`, `I` and `L` as `1`.
     pub fn digits() -> Alphabet {
-        Alphabet::build(b"0123456789").unwrap_or_else(|_| Alphabet::fallback())
+        static DIGITS: OnceLock<Alphabet> = OnceLock::new();
+        DIGITS
+            .get_or_init(|| Alphabet::build(b"0123456789").unwrap_or_else(|_| Alphabet::fallback()))
+            .clone()
     }
 
     /// All 36 digits and letters, about 5.17 bits a character. `0`/`O` and `1`/`I`/`L` are
     /// all distinct symbols here, so buyers mistake them; prefer [`Alphabet::crockford`].
     pub fn alphanumeric() -> Alphabet {
-        Alphabet::build(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ")
-            .unwrap_or_else(|_| Alphabet::fallback())
+        static ALPHANUMERIC: OnceLock<Alphabet> = OnceLock::new();
+        ALPHANUMERIC
+            .get_or_init(|| {
+                Alphabet::build(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+                    .unwrap_or_else(|_| Alphabet::fallback())
+            })
+            .clone()
     }
 
     /// An alphabet of the given symbols, in this order (the order decides which symbol a
-    /// random value becomes, so keep it fixed for reproducible batches).
+    /// random value becomes, so keep it fixed for reproducible batches). Building one
+    /// computes its check tables (some tens of microseconds): build a format once and keep
+    /// it.
     ///
     /// # Errors
     /// - [`FormatError::AlphabetSize`] unless there are 3 to 36 symbols;

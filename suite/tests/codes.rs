@@ -509,3 +509,43 @@ fn typed_rejections_do_not_depend_on_which_codes_exist() {
         })
     );
 }
+
+#[test]
+fn formats_round_trip_through_json_and_json_is_checked() {
+    let f = CodeFormat::builder()
+        .alphabet(Alphabet::digits())
+        .prefix("GC-")
+        .length(16)
+        .group(4)
+        .min_bits(45)
+        .build()
+        .unwrap();
+    let json = serde_json::to_value(&f).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!({
+            "pattern": "GC-####-####-####-####",
+            "alphabet": "0123456789",
+            "check": true,
+            "min_bits": 45,
+            "min_guesses_per_hit": 1_000_000
+        })
+    );
+    let back: CodeFormat = serde_json::from_value(json).unwrap();
+    assert_eq!(back, f);
+    // Defaults fill in; the same checks as the builder refuse what it refuses.
+    let short: CodeFormat =
+        serde_json::from_value(serde_json::json!({"pattern": "SALE-###-###-###"})).unwrap();
+    assert_eq!(short, CodeFormat::from_pattern("SALE-###-###-###").unwrap());
+    for bad in [
+        serde_json::json!({"pattern": "SALE-####"}),
+        serde_json::json!({"pattern": "########", "alphabet": "01"}),
+        serde_json::json!({"pattern": "##########", "min_bits": 30}),
+        serde_json::json!({"pattern": "##########", "colour": "red"}),
+    ] {
+        assert!(
+            serde_json::from_value::<CodeFormat>(bad.clone()).is_err(),
+            "{bad}"
+        );
+    }
+}
