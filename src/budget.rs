@@ -704,8 +704,8 @@ pub fn allocate(candidates: &Candidates, budget: &Budget) -> Result<Allocation, 
         (s != NONE).then_some(s as usize)
     };
 
-    // 1. Each user's efficient frontier, stored flat.
-    let mut hull: Vec<Vertex> = Vec::with_capacity(n * 3);
+    // 1. Each user's efficient frontier, stored flat as choice numbers (NONE: nothing).
+    let mut hull: Vec<u32> = Vec::with_capacity(n * 3);
     let mut hull_start: Vec<u32> = Vec::with_capacity(n + 1);
     let (mut order, mut scratch) = (Vec::new(), Vec::new());
     for u in 0..n {
@@ -715,10 +715,21 @@ pub fn allocate(candidates: &Candidates, budget: &Budget) -> Result<Allocation, 
             continue;
         };
         frontier(vs, cs, r.start, &mut order, &mut scratch);
-        hull.extend_from_slice(&scratch);
+        hull.extend(scratch.iter().map(|v| v.choice));
     }
     hull_start.push(hull.len() as u32);
-    let chain = |u: usize| -> &[Vertex] {
+    let vertex = |choice: u32| -> Vertex {
+        let i = choice as usize;
+        match (values.get(i), costs.get(i)) {
+            (Some(&value), Some(&cost)) => Vertex {
+                value,
+                cost,
+                choice,
+            },
+            _ => NOTHING,
+        }
+    };
+    let chain = |u: usize| -> &[u32] {
         let lo = hull_start.get(u).copied().unwrap_or(0) as usize;
         let hi = hull_start.get(u + 1).copied().unwrap_or(0) as usize;
         hull.get(lo..hi).unwrap_or(&[])
@@ -738,7 +749,8 @@ pub fn allocate(candidates: &Candidates, budget: &Budget) -> Result<Allocation, 
             };
             for w in chain(u).windows(2) {
                 if let [p, q] = w {
-                    list.push((efficiency(p, q), q.cost - p.cost));
+                    let (p, q) = (vertex(*p), vertex(*q));
+                    list.push((efficiency(&p, &q), q.cost - p.cost));
                 }
             }
         }
@@ -753,11 +765,12 @@ pub fn allocate(candidates: &Candidates, budget: &Budget) -> Result<Allocation, 
     // vertex reached (the last admitted).
     let walk = |u: usize, seg: &mut [Threshold], mut global: Option<&mut Threshold>| -> Vertex {
         let c = chain(u);
-        let mut at = c.first().copied().unwrap_or(NOTHING);
+        let mut at = c.first().map_or(NOTHING, |&v| vertex(v));
         let mut s = seg_of(u).and_then(|s| seg.get_mut(s));
         for w in c.windows(2) {
             let [p, q] = w else { break };
-            let (e, dc) = (efficiency(p, q), q.cost - p.cost);
+            let (p, q) = (vertex(*p), vertex(*q));
+            let (e, dc) = (efficiency(&p, &q), q.cost - p.cost);
             if let Some(t) = s.as_deref_mut() {
                 if !t.admit(e, dc) {
                     break;
@@ -768,7 +781,7 @@ pub fn allocate(candidates: &Candidates, budget: &Budget) -> Result<Allocation, 
                     break;
                 }
             }
-            at = *q;
+            at = q;
         }
         at
     };
@@ -783,7 +796,8 @@ pub fn allocate(candidates: &Candidates, budget: &Budget) -> Result<Allocation, 
             let mut s = seg_of(u).and_then(|s| seg.get_mut(s));
             for w in c.windows(2) {
                 let [p, q] = w else { break };
-                let (e, dc) = (efficiency(p, q), q.cost - p.cost);
+                let (p, q) = (vertex(*p), vertex(*q));
+                let (e, dc) = (efficiency(&p, &q), q.cost - p.cost);
                 if let Some(t) = s.as_deref_mut() {
                     if !t.admit(e, dc) {
                         break;
@@ -880,45 +894,67 @@ pub fn allocate(candidates: &Candidates, budget: &Budget) -> Result<Allocation, 
         }
     }
     if !ups.is_empty() {
-        ups.sort_unstable_by(|x, y| {
+        // The single most valuable upgrade, for the comparison below.
+        let single = ups
+            .iter()
+            .max_by(|x, y| x.1.total_cmp(&y.1).then(y.3.cmp(&x.3)))
+            .copied();
+        // Greedy in order of efficiency (then value, user, choice: a total order), taken in
+        // chunks: the best `chunk` are selected in linear time and sorted, and what no longer
+        // fits is dropped before the next, larger chunk.
+        let order = |x: &(f64, f64, i64, u32, u32), y: &(f64, f64, i64, u32, u32)| {
             y.0.total_cmp(&x.0)
                 .then(y.1.total_cmp(&x.1))
                 .then(x.3.cmp(&y.3))
                 .then(x.4.cmp(&y.4))
-        });
+        };
         let mut greedy: Vec<(u32, u32)> = Vec::new();
         let mut gain = 0.0;
         let (mut lt, mut ls) = (left_total, left_seg.clone());
         let mut touched: Vec<bool> = vec![false; n];
-        for &(_, dv, dc, u, choice) in &ups {
-            let ui = u as usize;
-            if touched.get(ui).copied().unwrap_or(true) {
-                continue;
+        let mut rest: Vec<(f64, f64, i64, u32, u32)> = ups;
+        let mut chunk = 1024usize;
+        while !rest.is_empty() {
+            let take = chunk.min(rest.len());
+            if take < rest.len() {
+                rest.select_nth_unstable_by(take - 1, order);
             }
-            let Some(limit) = room(ui, lt, &ls) else {
-                continue;
-            };
-            if i128::from(dc) > limit {
-                continue;
+            let tail = rest.split_off(take);
+            rest.sort_unstable_by(order);
+            for &(_, dv, dc, u, choice) in &rest {
+                let ui = u as usize;
+                if touched.get(ui).copied().unwrap_or(true) {
+                    continue;
+                }
+                let Some(limit) = room(ui, lt, &ls) else {
+                    continue;
+                };
+                if i128::from(dc) > limit {
+                    continue;
+                }
+                if let Some(t) = lt.as_mut() {
+                    *t -= i128::from(dc);
+                }
+                if let Some(Some(t)) = seg_of(ui).and_then(|s| ls.get_mut(s)) {
+                    *t -= i128::from(dc);
+                }
+                if let Some(t) = touched.get_mut(ui) {
+                    *t = true;
+                }
+                gain += dv;
+                greedy.push((u, choice));
             }
-            if let Some(t) = lt.as_mut() {
-                *t -= i128::from(dc);
-            }
-            if let Some(Some(t)) = seg_of(ui).and_then(|s| ls.get_mut(s)) {
-                *t -= i128::from(dc);
-            }
-            if let Some(t) = touched.get_mut(ui) {
-                *t = true;
-            }
-            gain += dv;
-            greedy.push((u, choice));
+            rest = tail;
+            rest.retain(|&(_, _, dc, u, _)| {
+                let ui = u as usize;
+                !touched.get(ui).copied().unwrap_or(true)
+                    && room(ui, lt, &ls).is_some_and(|limit| i128::from(dc) <= limit)
+            });
+            chunk = chunk.saturating_mul(2);
         }
         // The single most valuable upgrade, if it beats the greedy set.
-        let single = ups
-            .iter()
-            .max_by(|x, y| x.1.total_cmp(&y.1).then(y.3.cmp(&x.3)));
         let chosen: Vec<(u32, u32)> = match single {
-            Some(&(_, dv, _, u, choice)) if dv > gain => vec![(u, choice)],
+            Some((_, dv, _, u, choice)) if dv > gain => vec![(u, choice)],
             _ => greedy,
         };
         for (u, choice) in chosen {

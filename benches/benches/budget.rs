@@ -93,7 +93,11 @@ fn bench_allocate(c: &mut Criterion) {
         ("1m_x5_identical", &identical, &total),
     ] {
         let plan = allocate(cands, budget).unwrap();
-        assert!(plan.relative_gap() <= 0.01, "{label}: gap {}", plan.relative_gap());
+        assert!(
+            plan.relative_gap() <= 0.01,
+            "{label}: gap {}",
+            plan.relative_gap()
+        );
         eprintln!(
             "{label}: value {:.2}, bound {:.2}, gap {:.2e}, {} users served, cost {}",
             plan.value,

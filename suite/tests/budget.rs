@@ -12,10 +12,13 @@ fn fen(n: i64) -> Money {
     Money::from_minor(n, CNY)
 }
 
-/// One small instance: per user, a segment (0, 1 or none) and (value, cost in fen) choices.
+/// A user: a segment (0, 1 or none) and (value, cost in fen) choices.
+type User = (Option<u8>, Vec<(i32, i64)>);
+
+/// One small instance.
 #[derive(Debug, Clone)]
 struct Instance {
-    users: Vec<(Option<u8>, Vec<(i32, i64)>)>,
+    users: Vec<User>,
     total: Option<i64>,
     segments: [Option<i64>; 2],
 }
