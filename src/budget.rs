@@ -704,9 +704,22 @@ pub fn allocate(candidates: &Candidates, budget: &Budget) -> Result<Allocation, 
         (s != NONE).then_some(s as usize)
     };
 
-    // 1. Each user's efficient frontier, stored flat as choice numbers (NONE: nothing).
+    let seg_budgeted = |u: usize| -> Option<usize> {
+        seg_of(u).filter(|&s| seg_budget.get(s).copied().flatten().is_some())
+    };
+
+    // 1. Each user's efficient frontier, stored flat: the choice numbers (NONE: nothing) and,
+    //    per vertex after the first, the efficiency of the edge into it. Its edges go to the
+    //    user's segment's items (if the segment has a budget) or straight to the total's.
     let mut hull: Vec<u32> = Vec::with_capacity(n * 3);
+    let mut hull_eff: Vec<f64> = Vec::with_capacity(n * 3);
     let mut hull_start: Vec<u32> = Vec::with_capacity(n + 1);
+    let mut seg_items: Vec<Vec<(f64, i64)>> = vec![Vec::new(); nseg];
+    let mut items: Vec<(f64, i64)> = if total.is_some() {
+        Vec::with_capacity(n * 2)
+    } else {
+        Vec::new()
+    };
     let (mut order, mut scratch) = (Vec::new(), Vec::new());
     for u in 0..n {
         hull_start.push(hull.len() as u32);
@@ -715,9 +728,35 @@ pub fn allocate(candidates: &Candidates, budget: &Budget) -> Result<Allocation, 
             continue;
         };
         frontier(vs, cs, r.start, &mut order, &mut scratch);
-        hull.extend(scratch.iter().map(|v| v.choice));
+        let target = match seg_budgeted(u) {
+            Some(s) => seg_items.get_mut(s),
+            None if total.is_some() => Some(&mut items),
+            None => None,
+        };
+        let mut prev: Option<&Vertex> = None;
+        match target {
+            Some(list) => {
+                for q in &scratch {
+                    let e = prev.map_or(0.0, |p| efficiency(p, q));
+                    if let Some(p) = prev {
+                        list.push((e, q.cost - p.cost));
+                    }
+                    hull.push(q.choice);
+                    hull_eff.push(e);
+                    prev = Some(q);
+                }
+            }
+            None => {
+                for q in &scratch {
+                    hull.push(q.choice);
+                    hull_eff.push(prev.map_or(0.0, |p| efficiency(p, q)));
+                    prev = Some(q);
+                }
+            }
+        }
     }
     hull_start.push(hull.len() as u32);
+    let cost_of = |choice: u32| -> i64 { costs.get(choice as usize).copied().unwrap_or(0) };
     let vertex = |choice: u32| -> Vertex {
         let i = choice as usize;
         match (values.get(i), costs.get(i)) {
@@ -729,48 +768,36 @@ pub fn allocate(candidates: &Candidates, budget: &Budget) -> Result<Allocation, 
             _ => NOTHING,
         }
     };
-    let chain = |u: usize| -> &[u32] {
+    // User u's frontier: (choice, efficiency of the edge into it) from the base.
+    let chain = |u: usize| -> (&[u32], &[f64]) {
         let lo = hull_start.get(u).copied().unwrap_or(0) as usize;
         let hi = hull_start.get(u + 1).copied().unwrap_or(0) as usize;
-        hull.get(lo..hi).unwrap_or(&[])
+        (
+            hull.get(lo..hi).unwrap_or(&[]),
+            hull_eff.get(lo..hi).unwrap_or(&[]),
+        )
     };
 
     // 2. Each budgeted segment's own price.
     let mut seg_threshold: Vec<Threshold> = vec![Threshold::FREE; nseg];
-    if seg_budget.iter().any(Option::is_some) {
-        let mut items: Vec<Vec<(f64, i64)>> = vec![Vec::new(); nseg];
-        for u in 0..n {
-            let Some(s) = seg_of(u) else { continue };
-            if seg_budget.get(s).copied().flatten().is_none() {
-                continue;
-            }
-            let Some(list) = items.get_mut(s) else {
-                continue;
-            };
-            for w in chain(u).windows(2) {
-                if let [p, q] = w {
-                    let (p, q) = (vertex(*p), vertex(*q));
-                    list.push((efficiency(&p, &q), q.cost - p.cost));
-                }
-            }
-        }
-        for (s, list) in items.iter_mut().enumerate() {
-            if let (Some(Some(b)), Some(t)) = (seg_budget.get(s), seg_threshold.get_mut(s)) {
-                *t = Threshold::new(list, *b);
-            }
+    for (s, list) in seg_items.iter_mut().enumerate() {
+        if let (Some(Some(b)), Some(t)) = (seg_budget.get(s), seg_threshold.get_mut(s)) {
+            *t = Threshold::new(list, *b);
         }
     }
+    drop(seg_items);
 
     // Walks user u's frontier through the segment threshold, then `global`; returns the
     // vertex reached (the last admitted).
-    let walk = |u: usize, seg: &mut [Threshold], mut global: Option<&mut Threshold>| -> Vertex {
-        let c = chain(u);
-        let mut at = c.first().map_or(NOTHING, |&v| vertex(v));
-        let mut s = seg_of(u).and_then(|s| seg.get_mut(s));
-        for w in c.windows(2) {
-            let [p, q] = w else { break };
-            let (p, q) = (vertex(*p), vertex(*q));
-            let (e, dc) = (efficiency(&p, &q), q.cost - p.cost);
+    let walk = |u: usize, seg: &mut [Threshold], mut global: Option<&mut Threshold>| -> u32 {
+        let (ids, effs) = chain(u);
+        let Some((&first, rest)) = ids.split_first() else {
+            return NONE;
+        };
+        let mut at = first;
+        let mut s = seg_budgeted(u).and_then(|s| seg.get_mut(s));
+        for (&q, &e) in rest.iter().zip(effs.get(1..).unwrap_or(&[])) {
+            let dc = cost_of(q) - cost_of(at);
             if let Some(t) = s.as_deref_mut() {
                 if !t.admit(e, dc) {
                     break;
@@ -786,75 +813,69 @@ pub fn allocate(candidates: &Candidates, budget: &Budget) -> Result<Allocation, 
         at
     };
 
-    // 3. The overall price, over what the segment prices admit.
+    // 3. The overall price, over the edges of users without a segment budget and those the
+    //    segment prices admit.
     let mut global = Threshold::FREE;
     if let Some(b) = total {
-        let mut seg = seg_threshold.clone();
-        let mut items: Vec<(f64, i64)> = Vec::with_capacity(hull.len().saturating_sub(n));
-        for u in 0..n {
-            let c = chain(u);
-            let mut s = seg_of(u).and_then(|s| seg.get_mut(s));
-            for w in c.windows(2) {
-                let [p, q] = w else { break };
-                let (p, q) = (vertex(*p), vertex(*q));
-                let (e, dc) = (efficiency(&p, &q), q.cost - p.cost);
-                if let Some(t) = s.as_deref_mut() {
+        if seg_budget.iter().any(Option::is_some) {
+            let mut seg = seg_threshold.clone();
+            for u in 0..n {
+                let Some(t) = seg_budgeted(u).and_then(|s| seg.get_mut(s)) else {
+                    continue;
+                };
+                let (ids, effs) = chain(u);
+                for (w, &e) in ids.windows(2).zip(effs.get(1..).unwrap_or(&[])) {
+                    let [p, q] = w else { break };
+                    let dc = cost_of(*q) - cost_of(*p);
                     if !t.admit(e, dc) {
                         break;
                     }
+                    items.push((e, dc));
                 }
-                items.push((e, dc));
             }
         }
         global = Threshold::new(&mut items, b);
     }
+    drop(items);
     let global_price = global.price;
-
-    // 4. The plan at those prices, and the dual bound.
-    let mut picks: Vec<u32> = Vec::with_capacity(n);
-    let mut at: Vec<Vertex> = Vec::with_capacity(n);
-    {
-        let mut seg = seg_threshold.clone();
-        for u in 0..n {
-            let v = walk(u, &mut seg, total.map(|_| &mut global));
-            at.push(v);
-        }
-    }
     let seg_extra: Vec<f64> = seg_threshold
         .iter()
         .map(|t| (t.price - global_price).max(0.0))
         .collect();
+
+    // 4. The plan at those prices, what it spends, and the dual bound.
+    let mut at: Vec<Vertex> = Vec::with_capacity(n);
     let mut bound = global_price * total.map_or(0.0, |b| b as f64);
     for (s, b) in seg_budget.iter().enumerate() {
         if let (Some(b), Some(mu)) = (b, seg_extra.get(s)) {
             bound += mu * *b as f64;
         }
     }
-    for u in 0..n {
-        let theta = global_price
-            + seg_of(u)
-                .and_then(|s| seg_extra.get(s))
-                .copied()
-                .unwrap_or(0.0);
-        let r = candidates.range(u);
-        let mut best = 0.0f64;
-        if let (Some(vs), Some(cs)) = (values.get(r.clone()), costs.get(r)) {
-            for (&v, &c) in vs.iter().zip(cs) {
-                best = best.max(v - theta * c as f64);
+    let mut spent_seg: Vec<i128> = vec![0; nseg];
+    let mut spent: i128 = 0;
+    {
+        let mut seg = seg_threshold.clone();
+        for u in 0..n {
+            let v = vertex(walk(u, &mut seg, total.map(|_| &mut global)));
+            spent += i128::from(v.cost);
+            let su = seg_of(u);
+            if let Some(slot) = su.and_then(|s| spent_seg.get_mut(s)) {
+                *slot += i128::from(v.cost);
             }
+            at.push(v);
+            let theta = global_price + su.and_then(|s| seg_extra.get(s)).copied().unwrap_or(0.0);
+            let r = candidates.range(u);
+            let mut best = 0.0f64;
+            if let (Some(vs), Some(cs)) = (values.get(r.clone()), costs.get(r)) {
+                for (&v, &c) in vs.iter().zip(cs) {
+                    best = best.max(v - theta * c as f64);
+                }
+            }
+            bound += best;
         }
-        bound += best;
     }
 
     // 5. Greedy repair with what is left.
-    let mut spent_seg: Vec<i128> = vec![0; nseg];
-    let mut spent: i128 = 0;
-    for (u, v) in at.iter().enumerate() {
-        spent += i128::from(v.cost);
-        if let Some(slot) = seg_of(u).and_then(|s| spent_seg.get_mut(s)) {
-            *slot += i128::from(v.cost);
-        }
-    }
     let left_total = total.map(|b| b - spent);
     let left_seg: Vec<Option<i128>> = seg_budget
         .iter()
@@ -970,6 +991,7 @@ pub fn allocate(candidates: &Candidates, budget: &Budget) -> Result<Allocation, 
     }
 
     // 6. The outcome.
+    let mut picks: Vec<u32> = Vec::with_capacity(n);
     let mut value = 0.0;
     let mut spent: i128 = 0;
     let mut seg_value = vec![0.0; nseg];

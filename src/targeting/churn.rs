@@ -142,7 +142,9 @@ pub enum ChurnError {
         /// Customers with at least one repeat purchase.
         repeat_buyers: usize,
     },
-    /// The optimiser reached its iteration limit before the convergence test held.
+    /// The optimiser reached its iteration limit before the convergence test held (this also
+    /// happens when the maximum lies at infinity and the search creeps towards it, for example
+    /// `a` and `b` growing together: every customer with the same drop-out probability).
     #[error(
         "BG/NBD fit did not converge in {iterations} iterations (gradient {gradient:e}); last estimate {estimate:?}"
     )]
@@ -154,8 +156,10 @@ pub enum ChurnError {
         /// The last estimate.
         estimate: BgNbd,
     },
-    /// The likelihood keeps improving as a parameter runs to zero or infinity: the data has no
-    /// interior maximum (for example, nobody in it ever drops out).
+    /// The likelihood keeps improving as a parameter runs off (beyond 1e8 or below 1e-8): the
+    /// data has no interior maximum — for example, nobody in it ever drops out (`b` grows
+    /// without bound), or everyone buys at the same rate (`r` and `alpha` grow together). The
+    /// estimate is the model's limit and still usable for predictions.
     #[error(
         "BG/NBD fit: no maximum, {parameter} runs off to {value:e}; last estimate {estimate:?}"
     )]

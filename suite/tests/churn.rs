@@ -258,3 +258,54 @@ proptest! {
         prop_assert!((mean - e).abs() < 1e-4 * (1.0 + e), "{mean} vs {e}");
     }
 }
+
+#[test]
+fn fit_stays_finite_with_customers_buying_thousands_of_times() {
+    let mut customers: Vec<Summary> = cdnow().into_iter().map(|(_, s)| s).collect();
+    for x in [1_000, 2_500, 5_000] {
+        customers.push(Summary::new(x, 38.5, 38.86).unwrap());
+    }
+    let fit = BgNbd::fit(&customers).unwrap();
+    assert!(fit.log_likelihood.is_finite());
+    assert!(fit.gradient <= 1e-4, "{fit:?}");
+    let direct = fit.model.total_log_likelihood(&customers);
+    assert!((direct - fit.log_likelihood).abs() < 1e-6 * direct.abs());
+}
+
+fn history() -> impl Strategy<Value = Vec<Summary>> {
+    prop::collection::vec(
+        (0u32..40, 0.0f64..1.0, 0.5f64..60.0).prop_map(|(x, share, age)| {
+            Summary::new(x, if x == 0 { 0.0 } else { share * age }, age).unwrap()
+        }),
+        1..120,
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn fit_returns_a_maximum_or_a_typed_error(customers in history()) {
+        match BgNbd::fit(&customers) {
+            Ok(fit) => {
+                prop_assert!(fit.log_likelihood.is_finite());
+                prop_assert!(fit.gradient <= 1e-4, "{fit:?}");
+                let m = fit.model;
+                for f in [0.9, 1.1] {
+                    for nudged in [
+                        BgNbd::new(m.r() * f, m.alpha(), m.a(), m.b()).unwrap(),
+                        BgNbd::new(m.r(), m.alpha() * f, m.a(), m.b()).unwrap(),
+                        BgNbd::new(m.r(), m.alpha(), m.a() * f, m.b()).unwrap(),
+                        BgNbd::new(m.r(), m.alpha(), m.a(), m.b() * f).unwrap(),
+                    ] {
+                        let other = nudged.total_log_likelihood(&customers);
+                        prop_assert!(fit.log_likelihood >= other - 1e-9 * other.abs(), "{nudged:?}");
+                    }
+                }
+            }
+            Err(ChurnError::NotEnoughData { repeat_buyers, .. }) => prop_assert_eq!(repeat_buyers, 0),
+            Err(ChurnError::Unbounded { .. } | ChurnError::NotConverged { .. }) => {}
+            Err(e) => prop_assert!(false, "unexpected error {e:?}"),
+        }
+    }
+}

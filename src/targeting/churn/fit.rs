@@ -266,8 +266,9 @@ impl Data {
 
 const NAMES: [&str; 4] = ["r", "alpha", "a", "b"];
 
-/// Log-parameters beyond ±this are treated as running off to 0 or infinity.
-const LOG_BOUND: f64 = 30.0;
+/// Parameters beyond 1e8 or below 1e-8 are treated as running off to infinity or 0: no
+/// interior maximum (in any time unit from minutes to years, real data stays far inside).
+const LOG_BOUND: f64 = 18.420_680_743_952_367; // ln 1e8
 
 fn model(phi: [f64; 4]) -> BgNbd {
     BgNbd {
