@@ -492,130 +492,105 @@ fn frontier(
     values: &[f64],
     costs: &[i64],
     first: usize,
-    order: &mut Vec<u32>,
+    order: &mut Vec<Vertex>,
     out: &mut Vec<Vertex>,
 ) {
     out.clear();
     order.clear();
     let mut base = NOTHING;
-    for (k, (&v, &c)) in values.iter().zip(costs).enumerate() {
-        if v <= 0.0 {
+    for (k, (&value, &cost)) in values.iter().zip(costs).enumerate() {
+        if value <= 0.0 {
             continue;
         }
-        let id = (first + k) as u32;
-        if c == 0 {
-            if v > base.value {
-                base = Vertex {
-                    value: v,
-                    cost: 0,
-                    choice: id,
-                };
-            }
-        } else {
-            order.push(k as u32);
-        }
-    }
-    let key = |k: u32| {
-        let k = k as usize;
-        (
-            costs.get(k).copied().unwrap_or(0),
-            values.get(k).copied().unwrap_or(0.0),
-        )
-    };
-    if order.len() <= 8 {
-        // Insertion sort by cost, then value descending.
-        for i in 1..order.len() {
-            let mut j = i;
-            while j > 0 {
-                let (a, b) = (key(order[j - 1]), key(order[j]));
-                if a.0 > b.0 || (a.0 == b.0 && a.1 < b.1) {
-                    order.swap(j - 1, j);
-                    j -= 1;
-                } else {
-                    break;
-                }
-            }
-        }
-    } else {
-        order.sort_unstable_by(|&x, &y| {
-            let (a, b) = (key(x), key(y));
-            a.0.cmp(&b.0).then(b.1.total_cmp(&a.1))
-        });
-    }
-    out.push(base);
-    for &k in order.iter() {
-        let (cost, value) = key(k);
-        let q = Vertex {
+        let v = Vertex {
             value,
             cost,
-            choice: (first + k as usize) as u32,
+            choice: (first + k) as u32,
         };
+        if cost == 0 {
+            if value > base.value {
+                base = v;
+            }
+        } else {
+            order.push(v);
+        }
+    }
+    // By cost, then value descending (small slices sort by insertion).
+    order.sort_unstable_by(|a, b| a.cost.cmp(&b.cost).then(b.value.total_cmp(&a.value)));
+    out.push(base);
+    for q in order.iter() {
         let Some(last) = out.last() else { continue };
         if q.value <= last.value {
             continue; // dominated: costs at least as much, worth no more
         }
-        while out.len() >= 2 {
-            let (Some(p), Some(m)) = (out.get(out.len() - 2), out.last()) else {
-                break;
-            };
-            if efficiency(m, &q) > efficiency(p, m) {
+        while let [.., p, m] = out.as_slice() {
+            if efficiency(m, q) > efficiency(p, m) {
                 out.pop(); // m lies below the segment from p to q
             } else {
                 break;
             }
         }
-        out.push(q);
+        out.push(*q);
     }
 }
 
 /// The critical efficiency for `budget`: the largest `e` such that the items strictly more
 /// efficient than `e` fit and those at least as efficient do not. Returns `(e, cost of the items
-/// above e)`, or `(0, total)` when everything fits. Expected linear time (partitioning around
-/// random pivots, each step halving the candidates on average: a bisection on the price over
-/// the items' efficiencies).
-fn critical(items: &mut [(f64, i64)], budget: i128) -> (f64, i128) {
-    let mut lo = 0usize;
-    let mut hi = items.len();
+/// above e)`, or `(0, total)` when everything fits.
+///
+/// A bisection on the price over the items' efficiencies, sixteen bits at a time: positive
+/// `f64`s order like their bit patterns, so a histogram of costs over the top 16 bits finds the
+/// bucket where the budget runs out, and only that bucket's items go on to the next 16 bits.
+/// Four rounds reach the exact efficiency; the work is one pass over the items plus passes over
+/// ever smaller buckets.
+fn critical(items: &[(f64, i64)], budget: i128) -> (f64, i128) {
+    let total: i128 = items.iter().map(|x| i128::from(x.1)).sum();
+    if total <= budget {
+        return (0.0, total);
+    }
+    const BUCKETS: usize = 1 << 16;
+    let mut hist = vec![0i128; BUCKETS];
     let mut taken: i128 = 0;
-    let mut seed: u64 = 0x2545_F491_4F6C_DD1D;
-    while lo < hi {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        let Some(part) = items.get_mut(lo..hi) else {
-            break;
-        };
-        let pivot = part
-            .get((seed % part.len() as u64) as usize)
-            .map_or(0.0, |p| p.0);
-        // Three-way partition: [> pivot][== pivot][< pivot].
-        let (mut gt, mut i, mut lt) = (0usize, 0usize, part.len());
-        let (mut sum_gt, mut sum_eq) = (0i128, 0i128);
-        while i < lt {
-            let Some(&(e, c)) = part.get(i) else { break };
-            if e > pivot {
-                part.swap(gt, i);
-                sum_gt += i128::from(c);
-                gt += 1;
-                i += 1;
-            } else if e < pivot {
-                lt -= 1;
-                part.swap(i, lt);
-            } else {
-                sum_eq += i128::from(c);
-                i += 1;
+    let mut set: Vec<(u64, i64)> = Vec::new();
+    for level in 0..4u32 {
+        let shift = 48 - 16 * level;
+        let bucket = |bits: u64| ((bits >> shift) & 0xFFFF) as usize;
+        hist.fill(0);
+        if level == 0 {
+            for &(e, c) in items {
+                if let Some(h) = hist.get_mut(bucket(e.to_bits())) {
+                    *h += i128::from(c);
+                }
+            }
+        } else {
+            for &(bits, c) in &set {
+                if let Some(h) = hist.get_mut(bucket(bits)) {
+                    *h += i128::from(c);
+                }
             }
         }
-        if taken + sum_gt > budget {
-            hi = lo + gt;
-        } else if taken + sum_gt + sum_eq > budget {
-            return (pivot, taken + sum_gt);
+        // From the most efficient bucket down: the first that does not fit.
+        let mut critical_bucket = 0;
+        for (b, &h) in hist.iter().enumerate().rev() {
+            if taken + h > budget {
+                critical_bucket = b;
+                break;
+            }
+            taken += h;
+        }
+        if level == 0 {
+            set = items
+                .iter()
+                .map(|&(e, c)| (e.to_bits(), c))
+                .filter(|&(bits, _)| bucket(bits) == critical_bucket)
+                .collect();
         } else {
-            taken += sum_gt + sum_eq;
-            lo += lt;
+            set.retain(|&(bits, _)| bucket(bits) == critical_bucket);
         }
     }
-    (0.0, taken)
+    // Every item left has the same bits: the critical efficiency.
+    let price = set.first().map_or(0.0, |&(bits, _)| f64::from_bits(bits));
+    (price, taken)
 }
 
 /// A constraint's price and the budget left for choices tied at it, spent in user order.
@@ -632,7 +607,7 @@ impl Threshold {
         tie_left: None,
     };
 
-    fn new(items: &mut [(f64, i64)], budget: i128) -> Threshold {
+    fn new(items: &[(f64, i64)], budget: i128) -> Threshold {
         let (price, above) = critical(items, budget);
         if price > 0.0 {
             Threshold {
@@ -834,7 +809,7 @@ pub fn allocate(candidates: &Candidates, budget: &Budget) -> Result<Allocation, 
                 }
             }
         }
-        global = Threshold::new(&mut items, b);
+        global = Threshold::new(&items, b);
     }
     drop(items);
     let global_price = global.price;
@@ -1091,14 +1066,53 @@ mod tests {
     }
 
     #[test]
+    fn critical_price_agrees_with_sorting() {
+        // Pseudo-random efficiencies with many ties, against a sort.
+        let mut state = 7u64;
+        let mut items = Vec::new();
+        for _ in 0..5000 {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1);
+            let e = ((state >> 40) % 300) as f64 / 7.0 + 1e-3;
+            items.push((e, 1 + ((state >> 20) % 50) as i64));
+        }
+        let mut sorted = items.clone();
+        sorted.sort_by(|a, b| b.0.total_cmp(&a.0));
+        for budget in [0i128, 1, 77, 5_000, 40_000, 200_000] {
+            let (price, above) = critical(&items, budget);
+            let over: i128 = sorted
+                .iter()
+                .filter(|x| x.0 > price)
+                .map(|x| i128::from(x.1))
+                .sum();
+            let at_least: i128 = sorted
+                .iter()
+                .filter(|x| x.0 >= price)
+                .map(|x| i128::from(x.1))
+                .sum();
+            if price > 0.0 {
+                assert_eq!(above, over);
+                assert!(over <= budget && at_least > budget, "{budget}");
+            } else {
+                assert!(over <= budget);
+            }
+        }
+    }
+
+    #[test]
     fn critical_price_splits_the_items_at_the_budget() {
-        let mut items = vec![(5.0, 10), (1.0, 10), (3.0, 10), (3.0, 5), (4.0, 10)];
+        let items = vec![(5.0, 10), (1.0, 10), (3.0, 10), (3.0, 5), (4.0, 10)];
         // 5 and 4 fit (20); the 3s (15 more) do not fit in 30.
-        assert_eq!(critical(&mut items, 30), (3.0, 20));
-        assert_eq!(critical(&mut items, 35), (1.0, 35));
-        assert_eq!(critical(&mut items, 45), (0.0, 45));
-        assert_eq!(critical(&mut items, 0), (5.0, 0));
-        assert_eq!(critical(&mut [], 10), (0.0, 0));
+        assert_eq!(critical(&items, 30), (3.0, 20));
+        assert_eq!(critical(&items, 35), (1.0, 35));
+        assert_eq!(critical(&items, 45), (0.0, 45));
+        assert_eq!(critical(&items, 0), (5.0, 0));
+        assert_eq!(critical(&[], 10), (0.0, 0));
+        // Efficiencies one ulp apart are told apart.
+        let e = 0.1f64;
+        let next = f64::from_bits(e.to_bits() + 1);
+        assert_eq!(critical(&[(e, 1), (next, 1)], 1), (e, 1));
     }
 
     #[test]
