@@ -8,6 +8,9 @@
 //! - `churn/score/100k`: P(alive) and the expected purchases in the next 39 weeks for each of
 //!   the 100,000 customers.
 //!
+//! Each fit workload first prints the CPU time of one fit (from `/proc/thread-self/schedstat`:
+//! not inflated by other processes) and the estimate.
+//!
 //! Run: `cargo bench -p coupons-benches --bench churn` (or `-- fit/100k_days`).
 
 use std::hint::black_box;
@@ -76,11 +79,27 @@ fn customers(n: usize, days: bool) -> Vec<Summary> {
         .collect()
 }
 
+/// CPU time this thread has run, in nanoseconds (Linux), to report a figure that does not
+/// depend on how busy the machine is.
+fn cpu_ns() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    s.split_whitespace().next()?.parse().ok()
+}
+
 fn bench_fit(c: &mut Criterion) {
     let mut g = c.benchmark_group("churn/fit");
     g.sample_size(10).measurement_time(Duration::from_secs(10));
     for (label, days) in [("100k_days", true), ("100k_exact", false)] {
         let cs = customers(100_000, days);
+        let before = cpu_ns();
+        let fit = BgNbd::fit(&cs).unwrap();
+        let cpu = cpu_ns().zip(before).map_or("?".to_owned(), |(a, b)| {
+            format!("{:.0}", (a - b) as f64 / 1e6)
+        });
+        eprintln!(
+            "{label}: {cpu} ms of CPU (first call), {} iterations, gradient {:.1e}, {:?}",
+            fit.iterations, fit.gradient, fit.model
+        );
         g.bench_function(label, |bench| {
             bench.iter(|| black_box(BgNbd::fit(black_box(&cs)).unwrap()))
         });
