@@ -23,14 +23,16 @@
 //! users.push(UserId::new("cy")?, None, &[Choice::new(25.0, yuan(20))?])?;
 //!
 //! let plan = allocate(&users, &Budget::total(yuan(30))?)?;
-//! // Best within 30 yuan: ann gets 10 off (30), cy gets 20 off (25).
-//! assert_eq!(plan.pick(0), Some(0));
-//! assert_eq!(plan.pick(1), None);
-//! assert_eq!(plan.pick(2), Some(0));
-//! assert_eq!(plan.value, 55.0);
+//! // Best within 30 yuan: ann gets 20 off (45), bob 10 off (12); cy's 25 for 20 yuan loses.
+//! assert_eq!(plan.pick(0), Some(1));
+//! assert_eq!(plan.pick(1), Some(0));
+//! assert_eq!(plan.pick(2), None);
+//! assert_eq!(plan.value, 57.0);
 //! assert_eq!(plan.cost, yuan(30));
-//! // Nothing within the budget is worth more than the dual bound.
-//! assert!(plan.value <= plan.bound);
+//! // The price of budget is 1.25 per yuan (cy's option, the first that does not fit), and
+//! // no plan within 30 yuan is worth more than 1.25 × 30 + (45 - 1.25 × 20) = 57.5.
+//! assert!((plan.price - 1.25).abs() < 1e-12);
+//! assert!((plan.bound - 57.5).abs() < 1e-9);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
@@ -328,7 +330,7 @@ impl Candidates {
 ///     .with_segment(SegmentId::new("churn-risk")?, yuan(20_000))?
 ///     .with_segment(SegmentId::new("new")?, yuan(10_000))?;
 /// assert_eq!(budget.total_amount(), Some(yuan(50_000)));
-/// # Ok::<(), coupons::budget::BudgetError>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Budget {

@@ -47,11 +47,17 @@
 //! ```
 //! use coupons::targeting::churn::{BgNbd, Summary};
 //!
-//! let customers = [
-//!     Summary::new(0, 0.0, 38.0)?, Summary::new(0, 0.0, 35.0)?, Summary::new(1, 10.0, 38.0)?,
-//!     Summary::new(3, 30.0, 36.0)?, Summary::new(6, 33.5, 37.0)?, Summary::new(1, 2.0, 39.0)?,
-//!     Summary::new(0, 0.0, 30.0)?, Summary::new(2, 20.0, 33.0)?, Summary::new(9, 31.0, 32.0)?,
+//! // Sixteen customers of the CDNOW sample: (repeat purchases, recency, age) in weeks.
+//! let rows = [
+//!     (0, 0.0, 36.0), (0, 0.0, 36.0), (0, 0.0, 36.0), (0, 0.0, 35.86), (2, 14.29, 35.86),
+//!     (0, 0.0, 35.86), (2, 31.0, 35.86), (0, 0.0, 35.86), (18, 35.14, 35.86), (0, 0.0, 35.86),
+//!     (1, 5.29, 35.86), (0, 0.0, 35.86), (1, 7.86, 35.86), (0, 0.0, 35.86), (0, 0.0, 35.86),
+//!     (0, 0.0, 35.86),
 //! ];
+//! let customers = rows
+//!     .iter()
+//!     .map(|&(x, recency, age)| Summary::new(x, recency, age))
+//!     .collect::<Result<Vec<_>, _>>()?;
 //! let fit = BgNbd::fit(&customers)?;
 //! // The fitted parameters are a maximum: the log-likelihood at them beats nearby values.
 //! let m = fit.model;
