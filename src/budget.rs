@@ -239,26 +239,37 @@ impl Candidates {
             .ok()
             .filter(|&e| e < NONE)
             .ok_or_else(|| too_many("choices"))?;
-        let mut minor = Vec::with_capacity(choices.len());
+        let mark = self.costs.len();
         for c in choices {
-            if c.cost.currency() != self.currency {
-                return Err(BudgetError::CurrencyMismatch {
+            let minor = if c.cost.currency() != self.currency {
+                Err(BudgetError::CurrencyMismatch {
                     what: "a choice's cost",
                     expected: self.currency,
                     found: c.cost.currency(),
-                });
+                })
+            } else {
+                c.cost.to_minor().map_err(|source| BudgetError::Money {
+                    what: "a choice's cost",
+                    source,
+                })
+            };
+            match minor {
+                Ok(m) => self.costs.push(m),
+                Err(e) => {
+                    self.costs.truncate(mark);
+                    return Err(e);
+                }
             }
-            minor.push(c.cost.to_minor().map_err(|source| BudgetError::Money {
-                what: "a choice's cost",
-                source,
-            })?);
         }
         let seg = match segment {
             None => NONE,
             Some(id) => match self.segment_index.get(id) {
                 Some(&i) => i,
                 None => {
-                    let i = u32::try_from(self.segments.len()).map_err(|_| too_many("segments"))?;
+                    let Ok(i) = u32::try_from(self.segments.len()) else {
+                        self.costs.truncate(mark);
+                        return Err(too_many("segments"));
+                    };
                     self.segments.push(id.clone());
                     self.segment_index.insert(id.clone(), i);
                     i
@@ -266,7 +277,6 @@ impl Candidates {
             },
         };
         self.values.extend(choices.iter().map(|c| c.value));
-        self.costs.extend(minor);
         self.start.push(end);
         self.segment.push(seg);
         self.users.push(user);
@@ -1192,6 +1202,13 @@ mod tests {
             Err(BudgetError::CurrencyMismatch { .. })
         ));
         assert!(c.is_empty());
+        // A refused user leaves nothing behind: the next one's choices are its own.
+        let ok = Choice::new(2.0, m(7)).unwrap();
+        let bad = Choice::new(1.0, usd).unwrap();
+        assert!(c.push(UserId::new("b").unwrap(), None, &[ok, bad]).is_err());
+        assert_eq!(c.push(UserId::new("c").unwrap(), None, &[ok]).unwrap(), 0);
+        assert_eq!(c.choices(0), vec![ok]);
+        c = Candidates::new(CNY);
         assert!(matches!(
             allocate(&c, &Budget::total(usd).unwrap()),
             Err(BudgetError::CurrencyMismatch { .. })
