@@ -407,8 +407,8 @@ impl BgNbd {
     /// # Errors
     /// - [`ChurnError::NotEnoughData`] when no customer has a repeat purchase;
     /// - [`ChurnError::NotConverged`] after the iteration limit;
-    /// - [`ChurnError::Unbounded`] when a parameter runs off towards 0 or infinity (the data
-    ///   has no interior maximum).
+    /// - [`ChurnError::Unbounded`] when a parameter runs past 1e8 or below 1e-8 (the data has
+    ///   no interior maximum; the error carries the limit estimate).
     pub fn fit_with(customers: &[Summary], options: &FitOptions) -> Result<Fit, ChurnError> {
         fit::fit(customers, options)
     }
