@@ -649,7 +649,13 @@ impl Experiment {
     /// anonymous cookie). Users are [`Experiment::assign`]ed by their id's text, so
     /// `assign_unit(user.as_str())` is the same as `assign(&user)`.
     pub fn assign_unit(&self, unit: &str) -> Assignment<'_> {
-        let bucket = self.bucket(unit);
+        self.assign_hash(self.hash(unit))
+    }
+
+    /// The arm that an assignment hash maps to (steps 3 and 4 of the module docs): for
+    /// auditing the mapping, or assigning by a hash computed elsewhere.
+    pub fn assign_hash(&self, hash: u64) -> Assignment<'_> {
+        let bucket = ((u128::from(hash) * u128::from(self.total)) >> 64) as u64;
         let index = self.bounds.partition_point(|&b| b <= bucket);
         Assignment {
             experiment: self,
