@@ -40,7 +40,7 @@
 //! 1. The message is the experiment id, the salt and the user id, each as its UTF-8 byte
 //!    length (8 bytes, little-endian) followed by its bytes.
 //! 2. `h` is [SipHash-2-4](super::siphash) of the message under the key `00 01 02 … 0f`
-//!    ([`REFERENCE_KEY`](super::siphash::REFERENCE_KEY)).
+//!    ([`REFERENCE_KEY`]).
 //! 3. The weights, exact decimals, are scaled by a common power of ten to integers
 //!    `w₁ … wₖ` with total `T`; arm `i` owns the buckets `[w₁+…+wᵢ₋₁, w₁+…+wᵢ)`.
 //! 4. The user's bucket is `⌊h · T / 2⁶⁴⌋` (a 128-bit product; no modulo).

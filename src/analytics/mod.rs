@@ -13,7 +13,7 @@
 //! 3. **Count** exactly: a [`Rate`] is successes out of trials kept as two integers (claimed of
 //!    offered, used of claimed), a [`Summary`] is the count, mean and variance of a metric such
 //!    as order value; both merge across partitions of the data.
-//! 4. **Decide** with [`significance`] (feature `stats`): the two-proportion z-test, Welch's
+//! 4. **Decide** with `significance` (feature `stats`): the two-proportion z-test, Welch's
 //!    t-test, the relative uplift with its interval, the sample size an experiment needs, and
 //!    the sample-ratio-mismatch check that warns when the arms' sizes betray a broken
 //!    assignment.
@@ -41,7 +41,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! With the `stats` feature, [`significance`] turns those counts into decisions.
+//! With the `stats` feature, the `significance` module turns those counts into decisions.
 
 mod error;
 pub mod experiment;

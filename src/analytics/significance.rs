@@ -350,23 +350,14 @@ fn t_upper_quantile(tail: f64, df: f64) -> Result<f64, StatsError> {
         return finite("t quantile", expansion);
     }
     let dist = students_t(df)?;
-    let (mut lo, mut hi) = (0.0f64, z.max(1.0));
-    while dist.sf(hi) > tail {
-        lo = hi;
-        hi *= 2.0;
-        if !hi.is_finite() {
-            return Err(StatsError::NonFinite {
-                what: "t quantile",
-                value: hi,
-            });
-        }
-    }
-    let mut x = if expansion > lo && expansion < hi {
+    // The root lies in (lo, hi); hi is unknown (infinite) until a point above it is seen.
+    let (mut lo, mut hi) = (0.0f64, f64::INFINITY);
+    let mut x = if expansion > 0.0 && expansion.is_finite() {
         expansion
     } else {
-        0.5 * (lo + hi)
+        z.max(1.0)
     };
-    for _ in 0..100 {
+    for _ in 0..400 {
         let f = dist.sf(x) - tail; // decreasing in x
         if f == 0.0 {
             break;
@@ -379,13 +370,16 @@ fn t_upper_quantile(tail: f64, df: f64) -> Result<f64, StatsError> {
         let newton = x + f / dist.pdf(x);
         let next = if newton > lo && newton < hi {
             newton
+        } else if hi.is_infinite() {
+            2.0 * x
         } else {
             0.5 * (lo + hi)
         };
         let moved = (next - x).abs();
         x = next;
         // The distribution function itself is good to about 1e-15.
-        if moved <= 1e-14 * x.abs() || hi - lo <= 1e-14 * hi {
+        let bracketed = hi.is_finite() && hi - lo <= 1e-14 * hi;
+        if moved <= 1e-14 * x.abs() || bracketed || !x.is_finite() {
             break;
         }
     }
@@ -1109,28 +1103,50 @@ pub fn sample_size_means(
         return Err(StatsError::SampleSizeTooLarge { value: approx });
     }
     // Both arms need two users for a t-test.
-    let mut lo = 2.0f64.max(2.0 / k);
-    if t_power(lo, d, design)? >= target {
-        return SampleSize::from_exact(lo, k);
+    let floor = 2.0f64.max(2.0 / k);
+    let gap = |n: f64| t_power(n, d, design).map(|p| p - target);
+    if gap(floor)? >= 0.0 {
+        return SampleSize::from_exact(floor, k);
     }
-    let mut hi = (approx + 2.0).max(lo * 2.0);
+    // The approximation is within a fraction of a user: bracket the root tightly around it.
+    let mut lo = floor.max(approx - 1.0);
+    let mut f_lo = gap(lo)?;
+    if f_lo >= 0.0 {
+        lo = floor;
+        f_lo = gap(lo)?;
+    }
+    let mut hi = (approx + 1.0).max(lo + 1.0);
+    let mut f_hi = gap(hi)?;
     let mut grow = 0;
-    while t_power(hi, d, design)? < target {
-        lo = hi;
+    while f_hi < 0.0 {
+        (lo, f_lo) = (hi, f_hi);
         hi *= 2.0;
+        f_hi = gap(hi)?;
         grow += 1;
         if grow > 64 {
             return Err(StatsError::SampleSizeTooLarge { value: hi });
         }
     }
+    // The Illinois variant of regula falsi: superlinear, and the bracket always shrinks.
+    let mut side = 0i8;
     for _ in 0..200 {
-        let mid = 0.5 * (lo + hi);
-        if t_power(mid, d, design)? < target {
-            lo = mid;
+        let x = hi - f_hi * (hi - lo) / (f_hi - f_lo);
+        let x = if x > lo && x < hi { x } else { 0.5 * (lo + hi) };
+        let f = gap(x)?;
+        if f < 0.0 {
+            (lo, f_lo) = (x, f);
+            if side == -1 {
+                f_hi *= 0.5;
+            }
+            side = -1;
         } else {
-            hi = mid;
+            (hi, f_hi) = (x, f);
+            if side == 1 {
+                f_lo *= 0.5;
+            }
+            side = 1;
         }
-        if hi - lo <= 1e-12 * hi {
+        if hi - lo <= 1e-12 * hi || f == 0.0 {
             break;
         }
     }

@@ -73,6 +73,16 @@ fn word(bytes: [u8; 8]) -> u64 {
     u64::from_le_bytes(bytes)
 }
 
+/// Up to 8 bytes as a little-endian word, zero-padded.
+#[inline(always)]
+fn partial_word(bytes: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    if let Some(dst) = w.get_mut(..bytes.len()) {
+        dst.copy_from_slice(bytes);
+    }
+    word(w)
+}
+
 impl Sip24 {
     pub(crate) fn new(key: [u8; 16]) -> Sip24 {
         let [
@@ -116,33 +126,31 @@ impl Sip24 {
         self.v[0] ^= m;
     }
 
-    pub(crate) fn write(&mut self, mut bytes: &[u8]) {
+    pub(crate) fn write(&mut self, bytes: &[u8]) {
         self.len = self.len.wrapping_add(bytes.len() as u64);
-        // Fill a partial word first.
-        while self.ntail != 0 {
-            let Some((&b, rest)) = bytes.split_first() else {
+        let mut rest = bytes;
+        if self.ntail != 0 {
+            // Top up the partial word first.
+            let take = (8 - self.ntail as usize).min(rest.len());
+            let (head, after) = rest.split_at(take);
+            self.tail |= partial_word(head) << (8 * self.ntail);
+            self.ntail += take as u32;
+            rest = after;
+            if self.ntail < 8 {
                 return;
-            };
-            self.tail |= u64::from(b) << (8 * self.ntail);
-            self.ntail += 1;
-            bytes = rest;
-            if self.ntail == 8 {
-                let m = self.tail;
-                self.compress(m);
-                self.tail = 0;
-                self.ntail = 0;
             }
+            let m = self.tail;
+            self.compress(m);
+            self.tail = 0;
+            self.ntail = 0;
         }
-        let mut chunks = bytes.chunks_exact(8);
+        let mut chunks = rest.chunks_exact(8);
         for c in &mut chunks {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            self.compress(word(w));
+            self.compress(partial_word(c));
         }
-        for (i, &b) in chunks.remainder().iter().enumerate() {
-            self.tail |= u64::from(b) << (8 * i);
-        }
-        self.ntail = chunks.remainder().len() as u32;
+        let remainder = chunks.remainder();
+        self.tail = partial_word(remainder);
+        self.ntail = remainder.len() as u32;
     }
 
     pub(crate) fn finish(&self) -> u64 {

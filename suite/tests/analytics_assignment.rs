@@ -29,7 +29,17 @@ fn experiment(id: &str, salt: &str, weights: &[u64]) -> Experiment {
 /// 8 little-endian bytes and the bytes; key 00..0f; bucket = (hash * total) >> 64.
 /// If one of these changes, every running experiment reshuffles its users: never update
 /// these values to make a test pass.
-const STABILITY: &[(&str, &str, &str, &[u64], u64, u64, usize)] = &[
+type Vector = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [u64],
+    u64,
+    u64,
+    usize,
+);
+
+const STABILITY: &[Vector] = &[
     (
         "spend-200-face-value",
         "",
@@ -277,7 +287,7 @@ fn hash_boundaries_fall_exactly_where_documented() {
         let mut cumulative = 0u128;
         for (i, &w) in weights.iter().enumerate().take(weights.len() - 1) {
             cumulative += u128::from(w);
-            let first_of_next = ((cumulative << 64) + total - 1) / total; // ceil
+            let first_of_next = (cumulative << 64).div_ceil(total);
             let h = u64::try_from(first_of_next).unwrap();
             assert_eq!(e.assign_hash(h).index(), i + 1, "{weights:?}");
             assert_eq!(e.assign_hash(h - 1).index(), i, "{weights:?}");
@@ -286,7 +296,7 @@ fn hash_boundaries_fall_exactly_where_documented() {
                 0
             } else {
                 let prev = cumulative - u128::from(w);
-                ((prev << 64) + total - 1) / total
+                (prev << 64).div_ceil(total)
             };
             let count = first_of_next - start;
             let exact_times_total = u128::from(w) << 64; // count * total should be within total
