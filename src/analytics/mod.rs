@@ -42,6 +42,39 @@
 //! ```
 //!
 //! With the `stats` feature, the `significance` module turns those counts into decisions.
+//!
+//! ```
+//! # #[cfg(feature = "stats")]
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use coupons::analytics::experiment::{Arm, Experiment, ExperimentId};
+//! use coupons::analytics::significance::{two_proportions_z_test, relative_uplift, Alpha, Alternative};
+//! use coupons::analytics::Rate;
+//! use coupons::attributes::Attributes;
+//! use coupons::id::UserId;
+//!
+//! let exp = Experiment::new(ExperimentId::new("spend-200-face-value")?, [
+//!     Arm::holdout("holdout", 10)?,   // 10 %: no coupon — measures what a coupon adds at all
+//!     Arm::treatment("save-20", 45)?, // 45 %: spend 200, save 20
+//!     Arm::treatment("save-25", 45)?, // 45 %: spend 200, save 25
+//! ])?
+//! .with_total(100)?;
+//!
+//! let alice = exp.assign(&UserId::new("alice")?);
+//! let mut attrs = Attributes::new();
+//! alice.record(&mut attrs)?; // experiment = spend-200-face-value, arm = save-25
+//! assert_eq!(alice.name().as_str(), "save-25");
+//!
+//! // Later, from the counts per arm (usage rate: used of claimed):
+//! let (treatment, control) = (Rate::new(192, 1200)?, Rate::new(144, 1200)?);
+//! let test = two_proportions_z_test(treatment, control, Alternative::TwoSided, Alpha::FIVE_PERCENT)?;
+//! let uplift = relative_uplift(treatment, control, Alpha::FIVE_PERCENT)?;
+//! assert_eq!(test.to_string(), "difference +0.0400 (95% CI [0.0123, 0.0677]), z = 2.824, p = 0.0047");
+//! assert_eq!(uplift.to_string(), "+33.33% (95% CI [+6.57%, +60.09%])");
+//! # Ok(())
+//! # }
+//! # #[cfg(not(feature = "stats"))]
+//! # fn main() {}
+//! ```
 
 mod error;
 pub mod experiment;
