@@ -74,6 +74,9 @@ pub enum TargetingError {
         /// The value given.
         value: Decimal,
     },
+    /// A user id was refused.
+    #[error(transparent)]
+    User(#[from] crate::id::IdError),
     /// A money operation failed.
     #[error(transparent)]
     Money(#[from] MoneyError),

@@ -62,6 +62,35 @@ use crate::money::{Currency, Money};
 pub trait UserKey: Clone + Eq + Hash + Ord + fmt::Debug {}
 impl<T: Clone + Eq + Hash + Ord + fmt::Debug> UserKey for T {}
 
+/// Builds an owned user key from a borrowed one, the first time a user is seen by
+/// [`CycleStats::add_parts`]: a [`UserId`] from a `&str` (checked), a `String` from a `&str`,
+/// any `Clone` key from a reference to itself.
+pub trait KeyFrom<Q: ?Sized>: Sized {
+    /// The owned key.
+    ///
+    /// # Errors
+    /// [`TargetingError::User`] when the text is not a valid identifier.
+    fn key_from(q: &Q) -> Result<Self, TargetingError>;
+}
+
+impl<T: Clone> KeyFrom<T> for T {
+    fn key_from(q: &T) -> Result<T, TargetingError> {
+        Ok(q.clone())
+    }
+}
+
+impl KeyFrom<str> for UserId {
+    fn key_from(q: &str) -> Result<UserId, TargetingError> {
+        Ok(UserId::new(q)?)
+    }
+}
+
+impl KeyFrom<str> for String {
+    fn key_from(q: &str) -> Result<String, TargetingError> {
+        Ok(q.to_owned())
+    }
+}
+
 /// One order as the statistics see it: who, when, the gross amount before discounts, the
 /// discount, what was paid, and whether a coupon was used.
 ///
@@ -426,7 +455,8 @@ impl<K: UserKey> CycleStats<K> {
     /// [`UserId`]), so a reader need not build a key per row.
     ///
     /// # Errors
-    /// As [`Order::new`] and [`CycleStats::add`].
+    /// As [`Order::new`] and [`CycleStats::add`], and [`TargetingError::User`] when a new
+    /// user's key is refused.
     pub fn add_parts<Q>(
         &mut self,
         user: &Q,
@@ -437,8 +467,8 @@ impl<K: UserKey> CycleStats<K> {
         coupon_used: bool,
     ) -> Result<(), TargetingError>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+        K: Borrow<Q> + KeyFrom<Q>,
+        Q: Hash + Eq + ?Sized,
     {
         check_amounts(gross, discount, paid)?;
         let at = check_time(at)?;
@@ -456,8 +486,8 @@ impl<K: UserKey> CycleStats<K> {
         coupon_used: bool,
     ) -> Result<(), TargetingError>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+        K: Borrow<Q> + KeyFrom<Q>,
+        Q: Hash + Eq + ?Sized,
     {
         if gross.currency() != self.currency {
             return Err(TargetingError::CurrencyMismatch {
@@ -483,7 +513,7 @@ impl<K: UserKey> CycleStats<K> {
             }
             None => {
                 self.users
-                    .insert(user.to_owned(), Record::new(at, cycle, t));
+                    .insert(K::key_from(user)?, Record::new(at, cycle, t));
             }
         }
         self.orders = orders;

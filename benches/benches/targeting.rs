@@ -1,0 +1,111 @@
+//! Targeting benchmarks: the cycle plan in memory, and RFM scoring.
+//!
+//! - `targeting/plan/10M`: 10 million orders of 1 million users over three months (skewed: a
+//!   few heavy buyers, many one-order users; some orders discounted, with ties on amounts) →
+//!   cycle statistics → consumption types → standard rates → the plan for April, on one core.
+//! - `targeting/stats/10M`: the statistics alone.
+//! - `targeting/rfm/1M`: RFM quintile scores of the same 1 million users.
+//!
+//! The orders are generated before the clock starts (32 bytes each, not committed).
+//!
+//! Run: `cargo bench -p coupons-benches --bench targeting` (or `-- rfm`).
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use chrono::{DateTime, FixedOffset, TimeZone, Utc};
+use coupons::money::{Currency, Money};
+use coupons::targeting::*;
+use criterion::{Criterion, criterion_group, criterion_main};
+
+const CNY: Currency = Currency::CNY;
+
+/// A small deterministic generator (no extra dependency).
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        self.0 >> 33
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// (user, micros, gross minor, discount minor), in time order.
+fn orders(n: usize, users: u64) -> Vec<(u64, i64, i64, i64)> {
+    let mut r = Lcg(42);
+    let start = Utc
+        .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+        .unwrap()
+        .timestamp_micros();
+    let span = 90 * 86_400_000_000i64;
+    let mut v = Vec::with_capacity(n);
+    for i in 0..n {
+        // Skewed users: squaring a uniform draw makes low ids heavy buyers.
+        let u = r.below(1 << 20) as f64 / (1u64 << 20) as f64;
+        let user = ((u * u) * users as f64) as u64;
+        let at = start + (i as i64) * (span / n as i64);
+        // Prices on a few price points (ties), discounts on a third of the orders.
+        let gross =
+            [1990, 2990, 4990, 9900, 12800, 19900][r.below(6) as usize] * (1 + r.below(3) as i64);
+        let discount = if r.below(3) == 0 {
+            [500, 1000, 2000][r.below(3) as usize].min(gross / 2)
+        } else {
+            0
+        };
+        v.push((user, at, gross, discount));
+    }
+    v
+}
+
+fn stats_of(orders: &[(u64, i64, i64, i64)]) -> CycleStats<u64> {
+    let cycles = Cycles::monthly(FixedOffset::east_opt(8 * 3600).unwrap());
+    let mut s = CycleStats::new(cycles, CNY);
+    for &(u, at, g, d) in orders {
+        let at = DateTime::from_timestamp_micros(at).unwrap();
+        s.add_parts(
+            &u,
+            at,
+            Money::from_minor(g, CNY),
+            Money::from_minor(d, CNY),
+            Money::from_minor(g - d, CNY),
+            d > 0,
+        )
+        .unwrap();
+    }
+    s
+}
+
+fn bench(c: &mut Criterion) {
+    let data = orders(10_000_000, 1_000_000);
+    let march = Cycles::monthly(FixedOffset::east_opt(8 * 3600).unwrap())
+        .index_of(Utc.with_ymd_and_hms(2026, 3, 15, 0, 0, 0).unwrap());
+    let mut g = c.benchmark_group("targeting");
+    g.sample_size(10).measurement_time(Duration::from_secs(20));
+    g.bench_function("plan/10M", |b| {
+        b.iter(|| {
+            let stats = stats_of(black_box(&data));
+            let types = classify(&stats, march, &TypeGrid::medians()).unwrap();
+            let standards = standard_rates(&stats, &types, &StandardRule::default()).unwrap();
+            let plan = plan_cycle(&stats, &types, &standards, &PlanRules::default()).unwrap();
+            black_box(plan.total().expected_cost)
+        })
+    });
+    g.bench_function("stats/10M", |b| {
+        b.iter(|| black_box(stats_of(black_box(&data)).user_count()))
+    });
+    let stats = stats_of(&data);
+    drop(data);
+    let now = Utc.with_ymd_and_hms(2026, 4, 1, 0, 0, 0).unwrap();
+    g.bench_function("rfm/1M", |b| {
+        b.iter(|| black_box(rfm_scores(&stats, now).unwrap().len()))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
