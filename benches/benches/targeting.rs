@@ -1,20 +1,23 @@
 //! Targeting benchmarks: the cycle plan in memory, and RFM scoring.
 //!
-//! - `targeting/plan/10M`: 10 million orders of 1 million users over three months (skewed: a
-//!   few heavy buyers, many one-order users; some orders discounted, with ties on amounts) →
+//! - `targeting/plan/10M`: 10 million orders of 1 million users over three months (every user
+//!   orders once, the rest skewed: a few heavy buyers, many one-order users; some orders discounted, with ties on amounts) →
 //!   cycle statistics → consumption types → standard rates → the plan for April, on one core.
-//! - `targeting/stats/10M`: the statistics alone.
+//! - `targeting/stats/10M`: the statistics alone, through [`CycleStats::extend_minor`];
+//!   `targeting/stats-one-by-one/10M` through [`CycleStats::add_minor`].
 //! - `targeting/rfm/1M`: RFM quintile scores of the same 1 million users.
 //!
-//! The orders are generated before the clock starts (32 bytes each, not committed).
+//! The orders are generated before the clock starts (32 bytes each, not committed) and fed in
+//! minor units and microseconds, as a columnar source holds them (turning them into
+//! [`MinorOrder`]s is inside the clock).
 //!
 //! Run: `cargo bench -p coupons-benches --bench targeting` (or `-- rfm`).
 
 use std::hint::black_box;
 use std::time::Duration;
 
-use chrono::{DateTime, FixedOffset, TimeZone, Utc};
-use coupons::money::{Currency, Money};
+use chrono::{FixedOffset, TimeZone, Utc};
+use coupons::money::Currency;
 use coupons::targeting::*;
 use criterion::{Criterion, criterion_group, criterion_main};
 
@@ -45,9 +48,14 @@ fn orders(n: usize, users: u64) -> Vec<(u64, i64, i64, i64)> {
     let span = 90 * 86_400_000_000i64;
     let mut v = Vec::with_capacity(n);
     for i in 0..n {
-        // Skewed users: squaring a uniform draw makes low ids heavy buyers.
-        let u = r.below(1 << 20) as f64 / (1u64 << 20) as f64;
-        let user = ((u * u) * users as f64) as u64;
+        // Every user orders once (in a scattered order), then skewed: squaring a uniform draw
+        // makes low ids heavy buyers.
+        let user = if (i as u64) < users {
+            (i as u64 * 7_919) % users
+        } else {
+            let u = r.below(1 << 20) as f64 / (1u64 << 20) as f64;
+            ((u * u) * users as f64) as u64
+        };
         let at = start + (i as i64) * (span / n as i64);
         // Prices on a few price points (ties), discounts on a third of the orders.
         let gross =
@@ -65,17 +73,28 @@ fn orders(n: usize, users: u64) -> Vec<(u64, i64, i64, i64)> {
 fn stats_of(orders: &[(u64, i64, i64, i64)]) -> CycleStats<u64> {
     let cycles = Cycles::monthly(FixedOffset::east_opt(8 * 3600).unwrap());
     let mut s = CycleStats::new(cycles, CNY);
+    s.extend_minor(
+        orders
+            .iter()
+            .map(|&(user, at_micros, gross, discount)| MinorOrder {
+                user,
+                at_micros,
+                gross,
+                discount,
+                paid: gross - discount,
+                coupon_used: discount > 0,
+            }),
+    )
+    .unwrap();
+    s
+}
+
+/// The same, one order at a time.
+fn stats_one_by_one(orders: &[(u64, i64, i64, i64)]) -> CycleStats<u64> {
+    let cycles = Cycles::monthly(FixedOffset::east_opt(8 * 3600).unwrap());
+    let mut s = CycleStats::new(cycles, CNY);
     for &(u, at, g, d) in orders {
-        let at = DateTime::from_timestamp_micros(at).unwrap();
-        s.add_parts(
-            &u,
-            at,
-            Money::from_minor(g, CNY),
-            Money::from_minor(d, CNY),
-            Money::from_minor(g - d, CNY),
-            d > 0,
-        )
-        .unwrap();
+        s.add_minor(&u, at, g, d, g - d, d > 0).unwrap();
     }
     s
 }

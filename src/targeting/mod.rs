@@ -72,6 +72,6 @@ pub use segments::{
 pub use standard::{
     Adjustment, RateMethod, StandardRate, StandardRates, StandardRule, standard_rates,
 };
-pub use stats::{CycleStats, CycleTotals, KeyFrom, Order, UserHistory, UserKey};
+pub use stats::{CycleStats, CycleTotals, KeyFrom, MinorOrder, Order, UserHistory, UserKey};
 pub use suggest::{CouponSuggestion, PriceStep, SuggestRules, suggest};
 pub use types::{Band, ConsumptionType, ConsumptionTypes, Cuts, TypeGrid, classify};

@@ -95,7 +95,7 @@ use super::rate::{DiscountRate, decimal_of_micros, div_round_half_even, micros_o
 use super::standard::StandardRates;
 use super::stats::{CycleStats, UserKey};
 use super::suggest::{CouponSuggestion, SuggestRules, suggest_minor};
-use super::types::{ConsumptionType, ConsumptionTypes};
+use super::types::{ConsumptionType, ConsumptionTypes, with_records};
 use crate::money::{Currency, Money};
 
 /// What inactive users (no order last cycle) get.
@@ -379,8 +379,8 @@ pub fn plan_cycle<K: UserKey>(
     let mut minor: Vec<(i64, i64)> = vec![(0, 0); all.len()];
     let mut users = Vec::with_capacity(types.len());
     let clamp = |m: i64| m.clamp(c.floor, c.ceiling);
-    for (k, t) in types.iter() {
-        let Some(record) = stats.users.get(k) else {
+    for (k, t, record) in with_records(stats, types) {
+        let Some(record) = record else {
             continue;
         };
         let s = slot(t);
@@ -443,10 +443,7 @@ pub fn plan_cycle<K: UserKey>(
                     change,
                     coupon,
                     last_cost: tot.discount,
-                    expected_cost: div_round_half_even(
-                        i128::from(tot.gross) * i128::from(rate),
-                        1_000_000,
-                    ),
+                    expected_cost: rate_of(tot.gross, rate),
                     currency,
                 }
             }
@@ -494,6 +491,22 @@ pub fn plan_cycle<K: UserKey>(
         by_type,
         total,
     })
+}
+
+/// `amount × micros / 10^6`, rounded half-even; 64-bit for everyday amounts.
+#[inline]
+fn rate_of(amount: i64, micros: i64) -> i64 {
+    if amount.unsigned_abs() < (1 << 40) {
+        let n = amount * micros;
+        let (q, r) = (n.div_euclid(1_000_000), n.rem_euclid(1_000_000));
+        match (2 * r).cmp(&1_000_000) {
+            std::cmp::Ordering::Less => q,
+            std::cmp::Ordering::Greater => q + 1,
+            std::cmp::Ordering::Equal => q + (q & 1),
+        }
+    } else {
+        div_round_half_even(i128::from(amount) * i128::from(micros), 1_000_000)
+    }
 }
 
 /// The position of a type in [`ConsumptionTypes::all_types`], without searching.

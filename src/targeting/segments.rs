@@ -395,17 +395,16 @@ pub fn quintile_scores(values: &[i64]) -> Vec<u8> {
     let mut sorted: Vec<i64> = values.to_vec();
     sorted.sort_unstable();
     // Distinct values and the count of values up to each (cumulative).
-    let mut distinct: Vec<(i64, usize)> = Vec::new();
+    let mut distinct: Vec<(i64, usize)> = Vec::with_capacity(n.min(1 << 16));
     for (i, v) in sorted.iter().enumerate() {
         match distinct.last_mut() {
             Some(last) if last.0 == *v => last.1 = i + 1,
             _ => distinct.push((*v, i + 1)),
         }
     }
-    drop(sorted);
     let k = distinct.len();
     let groups = k.min(5);
-    // boundaries[j]: index in `distinct` of the last value of group j.
+    // ends[j]: index in `distinct` of the last value of group j.
     let mut ends = Vec::with_capacity(groups);
     let mut prev: Option<usize> = None;
     for j in 1..groups {
@@ -438,7 +437,8 @@ pub fn quintile_scores(values: &[i64]) -> Vec<u8> {
             (1 + (g * 4 + (groups - 1) / 2) / (groups - 1)) as u8
         }
     };
-    // Score per distinct value.
+    drop(sorted);
+    // Score per distinct value, then each value's score by binary search.
     let mut scores = Vec::with_capacity(k);
     let mut g = 0usize;
     for i in 0..k {
@@ -447,13 +447,14 @@ pub fn quintile_scores(values: &[i64]) -> Vec<u8> {
         }
         scores.push(score_of_group(g));
     }
-    values
+    let out = values
         .iter()
         .map(|v| {
             let i = distinct.partition_point(|d| d.0 < *v);
             scores.get(i).copied().unwrap_or(3)
         })
-        .collect()
+        .collect();
+    out
 }
 
 /// RFM scores of every customer at `now` (orders after `now` are not counted).

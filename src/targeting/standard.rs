@@ -25,7 +25,7 @@ use super::cycle::CycleIndex;
 use super::error::{TargetingError, invalid};
 use super::rate::{DiscountRate, decimal_of_micros, micros_of};
 use super::stats::{CycleStats, Totals, UserKey};
-use super::types::{ConsumptionType, ConsumptionTypes, quantiles};
+use super::types::{ConsumptionType, ConsumptionTypes, quantiles, with_records};
 use crate::money::Money;
 
 /// How a type's standard rate is computed from its users' last cycle.
@@ -190,8 +190,8 @@ pub fn standard_rates<K: UserKey>(
     let overflow = || TargetingError::Overflow {
         what: "standard rates",
     };
-    for (k, t) in types.iter() {
-        let Some(tot) = stats.users.get(k).and_then(|r| r.get(cycle.0)) else {
+    for (_, t, record) in with_records(stats, types) {
+        let Some(tot) = record.and_then(|r| r.get(cycle.0)) else {
             continue;
         };
         let Some(i) = slot(t) else { continue };

@@ -52,7 +52,7 @@ use chrono::{DateTime, Utc};
 
 use super::cycle::{CycleIndex, Cycles};
 use super::error::TargetingError;
-use super::hash::FastMap;
+use super::hash::{SHARDS, Sharded};
 use super::rate::{DiscountRate, div_round_half_even};
 use crate::id::UserId;
 use crate::money::{Currency, Money};
@@ -196,6 +196,24 @@ impl<K> Order<K> {
     }
 }
 
+/// One order for [`CycleStats::extend_minor`]: amounts in minor units of the statistics'
+/// currency, the instant in microseconds since 1970-01-01 UTC. Checked when added.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MinorOrder<K> {
+    /// The buyer.
+    pub user: K,
+    /// When, in microseconds since the epoch.
+    pub at_micros: i64,
+    /// Gross amount before discounts, in minor units.
+    pub gross: i64,
+    /// Discount, in minor units.
+    pub discount: i64,
+    /// Amount paid, in minor units.
+    pub paid: i64,
+    /// Whether a coupon was used.
+    pub coupon_used: bool,
+}
+
 /// Sums for one user in one cycle, in minor units.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Totals {
@@ -206,6 +224,11 @@ pub(crate) struct Totals {
     pub(crate) paid: i64,
 }
 
+#[cold]
+fn overflow() -> TargetingError {
+    OVERFLOW
+}
+
 const OVERFLOW: TargetingError = TargetingError::Overflow {
     what: "cycle statistics",
 };
@@ -213,14 +236,17 @@ const OVERFLOW: TargetingError = TargetingError::Overflow {
 impl Totals {
     #[inline]
     fn add(&mut self, o: &Totals) -> Result<(), TargetingError> {
-        self.orders = self.orders.checked_add(o.orders).ok_or(OVERFLOW)?;
-        self.coupon_orders = self
-            .coupon_orders
-            .checked_add(o.coupon_orders)
-            .ok_or(OVERFLOW)?;
-        self.gross = self.gross.checked_add(o.gross).ok_or(OVERFLOW)?;
-        self.discount = self.discount.checked_add(o.discount).ok_or(OVERFLOW)?;
-        self.paid = self.paid.checked_add(o.paid).ok_or(OVERFLOW)?;
+        // All or nothing: a sum that overflows leaves the totals as they were.
+        *self = Totals {
+            orders: self.orders.checked_add(o.orders).ok_or_else(overflow)?,
+            coupon_orders: self
+                .coupon_orders
+                .checked_add(o.coupon_orders)
+                .ok_or_else(overflow)?,
+            gross: self.gross.checked_add(o.gross).ok_or_else(overflow)?,
+            discount: self.discount.checked_add(o.discount).ok_or_else(overflow)?,
+            paid: self.paid.checked_add(o.paid).ok_or_else(overflow)?,
+        };
         Ok(())
     }
 
@@ -378,6 +404,9 @@ pub struct UserHistory {
     pub cycles: Vec<(CycleIndex, CycleTotals)>,
 }
 
+const EARLIEST_US: i64 = 0;
+const LATEST_US: i64 = 253_402_300_799_999_999;
+
 pub(crate) fn instant(micros: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(micros).unwrap_or(crate::time::LATEST)
 }
@@ -389,7 +418,7 @@ pub struct CycleStats<K = UserId> {
     cycles: Cycles,
     currency: Currency,
     orders: u64,
-    pub(crate) users: FastMap<K, Record>,
+    pub(crate) users: Sharded<K, Record>,
     /// The last cycle looked up: `[start, end)` in microseconds and its index.
     cache: (i64, i64, i64),
 }
@@ -410,7 +439,7 @@ impl<K: UserKey> CycleStats<K> {
             cycles,
             currency,
             orders: 0,
-            users: FastMap::default(),
+            users: Sharded::default(),
             cache: (0, 0, 0),
         }
     }
@@ -470,9 +499,166 @@ impl<K: UserKey> CycleStats<K> {
         K: Borrow<Q> + KeyFrom<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        check_amounts(gross, discount, paid)?;
-        let at = check_time(at)?;
-        self.add_checked(user, at, gross, discount, paid, coupon_used)
+        self.add_checked(
+            user,
+            at.timestamp_micros(),
+            gross,
+            discount,
+            paid,
+            coupon_used,
+        )
+    }
+
+    /// Adds one order given in whole minor units of the statistics' currency (cents for USD)
+    /// at `at_micros` microseconds since 1970-01-01 UTC — the fast path for input that is
+    /// already parsed, such as columnar data. The same checks as [`Order::new`] apply.
+    ///
+    /// # Errors
+    /// [`TargetingError::Negative`], [`TargetingError::DiscountAboveGross`],
+    /// [`TargetingError::TimeOutOfRange`], [`TargetingError::User`] when a new user's key is
+    /// refused, and [`TargetingError::Overflow`] (nothing is added then).
+    #[inline]
+    pub fn add_minor<Q>(
+        &mut self,
+        user: &Q,
+        at_micros: i64,
+        gross: i64,
+        discount: i64,
+        paid: i64,
+        coupon_used: bool,
+    ) -> Result<(), TargetingError>
+    where
+        K: Borrow<Q> + KeyFrom<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        if gross < 0
+            || discount < 0
+            || paid < 0
+            || discount > gross
+            || !(EARLIEST_US..=LATEST_US).contains(&at_micros)
+        {
+            return Err(self.explain(at_micros, gross, discount, paid));
+        }
+        let t = Totals {
+            orders: 1,
+            coupon_orders: u32::from(coupon_used),
+            gross,
+            discount,
+            paid,
+        };
+        let cycle = self.cycle_of(at_micros);
+        let orders = self.orders.checked_add(1).ok_or_else(overflow)?;
+        match self.users.get_mut(user) {
+            Some(r) => {
+                r.add(cycle, &t)?;
+                r.first = r.first.min(at_micros);
+                r.last = r.last.max(at_micros);
+            }
+            None => {
+                self.users
+                    .insert(K::key_from(user)?, Record::new(at_micros, cycle, t));
+            }
+        }
+        self.orders = orders;
+        Ok(())
+    }
+
+    /// Adds many orders at once, in minor units and microseconds as for
+    /// [`CycleStats::add_minor`] — the fastest way in for large inputs: the orders are first
+    /// dealt into batches by the part of the table their user lives in, then each part is
+    /// updated from its batch while it sits in the CPU cache. The result is the same as adding
+    /// them one by one.
+    ///
+    /// # Errors
+    /// The position of the first invalid order and its error (as for
+    /// [`CycleStats::add_minor`]); every order before it is added, none after it.
+    pub fn extend_minor<I>(&mut self, orders: I) -> Result<(), (usize, TargetingError)>
+    where
+        I: IntoIterator<Item = MinorOrder<K>>,
+    {
+        const CHUNK: usize = 1 << 21;
+        let mut parts: Vec<Vec<(i64, MinorOrder<K>)>> = (0..SHARDS).map(|_| Vec::new()).collect();
+        let mut pending = 0usize;
+        let mut seen = 0usize;
+        let mut failure = None;
+        for o in orders {
+            if o.gross < 0
+                || o.discount < 0
+                || o.paid < 0
+                || o.discount > o.gross
+                || !(EARLIEST_US..=LATEST_US).contains(&o.at_micros)
+            {
+                failure = Some((seen, self.explain(o.at_micros, o.gross, o.discount, o.paid)));
+                break;
+            }
+            let cycle = self.cycle_of(o.at_micros);
+            let s = self.users.shard_of(&o.user);
+            if let Some(p) = parts.get_mut(s) {
+                if p.capacity() == 0 {
+                    p.reserve(CHUNK / SHARDS * 5 / 4);
+                }
+                p.push((cycle, o));
+            }
+            seen += 1;
+            pending += 1;
+            if pending == CHUNK {
+                self.apply_parts(&mut parts, seen - pending)?;
+                pending = 0;
+            }
+        }
+        self.apply_parts(&mut parts, seen - pending)?;
+        match failure {
+            Some(f) => Err(f),
+            None => Ok(()),
+        }
+    }
+
+    /// Adds the dealt batches, shard by shard, and empties them.
+    fn apply_parts(
+        &mut self,
+        parts: &mut [Vec<(i64, MinorOrder<K>)>],
+        first: usize,
+    ) -> Result<(), (usize, TargetingError)> {
+        for (s, part) in parts.iter_mut().enumerate() {
+            let Some((map, len)) = self.users.shard_mut(s) else {
+                continue;
+            };
+            for (cycle, o) in part.drain(..) {
+                let t = Totals {
+                    orders: 1,
+                    coupon_orders: u32::from(o.coupon_used),
+                    gross: o.gross,
+                    discount: o.discount,
+                    paid: o.paid,
+                };
+                let at = o.at_micros;
+                match map.get_mut(&o.user) {
+                    Some(r) => {
+                        r.add(cycle, &t).map_err(|e| (first, e))?;
+                        r.first = r.first.min(at);
+                        r.last = r.last.max(at);
+                    }
+                    None => {
+                        map.insert(o.user, Record::new(at, cycle, t));
+                        *len += 1;
+                    }
+                }
+                self.orders += 1;
+            }
+        }
+        Ok(())
+    }
+
+    #[cold]
+    fn explain(&self, at: i64, gross: i64, discount: i64, paid: i64) -> TargetingError {
+        let m = |v| Money::from_minor(v, self.currency);
+        if let Err(e) = check_amounts(m(gross), m(discount), m(paid)) {
+            return e;
+        }
+        TargetingError::TimeOutOfRange {
+            field: "order.at",
+            value: DateTime::from_timestamp_micros(at).unwrap_or(DateTime::<Utc>::MAX_UTC),
+        }
     }
 
     #[inline]
@@ -489,35 +675,27 @@ impl<K: UserKey> CycleStats<K> {
         K: Borrow<Q> + KeyFrom<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        if gross.currency() != self.currency {
-            return Err(TargetingError::CurrencyMismatch {
-                field: "order.gross",
-                expected: self.currency,
-                found: gross.currency(),
-            });
-        }
-        let t = Totals {
-            orders: 1,
-            coupon_orders: u32::from(coupon_used),
-            gross: gross.to_minor()?,
-            discount: discount.to_minor()?,
-            paid: paid.to_minor()?,
-        };
-        let cycle = self.cycle_of(at);
-        let orders = self.orders.checked_add(1).ok_or(OVERFLOW)?;
-        match self.users.get_mut(user) {
-            Some(r) => {
-                r.add(cycle, &t)?;
-                r.first = r.first.min(at);
-                r.last = r.last.max(at);
-            }
-            None => {
-                self.users
-                    .insert(K::key_from(user)?, Record::new(at, cycle, t));
+        for (field, m) in [
+            ("order.gross", gross),
+            ("order.discount", discount),
+            ("order.paid", paid),
+        ] {
+            if m.currency() != self.currency {
+                return Err(TargetingError::CurrencyMismatch {
+                    field,
+                    expected: self.currency,
+                    found: m.currency(),
+                });
             }
         }
-        self.orders = orders;
-        Ok(())
+        self.add_minor(
+            user,
+            at,
+            gross.to_minor()?,
+            discount.to_minor()?,
+            paid.to_minor()?,
+            coupon_used,
+        )
     }
 
     #[inline]
@@ -550,16 +728,14 @@ impl<K: UserKey> CycleStats<K> {
                 reason: "the currencies differ",
             });
         }
-        self.orders = self.orders.checked_add(other.orders).ok_or(OVERFLOW)?;
-        if self.users.len() < other.users.len() {
-            let mine = std::mem::replace(&mut self.users, other.users);
-            for (k, r) in mine {
-                merge_into(&mut self.users, k, r)?;
-            }
+        self.orders = self.orders.checked_add(other.orders).ok_or_else(overflow)?;
+        let other_users = if self.users.len() < other.users.len() {
+            std::mem::replace(&mut self.users, other.users)
         } else {
-            for (k, r) in other.users {
-                merge_into(&mut self.users, k, r)?;
-            }
+            other.users
+        };
+        for (k, r) in other_users.into_iter() {
+            merge_into(&mut self.users, k, r)?;
         }
         Ok(())
     }
@@ -598,9 +774,9 @@ impl<K: UserKey> CycleStats<K> {
         for t in self.users.values().filter_map(|r| r.get(cycle.0)) {
             orders += u64::from(t.orders);
             coupon_orders += u64::from(t.coupon_orders);
-            gross = gross.checked_add(t.gross).ok_or(OVERFLOW)?;
-            discount = discount.checked_add(t.discount).ok_or(OVERFLOW)?;
-            paid = paid.checked_add(t.paid).ok_or(OVERFLOW)?;
+            gross = gross.checked_add(t.gross).ok_or_else(overflow)?;
+            discount = discount.checked_add(t.discount).ok_or_else(overflow)?;
+            paid = paid.checked_add(t.paid).ok_or_else(overflow)?;
         }
         Ok(CycleTotals {
             orders,
@@ -618,7 +794,7 @@ impl<K: UserKey> CycleStats<K> {
 }
 
 fn merge_into<K: UserKey>(
-    map: &mut FastMap<K, Record>,
+    map: &mut Sharded<K, Record>,
     k: K,
     r: Record,
 ) -> Result<(), TargetingError> {
@@ -754,7 +930,9 @@ mod serde_impl {
                         "negative amounts, or a discount above the gross amount",
                     ));
                 }
-                orders = orders.checked_add(u64::from(c.orders)).ok_or(OVERFLOW)?;
+                orders = orders
+                    .checked_add(u64::from(c.orders))
+                    .ok_or_else(overflow)?;
                 let t = Totals {
                     orders: c.orders,
                     coupon_orders: c.coupon_orders,

@@ -203,11 +203,6 @@ impl CouponSuggestion {
     }
 }
 
-#[inline]
-fn ceil_div(n: i128, d: i128) -> i128 {
-    -((-n).div_euclid(d))
-}
-
 /// The coupon for one user; see the [module docs](self).
 ///
 /// `aov` is the user's average order value, `rate` the discount rate planned for them (in
@@ -261,29 +256,76 @@ pub(crate) fn suggest_minor(
     gap_days: Option<u32>,
     m: &MinorRules,
 ) -> Option<(i64, i64, u32)> {
-    const M: i128 = 1_000_000;
-    let aov = i128::from(aov.max(0));
-    let target = ceil_div(aov * (M + i128::from(m.lift_micros)), M).max(aov + 1);
-    let (step, below) = (i128::from(m.step), i128::from(m.below));
-    let k = ceil_div(target + below, step).max(1);
-    let threshold = k.checked_mul(step)? - below;
-    let by_rate = threshold * i128::from(rate_micros) / M;
-    let by_margin = threshold * i128::from(m.margin_micros) / M;
-    let by_value = i128::from(value.max(0)) * i128::from(m.value_micros) / M;
-    let raw = by_rate.min(by_margin).min(by_value).min(threshold - 1);
-    let fs = i128::from(m.face_step);
-    let save = raw.div_euclid(fs) * fs;
+    // Everyday amounts (below 2^40 minor units) fit 64-bit arithmetic with room to spare;
+    // larger ones take the 128-bit path. Both compute the same.
+    const SMALL: i64 = 1 << 40;
+    let (threshold, save) = if aov < SMALL && value < SMALL && m.step < SMALL {
+        threshold_and_save::<i64>(aov, rate_micros, value, m)?
+    } else {
+        threshold_and_save::<i128>(aov, rate_micros, value, m)?
+    };
     if save <= 0 {
         return None;
     }
     let validity = gap_days
         .unwrap_or(m.validity.1)
         .clamp(m.validity.0, m.validity.1);
-    Some((
-        i64::try_from(threshold).ok()?,
-        i64::try_from(save).ok()?,
-        validity,
-    ))
+    Some((threshold, save, validity))
+}
+
+trait Int:
+    Copy
+    + Ord
+    + From<i64>
+    + TryInto<i64>
+    + std::ops::Add<Output = Self>
+    + std::ops::Sub<Output = Self>
+    + std::ops::Mul<Output = Self>
+    + std::ops::Div<Output = Self>
+{
+    fn div_euclid_(self, d: Self) -> Self;
+    fn checked_mul_(self, d: Self) -> Option<Self>;
+}
+impl Int for i64 {
+    fn div_euclid_(self, d: Self) -> Self {
+        self.div_euclid(d)
+    }
+    fn checked_mul_(self, d: Self) -> Option<Self> {
+        self.checked_mul(d)
+    }
+}
+impl Int for i128 {
+    fn div_euclid_(self, d: Self) -> Self {
+        self.div_euclid(d)
+    }
+    fn checked_mul_(self, d: Self) -> Option<Self> {
+        self.checked_mul(d)
+    }
+}
+
+#[inline]
+fn threshold_and_save<T: Int>(
+    aov: i64,
+    rate_micros: i64,
+    value: i64,
+    m: &MinorRules,
+) -> Option<(i64, i64)> {
+    let c = |v: i64| T::from(v);
+    let mm = c(1_000_000);
+    let one = c(1);
+    let ceil = |n: T, d: T| (n + d - one).div_euclid_(d);
+    let aov = c(aov.max(0));
+    let target = ceil(aov * (mm + c(m.lift_micros)), mm).max(aov + one);
+    let (step, below) = (c(m.step), c(m.below));
+    let k = ceil(target + below, step).max(one);
+    let threshold = k.checked_mul_(step)? - below;
+    let by_rate = threshold * c(rate_micros) / mm;
+    let by_margin = threshold * c(m.margin_micros) / mm;
+    let by_value = c(value.max(0)) * c(m.value_micros) / mm;
+    let raw = by_rate.min(by_margin).min(by_value).min(threshold - one);
+    let fs = c(m.face_step);
+    let save = raw.div_euclid_(fs) * fs;
+    Some((threshold.try_into().ok()?, save.try_into().ok()?))
 }
 
 #[cfg(test)]

@@ -52,11 +52,12 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::OnceLock;
 
 use super::cycle::CycleIndex;
 use super::error::{TargetingError, invalid};
 use super::hash::FastMap;
-use super::stats::{CycleStats, UserKey};
+use super::stats::{CycleStats, Record, UserKey};
 use crate::id::SegmentId;
 use crate::money::Money;
 
@@ -304,7 +305,10 @@ pub struct ConsumptionTypes<K> {
     cycle: CycleIndex,
     frequency_cuts: Vec<u32>,
     spend_cuts: Vec<Money>,
-    pub(crate) users: FastMap<K, ConsumptionType>,
+    /// In the iteration order of the statistics' table, so passes over both walk them side
+    /// by side instead of looking every user up.
+    pub(crate) users: Vec<(K, ConsumptionType)>,
+    index: OnceLock<FastMap<K, usize>>,
 }
 
 impl<K: UserKey> ConsumptionTypes<K> {
@@ -322,11 +326,21 @@ impl<K: UserKey> ConsumptionTypes<K> {
     }
     /// A user's type, `None` for someone who was not yet a customer.
     pub fn get(&self, user: &K) -> Option<&ConsumptionType> {
-        self.users.get(user)
+        let index = self.index.get_or_init(|| {
+            let mut m = FastMap::with_capacity_and_hasher(self.users.len(), Default::default());
+            for (i, (k, _)) in self.users.iter().enumerate() {
+                m.insert(k.clone(), i);
+            }
+            m
+        });
+        index
+            .get(user)
+            .and_then(|i| self.users.get(*i))
+            .map(|(_, t)| t)
     }
     /// Every classified user, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (&K, &ConsumptionType)> {
-        self.users.iter()
+        self.users.iter().map(|(k, t)| (k, t))
     }
     /// How many users were classified.
     pub fn len(&self) -> usize {
@@ -359,11 +373,33 @@ impl<K: UserKey> ConsumptionTypes<K> {
     pub fn counts(&self) -> BTreeMap<ConsumptionType, usize> {
         let mut m: BTreeMap<ConsumptionType, usize> =
             self.all_types().into_iter().map(|t| (t, 0)).collect();
-        for t in self.users.values() {
+        for (_, t) in &self.users {
             *m.entry(*t).or_insert(0) += 1;
         }
         m
     }
+}
+
+/// Every classified user with their type and their record in `stats`, walking the table and
+/// the types side by side (they share an order when the types were classified from these
+/// statistics), looking users up only when they do not.
+pub(crate) fn with_records<'a, K: UserKey>(
+    stats: &'a CycleStats<K>,
+    types: &'a ConsumptionTypes<K>,
+) -> impl Iterator<Item = (&'a K, &'a ConsumptionType, Option<&'a Record>)> + 'a {
+    let mut table = stats.users.iter();
+    types.users.iter().map(move |(k, t)| {
+        // Skip the table's users that were not classified (not yet customers); a table that
+        // runs out (types from other statistics) falls back to looking users up.
+        loop {
+            match table.next() {
+                Some((tk, r)) if tk == k => return (k, t, Some(r)),
+                Some(_) => continue,
+                None => break,
+            }
+        }
+        (k, t, stats.users.get(k))
+    })
 }
 
 /// Classifies every customer by their consumption in `cycle` (see the [module docs](self)).
@@ -426,7 +462,7 @@ pub fn classify<K: UserKey>(
     drop(aovs);
     let nf = frequency_cuts.len() as u8 + 1;
     let ns = spend_minor.len() as u8 + 1;
-    let mut users = FastMap::with_capacity_and_hasher(stats.users.len(), Default::default());
+    let mut users = Vec::with_capacity(stats.users.len());
     for (k, r) in &stats.users {
         if r.first >= end {
             continue;
@@ -448,7 +484,7 @@ pub fn classify<K: UserKey>(
                 },
             }
         };
-        users.insert(k.clone(), t);
+        users.push((k.clone(), t));
     }
     Ok(ConsumptionTypes {
         cycle,
@@ -458,6 +494,7 @@ pub fn classify<K: UserKey>(
             .map(|m| Money::from_minor(m, currency))
             .collect(),
         users,
+        index: OnceLock::new(),
     })
 }
 

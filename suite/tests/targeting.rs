@@ -93,6 +93,34 @@ proptest! {
         prop_assert_eq!(&left, &whole);
         prop_assert_eq!(serde_json::to_string(&left).unwrap(), serde_json::to_string(&whole).unwrap());
         prop_assert_eq!(left.order_count(), orders.len() as u64);
+
+        // The batch path gives the same statistics.
+        let mut batch = CycleStats::new(cycles(), CNY);
+        let minor: Vec<MinorOrder<u64>> = orders
+            .iter()
+            .map(|o| MinorOrder {
+                user: *o.user(),
+                at_micros: o.at().timestamp_micros(),
+                gross: o.gross().to_minor().unwrap(),
+                discount: o.discount().to_minor().unwrap(),
+                paid: o.paid().to_minor().unwrap(),
+                coupon_used: o.coupon_used(),
+            })
+            .collect();
+        batch.extend_minor(minor.clone()).unwrap();
+        prop_assert_eq!(&batch, &whole);
+        // A bad order: everything before it is added, nothing after.
+        if minor.len() > 2 {
+            let cut = minor.len() / 2;
+            let mut broken = minor.clone();
+            broken[cut].discount = broken[cut].gross + 1;
+            let mut partial = CycleStats::new(cycles(), CNY);
+            let (at, err) = partial.extend_minor(broken).unwrap_err();
+            prop_assert_eq!(at, cut);
+            let is_discount_error = matches!(err, TargetingError::DiscountAboveGross { .. });
+            prop_assert!(is_discount_error);
+            prop_assert_eq!(&partial, &stats_of(&orders[..cut]));
+        }
     }
 
     #[test]
