@@ -12,7 +12,7 @@ use std::io::{self, Write};
 
 use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
 use coupons::id::UserId;
-use coupons::money::{Currency, Money};
+use coupons::money::Currency;
 use coupons::targeting::*;
 
 /// The columns every orders file has, by name, in any order (more are ignored).
@@ -253,8 +253,52 @@ fn parse_bool(s: &str) -> Result<bool, String> {
     }
 }
 
+/// One data line as an order, or why not (`Err(None)`: the id is not this kind of key).
+fn parse_row<K: ParseKey>(
+    raw: &[u8],
+    cols: &Columns,
+    exp: u32,
+    offset: FixedOffset,
+    fields: &mut Vec<usize>,
+) -> Result<MinorOrder<K>, Option<String>> {
+    let text = std::str::from_utf8(raw).map_err(|_| "the line is not UTF-8".to_owned())?;
+    // Field boundaries, without allocating per row.
+    fields.clear();
+    fields.push(0);
+    for (i, b) in text.bytes().enumerate() {
+        if b == b',' {
+            fields.push(i + 1);
+        }
+    }
+    if fields.len() != cols.count {
+        return Err(Some(format!("{} fields, the header has {}", fields.len(), cols.count)));
+    }
+    let field = |i: usize| -> &str {
+        let start = fields.get(i).copied().unwrap_or(0);
+        let end = fields.get(i + 1).map_or(text.len(), |e| e - 1);
+        text.get(start..end).unwrap_or("").trim().trim_matches('"')
+    };
+    let user = K::parse_key(field(cols.user))?;
+    let at = parse_time(field(cols.at), offset)?;
+    let gross = parse_minor(field(cols.gross), exp, "gross")?;
+    let discount = parse_minor(field(cols.discount), exp, "discount")?;
+    let paid = parse_minor(field(cols.paid), exp, "paid")?;
+    if discount > gross {
+        return Err(Some(format!("discount {} exceeds the gross amount {}", field(cols.discount), field(cols.gross))));
+    }
+    let coupon_used = parse_bool(field(cols.coupon))?;
+    Ok(MinorOrder {
+        user,
+        at_micros: at.timestamp_micros(),
+        gross,
+        discount,
+        paid,
+        coupon_used,
+    })
+}
+
 /// Parses one chunk of data lines into a partial; `first_line` is the chunk's first line number.
-fn read_chunk<K: ParseKey + KeyFrom<K>>(
+fn read_chunk<K: ParseKey>(
     chunk: &[u8],
     first_line: u64,
     cols: &Columns,
@@ -268,62 +312,53 @@ fn read_chunk<K: ParseKey + KeyFrom<K>>(
     let mut line = first_line;
     let mut rows = 0u64;
     let mut since_tick = 0usize;
-    let mut fields: Vec<&str> = Vec::with_capacity(cols.count);
-    for raw in chunk.split(|b| *b == b'\n') {
-        since_tick += raw.len() + 1;
-        if since_tick >= 1 << 22 {
-            progress.inc(since_tick as u64);
-            since_tick = 0;
-        }
-        let this = line;
-        line += 1;
-        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-        if raw.is_empty() {
-            continue;
-        }
-        rows += 1;
-        let row = (|| -> Result<(), Option<String>> {
-            let text = std::str::from_utf8(raw).map_err(|_| "the line is not UTF-8".to_owned())?;
-            let fields = &mut fields;
-            fields.clear();
-            fields.extend(text.split(',').map(|f| f.trim().trim_matches('"')));
-            if fields.len() != cols.count {
-                return Err(Some(format!(
-                    "{} fields, the header has {}",
-                    fields.len(),
-                    cols.count
-                )));
+    let mut stop: Option<ChunkEnd> = None;
+    let mut fields = Vec::with_capacity(cols.count + 1);
+    let mut lines = chunk.split(|b| *b == b'\n');
+    // Rows parse lazily as the statistics take them in.
+    let orders = std::iter::from_fn(|| {
+        loop {
+            let raw = lines.next()?;
+            since_tick += raw.len() + 1;
+            if since_tick >= 1 << 22 {
+                progress.inc(since_tick as u64);
+                since_tick = 0;
             }
-            let user = K::parse_key(fields[cols.user])?;
-            let at = parse_time(fields[cols.at], offset)?;
-            let gross = parse_minor(fields[cols.gross], exp, "gross")?;
-            let discount = parse_minor(fields[cols.discount], exp, "discount")?;
-            let paid = parse_minor(fields[cols.paid], exp, "paid")?;
-            let coupon = parse_bool(fields[cols.coupon])?;
-            let c = settings.currency;
-            stats
-                .add_parts(
-                    &user,
-                    at,
-                    Money::from_minor(gross, c),
-                    Money::from_minor(discount, c),
-                    Money::from_minor(paid, c),
-                    coupon,
-                )
-                .map_err(|e| Some(e.to_string()))
-        })();
-        if let Err(reason) = row {
-            let Some(reason) = reason else {
-                return Err(ChunkEnd::WrongKey);
-            };
-            let bad = BadRow { line: this, reason };
-            match settings.on_bad_row {
-                OnBadRow::Stop => return Err(ChunkEnd::Bad(bad)),
-                OnBadRow::Skip => skipped.push(bad),
+            let this = line;
+            line += 1;
+            let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+            if raw.is_empty() {
+                continue;
+            }
+            rows += 1;
+            match parse_row::<K>(raw, cols, exp, offset, &mut fields) {
+                Ok(o) => return Some(o),
+                Err(None) => {
+                    stop = Some(ChunkEnd::WrongKey);
+                    return None;
+                }
+                Err(Some(reason)) => {
+                    let bad = BadRow { line: this, reason };
+                    match settings.on_bad_row {
+                        OnBadRow::Stop => {
+                            stop = Some(ChunkEnd::Bad(bad));
+                            return None;
+                        }
+                        OnBadRow::Skip => skipped.push(bad),
+                    }
+                }
             }
         }
-    }
+    });
+    let added = stats.extend_minor(orders);
     progress.inc(since_tick as u64);
+    if let Some(s) = stop {
+        return Err(s);
+    }
+    if let Err((_, e)) = added {
+        // Rows are checked while parsing; what is left is a sum that no longer fits.
+        return Err(ChunkEnd::Bad(BadRow { line: first_line, reason: e.to_string() }));
+    }
     Ok((stats, skipped, rows))
 }
 
@@ -334,7 +369,7 @@ fn read_chunk<K: ParseKey + KeyFrom<K>>(
 /// # Errors
 /// [`ReadError::Header`] for a missing column, [`ReadError::Bad`] for the first bad row (by line
 /// number) under [`OnBadRow::Stop`].
-pub fn read_orders<K: ParseKey + KeyFrom<K>>(
+pub fn read_orders<K: ParseKey>(
     data: &[u8],
     settings: &Settings,
     progress: &indicatif::ProgressBar,

@@ -17,7 +17,7 @@ use std::process::ExitCode;
 use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
 use coupons::id::UserId;
 use coupons::money::Currency;
-use coupons::targeting::{CycleIndex, Cycles, KeyFrom, PlanRules};
+use coupons::targeting::{CycleIndex, Cycles, PlanRules};
 use plan_cycle::{
     OnBadRow, ParseKey, Read, ReadError, Settings, read_orders, run, summary, write_plan,
 };
@@ -151,7 +151,7 @@ fn analysed_cycle(
     }
 }
 
-fn go<K: ParseKey + KeyFrom<K>>(
+fn go<K: ParseKey>(
     a: &Args,
     data: &[u8],
     settings: &Settings,
