@@ -15,9 +15,9 @@
 //!    customers — everyone tied with the cut value is in;
 //! 5. **active** (`active`): everyone else.
 //!
-//! The order follows what each group is sent (seed of every tier's coupon: a first-order
-//! coupon, a come-back coupon, a care coupon, a VIP coupon): a high-value customer drifting
-//! away gets the care coupon, not the VIP one.
+//! The order follows the coupon each tier is usually sent — a first-order coupon to new
+//! customers, a come-back coupon to dormant ones, a care coupon to those at risk, a VIP coupon
+//! to high-value ones: a high-value customer drifting away gets the care coupon, not the VIP one.
 //!
 //! # RFM
 //!

@@ -271,7 +271,11 @@ fn parse_row<K: ParseKey>(
         }
     }
     if fields.len() != cols.count {
-        return Err(Some(format!("{} fields, the header has {}", fields.len(), cols.count)));
+        return Err(Some(format!(
+            "{} fields, the header has {}",
+            fields.len(),
+            cols.count
+        )));
     }
     let field = |i: usize| -> &str {
         let start = fields.get(i).copied().unwrap_or(0);
@@ -284,7 +288,11 @@ fn parse_row<K: ParseKey>(
     let discount = parse_minor(field(cols.discount), exp, "discount")?;
     let paid = parse_minor(field(cols.paid), exp, "paid")?;
     if discount > gross {
-        return Err(Some(format!("discount {} exceeds the gross amount {}", field(cols.discount), field(cols.gross))));
+        return Err(Some(format!(
+            "discount {} exceeds the gross amount {}",
+            field(cols.discount),
+            field(cols.gross)
+        )));
     }
     let coupon_used = parse_bool(field(cols.coupon))?;
     Ok(MinorOrder {
@@ -357,7 +365,10 @@ fn read_chunk<K: ParseKey>(
     }
     if let Err((_, e)) = added {
         // Rows are checked while parsing; what is left is a sum that no longer fits.
-        return Err(ChunkEnd::Bad(BadRow { line: first_line, reason: e.to_string() }));
+        return Err(ChunkEnd::Bad(BadRow {
+            line: first_line,
+            reason: e.to_string(),
+        }));
     }
     Ok((stats, skipped, rows))
 }

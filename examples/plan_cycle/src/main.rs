@@ -151,11 +151,7 @@ fn analysed_cycle(
     }
 }
 
-fn go<K: ParseKey>(
-    a: &Args,
-    data: &[u8],
-    settings: &Settings,
-) -> Result<Option<()>, String> {
+fn go<K: ParseKey>(a: &Args, data: &[u8], settings: &Settings) -> Result<Option<()>, String> {
     let bar = if a.quiet || data.len() < (64 << 20) {
         indicatif::ProgressBar::hidden()
     } else {
