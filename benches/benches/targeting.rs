@@ -117,6 +117,9 @@ fn bench(c: &mut Criterion) {
     g.bench_function("stats/10M", |b| {
         b.iter(|| black_box(stats_of(black_box(&data)).user_count()))
     });
+    g.bench_function("stats-one-by-one/10M", |b| {
+        b.iter(|| black_box(stats_one_by_one(black_box(&data)).user_count()))
+    });
     let stats = stats_of(&data);
     drop(data);
     let now = Utc.with_ymd_and_hms(2026, 4, 1, 0, 0, 0).unwrap();
