@@ -14,7 +14,7 @@
 //!    discount ÷ total gross, exact) or a documented alternative ([`standard`]).
 //! 4. [`plan_cycle`] — each user's rate moved toward their type's standard within a step, a
 //!    floor and a ceiling, a concrete coupon, and the expected cost per type and in total
-//!    against last cycle's ([`plan`]), with coupon parameters from [`suggest`] ([`suggest`
+//!    against last cycle's ([`plan`]), with coupon parameters from [`suggest`](fn@suggest) ([`suggest`
 //!    module](mod@suggest)).
 //! 5. [`lifecycle_segments`] and [`rfm_scores`] — new, active, high value, dormant and churn
 //!    risk, and RFM quintiles with their named segments, ready for

@@ -21,7 +21,7 @@
 //! against last cycle's discount. An inactive user's coupon is counted at its face value (used
 //! once). Sums are kept per type and in total.
 //!
-//! **The coupon** comes from [`suggest`](super::suggest) with the user's average order value,
+//! **The coupon** comes from [`suggest`](fn@super::suggest) with the user's average order value,
 //! the planned rate, last cycle's gross as the user's value (lifetime gross for inactive users)
 //! and the cycle's days ÷ orders as the gap between orders.
 //!

@@ -86,7 +86,7 @@ impl DiscountRate {
     }
 
     /// The rate as a decimal rounded half-even to `dp` decimal places (at most 20).
-    pub fn to_decimal(&self, dp: u32) -> Decimal {
+    pub fn to_decimal(self, dp: u32) -> Decimal {
         let dp = dp.min(20);
         // 28 significant digits, then the requested rounding.
         let exact = Decimal::from(self.discount) / Decimal::from(self.gross);
@@ -94,7 +94,7 @@ impl DiscountRate {
     }
 
     /// The rate in millionths, rounded half-even (the unit plans compute in).
-    pub(crate) fn to_micros(&self) -> i64 {
+    pub(crate) fn to_micros(self) -> i64 {
         div_round_half_even(
             i128::from(self.discount) * 1_000_000,
             i128::from(self.gross),
@@ -102,7 +102,7 @@ impl DiscountRate {
     }
 
     /// The rate as an `f64` (for statistics such as a trimmed mean).
-    pub fn to_f64(&self) -> f64 {
+    pub fn to_f64(self) -> f64 {
         self.discount as f64 / self.gross as f64
     }
 

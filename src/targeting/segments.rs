@@ -447,14 +447,13 @@ pub fn quintile_scores(values: &[i64]) -> Vec<u8> {
         }
         scores.push(score_of_group(g));
     }
-    let out = values
+    values
         .iter()
         .map(|v| {
             let i = distinct.partition_point(|d| d.0 < *v);
             scores.get(i).copied().unwrap_or(3)
         })
-        .collect();
-    out
+        .collect()
 }
 
 /// RFM scores of every customer at `now` (orders after `now` are not counted).

@@ -221,7 +221,7 @@ pub fn standard_rates<K: UserKey>(
         let base = match (&rule.method, user_rates) {
             (RateMethod::MedianOfUsers, Some(v)) if !v.is_empty() => quantiles(v, &[0.5])
                 .first()
-                .map_or(exact.to_micros(), DiscountRate::to_micros),
+                .map_or(exact.to_micros(), |r| r.to_micros()),
             (RateMethod::TrimmedMean { trim }, Some(v)) if !v.is_empty() => {
                 v.sort_unstable();
                 let trim_f = trim.to_string().parse::<f64>().unwrap_or(0.0);
@@ -230,8 +230,7 @@ pub fn standard_rates<K: UserKey>(
                 if kept.is_empty() {
                     exact.to_micros()
                 } else {
-                    let mean =
-                        kept.iter().map(DiscountRate::to_f64).sum::<f64>() / kept.len() as f64;
+                    let mean = kept.iter().map(|r| r.to_f64()).sum::<f64>() / kept.len() as f64;
                     (mean * 1e6).round().clamp(0.0, 1e6) as i64
                 }
             }

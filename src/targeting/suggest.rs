@@ -60,7 +60,7 @@ pub enum PriceStep {
     },
 }
 
-/// The rules [`suggest`] follows. Amounts are in the currency's major unit (yuan, dollars).
+/// The rules [`suggest`](fn@suggest) follows. Amounts are in the currency's major unit (yuan, dollars).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(
     feature = "serde",
@@ -187,7 +187,7 @@ impl CouponSuggestion {
     ///
     /// # Errors
     /// [`TargetingError::Rule`] if the benefit or validity were refused (they are not, for a
-    /// suggestion made by [`suggest`]).
+    /// suggestion made by [`suggest`](fn@suggest)).
     pub fn template_spec(
         &self,
         id: TemplateId,
@@ -390,8 +390,10 @@ mod tests {
 
     #[test]
     fn bad_rules_are_refused() {
-        let mut r = SuggestRules::default();
-        r.validity_days = (15, 7);
+        let r = SuggestRules {
+            validity_days: (15, 7),
+            ..SuggestRules::default()
+        };
         assert!(suggest(yuan(1), Decimal::ONE, yuan(1), None, &r).is_err());
         let r = SuggestRules {
             face_step: Decimal::new(1, 3),

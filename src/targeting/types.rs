@@ -216,7 +216,9 @@ fn check_cuts<T: PartialOrd>(field: &'static str, c: &Cuts<T>) -> Result<(), Tar
             q.len()
         }
         Cuts::Fixed(v) => {
-            if v.windows(2).any(|w| !(w[0] < w[1])) {
+            if v.windows(2)
+                .any(|w| w[0].partial_cmp(&w[1]) != Some(std::cmp::Ordering::Less))
+            {
                 return Err(invalid(field, "the thresholds", "thresholds must increase"));
             }
             v.len()

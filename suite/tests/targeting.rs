@@ -322,7 +322,7 @@ fn reference_plan(
         .collect();
     let median = |mut v: Vec<i128>| {
         v.sort();
-        v[(v.len() + 1) / 2 - 1]
+        v[v.len().div_ceil(2) - 1]
     };
     let f_cut = median(active.iter().map(|a| a.1).collect());
     let s_cut = median(active.iter().map(|a| a.2).collect());

@@ -126,6 +126,9 @@ pub struct Read<K> {
     pub rows: u64,
 }
 
+/// What a chunk's worker read: its partial, its skipped rows, its row count.
+type Chunk<K> = (CycleStats<K>, Vec<BadRow>, u64);
+
 /// Why a chunk's worker stopped.
 enum ChunkEnd {
     Bad(BadRow),
@@ -312,7 +315,7 @@ fn read_chunk<K: ParseKey>(
     cols: &Columns,
     settings: &Settings,
     progress: &indicatif::ProgressBar,
-) -> Result<(CycleStats<K>, Vec<BadRow>, u64), ChunkEnd> {
+) -> Result<Chunk<K>, ChunkEnd> {
     let mut stats = CycleStats::new(settings.cycles, settings.currency);
     let mut skipped = Vec::new();
     let exp = u32::from(settings.currency.exponent());
@@ -412,21 +415,20 @@ pub fn read_orders<K: ParseKey>(
         firsts.push(line);
         line += c.iter().filter(|b| **b == b'\n').count() as u64;
     }
-    let results: Vec<Result<(CycleStats<K>, Vec<BadRow>, u64), ChunkEnd>> =
-        std::thread::scope(|s| {
-            let handles: Vec<_> = chunks
-                .iter()
-                .zip(&firsts)
-                .map(|(c, f)| {
-                    let cols = &cols;
-                    s.spawn(move || read_chunk::<K>(c, *f, cols, settings, progress))
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or(Err(ChunkEnd::WrongKey)))
-                .collect()
-        });
+    let results: Vec<Result<Chunk<K>, ChunkEnd>> = std::thread::scope(|s| {
+        let handles: Vec<_> = chunks
+            .iter()
+            .zip(&firsts)
+            .map(|(c, f)| {
+                let cols = &cols;
+                s.spawn(move || read_chunk::<K>(c, *f, cols, settings, progress))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or(Err(ChunkEnd::WrongKey)))
+            .collect()
+    });
     let mut stats = CycleStats::new(settings.cycles, settings.currency);
     let mut skipped = Vec::new();
     let mut rows = 0;
