@@ -18,7 +18,9 @@
 //!    module](mod@suggest)).
 //! 5. [`lifecycle_segments`] and [`rfm_scores`] — new, active, high value, dormant and churn
 //!    risk, and RFM quintiles with their named segments, ready for
-//!    [`Buyer::segments`](crate::cart::Buyer) ([`segments`]).
+//!    [`Buyer::segments`](crate::cart::Buyer) ([`segments`]). The churn-risk rule takes each
+//!    user's probability of being alive from the caller, for example from [`churn`]'s BG/NBD
+//!    model.
 //!
 //! **Exactness.** Money is summed in integer minor units and every rate of an order, a user or
 //! a type is the exact fraction discount ÷ gross ([`DiscountRate`]). Quantile cut points are
