@@ -404,6 +404,17 @@ fn main() -> Result<(), Box<dyn Error>> {
     ] {
         println!("  {:<36} {}", c.id.as_str(), state(&service, &c.id)?);
     }
+    // Every change above appended its events in the same commit; the feed reads them in order.
+    println!("\n6. The event feed, in commit order");
+    let mut after = 0;
+    loop {
+        let page = service.repository().events(after, 50)?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for e in &page {
+            println!("  {e}");
+        }
+    }
     println!("\ndone in {:?}", started.elapsed());
     Ok(())
 }

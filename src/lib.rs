@@ -66,6 +66,7 @@
 //!   promotions.
 //! - [`lifecycle`] — template approval, campaigns and the coupon state machine as pure
 //!   transitions.
+//! - [`events`] — the event feed every state change appends to, in the same commit.
 //! - [`repository`] — the storage trait and the in-memory store.
 //! - [`service`] — one call per step a web handler makes: claim, quote and lock, pay, cancel,
 //!   refund, sweep — every one idempotent under a caller's key.
@@ -87,6 +88,7 @@ pub mod checkout;
 pub mod codes;
 #[cfg(feature = "serde")]
 mod de;
+pub mod events;
 pub mod id;
 pub mod lifecycle;
 pub mod money;

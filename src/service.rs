@@ -80,15 +80,19 @@ use crate::cart::{Buyer, Cart};
 use crate::checkout::{
     Blocked, Checkout, CheckoutError, Offer, OfferId, PromotionIndex, Quote, StackingPolicy,
 };
+use crate::events::{Event, EventKind, Refusal};
 use crate::id::{CampaignId, CouponId, IdempotencyKey, MAX_ID_LEN, OrderId, TemplateId};
 use crate::lifecycle::{
     Campaign, ClaimRequest, Coupon, CouponState, LifecycleError, RefundKind, TemplateRecord,
     TemplateStatus,
 };
+use crate::money::Money;
 use crate::repository::{
-    Batch, Commit, CounterKey, Expect, Op, Receipt, ReceiptKey, Repository, Version, Versioned,
+    Batch, Commit, CounterKey, Expect, LockedTotals, Op, Receipt, ReceiptKey, Repository, Version,
+    Versioned,
 };
 use crate::rule::{Distribution, PromoCode, Template};
+use crate::time::{self, TimeError};
 
 /// A service call failed.
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +107,9 @@ pub enum ServiceError<E> {
     /// The store failed.
     #[error("storage failed: {0}")]
     Repository(#[source] E),
+    /// The request's `now` lies outside the instants records hold (1970 to 9999).
+    #[error(transparent)]
+    Time(#[from] TimeError),
     /// A record the request names does not exist.
     #[error("{what} {id} not found")]
     NotFound {
@@ -300,6 +307,16 @@ const ORDER_CODES: &str = "order-codes";
 const ORDER_SETTLE: &str = "order-settle";
 const ORDER_REFUND: &str = "order-refund";
 
+/// An order's lock receipt: the coupons it holds and its amounts as locked.
+type LockedOrderReceipt = (Vec<CouponId>, Option<LockedTotals>);
+
+/// Appends an event to a batch: it commits with the change or not at all.
+fn emit(batch: &mut Batch, at: DateTime<Utc>, kind: EventKind) {
+    batch.push(Op::Emit {
+        event: Event::new(at, kind),
+    });
+}
+
 fn order_key(op: &'static str, order: &OrderId) -> ReceiptKey {
     // An order id is a valid identifier, and so a valid key.
     ReceiptKey::Operation(op, IdempotencyKey::trusted(order.as_str()))
@@ -410,8 +427,7 @@ fn settle_batch(
 }
 
 fn hold_end(now: DateTime<Utc>, hold: Duration) -> DateTime<Utc> {
-    now.checked_add_signed(hold)
-        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+    time::add_saturating(now, hold)
 }
 
 fn blocked_by_state(state: &CouponState) -> Option<Blocked> {
@@ -532,7 +548,7 @@ impl<R: Repository> Service<R> {
         template: Template,
         now: DateTime<Utc>,
     ) -> Res<Arc<TemplateRecord>, R> {
-        let _ = now; // Template records carry no time today.
+        let now = time::check("now", now)?;
         let id = template.id().clone();
         let code = code_of(&template).map(|(c, _, _)| c.clone());
         let record = Arc::new(TemplateRecord::draft(Arc::new(template)));
@@ -549,6 +565,14 @@ impl<R: Repository> Service<R> {
                 },
             });
         }
+        emit(
+            &mut batch,
+            now,
+            EventKind::TemplateChanged {
+                template: id.clone(),
+                status: record.status.clone(),
+            },
+        );
         match self.commit(&batch)? {
             Commit::Applied => Ok(record),
             Commit::Conflict { index: 0 } => {
@@ -583,6 +607,7 @@ impl<R: Repository> Service<R> {
         &self,
         id: &TemplateId,
         operation: &'static str,
+        now: DateTime<Utc>,
         done: impl Fn(&TemplateStatus) -> bool,
         step: impl Fn(&TemplateRecord) -> Result<TemplateRecord, LifecycleError>,
     ) -> Res<Arc<TemplateRecord>, R> {
@@ -592,12 +617,20 @@ impl<R: Repository> Service<R> {
                 return Ok(current.value);
             }
             let next = Arc::new(step(&current.value)?);
-            let batch = Batch {
+            let mut batch = Batch {
                 ops: vec![Op::PutTemplate {
                     record: Arc::clone(&next),
                     expect: Expect::Version(current.version),
                 }],
             };
+            emit(
+                &mut batch,
+                now,
+                EventKind::TemplateChanged {
+                    template: id.clone(),
+                    status: next.status.clone(),
+                },
+            );
             if self.commit(&batch)? == Commit::Applied {
                 return Ok(next);
             }
@@ -615,10 +648,11 @@ impl<R: Repository> Service<R> {
         id: &TemplateId,
         now: DateTime<Utc>,
     ) -> Res<Arc<TemplateRecord>, R> {
-        let _ = now;
+        let now = time::check("now", now)?;
         self.transition(
             id,
             "submit template",
+            now,
             |s| *s == TemplateStatus::PendingApproval,
             TemplateRecord::submit,
         )
@@ -633,10 +667,11 @@ impl<R: Repository> Service<R> {
         id: &TemplateId,
         now: DateTime<Utc>,
     ) -> Res<Arc<TemplateRecord>, R> {
-        let _ = now;
+        let now = time::check("now", now)?;
         self.transition(
             id,
             "approve template",
+            now,
             |s| *s == TemplateStatus::Approved,
             TemplateRecord::approve,
         )
@@ -652,10 +687,11 @@ impl<R: Repository> Service<R> {
         reason: &str,
         now: DateTime<Utc>,
     ) -> Res<Arc<TemplateRecord>, R> {
-        let _ = now;
+        let now = time::check("now", now)?;
         self.transition(
             id,
             "reject template",
+            now,
             |s| matches!(s, TemplateStatus::Rejected { reason: r } if r == reason),
             |r| r.reject(reason),
         )
@@ -670,10 +706,11 @@ impl<R: Repository> Service<R> {
         id: &TemplateId,
         now: DateTime<Utc>,
     ) -> Res<Arc<TemplateRecord>, R> {
-        let _ = now;
+        let now = time::check("now", now)?;
         self.transition(
             id,
             "activate template",
+            now,
             |s| *s == TemplateStatus::Active,
             TemplateRecord::activate,
         )
@@ -688,10 +725,11 @@ impl<R: Repository> Service<R> {
         id: &TemplateId,
         now: DateTime<Utc>,
     ) -> Res<Arc<TemplateRecord>, R> {
-        let _ = now;
+        let now = time::check("now", now)?;
         self.transition(
             id,
             "pause template",
+            now,
             |s| *s == TemplateStatus::Paused,
             TemplateRecord::pause,
         )
@@ -706,10 +744,11 @@ impl<R: Repository> Service<R> {
         id: &TemplateId,
         now: DateTime<Utc>,
     ) -> Res<Arc<TemplateRecord>, R> {
-        let _ = now;
+        let now = time::check("now", now)?;
         self.transition(
             id,
             "resume template",
+            now,
             |s| *s == TemplateStatus::Active,
             TemplateRecord::resume,
         )
@@ -725,10 +764,11 @@ impl<R: Repository> Service<R> {
         id: &TemplateId,
         now: DateTime<Utc>,
     ) -> Res<Arc<TemplateRecord>, R> {
-        let _ = now;
+        let now = time::check("now", now)?;
         self.transition(
             id,
             "retire template",
+            now,
             |s| *s == TemplateStatus::Retired,
             TemplateRecord::retire,
         )
@@ -744,17 +784,25 @@ impl<R: Repository> Service<R> {
     /// that does not exist; [`LifecycleError::CampaignExists`] when the id holds another
     /// campaign; the store's failure.
     pub fn create_campaign(&self, campaign: Campaign, now: DateTime<Utc>) -> Res<Campaign, R> {
-        let _ = now;
+        let now = time::check("now", now)?;
         campaign.validate()?;
         for t in &campaign.templates {
             self.template_record(t)?;
         }
-        let batch = Batch {
+        let mut batch = Batch {
             ops: vec![Op::PutCampaign {
                 campaign: campaign.clone(),
                 expect: Expect::Absent,
             }],
         };
+        emit(
+            &mut batch,
+            now,
+            EventKind::CampaignChanged {
+                campaign: campaign.id.clone(),
+                online: campaign.online,
+            },
+        );
         match self.commit(&batch)? {
             Commit::Applied => Ok(campaign),
             Commit::Conflict { .. } => match self.repo.campaign(&campaign.id) {
@@ -778,7 +826,7 @@ impl<R: Repository> Service<R> {
         online: bool,
         now: DateTime<Utc>,
     ) -> Res<Campaign, R> {
-        let _ = now;
+        let now = time::check("now", now)?;
         for _ in 0..self.attempts() {
             let current = self
                 .repo
@@ -792,12 +840,20 @@ impl<R: Repository> Service<R> {
                 return Ok(current.value);
             }
             let next = current.value.switch(online);
-            let batch = Batch {
+            let mut batch = Batch {
                 ops: vec![Op::PutCampaign {
                     campaign: next.clone(),
                     expect: Expect::Version(current.version),
                 }],
             };
+            emit(
+                &mut batch,
+                now,
+                EventKind::CampaignChanged {
+                    campaign: id.clone(),
+                    online,
+                },
+            );
             if self.commit(&batch)? == Commit::Applied {
                 return Ok(next);
             }
@@ -820,6 +876,7 @@ impl<R: Repository> Service<R> {
     /// [`LifecycleError::ClaimLimitReached`]; [`LifecycleError::KeyReused`] when the key was
     /// used for another claim; [`ServiceError::Contention`]; the store's failure.
     pub fn claim(&self, request: &ClaimRequest, now: DateTime<Utc>) -> Res<Claimed, R> {
+        let now = time::check("now", now)?;
         let key = op_key(OP_CLAIM, &request.key);
         let mut salt = 0u32;
         for _ in 0..self.attempts() {
@@ -848,8 +905,17 @@ impl<R: Repository> Service<R> {
                 Err(e) => return self.replay_claim_or(request, &key, e.into()),
             };
             let limits = *record.value.template.limits();
+            let issued = EventKind::Issued {
+                coupon: coupon.id.clone(),
+                template: coupon.template.clone(),
+                user: coupon.owner.clone(),
+                channel: coupon.channel.clone(),
+                campaign: coupon.campaign.clone(),
+                mode: coupon.mode,
+                attributes: coupon.attributes.clone(),
+            };
             let mut batch = Batch {
-                ops: Vec::with_capacity(4),
+                ops: Vec::with_capacity(5),
             };
             batch
                 .push(Op::InsertReceipt {
@@ -872,8 +938,10 @@ impl<R: Repository> Service<R> {
                     coupon,
                     expect: Expect::Absent,
                 });
+            emit(&mut batch, now, issued);
             match self.commit(&batch)? {
                 Commit::Applied => {
+                    batch.ops.truncate(4);
                     return match batch.ops.pop() {
                         Some(Op::PutCoupon { coupon, .. }) => Ok(Claimed {
                             coupon,
@@ -890,6 +958,7 @@ impl<R: Repository> Service<R> {
                 }
                 Commit::Conflict { index: 1 } => {
                     if let Some(stock) = limits.total_stock() {
+                        self.refused(request, Refusal::OutOfStock, now);
                         return Err(LifecycleError::OutOfStock {
                             template: request.template.clone(),
                             stock,
@@ -899,6 +968,7 @@ impl<R: Repository> Service<R> {
                 }
                 Commit::Conflict { index: 2 } => {
                     if let Some(limit) = limits.per_user_claims() {
+                        self.refused(request, Refusal::ClaimLimit, now);
                         return Err(LifecycleError::ClaimLimitReached {
                             template: request.template.clone(),
                             user: request.user.clone(),
@@ -913,6 +983,23 @@ impl<R: Repository> Service<R> {
             }
         }
         self.contention("claim")
+    }
+
+    /// Records a refused claim in the event feed. The refusal is the answer whatever happens
+    /// here: the event is committed on its own, and a store failure while writing it is not
+    /// reported (the claim changed nothing, so nothing is lost but the count).
+    fn refused(&self, request: &ClaimRequest, refusal: Refusal, now: DateTime<Utc>) {
+        let mut batch = Batch::new();
+        emit(
+            &mut batch,
+            now,
+            EventKind::Refused {
+                user: request.user.clone(),
+                template: request.template.clone(),
+                refusal,
+            },
+        );
+        let _ignored = self.repo.commit(&batch);
     }
 
     fn replay_claim_or(
@@ -1098,6 +1185,7 @@ impl<R: Repository> Service<R> {
         codes: &[PromoCode],
         now: DateTime<Utc>,
     ) -> Res<Quote, R> {
+        let now = time::check("now", now)?;
         let g = self.gather(buyer, codes, &[])?;
         let promotions = self.promotions()?;
         Ok(Checkout::new(cart, buyer, now, &self.config.policy)
@@ -1123,6 +1211,7 @@ impl<R: Repository> Service<R> {
         request: &LockRequest<'_>,
         now: DateTime<Utc>,
     ) -> Res<LockedOrder, R> {
+        let now = time::check("now", now)?;
         let key = op_key(OP_LOCK, request.key);
         let order = request.order;
         let user = &request.buyer.user;
@@ -1146,6 +1235,7 @@ impl<R: Repository> Service<R> {
             };
             let hold_until = hold_end(now, self.config.hold);
             let mut locked: Vec<(Coupon, Version)> = Vec::new();
+            let mut savings: Vec<Money> = Vec::new();
             let mut codes: Vec<(PromoCode, Arc<TemplateRecord>)> = Vec::new();
             for a in &quote.applied {
                 match &a.offer {
@@ -1154,7 +1244,10 @@ impl<R: Repository> Service<R> {
                             return self.contention("lock");
                         };
                         match c.value.lock(user, order, hold_until, now) {
-                            Ok(next) => locked.push((next, c.version)),
+                            Ok(next) => {
+                                locked.push((next, c.version));
+                                savings.push(a.saving);
+                            }
                             Err(e) => return self.replay_lock_or(request, &key, now, e.into()),
                         }
                     }
@@ -1167,6 +1260,12 @@ impl<R: Repository> Service<R> {
                 }
             }
             let ids: Vec<CouponId> = locked.iter().map(|(c, _)| c.id.clone()).collect();
+            let totals = LockedTotals {
+                user: user.clone(),
+                gross: quote.total_before,
+                discount: quote.saving,
+                savings: savings.clone(),
+            };
             let mut batch = Batch::new();
             let mut meaning = Vec::new();
             batch.push(Op::InsertReceipt {
@@ -1174,6 +1273,7 @@ impl<R: Repository> Service<R> {
                 receipt: Receipt::Locked {
                     order: order.clone(),
                     coupons: ids.clone(),
+                    totals: None,
                 },
             });
             meaning.push(LockOp::KeyReceipt);
@@ -1182,6 +1282,7 @@ impl<R: Repository> Service<R> {
                 receipt: Receipt::Locked {
                     order: order.clone(),
                     coupons: ids.clone(),
+                    totals: Some(totals),
                 },
             });
             meaning.push(LockOp::OrderGuard);
@@ -1241,6 +1342,30 @@ impl<R: Repository> Service<R> {
                 });
                 meaning.push(LockOp::CodeUser(code.clone(), per_user));
             }
+            for ((c, _), saving) in locked.iter().zip(&savings) {
+                emit(
+                    &mut batch,
+                    now,
+                    EventKind::Locked {
+                        coupon: c.id.clone(),
+                        template: c.template.clone(),
+                        user: user.clone(),
+                        order: order.clone(),
+                        saving: *saving,
+                    },
+                );
+            }
+            emit(
+                &mut batch,
+                now,
+                EventKind::OrderPlaced {
+                    order: order.clone(),
+                    user: user.clone(),
+                    gross: quote.total_before,
+                    discount: quote.saving,
+                    coupons: u32::try_from(locked.len()).unwrap_or(u32::MAX),
+                },
+            );
             match self.commit(&batch)? {
                 Commit::Applied => {
                     return Ok(LockedOrder {
@@ -1317,7 +1442,7 @@ impl<R: Repository> Service<R> {
     ) -> Res<Option<LockedOrder>, R> {
         let ids = match self.receipt(key)? {
             None => return Ok(None),
-            Some(Receipt::Locked { order, coupons }) if &order == request.order => coupons,
+            Some(Receipt::Locked { order, coupons, .. }) if &order == request.order => coupons,
             Some(_) => return Err(self.key_reused(request.key, OP_LOCK)),
         };
         let mut coupons = Vec::with_capacity(ids.len());
@@ -1389,9 +1514,11 @@ impl<R: Repository> Service<R> {
 
     // ---------------------------------------------------------------- settling
 
-    fn locked_coupons(&self, order: &OrderId) -> Res<Option<Vec<CouponId>>, R> {
+    fn locked_coupons(&self, order: &OrderId) -> Res<Option<LockedOrderReceipt>, R> {
         match self.receipt(&order_key(ORDER_LOCK, order))? {
-            Some(Receipt::Locked { coupons, .. }) => Ok(Some(coupons)),
+            Some(Receipt::Locked {
+                coupons, totals, ..
+            }) => Ok(Some((coupons, totals))),
             _ => Ok(None),
         }
     }
@@ -1503,9 +1630,10 @@ impl<R: Repository> Service<R> {
         key: &IdempotencyKey,
         now: DateTime<Utc>,
     ) -> Res<Settlement, R> {
+        let now = time::check("now", now)?;
         let k = Some((key, OP_PAY));
         for _ in 0..self.attempts() {
-            let Some(ids) = self.locked_coupons(order)? else {
+            let Some((ids, totals)) = self.locked_coupons(order)? else {
                 let e = ServiceError::NotFound {
                     what: "locked order",
                     id: order.to_string(),
@@ -1517,15 +1645,40 @@ impl<R: Repository> Service<R> {
                 coupons: ids.clone(),
             };
             let (mut batch, guard) = settle_batch(order, k, receipt);
-            for id in &ids {
+            let mut events = Vec::with_capacity(ids.len() + 1);
+            for (i, id) in ids.iter().enumerate() {
                 let c = self.coupon_record(id)?;
                 match c.value.redeem(order, now) {
-                    Ok(next) => batch.push(Op::PutCoupon {
-                        coupon: next,
-                        expect: Expect::Version(c.version),
-                    }),
+                    Ok(next) => {
+                        let saving = totals.as_ref().and_then(|t| t.savings.get(i).copied());
+                        if let Some(saving) = saving {
+                            events.push(EventKind::Redeemed {
+                                coupon: next.id.clone(),
+                                template: next.template.clone(),
+                                user: next.owner.clone(),
+                                order: order.clone(),
+                                saving,
+                            });
+                        }
+                        batch.push(Op::PutCoupon {
+                            coupon: next,
+                            expect: Expect::Version(c.version),
+                        })
+                    }
                     Err(e) => return self.settle_or(order, k, true, e.into()),
                 };
+            }
+            if let Some(t) = &totals {
+                events.push(EventKind::OrderPaid {
+                    order: order.clone(),
+                    user: t.user.clone(),
+                    gross: t.gross,
+                    discount: t.discount,
+                    coupons: u32::try_from(ids.len()).unwrap_or(u32::MAX),
+                });
+            }
+            for e in events {
+                emit(&mut batch, now, e);
             }
             if let Some(s) = self.commit_settle(&batch, order, ids, k, true, guard)? {
                 return Ok(s);
@@ -1548,6 +1701,7 @@ impl<R: Repository> Service<R> {
         key: &IdempotencyKey,
         now: DateTime<Utc>,
     ) -> Res<Settlement, R> {
+        let now = time::check("now", now)?;
         self.release(order, Some(key), now)
     }
 
@@ -1559,7 +1713,7 @@ impl<R: Repository> Service<R> {
     ) -> Res<Settlement, R> {
         let k = key.map(|k| (k, OP_CANCEL));
         for _ in 0..self.attempts() {
-            let Some(ids) = self.locked_coupons(order)? else {
+            let Some((ids, totals)) = self.locked_coupons(order)? else {
                 let e = ServiceError::NotFound {
                     what: "locked order",
                     id: order.to_string(),
@@ -1579,6 +1733,16 @@ impl<R: Repository> Service<R> {
                         *uses
                             .entry((next.template.clone(), next.owner.clone()))
                             .or_default() -= 1;
+                        emit(
+                            &mut batch,
+                            now,
+                            EventKind::Released {
+                                coupon: next.id.clone(),
+                                template: next.template.clone(),
+                                user: next.owner.clone(),
+                                order: order.clone(),
+                            },
+                        );
                         batch.push(Op::PutCoupon {
                             coupon: next,
                             expect: Expect::Version(c.version),
@@ -1611,6 +1775,16 @@ impl<R: Repository> Service<R> {
                     });
                 }
             }
+            if let Some(t) = totals {
+                emit(
+                    &mut batch,
+                    now,
+                    EventKind::OrderReleased {
+                        order: order.clone(),
+                        user: t.user,
+                    },
+                );
+            }
             if let Some(s) = self.commit_settle(&batch, order, ids, k, false, guard)? {
                 return Ok(s);
             }
@@ -1634,6 +1808,7 @@ impl<R: Repository> Service<R> {
         key: &IdempotencyKey,
         now: DateTime<Utc>,
     ) -> Res<Refunded, R> {
+        let now = time::check("now", now)?;
         let key_r = op_key(OP_REFUND, key);
         for _ in 0..self.attempts() {
             let ids = match self.settled(order)? {
@@ -1651,6 +1826,7 @@ impl<R: Repository> Service<R> {
             let mut puts = Vec::new();
             let mut uses: BTreeMap<(TemplateId, crate::id::UserId), i64> = BTreeMap::new();
             let mut policies = HashMap::new();
+            let mut events = Vec::new();
             for id in &ids {
                 let c = self.coupon_record(id)?;
                 let policy = match policies.get(&c.value.template) {
@@ -1667,6 +1843,13 @@ impl<R: Repository> Service<R> {
                 };
                 match c.value.refund(order, kind, &policy, now) {
                     Ok(next) => {
+                        events.push(EventKind::Refunded {
+                            coupon: next.id.clone(),
+                            template: next.template.clone(),
+                            user: next.owner.clone(),
+                            order: order.clone(),
+                            returned: !matches!(next.state, CouponState::Voided { .. }),
+                        });
                         if matches!(next.state, CouponState::Voided { .. }) {
                             voided.push(next.id.clone());
                         } else {
@@ -1703,6 +1886,20 @@ impl<R: Repository> Service<R> {
                     delta,
                     limit: None,
                 });
+            }
+            for e in events {
+                emit(&mut batch, now, e);
+            }
+            if let Some((_, Some(t))) = self.locked_coupons(order)? {
+                emit(
+                    &mut batch,
+                    now,
+                    EventKind::OrderRefunded {
+                        order: order.clone(),
+                        user: t.user,
+                        by_merchant: matches!(kind, RefundKind::Merchant),
+                    },
+                );
             }
             match self.commit(&batch)? {
                 Commit::Applied => {
@@ -1766,6 +1963,7 @@ impl<R: Repository> Service<R> {
     /// # Errors
     /// The store's failure.
     pub fn sweep(&self, now: DateTime<Utc>, limit: usize) -> Res<Swept, R> {
+        let now = time::check("now", now)?;
         let due = self
             .repo
             .due(now, limit)
@@ -1780,12 +1978,20 @@ impl<R: Repository> Service<R> {
                     let Ok(next) = c.value.expire(now) else {
                         continue;
                     };
-                    let batch = Batch {
-                        ops: vec![Op::PutCoupon {
-                            coupon: next,
-                            expect: Expect::Version(c.version),
-                        }],
-                    };
+                    let mut batch = Batch::new();
+                    emit(
+                        &mut batch,
+                        now,
+                        EventKind::Expired {
+                            coupon: next.id.clone(),
+                            template: next.template.clone(),
+                            user: next.owner.clone(),
+                        },
+                    );
+                    batch.push(Op::PutCoupon {
+                        coupon: next,
+                        expect: Expect::Version(c.version),
+                    });
                     if self.commit(&batch)? == Commit::Applied {
                         out.expired.push(c.value.id.clone());
                     }
@@ -1830,6 +2036,7 @@ impl<R: Repository> Service<R> {
         key: &IdempotencyKey,
         now: DateTime<Utc>,
     ) -> Res<Coupon, R> {
+        let now = time::check("now", now)?;
         let key_r = op_key(OP_VOID, key);
         let replay = |error: ServiceError<R::Error>| -> Res<Coupon, R> {
             match self.receipt(&key_r)? {
@@ -1846,7 +2053,7 @@ impl<R: Repository> Service<R> {
                 Ok(n) => n,
                 Err(e) => return replay(e.into()),
             };
-            let batch = Batch {
+            let mut batch = Batch {
                 ops: vec![
                     Op::InsertReceipt {
                         key: key_r.clone(),
@@ -1860,6 +2067,15 @@ impl<R: Repository> Service<R> {
                     },
                 ],
             };
+            emit(
+                &mut batch,
+                now,
+                EventKind::Voided {
+                    coupon: next.id.clone(),
+                    template: next.template.clone(),
+                    user: next.owner.clone(),
+                },
+            );
             match self.commit(&batch)? {
                 Commit::Applied => return Ok(next),
                 Commit::Conflict { index: 0 } => {

@@ -10,7 +10,8 @@
 //!
 //! - Sequential behaviour of every [`Op`] and condition: [`records_and_versions`],
 //!   [`counters_and_limits`], [`receipts_insert_once`], [`batches_are_all_or_nothing`],
-//!   [`wallet_and_order_indexes`], [`due_coupons`].
+//!   [`wallet_and_order_indexes`], [`due_coupons`], [`order_holds`],
+//!   [`events_commit_with_their_change`].
 //! - Concurrent stress through the [`Service`]: [`concurrent_claims_are_exact`],
 //!   [`concurrent_locks_have_one_winner`], [`concurrent_pay_and_cancel_settle_once`], and
 //!   [`retries_change_nothing`].
@@ -34,8 +35,10 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 
+use crate::attributes::{AttrKey, AttrValue, Attributes};
 use crate::cart::{Buyer, Cart, CartLine};
 use crate::checkout::OfferId;
+use crate::events::{Event, EventKind, Logged};
 use crate::id::{CampaignId, Channel, CouponId, IdempotencyKey, OrderId, Sku, TemplateId, UserId};
 use crate::lifecycle::{
     Campaign, ClaimMode, ClaimRequest, Coupon, CouponState, LifecycleError, RefundKind,
@@ -95,6 +98,7 @@ pub fn run_all<R: Repository>(make: impl Fn() -> R) -> Result<(), Failure> {
     wallet_and_order_indexes(make())?;
     due_coupons(make())?;
     order_holds(make())?;
+    events_commit_with_their_change(make())?;
     concurrent_claims_are_exact(make())?;
     concurrent_locks_have_one_winner(make())?;
     concurrent_pay_and_cancel_settle_once(make())?;
@@ -181,6 +185,7 @@ fn coupon(
         valid_from: now - Duration::days(1),
         valid_until,
         state,
+        attributes: Attributes::new(),
     })
 }
 
@@ -611,6 +616,7 @@ pub fn receipts_insert_once<R: Repository>(store: R) -> Result<(), Failure> {
     // Same key, other operation: independent. A receipt with no coupon stored is kept too.
     let lock_key = ReceiptKey::Operation("lock", k1.clone());
     let locked = Receipt::Locked {
+        totals: None,
         order: oid(C, "o1")?,
         coupons: vec![cid(C, "c9")?],
     };
@@ -1174,6 +1180,177 @@ pub fn order_holds<R: Repository>(store: R) -> Result<(), Failure> {
 
 // ------------------------------------------------------------------------------ concurrent
 
+/// The whole event feed, read in pages of 7 (a page size that splits batches' events), checked
+/// to have no gap and no duplicate.
+fn feed<R: Repository>(check: &'static str, store: &R) -> Result<Vec<Logged>, Failure> {
+    let mut all: Vec<Logged> = Vec::new();
+    loop {
+        let after = all.last().map_or(0, |e| e.seq);
+        let page = ok(check, "events", store.events(after, 7))?;
+        ensure!(
+            check,
+            page.len() <= 7,
+            "events returned {} for a limit of 7",
+            page.len()
+        );
+        if page.is_empty() {
+            break;
+        }
+        for e in page {
+            ensure!(
+                check,
+                e.seq == after_of(&all) + 1,
+                "event {} follows event {}: the feed has a gap or a duplicate",
+                e.seq,
+                after_of(&all)
+            );
+            all.push(e);
+        }
+    }
+    Ok(all)
+}
+
+fn after_of(all: &[Logged]) -> u64 {
+    all.last().map_or(0, |e| e.seq)
+}
+
+/// Events commit with their batch: an applied batch appends its events, in order, under the
+/// next sequences; a batch that conflicts appends none; an event-only batch applies; paging by
+/// `after` and `limit` returns exactly the events after the position. A coupon's attributes
+/// round-trip.
+///
+/// # Errors
+/// A [`Failure`] describing the first deviation.
+pub fn events_commit_with_their_change<R: Repository>(store: R) -> Result<(), Failure> {
+    const C: &str = "events_commit_with_their_change";
+    let now = t0(C)?;
+    ensure!(
+        C,
+        ok(C, "events", store.events(0, 10))?.is_empty(),
+        "a fresh store has events"
+    );
+    let key = CounterKey::Custom("signups".into());
+    let ev = |n: &str| -> Result<Event, Failure> {
+        Ok(Event::new(
+            now,
+            EventKind::Voided {
+                coupon: cid(C, n)?,
+                template: tid(C, "t")?,
+                user: uid(C, "u")?,
+            },
+        ))
+    };
+    let applied = commit(
+        C,
+        &store,
+        vec![
+            Op::Emit { event: ev("a")? },
+            count(key.clone(), 1, Some(1)),
+            Op::Emit { event: ev("b")? },
+        ],
+    )?;
+    ensure!(
+        C,
+        applied == Commit::Applied,
+        "a valid batch was refused: {applied:?}"
+    );
+    let refused = commit(
+        C,
+        &store,
+        vec![
+            Op::Emit { event: ev("lost")? },
+            count(key.clone(), 1, Some(1)),
+        ],
+    )?;
+    ensure!(
+        C,
+        refused == Commit::Conflict { index: 1 },
+        "a batch past a counter's limit was not refused at its index: {refused:?}"
+    );
+    let alone = commit(C, &store, vec![Op::Emit { event: ev("c")? }])?;
+    ensure!(
+        C,
+        alone == Commit::Applied,
+        "an event-only batch was refused"
+    );
+    let all = feed(C, &store)?;
+    let names: Vec<String> = all
+        .iter()
+        .map(|l| match &l.event.kind {
+            EventKind::Voided { coupon, .. } => coupon.to_string(),
+            other => other.name().to_string(),
+        })
+        .collect();
+    ensure!(
+        C,
+        names == ["a", "b", "c"],
+        "the feed holds {names:?}, expected [a, b, c] (the refused batch's event must not appear)"
+    );
+    ensure!(
+        C,
+        all.iter().map(|l| l.seq).collect::<Vec<_>>() == [1, 2, 3],
+        "sequences start at 1 and step by 1"
+    );
+    let first = ev("a")?;
+    ensure!(
+        C,
+        all.first().map(|l| &l.event) == Some(&first),
+        "an event came back changed"
+    );
+    let page = ok(C, "events", store.events(1, 1))?;
+    ensure!(
+        C,
+        page.len() == 1 && page.first().map(|l| l.seq) == Some(2),
+        "events(1, 1) returned {:?}",
+        page.iter().map(|l| l.seq).collect::<Vec<_>>()
+    );
+    ensure!(
+        C,
+        ok(C, "events", store.events(3, 5))?.is_empty(),
+        "events after the last one"
+    );
+    // Attributes travel with the coupon.
+    let mut attrs = Attributes::new();
+    let arm = (
+        ok(C, "key", AttrKey::new("arm"))?,
+        ok(C, "value", AttrValue::new("b"))?,
+    );
+    ok(C, "attributes", attrs.insert(arm.0, arm.1))?;
+    let mut c = coupon(
+        C,
+        "with-attrs",
+        "u",
+        CouponState::Available,
+        now + Duration::days(1),
+    )?;
+    c.attributes = attrs.clone();
+    let put_ok = commit(C, &store, vec![put(c.clone(), Expect::Absent)])?;
+    ensure!(C, put_ok == Commit::Applied, "storing a coupon failed");
+    let back = some(C, "coupon", ok(C, "coupon", store.coupon(&c.id))?)?;
+    ensure!(
+        C,
+        back.value.attributes == attrs,
+        "a coupon's attributes did not round-trip: {:?}",
+        back.value.attributes
+    );
+    let plain = coupon(
+        C,
+        "plain",
+        "u",
+        CouponState::Available,
+        now + Duration::days(1),
+    )?;
+    let put_ok = commit(C, &store, vec![put(plain.clone(), Expect::Absent)])?;
+    ensure!(C, put_ok == Commit::Applied, "storing a coupon failed");
+    let back = some(C, "coupon", ok(C, "coupon", store.coupon(&plain.id))?)?;
+    ensure!(
+        C,
+        back.value.attributes.is_empty(),
+        "a coupon without attributes came back with some"
+    );
+    Ok(())
+}
+
 const THREADS: usize = 8;
 
 fn service_error<E: Display>(e: &ServiceError<E>) -> String {
@@ -1300,6 +1477,24 @@ pub fn concurrent_claims_are_exact<R: Repository>(store: R) -> Result<(), Failur
             wallet.len()
         );
     }
+    // The feed: one `issued` per coupon won and none for any other, no gap, no duplicate.
+    let mut issued: Vec<CouponId> = feed(C, store)?
+        .into_iter()
+        .filter_map(|l| match l.event.kind {
+            EventKind::Issued { coupon, .. } => Some(coupon),
+            _ => None,
+        })
+        .collect();
+    issued.sort();
+    let mut won_ids: Vec<CouponId> = won.iter().map(|(_, c)| c.clone()).collect();
+    won_ids.sort();
+    ensure!(
+        C,
+        issued == won_ids,
+        "{} issued events for {} coupons won (each coupon exactly once)",
+        issued.len(),
+        won_ids.len()
+    );
     Ok(())
 }
 

@@ -5,6 +5,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 
 use super::{Campaign, LifecycleError, TemplateRecord};
+use crate::attributes::Attributes;
 use crate::id::{CampaignId, Channel, CouponId, IdempotencyKey, OrderId, TemplateId, UserId};
 use crate::rule::{Distribution, RefundPolicy};
 
@@ -184,6 +185,9 @@ pub struct ClaimRequest {
     pub campaign: Option<CampaignId>,
     /// The idempotency key: repeating the request with it returns the first coupon.
     pub key: IdempotencyKey,
+    /// Attributes the coupon carries (experiment arm, trigger rule, per-user terms).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub attributes: Attributes,
 }
 
 impl ClaimRequest {
@@ -202,12 +206,19 @@ impl ClaimRequest {
             mode,
             campaign: None,
             key,
+            attributes: Attributes::new(),
         }
     }
 
     /// The same claim, in a campaign.
     pub fn in_campaign(mut self, campaign: CampaignId) -> ClaimRequest {
         self.campaign = Some(campaign);
+        self
+    }
+
+    /// The same claim, the coupon carrying `attributes`.
+    pub fn with_attributes(mut self, attributes: Attributes) -> ClaimRequest {
+        self.attributes = attributes;
         self
     }
 }
@@ -256,6 +267,12 @@ pub struct Coupon {
     pub valid_until: DateTime<Utc>,
     /// Its state.
     pub state: CouponState,
+    /// Its attributes, set when it was issued (experiment arm, trigger rule…).
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Attributes::is_empty")
+    )]
+    pub attributes: Attributes,
 }
 
 impl Coupon {
@@ -316,6 +333,7 @@ impl Coupon {
             valid_from,
             valid_until,
             state: CouponState::Available,
+            attributes: request.attributes.clone(),
         })
     }
 
@@ -529,6 +547,7 @@ mod tests {
             valid_from: t0(),
             valid_until: t0() + Duration::days(1),
             state: CouponState::Available,
+            attributes: Attributes::new(),
         }
     }
 

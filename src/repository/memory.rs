@@ -9,8 +9,11 @@ use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use chrono::{DateTime, Utc};
 
 use super::{
-    Batch, Commit, CounterKey, Expect, Op, Receipt, ReceiptKey, Repository, Version, Versioned,
+    Batch, Commit, CounterKey, Expect, Op, Receipt, ReceiptKey, Repository, TrimEvents, Version,
+    Versioned,
 };
+use crate::attributes::Attributes;
+use crate::events::{Event, Logged, Sequence};
 use crate::id::{CampaignId, Channel, CouponId, IdempotencyKey, OrderId, TemplateId, UserId};
 use crate::lifecycle::{Campaign, ClaimMode, Coupon, CouponState, TemplateRecord};
 
@@ -496,6 +499,12 @@ struct Inner {
     hold_due: BTreeSet<(DateTime<Utc>, OrderId)>,
     /// Whether `receipts` holds a `claim` key (one whose receipt is not `Claimed`).
     claim_keys_in_receipts: bool,
+    /// The attributes of the slots that have any (most coupons carry none).
+    attributes: Map<u32, Attributes>,
+    /// The event feed not yet trimmed, in sequence order.
+    events: VecDeque<Logged>,
+    /// The last sequence assigned (0 before the first event).
+    last_seq: Sequence,
 }
 
 const CLAIM: &str = "claim";
@@ -592,6 +601,14 @@ impl Inner {
                 valid_from: s.valid_from,
                 valid_until: s.valid_until,
                 state: self.state_of(s)?,
+                attributes: match self.attributes.is_empty() {
+                    true => Attributes::new(),
+                    false => self
+                        .coupon_slot(&s.id)
+                        .and_then(|ix| self.attributes.get(&ix))
+                        .cloned()
+                        .unwrap_or_default(),
+                },
             },
             version: u64::from(s.version),
         })
@@ -779,7 +796,7 @@ impl Inner {
                 fits
             }
             Op::InsertReceipt { key, .. } => !self.receipt_exists(key),
-            Op::Hold { .. } => true,
+            Op::Hold { .. } | Op::Emit { .. } => true,
         })
     }
 
@@ -853,7 +870,36 @@ impl Inner {
                     self.hold_due.insert((*at, order.clone()));
                 }
             }
+            Op::Emit { event } => self.emit(event),
         }
+    }
+
+    /// Appends an event with the next sequence.
+    fn emit(&mut self, event: &Event) {
+        self.last_seq = self.last_seq.saturating_add(1);
+        self.events.push_back(Logged {
+            seq: self.last_seq,
+            event: event.clone(),
+        });
+    }
+
+    fn events(&self, after: Sequence, limit: usize) -> Vec<Logged> {
+        let first = self.events.front().map_or(0, |e| e.seq);
+        let skip =
+            usize::try_from(after.saturating_add(1).saturating_sub(first)).unwrap_or(usize::MAX);
+        self.events.iter().skip(skip).take(limit).cloned().collect()
+    }
+
+    fn trim_events(&mut self, through: Sequence) -> u64 {
+        let mut n = 0;
+        while self.events.front().is_some_and(|e| e.seq <= through) {
+            self.events.pop_front();
+            n += 1;
+        }
+        if self.events.is_empty() {
+            self.events.shrink_to_fit();
+        }
+        n
     }
 
     fn held(&self, now: DateTime<Utc>, limit: usize) -> Vec<OrderId> {
@@ -926,6 +972,11 @@ impl Inner {
                 slot.mode = c.mode;
                 slot.state = state;
                 let new_due = slot.due_at();
+                if c.attributes.is_empty() {
+                    self.attributes.remove(&ix);
+                } else {
+                    self.attributes.insert(ix, c.attributes.clone());
+                }
                 if old_owner != owner {
                     self.unlink(old_owner, ix);
                     self.link(owner, ix);
@@ -965,6 +1016,9 @@ impl Inner {
                 };
                 let due = slot.due_at();
                 let ix = self.coupons.push(slot);
+                if !c.attributes.is_empty() {
+                    self.attributes.insert(ix, c.attributes.clone());
+                }
                 if let Some(k) = claim {
                     self.claims.insert(hash32(k.as_str()), ix);
                     if !keyed {
@@ -1057,6 +1111,8 @@ struct ClaimBatch<'a> {
     issued: Option<u64>,
     per_user: Option<u64>,
     coupon: &'a Coupon,
+    /// The events that follow the four ops.
+    events: &'a [Op],
 }
 
 impl<'a> ClaimBatch<'a> {
@@ -1080,10 +1136,14 @@ impl<'a> ClaimBatch<'a> {
                 coupon,
                 expect: Expect::Absent,
             },
+            events @ ..,
         ] = batch.ops.as_slice()
         else {
             return None;
         };
+        if !events.iter().all(|op| matches!(op, Op::Emit { .. })) {
+            return None;
+        }
         let key = claim_key(receipt)?;
         let fits = *id == coupon.id
             && *t1 == coupon.template
@@ -1095,6 +1155,7 @@ impl<'a> ClaimBatch<'a> {
             issued: *issued,
             per_user: *per_user,
             coupon,
+            events,
         })
     }
 }
@@ -1160,6 +1221,11 @@ impl Inner {
             e.add(user_counter_key(ti, K_CLAIMS), 1);
         }
         self.put_coupon(c.coupon, Some(c.key), true);
+        for op in c.events {
+            if let Op::Emit { event } = op {
+                self.emit(event);
+            }
+        }
         Ok(Commit::Applied)
     }
 }
@@ -1243,6 +1309,19 @@ impl MemoryStore {
     }
 }
 
+impl TrimEvents for MemoryStore {
+    fn trim_events(&self, through: Sequence) -> Result<u64, MemoryStoreError> {
+        Ok(self.write().trim_events(through))
+    }
+}
+
+impl MemoryStore {
+    /// Events stored and not yet trimmed.
+    pub fn event_backlog(&self) -> usize {
+        self.read().events.len()
+    }
+}
+
 impl Repository for MemoryStore {
     type Error = MemoryStoreError;
 
@@ -1307,6 +1386,10 @@ impl Repository for MemoryStore {
 
     fn receipt(&self, key: &ReceiptKey) -> Result<Option<Receipt>, MemoryStoreError> {
         Ok(self.read().receipt(key))
+    }
+
+    fn events(&self, after: Sequence, limit: usize) -> Result<Vec<Logged>, MemoryStoreError> {
+        Ok(self.read().events(after, limit))
     }
 
     fn commit(&self, batch: &Batch) -> Result<Commit, MemoryStoreError> {
@@ -1443,6 +1526,7 @@ mod tests {
             valid_from: t,
             valid_until: t + chrono::TimeDelta::days(1),
             state: CouponState::Available,
+            attributes: Attributes::new(),
         }
     }
 

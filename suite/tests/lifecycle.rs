@@ -30,6 +30,8 @@ mod broken {
         pub inner: MemoryStore,
         pub ignore_limits: bool,
         pub not_atomic: bool,
+        /// Writes a refused batch's events anyway.
+        pub leaky_events: bool,
     }
 
     impl Repository for Broken {
@@ -71,6 +73,9 @@ mod broken {
         fn receipt(&self, key: &ReceiptKey) -> Result<Option<Receipt>, Self::Error> {
             self.inner.receipt(key)
         }
+        fn events(&self, after: u64, limit: usize) -> Result<Vec<Logged>, Self::Error> {
+            self.inner.events(after, limit)
+        }
         fn commit(&self, batch: &Batch) -> Result<Commit, Self::Error> {
             let mut batch = batch.clone();
             if self.ignore_limits {
@@ -91,9 +96,33 @@ mod broken {
                 }
                 return Ok(Commit::Applied);
             }
-            self.inner.commit(&batch)
+            let done = self.inner.commit(&batch)?;
+            if self.leaky_events && done != Commit::Applied {
+                let events = Batch {
+                    ops: batch
+                        .ops
+                        .iter()
+                        .filter(|op| matches!(op, Op::Emit { .. }))
+                        .cloned()
+                        .collect(),
+                };
+                let _ = self.inner.commit(&events)?;
+            }
+            Ok(done)
         }
     }
+}
+
+#[test]
+fn conformance_suite_catches_a_store_that_keeps_a_refused_batchs_events() {
+    let make = || broken::Broken {
+        inner: MemoryStore::new(),
+        ignore_limits: false,
+        not_atomic: false,
+        leaky_events: true,
+    };
+    let e = testkit::events_commit_with_their_change(make()).unwrap_err();
+    assert_eq!(e.check, "events_commit_with_their_change", "{e}");
 }
 
 #[test]
@@ -102,6 +131,7 @@ fn conformance_suite_catches_a_store_that_ignores_limits() {
         inner: MemoryStore::new(),
         ignore_limits: true,
         not_atomic: false,
+        leaky_events: false,
     };
     let e = testkit::counters_and_limits(make()).unwrap_err();
     assert_eq!(e.check, "counters_and_limits");
@@ -116,6 +146,7 @@ fn conformance_suite_catches_a_store_that_is_not_atomic() {
         inner: MemoryStore::new(),
         ignore_limits: false,
         not_atomic: true,
+        leaky_events: false,
     };
     let e = testkit::batches_are_all_or_nothing(make()).unwrap_err();
     assert_eq!(e.check, "batches_are_all_or_nothing", "{e}");
