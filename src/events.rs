@@ -33,7 +33,7 @@ use chrono::{DateTime, Utc};
 
 use crate::attributes::Attributes;
 use crate::id::{CampaignId, Channel, CouponId, OrderId, TemplateId, UserId};
-use crate::lifecycle::{ClaimMode, TemplateStatus};
+use crate::lifecycle::{ClaimMode, Coupon, TemplateStatus};
 use crate::money::Money;
 
 /// An event's position in the feed: 1 for the first event a store appends, then +1 for each.
@@ -64,6 +64,47 @@ pub struct Logged {
     pub seq: Sequence,
     /// The event.
     pub event: Event,
+}
+
+/// What every coupon event says about its coupon: enough to group it by template, campaign,
+/// channel, owner and attributes (an experiment arm) and to time it from its claim, without
+/// reading the coupon back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct CouponFacts {
+    /// The coupon.
+    pub id: CouponId,
+    /// Its template.
+    pub template: TemplateId,
+    /// Its owner.
+    pub user: UserId,
+    /// The channel it was issued through.
+    pub channel: Channel,
+    /// The campaign it was issued in, if any.
+    pub campaign: Option<CampaignId>,
+    /// When it was issued.
+    pub claimed_at: DateTime<Utc>,
+    /// Its attributes.
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Attributes::is_empty")
+    )]
+    pub attributes: Attributes,
+}
+
+impl CouponFacts {
+    /// The facts of a coupon record.
+    pub fn of(coupon: &Coupon) -> CouponFacts {
+        CouponFacts {
+            id: coupon.id.clone(),
+            template: coupon.template.clone(),
+            user: coupon.owner.clone(),
+            channel: coupon.channel.clone(),
+            campaign: coupon.campaign.clone(),
+            claimed_at: coupon.claimed_at,
+            attributes: coupon.attributes.clone(),
+        }
+    }
 }
 
 /// Why a claim or lock was refused, when the refusal is counted in the feed.
@@ -134,28 +175,14 @@ pub enum EventKind {
     /// A coupon was issued into a wallet.
     Issued {
         /// The coupon.
-        coupon: CouponId,
-        /// Its template.
-        template: TemplateId,
-        /// Its owner.
-        user: UserId,
-        /// The channel it was issued through.
-        channel: Channel,
-        /// The campaign, if any.
-        campaign: Option<CampaignId>,
+        coupon: CouponFacts,
         /// How it was claimed.
         mode: ClaimMode,
-        /// Its attributes (experiment arm, trigger rule…).
-        attributes: Attributes,
     },
     /// An order locked a coupon.
     Locked {
         /// The coupon.
-        coupon: CouponId,
-        /// Its template.
-        template: TemplateId,
-        /// The buyer.
-        user: UserId,
+        coupon: CouponFacts,
         /// The order.
         order: OrderId,
         /// What the coupon saves in the order as locked.
@@ -164,11 +191,7 @@ pub enum EventKind {
     /// A paid order redeemed a coupon.
     Redeemed {
         /// The coupon.
-        coupon: CouponId,
-        /// Its template.
-        template: TemplateId,
-        /// The buyer.
-        user: UserId,
+        coupon: CouponFacts,
         /// The order.
         order: OrderId,
         /// What the coupon saved.
@@ -177,31 +200,19 @@ pub enum EventKind {
     /// A coupon held by an unpaid order went back to the wallet.
     Released {
         /// The coupon.
-        coupon: CouponId,
-        /// Its template.
-        template: TemplateId,
-        /// Its owner.
-        user: UserId,
+        coupon: CouponFacts,
         /// The order that held it.
         order: OrderId,
     },
     /// A coupon's validity ran out unused.
     Expired {
         /// The coupon.
-        coupon: CouponId,
-        /// Its template.
-        template: TemplateId,
-        /// Its owner.
-        user: UserId,
+        coupon: CouponFacts,
     },
     /// A refunded order's coupon was returned to the wallet or voided.
     Refunded {
         /// The coupon.
-        coupon: CouponId,
-        /// Its template.
-        template: TemplateId,
-        /// Its owner.
-        user: UserId,
+        coupon: CouponFacts,
         /// The order.
         order: OrderId,
         /// Whether the coupon went back to the wallet (else it was voided).
@@ -210,11 +221,7 @@ pub enum EventKind {
     /// A coupon was voided by an administrator.
     Voided {
         /// The coupon.
-        coupon: CouponId,
-        /// Its template.
-        template: TemplateId,
-        /// Its owner.
-        user: UserId,
+        coupon: CouponFacts,
     },
     /// An order locked its discounts (coupons, codes and promotions).
     OrderPlaced {
@@ -308,38 +315,40 @@ impl fmt::Display for EventKind {
                 channel,
                 ..
             } => write!(f, "offered {template} to {user} via {channel}"),
-            EventKind::Issued {
-                coupon,
-                user,
-                channel,
-                ..
-            } => write!(f, "issued {coupon} to {user} via {channel}"),
+            EventKind::Issued { coupon, .. } => write!(
+                f,
+                "issued {} to {} via {}",
+                coupon.id, coupon.user, coupon.channel
+            ),
             EventKind::Locked {
                 coupon,
                 order,
                 saving,
                 ..
-            } => write!(f, "locked {coupon} in order {order} (saves {saving})"),
+            } => write!(f, "locked {} in order {order} (saves {saving})", coupon.id),
             EventKind::Redeemed {
                 coupon,
                 order,
                 saving,
                 ..
-            } => write!(f, "redeemed {coupon} in order {order} (saved {saving})"),
-            EventKind::Released { coupon, order, .. } => {
-                write!(f, "released {coupon} from order {order}")
+            } => write!(
+                f,
+                "redeemed {} in order {order} (saved {saving})",
+                coupon.id
+            ),
+            EventKind::Released { coupon, order } => {
+                write!(f, "released {} from order {order}", coupon.id)
             }
-            EventKind::Expired { coupon, .. } => write!(f, "{coupon} expired"),
+            EventKind::Expired { coupon } => write!(f, "{} expired", coupon.id),
             EventKind::Refunded {
                 coupon,
                 order,
                 returned,
-                ..
             } => {
                 let what = if *returned { "returned" } else { "voided" };
-                write!(f, "order {order} refunded: {coupon} {what}")
+                write!(f, "order {order} refunded: {} {what}", coupon.id)
             }
-            EventKind::Voided { coupon, .. } => write!(f, "{coupon} voided"),
+            EventKind::Voided { coupon } => write!(f, "{} voided", coupon.id),
             EventKind::OrderPlaced {
                 order,
                 user,

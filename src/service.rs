@@ -80,7 +80,7 @@ use crate::cart::{Buyer, Cart};
 use crate::checkout::{
     Blocked, Checkout, CheckoutError, Offer, OfferId, PromotionIndex, Quote, StackingPolicy,
 };
-use crate::events::{Event, EventKind, Refusal};
+use crate::events::{CouponFacts, Event, EventKind, Refusal};
 use crate::id::{CampaignId, CouponId, IdempotencyKey, MAX_ID_LEN, OrderId, TemplateId};
 use crate::lifecycle::{
     Campaign, ClaimRequest, Coupon, CouponState, LifecycleError, RefundKind, TemplateRecord,
@@ -906,13 +906,8 @@ impl<R: Repository> Service<R> {
             };
             let limits = *record.value.template.limits();
             let issued = EventKind::Issued {
-                coupon: coupon.id.clone(),
-                template: coupon.template.clone(),
-                user: coupon.owner.clone(),
-                channel: coupon.channel.clone(),
-                campaign: coupon.campaign.clone(),
+                coupon: CouponFacts::of(&coupon),
                 mode: coupon.mode,
-                attributes: coupon.attributes.clone(),
             };
             let mut batch = Batch {
                 ops: Vec::with_capacity(5),
@@ -1347,9 +1342,7 @@ impl<R: Repository> Service<R> {
                     &mut batch,
                     now,
                     EventKind::Locked {
-                        coupon: c.id.clone(),
-                        template: c.template.clone(),
-                        user: user.clone(),
+                        coupon: CouponFacts::of(c),
                         order: order.clone(),
                         saving: *saving,
                     },
@@ -1653,9 +1646,7 @@ impl<R: Repository> Service<R> {
                         let saving = totals.as_ref().and_then(|t| t.savings.get(i).copied());
                         if let Some(saving) = saving {
                             events.push(EventKind::Redeemed {
-                                coupon: next.id.clone(),
-                                template: next.template.clone(),
-                                user: next.owner.clone(),
+                                coupon: CouponFacts::of(&next),
                                 order: order.clone(),
                                 saving,
                             });
@@ -1737,9 +1728,7 @@ impl<R: Repository> Service<R> {
                             &mut batch,
                             now,
                             EventKind::Released {
-                                coupon: next.id.clone(),
-                                template: next.template.clone(),
-                                user: next.owner.clone(),
+                                coupon: CouponFacts::of(&next),
                                 order: order.clone(),
                             },
                         );
@@ -1844,9 +1833,7 @@ impl<R: Repository> Service<R> {
                 match c.value.refund(order, kind, &policy, now) {
                     Ok(next) => {
                         events.push(EventKind::Refunded {
-                            coupon: next.id.clone(),
-                            template: next.template.clone(),
-                            user: next.owner.clone(),
+                            coupon: CouponFacts::of(&next),
                             order: order.clone(),
                             returned: !matches!(next.state, CouponState::Voided { .. }),
                         });
@@ -1983,9 +1970,7 @@ impl<R: Repository> Service<R> {
                         &mut batch,
                         now,
                         EventKind::Expired {
-                            coupon: next.id.clone(),
-                            template: next.template.clone(),
-                            user: next.owner.clone(),
+                            coupon: CouponFacts::of(&next),
                         },
                     );
                     batch.push(Op::PutCoupon {
@@ -2071,9 +2056,7 @@ impl<R: Repository> Service<R> {
                 &mut batch,
                 now,
                 EventKind::Voided {
-                    coupon: next.id.clone(),
-                    template: next.template.clone(),
-                    user: next.owner.clone(),
+                    coupon: CouponFacts::of(&next),
                 },
             );
             match self.commit(&batch)? {

@@ -38,7 +38,7 @@ use chrono::{DateTime, Duration, Utc};
 use crate::attributes::{AttrKey, AttrValue, Attributes};
 use crate::cart::{Buyer, Cart, CartLine};
 use crate::checkout::OfferId;
-use crate::events::{Event, EventKind, Logged};
+use crate::events::{CouponFacts, Event, EventKind, Logged};
 use crate::id::{CampaignId, Channel, CouponId, IdempotencyKey, OrderId, Sku, TemplateId, UserId};
 use crate::lifecycle::{
     Campaign, ClaimMode, ClaimRequest, Coupon, CouponState, LifecycleError, RefundKind,
@@ -1231,12 +1231,11 @@ pub fn events_commit_with_their_change<R: Repository>(store: R) -> Result<(), Fa
     );
     let key = CounterKey::Custom("signups".into());
     let ev = |n: &str| -> Result<Event, Failure> {
+        let c = coupon(C, n, "u", CouponState::Available, now + Duration::days(1))?;
         Ok(Event::new(
             now,
             EventKind::Voided {
-                coupon: cid(C, n)?,
-                template: tid(C, "t")?,
-                user: uid(C, "u")?,
+                coupon: CouponFacts::of(&c),
             },
         ))
     };
@@ -1277,7 +1276,7 @@ pub fn events_commit_with_their_change<R: Repository>(store: R) -> Result<(), Fa
     let names: Vec<String> = all
         .iter()
         .map(|l| match &l.event.kind {
-            EventKind::Voided { coupon, .. } => coupon.to_string(),
+            EventKind::Voided { coupon } => coupon.id.to_string(),
             other => other.name().to_string(),
         })
         .collect();
@@ -1481,7 +1480,7 @@ pub fn concurrent_claims_are_exact<R: Repository>(store: R) -> Result<(), Failur
     let mut issued: Vec<CouponId> = feed(C, store)?
         .into_iter()
         .filter_map(|l| match l.event.kind {
-            EventKind::Issued { coupon, .. } => Some(coupon),
+            EventKind::Issued { coupon, .. } => Some(coupon.id),
             _ => None,
         })
         .collect();
