@@ -863,6 +863,35 @@ impl<R: Repository> Service<R> {
 
     // ---------------------------------------------------------------- claiming
 
+    /// Records that a template was shown to a user who may claim it (a campaign page, a push,
+    /// a notify-to-claim message), as an [`EventKind::Offered`] event: the denominator of the
+    /// claim rate. It changes no state.
+    ///
+    /// # Errors
+    /// [`ServiceError::Time`]; the store's failure.
+    pub fn record_offer(
+        &self,
+        template: &TemplateId,
+        user: &crate::id::UserId,
+        channel: &crate::id::Channel,
+        campaign: Option<&CampaignId>,
+        now: DateTime<Utc>,
+    ) -> Res<(), R> {
+        let now = time::check("now", now)?;
+        let mut batch = Batch::new();
+        emit(
+            &mut batch,
+            now,
+            EventKind::Offered {
+                template: template.clone(),
+                user: user.clone(),
+                channel: channel.clone(),
+                campaign: campaign.cloned(),
+            },
+        );
+        self.commit(&batch).map(|_| ())
+    }
+
     /// Issues one coupon into `request.user`'s wallet, recording the channel, the claim mode
     /// and the campaign. Its validity is fixed now. Stock and the per-user claim limit hold
     /// exactly under concurrency: the batch that stores the coupon bumps both counters within
