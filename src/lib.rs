@@ -67,6 +67,8 @@
 //! - [`lifecycle`] — template approval, campaigns and the coupon state machine as pure
 //!   transitions.
 //! - [`events`] — the event feed every state change appends to, in the same commit.
+//! - [`guard`] — windowed counters over user, device, IP, subnet and payment account, counted
+//!   in the claim's or lock's own batch: abuse rules and frequency caps.
 //! - [`repository`] — the storage trait and the in-memory store.
 //! - [`service`] — one call per step a web handler makes: claim, quote and lock, pay, cancel,
 //!   refund, sweep — every one idempotent under a caller's key.
@@ -89,6 +91,7 @@ pub mod codes;
 #[cfg(feature = "serde")]
 mod de;
 pub mod events;
+pub mod guard;
 pub mod id;
 pub mod lifecycle;
 pub mod money;

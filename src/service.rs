@@ -81,7 +81,8 @@ use crate::checkout::{
     Blocked, Checkout, CheckoutError, Offer, OfferId, PromotionIndex, Quote, StackingPolicy,
 };
 use crate::events::{CouponFacts, Event, EventKind, Refusal};
-use crate::id::{CampaignId, CouponId, IdempotencyKey, MAX_ID_LEN, OrderId, TemplateId};
+use crate::guard::{self, Action, Asking, Context, Guard, GuardError};
+use crate::id::{CampaignId, CouponId, GuardName, IdempotencyKey, MAX_ID_LEN, OrderId, TemplateId};
 use crate::lifecycle::{
     Campaign, ClaimRequest, Coupon, CouponState, LifecycleError, RefundKind, TemplateRecord,
     TemplateStatus,
@@ -107,6 +108,9 @@ pub enum ServiceError<E> {
     /// The store failed.
     #[error("storage failed: {0}")]
     Repository(#[source] E),
+    /// A guard needs a context field the request lacks.
+    #[error(transparent)]
+    Guard(#[from] GuardError),
     /// The request's `now` lies outside the instants records hold (1970 to 9999).
     #[error(transparent)]
     Time(#[from] TimeError),
@@ -139,6 +143,8 @@ pub struct ServiceConfig {
     pub max_attempts: u32,
     /// How offers combine at checkout.
     pub policy: StackingPolicy,
+    /// Guards counted with every claim and lock they apply to ([`crate::guard`]).
+    pub guards: Vec<Guard>,
 }
 
 impl Default for ServiceConfig {
@@ -147,6 +153,7 @@ impl Default for ServiceConfig {
             hold: Duration::minutes(15),
             max_attempts: 16,
             policy: StackingPolicy::default(),
+            guards: Vec::new(),
         }
     }
 }
@@ -176,6 +183,8 @@ pub struct LockRequest<'a> {
     pub codes: &'a [PromoCode],
     /// The idempotency key.
     pub key: &'a IdempotencyKey,
+    /// Who is asking beyond the account, for guards.
+    pub context: Option<&'a Context>,
 }
 
 impl<'a> LockRequest<'a> {
@@ -193,7 +202,14 @@ impl<'a> LockRequest<'a> {
             selection: None,
             codes: &[],
             key,
+            context: None,
         }
+    }
+
+    /// Who is asking (device, IP, payment account), for guards.
+    pub fn context(mut self, context: &'a Context) -> LockRequest<'a> {
+        self.context = Some(context);
+        self
     }
 
     /// The buyer's own choice of offers.
@@ -294,6 +310,7 @@ enum LockOp {
     Uses(TemplateId, Option<u32>),
     Code(PromoCode, Option<u64>),
     CodeUser(PromoCode, Option<u32>),
+    Guard(GuardName, u64, guard::Window),
 }
 
 const OP_CLAIM: &str = "claim";
@@ -938,6 +955,14 @@ impl<R: Repository> Service<R> {
                 coupon: CouponFacts::of(&coupon),
                 mode: coupon.mode,
             };
+            let templates = [request.template.clone()];
+            let asking = Asking {
+                user: &request.user,
+                channel: &request.channel,
+                templates: &templates,
+                context: &request.context,
+            };
+            let guards = guard::counts(&self.config.guards, Action::Claim, &asking, now)?;
             let mut batch = Batch {
                 ops: Vec::with_capacity(5),
             };
@@ -962,6 +987,9 @@ impl<R: Repository> Service<R> {
                     coupon,
                     expect: Expect::Absent,
                 });
+            for g in &guards {
+                batch.push(g.op.clone());
+            }
             emit(&mut batch, now, issued);
             match self.commit(&batch)? {
                 Commit::Applied => {
@@ -997,6 +1025,20 @@ impl<R: Repository> Service<R> {
                             template: request.template.clone(),
                             user: request.user.clone(),
                             limit,
+                        }
+                        .into());
+                    }
+                }
+                Commit::Conflict { index } if index >= 4 => {
+                    if let Some(g) = guards.get(index - 4) {
+                        let refusal = Refusal::Guard {
+                            guard: g.guard.to_string(),
+                        };
+                        self.refused(request, refusal, now);
+                        return Err(LifecycleError::GuardHeld {
+                            guard: g.guard.clone(),
+                            limit: g.limit,
+                            window: g.window,
                         }
                         .into());
                     }
@@ -1366,6 +1408,24 @@ impl<R: Repository> Service<R> {
                 });
                 meaning.push(LockOp::CodeUser(code.clone(), per_user));
             }
+            if !locked.is_empty() || !codes.is_empty() {
+                let mut templates: Vec<TemplateId> =
+                    locked.iter().map(|(c, _)| c.template.clone()).collect();
+                templates.extend(codes.iter().map(|(_, r)| r.id().clone()));
+                templates.sort();
+                templates.dedup();
+                let none = Context::new();
+                let asking = Asking {
+                    user,
+                    channel: &request.buyer.channel,
+                    templates: &templates,
+                    context: request.context.unwrap_or(&none),
+                };
+                for g in guard::counts(&self.config.guards, Action::Lock, &asking, now)? {
+                    batch.push(g.op);
+                    meaning.push(LockOp::Guard(g.guard, g.limit, g.window));
+                }
+            }
             for ((c, _), saving) in locked.iter().zip(&savings) {
                 emit(
                     &mut batch,
@@ -1423,6 +1483,14 @@ impl<R: Repository> Service<R> {
                             code: code.clone(),
                             limit: *limit,
                         });
+                    }
+                    Some(LockOp::Guard(guard, limit, window)) => {
+                        return Err(LifecycleError::GuardHeld {
+                            guard: guard.clone(),
+                            limit: *limit,
+                            window: *window,
+                        }
+                        .into());
                     }
                     Some(LockOp::CodeUser(code, Some(limit))) => {
                         last = Some(LifecycleError::CodeUserLimitReached {

@@ -11,9 +11,9 @@
 //! - Sequential behaviour of every [`Op`] and condition: [`records_and_versions`],
 //!   [`counters_and_limits`], [`receipts_insert_once`], [`batches_are_all_or_nothing`],
 //!   [`wallet_and_order_indexes`], [`due_coupons`], [`order_holds`],
-//!   [`events_commit_with_their_change`].
+//!   [`events_commit_with_their_change`], [`guard_windows`].
 //! - Concurrent stress through the [`Service`]: [`concurrent_claims_are_exact`],
-//!   [`concurrent_locks_have_one_winner`], [`concurrent_pay_and_cancel_settle_once`], and
+//!   [`concurrent_guards_are_exact`], [`concurrent_locks_have_one_winner`], [`concurrent_pay_and_cancel_settle_once`], and
 //!   [`retries_change_nothing`].
 //!
 //! ```
@@ -38,8 +38,12 @@ use chrono::{DateTime, Duration, Utc};
 use crate::attributes::{AttrKey, AttrValue, Attributes};
 use crate::cart::{Buyer, Cart, CartLine};
 use crate::checkout::OfferId;
-use crate::events::{CouponFacts, Event, EventKind, Logged};
-use crate::id::{CampaignId, Channel, CouponId, IdempotencyKey, OrderId, Sku, TemplateId, UserId};
+use crate::events::{CouponFacts, Event, EventKind, Logged, Refusal};
+use crate::guard::{Action, Context, Guard, Subject, Window};
+use crate::id::{
+    CampaignId, Channel, CouponId, DeviceId, GuardName, IdempotencyKey, OrderId, Sku, TemplateId,
+    UserId,
+};
 use crate::lifecycle::{
     Campaign, ClaimMode, ClaimRequest, Coupon, CouponState, LifecycleError, RefundKind,
     TemplateRecord, TemplateStatus,
@@ -99,7 +103,9 @@ pub fn run_all<R: Repository>(make: impl Fn() -> R) -> Result<(), Failure> {
     due_coupons(make())?;
     order_holds(make())?;
     events_commit_with_their_change(make())?;
+    guard_windows(make())?;
     concurrent_claims_are_exact(make())?;
+    concurrent_guards_are_exact(make())?;
     concurrent_locks_have_one_winner(make())?;
     concurrent_pay_and_cancel_settle_once(make())?;
     retries_change_nothing(make())?;
@@ -1350,7 +1356,212 @@ pub fn events_commit_with_their_change<R: Repository>(store: R) -> Result<(), Fa
     Ok(())
 }
 
+fn window_op(guard: &GuardName, bucket: i64, span: u32, delta: i64, limit: u64) -> Op {
+    Op::CountWindow {
+        guard: guard.clone(),
+        subject: "device=d|ip=203.0.113.0/24".into(),
+        bucket,
+        span,
+        delta,
+        limit,
+    }
+}
+
+/// Windowed guard counters: a window sums exactly its buckets, a change past the limit or
+/// below zero is refused (and nothing of its batch applies), old buckets stop counting, and a
+/// bucket reads back through [`CounterKey::Guard`].
+///
+/// # Errors
+/// A [`Failure`] describing the first deviation.
+pub fn guard_windows<R: Repository>(store: R) -> Result<(), Failure> {
+    const C: &str = "guard_windows";
+    let g = ok(C, "guard name", GuardName::new("per-device"))?;
+    let other = ok(C, "guard name", GuardName::new("other"))?;
+    let step = |bucket: i64, delta: i64, expect: Commit| -> Result<(), Failure> {
+        let got = commit(C, &store, vec![window_op(&g, bucket, 3, delta, 3)])?;
+        ensure!(
+            C,
+            got == expect,
+            "bucket {bucket} {delta:+} (3 buckets, limit 3): {got:?}, expected {expect:?}"
+        );
+        Ok(())
+    };
+    let refused = Commit::Conflict { index: 0 };
+    step(10, 1, Commit::Applied)?;
+    step(11, 1, Commit::Applied)?;
+    step(12, 1, Commit::Applied)?;
+    step(12, 1, refused)?; // 10..=12 holds 3
+    step(13, 1, Commit::Applied)?; // 11..=13 holds 2 before
+    step(13, 1, refused)?;
+    step(15, 2, Commit::Applied)?; // 13..=15 holds 1 before
+    step(15, -3, refused)?; // below zero in its own bucket
+    step(15, -2, Commit::Applied)?;
+    // Another guard with the same subject counts apart.
+    let got = commit(C, &store, vec![window_op(&other, 15, 1, 1, 1)])?;
+    ensure!(
+        C,
+        got == Commit::Applied,
+        "a second guard's count was refused"
+    );
+    // A refused window op takes its batch with it.
+    let key = CounterKey::Custom("side".into());
+    let got = commit(
+        C,
+        &store,
+        vec![count(key.clone(), 1, None), window_op(&other, 15, 1, 1, 1)],
+    )?;
+    ensure!(
+        C,
+        got == Commit::Conflict { index: 1 },
+        "a full window was not refused: {got:?}"
+    );
+    ensure!(
+        C,
+        ok(C, "counter", store.counter(&key))? == 0,
+        "a refused batch applied its other ops"
+    );
+    let read = |guard: &GuardName, bucket| {
+        ok(
+            C,
+            "counter",
+            store.counter(&CounterKey::Guard {
+                guard: guard.clone(),
+                subject: "device=d|ip=203.0.113.0/24".into(),
+                bucket,
+            }),
+        )
+    };
+    ensure!(C, read(&g, 13)? == 1, "bucket 13 reads {}", read(&g, 13)?);
+    ensure!(C, read(&g, 15)? == 0, "bucket 15 reads {}", read(&g, 15)?);
+    ensure!(
+        C,
+        read(&other, 15)? == 1,
+        "the other guard's bucket reads {}",
+        read(&other, 15)?
+    );
+    Ok(())
+}
+
 const THREADS: usize = 8;
+
+/// Colluding accounts on one device race to claim: a guard of 5 claims per device per day lets
+/// exactly 5 through across 8 threads, every other claim is refused naming the guard, each
+/// refusal is a `refused` event, and the guard's bucket reads 5.
+///
+/// # Errors
+/// A [`Failure`] describing the first deviation.
+pub fn concurrent_guards_are_exact<R: Repository>(store: R) -> Result<(), Failure> {
+    const C: &str = "concurrent_guards_are_exact";
+    const LIMIT: u64 = 5;
+    const TRIES: usize = 12;
+    let now = t0(C)?;
+    let name = ok(C, "guard name", GuardName::new("claims-per-device"))?;
+    let device = ok(
+        C,
+        "guard",
+        Guard::new(
+            name.clone(),
+            Action::Claim,
+            vec![Subject::Device],
+            LIMIT,
+            Window::Day,
+        ),
+    )?;
+    let subnet = ok(
+        C,
+        "guard",
+        Guard::new(
+            ok(C, "guard name", GuardName::new("claims-per-subnet"))?,
+            Action::Claim,
+            vec![Subject::SUBNET],
+            1_000,
+            Window::rolling_days(7, 480).map_err(|e| fail(C, e.to_string()))?,
+        ),
+    )?;
+    let config = crate::service::ServiceConfig {
+        guards: vec![subnet, device],
+        ..Default::default()
+    };
+    let service = Service::with_config(store, config);
+    let t = active(C, &service, template(C, "guarded", LimitsSpec::default())?)?;
+    let results: Vec<Result<(usize, usize), Failure>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..THREADS)
+            .map(|th| {
+                let (service, t, name) = (&service, &t, &name);
+                s.spawn(move || -> Result<(usize, usize), Failure> {
+                    let (mut won, mut held) = (0, 0);
+                    for i in 0..TRIES {
+                        let ip = format!("203.0.113.{}", th * TRIES + i);
+                        let context = Context::new()
+                            .device(ok(C, "device", DeviceId::new("shared-phone"))?)
+                            .ip(ok(C, "ip", ip.parse())?);
+                        let req =
+                            claim_request(C, t, &format!("acct-{th}-{i}"), &format!("k-{th}-{i}"))?
+                                .with_context(context);
+                        match service.claim(&req, now) {
+                            Ok(_) => won += 1,
+                            Err(ServiceError::Lifecycle(LifecycleError::GuardHeld {
+                                guard,
+                                ..
+                            })) if &guard == name => held += 1,
+                            Err(e) => {
+                                return Err(fail(
+                                    C,
+                                    format!("claim failed: {}", service_error(&e)),
+                                ));
+                            }
+                        }
+                    }
+                    Ok((won, held))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(fail(C, "a thread panicked")))
+            })
+            .collect()
+    });
+    let (mut won, mut held) = (0, 0);
+    for r in results {
+        let (w, h) = r?;
+        won += w;
+        held += h;
+    }
+    ensure!(
+        C,
+        won as u64 == LIMIT,
+        "{won} claims from one device got past a limit of {LIMIT}"
+    );
+    let store = service.repository();
+    let (bucket, _) = Window::Day.bucket(now);
+    let counted = ok(
+        C,
+        "counter",
+        store.counter(&CounterKey::Guard {
+            guard: name.clone(),
+            subject: "device=shared-phone".into(),
+            bucket,
+        }),
+    )?;
+    ensure!(
+        C,
+        counted == LIMIT,
+        "the guard's bucket reads {counted}, expected {LIMIT}"
+    );
+    let refusals = feed(C, store)?
+        .iter()
+        .filter(|l| matches!(&l.event.kind, EventKind::Refused { refusal: Refusal::Guard { guard }, .. } if guard == name.as_str()))
+        .count();
+    ensure!(
+        C,
+        refusals == held,
+        "{held} claims refused by the guard, {refusals} refused events"
+    );
+    Ok(())
+}
 
 fn service_error<E: Display>(e: &ServiceError<E>) -> String {
     e.to_string()

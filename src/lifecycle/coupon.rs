@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 
 use super::{Campaign, LifecycleError, TemplateRecord};
 use crate::attributes::Attributes;
+use crate::guard::Context;
 use crate::id::{CampaignId, Channel, CouponId, IdempotencyKey, OrderId, TemplateId, UserId};
 use crate::rule::{Distribution, RefundPolicy};
 
@@ -188,6 +189,9 @@ pub struct ClaimRequest {
     /// Attributes the coupon carries (experiment arm, trigger rule, per-user terms).
     #[cfg_attr(feature = "serde", serde(default))]
     pub attributes: Attributes,
+    /// Who is asking beyond the account (device, IP, payment account), for guards.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub context: Context,
 }
 
 impl ClaimRequest {
@@ -207,12 +211,19 @@ impl ClaimRequest {
             campaign: None,
             key,
             attributes: Attributes::new(),
+            context: Context::new(),
         }
     }
 
     /// The same claim, in a campaign.
     pub fn in_campaign(mut self, campaign: CampaignId) -> ClaimRequest {
         self.campaign = Some(campaign);
+        self
+    }
+
+    /// The same claim, from `context` (device, IP, payment account) for guards.
+    pub fn with_context(mut self, context: Context) -> ClaimRequest {
+        self.context = context;
         self
     }
 

@@ -14,7 +14,9 @@ use super::{
 };
 use crate::attributes::Attributes;
 use crate::events::{Event, Logged, Sequence};
-use crate::id::{CampaignId, Channel, CouponId, IdempotencyKey, OrderId, TemplateId, UserId};
+use crate::id::{
+    CampaignId, Channel, CouponId, GuardName, IdempotencyKey, OrderId, TemplateId, UserId,
+};
 use crate::lifecycle::{Campaign, ClaimMode, Coupon, CouponState, TemplateRecord};
 
 /// FxHash (as in rustc) with a final avalanche: a fast, non-keyed hash for short keys. The store is in-process and its
@@ -501,6 +503,8 @@ struct Inner {
     claim_keys_in_receipts: bool,
     /// The attributes of the slots that have any (most coupons carry none).
     attributes: Map<u32, Attributes>,
+    /// Guards' windowed counters: by guard, by subject, by bucket.
+    guards: Map<GuardName, Map<String, BTreeMap<i64, u64>>>,
     /// The event feed not yet trimmed, in sequence order.
     events: VecDeque<Logged>,
     /// The last sequence assigned (0 before the first event).
@@ -529,6 +533,7 @@ enum CounterAt<'a> {
     CodeUses(&'a TemplateId),
     User(&'a TemplateId, &'a UserId, u32),
     Custom(&'a String),
+    Guard(&'a GuardName, &'a str, i64),
 }
 
 fn counter_at(key: &CounterKey) -> CounterAt<'_> {
@@ -539,6 +544,11 @@ fn counter_at(key: &CounterKey) -> CounterAt<'_> {
         CounterKey::UserUses(t, u) => CounterAt::User(t, u, K_USES),
         CounterKey::CodeUserUses(t, u) => CounterAt::User(t, u, K_CODE_USES),
         CounterKey::Custom(s) => CounterAt::Custom(s),
+        CounterKey::Guard {
+            guard,
+            subject,
+            bucket,
+        } => CounterAt::Guard(guard, subject, *bucket),
     }
 }
 
@@ -681,6 +691,34 @@ impl Inner {
                 _ => 0,
             },
             CounterAt::Custom(s) => self.custom.get(s).copied().unwrap_or(0),
+            CounterAt::Guard(g, subject, bucket) => self.guard_sum(g, subject, bucket, 1),
+        }
+    }
+
+    /// The sum of a guard's buckets `bucket - span + 1 ..= bucket`.
+    fn guard_sum(&self, guard: &GuardName, subject: &str, bucket: i64, span: u32) -> u64 {
+        let Some(buckets) = self.guards.get(guard).and_then(|m| m.get(subject)) else {
+            return 0;
+        };
+        let from = bucket.saturating_sub(i64::from(span.max(1)) - 1);
+        buckets
+            .range(from..=bucket)
+            .fold(0u64, |sum, (_, n)| sum.saturating_add(*n))
+    }
+
+    /// Adds `delta` to a guard's bucket and drops the buckets the window no longer sums.
+    fn guard_add(&mut self, guard: &GuardName, subject: &str, bucket: i64, span: u32, delta: i64) {
+        let buckets = self
+            .guards
+            .entry(guard.clone())
+            .or_default()
+            .entry(subject.to_string())
+            .or_default();
+        let n = buckets.entry(bucket).or_insert(0);
+        *n = add(*n, delta);
+        let oldest = bucket.saturating_sub(i64::from(span.max(1)) - 1);
+        while buckets.first_key_value().is_some_and(|(b, _)| *b < oldest) {
+            buckets.pop_first();
         }
     }
 
@@ -705,6 +743,7 @@ impl Inner {
                 _ => 0,
             },
             CounterAt::Custom(s) => self.custom.get(s).copied().unwrap_or(0),
+            CounterAt::Guard(g, subject, bucket) => self.guard_sum(g, subject, bucket, 1),
         }
     }
 
@@ -729,6 +768,17 @@ impl Inner {
             CounterAt::Custom(s) => {
                 let v = self.custom.entry(s.clone()).or_default();
                 *v = add(*v, delta);
+            }
+            CounterAt::Guard(g, subject, bucket) => {
+                let n = self
+                    .guards
+                    .entry(g.clone())
+                    .or_default()
+                    .entry(subject.to_string())
+                    .or_default()
+                    .entry(bucket)
+                    .or_insert(0);
+                *n = add(*n, delta);
             }
         }
     }
@@ -796,6 +846,19 @@ impl Inner {
                 fits
             }
             Op::InsertReceipt { key, .. } => !self.receipt_exists(key),
+            Op::CountWindow {
+                guard,
+                subject,
+                bucket,
+                span,
+                delta,
+                limit,
+            } => {
+                let current = self.guard_sum(guard, subject, *bucket, 1);
+                let sum = self.guard_sum(guard, subject, *bucket, *span);
+                let next = i128::from(sum) + i128::from(*delta);
+                i128::from(current) + i128::from(*delta) >= 0 && next <= i128::from(*limit)
+            }
             Op::Hold { .. } | Op::Emit { .. } => true,
         })
     }
@@ -870,6 +933,14 @@ impl Inner {
                     self.hold_due.insert((*at, order.clone()));
                 }
             }
+            Op::CountWindow {
+                guard,
+                subject,
+                bucket,
+                span,
+                delta,
+                ..
+            } => self.guard_add(guard, subject, *bucket, *span, *delta),
             Op::Emit { event } => self.emit(event),
         }
     }

@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use crate::id::{CampaignId, CouponId, IdempotencyKey, OrderId, TemplateId, UserId};
+use crate::id::{CampaignId, CouponId, GuardName, IdempotencyKey, OrderId, TemplateId, UserId};
 use crate::lifecycle::{Campaign, Coupon, TemplateRecord};
 use crate::money::Money;
 use crate::rule::PromoCode;
@@ -65,8 +65,17 @@ pub enum CounterKey {
     CodeUses(TemplateId),
     /// Orders of a user using a promo-code template.
     CodeUserUses(TemplateId, UserId),
-    /// Any other counter: abuse guards, frequency caps…
+    /// Any other counter the caller keeps.
     Custom(String),
+    /// One bucket of a guard's windowed counter ([`Op::CountWindow`]).
+    Guard {
+        /// The guard.
+        guard: GuardName,
+        /// Who it counts (the guard's subject values, escaped and joined).
+        subject: String,
+        /// The bucket (the window's minute, hour or day number; 0 for ever).
+        bucket: i64,
+    },
 }
 
 /// Writes an identifier with `%` and `/` escaped (`%25`, `%2F`), so `/` separates parts.
@@ -107,6 +116,16 @@ impl fmt::Display for CounterKey {
                 )
             }
             CounterKey::Custom(s) => write!(f, "custom/{}", Part(s)),
+            CounterKey::Guard {
+                guard,
+                subject,
+                bucket,
+            } => write!(
+                f,
+                "guard/{}/{}/{bucket}",
+                Part(guard.as_str()),
+                Part(subject)
+            ),
         }
     }
 }
@@ -274,6 +293,24 @@ pub enum Op {
         order: OrderId,
         /// Its new deadline, or `None` once it is paid or released.
         until: Option<DateTime<Utc>>,
+    },
+    /// Add `delta` to the current bucket of a guard's windowed counter; the condition is that
+    /// the sum of the buckets `bucket - span + 1 ..= bucket` after the change is at most
+    /// `limit`, and the current bucket stays at or above zero. Buckets older than the window
+    /// may be dropped by the store (they are never summed again by the same guard).
+    CountWindow {
+        /// The guard.
+        guard: GuardName,
+        /// Who it counts.
+        subject: String,
+        /// The current bucket.
+        bucket: i64,
+        /// How many buckets the window sums, at least 1.
+        span: u32,
+        /// The change.
+        delta: i64,
+        /// The most the window may hold after the change.
+        limit: u64,
     },
     /// Append an event to the feed. It has no condition: the store gives it the next
     /// [`Sequence`] when the batch applies, and drops it with the batch when it does not.

@@ -105,6 +105,14 @@ CREATE TABLE IF NOT EXISTS holds (
     at_nanos INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS holds_by_time ON holds (at, at_nanos, order_id);
+-- Guards' windowed counters, one row per bucket; a window sums a range of buckets.
+CREATE TABLE IF NOT EXISTS guard_counts (
+    guard   TEXT    NOT NULL,
+    subject TEXT    NOT NULL,
+    bucket  INTEGER NOT NULL,
+    value   INTEGER NOT NULL CHECK (value >= 0),
+    PRIMARY KEY (guard, subject, bucket)
+) WITHOUT ROWID;
 -- The event feed. AUTOINCREMENT: a sequence is never reused, even after the newest events
 -- are trimmed. Writers are serialised (one IMMEDIATE transaction at a time), so sequences
 -- commit in order and a reader never sees a later sequence before an earlier one.
@@ -474,6 +482,12 @@ fn counter_key(key: &CounterKey) -> String {
             format!("code-user-uses/{}/{}", part(t.as_str()), part(u.as_str()))
         }
         CounterKey::Custom(s) => format!("custom/{}", part(s)),
+        // Guard buckets live in `guard_counts`; this text only names one in errors.
+        CounterKey::Guard {
+            guard,
+            subject,
+            bucket,
+        } => format!("guard/{}/{}/{bucket}", part(guard.as_str()), part(subject)),
     }
 }
 
@@ -565,7 +579,33 @@ fn apply(tx: &Transaction<'_>, op: &Op) -> Result<bool, StoreError> {
             put_plain(tx, "campaigns", id, &body, *expect)
         }
         Op::PutCoupon { coupon, expect } => put_coupon(tx, coupon, *expect),
+        Op::Count {
+            key:
+                CounterKey::Guard {
+                    guard,
+                    subject,
+                    bucket,
+                },
+            delta,
+            limit,
+        } => count_window(
+            tx,
+            guard.as_str(),
+            subject,
+            *bucket,
+            1,
+            *delta,
+            limit.unwrap_or(u64::MAX),
+        ),
         Op::Count { key, delta, limit } => count(tx, key, *delta, *limit),
+        Op::CountWindow {
+            guard,
+            subject,
+            bucket,
+            span,
+            delta,
+            limit,
+        } => count_window(tx, guard.as_str(), subject, *bucket, *span, *delta, *limit),
         Op::InsertReceipt { key, receipt } => {
             let key = receipt_key(key);
             let body = to_json("receipts", &key, receipt)?;
@@ -726,6 +766,47 @@ fn count(
     Ok(true)
 }
 
+/// Adds `delta` to a guard's bucket if the window's sum stays within `limit` and the bucket
+/// stays non-negative; drops the buckets the window no longer sums.
+fn count_window(
+    tx: &Transaction<'_>,
+    guard: &str,
+    subject: &str,
+    bucket: i64,
+    span: u32,
+    delta: i64,
+    limit: u64,
+) -> Result<bool, StoreError> {
+    let oldest = bucket.saturating_sub(i64::from(span.max(1)) - 1);
+    let (sum, current): (i64, i64) = tx
+        .prepare_cached(
+            "SELECT COALESCE(SUM(value), 0), COALESCE(SUM(CASE WHEN bucket = ?4 THEN value END), 0) \
+             FROM guard_counts WHERE guard = ?1 AND subject = ?2 AND bucket BETWEEN ?3 AND ?4",
+        )?
+        .query_row(params![guard, subject, oldest, bucket], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+    let next = i128::from(sum) + i128::from(delta);
+    if i128::from(current) + i128::from(delta) < 0 || next > i128::from(limit) {
+        return Ok(false);
+    }
+    // A negative change updates the existing row (checked above to stay non-negative): an
+    // insert of a negative value would break the column's CHECK before the upsert applies.
+    let sql = if delta < 0 {
+        "UPDATE guard_counts SET value = value + ?4 WHERE guard = ?1 AND subject = ?2 AND bucket = ?3"
+    } else {
+        "INSERT INTO guard_counts (guard, subject, bucket, value) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (guard, subject, bucket) DO UPDATE SET value = value + ?4"
+    };
+    tx.prepare_cached(sql)?
+        .execute(params![guard, subject, bucket, delta])?;
+    tx.prepare_cached(
+        "DELETE FROM guard_counts WHERE guard = ?1 AND subject = ?2 AND bucket < ?3",
+    )?
+    .execute(params![guard, subject, oldest])?;
+    Ok(true)
+}
+
 // ---------------------------------------------------------------------------------------------
 // The trait
 
@@ -825,11 +906,23 @@ impl Repository for SqliteStore {
 
     fn counter(&self, key: &CounterKey) -> Result<u64, StoreError> {
         let conn = self.conn()?;
+        let value: Option<i64> = match key {
+            CounterKey::Guard {
+                guard,
+                subject,
+                bucket,
+            } => conn
+                .prepare_cached(
+                    "SELECT value FROM guard_counts WHERE guard = ?1 AND subject = ?2 AND bucket = ?3",
+                )?
+                .query_row(params![guard.as_str(), subject, bucket], |r| r.get(0))
+                .optional()?,
+            other => conn
+                .prepare_cached("SELECT value FROM counters WHERE key = ?1")?
+                .query_row(params![counter_key(other)], |r| r.get(0))
+                .optional()?,
+        };
         let key = counter_key(key);
-        let value: Option<i64> = conn
-            .prepare_cached("SELECT value FROM counters WHERE key = ?1")?
-            .query_row(params![key], |r| r.get(0))
-            .optional()?;
         let value = value.unwrap_or(0);
         u64::try_from(value).map_err(|_| StoreError::Corrupt {
             table: "counters",
