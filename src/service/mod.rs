@@ -111,6 +111,9 @@ pub enum ServiceError<E> {
     /// A guard needs a context field the request lacks.
     #[error(transparent)]
     Guard(#[from] GuardError),
+    /// The service's configuration breaks a rule.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     /// The request's `now` lies outside the instants records hold (1970 to 9999).
     #[error(transparent)]
     Time(#[from] TimeError),
@@ -133,6 +136,116 @@ pub enum ServiceError<E> {
     },
 }
 
+/// What kind of failure a [`ServiceError`] is, for a caller deciding how to answer: each kind
+/// maps to one HTTP status ([`ErrorKind::http_status`]).
+///
+/// | kind | HTTP | what |
+/// |---|---|---|
+/// | `NotFound` | 404 | a template, campaign, coupon or order the request names does not exist |
+/// | `Conflict` | 409 | the request contradicts the record's state: an illegal transition, an order already settled, a key reused for another request |
+/// | `Refused` | 422 | a rule said no: out of stock, a limit or guard reached, a coupon not usable, a campaign not running |
+/// | `Invalid` | 400 | the request itself is malformed: an instant out of range, a selection naming an offer twice, a guard's missing context |
+/// | `Contention` | 503 | concurrent requests kept conflicting; retrying later may succeed |
+/// | `Unavailable` | 503 | the store failed; retrying later may succeed |
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
+pub enum ErrorKind {
+    /// A record the request names does not exist.
+    NotFound,
+    /// The request contradicts the state of a record.
+    Conflict,
+    /// A rule refused the request.
+    Refused,
+    /// The request is malformed.
+    Invalid,
+    /// Concurrent requests kept conflicting.
+    Contention,
+    /// The store failed.
+    Unavailable,
+}
+
+impl ErrorKind {
+    /// The HTTP status a web handler answers with.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorKind::NotFound => 404,
+            ErrorKind::Conflict => 409,
+            ErrorKind::Refused => 422,
+            ErrorKind::Invalid => 400,
+            ErrorKind::Contention | ErrorKind::Unavailable => 503,
+        }
+    }
+}
+
+impl<E> ServiceError<E> {
+    /// The kind of failure.
+    pub fn kind(&self) -> ErrorKind {
+        use LifecycleError as L;
+        match self {
+            ServiceError::NotFound { .. } => ErrorKind::NotFound,
+            ServiceError::Contention { .. } => ErrorKind::Contention,
+            ServiceError::Repository(_) => ErrorKind::Unavailable,
+            ServiceError::Time(_) | ServiceError::Guard(_) | ServiceError::Config(_) => {
+                ErrorKind::Invalid
+            }
+            ServiceError::Checkout(e) => match e {
+                CheckoutError::UnknownOffer { .. } => ErrorKind::NotFound,
+                CheckoutError::Duplicate { .. } => ErrorKind::Invalid,
+                _ => ErrorKind::Refused,
+            },
+            ServiceError::Lifecycle(e) => match e {
+                L::UnknownCode { .. } => ErrorKind::NotFound,
+                L::IllegalTemplateTransition { .. }
+                | L::IllegalCouponTransition { .. }
+                | L::CodeTaken { .. }
+                | L::TemplateExists { .. }
+                | L::CampaignExists { .. }
+                | L::NotHeldByOrder { .. }
+                | L::NotUsedByOrder { .. }
+                | L::OrderAlreadyLocked { .. }
+                | L::OrderPaid { .. }
+                | L::OrderReleased { .. }
+                | L::OrderNotPaid { .. }
+                | L::OrderAlreadyRefunded { .. }
+                | L::KeyReused { .. } => ErrorKind::Conflict,
+                L::InvalidCampaign { .. } => ErrorKind::Invalid,
+                _ => ErrorKind::Refused,
+            },
+        }
+    }
+
+    /// Whether the same request may succeed if retried later unchanged: contention and store
+    /// failures. Every request is idempotent under its key, so a retry is always safe.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self.kind(), ErrorKind::Contention | ErrorKind::Unavailable)
+    }
+}
+
+/// A [`ServiceConfig`] that breaks a rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A hold must be positive (and at most a year).
+    #[error("hold: {hold} is not a positive duration of at most 366 days")]
+    Hold {
+        /// The hold given.
+        hold: Duration,
+    },
+    /// At least one attempt.
+    #[error("max_attempts: at least 1 attempt is needed, got 0")]
+    Attempts,
+    /// Two guards with one name would share counters.
+    #[error("guards: the name {name} is used twice")]
+    DuplicateGuard {
+        /// The name.
+        name: GuardName,
+    },
+}
+
 /// Settings of a [`Service`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServiceConfig {
@@ -145,6 +258,32 @@ pub struct ServiceConfig {
     pub policy: StackingPolicy,
     /// Guards counted with every claim and lock they apply to ([`crate::guard`]).
     pub guards: Vec<Guard>,
+}
+
+impl ServiceConfig {
+    /// Checks the settings: a positive hold of at most 366 days, at least one attempt, guards
+    /// with distinct names. [`Service::with_config`] calls it.
+    ///
+    /// # Errors
+    /// The first [`ConfigError`].
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.hold <= Duration::zero() || self.hold > Duration::days(366) {
+            return Err(ConfigError::Hold { hold: self.hold });
+        }
+        if self.max_attempts == 0 {
+            return Err(ConfigError::Attempts);
+        }
+        let mut names: Vec<&GuardName> = self.guards.iter().map(Guard::name).collect();
+        names.sort();
+        if let Some(w) = names.windows(2).find(|w| w.first() == w.get(1)) {
+            if let Some(name) = w.first() {
+                return Err(ConfigError::DuplicateGuard {
+                    name: (*name).clone(),
+                });
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Default for ServiceConfig {
@@ -486,16 +625,24 @@ type Res<T, R> = Result<T, ServiceError<<R as Repository>::Error>>;
 impl<R: Repository> Service<R> {
     /// A service with the default [`ServiceConfig`].
     pub fn new(repo: R) -> Service<R> {
-        Service::with_config(repo, ServiceConfig::default())
+        Service {
+            repo,
+            config: ServiceConfig::default(),
+            promotions: RwLock::new(None),
+        }
     }
 
-    /// A service with its settings.
-    pub fn with_config(repo: R, config: ServiceConfig) -> Service<R> {
-        Service {
+    /// A service with its settings, checked by [`ServiceConfig::validate`].
+    ///
+    /// # Errors
+    /// The settings' first [`ConfigError`].
+    pub fn with_config(repo: R, config: ServiceConfig) -> Result<Service<R>, ConfigError> {
+        config.validate()?;
+        Ok(Service {
             repo,
             config,
             promotions: RwLock::new(None),
-        }
+        })
     }
 
     /// The store.
@@ -2174,6 +2321,83 @@ impl<R: Repository> Service<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn configs_are_checked() {
+        let bad =
+            |c: ServiceConfig| Service::with_config(crate::repository::MemoryStore::new(), c).err();
+        let hold = |h| ServiceConfig {
+            hold: h,
+            ..Default::default()
+        };
+        assert!(matches!(
+            bad(hold(Duration::minutes(-5))),
+            Some(ConfigError::Hold { .. })
+        ));
+        assert!(matches!(
+            bad(hold(Duration::zero())),
+            Some(ConfigError::Hold { .. })
+        ));
+        assert!(bad(hold(Duration::minutes(30))).is_none());
+        let none = ServiceConfig {
+            max_attempts: 0,
+            ..Default::default()
+        };
+        assert_eq!(bad(none), Some(ConfigError::Attempts));
+        let g = Guard::new(
+            GuardName::new("g").unwrap(),
+            Action::Claim,
+            vec![guard::Subject::User],
+            1,
+            guard::Window::Day,
+        )
+        .unwrap();
+        let twice = ServiceConfig {
+            guards: vec![g.clone(), g],
+            ..Default::default()
+        };
+        assert!(matches!(
+            bad(twice),
+            Some(ConfigError::DuplicateGuard { .. })
+        ));
+    }
+
+    #[test]
+    fn error_kinds_map_to_statuses() {
+        type E = ServiceError<std::io::Error>;
+        let t = TemplateId::new("t").unwrap();
+        let out: E = LifecycleError::OutOfStock {
+            template: t.clone(),
+            stock: 1,
+        }
+        .into();
+        assert_eq!(
+            (out.kind(), out.kind().http_status()),
+            (ErrorKind::Refused, 422)
+        );
+        assert!(!out.is_retryable());
+        let reused: E = LifecycleError::KeyReused {
+            key: IdempotencyKey::new("k").unwrap(),
+            operation: "claim",
+        }
+        .into();
+        assert_eq!(reused.kind().http_status(), 409);
+        let missing: E = ServiceError::NotFound {
+            what: "coupon",
+            id: "c".into(),
+        };
+        assert_eq!(missing.kind().http_status(), 404);
+        let busy: E = ServiceError::Contention {
+            operation: "claim",
+            attempts: 3,
+        };
+        assert!(busy.is_retryable());
+        let down: E = ServiceError::Repository(std::io::Error::other("down"));
+        assert_eq!(
+            (down.kind(), down.is_retryable()),
+            (ErrorKind::Unavailable, true)
+        );
+    }
 
     #[test]
     fn coupon_ids_are_readable_or_hashed_when_long() {

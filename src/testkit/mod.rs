@@ -1482,7 +1482,7 @@ pub fn concurrent_guards_are_exact<R: Repository>(store: R) -> Result<(), Failur
         guards: vec![subnet, device],
         ..Default::default()
     };
-    let service = Service::with_config(store, config);
+    let service = ok(C, "config", Service::with_config(store, config))?;
     let t = active(C, &service, template(C, "guarded", LimitsSpec::default())?)?;
     let results: Vec<Result<(usize, usize), Failure>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..THREADS)
