@@ -19,6 +19,8 @@
 mod memory;
 
 pub use crate::events::{Event, EventKind, Logged, Sequence};
+
+use crate::checkout::Quote;
 pub use memory::{MemoryStore, MemoryStoreError};
 
 use std::fmt;
@@ -169,12 +171,20 @@ pub enum Receipt {
         order: OrderId,
         /// The coupons it holds.
         coupons: Vec<CouponId>,
-        /// The order's amounts as locked (absent in receipts written before they were kept).
+        /// The order as locked: kept in the order's own receipt (absent under the caller's
+        /// key, and in receipts written before it was kept).
         #[cfg_attr(
             feature = "serde",
             serde(default, skip_serializing_if = "Option::is_none")
         )]
         totals: Option<LockedTotals>,
+        /// A fingerprint of the request (under the caller's key): a retry with the same key
+        /// and a different request is refused as a reuse of the key.
+        #[cfg_attr(
+            feature = "serde",
+            serde(default, skip_serializing_if = "Option::is_none")
+        )]
+        fingerprint: Option<u64>,
     },
     /// An order was paid and its coupons redeemed.
     Redeemed {
@@ -198,6 +208,13 @@ pub enum Receipt {
         returned: Vec<CouponId>,
         /// Coupons voided.
         voided: Vec<CouponId>,
+        /// Whether the merchant refunded (else the buyer); absent in receipts written before
+        /// it was kept.
+        #[cfg_attr(
+            feature = "serde",
+            serde(default, skip_serializing_if = "Option::is_none")
+        )]
+        by_merchant: Option<bool>,
     },
     /// A coupon was voided by an admin.
     Voided {
@@ -223,11 +240,17 @@ pub enum Receipt {
     },
 }
 
-/// The amounts of an order as it was locked, kept so that paying it reports what each coupon
-/// saved without pricing the cart again.
+/// An order as it was locked: its quote, so that a retried lock answers with the order as it
+/// was (never re-priced), and what each coupon saved, so that paying reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct LockedTotals {
+    /// The quote as locked.
+    pub quote: Box<Quote>,
+    /// When the hold runs out, if coupons or promo-code uses are held.
+    pub hold_until: Option<DateTime<Utc>>,
+    /// The promo codes whose uses were counted.
+    pub codes: Vec<PromoCode>,
     /// The buyer.
     pub user: UserId,
     /// Goods and shipping before discounts.

@@ -466,6 +466,55 @@ const ORDER_REFUND: &str = "order-refund";
 /// An order's lock receipt: the coupons it holds and its amounts as locked.
 type LockedOrderReceipt = (Vec<CouponId>, Option<LockedTotals>);
 
+/// A fingerprint of a lock request: everything that decides its outcome (the order, the
+/// buyer, the cart, the selection and the codes), hashed in a fixed text form with FNV-1a, so
+/// that every process and version computes the same value for the same request.
+fn lock_fingerprint(request: &LockRequest<'_>) -> u64 {
+    let mut text = String::new();
+    let buyer = request.buyer;
+    let _ = write!(
+        text,
+        "order={}|user={}|channel={}|kind={:?}|member={:?}|",
+        request.order,
+        buyer.user,
+        buyer.channel,
+        buyer.kind,
+        buyer.membership.as_ref().map(|m| m.as_str())
+    );
+    for s in &buyer.segments {
+        let _ = write!(text, "seg={s}|");
+    }
+    let cart = request.cart;
+    let _ = write!(text, "cur={}|ship={}|", cart.currency(), cart.shipping());
+    for l in cart.lines() {
+        let _ = write!(
+            text,
+            "line={}:{}:{}:{:?}:{}:",
+            l.sku,
+            l.unit_price,
+            l.quantity,
+            l.shop.as_ref().map(|s| s.as_str()),
+            l.on_sale
+        );
+        for c in &l.categories {
+            let _ = write!(text, "{c},");
+        }
+        text.push('|');
+    }
+    match request.selection {
+        None => text.push_str("best|"),
+        Some(sel) => {
+            for o in sel {
+                let _ = write!(text, "sel={o:?}|");
+            }
+        }
+    }
+    for c in request.codes {
+        let _ = write!(text, "code={c}|");
+    }
+    fnv(&[&text], 0)
+}
+
 /// Appends an event to a batch: it commits with the change or not at all.
 fn emit(batch: &mut Batch, at: DateTime<Utc>, kind: EventKind) {
     batch.push(Op::Emit {
@@ -1232,7 +1281,15 @@ impl<R: Repository> Service<R> {
             None => Ok(None),
             Some(Receipt::Claimed { coupon }) => {
                 let c = self.coupon_record(&coupon)?.value;
-                if c.owner == request.user && c.template == request.template {
+                // The stored coupon records the request that issued it: the same key with
+                // another user, template, channel, campaign, mode or attributes is a reuse.
+                let same = c.owner == request.user
+                    && c.template == request.template
+                    && c.channel == request.channel
+                    && c.campaign == request.campaign
+                    && c.mode == request.mode
+                    && c.attributes == request.attributes;
+                if same {
                     Ok(Some(Claimed {
                         coupon: c,
                         replayed: true,
@@ -1473,7 +1530,11 @@ impl<R: Repository> Service<R> {
                 }
             }
             let ids: Vec<CouponId> = locked.iter().map(|(c, _)| c.id.clone()).collect();
+            let held = !locked.is_empty() || !codes.is_empty();
             let totals = LockedTotals {
+                quote: Box::new(quote.clone()),
+                hold_until: held.then_some(hold_until),
+                codes: codes.iter().map(|(c, _)| c.clone()).collect(),
                 user: user.clone(),
                 gross: quote.total_before,
                 discount: quote.saving,
@@ -1487,6 +1548,7 @@ impl<R: Repository> Service<R> {
                     order: order.clone(),
                     coupons: ids.clone(),
                     totals: None,
+                    fingerprint: Some(lock_fingerprint(request)),
                 },
             });
             meaning.push(LockOp::KeyReceipt);
@@ -1496,6 +1558,7 @@ impl<R: Repository> Service<R> {
                     order: order.clone(),
                     coupons: ids.clone(),
                     totals: Some(totals),
+                    fingerprint: None,
                 },
             });
             meaning.push(LockOp::OrderGuard);
@@ -1679,7 +1742,16 @@ impl<R: Repository> Service<R> {
     ) -> Res<Option<LockedOrder>, R> {
         let ids = match self.receipt(key)? {
             None => return Ok(None),
-            Some(Receipt::Locked { order, coupons, .. }) if &order == request.order => coupons,
+            Some(Receipt::Locked {
+                order,
+                coupons,
+                fingerprint,
+                ..
+            }) if &order == request.order
+                && fingerprint.is_none_or(|f| f == lock_fingerprint(request)) =>
+            {
+                coupons
+            }
             Some(_) => return Err(self.key_reused(request.key, OP_LOCK)),
         };
         let mut coupons = Vec::with_capacity(ids.len());
@@ -1689,6 +1761,17 @@ impl<R: Repository> Service<R> {
                 return Err(self.key_reused(request.key, OP_LOCK));
             }
             coupons.push(c);
+        }
+        // The order as it was locked, when its receipt keeps it: never re-priced.
+        if let Some((_, Some(t))) = self.locked_coupons(request.order)? {
+            return Ok(Some(LockedOrder {
+                order: request.order.clone(),
+                quote: *t.quote,
+                coupons,
+                codes: t.codes,
+                hold_until: t.hold_until,
+                replayed: true,
+            }));
         }
         let mut codes = Vec::new();
         let mut codes_until = None;
@@ -2050,7 +2133,7 @@ impl<R: Repository> Service<R> {
                     let e = LifecycleError::OrderNotPaid {
                         order: order.clone(),
                     };
-                    return self.refund_or(order, key, &key_r, e.into());
+                    return self.refund_or(order, kind, key, &key_r, e.into());
                 }
             };
             let mut batch = Batch::new();
@@ -2094,13 +2177,14 @@ impl<R: Repository> Service<R> {
                             expect: Expect::Version(c.version),
                         });
                     }
-                    Err(e) => return self.refund_or(order, key, &key_r, e.into()),
+                    Err(e) => return self.refund_or(order, kind, key, &key_r, e.into()),
                 }
             }
             let receipt = Receipt::Refunded {
                 order: order.clone(),
                 returned: returned.clone(),
                 voided: voided.clone(),
+                by_merchant: Some(matches!(kind, RefundKind::Merchant)),
             };
             batch.push(Op::InsertReceipt {
                 key: key_r.clone(),
@@ -2145,7 +2229,7 @@ impl<R: Repository> Service<R> {
                     let e = LifecycleError::OrderAlreadyRefunded {
                         order: order.clone(),
                     };
-                    return self.refund_or(order, key, &key_r, e.into());
+                    return self.refund_or(order, kind, key, &key_r, e.into());
                 }
                 Commit::Conflict { .. } => {}
             }
@@ -2156,16 +2240,19 @@ impl<R: Repository> Service<R> {
     fn refund_or(
         &self,
         order: &OrderId,
+        kind: RefundKind,
         key: &IdempotencyKey,
         key_r: &ReceiptKey,
         error: ServiceError<R::Error>,
     ) -> Res<Refunded, R> {
+        let merchant = matches!(kind, RefundKind::Merchant);
         match self.receipt(key_r)? {
             Some(Receipt::Refunded {
                 order: o,
                 returned,
                 voided,
-            }) if &o == order => Ok(Refunded {
+                by_merchant,
+            }) if &o == order && by_merchant.is_none_or(|b| b == merchant) => Ok(Refunded {
                 order: o,
                 returned,
                 voided,

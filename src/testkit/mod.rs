@@ -622,6 +622,7 @@ pub fn receipts_insert_once<R: Repository>(store: R) -> Result<(), Failure> {
     // Same key, other operation: independent. A receipt with no coupon stored is kept too.
     let lock_key = ReceiptKey::Operation("lock", k1.clone());
     let locked = Receipt::Locked {
+        fingerprint: None,
         totals: None,
         order: oid(C, "o1")?,
         coupons: vec![cid(C, "c9")?],
@@ -2043,6 +2044,37 @@ pub fn retries_change_nothing<R: Repository>(store: R) -> Result<(), Failure> {
         ),
         "a lock key reused for another order was not refused"
     );
+    // The same key, the same order, another cart: a reuse, not a replay re-priced on it.
+    let bigger = ok(
+        C,
+        "cart",
+        Cart::new(
+            cny(),
+            vec![CartLine::new(ok(C, "sku", Sku::new("tea"))?, yuan(100), 2)],
+            Money::zero(cny()),
+        ),
+    )?;
+    let reuse = service.quote_and_lock(&LockRequest::new(&order, &bigger, &buyer, &lk), now);
+    ensure!(
+        C,
+        matches!(
+            reuse,
+            Err(ServiceError::Lifecycle(LifecycleError::KeyReused { .. }))
+        ),
+        "a lock key reused with another cart was not refused: {:?}",
+        reuse.map(|r| r.quote.total_after)
+    );
+    // The same claim key through another channel: a reuse.
+    let mut other_channel = claim_request(C, &t, "alice", "claim-1")?;
+    other_channel.channel = ok(C, "channel", Channel::new("push"))?;
+    ensure!(
+        C,
+        matches!(
+            service.claim(&other_channel, now),
+            Err(ServiceError::Lifecycle(LifecycleError::KeyReused { .. }))
+        ),
+        "a claim key reused through another channel was not refused"
+    );
 
     // Pay, retried from 8 threads.
     let pk = key(C, "pay-1")?;
@@ -2125,6 +2157,15 @@ pub fn retries_change_nothing<R: Repository>(store: R) -> Result<(), Failure> {
         C,
         fresh == 1,
         "{fresh} refunds of one order were not replays"
+    );
+    // The refund's key again, as a buyer refund: a reuse, not the merchant refund's outcome.
+    ensure!(
+        C,
+        matches!(
+            service.refund(&order, RefundKind::Buyer, &rk, now),
+            Err(ServiceError::Lifecycle(LifecycleError::KeyReused { .. }))
+        ),
+        "a merchant refund's key reused for a buyer refund was not refused"
     );
     let after = state_of(C, store, &coupon)?;
     ensure!(
