@@ -1464,6 +1464,33 @@ impl<R: Repository> Service<R> {
             .best()?)
     }
 
+    /// Prices the buyer's own `selection` (wallet coupons, typed codes, promotions) without
+    /// holding anything: what a checkout page shows while the buyer ticks coupons. The quote's
+    /// evaluations say, for every other offer, whether it can still be added
+    /// ([`Evaluation::addable`](crate::checkout::Evaluation::addable)) or why not. For the
+    /// wallet view — usable coupons first with the best combination preselected, the rest with
+    /// their reasons — call [`quote`](Self::quote).
+    ///
+    /// # Errors
+    /// [`LifecycleError::UnknownCode`]; the checkout's errors for a selection that cannot be
+    /// used together; the store's failure.
+    pub fn preview(
+        &self,
+        cart: &Cart,
+        buyer: &Buyer,
+        selection: &[OfferId],
+        codes: &[PromoCode],
+        now: DateTime<Utc>,
+    ) -> Res<Quote, R> {
+        let now = time::check("now", now)?;
+        let g = self.gather(buyer, codes, &[])?;
+        let promotions = self.promotions()?;
+        Ok(Checkout::new(cart, buyer, now, &self.config.policy)
+            .offers(&g.offers)
+            .promotions(&promotions)
+            .with_selection(selection)?)
+    }
+
     /// Prices the cart (the best combination, or the buyer's `selection`) and holds what it
     /// applies for the order until `now +` [`ServiceConfig::hold`]: each wallet coupon is
     /// Locked and counts a use of its template for the buyer (within
