@@ -1151,14 +1151,18 @@ impl<R: Repository> Service<R> {
                 coupon: CouponFacts::of(&coupon),
                 mode: coupon.mode,
             };
-            let templates = [request.template.clone()];
-            let asking = Asking {
-                user: &request.user,
-                channel: &request.channel,
-                templates: &templates,
-                context: &request.context,
+            let guards = if self.config.guards.is_empty() {
+                Vec::new()
+            } else {
+                let templates = [request.template.clone()];
+                let asking = Asking {
+                    user: &request.user,
+                    channel: &request.channel,
+                    templates: &templates,
+                    context: &request.context,
+                };
+                guard::counts(&self.config.guards, Action::Claim, &asking, now)?
             };
-            let guards = guard::counts(&self.config.guards, Action::Claim, &asking, now)?;
             let mut batch = Batch {
                 ops: Vec::with_capacity(5),
             };
