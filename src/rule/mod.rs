@@ -39,6 +39,7 @@
 //! ```
 
 mod benefit;
+mod builders;
 mod conditions;
 mod distribution;
 mod error;
