@@ -1491,6 +1491,35 @@ impl Repository for MemoryStore {
             .unwrap_or_default())
     }
 
+    fn live_coupons(&self, user: &UserId) -> Result<Vec<Versioned<Coupon>>, MemoryStoreError> {
+        let g = self.read();
+        let Some(u) = g.users.get(user) else {
+            return Ok(Vec::new());
+        };
+        let mut live = g.wallet_slots(u);
+        live.retain(|&ix| {
+            g.coupons
+                .get(ix)
+                .is_some_and(|s| s.state == S_AVAILABLE || s.state == S_LOCKED)
+        });
+        Ok(g.coupons_at(&live))
+    }
+
+    fn coupons(
+        &self,
+        ids: &[CouponId],
+    ) -> Result<Vec<Option<Versioned<Coupon>>>, MemoryStoreError> {
+        let g = self.read();
+        Ok(ids
+            .iter()
+            .map(|id| {
+                g.coupon_slot(id)
+                    .and_then(|i| g.coupons.get(i))
+                    .and_then(|s| g.to_coupon(s))
+            })
+            .collect())
+    }
+
     fn order_coupons(&self, order: &OrderId) -> Result<Vec<Versioned<Coupon>>, MemoryStoreError> {
         let g = self.read();
         let mut v = g

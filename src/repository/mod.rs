@@ -29,7 +29,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use crate::id::{CampaignId, CouponId, GuardName, IdempotencyKey, OrderId, TemplateId, UserId};
-use crate::lifecycle::{Campaign, Coupon, TemplateRecord};
+use crate::lifecycle::{Campaign, Coupon, CouponState, TemplateRecord};
 use crate::money::Money;
 use crate::rule::PromoCode;
 
@@ -430,6 +430,50 @@ pub trait Repository: Send + Sync {
     /// # Errors
     /// The store's failure.
     fn wallet(&self, user: &UserId) -> Result<Vec<Versioned<Coupon>>, Self::Error>;
+
+    /// A user's live coupons — Available or Locked — ordered by id: what a checkout reads.
+    /// Used, expired and voided coupons stay out of it however long the history grows.
+    ///
+    /// The provided method filters [`wallet`](Self::wallet); a store with an index on the
+    /// owner and state should answer from it.
+    ///
+    /// # Errors
+    /// The store's failure.
+    fn live_coupons(&self, user: &UserId) -> Result<Vec<Versioned<Coupon>>, Self::Error> {
+        let mut all = self.wallet(user)?;
+        all.retain(|c| {
+            matches!(
+                c.value.state,
+                CouponState::Available | CouponState::Locked { .. }
+            )
+        });
+        Ok(all)
+    }
+
+    /// A page of a user's coupons in any state, ordered by id: up to `limit` with an id above
+    /// `after` (from the start when `None`).
+    ///
+    /// # Errors
+    /// The store's failure.
+    fn history(
+        &self,
+        user: &UserId,
+        after: Option<&CouponId>,
+        limit: usize,
+    ) -> Result<Vec<Versioned<Coupon>>, Self::Error> {
+        let mut all = self.wallet(user)?;
+        all.retain(|c| after.is_none_or(|a| &c.value.id > a));
+        all.truncate(limit);
+        Ok(all)
+    }
+
+    /// Several coupons at once, in the order asked, `None` for a missing one.
+    ///
+    /// # Errors
+    /// The store's failure.
+    fn coupons(&self, ids: &[CouponId]) -> Result<Vec<Option<Versioned<Coupon>>>, Self::Error> {
+        ids.iter().map(|id| self.coupon(id)).collect()
+    }
 
     /// Every coupon locked or used by an order, ordered by id.
     ///

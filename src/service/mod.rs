@@ -1354,7 +1354,10 @@ impl<R: Repository> Service<R> {
     /// Offers named in `unblock` are left unblocked (re-pricing a locked order).
     fn gather(&self, buyer: &Buyer, codes: &[PromoCode], unblock: &[OfferId]) -> Res<Gathered, R> {
         let user = &buyer.user;
-        let wallet = self.repo.wallet(user).map_err(ServiceError::Repository)?;
+        let wallet = self
+            .repo
+            .live_coupons(user)
+            .map_err(ServiceError::Repository)?;
         let mut templates: HashMap<TemplateId, Arc<TemplateRecord>> = HashMap::new();
         for c in &wallet {
             if !templates.contains_key(&c.value.template) {

@@ -11,7 +11,7 @@
 //! - Sequential behaviour of every [`Op`] and condition: [`records_and_versions`],
 //!   [`counters_and_limits`], [`receipts_insert_once`], [`batches_are_all_or_nothing`],
 //!   [`wallet_and_order_indexes`], [`due_coupons`], [`order_holds`],
-//!   [`events_commit_with_their_change`], [`guard_windows`].
+//!   [`events_commit_with_their_change`], [`guard_windows`], [`live_coupons_and_history`].
 //! - Concurrent stress through the [`Service`]: [`concurrent_claims_are_exact`],
 //!   [`concurrent_guards_are_exact`], [`concurrent_locks_have_one_winner`], [`concurrent_pay_and_cancel_settle_once`], and
 //!   [`retries_change_nothing`].
@@ -104,6 +104,7 @@ pub fn run_all<R: Repository>(make: impl Fn() -> R) -> Result<(), Failure> {
     order_holds(make())?;
     events_commit_with_their_change(make())?;
     guard_windows(make())?;
+    live_coupons_and_history(make())?;
     concurrent_claims_are_exact(make())?;
     concurrent_guards_are_exact(make())?;
     concurrent_locks_have_one_winner(make())?;
@@ -1353,6 +1354,72 @@ pub fn events_commit_with_their_change<R: Repository>(store: R) -> Result<(), Fa
         C,
         back.value.attributes.is_empty(),
         "a coupon without attributes came back with some"
+    );
+    Ok(())
+}
+
+/// A user's live coupons are the Available and Locked ones; the history pages through all of
+/// them by id; a batch read answers in the order asked, `None` for a missing id.
+///
+/// # Errors
+/// A [`Failure`] describing the first deviation.
+pub fn live_coupons_and_history<R: Repository>(store: R) -> Result<(), Failure> {
+    const C: &str = "live_coupons_and_history";
+    let now = t0(C)?;
+    let later = now + Duration::days(1);
+    let o = oid(C, "o1")?;
+    let states = [
+        ("a-1", CouponState::Available),
+        (
+            "a-2",
+            CouponState::Used {
+                order: o.clone(),
+                at: now,
+            },
+        ),
+        (
+            "a-3",
+            CouponState::Locked {
+                order: o.clone(),
+                until: later,
+            },
+        ),
+        ("a-4", CouponState::Expired { at: now }),
+        ("a-5", CouponState::Voided { at: now }),
+    ];
+    for (id, state) in &states {
+        let c = coupon(C, id, "alice", state.clone(), later)?;
+        let r = commit(C, &store, vec![put(c, Expect::Absent)])?;
+        ensure!(C, r == Commit::Applied, "storing {id} failed");
+    }
+    let ids = |v: Vec<Versioned<Coupon>>| -> Vec<String> {
+        v.into_iter().map(|c| c.value.id.to_string()).collect()
+    };
+    let alice = uid(C, "alice")?;
+    let live = ids(ok(C, "live coupons", store.live_coupons(&alice))?);
+    ensure!(
+        C,
+        live == ["a-1", "a-3"],
+        "live coupons {live:?}, expected [a-1, a-3]"
+    );
+    let first = ids(ok(C, "history", store.history(&alice, None, 2))?);
+    ensure!(C, first == ["a-1", "a-2"], "first history page {first:?}");
+    let after = cid(C, "a-2")?;
+    let rest = ids(ok(C, "history", store.history(&alice, Some(&after), 10))?);
+    ensure!(
+        C,
+        rest == ["a-3", "a-4", "a-5"],
+        "second history page {rest:?}"
+    );
+    let ask = [cid(C, "a-4")?, cid(C, "missing")?, cid(C, "a-1")?];
+    let got: Vec<Option<String>> = ok(C, "coupons", store.coupons(&ask))?
+        .into_iter()
+        .map(|c| c.map(|c| c.value.id.to_string()))
+        .collect();
+    ensure!(
+        C,
+        got == [Some("a-4".to_string()), None, Some("a-1".to_string())],
+        "batch read {got:?}"
     );
     Ok(())
 }
