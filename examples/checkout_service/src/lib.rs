@@ -181,3 +181,29 @@ pub async fn serve<R: Repository + 'static>(
 pub fn wall_clock() -> Clock {
     Arc::new(chrono::Utc::now)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_flags_parse() {
+        assert_eq!(
+            "memory".parse::<StoreChoice>().ok(),
+            Some(StoreChoice::Memory)
+        );
+        assert_eq!(
+            "sqlite".parse::<StoreChoice>().ok(),
+            Some(StoreChoice::Sqlite(None))
+        );
+        assert_eq!(
+            "sqlite:/tmp/x.db".parse::<StoreChoice>().ok(),
+            Some(StoreChoice::Sqlite(Some(PathBuf::from("/tmp/x.db"))))
+        );
+        assert!(matches!(
+            "postgres://localhost/test".parse::<StoreChoice>(),
+            Ok(StoreChoice::Postgres(_))
+        ));
+        assert!("mysql".parse::<StoreChoice>().is_err());
+    }
+}

@@ -8,7 +8,14 @@ fn usage() -> String {
     "usage: checkout-service [--store memory|sqlite|sqlite:PATH|postgres:URL] [--listen 127.0.0.1:8080] [--demo]".to_owned()
 }
 
-fn main() -> Result<(), Box<dyn Error>> {
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("checkout-service: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<(), Box<dyn Error>> {
     let mut options = Options {
         store: StoreChoice::Memory,
         listen: "127.0.0.1:8080".parse()?,

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
-use coupons::checkout::{Evaluation, OfferId, Quote};
+use coupons::checkout::{Evaluation, Ineligible, OfferId, Quote};
 use coupons::events::EventKind;
 use coupons::id::{CouponId, IdempotencyKey, OrderId, TemplateId, UserId};
 use coupons::repository::Repository;
@@ -148,6 +148,33 @@ fn offer_label(e: &Evaluation, names: &Names) -> String {
     }
 }
 
+/// A reason in the page's words: other offers by their names rather than their ids; the
+/// engine's own sentence otherwise.
+fn reason_text(r: &Ineligible, q: &Quote, names: &Names) -> String {
+    let name = |id: &OfferId| {
+        q.evaluation(id)
+            .and_then(|e| names.get(&e.template))
+            .cloned()
+            .unwrap_or_else(|| id.to_string())
+    };
+    match r {
+        Ineligible::GroupFull { with, .. } => {
+            let with: Vec<String> = with.iter().map(|w| format!("“{}”", name(w))).collect();
+            format!("cannot combine with {}, which is selected", with.join(", "))
+        }
+        Ineligible::ExclusiveSelected { with } | Ineligible::RefusedBy { offer: with } => {
+            format!("cannot combine with “{}”, which is selected", name(with))
+        }
+        Ineligible::RefusesPromotions { promotion } => {
+            format!(
+                "cannot combine with the promotion “{}”, which applies",
+                name(promotion)
+            )
+        }
+        other => other.to_string(),
+    }
+}
+
 /// Renders the checkout page for a quote.
 fn render_checkout(
     user: &UserId,
@@ -189,7 +216,7 @@ fn render_checkout(
         let t = esc(&token(&e.offer));
         let label = esc(&offer_label(e, names));
         let tid = esc(e.template.as_str());
-        let reasons: Vec<String> = e.reasons.iter().map(ToString::to_string).collect();
+        let reasons: Vec<String> = e.reasons.iter().map(|r| reason_text(r, q, names)).collect();
         let reason = if reasons.is_empty() {
             String::new()
         } else {

@@ -366,3 +366,53 @@ fn openapi_describes_exactly_the_routes_served() {
         assert!(!node.is_null(), "unresolved $ref {target}");
     }
 }
+
+#[test]
+fn a_reused_key_is_refused_by_the_store_across_restarts() {
+    let path = std::env::temp_dir().join(format!("checkout-service-{}.db", std::process::id()));
+    let body = |t: &str| json!({"template": t, "user": "carol", "channel": "web"});
+    {
+        let (addr, _app) = start(
+            coupons_sqlite::SqliteStore::open(&path).expect("open"),
+            true,
+        );
+        let r = Client::new(addr).post("/api/claims", Some("carol-1"), &body("tea-15-percent"));
+        assert_eq!(r.status, 201, "{}", r.text());
+    }
+    // A second service over the same database has no fingerprints in memory: the engine's
+    // receipt refuses the key all the same.
+    let (addr, _app) = start(
+        coupons_sqlite::SqliteStore::open(&path).expect("open"),
+        true,
+    );
+    let mut c = Client::new(addr);
+    let replay = c.post("/api/claims", Some("carol-1"), &body("tea-15-percent"));
+    assert_eq!(replay.status, 200);
+    assert_eq!(replay.json()["replayed"], true);
+    c.post("/api/claims", Some("carol-1"), &body("spend-200-save-25"))
+        .assert_error(
+            422,
+            "idempotency_key_reused",
+            Some("header.Idempotency-Key"),
+        );
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+}
+
+#[test]
+fn the_binary_refuses_unknown_stores_and_names_the_postgres_extension_point() {
+    let bin = env!("CARGO_BIN_EXE_checkout-service");
+    let run = |store: &str| {
+        std::process::Command::new(bin)
+            .args(["--store", store, "--listen", "127.0.0.1:0"])
+            .output()
+            .expect("run")
+    };
+    let out = run("nonsense");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("expected memory, sqlite"));
+    let out = run("postgres://127.0.0.1/test");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("PostgreSQL is not built into"));
+}

@@ -298,3 +298,64 @@ fn checkout_page_in_headless_chromium() {
         out.display()
     );
 }
+
+#[test]
+fn placing_the_order_from_the_page_locks_then_pays_it() {
+    let (addr, _app) = start(MemoryStore::new(), true);
+    let mut c = Client::new(addr);
+    let html = c.get("/checkout/alice").text();
+    // The page names the coupon in the way by its name.
+    assert!(
+        html.contains("cannot combine with “Spend 200, save 25”"),
+        "{html}"
+    );
+    let form = html.split("<form id=\"place\"").nth(1).expect("order form");
+    let mut fields = Vec::new();
+    for input in form.split("<input ").skip(1) {
+        let attr = |a: &str| {
+            input
+                .split(&format!("{a}=\""))
+                .nth(1)
+                .and_then(|s| s.split('"').next())
+                .expect("attribute")
+                .to_owned()
+        };
+        fields.push(format!(
+            "{}={}",
+            attr("name"),
+            attr("value").replace(':', "%3A")
+        ));
+    }
+    let body = fields.join("&");
+    let form_type = [("Content-Type", "application/x-www-form-urlencoded")];
+    let placed = c.send("POST", "/checkout/alice/order", &form_type, body.as_bytes());
+    assert_eq!(placed.status, 200, "{}", placed.text());
+    let placed = placed.text();
+    assert!(placed.contains("271.42 CNY"), "{placed}");
+    // Submitting the same form again repeats the first outcome.
+    let again = c.send("POST", "/checkout/alice/order", &form_type, body.as_bytes());
+    assert_eq!(again.status, 200, "{}", again.text());
+    let pay_action = placed
+        .split("action=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("pay form")
+        .to_owned();
+    let pay_key = placed
+        .split("name=\"key\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("pay key")
+        .to_owned();
+    let paid = c.send(
+        "POST",
+        &pay_action,
+        &form_type,
+        format!("key={pay_key}").as_bytes(),
+    );
+    assert_eq!(paid.status, 200, "{}", paid.text());
+    assert!(paid.text().contains("2 coupon(s) used"), "{}", paid.text());
+    // The coupons are used now: the page greys them.
+    let after = c.get("/checkout/alice").text();
+    assert!(after.contains("already used"), "{after}");
+}
