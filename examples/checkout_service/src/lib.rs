@@ -163,6 +163,7 @@ pub async fn serve<R: Repository + 'static>(
             .await?
             .map_err(|e| -> Box<dyn std::error::Error> { e })?;
     }
+    tokio::spawn(sweep_forever(Arc::clone(&app)));
     let listener = tokio::net::TcpListener::bind(options.listen).await?;
     eprintln!(
         "checkout-service on http://{} ({:?})",
@@ -175,6 +176,29 @@ pub async fn serve<R: Repository + 'static>(
         })
         .await?;
     Ok(())
+}
+
+/// How often [`serve`] sweeps: expires coupons past their validity and releases unpaid orders
+/// whose hold ran out.
+pub const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Sweeps every [`SWEEP_EVERY`], up to 1000 records a round, until the process ends.
+async fn sweep_forever<R: Repository + 'static>(app: Arc<App<R>>) {
+    let mut tick = tokio::time::interval(SWEEP_EVERY);
+    loop {
+        tick.tick().await;
+        let a = Arc::clone(&app);
+        match tokio::task::spawn_blocking(move || a.service.sweep(a.now(), 1000)).await {
+            Ok(Ok(swept)) if !swept.is_empty() => eprintln!(
+                "checkout-service: swept {} expired coupons, {} released orders",
+                swept.expired.len(),
+                swept.released.len()
+            ),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => eprintln!("checkout-service: sweep failed: {e}"),
+            Err(e) => eprintln!("checkout-service: sweep failed: {e}"),
+        }
+    }
 }
 
 /// The wall clock.
