@@ -18,11 +18,11 @@ use serde::Serialize;
 /// A request that failed, as the client sees it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ApiError {
+    /// What went wrong, machine-readable (`unknown_offer`, `invalid_body`…).
+    pub kind: String,
     /// The HTTP status.
     #[serde(serialize_with = "status_code")]
     pub status: StatusCode,
-    /// What went wrong, machine-readable (`unknown_offer`, `invalid_body`…).
-    pub kind: String,
     /// The request part at fault, if one is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,

@@ -58,6 +58,16 @@ pub fn router<R: Repository + 'static>(app: Arc<App<R>>) -> Router {
             )
             .into_response()
         })
+        .method_not_allowed_fallback(
+            |method: axum::http::Method, uri: axum::http::Uri| async move {
+                ApiError::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    format!("{} does not answer {method}", uri.path()),
+                )
+                .into_response()
+            },
+        )
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(app)
 }

@@ -416,3 +416,29 @@ fn the_binary_refuses_unknown_stores_and_names_the_postgres_extension_point() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("PostgreSQL is not built into"));
 }
+
+#[test]
+fn concurrent_locks_of_one_order_hold_its_coupons_once() {
+    let (addr, _app) = start(MemoryStore::new(), true);
+    let price = json!({"buyer": buyer("alice"), "cart": cart()});
+    let threads: Vec<_> = (0..4)
+        .map(|i| {
+            let price = price.clone();
+            std::thread::spawn(move || {
+                let mut c = Client::new(addr);
+                let r = c.post("/api/orders/race/lock", Some(&format!("race-{i}")), &price);
+                (r.status, r.json())
+            })
+        })
+        .collect();
+    let mut statuses: Vec<u16> = Vec::new();
+    for t in threads {
+        let (status, body) = t.join().expect("thread");
+        if status == 409 {
+            assert_eq!(body["error"]["kind"], "order_already_locked", "{body}");
+        }
+        statuses.push(status);
+    }
+    statuses.sort_unstable();
+    assert_eq!(statuses, vec![201, 409, 409, 409]);
+}
