@@ -1,4 +1,4 @@
-//! The demo shop: five templates, alice's wallet holding one coupon of each, and her cart
+//! The demo shop: five templates and a promo code (`SAVE5`), alice's wallet holding one coupon of each, and her cart
 //! (three teas and a teapot, shipping 12 CNY), so that the checkout page shows a best
 //! combination, a usable coupon left out, and greyed coupons with different reasons.
 
@@ -8,7 +8,7 @@ use coupons::id::{CategoryId, Channel, IdempotencyKey, Sku, TemplateId, UserId};
 use coupons::lifecycle::{ClaimMode, ClaimRequest};
 use coupons::money::{Currency, Money};
 use coupons::repository::Repository;
-use coupons::rule::Template;
+use coupons::rule::{Distribution, Template};
 
 use crate::app::App;
 
@@ -35,6 +35,13 @@ pub const TEMPLATES: &[&str] = &[
         "stacking": {"group": "usd"},
         "validity": {"kind": "relative", "days": 7}}"#,
 ];
+
+/// A promo code anyone may type, once per buyer (not claimed into wallets).
+pub const CODE_TEMPLATE: &str = r#"{"id": "code-save-5", "name": "Code SAVE5: 5 off", "currency": "CNY",
+    "benefit": {"kind": "instant", "amount": {"amount": "5", "currency": "CNY"}},
+    "distribution": {"kind": "promo_code", "code": "SAVE5", "per_user": 1},
+    "stacking": {"group": "code"},
+    "validity": {"kind": "relative", "days": 30}}"#;
 
 /// The demo buyer.
 pub const USER: &str = "alice";
@@ -71,16 +78,19 @@ pub fn seed<R: Repository>(
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let s = &app.service;
     let (buyer, cart) = basket()?;
-    for json in TEMPLATES {
+    for json in TEMPLATES.iter().chain([&CODE_TEMPLATE]) {
         let t: Template = serde_json::from_str(json)?;
         let id = t.id().clone();
+        let claimable = !matches!(t.distribution(), Distribution::PromoCode { .. });
         if s.repository().template(&id)?.is_none() {
             s.create_template(t, now)?;
             s.submit_template(&id, now)?;
             s.approve_template(&id, now)?;
             s.activate_template(&id, now)?;
         }
-        claim(app, &id, &buyer.user, now)?;
+        if claimable {
+            claim(app, &id, &buyer.user, now)?;
+        }
     }
     app.set_basket(buyer, cart);
     Ok(())

@@ -128,6 +128,29 @@ fn checkout_end_to_end<R: Repository + 'static>(store: R) {
     c.post("/api/preview", None, &g)
         .assert_error(422, "not_usable", Some("selection"));
 
+    // A typed promo code joins the offers; chosen alone, it takes 5 off.
+    let coded = json!({"buyer": buyer(user), "cart": cart(), "codes": ["SAVE5"]});
+    let wc = c.post("/api/wallet", None, &coded).json();
+    assert!(
+        wc["selected"]
+            .as_array()
+            .expect("selected")
+            .iter()
+            .any(|e| e["offer"]["kind"] == "code"),
+        "{wc}"
+    );
+    // It adds a saving, at most its 5 (the percent coupon applies after the fixed amounts).
+    let with_code = money(&wc["best"]["total_after"]);
+    assert!(
+        with_code < best_total && with_code >= best_total - Decimal::from(5),
+        "{with_code}"
+    );
+    let code_only = json!({"buyer": buyer(user), "cart": cart(), "codes": ["SAVE5"],
+        "selection": [{"kind": "code", "id": "SAVE5"}]});
+    let pc = c.post("/api/preview", None, &code_only);
+    assert_eq!(pc.status, 200, "{}", pc.text());
+    assert_eq!(money(&pc.json()["total_after"]), Decimal::from(310));
+
     // Lock the best combination, replay it, reuse its key for another cart.
     let l = c.post("/api/orders/o-1/lock", Some("bob-lock-1"), &price);
     assert_eq!(l.status, 201, "{}", l.text());
