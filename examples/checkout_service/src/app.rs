@@ -1,6 +1,5 @@
 //! What the handlers call: the engine's [`Service`] plus the little the HTTP layer adds (the
-//! preview of a buyer's own selection, the idempotency fingerprints, the buyers' carts for the
-//! pages). Everything here is synchronous; handlers run it on Tokio's blocking pool.
+//! idempotency fingerprints at the edge, the buyers' carts for the pages). Everything here is synchronous; handlers run it on Tokio's blocking pool.
 
 use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
@@ -9,9 +8,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, Utc};
 use coupons::cart::{Buyer, Cart};
-use coupons::checkout::{Checkout, Ineligible, Offer, OfferId, PromotionIndex, Quote};
+use coupons::checkout::{OfferId, Quote};
 use coupons::id::{IdempotencyKey, UserId};
-use coupons::repository::{Receipt, ReceiptKey, Repository};
+use coupons::repository::Repository;
 use coupons::rule::PromoCode;
 use coupons::service::Service;
 
@@ -60,11 +59,12 @@ impl<R: Repository> App<R> {
     /// Remembers that `key` was used for `operation` with this request (`parts`: the path and
     /// the body), and refuses the key when it was used before with another request.
     ///
-    /// The engine's receipts already refuse a key reused for another order, template or user,
-    /// durably; this catches the rest (the same order with another cart) within this process.
+    /// The engine's receipts refuse a reused key durably (they keep a fingerprint of each
+    /// request); this is the same check at the edge, before the engine is asked, within this
+    /// process.
     ///
     /// # Errors
-    /// `idempotency_key_reused` (422).
+    /// `idempotency_key_reused` (409, as the engine's).
     pub fn fingerprint(
         &self,
         operation: &'static str,
@@ -84,7 +84,7 @@ impl<R: Repository> App<R> {
         match f.seen.get(&k) {
             Some(&p) if p == print => Ok(()),
             Some(_) => Err(ApiError::new(
-                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                axum::http::StatusCode::CONFLICT,
                 "idempotency_key_reused",
                 format!("idempotency key {key} was already used for another {operation} request"),
             )
@@ -120,16 +120,10 @@ impl<R: Repository> App<R> {
     }
 
     /// Prices the buyer's own `selection` without holding anything (`None`: the best
-    /// combination, as [`Service::quote`]).
-    ///
-    /// The engine has no service call for this yet, so it is built here from public parts:
-    /// [`Service::quote`] evaluates every offer (which wallet coupons and codes are blocked,
-    /// and why), then the same offers, with the same blocks, go through
-    /// [`Checkout::with_selection`] with the active automatic promotions. The lock
-    /// ([`Service::quote_and_lock`]) re-checks everything against the store.
+    /// combination, as [`Service::quote`]), through [`Service::preview`].
     ///
     /// # Errors
-    /// The engine's errors: an unknown code, a selection that cannot be used (422).
+    /// The engine's errors: an unknown code, a selection that cannot be used.
     pub fn preview(
         &self,
         cart: &Cart,
@@ -138,71 +132,9 @@ impl<R: Repository> App<R> {
         selection: Option<&[OfferId]>,
         now: DateTime<Utc>,
     ) -> Result<Quote, ApiError> {
-        let base = self.service.quote(cart, buyer, codes, now)?;
-        let Some(selection) = selection else {
-            return Ok(base);
-        };
-        let repo = self.service.repository();
-        let blocked = |id: &OfferId| {
-            base.evaluation(id).and_then(|e| {
-                e.reasons.iter().find_map(|r| match r {
-                    Ineligible::Unavailable { blocked } => Some(blocked.clone()),
-                    _ => None,
-                })
-            })
-        };
-        let mut offers = Vec::new();
-        for c in repo.wallet(&buyer.user).map_err(ApiError::internal)? {
-            let id = OfferId::Coupon(c.value.id.clone());
-            if base.evaluation(&id).is_none() {
-                continue; // not an offer the engine considers (its template is gone)
-            }
-            let Some(t) = repo
-                .template(&c.value.template)
-                .map_err(ApiError::internal)?
-            else {
-                continue;
-            };
-            let mut offer = Offer::coupon(
-                c.value.id.clone(),
-                Arc::clone(&t.value.template),
-                c.value.valid_from,
-                c.value.valid_until,
-            );
-            offer.blocked = blocked(&id);
-            offers.push(offer);
-        }
-        for code in codes {
-            let id = OfferId::Code(code.clone());
-            if offers.iter().any(|o| o.id == id) {
-                continue;
-            }
-            let template = match repo
-                .receipt(&ReceiptKey::Code(code.clone()))
-                .map_err(ApiError::internal)?
-            {
-                Some(Receipt::Code { template }) => template,
-                _ => continue, // `quote` above already refused unknown codes
-            };
-            let Some(t) = repo.template(&template).map_err(ApiError::internal)? else {
-                continue;
-            };
-            let mut offer = Offer::code(code.clone(), Arc::clone(&t.value.template));
-            offer.blocked = blocked(&id);
-            offers.push(offer);
-        }
-        let promotions = PromotionIndex::new(
-            repo.templates()
-                .map_err(ApiError::internal)?
-                .into_iter()
-                .filter(|r| r.value.is_issuing() && r.value.template.is_automatic())
-                .map(|r| Arc::clone(&r.value.template)),
-        );
-        Ok(
-            Checkout::new(cart, buyer, now, &self.service.config().policy)
-                .offers(&offers)
-                .promotions(&promotions)
-                .with_selection(selection)?,
-        )
+        Ok(match selection {
+            None => self.service.quote(cart, buyer, codes, now)?,
+            Some(sel) => self.service.preview(cart, buyer, sel, codes, now)?,
+        })
     }
 }

@@ -10,7 +10,6 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::http::header::{HeaderValue, RETRY_AFTER};
 use axum::response::{IntoResponse, Response};
-use coupons::checkout::CheckoutError;
 use coupons::lifecycle::LifecycleError;
 use coupons::service::ServiceError;
 use serde::Serialize;
@@ -98,19 +97,6 @@ fn variant_kind(debug: &str) -> String {
     out
 }
 
-fn lifecycle_status(e: &LifecycleError) -> StatusCode {
-    use LifecycleError as L;
-    match e {
-        L::KeyReused { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-        L::UnknownCode { .. } => StatusCode::NOT_FOUND,
-        L::GuardHeld { .. } => StatusCode::TOO_MANY_REQUESTS,
-        L::NotOwner { .. } => StatusCode::FORBIDDEN,
-        L::InvalidCampaign { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-        // Limits reached and transitions the current state refuses.
-        _ => StatusCode::CONFLICT,
-    }
-}
-
 fn lifecycle_field(e: &LifecycleError) -> Option<&'static str> {
     use LifecycleError as L;
     match e {
@@ -120,57 +106,35 @@ fn lifecycle_field(e: &LifecycleError) -> Option<&'static str> {
     }
 }
 
-impl From<CheckoutError> for ApiError {
-    fn from(e: CheckoutError) -> ApiError {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &variant_kind(&format!("{e:?}")),
-            e.to_string(),
-        )
-        .at("selection")
-    }
-}
-
-impl From<LifecycleError> for ApiError {
-    fn from(e: LifecycleError) -> ApiError {
-        let mut err = ApiError::new(
-            lifecycle_status(&e),
-            &variant_kind(&format!("{e:?}")),
-            e.to_string(),
-        );
-        if let Some(f) = lifecycle_field(&e) {
-            err = err.at(f);
-        }
-        if matches!(e, LifecycleError::KeyReused { .. }) {
-            err.kind = "idempotency_key_reused".to_owned();
-        }
-        err
-    }
-}
-
+/// The status is the engine's ([`ServiceError::kind`], [`coupons::service::ErrorKind::http_status`]): 404 not
+/// found, 409 conflict (with a record's state, or a reused key), 422 refused by a rule, 400
+/// invalid, 503 contention or the store unavailable.
 impl<E: std::error::Error> From<ServiceError<E>> for ApiError {
     fn from(e: ServiceError<E>) -> ApiError {
-        match e {
-            ServiceError::Lifecycle(l) => l.into(),
-            ServiceError::Checkout(c) => c.into(),
-            ServiceError::Repository(r) => ApiError::internal(r),
-            ServiceError::Guard(g) => {
-                ApiError::new(StatusCode::BAD_REQUEST, "missing_context", g.to_string())
-                    .at("context")
-            }
-            ServiceError::Time(t) => {
-                ApiError::new(StatusCode::BAD_REQUEST, "time_out_of_range", t.to_string())
-            }
-            ServiceError::NotFound { what, id } => ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("{what} {id} not found"),
+        let status = StatusCode::from_u16(e.kind().http_status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let (kind, field): (String, Option<&str>) = match &e {
+            ServiceError::Lifecycle(LifecycleError::KeyReused { .. }) => (
+                "idempotency_key_reused".to_owned(),
+                Some("header.Idempotency-Key"),
             ),
-            ServiceError::Contention { .. } => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "contention", e.to_string())
+            ServiceError::Lifecycle(l) => (variant_kind(&format!("{l:?}")), lifecycle_field(l)),
+            ServiceError::Checkout(c) => (variant_kind(&format!("{c:?}")), Some("selection")),
+            ServiceError::Repository(r) => {
+                eprintln!("checkout-service: store failed: {r}");
+                return ApiError::new(status, "unavailable", "the store failed; try again later");
             }
-            other => ApiError::internal(other),
+            ServiceError::Guard(_) => ("missing_context".to_owned(), Some("context")),
+            ServiceError::Time(_) => ("time_out_of_range".to_owned(), None),
+            ServiceError::NotFound { .. } => ("not_found".to_owned(), None),
+            ServiceError::Contention { .. } => ("contention".to_owned(), None),
+            other => (variant_kind(&format!("{other:?}")), None),
+        };
+        let mut err = ApiError::new(status, &kind, e.to_string());
+        if let Some(f) = field {
+            err = err.at(f);
         }
+        err
     }
 }
 
@@ -184,6 +148,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut res = (self.status, Json(Body { error: &self })).into_response();
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            // Contention and store failures are worth retrying (`ServiceError::is_retryable`).
             res.headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from_static("1"));
         }

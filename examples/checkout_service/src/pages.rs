@@ -303,7 +303,7 @@ async fn checkout_page<R: Repository + 'static>(
         if chosen {
             match app.preview(&cart, &buyer, &[], Some(&sel), now) {
                 Ok(q) => return Ok(render_checkout(&user, &q, &names, None, &key)),
-                Err(e) if e.status == StatusCode::UNPROCESSABLE_ENTITY => {
+                Err(e) if e.field.as_deref() == Some("selection") => {
                     let q = app.preview(&cart, &buyer, &[], None, now)?;
                     let msg = format!("{} — showing the best combination instead", e.reason);
                     return Ok(render_checkout(&user, &q, &names, Some(&msg), &key));

@@ -65,7 +65,7 @@ fn checkout_end_to_end<R: Repository + 'static>(store: R) {
     assert_eq!(again.json()["coupon"]["id"], spend200.as_str());
     // The same key for another claim: refused by the engine's receipt.
     claim(&mut c, user, "tea-15-percent", "bob-claim-1").assert_error(
-        422,
+        409,
         "idempotency_key_reused",
         Some("header.Idempotency-Key"),
     );
@@ -120,7 +120,7 @@ fn checkout_end_to_end<R: Repository + 'static>(store: R) {
     let unknown = json!({"buyer": buyer(user), "cart": cart(),
         "selection": [{"kind": "coupon", "id": "no-such-coupon"}]});
     c.post("/api/preview", None, &unknown)
-        .assert_error(422, "unknown_offer", Some("selection"));
+        .assert_error(404, "unknown_offer", Some("selection"));
     // A greyed coupon cannot be chosen.
     let greyed_id = big["offer"]["id"].as_str().expect("id");
     let g = json!({"buyer": buyer(user), "cart": cart(),
@@ -175,7 +175,7 @@ fn checkout_end_to_end<R: Repository + 'static>(store: R) {
         &json!({"buyer": buyer(user), "cart": other}),
     )
     .assert_error(
-        422,
+        409,
         "idempotency_key_reused",
         Some("header.Idempotency-Key"),
     );
@@ -399,7 +399,11 @@ fn a_reused_key_is_refused_by_the_store_across_restarts() {
             coupons_sqlite::SqliteStore::open(&path).expect("open"),
             true,
         );
-        let r = Client::new(addr).post("/api/claims", Some("carol-1"), &body("tea-15-percent"));
+        let mut c = Client::new(addr);
+        let r = c.post("/api/claims", Some("carol-1"), &body("tea-15-percent"));
+        assert_eq!(r.status, 201, "{}", r.text());
+        let price = json!({"buyer": buyer("carol"), "cart": cart()});
+        let r = c.post("/api/orders/carol-o/lock", Some("carol-lock"), &price);
         assert_eq!(r.status, 201, "{}", r.text());
     }
     // A second service over the same database has no fingerprints in memory: the engine's
@@ -414,10 +418,23 @@ fn a_reused_key_is_refused_by_the_store_across_restarts() {
     assert_eq!(replay.json()["replayed"], true);
     c.post("/api/claims", Some("carol-1"), &body("spend-200-save-25"))
         .assert_error(
-            422,
+            409,
             "idempotency_key_reused",
             Some("header.Idempotency-Key"),
         );
+    // The same for a lock key reused with another cart: the lock's receipt keeps a fingerprint.
+    let mut other = cart();
+    other["lines"][0]["quantity"] = json!(7);
+    c.post(
+        "/api/orders/carol-o/lock",
+        Some("carol-lock"),
+        &json!({"buyer": buyer("carol"), "cart": other}),
+    )
+    .assert_error(
+        409,
+        "idempotency_key_reused",
+        Some("header.Idempotency-Key"),
+    );
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
