@@ -1,0 +1,20 @@
+//! Shared by the PostgreSQL suites: the connection string, or a note that the suite is skipped.
+
+#![allow(dead_code)]
+
+/// The environment variable naming the test database.
+pub const URL_VAR: &str = "COUPONS_POSTGRES_URL";
+
+/// The connection string from [`URL_VAR`], or `None` after printing that `test` is skipped.
+pub fn url(test: &str) -> Option<String> {
+    match std::env::var(URL_VAR) {
+        Ok(url) if !url.trim().is_empty() => Some(url),
+        _ => {
+            println!(
+                "{test}: skipped, {URL_VAR} is not set (e.g. host=127.0.0.1 user=postgres dbname=test)"
+            );
+            eprintln!("{test}: skipped, {URL_VAR} is not set");
+            None
+        }
+    }
+}
