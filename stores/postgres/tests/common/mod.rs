@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+use std::io::Write;
+
 /// The environment variable naming the test database.
 pub const URL_VAR: &str = "COUPONS_POSTGRES_URL";
 
@@ -10,10 +12,12 @@ pub fn url(test: &str) -> Option<String> {
     match std::env::var(URL_VAR) {
         Ok(url) if !url.trim().is_empty() => Some(url),
         _ => {
-            println!(
+            // Straight to the process's stderr, past the test harness's capture, so that the
+            // skip shows in `cargo test`'s output.
+            let _ = writeln!(
+                std::io::stderr(),
                 "{test}: skipped, {URL_VAR} is not set (e.g. host=127.0.0.1 user=postgres dbname=test)"
             );
-            eprintln!("{test}: skipped, {URL_VAR} is not set");
             None
         }
     }
