@@ -1,0 +1,252 @@
+//! The PostgreSQL store's own properties, beyond the conformance suite: migrations run once
+//! however many servers start together, a reader following the feed never sees a later
+//! sequence before an earlier one, the queries search their indexes, and instants keep their
+//! nanoseconds.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use chrono::{DateTime, Duration, Utc};
+use coupons::events::{Event, EventKind};
+use coupons::id::{OrderId, TemplateId, UserId};
+use coupons::repository::{Batch, Commit, CounterKey, Op, Repository, TrimEvents};
+use coupons_postgres::{MIGRATIONS, Options, PgStore, migrate};
+
+fn t0() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_780_000_000, 0).unwrap()
+}
+
+fn refused(i: usize) -> Op {
+    Op::Emit {
+        event: Event::new(
+            t0(),
+            EventKind::OrderReleased {
+                order: OrderId::new(format!("o-{i}")).unwrap(),
+                user: UserId::new("u").unwrap(),
+            },
+        ),
+    }
+}
+
+#[test]
+fn migrations_apply_once_even_when_servers_start_together() {
+    let Some(url) = common::url("migrations_apply_once_even_when_servers_start_together") else {
+        return;
+    };
+    // A scratch store is migrated already: migrating again changes nothing.
+    let store = PgStore::scratch(&url, 8).unwrap();
+    assert_eq!(store.migrate().unwrap(), Vec::<u32>::new());
+    // A fresh schema, migrated by eight servers at once: each migration runs exactly once.
+    let schema = format!("{}_m", store.schema().unwrap());
+    let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    admin
+        .batch_execute(&format!("CREATE SCHEMA \"{schema}\""))
+        .unwrap();
+    let applied: Vec<Vec<u32>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let (url, schema) = (&url, &schema);
+                s.spawn(move || {
+                    let store = PgStore::connect(
+                        url,
+                        Options {
+                            schema: Some(schema.clone()),
+                            ..Options::default()
+                        },
+                    )
+                    .unwrap();
+                    store.migrate().unwrap()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let all: Vec<u32> = MIGRATIONS.iter().map(|m| m.0).collect();
+    assert_eq!(
+        applied.iter().filter(|a| **a == all).count(),
+        1,
+        "{applied:?}"
+    );
+    assert_eq!(
+        applied.iter().filter(|a| a.is_empty()).count(),
+        7,
+        "{applied:?}"
+    );
+    // `migrate` on a plain client in that schema agrees.
+    admin
+        .batch_execute(&format!("SET search_path TO \"{schema}\""))
+        .unwrap();
+    assert!(migrate(&mut admin).unwrap().is_empty());
+    admin
+        .batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+        .unwrap();
+}
+
+/// Writers append 1–3 events per batch from eight threads while a reader follows the feed:
+/// every page the reader gets continues exactly where the previous one stopped. Had a later
+/// sequence committed before an earlier one, the reader would once see a page starting past
+/// the next sequence, and would never read the skipped event.
+#[test]
+fn a_reader_never_sees_a_later_sequence_before_an_earlier_one() {
+    let Some(url) = common::url("a_reader_never_sees_a_later_sequence_before_an_earlier_one")
+    else {
+        return;
+    };
+    const WRITERS: usize = 8;
+    const BATCHES: usize = 40;
+    let store = PgStore::scratch(&url, WRITERS + 1).unwrap();
+    let done = AtomicBool::new(false);
+    let (total, seen) = std::thread::scope(|s| {
+        let reader = s.spawn(|| {
+            let mut last = 0;
+            let mut pages = 0;
+            loop {
+                let finished = done.load(Ordering::SeqCst);
+                let page = store.events(last, 1_000).unwrap();
+                for l in &page {
+                    assert_eq!(l.seq, last + 1, "the feed jumped from {last} to {}", l.seq);
+                    last = l.seq;
+                }
+                pages += usize::from(!page.is_empty());
+                if finished && page.is_empty() {
+                    return (last, pages);
+                }
+            }
+        });
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|w| {
+                let store = &store;
+                s.spawn(move || {
+                    let mut written = 0;
+                    for b in 0..BATCHES {
+                        let n = 1 + (w + b) % 3;
+                        let mut batch = Batch::new();
+                        // A shared counter, so that batches also wait on each other's rows.
+                        batch.push(Op::Count {
+                            key: CounterKey::Custom("appends".into()),
+                            delta: 1,
+                            limit: None,
+                        });
+                        for i in 0..n {
+                            batch.push(refused(w * 1_000 + b * 10 + i));
+                        }
+                        assert_eq!(store.commit(&batch).unwrap(), Commit::Applied);
+                        written += n;
+                    }
+                    written
+                })
+            })
+            .collect();
+        let total: usize = writers.into_iter().map(|h| h.join().unwrap()).sum();
+        done.store(true, Ordering::SeqCst);
+        let (seen, pages) = reader.join().unwrap();
+        assert!(pages > 1, "the reader never read while writers wrote");
+        (total as u64, seen)
+    });
+    assert_eq!(seen, total);
+    assert_eq!(
+        store
+            .counter(&CounterKey::Custom("appends".into()))
+            .unwrap(),
+        (WRITERS * BATCHES) as u64
+    );
+}
+
+#[test]
+fn a_conflicting_batch_gives_its_sequences_back_and_trimming_keeps_counting() {
+    let Some(url) = common::url("a_conflicting_batch_gives_its_sequences_back") else {
+        return;
+    };
+    let store = PgStore::scratch(&url, 2).unwrap();
+    let key = CounterKey::Issued(TemplateId::new("t").unwrap());
+    let mut batch = Batch::new();
+    batch.push(refused(1)).push(refused(2)).push(Op::Count {
+        key: key.clone(),
+        delta: 2,
+        limit: Some(1),
+    });
+    assert_eq!(store.commit(&batch).unwrap(), Commit::Conflict { index: 2 });
+    let mut ok = Batch::new();
+    ok.push(refused(3)).push(refused(4));
+    assert_eq!(store.commit(&ok).unwrap(), Commit::Applied);
+    let seqs: Vec<u64> = store.events(0, 10).unwrap().iter().map(|l| l.seq).collect();
+    assert_eq!(seqs, [1, 2]);
+    assert_eq!(store.trim_events(2).unwrap(), 2);
+    assert_eq!(store.commit(&ok).unwrap(), Commit::Applied);
+    let seqs: Vec<u64> = store.events(0, 10).unwrap().iter().map(|l| l.seq).collect();
+    assert_eq!(seqs, [3, 4]);
+}
+
+#[test]
+fn holds_order_to_the_nanosecond() {
+    let Some(url) = common::url("holds_order_to_the_nanosecond") else {
+        return;
+    };
+    let store = PgStore::scratch(&url, 2).unwrap();
+    let at = t0() + Duration::nanoseconds(1_500);
+    let mut batch = Batch::new();
+    for (id, t) in [
+        ("b", at),
+        ("a", at + Duration::nanoseconds(1)),
+        ("c", at - Duration::nanoseconds(1)),
+    ] {
+        batch.push(Op::Hold {
+            order: OrderId::new(id).unwrap(),
+            until: Some(t),
+        });
+    }
+    assert_eq!(store.commit(&batch).unwrap(), Commit::Applied);
+    let held = |t| -> Vec<String> {
+        store
+            .held(t, 10)
+            .unwrap()
+            .into_iter()
+            .map(|o| o.to_string())
+            .collect()
+    };
+    assert_eq!(held(at - Duration::nanoseconds(2)), Vec::<String>::new());
+    assert_eq!(held(at - Duration::nanoseconds(1)), ["c"]);
+    assert_eq!(held(at), ["c", "b"]);
+    assert_eq!(held(at + Duration::microseconds(1)), ["c", "b", "a"]);
+}
+
+#[test]
+fn queries_search_their_indexes() {
+    let Some(url) = common::url("queries_search_their_indexes") else {
+        return;
+    };
+    let store = PgStore::scratch(&url, 1).unwrap();
+    // Tables as a busy shop has them (rows never read back, so bodies may be empty): a
+    // million-coupon table would be read whole without its indexes.
+    let plans = {
+        let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        let schema = store.schema().unwrap();
+        client
+            .batch_execute(&format!(
+                "SET search_path TO \"{schema}\";
+                 INSERT INTO coupons (id, template, owner, order_id, state, valid_until, \
+                     hold_until, due_at, due_at_nanos, version, body) \
+                 SELECT 'c' || g, 't', 'u' || (g % 20000), \
+                     CASE WHEN g % 3 = 0 THEN 'o' || g END, 'used', now(), NULL, \
+                     CASE WHEN g % 500 = 0 THEN now() + g * interval '1 s' END, \
+                     CASE WHEN g % 500 = 0 THEN 0 END, 1, '{{}}' \
+                 FROM generate_series(1, 100000) g;
+                 INSERT INTO holds (order_id, at, at_nanos) \
+                 SELECT 'o' || g, now() + g * interval '1 s', 0 FROM generate_series(1, 100000) g;
+                 ANALYZE coupons; ANALYZE holds;"
+            ))
+            .unwrap();
+        store.query_plans().unwrap()
+    };
+    for (name, plan) in &plans {
+        let index = match *name {
+            "wallet" => "coupons_by_owner",
+            "order" => "coupons_by_order",
+            "due" => "coupons_by_due",
+            "held" => "holds_by_time",
+            other => panic!("unexpected query {other}"),
+        };
+        assert!(plan.contains(index), "{name} does not use {index}:\n{plan}");
+    }
+}
