@@ -21,7 +21,7 @@
 //! | `CountWindow`                   | `pg_advisory_xact_lock` on the guard and subject, then one statement that sums the window and adds to the bucket only if the sum stays within the limit | the sum would pass the limit |
 //! | `InsertReceipt`                 | `INSERT … ON CONFLICT (key) DO NOTHING`                           | no row inserted |
 //! | `Hold`                          | upsert or delete of the order's deadline                          | never |
-//! | `Emit`                          | collected, then appended by one statement at the end of the batch | never |
+//! | `Emit`                          | collected, then appended by one statement sent with the `COMMIT` | never |
 //!
 //! The first failed condition rolls the transaction back and returns [`Commit::Conflict`] with
 //! its index. A counter's condition (`value + delta` within `0..=limit`) is turned in Rust into
@@ -50,8 +50,10 @@
 //! That row stays locked until the batch commits, so the next batch to append waits for the
 //! commit before it draws its numbers: sequences become visible in increasing order, a reader
 //! never sees a later sequence before an earlier one, and a batch that rolls back gives its
-//! numbers back (no gap). Conditions are all checked before the row is locked, so the lock is
-//! held for one statement and the commit.
+//! numbers back (no gap). Conditions are all checked before the row is locked, and the append
+//! travels with the `COMMIT` in one round trip, so the lock is held for little more than the
+//! commit's own flush. This orders every event-writing batch behind the previous one's commit:
+//! the price of a gapless feed in commit order (see the crate's notes for the numbers).
 //!
 //! # Connections
 //!
@@ -79,7 +81,7 @@ use coupons::repository::{
 };
 use postgres::error::SqlState;
 use postgres::types::ToSql;
-use postgres::{Client, Config, GenericClient, NoTls, Row, Statement, Transaction};
+use postgres::{Client, Config, GenericClient, NoTls, Row, Statement};
 
 /// The schema migrations, in order: `(version, name, SQL)`.
 pub const MIGRATIONS: &[(u32, &str, &str)] =
@@ -486,26 +488,68 @@ impl PgStore {
         Ok(out)
     }
 
-    /// One attempt at a batch, in one transaction.
+    /// One attempt at a batch, in one transaction: `BEGIN`, one statement per op, then the
+    /// events and `COMMIT` sent together (one round trip, so that the `event_sequence` row is
+    /// locked for no longer than the commit itself).
     fn try_commit(&self, conn: &mut Conn, batch: &Batch) -> Result<Commit, StoreError> {
         let Conn { client, statements } = conn;
-        let mut tx = client.transaction()?;
+        client.batch_execute("BEGIN")?;
         let mut events = Vec::new();
+        let mut outcome = Ok(Commit::Applied);
         for (index, op) in batch.ops.iter().enumerate() {
-            if !apply(&mut tx, statements, op, &mut events)? {
-                tx.rollback()?;
-                return Ok(Commit::Conflict { index });
+            match apply(client, statements, op, &mut events) {
+                Ok(true) => {}
+                Ok(false) => {
+                    outcome = Ok(Commit::Conflict { index });
+                    break;
+                }
+                Err(e) => {
+                    outcome = Err(e);
+                    break;
+                }
             }
         }
-        if !events.is_empty() {
-            let n = i64::try_from(events.len()).unwrap_or(i64::MAX);
-            let stmt = prepared(statements, &mut tx, APPEND_EVENTS_SQL)?;
-            tx.execute(&stmt, &[&n, &events])?;
+        let end = match outcome {
+            Ok(Commit::Applied) if events.is_empty() => client.batch_execute("COMMIT"),
+            Ok(Commit::Applied) => client.batch_execute(&append_and_commit(&events)),
+            _ => client.batch_execute("ROLLBACK"),
+        };
+        if let Err(e) = end {
+            // A failed append leaves the transaction aborted: end it (nothing was applied).
+            let _ = client.batch_execute("ROLLBACK");
+            return Err(e.into());
         }
-        tx.commit()?;
-        Ok(Commit::Applied)
-        // On an error the transaction is rolled back when `tx` drops.
+        outcome
     }
+}
+
+/// The batch's events appended under the next sequences, then `COMMIT`, as one simple query
+/// (whose statements cannot take parameters: the JSON texts are written as escaped string
+/// literals, `E'…'` with `\` and `'` doubled, which PostgreSQL reads back exactly whatever
+/// `standard_conforming_strings` says). The `event_sequence` row stays locked until the
+/// commit; see the crate docs.
+fn append_and_commit(events: &[String]) -> String {
+    let mut sql = format!(
+        "WITH s AS (UPDATE event_sequence SET last = last + {n} RETURNING last) \
+         INSERT INTO events (seq, body) SELECT s.last - {n} + e.i, e.body::jsonb FROM s, (VALUES ",
+        n = events.len()
+    );
+    for (i, body) in events.iter().enumerate() {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!("({}, E'", i + 1));
+        for c in body.chars() {
+            match c {
+                '\\' => sql.push_str("\\\\"),
+                '\'' => sql.push_str("''"),
+                c => sql.push(c),
+            }
+        }
+        sql.push_str("')");
+    }
+    sql.push_str(") AS e(i, body); COMMIT");
+    sql
 }
 
 /// Whether PostgreSQL rolled the transaction back for a deadlock or a serialisation failure,
@@ -712,20 +756,13 @@ const GUARD_TAKE_SQL: &str = "WITH w AS ( \
     gone AS (DELETE FROM guard_counts WHERE guard = $1 AND subject = $2 \
         AND bucket < $4::bigint AND EXISTS (SELECT 1 FROM ok)) \
     SELECT EXISTS (SELECT 1 FROM ok)";
-/// Appends the batch's `$1` events `$2` (JSON texts, in order) under the next sequences. The
-/// `event_sequence` row stays locked until the batch commits; see the crate docs.
-const APPEND_EVENTS_SQL: &str = "WITH s AS ( \
-        UPDATE event_sequence SET last = last + $1::bigint RETURNING last) \
-    INSERT INTO events (seq, body) \
-    SELECT s.last - $1::bigint + e.n, e.body::jsonb \
-    FROM s, unnest($2::text[]) WITH ORDINALITY AS e(body, n)";
 
 // ---------------------------------------------------------------------------------------------
 // Writes
 
 /// Runs one conditional write; `true` when it wrote one row.
 fn write(
-    tx: &mut Transaction<'_>,
+    tx: &mut Client,
     statements: &mut HashMap<&'static str, Statement>,
     sql: &'static str,
     params: &[&(dyn ToSql + Sync)],
@@ -737,7 +774,7 @@ fn write(
 /// Applies one op inside the transaction; `false` when its condition does not hold. Events
 /// are collected into `events` (as JSON) and appended after every condition has held.
 fn apply(
-    tx: &mut Transaction<'_>,
+    tx: &mut Client,
     st: &mut HashMap<&'static str, Statement>,
     op: &Op,
     events: &mut Vec<String>,
@@ -875,7 +912,7 @@ fn apply(
 /// `value ∈ [-delta, limit - delta]` (clamped to the column's range `0..=i64::MAX`). A new
 /// counter is zero, so it may be created only when `delta` itself is within `0..=limit`.
 fn count(
-    tx: &mut Transaction<'_>,
+    tx: &mut Client,
     st: &mut HashMap<&'static str, Statement>,
     key: &str,
     delta: i64,
@@ -915,7 +952,7 @@ fn guard_lock_key(guard: &str, subject: &str) -> i32 {
 /// stays non-negative; drops the buckets the window no longer sums.
 #[allow(clippy::too_many_arguments)]
 fn count_window(
-    tx: &mut Transaction<'_>,
+    tx: &mut Client,
     st: &mut HashMap<&'static str, Statement>,
     guard: &str,
     subject: &str,

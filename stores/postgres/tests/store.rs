@@ -179,6 +179,44 @@ fn a_conflicting_batch_gives_its_sequences_back_and_trimming_keeps_counting() {
 }
 
 #[test]
+fn events_keep_quotes_and_backslashes() {
+    let Some(url) = common::url("events_keep_quotes_and_backslashes") else {
+        return;
+    };
+    let store = PgStore::scratch(&url, 1).unwrap();
+    let tricky = [
+        r"o'brien",
+        r"back\slash",
+        r"\'; DROP TABLE events; --",
+        "\"quoted\" $$ é",
+    ];
+    let mut batch = Batch::new();
+    let events: Vec<Event> = tricky
+        .iter()
+        .map(|id| {
+            Event::new(
+                t0(),
+                EventKind::OrderReleased {
+                    order: OrderId::new(*id).unwrap(),
+                    user: UserId::new(*id).unwrap(),
+                },
+            )
+        })
+        .collect();
+    for e in &events {
+        batch.push(Op::Emit { event: e.clone() });
+    }
+    assert_eq!(store.commit(&batch).unwrap(), Commit::Applied);
+    let read: Vec<Event> = store
+        .events(0, 10)
+        .unwrap()
+        .into_iter()
+        .map(|l| l.event)
+        .collect();
+    assert_eq!(read, events);
+}
+
+#[test]
 fn holds_order_to_the_nanosecond() {
     let Some(url) = common::url("holds_order_to_the_nanosecond") else {
         return;

@@ -33,11 +33,27 @@ use std::sync::Arc;
 struct Counting {
     inner: PgStore,
     trips: AtomicU64,
+    /// Nanoseconds spent in reads and in commits, summed over threads.
+    read_nanos: AtomicU64,
+    commit_nanos: AtomicU64,
 }
 
 impl Counting {
-    fn read(&self) {
+    fn read<T>(&self, f: impl FnOnce(&PgStore) -> T) -> T {
         self.trips.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
+        let out = f(&self.inner);
+        let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.read_nanos.fetch_add(nanos, Ordering::Relaxed);
+        out
+    }
+
+    fn totals(&self) -> [u64; 3] {
+        [
+            self.trips.load(Ordering::Relaxed),
+            self.read_nanos.load(Ordering::Relaxed),
+            self.commit_nanos.load(Ordering::Relaxed),
+        ]
     }
 }
 
@@ -47,48 +63,37 @@ impl Repository for Counting {
         &self,
         id: &TemplateId,
     ) -> Result<Option<Versioned<Arc<TemplateRecord>>>, StoreError> {
-        self.read();
-        self.inner.template(id)
+        self.read(|s| s.template(id))
     }
     fn templates(&self) -> Result<Vec<Versioned<Arc<TemplateRecord>>>, StoreError> {
-        self.read();
-        self.inner.templates()
+        self.read(|s| s.templates())
     }
     fn campaign(&self, id: &CampaignId) -> Result<Option<Versioned<Campaign>>, StoreError> {
-        self.read();
-        self.inner.campaign(id)
+        self.read(|s| s.campaign(id))
     }
     fn coupon(&self, id: &CouponId) -> Result<Option<Versioned<Coupon>>, StoreError> {
-        self.read();
-        self.inner.coupon(id)
+        self.read(|s| s.coupon(id))
     }
     fn wallet(&self, user: &UserId) -> Result<Vec<Versioned<Coupon>>, StoreError> {
-        self.read();
-        self.inner.wallet(user)
+        self.read(|s| s.wallet(user))
     }
     fn order_coupons(&self, order: &OrderId) -> Result<Vec<Versioned<Coupon>>, StoreError> {
-        self.read();
-        self.inner.order_coupons(order)
+        self.read(|s| s.order_coupons(order))
     }
     fn due(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Versioned<Coupon>>, StoreError> {
-        self.read();
-        self.inner.due(now, limit)
+        self.read(|s| s.due(now, limit))
     }
     fn held(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<OrderId>, StoreError> {
-        self.read();
-        self.inner.held(now, limit)
+        self.read(|s| s.held(now, limit))
     }
     fn counter(&self, key: &CounterKey) -> Result<u64, StoreError> {
-        self.read();
-        self.inner.counter(key)
+        self.read(|s| s.counter(key))
     }
     fn receipt(&self, key: &ReceiptKey) -> Result<Option<Receipt>, StoreError> {
-        self.read();
-        self.inner.receipt(key)
+        self.read(|s| s.receipt(key))
     }
     fn events(&self, after: Sequence, limit: usize) -> Result<Vec<Logged>, StoreError> {
-        self.read();
-        self.inner.events(after, limit)
+        self.read(|s| s.events(after, limit))
     }
     fn commit(&self, batch: &Batch) -> Result<Commit, StoreError> {
         let ops: u64 = batch
@@ -106,7 +111,11 @@ impl Repository for Counting {
             .sum();
         let events = u64::from(batch.ops.iter().any(|op| matches!(op, Op::Emit { .. })));
         self.trips.fetch_add(2 + ops + events, Ordering::Relaxed);
-        self.inner.commit(batch)
+        let started = Instant::now();
+        let out = self.inner.commit(batch);
+        let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.commit_nanos.fetch_add(nanos, Ordering::Relaxed);
+        out
     }
 }
 
@@ -118,16 +127,19 @@ struct Point {
     connections: usize,
     claims: u64,
     claim_secs: f64,
-    claim_trips: u64,
+    /// Round trips, nanoseconds in reads, nanoseconds in commits.
+    claim_totals: [u64; 3],
     orders: u64,
     order_secs: f64,
-    order_trips: u64,
+    order_totals: [u64; 3],
 }
 
 fn run(url: &str, connections: usize, secs: u64) -> Result<Point, Box<dyn std::error::Error>> {
     let store = Counting {
         inner: PgStore::scratch(url, connections)?,
         trips: AtomicU64::new(0),
+        read_nanos: AtomicU64::new(0),
+        commit_nanos: AtomicU64::new(0),
     };
     let service = Service::new(store);
     let cny = Currency::CNY;
@@ -154,7 +166,7 @@ fn run(url: &str, connections: usize, secs: u64) -> Result<Point, Box<dyn std::e
     let window = Duration::from_secs(secs);
 
     // Claims: one per user, every one issues.
-    let before = service.repository().trips.load(Ordering::Relaxed);
+    let before = service.repository().totals();
     let started = Instant::now();
     let claimed: Vec<usize> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..connections)
@@ -186,10 +198,10 @@ fn run(url: &str, connections: usize, secs: u64) -> Result<Point, Box<dyn std::e
     })?;
     let claim_secs = started.elapsed().as_secs_f64();
     let claims: u64 = claimed.iter().map(|k| *k as u64).sum();
-    let claim_trips = service.repository().trips.load(Ordering::Relaxed) - before;
+    let claim_totals = diff(service.repository().totals(), before);
 
     // Orders: lock and pay one order per claimed coupon.
-    let before = service.repository().trips.load(Ordering::Relaxed);
+    let before = service.repository().totals();
     let started = Instant::now();
     let paid: Vec<usize> = std::thread::scope(|s| {
         let handles: Vec<_> = claimed
@@ -238,16 +250,31 @@ fn run(url: &str, connections: usize, secs: u64) -> Result<Point, Box<dyn std::e
     })?;
     let order_secs = started.elapsed().as_secs_f64();
     let orders: u64 = paid.iter().map(|k| *k as u64).sum();
-    let order_trips = service.repository().trips.load(Ordering::Relaxed) - before;
+    let order_totals = diff(service.repository().totals(), before);
     Ok(Point {
         connections,
         claims,
         claim_secs,
-        claim_trips,
+        claim_totals,
         orders,
         order_secs,
-        order_trips,
+        order_totals,
     })
+}
+
+fn diff(a: [u64; 3], b: [u64; 3]) -> [u64; 3] {
+    [a[0] - b[0], a[1] - b[1], a[2] - b[2]]
+}
+
+/// `trips/op, ms in reads/op, ms in commits/op`.
+fn per(totals: [u64; 3], ops: u64) -> String {
+    let ops = ops.max(1) as f64;
+    format!(
+        "{:.1} | {:.2} | {:.2}",
+        totals[0] as f64 / ops,
+        totals[1] as f64 / 1e6 / ops,
+        totals[2] as f64 / 1e6 / ops
+    )
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -267,14 +294,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("|---|---|---|---|---|");
     for n in counts {
         let p = run(&url, n, secs)?;
-        let per = |trips: u64, ops: u64| trips as f64 / ops.max(1) as f64;
         println!(
-            "| {} | {:.0} | {:.1} | {:.0} | {:.1} |",
+            "| {} | {:.0} | {} | {:.0} | {} |",
             p.connections,
             p.claims as f64 / p.claim_secs,
-            per(p.claim_trips, p.claims),
+            per(p.claim_totals, p.claims),
             p.orders as f64 / p.order_secs,
-            per(p.order_trips, p.orders),
+            per(p.order_totals, p.orders),
         );
     }
     Ok(())
