@@ -155,6 +155,10 @@ pub struct Options {
     pub max_connections: usize,
     /// How many times a batch rolled back by a deadlock or serialisation failure is tried again.
     pub retries: u32,
+    /// Session settings for every new connection, as `(name, value)` for `set_config`: e.g.
+    /// `("application_name", "checkout")`, `("statement_timeout", "5s")`, or (for superusers)
+    /// `("deadlock_timeout", "50ms")`.
+    pub settings: Vec<(String, String)>,
 }
 
 impl Default for Options {
@@ -163,6 +167,7 @@ impl Default for Options {
             schema: None,
             max_connections: 16,
             retries: 8,
+            settings: Vec::new(),
         }
     }
 }
@@ -356,6 +361,20 @@ impl PgStore {
     /// As for [`PgStore::connect`] and [`migrate`]; [`StoreError::Postgres`] when the schema
     /// cannot be created.
     pub fn scratch(params: &str, max_connections: usize) -> Result<PgStore, StoreError> {
+        PgStore::scratch_with(
+            params,
+            Options {
+                max_connections,
+                ..Options::default()
+            },
+        )
+    }
+
+    /// As [`PgStore::scratch`], with `options` (whose `schema` is replaced by the new one).
+    ///
+    /// # Errors
+    /// As for [`PgStore::scratch`].
+    pub fn scratch_with(params: &str, options: Options) -> Result<PgStore, StoreError> {
         static SEQ: AtomicU64 = AtomicU64::new(0);
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -369,8 +388,7 @@ impl PgStore {
             params,
             Options {
                 schema: Some(schema.clone()),
-                max_connections,
-                ..Options::default()
+                ..options
             },
         )?;
         {
@@ -439,6 +457,9 @@ impl PgStore {
         let mut client = self.config.connect(NoTls)?;
         if let Some(schema) = &self.options.schema {
             client.batch_execute(&format!("SET search_path TO {}", quote_ident(schema)))?;
+        }
+        for (name, value) in &self.options.settings {
+            client.execute("SELECT set_config($1, $2, false)", &[name, value])?;
         }
         Ok(Conn {
             client,

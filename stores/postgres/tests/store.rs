@@ -287,3 +287,50 @@ fn queries_search_their_indexes() {
         assert!(plan.contains(index), "{name} does not use {index}:\n{plan}");
     }
 }
+
+/// Batches that change the same two counters in opposite orders deadlock now and then;
+/// PostgreSQL rolls one back, and the store tries it again: every batch applies once.
+#[test]
+fn deadlocked_batches_are_tried_again_and_apply_once() {
+    let Some(url) = common::url("deadlocked_batches_are_tried_again_and_apply_once") else {
+        return;
+    };
+    const THREADS: usize = 4;
+    const BATCHES: usize = 25;
+    // Deadlocks are found after `deadlock_timeout` (1 s by default): look sooner.
+    let store = PgStore::scratch_with(
+        &url,
+        Options {
+            max_connections: THREADS,
+            settings: vec![("deadlock_timeout".into(), "20ms".into())],
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let (a, b) = (
+        CounterKey::Custom("a".into()),
+        CounterKey::Custom("b".into()),
+    );
+    std::thread::scope(|s| {
+        for th in 0..THREADS {
+            let (store, a, b) = (&store, &a, &b);
+            s.spawn(move || {
+                for i in 0..BATCHES {
+                    let (first, second) = if (th + i) % 2 == 0 { (a, b) } else { (b, a) };
+                    let mut batch = Batch::new();
+                    for key in [first, second] {
+                        batch.push(Op::Count {
+                            key: key.clone(),
+                            delta: 1,
+                            limit: None,
+                        });
+                    }
+                    assert_eq!(store.commit(&batch).unwrap(), Commit::Applied);
+                }
+            });
+        }
+    });
+    let n = (THREADS * BATCHES) as u64;
+    assert_eq!(store.counter(&a).unwrap(), n);
+    assert_eq!(store.counter(&b).unwrap(), n);
+}
