@@ -10,6 +10,16 @@
 //! as SQL files applied by [`migrate`], which the application calls (idempotent; concurrent
 //! callers queue on an advisory lock).
 //!
+//! ```no_run
+//! use coupons::service::Service;
+//! use coupons_postgres::{Options, PgStore};
+//!
+//! let store = PgStore::connect("host=127.0.0.1 user=postgres dbname=shop", Options::default())?;
+//! store.migrate()?; // once at start-up: applies the migrations the database lacks
+//! let service = Service::new(store);
+//! # Ok::<(), coupons_postgres::StoreError>(())
+//! ```
+//!
 //! [`Repository::commit`] is one `READ COMMITTED` transaction in which every op is one
 //! conditional statement:
 //!
