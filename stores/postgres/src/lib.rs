@@ -33,8 +33,11 @@
 //! | `Hold`                          | upsert or delete of the order's deadline                          | never |
 //! | `Emit`                          | collected, then appended by one statement sent with the `COMMIT` | never |
 //!
-//! The first failed condition rolls the transaction back and returns [`Commit::Conflict`] with
-//! its index. A counter's condition (`value + delta` within `0..=limit`) is turned in Rust into
+//! Counter ops run after the batch's other ops (in their own order), just before the events
+//! and the commit: a counter such as a template's stock is the row every concurrent batch
+//! waits for, and a row is locked from its write to the commit. The first failed condition (in
+//! the batch's order: after a record's conflict the counters before it are still checked)
+//! rolls the transaction back and returns [`Commit::Conflict`] with its index. A counter's condition (`value + delta` within `0..=limit`) is turned in Rust into
 //! bounds on the stored value, so SQL never does arithmetic that could overflow.
 //!
 //! # Why `READ COMMITTED` is enough
@@ -526,18 +529,25 @@ impl PgStore {
         let Conn { client, statements } = conn;
         client.batch_execute("BEGIN")?;
         let mut events = Vec::new();
-        let mut outcome = Ok(Commit::Applied);
-        for (index, op) in batch.ops.iter().enumerate() {
-            match apply(client, statements, op, &mut events) {
-                Ok(true) => {}
-                Ok(false) => {
-                    outcome = Ok(Commit::Conflict { index });
-                    break;
-                }
-                Err(e) => {
-                    outcome = Err(e);
-                    break;
-                }
+        // Counters are written last (see the crate docs): they are the rows other batches wait
+        // for, so each is locked for as short a time as the batch allows.
+        let (records, counters): (Vec<_>, Vec<_>) = batch
+            .ops
+            .iter()
+            .enumerate()
+            .partition(|(_, op)| !matches!(op, Op::Count { .. }));
+        let mut outcome = run_ops(client, statements, &records, usize::MAX, &mut events);
+        // After a record's conflict at `index`, the counters before it are still checked, so
+        // that the conflict reported is the first in the batch's order.
+        let before = match outcome {
+            Ok(Commit::Applied) => Some(usize::MAX),
+            Ok(Commit::Conflict { index }) => Some(index),
+            Err(_) => None,
+        };
+        if let Some(before) = before {
+            match run_ops(client, statements, &counters, before, &mut events) {
+                Ok(Commit::Applied) => {}
+                other => outcome = other,
             }
         }
         let end = match outcome {
@@ -552,6 +562,26 @@ impl PgStore {
         }
         outcome
     }
+}
+
+/// Applies `ops` (with their indexes in the batch) in order, up to the first whose index is at
+/// or past `before`; stops at the first whose condition fails.
+fn run_ops(
+    client: &mut Client,
+    statements: &mut HashMap<&'static str, Statement>,
+    ops: &[(usize, &Op)],
+    before: usize,
+    events: &mut Vec<String>,
+) -> Result<Commit, StoreError> {
+    for &(index, op) in ops {
+        if index >= before {
+            break;
+        }
+        if !apply(client, statements, op, events)? {
+            return Ok(Commit::Conflict { index });
+        }
+    }
+    Ok(Commit::Applied)
 }
 
 /// The batch's events appended under the next sequences, then `COMMIT`, as one simple query

@@ -9,8 +9,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{DateTime, Duration, Utc};
 use coupons::events::{Event, EventKind};
-use coupons::id::{OrderId, TemplateId, UserId};
-use coupons::repository::{Batch, Commit, CounterKey, Op, Repository, TrimEvents};
+use coupons::id::{CouponId, IdempotencyKey, OrderId, TemplateId, UserId};
+use coupons::repository::{
+    Batch, Commit, CounterKey, Op, Receipt, ReceiptKey, Repository, TrimEvents,
+};
 use coupons_postgres::{MIGRATIONS, Options, PgStore, migrate};
 
 fn t0() -> DateTime<Utc> {
@@ -333,4 +335,57 @@ fn deadlocked_batches_are_tried_again_and_apply_once() {
     let n = (THREADS * BATCHES) as u64;
     assert_eq!(store.counter(&a).unwrap(), n);
     assert_eq!(store.counter(&b).unwrap(), n);
+}
+
+/// Counters are written after the batch's other ops, yet a conflict names the first failing op
+/// in the batch's order, and nothing of a conflicting batch stays.
+#[test]
+fn counters_written_last_still_report_the_first_conflict_in_batch_order() {
+    let Some(url) = common::url("counters_written_last_still_report_the_first_conflict") else {
+        return;
+    };
+    let store = PgStore::scratch(&url, 1).unwrap();
+    let taken = || Op::InsertReceipt {
+        key: ReceiptKey::Operation("claim", IdempotencyKey::new("k").unwrap()),
+        receipt: Receipt::Voided {
+            coupon: CouponId::new("c").unwrap(),
+        },
+    };
+    let key = CounterKey::Custom("n".into());
+    let count = |delta| Op::Count {
+        key: key.clone(),
+        delta,
+        limit: Some(1),
+    };
+    let batch = |ops: Vec<Op>| Batch { ops };
+    assert_eq!(
+        store.commit(&batch(vec![taken()])).unwrap(),
+        Commit::Applied
+    );
+    for (ops, index) in [
+        (vec![count(2), taken()], 0),
+        (vec![taken(), count(2)], 0),
+        (vec![count(1), taken()], 1),
+        (
+            vec![
+                refused(1),
+                count(1),
+                Op::Count {
+                    key: CounterKey::Custom("m".into()),
+                    delta: 2,
+                    limit: Some(1),
+                },
+            ],
+            2,
+        ),
+    ] {
+        let ops = batch(ops);
+        assert_eq!(
+            store.commit(&ops).unwrap(),
+            Commit::Conflict { index },
+            "{ops:?}"
+        );
+    }
+    assert_eq!(store.counter(&key).unwrap(), 0);
+    assert!(store.events(0, 10).unwrap().is_empty());
 }
