@@ -156,7 +156,9 @@ fn a_reader_never_sees_a_later_sequence_before_an_earlier_one() {
 
 #[test]
 fn a_conflicting_batch_gives_its_sequences_back_and_trimming_keeps_counting() {
-    let Some(url) = common::url("a_conflicting_batch_gives_its_sequences_back") else {
+    let Some(url) =
+        common::url("a_conflicting_batch_gives_its_sequences_back_and_trimming_keeps_counting")
+    else {
         return;
     };
     let store = PgStore::scratch(&url, 2).unwrap();
@@ -341,7 +343,9 @@ fn deadlocked_batches_are_tried_again_and_apply_once() {
 /// in the batch's order, and nothing of a conflicting batch stays.
 #[test]
 fn counters_written_last_still_report_the_first_conflict_in_batch_order() {
-    let Some(url) = common::url("counters_written_last_still_report_the_first_conflict") else {
+    let Some(url) =
+        common::url("counters_written_last_still_report_the_first_conflict_in_batch_order")
+    else {
         return;
     };
     let store = PgStore::scratch(&url, 1).unwrap();

@@ -14,10 +14,11 @@ pub fn url(test: &str) -> Option<String> {
         _ => {
             // Straight to the process's stderr, past the test harness's capture, so that the
             // skip shows in `cargo test`'s output.
-            let _ = writeln!(
-                std::io::stderr(),
-                "{test}: skipped, {URL_VAR} is not set (e.g. host=127.0.0.1 user=postgres dbname=test)"
+            // One write, so that parallel tests' lines do not interleave.
+            let line = format!(
+                "{test}: skipped, {URL_VAR} is not set (e.g. host=127.0.0.1 user=postgres dbname=test)\n"
             );
+            let _ = std::io::stderr().write_all(line.as_bytes());
             None
         }
     }
