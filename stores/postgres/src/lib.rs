@@ -5,7 +5,9 @@
 //! next to the columns that are queried: a coupon's owner, order, state, validity end, hold end
 //! and due time (from the crate's own `CouponState::name`, `CouponState::order` and
 //! `Coupon::due_at`), with indexes for the wallet, order and due queries. Instants are
-//! `timestamptz`, which holds the microseconds the crate passes exactly. Text keys use the `"C"`
+//! `timestamptz`, which holds the microseconds the crate passes exactly; the queried ones (due
+//! times, hold deadlines) keep any nanoseconds below that in a column beside them, so every
+//! instant compares exactly. Text keys use the `"C"
 //! collation, so `ORDER BY id` is byte order whatever the database's locale. The schema ships
 //! as SQL files applied by [`migrate`], which the application calls (idempotent; concurrent
 //! callers queue on an advisory lock).
@@ -37,8 +39,9 @@
 //! and the commit: a counter such as a template's stock is the row every concurrent batch
 //! waits for, and a row is locked from its write to the commit. The first failed condition (in
 //! the batch's order: after a record's conflict the counters before it are still checked)
-//! rolls the transaction back and returns [`Commit::Conflict`] with its index. A counter's condition (`value + delta` within `0..=limit`) is turned in Rust into
-//! bounds on the stored value, so SQL never does arithmetic that could overflow.
+//! rolls the transaction back and returns [`Commit::Conflict`] with its index. A counter's
+//! condition (`value + delta` within `0..=limit`) is turned in Rust into bounds on the stored
+//! value, so SQL never does arithmetic that could overflow.
 //!
 //! # Why `READ COMMITTED` is enough
 //!
@@ -65,8 +68,8 @@
 //! never sees a later sequence before an earlier one, and a batch that rolls back gives its
 //! numbers back (no gap). Conditions are all checked before the row is locked, and the append
 //! travels with the `COMMIT` in one round trip, so the lock is held for little more than the
-//! commit's own flush. This orders every event-writing batch behind the previous one's commit:
-//! the price of a gapless feed in commit order (see the crate's notes for the numbers).
+//! commit's own flush. This orders every event-writing batch behind the previous one's commit
+//! (about one such commit per WAL flush): the price of a gapless feed in commit order.
 //!
 //! # Connections
 //!
