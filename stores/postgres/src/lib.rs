@@ -7,10 +7,9 @@
 //! `Coupon::due_at`), with indexes for the wallet, order and due queries. Instants are
 //! `timestamptz`, which holds the microseconds the crate passes exactly; the queried ones (due
 //! times, hold deadlines) keep any nanoseconds below that in a column beside them, so every
-//! instant compares exactly. Text keys use the `"C"
-//! collation, so `ORDER BY id` is byte order whatever the database's locale. The schema ships
-//! as SQL files applied by [`migrate`], which the application calls (idempotent; concurrent
-//! callers queue on an advisory lock).
+//! instant compares exactly. Text keys use the `"C"` collation, so `ORDER BY id` is byte order
+//! whatever the database's locale. The schema ships as SQL files applied by [`migrate`], which
+//! the application calls (idempotent; concurrent callers queue on an advisory lock).
 //!
 //! ```no_run
 //! use coupons::service::Service;
