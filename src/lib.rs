@@ -66,6 +66,7 @@
 //!   promotions.
 //! - [`lifecycle`] — template approval, campaigns and the coupon state machine as pure
 //!   transitions.
+//! - [`issuing`] — automated issuing: triggers, rules, guards, explained decisions, dry runs.
 //! - [`repository`] — the storage trait and the in-memory store.
 //! - [`service`] — one call per step a web handler makes: claim, quote and lock, pay, cancel,
 //!   refund, sweep — every one idempotent under a caller's key.
@@ -88,6 +89,7 @@ pub mod codes;
 #[cfg(feature = "serde")]
 mod de;
 pub mod id;
+pub mod issuing;
 pub mod lifecycle;
 pub mod money;
 pub mod repository;
