@@ -187,7 +187,15 @@ fn workload() -> &'static Workload {
 fn build() -> Workload {
     let mut rng = Rng(2026);
     let levels = ["silver", "gold", "platinum"];
-    let segs = ["vip", "frequent", "staff", "students"];
+    // Segment ids interned, as a decider holding many profiles would keep them.
+    let segs: Vec<SegmentId> = ["vip", "frequent", "staff", "students"]
+        .into_iter()
+        .map(|s| SegmentId::new(s).expect("segment"))
+        .collect();
+    let levels_interned: Vec<MembershipLevel> = levels
+        .iter()
+        .map(|l| MembershipLevel::new(l).expect("level"))
+        .collect();
     let profiles: Vec<Profile> = (0..USERS)
         .map(|u| {
             let offset = FixedOffset::east_opt(3600 * (rng.below(24) as i32 - 10))
@@ -197,13 +205,13 @@ fn build() -> Workload {
                 p = p.kind(CustomerKind::New);
             }
             if rng.below(2) == 0 {
-                p = p.level(MembershipLevel::new(levels[rng.below(3) as usize]).expect("level"));
+                p = p.level(levels_interned[rng.below(3) as usize].clone());
             }
             p = p.lifecycle(Lifecycle::ALL[rng.below(5) as usize]);
             p = p.rfm(RfmSegment::ALL[rng.below(11) as usize]);
-            for s in segs {
+            for s in &segs {
                 if rng.below(5) == 0 {
-                    p = p.segment(SegmentId::new(s).expect("segment"));
+                    p = p.segment(s.clone());
                 }
             }
             if rng.below(3) == 0 {
@@ -355,12 +363,13 @@ fn carry_all(w: &Workload, memory: &mut Memory, service: &Service<MemoryStore>) 
         if d.issues.is_empty() {
             continue;
         }
-        for out in carry(service, &d, *at) {
+        let user = &w.profiles[*u].user;
+        for out in carry(service, user, &d, *at) {
             if let Ok(Carried::Claimed(_)) = out.result {
                 claimed += 1;
             }
         }
-        memory.record(&d).expect("record");
+        memory.record(user, &d).expect("record");
     }
     claimed
 }

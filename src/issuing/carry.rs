@@ -40,11 +40,11 @@
 //! let engine = Engine::new(Policy::new(cny), vec![rule])?;
 //! let alice = Profile::new(UserId::new("alice")?, FixedOffset::east_opt(0).unwrap());
 //! let d = engine.decide(&alice, &Occurrence::Registration, &UserHistory::new(), &Ledger::new(cny), now);
-//! let first = carry(&service, &d, now);
+//! let first = carry(&service, &alice.user, &d, now);
 //! let Ok(Carried::Claimed(c)) = &first[0].result else { panic!() };
 //! assert_eq!(c.coupon.channel.as_str(), "auto:welcome");
 //! // Carrying the same decision again claims nothing new.
-//! let again = carry(&service, &d, now);
+//! let again = carry(&service, &alice.user, &d, now);
 //! assert!(matches!(&again[0].result, Ok(Carried::Claimed(c)) if c.replayed));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -142,13 +142,15 @@ pub struct CarryOutcome<E> {
     pub result: Result<Carried, ServiceError<E>>,
 }
 
-/// Carries out every issue of `decision` through `service` at `now`, in order. A refused
-/// claim (out of stock, claim limit reached, template paused…) does not stop the others.
+/// Carries out every issue of `decision` for `user` through `service` at `now`, in order. A
+/// refused claim (out of stock, claim limit reached, template paused…) does not stop the
+/// others.
 ///
 /// # Panics
 /// Never.
 pub fn carry<R: Repository>(
     service: &Service<R>,
+    user: &UserId,
     decision: &Decision,
     now: DateTime<Utc>,
 ) -> Vec<CarryOutcome<R::Error>> {
@@ -156,7 +158,7 @@ pub fn carry<R: Repository>(
         .issues
         .iter()
         .map(|issue| {
-            let result = match claim_request(&decision.user, issue) {
+            let result = match claim_request(user, issue) {
                 Err(e) => Err(ServiceError::NotFound {
                     what: "channel",
                     id: e.to_string(),

@@ -278,7 +278,7 @@ impl<'a> DryRun<'a> {
             return Ok(());
         };
         let d = memory.apply(self.engine, profile, occurrence, at)?;
-        self.tally(report, users, &d)?;
+        self.tally(report, users, user, &d)?;
         for k in &d.cancel {
             timers.cancel(user, k);
         }
@@ -292,6 +292,7 @@ impl<'a> DryRun<'a> {
         &self,
         report: &mut Report,
         users: &mut BTreeSet<UserId>,
+        user: &UserId,
         d: &Decision,
     ) -> Result<(), DryRunError> {
         let add = |a: Money, b: Money| {
@@ -307,10 +308,10 @@ impl<'a> DryRun<'a> {
                 t.cost = add(t.cost, i.cost)?;
                 t.deferred += u64::from(i.deferred());
             }
-            users.insert(d.user.clone());
+            users.insert(user.clone());
             report.issued.push(WouldIssue {
                 at: d.at,
-                user: d.user.clone(),
+                user: user.clone(),
                 rule: i.rule.clone(),
                 template: i.template.clone(),
                 delivery: i.delivery,

@@ -16,6 +16,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
+use std::sync::OnceLock;
 
 use chrono::{DateTime, Duration, FixedOffset, Utc};
 
@@ -80,13 +81,13 @@ impl Profile {
     }
     /// The lifecycle segment (also added to [`segments`](Self::segments)).
     pub fn lifecycle(mut self, lifecycle: Lifecycle) -> Profile {
-        self.segments.insert(lifecycle.segment_id());
+        self.segments.insert(interned_lifecycle(lifecycle));
         self.lifecycle = Some(lifecycle);
         self
     }
     /// The RFM segment (also added to [`segments`](Self::segments)).
     pub fn rfm(mut self, rfm: RfmSegment) -> Profile {
-        self.segments.insert(rfm.segment_id());
+        self.segments.insert(interned_rfm(rfm));
         self.rfm = Some(rfm);
         self
     }
@@ -95,6 +96,30 @@ impl Profile {
         self.last_order_at = Some(at);
         self
     }
+}
+
+/// The segment id of a lifecycle segment, one allocation shared by every profile.
+fn interned_lifecycle(l: Lifecycle) -> SegmentId {
+    static IDS: OnceLock<Vec<SegmentId>> = OnceLock::new();
+    let ids = IDS.get_or_init(|| Lifecycle::ALL.iter().map(Lifecycle::segment_id).collect());
+    Lifecycle::ALL
+        .iter()
+        .position(|x| *x == l)
+        .and_then(|i| ids.get(i))
+        .cloned()
+        .unwrap_or_else(|| l.segment_id())
+}
+
+/// The segment id of an RFM segment, one allocation shared by every profile.
+fn interned_rfm(r: RfmSegment) -> SegmentId {
+    static IDS: OnceLock<Vec<SegmentId>> = OnceLock::new();
+    let ids = IDS.get_or_init(|| RfmSegment::ALL.iter().map(RfmSegment::segment_id).collect());
+    RfmSegment::ALL
+        .iter()
+        .position(|x| *x == r)
+        .and_then(|i| ids.get(i))
+        .cloned()
+        .unwrap_or_else(|| r.segment_id())
 }
 
 /// One earlier issue, as the guards need it.
@@ -408,11 +433,10 @@ impl fmt::Display for Held {
     }
 }
 
-/// What to do about one occurrence.
+/// What to do about one occurrence of one user (the caller knows which: the decision does not
+/// repeat the user's id).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Decision {
-    /// The user.
-    pub user: UserId,
     /// When it was decided.
     pub at: DateTime<Utc>,
     /// The coupons to issue, in rule order.
@@ -426,9 +450,8 @@ pub struct Decision {
 }
 
 impl Decision {
-    fn new(user: &UserId, at: DateTime<Utc>) -> Decision {
+    fn new(at: DateTime<Utc>) -> Decision {
         Decision {
-            user: user.clone(),
             at,
             issues: Vec::new(),
             held: Vec::new(),
@@ -587,7 +610,7 @@ impl Engine {
         ledger: &Ledger,
         now: DateTime<Utc>,
     ) -> Decision {
-        let mut d = Decision::new(&profile.user, now);
+        let mut d = Decision::new(now);
         match occurrence {
             Occurrence::CartChanged { cart } => {
                 for &after_minutes in &self.cart_delays {
@@ -926,15 +949,15 @@ impl Memory {
             now,
         )
     }
-    /// Records a decision's issues.
+    /// Records the issues of a decision for `user`.
     ///
     /// # Errors
     /// As [`Decision::record`].
-    pub fn record(&mut self, decision: &Decision) -> Result<(), IssuingError> {
+    pub fn record(&mut self, user: &UserId, decision: &Decision) -> Result<(), IssuingError> {
         if decision.issues.is_empty() {
             return Ok(());
         }
-        let history = self.histories.entry(decision.user.clone()).or_default();
+        let history = self.histories.entry(user.clone()).or_default();
         decision.record(history, &mut self.ledger)
     }
     /// Decides and records (looking the user up once).

@@ -344,7 +344,10 @@ fn model(case: &Case) -> Vec<ModelOutcome> {
 }
 
 /// The engine's outcomes, in the model's shape, and the final state.
-fn engine_outcomes(case: &Case, with_quiet: bool) -> (Vec<ModelOutcome>, Vec<Decision>, Memory) {
+fn engine_outcomes(
+    case: &Case,
+    with_quiet: bool,
+) -> (Vec<ModelOutcome>, Vec<(UserId, Decision)>, Memory) {
     let engine = build(case, with_quiet);
     let profiles = profiles(case);
     let mut memory = Memory::new(CNY);
@@ -361,7 +364,7 @@ fn engine_outcomes(case: &Case, with_quiet: bool) -> (Vec<ModelOutcome>, Vec<Dec
         for h in &d.held {
             outcomes.push((ei, index(&h.rule), Err(h.guard.kind())));
         }
-        decisions.push(d);
+        decisions.push((e.user.clone(), d));
     }
     outcomes.sort_by_key(|(e, r, _)| (*e, *r));
     (outcomes, decisions, memory)
@@ -380,7 +383,7 @@ proptest! {
     fn caps_are_never_exceeded(case in case()) {
         let (_, decisions, _) = engine_outcomes(&case, true);
         let issues: Vec<(&UserId, &Issue)> =
-            decisions.iter().flat_map(|d| d.issues.iter().map(move |i| (&d.user, i))).collect();
+            decisions.iter().flat_map(|(u, d)| d.issues.iter().map(move |i| (u, i))).collect();
         let offsets = profiles(&case);
         for c in &case.caps {
             for (u, i) in &issues {
@@ -411,7 +414,7 @@ proptest! {
             let id = budget_id(b);
             let charged: Vec<&Issue> = decisions
                 .iter()
-                .flat_map(|d| &d.issues)
+                .flat_map(|(_, d)| &d.issues)
                 .filter(|i| i.budget.as_ref() == Some(&id))
                 .collect();
             let total: i64 = charged.iter().map(|i| i.cost.to_minor().unwrap()).sum();
@@ -429,9 +432,9 @@ proptest! {
     fn no_rule_issues_twice_for_one_key(case in case()) {
         let (_, decisions, _) = engine_outcomes(&case, true);
         let mut seen = BTreeSet::new();
-        for d in &decisions {
+        for (u, d) in &decisions {
             for i in &d.issues {
-                prop_assert!(seen.insert((d.user.clone(), i.rule.clone(), i.key.clone())));
+                prop_assert!(seen.insert((u.clone(), i.rule.clone(), i.key.clone())));
             }
         }
     }
@@ -465,8 +468,8 @@ proptest! {
         let (quiet, decisions, _) = engine_outcomes(&case, true);
         prop_assert_eq!(loud, quiet);
         let profiles = profiles(&case);
-        for d in &decisions {
-            let off = profiles[&d.user].offset;
+        for (u, d) in &decisions {
+            let off = profiles[u].offset;
             for i in &d.issues {
                 prop_assert!(i.deliver_at >= i.decided_at);
                 let Some((a, b)) = case.quiet else {
@@ -1261,7 +1264,7 @@ fn carrying_a_stream_twice_issues_nothing_new() {
             let d = memory
                 .apply(&engine, &profiles[&e.user], &e.occurrence, e.at)
                 .unwrap();
-            for out in carry(&service, &d, e.at) {
+            for out in carry(&service, &e.user, &d, e.at) {
                 match out.result.unwrap() {
                     Carried::Claimed(c) if c.replayed => replayed += 1,
                     Carried::Claimed(c) => {
