@@ -359,17 +359,20 @@ fn service(w: &Workload) -> Service<MemoryStore> {
 fn carry_all(w: &Workload, memory: &mut Memory, service: &Service<MemoryStore>) -> usize {
     let mut claimed = 0;
     for (u, at, occurrence) in &w.events {
-        let d = memory.decide(&w.engine, &w.profiles[*u], occurrence, *at);
+        // Decided and recorded first (one lookup of the user), then carried out: a claim that
+        // fails can be carried again under the same key.
+        let profile = &w.profiles[*u];
+        let d = memory
+            .apply(&w.engine, profile, occurrence, *at)
+            .expect("record");
         if d.issues.is_empty() {
             continue;
         }
-        let user = &w.profiles[*u].user;
-        for out in carry(service, user, &d, *at) {
+        for out in carry(service, &profile.user, &d, *at) {
             if let Ok(Carried::Claimed(_)) = out.result {
                 claimed += 1;
             }
         }
-        memory.record(user, &d).expect("record");
     }
     claimed
 }
