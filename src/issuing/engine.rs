@@ -770,8 +770,13 @@ impl Engine {
         if let Some(b) = rule.budget() {
             if let Some(budget) = self.budget(b) {
                 let (mut spent, mut issued) = ledger.spent(b);
+                // An overflowing sum (beyond any representable budget) never fits.
+                let mut overflow = false;
                 for p in pending.iter().filter(|p| p.budget.as_ref() == Some(b)) {
-                    spent = spent.checked_add(&p.cost).unwrap_or(spent);
+                    match spent.checked_add(&p.cost) {
+                        Ok(sum) => spent = sum,
+                        Err(_) => overflow = true,
+                    }
                     issued = issued.saturating_add(1);
                 }
                 if let Some(max) = budget.count() {
@@ -784,9 +789,10 @@ impl Engine {
                     }
                 }
                 if let Some(max) = budget.money() {
-                    let fits = spent
-                        .checked_add(&choice.cost)
-                        .is_ok_and(|after| after <= max);
+                    let fits = !overflow
+                        && spent
+                            .checked_add(&choice.cost)
+                            .is_ok_and(|after| after <= max);
                     if !fits {
                         return Err(Guard::BudgetMoney {
                             budget: b.clone(),
