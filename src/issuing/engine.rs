@@ -23,7 +23,7 @@ use chrono::{DateTime, Duration, FixedOffset, Utc};
 use super::policy::{Budget, Policy, Window};
 use super::rule::{AudienceMiss, Delivery, Message, Rule};
 use super::trigger::{DedupKey, Occurrence, Timer, TimerKey, Trigger, TriggerKind};
-use super::{BudgetId, IssuingError, RuleId};
+use super::{BudgetId, IssuingError, RuleId, shift};
 use crate::cart::CustomerKind;
 use crate::id::{CampaignId, MembershipLevel, SegmentId, TemplateId, UserId};
 use crate::money::{Currency, Money};
@@ -615,7 +615,7 @@ impl Engine {
             Occurrence::CartChanged { cart } => {
                 for &after_minutes in &self.cart_delays {
                     d.timers.push(Timer {
-                        due: now + Duration::minutes(i64::from(after_minutes)),
+                        due: shift(now, Duration::minutes(i64::from(after_minutes))),
                         key: TimerKey::CartIdle {
                             cart: cart.clone(),
                             after_minutes,
@@ -632,7 +632,7 @@ impl Engine {
             Occurrence::ViewStarted { product } => {
                 for &minutes in &self.view_delays {
                     d.timers.push(Timer {
-                        due: now + Duration::minutes(i64::from(minutes)),
+                        due: shift(now, Duration::minutes(i64::from(minutes))),
                         key: TimerKey::Viewing {
                             product: product.clone(),
                             minutes,
@@ -732,7 +732,7 @@ impl Engine {
                 .map(|p| p.at)
                 .max();
             if let Some(last) = last {
-                let until = last + cooldown;
+                let until = shift(last, cooldown);
                 if now < until {
                     return Err(Guard::Cooldown { last, until });
                 }

@@ -66,6 +66,8 @@
 use std::fmt;
 use std::sync::Arc;
 
+use chrono::{DateTime, Duration, FixedOffset, NaiveDateTime, Utc};
+
 pub mod carry;
 pub mod dry_run;
 pub mod engine;
@@ -144,6 +146,24 @@ pub enum IssuingError {
         #[source]
         source: MoneyError,
     },
+}
+
+/// `t + d`, saturating at the ends of the instants chrono represents (never panics).
+pub(crate) fn shift(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    t.checked_add_signed(d).unwrap_or(if d > Duration::zero() {
+        DateTime::<Utc>::MAX_UTC
+    } else {
+        DateTime::<Utc>::MIN_UTC
+    })
+}
+
+/// The local date and time of `t` at `offset`; at the very ends of the instants chrono
+/// represents, where the local time would fall outside them, the UTC date and time (never
+/// panics).
+pub(crate) fn local(t: DateTime<Utc>, offset: FixedOffset) -> NaiveDateTime {
+    t.naive_utc()
+        .checked_add_offset(offset)
+        .unwrap_or_else(|| t.naive_utc())
 }
 
 pub(crate) fn invalid(

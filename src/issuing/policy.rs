@@ -27,7 +27,7 @@ use std::fmt;
 use chrono::{DateTime, Duration, FixedOffset, Timelike, Utc};
 
 use super::rule::Message;
-use super::{BudgetId, IssuingError, invalid};
+use super::{BudgetId, IssuingError, invalid, local, shift};
 use crate::money::{Currency, Money};
 
 /// The period a [`FrequencyCap`] counts over.
@@ -60,16 +60,20 @@ impl Window {
     /// The earliest instant that still counts at `now` for a user at `offset` (inclusive).
     pub fn start(self, now: DateTime<Utc>, offset: FixedOffset) -> DateTime<Utc> {
         match self {
-            Window::Rolling { days } => {
-                now - Duration::days(i64::from(days)) + Duration::microseconds(1)
-            }
+            Window::Rolling { days } => shift(
+                now,
+                Duration::microseconds(1) - Duration::days(i64::from(days)),
+            ),
             Window::Calendar { days } => {
-                let local = now.with_timezone(&offset);
+                let local = local(now, offset);
                 let since_midnight = i64::from(local.num_seconds_from_midnight());
                 let nanos = i64::from(local.nanosecond() % 1_000_000_000);
-                now - Duration::seconds(since_midnight)
-                    - Duration::nanoseconds(nanos)
-                    - Duration::days(i64::from(days) - 1)
+                shift(
+                    now,
+                    -(Duration::seconds(since_midnight)
+                        + Duration::nanoseconds(nanos)
+                        + Duration::days(i64::from(days) - 1)),
+                )
             }
         }
     }
@@ -247,7 +251,7 @@ impl QuietHours {
     /// When a message decided at `now` may go out to a user at `offset`: `now` outside the
     /// quiet hours, their end inside them.
     pub fn deliver_at(&self, now: DateTime<Utc>, offset: FixedOffset) -> DateTime<Utc> {
-        let local = now.with_timezone(&offset);
+        let local = local(now, offset);
         let secs = i64::from(local.num_seconds_from_midnight());
         let nanos = i64::from(local.nanosecond() % 1_000_000_000);
         let (start, end) = (i64::from(self.start) * 60, i64::from(self.end) * 60);
@@ -259,12 +263,11 @@ impl QuietHours {
         if !quiet {
             return now;
         }
-        let midnight = now - Duration::seconds(secs) - Duration::nanoseconds(nanos);
-        let end_today = midnight + Duration::seconds(end);
-        if end_today > now {
-            end_today
+        let to_end = Duration::seconds(end - secs) - Duration::nanoseconds(nanos);
+        if to_end > Duration::zero() {
+            shift(now, to_end)
         } else {
-            end_today + Duration::days(1)
+            shift(now, to_end + Duration::days(1))
         }
     }
 }

@@ -20,7 +20,7 @@ use std::fmt;
 
 use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, Utc};
 
-use super::{CartId, IssuingError, Occasion, invalid};
+use super::{CartId, IssuingError, Occasion, invalid, local};
 use crate::id::{MembershipLevel, OrderId, ShopId, Sku, UserId};
 use crate::money::Money;
 
@@ -441,7 +441,7 @@ impl Occurrence {
     /// | P(alive) dropped | the local date | once a day (use a cooldown for less) |
     /// | order refunded | the order | once per order |
     pub fn dedup_key(&self, offset: FixedOffset, now: DateTime<Utc>) -> DedupKey {
-        let date = || now.with_timezone(&offset).date_naive();
+        let date = || local(now, offset).date();
         match self {
             Occurrence::Registration
             | Occurrence::FirstPurchase { .. }

@@ -9,6 +9,7 @@ use std::collections::{BTreeSet, HashMap};
 use chrono::{DateTime, Datelike, Duration, FixedOffset, TimeZone, Timelike, Utc};
 use coupons::cart::CustomerKind;
 use coupons::id::{OrderId, SegmentId, TemplateId, UserId};
+use coupons::issuing::rule::MAX_COOLDOWN_MINUTES;
 use coupons::issuing::*;
 use coupons::money::{Currency, Money};
 use coupons::repository::MemoryStore;
@@ -1383,4 +1384,60 @@ fn windows_count_to_their_exact_boundaries() {
         [1, 0]
     );
     assert_eq!(run(week, &[t, t + Duration::days(7)]), [1, 1]);
+}
+
+#[test]
+fn decisions_at_the_ends_of_time_do_not_panic() {
+    let rules = vec![
+        RuleSpec::new(
+            rid("cart"),
+            Trigger::cart_abandoned(),
+            Offer::template(tid("c"), m(1)),
+        )
+        .message(Message::Push)
+        .cooldown_minutes(60)
+        .build()
+        .unwrap(),
+        RuleSpec::new(
+            rid("bday"),
+            Trigger::Birthday,
+            Offer::template(tid("b"), m(1)),
+        )
+        .message(Message::Sms)
+        .cooldown_minutes(MAX_COOLDOWN_MINUTES)
+        .build()
+        .unwrap(),
+    ];
+    let policy = Policy::new(CNY)
+        .cap(FrequencyCap::new(1, Window::Calendar { days: 366 }, None).unwrap())
+        .cap(FrequencyCap::new(1, Window::Rolling { days: 366 }, None).unwrap())
+        .quiet(QuietHours::new(0, 1439).unwrap());
+    let engine = Engine::new(policy, rules).unwrap();
+    for (t, q) in [
+        (DateTime::<Utc>::MAX_UTC, 56),
+        (DateTime::<Utc>::MIN_UTC, -48),
+    ] {
+        let p = Profile::new(user(0), offset(q));
+        let mut memory = Memory::new(CNY);
+        let cart = CartId::new("c").unwrap();
+        let d = memory
+            .apply(
+                &engine,
+                &p,
+                &Occurrence::CartChanged { cart: cart.clone() },
+                t,
+            )
+            .unwrap();
+        assert_eq!(d.timers.len(), 1);
+        for o in [
+            Occurrence::Birthday,
+            Occurrence::Birthday,
+            d.timers[0].then.clone(),
+        ] {
+            let d = memory.apply(&engine, &p, &o, t).unwrap();
+            for i in &d.issues {
+                assert!(i.deliver_at >= i.decided_at);
+            }
+        }
+    }
 }
