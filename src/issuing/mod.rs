@@ -22,7 +22,7 @@
 //!   for replays.
 //! - [`dry_run`] — [`DryRun`]: replay a stream over a period and report what would have been
 //!   issued, to whom, at what expected cost, and how often each guard held back.
-//! - [`carry`] — turn a decision into the lifecycle service's claims, idempotently.
+//! - [`carry`](mod@carry) — turn a decision into the lifecycle service's claims, idempotently.
 //!
 //! ## A decision
 //!
@@ -60,7 +60,7 @@
 //! Frequency caps, de-duplication, cooldowns and budgets are enforced by the engine from the
 //! history and ledger it is given: exact for one decider per user (and one per budget) that
 //! records each decision before the next. The store does not count them yet, so two deciders
-//! racing on the same user may both issue; [`carry`] makes each issue idempotent, so a replay
+//! racing on the same user may both issue; [`carry()`] makes each issue idempotent, so a replay
 //! never issues twice.
 
 use std::fmt;

@@ -461,6 +461,14 @@ proptest! {
         prop_assert_eq!(tallied as usize, whole.issued.len());
         let cost: i64 = whole.issued.iter().map(|i| i.cost.to_minor().unwrap()).sum();
         prop_assert_eq!(whole.cost, m(cost));
+        // Every hold is counted once overall and once under its rule.
+        for (kind, n) in &whole.held {
+            let per_rule: u64 = whole.rules.values().map(|t| t.held.get(kind).copied().unwrap_or(0)).sum();
+            prop_assert_eq!(per_rule, *n);
+        }
+        // The stream itself round-trips through JSON.
+        let json = serde_json::to_string(&events).unwrap();
+        prop_assert_eq!(serde_json::from_str::<Vec<Event>>(&json).unwrap(), events.clone());
     }
 
     #[test]
@@ -994,6 +1002,73 @@ proptest! {
         let json = serde_json::to_string(&rule).unwrap();
         prop_assert_eq!(serde_json::from_str::<Rule>(&json).unwrap(), rule);
     }
+}
+
+#[test]
+fn occurrences_round_trip_through_json() {
+    let at = t0() + Duration::minutes(7);
+    let all = [
+        Occurrence::Registration,
+        Occurrence::FirstPurchase {
+            order: OrderId::new("o").unwrap(),
+        },
+        Occurrence::OrderPaid {
+            order: OrderId::new("o").unwrap(),
+            amount: m(100),
+            cumulative: m(900),
+        },
+        Occurrence::MembershipChanged {
+            from: None,
+            to: coupons::id::MembershipLevel::new("gold").unwrap(),
+        },
+        Occurrence::CartChanged {
+            cart: CartId::new("c").unwrap(),
+        },
+        Occurrence::CartAbandoned {
+            cart: CartId::new("c").unwrap(),
+            changed_at: at,
+            after_minutes: 30,
+        },
+        Occurrence::ViewStarted {
+            product: coupons::id::Sku::new("s").unwrap(),
+        },
+        Occurrence::ViewEnded {
+            product: coupons::id::Sku::new("s").unwrap(),
+        },
+        Occurrence::ProductViewed {
+            product: coupons::id::Sku::new("s").unwrap(),
+            started_at: at,
+            minutes: 3,
+        },
+        Occurrence::Birthday,
+        Occurrence::Occasion { name: occasion(1) },
+        Occurrence::ShopAnniversary {
+            shop: coupons::id::ShopId::new("s").unwrap(),
+            years: 2,
+        },
+        Occurrence::InvitationAccepted { invitee: user(9) },
+        Occurrence::ShareClicked { clicker: user(8) },
+        Occurrence::DormancyDetected { since: at },
+        Occurrence::AliveDropped { p_alive: 0.125 },
+        Occurrence::OrderRefunded {
+            order: OrderId::new("o").unwrap(),
+        },
+    ];
+    for o in all {
+        let json = serde_json::to_string(&o).unwrap();
+        assert_eq!(
+            serde_json::from_str::<Occurrence>(&json).unwrap(),
+            o,
+            "{json}"
+        );
+    }
+    let e =
+        serde_json::from_str::<Occurrence>(r#"{"kind": "cart-changed", "cart": ""}"#).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("cart: invalid name \"\": it is empty"),
+        "{e}"
+    );
 }
 
 #[test]
