@@ -133,13 +133,26 @@ pub enum Carried {
     },
 }
 
-/// One issue carried out, or the service's refusal.
+/// Why an issue was not carried out.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CarryError<E> {
+    /// The service refused the claim or failed.
+    #[error(transparent)]
+    Service(#[from] ServiceError<E>),
+    /// The claim could not be built (a rule id that makes no valid channel; not possible for
+    /// a [`RuleId`], which is at most 100 characters).
+    #[error(transparent)]
+    Issuing(#[from] IssuingError),
+}
+
+/// One issue carried out, or why not.
 #[derive(Debug)]
 pub struct CarryOutcome<E> {
     /// The rule of the issue.
     pub rule: RuleId,
     /// What happened.
-    pub result: Result<Carried, ServiceError<E>>,
+    pub result: Result<Carried, CarryError<E>>,
 }
 
 /// Carries out every issue of `decision` for `user` through `service` at `now`, in order. A
@@ -159,12 +172,12 @@ pub fn carry<R: Repository>(
         .iter()
         .map(|issue| {
             let result = match claim_request(user, issue) {
-                Err(e) => Err(ServiceError::NotFound {
-                    what: "channel",
-                    id: e.to_string(),
-                }),
+                Err(e) => Err(CarryError::Issuing(e)),
                 Ok(claim) => match issue.delivery {
-                    Delivery::AutoClaim => service.claim(&claim, now).map(Carried::Claimed),
+                    Delivery::AutoClaim => service
+                        .claim(&claim, now)
+                        .map(Carried::Claimed)
+                        .map_err(CarryError::Service),
                     Delivery::NotifyToClaim => Ok(Carried::Notify {
                         claim,
                         message: issue.message,
