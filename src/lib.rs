@@ -70,6 +70,7 @@
 //! - [`events`] — the event feed every state change appends to, in the same commit.
 //! - [`guard`] — windowed counters over user, device, IP, subnet and payment account, counted
 //!   in the claim's or lock's own batch: abuse rules and frequency caps.
+//! - [`issuing`] — automated issuing: triggers, rules, guards, explained decisions, dry runs.
 //! - [`repository`] — the storage trait and the in-memory store.
 //! - [`service`] — one call per step a web handler makes: claim, quote and lock, pay, cancel,
 //!   refund, sweep — every one idempotent under a caller's key.
@@ -100,6 +101,7 @@ mod de;
 pub mod events;
 pub mod guard;
 pub mod id;
+pub mod issuing;
 pub mod lifecycle;
 pub mod money;
 pub mod prelude;
