@@ -41,7 +41,7 @@
 //! }
 //! let total = report.total();
 //! assert_eq!((total.offered, total.claimed, total.used), (1, 1, 1));
-//! assert_eq!(total.coupon_sales_minor, 205_00);
+//! assert_eq!(total.coupon_sales_minor, 20_500);
 //! let by_day = report.by(Dimension::Day);
 //! assert_eq!(by_day.rows[0].group, "2026-11-12"); // 20:00 UTC is the next morning at +08:00
 //! assert_eq!(by_day.rows[0].roi.map(|r| r.to_string()), Some("8.2".into())); // 205 ÷ 25
