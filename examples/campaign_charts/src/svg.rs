@@ -147,7 +147,7 @@ pub fn bar_chart(labels: &Labels<'_>, categories: &[String], series: &[Series<'_
     }
     // Legend.
     for (j, se) in series.iter().enumerate() {
-        let x = left + 10.0 + 150.0 * j as f64;
+        let x = left + 10.0 + 190.0 * j as f64;
         let _ = writeln!(
             s,
             r#"<rect x="{x}" y="44" width="12" height="12" fill="{}"/><text x="{}" y="54">{}</text>"#,
