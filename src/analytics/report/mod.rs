@@ -423,13 +423,49 @@ impl Hasher for Fx {
     fn write_usize(&mut self, i: usize) {
         self.add(i as u64);
     }
+    /// The running value, avalanched (SplitMix64's finaliser): the multiply-rotate steps
+    /// leave the low bits, which pick the bucket, depending on few input bits.
     #[inline]
     fn finish(&self) -> u64 {
-        self.0
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
     }
 }
 
 type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<Fx>>;
+
+/// A coupon order's repurchase, decided: counted in its group, or kept with the open order
+/// until the join tells the group.
+fn decide(
+    days: Option<u32>,
+    groups: &mut FxMap<GroupKey, Metrics>,
+    open: &mut FxMap<OrderId, OpenOrder>,
+    last: &PaidRef,
+    next_at: i64,
+) {
+    let Some(days) = days else {
+        return;
+    };
+    if !last.coupon || last.decided {
+        return;
+    }
+    let within = next_at - last.at <= i64::from(days) * DAY;
+    match &last.key {
+        Some(key) => {
+            let g = groups.entry(key.clone()).or_default();
+            if within {
+                g.repurchased += 1;
+            } else {
+                g.not_repurchased += 1;
+            }
+        }
+        None => {
+            open.entry(last.order.clone()).or_default().repurchased = Some(within);
+        }
+    }
+}
 
 /// The feed folded into counters per group; see [the module docs](self).
 #[derive(Clone, Debug)]
@@ -564,6 +600,11 @@ impl Report {
     /// repurchases across the two parts were not counted.
     pub fn unmerged_buyers(&self) -> u64 {
         self.unmerged_buyers
+    }
+
+    /// Buyers the repurchase window follows (one small record each).
+    pub fn buyers_followed(&self) -> usize {
+        self.trails.len()
     }
 
     /// Every group added up.
@@ -797,26 +838,13 @@ impl Report {
     /// A coupon order's repurchase, decided: counted in its group, or kept with the open
     /// order until the join tells the group.
     fn decide(&mut self, last: &PaidRef, next_at: i64) {
-        let Some(days) = self.config.repurchase_days else {
-            return;
-        };
-        if !last.coupon || last.decided {
-            return;
-        }
-        let within = next_at - last.at <= i64::from(days) * DAY;
-        match &last.key {
-            Some(key) => {
-                let g = self.group(key.clone());
-                if within {
-                    g.repurchased += 1;
-                } else {
-                    g.not_repurchased += 1;
-                }
-            }
-            None => {
-                self.open.entry(last.order.clone()).or_default().repurchased = Some(within);
-            }
-        }
+        decide(
+            self.config.repurchase_days,
+            &mut self.groups,
+            &mut self.open,
+            last,
+            next_at,
+        );
     }
 
     /// Follows a buyer's paid orders for the repurchase window.
@@ -845,13 +873,26 @@ impl Report {
             first_at: at,
             last: now,
         };
-        match self.trails.remove(user) {
+        match self.trails.get_mut(user) {
             None => {
                 self.trails.insert(user.clone(), single);
             }
-            Some(t) => {
-                let merged = self.join_trails(t, single);
-                self.trails.insert(user.clone(), merged);
+            Some(t) if t.last.seq < seq => {
+                // The usual case, reading in feed order: this order follows the trail's last.
+                let last = std::mem::replace(&mut t.last, single.last);
+                decide(
+                    self.config.repurchase_days,
+                    &mut self.groups,
+                    &mut self.open,
+                    &last,
+                    at,
+                );
+            }
+            Some(_) => {
+                if let Some(t) = self.trails.remove(user) {
+                    let merged = self.join_trails(t, single);
+                    self.trails.insert(user.clone(), merged);
+                }
             }
         }
     }
