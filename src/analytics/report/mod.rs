@@ -52,7 +52,8 @@
 //!
 //! A report is a fold, and every part of it merges: reports of partitions of the feed — by
 //! time, by template, by shard — [`merge`](Report::merge) into the report of the whole, in any
-//! order, counter for counter. A report remembers the last sequence it read and
+//! order, counter for counter (with the repurchase window on, see below: time parts merge
+//! adjacent ones, e.g. left to right). A report remembers the last sequence it read and
 //! [`advance`](Report::advance)s from there with newer events from a
 //! [`Repository`]; saved (serialised) and restored, it carries on where it stopped.
 //!
@@ -67,7 +68,8 @@
 //!   order in the feed comes within the window, and as not repurchased when it comes later or
 //!   when [`settle`](Report::settle) finds the window closed. Merging joins the latest order
 //!   of one part with the first of the other, which is exact when each part holds a buyer's
-//!   orders as one run of the feed — partitions by time or by user shard. Parts whose runs of
+//!   orders as one run of the feed — partitions by time (merged adjacent part to adjacent
+//!   part) or by user shard (in any order). Parts whose runs of
 //!   one buyer interleave (a random split of orders) cannot be joined exactly; the merge
 //!   counts them in [`Report::unmerged_buyers`] instead of guessing.
 //!
