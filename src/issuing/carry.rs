@@ -13,8 +13,13 @@
 //!
 //! **Where the caps hold.** The service's claim enforces the template's stock and per-user
 //! claim limit exactly under concurrency. Frequency caps, cooldowns, de-duplication and
-//! budgets are enforced by the engine, from the history and ledger it is given (see
-//! [`Memory`](super::Memory)); the store does not count them yet.
+//! budgets are decided by the engine, from the history and ledger it is given (see
+//! [`Memory`](super::Memory)). When several app servers decide for one user at once from
+//! histories that lag, put [`Policy::store_guards`](super::Policy::store_guards) in the
+//! service's [`ServiceConfig::guards`](crate::service::ServiceConfig): the store then counts
+//! every `auto:` claim per user in the cap's window in the claim's own batch, and refuses the
+//! one past the cap ([`LifecycleError::GuardHeld`](crate::lifecycle::LifecycleError::GuardHeld)).
+//! Transactional rules claim through `auto-tx:` and stay exempt.
 //!
 //! ```
 //! use chrono::{FixedOffset, TimeZone, Utc};
@@ -81,12 +86,19 @@ pub fn idempotency_key(user: &UserId, issue: &Issue) -> IdempotencyKey {
     IdempotencyKey::new(&text).unwrap_or_else(|_| IdempotencyKey::trusted(&text))
 }
 
-/// The claim channel of a rule: `auto:<rule id>`.
+/// The claim channel of a rule: `auto:<rule id>`, or `auto-tx:<rule id>` for a transactional
+/// rule (exempt from caps: the store guards of [`Policy::store_guards`](super::Policy::store_guards)
+/// count `auto:` channels only).
 ///
 /// # Errors
 /// Never for a [`RuleId`] (at most 100 characters); [`IssuingError::Name`] otherwise.
 pub fn channel(rule: &RuleId) -> Result<Channel, IssuingError> {
-    Channel::new(format!("auto:{rule}")).map_err(|e: IdError| IssuingError::Name {
+    channel_for(rule, false)
+}
+
+fn channel_for(rule: &RuleId, transactional: bool) -> Result<Channel, IssuingError> {
+    let prefix = if transactional { "auto-tx" } else { "auto" };
+    Channel::new(format!("{prefix}:{rule}")).map_err(|e: IdError| IssuingError::Name {
         field: "rule.id",
         value: e.value,
         reason: e.reason,
@@ -107,7 +119,7 @@ pub fn claim_request(user: &UserId, issue: &Issue) -> Result<ClaimRequest, Issui
     let req = ClaimRequest::new(
         issue.template.clone(),
         user.clone(),
-        channel(&issue.rule)?,
+        channel_for(&issue.rule, issue.transactional)?,
         mode,
         idempotency_key(user, issue),
     );

@@ -75,7 +75,7 @@ pub mod policy;
 pub mod rule;
 pub mod trigger;
 
-pub use carry::{Carried, CarryOutcome, carry, claim_request, idempotency_key};
+pub use carry::{Carried, CarryError, CarryOutcome, carry, claim_request, idempotency_key};
 pub use dry_run::{DryRun, DryRunError, Report, RuleTally, WouldIssue};
 pub use engine::{
     Decision, Engine, Guard, GuardKind, Held, Issue, Ledger, Memory, Past, Profile, UserHistory,

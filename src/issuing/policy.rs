@@ -421,6 +421,52 @@ impl Policy {
         self.budgets.push(budget);
         self
     }
+
+    /// The policy's frequency caps as store guards ([`crate::guard`]) for
+    /// [`ServiceConfig::guards`](crate::service::ServiceConfig): each cap over all messages
+    /// becomes a per-user count of claims through `auto:` channels (transactional rules claim
+    /// through `auto-tx:` and stay exempt), so the cap holds exactly when several app servers
+    /// carry decisions for one user at once — the engine decides from the history it was
+    /// given, the store refuses what would pass the cap.
+    ///
+    /// Days start at midnight in `offset_minutes` (one offset for all users: the store's
+    /// buckets are shared). A calendar-day cap maps exactly; a rolling cap of *N* days maps to
+    /// the current day and the *N − 1* before it, a window never longer than the engine's, so
+    /// the store never refuses what the engine allowed. Caps on one message kind have no
+    /// store form (the claim does not carry the message) and stay with the engine.
+    ///
+    /// # Errors
+    /// [`GuardError`](crate::guard::GuardError) for an offset beyond ±18 hours.
+    pub fn store_guards(
+        &self,
+        offset_minutes: i32,
+    ) -> Result<Vec<crate::guard::Guard>, crate::guard::GuardError> {
+        use crate::guard::{Action, Guard, Subject, Window as GuardWindow};
+        let mut out = Vec::new();
+        for (i, cap) in self.caps.iter().enumerate() {
+            if cap.message().is_some() {
+                continue;
+            }
+            let days = cap.window().days();
+            let name =
+                crate::id::GuardName::new(format!("issuing-cap-{i}-{days}d")).map_err(|_| {
+                    crate::guard::GuardError::Window {
+                        reason: "a cap's guard name is not a valid id",
+                    }
+                })?;
+            out.push(
+                Guard::new(
+                    name,
+                    Action::Claim,
+                    vec![Subject::User],
+                    u64::from(cap.max()),
+                    GuardWindow::rolling_days(days, offset_minutes)?,
+                )?
+                .only_channel_prefix("auto:"),
+            );
+        }
+        Ok(out)
+    }
 }
 
 #[cfg(test)]

@@ -1516,3 +1516,71 @@ fn decisions_at_the_ends_of_time_do_not_panic() {
         }
     }
 }
+
+#[test]
+fn store_guards_hold_caps_when_servers_decide_from_stale_histories() {
+    // Eight app servers each decide for the same user from their own (empty) history, at once:
+    // the engine lets every one issue, the store's guard lets exactly the cap through.
+    let rules = vec![
+        RuleSpec::new(
+            rid("share"),
+            Trigger::ShareClicked,
+            Offer::template(tid("a"), m(100)),
+        )
+        .build()
+        .unwrap(),
+    ];
+    let policy =
+        Policy::new(CNY).cap(FrequencyCap::new(2, Window::Calendar { days: 7 }, None).unwrap());
+    let guards = policy.store_guards(0).unwrap();
+    assert_eq!(guards.len(), 1);
+    let engine = Engine::new(policy, rules).unwrap();
+    let plain = service_with(&["a"], t0());
+    let config = coupons::service::ServiceConfig {
+        guards,
+        ..Default::default()
+    };
+    let service = Service::with_config(MemoryStore::new(), config).unwrap();
+    // Templates as in `service_with`, on the guarded service.
+    for t in coupons::repository::Repository::templates(plain.repository()).unwrap() {
+        let template = (*t.value.template).clone();
+        let id = template.id().clone();
+        service.create_template(template, t0()).unwrap();
+        service.submit_template(&id, t0()).unwrap();
+        service.approve_template(&id, t0()).unwrap();
+        service.activate_template(&id, t0()).unwrap();
+    }
+    let profile = Profile::new(user(0), offset(0));
+    let outcomes: Vec<(usize, usize)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8u8)
+            .map(|server| {
+                let (engine, service, profile) = (&engine, &service, &profile);
+                s.spawn(move || {
+                    let mut memory = Memory::new(CNY);
+                    let occurrence = Occurrence::ShareClicked {
+                        clicker: user(100 + server),
+                    };
+                    let d = memory.apply(engine, profile, &occurrence, t0()).unwrap();
+                    let (mut won, mut held) = (0, 0);
+                    for out in carry(service, &user(0), &d, t0()) {
+                        match out.result {
+                            Ok(Carried::Claimed(_)) => won += 1,
+                            Err(coupons::issuing::CarryError::Service(
+                                coupons::service::ServiceError::Lifecycle(
+                                    coupons::lifecycle::LifecycleError::GuardHeld { .. },
+                                ),
+                            )) => held += 1,
+                            other => panic!("unexpected {other:?}"),
+                        }
+                    }
+                    (won, held)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let won: usize = outcomes.iter().map(|o| o.0).sum();
+    let held: usize = outcomes.iter().map(|o| o.1).sum();
+    assert_eq!((won, held), (2, 6), "the cap of 2 held across 8 servers");
+    assert_eq!(service.repository().coupon_count(), 2);
+}
