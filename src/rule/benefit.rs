@@ -90,8 +90,10 @@ impl std::fmt::Display for Percent {
 #[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
 pub struct Tier {
     /// The threshold: the base must reach it.
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "tier_spend_at"))]
     pub spend: Money,
     /// The saving when it does.
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "tier_save_at"))]
     pub save: Money,
 }
 
@@ -439,42 +441,91 @@ impl Benefit {
     }
 }
 
-/// The JSON shape of a [`Benefit`]; converting it runs the constructors' checks.
+#[cfg(feature = "serde")]
+crate::de::field_paths! {
+    fn amount_at -> Money = "benefit.amount";
+    fn tiers_at -> nested_list Tier = "benefit.tiers";
+    fn tier_spend_at -> Money = "benefit.tiers.spend";
+    fn tier_save_at -> Money = "benefit.tiers.save";
+    fn every_at -> Money = "benefit.every";
+    fn save_at -> Money = "benefit.save";
+    fn max_saving_at -> Option<Money> = "benefit.max_saving";
+    fn percent_at -> Decimal = "benefit.percent";
+    fn cap_at -> Option<Money> = "benefit.cap";
+    fn buy_at -> u32 = "benefit.buy";
+    fn get_at -> u32 = "benefit.get";
+    fn max_free_units_at -> Option<u32> = "benefit.max_free_units";
+    fn quantity_at -> u32 = "benefit.quantity";
+    fn price_at -> Money = "benefit.price";
+    fn max_bundles_at -> Option<u32> = "benefit.max_bundles";
+}
+
+/// The JSON shape of a [`Benefit`]; converting it runs the constructors' checks. Every field is
+/// read at its path (`benefit.tiers[1].save: …`).
 #[cfg(feature = "serde")]
 #[derive(serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 enum BenefitRepr {
     Instant {
+        #[serde(deserialize_with = "amount_at")]
         amount: Money,
     },
     Threshold {
+        #[serde(deserialize_with = "tiers_at")]
         tiers: Vec<Tier>,
     },
     EveryThreshold {
+        #[serde(deserialize_with = "every_at")]
         every: Money,
+        #[serde(deserialize_with = "save_at")]
         save: Money,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "max_saving_at"
+        )]
         max_saving: Option<Money>,
     },
     Percent {
+        #[serde(deserialize_with = "percent_at")]
         percent: Decimal,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "max_saving_at"
+        )]
         max_saving: Option<Money>,
     },
     Shipping {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "cap_at"
+        )]
         cap: Option<Money>,
     },
     BuyGet {
+        #[serde(deserialize_with = "buy_at")]
         buy: u32,
+        #[serde(deserialize_with = "get_at")]
         get: u32,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "max_free_units_at"
+        )]
         max_free_units: Option<u32>,
     },
     FixedPrice {
+        #[serde(deserialize_with = "quantity_at")]
         quantity: u32,
+        #[serde(deserialize_with = "price_at")]
         price: Money,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "max_bundles_at"
+        )]
         max_bundles: Option<u32>,
     },
 }

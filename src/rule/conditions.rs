@@ -9,22 +9,59 @@ use crate::cart::{Buyer, CustomerKind};
 use crate::id::{Channel, MembershipLevel, SegmentId, UserId};
 use crate::money::Money;
 
+#[cfg(feature = "serde")]
+crate::de::field_paths! {
+    fn customer_at -> nested Option<CustomerKind> = "conditions.audience.customer";
+    fn levels_at -> Option<BTreeSet<MembershipLevel>> = "conditions.audience.membership_levels";
+    fn segments_at -> Option<BTreeSet<SegmentId>> = "conditions.audience.segments";
+    fn users_at -> Option<BTreeSet<UserId>> = "conditions.audience.users";
+    fn utc_offset_at -> String = "conditions.schedule.utc_offset";
+    fn days_at -> nested_list Weekday = "conditions.schedule.days";
+    fn windows_at -> nested_list TimeWindow = "conditions.schedule.windows";
+    fn min_subtotal_at -> Option<Money> = "conditions.min_subtotal";
+    fn min_quantity_at -> Option<u32> = "conditions.min_quantity";
+    fn audience_at -> nested AudienceSpec = "conditions.audience";
+    fn channels_at -> Option<BTreeSet<Channel>> = "conditions.channels";
+    fn schedule_at -> nested Option<ScheduleSpec> = "conditions.schedule";
+}
+
 /// Which buyers may use a coupon. Every field that is set must hold.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
 pub struct AudienceSpec {
     /// Only new, or only returning, buyers.
-    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "customer_at"
+        )
+    )]
     pub customer: Option<CustomerKind>,
     /// Only these membership levels.
-    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "levels_at"
+        )
+    )]
     pub membership_levels: Option<BTreeSet<MembershipLevel>>,
     /// Only buyers in at least one of these segments.
-    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "segments_at"
+        )
+    )]
     pub segments: Option<BTreeSet<SegmentId>>,
     /// Only these named users.
-    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(skip_serializing_if = "Option::is_none", deserialize_with = "users_at")
+    )]
     pub users: Option<BTreeSet<UserId>>,
 }
 
@@ -57,12 +94,13 @@ impl TimeWindow {
 #[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
 pub struct ScheduleSpec {
     /// The offset local days and times are read in, e.g. `"+08:00"`.
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "utc_offset_at"))]
     pub utc_offset: String,
     /// Days of the week (`"Mon"`…); empty means every day.
-    #[cfg_attr(feature = "serde", serde(default))]
+    #[cfg_attr(feature = "serde", serde(default, deserialize_with = "days_at"))]
     pub days: Vec<Weekday>,
     /// Windows of the day; empty means all day.
-    #[cfg_attr(feature = "serde", serde(default))]
+    #[cfg_attr(feature = "serde", serde(default, deserialize_with = "windows_at"))]
     pub windows: Vec<TimeWindow>,
 }
 
@@ -172,18 +210,43 @@ impl Schedule {
 #[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
 pub struct ConditionsSpec {
     /// The eligible subtotal (lines in scope) must reach this.
-    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "min_subtotal_at"
+        )
+    )]
     pub min_subtotal: Option<Money>,
     /// The eligible quantity (units in scope) must reach this.
-    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "min_quantity_at"
+        )
+    )]
     pub min_quantity: Option<u32>,
     /// Who may use it.
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "audience_at"))]
     pub audience: AudienceSpec,
     /// Only on these channels, if set.
-    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "channels_at"
+        )
+    )]
     pub channels: Option<BTreeSet<Channel>>,
     /// Only at these days and times, if set.
-    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "schedule_at"
+        )
+    )]
     pub schedule: Option<ScheduleSpec>,
 }
 

@@ -63,6 +63,18 @@ use error::same_currency;
 use crate::id::TemplateId;
 use crate::money::Currency;
 
+#[cfg(feature = "serde")]
+crate::de::field_paths! {
+    fn id_at -> TemplateId = "id";
+    fn name_at -> String = "name";
+    fn description_at -> String = "description";
+    fn terms_at -> String = "terms";
+    fn currency_at -> Currency = "currency";
+    fn benefit_at -> nested Benefit = "benefit";
+    fn scope_at -> nested Scope = "scope";
+    fn conditions_at -> nested Conditions = "conditions";
+}
+
 /// The plain data of a [`Template`], with public fields; [`TemplateSpec::build`] checks it.
 /// Also the JSON shape of a template.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,24 +82,28 @@ use crate::money::Currency;
 #[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
 pub struct TemplateSpec {
     /// The template's id.
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "id_at"))]
     pub id: TemplateId,
     /// The name buyers see, 1 to 200 characters.
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "name_at"))]
     pub name: String,
     /// A longer description, at most 2,000 characters.
-    #[cfg_attr(feature = "serde", serde(default))]
+    #[cfg_attr(feature = "serde", serde(default, deserialize_with = "description_at"))]
     pub description: String,
     /// The terms of use, at most 10,000 characters.
-    #[cfg_attr(feature = "serde", serde(default))]
+    #[cfg_attr(feature = "serde", serde(default, deserialize_with = "terms_at"))]
     pub terms: String,
     /// The currency of every amount in the template.
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "currency_at"))]
     pub currency: Currency,
     /// What it gives.
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "benefit_at"))]
     pub benefit: Benefit,
     /// What it applies to. Default: everything.
-    #[cfg_attr(feature = "serde", serde(default))]
+    #[cfg_attr(feature = "serde", serde(default, deserialize_with = "scope_at"))]
     pub scope: Scope,
     /// Who, where, when, minimum cart. Default: none.
-    #[cfg_attr(feature = "serde", serde(default))]
+    #[cfg_attr(feature = "serde", serde(default, deserialize_with = "conditions_at"))]
     pub conditions: Conditions,
     /// How long an issued coupon lasts.
     pub validity: Validity,

@@ -6,6 +6,16 @@ use super::error::RuleError;
 use crate::cart::CartLine;
 use crate::id::{CategoryId, ShopId, Sku};
 
+#[cfg(feature = "serde")]
+crate::de::field_paths! {
+    fn shops_at -> Option<BTreeSet<ShopId>> = "scope.shops";
+    fn skus_at -> Option<BTreeSet<Sku>> = "scope.skus";
+    fn categories_at -> Option<BTreeSet<CategoryId>> = "scope.categories";
+    fn exclude_skus_at -> BTreeSet<Sku> = "scope.exclude_skus";
+    fn exclude_categories_at -> BTreeSet<CategoryId> = "scope.exclude_categories";
+    fn sale_items_at -> bool = "scope.sale_items";
+}
+
 /// The plain data of a [`Scope`]; [`Scope::try_from`] checks it.
 ///
 /// A line is in scope when **all** of these hold:
@@ -19,21 +29,46 @@ use crate::id::{CategoryId, ShopId, Sku};
 #[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
 pub struct ScopeSpec {
     /// Only these shops' items, if set.
-    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(skip_serializing_if = "Option::is_none", deserialize_with = "shops_at")
+    )]
     pub shops: Option<BTreeSet<ShopId>>,
     /// Only these SKUs (or the `categories`), if set.
-    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(skip_serializing_if = "Option::is_none", deserialize_with = "skus_at")
+    )]
     pub skus: Option<BTreeSet<Sku>>,
     /// Only these categories (or the `skus`), if set.
-    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "categories_at"
+        )
+    )]
     pub categories: Option<BTreeSet<CategoryId>>,
     /// Never these SKUs.
-    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "BTreeSet::is_empty"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(
+            skip_serializing_if = "BTreeSet::is_empty",
+            deserialize_with = "exclude_skus_at"
+        )
+    )]
     pub exclude_skus: BTreeSet<Sku>,
     /// Never these categories.
-    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "BTreeSet::is_empty"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(
+            skip_serializing_if = "BTreeSet::is_empty",
+            deserialize_with = "exclude_categories_at"
+        )
+    )]
     pub exclude_categories: BTreeSet<CategoryId>,
     /// Whether items already on sale count. Default true.
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "sale_items_at"))]
     pub sale_items: bool,
 }
 
