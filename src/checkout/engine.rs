@@ -12,7 +12,7 @@ use super::{Offer, OfferId, StackingPolicy, ThresholdBase};
 use crate::cart::{Buyer, Cart};
 use crate::id::{StackingGroup, TemplateId};
 use crate::money::{Money, Rounding, apportion_minor};
-use crate::rule::{Benefit, Template};
+use crate::rule::{Benefit, Percent, Template, UnitOff, UnitPick};
 
 /// `n / d` rounded with `rounding`; `n ≥ 0`, `d > 0`.
 pub(crate) fn div_round(n: i128, d: i128, rounding: Rounding) -> i128 {
@@ -62,6 +62,45 @@ pub(crate) enum Kind {
         price: i64,
         max_bundles: u64,
     },
+    PerUnit {
+        amount: i64,
+        max_units: u64,
+    },
+    PerLine {
+        amount: i64,
+        max_lines: u64,
+    },
+    /// One unit: the dearest when `dearest`, else the cheapest; an amount (`num == 0`) or a
+    /// percentage `num / den`.
+    Once {
+        dearest: bool,
+        amount: i64,
+        num: i128,
+        den: i128,
+    },
+    /// (spend, num, den) tiers.
+    TieredPercent {
+        tiers: Vec<(i64, i128, i128)>,
+        max: i64,
+    },
+    /// (units, num, den) tiers.
+    QuantityTiers {
+        tiers: Vec<(u64, i128, i128)>,
+        max: i64,
+    },
+    ShippingPercent {
+        num: i128,
+        den: i128,
+    },
+    ShippingPrice {
+        price: i64,
+    },
+}
+
+/// A percentage as an exact fraction `num / den` of what it applies to.
+fn fraction(p: &Percent) -> (i128, i128) {
+    let v: Decimal = p.value();
+    (v.mantissa(), 100 * 10i128.pow(v.scale()))
 }
 
 impl Kind {
@@ -87,10 +126,10 @@ impl Kind {
                 percent,
                 max_saving,
             } => {
-                let v: Decimal = percent.value();
+                let (num, den) = fraction(percent);
                 Kind::Percent {
-                    num: v.mantissa(),
-                    den: 100 * 10i128.pow(v.scale()),
+                    num,
+                    den,
                     max: max_saving.as_ref().map_or(i64::MAX, minor),
                 }
             }
@@ -115,21 +154,81 @@ impl Kind {
                 price: minor(price),
                 max_bundles: max_bundles.map_or(u64::MAX, u64::from),
             },
+            Benefit::PerUnit { amount, max_units } => Kind::PerUnit {
+                amount: minor(amount),
+                max_units: max_units.map_or(u64::MAX, u64::from),
+            },
+            Benefit::PerLine { amount, max_lines } => Kind::PerLine {
+                amount: minor(amount),
+                max_lines: max_lines.map_or(u64::MAX, u64::from),
+            },
+            Benefit::ApplyOnce { pick, off } => {
+                let dearest = *pick == UnitPick::Dearest;
+                match off {
+                    UnitOff::Amount(m) => Kind::Once {
+                        dearest,
+                        amount: minor(m),
+                        num: 0,
+                        den: 1,
+                    },
+                    UnitOff::Percent(p) => {
+                        let (num, den) = fraction(p);
+                        Kind::Once {
+                            dearest,
+                            amount: 0,
+                            num,
+                            den,
+                        }
+                    }
+                }
+            }
+            Benefit::TieredPercent { tiers, max_saving } => Kind::TieredPercent {
+                tiers: tiers
+                    .iter()
+                    .map(|t| {
+                        let (n, d) = fraction(&t.percent);
+                        (minor(&t.spend), n, d)
+                    })
+                    .collect(),
+                max: max_saving.as_ref().map_or(i64::MAX, minor),
+            },
+            Benefit::QuantityTiers { tiers, max_saving } => Kind::QuantityTiers {
+                tiers: tiers
+                    .iter()
+                    .map(|t| {
+                        let (n, d) = fraction(&t.percent);
+                        (u64::from(t.units), n, d)
+                    })
+                    .collect(),
+                max: max_saving.as_ref().map_or(i64::MAX, minor),
+            },
+            Benefit::ShippingPercent { percent } => {
+                let (num, den) = fraction(percent);
+                Kind::ShippingPercent { num, den }
+            }
+            Benefit::ShippingPrice { price } => Kind::ShippingPrice {
+                price: minor(price),
+            },
         }
     }
 
     /// 0: unit-priced, 1: amount-based, 2: shipping.
     fn phase(&self) -> u8 {
         match self {
-            Kind::BuyGet { .. } | Kind::Fixed { .. } => 0,
-            Kind::Shipping { .. } => 2,
+            Kind::BuyGet { .. } | Kind::Fixed { .. } | Kind::PerUnit { .. } | Kind::Once { .. } => {
+                0
+            }
+            Kind::Shipping { .. } | Kind::ShippingPercent { .. } | Kind::ShippingPrice { .. } => 2,
             _ => 1,
         }
     }
 
     /// Within the amount phase, fixed reductions before percentages.
     fn rank(&self) -> u8 {
-        u8::from(matches!(self, Kind::Percent { .. }))
+        u8::from(matches!(
+            self,
+            Kind::Percent { .. } | Kind::TieredPercent { .. } | Kind::QuantityTiers { .. }
+        ))
     }
 }
 
@@ -303,6 +402,15 @@ pub(crate) fn shared(
     if lines.is_empty() {
         reasons.push(Ineligible::NoItemInScope);
     }
+    for requirement in c.requires() {
+        let missing = requirement.missing(cart.lines());
+        if missing > 0 {
+            reasons.push(Ineligible::RequiresItems {
+                requirement: Box::new(requirement.clone()),
+                missing,
+            });
+        }
+    }
     let kind = Kind::from_benefit(t.benefit());
     let stacking = t.stacking();
     let orig_base: i64 = lines.iter().map(|&l| ctx.totals[l as usize]).sum();
@@ -325,8 +433,20 @@ pub(crate) fn shared(
         cheapest_first: Vec::new(),
         reasons: Vec::new(),
     };
+    if let Some(max) = c.max_subtotal() {
+        let max = minor(&max);
+        if orig_base > max {
+            reasons.push(Ineligible::AboveMaxSubtotal {
+                max: Money::from_minor(max, cart.currency()),
+                over: Money::from_minor(orig_base - max, cart.currency()),
+            });
+        }
+    }
     sh.sig = signature(&sh);
-    if matches!(sh.kind, Kind::BuyGet { .. } | Kind::Fixed { .. }) {
+    if matches!(
+        sh.kind,
+        Kind::BuyGet { .. } | Kind::Fixed { .. } | Kind::PerUnit { .. } | Kind::Once { .. }
+    ) {
         sh.cheapest_first = sort_by_unit_value(sh.lines.clone(), ctx, &ctx.fresh());
     }
     if currency_ok && !sh.lines.is_empty() {
@@ -406,6 +526,34 @@ fn signature(p: &Shared) -> Vec<i64> {
             price,
             max_bundles,
         } => vec![6, sat(*quantity), *price, sat(*max_bundles)],
+        Kind::PerUnit { amount, max_units } => vec![7, *amount, sat(*max_units)],
+        Kind::PerLine { amount, max_lines } => vec![8, *amount, sat(*max_lines)],
+        Kind::Once {
+            dearest,
+            amount,
+            num,
+            den,
+        } => vec![9, i64::from(*dearest), *amount, clamp(*num), clamp(*den)],
+        Kind::TieredPercent { tiers, max } => {
+            let mut v = vec![10, tiers.len() as i64, *max];
+            v.extend(
+                tiers
+                    .iter()
+                    .flat_map(|(s, n, d)| [*s, clamp(*n), clamp(*d)]),
+            );
+            v
+        }
+        Kind::QuantityTiers { tiers, max } => {
+            let mut v = vec![11, tiers.len() as i64, *max];
+            v.extend(
+                tiers
+                    .iter()
+                    .flat_map(|(u, n, d)| [sat(*u), clamp(*n), clamp(*d)]),
+            );
+            v
+        }
+        Kind::ShippingPercent { num, den } => vec![12, clamp(*num), clamp(*den)],
+        Kind::ShippingPrice { price } => vec![13, *price],
     };
     v.extend([
         p.min_subtotal,
@@ -505,6 +653,99 @@ pub(crate) fn apply(
                 (units / (buy + get)).saturating_mul(*get).min(*max_free)
             });
         }
+        Kind::TieredPercent { tiers, max } => {
+            match tiers
+                .iter()
+                .rev()
+                .find(|(spend, _, _)| *spend <= threshold_base)
+            {
+                Some((_, num, den)) => {
+                    let s = div_round(i128::from(residual_base) * num, *den, policy.rounding);
+                    amount(i64::try_from(s).unwrap_or(i64::MAX).min(*max))
+                }
+                None => {
+                    let first = tiers.first().map_or(0, |t| t.0);
+                    return Err(Miss::SpendMore(first - threshold_base));
+                }
+            }
+        }
+        Kind::QuantityTiers { tiers, max } => {
+            match tiers.iter().rev().find(|(units, _, _)| *units <= p.qty) {
+                Some((_, num, den)) => {
+                    let s = div_round(i128::from(residual_base) * num, *den, policy.rounding);
+                    amount(i64::try_from(s).unwrap_or(i64::MAX).min(*max))
+                }
+                None => {
+                    let first = tiers.first().map_or(0, |t| t.0);
+                    return Err(Miss::MoreItems(first.saturating_sub(p.qty)));
+                }
+            }
+        }
+        Kind::PerLine { amount, max_lines } => {
+            // The dearest lines first (ties: the earlier line).
+            let mut lines = p.lines.clone();
+            lines.sort_by(|&a, &b| {
+                state.residual[b as usize]
+                    .cmp(&state.residual[a as usize])
+                    .then(a.cmp(&b))
+            });
+            let parts: Vec<(u32, i64)> = lines
+                .iter()
+                .take(usize::try_from(*max_lines).unwrap_or(usize::MAX))
+                .map(|&l| (l, (*amount).min(state.residual[l as usize])))
+                .filter(|x| x.1 > 0)
+                .collect();
+            return commit_parts(state, alloc, parts);
+        }
+        Kind::PerUnit { amount, max_units } => {
+            return per_unit_saving(p, ctx, state, policy, alloc, *amount, *max_units);
+        }
+        Kind::Once {
+            dearest,
+            amount,
+            num,
+            den,
+        } => {
+            let order = by_unit_value(p, ctx, state);
+            let pick = if *dearest {
+                order.last()
+            } else {
+                order.first()
+            };
+            let Some(&l) = pick else {
+                return Err(Miss::NothingToSave);
+            };
+            let unit = cum(
+                state.residual[l as usize],
+                1,
+                ctx.qty[l as usize],
+                policy.rounding,
+            );
+            let s = if *num == 0 {
+                (*amount).min(unit)
+            } else {
+                let s = div_round(i128::from(unit) * num, *den, policy.rounding);
+                i64::try_from(s).unwrap_or(unit).min(unit)
+            };
+            return commit_parts(state, alloc, vec![(l, s)]);
+        }
+        Kind::ShippingPercent { num, den } => {
+            if state.shipping == 0 {
+                return Err(Miss::NoShippingFee);
+            }
+            let s = div_round(i128::from(state.shipping) * num, *den, policy.rounding);
+            let s = i64::try_from(s)
+                .unwrap_or(state.shipping)
+                .min(state.shipping);
+            return take_shipping(state, alloc, s);
+        }
+        Kind::ShippingPrice { price } => {
+            if state.shipping == 0 {
+                return Err(Miss::NoShippingFee);
+            }
+            let s = state.shipping.saturating_sub(*price).max(0);
+            return take_shipping(state, alloc, s);
+        }
         Kind::Fixed {
             quantity,
             price,
@@ -527,6 +768,47 @@ pub(crate) fn apply(
     }
     spread(saving, &p.lines, state, alloc);
     Ok(saving)
+}
+
+/// Takes `s` off the shipping fee; nothing to save when `s` is zero.
+fn take_shipping(state: &mut State, alloc: Option<&mut Alloc>, s: i64) -> Result<i64, Miss> {
+    if s <= 0 {
+        return Err(Miss::NothingToSave);
+    }
+    state.shipping -= s;
+    if let Some(a) = alloc {
+        a.shipping = s;
+    }
+    Ok(s)
+}
+
+/// Per unit: `amount` off each unit (at most what is left of it), the dearest `max_units`.
+fn per_unit_saving(
+    p: &Shared,
+    ctx: &CartCtx,
+    state: &mut State,
+    policy: &StackingPolicy,
+    alloc: Option<&mut Alloc>,
+    amount: i64,
+    max_units: u64,
+) -> Result<i64, Miss> {
+    let mut left = max_units;
+    let mut parts = Vec::new();
+    for l in by_unit_value(p, ctx, state).into_iter().rev() {
+        if left == 0 {
+            break;
+        }
+        let q = ctx.qty[l as usize];
+        let k = left.min(q);
+        left -= k;
+        let value = cum(state.residual[l as usize], k, q, policy.rounding);
+        let each = i64::try_from(k).unwrap_or(i64::MAX).saturating_mul(amount);
+        let s = each.min(value);
+        if s > 0 {
+            parts.push((l, s));
+        }
+    }
+    commit_parts(state, alloc, parts)
 }
 
 /// Takes `saving` off `lines` in proportion to what is left of them: the largest-remainder

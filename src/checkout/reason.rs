@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use super::OfferId;
 use crate::id::{Channel, StackingGroup, TemplateId};
 use crate::money::{Currency, Money};
-use crate::rule::AudienceMiss;
+use crate::rule::{AudienceMiss, Requirement};
 
 /// Why a wallet coupon or code is unavailable regardless of the cart, as the caller's storage
 /// knows it (the [`service`](crate::service) fills this from the coupon's state and counters).
@@ -91,6 +91,20 @@ pub enum Ineligible {
         /// How many more units are needed.
         missing: u32,
     },
+    /// The eligible items, before any discount, are above the coupon's maximum subtotal.
+    AboveMaxSubtotal {
+        /// The maximum.
+        max: Money,
+        /// By how much the eligible items exceed it.
+        over: Money,
+    },
+    /// The cart lacks items the coupon requires (apart from its scope).
+    RequiresItems {
+        /// The requirement not met (boxed: it is larger than the other reasons).
+        requirement: Box<Requirement>,
+        /// How many more matching units are needed.
+        missing: u32,
+    },
     /// A shipping coupon, but the order has no shipping fee left.
     NoShippingFee,
     /// Applies, but would save nothing here.
@@ -171,6 +185,20 @@ impl fmt::Display for Ineligible {
             Ineligible::MoreItems { missing } => {
                 write!(f, "add {missing} more eligible item(s)")
             }
+            Ineligible::AboveMaxSubtotal { max, over } => write!(
+                f,
+                "for eligible items of at most {} ({} over)",
+                max.amount(),
+                over.amount()
+            ),
+            Ineligible::RequiresItems {
+                requirement,
+                missing,
+            } => {
+                let unit = if *missing == 1 { "item" } else { "items" };
+                write!(f, "add {missing} more {unit}")?;
+                required(f, requirement)
+            }
             Ineligible::NoShippingFee => f.write_str("no shipping fee to reduce"),
             Ineligible::NothingToSave => f.write_str("saves nothing on this order"),
             Ineligible::GroupFull { group, with } => {
@@ -198,6 +226,49 @@ impl fmt::Display for Ineligible {
             Ineligible::NoExtraSaving => f.write_str("adds no saving to the selected coupons"),
         }
     }
+}
+
+/// ` of SKU a or b, or category c, from shop s` for a requirement.
+fn required(f: &mut fmt::Formatter<'_>, r: &Requirement) -> fmt::Result {
+    fn names<T: fmt::Display>(
+        f: &mut fmt::Formatter<'_>,
+        what: &str,
+        set: &std::collections::BTreeSet<T>,
+    ) -> fmt::Result {
+        write!(f, "{what} ")?;
+        for (i, x) in set.iter().enumerate() {
+            if i > 0 {
+                f.write_str(if i + 1 == set.len() { " or " } else { ", " })?;
+            }
+            write!(f, "{x}")?;
+        }
+        Ok(())
+    }
+    if r.skus.is_some() || r.categories.is_some() {
+        f.write_str(" of ")?;
+    }
+    if let Some(skus) = &r.skus {
+        names(f, if skus.len() == 1 { "SKU" } else { "SKUs" }, skus)?;
+    }
+    if let Some(cats) = &r.categories {
+        if r.skus.is_some() {
+            f.write_str(", or ")?;
+        }
+        names(
+            f,
+            if cats.len() == 1 {
+                "category"
+            } else {
+                "categories"
+            },
+            cats,
+        )?;
+    }
+    if let Some(shops) = &r.shops {
+        f.write_str(" from ")?;
+        names(f, if shops.len() == 1 { "shop" } else { "shops" }, shops)?;
+    }
+    Ok(())
 }
 
 fn list(f: &mut fmt::Formatter<'_>, ids: &[OfferId]) -> fmt::Result {

@@ -47,9 +47,10 @@ mod scope;
 mod stacking;
 mod validity;
 
-pub use benefit::{Benefit, Percent, Tier};
+pub use benefit::{Benefit, Percent, PercentTier, QuantityTier, Tier, UnitOff, UnitPick};
 pub use conditions::{
-    AudienceMiss, AudienceSpec, Conditions, ConditionsSpec, Schedule, ScheduleSpec, TimeWindow,
+    AudienceMiss, AudienceSpec, Conditions, ConditionsSpec, Requirement, Schedule, ScheduleSpec,
+    TimeWindow,
 };
 pub use distribution::{Distribution, PromoCode, RefundPolicy};
 pub use error::RuleError;
@@ -237,6 +238,9 @@ impl TryFrom<TemplateSpec> for Template {
         }
         if let Some(m) = s.conditions.min_subtotal() {
             same_currency("conditions.min_subtotal", m, s.currency)?;
+        }
+        if let Some(m) = s.conditions.max_subtotal() {
+            same_currency("conditions.max_subtotal", m, s.currency)?;
         }
         Ok(Template(s))
     }

@@ -32,7 +32,89 @@ fn buyer() -> Buyer {
 // ---------------------------------------------------------------------------------------------
 // Generators: small integer minor units, all benefit kinds, several groups.
 
+fn pct(p: i64) -> Percent {
+    Percent::new(p.into()).unwrap()
+}
+
+/// The kinds added with units priced one by one, tiers and shipping percentages.
+fn newer_benefit() -> impl Strategy<Value = Benefit> {
+    prop_oneof![
+        (1i64..3000, proptest::option::of(1u32..4))
+            .prop_map(|(a, mx)| Benefit::per_unit(m(a), mx).unwrap()),
+        (1i64..3000, proptest::option::of(1u32..3))
+            .prop_map(|(a, mx)| Benefit::per_line(m(a), mx).unwrap()),
+        (
+            proptest::bool::ANY,
+            proptest::bool::ANY,
+            1i64..3000,
+            1i64..=100
+        )
+            .prop_map(|(dearest, by_amount, a, p)| {
+                let pick = if dearest {
+                    UnitPick::Dearest
+                } else {
+                    UnitPick::Cheapest
+                };
+                let off = if by_amount {
+                    UnitOff::Amount(m(a))
+                } else {
+                    UnitOff::Percent(pct(p))
+                };
+                Benefit::apply_once(pick, off).unwrap()
+            }),
+        (
+            0i64..5000,
+            1i64..5000,
+            1i64..50,
+            0i64..50,
+            proptest::option::of(1i64..5000)
+        )
+            .prop_map(|(first, step, p1, p2, max)| {
+                let tiers = vec![
+                    PercentTier {
+                        spend: m(first),
+                        percent: pct(p1),
+                    },
+                    PercentTier {
+                        spend: m(first + step),
+                        percent: pct(p1 + p2),
+                    },
+                ];
+                Benefit::tiered_percent(tiers, max.map(m)).unwrap()
+            }),
+        (
+            1u32..4,
+            1u32..4,
+            1i64..50,
+            0i64..50,
+            proptest::option::of(1i64..5000)
+        )
+            .prop_map(|(first, step, p1, p2, max)| {
+                let tiers = vec![
+                    QuantityTier {
+                        units: first,
+                        percent: pct(p1),
+                    },
+                    QuantityTier {
+                        units: first + step,
+                        percent: pct(p1 + p2),
+                    },
+                ];
+                Benefit::quantity_tiers(tiers, max.map(m)).unwrap()
+            }),
+        (1i64..=100).prop_map(|p| Benefit::shipping_percent(pct(p)).unwrap()),
+        (0i64..1500).prop_map(|p| Benefit::shipping_price(m(p)).unwrap()),
+    ]
+}
+
 fn benefit() -> impl Strategy<Value = Benefit> {
+    prop_oneof![
+        7 => older_benefit(),
+        7 => newer_benefit(),
+    ]
+}
+
+fn older_benefit() -> impl Strategy<Value = Benefit> {
     prop_oneof![
         (1i64..3000).prop_map(|a| Benefit::instant(m(a)).unwrap()),
         (100i64..8000, 1i64..100, proptest::bool::ANY).prop_map(|(spend, pct, two)| {
@@ -91,6 +173,8 @@ struct GenOffer {
     expiry_days: i64,
     promotion: bool,
     template: u8,
+    max_subtotal: Option<i64>,
+    requires: Option<(&'static str, u32)>,
 }
 
 fn gen_offer() -> impl Strategy<Value = GenOffer> {
@@ -111,6 +195,13 @@ fn gen_offer() -> impl Strategy<Value = GenOffer> {
         1i64..4,
         proptest::bool::weighted(0.25),
         0u8..12,
+        (
+            proptest::option::weighted(0.2, 5000i64..40000),
+            proptest::option::weighted(
+                0.2,
+                (prop_oneof![Just("a"), Just("b"), Just("c")], 1u32..4),
+            ),
+        ),
     )
         .prop_map(
             |(
@@ -125,6 +216,7 @@ fn gen_offer() -> impl Strategy<Value = GenOffer> {
                 expiry_days,
                 promotion,
                 template,
+                (max_subtotal, requires),
             )| GenOffer {
                 benefit,
                 scope,
@@ -137,6 +229,8 @@ fn gen_offer() -> impl Strategy<Value = GenOffer> {
                 expiry_days,
                 promotion,
                 template,
+                max_subtotal,
+                requires,
             },
         )
 }
@@ -233,15 +327,22 @@ fn build(specs: &[GenOffer]) -> (Vec<Offer>, PromotionIndex) {
                     })
                     .unwrap(),
                 );
-                if let Some(ms) = g.min_subtotal {
-                    spec = spec.conditions(
-                        Conditions::try_from(ConditionsSpec {
-                            min_subtotal: Some(m(ms)),
-                            ..Default::default()
-                        })
-                        .unwrap(),
-                    );
-                }
+                let max_subtotal = g.max_subtotal.map(|mx| mx.max(g.min_subtotal.unwrap_or(0)));
+                spec = spec.conditions(
+                    Conditions::try_from(ConditionsSpec {
+                        min_subtotal: g.min_subtotal.map(m),
+                        max_subtotal: max_subtotal.map(m),
+                        requires: g
+                            .requires
+                            .iter()
+                            .map(|(c, n)| {
+                                Requirement::categories([CategoryId::new(*c).unwrap()], *n).unwrap()
+                            })
+                            .collect(),
+                        ..Default::default()
+                    })
+                    .unwrap(),
+                );
                 if g.promotion {
                     spec = spec.distribution(Distribution::Automatic);
                 }
@@ -334,7 +435,7 @@ fn check_invariants(q: &Quote, c: &Cart) {
             a.offer
         );
         assert!(a.saving.is_positive());
-        if a.kind == "shipping" {
+        if a.kind.starts_with("shipping") {
             assert!(
                 q.lines
                     .iter()
@@ -769,4 +870,175 @@ fn quote_serialises_to_json() {
     let back: Quote = serde_json::from_str(&json).unwrap();
     assert_eq!(back, q);
     let _: BTreeSet<OfferId> = q.applied_ids().into_iter().collect();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The worked numbers of the newer benefit kinds, as their docs state them.
+
+fn saving_of(benefit: Benefit, lines: &[(i64, u32)], shipping: i64) -> Option<Money> {
+    let offer = coupon("x", template("x", benefit), 3);
+    let c = simple_cart(lines, shipping);
+    let pol = StackingPolicy::default();
+    let u = buyer();
+    let q = Checkout::new(&c, &u, now(), &pol)
+        .offers(&[offer])
+        .best()
+        .unwrap();
+    check_invariants(&q, &c);
+    (!q.applied.is_empty()).then_some(q.saving)
+}
+
+#[test]
+fn per_unit_takes_the_amount_off_the_dearest_units() {
+    // 5 off each, at most 3 units, on 2 × 30.00 and 2 × 4.00: 5 + 5 + 4.
+    let b = Benefit::per_unit(m(500), Some(3)).unwrap();
+    assert_eq!(saving_of(b, &[(400, 2), (3000, 2)], 0), Some(m(1400)));
+    // Uncapped: every unit, none below zero.
+    let b = Benefit::per_unit(m(500), None).unwrap();
+    assert_eq!(saving_of(b, &[(400, 2), (3000, 2)], 0), Some(m(1800)));
+}
+
+#[test]
+fn per_line_takes_the_amount_off_the_dearest_lines() {
+    // 10 off each line, at most 2 lines, on 3 × 20.00, 1 × 8.00, 1 × 15.00: 10 + 10.
+    let b = Benefit::per_line(m(1000), Some(2)).unwrap();
+    assert_eq!(
+        saving_of(b, &[(2000, 3), (800, 1), (1500, 1)], 0),
+        Some(m(2000))
+    );
+    let b = Benefit::per_line(m(1000), None).unwrap();
+    assert_eq!(
+        saving_of(b, &[(2000, 3), (800, 1), (1500, 1)], 0),
+        Some(m(2800))
+    );
+}
+
+#[test]
+fn apply_once_takes_one_unit_only() {
+    let lines = [(8000, 1), (4500, 2)];
+    let dearest_half = Benefit::apply_once(UnitPick::Dearest, UnitOff::Percent(pct(50))).unwrap();
+    assert_eq!(saving_of(dearest_half, &lines, 0), Some(m(4000)));
+    let cheapest_20 = Benefit::apply_once(UnitPick::Cheapest, UnitOff::Amount(m(2000))).unwrap();
+    assert_eq!(saving_of(cheapest_20, &lines, 0), Some(m(2000)));
+    let cheapest_all = Benefit::apply_once(UnitPick::Cheapest, UnitOff::Amount(m(9000))).unwrap();
+    assert_eq!(saving_of(cheapest_all, &lines, 0), Some(m(4500)));
+}
+
+#[test]
+fn tiered_percent_takes_the_highest_tier_reached() {
+    let b = || {
+        Benefit::tiered_percent(
+            vec![
+                PercentTier {
+                    spend: m(0),
+                    percent: pct(5),
+                },
+                PercentTier {
+                    spend: m(20000),
+                    percent: pct(10),
+                },
+                PercentTier {
+                    spend: m(50000),
+                    percent: pct(15),
+                },
+            ],
+            Some(m(6000)),
+        )
+        .unwrap()
+    };
+    assert_eq!(saving_of(b(), &[(15000, 1)], 0), Some(m(750)));
+    assert_eq!(saving_of(b(), &[(30000, 1)], 0), Some(m(3000)));
+    assert_eq!(saving_of(b(), &[(60000, 1)], 0), Some(m(6000)));
+}
+
+#[test]
+fn quantity_tiers_count_units_in_scope() {
+    let b = || {
+        Benefit::quantity_tiers(
+            vec![
+                QuantityTier {
+                    units: 2,
+                    percent: pct(10),
+                },
+                QuantityTier {
+                    units: 3,
+                    percent: pct(20),
+                },
+            ],
+            None,
+        )
+        .unwrap()
+    };
+    assert_eq!(saving_of(b(), &[(5000, 2)], 0), Some(m(1000)));
+    assert_eq!(saving_of(b(), &[(5000, 4)], 0), Some(m(4000)));
+    assert_eq!(saving_of(b(), &[(5000, 1)], 0), None);
+}
+
+#[test]
+fn shipping_percent_and_shipping_price_reduce_only_shipping() {
+    let half = || Benefit::shipping_percent(pct(50)).unwrap();
+    assert_eq!(saving_of(half(), &[(5000, 1)], 1200), Some(m(600)));
+    assert_eq!(saving_of(half(), &[(5000, 1)], 999), Some(m(500)));
+    let five = || Benefit::shipping_price(m(500)).unwrap();
+    assert_eq!(saving_of(five(), &[(5000, 1)], 1200), Some(m(700)));
+    assert_eq!(saving_of(five(), &[(5000, 1)], 500), None);
+}
+
+#[test]
+fn requirements_and_a_maximum_subtotal_are_conditions_apart_from_scope() {
+    let cat = |c: &str| CategoryId::new(c).unwrap();
+    // 10 % off tea when the order holds two cups.
+    let t = template("tea", Benefit::percent(pct(10), None).unwrap())
+        .scope(
+            Scope::try_from(ScopeSpec {
+                categories: Some([cat("tea")].into()),
+                ..Default::default()
+            })
+            .unwrap(),
+        )
+        .conditions(
+            Conditions::try_from(ConditionsSpec {
+                requires: vec![Requirement::categories([cat("cups")], 2).unwrap()],
+                max_subtotal: Some(m(50000)),
+                ..Default::default()
+            })
+            .unwrap(),
+        );
+    let offer = coupon("tea", t, 3);
+    let line = |sku: &str, c: &str, price: i64, q: u32| {
+        CartLine::new(Sku::new(sku).unwrap(), m(price), q).in_category(cat(c))
+    };
+    let pol = StackingPolicy::default();
+    let u = buyer();
+    let quote = |lines: Vec<CartLine>| {
+        let c = Cart::new(CNY, lines, m(0)).unwrap();
+        Checkout::new(&c, &u, now(), &pol)
+            .offers(std::slice::from_ref(&offer))
+            .best()
+            .unwrap()
+    };
+    // One cup: one more needed; the reason names the category.
+    let q = quote(vec![line("t", "tea", 10000, 1), line("c", "cups", 3000, 1)]);
+    assert!(q.applied.is_empty());
+    let reasons = &q.evaluation(&offer.id).unwrap().reasons;
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.to_string() == "add 1 more item of category cups"),
+        "{reasons:?}"
+    );
+    // Two cups: 10 % of the tea only (the cups are not in scope).
+    let q = quote(vec![line("t", "tea", 10000, 1), line("c", "cups", 3000, 2)]);
+    assert_eq!(q.saving, m(1000));
+    // Tea above 500.00: over the maximum.
+    let q = quote(vec![line("t", "tea", 60000, 1), line("c", "cups", 3000, 2)]);
+    assert!(q.applied.is_empty());
+    let reasons = &q.evaluation(&offer.id).unwrap().reasons;
+    assert!(
+        reasons.contains(&Ineligible::AboveMaxSubtotal {
+            max: m(50000),
+            over: m(10000)
+        }),
+        "{reasons:?}"
+    );
 }

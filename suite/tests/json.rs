@@ -251,7 +251,7 @@ const TEMPLATE_CASES: &[(&str, &str, &str, &str)] = &[
         "benefit unknown kind",
         "/benefit/kind",
         r#""lottery""#,
-        "benefit: unknown variant `lottery`, expected one of `instant`, `threshold`, `every_threshold`, `percent`, `shipping`, `buy_get`, `fixed_price` at line 8 column 3",
+        "benefit: unknown variant `lottery`, expected one of `instant`, `threshold`, `every_threshold`, `percent`, `shipping`, `buy_get`, `fixed_price`, `per_unit`, `per_line`, `apply_once`, `tiered_percent`, `quantity_tiers`, `shipping_percent`, `shipping_price` at line 8 column 3",
     ),
     (
         "benefit unknown field",
@@ -373,7 +373,7 @@ const TEMPLATE_CASES: &[(&str, &str, &str, &str)] = &[
         "conditions unknown field",
         "/conditions",
         r#"{"max_subtotal_x": 1}"#,
-        "conditions: unknown field `max_subtotal_x`, expected one of `min_subtotal`, `min_quantity`, `audience`, `channels`, `schedule` at line 9 column 33",
+        "conditions: unknown field `max_subtotal_x`, expected one of `min_subtotal`, `min_quantity`, `audience`, `channels`, `max_subtotal`, `requires`, `schedule` at line 9 column 33",
     ),
     (
         "audience unknown field",
@@ -441,6 +441,97 @@ const TEMPLATE_CASES: &[(&str, &str, &str, &str)] = &[
         "/subtotal",
         "5",
         "unknown field `subtotal`, expected one of `id`, `name`, `description`, `terms`, `currency`, `benefit`, `scope`, `conditions`, `validity`, `limits`, `stacking`, `distribution`, `refund` at line 23 column 12",
+    ),
+    // newer benefit kinds and conditions
+    (
+        "per unit zero cap",
+        "/benefit",
+        r#"{"kind": "per_unit", "amount": {"amount": "5", "currency": "CNY"}, "max_units": 0}"#,
+        "benefit.max_units: must be at least 1 at line 2 column 95",
+    ),
+    (
+        "per line negative cap",
+        "/benefit",
+        r#"{"kind": "per_line", "amount": {"amount": "5", "currency": "CNY"}, "max_lines": -1}"#,
+        "benefit.max_lines: expected a non-negative integer, got -1 at line 2 column 96",
+    ),
+    (
+        "apply once both",
+        "/benefit",
+        r#"{"kind": "apply_once", "pick": "cheapest", "percent": "50", "amount": {"amount": "5", "currency": "CNY"}}"#,
+        "benefit: give `amount` or `percent` off the unit, not both at line 2 column 118",
+    ),
+    (
+        "apply once neither",
+        "/benefit",
+        r#"{"kind": "apply_once", "pick": "dearest"}"#,
+        "benefit: apply_once needs `amount` or `percent` at line 2 column 54",
+    ),
+    (
+        "apply once unknown pick",
+        "/benefit",
+        r#"{"kind": "apply_once", "pick": "middle", "percent": "50"}"#,
+        "benefit.pick: unknown variant `middle`, expected `cheapest` or `dearest` at line 2 column 70",
+    ),
+    (
+        "tiered percent decreasing",
+        "/benefit",
+        r#"{"kind": "tiered_percent", "tiers": [{"spend": {"amount": "0", "currency": "CNY"}, "percent": "10"}, {"spend": {"amount": "100", "currency": "CNY"}, "percent": "5"}]}"#,
+        "benefit.tiers: tier 1 takes 5%, less than the tier below it at line 2 column 179",
+    ),
+    (
+        "tiered percent out of range",
+        "/benefit",
+        r#"{"kind": "tiered_percent", "tiers": [{"spend": {"amount": "0", "currency": "CNY"}, "percent": "10"}, {"spend": {"amount": "100", "currency": "CNY"}, "percent": "150"}]}"#,
+        "benefit.tiers[1].percent: percentage 150 is outside (0, 100] at line 2 column 181",
+    ),
+    (
+        "quantity tier zero units",
+        "/benefit",
+        r#"{"kind": "quantity_tiers", "tiers": [{"units": 0, "percent": "10"}]}"#,
+        "benefit.tiers.units: must be at least 1 at line 2 column 81",
+    ),
+    (
+        "quantity tiers not increasing",
+        "/benefit",
+        r#"{"kind": "quantity_tiers", "tiers": [{"units": 3, "percent": "10"}, {"units": 2, "percent": "20"}]}"#,
+        "benefit.tiers: tier 1 needs 2 units, not more than the tier below it at line 2 column 112",
+    ),
+    (
+        "shipping percent zero",
+        "/benefit",
+        r#"{"kind": "shipping_percent", "percent": "0"}"#,
+        "benefit.percent: percentage 0 is outside (0, 100] at line 2 column 57",
+    ),
+    (
+        "shipping price negative",
+        "/benefit",
+        r#"{"kind": "shipping_price", "price": {"amount": "-1", "currency": "CNY"}}"#,
+        "benefit.price: invalid value \"-1.00 CNY\": a shipping price is zero or above at line 2 column 85",
+    ),
+    (
+        "max below min subtotal",
+        "/conditions",
+        r#"{"min_subtotal": {"amount": "100", "currency": "CNY"}, "max_subtotal": {"amount": "50", "currency": "CNY"}}"#,
+        "conditions.max_subtotal: 50.00 CNY is below the minimum subtotal 100.00 CNY at line 9 column 123",
+    ),
+    (
+        "requirement naming nothing",
+        "/conditions",
+        r#"{"requires": [{"min_quantity": 2}]}"#,
+        "conditions.requires: a requirement names `skus`, `categories` or `shops` at line 9 column 51",
+    ),
+    (
+        "requirement zero quantity",
+        "/conditions",
+        r#"{"requires": [{"skus": ["teapot"], "min_quantity": 0}]}"#,
+        "conditions.requires.min_quantity: must be at least 1 at line 9 column 71",
+    ),
+    (
+        "requirement unknown field",
+        "/conditions",
+        r#"{"requires": [{"skus": ["teapot"]}, {"sku": ["cup"]}]}"#,
+        "conditions.requires[1]: unknown field `sku`, expected one of `skus`, `categories`, `shops`, `min_quantity` at line 9 column 58",
     ),
 ];
 

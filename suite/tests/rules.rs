@@ -266,6 +266,7 @@ fn conditions(c: Currency) -> impl Strategy<Value = Conditions> {
                     audience,
                     channels,
                     schedule,
+                    ..Default::default()
                 })
                 .unwrap()
             },
@@ -2118,6 +2119,13 @@ fn documented_json_examples_are_valid_templates_of_every_kind() {
             "shipping",
             "buy_get",
             "fixed_price",
+            "per_unit",
+            "per_line",
+            "apply_once",
+            "tiered_percent",
+            "quantity_tiers",
+            "shipping_percent",
+            "shipping_price",
         ] {
             assert!(
                 kinds.contains_key(kind),
@@ -2184,6 +2192,16 @@ fn documented_json_examples_are_valid_templates_of_every_kind() {
             matches!(t.distribution(), Distribution::PromoCode { .. })
         });
         any("an automatic promotion", &|t| t.is_automatic());
+        any("a requirement apart from the scope", &|t| {
+            !t.conditions().requires().is_empty()
+        });
+        any("a maximum subtotal", &|t| {
+            t.conditions().max_subtotal().is_some()
+        });
+        any(
+            "a tiered percentage with a base tier at zero",
+            &|t| matches!(t.benefit(), Benefit::TieredPercent { tiers, .. } if tiers[0].spend.is_zero()),
+        );
     }
     assert!(seen >= 1, "no file has the `{HEADING}` section");
 }
