@@ -12,7 +12,7 @@ use super::{Offer, OfferId, StackingPolicy, ThresholdBase};
 use crate::cart::{Buyer, Cart};
 use crate::id::{StackingGroup, TemplateId};
 use crate::money::{Money, Rounding, apportion_minor};
-use crate::rule::{Benefit, Percent, Template, UnitOff, UnitPick};
+use crate::rule::{Benefit, Percent, Reward, Template, UnitOff, UnitPick};
 
 /// `n / d` rounded with `rounding`; `n ≥ 0`, `d > 0`.
 pub(crate) fn div_round(n: i128, d: i128, rounding: Rounding) -> i128 {
@@ -95,6 +95,55 @@ pub(crate) enum Kind {
     ShippingPrice {
         price: i64,
     },
+    /// Over the lines and shipping together: an amount (`num == 0`) or `num / den`.
+    ItemsAndShipping {
+        amount: i64,
+        num: i128,
+        den: i128,
+        max: i64,
+    },
+    /// Buy X get Y over separate sets; `in_buy[l]`: whether cart line `l` counts toward `buy`.
+    BuyXGetY {
+        buy: u64,
+        get: u64,
+        reward: RewardKind,
+        max_units: u64,
+        in_buy: Vec<bool>,
+    },
+}
+
+/// What each reward unit of a buy-X-get-Y gets, in minor units.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RewardKind {
+    Free,
+    Percent { num: i128, den: i128 },
+    Price(i64),
+}
+
+impl RewardKind {
+    /// The saving on `k` reward units worth `value` together.
+    fn saving(self, value: i64, k: u64, rounding: Rounding) -> i64 {
+        match self {
+            RewardKind::Free => value,
+            RewardKind::Percent { num, den } => {
+                let s = div_round(i128::from(value) * num, den, rounding);
+                i64::try_from(s).unwrap_or(value).min(value)
+            }
+            RewardKind::Price(price) => {
+                let pay = i64::try_from(k).unwrap_or(i64::MAX).saturating_mul(price);
+                value.saturating_sub(pay).max(0)
+            }
+        }
+    }
+
+    fn sig(self) -> [i64; 3] {
+        let clamp = |x: i128| i64::try_from(x).unwrap_or(i64::MAX);
+        match self {
+            RewardKind::Free => [0, 0, 0],
+            RewardKind::Percent { num, den } => [1, clamp(num), clamp(den)],
+            RewardKind::Price(p) => [2, p, 0],
+        }
+    }
 }
 
 /// A percentage as an exact fraction `num / den` of what it applies to.
@@ -104,7 +153,7 @@ fn fraction(p: &Percent) -> (i128, i128) {
 }
 
 impl Kind {
-    fn from_benefit(b: &Benefit) -> Kind {
+    fn from_benefit(b: &Benefit, cart: &Cart) -> Kind {
         match b {
             Benefit::Instant { amount } => Kind::Instant(minor(amount)),
             Benefit::Threshold { tiers } => Kind::Threshold(
@@ -209,15 +258,57 @@ impl Kind {
             Benefit::ShippingPrice { price } => Kind::ShippingPrice {
                 price: minor(price),
             },
+            Benefit::ItemsAndShipping { off, max_saving } => {
+                let max = max_saving.as_ref().map_or(i64::MAX, minor);
+                match off {
+                    UnitOff::Amount(m) => Kind::ItemsAndShipping {
+                        amount: minor(m),
+                        num: 0,
+                        den: 1,
+                        max,
+                    },
+                    UnitOff::Percent(p) => {
+                        let (num, den) = fraction(p);
+                        Kind::ItemsAndShipping {
+                            amount: 0,
+                            num,
+                            den,
+                            max,
+                        }
+                    }
+                }
+            }
+            Benefit::BuyXGetY {
+                buy,
+                buy_scope,
+                get,
+                reward,
+                max_units,
+            } => Kind::BuyXGetY {
+                buy: u64::from(*buy),
+                get: u64::from(*get),
+                reward: match reward {
+                    Reward::Free => RewardKind::Free,
+                    Reward::Percent { percent } => {
+                        let (num, den) = fraction(percent);
+                        RewardKind::Percent { num, den }
+                    }
+                    Reward::Price { price } => RewardKind::Price(minor(price)),
+                },
+                max_units: max_units.map_or(u64::MAX, u64::from),
+                in_buy: cart.lines().iter().map(|l| buy_scope.covers(l)).collect(),
+            },
         }
     }
 
     /// 0: unit-priced, 1: amount-based, 2: shipping.
     fn phase(&self) -> u8 {
         match self {
-            Kind::BuyGet { .. } | Kind::Fixed { .. } | Kind::PerUnit { .. } | Kind::Once { .. } => {
-                0
-            }
+            Kind::BuyGet { .. }
+            | Kind::Fixed { .. }
+            | Kind::PerUnit { .. }
+            | Kind::Once { .. }
+            | Kind::BuyXGetY { .. } => 0,
             Kind::Shipping { .. } | Kind::ShippingPercent { .. } | Kind::ShippingPrice { .. } => 2,
             _ => 1,
         }
@@ -225,10 +316,11 @@ impl Kind {
 
     /// Within the amount phase, fixed reductions before percentages.
     fn rank(&self) -> u8 {
-        u8::from(matches!(
-            self,
-            Kind::Percent { .. } | Kind::TieredPercent { .. } | Kind::QuantityTiers { .. }
-        ))
+        u8::from(match self {
+            Kind::Percent { .. } | Kind::TieredPercent { .. } | Kind::QuantityTiers { .. } => true,
+            Kind::ItemsAndShipping { num, .. } => *num != 0,
+            _ => false,
+        })
     }
 }
 
@@ -411,7 +503,7 @@ pub(crate) fn shared(
             });
         }
     }
-    let kind = Kind::from_benefit(t.benefit());
+    let kind = Kind::from_benefit(t.benefit(), cart);
     let stacking = t.stacking();
     let orig_base: i64 = lines.iter().map(|&l| ctx.totals[l as usize]).sum();
     let qty: u64 = lines.iter().map(|&l| ctx.qty[l as usize]).sum();
@@ -445,7 +537,11 @@ pub(crate) fn shared(
     sh.sig = signature(&sh);
     if matches!(
         sh.kind,
-        Kind::BuyGet { .. } | Kind::Fixed { .. } | Kind::PerUnit { .. } | Kind::Once { .. }
+        Kind::BuyGet { .. }
+            | Kind::Fixed { .. }
+            | Kind::PerUnit { .. }
+            | Kind::Once { .. }
+            | Kind::BuyXGetY { .. }
     ) {
         sh.cheapest_first = sort_by_unit_value(sh.lines.clone(), ctx, &ctx.fresh());
     }
@@ -554,6 +650,24 @@ fn signature(p: &Shared) -> Vec<i64> {
         }
         Kind::ShippingPercent { num, den } => vec![12, clamp(*num), clamp(*den)],
         Kind::ShippingPrice { price } => vec![13, *price],
+        Kind::ItemsAndShipping {
+            amount,
+            num,
+            den,
+            max,
+        } => vec![15, *amount, clamp(*num), clamp(*den), *max],
+        Kind::BuyXGetY {
+            buy,
+            get,
+            reward,
+            max_units,
+            in_buy,
+        } => {
+            let mut v = vec![14, sat(*buy), sat(*get), sat(*max_units)];
+            v.extend(reward.sig());
+            v.extend(in_buy.iter().map(|b| i64::from(*b)));
+            v
+        }
     };
     v.extend([
         p.min_subtotal,
@@ -697,6 +811,32 @@ pub(crate) fn apply(
                 .collect();
             return commit_parts(state, alloc, parts);
         }
+        Kind::ItemsAndShipping {
+            amount,
+            num,
+            den,
+            max,
+        } => {
+            let base = residual_base.saturating_add(state.shipping);
+            let s = if *num == 0 {
+                *amount
+            } else {
+                let s = div_round(i128::from(base) * num, *den, policy.rounding);
+                i64::try_from(s).unwrap_or(i64::MAX).min(*max)
+            };
+            return spread_with_shipping(s.min(base), &p.lines, state, alloc);
+        }
+        Kind::BuyXGetY {
+            buy,
+            get,
+            reward,
+            max_units,
+            in_buy,
+        } => {
+            return buy_x_get_y_saving(
+                p, ctx, state, policy, alloc, *buy, *get, *reward, *max_units, in_buy,
+            );
+        }
         Kind::PerUnit { amount, max_units } => {
             return per_unit_saving(p, ctx, state, policy, alloc, *amount, *max_units);
         }
@@ -780,6 +920,103 @@ fn take_shipping(state: &mut State, alloc: Option<&mut Alloc>, s: i64) -> Result
         a.shipping = s;
     }
     Ok(s)
+}
+
+/// Takes `saving` off `lines` and the shipping fee in proportion to what is left of each (the
+/// largest-remainder split, the fee last). Requires `0 ≤ saving ≤ Σ residual + shipping`.
+fn spread_with_shipping(
+    saving: i64,
+    lines: &[u32],
+    state: &mut State,
+    alloc: Option<&mut Alloc>,
+) -> Result<i64, Miss> {
+    if saving <= 0 {
+        return Err(Miss::NothingToSave);
+    }
+    let mut weights: Vec<i128> = lines
+        .iter()
+        .map(|&l| i128::from(state.residual[l as usize]))
+        .collect();
+    weights.push(i128::from(state.shipping));
+    let shares = apportion_minor(i128::from(saving), &weights);
+    let mut parts = Vec::with_capacity(lines.len());
+    for (&l, s) in lines.iter().zip(&shares) {
+        let s = i64::try_from(*s).unwrap_or(0);
+        if s > 0 {
+            parts.push((l, s));
+        }
+    }
+    let ship = shares.last().map_or(0, |s| i64::try_from(*s).unwrap_or(0));
+    state.shipping -= ship;
+    for &(l, s) in &parts {
+        state.residual[l as usize] -= s;
+    }
+    if let Some(a) = alloc {
+        a.lines.extend(parts);
+        a.shipping = ship;
+    }
+    Ok(saving)
+}
+
+/// Buy X get Y: the groups the units allow, then the cheapest reward units get the reward. A
+/// unit in both sets counts once: as rewarded only as far as the groups can still be bought.
+#[allow(clippy::too_many_arguments)]
+fn buy_x_get_y_saving(
+    p: &Shared,
+    ctx: &CartCtx,
+    state: &mut State,
+    policy: &StackingPolicy,
+    alloc: Option<&mut Alloc>,
+    buy: u64,
+    get: u64,
+    reward: RewardKind,
+    max_units: u64,
+    in_buy: &[bool],
+) -> Result<i64, Miss> {
+    let in_reward = |l: usize| p.lines.binary_search(&(l as u32)).is_ok();
+    // Units bought only, in both sets, rewarded only.
+    let (mut bought, mut both, mut rewarded) = (0u64, 0u64, 0u64);
+    for (l, &q) in ctx.qty.iter().enumerate() {
+        match (in_buy.get(l).copied().unwrap_or(false), in_reward(l)) {
+            (true, false) => bought += q,
+            (true, true) => both += q,
+            (false, true) => rewarded += q,
+            (false, false) => {}
+        }
+    }
+    let groups = ((bought + both) / buy)
+        .min((rewarded + both) / get)
+        .min((bought + both + rewarded) / (buy + get));
+    if groups == 0 {
+        // Units short for the first group, counting every unit once.
+        let short = buy.saturating_sub(bought + both) + get.saturating_sub(rewarded);
+        return Err(Miss::MoreItems(short.max(1)));
+    }
+    let mut left = groups.saturating_mul(get).min(max_units);
+    // Units of both sets that can be rewarded while the groups are still bought.
+    let mut shared_left = both.saturating_sub(groups.saturating_mul(buy).saturating_sub(bought));
+    let mut parts = Vec::new();
+    for l in by_unit_value(p, ctx, state) {
+        if left == 0 {
+            break;
+        }
+        let q = ctx.qty[l as usize];
+        let mut k = left.min(q);
+        if in_buy.get(l as usize).copied().unwrap_or(false) {
+            k = k.min(shared_left);
+            shared_left -= k;
+        }
+        if k == 0 {
+            continue;
+        }
+        left -= k;
+        let value = cum(state.residual[l as usize], k, q, policy.rounding);
+        let s = reward.saving(value, k, policy.rounding);
+        if s > 0 {
+            parts.push((l, s));
+        }
+    }
+    commit_parts(state, alloc, parts)
 }
 
 /// Per unit: `amount` off each unit (at most what is left of it), the dearest `max_units`.

@@ -16,12 +16,17 @@
 //! Stacked offers apply one after another in a fixed, documented order, each to what the
 //! earlier ones left:
 //! 1. **Phase**: unit offers ([`BuyGet`](crate::rule::Benefit::BuyGet),
-//!    [`FixedPrice`](crate::rule::Benefit::FixedPrice)) first, then amount offers (instant,
-//!    threshold, every-threshold, percent), then shipping offers.
+//!    [`FixedPrice`](crate::rule::Benefit::FixedPrice),
+//!    [`PerUnit`](crate::rule::Benefit::PerUnit),
+//!    [`ApplyOnce`](crate::rule::Benefit::ApplyOnce),
+//!    [`BuyXGetY`](crate::rule::Benefit::BuyXGetY)) first, then amount offers (instant,
+//!    threshold, every-threshold, percent, per line, tiered percent, quantity tiers, items and
+//!    shipping), then shipping offers (shipping, shipping percent, shipping price).
 //! 2. **Source**: automatic promotions, then promo codes, then wallet coupons.
 //! 3. **Priority**: higher [`Stacking::priority`](crate::rule::Stacking::priority) first.
-//! 4. **Kind**: fixed reductions before percentages, so a percentage is measured on what the
-//!    buyer actually pays.
+//! 4. **Kind**: fixed reductions before percentages (percent, tiered percent, quantity tiers,
+//!    a percentage over items and shipping), so a percentage is measured on what the buyer
+//!    actually pays.
 //! 5. Template id, then offer id.
 //!
 //! A percentage is always measured on what is left of its lines, so two 50 % coupons give

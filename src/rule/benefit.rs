@@ -8,6 +8,7 @@
 
 use rust_decimal::Decimal;
 
+use super::Scope;
 use super::error::{RuleError, positive_in, same_currency};
 use crate::money::{Currency, Money};
 
@@ -152,13 +153,38 @@ pub enum UnitPick {
     Dearest,
 }
 
-/// What an [`ApplyOnce`](Benefit::ApplyOnce) benefit takes off its one unit.
+/// What an [`ApplyOnce`](Benefit::ApplyOnce) benefit takes off its one unit (or an
+/// [`ItemsAndShipping`](Benefit::ItemsAndShipping) benefit off the order).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum UnitOff {
     /// An amount, at most what is left of the unit.
     Amount(Money),
     /// A percentage of what is left of the unit.
     Percent(Percent),
+}
+
+/// What each reward unit of a [`BuyXGetY`](Benefit::BuyXGetY) gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)
+)]
+pub enum Reward {
+    /// Free.
+    Free,
+    /// A percentage off.
+    Percent {
+        /// The percentage, in `(0, 100]`.
+        #[cfg_attr(feature = "serde", serde(deserialize_with = "reward_percent_at"))]
+        percent: Percent,
+    },
+    /// Sold at a fixed price (a unit already at or below it is left as it is).
+    Price {
+        /// The price of one reward unit, zero or above.
+        #[cfg_attr(feature = "serde", serde(deserialize_with = "reward_price_at"))]
+        price: Money,
+    },
 }
 
 /// The benefit of a coupon. Build one with the constructors, which check every invariant; the
@@ -180,6 +206,8 @@ pub enum UnitOff {
 /// | [`QuantityTiers`](Benefit::QuantityTiers) | 多件多折 | the `percent` of the highest tier with `units ≤` units in scope, off `B` |
 /// | [`ShippingPercent`](Benefit::ShippingPercent) | 运费折扣 | `round(fee × percent / 100)` off the shipping fee |
 /// | [`ShippingPrice`](Benefit::ShippingPrice) | 运费一口价 | shipping costs `price`: `max(fee − price, 0)` off |
+/// | [`ItemsAndShipping`](Benefit::ItemsAndShipping) | 全单立减 | an amount or percentage off `B` plus the shipping fee together |
+/// | [`BuyXGetY`](Benefit::BuyXGetY) | 买A赠B | per `buy` units of `buy_scope`, `get` units of the scope get the reward, cheapest first |
 ///
 /// A percentage coupon's threshold ("10 % off orders over 200") and any other minimum spend is
 /// [`Conditions::min_subtotal`](super::Conditions::min_subtotal), measured on the same base.
@@ -347,6 +375,43 @@ pub enum Benefit {
     ShippingPercent {
         /// The percentage, in `(0, 100]`.
         percent: Percent,
+    },
+    /// 买A赠B — buy X get Y over separate sets: for every `buy` units in `buy_scope`, `get`
+    /// units of the template's scope (the reward set) get the `reward` (free, a percentage off,
+    /// or a fixed price), repeating, at most `max_units` reward units. The reward units are the
+    /// cheapest of the reward set; a unit in both sets counts once, either as bought or as
+    /// rewarded (the groups are as many as the units allow either way).
+    ///
+    /// Worked, buy 2 shirts get 1 hat at 50 % off, on 3 shirts at 100.00 and 2 hats at 40.00
+    /// and 1 hat at 30.00: 3 shirts make 1 group, so the cheapest hat, 30.00, is half price —
+    /// 15.00 saved. With 4 shirts, 2 groups: 30.00 and 40.00 at half price — 35.00 saved.
+    #[non_exhaustive]
+    BuyXGetY {
+        /// Units of `buy_scope` per group, at least 1.
+        buy: u32,
+        /// What counts toward `buy`.
+        buy_scope: Scope,
+        /// Reward units per group, at least 1.
+        get: u32,
+        /// What each reward unit gets.
+        reward: Reward,
+        /// Cap on the reward units in one order, if any.
+        max_units: Option<u32>,
+    },
+    /// 全单立减 — one discount over the items in scope and the shipping fee together: an amount
+    /// (at most their sum) or a percentage of their sum (at most `max_saving`), shared between
+    /// the lines and the fee in proportion to what is left of each. The minimum spend is still
+    /// measured on the items.
+    ///
+    /// Worked, 10 % off items and shipping on items of 90.00 and a fee of 10.00 saves 10.00:
+    /// 9.00 from the items and 1.00 from shipping. 30 off on items of 20.00 and a fee of 5.00
+    /// saves 25.00 (everything).
+    #[non_exhaustive]
+    ItemsAndShipping {
+        /// An amount or a percentage.
+        off: UnitOff,
+        /// The cap on a percentage's saving, if any.
+        max_saving: Option<Money>,
     },
     /// 运费一口价 — shipping at a fixed price: a fee above `price` is reduced to it, a fee at or
     /// below it is left as it is (nothing to save).
@@ -706,9 +771,93 @@ impl Benefit {
         Ok(Benefit::ShippingPrice { price })
     }
 
+    /// 买A赠B: per `buy` units of `buy_scope`, `get` reward units (the template's scope) get
+    /// `reward`, at most `max_units` reward units.
+    ///
+    /// ```
+    /// use coupons::rule::{Benefit, Percent, Reward, Scope, ScopeSpec};
+    /// use coupons::id::CategoryId;
+    /// let shirts = Scope::try_from(ScopeSpec {
+    ///     categories: Some([CategoryId::new("shirts")?].into()),
+    ///     ..ScopeSpec::default()
+    /// })?;
+    /// let half = Reward::Percent { percent: Percent::new(50.into())? };
+    /// let b = Benefit::buy_x_get_y(2, shirts, 1, half, None)?;
+    /// assert_eq!(b.kind(), "buy_x_get_y");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`RuleError::Zero`] when `buy`, `get` or the cap is zero; [`RuleError::Invalid`] for a
+    /// negative reward price.
+    pub fn buy_x_get_y(
+        buy: u32,
+        buy_scope: Scope,
+        get: u32,
+        reward: Reward,
+        max_units: Option<u32>,
+    ) -> Result<Benefit, RuleError> {
+        if buy == 0 {
+            return Err(RuleError::Zero {
+                field: "benefit.buy",
+            });
+        }
+        if get == 0 {
+            return Err(RuleError::Zero {
+                field: "benefit.get",
+            });
+        }
+        if max_units == Some(0) {
+            return Err(RuleError::Zero {
+                field: "benefit.max_units",
+            });
+        }
+        if let Reward::Price { price } = reward {
+            if price.is_negative() {
+                return Err(RuleError::Invalid {
+                    field: "benefit.reward.price",
+                    value: price.to_string(),
+                    reason: "a reward price is zero or above",
+                });
+            }
+        }
+        Ok(Benefit::BuyXGetY {
+            buy,
+            buy_scope,
+            get,
+            reward,
+            max_units,
+        })
+    }
+
+    /// 全单立减: `off` the items in scope and the shipping fee together.
+    ///
+    /// # Errors
+    /// [`RuleError::NotPositive`] for an amount or cap not above zero;
+    /// [`RuleError::Conflict`] for a cap on an amount (the amount is its own cap).
+    pub fn items_and_shipping(
+        off: UnitOff,
+        max_saving: Option<Money>,
+    ) -> Result<Benefit, RuleError> {
+        if let UnitOff::Amount(m) = off {
+            positive_in("benefit.amount", m, m.currency())?;
+            if max_saving.is_some() {
+                return Err(RuleError::Conflict {
+                    field: "benefit.max_saving",
+                    reason: "an amount off needs no cap; `max_saving` caps a percentage".into(),
+                });
+            }
+        }
+        if let Some(m) = max_saving {
+            positive_in("benefit.max_saving", m, m.currency())?;
+        }
+        Ok(Benefit::ItemsAndShipping { off, max_saving })
+    }
+
     /// The kind as a short stable name: `instant`, `threshold`, `every_threshold`, `percent`,
     /// `shipping`, `buy_get`, `fixed_price`, `per_unit`, `per_line`, `apply_once`,
-    /// `tiered_percent`, `quantity_tiers`, `shipping_percent`, `shipping_price`.
+    /// `tiered_percent`, `quantity_tiers`, `shipping_percent`, `shipping_price`, `buy_x_get_y`,
+    /// `items_and_shipping`.
     pub fn kind(&self) -> &'static str {
         match self {
             Benefit::Instant { .. } => "instant",
@@ -725,6 +874,8 @@ impl Benefit {
             Benefit::QuantityTiers { .. } => "quantity_tiers",
             Benefit::ShippingPercent { .. } => "shipping_percent",
             Benefit::ShippingPrice { .. } => "shipping_price",
+            Benefit::BuyXGetY { .. } => "buy_x_get_y",
+            Benefit::ItemsAndShipping { .. } => "items_and_shipping",
         }
     }
 
@@ -771,6 +922,17 @@ impl Benefit {
             }
             Benefit::ShippingPercent { .. } => {}
             Benefit::ShippingPrice { price } => v.push(("benefit.price", *price)),
+            Benefit::BuyXGetY { reward, .. } => {
+                if let Reward::Price { price } = reward {
+                    v.push(("benefit.reward.price", *price));
+                }
+            }
+            Benefit::ItemsAndShipping { off, max_saving } => {
+                if let UnitOff::Amount(m) = off {
+                    v.push(("benefit.amount", *m));
+                }
+                v.extend(max_saving.map(|m| ("benefit.max_saving", m)));
+            }
         }
         v
     }
@@ -794,6 +956,7 @@ impl Benefit {
                 | Benefit::FixedPrice { .. }
                 | Benefit::PerUnit { .. }
                 | Benefit::ApplyOnce { .. }
+                | Benefit::BuyXGetY { .. }
         )
     }
 
@@ -830,6 +993,14 @@ crate::de::field_paths! {
     fn qtiers_at -> nested_list QuantityTier = "benefit.tiers";
     fn qtier_units_at -> u32 = "benefit.tiers.units";
     fn ship_price_at -> Money = "benefit.price";
+    fn buy_scope_at -> nested Scope = "benefit.buy_scope";
+    fn reward_at -> nested Reward = "benefit.reward";
+    fn reward_price_at -> Money = "benefit.reward.price";
+}
+
+#[cfg(feature = "serde")]
+fn reward_percent_at<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Percent, D::Error> {
+    percent_field("benefit.reward.percent", d)
 }
 
 /// Reads a percentage at `path`, refused with [`Percent::new`]'s reasons naming the path.
@@ -990,6 +1161,60 @@ enum BenefitRepr {
         #[serde(deserialize_with = "ship_price_at")]
         price: Money,
     },
+    /// Exactly one of `amount` and `percent`.
+    ItemsAndShipping {
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "once_amount_at"
+        )]
+        amount: Option<Money>,
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "once_percent_at"
+        )]
+        percent: Option<Decimal>,
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "max_saving_at"
+        )]
+        max_saving: Option<Money>,
+    },
+    BuyXGetY {
+        #[serde(deserialize_with = "buy_at")]
+        buy: u32,
+        #[serde(deserialize_with = "buy_scope_at")]
+        buy_scope: Scope,
+        #[serde(deserialize_with = "get_at")]
+        get: u32,
+        #[serde(deserialize_with = "reward_at")]
+        reward: Reward,
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "max_units_at"
+        )]
+        max_units: Option<u32>,
+    },
+}
+
+/// Exactly one of an amount and a percentage, as JSON gives them.
+#[cfg(feature = "serde")]
+fn off(amount: Option<Money>, percent: Option<Decimal>, kind: &str) -> Result<UnitOff, RuleError> {
+    match (amount, percent) {
+        (Some(m), None) => Ok(UnitOff::Amount(m)),
+        (None, Some(p)) => Ok(UnitOff::Percent(Percent::at("benefit.percent", p)?)),
+        (Some(_), Some(_)) => Err(RuleError::Conflict {
+            field: "benefit",
+            reason: "give `amount` or `percent`, not both".into(),
+        }),
+        (None, None) => Err(RuleError::Conflict {
+            field: "benefit",
+            reason: format!("{kind} needs `amount` or `percent`"),
+        }),
+    }
 }
 
 #[cfg(feature = "serde")]
@@ -1039,24 +1264,13 @@ impl TryFrom<BenefitRepr> for Benefit {
                 pick,
                 amount,
                 percent,
+            } => Benefit::apply_once(pick, off(amount, percent, "apply_once")?),
+            BenefitRepr::ItemsAndShipping {
+                amount,
+                percent,
+                max_saving,
             } => {
-                let off = match (amount, percent) {
-                    (Some(m), None) => UnitOff::Amount(m),
-                    (None, Some(p)) => UnitOff::Percent(Percent::at("benefit.percent", p)?),
-                    (Some(_), Some(_)) => {
-                        return Err(RuleError::Conflict {
-                            field: "benefit",
-                            reason: "give `amount` or `percent` off the unit, not both".into(),
-                        });
-                    }
-                    (None, None) => {
-                        return Err(RuleError::Conflict {
-                            field: "benefit",
-                            reason: "apply_once needs `amount` or `percent`".into(),
-                        });
-                    }
-                };
-                Benefit::apply_once(pick, off)
+                Benefit::items_and_shipping(off(amount, percent, "items_and_shipping")?, max_saving)
             }
             BenefitRepr::TieredPercent { tiers, max_saving } => {
                 Benefit::tiered_percent(tiers, max_saving)
@@ -1066,6 +1280,13 @@ impl TryFrom<BenefitRepr> for Benefit {
             }
             BenefitRepr::ShippingPercent { percent } => Benefit::shipping_percent(percent),
             BenefitRepr::ShippingPrice { price } => Benefit::shipping_price(price),
+            BenefitRepr::BuyXGetY {
+                buy,
+                buy_scope,
+                get,
+                reward,
+                max_units,
+            } => Benefit::buy_x_get_y(buy, buy_scope, get, reward, max_units),
         }
     }
 }
@@ -1132,6 +1353,30 @@ impl From<Benefit> for BenefitRepr {
             }
             Benefit::ShippingPercent { percent } => BenefitRepr::ShippingPercent { percent },
             Benefit::ShippingPrice { price } => BenefitRepr::ShippingPrice { price },
+            Benefit::ItemsAndShipping { off, max_saving } => {
+                let (amount, percent) = match off {
+                    UnitOff::Amount(m) => (Some(m), None),
+                    UnitOff::Percent(p) => (None, Some(p.value())),
+                };
+                BenefitRepr::ItemsAndShipping {
+                    amount,
+                    percent,
+                    max_saving,
+                }
+            }
+            Benefit::BuyXGetY {
+                buy,
+                buy_scope,
+                get,
+                reward,
+                max_units,
+            } => BenefitRepr::BuyXGetY {
+                buy,
+                buy_scope,
+                get,
+                reward,
+                max_units,
+            },
         }
     }
 }

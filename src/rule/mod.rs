@@ -47,7 +47,7 @@ mod scope;
 mod stacking;
 mod validity;
 
-pub use benefit::{Benefit, Percent, PercentTier, QuantityTier, Tier, UnitOff, UnitPick};
+pub use benefit::{Benefit, Percent, PercentTier, QuantityTier, Reward, Tier, UnitOff, UnitPick};
 pub use conditions::{
     AudienceMiss, AudienceSpec, Conditions, ConditionsSpec, Requirement, Schedule, ScheduleSpec,
     TimeWindow,

@@ -104,6 +104,36 @@ fn newer_benefit() -> impl Strategy<Value = Benefit> {
             }),
         (1i64..=100).prop_map(|p| Benefit::shipping_percent(pct(p)).unwrap()),
         (0i64..1500).prop_map(|p| Benefit::shipping_price(m(p)).unwrap()),
+        (
+            proptest::bool::ANY,
+            1i64..5000,
+            1i64..=100,
+            proptest::option::of(1i64..5000)
+        )
+            .prop_map(|(by_amount, a, p, max)| if by_amount {
+                Benefit::items_and_shipping(UnitOff::Amount(m(a)), None).unwrap()
+            } else {
+                Benefit::items_and_shipping(UnitOff::Percent(pct(p)), max.map(m)).unwrap()
+            }),
+        (
+            1u32..3,
+            prop_oneof![Just("a"), Just("b"), Just("c")],
+            1u32..3,
+            prop_oneof![
+                Just(Reward::Free),
+                (1i64..=100).prop_map(|p| Reward::Percent { percent: pct(p) }),
+                (0i64..5000).prop_map(|p| Reward::Price { price: m(p) }),
+            ],
+            proptest::option::of(1u32..4),
+        )
+            .prop_map(|(buy, cat, get, reward, mx)| {
+                let buy_scope = Scope::try_from(ScopeSpec {
+                    categories: Some([CategoryId::new(cat).unwrap()].into()),
+                    ..Default::default()
+                })
+                .unwrap();
+                Benefit::buy_x_get_y(buy, buy_scope, get, reward, mx).unwrap()
+            }),
     ]
 }
 
@@ -1041,4 +1071,79 @@ fn requirements_and_a_maximum_subtotal_are_conditions_apart_from_scope() {
         }),
         "{reasons:?}"
     );
+}
+
+#[test]
+fn buy_x_get_y_rewards_the_cheapest_units_of_the_reward_set() {
+    let cat = |c: &str| CategoryId::new(c).unwrap();
+    let in_cat = |c: &str| {
+        Scope::try_from(ScopeSpec {
+            categories: Some([cat(c)].into()),
+            ..Default::default()
+        })
+        .unwrap()
+    };
+    let b = Benefit::buy_x_get_y(
+        2,
+        in_cat("shirts"),
+        1,
+        Reward::Percent { percent: pct(50) },
+        None,
+    )
+    .unwrap();
+    let offer = coupon("bxgy", template("bxgy", b).scope(in_cat("hats")), 3);
+    let pol = StackingPolicy::default();
+    let u = buyer();
+    let saving = |shirts: u32| {
+        let lines = vec![
+            CartLine::new(Sku::new("shirt").unwrap(), m(10000), shirts).in_category(cat("shirts")),
+            CartLine::new(Sku::new("cap").unwrap(), m(4000), 2).in_category(cat("hats")),
+            CartLine::new(Sku::new("beanie").unwrap(), m(3000), 1).in_category(cat("hats")),
+        ];
+        let c = Cart::new(CNY, lines, m(0)).unwrap();
+        let q = Checkout::new(&c, &u, now(), &pol)
+            .offers(std::slice::from_ref(&offer))
+            .best()
+            .unwrap();
+        check_invariants(&q, &c);
+        q.saving
+    };
+    assert_eq!(saving(1), m(0));
+    assert_eq!(saving(3), m(1500));
+    assert_eq!(saving(4), m(3500));
+    assert_eq!(saving(20), m(5500));
+
+    // One set for both (the classic buy 2 get 1 free): a unit counts once.
+    let same = Benefit::buy_x_get_y(2, Scope::everything(), 1, Reward::Free, None).unwrap();
+    let classic = Benefit::buy_get(2, 1, None).unwrap();
+    for lines in [
+        vec![(3000, 1), (2000, 2), (1000, 2), (500, 1)],
+        vec![(3000, 2)],
+        vec![(3000, 3), (100, 1)],
+    ] {
+        assert_eq!(
+            saving_of(same.clone(), &lines, 0),
+            saving_of(classic.clone(), &lines, 0),
+            "{lines:?}"
+        );
+    }
+}
+
+#[test]
+fn items_and_shipping_share_one_discount() {
+    let ten = Benefit::items_and_shipping(UnitOff::Percent(pct(10)), None).unwrap();
+    let offer = coupon("all", template("all", ten), 3);
+    let c = simple_cart(&[(9000, 1)], 1000);
+    let pol = StackingPolicy::default();
+    let u = buyer();
+    let q = Checkout::new(&c, &u, now(), &pol)
+        .offers(&[offer])
+        .best()
+        .unwrap();
+    check_invariants(&q, &c);
+    assert_eq!(q.saving, m(1000));
+    assert_eq!(q.lines[0].final_amount, m(8100));
+    assert_eq!(q.shipping.final_amount, m(900));
+    let thirty = Benefit::items_and_shipping(UnitOff::Amount(m(3000)), None).unwrap();
+    assert_eq!(saving_of(thirty, &[(2000, 1)], 500), Some(m(2500)));
 }

@@ -251,7 +251,7 @@ const TEMPLATE_CASES: &[(&str, &str, &str, &str)] = &[
         "benefit unknown kind",
         "/benefit/kind",
         r#""lottery""#,
-        "benefit: unknown variant `lottery`, expected one of `instant`, `threshold`, `every_threshold`, `percent`, `shipping`, `buy_get`, `fixed_price`, `per_unit`, `per_line`, `apply_once`, `tiered_percent`, `quantity_tiers`, `shipping_percent`, `shipping_price` at line 8 column 3",
+        "benefit: unknown variant `lottery`, expected one of `instant`, `threshold`, `every_threshold`, `percent`, `shipping`, `buy_get`, `fixed_price`, `per_unit`, `per_line`, `apply_once`, `tiered_percent`, `quantity_tiers`, `shipping_percent`, `shipping_price`, `items_and_shipping`, `buy_x_get_y` at line 8 column 3",
     ),
     (
         "benefit unknown field",
@@ -459,7 +459,7 @@ const TEMPLATE_CASES: &[(&str, &str, &str, &str)] = &[
         "apply once both",
         "/benefit",
         r#"{"kind": "apply_once", "pick": "cheapest", "percent": "50", "amount": {"amount": "5", "currency": "CNY"}}"#,
-        "benefit: give `amount` or `percent` off the unit, not both at line 2 column 118",
+        "benefit: give `amount` or `percent`, not both at line 2 column 118",
     ),
     (
         "apply once neither",
@@ -532,6 +532,42 @@ const TEMPLATE_CASES: &[(&str, &str, &str, &str)] = &[
         "/conditions",
         r#"{"requires": [{"skus": ["teapot"]}, {"sku": ["cup"]}]}"#,
         "conditions.requires[1]: unknown field `sku`, expected one of `skus`, `categories`, `shops`, `min_quantity` at line 9 column 58",
+    ),
+    (
+        "bxgy zero buy",
+        "/benefit",
+        r#"{"kind": "buy_x_get_y", "buy": 0, "buy_scope": {}, "get": 1, "reward": {"kind": "free"}}"#,
+        "benefit.buy: must be at least 1 at line 2 column 101",
+    ),
+    (
+        "bxgy bad buy scope",
+        "/benefit",
+        r#"{"kind": "buy_x_get_y", "buy": 2, "buy_scope": {"skus": []}, "get": 1, "reward": {"kind": "free"}}"#,
+        "benefit.buy_scope: scope.skus: must not be empty at line 2 column 111",
+    ),
+    (
+        "bxgy unknown reward",
+        "/benefit",
+        r#"{"kind": "buy_x_get_y", "buy": 2, "buy_scope": {}, "get": 1, "reward": {"kind": "gift"}}"#,
+        "benefit.reward: unknown variant `gift`, expected one of `free`, `percent`, `price` at line 2 column 101",
+    ),
+    (
+        "bxgy reward percent",
+        "/benefit",
+        r#"{"kind": "buy_x_get_y", "buy": 2, "buy_scope": {}, "get": 1, "reward": {"kind": "percent", "percent": "101"}}"#,
+        "benefit.reward.percent: percentage 101 is outside (0, 100] at line 2 column 122",
+    ),
+    (
+        "bxgy reward price float",
+        "/benefit",
+        r#"{"kind": "buy_x_get_y", "buy": 2, "buy_scope": {}, "get": 1, "reward": {"kind": "price", "price": {"amount": 9.9, "currency": "CNY"}}}"#,
+        "benefit.reward.price: the number arrived as the binary float 9.9, which may have lost digits; send the amount as a decimal string such as \"12.50\" at line 2 column 147",
+    ),
+    (
+        "items and shipping capped amount",
+        "/benefit",
+        r#"{"kind": "items_and_shipping", "amount": {"amount": "5", "currency": "CNY"}, "max_saving": {"amount": "5", "currency": "CNY"}}"#,
+        "benefit.max_saving: an amount off needs no cap; `max_saving` caps a percentage at line 2 column 139",
     ),
 ];
 

@@ -2126,6 +2126,8 @@ fn documented_json_examples_are_valid_templates_of_every_kind() {
             "quantity_tiers",
             "shipping_percent",
             "shipping_price",
+            "buy_x_get_y",
+            "items_and_shipping",
         ] {
             assert!(
                 kinds.contains_key(kind),
