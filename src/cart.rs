@@ -2,6 +2,8 @@
 
 use std::collections::BTreeSet;
 
+use chrono::{FixedOffset, Offset};
+
 use crate::id::{CategoryId, Channel, MembershipLevel, SegmentId, ShopId, Sku, UserId};
 use crate::money::{Currency, Money, MoneyError};
 
@@ -292,9 +294,57 @@ pub struct Buyer {
     pub segments: BTreeSet<SegmentId>,
     /// The channel of this checkout (`app`, `web`, `store`…).
     pub channel: Channel,
+    /// The buyer's UTC offset, in which reasons give instants ("valid from 2026-11-11 00:00
+    /// (UTC+08:00)"); `None` for UTC. In JSON `"+08:00"`.
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none", with = "offset_json")
+    )]
+    pub utc_offset: Option<FixedOffset>,
+}
+
+/// A UTC offset as `"+08:00"` in JSON.
+#[cfg(feature = "serde")]
+mod offset_json {
+    use chrono::FixedOffset;
+    use serde::{Deserializer, Serializer};
+
+    use crate::de::{Path, text_then};
+
+    pub(super) fn serialize<S: Serializer>(
+        o: &Option<FixedOffset>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match o {
+            Some(o) => s.collect_str(o),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<FixedOffset>, D::Error> {
+        const PATH: Path = Path::new("buyer.utc_offset");
+        text_then(PATH, "an offset such as \"+08:00\"", d, |t| {
+            crate::rule::parse_offset(t)
+                .map(Some)
+                .map_err(|e| format!("{PATH}: {e}"))
+        })
+    }
 }
 
 impl Buyer {
+    /// Sets the buyer's UTC offset, in which reasons give instants.
+    pub fn in_offset(mut self, offset: FixedOffset) -> Buyer {
+        self.utc_offset = Some(offset);
+        self
+    }
+
+    /// The offset reasons show instants in: the buyer's, or UTC.
+    pub fn offset(&self) -> FixedOffset {
+        self.utc_offset.unwrap_or_else(|| chrono::Utc.fix())
+    }
+
     /// A returning buyer with no membership or segments.
     pub fn new(user: UserId, channel: Channel) -> Buyer {
         Buyer {
@@ -303,6 +353,7 @@ impl Buyer {
             membership: None,
             segments: BTreeSet::new(),
             channel,
+            utc_offset: None,
         }
     }
 }

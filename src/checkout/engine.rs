@@ -4,10 +4,10 @@
 use std::cmp::Ordering;
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, FixedOffset, Utc};
 use rust_decimal::Decimal;
 
-use super::reason::Ineligible;
+use super::reason::{Excluded, Ineligible, Named};
 use super::{Offer, OfferId, StackingPolicy, ThresholdBase};
 use crate::cart::{Buyer, Cart};
 use crate::id::{StackingGroup, TemplateId};
@@ -372,6 +372,8 @@ pub(crate) enum Miss {
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub template: TemplateId,
+    /// The template's name, as reasons show it.
+    pub name: String,
     pub lines: Vec<u32>,
     pub kind: Kind,
     pub min_subtotal: i64,
@@ -426,6 +428,14 @@ impl std::ops::Deref for Prepared {
 }
 
 impl Prepared {
+    /// The offer as a reason names it.
+    pub fn named(&self) -> Named {
+        Named {
+            offer: self.id.clone(),
+            name: self.name.clone(),
+        }
+    }
+
     /// Orders offers by behaviour: equal exactly when they behave identically.
     pub fn class_cmp(&self, other: &Prepared) -> Ordering {
         self.order.cmp(&other.order).then_with(|| {
@@ -492,7 +502,18 @@ pub(crate) fn shared(
             .collect()
     };
     if lines.is_empty() {
-        reasons.push(Ineligible::NoItemInScope);
+        reasons.push(Ineligible::NoItemInScope {
+            excluded: cart
+                .lines()
+                .iter()
+                .filter_map(|l| {
+                    scope.exclusion(l).map(|by| Excluded {
+                        sku: l.sku.clone(),
+                        by,
+                    })
+                })
+                .collect(),
+        });
     }
     for requirement in c.requires() {
         let missing = requirement.missing(cart.lines());
@@ -509,6 +530,7 @@ pub(crate) fn shared(
     let qty: u64 = lines.iter().map(|&l| ctx.qty[l as usize]).sum();
     let mut sh = Shared {
         template: t.id().clone(),
+        name: t.name().to_owned(),
         place: (kind.phase(), -i64::from(stacking.priority), kind.rank()),
         lines,
         kind,
@@ -558,25 +580,37 @@ pub(crate) fn shared(
 
 /// Prepares one offer: its instance checks (blocked, validity) plus its template's facts.
 /// `Err` carries every reason it is not usable.
+///
+/// One reason per state: a blocked offer (used, held, voided…) gives only that reason, an
+/// expired or not yet valid one only its validity (instants in the buyer's `offset`); only an
+/// offer valid now gives the cart's reasons.
 pub(crate) fn prepare(
     index: usize,
     offer: &Offer,
     shared: &Arc<Shared>,
     now: DateTime<Utc>,
+    offset: FixedOffset,
 ) -> Result<Prepared, Vec<Ineligible>> {
     let mut reasons = Vec::new();
     if let Some(b) = &offer.blocked {
-        reasons.push(Ineligible::Unavailable { blocked: b.clone() });
+        return Err(vec![Ineligible::Unavailable { blocked: b.clone() }]);
     }
     if let Some(from) = offer.valid_from {
         if now < from {
-            reasons.push(Ineligible::NotYetValid { from });
+            reasons.push(Ineligible::NotYetValid {
+                from: from.with_timezone(&offset),
+            });
         }
     }
     if let Some(until) = offer.valid_until {
         if now >= until {
-            reasons.push(Ineligible::Expired { at: until });
+            reasons.push(Ineligible::Expired {
+                at: until.with_timezone(&offset),
+            });
         }
+    }
+    if !reasons.is_empty() {
+        return Err(reasons);
     }
     reasons.extend(shared.reasons.iter().cloned());
     let alone = match shared.alone {

@@ -86,7 +86,7 @@ mod select;
 
 pub use index::PromotionIndex;
 pub use quote::{Applied, Evaluation, Quote, QuoteLine, Share, ShippingQuote};
-pub use reason::{Blocked, Ineligible};
+pub use reason::{Blocked, Excluded, ExcludedBy, Ineligible, Named};
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -350,7 +350,7 @@ impl<'a> Checkout<'a> {
                     self.policy,
                 ))
             });
-            match prepare(i, o, f, self.now) {
+            match prepare(i, o, f, self.now, self.buyer.offset()) {
                 Ok(p) => usable.push(p),
                 Err(r) => unusable.push((i, r)),
             }
@@ -373,6 +373,37 @@ impl<'a> Checkout<'a> {
             unusable,
             ctx,
         }
+    }
+
+    /// Why adding `p` to `selected` leaves some member saving nothing: another member that then
+    /// misses its minimum spend ([`Ineligible::LosesThreshold`]), else
+    /// [`Ineligible::NoExtraSaving`].
+    fn why_nothing_more(
+        &self,
+        selected: &[&Prepared],
+        p: &Prepared,
+        ctx: &CartCtx,
+        currency: crate::money::Currency,
+    ) -> Ineligible {
+        let mut with: Vec<&Prepared> = selected.to_vec();
+        with.push(p);
+        with.sort_unstable_by_key(|x| x.rank);
+        let mut state = ctx.fresh();
+        for x in with {
+            if let Err(engine::Miss::SpendMore(missing)) =
+                apply(x, ctx, &mut state, self.policy, None)
+            {
+                if !std::ptr::eq(x, p) {
+                    return Ineligible::LosesThreshold {
+                        offer: x.named(),
+                        shipping: x.place.0 == 2,
+                        missing: Money::from_minor(missing, currency),
+                    };
+                }
+                break;
+            }
+        }
+        Ineligible::NoExtraSaving
     }
 
     /// The best combination: the largest total saving, then the coupons expiring soonest, then
@@ -577,7 +608,8 @@ impl<'a> Checkout<'a> {
                     with.push(p);
                     match select::evaluate(&with, &prep.ctx, self.policy) {
                         Some(s) if s > current => Vec::new(),
-                        _ => vec![Ineligible::NoExtraSaving],
+                        Some(_) => vec![Ineligible::NoExtraSaving],
+                        None => vec![self.why_nothing_more(&selected, p, &prep.ctx, cur)],
                     }
                 }
             };

@@ -287,7 +287,7 @@ pub struct Schedule {
     spec: ScheduleSpec,
 }
 
-fn parse_offset(s: &str) -> Result<FixedOffset, RuleError> {
+pub(crate) fn parse_offset(s: &str) -> Result<FixedOffset, RuleError> {
     let bad = |reason| RuleError::Invalid {
         field: "conditions.schedule.utc_offset",
         value: s.to_owned(),

@@ -61,6 +61,8 @@ pub use validity::{Span, Validity};
 
 use error::same_currency;
 
+pub(crate) use conditions::parse_offset;
+
 use crate::id::TemplateId;
 use crate::money::Currency;
 

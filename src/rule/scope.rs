@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 
 use super::error::RuleError;
 use crate::cart::CartLine;
+use crate::checkout::ExcludedBy;
 use crate::id::{CategoryId, ShopId, Sku};
 
 #[cfg(feature = "serde")]
@@ -135,6 +136,40 @@ impl Scope {
     /// The plain data.
     pub fn spec(&self) -> &ScopeSpec {
         &self.0
+    }
+
+    /// What leaves a cart line out of scope, or `None` when it is in scope. The first rule that
+    /// leaves it out, in this order: sale item, shop, not included, excluded SKU, excluded
+    /// category.
+    pub fn exclusion(&self, line: &CartLine) -> Option<ExcludedBy> {
+        let s = &self.0;
+        if !s.sale_items && line.on_sale {
+            return Some(ExcludedBy::SaleItem);
+        }
+        if let Some(shops) = &s.shops {
+            if !line.shop.as_ref().is_some_and(|shop| shops.contains(shop)) {
+                return Some(ExcludedBy::Shop);
+            }
+        }
+        if s.skus.is_some() || s.categories.is_some() {
+            let by_sku = s.skus.as_ref().is_some_and(|k| k.contains(&line.sku));
+            let by_cat = s
+                .categories
+                .as_ref()
+                .is_some_and(|c| line.categories.iter().any(|x| c.contains(x)));
+            if !by_sku && !by_cat {
+                return Some(ExcludedBy::NotIncluded);
+            }
+        }
+        if s.exclude_skus.contains(&line.sku) {
+            return Some(ExcludedBy::Sku);
+        }
+        line.categories
+            .iter()
+            .find(|c| s.exclude_categories.contains(*c))
+            .map(|c| ExcludedBy::Category {
+                category: c.clone(),
+            })
     }
 
     /// Whether a cart line is in scope.

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use coupons::cart::{Buyer, Cart, CartLine, CustomerKind};
 use coupons::checkout::{
-    Checkout, CheckoutError, Ineligible, Offer, OfferId, PromotionIndex, Quote, StackingPolicy,
-    ThresholdBase,
+    Checkout, CheckoutError, ExcludedBy, Ineligible, Offer, OfferId, PromotionIndex, Quote,
+    StackingPolicy, ThresholdBase,
 };
 use coupons::id::*;
 use coupons::money::{Currency, Money, Rounding};
@@ -644,7 +644,7 @@ fn among_equal_savings_the_coupon_expiring_first_is_chosen() {
     assert!(matches!(other.reasons[0], Ineligible::GroupFull { .. }));
     assert_eq!(
         other.reasons[0].to_string(),
-        "cannot combine with coupon b-soon (platform), which is selected"
+        "cannot combine with \"ten2\", which is selected"
     );
 }
 
@@ -1146,4 +1146,152 @@ fn items_and_shipping_share_one_discount() {
     assert_eq!(q.shipping.final_amount, m(900));
     let thirty = Benefit::items_and_shipping(UnitOff::Amount(m(3000)), None).unwrap();
     assert_eq!(saving_of(thirty, &[(2000, 1)], 500), Some(m(2500)));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reasons a buyer can read.
+
+fn reasons_of(q: &Quote, id: &str) -> Vec<String> {
+    q.evaluation(&OfferId::Coupon(CouponId::new(id).unwrap()))
+        .unwrap()
+        .reasons
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+#[test]
+fn an_exclusion_names_what_excluded_each_line() {
+    let cat = |c: &str| CategoryId::new(c).unwrap();
+    let t = template("20-off", Benefit::percent(pct(20), None).unwrap()).scope(
+        Scope::try_from(ScopeSpec {
+            exclude_categories: [cat("liquor")].into(),
+            sale_items: false,
+            ..Default::default()
+        })
+        .unwrap(),
+    );
+    let offer = coupon("c", t, 3);
+    let c = Cart::new(
+        CNY,
+        vec![
+            CartLine::new(Sku::new("baijiu").unwrap(), m(30000), 1).in_category(cat("liquor")),
+            CartLine::new(Sku::new("tea").unwrap(), m(5000), 1).on_sale(),
+        ],
+        m(0),
+    )
+    .unwrap();
+    let (pol, u) = (StackingPolicy::default(), buyer());
+    let q = Checkout::new(&c, &u, now(), &pol)
+        .offers(&[offer])
+        .best()
+        .unwrap();
+    assert_eq!(
+        reasons_of(&q, "c"),
+        vec![
+            "not for the items in the cart: baijiu is in the excluded category liquor; \
+             tea is already on sale"
+        ]
+    );
+    let e = q
+        .evaluation(&OfferId::Coupon(CouponId::new("c").unwrap()))
+        .unwrap();
+    let Ineligible::NoItemInScope { excluded } = &e.reasons[0] else {
+        panic!("{:?}", e.reasons)
+    };
+    assert_eq!(
+        excluded[0].by,
+        ExcludedBy::Category {
+            category: cat("liquor")
+        }
+    );
+    assert_eq!(excluded[1].by, ExcludedBy::SaleItem);
+}
+
+#[test]
+fn one_reason_per_state_and_instants_in_the_buyers_offset() {
+    let t = || template("ten", Benefit::instant(m(1000)).unwrap());
+    let used_and_expired = Offer::coupon(
+        CouponId::new("used").unwrap(),
+        Arc::new(t().build().unwrap()),
+        now() - Duration::days(9),
+        now() - Duration::hours(4),
+    )
+    .with_blocked(coupons::checkout::Blocked::Used);
+    let expired = Offer::coupon(
+        CouponId::new("old").unwrap(),
+        Arc::new(t().build().unwrap()),
+        now() - Duration::days(9),
+        now() - Duration::hours(4),
+    );
+    let c = simple_cart(&[(5000, 1)], 0);
+    let pol = StackingPolicy::default();
+    let u = buyer().in_offset(chrono::FixedOffset::east_opt(8 * 3600).unwrap());
+    let q = Checkout::new(&c, &u, now(), &pol)
+        .offers(&[used_and_expired, expired])
+        .best()
+        .unwrap();
+    assert_eq!(reasons_of(&q, "used"), vec!["already used"]);
+    // 2026-11-23 08:00 UTC is 16:00 in UTC+08:00.
+    assert_eq!(
+        reasons_of(&q, "old"),
+        vec!["expired at 2026-11-23 16:00 (UTC+08:00)"]
+    );
+}
+
+#[test]
+fn losing_a_free_shipping_threshold_is_told_apart_from_no_saving() {
+    // Free shipping from 99.00 measured after earlier discounts; a 10.00 coupon on a 100.00
+    // cart would leave 90.00 and cost the free shipping.
+    let ship = coupon(
+        "ship",
+        template("ship", Benefit::shipping(None).unwrap())
+            .conditions(
+                Conditions::try_from(ConditionsSpec {
+                    min_subtotal: Some(m(9900)),
+                    ..Default::default()
+                })
+                .unwrap(),
+            )
+            .stacking(Stacking::in_group(StackingGroup::new("shipping").unwrap())),
+        3,
+    );
+    let ten = coupon(
+        "ten",
+        template("立减10元", Benefit::instant(m(1000)).unwrap()),
+        3,
+    );
+    let c = simple_cart(&[(10000, 1)], 800);
+    let pol = StackingPolicy::default();
+    let u = buyer();
+    let q = Checkout::new(&c, &u, now(), &pol)
+        .offers(&[ship.clone(), ten])
+        .with_selection(std::slice::from_ref(&ship.id))
+        .unwrap();
+    assert_eq!(
+        reasons_of(&q, "ten"),
+        vec![
+            "would lose the shipping offer \"ship\", whose minimum spend would then be 9.00 short"
+        ]
+    );
+}
+
+#[test]
+fn counts_are_in_the_singular_for_one() {
+    assert_eq!(
+        Ineligible::MoreItems { missing: 1 }.to_string(),
+        "add 1 more eligible item"
+    );
+    assert_eq!(
+        Ineligible::MoreItems { missing: 2 }.to_string(),
+        "add 2 more eligible items"
+    );
+    assert_eq!(
+        Ineligible::MaxCoupons { max: 1 }.to_string(),
+        "at most 1 coupon per order"
+    );
+    assert_eq!(
+        Ineligible::MaxCoupons { max: 3 }.to_string(),
+        "at most 3 coupons per order"
+    );
 }
