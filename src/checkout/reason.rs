@@ -1,5 +1,20 @@
 //! Why an offer cannot be used, or cannot be added to the selection — as values a checkout page
 //! can show (each has a `Display` for people; apps may render their own words from the value).
+//!
+//! The English texts name other offers by their template's name (never an id or a stacking
+//! group), give instants in the buyer's UTC offset ([`Buyer::utc_offset`](crate::cart::Buyer)),
+//! say what left each line out of scope, and give one reason per state (a used coupon says it
+//! is used, nothing else). `examples/reasons_zh.rs` renders every reason in Chinese from its
+//! fields:
+//!
+//! ```text
+//! coupon c-ten    使用后将失去包邮券「满99包邮」（门槛还差 ¥9.00）
+//!                 would lose the shipping offer "满99包邮", whose minimum spend would then be 9.00 short
+//! coupon c-liquor 购物车商品均不可用：baijiu-500ml 属于不参与的类目 liquor
+//!                 not for the items in the cart: baijiu-500ml is in the excluded category liquor
+//! coupon c-big    已于 2026年11月11日 10:00 过期
+//!                 expired at 2026-11-11 10:00 (UTC+08:00)
+//! ```
 
 use std::fmt;
 
