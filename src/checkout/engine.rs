@@ -8,7 +8,7 @@ use chrono::{DateTime, FixedOffset, Utc};
 use rust_decimal::Decimal;
 
 use super::reason::{Excluded, Ineligible, Named};
-use super::{Offer, OfferId, StackingPolicy, ThresholdBase};
+use super::{Offer, OfferId, RoundingScope, StackingPolicy, ThresholdBase};
 use crate::cart::{Buyer, Cart};
 use crate::id::{StackingGroup, TemplateId};
 use crate::money::{Money, Rounding, apportion_minor};
@@ -779,6 +779,9 @@ pub(crate) fn apply(
             amount(n.saturating_mul(*save).min(*max))
         }
         Kind::Percent { num, den, max } => {
+            if policy.rounding_scope == RoundingScope::PerLine {
+                return per_line_percent(p, state, policy, alloc, *num, *den, *max);
+            }
             let s = div_round(i128::from(residual_base) * num, *den, policy.rounding);
             amount(i64::try_from(s).unwrap_or(i64::MAX).min(*max))
         }
@@ -808,6 +811,9 @@ pub(crate) fn apply(
                 .find(|(spend, _, _)| *spend <= threshold_base)
             {
                 Some((_, num, den)) => {
+                    if policy.rounding_scope == RoundingScope::PerLine {
+                        return per_line_percent(p, state, policy, alloc, *num, *den, *max);
+                    }
                     let s = div_round(i128::from(residual_base) * num, *den, policy.rounding);
                     amount(i64::try_from(s).unwrap_or(i64::MAX).min(*max))
                 }
@@ -820,6 +826,9 @@ pub(crate) fn apply(
         Kind::QuantityTiers { tiers, max } => {
             match tiers.iter().rev().find(|(units, _, _)| *units <= p.qty) {
                 Some((_, num, den)) => {
+                    if policy.rounding_scope == RoundingScope::PerLine {
+                        return per_line_percent(p, state, policy, alloc, *num, *den, *max);
+                    }
                     let s = div_round(i128::from(residual_base) * num, *den, policy.rounding);
                     amount(i64::try_from(s).unwrap_or(i64::MAX).min(*max))
                 }
@@ -942,6 +951,35 @@ pub(crate) fn apply(
     }
     spread(saving, &p.lines, state, alloc);
     Ok(saving)
+}
+
+/// A percentage rounded on each line ([`RoundingScope::PerLine`]): each line saves its own
+/// rounded share; when the sum passes the cap, the cap is apportioned instead.
+fn per_line_percent(
+    p: &Shared,
+    state: &mut State,
+    policy: &StackingPolicy,
+    alloc: Option<&mut Alloc>,
+    num: i128,
+    den: i128,
+    max: i64,
+) -> Result<i64, Miss> {
+    let mut parts = Vec::with_capacity(p.lines.len());
+    let mut total = 0i64;
+    for &l in &p.lines {
+        let r = state.residual[l as usize];
+        let s = div_round(i128::from(r) * num, den, policy.rounding);
+        let s = i64::try_from(s).unwrap_or(r).min(r);
+        total = total.saturating_add(s);
+        if s > 0 {
+            parts.push((l, s));
+        }
+    }
+    if total > max {
+        spread(max, &p.lines, state, alloc);
+        return Ok(max);
+    }
+    commit_parts(state, alloc, parts)
 }
 
 /// Takes `s` off the shipping fee; nothing to save when `s` is zero.

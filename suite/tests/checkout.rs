@@ -7,8 +7,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use coupons::cart::{Buyer, Cart, CartLine, CustomerKind};
 use coupons::checkout::{
-    Checkout, CheckoutError, ExcludedBy, Ineligible, Offer, OfferId, PromotionIndex, Quote,
-    StackingPolicy, ThresholdBase,
+    Checkout, CheckoutError, ExcludedBy, Ineligible, Offer, OfferId, PromotionIndex, PromotionMode,
+    Quote, RoundingScope, StackingPolicy, ThresholdBase,
 };
 use coupons::id::*;
 use coupons::money::{Currency, Money, Rounding};
@@ -305,18 +305,26 @@ fn policy() -> impl Strategy<Value = StackingPolicy> {
             Just(Rounding::Down),
             Just(Rounding::Up)
         ],
+        proptest::bool::ANY,
     )
-        .prop_map(|(max, limit, original, rounding)| StackingPolicy {
-            max_coupons: max,
-            default_group_limit: limit,
-            threshold_base: if original {
-                ThresholdBase::Original
-            } else {
-                ThresholdBase::AfterEarlierDiscounts
+        .prop_map(
+            |(max, limit, original, rounding, per_line)| StackingPolicy {
+                max_coupons: max,
+                default_group_limit: limit,
+                threshold_base: if original {
+                    ThresholdBase::Original
+                } else {
+                    ThresholdBase::AfterEarlierDiscounts
+                },
+                rounding,
+                rounding_scope: if per_line {
+                    RoundingScope::PerLine
+                } else {
+                    RoundingScope::PerOrder
+                },
+                ..StackingPolicy::default()
             },
-            rounding,
-            ..StackingPolicy::default()
-        })
+        )
 }
 
 /// Builds wallet offers and a promotion index. Offers sharing a `template` number share the
@@ -508,6 +516,43 @@ proptest! {
         }
         let (bq, bk) = brute.unwrap();
         prop_assert_eq!(key(&best, &wallet), bk, "engine chose {:?}, brute force {:?}", best.applied_ids(), bq.applied_ids());
+    }
+
+    #[test]
+    fn standing_promotions_then_the_best_coupons_equal_brute_force(
+        c in cart(),
+        spec in proptest::collection::vec(gen_offer(), 0..10),
+        pol in policy(),
+    ) {
+        let pol = StackingPolicy { promotions: PromotionMode::AlwaysApply, ..pol };
+        let (wallet, promos) = build(&spec);
+        let b = buyer();
+        let checkout = Checkout::new(&c, &b, now(), &pol).offers(&wallet).promotions(&promos);
+        let best = checkout.best().unwrap();
+        check_invariants(&best, &c);
+        let coupons: Vec<OfferId> = wallet.iter().map(|o| o.id.clone()).collect();
+        let promo_ids: Vec<OfferId> = promos.candidates(&c).iter().map(|o| o.id.clone()).collect();
+        prop_assume!(coupons.len() <= 9 && promo_ids.len() <= 5);
+        let brute = |pool: &[OfferId], with: &[OfferId]| {
+            let mut found: Option<(Vec<OfferId>, Key)> = None;
+            for mask in 0u32..(1 << pool.len()) {
+                let mut set: Vec<OfferId> = with.to_vec();
+                set.extend((0..pool.len()).filter(|i| mask & (1 << i) != 0).map(|i| pool[i].clone()));
+                let Ok(q) = checkout.apply_exactly(&set) else { continue };
+                let k = key(&q, &wallet);
+                if found.as_ref().is_none_or(|(_, fk)| k < *fk) {
+                    found = Some((set, k));
+                }
+            }
+            found
+        };
+        // The promotions alone first, then the coupons on top of them.
+        let standing = brute(&promo_ids, &[]).map(|(set, _)| set).unwrap_or_default();
+        let (_, k) = brute(&coupons, &standing).unwrap();
+        prop_assert_eq!(key(&best, &wallet), k);
+        for id in &standing {
+            prop_assert!(best.applied_ids().contains(id), "standing promotion {} left out", id);
+        }
     }
 
     #[test]
@@ -1294,4 +1339,77 @@ fn counts_are_in_the_singular_for_one() {
         Ineligible::MaxCoupons { max: 3 }.to_string(),
         "at most 3 coupons per order"
     );
+}
+
+#[test]
+fn always_applying_promotions_keep_them_in_the_order() {
+    let promo = Arc::new(
+        template("promo", Benefit::instant(m(500)).unwrap())
+            .distribution(Distribution::Automatic)
+            .stacking(Stacking::in_group(StackingGroup::new("promo").unwrap()))
+            .build()
+            .unwrap(),
+    );
+    let ix = PromotionIndex::new([promo]);
+    let solo = coupon(
+        "solo",
+        template("solo", Benefit::instant(m(1200)).unwrap()).stacking(Stacking {
+            with_promotions: false,
+            ..Stacking::platform()
+        }),
+        3,
+    );
+    let c = simple_cart(&[(5000, 1)], 0);
+    let pol = StackingPolicy {
+        promotions: PromotionMode::AlwaysApply,
+        ..StackingPolicy::default()
+    };
+    let u = buyer();
+    let checkout = Checkout::new(&c, &u, now(), &pol)
+        .offers(std::slice::from_ref(&solo))
+        .promotions(&ix);
+    let q = checkout.best().unwrap();
+    // The promotion stands; the coupon that refuses promotions cannot join it.
+    assert_eq!(q.saving, m(500));
+    assert!(matches!(
+        checkout.with_selection(std::slice::from_ref(&solo.id)),
+        Err(CheckoutError::Incompatible { .. })
+    ));
+}
+
+#[test]
+fn percentages_round_per_order_or_per_line() {
+    let off = || {
+        coupon(
+            "p",
+            template(
+                "p",
+                Benefit::percent(
+                    Percent::new(rust_decimal::Decimal::new(125, 1)).unwrap(),
+                    None,
+                )
+                .unwrap(),
+            ),
+            3,
+        )
+    };
+    let c = simple_cart(&[(100, 1), (100, 1), (100, 1)], 0);
+    let u = buyer();
+    let per_order = StackingPolicy::default();
+    let q = Checkout::new(&c, &u, now(), &per_order)
+        .offers(&[off()])
+        .best()
+        .unwrap();
+    assert_eq!(q.saving, m(38));
+    let per_line = StackingPolicy {
+        rounding_scope: RoundingScope::PerLine,
+        ..StackingPolicy::default()
+    };
+    let q = Checkout::new(&c, &u, now(), &per_line)
+        .offers(&[off()])
+        .best()
+        .unwrap();
+    check_invariants(&q, &c);
+    assert_eq!(q.saving, m(36));
+    assert!(q.lines.iter().all(|l| l.final_amount == m(88)));
 }
