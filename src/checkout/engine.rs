@@ -8,7 +8,9 @@ use chrono::{DateTime, FixedOffset, Utc};
 use rust_decimal::Decimal;
 
 use super::reason::{Excluded, Ineligible, Named};
-use super::{Offer, OfferId, RoundingScope, StackingPolicy, ThresholdBase};
+use super::{
+    Offer, OfferId, PercentPlace, PromotionPlace, RoundingScope, StackingPolicy, ThresholdBase,
+};
 use crate::cart::{Buyer, Cart};
 use crate::id::{StackingGroup, TemplateId};
 use crate::money::{Money, Rounding, apportion_minor};
@@ -384,8 +386,8 @@ pub(crate) struct Shared {
     pub exclusive: bool,
     pub with_promotions: bool,
     pub per_order: u32,
-    /// Phase, negated priority, kind rank.
-    pub place: (u8, i64, u8),
+    /// Group position, phase, negated priority, kind rank.
+    pub place: (u32, u8, i64, u8),
     /// Everything that decides how an offer of the template applies, but the template's id:
     /// templates with the same signature (and group) behave identically.
     pub sig: Vec<i64>,
@@ -407,8 +409,9 @@ pub(crate) struct Prepared {
     pub id: OfferId,
     pub shared: Arc<Shared>,
     pub is_promotion: bool,
-    /// Canonical application order key: (phase, source, -priority, kind rank).
-    pub order: (u8, u8, i64, u8),
+    /// Canonical application order key: (group position, phase, source, -priority, kind
+    /// rank).
+    pub order: (u32, u8, u8, i64, u8),
     pub valid_until: Option<DateTime<Utc>>,
     /// Saving when applied alone to the whole cart.
     pub alone: i64,
@@ -531,7 +534,15 @@ pub(crate) fn shared(
     let mut sh = Shared {
         template: t.id().clone(),
         name: t.name().to_owned(),
-        place: (kind.phase(), -i64::from(stacking.priority), kind.rank()),
+        place: (
+            u32::try_from(policy.group_position(&stacking.group)).unwrap_or(u32::MAX),
+            kind.phase(),
+            -i64::from(stacking.priority),
+            match policy.percentages {
+                PercentPlace::BeforeFixed => 1 - kind.rank(),
+                _ => kind.rank(),
+            },
+        ),
         lines,
         kind,
         min_subtotal: t.conditions().min_subtotal().as_ref().map_or(0, minor),
@@ -590,6 +601,7 @@ pub(crate) fn prepare(
     shared: &Arc<Shared>,
     now: DateTime<Utc>,
     offset: FixedOffset,
+    policy: &StackingPolicy,
 ) -> Result<Prepared, Vec<Ineligible>> {
     let mut reasons = Vec::new();
     if let Some(b) = &offer.blocked {
@@ -622,13 +634,18 @@ pub(crate) fn prepare(
         OfferId::Code(_) => 1,
         OfferId::Coupon(_) => 2,
     };
-    let (phase, priority, rank) = shared.place;
+    let (group, phase, priority, rank) = shared.place;
+    let is_promotion = source == 0;
+    let source = match policy.promotion_place {
+        PromotionPlace::Last => (source + 2) % 3,
+        _ => source,
+    };
     Ok(Prepared {
         offer: index,
         id: offer.id.clone(),
         shared: Arc::clone(shared),
-        is_promotion: source == 0,
-        order: (phase, source, priority, rank),
+        is_promotion,
+        order: (group, phase, source, priority, rank),
         valid_until: offer.valid_until,
         alone,
         rank: 0,

@@ -14,20 +14,76 @@
 //!
 //! ## Stacking policy: order and bases
 //! Stacked offers apply one after another in a fixed, documented order, each to what the
-//! earlier ones left:
-//! 1. **Phase**: unit offers ([`BuyGet`](crate::rule::Benefit::BuyGet),
+//! earlier ones left. Offers are compared key by key, the first difference deciding:
+//! 1. **Group**: the position of the offer's stacking group in
+//!    [`StackingPolicy::group_order`] (groups not listed after every listed one; with no group
+//!    order this key never differs). The order of the large Chinese marketplaces is
+//!    `["shop:*", "platform", "shipping"]`: shop coupons, then cross-shop platform coupons
+//!    measured after them, then shipping.
+//! 2. **Phase**: unit offers ([`BuyGet`](crate::rule::Benefit::BuyGet),
 //!    [`FixedPrice`](crate::rule::Benefit::FixedPrice),
 //!    [`PerUnit`](crate::rule::Benefit::PerUnit),
 //!    [`ApplyOnce`](crate::rule::Benefit::ApplyOnce),
 //!    [`BuyXGetY`](crate::rule::Benefit::BuyXGetY)) first, then amount offers (instant,
 //!    threshold, every-threshold, percent, per line, tiered percent, quantity tiers, items and
 //!    shipping), then shipping offers (shipping, shipping percent, shipping price).
-//! 2. **Source**: automatic promotions, then promo codes, then wallet coupons.
-//! 3. **Priority**: higher [`Stacking::priority`](crate::rule::Stacking::priority) first.
-//! 4. **Kind**: fixed reductions before percentages (percent, tiered percent, quantity tiers,
+//! 3. **Source**: automatic promotions, then promo codes, then wallet coupons; with
+//!    [`PromotionPlace::Last`], promo codes, wallet coupons, then promotions.
+//! 4. **Priority**: higher [`Stacking::priority`](crate::rule::Stacking::priority) first.
+//! 5. **Kind**: fixed reductions before percentages (percent, tiered percent, quantity tiers,
 //!    a percentage over items and shipping), so a percentage is measured on what the buyer
-//!    actually pays.
-//! 5. Template id, then offer id.
+//!    actually pays; [`PercentPlace::BeforeFixed`] puts percentages first.
+//! 6. **Behaviour**: the benefit's kind and amounts, the minimum spend and the lines it
+//!    covers, compared as numbers (so offers that behave identically sit together), then the
+//!    stacking group's name.
+//! 7. Template id, then offer id.
+//!
+//! With the marketplace order, a buyer's shop 满200减30 and platform 满100减15 on a 210.00 cart
+//! both apply — 210 − 30 = 180 still reaches 100 — where without a group order the platform
+//! coupon (the lower threshold, key 6) would apply first and leave 195, short of 200:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use coupons::cart::{Buyer, Cart, CartLine};
+//! use coupons::checkout::{Checkout, Offer, StackingPolicy};
+//! use coupons::id::*;
+//! use coupons::money::{Currency, Money};
+//! use coupons::rule::*;
+//! use chrono::{TimeZone, Utc};
+//!
+//! let cny = Currency::CNY;
+//! let yuan = |n: i64| Money::from_minor(n * 100, cny);
+//! let now = Utc.with_ymd_and_hms(2026, 11, 11, 12, 0, 0).unwrap();
+//! let week = Validity::relative(Span::Days(7), None)?;
+//! let coupon = |id: &str, b: Benefit, group: &str| -> Result<Offer, Box<dyn std::error::Error>> {
+//!     let t = TemplateSpec::new(TemplateId::new(id)?, id, cny, b, week)
+//!         .stacking(Stacking::in_group(StackingGroup::new(group)?))
+//!         .build()?;
+//!     Ok(Offer::coupon(CouponId::new(id)?, Arc::new(t), now, now + chrono::Duration::days(7)))
+//! };
+//! let wallet = vec![
+//!     coupon("shop-200-30", Benefit::threshold(yuan(200), yuan(30))?, "shop:6021")?,
+//!     coupon("plat-100-15", Benefit::threshold(yuan(100), yuan(15))?, "platform")?,
+//! ];
+//! let cart = Cart::new(cny, vec![CartLine::new(Sku::new("tea")?, yuan(210), 1)], yuan(0))?;
+//! let buyer = Buyer::new(UserId::new("u1")?, Channel::new("app")?);
+//! let ids: Vec<_> = wallet.iter().map(|o| o.id.clone()).collect();
+//!
+//! let marketplace = StackingPolicy {
+//!     group_order: vec![
+//!         StackingGroup::new("shop:*")?,
+//!         StackingGroup::new("platform")?,
+//!         StackingGroup::new("shipping")?,
+//!     ],
+//!     ..StackingPolicy::default()
+//! };
+//! let q = Checkout::new(&cart, &buyer, now, &marketplace).offers(&wallet).with_selection(&ids)?;
+//! assert_eq!(q.saving, yuan(45));
+//!
+//! let unordered = StackingPolicy::default();
+//! assert!(Checkout::new(&cart, &buyer, now, &unordered).offers(&wallet).with_selection(&ids).is_err());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 //!
 //! A percentage is always measured on what is left of its lines, so two 50 % coupons give
 //! 75 % off, never a free order. Thresholds and minimum spends are measured per
@@ -250,6 +306,38 @@ pub enum RoundingScope {
     PerLine,
 }
 
+/// Where percentages stand among the amount offers of one place in the order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
+#[non_exhaustive]
+pub enum PercentPlace {
+    /// Fixed reductions first, so a percentage is measured on what the buyer pays (default).
+    #[default]
+    AfterFixed,
+    /// Percentages first, then fixed reductions.
+    BeforeFixed,
+}
+
+/// Where automatic promotions stand among the offers of one place in the order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
+#[non_exhaustive]
+pub enum PromotionPlace {
+    /// Promotions first, then promo codes, then wallet coupons (default).
+    #[default]
+    First,
+    /// Promo codes, then wallet coupons, then promotions.
+    Last,
+}
+
 /// How offers combine in one order. See the [module docs](self) for the order of application.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -270,6 +358,15 @@ pub struct StackingPolicy {
     pub rounding_scope: RoundingScope,
     /// Whether eligible automatic promotions always apply. Default: optimised with coupons.
     pub promotions: PromotionMode,
+    /// The order in which stacking groups apply, first to last: `["shop:*", "platform",
+    /// "shipping"]` applies shop coupons, then platform coupons measured after them, then
+    /// shipping. An entry ending in `*` names every group starting with what comes before it;
+    /// groups not listed apply after the listed ones. Default: empty (no group order).
+    pub group_order: Vec<StackingGroup>,
+    /// Where percentages stand. Default: after fixed reductions.
+    pub percentages: PercentPlace,
+    /// Where automatic promotions stand. Default: first.
+    pub promotion_place: PromotionPlace,
 }
 
 impl Default for StackingPolicy {
@@ -282,11 +379,26 @@ impl Default for StackingPolicy {
             rounding: Rounding::default(),
             rounding_scope: RoundingScope::default(),
             promotions: PromotionMode::default(),
+            group_order: Vec::new(),
+            percentages: PercentPlace::default(),
+            promotion_place: PromotionPlace::default(),
         }
     }
 }
 
 impl StackingPolicy {
+    /// The position of `group` in [`group_order`](Self::group_order): the first entry that
+    /// names it, or the number of entries when none does.
+    pub fn group_position(&self, group: &StackingGroup) -> usize {
+        self.group_order
+            .iter()
+            .position(|g| match g.as_str().strip_suffix('*') {
+                Some(prefix) => group.as_str().starts_with(prefix),
+                None => g == group,
+            })
+            .unwrap_or(self.group_order.len())
+    }
+
     /// The limit for a group.
     pub fn group_limit(&self, group: &StackingGroup) -> u32 {
         self.group_limits
@@ -408,7 +520,7 @@ impl<'a> Checkout<'a> {
                     self.policy,
                 ))
             });
-            match prepare(i, o, f, self.now, self.buyer.offset()) {
+            match prepare(i, o, f, self.now, self.buyer.offset(), self.policy) {
                 Ok(p) => usable.push(p),
                 Err(r) => unusable.push((i, r)),
             }
@@ -454,7 +566,7 @@ impl<'a> Checkout<'a> {
                 if !std::ptr::eq(x, p) {
                     return Ineligible::LosesThreshold {
                         offer: x.named(),
-                        shipping: x.place.0 == 2,
+                        shipping: x.place.1 == 2,
                         missing: Money::from_minor(missing, currency),
                     };
                 }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use coupons::cart::{Buyer, Cart, CartLine, CustomerKind};
 use coupons::checkout::{
-    Checkout, CheckoutError, ExcludedBy, Ineligible, Offer, OfferId, PromotionIndex, PromotionMode,
-    Quote, RoundingScope, StackingPolicy, ThresholdBase,
+    Checkout, CheckoutError, ExcludedBy, Ineligible, Offer, OfferId, PercentPlace, PromotionIndex,
+    PromotionMode, PromotionPlace, Quote, RoundingScope, StackingPolicy, ThresholdBase,
 };
 use coupons::id::*;
 use coupons::money::{Currency, Money, Rounding};
@@ -296,6 +296,16 @@ fn cart() -> impl Strategy<Value = Cart> {
 }
 
 fn policy() -> impl Strategy<Value = StackingPolicy> {
+    let order = (
+        prop_oneof![
+            2 => Just(vec![]),
+            1 => Just(vec!["shop:*", "platform", "shipping"]),
+            1 => Just(vec!["g3", "shop:s1"]),
+            1 => Just(vec!["shipping", "platform"]),
+        ],
+        proptest::bool::ANY,
+        proptest::bool::ANY,
+    );
     (
         1u32..5,
         1u32..3,
@@ -306,23 +316,40 @@ fn policy() -> impl Strategy<Value = StackingPolicy> {
             Just(Rounding::Up)
         ],
         proptest::bool::ANY,
+        order,
     )
         .prop_map(
-            |(max, limit, original, rounding, per_line)| StackingPolicy {
-                max_coupons: max,
-                default_group_limit: limit,
-                threshold_base: if original {
-                    ThresholdBase::Original
-                } else {
-                    ThresholdBase::AfterEarlierDiscounts
-                },
-                rounding,
-                rounding_scope: if per_line {
-                    RoundingScope::PerLine
-                } else {
-                    RoundingScope::PerOrder
-                },
-                ..StackingPolicy::default()
+            |(max, limit, original, rounding, per_line, (groups, pct_first, promo_last))| {
+                StackingPolicy {
+                    max_coupons: max,
+                    default_group_limit: limit,
+                    threshold_base: if original {
+                        ThresholdBase::Original
+                    } else {
+                        ThresholdBase::AfterEarlierDiscounts
+                    },
+                    rounding,
+                    rounding_scope: if per_line {
+                        RoundingScope::PerLine
+                    } else {
+                        RoundingScope::PerOrder
+                    },
+                    group_order: groups
+                        .into_iter()
+                        .map(|g| StackingGroup::new(g).unwrap())
+                        .collect(),
+                    percentages: if pct_first {
+                        PercentPlace::BeforeFixed
+                    } else {
+                        PercentPlace::AfterFixed
+                    },
+                    promotion_place: if promo_last {
+                        PromotionPlace::Last
+                    } else {
+                        PromotionPlace::First
+                    },
+                    ..StackingPolicy::default()
+                }
             },
         )
 }
