@@ -796,8 +796,8 @@ pub(crate) fn apply(
             amount(n.saturating_mul(*save).min(*max))
         }
         Kind::Percent { num, den, max } => {
-            if policy.rounding_scope == RoundingScope::PerLine {
-                return per_line_percent(p, state, policy, alloc, *num, *den, *max);
+            if policy.rounding_scope != RoundingScope::PerOrder {
+                return per_line_percent(p, ctx, state, policy, alloc, *num, *den, *max);
             }
             let s = div_round(i128::from(residual_base) * num, *den, policy.rounding);
             amount(i64::try_from(s).unwrap_or(i64::MAX).min(*max))
@@ -828,8 +828,8 @@ pub(crate) fn apply(
                 .find(|(spend, _, _)| *spend <= threshold_base)
             {
                 Some((_, num, den)) => {
-                    if policy.rounding_scope == RoundingScope::PerLine {
-                        return per_line_percent(p, state, policy, alloc, *num, *den, *max);
+                    if policy.rounding_scope != RoundingScope::PerOrder {
+                        return per_line_percent(p, ctx, state, policy, alloc, *num, *den, *max);
                     }
                     let s = div_round(i128::from(residual_base) * num, *den, policy.rounding);
                     amount(i64::try_from(s).unwrap_or(i64::MAX).min(*max))
@@ -843,8 +843,8 @@ pub(crate) fn apply(
         Kind::QuantityTiers { tiers, max } => {
             match tiers.iter().rev().find(|(units, _, _)| *units <= p.qty) {
                 Some((_, num, den)) => {
-                    if policy.rounding_scope == RoundingScope::PerLine {
-                        return per_line_percent(p, state, policy, alloc, *num, *den, *max);
+                    if policy.rounding_scope != RoundingScope::PerOrder {
+                        return per_line_percent(p, ctx, state, policy, alloc, *num, *den, *max);
                     }
                     let s = div_round(i128::from(residual_base) * num, *den, policy.rounding);
                     amount(i64::try_from(s).unwrap_or(i64::MAX).min(*max))
@@ -970,10 +970,13 @@ pub(crate) fn apply(
     Ok(saving)
 }
 
-/// A percentage rounded on each line ([`RoundingScope::PerLine`]): each line saves its own
-/// rounded share; when the sum passes the cap, the cap is apportioned instead.
+/// A percentage rounded on each line ([`RoundingScope::PerLine`]) or unit
+/// ([`RoundingScope::PerUnit`], for a line of equal units): each line saves its own rounded
+/// share; when the sum passes the cap, the cap is apportioned instead.
+#[allow(clippy::too_many_arguments)]
 fn per_line_percent(
     p: &Shared,
+    ctx: &CartCtx,
     state: &mut State,
     policy: &StackingPolicy,
     alloc: Option<&mut Alloc>,
@@ -985,7 +988,16 @@ fn per_line_percent(
     let mut total = 0i64;
     for &l in &p.lines {
         let r = state.residual[l as usize];
-        let s = div_round(i128::from(r) * num, den, policy.rounding);
+        let q = i128::from(ctx.qty[l as usize]);
+        let s = if policy.rounding_scope == RoundingScope::PerUnit {
+            // `r = q·a + b`: b units worth a + 1, the others a (each rounded on its own; the
+            // saving grows with `r`, one unit at a time).
+            let (a, b) = (i128::from(r) / q, i128::from(r) % q);
+            b * div_round((a + 1) * num, den, policy.rounding)
+                + (q - b) * div_round(a * num, den, policy.rounding)
+        } else {
+            div_round(i128::from(r) * num, den, policy.rounding)
+        };
         let s = i64::try_from(s).unwrap_or(r).min(r);
         total = total.saturating_add(s);
         if s > 0 {

@@ -93,8 +93,9 @@
 //! of the shipping fee), so no line goes below zero and a shipping offer only reduces shipping.
 //!
 //! Percentages are rounded once on the coupon's base and apportioned to its lines, or, with
-//! [`RoundingScope::PerLine`], on each line so that the per-line prices a catalogue shows add up
-//! (12.5 % off three lines of 1.00 saves 0.38 per order, 0.36 per line).
+//! [`RoundingScope::PerLine`] or [`RoundingScope::PerUnit`], on each line or unit so that the
+//! prices a catalogue shows add up (12.5 % off three lines of 1.00 saves 0.38 per order, 0.36
+//! per line; off one line of 3 × 1.00, 0.38 per order or line and 0.36 per unit).
 //!
 //! Automatic promotions are optimised together with coupons by default
 //! ([`PromotionMode::Optimised`]: the buyer gets the lowest total the rules allow, even when a
@@ -304,6 +305,14 @@ pub enum RoundingScope {
     /// Worked, 12.5 % off three lines of 1.00, half-even: per order 0.375 rounds to 0.38
     /// (0.13 + 0.13 + 0.12); per line each 0.125 rounds to 0.12, 0.36 in all, every line 0.88.
     PerLine,
+    /// The percentage of each unit is rounded on its own, so a unit price shown in a catalogue
+    /// times the quantity is the line's price. A line whose remaining amount `r` no longer
+    /// splits evenly over its `q` units (an earlier offer took an amount off it) counts as
+    /// `r mod q` units worth `⌊r / q⌋ + 1` minor units and the others worth `⌊r / q⌋`.
+    ///
+    /// Worked, 12.5 % off one line of 3 × 1.00: per unit each 0.125 rounds to 0.12, 0.36 off
+    /// (3 × 0.88); per line 0.375 rounds to 0.38.
+    PerUnit,
 }
 
 /// Where percentages stand among the amount offers of one place in the order.

@@ -315,7 +315,7 @@ fn policy() -> impl Strategy<Value = StackingPolicy> {
             Just(Rounding::Down),
             Just(Rounding::Up)
         ],
-        proptest::bool::ANY,
+        0u8..3,
         order,
     )
         .prop_map(
@@ -329,10 +329,10 @@ fn policy() -> impl Strategy<Value = StackingPolicy> {
                         ThresholdBase::AfterEarlierDiscounts
                     },
                     rounding,
-                    rounding_scope: if per_line {
-                        RoundingScope::PerLine
-                    } else {
-                        RoundingScope::PerOrder
+                    rounding_scope: match per_line {
+                        0 => RoundingScope::PerOrder,
+                        1 => RoundingScope::PerLine,
+                        _ => RoundingScope::PerUnit,
                     },
                     group_order: groups
                         .into_iter()
@@ -1439,4 +1439,39 @@ fn percentages_round_per_order_or_per_line() {
     check_invariants(&q, &c);
     assert_eq!(q.saving, m(36));
     assert!(q.lines.iter().all(|l| l.final_amount == m(88)));
+}
+
+#[test]
+fn percentages_round_per_unit_on_lines_of_several_units() {
+    let off = || {
+        coupon(
+            "p",
+            template(
+                "p",
+                Benefit::percent(
+                    Percent::new(rust_decimal::Decimal::new(125, 1)).unwrap(),
+                    None,
+                )
+                .unwrap(),
+            ),
+            3,
+        )
+    };
+    let c = simple_cart(&[(100, 3)], 0);
+    let u = buyer();
+    let saving = |scope| {
+        let pol = StackingPolicy {
+            rounding_scope: scope,
+            ..StackingPolicy::default()
+        };
+        let q = Checkout::new(&c, &u, now(), &pol)
+            .offers(&[off()])
+            .best()
+            .unwrap();
+        check_invariants(&q, &c);
+        q.saving
+    };
+    assert_eq!(saving(RoundingScope::PerUnit), m(36));
+    assert_eq!(saving(RoundingScope::PerLine), m(38));
+    assert_eq!(saving(RoundingScope::PerOrder), m(38));
 }
