@@ -52,6 +52,7 @@ fn zh(r: &Ineligible) -> String {
             Blocked::Expired => "已过期".into(),
             Blocked::Voided => "已作废".into(),
             Blocked::UseLimitReached => "已达到使用次数上限".into(),
+            Blocked::UsesHeld => "同款券已被未支付订单占用，订单取消后可再用".into(),
             Blocked::CodeExhausted => "优惠码已被领完".into(),
             Blocked::Inactive => "活动未开始或已结束".into(),
             _ => r.to_string(),

@@ -45,6 +45,9 @@ pub enum Blocked {
     Voided,
     /// The buyer has used this template as often as allowed.
     UseLimitReached,
+    /// The buyer's uses of this template are taken by coupons held by unpaid orders (they come
+    /// back if those orders are cancelled or lapse).
+    UsesHeld,
     /// The promo code has no uses left (in all, or for this buyer).
     CodeExhausted,
     /// The template is not issuing or applying now (paused, retired, not approved).
@@ -255,6 +258,10 @@ impl fmt::Display for Ineligible {
                 Blocked::UseLimitReached => {
                     f.write_str("you have used this offer as often as allowed")
                 }
+                Blocked::UsesHeld => f.write_str(
+                    "your other coupons of this offer are held by unpaid orders; they come back \
+                     if those orders are cancelled",
+                ),
                 Blocked::CodeExhausted => f.write_str("this code has no uses left"),
                 Blocked::Inactive => f.write_str("this offer is not active"),
             },
