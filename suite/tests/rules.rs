@@ -13,9 +13,9 @@ use coupons::id::{
 use coupons::money::{Currency, Money};
 use coupons::rule::{
     AudienceSpec, Benefit, Conditions, ConditionsSpec, Distribution, Limits, LimitsSpec, Percent,
-    PercentTier, QuantityTier, RefundPolicy, Reward, RuleError, Schedule, ScheduleSpec, Scope,
-    ScopeSpec, Span, Stacking, Template, TemplateSpec, Tier, TimeWindow, UnitOff, UnitPick,
-    Validity,
+    PercentTier, QuantityTier, RefundPolicy, Requirement, Reward, RuleError, Schedule,
+    ScheduleSpec, Scope, ScopeSpec, Span, Stacking, Template, TemplateSpec, Tier, TimeWindow,
+    UnitOff, UnitPick, Validity,
 };
 use proptest::collection::{btree_set, vec};
 use proptest::option;
@@ -345,16 +345,44 @@ fn conditions(c: Currency) -> impl Strategy<Value = Conditions> {
         audience,
         option::of(id_set(|s| Channel::new(s).unwrap(), 1..4)),
         option::of(schedule()),
+        option::of(0i64..=100_000),
+        vec(
+            (
+                option::of(id_set(sku, 1..3)),
+                option::of(id_set(category, 1..3)),
+                option::of(id_set(shop, 1..3)),
+                1u32..=5,
+            ),
+            0..3,
+        ),
     )
         .prop_map(
-            |(min_subtotal, min_quantity, audience, channels, schedule)| {
+            move |(min_subtotal, min_quantity, audience, channels, schedule, extra, requires)| {
+                // A maximum at or above the minimum (or any, without one).
+                let max_subtotal = extra.map(|x| {
+                    Money::from_minor(min_subtotal.map_or(1, |m| m.to_minor().unwrap()) + x, c)
+                });
+                let requires = requires
+                    .into_iter()
+                    .map(|(skus, categories, shops, min_quantity)| Requirement {
+                        skus: skus.clone(),
+                        categories: categories.clone(),
+                        shops: if skus.is_none() && categories.is_none() && shops.is_none() {
+                            Some([ShopId::new("s").unwrap()].into())
+                        } else {
+                            shops
+                        },
+                        min_quantity,
+                    })
+                    .collect();
                 Conditions::try_from(ConditionsSpec {
                     min_subtotal,
                     min_quantity,
                     audience,
                     channels,
                     schedule,
-                    ..Default::default()
+                    max_subtotal,
+                    requires,
                 })
                 .unwrap()
             },
