@@ -754,6 +754,31 @@ where
     T::deserialize(d).map_err(|e| rewrite(Path::new(path), e))
 }
 
+/// Like [`nested`], for an internally tagged enum whose tag is at `tag`: an unknown variant is
+/// told at the tag's path (`benefit.kind: unknown variant `lottery`, expected …`).
+///
+/// # Errors
+/// The value's own, with the path.
+pub(crate) fn nested_tagged<'de, D, T>(
+    path: &'static str,
+    tag: &'static str,
+    d: D,
+) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: de::Deserialize<'de>,
+{
+    T::deserialize(d).map_err(|e| {
+        let full = e.to_string();
+        let msg = without_position(&full);
+        if msg.starts_with("unknown variant") {
+            de::Error::custom(format_args!("{tag}: {msg}"))
+        } else {
+            rewrite(Path::new(path), e)
+        }
+    })
+}
+
 /// Reads a list of any `Deserialize` type at `path`, item `i`'s errors at `path[i]`.
 ///
 /// # Errors

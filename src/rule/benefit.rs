@@ -994,8 +994,12 @@ crate::de::field_paths! {
     fn qtier_units_at -> u32 = "benefit.tiers.units";
     fn ship_price_at -> Money = "benefit.price";
     fn buy_scope_at -> nested Scope = "benefit.buy_scope";
-    fn reward_at -> nested Reward = "benefit.reward";
     fn reward_price_at -> Money = "benefit.reward.price";
+}
+
+#[cfg(feature = "serde")]
+fn reward_at<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Reward, D::Error> {
+    crate::de::nested_tagged("benefit.reward", "benefit.reward.kind", d)
 }
 
 #[cfg(feature = "serde")]

@@ -73,9 +73,13 @@ crate::de::field_paths! {
     fn description_at -> String = "description";
     fn terms_at -> String = "terms";
     fn currency_at -> Currency = "currency";
-    fn benefit_at -> nested Benefit = "benefit";
     fn scope_at -> nested Scope = "scope";
     fn conditions_at -> nested Conditions = "conditions";
+}
+
+#[cfg(feature = "serde")]
+fn benefit_at<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Benefit, D::Error> {
+    crate::de::nested_tagged("benefit", "benefit.kind", d)
 }
 
 /// The plain data of a [`Template`], with public fields; [`TemplateSpec::build`] checks it.

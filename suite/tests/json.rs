@@ -251,7 +251,7 @@ const TEMPLATE_CASES: &[(&str, &str, &str, &str)] = &[
         "benefit unknown kind",
         "/benefit/kind",
         r#""lottery""#,
-        "benefit: unknown variant `lottery`, expected one of `instant`, `threshold`, `every_threshold`, `percent`, `shipping`, `buy_get`, `fixed_price`, `per_unit`, `per_line`, `apply_once`, `tiered_percent`, `quantity_tiers`, `shipping_percent`, `shipping_price`, `items_and_shipping`, `buy_x_get_y` at line 8 column 3",
+        "benefit.kind: unknown variant `lottery`, expected one of `instant`, `threshold`, `every_threshold`, `percent`, `shipping`, `buy_get`, `fixed_price`, `per_unit`, `per_line`, `apply_once`, `tiered_percent`, `quantity_tiers`, `shipping_percent`, `shipping_price`, `items_and_shipping`, `buy_x_get_y` at line 8 column 3",
     ),
     (
         "benefit unknown field",
@@ -549,7 +549,7 @@ const TEMPLATE_CASES: &[(&str, &str, &str, &str)] = &[
         "bxgy unknown reward",
         "/benefit",
         r#"{"kind": "buy_x_get_y", "buy": 2, "buy_scope": {}, "get": 1, "reward": {"kind": "gift"}}"#,
-        "benefit.reward: unknown variant `gift`, expected one of `free`, `percent`, `price` at line 2 column 101",
+        "benefit.reward.kind: unknown variant `gift`, expected one of `free`, `percent`, `price` at line 2 column 101",
     ),
     (
         "bxgy reward percent",
