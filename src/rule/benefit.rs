@@ -1,10 +1,17 @@
-//! What a coupon gives: the seven benefit kinds and exactly how each computes.
+//! What a coupon gives: the sixteen benefit kinds and exactly how each computes.
 //!
 //! Every kind computes on the coupon's *base*: the amount of the cart lines in its
-//! [`Scope`](super::Scope) (or, for [`Benefit::Shipping`], the shipping fee), as left by the
-//! coupons applied before it (see [`StackingPolicy`](crate::checkout::StackingPolicy)). A
-//! saving never exceeds its base, and is rounded to the currency's minor unit with the policy's
-//! [`Rounding`](crate::money::Rounding).
+//! [`Scope`](super::Scope) (for the shipping kinds, the shipping fee; for
+//! [`Benefit::ItemsAndShipping`], both), as left by the coupons applied before it (see
+//! [`StackingPolicy`](crate::checkout::StackingPolicy)). A saving never exceeds its base, and is
+//! rounded to the currency's minor unit with the policy's [`Rounding`](crate::money::Rounding)
+//! (and, for percentages, its [`RoundingScope`](crate::checkout::RoundingScope)).
+//!
+//! Unit offers take units as follows: [`BuyGet`](Benefit::BuyGet) and
+//! [`BuyXGetY`](Benefit::BuyXGetY) reward the cheapest units, [`FixedPrice`](Benefit::FixedPrice)
+//! and [`PerUnit`](Benefit::PerUnit) take the dearest first, [`ApplyOnce`](Benefit::ApplyOnce)
+//! the one its `pick` names. A unit's value is its line's remaining amount shared evenly over
+//! the line's units.
 
 use rust_decimal::Decimal;
 
