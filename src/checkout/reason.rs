@@ -76,7 +76,7 @@ impl fmt::Display for Named {
 #[cfg_attr(
     feature = "serde",
     derive(serde::Serialize, serde::Deserialize),
-    serde(tag = "by", rename_all = "snake_case")
+    serde(tag = "kind", rename_all = "snake_case")
 )]
 #[non_exhaustive]
 pub enum ExcludedBy {
