@@ -213,6 +213,21 @@ ident!(
     IdempotencyKey,
     "idempotency key"
 );
+ident!(
+    /// A device the request came from (an app install id, a browser fingerprint…).
+    DeviceId,
+    "device id"
+);
+ident!(
+    /// A payment account (a card fingerprint, a wallet account…), as the caller identifies it.
+    PaymentAccount,
+    "payment account"
+);
+ident!(
+    /// A guard's name: `claims-per-device`, `auto-push-cap`…
+    GuardName,
+    "guard name"
+);
 
 #[cfg(test)]
 mod tests {

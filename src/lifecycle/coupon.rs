@@ -5,6 +5,8 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 
 use super::{Campaign, LifecycleError, TemplateRecord};
+use crate::attributes::Attributes;
+use crate::guard::Context;
 use crate::id::{CampaignId, Channel, CouponId, IdempotencyKey, OrderId, TemplateId, UserId};
 use crate::rule::{Distribution, RefundPolicy};
 
@@ -105,6 +107,15 @@ pub enum ClaimMode {
     Click,
 }
 
+impl fmt::Display for ClaimMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ClaimMode::Auto => "auto-claimed",
+            ClaimMode::Click => "clicked to claim",
+        })
+    }
+}
+
 /// A coupon action, named in [`LifecycleError::IllegalCouponTransition`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(
@@ -184,6 +195,12 @@ pub struct ClaimRequest {
     pub campaign: Option<CampaignId>,
     /// The idempotency key: repeating the request with it returns the first coupon.
     pub key: IdempotencyKey,
+    /// Attributes the coupon carries (experiment arm, trigger rule, per-user terms).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub attributes: Attributes,
+    /// Who is asking beyond the account (device, IP, payment account), for guards.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub context: Context,
 }
 
 impl ClaimRequest {
@@ -202,12 +219,26 @@ impl ClaimRequest {
             mode,
             campaign: None,
             key,
+            attributes: Attributes::new(),
+            context: Context::new(),
         }
     }
 
     /// The same claim, in a campaign.
     pub fn in_campaign(mut self, campaign: CampaignId) -> ClaimRequest {
         self.campaign = Some(campaign);
+        self
+    }
+
+    /// The same claim, from `context` (device, IP, payment account) for guards.
+    pub fn with_context(mut self, context: Context) -> ClaimRequest {
+        self.context = context;
+        self
+    }
+
+    /// The same claim, the coupon carrying `attributes`.
+    pub fn with_attributes(mut self, attributes: Attributes) -> ClaimRequest {
+        self.attributes = attributes;
         self
     }
 }
@@ -256,6 +287,12 @@ pub struct Coupon {
     pub valid_until: DateTime<Utc>,
     /// Its state.
     pub state: CouponState,
+    /// Its attributes, set when it was issued (experiment arm, trigger rule…).
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Attributes::is_empty")
+    )]
+    pub attributes: Attributes,
 }
 
 impl Coupon {
@@ -316,6 +353,7 @@ impl Coupon {
             valid_from,
             valid_until,
             state: CouponState::Available,
+            attributes: request.attributes.clone(),
         })
     }
 
@@ -529,6 +567,7 @@ mod tests {
             valid_from: t0(),
             valid_until: t0() + Duration::days(1),
             state: CouponState::Available,
+            attributes: Attributes::new(),
         }
     }
 

@@ -125,6 +125,16 @@ pub enum LifecycleError {
         /// The per-user claim limit.
         limit: u32,
     },
+    /// A guard's window already holds its limit ([`crate::guard`]).
+    #[error("guard {guard} held: {limit} per {window} already reached")]
+    GuardHeld {
+        /// The guard.
+        guard: crate::id::GuardName,
+        /// Its limit.
+        limit: u64,
+        /// Its window.
+        window: crate::guard::Window,
+    },
     /// The user already uses (or used) as many coupons of the template as allowed.
     #[error("user {user} already uses {limit} coupons of template {template}")]
     UseLimitReached {

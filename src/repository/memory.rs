@@ -9,9 +9,14 @@ use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use chrono::{DateTime, Utc};
 
 use super::{
-    Batch, Commit, CounterKey, Expect, Op, Receipt, ReceiptKey, Repository, Version, Versioned,
+    Batch, Commit, CounterKey, Expect, Op, Receipt, ReceiptKey, Repository, TrimEvents, Version,
+    Versioned,
 };
-use crate::id::{CampaignId, Channel, CouponId, IdempotencyKey, OrderId, TemplateId, UserId};
+use crate::attributes::Attributes;
+use crate::events::{Event, Logged, Sequence};
+use crate::id::{
+    CampaignId, Channel, CouponId, GuardName, IdempotencyKey, OrderId, TemplateId, UserId,
+};
 use crate::lifecycle::{Campaign, ClaimMode, Coupon, CouponState, TemplateRecord};
 
 /// FxHash (as in rustc) with a final avalanche: a fast, non-keyed hash for short keys. The store is in-process and its
@@ -471,6 +476,80 @@ impl Slots {
     }
 }
 
+/// Events per chunk of the feed: appending never moves the events already stored.
+const FEED_CHUNK: usize = 4096;
+
+/// The event feed in chunks of [`FEED_CHUNK`], oldest first; sequences are consecutive.
+#[derive(Debug, Default)]
+struct Feed {
+    chunks: VecDeque<Vec<Logged>>,
+    len: usize,
+}
+
+impl Feed {
+    fn push(&mut self, e: Logged) {
+        match self.chunks.back_mut() {
+            Some(c) if c.len() < FEED_CHUNK => c.push(e),
+            _ => {
+                let mut c = Vec::with_capacity(FEED_CHUNK);
+                c.push(e);
+                self.chunks.push_back(c);
+            }
+        }
+        self.len += 1;
+    }
+
+    fn first_seq(&self) -> Option<Sequence> {
+        self.chunks.front().and_then(|c| c.first()).map(|e| e.seq)
+    }
+
+    /// Up to `limit` events with a sequence above `after`.
+    fn after(&self, after: Sequence, limit: usize) -> Vec<Logged> {
+        let Some(first) = self.first_seq() else {
+            return Vec::new();
+        };
+        // Sequences are consecutive: the wanted event's position is its distance from the
+        // first one.
+        let skip =
+            usize::try_from(after.saturating_add(1).saturating_sub(first)).unwrap_or(usize::MAX);
+        let mut out = Vec::with_capacity(limit.min(self.len.saturating_sub(skip)));
+        let mut pos = 0usize;
+        for c in &self.chunks {
+            if out.len() >= limit {
+                break;
+            }
+            if pos + c.len() <= skip {
+                pos += c.len();
+                continue;
+            }
+            let from = skip.saturating_sub(pos);
+            let take = limit - out.len();
+            out.extend(c.iter().skip(from).take(take).cloned());
+            pos += c.len();
+        }
+        out
+    }
+
+    /// Drops the events with a sequence at or below `through`.
+    fn trim(&mut self, through: Sequence) -> u64 {
+        let mut n = 0u64;
+        while let Some(c) = self.chunks.front_mut() {
+            if c.last().is_some_and(|e| e.seq <= through) {
+                n += c.len() as u64;
+                self.len -= c.len();
+                self.chunks.pop_front();
+                continue;
+            }
+            let cut = c.iter().take_while(|e| e.seq <= through).count();
+            c.drain(..cut);
+            n += cut as u64;
+            self.len -= cut;
+            break;
+        }
+        n
+    }
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     templates: Table<TemplateId, TemplateSlot>,
@@ -496,6 +575,14 @@ struct Inner {
     hold_due: BTreeSet<(DateTime<Utc>, OrderId)>,
     /// Whether `receipts` holds a `claim` key (one whose receipt is not `Claimed`).
     claim_keys_in_receipts: bool,
+    /// The attributes of the slots that have any (most coupons carry none).
+    attributes: Map<u32, Attributes>,
+    /// Guards' windowed counters: by guard, by subject, by bucket.
+    guards: Map<GuardName, Map<String, BTreeMap<i64, u64>>>,
+    /// The event feed not yet trimmed, in sequence order.
+    events: Feed,
+    /// The last sequence assigned (0 before the first event).
+    last_seq: Sequence,
 }
 
 const CLAIM: &str = "claim";
@@ -520,6 +607,7 @@ enum CounterAt<'a> {
     CodeUses(&'a TemplateId),
     User(&'a TemplateId, &'a UserId, u32),
     Custom(&'a String),
+    Guard(&'a GuardName, &'a str, i64),
 }
 
 fn counter_at(key: &CounterKey) -> CounterAt<'_> {
@@ -530,6 +618,11 @@ fn counter_at(key: &CounterKey) -> CounterAt<'_> {
         CounterKey::UserUses(t, u) => CounterAt::User(t, u, K_USES),
         CounterKey::CodeUserUses(t, u) => CounterAt::User(t, u, K_CODE_USES),
         CounterKey::Custom(s) => CounterAt::Custom(s),
+        CounterKey::Guard {
+            guard,
+            subject,
+            bucket,
+        } => CounterAt::Guard(guard, subject, *bucket),
     }
 }
 
@@ -592,6 +685,14 @@ impl Inner {
                 valid_from: s.valid_from,
                 valid_until: s.valid_until,
                 state: self.state_of(s)?,
+                attributes: match self.attributes.is_empty() {
+                    true => Attributes::new(),
+                    false => self
+                        .coupon_slot(&s.id)
+                        .and_then(|ix| self.attributes.get(&ix))
+                        .cloned()
+                        .unwrap_or_default(),
+                },
             },
             version: u64::from(s.version),
         })
@@ -664,6 +765,34 @@ impl Inner {
                 _ => 0,
             },
             CounterAt::Custom(s) => self.custom.get(s).copied().unwrap_or(0),
+            CounterAt::Guard(g, subject, bucket) => self.guard_sum(g, subject, bucket, 1),
+        }
+    }
+
+    /// The sum of a guard's buckets `bucket - span + 1 ..= bucket`.
+    fn guard_sum(&self, guard: &GuardName, subject: &str, bucket: i64, span: u32) -> u64 {
+        let Some(buckets) = self.guards.get(guard).and_then(|m| m.get(subject)) else {
+            return 0;
+        };
+        let from = bucket.saturating_sub(i64::from(span.max(1)) - 1);
+        buckets
+            .range(from..=bucket)
+            .fold(0u64, |sum, (_, n)| sum.saturating_add(*n))
+    }
+
+    /// Adds `delta` to a guard's bucket and drops the buckets the window no longer sums.
+    fn guard_add(&mut self, guard: &GuardName, subject: &str, bucket: i64, span: u32, delta: i64) {
+        let buckets = self
+            .guards
+            .entry(guard.clone())
+            .or_default()
+            .entry(subject.to_string())
+            .or_default();
+        let n = buckets.entry(bucket).or_insert(0);
+        *n = add(*n, delta);
+        let oldest = bucket.saturating_sub(i64::from(span.max(1)) - 1);
+        while buckets.first_key_value().is_some_and(|(b, _)| *b < oldest) {
+            buckets.pop_first();
         }
     }
 
@@ -688,6 +817,7 @@ impl Inner {
                 _ => 0,
             },
             CounterAt::Custom(s) => self.custom.get(s).copied().unwrap_or(0),
+            CounterAt::Guard(g, subject, bucket) => self.guard_sum(g, subject, bucket, 1),
         }
     }
 
@@ -712,6 +842,17 @@ impl Inner {
             CounterAt::Custom(s) => {
                 let v = self.custom.entry(s.clone()).or_default();
                 *v = add(*v, delta);
+            }
+            CounterAt::Guard(g, subject, bucket) => {
+                let n = self
+                    .guards
+                    .entry(g.clone())
+                    .or_default()
+                    .entry(subject.to_string())
+                    .or_default()
+                    .entry(bucket)
+                    .or_insert(0);
+                *n = add(*n, delta);
             }
         }
     }
@@ -779,7 +920,20 @@ impl Inner {
                 fits
             }
             Op::InsertReceipt { key, .. } => !self.receipt_exists(key),
-            Op::Hold { .. } => true,
+            Op::CountWindow {
+                guard,
+                subject,
+                bucket,
+                span,
+                delta,
+                limit,
+            } => {
+                let current = self.guard_sum(guard, subject, *bucket, 1);
+                let sum = self.guard_sum(guard, subject, *bucket, *span);
+                let next = i128::from(sum) + i128::from(*delta);
+                i128::from(current) + i128::from(*delta) >= 0 && next <= i128::from(*limit)
+            }
+            Op::Hold { .. } | Op::Emit { .. } => true,
         })
     }
 
@@ -853,7 +1007,33 @@ impl Inner {
                     self.hold_due.insert((*at, order.clone()));
                 }
             }
+            Op::CountWindow {
+                guard,
+                subject,
+                bucket,
+                span,
+                delta,
+                ..
+            } => self.guard_add(guard, subject, *bucket, *span, *delta),
+            Op::Emit { event } => self.emit(event),
         }
+    }
+
+    /// Appends an event with the next sequence.
+    fn emit(&mut self, event: &Event) {
+        self.last_seq = self.last_seq.saturating_add(1);
+        self.events.push(Logged {
+            seq: self.last_seq,
+            event: event.clone(),
+        });
+    }
+
+    fn events(&self, after: Sequence, limit: usize) -> Vec<Logged> {
+        self.events.after(after, limit)
+    }
+
+    fn trim_events(&mut self, through: Sequence) -> u64 {
+        self.events.trim(through)
     }
 
     fn held(&self, now: DateTime<Utc>, limit: usize) -> Vec<OrderId> {
@@ -926,6 +1106,11 @@ impl Inner {
                 slot.mode = c.mode;
                 slot.state = state;
                 let new_due = slot.due_at();
+                if c.attributes.is_empty() {
+                    self.attributes.remove(&ix);
+                } else {
+                    self.attributes.insert(ix, c.attributes.clone());
+                }
                 if old_owner != owner {
                     self.unlink(old_owner, ix);
                     self.link(owner, ix);
@@ -965,6 +1150,9 @@ impl Inner {
                 };
                 let due = slot.due_at();
                 let ix = self.coupons.push(slot);
+                if !c.attributes.is_empty() {
+                    self.attributes.insert(ix, c.attributes.clone());
+                }
                 if let Some(k) = claim {
                     self.claims.insert(hash32(k.as_str()), ix);
                     if !keyed {
@@ -1057,6 +1245,8 @@ struct ClaimBatch<'a> {
     issued: Option<u64>,
     per_user: Option<u64>,
     coupon: &'a Coupon,
+    /// The events that follow the four ops.
+    events: &'a [Op],
 }
 
 impl<'a> ClaimBatch<'a> {
@@ -1080,10 +1270,14 @@ impl<'a> ClaimBatch<'a> {
                 coupon,
                 expect: Expect::Absent,
             },
+            events @ ..,
         ] = batch.ops.as_slice()
         else {
             return None;
         };
+        if !events.iter().all(|op| matches!(op, Op::Emit { .. })) {
+            return None;
+        }
         let key = claim_key(receipt)?;
         let fits = *id == coupon.id
             && *t1 == coupon.template
@@ -1095,6 +1289,7 @@ impl<'a> ClaimBatch<'a> {
             issued: *issued,
             per_user: *per_user,
             coupon,
+            events,
         })
     }
 }
@@ -1160,6 +1355,11 @@ impl Inner {
             e.add(user_counter_key(ti, K_CLAIMS), 1);
         }
         self.put_coupon(c.coupon, Some(c.key), true);
+        for op in c.events {
+            if let Op::Emit { event } = op {
+                self.emit(event);
+            }
+        }
         Ok(Commit::Applied)
     }
 }
@@ -1243,6 +1443,19 @@ impl MemoryStore {
     }
 }
 
+impl TrimEvents for MemoryStore {
+    fn trim_events(&self, through: Sequence) -> Result<u64, MemoryStoreError> {
+        Ok(self.write().trim_events(through))
+    }
+}
+
+impl MemoryStore {
+    /// Events stored and not yet trimmed.
+    pub fn event_backlog(&self) -> usize {
+        self.read().events.len
+    }
+}
+
 impl Repository for MemoryStore {
     type Error = MemoryStoreError;
 
@@ -1307,6 +1520,10 @@ impl Repository for MemoryStore {
 
     fn receipt(&self, key: &ReceiptKey) -> Result<Option<Receipt>, MemoryStoreError> {
         Ok(self.read().receipt(key))
+    }
+
+    fn events(&self, after: Sequence, limit: usize) -> Result<Vec<Logged>, MemoryStoreError> {
+        Ok(self.read().events(after, limit))
     }
 
     fn commit(&self, batch: &Batch) -> Result<Commit, MemoryStoreError> {
@@ -1405,6 +1622,55 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_feed_pages_and_trims_across_chunks() {
+        let at = DateTime::<Utc>::UNIX_EPOCH;
+        let ev = Event::new(
+            at,
+            crate::events::EventKind::OrderReleased {
+                order: OrderId::trusted("o"),
+                user: UserId::trusted("u"),
+            },
+        );
+        let mut f = Feed::default();
+        let total = FEED_CHUNK as u64 * 2 + 17;
+        for seq in 1..=total {
+            f.push(Logged {
+                seq,
+                event: ev.clone(),
+            });
+        }
+        let seqs = |v: Vec<Logged>| v.into_iter().map(|l| l.seq).collect::<Vec<_>>();
+        for (after, limit) in [
+            (0, 3),
+            (4094, 5),
+            (4095, 1),
+            (8190, 10),
+            (total - 1, 9),
+            (total, 4),
+        ] {
+            let want: Vec<u64> = (after + 1..=total).take(limit).collect();
+            assert_eq!(
+                seqs(f.after(after, limit)),
+                want,
+                "after {after}, limit {limit}"
+            );
+        }
+        for through in [3, 4096, 4097, 9000, total] {
+            let before = f.len;
+            let n = f.trim(through);
+            assert_eq!(f.len, before - n as usize);
+            let rest = seqs(f.after(0, usize::MAX));
+            assert_eq!(
+                rest,
+                (through + 1..=total).collect::<Vec<_>>(),
+                "trim {through}"
+            );
+        }
+        assert_eq!(f.trim(total), 0);
+        assert!(f.after(0, 10).is_empty());
+    }
+
+    #[test]
     fn records_are_compact() {
         assert_eq!(std::mem::size_of::<Slot>(), 96);
         assert_eq!(std::mem::size_of::<(u32, u32)>(), 8);
@@ -1443,6 +1709,7 @@ mod tests {
             valid_from: t,
             valid_until: t + chrono::TimeDelta::days(1),
             state: CouponState::Available,
+            attributes: Attributes::new(),
         }
     }
 

@@ -18,6 +18,9 @@
 
 mod memory;
 
+pub use crate::events::{Event, EventKind, Logged, Sequence};
+
+use crate::checkout::Quote;
 pub use memory::{MemoryStore, MemoryStoreError};
 
 use std::fmt;
@@ -25,8 +28,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use crate::id::{CampaignId, CouponId, IdempotencyKey, OrderId, TemplateId, UserId};
+use crate::id::{CampaignId, CouponId, GuardName, IdempotencyKey, OrderId, TemplateId, UserId};
 use crate::lifecycle::{Campaign, Coupon, TemplateRecord};
+use crate::money::Money;
 use crate::rule::PromoCode;
 
 /// The version of a stored record: 1 when inserted, +1 at every write.
@@ -52,7 +56,6 @@ pub enum Expect {
 
 /// A named counter. Stored counters start at zero and never go below zero.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[non_exhaustive]
 pub enum CounterKey {
     /// Coupons issued from a template.
     Issued(TemplateId),
@@ -64,8 +67,17 @@ pub enum CounterKey {
     CodeUses(TemplateId),
     /// Orders of a user using a promo-code template.
     CodeUserUses(TemplateId, UserId),
-    /// Any other counter: abuse guards, frequency caps…
+    /// Any other counter the caller keeps.
     Custom(String),
+    /// One bucket of a guard's windowed counter ([`Op::CountWindow`]).
+    Guard {
+        /// The guard.
+        guard: GuardName,
+        /// Who it counts (the guard's subject values, escaped and joined).
+        subject: String,
+        /// The bucket (the window's minute, hour or day number; 0 for ever).
+        bucket: i64,
+    },
 }
 
 /// Writes an identifier with `%` and `/` escaped (`%25`, `%2F`), so `/` separates parts.
@@ -106,6 +118,16 @@ impl fmt::Display for CounterKey {
                 )
             }
             CounterKey::Custom(s) => write!(f, "custom/{}", Part(s)),
+            CounterKey::Guard {
+                guard,
+                subject,
+                bucket,
+            } => write!(
+                f,
+                "guard/{}/{}/{bucket}",
+                Part(guard.as_str()),
+                Part(subject)
+            ),
         }
     }
 }
@@ -113,7 +135,6 @@ impl fmt::Display for CounterKey {
 /// The key a [`Receipt`] is stored under: the operation and the caller's idempotency key, or a
 /// promo code's reservation.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[non_exhaustive]
 pub enum ReceiptKey {
     /// An idempotent operation: its name (`claim`, `lock`, `pay`…) and the caller's key.
     Operation(&'static str, IdempotencyKey),
@@ -138,7 +159,6 @@ impl fmt::Display for ReceiptKey {
     derive(serde::Serialize, serde::Deserialize),
     serde(tag = "kind", rename_all = "snake_case")
 )]
-#[non_exhaustive]
 pub enum Receipt {
     /// A coupon was issued.
     Claimed {
@@ -151,6 +171,20 @@ pub enum Receipt {
         order: OrderId,
         /// The coupons it holds.
         coupons: Vec<CouponId>,
+        /// The order as locked: kept in the order's own receipt (absent under the caller's
+        /// key, and in receipts written before it was kept).
+        #[cfg_attr(
+            feature = "serde",
+            serde(default, skip_serializing_if = "Option::is_none")
+        )]
+        totals: Option<LockedTotals>,
+        /// A fingerprint of the request (under the caller's key): a retry with the same key
+        /// and a different request is refused as a reuse of the key.
+        #[cfg_attr(
+            feature = "serde",
+            serde(default, skip_serializing_if = "Option::is_none")
+        )]
+        fingerprint: Option<u64>,
     },
     /// An order was paid and its coupons redeemed.
     Redeemed {
@@ -174,6 +208,13 @@ pub enum Receipt {
         returned: Vec<CouponId>,
         /// Coupons voided.
         voided: Vec<CouponId>,
+        /// Whether the merchant refunded (else the buyer); absent in receipts written before
+        /// it was kept.
+        #[cfg_attr(
+            feature = "serde",
+            serde(default, skip_serializing_if = "Option::is_none")
+        )]
+        by_merchant: Option<bool>,
     },
     /// A coupon was voided by an admin.
     Voided {
@@ -199,9 +240,32 @@ pub enum Receipt {
     },
 }
 
+/// An order as it was locked: its quote, so that a retried lock answers with the order as it
+/// was (never re-priced), and what each coupon saved, so that paying reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct LockedTotals {
+    /// The quote as locked.
+    pub quote: Box<Quote>,
+    /// When the hold runs out, if coupons or promo-code uses are held.
+    pub hold_until: Option<DateTime<Utc>>,
+    /// The promo codes whose uses were counted.
+    pub codes: Vec<PromoCode>,
+    /// The buyer.
+    pub user: UserId,
+    /// Goods and shipping before discounts.
+    pub gross: Money,
+    /// Everything the discounts take off.
+    pub discount: Money,
+    /// What each locked coupon saves, in the order of the receipt's `coupons`.
+    pub savings: Vec<Money>,
+}
+
 /// One write in a [`Batch`].
+///
+/// The enums of the seam ([`Op`], [`CounterKey`], [`ReceiptKey`], [`Receipt`]) are exhaustive
+/// on purpose: a new variant breaks an outside store at compile time, never at run time.
 #[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
 pub enum Op {
     /// Insert or replace a template record.
     PutTemplate {
@@ -253,6 +317,30 @@ pub enum Op {
         /// Its new deadline, or `None` once it is paid or released.
         until: Option<DateTime<Utc>>,
     },
+    /// Add `delta` to the current bucket of a guard's windowed counter; the condition is that
+    /// the sum of the buckets `bucket - span + 1 ..= bucket` after the change is at most
+    /// `limit`, and the current bucket stays at or above zero. Buckets older than the window
+    /// may be dropped by the store (they are never summed again by the same guard).
+    CountWindow {
+        /// The guard.
+        guard: GuardName,
+        /// Who it counts.
+        subject: String,
+        /// The current bucket.
+        bucket: i64,
+        /// How many buckets the window sums, at least 1.
+        span: u32,
+        /// The change.
+        delta: i64,
+        /// The most the window may hold after the change.
+        limit: u64,
+    },
+    /// Append an event to the feed. It has no condition: the store gives it the next
+    /// [`Sequence`] when the batch applies, and drops it with the batch when it does not.
+    Emit {
+        /// The event.
+        event: Event,
+    },
 }
 
 /// Writes applied together, all or nothing, only if every condition holds.
@@ -291,11 +379,16 @@ pub enum Commit {
 /// The caller's storage. Every method is one atomic step against the store; implementations
 /// must be safe to call from many threads at once.
 ///
-/// Instants must round-trip exactly: chrono's whole range (the service uses
-/// `DateTime::<Utc>::MAX_UTC` for "never") at nanosecond precision. A single 64-bit
-/// nanosecond column cannot hold that range; seconds and nanoseconds in two columns (or RFC
-/// 3339 text) can. `stores/sqlite` (crate `coupons-sqlite`) shows a complete implementation on SQLite, and the
-/// `testkit` feature's conformance suite checks one.
+/// Instants reach the store at **microsecond** precision, between 1970 and 9999 (the service
+/// passes every `now` through [`crate::time::check`], and rules' instants are checked when
+/// built), so PostgreSQL `timestamptz`, MySQL `DATETIME(6)` or one 64-bit microsecond column
+/// hold them exactly; a store must round-trip them unchanged. `stores/sqlite` (crate
+/// `coupons-sqlite`) shows a complete implementation on SQLite, and the `testkit` feature's
+/// conformance suite checks one.
+///
+/// Every batch that changes state carries its [`Op::Emit`] events; the store appends them with
+/// the batch or not at all, numbering them with one increasing [`Sequence`] (see
+/// [`crate::events`]).
 ///
 /// Reads may be served from a snapshot or a replica only if `commit` still checks every
 /// condition against the latest state: correctness comes from `commit`'s conditions, never from
@@ -373,6 +466,16 @@ pub trait Repository: Send + Sync {
     /// The store's failure.
     fn receipt(&self, key: &ReceiptKey) -> Result<Option<Receipt>, Self::Error>;
 
+    /// Up to `limit` events of the feed with a sequence above `after`, in sequence order
+    /// (`after = 0` reads from the start). Sequences have no gaps: a reader that saved the last
+    /// sequence it handled resumes exactly where it stopped, unless the store trimmed the feed
+    /// past it (see [`TrimEvents`]); then the first event returned has a sequence above
+    /// `after + 1`.
+    ///
+    /// # Errors
+    /// The store's failure.
+    fn events(&self, after: Sequence, limit: usize) -> Result<Vec<Logged>, Self::Error>;
+
     /// Applies every op of `batch` atomically if all their conditions hold, else none.
     ///
     /// Conditions: `PutTemplate`/`PutCampaign`/`PutCoupon` with [`Expect::Absent`] need the
@@ -384,6 +487,20 @@ pub trait Repository: Send + Sync {
     /// # Errors
     /// The store's failure; then nothing may have been applied.
     fn commit(&self, batch: &Batch) -> Result<Commit, Self::Error>;
+}
+
+/// A store whose event feed can be trimmed once its consumers have read it.
+///
+/// A capability apart from [`Repository`]: a store that keeps its feed for ever (or leaves
+/// trimming to a database job) need not implement it.
+pub trait TrimEvents: Repository {
+    /// Drops every event with a sequence at or below `through`; later events keep their
+    /// sequences, and the next appended event continues the numbering. Returns how many were
+    /// dropped.
+    ///
+    /// # Errors
+    /// The store's failure.
+    fn trim_events(&self, through: Sequence) -> Result<u64, Self::Error>;
 }
 
 #[cfg(test)]

@@ -30,6 +30,8 @@ mod broken {
         pub inner: MemoryStore,
         pub ignore_limits: bool,
         pub not_atomic: bool,
+        /// Writes a refused batch's events anyway.
+        pub leaky_events: bool,
     }
 
     impl Repository for Broken {
@@ -71,6 +73,9 @@ mod broken {
         fn receipt(&self, key: &ReceiptKey) -> Result<Option<Receipt>, Self::Error> {
             self.inner.receipt(key)
         }
+        fn events(&self, after: u64, limit: usize) -> Result<Vec<Logged>, Self::Error> {
+            self.inner.events(after, limit)
+        }
         fn commit(&self, batch: &Batch) -> Result<Commit, Self::Error> {
             let mut batch = batch.clone();
             if self.ignore_limits {
@@ -91,9 +96,33 @@ mod broken {
                 }
                 return Ok(Commit::Applied);
             }
-            self.inner.commit(&batch)
+            let done = self.inner.commit(&batch)?;
+            if self.leaky_events && done != Commit::Applied {
+                let events = Batch {
+                    ops: batch
+                        .ops
+                        .iter()
+                        .filter(|op| matches!(op, Op::Emit { .. }))
+                        .cloned()
+                        .collect(),
+                };
+                let _ = self.inner.commit(&events)?;
+            }
+            Ok(done)
         }
     }
+}
+
+#[test]
+fn conformance_suite_catches_a_store_that_keeps_a_refused_batchs_events() {
+    let make = || broken::Broken {
+        inner: MemoryStore::new(),
+        ignore_limits: false,
+        not_atomic: false,
+        leaky_events: true,
+    };
+    let e = testkit::events_commit_with_their_change(make()).unwrap_err();
+    assert_eq!(e.check, "events_commit_with_their_change", "{e}");
 }
 
 #[test]
@@ -102,6 +131,7 @@ fn conformance_suite_catches_a_store_that_ignores_limits() {
         inner: MemoryStore::new(),
         ignore_limits: true,
         not_atomic: false,
+        leaky_events: false,
     };
     let e = testkit::counters_and_limits(make()).unwrap_err();
     assert_eq!(e.check, "counters_and_limits");
@@ -116,6 +146,7 @@ fn conformance_suite_catches_a_store_that_is_not_atomic() {
         inner: MemoryStore::new(),
         ignore_limits: false,
         not_atomic: true,
+        leaky_events: false,
     };
     let e = testkit::batches_are_all_or_nothing(make()).unwrap_err();
     assert_eq!(e.check, "batches_are_all_or_nothing", "{e}");
@@ -1175,4 +1206,43 @@ mod code_holds {
             }
         }
     }
+}
+
+#[test]
+fn preview_prices_a_selection_and_holds_nothing() {
+    let svc = Svc::new(MemoryStore::new());
+    let ten = activate(&svc, spec("ten-off"));
+    let mut twenty = spec("twenty-off");
+    twenty.benefit = Benefit::instant(yuan(20)).unwrap();
+    let twenty = activate(&svc, twenty);
+    let a = claim(&svc, &ten, "ann", "c1", t0());
+    let b = claim(&svc, &twenty, "ann", "c2", t0());
+    let sel = [OfferId::Coupon(a.id.clone())];
+    let q = svc
+        .preview(&cart(), &buyer("ann"), &sel, &[], t0())
+        .unwrap();
+    assert_eq!(
+        q.saving,
+        yuan(10),
+        "the buyer's own choice, not the best one"
+    );
+    let other = q.evaluation(&OfferId::Coupon(b.id.clone())).unwrap();
+    assert!(!other.selected && other.usable);
+    // Nothing is held: both coupons stay available and no use is counted.
+    assert_eq!(state(&svc, &a.id), CouponState::Available);
+    assert_eq!(uses(&svc, &ten, "ann"), 0);
+    // The wallet view is the best combination with every offer's evaluation.
+    let best = svc.quote(&cart(), &buyer("ann"), &[], t0()).unwrap();
+    assert!(best.saving >= yuan(20));
+    assert!(best.offers.first().is_some_and(|e| e.selected));
+}
+
+#[test]
+fn a_now_outside_the_record_range_is_refused() {
+    let svc = Svc::new(MemoryStore::new());
+    let t = activate(&svc, spec("ten-off"));
+    let before_1970 = Utc.with_ymd_and_hms(1969, 12, 31, 0, 0, 0).unwrap();
+    let r = svc.claim(&claim_req(&t, "ann", "c1"), before_1970);
+    assert!(matches!(r, Err(ServiceError::Time(_))), "{r:?}");
+    assert_eq!(r.unwrap_err().kind().http_status(), 400);
 }

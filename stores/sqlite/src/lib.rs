@@ -47,7 +47,8 @@ use chrono::{DateTime, Utc};
 use coupons::id::{CampaignId, CouponId, OrderId, TemplateId, UserId};
 use coupons::lifecycle::{Campaign, Coupon, CouponState, TemplateRecord};
 use coupons::repository::{
-    Batch, Commit, CounterKey, Expect, Op, Receipt, ReceiptKey, Repository, Version, Versioned,
+    Batch, Commit, CounterKey, Expect, Logged, Op, Receipt, ReceiptKey, Repository, Sequence,
+    TrimEvents, Version, Versioned,
 };
 use rusqlite::types::Type;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
@@ -104,6 +105,21 @@ CREATE TABLE IF NOT EXISTS holds (
     at_nanos INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS holds_by_time ON holds (at, at_nanos, order_id);
+-- Guards' windowed counters, one row per bucket; a window sums a range of buckets.
+CREATE TABLE IF NOT EXISTS guard_counts (
+    guard   TEXT    NOT NULL,
+    subject TEXT    NOT NULL,
+    bucket  INTEGER NOT NULL,
+    value   INTEGER NOT NULL CHECK (value >= 0),
+    PRIMARY KEY (guard, subject, bucket)
+) WITHOUT ROWID;
+-- The event feed. AUTOINCREMENT: a sequence is never reused, even after the newest events
+-- are trimmed. Writers are serialised (one IMMEDIATE transaction at a time), so sequences
+-- commit in order and a reader never sees a later sequence before an earlier one.
+CREATE TABLE IF NOT EXISTS events (
+    seq  INTEGER PRIMARY KEY AUTOINCREMENT,
+    body TEXT    NOT NULL
+);
 ";
 
 /// Orders whose hold ran out by `(?1, ?2)`, at most `?3`, through `holds_by_time`.
@@ -157,8 +173,6 @@ pub enum StoreError {
     },
     /// The database file could not be prepared (e.g. its directory could not be created).
     Io(std::io::Error),
-    /// A batch holds an op this store does not know (one added to the trait later).
-    UnsupportedOp(String),
 }
 
 impl fmt::Display for StoreError {
@@ -181,7 +195,6 @@ impl fmt::Display for StoreError {
                 "record {key:?} in {table} holds {value} in {column}, which is out of range"
             ),
             StoreError::Io(e) => write!(f, "could not prepare the database file: {e}"),
-            StoreError::UnsupportedOp(op) => write!(f, "this store does not support {op}"),
         }
     }
 }
@@ -192,7 +205,7 @@ impl std::error::Error for StoreError {
             StoreError::Sqlite(e) => Some(e),
             StoreError::Json { source, .. } => Some(source),
             StoreError::Io(e) => Some(e),
-            StoreError::Corrupt { .. } | StoreError::UnsupportedOp(_) => None,
+            StoreError::Corrupt { .. } => None,
         }
     }
 }
@@ -469,8 +482,12 @@ fn counter_key(key: &CounterKey) -> String {
             format!("code-user-uses/{}/{}", part(t.as_str()), part(u.as_str()))
         }
         CounterKey::Custom(s) => format!("custom/{}", part(s)),
-        // A kind added later: its own namespace, in its display form.
-        other => format!("other/{other}"),
+        // Guard buckets live in `guard_counts`; this text only names one in errors.
+        CounterKey::Guard {
+            guard,
+            subject,
+            bucket,
+        } => format!("guard/{}/{}/{bucket}", part(guard.as_str()), part(subject)),
     }
 }
 
@@ -479,7 +496,6 @@ fn receipt_key(key: &ReceiptKey) -> String {
     match key {
         ReceiptKey::Operation(op, k) => format!("op/{}/{}", part(op), part(k.as_str())),
         ReceiptKey::Code(c) => format!("code/{}", part(c.as_str())),
-        other => format!("other/{other}"),
     }
 }
 
@@ -563,7 +579,33 @@ fn apply(tx: &Transaction<'_>, op: &Op) -> Result<bool, StoreError> {
             put_plain(tx, "campaigns", id, &body, *expect)
         }
         Op::PutCoupon { coupon, expect } => put_coupon(tx, coupon, *expect),
+        Op::Count {
+            key:
+                CounterKey::Guard {
+                    guard,
+                    subject,
+                    bucket,
+                },
+            delta,
+            limit,
+        } => count_window(
+            tx,
+            guard.as_str(),
+            subject,
+            *bucket,
+            1,
+            *delta,
+            limit.unwrap_or(u64::MAX),
+        ),
         Op::Count { key, delta, limit } => count(tx, key, *delta, *limit),
+        Op::CountWindow {
+            guard,
+            subject,
+            bucket,
+            span,
+            delta,
+            limit,
+        } => count_window(tx, guard.as_str(), subject, *bucket, *span, *delta, *limit),
         Op::InsertReceipt { key, receipt } => {
             let key = receipt_key(key);
             let body = to_json("receipts", &key, receipt)?;
@@ -591,8 +633,12 @@ fn apply(tx: &Transaction<'_>, op: &Op) -> Result<bool, StoreError> {
             }
             Ok(true)
         }
-        // An op added to the trait later: refuse it rather than skip it silently.
-        _ => Err(StoreError::UnsupportedOp(format!("{op:?}"))),
+        Op::Emit { event } => {
+            let body = to_json("events", "new", event)?;
+            tx.prepare_cached("INSERT INTO events (body) VALUES (?1)")?
+                .execute(params![body])?;
+            Ok(true)
+        }
     }
 }
 
@@ -720,6 +766,47 @@ fn count(
     Ok(true)
 }
 
+/// Adds `delta` to a guard's bucket if the window's sum stays within `limit` and the bucket
+/// stays non-negative; drops the buckets the window no longer sums.
+fn count_window(
+    tx: &Transaction<'_>,
+    guard: &str,
+    subject: &str,
+    bucket: i64,
+    span: u32,
+    delta: i64,
+    limit: u64,
+) -> Result<bool, StoreError> {
+    let oldest = bucket.saturating_sub(i64::from(span.max(1)) - 1);
+    let (sum, current): (i64, i64) = tx
+        .prepare_cached(
+            "SELECT COALESCE(SUM(value), 0), COALESCE(SUM(CASE WHEN bucket = ?4 THEN value END), 0) \
+             FROM guard_counts WHERE guard = ?1 AND subject = ?2 AND bucket BETWEEN ?3 AND ?4",
+        )?
+        .query_row(params![guard, subject, oldest, bucket], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+    let next = i128::from(sum) + i128::from(delta);
+    if i128::from(current) + i128::from(delta) < 0 || next > i128::from(limit) {
+        return Ok(false);
+    }
+    // A negative change updates the existing row (checked above to stay non-negative): an
+    // insert of a negative value would break the column's CHECK before the upsert applies.
+    let sql = if delta < 0 {
+        "UPDATE guard_counts SET value = value + ?4 WHERE guard = ?1 AND subject = ?2 AND bucket = ?3"
+    } else {
+        "INSERT INTO guard_counts (guard, subject, bucket, value) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (guard, subject, bucket) DO UPDATE SET value = value + ?4"
+    };
+    tx.prepare_cached(sql)?
+        .execute(params![guard, subject, bucket, delta])?;
+    tx.prepare_cached(
+        "DELETE FROM guard_counts WHERE guard = ?1 AND subject = ?2 AND bucket < ?3",
+    )?
+    .execute(params![guard, subject, oldest])?;
+    Ok(true)
+}
+
 // ---------------------------------------------------------------------------------------------
 // The trait
 
@@ -819,11 +906,23 @@ impl Repository for SqliteStore {
 
     fn counter(&self, key: &CounterKey) -> Result<u64, StoreError> {
         let conn = self.conn()?;
+        let value: Option<i64> = match key {
+            CounterKey::Guard {
+                guard,
+                subject,
+                bucket,
+            } => conn
+                .prepare_cached(
+                    "SELECT value FROM guard_counts WHERE guard = ?1 AND subject = ?2 AND bucket = ?3",
+                )?
+                .query_row(params![guard.as_str(), subject, bucket], |r| r.get(0))
+                .optional()?,
+            other => conn
+                .prepare_cached("SELECT value FROM counters WHERE key = ?1")?
+                .query_row(params![counter_key(other)], |r| r.get(0))
+                .optional()?,
+        };
         let key = counter_key(key);
-        let value: Option<i64> = conn
-            .prepare_cached("SELECT value FROM counters WHERE key = ?1")?
-            .query_row(params![key], |r| r.get(0))
-            .optional()?;
         let value = value.unwrap_or(0);
         u64::try_from(value).map_err(|_| StoreError::Corrupt {
             table: "counters",
@@ -844,6 +943,26 @@ impl Repository for SqliteStore {
         }
     }
 
+    fn events(&self, after: Sequence, limit: usize) -> Result<Vec<Logged>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn
+            .prepare_cached("SELECT seq, body FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut rows = stmt.query(params![after, limit])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            let seq: i64 = row.get(0)?;
+            let key = seq.to_string();
+            let event = from_json("events", &key, text(row, 1)?)?;
+            out.push(Logged {
+                seq: u64::try_from(seq).unwrap_or(0),
+                event,
+            });
+        }
+        Ok(out)
+    }
+
     fn commit(&self, batch: &Batch) -> Result<Commit, StoreError> {
         if batch.ops.is_empty() {
             return Ok(Commit::Applied);
@@ -860,6 +979,18 @@ impl Repository for SqliteStore {
         tx.commit()?;
         Ok(Commit::Applied)
         // On an error the transaction is rolled back when `tx` drops.
+    }
+}
+
+impl TrimEvents for SqliteStore {
+    fn trim_events(&self, through: Sequence) -> Result<u64, StoreError> {
+        let conn = self.conn()?;
+        let _writer = lock(&self.writer);
+        let through = i64::try_from(through).unwrap_or(i64::MAX);
+        let n = conn
+            .prepare_cached("DELETE FROM events WHERE seq <= ?1")?
+            .execute(params![through])?;
+        Ok(u64::try_from(n).unwrap_or(0))
     }
 }
 

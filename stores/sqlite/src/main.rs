@@ -156,6 +156,7 @@ mod tests {
             valid_from: t0(),
             valid_until,
             state,
+            attributes: Default::default(),
         }
     }
 

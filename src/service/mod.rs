@@ -80,15 +80,20 @@ use crate::cart::{Buyer, Cart};
 use crate::checkout::{
     Blocked, Checkout, CheckoutError, Offer, OfferId, PromotionIndex, Quote, StackingPolicy,
 };
-use crate::id::{CampaignId, CouponId, IdempotencyKey, MAX_ID_LEN, OrderId, TemplateId};
+use crate::events::{CouponFacts, Event, EventKind, Refusal};
+use crate::guard::{self, Action, Asking, Context, Guard, GuardError};
+use crate::id::{CampaignId, CouponId, GuardName, IdempotencyKey, MAX_ID_LEN, OrderId, TemplateId};
 use crate::lifecycle::{
     Campaign, ClaimRequest, Coupon, CouponState, LifecycleError, RefundKind, TemplateRecord,
     TemplateStatus,
 };
+use crate::money::Money;
 use crate::repository::{
-    Batch, Commit, CounterKey, Expect, Op, Receipt, ReceiptKey, Repository, Version, Versioned,
+    Batch, Commit, CounterKey, Expect, LockedTotals, Op, Receipt, ReceiptKey, Repository, Version,
+    Versioned,
 };
 use crate::rule::{Distribution, PromoCode, Template};
+use crate::time::{self, TimeError};
 
 /// A service call failed.
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +108,15 @@ pub enum ServiceError<E> {
     /// The store failed.
     #[error("storage failed: {0}")]
     Repository(#[source] E),
+    /// A guard needs a context field the request lacks.
+    #[error(transparent)]
+    Guard(#[from] GuardError),
+    /// The service's configuration breaks a rule.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The request's `now` lies outside the instants records hold (1970 to 9999).
+    #[error(transparent)]
+    Time(#[from] TimeError),
     /// A record the request names does not exist.
     #[error("{what} {id} not found")]
     NotFound {
@@ -122,6 +136,116 @@ pub enum ServiceError<E> {
     },
 }
 
+/// What kind of failure a [`ServiceError`] is, for a caller deciding how to answer: each kind
+/// maps to one HTTP status ([`ErrorKind::http_status`]).
+///
+/// | kind | HTTP | what |
+/// |---|---|---|
+/// | `NotFound` | 404 | a template, campaign, coupon or order the request names does not exist |
+/// | `Conflict` | 409 | the request contradicts the record's state: an illegal transition, an order already settled, a key reused for another request |
+/// | `Refused` | 422 | a rule said no: out of stock, a limit or guard reached, a coupon not usable, a campaign not running |
+/// | `Invalid` | 400 | the request itself is malformed: an instant out of range, a selection naming an offer twice, a guard's missing context |
+/// | `Contention` | 503 | concurrent requests kept conflicting; retrying later may succeed |
+/// | `Unavailable` | 503 | the store failed; retrying later may succeed |
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
+pub enum ErrorKind {
+    /// A record the request names does not exist.
+    NotFound,
+    /// The request contradicts the state of a record.
+    Conflict,
+    /// A rule refused the request.
+    Refused,
+    /// The request is malformed.
+    Invalid,
+    /// Concurrent requests kept conflicting.
+    Contention,
+    /// The store failed.
+    Unavailable,
+}
+
+impl ErrorKind {
+    /// The HTTP status a web handler answers with.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorKind::NotFound => 404,
+            ErrorKind::Conflict => 409,
+            ErrorKind::Refused => 422,
+            ErrorKind::Invalid => 400,
+            ErrorKind::Contention | ErrorKind::Unavailable => 503,
+        }
+    }
+}
+
+impl<E> ServiceError<E> {
+    /// The kind of failure.
+    pub fn kind(&self) -> ErrorKind {
+        use LifecycleError as L;
+        match self {
+            ServiceError::NotFound { .. } => ErrorKind::NotFound,
+            ServiceError::Contention { .. } => ErrorKind::Contention,
+            ServiceError::Repository(_) => ErrorKind::Unavailable,
+            ServiceError::Time(_) | ServiceError::Guard(_) | ServiceError::Config(_) => {
+                ErrorKind::Invalid
+            }
+            ServiceError::Checkout(e) => match e {
+                CheckoutError::UnknownOffer { .. } => ErrorKind::NotFound,
+                CheckoutError::Duplicate { .. } => ErrorKind::Invalid,
+                _ => ErrorKind::Refused,
+            },
+            ServiceError::Lifecycle(e) => match e {
+                L::UnknownCode { .. } => ErrorKind::NotFound,
+                L::IllegalTemplateTransition { .. }
+                | L::IllegalCouponTransition { .. }
+                | L::CodeTaken { .. }
+                | L::TemplateExists { .. }
+                | L::CampaignExists { .. }
+                | L::NotHeldByOrder { .. }
+                | L::NotUsedByOrder { .. }
+                | L::OrderAlreadyLocked { .. }
+                | L::OrderPaid { .. }
+                | L::OrderReleased { .. }
+                | L::OrderNotPaid { .. }
+                | L::OrderAlreadyRefunded { .. }
+                | L::KeyReused { .. } => ErrorKind::Conflict,
+                L::InvalidCampaign { .. } => ErrorKind::Invalid,
+                _ => ErrorKind::Refused,
+            },
+        }
+    }
+
+    /// Whether the same request may succeed if retried later unchanged: contention and store
+    /// failures. Every request is idempotent under its key, so a retry is always safe.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self.kind(), ErrorKind::Contention | ErrorKind::Unavailable)
+    }
+}
+
+/// A [`ServiceConfig`] that breaks a rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A hold must be positive (and at most a year).
+    #[error("hold: {hold} is not a positive duration of at most 366 days")]
+    Hold {
+        /// The hold given.
+        hold: Duration,
+    },
+    /// At least one attempt.
+    #[error("max_attempts: at least 1 attempt is needed, got 0")]
+    Attempts,
+    /// Two guards with one name would share counters.
+    #[error("guards: the name {name} is used twice")]
+    DuplicateGuard {
+        /// The name.
+        name: GuardName,
+    },
+}
+
 /// Settings of a [`Service`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServiceConfig {
@@ -132,6 +256,34 @@ pub struct ServiceConfig {
     pub max_attempts: u32,
     /// How offers combine at checkout.
     pub policy: StackingPolicy,
+    /// Guards counted with every claim and lock they apply to ([`crate::guard`]).
+    pub guards: Vec<Guard>,
+}
+
+impl ServiceConfig {
+    /// Checks the settings: a positive hold of at most 366 days, at least one attempt, guards
+    /// with distinct names. [`Service::with_config`] calls it.
+    ///
+    /// # Errors
+    /// The first [`ConfigError`].
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.hold <= Duration::zero() || self.hold > Duration::days(366) {
+            return Err(ConfigError::Hold { hold: self.hold });
+        }
+        if self.max_attempts == 0 {
+            return Err(ConfigError::Attempts);
+        }
+        let mut names: Vec<&GuardName> = self.guards.iter().map(Guard::name).collect();
+        names.sort();
+        if let Some(w) = names.windows(2).find(|w| w.first() == w.get(1)) {
+            if let Some(name) = w.first() {
+                return Err(ConfigError::DuplicateGuard {
+                    name: (*name).clone(),
+                });
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Default for ServiceConfig {
@@ -140,6 +292,7 @@ impl Default for ServiceConfig {
             hold: Duration::minutes(15),
             max_attempts: 16,
             policy: StackingPolicy::default(),
+            guards: Vec::new(),
         }
     }
 }
@@ -169,6 +322,8 @@ pub struct LockRequest<'a> {
     pub codes: &'a [PromoCode],
     /// The idempotency key.
     pub key: &'a IdempotencyKey,
+    /// Who is asking beyond the account, for guards.
+    pub context: Option<&'a Context>,
 }
 
 impl<'a> LockRequest<'a> {
@@ -186,7 +341,14 @@ impl<'a> LockRequest<'a> {
             selection: None,
             codes: &[],
             key,
+            context: None,
         }
+    }
+
+    /// Who is asking (device, IP, payment account), for guards.
+    pub fn context(mut self, context: &'a Context) -> LockRequest<'a> {
+        self.context = Some(context);
+        self
     }
 
     /// The buyer's own choice of offers.
@@ -287,6 +449,7 @@ enum LockOp {
     Uses(TemplateId, Option<u32>),
     Code(PromoCode, Option<u64>),
     CodeUser(PromoCode, Option<u32>),
+    Guard(GuardName, u64, guard::Window),
 }
 
 const OP_CLAIM: &str = "claim";
@@ -299,6 +462,65 @@ const ORDER_LOCK: &str = "order-lock";
 const ORDER_CODES: &str = "order-codes";
 const ORDER_SETTLE: &str = "order-settle";
 const ORDER_REFUND: &str = "order-refund";
+
+/// An order's lock receipt: the coupons it holds and its amounts as locked.
+type LockedOrderReceipt = (Vec<CouponId>, Option<LockedTotals>);
+
+/// A fingerprint of a lock request: everything that decides its outcome (the order, the
+/// buyer, the cart, the selection and the codes), hashed in a fixed text form with FNV-1a, so
+/// that every process and version computes the same value for the same request.
+fn lock_fingerprint(request: &LockRequest<'_>) -> u64 {
+    let mut text = String::new();
+    let buyer = request.buyer;
+    let _ = write!(
+        text,
+        "order={}|user={}|channel={}|kind={:?}|member={:?}|",
+        request.order,
+        buyer.user,
+        buyer.channel,
+        buyer.kind,
+        buyer.membership.as_ref().map(|m| m.as_str())
+    );
+    for s in &buyer.segments {
+        let _ = write!(text, "seg={s}|");
+    }
+    let cart = request.cart;
+    let _ = write!(text, "cur={}|ship={}|", cart.currency(), cart.shipping());
+    for l in cart.lines() {
+        let _ = write!(
+            text,
+            "line={}:{}:{}:{:?}:{}:",
+            l.sku,
+            l.unit_price,
+            l.quantity,
+            l.shop.as_ref().map(|s| s.as_str()),
+            l.on_sale
+        );
+        for c in &l.categories {
+            let _ = write!(text, "{c},");
+        }
+        text.push('|');
+    }
+    match request.selection {
+        None => text.push_str("best|"),
+        Some(sel) => {
+            for o in sel {
+                let _ = write!(text, "sel={o:?}|");
+            }
+        }
+    }
+    for c in request.codes {
+        let _ = write!(text, "code={c}|");
+    }
+    fnv(&[&text], 0)
+}
+
+/// Appends an event to a batch: it commits with the change or not at all.
+fn emit(batch: &mut Batch, at: DateTime<Utc>, kind: EventKind) {
+    batch.push(Op::Emit {
+        event: Event::new(at, kind),
+    });
+}
 
 fn order_key(op: &'static str, order: &OrderId) -> ReceiptKey {
     // An order id is a valid identifier, and so a valid key.
@@ -410,8 +632,7 @@ fn settle_batch(
 }
 
 fn hold_end(now: DateTime<Utc>, hold: Duration) -> DateTime<Utc> {
-    now.checked_add_signed(hold)
-        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+    time::add_saturating(now, hold)
 }
 
 fn blocked_by_state(state: &CouponState) -> Option<Blocked> {
@@ -453,16 +674,24 @@ type Res<T, R> = Result<T, ServiceError<<R as Repository>::Error>>;
 impl<R: Repository> Service<R> {
     /// A service with the default [`ServiceConfig`].
     pub fn new(repo: R) -> Service<R> {
-        Service::with_config(repo, ServiceConfig::default())
+        Service {
+            repo,
+            config: ServiceConfig::default(),
+            promotions: RwLock::new(None),
+        }
     }
 
-    /// A service with its settings.
-    pub fn with_config(repo: R, config: ServiceConfig) -> Service<R> {
-        Service {
+    /// A service with its settings, checked by [`ServiceConfig::validate`].
+    ///
+    /// # Errors
+    /// The settings' first [`ConfigError`].
+    pub fn with_config(repo: R, config: ServiceConfig) -> Result<Service<R>, ConfigError> {
+        config.validate()?;
+        Ok(Service {
             repo,
             config,
             promotions: RwLock::new(None),
-        }
+        })
     }
 
     /// The store.
@@ -532,7 +761,7 @@ impl<R: Repository> Service<R> {
         template: Template,
         now: DateTime<Utc>,
     ) -> Res<Arc<TemplateRecord>, R> {
-        let _ = now; // Template records carry no time today.
+        let now = time::check("now", now)?;
         let id = template.id().clone();
         let code = code_of(&template).map(|(c, _, _)| c.clone());
         let record = Arc::new(TemplateRecord::draft(Arc::new(template)));
@@ -549,6 +778,14 @@ impl<R: Repository> Service<R> {
                 },
             });
         }
+        emit(
+            &mut batch,
+            now,
+            EventKind::TemplateChanged {
+                template: id.clone(),
+                status: record.status.clone(),
+            },
+        );
         match self.commit(&batch)? {
             Commit::Applied => Ok(record),
             Commit::Conflict { index: 0 } => {
@@ -583,6 +820,7 @@ impl<R: Repository> Service<R> {
         &self,
         id: &TemplateId,
         operation: &'static str,
+        now: DateTime<Utc>,
         done: impl Fn(&TemplateStatus) -> bool,
         step: impl Fn(&TemplateRecord) -> Result<TemplateRecord, LifecycleError>,
     ) -> Res<Arc<TemplateRecord>, R> {
@@ -592,12 +830,20 @@ impl<R: Repository> Service<R> {
                 return Ok(current.value);
             }
             let next = Arc::new(step(&current.value)?);
-            let batch = Batch {
+            let mut batch = Batch {
                 ops: vec![Op::PutTemplate {
                     record: Arc::clone(&next),
                     expect: Expect::Version(current.version),
                 }],
             };
+            emit(
+                &mut batch,
+                now,
+                EventKind::TemplateChanged {
+                    template: id.clone(),
+                    status: next.status.clone(),
+                },
+            );
             if self.commit(&batch)? == Commit::Applied {
                 return Ok(next);
             }
@@ -615,10 +861,11 @@ impl<R: Repository> Service<R> {
         id: &TemplateId,
         now: DateTime<Utc>,
     ) -> Res<Arc<TemplateRecord>, R> {
-        let _ = now;
+        let now = time::check("now", now)?;
         self.transition(
             id,
             "submit template",
+            now,
             |s| *s == TemplateStatus::PendingApproval,
             TemplateRecord::submit,
         )
@@ -633,10 +880,11 @@ impl<R: Repository> Service<R> {
         id: &TemplateId,
         now: DateTime<Utc>,
     ) -> Res<Arc<TemplateRecord>, R> {
-        let _ = now;
+        let now = time::check("now", now)?;
         self.transition(
             id,
             "approve template",
+            now,
             |s| *s == TemplateStatus::Approved,
             TemplateRecord::approve,
         )
@@ -652,10 +900,11 @@ impl<R: Repository> Service<R> {
         reason: &str,
         now: DateTime<Utc>,
     ) -> Res<Arc<TemplateRecord>, R> {
-        let _ = now;
+        let now = time::check("now", now)?;
         self.transition(
             id,
             "reject template",
+            now,
             |s| matches!(s, TemplateStatus::Rejected { reason: r } if r == reason),
             |r| r.reject(reason),
         )
@@ -670,10 +919,11 @@ impl<R: Repository> Service<R> {
         id: &TemplateId,
         now: DateTime<Utc>,
     ) -> Res<Arc<TemplateRecord>, R> {
-        let _ = now;
+        let now = time::check("now", now)?;
         self.transition(
             id,
             "activate template",
+            now,
             |s| *s == TemplateStatus::Active,
             TemplateRecord::activate,
         )
@@ -688,10 +938,11 @@ impl<R: Repository> Service<R> {
         id: &TemplateId,
         now: DateTime<Utc>,
     ) -> Res<Arc<TemplateRecord>, R> {
-        let _ = now;
+        let now = time::check("now", now)?;
         self.transition(
             id,
             "pause template",
+            now,
             |s| *s == TemplateStatus::Paused,
             TemplateRecord::pause,
         )
@@ -706,10 +957,11 @@ impl<R: Repository> Service<R> {
         id: &TemplateId,
         now: DateTime<Utc>,
     ) -> Res<Arc<TemplateRecord>, R> {
-        let _ = now;
+        let now = time::check("now", now)?;
         self.transition(
             id,
             "resume template",
+            now,
             |s| *s == TemplateStatus::Active,
             TemplateRecord::resume,
         )
@@ -725,10 +977,11 @@ impl<R: Repository> Service<R> {
         id: &TemplateId,
         now: DateTime<Utc>,
     ) -> Res<Arc<TemplateRecord>, R> {
-        let _ = now;
+        let now = time::check("now", now)?;
         self.transition(
             id,
             "retire template",
+            now,
             |s| *s == TemplateStatus::Retired,
             TemplateRecord::retire,
         )
@@ -744,17 +997,25 @@ impl<R: Repository> Service<R> {
     /// that does not exist; [`LifecycleError::CampaignExists`] when the id holds another
     /// campaign; the store's failure.
     pub fn create_campaign(&self, campaign: Campaign, now: DateTime<Utc>) -> Res<Campaign, R> {
-        let _ = now;
+        let now = time::check("now", now)?;
         campaign.validate()?;
         for t in &campaign.templates {
             self.template_record(t)?;
         }
-        let batch = Batch {
+        let mut batch = Batch {
             ops: vec![Op::PutCampaign {
                 campaign: campaign.clone(),
                 expect: Expect::Absent,
             }],
         };
+        emit(
+            &mut batch,
+            now,
+            EventKind::CampaignChanged {
+                campaign: campaign.id.clone(),
+                online: campaign.online,
+            },
+        );
         match self.commit(&batch)? {
             Commit::Applied => Ok(campaign),
             Commit::Conflict { .. } => match self.repo.campaign(&campaign.id) {
@@ -778,7 +1039,7 @@ impl<R: Repository> Service<R> {
         online: bool,
         now: DateTime<Utc>,
     ) -> Res<Campaign, R> {
-        let _ = now;
+        let now = time::check("now", now)?;
         for _ in 0..self.attempts() {
             let current = self
                 .repo
@@ -792,12 +1053,20 @@ impl<R: Repository> Service<R> {
                 return Ok(current.value);
             }
             let next = current.value.switch(online);
-            let batch = Batch {
+            let mut batch = Batch {
                 ops: vec![Op::PutCampaign {
                     campaign: next.clone(),
                     expect: Expect::Version(current.version),
                 }],
             };
+            emit(
+                &mut batch,
+                now,
+                EventKind::CampaignChanged {
+                    campaign: id.clone(),
+                    online,
+                },
+            );
             if self.commit(&batch)? == Commit::Applied {
                 return Ok(next);
             }
@@ -806,6 +1075,35 @@ impl<R: Repository> Service<R> {
     }
 
     // ---------------------------------------------------------------- claiming
+
+    /// Records that a template was shown to a user who may claim it (a campaign page, a push,
+    /// a notify-to-claim message), as an [`EventKind::Offered`] event: the denominator of the
+    /// claim rate. It changes no state.
+    ///
+    /// # Errors
+    /// [`ServiceError::Time`]; the store's failure.
+    pub fn record_offer(
+        &self,
+        template: &TemplateId,
+        user: &crate::id::UserId,
+        channel: &crate::id::Channel,
+        campaign: Option<&CampaignId>,
+        now: DateTime<Utc>,
+    ) -> Res<(), R> {
+        let now = time::check("now", now)?;
+        let mut batch = Batch::new();
+        emit(
+            &mut batch,
+            now,
+            EventKind::Offered {
+                template: template.clone(),
+                user: user.clone(),
+                channel: channel.clone(),
+                campaign: campaign.cloned(),
+            },
+        );
+        self.commit(&batch).map(|_| ())
+    }
 
     /// Issues one coupon into `request.user`'s wallet, recording the channel, the claim mode
     /// and the campaign. Its validity is fixed now. Stock and the per-user claim limit hold
@@ -820,6 +1118,7 @@ impl<R: Repository> Service<R> {
     /// [`LifecycleError::ClaimLimitReached`]; [`LifecycleError::KeyReused`] when the key was
     /// used for another claim; [`ServiceError::Contention`]; the store's failure.
     pub fn claim(&self, request: &ClaimRequest, now: DateTime<Utc>) -> Res<Claimed, R> {
+        let now = time::check("now", now)?;
         let key = op_key(OP_CLAIM, &request.key);
         let mut salt = 0u32;
         for _ in 0..self.attempts() {
@@ -848,8 +1147,24 @@ impl<R: Repository> Service<R> {
                 Err(e) => return self.replay_claim_or(request, &key, e.into()),
             };
             let limits = *record.value.template.limits();
+            let issued = EventKind::Issued {
+                coupon: CouponFacts::of(&coupon),
+                mode: coupon.mode,
+            };
+            let guards = if self.config.guards.is_empty() {
+                Vec::new()
+            } else {
+                let templates = [request.template.clone()];
+                let asking = Asking {
+                    user: &request.user,
+                    channel: &request.channel,
+                    templates: &templates,
+                    context: &request.context,
+                };
+                guard::counts(&self.config.guards, Action::Claim, &asking, now)?
+            };
             let mut batch = Batch {
-                ops: Vec::with_capacity(4),
+                ops: Vec::with_capacity(5),
             };
             batch
                 .push(Op::InsertReceipt {
@@ -872,8 +1187,13 @@ impl<R: Repository> Service<R> {
                     coupon,
                     expect: Expect::Absent,
                 });
+            for g in &guards {
+                batch.push(g.op.clone());
+            }
+            emit(&mut batch, now, issued);
             match self.commit(&batch)? {
                 Commit::Applied => {
+                    batch.ops.truncate(4);
                     return match batch.ops.pop() {
                         Some(Op::PutCoupon { coupon, .. }) => Ok(Claimed {
                             coupon,
@@ -890,6 +1210,7 @@ impl<R: Repository> Service<R> {
                 }
                 Commit::Conflict { index: 1 } => {
                     if let Some(stock) = limits.total_stock() {
+                        self.refused(request, Refusal::OutOfStock, now);
                         return Err(LifecycleError::OutOfStock {
                             template: request.template.clone(),
                             stock,
@@ -899,10 +1220,25 @@ impl<R: Repository> Service<R> {
                 }
                 Commit::Conflict { index: 2 } => {
                     if let Some(limit) = limits.per_user_claims() {
+                        self.refused(request, Refusal::ClaimLimit, now);
                         return Err(LifecycleError::ClaimLimitReached {
                             template: request.template.clone(),
                             user: request.user.clone(),
                             limit,
+                        }
+                        .into());
+                    }
+                }
+                Commit::Conflict { index } if index >= 4 => {
+                    if let Some(g) = guards.get(index - 4) {
+                        let refusal = Refusal::Guard {
+                            guard: g.guard.to_string(),
+                        };
+                        self.refused(request, refusal, now);
+                        return Err(LifecycleError::GuardHeld {
+                            guard: g.guard.clone(),
+                            limit: g.limit,
+                            window: g.window,
                         }
                         .into());
                     }
@@ -913,6 +1249,23 @@ impl<R: Repository> Service<R> {
             }
         }
         self.contention("claim")
+    }
+
+    /// Records a refused claim in the event feed. The refusal is the answer whatever happens
+    /// here: the event is committed on its own, and a store failure while writing it is not
+    /// reported (the claim changed nothing, so nothing is lost but the count).
+    fn refused(&self, request: &ClaimRequest, refusal: Refusal, now: DateTime<Utc>) {
+        let mut batch = Batch::new();
+        emit(
+            &mut batch,
+            now,
+            EventKind::Refused {
+                user: request.user.clone(),
+                template: request.template.clone(),
+                refusal,
+            },
+        );
+        let _ignored = self.repo.commit(&batch);
     }
 
     fn replay_claim_or(
@@ -932,7 +1285,15 @@ impl<R: Repository> Service<R> {
             None => Ok(None),
             Some(Receipt::Claimed { coupon }) => {
                 let c = self.coupon_record(&coupon)?.value;
-                if c.owner == request.user && c.template == request.template {
+                // The stored coupon records the request that issued it: the same key with
+                // another user, template, channel, campaign, mode or attributes is a reuse.
+                let same = c.owner == request.user
+                    && c.template == request.template
+                    && c.channel == request.channel
+                    && c.campaign == request.campaign
+                    && c.mode == request.mode
+                    && c.attributes == request.attributes;
+                if same {
                     Ok(Some(Claimed {
                         coupon: c,
                         replayed: true,
@@ -1108,12 +1469,40 @@ impl<R: Repository> Service<R> {
         codes: &[PromoCode],
         now: DateTime<Utc>,
     ) -> Res<Quote, R> {
+        let now = time::check("now", now)?;
         let g = self.gather(buyer, codes, &[])?;
         let promotions = self.promotions()?;
         Ok(Checkout::new(cart, buyer, now, &self.config.policy)
             .offers(&g.offers)
             .promotions(&promotions)
             .best()?)
+    }
+
+    /// Prices the buyer's own `selection` (wallet coupons, typed codes, promotions) without
+    /// holding anything: what a checkout page shows while the buyer ticks coupons. The quote's
+    /// evaluations say, for every other offer, whether it can still be added
+    /// ([`Evaluation::addable`](crate::checkout::Evaluation::addable)) or why not. For the
+    /// wallet view — usable coupons first with the best combination preselected, the rest with
+    /// their reasons — call [`quote`](Self::quote).
+    ///
+    /// # Errors
+    /// [`LifecycleError::UnknownCode`]; the checkout's errors for a selection that cannot be
+    /// used together; the store's failure.
+    pub fn preview(
+        &self,
+        cart: &Cart,
+        buyer: &Buyer,
+        selection: &[OfferId],
+        codes: &[PromoCode],
+        now: DateTime<Utc>,
+    ) -> Res<Quote, R> {
+        let now = time::check("now", now)?;
+        let g = self.gather(buyer, codes, &[])?;
+        let promotions = self.promotions()?;
+        Ok(Checkout::new(cart, buyer, now, &self.config.policy)
+            .offers(&g.offers)
+            .promotions(&promotions)
+            .with_selection(selection)?)
     }
 
     /// Prices the cart (the best combination, or the buyer's `selection`) and holds what it
@@ -1133,6 +1522,7 @@ impl<R: Repository> Service<R> {
         request: &LockRequest<'_>,
         now: DateTime<Utc>,
     ) -> Res<LockedOrder, R> {
+        let now = time::check("now", now)?;
         let key = op_key(OP_LOCK, request.key);
         let order = request.order;
         let user = &request.buyer.user;
@@ -1156,6 +1546,7 @@ impl<R: Repository> Service<R> {
             };
             let hold_until = hold_end(now, self.config.hold);
             let mut locked: Vec<(Coupon, Version)> = Vec::new();
+            let mut savings: Vec<Money> = Vec::new();
             let mut codes: Vec<(PromoCode, Arc<TemplateRecord>)> = Vec::new();
             for a in &quote.applied {
                 match &a.offer {
@@ -1164,7 +1555,10 @@ impl<R: Repository> Service<R> {
                             return self.contention("lock");
                         };
                         match c.value.lock(user, order, hold_until, now) {
-                            Ok(next) => locked.push((next, c.version)),
+                            Ok(next) => {
+                                locked.push((next, c.version));
+                                savings.push(a.saving);
+                            }
                             Err(e) => return self.replay_lock_or(request, &key, now, e.into()),
                         }
                     }
@@ -1177,6 +1571,16 @@ impl<R: Repository> Service<R> {
                 }
             }
             let ids: Vec<CouponId> = locked.iter().map(|(c, _)| c.id.clone()).collect();
+            let held = !locked.is_empty() || !codes.is_empty();
+            let totals = LockedTotals {
+                quote: Box::new(quote.clone()),
+                hold_until: held.then_some(hold_until),
+                codes: codes.iter().map(|(c, _)| c.clone()).collect(),
+                user: user.clone(),
+                gross: quote.total_before,
+                discount: quote.saving,
+                savings: savings.clone(),
+            };
             let mut batch = Batch::new();
             let mut meaning = Vec::new();
             batch.push(Op::InsertReceipt {
@@ -1184,6 +1588,8 @@ impl<R: Repository> Service<R> {
                 receipt: Receipt::Locked {
                     order: order.clone(),
                     coupons: ids.clone(),
+                    totals: None,
+                    fingerprint: Some(lock_fingerprint(request)),
                 },
             });
             meaning.push(LockOp::KeyReceipt);
@@ -1192,6 +1598,8 @@ impl<R: Repository> Service<R> {
                 receipt: Receipt::Locked {
                     order: order.clone(),
                     coupons: ids.clone(),
+                    totals: Some(totals),
+                    fingerprint: None,
                 },
             });
             meaning.push(LockOp::OrderGuard);
@@ -1251,6 +1659,46 @@ impl<R: Repository> Service<R> {
                 });
                 meaning.push(LockOp::CodeUser(code.clone(), per_user));
             }
+            if !locked.is_empty() || !codes.is_empty() {
+                let mut templates: Vec<TemplateId> =
+                    locked.iter().map(|(c, _)| c.template.clone()).collect();
+                templates.extend(codes.iter().map(|(_, r)| r.id().clone()));
+                templates.sort();
+                templates.dedup();
+                let none = Context::new();
+                let asking = Asking {
+                    user,
+                    channel: &request.buyer.channel,
+                    templates: &templates,
+                    context: request.context.unwrap_or(&none),
+                };
+                for g in guard::counts(&self.config.guards, Action::Lock, &asking, now)? {
+                    batch.push(g.op);
+                    meaning.push(LockOp::Guard(g.guard, g.limit, g.window));
+                }
+            }
+            for ((c, _), saving) in locked.iter().zip(&savings) {
+                emit(
+                    &mut batch,
+                    now,
+                    EventKind::Locked {
+                        coupon: CouponFacts::of(c),
+                        order: order.clone(),
+                        saving: *saving,
+                    },
+                );
+            }
+            emit(
+                &mut batch,
+                now,
+                EventKind::OrderPlaced {
+                    order: order.clone(),
+                    user: user.clone(),
+                    gross: quote.total_before,
+                    discount: quote.saving,
+                    coupons: u32::try_from(locked.len()).unwrap_or(u32::MAX),
+                },
+            );
             match self.commit(&batch)? {
                 Commit::Applied => {
                     return Ok(LockedOrder {
@@ -1286,6 +1734,14 @@ impl<R: Repository> Service<R> {
                             code: code.clone(),
                             limit: *limit,
                         });
+                    }
+                    Some(LockOp::Guard(guard, limit, window)) => {
+                        return Err(LifecycleError::GuardHeld {
+                            guard: guard.clone(),
+                            limit: *limit,
+                            window: *window,
+                        }
+                        .into());
                     }
                     Some(LockOp::CodeUser(code, Some(limit))) => {
                         last = Some(LifecycleError::CodeUserLimitReached {
@@ -1327,7 +1783,16 @@ impl<R: Repository> Service<R> {
     ) -> Res<Option<LockedOrder>, R> {
         let ids = match self.receipt(key)? {
             None => return Ok(None),
-            Some(Receipt::Locked { order, coupons }) if &order == request.order => coupons,
+            Some(Receipt::Locked {
+                order,
+                coupons,
+                fingerprint,
+                ..
+            }) if &order == request.order
+                && fingerprint.is_none_or(|f| f == lock_fingerprint(request)) =>
+            {
+                coupons
+            }
             Some(_) => return Err(self.key_reused(request.key, OP_LOCK)),
         };
         let mut coupons = Vec::with_capacity(ids.len());
@@ -1337,6 +1802,17 @@ impl<R: Repository> Service<R> {
                 return Err(self.key_reused(request.key, OP_LOCK));
             }
             coupons.push(c);
+        }
+        // The order as it was locked, when its receipt keeps it: never re-priced.
+        if let Some((_, Some(t))) = self.locked_coupons(request.order)? {
+            return Ok(Some(LockedOrder {
+                order: request.order.clone(),
+                quote: *t.quote,
+                coupons,
+                codes: t.codes,
+                hold_until: t.hold_until,
+                replayed: true,
+            }));
         }
         let mut codes = Vec::new();
         let mut codes_until = None;
@@ -1399,9 +1875,11 @@ impl<R: Repository> Service<R> {
 
     // ---------------------------------------------------------------- settling
 
-    fn locked_coupons(&self, order: &OrderId) -> Res<Option<Vec<CouponId>>, R> {
+    fn locked_coupons(&self, order: &OrderId) -> Res<Option<LockedOrderReceipt>, R> {
         match self.receipt(&order_key(ORDER_LOCK, order))? {
-            Some(Receipt::Locked { coupons, .. }) => Ok(Some(coupons)),
+            Some(Receipt::Locked {
+                coupons, totals, ..
+            }) => Ok(Some((coupons, totals))),
             _ => Ok(None),
         }
     }
@@ -1513,9 +1991,10 @@ impl<R: Repository> Service<R> {
         key: &IdempotencyKey,
         now: DateTime<Utc>,
     ) -> Res<Settlement, R> {
+        let now = time::check("now", now)?;
         let k = Some((key, OP_PAY));
         for _ in 0..self.attempts() {
-            let Some(ids) = self.locked_coupons(order)? else {
+            let Some((ids, totals)) = self.locked_coupons(order)? else {
                 let e = ServiceError::NotFound {
                     what: "locked order",
                     id: order.to_string(),
@@ -1527,15 +2006,38 @@ impl<R: Repository> Service<R> {
                 coupons: ids.clone(),
             };
             let (mut batch, guard) = settle_batch(order, k, receipt);
-            for id in &ids {
+            let mut events = Vec::with_capacity(ids.len() + 1);
+            for (i, id) in ids.iter().enumerate() {
                 let c = self.coupon_record(id)?;
                 match c.value.redeem(order, now) {
-                    Ok(next) => batch.push(Op::PutCoupon {
-                        coupon: next,
-                        expect: Expect::Version(c.version),
-                    }),
+                    Ok(next) => {
+                        let saving = totals.as_ref().and_then(|t| t.savings.get(i).copied());
+                        if let Some(saving) = saving {
+                            events.push(EventKind::Redeemed {
+                                coupon: CouponFacts::of(&next),
+                                order: order.clone(),
+                                saving,
+                            });
+                        }
+                        batch.push(Op::PutCoupon {
+                            coupon: next,
+                            expect: Expect::Version(c.version),
+                        })
+                    }
                     Err(e) => return self.settle_or(order, k, true, e.into()),
                 };
+            }
+            if let Some(t) = &totals {
+                events.push(EventKind::OrderPaid {
+                    order: order.clone(),
+                    user: t.user.clone(),
+                    gross: t.gross,
+                    discount: t.discount,
+                    coupons: u32::try_from(ids.len()).unwrap_or(u32::MAX),
+                });
+            }
+            for e in events {
+                emit(&mut batch, now, e);
             }
             if let Some(s) = self.commit_settle(&batch, order, ids, k, true, guard)? {
                 return Ok(s);
@@ -1558,6 +2060,7 @@ impl<R: Repository> Service<R> {
         key: &IdempotencyKey,
         now: DateTime<Utc>,
     ) -> Res<Settlement, R> {
+        let now = time::check("now", now)?;
         self.release(order, Some(key), now)
     }
 
@@ -1569,7 +2072,7 @@ impl<R: Repository> Service<R> {
     ) -> Res<Settlement, R> {
         let k = key.map(|k| (k, OP_CANCEL));
         for _ in 0..self.attempts() {
-            let Some(ids) = self.locked_coupons(order)? else {
+            let Some((ids, totals)) = self.locked_coupons(order)? else {
                 let e = ServiceError::NotFound {
                     what: "locked order",
                     id: order.to_string(),
@@ -1589,6 +2092,14 @@ impl<R: Repository> Service<R> {
                         *uses
                             .entry((next.template.clone(), next.owner.clone()))
                             .or_default() -= 1;
+                        emit(
+                            &mut batch,
+                            now,
+                            EventKind::Released {
+                                coupon: CouponFacts::of(&next),
+                                order: order.clone(),
+                            },
+                        );
                         batch.push(Op::PutCoupon {
                             coupon: next,
                             expect: Expect::Version(c.version),
@@ -1621,6 +2132,16 @@ impl<R: Repository> Service<R> {
                     });
                 }
             }
+            if let Some(t) = totals {
+                emit(
+                    &mut batch,
+                    now,
+                    EventKind::OrderReleased {
+                        order: order.clone(),
+                        user: t.user,
+                    },
+                );
+            }
             if let Some(s) = self.commit_settle(&batch, order, ids, k, false, guard)? {
                 return Ok(s);
             }
@@ -1644,6 +2165,7 @@ impl<R: Repository> Service<R> {
         key: &IdempotencyKey,
         now: DateTime<Utc>,
     ) -> Res<Refunded, R> {
+        let now = time::check("now", now)?;
         let key_r = op_key(OP_REFUND, key);
         for _ in 0..self.attempts() {
             let ids = match self.settled(order)? {
@@ -1652,7 +2174,7 @@ impl<R: Repository> Service<R> {
                     let e = LifecycleError::OrderNotPaid {
                         order: order.clone(),
                     };
-                    return self.refund_or(order, key, &key_r, e.into());
+                    return self.refund_or(order, kind, key, &key_r, e.into());
                 }
             };
             let mut batch = Batch::new();
@@ -1661,6 +2183,7 @@ impl<R: Repository> Service<R> {
             let mut puts = Vec::new();
             let mut uses: BTreeMap<(TemplateId, crate::id::UserId), i64> = BTreeMap::new();
             let mut policies = HashMap::new();
+            let mut events = Vec::new();
             for id in &ids {
                 let c = self.coupon_record(id)?;
                 let policy = match policies.get(&c.value.template) {
@@ -1677,6 +2200,11 @@ impl<R: Repository> Service<R> {
                 };
                 match c.value.refund(order, kind, &policy, now) {
                     Ok(next) => {
+                        events.push(EventKind::Refunded {
+                            coupon: CouponFacts::of(&next),
+                            order: order.clone(),
+                            returned: !matches!(next.state, CouponState::Voided { .. }),
+                        });
                         if matches!(next.state, CouponState::Voided { .. }) {
                             voided.push(next.id.clone());
                         } else {
@@ -1690,13 +2218,14 @@ impl<R: Repository> Service<R> {
                             expect: Expect::Version(c.version),
                         });
                     }
-                    Err(e) => return self.refund_or(order, key, &key_r, e.into()),
+                    Err(e) => return self.refund_or(order, kind, key, &key_r, e.into()),
                 }
             }
             let receipt = Receipt::Refunded {
                 order: order.clone(),
                 returned: returned.clone(),
                 voided: voided.clone(),
+                by_merchant: Some(matches!(kind, RefundKind::Merchant)),
             };
             batch.push(Op::InsertReceipt {
                 key: key_r.clone(),
@@ -1714,6 +2243,20 @@ impl<R: Repository> Service<R> {
                     limit: None,
                 });
             }
+            for e in events {
+                emit(&mut batch, now, e);
+            }
+            if let Some((_, Some(t))) = self.locked_coupons(order)? {
+                emit(
+                    &mut batch,
+                    now,
+                    EventKind::OrderRefunded {
+                        order: order.clone(),
+                        user: t.user,
+                        by_merchant: matches!(kind, RefundKind::Merchant),
+                    },
+                );
+            }
             match self.commit(&batch)? {
                 Commit::Applied => {
                     return Ok(Refunded {
@@ -1727,7 +2270,7 @@ impl<R: Repository> Service<R> {
                     let e = LifecycleError::OrderAlreadyRefunded {
                         order: order.clone(),
                     };
-                    return self.refund_or(order, key, &key_r, e.into());
+                    return self.refund_or(order, kind, key, &key_r, e.into());
                 }
                 Commit::Conflict { .. } => {}
             }
@@ -1738,16 +2281,19 @@ impl<R: Repository> Service<R> {
     fn refund_or(
         &self,
         order: &OrderId,
+        kind: RefundKind,
         key: &IdempotencyKey,
         key_r: &ReceiptKey,
         error: ServiceError<R::Error>,
     ) -> Res<Refunded, R> {
+        let merchant = matches!(kind, RefundKind::Merchant);
         match self.receipt(key_r)? {
             Some(Receipt::Refunded {
                 order: o,
                 returned,
                 voided,
-            }) if &o == order => Ok(Refunded {
+                by_merchant,
+            }) if &o == order && by_merchant.is_none_or(|b| b == merchant) => Ok(Refunded {
                 order: o,
                 returned,
                 voided,
@@ -1776,6 +2322,7 @@ impl<R: Repository> Service<R> {
     /// # Errors
     /// The store's failure.
     pub fn sweep(&self, now: DateTime<Utc>, limit: usize) -> Res<Swept, R> {
+        let now = time::check("now", now)?;
         let due = self
             .repo
             .due(now, limit)
@@ -1790,12 +2337,18 @@ impl<R: Repository> Service<R> {
                     let Ok(next) = c.value.expire(now) else {
                         continue;
                     };
-                    let batch = Batch {
-                        ops: vec![Op::PutCoupon {
-                            coupon: next,
-                            expect: Expect::Version(c.version),
-                        }],
-                    };
+                    let mut batch = Batch::new();
+                    emit(
+                        &mut batch,
+                        now,
+                        EventKind::Expired {
+                            coupon: CouponFacts::of(&next),
+                        },
+                    );
+                    batch.push(Op::PutCoupon {
+                        coupon: next,
+                        expect: Expect::Version(c.version),
+                    });
                     if self.commit(&batch)? == Commit::Applied {
                         out.expired.push(c.value.id.clone());
                     }
@@ -1840,6 +2393,7 @@ impl<R: Repository> Service<R> {
         key: &IdempotencyKey,
         now: DateTime<Utc>,
     ) -> Res<Coupon, R> {
+        let now = time::check("now", now)?;
         let key_r = op_key(OP_VOID, key);
         let replay = |error: ServiceError<R::Error>| -> Res<Coupon, R> {
             match self.receipt(&key_r)? {
@@ -1856,7 +2410,7 @@ impl<R: Repository> Service<R> {
                 Ok(n) => n,
                 Err(e) => return replay(e.into()),
             };
-            let batch = Batch {
+            let mut batch = Batch {
                 ops: vec![
                     Op::InsertReceipt {
                         key: key_r.clone(),
@@ -1870,6 +2424,13 @@ impl<R: Repository> Service<R> {
                     },
                 ],
             };
+            emit(
+                &mut batch,
+                now,
+                EventKind::Voided {
+                    coupon: CouponFacts::of(&next),
+                },
+            );
             match self.commit(&batch)? {
                 Commit::Applied => return Ok(next),
                 Commit::Conflict { index: 0 } => {
@@ -1888,6 +2449,83 @@ impl<R: Repository> Service<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn configs_are_checked() {
+        let bad =
+            |c: ServiceConfig| Service::with_config(crate::repository::MemoryStore::new(), c).err();
+        let hold = |h| ServiceConfig {
+            hold: h,
+            ..Default::default()
+        };
+        assert!(matches!(
+            bad(hold(Duration::minutes(-5))),
+            Some(ConfigError::Hold { .. })
+        ));
+        assert!(matches!(
+            bad(hold(Duration::zero())),
+            Some(ConfigError::Hold { .. })
+        ));
+        assert!(bad(hold(Duration::minutes(30))).is_none());
+        let none = ServiceConfig {
+            max_attempts: 0,
+            ..Default::default()
+        };
+        assert_eq!(bad(none), Some(ConfigError::Attempts));
+        let g = Guard::new(
+            GuardName::new("g").unwrap(),
+            Action::Claim,
+            vec![guard::Subject::User],
+            1,
+            guard::Window::Day,
+        )
+        .unwrap();
+        let twice = ServiceConfig {
+            guards: vec![g.clone(), g],
+            ..Default::default()
+        };
+        assert!(matches!(
+            bad(twice),
+            Some(ConfigError::DuplicateGuard { .. })
+        ));
+    }
+
+    #[test]
+    fn error_kinds_map_to_statuses() {
+        type E = ServiceError<std::io::Error>;
+        let t = TemplateId::new("t").unwrap();
+        let out: E = LifecycleError::OutOfStock {
+            template: t.clone(),
+            stock: 1,
+        }
+        .into();
+        assert_eq!(
+            (out.kind(), out.kind().http_status()),
+            (ErrorKind::Refused, 422)
+        );
+        assert!(!out.is_retryable());
+        let reused: E = LifecycleError::KeyReused {
+            key: IdempotencyKey::new("k").unwrap(),
+            operation: "claim",
+        }
+        .into();
+        assert_eq!(reused.kind().http_status(), 409);
+        let missing: E = ServiceError::NotFound {
+            what: "coupon",
+            id: "c".into(),
+        };
+        assert_eq!(missing.kind().http_status(), 404);
+        let busy: E = ServiceError::Contention {
+            operation: "claim",
+            attempts: 3,
+        };
+        assert!(busy.is_retryable());
+        let down: E = ServiceError::Repository(std::io::Error::other("down"));
+        assert_eq!(
+            (down.kind(), down.is_retryable()),
+            (ErrorKind::Unavailable, true)
+        );
+    }
 
     #[test]
     fn coupon_ids_are_readable_or_hashed_when_long() {

@@ -10,9 +10,10 @@
 //!
 //! - Sequential behaviour of every [`Op`] and condition: [`records_and_versions`],
 //!   [`counters_and_limits`], [`receipts_insert_once`], [`batches_are_all_or_nothing`],
-//!   [`wallet_and_order_indexes`], [`due_coupons`].
+//!   [`wallet_and_order_indexes`], [`due_coupons`], [`order_holds`],
+//!   [`events_commit_with_their_change`], [`guard_windows`].
 //! - Concurrent stress through the [`Service`]: [`concurrent_claims_are_exact`],
-//!   [`concurrent_locks_have_one_winner`], [`concurrent_pay_and_cancel_settle_once`], and
+//!   [`concurrent_guards_are_exact`], [`concurrent_locks_have_one_winner`], [`concurrent_pay_and_cancel_settle_once`], and
 //!   [`retries_change_nothing`].
 //!
 //! ```
@@ -34,9 +35,15 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 
+use crate::attributes::{AttrKey, AttrValue, Attributes};
 use crate::cart::{Buyer, Cart, CartLine};
 use crate::checkout::OfferId;
-use crate::id::{CampaignId, Channel, CouponId, IdempotencyKey, OrderId, Sku, TemplateId, UserId};
+use crate::events::{CouponFacts, Event, EventKind, Logged, Refusal};
+use crate::guard::{Action, Context, Guard, Subject, Window};
+use crate::id::{
+    CampaignId, Channel, CouponId, DeviceId, GuardName, IdempotencyKey, OrderId, Sku, TemplateId,
+    UserId,
+};
 use crate::lifecycle::{
     Campaign, ClaimMode, ClaimRequest, Coupon, CouponState, LifecycleError, RefundKind,
     TemplateRecord, TemplateStatus,
@@ -95,7 +102,10 @@ pub fn run_all<R: Repository>(make: impl Fn() -> R) -> Result<(), Failure> {
     wallet_and_order_indexes(make())?;
     due_coupons(make())?;
     order_holds(make())?;
+    events_commit_with_their_change(make())?;
+    guard_windows(make())?;
     concurrent_claims_are_exact(make())?;
+    concurrent_guards_are_exact(make())?;
     concurrent_locks_have_one_winner(make())?;
     concurrent_pay_and_cancel_settle_once(make())?;
     retries_change_nothing(make())?;
@@ -181,6 +191,7 @@ fn coupon(
         valid_from: now - Duration::days(1),
         valid_until,
         state,
+        attributes: Attributes::new(),
     })
 }
 
@@ -611,6 +622,8 @@ pub fn receipts_insert_once<R: Repository>(store: R) -> Result<(), Failure> {
     // Same key, other operation: independent. A receipt with no coupon stored is kept too.
     let lock_key = ReceiptKey::Operation("lock", k1.clone());
     let locked = Receipt::Locked {
+        fingerprint: None,
+        totals: None,
         order: oid(C, "o1")?,
         coupons: vec![cid(C, "c9")?],
     };
@@ -1174,7 +1187,382 @@ pub fn order_holds<R: Repository>(store: R) -> Result<(), Failure> {
 
 // ------------------------------------------------------------------------------ concurrent
 
+/// The whole event feed, read in pages of 7 (a page size that splits batches' events), checked
+/// to have no gap and no duplicate.
+fn feed<R: Repository>(check: &'static str, store: &R) -> Result<Vec<Logged>, Failure> {
+    let mut all: Vec<Logged> = Vec::new();
+    loop {
+        let after = all.last().map_or(0, |e| e.seq);
+        let page = ok(check, "events", store.events(after, 7))?;
+        ensure!(
+            check,
+            page.len() <= 7,
+            "events returned {} for a limit of 7",
+            page.len()
+        );
+        if page.is_empty() {
+            break;
+        }
+        for e in page {
+            ensure!(
+                check,
+                e.seq == after_of(&all) + 1,
+                "event {} follows event {}: the feed has a gap or a duplicate",
+                e.seq,
+                after_of(&all)
+            );
+            all.push(e);
+        }
+    }
+    Ok(all)
+}
+
+fn after_of(all: &[Logged]) -> u64 {
+    all.last().map_or(0, |e| e.seq)
+}
+
+/// Events commit with their batch: an applied batch appends its events, in order, under the
+/// next sequences; a batch that conflicts appends none; an event-only batch applies; paging by
+/// `after` and `limit` returns exactly the events after the position. A coupon's attributes
+/// round-trip.
+///
+/// # Errors
+/// A [`Failure`] describing the first deviation.
+pub fn events_commit_with_their_change<R: Repository>(store: R) -> Result<(), Failure> {
+    const C: &str = "events_commit_with_their_change";
+    let now = t0(C)?;
+    ensure!(
+        C,
+        ok(C, "events", store.events(0, 10))?.is_empty(),
+        "a fresh store has events"
+    );
+    let key = CounterKey::Custom("signups".into());
+    let ev = |n: &str| -> Result<Event, Failure> {
+        let c = coupon(C, n, "u", CouponState::Available, now + Duration::days(1))?;
+        Ok(Event::new(
+            now,
+            EventKind::Voided {
+                coupon: CouponFacts::of(&c),
+            },
+        ))
+    };
+    let applied = commit(
+        C,
+        &store,
+        vec![
+            Op::Emit { event: ev("a")? },
+            count(key.clone(), 1, Some(1)),
+            Op::Emit { event: ev("b")? },
+        ],
+    )?;
+    ensure!(
+        C,
+        applied == Commit::Applied,
+        "a valid batch was refused: {applied:?}"
+    );
+    let refused = commit(
+        C,
+        &store,
+        vec![
+            Op::Emit { event: ev("lost")? },
+            count(key.clone(), 1, Some(1)),
+        ],
+    )?;
+    ensure!(
+        C,
+        refused == Commit::Conflict { index: 1 },
+        "a batch past a counter's limit was not refused at its index: {refused:?}"
+    );
+    let alone = commit(C, &store, vec![Op::Emit { event: ev("c")? }])?;
+    ensure!(
+        C,
+        alone == Commit::Applied,
+        "an event-only batch was refused"
+    );
+    let all = feed(C, &store)?;
+    let names: Vec<String> = all
+        .iter()
+        .map(|l| match &l.event.kind {
+            EventKind::Voided { coupon } => coupon.id.to_string(),
+            other => other.name().to_string(),
+        })
+        .collect();
+    ensure!(
+        C,
+        names == ["a", "b", "c"],
+        "the feed holds {names:?}, expected [a, b, c] (the refused batch's event must not appear)"
+    );
+    ensure!(
+        C,
+        all.iter().map(|l| l.seq).collect::<Vec<_>>() == [1, 2, 3],
+        "sequences start at 1 and step by 1"
+    );
+    let first = ev("a")?;
+    ensure!(
+        C,
+        all.first().map(|l| &l.event) == Some(&first),
+        "an event came back changed"
+    );
+    let page = ok(C, "events", store.events(1, 1))?;
+    ensure!(
+        C,
+        page.len() == 1 && page.first().map(|l| l.seq) == Some(2),
+        "events(1, 1) returned {:?}",
+        page.iter().map(|l| l.seq).collect::<Vec<_>>()
+    );
+    ensure!(
+        C,
+        ok(C, "events", store.events(3, 5))?.is_empty(),
+        "events after the last one"
+    );
+    // Attributes travel with the coupon.
+    let mut attrs = Attributes::new();
+    let arm = (
+        ok(C, "key", AttrKey::new("arm"))?,
+        ok(C, "value", AttrValue::new("b"))?,
+    );
+    ok(C, "attributes", attrs.insert(arm.0, arm.1))?;
+    let mut c = coupon(
+        C,
+        "with-attrs",
+        "u",
+        CouponState::Available,
+        now + Duration::days(1),
+    )?;
+    c.attributes = attrs.clone();
+    let put_ok = commit(C, &store, vec![put(c.clone(), Expect::Absent)])?;
+    ensure!(C, put_ok == Commit::Applied, "storing a coupon failed");
+    let back = some(C, "coupon", ok(C, "coupon", store.coupon(&c.id))?)?;
+    ensure!(
+        C,
+        back.value.attributes == attrs,
+        "a coupon's attributes did not round-trip: {:?}",
+        back.value.attributes
+    );
+    let plain = coupon(
+        C,
+        "plain",
+        "u",
+        CouponState::Available,
+        now + Duration::days(1),
+    )?;
+    let put_ok = commit(C, &store, vec![put(plain.clone(), Expect::Absent)])?;
+    ensure!(C, put_ok == Commit::Applied, "storing a coupon failed");
+    let back = some(C, "coupon", ok(C, "coupon", store.coupon(&plain.id))?)?;
+    ensure!(
+        C,
+        back.value.attributes.is_empty(),
+        "a coupon without attributes came back with some"
+    );
+    Ok(())
+}
+
+fn window_op(guard: &GuardName, bucket: i64, span: u32, delta: i64, limit: u64) -> Op {
+    Op::CountWindow {
+        guard: guard.clone(),
+        subject: "device=d|ip=203.0.113.0/24".into(),
+        bucket,
+        span,
+        delta,
+        limit,
+    }
+}
+
+/// Windowed guard counters: a window sums exactly its buckets, a change past the limit or
+/// below zero is refused (and nothing of its batch applies), old buckets stop counting, and a
+/// bucket reads back through [`CounterKey::Guard`].
+///
+/// # Errors
+/// A [`Failure`] describing the first deviation.
+pub fn guard_windows<R: Repository>(store: R) -> Result<(), Failure> {
+    const C: &str = "guard_windows";
+    let g = ok(C, "guard name", GuardName::new("per-device"))?;
+    let other = ok(C, "guard name", GuardName::new("other"))?;
+    let step = |bucket: i64, delta: i64, expect: Commit| -> Result<(), Failure> {
+        let got = commit(C, &store, vec![window_op(&g, bucket, 3, delta, 3)])?;
+        ensure!(
+            C,
+            got == expect,
+            "bucket {bucket} {delta:+} (3 buckets, limit 3): {got:?}, expected {expect:?}"
+        );
+        Ok(())
+    };
+    let refused = Commit::Conflict { index: 0 };
+    step(10, 1, Commit::Applied)?;
+    step(11, 1, Commit::Applied)?;
+    step(12, 1, Commit::Applied)?;
+    step(12, 1, refused)?; // 10..=12 holds 3
+    step(13, 1, Commit::Applied)?; // 11..=13 holds 2 before
+    step(13, 1, refused)?;
+    step(15, 2, Commit::Applied)?; // 13..=15 holds 1 before
+    step(15, -3, refused)?; // below zero in its own bucket
+    step(15, -2, Commit::Applied)?;
+    // Another guard with the same subject counts apart.
+    let got = commit(C, &store, vec![window_op(&other, 15, 1, 1, 1)])?;
+    ensure!(
+        C,
+        got == Commit::Applied,
+        "a second guard's count was refused"
+    );
+    // A refused window op takes its batch with it.
+    let key = CounterKey::Custom("side".into());
+    let got = commit(
+        C,
+        &store,
+        vec![count(key.clone(), 1, None), window_op(&other, 15, 1, 1, 1)],
+    )?;
+    ensure!(
+        C,
+        got == Commit::Conflict { index: 1 },
+        "a full window was not refused: {got:?}"
+    );
+    ensure!(
+        C,
+        ok(C, "counter", store.counter(&key))? == 0,
+        "a refused batch applied its other ops"
+    );
+    let read = |guard: &GuardName, bucket| {
+        ok(
+            C,
+            "counter",
+            store.counter(&CounterKey::Guard {
+                guard: guard.clone(),
+                subject: "device=d|ip=203.0.113.0/24".into(),
+                bucket,
+            }),
+        )
+    };
+    ensure!(C, read(&g, 13)? == 1, "bucket 13 reads {}", read(&g, 13)?);
+    ensure!(C, read(&g, 15)? == 0, "bucket 15 reads {}", read(&g, 15)?);
+    ensure!(
+        C,
+        read(&other, 15)? == 1,
+        "the other guard's bucket reads {}",
+        read(&other, 15)?
+    );
+    Ok(())
+}
+
 const THREADS: usize = 8;
+
+/// Colluding accounts on one device race to claim: a guard of 5 claims per device per day lets
+/// exactly 5 through across 8 threads, every other claim is refused naming the guard, each
+/// refusal is a `refused` event, and the guard's bucket reads 5.
+///
+/// # Errors
+/// A [`Failure`] describing the first deviation.
+pub fn concurrent_guards_are_exact<R: Repository>(store: R) -> Result<(), Failure> {
+    const C: &str = "concurrent_guards_are_exact";
+    const LIMIT: u64 = 5;
+    const TRIES: usize = 12;
+    let now = t0(C)?;
+    let name = ok(C, "guard name", GuardName::new("claims-per-device"))?;
+    let device = ok(
+        C,
+        "guard",
+        Guard::new(
+            name.clone(),
+            Action::Claim,
+            vec![Subject::Device],
+            LIMIT,
+            Window::Day,
+        ),
+    )?;
+    let subnet = ok(
+        C,
+        "guard",
+        Guard::new(
+            ok(C, "guard name", GuardName::new("claims-per-subnet"))?,
+            Action::Claim,
+            vec![Subject::SUBNET],
+            1_000,
+            Window::rolling_days(7, 480).map_err(|e| fail(C, e.to_string()))?,
+        ),
+    )?;
+    let config = crate::service::ServiceConfig {
+        guards: vec![subnet, device],
+        ..Default::default()
+    };
+    let service = ok(C, "config", Service::with_config(store, config))?;
+    let t = active(C, &service, template(C, "guarded", LimitsSpec::default())?)?;
+    let results: Vec<Result<(usize, usize), Failure>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..THREADS)
+            .map(|th| {
+                let (service, t, name) = (&service, &t, &name);
+                s.spawn(move || -> Result<(usize, usize), Failure> {
+                    let (mut won, mut held) = (0, 0);
+                    for i in 0..TRIES {
+                        let ip = format!("203.0.113.{}", th * TRIES + i);
+                        let context = Context::new()
+                            .device(ok(C, "device", DeviceId::new("shared-phone"))?)
+                            .ip(ok(C, "ip", ip.parse())?);
+                        let req =
+                            claim_request(C, t, &format!("acct-{th}-{i}"), &format!("k-{th}-{i}"))?
+                                .with_context(context);
+                        match service.claim(&req, now) {
+                            Ok(_) => won += 1,
+                            Err(ServiceError::Lifecycle(LifecycleError::GuardHeld {
+                                guard,
+                                ..
+                            })) if &guard == name => held += 1,
+                            Err(e) => {
+                                return Err(fail(
+                                    C,
+                                    format!("claim failed: {}", service_error(&e)),
+                                ));
+                            }
+                        }
+                    }
+                    Ok((won, held))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(fail(C, "a thread panicked")))
+            })
+            .collect()
+    });
+    let (mut won, mut held) = (0, 0);
+    for r in results {
+        let (w, h) = r?;
+        won += w;
+        held += h;
+    }
+    ensure!(
+        C,
+        won as u64 == LIMIT,
+        "{won} claims from one device got past a limit of {LIMIT}"
+    );
+    let store = service.repository();
+    let (bucket, _) = Window::Day.bucket(now);
+    let counted = ok(
+        C,
+        "counter",
+        store.counter(&CounterKey::Guard {
+            guard: name.clone(),
+            subject: "device=shared-phone".into(),
+            bucket,
+        }),
+    )?;
+    ensure!(
+        C,
+        counted == LIMIT,
+        "the guard's bucket reads {counted}, expected {LIMIT}"
+    );
+    let refusals = feed(C, store)?
+        .iter()
+        .filter(|l| matches!(&l.event.kind, EventKind::Refused { refusal: Refusal::Guard { guard }, .. } if guard == name.as_str()))
+        .count();
+    ensure!(
+        C,
+        refusals == held,
+        "{held} claims refused by the guard, {refusals} refused events"
+    );
+    Ok(())
+}
 
 fn service_error<E: Display>(e: &ServiceError<E>) -> String {
     e.to_string()
@@ -1300,6 +1688,24 @@ pub fn concurrent_claims_are_exact<R: Repository>(store: R) -> Result<(), Failur
             wallet.len()
         );
     }
+    // The feed: one `issued` per coupon won and none for any other, no gap, no duplicate.
+    let mut issued: Vec<CouponId> = feed(C, store)?
+        .into_iter()
+        .filter_map(|l| match l.event.kind {
+            EventKind::Issued { coupon, .. } => Some(coupon.id),
+            _ => None,
+        })
+        .collect();
+    issued.sort();
+    let mut won_ids: Vec<CouponId> = won.iter().map(|(_, c)| c.clone()).collect();
+    won_ids.sort();
+    ensure!(
+        C,
+        issued == won_ids,
+        "{} issued events for {} coupons won (each coupon exactly once)",
+        issued.len(),
+        won_ids.len()
+    );
     Ok(())
 }
 
@@ -1638,6 +2044,37 @@ pub fn retries_change_nothing<R: Repository>(store: R) -> Result<(), Failure> {
         ),
         "a lock key reused for another order was not refused"
     );
+    // The same key, the same order, another cart: a reuse, not a replay re-priced on it.
+    let bigger = ok(
+        C,
+        "cart",
+        Cart::new(
+            cny(),
+            vec![CartLine::new(ok(C, "sku", Sku::new("tea"))?, yuan(100), 2)],
+            Money::zero(cny()),
+        ),
+    )?;
+    let reuse = service.quote_and_lock(&LockRequest::new(&order, &bigger, &buyer, &lk), now);
+    ensure!(
+        C,
+        matches!(
+            reuse,
+            Err(ServiceError::Lifecycle(LifecycleError::KeyReused { .. }))
+        ),
+        "a lock key reused with another cart was not refused: {:?}",
+        reuse.map(|r| r.quote.total_after)
+    );
+    // The same claim key through another channel: a reuse.
+    let mut other_channel = claim_request(C, &t, "alice", "claim-1")?;
+    other_channel.channel = ok(C, "channel", Channel::new("push"))?;
+    ensure!(
+        C,
+        matches!(
+            service.claim(&other_channel, now),
+            Err(ServiceError::Lifecycle(LifecycleError::KeyReused { .. }))
+        ),
+        "a claim key reused through another channel was not refused"
+    );
 
     // Pay, retried from 8 threads.
     let pk = key(C, "pay-1")?;
@@ -1720,6 +2157,15 @@ pub fn retries_change_nothing<R: Repository>(store: R) -> Result<(), Failure> {
         C,
         fresh == 1,
         "{fresh} refunds of one order were not replays"
+    );
+    // The refund's key again, as a buyer refund: a reuse, not the merchant refund's outcome.
+    ensure!(
+        C,
+        matches!(
+            service.refund(&order, RefundKind::Buyer, &rk, now),
+            Err(ServiceError::Lifecycle(LifecycleError::KeyReused { .. }))
+        ),
+        "a merchant refund's key reused for a buyer refund was not refused"
     );
     let after = state_of(C, store, &coupon)?;
     ensure!(

@@ -1,0 +1,794 @@
+//! Guards: counters over who is asking — user, device, IP address or subnet, payment account,
+//! channel — with a limit and a time window, counted in the same atomic batch as the claim or
+//! lock they guard.
+//!
+//! A claim or lock request carries a [`Context`] (device id, IP address, payment account; all
+//! optional, validated). The service's [`ServiceConfig::guards`](crate::service::ServiceConfig)
+//! lists the [`Guard`]s; every guard that applies to a request adds one windowed count to the
+//! request's batch ([`Op::CountWindow`]), so the limit holds exactly under any number of threads,
+//! processes and app servers sharing the store, and a refusal names the guard
+//! ([`LifecycleError::GuardHeld`](crate::lifecycle::LifecycleError::GuardHeld), and a `refused`
+//! event). Abuse rules (claims per device, first-order coupons per payment account, attempts per
+//! IP subnet) and automated-issuing frequency caps are guards.
+//!
+//! ```
+//! use chrono::{TimeZone, Utc};
+//! use coupons::guard::{Action, Guard, Subject, Window};
+//! use coupons::id::GuardName;
+//! // At most 3 claims a day from one device, days starting at midnight in Beijing.
+//! let g = Guard::new(
+//!     GuardName::new("claims-per-device")?,
+//!     Action::Claim,
+//!     vec![Subject::Device],
+//!     3,
+//!     Window::calendar_day(8 * 60)?,
+//! )?;
+//! let at = Utc.with_ymd_and_hms(2026, 11, 10, 16, 30, 0).unwrap(); // 00:30 on the 11th in Beijing
+//! assert_eq!(g.window().describe(), "calendar day (UTC+08:00)");
+//! assert_eq!(g.window().bucket(at).1, 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## Windows
+//!
+//! | window | counts | bucket |
+//! |---|---|---|
+//! | [`Window::Forever`] | every request ever | one |
+//! | [`Window::Minute`], [`Window::Hour`], [`Window::Day`] | requests in the current UTC minute, hour or day | the minute, hour or day |
+//! | [`Window::CalendarDay`] | requests since midnight in a UTC offset | the local day |
+//! | [`Window::RollingDays`] | requests in the last *N* days | one per local day; the sum of the current day and the *N − 1* before it |
+//!
+//! A rolling window is approximated by day buckets: at any instant it covers the current
+//! partial day plus the *N − 1* whole days before it — between *N − 1* and *N* days. A request
+//! is therefore never refused for one older than *N* days, and one from up to *N* days ago may
+//! still count. Exact sliding windows would need one record per request; buckets keep the state
+//! at *N* counters per subject.
+//!
+//! ## Missing context
+//!
+//! A guard over a field the request does not carry (no device id, say) is skipped by default:
+//! the context comes from the app server, which knows what it can fill in. With
+//! [`Guard::require_context`] such a request is refused instead
+//! ([`GuardError::MissingContext`]).
+
+use std::fmt;
+use std::net::IpAddr;
+
+use chrono::{DateTime, Utc};
+
+use crate::id::{Channel, DeviceId, GuardName, PaymentAccount, TemplateId, UserId};
+use crate::repository::Op;
+
+/// A guard, window or context that breaks a rule, or a request a guard cannot count.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum GuardError {
+    /// A guard without subjects, or with one twice.
+    #[error("guard {guard}: {reason}")]
+    Subjects {
+        /// The guard.
+        guard: GuardName,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// A limit of zero would refuse everything: pause the template instead.
+    #[error("guard {guard}: the limit must be at least 1")]
+    ZeroLimit {
+        /// The guard.
+        guard: GuardName,
+    },
+    /// A window out of range.
+    #[error("window: {reason}")]
+    Window {
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// An IP prefix longer than the address.
+    #[error("ip prefix /{v4} (IPv4) or /{v6} (IPv6) is longer than the address")]
+    Prefix {
+        /// The IPv4 prefix length.
+        v4: u8,
+        /// The IPv6 prefix length.
+        v6: u8,
+    },
+    /// A guard that requires a context field the request lacks.
+    #[error("guard {guard} needs the request's {field}")]
+    MissingContext {
+        /// The guard.
+        guard: GuardName,
+        /// The field: `device`, `ip`, `payment account`.
+        field: &'static str,
+    },
+}
+
+/// Who is asking, beyond the account: filled in by the app server from the request.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
+pub struct Context {
+    /// The device.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub device: Option<DeviceId>,
+    /// The IP address.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub ip: Option<IpAddr>,
+    /// The payment account.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub payment: Option<PaymentAccount>,
+}
+
+impl Context {
+    /// No context.
+    pub fn new() -> Context {
+        Context::default()
+    }
+
+    /// With a device.
+    pub fn device(mut self, device: DeviceId) -> Context {
+        self.device = Some(device);
+        self
+    }
+
+    /// With an IP address.
+    pub fn ip(mut self, ip: IpAddr) -> Context {
+        self.ip = Some(ip);
+        self
+    }
+
+    /// With a payment account.
+    pub fn payment(mut self, payment: PaymentAccount) -> Context {
+        self.payment = Some(payment);
+        self
+    }
+}
+
+/// What a guard counts by; a guard over several counts each combination apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(tag = "by", rename_all = "snake_case")
+)]
+pub enum Subject {
+    /// The account.
+    User,
+    /// The device.
+    Device,
+    /// The exact IP address.
+    Ip,
+    /// The IP address's network: the first `v4` bits of an IPv4 address (24 for a /24), the
+    /// first `v6` of an IPv6 one (64 for a /64).
+    IpPrefix {
+        /// IPv4 prefix length, 0 to 32.
+        v4: u8,
+        /// IPv6 prefix length, 0 to 128.
+        v6: u8,
+    },
+    /// The payment account.
+    Payment,
+    /// The channel.
+    Channel,
+    /// The template claimed (for a claim) — with [`Subject::User`], a per-user limit per
+    /// template.
+    Template,
+}
+
+impl Subject {
+    /// The usual subnets: /24 for IPv4, /64 for IPv6.
+    pub const SUBNET: Subject = Subject::IpPrefix { v4: 24, v6: 64 };
+
+    fn check(self) -> Result<Subject, GuardError> {
+        match self {
+            Subject::IpPrefix { v4, v6 } if v4 > 32 || v6 > 128 => {
+                Err(GuardError::Prefix { v4, v6 })
+            }
+            s => Ok(s),
+        }
+    }
+}
+
+/// When a guard's count starts again. See the [module docs](self) for each window's buckets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(tag = "window", rename_all = "snake_case")
+)]
+pub enum Window {
+    /// Never.
+    Forever,
+    /// Every UTC minute.
+    Minute,
+    /// Every UTC hour.
+    Hour,
+    /// Every UTC day.
+    Day,
+    /// Every day at midnight in a UTC offset.
+    CalendarDay {
+        /// The offset east of UTC in minutes (480 for UTC+8), within ±18 hours.
+        offset_minutes: i32,
+    },
+    /// The last `days` days, by local day buckets (see the module docs).
+    RollingDays {
+        /// The number of days, 1 to 366.
+        days: u16,
+        /// The offset east of UTC in minutes at which days start.
+        offset_minutes: i32,
+    },
+}
+
+const MAX_OFFSET: i32 = 18 * 60;
+
+impl Window {
+    /// Calendar days in a UTC offset.
+    ///
+    /// # Errors
+    /// [`GuardError::Window`] for an offset beyond ±18 hours.
+    pub fn calendar_day(offset_minutes: i32) -> Result<Window, GuardError> {
+        Window::CalendarDay { offset_minutes }.check()
+    }
+
+    /// The last `days` days, days starting at midnight in a UTC offset.
+    ///
+    /// # Errors
+    /// [`GuardError::Window`] for 0 or more than 366 days, or an offset beyond ±18 hours.
+    pub fn rolling_days(days: u16, offset_minutes: i32) -> Result<Window, GuardError> {
+        Window::RollingDays {
+            days,
+            offset_minutes,
+        }
+        .check()
+    }
+
+    fn check(self) -> Result<Window, GuardError> {
+        match self {
+            Window::CalendarDay { offset_minutes } | Window::RollingDays { offset_minutes, .. }
+                if offset_minutes.abs() > MAX_OFFSET =>
+            {
+                Err(GuardError::Window {
+                    reason: "the UTC offset must be within ±18 hours",
+                })
+            }
+            Window::RollingDays { days, .. } if days == 0 || days > 366 => {
+                Err(GuardError::Window {
+                    reason: "a rolling window spans 1 to 366 days",
+                })
+            }
+            w => Ok(w),
+        }
+    }
+
+    /// The bucket `at` falls in and how many buckets the window sums (the current one and the
+    /// `span − 1` before it).
+    pub fn bucket(&self, at: DateTime<Utc>) -> (i64, u32) {
+        let secs = at.timestamp();
+        let day = |offset: i32| (secs + i64::from(offset) * 60).div_euclid(86_400);
+        match *self {
+            Window::Forever => (0, 1),
+            Window::Minute => (secs.div_euclid(60), 1),
+            Window::Hour => (secs.div_euclid(3_600), 1),
+            Window::Day => (secs.div_euclid(86_400), 1),
+            Window::CalendarDay { offset_minutes } => (day(offset_minutes), 1),
+            Window::RollingDays {
+                days,
+                offset_minutes,
+            } => (day(offset_minutes), u32::from(days)),
+        }
+    }
+
+    /// Words for the window, as refusals print it: `day (UTC)`, `last 7 days (UTC+08:00)`.
+    pub fn describe(&self) -> String {
+        let offset = |m: i32| {
+            let sign = if m < 0 { '-' } else { '+' };
+            format!("UTC{sign}{:02}:{:02}", m.abs() / 60, m.abs() % 60)
+        };
+        match *self {
+            Window::Forever => "all time".to_string(),
+            Window::Minute => "minute (UTC)".to_string(),
+            Window::Hour => "hour (UTC)".to_string(),
+            Window::Day => "day (UTC)".to_string(),
+            Window::CalendarDay { offset_minutes } => {
+                format!("calendar day ({})", offset(offset_minutes))
+            }
+            Window::RollingDays {
+                days,
+                offset_minutes,
+            } => format!("last {days} days ({})", offset(offset_minutes)),
+        }
+    }
+}
+
+impl fmt::Display for Window {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+/// What a guard counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
+pub enum Action {
+    /// Coupons claimed.
+    Claim,
+    /// Orders locking at least one coupon or promo code.
+    Lock,
+}
+
+/// A counter over who is asking, with a limit and a window. Valid by construction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(try_from = "GuardSpec", into = "GuardSpec")
+)]
+pub struct Guard {
+    name: GuardName,
+    action: Action,
+    subjects: Vec<Subject>,
+    limit: u64,
+    window: Window,
+    templates: Vec<TemplateId>,
+    channels: Vec<Channel>,
+    channel_prefix: Option<String>,
+    require_context: bool,
+}
+
+/// The JSON form of a [`Guard`]: checked by [`Guard::try_from`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(deny_unknown_fields)
+)]
+pub struct GuardSpec {
+    /// The name refusals carry.
+    pub name: GuardName,
+    /// What it counts.
+    pub action: Action,
+    /// What it counts by.
+    pub subjects: Vec<Subject>,
+    /// The most requests allowed in the window.
+    pub limit: u64,
+    /// The window.
+    pub window: Window,
+    /// Only requests for these templates (all when empty).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub templates: Vec<TemplateId>,
+    /// Only requests through these channels (all when empty).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub channels: Vec<Channel>,
+    /// Only requests through channels starting with this text (`auto:` for automated issuing).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub channel_prefix: Option<String>,
+    /// Refuse requests lacking a context field the guard counts by (else they skip it).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub require_context: bool,
+}
+
+impl TryFrom<GuardSpec> for Guard {
+    type Error = GuardError;
+    fn try_from(s: GuardSpec) -> Result<Guard, GuardError> {
+        let mut g = Guard::new(s.name, s.action, s.subjects, s.limit, s.window)?;
+        g.templates = s.templates;
+        g.channels = s.channels;
+        g.channel_prefix = s.channel_prefix;
+        g.require_context = s.require_context;
+        Ok(g)
+    }
+}
+
+impl From<Guard> for GuardSpec {
+    fn from(g: Guard) -> GuardSpec {
+        GuardSpec {
+            name: g.name,
+            action: g.action,
+            subjects: g.subjects,
+            limit: g.limit,
+            window: g.window,
+            templates: g.templates,
+            channels: g.channels,
+            channel_prefix: g.channel_prefix,
+            require_context: g.require_context,
+        }
+    }
+}
+
+/// What a guard reads from one request.
+#[derive(Clone, Copy, Debug)]
+pub struct Asking<'a> {
+    /// The account.
+    pub user: &'a UserId,
+    /// The channel.
+    pub channel: &'a Channel,
+    /// The template claimed, or the templates an order locks.
+    pub templates: &'a [TemplateId],
+    /// The context.
+    pub context: &'a Context,
+}
+
+/// One guard's count in a request's batch.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Counted {
+    /// The guard.
+    pub guard: GuardName,
+    /// Its limit.
+    pub limit: u64,
+    /// Its window.
+    pub window: Window,
+    /// The op to add to the batch.
+    pub op: Op,
+}
+
+impl Guard {
+    /// A guard counting `action`s by `subjects`, at most `limit` per `window`.
+    ///
+    /// # Errors
+    /// [`GuardError::Subjects`] for no subjects or a repeated one; [`GuardError::ZeroLimit`];
+    /// [`GuardError::Prefix`] and [`GuardError::Window`] for a subject or window out of range.
+    pub fn new(
+        name: GuardName,
+        action: Action,
+        subjects: Vec<Subject>,
+        limit: u64,
+        window: Window,
+    ) -> Result<Guard, GuardError> {
+        if subjects.is_empty() {
+            return Err(GuardError::Subjects {
+                guard: name,
+                reason: "a guard counts by at least one subject",
+            });
+        }
+        let mut seen = subjects.clone();
+        seen.sort();
+        seen.dedup();
+        if seen.len() != subjects.len() {
+            return Err(GuardError::Subjects {
+                guard: name,
+                reason: "a subject is listed twice",
+            });
+        }
+        for s in &subjects {
+            s.check()?;
+        }
+        if limit == 0 {
+            return Err(GuardError::ZeroLimit { guard: name });
+        }
+        Ok(Guard {
+            name,
+            action,
+            subjects,
+            limit,
+            window: window.check()?,
+            templates: Vec::new(),
+            channels: Vec::new(),
+            channel_prefix: None,
+            require_context: false,
+        })
+    }
+
+    /// Only requests for these templates.
+    pub fn only_templates(mut self, templates: Vec<TemplateId>) -> Guard {
+        self.templates = templates;
+        self
+    }
+
+    /// Only requests through these channels.
+    pub fn only_channels(mut self, channels: Vec<Channel>) -> Guard {
+        self.channels = channels;
+        self
+    }
+
+    /// Only requests through channels starting with `prefix` (`auto:` for every automated
+    /// issuing rule).
+    pub fn only_channel_prefix(mut self, prefix: impl Into<String>) -> Guard {
+        self.channel_prefix = Some(prefix.into());
+        self
+    }
+
+    /// Refuse requests lacking a context field this guard counts by.
+    pub fn require_context(mut self) -> Guard {
+        self.require_context = true;
+        self
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &GuardName {
+        &self.name
+    }
+
+    /// What it counts.
+    pub fn action(&self) -> Action {
+        self.action
+    }
+
+    /// Its limit.
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    /// Its window.
+    pub fn window(&self) -> Window {
+        self.window
+    }
+
+    /// What it counts by.
+    pub fn subjects(&self) -> &[Subject] {
+        &self.subjects
+    }
+
+    fn applies(&self, action: Action, asking: &Asking<'_>) -> bool {
+        action == self.action
+            && (self.templates.is_empty()
+                || asking.templates.iter().any(|t| self.templates.contains(t)))
+            && (self.channels.is_empty() || self.channels.contains(asking.channel))
+            && self
+                .channel_prefix
+                .as_deref()
+                .is_none_or(|p| asking.channel.as_str().starts_with(p))
+    }
+
+    /// The subject key of a request: the values of the guard's subjects, escaped and joined.
+    /// `Ok(None)` when a field is missing and the guard skips such requests.
+    fn subject_key(&self, asking: &Asking<'_>) -> Result<Option<String>, GuardError> {
+        let mut key = String::new();
+        for (i, s) in self.subjects.iter().enumerate() {
+            if i > 0 {
+                key.push('|');
+            }
+            let missing = |field| -> Result<Option<String>, GuardError> {
+                if self.require_context {
+                    Err(GuardError::MissingContext {
+                        guard: self.name.clone(),
+                        field,
+                    })
+                } else {
+                    Ok(None)
+                }
+            };
+            let value = match s {
+                Subject::User => format!("user={}", escape(asking.user.as_str())),
+                Subject::Channel => format!("channel={}", escape(asking.channel.as_str())),
+                Subject::Template => {
+                    let mut t = asking.templates.to_vec();
+                    t.sort();
+                    let names: Vec<String> = t.iter().map(|t| escape(t.as_str())).collect();
+                    format!("template={}", names.join(","))
+                }
+                Subject::Device => match &asking.context.device {
+                    Some(d) => format!("device={}", escape(d.as_str())),
+                    None => return missing("device"),
+                },
+                Subject::Payment => match &asking.context.payment {
+                    Some(p) => format!("payment={}", escape(p.as_str())),
+                    None => return missing("payment account"),
+                },
+                Subject::Ip => match asking.context.ip {
+                    Some(ip) => format!("ip={ip}"),
+                    None => return missing("ip"),
+                },
+                Subject::IpPrefix { v4, v6 } => match asking.context.ip {
+                    Some(ip) => format!("net={}", network(ip, *v4, *v6)),
+                    None => return missing("ip"),
+                },
+            };
+            key.push_str(&value);
+        }
+        Ok(Some(key))
+    }
+}
+
+/// `%`, `|`, `=` and `,` escaped so that joined keys stay unambiguous.
+fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            '|' => out.push_str("%7C"),
+            '=' => out.push_str("%3D"),
+            ',' => out.push_str("%2C"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The network of `ip`: its first `v4` or `v6` bits, as `address/length`.
+pub fn network(ip: IpAddr, v4: u8, v6: u8) -> String {
+    match ip {
+        IpAddr::V4(a) => {
+            let bits = u32::from(a);
+            let mask = if v4 == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(v4.min(32)))
+            };
+            format!("{}/{}", std::net::Ipv4Addr::from(bits & mask), v4.min(32))
+        }
+        IpAddr::V6(a) => {
+            let bits = u128::from(a);
+            let mask = if v6 == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(v6.min(128)))
+            };
+            format!("{}/{}", std::net::Ipv6Addr::from(bits & mask), v6.min(128))
+        }
+    }
+}
+
+/// The counts `guards` add to a request's batch: one [`Op::CountWindow`] per guard that applies
+/// to `action` and `asking`, in the guards' order.
+///
+/// # Errors
+/// [`GuardError::MissingContext`] from a guard that requires a field the request lacks.
+pub fn counts(
+    guards: &[Guard],
+    action: Action,
+    asking: &Asking<'_>,
+    now: DateTime<Utc>,
+) -> Result<Vec<Counted>, GuardError> {
+    let mut out = Vec::new();
+    for g in guards.iter().filter(|g| g.applies(action, asking)) {
+        let Some(subject) = g.subject_key(asking)? else {
+            continue;
+        };
+        let (bucket, span) = g.window.bucket(now);
+        out.push(Counted {
+            guard: g.name.clone(),
+            limit: g.limit,
+            window: g.window,
+            op: Op::CountWindow {
+                guard: g.name.clone(),
+                subject,
+                bucket,
+                span,
+                delta: 1,
+                limit: g.limit,
+            },
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn name(s: &str) -> GuardName {
+        GuardName::new(s).unwrap()
+    }
+
+    #[test]
+    fn guards_are_valid_by_construction() {
+        let w = Window::Day;
+        assert!(Guard::new(name("g"), Action::Claim, vec![], 1, w).is_err());
+        assert!(
+            Guard::new(
+                name("g"),
+                Action::Claim,
+                vec![Subject::Device, Subject::Device],
+                1,
+                w
+            )
+            .is_err()
+        );
+        assert!(Guard::new(name("g"), Action::Claim, vec![Subject::Device], 0, w).is_err());
+        assert!(
+            Guard::new(
+                name("g"),
+                Action::Claim,
+                vec![Subject::IpPrefix { v4: 33, v6: 64 }],
+                1,
+                w
+            )
+            .is_err()
+        );
+        assert!(Window::rolling_days(0, 0).is_err());
+        assert!(Window::rolling_days(7, 19 * 60).is_err());
+        assert!(Window::calendar_day(-18 * 60).is_ok());
+    }
+
+    #[test]
+    fn windows_bucket_by_their_period() {
+        let at = Utc.with_ymd_and_hms(2026, 11, 10, 16, 30, 0).unwrap();
+        let utc_day = Window::Day.bucket(at).0;
+        let beijing = Window::calendar_day(480).unwrap().bucket(at).0;
+        assert_eq!(
+            beijing,
+            utc_day + 1,
+            "00:30 in Beijing is the next local day"
+        );
+        let before = Utc.with_ymd_and_hms(2026, 11, 10, 15, 59, 59).unwrap();
+        assert_eq!(Window::calendar_day(480).unwrap().bucket(before).0, utc_day);
+        assert_eq!(Window::rolling_days(7, 0).unwrap().bucket(at), (utc_day, 7));
+        assert_eq!(Window::Forever.bucket(at), (0, 1));
+        let early = Utc.with_ymd_and_hms(1970, 1, 1, 0, 0, 0).unwrap();
+        assert_eq!(Window::calendar_day(-60).unwrap().bucket(early).0, -1);
+    }
+
+    #[test]
+    fn subnets_mask_the_host_bits() {
+        let v4: IpAddr = "203.0.113.77".parse().unwrap();
+        assert_eq!(network(v4, 24, 64), "203.0.113.0/24");
+        assert_eq!(network(v4, 0, 64), "0.0.0.0/0");
+        let v6: IpAddr = "2001:db8:abcd:12:1:2:3:4".parse().unwrap();
+        assert_eq!(network(v6, 24, 64), "2001:db8:abcd:12::/64");
+    }
+
+    #[test]
+    fn counts_apply_by_action_filter_and_context() {
+        let user = UserId::new("u").unwrap();
+        let ch = Channel::new("auto:birthday").unwrap();
+        let t = [TemplateId::new("t").unwrap()];
+        let ctx = Context::new().device(DeviceId::new("d|1").unwrap());
+        let asking = Asking {
+            user: &user,
+            channel: &ch,
+            templates: &t,
+            context: &ctx,
+        };
+        let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let guards = vec![
+            Guard::new(
+                name("dev"),
+                Action::Claim,
+                vec![Subject::Device],
+                3,
+                Window::Day,
+            )
+            .unwrap(),
+            Guard::new(
+                name("lock"),
+                Action::Lock,
+                vec![Subject::User],
+                3,
+                Window::Day,
+            )
+            .unwrap(),
+            Guard::new(name("ip"), Action::Claim, vec![Subject::Ip], 3, Window::Day).unwrap(),
+            Guard::new(
+                name("push"),
+                Action::Claim,
+                vec![Subject::User],
+                2,
+                Window::Day,
+            )
+            .unwrap()
+            .only_channel_prefix("auto:"),
+            Guard::new(
+                name("web"),
+                Action::Claim,
+                vec![Subject::User],
+                2,
+                Window::Day,
+            )
+            .unwrap()
+            .only_channel_prefix("web"),
+        ];
+        let c = counts(&guards, Action::Claim, &asking, now).unwrap();
+        let names: Vec<&str> = c.iter().map(|c| c.guard.as_str()).collect();
+        assert_eq!(
+            names,
+            ["dev", "push"],
+            "no ip: skipped; lock and web do not apply"
+        );
+        match &c[0].op {
+            Op::CountWindow { subject, .. } => assert_eq!(subject, "device=d%7C1"),
+            other => panic!("{other:?}"),
+        }
+        let strict = [
+            Guard::new(name("ip"), Action::Claim, vec![Subject::Ip], 3, Window::Day)
+                .unwrap()
+                .require_context(),
+        ];
+        assert!(matches!(
+            counts(&strict, Action::Claim, &asking, now),
+            Err(GuardError::MissingContext { field: "ip", .. })
+        ));
+    }
+}
