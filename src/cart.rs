@@ -2,15 +2,31 @@
 
 use std::collections::BTreeSet;
 
+use chrono::{FixedOffset, Offset};
+
 use crate::id::{CategoryId, Channel, MembershipLevel, SegmentId, ShopId, Sku, UserId};
 use crate::money::{Currency, Money, MoneyError};
 
-/// A cart could not be built.
+/// Where in a cart an amount stands: `lines[2].unit_price` or `shipping` (the same path the
+/// cart's JSON has).
+struct At(Option<usize>);
+
+impl std::fmt::Display for At {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(i) => write!(f, "lines[{i}].unit_price"),
+            None => f.write_str("shipping"),
+        }
+    }
+}
+
+/// A cart could not be built. Each message starts with the path of the value, as in the cart's
+/// JSON: `lines[0].unit_price: 5.00 USD is not the cart's currency CNY`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum CartError {
     /// A line or the shipping fee is in another currency than the cart.
-    #[error("line {line:?}: {found} is not the cart's currency {expected}")]
+    #[error("{}: {found} is not the cart's currency {expected}", At(*line))]
     CurrencyMismatch {
         /// The line index, or `None` for the shipping fee.
         line: Option<usize>,
@@ -20,7 +36,7 @@ pub enum CartError {
         found: Currency,
     },
     /// A negative unit price or shipping fee.
-    #[error("line {line:?}: {value} is negative")]
+    #[error("{}: {value} is negative", At(*line))]
     Negative {
         /// The line index, or `None` for the shipping fee.
         line: Option<usize>,
@@ -28,7 +44,7 @@ pub enum CartError {
         value: Money,
     },
     /// A line with quantity zero.
-    #[error("line {line}: quantity must be at least 1")]
+    #[error("lines[{line}].quantity: must be at least 1")]
     ZeroQuantity {
         /// The line index.
         line: usize,
@@ -38,24 +54,45 @@ pub enum CartError {
     Money(#[from] MoneyError),
 }
 
+#[cfg(feature = "serde")]
+crate::de::field_paths! {
+    fn sku_at -> Sku = "lines.sku";
+    fn categories_at -> Vec<CategoryId> = "lines.categories";
+    fn shop_at -> Option<ShopId> = "lines.shop";
+    fn unit_price_at -> Money = "lines.unit_price";
+    fn quantity_at -> u32 = "lines.quantity";
+    fn on_sale_at -> bool = "lines.on_sale";
+    fn currency_at -> Currency = "currency";
+    fn lines_at -> nested_list CartLine = "lines";
+    fn shipping_at -> Money = "shipping";
+}
+
 /// One line of a cart: a SKU, its categories and shop, unit price and quantity.
+///
+/// In JSON an object with exactly these fields (an unknown one is refused, so a client's
+/// `subtotal` is never silently ignored); errors name the line: `lines[1].quantity: expected a
+/// non-negative integer, got -2`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
 pub struct CartLine {
     /// The product.
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "sku_at"))]
     pub sku: Sku,
     /// Its categories (a product may sit in several).
-    #[cfg_attr(feature = "serde", serde(default))]
+    #[cfg_attr(feature = "serde", serde(default, deserialize_with = "categories_at"))]
     pub categories: Vec<CategoryId>,
     /// The shop or seller, on a marketplace.
-    #[cfg_attr(feature = "serde", serde(default))]
+    #[cfg_attr(feature = "serde", serde(default, deserialize_with = "shop_at"))]
     pub shop: Option<ShopId>,
     /// Price of one unit, not negative.
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "unit_price_at"))]
     pub unit_price: Money,
     /// Number of units, at least 1.
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "quantity_at"))]
     pub quantity: u32,
     /// Whether the item is already on sale.
-    #[cfg_attr(feature = "serde", serde(default))]
+    #[cfg_attr(feature = "serde", serde(default, deserialize_with = "on_sale_at"))]
     pub on_sale: bool,
 }
 
@@ -123,9 +160,13 @@ pub struct Cart {
 
 #[cfg(feature = "serde")]
 #[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 struct CartRepr {
+    #[serde(deserialize_with = "currency_at")]
     currency: Currency,
+    #[serde(deserialize_with = "lines_at")]
     lines: Vec<CartLine>,
+    #[serde(deserialize_with = "shipping_at")]
     shipping: Money,
 }
 
@@ -253,9 +294,57 @@ pub struct Buyer {
     pub segments: BTreeSet<SegmentId>,
     /// The channel of this checkout (`app`, `web`, `store`…).
     pub channel: Channel,
+    /// The buyer's UTC offset, in which reasons give instants ("valid from 2026-11-11 00:00
+    /// (UTC+08:00)"); `None` for UTC. In JSON `"+08:00"`.
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none", with = "offset_json")
+    )]
+    pub utc_offset: Option<FixedOffset>,
+}
+
+/// A UTC offset as `"+08:00"` in JSON.
+#[cfg(feature = "serde")]
+mod offset_json {
+    use chrono::FixedOffset;
+    use serde::{Deserializer, Serializer};
+
+    use crate::de::{Path, text_then};
+
+    pub(super) fn serialize<S: Serializer>(
+        o: &Option<FixedOffset>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match o {
+            Some(o) => s.collect_str(o),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<FixedOffset>, D::Error> {
+        const PATH: Path = Path::new("buyer.utc_offset");
+        text_then(PATH, "an offset such as \"+08:00\"", d, |t| {
+            crate::rule::parse_offset(t)
+                .map(Some)
+                .map_err(|e| format!("{PATH}: {e}"))
+        })
+    }
 }
 
 impl Buyer {
+    /// Sets the buyer's UTC offset, in which reasons give instants.
+    pub fn in_offset(mut self, offset: FixedOffset) -> Buyer {
+        self.utc_offset = Some(offset);
+        self
+    }
+
+    /// The offset reasons show instants in: the buyer's, or UTC.
+    pub fn offset(&self) -> FixedOffset {
+        self.utc_offset.unwrap_or_else(|| chrono::Utc.fix())
+    }
+
     /// A returning buyer with no membership or segments.
     pub fn new(user: UserId, channel: Channel) -> Buyer {
         Buyer {
@@ -264,6 +353,7 @@ impl Buyer {
             membership: None,
             segments: BTreeSet::new(),
             channel,
+            utc_offset: None,
         }
     }
 }

@@ -411,6 +411,18 @@ where
 /// text; a number already turned into a binary float is refused, never rounded.
 impl Leaf for Decimal {
     fn from_scalar(path: Path, got: Scalar<'_>) -> Result<Decimal, String> {
+        // Decimal text keeps its scale as written ("12.50" stays 12.50), as the rule errors
+        // print it; anything else goes through the exact reader.
+        if let Scalar::Text(s) = &got {
+            let s = s.trim();
+            if s.bytes()
+                .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-')
+            {
+                if let Ok(d) = Decimal::from_str_exact(s) {
+                    return Ok(d);
+                }
+            }
+        }
         let exact = exact_number(Some(path), "the value", &got)?;
         exact.to_decimal().ok_or_else(|| {
             format!(
@@ -734,7 +746,6 @@ fn rewrite<E: de::Error>(path: Path, inner: impl fmt::Display) -> E {
 ///
 /// # Errors
 /// The value's own, with the path.
-#[allow(dead_code)] // For the benefit, scope, conditions and cart JSON.
 pub(crate) fn nested<'de, D, T>(path: &'static str, d: D) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
@@ -743,11 +754,35 @@ where
     T::deserialize(d).map_err(|e| rewrite(Path::new(path), e))
 }
 
+/// Like [`nested`], for an internally tagged enum whose tag is at `tag`: an unknown variant is
+/// told at the tag's path (`benefit.kind: unknown variant `lottery`, expected …`).
+///
+/// # Errors
+/// The value's own, with the path.
+pub(crate) fn nested_tagged<'de, D, T>(
+    path: &'static str,
+    tag: &'static str,
+    d: D,
+) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: de::Deserialize<'de>,
+{
+    T::deserialize(d).map_err(|e| {
+        let full = e.to_string();
+        let msg = without_position(&full);
+        if msg.starts_with("unknown variant") {
+            de::Error::custom(format_args!("{tag}: {msg}"))
+        } else {
+            rewrite(Path::new(path), e)
+        }
+    })
+}
+
 /// Reads a list of any `Deserialize` type at `path`, item `i`'s errors at `path[i]`.
 ///
 /// # Errors
 /// An item's own, with the path and index; a value that is not a list.
-#[allow(dead_code)] // For the benefit, scope, conditions and cart JSON.
 pub(crate) fn nested_list<'de, D, T>(path: &'static str, d: D) -> Result<Vec<T>, D::Error>
 where
     D: Deserializer<'de>,
@@ -795,7 +830,6 @@ where
 ///     fn scope_at -> nested Scope = "scope";
 /// }
 /// ```
-#[allow(unused_macros)]
 macro_rules! field_paths {
     () => {};
     ($(#[$m:meta])* $vis:vis fn $name:ident -> nested_list $ty:ty = $path:literal; $($rest:tt)*) => {
@@ -820,7 +854,7 @@ macro_rules! field_paths {
         $crate::de::field_paths! { $($rest)* }
     };
 }
-#[allow(unused_imports)] // For the benefit, scope, conditions and cart JSON.
+
 pub(crate) use field_paths;
 
 #[cfg(test)]

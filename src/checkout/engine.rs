@@ -4,15 +4,17 @@
 use std::cmp::Ordering;
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, FixedOffset, Utc};
 use rust_decimal::Decimal;
 
-use super::reason::Ineligible;
-use super::{Offer, OfferId, StackingPolicy, ThresholdBase};
+use super::reason::{Excluded, Ineligible, Named};
+use super::{
+    Offer, OfferId, PercentPlace, PromotionPlace, RoundingScope, StackingPolicy, ThresholdBase,
+};
 use crate::cart::{Buyer, Cart};
 use crate::id::{StackingGroup, TemplateId};
 use crate::money::{Money, Rounding, apportion_minor};
-use crate::rule::{Benefit, Template};
+use crate::rule::{Benefit, Percent, Reward, Template, UnitOff, UnitPick};
 
 /// `n / d` rounded with `rounding`; `n ≥ 0`, `d > 0`.
 pub(crate) fn div_round(n: i128, d: i128, rounding: Rounding) -> i128 {
@@ -62,10 +64,98 @@ pub(crate) enum Kind {
         price: i64,
         max_bundles: u64,
     },
+    PerUnit {
+        amount: i64,
+        max_units: u64,
+    },
+    PerLine {
+        amount: i64,
+        max_lines: u64,
+    },
+    /// One unit: the dearest when `dearest`, else the cheapest; an amount (`num == 0`) or a
+    /// percentage `num / den`.
+    Once {
+        dearest: bool,
+        amount: i64,
+        num: i128,
+        den: i128,
+    },
+    /// (spend, num, den) tiers.
+    TieredPercent {
+        tiers: Vec<(i64, i128, i128)>,
+        max: i64,
+    },
+    /// (units, num, den) tiers.
+    QuantityTiers {
+        tiers: Vec<(u64, i128, i128)>,
+        max: i64,
+    },
+    ShippingPercent {
+        num: i128,
+        den: i128,
+    },
+    ShippingPrice {
+        price: i64,
+    },
+    /// Over the lines and shipping together: an amount (`num == 0`) or `num / den`.
+    ItemsAndShipping {
+        amount: i64,
+        num: i128,
+        den: i128,
+        max: i64,
+    },
+    /// Buy X get Y over separate sets; `in_buy[l]`: whether cart line `l` counts toward `buy`.
+    BuyXGetY {
+        buy: u64,
+        get: u64,
+        reward: RewardKind,
+        max_units: u64,
+        in_buy: Vec<bool>,
+    },
+}
+
+/// What each reward unit of a buy-X-get-Y gets, in minor units.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RewardKind {
+    Free,
+    Percent { num: i128, den: i128 },
+    Price(i64),
+}
+
+impl RewardKind {
+    /// The saving on `k` reward units worth `value` together.
+    fn saving(self, value: i64, k: u64, rounding: Rounding) -> i64 {
+        match self {
+            RewardKind::Free => value,
+            RewardKind::Percent { num, den } => {
+                let s = div_round(i128::from(value) * num, den, rounding);
+                i64::try_from(s).unwrap_or(value).min(value)
+            }
+            RewardKind::Price(price) => {
+                let pay = i64::try_from(k).unwrap_or(i64::MAX).saturating_mul(price);
+                value.saturating_sub(pay).max(0)
+            }
+        }
+    }
+
+    fn sig(self) -> [i64; 3] {
+        let clamp = |x: i128| i64::try_from(x).unwrap_or(i64::MAX);
+        match self {
+            RewardKind::Free => [0, 0, 0],
+            RewardKind::Percent { num, den } => [1, clamp(num), clamp(den)],
+            RewardKind::Price(p) => [2, p, 0],
+        }
+    }
+}
+
+/// A percentage as an exact fraction `num / den` of what it applies to.
+fn fraction(p: &Percent) -> (i128, i128) {
+    let v: Decimal = p.value();
+    (v.mantissa(), 100 * 10i128.pow(v.scale()))
 }
 
 impl Kind {
-    fn from_benefit(b: &Benefit) -> Kind {
+    fn from_benefit(b: &Benefit, cart: &Cart) -> Kind {
         match b {
             Benefit::Instant { amount } => Kind::Instant(minor(amount)),
             Benefit::Threshold { tiers } => Kind::Threshold(
@@ -87,10 +177,10 @@ impl Kind {
                 percent,
                 max_saving,
             } => {
-                let v: Decimal = percent.value();
+                let (num, den) = fraction(percent);
                 Kind::Percent {
-                    num: v.mantissa(),
-                    den: 100 * 10i128.pow(v.scale()),
+                    num,
+                    den,
                     max: max_saving.as_ref().map_or(i64::MAX, minor),
                 }
             }
@@ -115,21 +205,124 @@ impl Kind {
                 price: minor(price),
                 max_bundles: max_bundles.map_or(u64::MAX, u64::from),
             },
+            Benefit::PerUnit { amount, max_units } => Kind::PerUnit {
+                amount: minor(amount),
+                max_units: max_units.map_or(u64::MAX, u64::from),
+            },
+            Benefit::PerLine { amount, max_lines } => Kind::PerLine {
+                amount: minor(amount),
+                max_lines: max_lines.map_or(u64::MAX, u64::from),
+            },
+            Benefit::ApplyOnce { pick, off } => {
+                let dearest = *pick == UnitPick::Dearest;
+                match off {
+                    UnitOff::Amount(m) => Kind::Once {
+                        dearest,
+                        amount: minor(m),
+                        num: 0,
+                        den: 1,
+                    },
+                    UnitOff::Percent(p) => {
+                        let (num, den) = fraction(p);
+                        Kind::Once {
+                            dearest,
+                            amount: 0,
+                            num,
+                            den,
+                        }
+                    }
+                }
+            }
+            Benefit::TieredPercent { tiers, max_saving } => Kind::TieredPercent {
+                tiers: tiers
+                    .iter()
+                    .map(|t| {
+                        let (n, d) = fraction(&t.percent);
+                        (minor(&t.spend), n, d)
+                    })
+                    .collect(),
+                max: max_saving.as_ref().map_or(i64::MAX, minor),
+            },
+            Benefit::QuantityTiers { tiers, max_saving } => Kind::QuantityTiers {
+                tiers: tiers
+                    .iter()
+                    .map(|t| {
+                        let (n, d) = fraction(&t.percent);
+                        (u64::from(t.units), n, d)
+                    })
+                    .collect(),
+                max: max_saving.as_ref().map_or(i64::MAX, minor),
+            },
+            Benefit::ShippingPercent { percent } => {
+                let (num, den) = fraction(percent);
+                Kind::ShippingPercent { num, den }
+            }
+            Benefit::ShippingPrice { price } => Kind::ShippingPrice {
+                price: minor(price),
+            },
+            Benefit::ItemsAndShipping { off, max_saving } => {
+                let max = max_saving.as_ref().map_or(i64::MAX, minor);
+                match off {
+                    UnitOff::Amount(m) => Kind::ItemsAndShipping {
+                        amount: minor(m),
+                        num: 0,
+                        den: 1,
+                        max,
+                    },
+                    UnitOff::Percent(p) => {
+                        let (num, den) = fraction(p);
+                        Kind::ItemsAndShipping {
+                            amount: 0,
+                            num,
+                            den,
+                            max,
+                        }
+                    }
+                }
+            }
+            Benefit::BuyXGetY {
+                buy,
+                buy_scope,
+                get,
+                reward,
+                max_units,
+            } => Kind::BuyXGetY {
+                buy: u64::from(*buy),
+                get: u64::from(*get),
+                reward: match reward {
+                    Reward::Free => RewardKind::Free,
+                    Reward::Percent { percent } => {
+                        let (num, den) = fraction(percent);
+                        RewardKind::Percent { num, den }
+                    }
+                    Reward::Price { price } => RewardKind::Price(minor(price)),
+                },
+                max_units: max_units.map_or(u64::MAX, u64::from),
+                in_buy: cart.lines().iter().map(|l| buy_scope.covers(l)).collect(),
+            },
         }
     }
 
     /// 0: unit-priced, 1: amount-based, 2: shipping.
     fn phase(&self) -> u8 {
         match self {
-            Kind::BuyGet { .. } | Kind::Fixed { .. } => 0,
-            Kind::Shipping { .. } => 2,
+            Kind::BuyGet { .. }
+            | Kind::Fixed { .. }
+            | Kind::PerUnit { .. }
+            | Kind::Once { .. }
+            | Kind::BuyXGetY { .. } => 0,
+            Kind::Shipping { .. } | Kind::ShippingPercent { .. } | Kind::ShippingPrice { .. } => 2,
             _ => 1,
         }
     }
 
     /// Within the amount phase, fixed reductions before percentages.
     fn rank(&self) -> u8 {
-        u8::from(matches!(self, Kind::Percent { .. }))
+        u8::from(match self {
+            Kind::Percent { .. } | Kind::TieredPercent { .. } | Kind::QuantityTiers { .. } => true,
+            Kind::ItemsAndShipping { num, .. } => *num != 0,
+            _ => false,
+        })
     }
 }
 
@@ -181,6 +374,8 @@ pub(crate) enum Miss {
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub template: TemplateId,
+    /// The template's name, as reasons show it.
+    pub name: String,
     pub lines: Vec<u32>,
     pub kind: Kind,
     pub min_subtotal: i64,
@@ -191,8 +386,8 @@ pub(crate) struct Shared {
     pub exclusive: bool,
     pub with_promotions: bool,
     pub per_order: u32,
-    /// Phase, negated priority, kind rank.
-    pub place: (u8, i64, u8),
+    /// Group position, phase, negated priority, kind rank.
+    pub place: (u32, u8, i64, u8),
     /// Everything that decides how an offer of the template applies, but the template's id:
     /// templates with the same signature (and group) behave identically.
     pub sig: Vec<i64>,
@@ -214,8 +409,9 @@ pub(crate) struct Prepared {
     pub id: OfferId,
     pub shared: Arc<Shared>,
     pub is_promotion: bool,
-    /// Canonical application order key: (phase, source, -priority, kind rank).
-    pub order: (u8, u8, i64, u8),
+    /// Canonical application order key: (group position, phase, source, -priority, kind
+    /// rank).
+    pub order: (u32, u8, u8, i64, u8),
     pub valid_until: Option<DateTime<Utc>>,
     /// Saving when applied alone to the whole cart.
     pub alone: i64,
@@ -235,6 +431,14 @@ impl std::ops::Deref for Prepared {
 }
 
 impl Prepared {
+    /// The offer as a reason names it.
+    pub fn named(&self) -> Named {
+        Named {
+            offer: self.id.clone(),
+            name: self.name.clone(),
+        }
+    }
+
     /// Orders offers by behaviour: equal exactly when they behave identically.
     pub fn class_cmp(&self, other: &Prepared) -> Ordering {
         self.order.cmp(&other.order).then_with(|| {
@@ -301,15 +505,44 @@ pub(crate) fn shared(
             .collect()
     };
     if lines.is_empty() {
-        reasons.push(Ineligible::NoItemInScope);
+        reasons.push(Ineligible::NoItemInScope {
+            excluded: cart
+                .lines()
+                .iter()
+                .filter_map(|l| {
+                    scope.exclusion(l).map(|by| Excluded {
+                        sku: l.sku.clone(),
+                        by,
+                    })
+                })
+                .collect(),
+        });
     }
-    let kind = Kind::from_benefit(t.benefit());
+    for requirement in c.requires() {
+        let missing = requirement.missing(cart.lines());
+        if missing > 0 {
+            reasons.push(Ineligible::RequiresItems {
+                requirement: Box::new(requirement.clone()),
+                missing,
+            });
+        }
+    }
+    let kind = Kind::from_benefit(t.benefit(), cart);
     let stacking = t.stacking();
     let orig_base: i64 = lines.iter().map(|&l| ctx.totals[l as usize]).sum();
     let qty: u64 = lines.iter().map(|&l| ctx.qty[l as usize]).sum();
     let mut sh = Shared {
         template: t.id().clone(),
-        place: (kind.phase(), -i64::from(stacking.priority), kind.rank()),
+        name: t.name().to_owned(),
+        place: (
+            u32::try_from(policy.group_position(&stacking.group)).unwrap_or(u32::MAX),
+            kind.phase(),
+            -i64::from(stacking.priority),
+            match policy.percentages {
+                PercentPlace::BeforeFixed => 1 - kind.rank(),
+                _ => kind.rank(),
+            },
+        ),
         lines,
         kind,
         min_subtotal: t.conditions().min_subtotal().as_ref().map_or(0, minor),
@@ -325,8 +558,24 @@ pub(crate) fn shared(
         cheapest_first: Vec::new(),
         reasons: Vec::new(),
     };
+    if let Some(max) = c.max_subtotal() {
+        let max = minor(&max);
+        if orig_base > max {
+            reasons.push(Ineligible::AboveMaxSubtotal {
+                max: Money::from_minor(max, cart.currency()),
+                over: Money::from_minor(orig_base - max, cart.currency()),
+            });
+        }
+    }
     sh.sig = signature(&sh);
-    if matches!(sh.kind, Kind::BuyGet { .. } | Kind::Fixed { .. }) {
+    if matches!(
+        sh.kind,
+        Kind::BuyGet { .. }
+            | Kind::Fixed { .. }
+            | Kind::PerUnit { .. }
+            | Kind::Once { .. }
+            | Kind::BuyXGetY { .. }
+    ) {
         sh.cheapest_first = sort_by_unit_value(sh.lines.clone(), ctx, &ctx.fresh());
     }
     if currency_ok && !sh.lines.is_empty() {
@@ -342,25 +591,38 @@ pub(crate) fn shared(
 
 /// Prepares one offer: its instance checks (blocked, validity) plus its template's facts.
 /// `Err` carries every reason it is not usable.
+///
+/// One reason per state: a blocked offer (used, held, voided…) gives only that reason, an
+/// expired or not yet valid one only its validity (instants in the buyer's `offset`); only an
+/// offer valid now gives the cart's reasons.
 pub(crate) fn prepare(
     index: usize,
     offer: &Offer,
     shared: &Arc<Shared>,
     now: DateTime<Utc>,
+    offset: FixedOffset,
+    policy: &StackingPolicy,
 ) -> Result<Prepared, Vec<Ineligible>> {
     let mut reasons = Vec::new();
     if let Some(b) = &offer.blocked {
-        reasons.push(Ineligible::Unavailable { blocked: b.clone() });
+        return Err(vec![Ineligible::Unavailable { blocked: b.clone() }]);
     }
     if let Some(from) = offer.valid_from {
         if now < from {
-            reasons.push(Ineligible::NotYetValid { from });
+            reasons.push(Ineligible::NotYetValid {
+                from: from.with_timezone(&offset),
+            });
         }
     }
     if let Some(until) = offer.valid_until {
         if now >= until {
-            reasons.push(Ineligible::Expired { at: until });
+            reasons.push(Ineligible::Expired {
+                at: until.with_timezone(&offset),
+            });
         }
+    }
+    if !reasons.is_empty() {
+        return Err(reasons);
     }
     reasons.extend(shared.reasons.iter().cloned());
     let alone = match shared.alone {
@@ -372,13 +634,18 @@ pub(crate) fn prepare(
         OfferId::Code(_) => 1,
         OfferId::Coupon(_) => 2,
     };
-    let (phase, priority, rank) = shared.place;
+    let (group, phase, priority, rank) = shared.place;
+    let is_promotion = source == 0;
+    let source = match policy.promotion_place {
+        PromotionPlace::Last => (source + 2) % 3,
+        _ => source,
+    };
     Ok(Prepared {
         offer: index,
         id: offer.id.clone(),
         shared: Arc::clone(shared),
-        is_promotion: source == 0,
-        order: (phase, source, priority, rank),
+        is_promotion,
+        order: (group, phase, source, priority, rank),
         valid_until: offer.valid_until,
         alone,
         rank: 0,
@@ -406,6 +673,52 @@ fn signature(p: &Shared) -> Vec<i64> {
             price,
             max_bundles,
         } => vec![6, sat(*quantity), *price, sat(*max_bundles)],
+        Kind::PerUnit { amount, max_units } => vec![7, *amount, sat(*max_units)],
+        Kind::PerLine { amount, max_lines } => vec![8, *amount, sat(*max_lines)],
+        Kind::Once {
+            dearest,
+            amount,
+            num,
+            den,
+        } => vec![9, i64::from(*dearest), *amount, clamp(*num), clamp(*den)],
+        Kind::TieredPercent { tiers, max } => {
+            let mut v = vec![10, tiers.len() as i64, *max];
+            v.extend(
+                tiers
+                    .iter()
+                    .flat_map(|(s, n, d)| [*s, clamp(*n), clamp(*d)]),
+            );
+            v
+        }
+        Kind::QuantityTiers { tiers, max } => {
+            let mut v = vec![11, tiers.len() as i64, *max];
+            v.extend(
+                tiers
+                    .iter()
+                    .flat_map(|(u, n, d)| [sat(*u), clamp(*n), clamp(*d)]),
+            );
+            v
+        }
+        Kind::ShippingPercent { num, den } => vec![12, clamp(*num), clamp(*den)],
+        Kind::ShippingPrice { price } => vec![13, *price],
+        Kind::ItemsAndShipping {
+            amount,
+            num,
+            den,
+            max,
+        } => vec![15, *amount, clamp(*num), clamp(*den), *max],
+        Kind::BuyXGetY {
+            buy,
+            get,
+            reward,
+            max_units,
+            in_buy,
+        } => {
+            let mut v = vec![14, sat(*buy), sat(*get), sat(*max_units)];
+            v.extend(reward.sig());
+            v.extend(in_buy.iter().map(|b| i64::from(*b)));
+            v
+        }
     };
     v.extend([
         p.min_subtotal,
@@ -483,6 +796,9 @@ pub(crate) fn apply(
             amount(n.saturating_mul(*save).min(*max))
         }
         Kind::Percent { num, den, max } => {
+            if policy.rounding_scope != RoundingScope::PerOrder {
+                return per_line_percent(p, ctx, state, policy, alloc, *num, *den, *max);
+            }
             let s = div_round(i128::from(residual_base) * num, *den, policy.rounding);
             amount(i64::try_from(s).unwrap_or(i64::MAX).min(*max))
         }
@@ -504,6 +820,131 @@ pub(crate) fn apply(
             return unit_saving(p, ctx, state, policy, alloc, |units| {
                 (units / (buy + get)).saturating_mul(*get).min(*max_free)
             });
+        }
+        Kind::TieredPercent { tiers, max } => {
+            match tiers
+                .iter()
+                .rev()
+                .find(|(spend, _, _)| *spend <= threshold_base)
+            {
+                Some((_, num, den)) => {
+                    if policy.rounding_scope != RoundingScope::PerOrder {
+                        return per_line_percent(p, ctx, state, policy, alloc, *num, *den, *max);
+                    }
+                    let s = div_round(i128::from(residual_base) * num, *den, policy.rounding);
+                    amount(i64::try_from(s).unwrap_or(i64::MAX).min(*max))
+                }
+                None => {
+                    let first = tiers.first().map_or(0, |t| t.0);
+                    return Err(Miss::SpendMore(first - threshold_base));
+                }
+            }
+        }
+        Kind::QuantityTiers { tiers, max } => {
+            match tiers.iter().rev().find(|(units, _, _)| *units <= p.qty) {
+                Some((_, num, den)) => {
+                    if policy.rounding_scope != RoundingScope::PerOrder {
+                        return per_line_percent(p, ctx, state, policy, alloc, *num, *den, *max);
+                    }
+                    let s = div_round(i128::from(residual_base) * num, *den, policy.rounding);
+                    amount(i64::try_from(s).unwrap_or(i64::MAX).min(*max))
+                }
+                None => {
+                    let first = tiers.first().map_or(0, |t| t.0);
+                    return Err(Miss::MoreItems(first.saturating_sub(p.qty)));
+                }
+            }
+        }
+        Kind::PerLine { amount, max_lines } => {
+            // The dearest lines first (ties: the earlier line).
+            let mut lines = p.lines.clone();
+            lines.sort_by(|&a, &b| {
+                state.residual[b as usize]
+                    .cmp(&state.residual[a as usize])
+                    .then(a.cmp(&b))
+            });
+            let parts: Vec<(u32, i64)> = lines
+                .iter()
+                .take(usize::try_from(*max_lines).unwrap_or(usize::MAX))
+                .map(|&l| (l, (*amount).min(state.residual[l as usize])))
+                .filter(|x| x.1 > 0)
+                .collect();
+            return commit_parts(state, alloc, parts);
+        }
+        Kind::ItemsAndShipping {
+            amount,
+            num,
+            den,
+            max,
+        } => {
+            let base = residual_base.saturating_add(state.shipping);
+            let s = if *num == 0 {
+                *amount
+            } else {
+                let s = div_round(i128::from(base) * num, *den, policy.rounding);
+                i64::try_from(s).unwrap_or(i64::MAX).min(*max)
+            };
+            return spread_with_shipping(s.min(base), &p.lines, state, alloc);
+        }
+        Kind::BuyXGetY {
+            buy,
+            get,
+            reward,
+            max_units,
+            in_buy,
+        } => {
+            return buy_x_get_y_saving(
+                p, ctx, state, policy, alloc, *buy, *get, *reward, *max_units, in_buy,
+            );
+        }
+        Kind::PerUnit { amount, max_units } => {
+            return per_unit_saving(p, ctx, state, policy, alloc, *amount, *max_units);
+        }
+        Kind::Once {
+            dearest,
+            amount,
+            num,
+            den,
+        } => {
+            let order = by_unit_value(p, ctx, state);
+            let pick = if *dearest {
+                order.last()
+            } else {
+                order.first()
+            };
+            let Some(&l) = pick else {
+                return Err(Miss::NothingToSave);
+            };
+            let unit = cum(
+                state.residual[l as usize],
+                1,
+                ctx.qty[l as usize],
+                policy.rounding,
+            );
+            let s = if *num == 0 {
+                (*amount).min(unit)
+            } else {
+                let s = div_round(i128::from(unit) * num, *den, policy.rounding);
+                i64::try_from(s).unwrap_or(unit).min(unit)
+            };
+            return commit_parts(state, alloc, vec![(l, s)]);
+        }
+        Kind::ShippingPercent { num, den } => {
+            if state.shipping == 0 {
+                return Err(Miss::NoShippingFee);
+            }
+            let s = div_round(i128::from(state.shipping) * num, *den, policy.rounding);
+            let s = i64::try_from(s)
+                .unwrap_or(state.shipping)
+                .min(state.shipping);
+            return take_shipping(state, alloc, s);
+        }
+        Kind::ShippingPrice { price } => {
+            if state.shipping == 0 {
+                return Err(Miss::NoShippingFee);
+            }
+            let s = state.shipping.saturating_sub(*price).max(0);
+            return take_shipping(state, alloc, s);
         }
         Kind::Fixed {
             quantity,
@@ -527,6 +968,185 @@ pub(crate) fn apply(
     }
     spread(saving, &p.lines, state, alloc);
     Ok(saving)
+}
+
+/// A percentage rounded on each line ([`RoundingScope::PerLine`]) or unit
+/// ([`RoundingScope::PerUnit`], for a line of equal units): each line saves its own rounded
+/// share; when the sum passes the cap, the cap is apportioned instead.
+#[allow(clippy::too_many_arguments)]
+fn per_line_percent(
+    p: &Shared,
+    ctx: &CartCtx,
+    state: &mut State,
+    policy: &StackingPolicy,
+    alloc: Option<&mut Alloc>,
+    num: i128,
+    den: i128,
+    max: i64,
+) -> Result<i64, Miss> {
+    let mut parts = Vec::with_capacity(p.lines.len());
+    let mut total = 0i64;
+    for &l in &p.lines {
+        let r = state.residual[l as usize];
+        let q = i128::from(ctx.qty[l as usize]);
+        let s = if policy.rounding_scope == RoundingScope::PerUnit {
+            // `r = q·a + b`: b units worth a + 1, the others a (each rounded on its own; the
+            // saving grows with `r`, one unit at a time).
+            let (a, b) = (i128::from(r) / q, i128::from(r) % q);
+            b * div_round((a + 1) * num, den, policy.rounding)
+                + (q - b) * div_round(a * num, den, policy.rounding)
+        } else {
+            div_round(i128::from(r) * num, den, policy.rounding)
+        };
+        let s = i64::try_from(s).unwrap_or(r).min(r);
+        total = total.saturating_add(s);
+        if s > 0 {
+            parts.push((l, s));
+        }
+    }
+    if total > max {
+        spread(max, &p.lines, state, alloc);
+        return Ok(max);
+    }
+    commit_parts(state, alloc, parts)
+}
+
+/// Takes `s` off the shipping fee; nothing to save when `s` is zero.
+fn take_shipping(state: &mut State, alloc: Option<&mut Alloc>, s: i64) -> Result<i64, Miss> {
+    if s <= 0 {
+        return Err(Miss::NothingToSave);
+    }
+    state.shipping -= s;
+    if let Some(a) = alloc {
+        a.shipping = s;
+    }
+    Ok(s)
+}
+
+/// Takes `saving` off `lines` and the shipping fee in proportion to what is left of each (the
+/// largest-remainder split, the fee last). Requires `0 ≤ saving ≤ Σ residual + shipping`.
+fn spread_with_shipping(
+    saving: i64,
+    lines: &[u32],
+    state: &mut State,
+    alloc: Option<&mut Alloc>,
+) -> Result<i64, Miss> {
+    if saving <= 0 {
+        return Err(Miss::NothingToSave);
+    }
+    let mut weights: Vec<i128> = lines
+        .iter()
+        .map(|&l| i128::from(state.residual[l as usize]))
+        .collect();
+    weights.push(i128::from(state.shipping));
+    let shares = apportion_minor(i128::from(saving), &weights);
+    let mut parts = Vec::with_capacity(lines.len());
+    for (&l, s) in lines.iter().zip(&shares) {
+        let s = i64::try_from(*s).unwrap_or(0);
+        if s > 0 {
+            parts.push((l, s));
+        }
+    }
+    let ship = shares.last().map_or(0, |s| i64::try_from(*s).unwrap_or(0));
+    state.shipping -= ship;
+    for &(l, s) in &parts {
+        state.residual[l as usize] -= s;
+    }
+    if let Some(a) = alloc {
+        a.lines.extend(parts);
+        a.shipping = ship;
+    }
+    Ok(saving)
+}
+
+/// Buy X get Y: the groups the units allow, then the cheapest reward units get the reward. A
+/// unit in both sets counts once: as rewarded only as far as the groups can still be bought.
+#[allow(clippy::too_many_arguments)]
+fn buy_x_get_y_saving(
+    p: &Shared,
+    ctx: &CartCtx,
+    state: &mut State,
+    policy: &StackingPolicy,
+    alloc: Option<&mut Alloc>,
+    buy: u64,
+    get: u64,
+    reward: RewardKind,
+    max_units: u64,
+    in_buy: &[bool],
+) -> Result<i64, Miss> {
+    let in_reward = |l: usize| p.lines.binary_search(&(l as u32)).is_ok();
+    // Units bought only, in both sets, rewarded only.
+    let (mut bought, mut both, mut rewarded) = (0u64, 0u64, 0u64);
+    for (l, &q) in ctx.qty.iter().enumerate() {
+        match (in_buy.get(l).copied().unwrap_or(false), in_reward(l)) {
+            (true, false) => bought += q,
+            (true, true) => both += q,
+            (false, true) => rewarded += q,
+            (false, false) => {}
+        }
+    }
+    let groups = ((bought + both) / buy)
+        .min((rewarded + both) / get)
+        .min((bought + both + rewarded) / (buy + get));
+    if groups == 0 {
+        // Units short for the first group, counting every unit once.
+        let short = buy.saturating_sub(bought + both) + get.saturating_sub(rewarded);
+        return Err(Miss::MoreItems(short.max(1)));
+    }
+    let mut left = groups.saturating_mul(get).min(max_units);
+    // Units of both sets that can be rewarded while the groups are still bought.
+    let mut shared_left = both.saturating_sub(groups.saturating_mul(buy).saturating_sub(bought));
+    let mut parts = Vec::new();
+    for l in by_unit_value(p, ctx, state) {
+        if left == 0 {
+            break;
+        }
+        let q = ctx.qty[l as usize];
+        let mut k = left.min(q);
+        if in_buy.get(l as usize).copied().unwrap_or(false) {
+            k = k.min(shared_left);
+            shared_left -= k;
+        }
+        if k == 0 {
+            continue;
+        }
+        left -= k;
+        let value = cum(state.residual[l as usize], k, q, policy.rounding);
+        let s = reward.saving(value, k, policy.rounding);
+        if s > 0 {
+            parts.push((l, s));
+        }
+    }
+    commit_parts(state, alloc, parts)
+}
+
+/// Per unit: `amount` off each unit (at most what is left of it), the dearest `max_units`.
+fn per_unit_saving(
+    p: &Shared,
+    ctx: &CartCtx,
+    state: &mut State,
+    policy: &StackingPolicy,
+    alloc: Option<&mut Alloc>,
+    amount: i64,
+    max_units: u64,
+) -> Result<i64, Miss> {
+    let mut left = max_units;
+    let mut parts = Vec::new();
+    for l in by_unit_value(p, ctx, state).into_iter().rev() {
+        if left == 0 {
+            break;
+        }
+        let q = ctx.qty[l as usize];
+        let k = left.min(q);
+        left -= k;
+        let value = cum(state.residual[l as usize], k, q, policy.rounding);
+        let each = i64::try_from(k).unwrap_or(i64::MAX).saturating_mul(amount);
+        let s = each.min(value);
+        if s > 0 {
+            parts.push((l, s));
+        }
+    }
+    commit_parts(state, alloc, parts)
 }
 
 /// Takes `saving` off `lines` in proportion to what is left of them: the largest-remainder

@@ -14,15 +14,76 @@
 //!
 //! ## Stacking policy: order and bases
 //! Stacked offers apply one after another in a fixed, documented order, each to what the
-//! earlier ones left:
-//! 1. **Phase**: unit offers ([`BuyGet`](crate::rule::Benefit::BuyGet),
-//!    [`FixedPrice`](crate::rule::Benefit::FixedPrice)) first, then amount offers (instant,
-//!    threshold, every-threshold, percent), then shipping offers.
-//! 2. **Source**: automatic promotions, then promo codes, then wallet coupons.
-//! 3. **Priority**: higher [`Stacking::priority`](crate::rule::Stacking::priority) first.
-//! 4. **Kind**: fixed reductions before percentages, so a percentage is measured on what the
-//!    buyer actually pays.
-//! 5. Template id, then offer id.
+//! earlier ones left. Offers are compared key by key, the first difference deciding:
+//! 1. **Group**: the position of the offer's stacking group in
+//!    [`StackingPolicy::group_order`] (groups not listed after every listed one; with no group
+//!    order this key never differs). The order of the large Chinese marketplaces is
+//!    `["shop:*", "platform", "shipping"]`: shop coupons, then cross-shop platform coupons
+//!    measured after them, then shipping.
+//! 2. **Phase**: unit offers ([`BuyGet`](crate::rule::Benefit::BuyGet),
+//!    [`FixedPrice`](crate::rule::Benefit::FixedPrice),
+//!    [`PerUnit`](crate::rule::Benefit::PerUnit),
+//!    [`ApplyOnce`](crate::rule::Benefit::ApplyOnce),
+//!    [`BuyXGetY`](crate::rule::Benefit::BuyXGetY)) first, then amount offers (instant,
+//!    threshold, every-threshold, percent, per line, tiered percent, quantity tiers, items and
+//!    shipping), then shipping offers (shipping, shipping percent, shipping price).
+//! 3. **Source**: automatic promotions, then promo codes, then wallet coupons; with
+//!    [`PromotionPlace::Last`], promo codes, wallet coupons, then promotions.
+//! 4. **Priority**: higher [`Stacking::priority`](crate::rule::Stacking::priority) first.
+//! 5. **Kind**: fixed reductions before percentages (percent, tiered percent, quantity tiers,
+//!    a percentage over items and shipping), so a percentage is measured on what the buyer
+//!    actually pays; [`PercentPlace::BeforeFixed`] puts percentages first.
+//! 6. **Behaviour**: the benefit's kind and amounts, the minimum spend and the lines it
+//!    covers, compared as numbers (so offers that behave identically sit together), then the
+//!    stacking group's name.
+//! 7. Template id, then offer id.
+//!
+//! With the marketplace order, a buyer's shop 满200减30 and platform 满100减15 on a 210.00 cart
+//! both apply — 210 − 30 = 180 still reaches 100 — where without a group order the platform
+//! coupon (the lower threshold, key 6) would apply first and leave 195, short of 200:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use coupons::cart::{Buyer, Cart, CartLine};
+//! use coupons::checkout::{Checkout, Offer, StackingPolicy};
+//! use coupons::id::*;
+//! use coupons::money::{Currency, Money};
+//! use coupons::rule::*;
+//! use chrono::{TimeZone, Utc};
+//!
+//! let cny = Currency::CNY;
+//! let yuan = |n: i64| Money::from_minor(n * 100, cny);
+//! let now = Utc.with_ymd_and_hms(2026, 11, 11, 12, 0, 0).unwrap();
+//! let week = Validity::relative(Span::Days(7), None)?;
+//! let coupon = |id: &str, b: Benefit, group: &str| -> Result<Offer, Box<dyn std::error::Error>> {
+//!     let t = TemplateSpec::new(TemplateId::new(id)?, id, cny, b, week)
+//!         .stacking(Stacking::in_group(StackingGroup::new(group)?))
+//!         .build()?;
+//!     Ok(Offer::coupon(CouponId::new(id)?, Arc::new(t), now, now + chrono::Duration::days(7)))
+//! };
+//! let wallet = vec![
+//!     coupon("shop-200-30", Benefit::threshold(yuan(200), yuan(30))?, "shop:6021")?,
+//!     coupon("plat-100-15", Benefit::threshold(yuan(100), yuan(15))?, "platform")?,
+//! ];
+//! let cart = Cart::new(cny, vec![CartLine::new(Sku::new("tea")?, yuan(210), 1)], yuan(0))?;
+//! let buyer = Buyer::new(UserId::new("u1")?, Channel::new("app")?);
+//! let ids: Vec<_> = wallet.iter().map(|o| o.id.clone()).collect();
+//!
+//! let marketplace = StackingPolicy {
+//!     group_order: vec![
+//!         StackingGroup::new("shop:*")?,
+//!         StackingGroup::new("platform")?,
+//!         StackingGroup::new("shipping")?,
+//!     ],
+//!     ..StackingPolicy::default()
+//! };
+//! let q = Checkout::new(&cart, &buyer, now, &marketplace).offers(&wallet).with_selection(&ids)?;
+//! assert_eq!(q.saving, yuan(45));
+//!
+//! let unordered = StackingPolicy::default();
+//! assert!(Checkout::new(&cart, &buyer, now, &unordered).offers(&wallet).with_selection(&ids).is_err());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 //!
 //! A percentage is always measured on what is left of its lines, so two 50 % coupons give
 //! 75 % off, never a free order. Thresholds and minimum spends are measured per
@@ -30,6 +91,17 @@
 //! "spend 100" means 100 actually paid after the shop's discount); `Original` measures them on
 //! the undiscounted eligible subtotal. Every saving is capped by what is left of its lines (or
 //! of the shipping fee), so no line goes below zero and a shipping offer only reduces shipping.
+//!
+//! Percentages are rounded once on the coupon's base and apportioned to its lines, or, with
+//! [`RoundingScope::PerLine`] or [`RoundingScope::PerUnit`], on each line or unit so that the
+//! prices a catalogue shows add up (12.5 % off three lines of 1.00 saves 0.38 per order, 0.36
+//! per line; off one line of 3 × 1.00, 0.38 per order or line and 0.36 per unit).
+//!
+//! Automatic promotions are optimised together with coupons by default
+//! ([`PromotionMode::Optimised`]: the buyer gets the lowest total the rules allow, even when a
+//! coupon that refuses promotions beats them); with [`PromotionMode::AlwaysApply`] the best
+//! combination of the eligible promotions alone always applies and coupons are optimised on top
+//! of it (a coupon that refuses promotions then cannot be used while one applies).
 //!
 //! At most [`StackingPolicy::group_limit`] offers of one stacking group (one by default),
 //! exclusive offers alone, offers that refuse automatic promotions never with one, at most
@@ -81,7 +153,7 @@ mod select;
 
 pub use index::PromotionIndex;
 pub use quote::{Applied, Evaluation, Quote, QuoteLine, Share, ShippingQuote};
-pub use reason::{Blocked, Ineligible};
+pub use reason::{Blocked, Excluded, ExcludedBy, Ineligible, Named};
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -193,6 +265,88 @@ pub enum ThresholdBase {
     Original,
 }
 
+/// Where automatic promotions stand in the choice of the best combination.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
+#[non_exhaustive]
+pub enum PromotionMode {
+    /// Promotions and coupons are optimised together: a promotion may be left out to make room
+    /// for a coupon that saves more (the default: the buyer always gets the lowest total the
+    /// rules allow, and a coupon is never worth less because a promotion happens to apply).
+    #[default]
+    Optimised,
+    /// The best combination of the eligible promotions alone always applies, and coupons are
+    /// optimised on top of it (Solidus's lanes): a coupon that does not combine with those
+    /// promotions cannot be used.
+    AlwaysApply,
+}
+
+/// How percentages are rounded to the minor unit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
+#[non_exhaustive]
+pub enum RoundingScope {
+    /// The percentage of the coupon's whole base is rounded once and apportioned to the lines
+    /// (the default: the order's saving is the exact percentage, rounded once).
+    #[default]
+    PerOrder,
+    /// The percentage of each line is rounded on its own and the lines' savings add up, so the
+    /// discounted prices a catalogue shows per line add up to the order (Saleor's way). A cap
+    /// that binds is then apportioned as in `PerOrder`.
+    ///
+    /// Worked, 12.5 % off three lines of 1.00, half-even: per order 0.375 rounds to 0.38
+    /// (0.13 + 0.13 + 0.12); per line each 0.125 rounds to 0.12, 0.36 in all, every line 0.88.
+    PerLine,
+    /// The percentage of each unit is rounded on its own, so a unit price shown in a catalogue
+    /// times the quantity is the line's price. A line whose remaining amount `r` no longer
+    /// splits evenly over its `q` units (an earlier offer took an amount off it) counts as
+    /// `r mod q` units worth `⌊r / q⌋ + 1` minor units and the others worth `⌊r / q⌋`.
+    ///
+    /// Worked, 12.5 % off one line of 3 × 1.00: per unit each 0.125 rounds to 0.12, 0.36 off
+    /// (3 × 0.88); per line 0.375 rounds to 0.38.
+    PerUnit,
+}
+
+/// Where percentages stand among the amount offers of one place in the order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
+#[non_exhaustive]
+pub enum PercentPlace {
+    /// Fixed reductions first, so a percentage is measured on what the buyer pays (default).
+    #[default]
+    AfterFixed,
+    /// Percentages first, then fixed reductions.
+    BeforeFixed,
+}
+
+/// Where automatic promotions stand among the offers of one place in the order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
+#[non_exhaustive]
+pub enum PromotionPlace {
+    /// Promotions first, then promo codes, then wallet coupons (default).
+    #[default]
+    First,
+    /// Promo codes, then wallet coupons, then promotions.
+    Last,
+}
+
 /// How offers combine in one order. See the [module docs](self) for the order of application.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -209,6 +363,19 @@ pub struct StackingPolicy {
     pub threshold_base: ThresholdBase,
     /// How percentages and unit prices round to the minor unit.
     pub rounding: Rounding,
+    /// Whether percentages round on the order or on each line. Default per order.
+    pub rounding_scope: RoundingScope,
+    /// Whether eligible automatic promotions always apply. Default: optimised with coupons.
+    pub promotions: PromotionMode,
+    /// The order in which stacking groups apply, first to last: `["shop:*", "platform",
+    /// "shipping"]` applies shop coupons, then platform coupons measured after them, then
+    /// shipping. An entry ending in `*` names every group starting with what comes before it;
+    /// groups not listed apply after the listed ones. Default: empty (no group order).
+    pub group_order: Vec<StackingGroup>,
+    /// Where percentages stand. Default: after fixed reductions.
+    pub percentages: PercentPlace,
+    /// Where automatic promotions stand. Default: first.
+    pub promotion_place: PromotionPlace,
 }
 
 impl Default for StackingPolicy {
@@ -219,11 +386,28 @@ impl Default for StackingPolicy {
             group_limits: BTreeMap::new(),
             threshold_base: ThresholdBase::default(),
             rounding: Rounding::default(),
+            rounding_scope: RoundingScope::default(),
+            promotions: PromotionMode::default(),
+            group_order: Vec::new(),
+            percentages: PercentPlace::default(),
+            promotion_place: PromotionPlace::default(),
         }
     }
 }
 
 impl StackingPolicy {
+    /// The position of `group` in [`group_order`](Self::group_order): the first entry that
+    /// names it, or the number of entries when none does.
+    pub fn group_position(&self, group: &StackingGroup) -> usize {
+        self.group_order
+            .iter()
+            .position(|g| match g.as_str().strip_suffix('*') {
+                Some(prefix) => group.as_str().starts_with(prefix),
+                None => g == group,
+            })
+            .unwrap_or(self.group_order.len())
+    }
+
     /// The limit for a group.
     pub fn group_limit(&self, group: &StackingGroup) -> u32 {
         self.group_limits
@@ -345,7 +529,7 @@ impl<'a> Checkout<'a> {
                     self.policy,
                 ))
             });
-            match prepare(i, o, f, self.now) {
+            match prepare(i, o, f, self.now, self.buyer.offset(), self.policy) {
                 Ok(p) => usable.push(p),
                 Err(r) => unusable.push((i, r)),
             }
@@ -370,6 +554,37 @@ impl<'a> Checkout<'a> {
         }
     }
 
+    /// Why adding `p` to `selected` leaves some member saving nothing: another member that then
+    /// misses its minimum spend ([`Ineligible::LosesThreshold`]), else
+    /// [`Ineligible::NoExtraSaving`].
+    fn why_nothing_more(
+        &self,
+        selected: &[&Prepared],
+        p: &Prepared,
+        ctx: &CartCtx,
+        currency: crate::money::Currency,
+    ) -> Ineligible {
+        let mut with: Vec<&Prepared> = selected.to_vec();
+        with.push(p);
+        with.sort_unstable_by_key(|x| x.rank);
+        let mut state = ctx.fresh();
+        for x in with {
+            if let Err(engine::Miss::SpendMore(missing)) =
+                apply(x, ctx, &mut state, self.policy, None)
+            {
+                if !std::ptr::eq(x, p) {
+                    return Ineligible::LosesThreshold {
+                        offer: x.named(),
+                        shipping: x.place.1 == 2,
+                        missing: Money::from_minor(missing, currency),
+                    };
+                }
+                break;
+            }
+        }
+        Ineligible::NoExtraSaving
+    }
+
     /// The best combination: the largest total saving, then the coupons expiring soonest, then
     /// the smallest ids.
     ///
@@ -377,12 +592,48 @@ impl<'a> Checkout<'a> {
     /// Never for valid input today; the `Result` leaves room for future checks.
     pub fn best(&self) -> Result<Quote, CheckoutError> {
         let prep = self.prepare();
-        let cands = select::dedup(self.policy, prep.usable.clone());
-        let forced = vec![false; cands.len()];
+        let promotions = self.standing_promotions(&prep);
+        let mut cands: Vec<Prepared> = prep
+            .usable
+            .iter()
+            .filter(|p| promotions.contains(&p.offer))
+            .cloned()
+            .collect();
+        let mut forced = vec![true; cands.len()];
+        let rest: Vec<Prepared> = prep
+            .usable
+            .iter()
+            .filter(|p| self.policy.promotions == PromotionMode::Optimised || !p.is_promotion)
+            .cloned()
+            .collect();
+        for p in select::dedup(self.policy, rest) {
+            cands.push(p);
+            forced.push(false);
+        }
         let chosen: Vec<usize> = select::best(&cands, &forced, &prep.ctx, self.policy)
             .map(|(set, _)| set.iter().map(|&i| cands[i].offer).collect())
-            .unwrap_or_default();
+            .unwrap_or(promotions);
         Ok(self.build(&prep, &chosen))
+    }
+
+    /// The promotions that apply whatever the coupons (indices into `prep.all`): under
+    /// [`PromotionMode::AlwaysApply`] the best combination of the eligible promotions alone,
+    /// else none.
+    fn standing_promotions(&self, prep: &Prep<'_>) -> Vec<usize> {
+        if self.policy.promotions != PromotionMode::AlwaysApply {
+            return Vec::new();
+        }
+        let promos: Vec<Prepared> = prep
+            .usable
+            .iter()
+            .filter(|p| p.is_promotion)
+            .cloned()
+            .collect();
+        let cands = select::dedup(self.policy, promos);
+        let forced = vec![false; cands.len()];
+        select::best(&cands, &forced, &prep.ctx, self.policy)
+            .map(|(set, _)| set.iter().map(|&i| cands[i].offer).collect())
+            .unwrap_or_default()
     }
 
     fn resolve(&self, prep: &Prep<'_>, ids: &[OfferId]) -> Result<Vec<usize>, CheckoutError> {
@@ -453,14 +704,20 @@ impl<'a> Checkout<'a> {
     /// [`CheckoutError::Incompatible`] when the chosen offers cannot be combined.
     pub fn with_selection(&self, chosen: &[OfferId]) -> Result<Quote, CheckoutError> {
         let prep = self.prepare();
-        let members = self.resolve(&prep, chosen)?;
+        let chosen_members = self.resolve(&prep, chosen)?;
+        // Standing promotions (under `AlwaysApply`) come first with the choice, as if chosen:
+        // a chosen coupon that does not combine with them is the one refused.
+        let promotions = self.standing_promotions(&prep);
+        let mut members = promotions.clone();
+        members.extend(chosen_members.iter().filter(|i| !promotions.contains(i)));
         self.check_set(&prep, &members, false)?;
-        // The chosen offers are forced; promotions are free to join.
+        // The chosen offers are forced; promotions are free to join (unless they stand).
         let mut cands: Vec<Prepared> = Vec::new();
         let mut forced = Vec::new();
+        let promotions_join = promotions.is_empty();
         for p in &prep.usable {
             let is_chosen = members.contains(&p.offer);
-            if is_chosen || p.is_promotion {
+            if is_chosen || (p.is_promotion && promotions_join) {
                 cands.push(p.clone());
                 forced.push(is_chosen);
             }
@@ -572,7 +829,8 @@ impl<'a> Checkout<'a> {
                     with.push(p);
                     match select::evaluate(&with, &prep.ctx, self.policy) {
                         Some(s) if s > current => Vec::new(),
-                        _ => vec![Ineligible::NoExtraSaving],
+                        Some(_) => vec![Ineligible::NoExtraSaving],
+                        None => vec![self.why_nothing_more(&selected, p, &prep.ctx, cur)],
                     }
                 }
             };

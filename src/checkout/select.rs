@@ -85,7 +85,7 @@ pub(crate) fn compatible(
     let Some(k) = conflict(policy, chosen, c) else {
         return Ok(());
     };
-    let id = |i: usize| chosen[i].id.clone();
+    let id = |i: usize| chosen[i].named();
     Err(match k {
         Conflict::ExclusiveNeedsAlone => Ineligible::ExclusiveNeedsAlone,
         Conflict::ExclusiveSelected(i) => Ineligible::ExclusiveSelected { with: id(i) },
@@ -99,7 +99,7 @@ pub(crate) fn compatible(
             with: chosen
                 .iter()
                 .filter(|x| x.group == c.group)
-                .map(|x| x.id.clone())
+                .map(|x| x.named())
                 .collect(),
         },
         Conflict::PerOrderLimit => Ineligible::PerOrderLimit {

@@ -1,14 +1,22 @@
-//! What a coupon gives: the seven benefit kinds and exactly how each computes.
+//! What a coupon gives: the sixteen benefit kinds and exactly how each computes.
 //!
 //! Every kind computes on the coupon's *base*: the amount of the cart lines in its
-//! [`Scope`](super::Scope) (or, for [`Benefit::Shipping`], the shipping fee), as left by the
-//! coupons applied before it (see [`StackingPolicy`](crate::checkout::StackingPolicy)). A
-//! saving never exceeds its base, and is rounded to the currency's minor unit with the policy's
-//! [`Rounding`](crate::money::Rounding).
+//! [`Scope`](super::Scope) (for the shipping kinds, the shipping fee; for
+//! [`Benefit::ItemsAndShipping`], both), as left by the coupons applied before it (see
+//! [`StackingPolicy`](crate::checkout::StackingPolicy)). A saving never exceeds its base, and is
+//! rounded to the currency's minor unit with the policy's [`Rounding`](crate::money::Rounding)
+//! (and, for percentages, its [`RoundingScope`](crate::checkout::RoundingScope)).
+//!
+//! Unit offers take units as follows: [`BuyGet`](Benefit::BuyGet) and
+//! [`BuyXGetY`](Benefit::BuyXGetY) reward the cheapest units, [`FixedPrice`](Benefit::FixedPrice)
+//! and [`PerUnit`](Benefit::PerUnit) take the dearest first, [`ApplyOnce`](Benefit::ApplyOnce)
+//! the one its `pick` names. A unit's value is its line's remaining amount shared evenly over
+//! the line's units.
 
 use rust_decimal::Decimal;
 
-use super::error::{RuleError, positive_in};
+use super::Scope;
+use super::error::{RuleError, positive_in, same_currency};
 use crate::money::{Currency, Money};
 
 /// A percentage in `(0, 100]` with at most four decimal places, e.g. `15` for "15 % off".
@@ -54,6 +62,21 @@ impl Percent {
         Ok(Percent(value))
     }
 
+    /// [`Percent::new`] with errors naming `field` (e.g. `benefit.tiers.percent`).
+    pub(crate) fn at(field: &'static str, value: Decimal) -> Result<Percent, RuleError> {
+        Percent::new(value).map_err(|e| match e {
+            RuleError::PercentOutOfRange { value, .. } => {
+                RuleError::PercentOutOfRange { field, value }
+            }
+            RuleError::Invalid { value, reason, .. } => RuleError::Invalid {
+                field,
+                value,
+                reason,
+            },
+            other => other,
+        })
+    }
+
     /// The value, e.g. `15`.
     pub fn value(&self) -> Decimal {
         self.0
@@ -90,9 +113,85 @@ impl std::fmt::Display for Percent {
 #[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
 pub struct Tier {
     /// The threshold: the base must reach it.
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "tier_spend_at"))]
     pub spend: Money,
     /// The saving when it does.
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "tier_save_at"))]
     pub save: Money,
+}
+
+/// One tier of a tiered percentage: when the base reaches `spend`, `percent` off (满额打折).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
+pub struct PercentTier {
+    /// The threshold the base must reach; zero for an unconditional base tier (first tier only).
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "ptier_spend_at"))]
+    pub spend: Money,
+    /// The percentage off the whole base when it does.
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "ptier_percent_at"))]
+    pub percent: Percent,
+}
+
+/// One tier of a quantity tier: with at least `units` units in scope, `percent` off (多件多折).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
+pub struct QuantityTier {
+    /// The units in scope needed, at least 1.
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "qtier_units_at"))]
+    pub units: u32,
+    /// The percentage off the whole base when they are there.
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "qtier_percent_at"))]
+    pub percent: Percent,
+}
+
+/// Which single unit an [`ApplyOnce`](Benefit::ApplyOnce) benefit takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
+pub enum UnitPick {
+    /// The unit with the least left to pay (ties: the earliest line).
+    Cheapest,
+    /// The unit with the most left to pay (ties: the latest line).
+    Dearest,
+}
+
+/// What an [`ApplyOnce`](Benefit::ApplyOnce) benefit takes off its one unit (or an
+/// [`ItemsAndShipping`](Benefit::ItemsAndShipping) benefit off the order).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum UnitOff {
+    /// An amount, at most what is left of the unit.
+    Amount(Money),
+    /// A percentage of what is left of the unit.
+    Percent(Percent),
+}
+
+/// What each reward unit of a [`BuyXGetY`](Benefit::BuyXGetY) gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)
+)]
+pub enum Reward {
+    /// Free.
+    Free,
+    /// A percentage off.
+    Percent {
+        /// The percentage, in `(0, 100]`.
+        #[cfg_attr(feature = "serde", serde(deserialize_with = "reward_percent_at"))]
+        percent: Percent,
+    },
+    /// Sold at a fixed price (a unit already at or below it is left as it is).
+    Price {
+        /// The price of one reward unit, zero or above.
+        #[cfg_attr(feature = "serde", serde(deserialize_with = "reward_price_at"))]
+        price: Money,
+    },
 }
 
 /// The benefit of a coupon. Build one with the constructors, which check every invariant; the
@@ -107,6 +206,15 @@ pub struct Tier {
 /// | [`Shipping`](Benefit::Shipping) | 免运费 | `min(shipping fee, cap)` off the shipping fee |
 /// | [`BuyGet`](Benefit::BuyGet) | 买N送M | per `buy + get` units in scope, the `get` cheapest are free |
 /// | [`FixedPrice`](Benefit::FixedPrice) | N件X元 | each bundle of `quantity` units costs `price` |
+/// | [`PerUnit`](Benefit::PerUnit) | 每件立减 | `min(amount, unit)` off each unit, dearest first, at most `max_units` |
+/// | [`PerLine`](Benefit::PerLine) | 每行立减 | `min(amount, line)` off each line, dearest first, at most `max_lines` |
+/// | [`ApplyOnce`](Benefit::ApplyOnce) | 单件优惠 | an amount or percentage off the cheapest (or dearest) unit |
+/// | [`TieredPercent`](Benefit::TieredPercent) | 满额打折 | the `percent` of the highest tier with `spend ≤ B`, off `B` |
+/// | [`QuantityTiers`](Benefit::QuantityTiers) | 多件多折 | the `percent` of the highest tier with `units ≤` units in scope, off `B` |
+/// | [`ShippingPercent`](Benefit::ShippingPercent) | 运费折扣 | `round(fee × percent / 100)` off the shipping fee |
+/// | [`ShippingPrice`](Benefit::ShippingPrice) | 运费一口价 | shipping costs `price`: `max(fee − price, 0)` off |
+/// | [`ItemsAndShipping`](Benefit::ItemsAndShipping) | 全单立减 | an amount or percentage off `B` plus the shipping fee together |
+/// | [`BuyXGetY`](Benefit::BuyXGetY) | 买A赠B | per `buy` units of `buy_scope`, `get` units of the scope get the reward, cheapest first |
 ///
 /// A percentage coupon's threshold ("10 % off orders over 200") and any other minimum spend is
 /// [`Conditions::min_subtotal`](super::Conditions::min_subtotal), measured on the same base.
@@ -203,6 +311,123 @@ pub enum Benefit {
         price: Money,
         /// Cap on bundles in one order, if any.
         max_bundles: Option<u32>,
+    },
+    /// 每件立减 — `amount` off each unit in scope, at most what is left of the unit; with
+    /// `max_units`, only that many units, the dearest first (best for the buyer).
+    ///
+    /// Worked, 5 off each, at most 3 units, on 2 units at 30.00 and 2 at 4.00: the two 30.00
+    /// units and one 4.00 unit are taken — 5 + 5 + 4 = 14.00 saved.
+    #[non_exhaustive]
+    PerUnit {
+        /// The reduction per unit, above zero.
+        amount: Money,
+        /// The most units reduced in one order, if capped.
+        max_units: Option<u32>,
+    },
+    /// 每行立减 — `amount` off each line in scope (whatever its quantity), at most what is left
+    /// of the line; with `max_lines`, only that many lines, the dearest first.
+    ///
+    /// Worked, 10 off each line, at most 2 lines, on lines of 3 × 20.00, 1 × 8.00 and 1 × 15.00:
+    /// the 60.00 and 15.00 lines are taken — 10 + 10 = 20.00 saved.
+    #[non_exhaustive]
+    PerLine {
+        /// The reduction per line, above zero.
+        amount: Money,
+        /// The most lines reduced in one order, if capped.
+        max_lines: Option<u32>,
+    },
+    /// 单件优惠 — once per order: an amount or a percentage off one unit in scope, the cheapest
+    /// or the dearest as left by earlier offers (a cheapest unit already free leaves nothing to
+    /// save).
+    ///
+    /// Worked, 50 % off the dearest unit of 80.00, 45.00 and 45.00 saves 40.00; 20 off the
+    /// cheapest saves 20.00 of a 45.00 unit (the earlier line's).
+    #[non_exhaustive]
+    ApplyOnce {
+        /// Which unit.
+        pick: UnitPick,
+        /// What it takes off.
+        off: UnitOff,
+    },
+    /// 满额打折 — a percentage off the base, the higher the base the higher the percentage: the
+    /// tier with the highest `spend` not above the base applies; a first tier with `spend` zero
+    /// applies to any base.
+    ///
+    /// Worked, tiers 0 → 5 %, 200 → 10 %, 500 → 15 %, capped at 60: a base of 150.00 saves 7.50;
+    /// 300.00 saves 30.00; 600.00 saves 60.00 (90.00 capped).
+    #[non_exhaustive]
+    TieredPercent {
+        /// Tiers in strictly increasing `spend` and non-decreasing `percent`.
+        tiers: Vec<PercentTier>,
+        /// The cap on the saving, if any.
+        max_saving: Option<Money>,
+    },
+    /// 多件多折 — a percentage off the base, by the number of units in scope: the tier with the
+    /// highest `units` not above that number applies.
+    ///
+    /// Worked, 2 units → 10 %, 3 units → 20 %: 2 units of 50.00 save 10.00; 4 units of 50.00 save
+    /// 40.00; 1 unit is not applicable (1 more unit is needed).
+    #[non_exhaustive]
+    QuantityTiers {
+        /// Tiers in strictly increasing `units` and non-decreasing `percent`.
+        tiers: Vec<QuantityTier>,
+        /// The cap on the saving, if any.
+        max_saving: Option<Money>,
+    },
+    /// 运费折扣 — a percentage off the shipping fee (never the items), rounded to the minor unit.
+    ///
+    /// Worked, 50 % off shipping on a fee of 12.00 saves 6.00; on 9.99 it saves 5.00 (4.995
+    /// rounded half-even).
+    #[non_exhaustive]
+    ShippingPercent {
+        /// The percentage, in `(0, 100]`.
+        percent: Percent,
+    },
+    /// 买A赠B — buy X get Y over separate sets: for every `buy` units in `buy_scope`, `get`
+    /// units of the template's scope (the reward set) get the `reward` (free, a percentage off,
+    /// or a fixed price), repeating, at most `max_units` reward units. The reward units are the
+    /// cheapest of the reward set; a unit in both sets counts once, either as bought or as
+    /// rewarded (the groups are as many as the units allow either way).
+    ///
+    /// Worked, buy 2 shirts get 1 hat at 50 % off, on 3 shirts at 100.00 and 2 hats at 40.00
+    /// and 1 hat at 30.00: 3 shirts make 1 group, so the cheapest hat, 30.00, is half price —
+    /// 15.00 saved. With 4 shirts, 2 groups: 30.00 and 40.00 at half price — 35.00 saved.
+    #[non_exhaustive]
+    BuyXGetY {
+        /// Units of `buy_scope` per group, at least 1.
+        buy: u32,
+        /// What counts toward `buy`.
+        buy_scope: Scope,
+        /// Reward units per group, at least 1.
+        get: u32,
+        /// What each reward unit gets.
+        reward: Reward,
+        /// Cap on the reward units in one order, if any.
+        max_units: Option<u32>,
+    },
+    /// 全单立减 — one discount over the items in scope and the shipping fee together: an amount
+    /// (at most their sum) or a percentage of their sum (at most `max_saving`), shared between
+    /// the lines and the fee in proportion to what is left of each. The minimum spend is still
+    /// measured on the items.
+    ///
+    /// Worked, 10 % off items and shipping on items of 90.00 and a fee of 10.00 saves 10.00:
+    /// 9.00 from the items and 1.00 from shipping. 30 off on items of 20.00 and a fee of 5.00
+    /// saves 25.00 (everything).
+    #[non_exhaustive]
+    ItemsAndShipping {
+        /// An amount or a percentage.
+        off: UnitOff,
+        /// The cap on a percentage's saving, if any.
+        max_saving: Option<Money>,
+    },
+    /// 运费一口价 — shipping at a fixed price: a fee above `price` is reduced to it, a fee at or
+    /// below it is left as it is (nothing to save).
+    ///
+    /// Worked, shipping for 5.00: a fee of 12.00 saves 7.00; a fee of 5.00 saves nothing.
+    #[non_exhaustive]
+    ShippingPrice {
+        /// What shipping costs with the coupon, zero or above.
+        price: Money,
     },
 }
 
@@ -379,8 +604,267 @@ impl Benefit {
         })
     }
 
+    /// 每件立减: `amount` off each unit, at most `max_units` units (the dearest).
+    ///
+    /// ```
+    /// use coupons::rule::Benefit;
+    /// use coupons::money::{Currency, Money};
+    /// let b = Benefit::per_unit(Money::from_minor(500, Currency::CNY), Some(3))?;
+    /// assert_eq!(b.kind(), "per_unit");
+    /// assert!(Benefit::per_unit(Money::from_minor(500, Currency::CNY), Some(0)).is_err());
+    /// # Ok::<(), coupons::rule::RuleError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`RuleError::NotPositive`] when `amount` is not above zero; [`RuleError::Zero`] for a
+    /// zero cap.
+    pub fn per_unit(amount: Money, max_units: Option<u32>) -> Result<Benefit, RuleError> {
+        positive_in("benefit.amount", amount, amount.currency())?;
+        if max_units == Some(0) {
+            return Err(RuleError::Zero {
+                field: "benefit.max_units",
+            });
+        }
+        Ok(Benefit::PerUnit { amount, max_units })
+    }
+
+    /// 每行立减: `amount` off each line, at most `max_lines` lines (the dearest).
+    ///
+    /// # Errors
+    /// [`RuleError::NotPositive`] when `amount` is not above zero; [`RuleError::Zero`] for a
+    /// zero cap.
+    pub fn per_line(amount: Money, max_lines: Option<u32>) -> Result<Benefit, RuleError> {
+        positive_in("benefit.amount", amount, amount.currency())?;
+        if max_lines == Some(0) {
+            return Err(RuleError::Zero {
+                field: "benefit.max_lines",
+            });
+        }
+        Ok(Benefit::PerLine { amount, max_lines })
+    }
+
+    /// 单件优惠: `off` the cheapest or dearest unit, once per order.
+    ///
+    /// # Errors
+    /// [`RuleError::NotPositive`] for an amount not above zero.
+    pub fn apply_once(pick: UnitPick, off: UnitOff) -> Result<Benefit, RuleError> {
+        if let UnitOff::Amount(m) = off {
+            positive_in("benefit.amount", m, m.currency())?;
+        }
+        Ok(Benefit::ApplyOnce { pick, off })
+    }
+
+    /// 满额打折: the percentage of the highest tier reached, at most `max_saving`.
+    ///
+    /// # Errors
+    /// [`RuleError::Empty`] for no tiers; [`RuleError::NotPositive`] for a spend not above zero
+    /// (but the first, which may be zero) or a cap not above zero;
+    /// [`RuleError::CurrencyMismatch`] when amounts differ in currency;
+    /// [`RuleError::TiersNotIncreasing`] when spends do not strictly increase;
+    /// [`RuleError::Conflict`] when a higher tier has a lower percentage.
+    pub fn tiered_percent(
+        tiers: Vec<PercentTier>,
+        max_saving: Option<Money>,
+    ) -> Result<Benefit, RuleError> {
+        const F: &str = "benefit.tiers";
+        let Some(first) = tiers.first() else {
+            return Err(RuleError::Empty { field: F });
+        };
+        let currency = first.spend.currency();
+        for (index, tier) in tiers.iter().enumerate() {
+            if index == 0 {
+                same_currency("benefit.tiers.spend", tier.spend, currency)?;
+                if tier.spend.is_negative() {
+                    return Err(RuleError::NotPositive {
+                        field: "benefit.tiers.spend",
+                        value: tier.spend,
+                    });
+                }
+            } else {
+                positive_in("benefit.tiers.spend", tier.spend, currency)?;
+                let prev = tiers[index - 1];
+                if tier.spend <= prev.spend {
+                    return Err(RuleError::TiersNotIncreasing {
+                        field: F,
+                        index,
+                        threshold: tier.spend,
+                    });
+                }
+                if tier.percent < prev.percent {
+                    return Err(RuleError::Conflict {
+                        field: F,
+                        reason: format!(
+                            "tier {index} takes {}, less than the tier below it",
+                            tier.percent
+                        ),
+                    });
+                }
+            }
+        }
+        if let Some(m) = max_saving {
+            positive_in("benefit.max_saving", m, currency)?;
+        }
+        Ok(Benefit::TieredPercent { tiers, max_saving })
+    }
+
+    /// 多件多折: the percentage of the highest quantity tier reached, at most `max_saving`.
+    ///
+    /// # Errors
+    /// [`RuleError::Empty`] for no tiers; [`RuleError::Zero`] for a tier of zero units;
+    /// [`RuleError::Conflict`] when units do not strictly increase or a higher tier has a lower
+    /// percentage; [`RuleError::NotPositive`] for a cap not above zero.
+    pub fn quantity_tiers(
+        tiers: Vec<QuantityTier>,
+        max_saving: Option<Money>,
+    ) -> Result<Benefit, RuleError> {
+        const F: &str = "benefit.tiers";
+        if tiers.is_empty() {
+            return Err(RuleError::Empty { field: F });
+        }
+        for (index, tier) in tiers.iter().enumerate() {
+            if tier.units == 0 {
+                return Err(RuleError::Zero {
+                    field: "benefit.tiers.units",
+                });
+            }
+            if index > 0 {
+                let prev = tiers[index - 1];
+                if tier.units <= prev.units {
+                    return Err(RuleError::Conflict {
+                        field: F,
+                        reason: format!(
+                            "tier {index} needs {} units, not more than the tier below it",
+                            tier.units
+                        ),
+                    });
+                }
+                if tier.percent < prev.percent {
+                    return Err(RuleError::Conflict {
+                        field: F,
+                        reason: format!(
+                            "tier {index} takes {}, less than the tier below it",
+                            tier.percent
+                        ),
+                    });
+                }
+            }
+        }
+        if let Some(m) = max_saving {
+            positive_in("benefit.max_saving", m, m.currency())?;
+        }
+        Ok(Benefit::QuantityTiers { tiers, max_saving })
+    }
+
+    /// 运费折扣: `percent` off the shipping fee.
+    ///
+    /// # Errors
+    /// Never today; the `Result` keeps the constructors alike.
+    pub fn shipping_percent(percent: Percent) -> Result<Benefit, RuleError> {
+        Ok(Benefit::ShippingPercent { percent })
+    }
+
+    /// 运费一口价: shipping costs `price`.
+    ///
+    /// # Errors
+    /// [`RuleError::Invalid`] for a negative price (zero is free shipping and allowed).
+    pub fn shipping_price(price: Money) -> Result<Benefit, RuleError> {
+        if price.is_negative() {
+            return Err(RuleError::Invalid {
+                field: "benefit.price",
+                value: price.to_string(),
+                reason: "a shipping price is zero or above",
+            });
+        }
+        Ok(Benefit::ShippingPrice { price })
+    }
+
+    /// 买A赠B: per `buy` units of `buy_scope`, `get` reward units (the template's scope) get
+    /// `reward`, at most `max_units` reward units.
+    ///
+    /// ```
+    /// use coupons::rule::{Benefit, Percent, Reward, Scope, ScopeSpec};
+    /// use coupons::id::CategoryId;
+    /// let shirts = Scope::try_from(ScopeSpec {
+    ///     categories: Some([CategoryId::new("shirts")?].into()),
+    ///     ..ScopeSpec::default()
+    /// })?;
+    /// let half = Reward::Percent { percent: Percent::new(50.into())? };
+    /// let b = Benefit::buy_x_get_y(2, shirts, 1, half, None)?;
+    /// assert_eq!(b.kind(), "buy_x_get_y");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`RuleError::Zero`] when `buy`, `get` or the cap is zero; [`RuleError::Invalid`] for a
+    /// negative reward price.
+    pub fn buy_x_get_y(
+        buy: u32,
+        buy_scope: Scope,
+        get: u32,
+        reward: Reward,
+        max_units: Option<u32>,
+    ) -> Result<Benefit, RuleError> {
+        if buy == 0 {
+            return Err(RuleError::Zero {
+                field: "benefit.buy",
+            });
+        }
+        if get == 0 {
+            return Err(RuleError::Zero {
+                field: "benefit.get",
+            });
+        }
+        if max_units == Some(0) {
+            return Err(RuleError::Zero {
+                field: "benefit.max_units",
+            });
+        }
+        if let Reward::Price { price } = reward {
+            if price.is_negative() {
+                return Err(RuleError::Invalid {
+                    field: "benefit.reward.price",
+                    value: price.to_string(),
+                    reason: "a reward price is zero or above",
+                });
+            }
+        }
+        Ok(Benefit::BuyXGetY {
+            buy,
+            buy_scope,
+            get,
+            reward,
+            max_units,
+        })
+    }
+
+    /// 全单立减: `off` the items in scope and the shipping fee together.
+    ///
+    /// # Errors
+    /// [`RuleError::NotPositive`] for an amount or cap not above zero;
+    /// [`RuleError::Conflict`] for a cap on an amount (the amount is its own cap).
+    pub fn items_and_shipping(
+        off: UnitOff,
+        max_saving: Option<Money>,
+    ) -> Result<Benefit, RuleError> {
+        if let UnitOff::Amount(m) = off {
+            positive_in("benefit.amount", m, m.currency())?;
+            if max_saving.is_some() {
+                return Err(RuleError::Conflict {
+                    field: "benefit.max_saving",
+                    reason: "an amount off needs no cap; `max_saving` caps a percentage".into(),
+                });
+            }
+        }
+        if let Some(m) = max_saving {
+            positive_in("benefit.max_saving", m, m.currency())?;
+        }
+        Ok(Benefit::ItemsAndShipping { off, max_saving })
+    }
+
     /// The kind as a short stable name: `instant`, `threshold`, `every_threshold`, `percent`,
-    /// `shipping`, `buy_get`, `fixed_price`.
+    /// `shipping`, `buy_get`, `fixed_price`, `per_unit`, `per_line`, `apply_once`,
+    /// `tiered_percent`, `quantity_tiers`, `shipping_percent`, `shipping_price`, `buy_x_get_y`,
+    /// `items_and_shipping`.
     pub fn kind(&self) -> &'static str {
         match self {
             Benefit::Instant { .. } => "instant",
@@ -390,6 +874,15 @@ impl Benefit {
             Benefit::Shipping { .. } => "shipping",
             Benefit::BuyGet { .. } => "buy_get",
             Benefit::FixedPrice { .. } => "fixed_price",
+            Benefit::PerUnit { .. } => "per_unit",
+            Benefit::PerLine { .. } => "per_line",
+            Benefit::ApplyOnce { .. } => "apply_once",
+            Benefit::TieredPercent { .. } => "tiered_percent",
+            Benefit::QuantityTiers { .. } => "quantity_tiers",
+            Benefit::ShippingPercent { .. } => "shipping_percent",
+            Benefit::ShippingPrice { .. } => "shipping_price",
+            Benefit::BuyXGetY { .. } => "buy_x_get_y",
+            Benefit::ItemsAndShipping { .. } => "items_and_shipping",
         }
     }
 
@@ -419,18 +912,59 @@ impl Benefit {
             Benefit::Shipping { cap } => v.extend(cap.map(|m| ("benefit.cap", m))),
             Benefit::BuyGet { .. } => {}
             Benefit::FixedPrice { price, .. } => v.push(("benefit.price", *price)),
+            Benefit::PerUnit { amount, .. } | Benefit::PerLine { amount, .. } => {
+                v.push(("benefit.amount", *amount));
+            }
+            Benefit::ApplyOnce { off, .. } => {
+                if let UnitOff::Amount(m) = off {
+                    v.push(("benefit.amount", *m));
+                }
+            }
+            Benefit::TieredPercent { tiers, max_saving } => {
+                v.extend(tiers.iter().map(|t| ("benefit.tiers.spend", t.spend)));
+                v.extend(max_saving.map(|m| ("benefit.max_saving", m)));
+            }
+            Benefit::QuantityTiers { max_saving, .. } => {
+                v.extend(max_saving.map(|m| ("benefit.max_saving", m)));
+            }
+            Benefit::ShippingPercent { .. } => {}
+            Benefit::ShippingPrice { price } => v.push(("benefit.price", *price)),
+            Benefit::BuyXGetY { reward, .. } => {
+                if let Reward::Price { price } = reward {
+                    v.push(("benefit.reward.price", *price));
+                }
+            }
+            Benefit::ItemsAndShipping { off, max_saving } => {
+                if let UnitOff::Amount(m) = off {
+                    v.push(("benefit.amount", *m));
+                }
+                v.extend(max_saving.map(|m| ("benefit.max_saving", m)));
+            }
         }
         v
     }
 
     /// Whether the benefit reduces shipping rather than items.
     pub fn is_shipping(&self) -> bool {
-        matches!(self, Benefit::Shipping { .. })
+        matches!(
+            self,
+            Benefit::Shipping { .. }
+                | Benefit::ShippingPercent { .. }
+                | Benefit::ShippingPrice { .. }
+        )
     }
 
-    /// Whether it prices individual units (buy-get, fixed price) rather than an amount.
+    /// Whether it prices individual units (buy-get, fixed price, per unit, apply-once) rather
+    /// than an amount.
     pub fn is_unit_based(&self) -> bool {
-        matches!(self, Benefit::BuyGet { .. } | Benefit::FixedPrice { .. })
+        matches!(
+            self,
+            Benefit::BuyGet { .. }
+                | Benefit::FixedPrice { .. }
+                | Benefit::PerUnit { .. }
+                | Benefit::ApplyOnce { .. }
+                | Benefit::BuyXGetY { .. }
+        )
     }
 
     /// The currency of the amounts it names, if it names any.
@@ -439,44 +973,259 @@ impl Benefit {
     }
 }
 
-/// The JSON shape of a [`Benefit`]; converting it runs the constructors' checks.
+#[cfg(feature = "serde")]
+crate::de::field_paths! {
+    fn amount_at -> Money = "benefit.amount";
+    fn tiers_at -> nested_list Tier = "benefit.tiers";
+    fn tier_spend_at -> Money = "benefit.tiers.spend";
+    fn tier_save_at -> Money = "benefit.tiers.save";
+    fn every_at -> Money = "benefit.every";
+    fn save_at -> Money = "benefit.save";
+    fn max_saving_at -> Option<Money> = "benefit.max_saving";
+    fn percent_at -> Decimal = "benefit.percent";
+    fn cap_at -> Option<Money> = "benefit.cap";
+    fn buy_at -> u32 = "benefit.buy";
+    fn get_at -> u32 = "benefit.get";
+    fn max_free_units_at -> Option<u32> = "benefit.max_free_units";
+    fn quantity_at -> u32 = "benefit.quantity";
+    fn price_at -> Money = "benefit.price";
+    fn max_bundles_at -> Option<u32> = "benefit.max_bundles";
+    fn max_units_at -> Option<u32> = "benefit.max_units";
+    fn max_lines_at -> Option<u32> = "benefit.max_lines";
+    fn pick_at -> nested UnitPick = "benefit.pick";
+    fn once_amount_at -> Option<Money> = "benefit.amount";
+    fn once_percent_at -> Option<Decimal> = "benefit.percent";
+    fn ptiers_at -> nested_list PercentTier = "benefit.tiers";
+    fn ptier_spend_at -> Money = "benefit.tiers.spend";
+    fn qtiers_at -> nested_list QuantityTier = "benefit.tiers";
+    fn qtier_units_at -> u32 = "benefit.tiers.units";
+    fn ship_price_at -> Money = "benefit.price";
+    fn buy_scope_at -> nested Scope = "benefit.buy_scope";
+    fn reward_price_at -> Money = "benefit.reward.price";
+}
+
+#[cfg(feature = "serde")]
+fn reward_at<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Reward, D::Error> {
+    crate::de::nested_tagged("benefit.reward", "benefit.reward.kind", d)
+}
+
+#[cfg(feature = "serde")]
+fn reward_percent_at<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Percent, D::Error> {
+    percent_field("benefit.reward.percent", d)
+}
+
+/// Reads a percentage at `path`, refused with [`Percent::new`]'s reasons naming the path.
+#[cfg(feature = "serde")]
+fn percent_field<'de, D: serde::Deserializer<'de>>(
+    path: &'static str,
+    d: D,
+) -> Result<Percent, D::Error> {
+    let v = <Decimal as crate::de::Field<'de>>::read(crate::de::Path::new(path), d)?;
+    Percent::at(path, v).map_err(serde::de::Error::custom)
+}
+
+#[cfg(feature = "serde")]
+fn ptier_percent_at<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Percent, D::Error> {
+    percent_field("benefit.tiers.percent", d)
+}
+
+#[cfg(feature = "serde")]
+fn qtier_percent_at<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Percent, D::Error> {
+    percent_field("benefit.tiers.percent", d)
+}
+
+#[cfg(feature = "serde")]
+fn ship_percent_at<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Percent, D::Error> {
+    percent_field("benefit.percent", d)
+}
+
+/// The JSON shape of a [`Benefit`]; converting it runs the constructors' checks. Every field is
+/// read at its path (`benefit.tiers[1].save: …`).
 #[cfg(feature = "serde")]
 #[derive(serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 enum BenefitRepr {
     Instant {
+        #[serde(deserialize_with = "amount_at")]
         amount: Money,
     },
     Threshold {
+        #[serde(deserialize_with = "tiers_at")]
         tiers: Vec<Tier>,
     },
     EveryThreshold {
+        #[serde(deserialize_with = "every_at")]
         every: Money,
+        #[serde(deserialize_with = "save_at")]
         save: Money,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "max_saving_at"
+        )]
         max_saving: Option<Money>,
     },
     Percent {
+        #[serde(deserialize_with = "percent_at")]
         percent: Decimal,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "max_saving_at"
+        )]
         max_saving: Option<Money>,
     },
     Shipping {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "cap_at"
+        )]
         cap: Option<Money>,
     },
     BuyGet {
+        #[serde(deserialize_with = "buy_at")]
         buy: u32,
+        #[serde(deserialize_with = "get_at")]
         get: u32,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "max_free_units_at"
+        )]
         max_free_units: Option<u32>,
     },
     FixedPrice {
+        #[serde(deserialize_with = "quantity_at")]
         quantity: u32,
+        #[serde(deserialize_with = "price_at")]
         price: Money,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "max_bundles_at"
+        )]
         max_bundles: Option<u32>,
     },
+    PerUnit {
+        #[serde(deserialize_with = "amount_at")]
+        amount: Money,
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "max_units_at"
+        )]
+        max_units: Option<u32>,
+    },
+    PerLine {
+        #[serde(deserialize_with = "amount_at")]
+        amount: Money,
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "max_lines_at"
+        )]
+        max_lines: Option<u32>,
+    },
+    /// Exactly one of `amount` and `percent`.
+    ApplyOnce {
+        #[serde(deserialize_with = "pick_at")]
+        pick: UnitPick,
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "once_amount_at"
+        )]
+        amount: Option<Money>,
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "once_percent_at"
+        )]
+        percent: Option<Decimal>,
+    },
+    TieredPercent {
+        #[serde(deserialize_with = "ptiers_at")]
+        tiers: Vec<PercentTier>,
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "max_saving_at"
+        )]
+        max_saving: Option<Money>,
+    },
+    QuantityTiers {
+        #[serde(deserialize_with = "qtiers_at")]
+        tiers: Vec<QuantityTier>,
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "max_saving_at"
+        )]
+        max_saving: Option<Money>,
+    },
+    ShippingPercent {
+        #[serde(deserialize_with = "ship_percent_at")]
+        percent: Percent,
+    },
+    ShippingPrice {
+        #[serde(deserialize_with = "ship_price_at")]
+        price: Money,
+    },
+    /// Exactly one of `amount` and `percent`.
+    ItemsAndShipping {
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "once_amount_at"
+        )]
+        amount: Option<Money>,
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "once_percent_at"
+        )]
+        percent: Option<Decimal>,
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "max_saving_at"
+        )]
+        max_saving: Option<Money>,
+    },
+    BuyXGetY {
+        #[serde(deserialize_with = "buy_at")]
+        buy: u32,
+        #[serde(deserialize_with = "buy_scope_at")]
+        buy_scope: Scope,
+        #[serde(deserialize_with = "get_at")]
+        get: u32,
+        #[serde(deserialize_with = "reward_at")]
+        reward: Reward,
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "max_units_at"
+        )]
+        max_units: Option<u32>,
+    },
+}
+
+/// Exactly one of an amount and a percentage, as JSON gives them.
+#[cfg(feature = "serde")]
+fn off(amount: Option<Money>, percent: Option<Decimal>, kind: &str) -> Result<UnitOff, RuleError> {
+    match (amount, percent) {
+        (Some(m), None) => Ok(UnitOff::Amount(m)),
+        (None, Some(p)) => Ok(UnitOff::Percent(Percent::at("benefit.percent", p)?)),
+        (Some(_), Some(_)) => Err(RuleError::Conflict {
+            field: "benefit",
+            reason: "give `amount` or `percent`, not both".into(),
+        }),
+        (None, None) => Err(RuleError::Conflict {
+            field: "benefit",
+            reason: format!("{kind} needs `amount` or `percent`"),
+        }),
+    }
 }
 
 #[cfg(feature = "serde")]
@@ -520,6 +1269,35 @@ impl TryFrom<BenefitRepr> for Benefit {
                 price,
                 max_bundles,
             } => Benefit::fixed_price(quantity, price, max_bundles),
+            BenefitRepr::PerUnit { amount, max_units } => Benefit::per_unit(amount, max_units),
+            BenefitRepr::PerLine { amount, max_lines } => Benefit::per_line(amount, max_lines),
+            BenefitRepr::ApplyOnce {
+                pick,
+                amount,
+                percent,
+            } => Benefit::apply_once(pick, off(amount, percent, "apply_once")?),
+            BenefitRepr::ItemsAndShipping {
+                amount,
+                percent,
+                max_saving,
+            } => {
+                Benefit::items_and_shipping(off(amount, percent, "items_and_shipping")?, max_saving)
+            }
+            BenefitRepr::TieredPercent { tiers, max_saving } => {
+                Benefit::tiered_percent(tiers, max_saving)
+            }
+            BenefitRepr::QuantityTiers { tiers, max_saving } => {
+                Benefit::quantity_tiers(tiers, max_saving)
+            }
+            BenefitRepr::ShippingPercent { percent } => Benefit::shipping_percent(percent),
+            BenefitRepr::ShippingPrice { price } => Benefit::shipping_price(price),
+            BenefitRepr::BuyXGetY {
+                buy,
+                buy_scope,
+                get,
+                reward,
+                max_units,
+            } => Benefit::buy_x_get_y(buy, buy_scope, get, reward, max_units),
         }
     }
 }
@@ -564,6 +1342,51 @@ impl From<Benefit> for BenefitRepr {
                 quantity,
                 price,
                 max_bundles,
+            },
+            Benefit::PerUnit { amount, max_units } => BenefitRepr::PerUnit { amount, max_units },
+            Benefit::PerLine { amount, max_lines } => BenefitRepr::PerLine { amount, max_lines },
+            Benefit::ApplyOnce { pick, off } => {
+                let (amount, percent) = match off {
+                    UnitOff::Amount(m) => (Some(m), None),
+                    UnitOff::Percent(p) => (None, Some(p.value())),
+                };
+                BenefitRepr::ApplyOnce {
+                    pick,
+                    amount,
+                    percent,
+                }
+            }
+            Benefit::TieredPercent { tiers, max_saving } => {
+                BenefitRepr::TieredPercent { tiers, max_saving }
+            }
+            Benefit::QuantityTiers { tiers, max_saving } => {
+                BenefitRepr::QuantityTiers { tiers, max_saving }
+            }
+            Benefit::ShippingPercent { percent } => BenefitRepr::ShippingPercent { percent },
+            Benefit::ShippingPrice { price } => BenefitRepr::ShippingPrice { price },
+            Benefit::ItemsAndShipping { off, max_saving } => {
+                let (amount, percent) = match off {
+                    UnitOff::Amount(m) => (Some(m), None),
+                    UnitOff::Percent(p) => (None, Some(p.value())),
+                };
+                BenefitRepr::ItemsAndShipping {
+                    amount,
+                    percent,
+                    max_saving,
+                }
+            }
+            Benefit::BuyXGetY {
+                buy,
+                buy_scope,
+                get,
+                reward,
+                max_units,
+            } => BenefitRepr::BuyXGetY {
+                buy,
+                buy_scope,
+                get,
+                reward,
+                max_units,
             },
         }
     }

@@ -5,9 +5,199 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Datelike, FixedOffset, NaiveTime, Timelike, Utc, Weekday};
 
 use super::error::RuleError;
-use crate::cart::{Buyer, CustomerKind};
-use crate::id::{Channel, MembershipLevel, SegmentId, UserId};
+use crate::cart::{Buyer, CartLine, CustomerKind};
+use crate::id::{CategoryId, Channel, MembershipLevel, SegmentId, ShopId, Sku, UserId};
 use crate::money::Money;
+
+#[cfg(feature = "serde")]
+crate::de::field_paths! {
+    fn customer_at -> nested Option<CustomerKind> = "conditions.audience.customer";
+    fn levels_at -> Option<BTreeSet<MembershipLevel>> = "conditions.audience.membership_levels";
+    fn segments_at -> Option<BTreeSet<SegmentId>> = "conditions.audience.segments";
+    fn users_at -> Option<BTreeSet<UserId>> = "conditions.audience.users";
+    fn utc_offset_at -> String = "conditions.schedule.utc_offset";
+    fn days_at -> nested_list Weekday = "conditions.schedule.days";
+    fn windows_at -> nested_list TimeWindow = "conditions.schedule.windows";
+    fn min_subtotal_at -> Option<Money> = "conditions.min_subtotal";
+    fn min_quantity_at -> Option<u32> = "conditions.min_quantity";
+    fn audience_at -> nested AudienceSpec = "conditions.audience";
+    fn channels_at -> Option<BTreeSet<Channel>> = "conditions.channels";
+    fn schedule_at -> nested Option<ScheduleSpec> = "conditions.schedule";
+    fn max_subtotal_at -> Option<Money> = "conditions.max_subtotal";
+    fn requires_at -> nested_list Requirement = "conditions.requires";
+    fn req_skus_at -> Option<BTreeSet<Sku>> = "conditions.requires.skus";
+    fn req_categories_at -> Option<BTreeSet<CategoryId>> = "conditions.requires.categories";
+    fn req_shops_at -> Option<BTreeSet<ShopId>> = "conditions.requires.shops";
+    fn req_quantity_at -> u32 = "conditions.requires.min_quantity";
+}
+
+/// Items the cart must contain for a coupon to apply, apart from its scope: "the order
+/// contains SKU X", "at least 2 items of category Y", "an item from shop Z". A line matches when
+/// its shop is in `shops` (if set) and its SKU is in `skus` or one of its categories is in
+/// `categories` (when either is set); the matching lines must hold `min_quantity` units.
+///
+/// The scope decides what is discounted and the requirement only whether the coupon applies:
+/// "10 % off tea when the order contains a teapot".
+///
+/// ```
+/// use coupons::rule::Requirement;
+/// use coupons::id::Sku;
+/// let teapot = Requirement::skus([Sku::new("teapot")?], 1)?;
+/// assert_eq!(teapot.min_quantity, 1);
+/// assert!(Requirement::skus([], 1).is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
+pub struct Requirement {
+    /// These SKUs (or the `categories`), if set.
+    #[cfg_attr(
+        feature = "serde",
+        serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "req_skus_at"
+        )
+    )]
+    pub skus: Option<BTreeSet<Sku>>,
+    /// These categories (or the `skus`), if set.
+    #[cfg_attr(
+        feature = "serde",
+        serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "req_categories_at"
+        )
+    )]
+    pub categories: Option<BTreeSet<CategoryId>>,
+    /// Only these shops' items, if set.
+    #[cfg_attr(
+        feature = "serde",
+        serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "req_shops_at"
+        )
+    )]
+    pub shops: Option<BTreeSet<ShopId>>,
+    /// Units of matching lines needed, at least 1 (default 1).
+    #[cfg_attr(
+        feature = "serde",
+        serde(default = "one", deserialize_with = "req_quantity_at")
+    )]
+    pub min_quantity: u32,
+}
+
+#[cfg(feature = "serde")]
+fn one() -> u32 {
+    1
+}
+
+impl Requirement {
+    /// At least `min_quantity` units of these SKUs.
+    ///
+    /// # Errors
+    /// As [`Requirement::check`].
+    pub fn skus(
+        skus: impl IntoIterator<Item = Sku>,
+        min_quantity: u32,
+    ) -> Result<Requirement, RuleError> {
+        let r = Requirement {
+            skus: Some(skus.into_iter().collect()),
+            categories: None,
+            shops: None,
+            min_quantity,
+        };
+        r.check()?;
+        Ok(r)
+    }
+
+    /// At least `min_quantity` units in these categories.
+    ///
+    /// # Errors
+    /// As [`Requirement::check`].
+    pub fn categories(
+        categories: impl IntoIterator<Item = CategoryId>,
+        min_quantity: u32,
+    ) -> Result<Requirement, RuleError> {
+        let r = Requirement {
+            skus: None,
+            categories: Some(categories.into_iter().collect()),
+            shops: None,
+            min_quantity,
+        };
+        r.check()?;
+        Ok(r)
+    }
+
+    /// Checks the requirement (the conditions run this for each).
+    ///
+    /// # Errors
+    /// [`RuleError::Conflict`] when no SKU, category or shop is named; [`RuleError::Empty`]
+    /// when a list is empty;
+    /// [`RuleError::Zero`] for a zero quantity.
+    pub fn check(&self) -> Result<(), RuleError> {
+        if self.skus.is_none() && self.categories.is_none() && self.shops.is_none() {
+            return Err(RuleError::Conflict {
+                field: "conditions.requires",
+                reason: "a requirement names `skus`, `categories` or `shops`".into(),
+            });
+        }
+        for (field, empty) in [
+            (
+                "conditions.requires.skus",
+                self.skus.as_ref().is_some_and(BTreeSet::is_empty),
+            ),
+            (
+                "conditions.requires.categories",
+                self.categories.as_ref().is_some_and(BTreeSet::is_empty),
+            ),
+            (
+                "conditions.requires.shops",
+                self.shops.as_ref().is_some_and(BTreeSet::is_empty),
+            ),
+        ] {
+            if empty {
+                return Err(RuleError::Empty { field });
+            }
+        }
+        if self.min_quantity == 0 {
+            return Err(RuleError::Zero {
+                field: "conditions.requires.min_quantity",
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether a line counts toward the requirement.
+    pub fn matches(&self, line: &CartLine) -> bool {
+        if let Some(shops) = &self.shops {
+            if !line.shop.as_ref().is_some_and(|s| shops.contains(s)) {
+                return false;
+            }
+        }
+        if self.skus.is_none() && self.categories.is_none() {
+            return true;
+        }
+        self.skus.as_ref().is_some_and(|k| k.contains(&line.sku))
+            || self
+                .categories
+                .as_ref()
+                .is_some_and(|c| line.categories.iter().any(|x| c.contains(x)))
+    }
+
+    /// How many more matching units `lines` need (zero when the requirement holds).
+    pub fn missing(&self, lines: &[CartLine]) -> u32 {
+        let have: u64 = lines
+            .iter()
+            .filter(|l| self.matches(l))
+            .map(|l| u64::from(l.quantity))
+            .sum();
+        let need = u64::from(self.min_quantity);
+        u32::try_from(need.saturating_sub(have)).unwrap_or(u32::MAX)
+    }
+}
 
 /// Which buyers may use a coupon. Every field that is set must hold.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
@@ -15,16 +205,37 @@ use crate::money::Money;
 #[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
 pub struct AudienceSpec {
     /// Only new, or only returning, buyers.
-    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "customer_at"
+        )
+    )]
     pub customer: Option<CustomerKind>,
     /// Only these membership levels.
-    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "levels_at"
+        )
+    )]
     pub membership_levels: Option<BTreeSet<MembershipLevel>>,
     /// Only buyers in at least one of these segments.
-    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "segments_at"
+        )
+    )]
     pub segments: Option<BTreeSet<SegmentId>>,
     /// Only these named users.
-    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(skip_serializing_if = "Option::is_none", deserialize_with = "users_at")
+    )]
     pub users: Option<BTreeSet<UserId>>,
 }
 
@@ -57,12 +268,13 @@ impl TimeWindow {
 #[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
 pub struct ScheduleSpec {
     /// The offset local days and times are read in, e.g. `"+08:00"`.
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "utc_offset_at"))]
     pub utc_offset: String,
     /// Days of the week (`"Mon"`…); empty means every day.
-    #[cfg_attr(feature = "serde", serde(default))]
+    #[cfg_attr(feature = "serde", serde(default, deserialize_with = "days_at"))]
     pub days: Vec<Weekday>,
     /// Windows of the day; empty means all day.
-    #[cfg_attr(feature = "serde", serde(default))]
+    #[cfg_attr(feature = "serde", serde(default, deserialize_with = "windows_at"))]
     pub windows: Vec<TimeWindow>,
 }
 
@@ -75,7 +287,7 @@ pub struct Schedule {
     spec: ScheduleSpec,
 }
 
-fn parse_offset(s: &str) -> Result<FixedOffset, RuleError> {
+pub(crate) fn parse_offset(s: &str) -> Result<FixedOffset, RuleError> {
     let bad = |reason| RuleError::Invalid {
         field: "conditions.schedule.utc_offset",
         value: s.to_owned(),
@@ -172,18 +384,63 @@ impl Schedule {
 #[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
 pub struct ConditionsSpec {
     /// The eligible subtotal (lines in scope) must reach this.
-    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "min_subtotal_at"
+        )
+    )]
     pub min_subtotal: Option<Money>,
     /// The eligible quantity (units in scope) must reach this.
-    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "min_quantity_at"
+        )
+    )]
     pub min_quantity: Option<u32>,
     /// Who may use it.
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "audience_at"))]
     pub audience: AudienceSpec,
     /// Only on these channels, if set.
-    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "channels_at"
+        )
+    )]
     pub channels: Option<BTreeSet<Channel>>,
+    /// The undiscounted subtotal of the lines in scope must not exceed this (measured before
+    /// any discount, whatever the policy's threshold base, so that a discount never makes a
+    /// coupon usable).
+    #[cfg_attr(
+        feature = "serde",
+        serde(
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "max_subtotal_at"
+        )
+    )]
+    pub max_subtotal: Option<Money>,
+    /// Items the cart must contain, apart from the scope; every requirement must hold.
+    #[cfg_attr(
+        feature = "serde",
+        serde(
+            skip_serializing_if = "Vec::is_empty",
+            deserialize_with = "requires_at"
+        )
+    )]
+    pub requires: Vec<Requirement>,
     /// Only at these days and times, if set.
-    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "schedule_at"
+        )
+    )]
     pub schedule: Option<ScheduleSpec>,
 }
 
@@ -235,6 +492,16 @@ impl Conditions {
     /// The minimum eligible subtotal, if any.
     pub fn min_subtotal(&self) -> Option<Money> {
         self.spec.min_subtotal
+    }
+
+    /// The maximum undiscounted subtotal of the lines in scope, if any.
+    pub fn max_subtotal(&self) -> Option<Money> {
+        self.spec.max_subtotal
+    }
+
+    /// The items the cart must contain.
+    pub fn requires(&self) -> &[Requirement] {
+        &self.spec.requires
     }
 
     /// The minimum eligible quantity, if any.
@@ -306,6 +573,25 @@ impl TryFrom<ConditionsSpec> for Conditions {
                     value: m,
                 });
             }
+        }
+        if let Some(max) = spec.max_subtotal {
+            if !max.is_positive() {
+                return Err(RuleError::NotPositive {
+                    field: "conditions.max_subtotal",
+                    value: max,
+                });
+            }
+            if let Some(min) = spec.min_subtotal {
+                if min.currency() == max.currency() && max < min {
+                    return Err(RuleError::Conflict {
+                        field: "conditions.max_subtotal",
+                        reason: format!("{max} is below the minimum subtotal {min}"),
+                    });
+                }
+            }
+        }
+        for r in &spec.requires {
+            r.check()?;
         }
         if spec.min_quantity == Some(0) {
             return Err(RuleError::Zero {

@@ -48,9 +48,10 @@ mod scope;
 mod stacking;
 mod validity;
 
-pub use benefit::{Benefit, Percent, Tier};
+pub use benefit::{Benefit, Percent, PercentTier, QuantityTier, Reward, Tier, UnitOff, UnitPick};
 pub use conditions::{
-    AudienceMiss, AudienceSpec, Conditions, ConditionsSpec, Schedule, ScheduleSpec, TimeWindow,
+    AudienceMiss, AudienceSpec, Conditions, ConditionsSpec, Requirement, Schedule, ScheduleSpec,
+    TimeWindow,
 };
 pub use distribution::{Distribution, PromoCode, RefundPolicy};
 pub use error::RuleError;
@@ -61,8 +62,26 @@ pub use validity::{Span, Validity};
 
 use error::same_currency;
 
+pub(crate) use conditions::parse_offset;
+
 use crate::id::TemplateId;
 use crate::money::Currency;
+
+#[cfg(feature = "serde")]
+crate::de::field_paths! {
+    fn id_at -> TemplateId = "id";
+    fn name_at -> String = "name";
+    fn description_at -> String = "description";
+    fn terms_at -> String = "terms";
+    fn currency_at -> Currency = "currency";
+    fn scope_at -> nested Scope = "scope";
+    fn conditions_at -> nested Conditions = "conditions";
+}
+
+#[cfg(feature = "serde")]
+fn benefit_at<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Benefit, D::Error> {
+    crate::de::nested_tagged("benefit", "benefit.kind", d)
+}
 
 /// The plain data of a [`Template`], with public fields; [`TemplateSpec::build`] checks it.
 /// Also the JSON shape of a template.
@@ -71,24 +90,28 @@ use crate::money::Currency;
 #[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
 pub struct TemplateSpec {
     /// The template's id.
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "id_at"))]
     pub id: TemplateId,
     /// The name buyers see, 1 to 200 characters.
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "name_at"))]
     pub name: String,
     /// A longer description, at most 2,000 characters.
-    #[cfg_attr(feature = "serde", serde(default))]
+    #[cfg_attr(feature = "serde", serde(default, deserialize_with = "description_at"))]
     pub description: String,
     /// The terms of use, at most 10,000 characters.
-    #[cfg_attr(feature = "serde", serde(default))]
+    #[cfg_attr(feature = "serde", serde(default, deserialize_with = "terms_at"))]
     pub terms: String,
     /// The currency of every amount in the template.
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "currency_at"))]
     pub currency: Currency,
     /// What it gives.
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "benefit_at"))]
     pub benefit: Benefit,
     /// What it applies to. Default: everything.
-    #[cfg_attr(feature = "serde", serde(default))]
+    #[cfg_attr(feature = "serde", serde(default, deserialize_with = "scope_at"))]
     pub scope: Scope,
     /// Who, where, when, minimum cart. Default: none.
-    #[cfg_attr(feature = "serde", serde(default))]
+    #[cfg_attr(feature = "serde", serde(default, deserialize_with = "conditions_at"))]
     pub conditions: Conditions,
     /// How long an issued coupon lasts.
     pub validity: Validity,
@@ -222,6 +245,9 @@ impl TryFrom<TemplateSpec> for Template {
         }
         if let Some(m) = s.conditions.min_subtotal() {
             same_currency("conditions.min_subtotal", m, s.currency)?;
+        }
+        if let Some(m) = s.conditions.max_subtotal() {
+            same_currency("conditions.max_subtotal", m, s.currency)?;
         }
         Ok(Template(s))
     }

@@ -4,7 +4,18 @@ use std::collections::BTreeSet;
 
 use super::error::RuleError;
 use crate::cart::CartLine;
+use crate::checkout::ExcludedBy;
 use crate::id::{CategoryId, ShopId, Sku};
+
+#[cfg(feature = "serde")]
+crate::de::field_paths! {
+    fn shops_at -> Option<BTreeSet<ShopId>> = "scope.shops";
+    fn skus_at -> Option<BTreeSet<Sku>> = "scope.skus";
+    fn categories_at -> Option<BTreeSet<CategoryId>> = "scope.categories";
+    fn exclude_skus_at -> BTreeSet<Sku> = "scope.exclude_skus";
+    fn exclude_categories_at -> BTreeSet<CategoryId> = "scope.exclude_categories";
+    fn sale_items_at -> bool = "scope.sale_items";
+}
 
 /// The plain data of a [`Scope`]; [`Scope::try_from`] checks it.
 ///
@@ -19,21 +30,46 @@ use crate::id::{CategoryId, ShopId, Sku};
 #[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
 pub struct ScopeSpec {
     /// Only these shops' items, if set.
-    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(skip_serializing_if = "Option::is_none", deserialize_with = "shops_at")
+    )]
     pub shops: Option<BTreeSet<ShopId>>,
     /// Only these SKUs (or the `categories`), if set.
-    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(skip_serializing_if = "Option::is_none", deserialize_with = "skus_at")
+    )]
     pub skus: Option<BTreeSet<Sku>>,
     /// Only these categories (or the `skus`), if set.
-    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "categories_at"
+        )
+    )]
     pub categories: Option<BTreeSet<CategoryId>>,
     /// Never these SKUs.
-    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "BTreeSet::is_empty"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(
+            skip_serializing_if = "BTreeSet::is_empty",
+            deserialize_with = "exclude_skus_at"
+        )
+    )]
     pub exclude_skus: BTreeSet<Sku>,
     /// Never these categories.
-    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "BTreeSet::is_empty"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(
+            skip_serializing_if = "BTreeSet::is_empty",
+            deserialize_with = "exclude_categories_at"
+        )
+    )]
     pub exclude_categories: BTreeSet<CategoryId>,
     /// Whether items already on sale count. Default true.
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "sale_items_at"))]
     pub sale_items: bool,
 }
 
@@ -100,6 +136,40 @@ impl Scope {
     /// The plain data.
     pub fn spec(&self) -> &ScopeSpec {
         &self.0
+    }
+
+    /// What leaves a cart line out of scope, or `None` when it is in scope. The first rule that
+    /// leaves it out, in this order: sale item, shop, not included, excluded SKU, excluded
+    /// category.
+    pub fn exclusion(&self, line: &CartLine) -> Option<ExcludedBy> {
+        let s = &self.0;
+        if !s.sale_items && line.on_sale {
+            return Some(ExcludedBy::SaleItem);
+        }
+        if let Some(shops) = &s.shops {
+            if !line.shop.as_ref().is_some_and(|shop| shops.contains(shop)) {
+                return Some(ExcludedBy::Shop);
+            }
+        }
+        if s.skus.is_some() || s.categories.is_some() {
+            let by_sku = s.skus.as_ref().is_some_and(|k| k.contains(&line.sku));
+            let by_cat = s
+                .categories
+                .as_ref()
+                .is_some_and(|c| line.categories.iter().any(|x| c.contains(x)));
+            if !by_sku && !by_cat {
+                return Some(ExcludedBy::NotIncluded);
+            }
+        }
+        if s.exclude_skus.contains(&line.sku) {
+            return Some(ExcludedBy::Sku);
+        }
+        line.categories
+            .iter()
+            .find(|c| s.exclude_categories.contains(*c))
+            .map(|c| ExcludedBy::Category {
+                category: c.clone(),
+            })
     }
 
     /// Whether a cart line is in scope.

@@ -1392,7 +1392,17 @@ impl<R: Repository> Service<R> {
             if blocked.is_none() {
                 if let Some(left) = allowance.get_mut(&c.value.template) {
                     if *left == 0 {
-                        blocked = Some(Blocked::UseLimitReached);
+                        // Uses counted for coupons only held by unpaid orders come back if
+                        // those orders lapse: say so rather than "used".
+                        let held = wallet.iter().any(|o| {
+                            o.value.template == c.value.template
+                                && matches!(o.value.state, CouponState::Locked { .. })
+                        });
+                        blocked = Some(if held {
+                            Blocked::UsesHeld
+                        } else {
+                            Blocked::UseLimitReached
+                        });
                     } else {
                         *left -= 1;
                     }

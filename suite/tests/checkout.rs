@@ -7,8 +7,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use coupons::cart::{Buyer, Cart, CartLine, CustomerKind};
 use coupons::checkout::{
-    Checkout, CheckoutError, Ineligible, Offer, OfferId, PromotionIndex, Quote, StackingPolicy,
-    ThresholdBase,
+    Checkout, CheckoutError, ExcludedBy, Ineligible, Offer, OfferId, PercentPlace, PromotionIndex,
+    PromotionMode, PromotionPlace, Quote, RoundingScope, StackingPolicy, ThresholdBase,
 };
 use coupons::id::*;
 use coupons::money::{Currency, Money, Rounding};
@@ -32,7 +32,119 @@ fn buyer() -> Buyer {
 // ---------------------------------------------------------------------------------------------
 // Generators: small integer minor units, all benefit kinds, several groups.
 
+fn pct(p: i64) -> Percent {
+    Percent::new(p.into()).unwrap()
+}
+
+/// The kinds added with units priced one by one, tiers and shipping percentages.
+fn newer_benefit() -> impl Strategy<Value = Benefit> {
+    prop_oneof![
+        (1i64..3000, proptest::option::of(1u32..4))
+            .prop_map(|(a, mx)| Benefit::per_unit(m(a), mx).unwrap()),
+        (1i64..3000, proptest::option::of(1u32..3))
+            .prop_map(|(a, mx)| Benefit::per_line(m(a), mx).unwrap()),
+        (
+            proptest::bool::ANY,
+            proptest::bool::ANY,
+            1i64..3000,
+            1i64..=100
+        )
+            .prop_map(|(dearest, by_amount, a, p)| {
+                let pick = if dearest {
+                    UnitPick::Dearest
+                } else {
+                    UnitPick::Cheapest
+                };
+                let off = if by_amount {
+                    UnitOff::Amount(m(a))
+                } else {
+                    UnitOff::Percent(pct(p))
+                };
+                Benefit::apply_once(pick, off).unwrap()
+            }),
+        (
+            0i64..5000,
+            1i64..5000,
+            1i64..50,
+            0i64..50,
+            proptest::option::of(1i64..5000)
+        )
+            .prop_map(|(first, step, p1, p2, max)| {
+                let tiers = vec![
+                    PercentTier {
+                        spend: m(first),
+                        percent: pct(p1),
+                    },
+                    PercentTier {
+                        spend: m(first + step),
+                        percent: pct(p1 + p2),
+                    },
+                ];
+                Benefit::tiered_percent(tiers, max.map(m)).unwrap()
+            }),
+        (
+            1u32..4,
+            1u32..4,
+            1i64..50,
+            0i64..50,
+            proptest::option::of(1i64..5000)
+        )
+            .prop_map(|(first, step, p1, p2, max)| {
+                let tiers = vec![
+                    QuantityTier {
+                        units: first,
+                        percent: pct(p1),
+                    },
+                    QuantityTier {
+                        units: first + step,
+                        percent: pct(p1 + p2),
+                    },
+                ];
+                Benefit::quantity_tiers(tiers, max.map(m)).unwrap()
+            }),
+        (1i64..=100).prop_map(|p| Benefit::shipping_percent(pct(p)).unwrap()),
+        (0i64..1500).prop_map(|p| Benefit::shipping_price(m(p)).unwrap()),
+        (
+            proptest::bool::ANY,
+            1i64..5000,
+            1i64..=100,
+            proptest::option::of(1i64..5000)
+        )
+            .prop_map(|(by_amount, a, p, max)| if by_amount {
+                Benefit::items_and_shipping(UnitOff::Amount(m(a)), None).unwrap()
+            } else {
+                Benefit::items_and_shipping(UnitOff::Percent(pct(p)), max.map(m)).unwrap()
+            }),
+        (
+            1u32..3,
+            prop_oneof![Just("a"), Just("b"), Just("c")],
+            1u32..3,
+            prop_oneof![
+                Just(Reward::Free),
+                (1i64..=100).prop_map(|p| Reward::Percent { percent: pct(p) }),
+                (0i64..5000).prop_map(|p| Reward::Price { price: m(p) }),
+            ],
+            proptest::option::of(1u32..4),
+        )
+            .prop_map(|(buy, cat, get, reward, mx)| {
+                let buy_scope = Scope::try_from(ScopeSpec {
+                    categories: Some([CategoryId::new(cat).unwrap()].into()),
+                    ..Default::default()
+                })
+                .unwrap();
+                Benefit::buy_x_get_y(buy, buy_scope, get, reward, mx).unwrap()
+            }),
+    ]
+}
+
 fn benefit() -> impl Strategy<Value = Benefit> {
+    prop_oneof![
+        7 => older_benefit(),
+        7 => newer_benefit(),
+    ]
+}
+
+fn older_benefit() -> impl Strategy<Value = Benefit> {
     prop_oneof![
         (1i64..3000).prop_map(|a| Benefit::instant(m(a)).unwrap()),
         (100i64..8000, 1i64..100, proptest::bool::ANY).prop_map(|(spend, pct, two)| {
@@ -91,6 +203,8 @@ struct GenOffer {
     expiry_days: i64,
     promotion: bool,
     template: u8,
+    max_subtotal: Option<i64>,
+    requires: Option<(&'static str, u32)>,
 }
 
 fn gen_offer() -> impl Strategy<Value = GenOffer> {
@@ -111,6 +225,13 @@ fn gen_offer() -> impl Strategy<Value = GenOffer> {
         1i64..4,
         proptest::bool::weighted(0.25),
         0u8..12,
+        (
+            proptest::option::weighted(0.2, 5000i64..40000),
+            proptest::option::weighted(
+                0.2,
+                (prop_oneof![Just("a"), Just("b"), Just("c")], 1u32..4),
+            ),
+        ),
     )
         .prop_map(
             |(
@@ -125,6 +246,7 @@ fn gen_offer() -> impl Strategy<Value = GenOffer> {
                 expiry_days,
                 promotion,
                 template,
+                (max_subtotal, requires),
             )| GenOffer {
                 benefit,
                 scope,
@@ -137,6 +259,8 @@ fn gen_offer() -> impl Strategy<Value = GenOffer> {
                 expiry_days,
                 promotion,
                 template,
+                max_subtotal,
+                requires,
             },
         )
 }
@@ -172,6 +296,16 @@ fn cart() -> impl Strategy<Value = Cart> {
 }
 
 fn policy() -> impl Strategy<Value = StackingPolicy> {
+    let order = (
+        prop_oneof![
+            2 => Just(vec![]),
+            1 => Just(vec!["shop:*", "platform", "shipping"]),
+            1 => Just(vec!["g3", "shop:s1"]),
+            1 => Just(vec!["shipping", "platform"]),
+        ],
+        proptest::bool::ANY,
+        proptest::bool::ANY,
+    );
     (
         1u32..5,
         1u32..3,
@@ -181,18 +315,43 @@ fn policy() -> impl Strategy<Value = StackingPolicy> {
             Just(Rounding::Down),
             Just(Rounding::Up)
         ],
+        0u8..3,
+        order,
     )
-        .prop_map(|(max, limit, original, rounding)| StackingPolicy {
-            max_coupons: max,
-            default_group_limit: limit,
-            threshold_base: if original {
-                ThresholdBase::Original
-            } else {
-                ThresholdBase::AfterEarlierDiscounts
+        .prop_map(
+            |(max, limit, original, rounding, per_line, (groups, pct_first, promo_last))| {
+                StackingPolicy {
+                    max_coupons: max,
+                    default_group_limit: limit,
+                    threshold_base: if original {
+                        ThresholdBase::Original
+                    } else {
+                        ThresholdBase::AfterEarlierDiscounts
+                    },
+                    rounding,
+                    rounding_scope: match per_line {
+                        0 => RoundingScope::PerOrder,
+                        1 => RoundingScope::PerLine,
+                        _ => RoundingScope::PerUnit,
+                    },
+                    group_order: groups
+                        .into_iter()
+                        .map(|g| StackingGroup::new(g).unwrap())
+                        .collect(),
+                    percentages: if pct_first {
+                        PercentPlace::BeforeFixed
+                    } else {
+                        PercentPlace::AfterFixed
+                    },
+                    promotion_place: if promo_last {
+                        PromotionPlace::Last
+                    } else {
+                        PromotionPlace::First
+                    },
+                    ..StackingPolicy::default()
+                }
             },
-            rounding,
-            ..StackingPolicy::default()
-        })
+        )
 }
 
 /// Builds wallet offers and a promotion index. Offers sharing a `template` number share the
@@ -233,15 +392,22 @@ fn build(specs: &[GenOffer]) -> (Vec<Offer>, PromotionIndex) {
                     })
                     .unwrap(),
                 );
-                if let Some(ms) = g.min_subtotal {
-                    spec = spec.conditions(
-                        Conditions::try_from(ConditionsSpec {
-                            min_subtotal: Some(m(ms)),
-                            ..Default::default()
-                        })
-                        .unwrap(),
-                    );
-                }
+                let max_subtotal = g.max_subtotal.map(|mx| mx.max(g.min_subtotal.unwrap_or(0)));
+                spec = spec.conditions(
+                    Conditions::try_from(ConditionsSpec {
+                        min_subtotal: g.min_subtotal.map(m),
+                        max_subtotal: max_subtotal.map(m),
+                        requires: g
+                            .requires
+                            .iter()
+                            .map(|(c, n)| {
+                                Requirement::categories([CategoryId::new(*c).unwrap()], *n).unwrap()
+                            })
+                            .collect(),
+                        ..Default::default()
+                    })
+                    .unwrap(),
+                );
                 if g.promotion {
                     spec = spec.distribution(Distribution::Automatic);
                 }
@@ -334,7 +500,7 @@ fn check_invariants(q: &Quote, c: &Cart) {
             a.offer
         );
         assert!(a.saving.is_positive());
-        if a.kind == "shipping" {
+        if a.kind.starts_with("shipping") {
             assert!(
                 q.lines
                     .iter()
@@ -377,6 +543,43 @@ proptest! {
         }
         let (bq, bk) = brute.unwrap();
         prop_assert_eq!(key(&best, &wallet), bk, "engine chose {:?}, brute force {:?}", best.applied_ids(), bq.applied_ids());
+    }
+
+    #[test]
+    fn standing_promotions_then_the_best_coupons_equal_brute_force(
+        c in cart(),
+        spec in proptest::collection::vec(gen_offer(), 0..10),
+        pol in policy(),
+    ) {
+        let pol = StackingPolicy { promotions: PromotionMode::AlwaysApply, ..pol };
+        let (wallet, promos) = build(&spec);
+        let b = buyer();
+        let checkout = Checkout::new(&c, &b, now(), &pol).offers(&wallet).promotions(&promos);
+        let best = checkout.best().unwrap();
+        check_invariants(&best, &c);
+        let coupons: Vec<OfferId> = wallet.iter().map(|o| o.id.clone()).collect();
+        let promo_ids: Vec<OfferId> = promos.candidates(&c).iter().map(|o| o.id.clone()).collect();
+        prop_assume!(coupons.len() <= 9 && promo_ids.len() <= 5);
+        let brute = |pool: &[OfferId], with: &[OfferId]| {
+            let mut found: Option<(Vec<OfferId>, Key)> = None;
+            for mask in 0u32..(1 << pool.len()) {
+                let mut set: Vec<OfferId> = with.to_vec();
+                set.extend((0..pool.len()).filter(|i| mask & (1 << i) != 0).map(|i| pool[i].clone()));
+                let Ok(q) = checkout.apply_exactly(&set) else { continue };
+                let k = key(&q, &wallet);
+                if found.as_ref().is_none_or(|(_, fk)| k < *fk) {
+                    found = Some((set, k));
+                }
+            }
+            found
+        };
+        // The promotions alone first, then the coupons on top of them.
+        let standing = brute(&promo_ids, &[]).map(|(set, _)| set).unwrap_or_default();
+        let (_, k) = brute(&coupons, &standing).unwrap();
+        prop_assert_eq!(key(&best, &wallet), k);
+        for id in &standing {
+            prop_assert!(best.applied_ids().contains(id), "standing promotion {} left out", id);
+        }
     }
 
     #[test]
@@ -513,7 +716,7 @@ fn among_equal_savings_the_coupon_expiring_first_is_chosen() {
     assert!(matches!(other.reasons[0], Ineligible::GroupFull { .. }));
     assert_eq!(
         other.reasons[0].to_string(),
-        "cannot combine with coupon b-soon (platform), which is selected"
+        "cannot combine with \"ten2\", which is selected"
     );
 }
 
@@ -769,4 +972,506 @@ fn quote_serialises_to_json() {
     let back: Quote = serde_json::from_str(&json).unwrap();
     assert_eq!(back, q);
     let _: BTreeSet<OfferId> = q.applied_ids().into_iter().collect();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The worked numbers of the newer benefit kinds, as their docs state them.
+
+fn saving_of(benefit: Benefit, lines: &[(i64, u32)], shipping: i64) -> Option<Money> {
+    let offer = coupon("x", template("x", benefit), 3);
+    let c = simple_cart(lines, shipping);
+    let pol = StackingPolicy::default();
+    let u = buyer();
+    let q = Checkout::new(&c, &u, now(), &pol)
+        .offers(&[offer])
+        .best()
+        .unwrap();
+    check_invariants(&q, &c);
+    (!q.applied.is_empty()).then_some(q.saving)
+}
+
+#[test]
+fn per_unit_takes_the_amount_off_the_dearest_units() {
+    // 5 off each, at most 3 units, on 2 × 30.00 and 2 × 4.00: 5 + 5 + 4.
+    let b = Benefit::per_unit(m(500), Some(3)).unwrap();
+    assert_eq!(saving_of(b, &[(400, 2), (3000, 2)], 0), Some(m(1400)));
+    // Uncapped: every unit, none below zero.
+    let b = Benefit::per_unit(m(500), None).unwrap();
+    assert_eq!(saving_of(b, &[(400, 2), (3000, 2)], 0), Some(m(1800)));
+}
+
+#[test]
+fn per_line_takes_the_amount_off_the_dearest_lines() {
+    // 10 off each line, at most 2 lines, on 3 × 20.00, 1 × 8.00, 1 × 15.00: 10 + 10.
+    let b = Benefit::per_line(m(1000), Some(2)).unwrap();
+    assert_eq!(
+        saving_of(b, &[(2000, 3), (800, 1), (1500, 1)], 0),
+        Some(m(2000))
+    );
+    let b = Benefit::per_line(m(1000), None).unwrap();
+    assert_eq!(
+        saving_of(b, &[(2000, 3), (800, 1), (1500, 1)], 0),
+        Some(m(2800))
+    );
+}
+
+#[test]
+fn apply_once_takes_one_unit_only() {
+    let lines = [(8000, 1), (4500, 2)];
+    let dearest_half = Benefit::apply_once(UnitPick::Dearest, UnitOff::Percent(pct(50))).unwrap();
+    assert_eq!(saving_of(dearest_half, &lines, 0), Some(m(4000)));
+    let cheapest_20 = Benefit::apply_once(UnitPick::Cheapest, UnitOff::Amount(m(2000))).unwrap();
+    assert_eq!(saving_of(cheapest_20, &lines, 0), Some(m(2000)));
+    let cheapest_all = Benefit::apply_once(UnitPick::Cheapest, UnitOff::Amount(m(9000))).unwrap();
+    assert_eq!(saving_of(cheapest_all, &lines, 0), Some(m(4500)));
+}
+
+#[test]
+fn tiered_percent_takes_the_highest_tier_reached() {
+    let b = || {
+        Benefit::tiered_percent(
+            vec![
+                PercentTier {
+                    spend: m(0),
+                    percent: pct(5),
+                },
+                PercentTier {
+                    spend: m(20000),
+                    percent: pct(10),
+                },
+                PercentTier {
+                    spend: m(50000),
+                    percent: pct(15),
+                },
+            ],
+            Some(m(6000)),
+        )
+        .unwrap()
+    };
+    assert_eq!(saving_of(b(), &[(15000, 1)], 0), Some(m(750)));
+    assert_eq!(saving_of(b(), &[(30000, 1)], 0), Some(m(3000)));
+    assert_eq!(saving_of(b(), &[(60000, 1)], 0), Some(m(6000)));
+}
+
+#[test]
+fn quantity_tiers_count_units_in_scope() {
+    let b = || {
+        Benefit::quantity_tiers(
+            vec![
+                QuantityTier {
+                    units: 2,
+                    percent: pct(10),
+                },
+                QuantityTier {
+                    units: 3,
+                    percent: pct(20),
+                },
+            ],
+            None,
+        )
+        .unwrap()
+    };
+    assert_eq!(saving_of(b(), &[(5000, 2)], 0), Some(m(1000)));
+    assert_eq!(saving_of(b(), &[(5000, 4)], 0), Some(m(4000)));
+    assert_eq!(saving_of(b(), &[(5000, 1)], 0), None);
+}
+
+#[test]
+fn shipping_percent_and_shipping_price_reduce_only_shipping() {
+    let half = || Benefit::shipping_percent(pct(50)).unwrap();
+    assert_eq!(saving_of(half(), &[(5000, 1)], 1200), Some(m(600)));
+    assert_eq!(saving_of(half(), &[(5000, 1)], 999), Some(m(500)));
+    let five = || Benefit::shipping_price(m(500)).unwrap();
+    assert_eq!(saving_of(five(), &[(5000, 1)], 1200), Some(m(700)));
+    assert_eq!(saving_of(five(), &[(5000, 1)], 500), None);
+}
+
+#[test]
+fn requirements_and_a_maximum_subtotal_are_conditions_apart_from_scope() {
+    let cat = |c: &str| CategoryId::new(c).unwrap();
+    // 10 % off tea when the order holds two cups.
+    let t = template("tea", Benefit::percent(pct(10), None).unwrap())
+        .scope(
+            Scope::try_from(ScopeSpec {
+                categories: Some([cat("tea")].into()),
+                ..Default::default()
+            })
+            .unwrap(),
+        )
+        .conditions(
+            Conditions::try_from(ConditionsSpec {
+                requires: vec![Requirement::categories([cat("cups")], 2).unwrap()],
+                max_subtotal: Some(m(50000)),
+                ..Default::default()
+            })
+            .unwrap(),
+        );
+    let offer = coupon("tea", t, 3);
+    let line = |sku: &str, c: &str, price: i64, q: u32| {
+        CartLine::new(Sku::new(sku).unwrap(), m(price), q).in_category(cat(c))
+    };
+    let pol = StackingPolicy::default();
+    let u = buyer();
+    let quote = |lines: Vec<CartLine>| {
+        let c = Cart::new(CNY, lines, m(0)).unwrap();
+        Checkout::new(&c, &u, now(), &pol)
+            .offers(std::slice::from_ref(&offer))
+            .best()
+            .unwrap()
+    };
+    // One cup: one more needed; the reason names the category.
+    let q = quote(vec![line("t", "tea", 10000, 1), line("c", "cups", 3000, 1)]);
+    assert!(q.applied.is_empty());
+    let reasons = &q.evaluation(&offer.id).unwrap().reasons;
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.to_string() == "add 1 more item of category cups"),
+        "{reasons:?}"
+    );
+    // Two cups: 10 % of the tea only (the cups are not in scope).
+    let q = quote(vec![line("t", "tea", 10000, 1), line("c", "cups", 3000, 2)]);
+    assert_eq!(q.saving, m(1000));
+    // Tea above 500.00: over the maximum.
+    let q = quote(vec![line("t", "tea", 60000, 1), line("c", "cups", 3000, 2)]);
+    assert!(q.applied.is_empty());
+    let reasons = &q.evaluation(&offer.id).unwrap().reasons;
+    assert!(
+        reasons.contains(&Ineligible::AboveMaxSubtotal {
+            max: m(50000),
+            over: m(10000)
+        }),
+        "{reasons:?}"
+    );
+}
+
+#[test]
+fn buy_x_get_y_rewards_the_cheapest_units_of_the_reward_set() {
+    let cat = |c: &str| CategoryId::new(c).unwrap();
+    let in_cat = |c: &str| {
+        Scope::try_from(ScopeSpec {
+            categories: Some([cat(c)].into()),
+            ..Default::default()
+        })
+        .unwrap()
+    };
+    let b = Benefit::buy_x_get_y(
+        2,
+        in_cat("shirts"),
+        1,
+        Reward::Percent { percent: pct(50) },
+        None,
+    )
+    .unwrap();
+    let offer = coupon("bxgy", template("bxgy", b).scope(in_cat("hats")), 3);
+    let pol = StackingPolicy::default();
+    let u = buyer();
+    let saving = |shirts: u32| {
+        let lines = vec![
+            CartLine::new(Sku::new("shirt").unwrap(), m(10000), shirts).in_category(cat("shirts")),
+            CartLine::new(Sku::new("cap").unwrap(), m(4000), 2).in_category(cat("hats")),
+            CartLine::new(Sku::new("beanie").unwrap(), m(3000), 1).in_category(cat("hats")),
+        ];
+        let c = Cart::new(CNY, lines, m(0)).unwrap();
+        let q = Checkout::new(&c, &u, now(), &pol)
+            .offers(std::slice::from_ref(&offer))
+            .best()
+            .unwrap();
+        check_invariants(&q, &c);
+        q.saving
+    };
+    assert_eq!(saving(1), m(0));
+    assert_eq!(saving(3), m(1500));
+    assert_eq!(saving(4), m(3500));
+    assert_eq!(saving(20), m(5500));
+
+    // One set for both (the classic buy 2 get 1 free): a unit counts once.
+    let same = Benefit::buy_x_get_y(2, Scope::everything(), 1, Reward::Free, None).unwrap();
+    let classic = Benefit::buy_get(2, 1, None).unwrap();
+    for lines in [
+        vec![(3000, 1), (2000, 2), (1000, 2), (500, 1)],
+        vec![(3000, 2)],
+        vec![(3000, 3), (100, 1)],
+    ] {
+        assert_eq!(
+            saving_of(same.clone(), &lines, 0),
+            saving_of(classic.clone(), &lines, 0),
+            "{lines:?}"
+        );
+    }
+}
+
+#[test]
+fn items_and_shipping_share_one_discount() {
+    let ten = Benefit::items_and_shipping(UnitOff::Percent(pct(10)), None).unwrap();
+    let offer = coupon("all", template("all", ten), 3);
+    let c = simple_cart(&[(9000, 1)], 1000);
+    let pol = StackingPolicy::default();
+    let u = buyer();
+    let q = Checkout::new(&c, &u, now(), &pol)
+        .offers(&[offer])
+        .best()
+        .unwrap();
+    check_invariants(&q, &c);
+    assert_eq!(q.saving, m(1000));
+    assert_eq!(q.lines[0].final_amount, m(8100));
+    assert_eq!(q.shipping.final_amount, m(900));
+    let thirty = Benefit::items_and_shipping(UnitOff::Amount(m(3000)), None).unwrap();
+    assert_eq!(saving_of(thirty, &[(2000, 1)], 500), Some(m(2500)));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reasons a buyer can read.
+
+fn reasons_of(q: &Quote, id: &str) -> Vec<String> {
+    q.evaluation(&OfferId::Coupon(CouponId::new(id).unwrap()))
+        .unwrap()
+        .reasons
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+#[test]
+fn an_exclusion_names_what_excluded_each_line() {
+    let cat = |c: &str| CategoryId::new(c).unwrap();
+    let t = template("20-off", Benefit::percent(pct(20), None).unwrap()).scope(
+        Scope::try_from(ScopeSpec {
+            exclude_categories: [cat("liquor")].into(),
+            sale_items: false,
+            ..Default::default()
+        })
+        .unwrap(),
+    );
+    let offer = coupon("c", t, 3);
+    let c = Cart::new(
+        CNY,
+        vec![
+            CartLine::new(Sku::new("baijiu").unwrap(), m(30000), 1).in_category(cat("liquor")),
+            CartLine::new(Sku::new("tea").unwrap(), m(5000), 1).on_sale(),
+        ],
+        m(0),
+    )
+    .unwrap();
+    let (pol, u) = (StackingPolicy::default(), buyer());
+    let q = Checkout::new(&c, &u, now(), &pol)
+        .offers(&[offer])
+        .best()
+        .unwrap();
+    assert_eq!(
+        reasons_of(&q, "c"),
+        vec![
+            "not for the items in the cart: baijiu is in the excluded category liquor; \
+             tea is already on sale"
+        ]
+    );
+    let e = q
+        .evaluation(&OfferId::Coupon(CouponId::new("c").unwrap()))
+        .unwrap();
+    let Ineligible::NoItemInScope { excluded } = &e.reasons[0] else {
+        panic!("{:?}", e.reasons)
+    };
+    assert_eq!(
+        excluded[0].by,
+        ExcludedBy::Category {
+            category: cat("liquor")
+        }
+    );
+    assert_eq!(excluded[1].by, ExcludedBy::SaleItem);
+}
+
+#[test]
+fn one_reason_per_state_and_instants_in_the_buyers_offset() {
+    let t = || template("ten", Benefit::instant(m(1000)).unwrap());
+    let used_and_expired = Offer::coupon(
+        CouponId::new("used").unwrap(),
+        Arc::new(t().build().unwrap()),
+        now() - Duration::days(9),
+        now() - Duration::hours(4),
+    )
+    .with_blocked(coupons::checkout::Blocked::Used);
+    let expired = Offer::coupon(
+        CouponId::new("old").unwrap(),
+        Arc::new(t().build().unwrap()),
+        now() - Duration::days(9),
+        now() - Duration::hours(4),
+    );
+    let c = simple_cart(&[(5000, 1)], 0);
+    let pol = StackingPolicy::default();
+    let u = buyer().in_offset(chrono::FixedOffset::east_opt(8 * 3600).unwrap());
+    let q = Checkout::new(&c, &u, now(), &pol)
+        .offers(&[used_and_expired, expired])
+        .best()
+        .unwrap();
+    assert_eq!(reasons_of(&q, "used"), vec!["already used"]);
+    // 2026-11-23 08:00 UTC is 16:00 in UTC+08:00.
+    assert_eq!(
+        reasons_of(&q, "old"),
+        vec!["expired at 2026-11-23 16:00 (UTC+08:00)"]
+    );
+}
+
+#[test]
+fn losing_a_free_shipping_threshold_is_told_apart_from_no_saving() {
+    // Free shipping from 99.00 measured after earlier discounts; a 10.00 coupon on a 100.00
+    // cart would leave 90.00 and cost the free shipping.
+    let ship = coupon(
+        "ship",
+        template("ship", Benefit::shipping(None).unwrap())
+            .conditions(
+                Conditions::try_from(ConditionsSpec {
+                    min_subtotal: Some(m(9900)),
+                    ..Default::default()
+                })
+                .unwrap(),
+            )
+            .stacking(Stacking::in_group(StackingGroup::new("shipping").unwrap())),
+        3,
+    );
+    let ten = coupon(
+        "ten",
+        template("立减10元", Benefit::instant(m(1000)).unwrap()),
+        3,
+    );
+    let c = simple_cart(&[(10000, 1)], 800);
+    let pol = StackingPolicy::default();
+    let u = buyer();
+    let q = Checkout::new(&c, &u, now(), &pol)
+        .offers(&[ship.clone(), ten])
+        .with_selection(std::slice::from_ref(&ship.id))
+        .unwrap();
+    assert_eq!(
+        reasons_of(&q, "ten"),
+        vec![
+            "would lose the shipping offer \"ship\", whose minimum spend would then be 9.00 short"
+        ]
+    );
+}
+
+#[test]
+fn counts_are_in_the_singular_for_one() {
+    assert_eq!(
+        Ineligible::MoreItems { missing: 1 }.to_string(),
+        "add 1 more eligible item"
+    );
+    assert_eq!(
+        Ineligible::MoreItems { missing: 2 }.to_string(),
+        "add 2 more eligible items"
+    );
+    assert_eq!(
+        Ineligible::MaxCoupons { max: 1 }.to_string(),
+        "at most 1 coupon per order"
+    );
+    assert_eq!(
+        Ineligible::MaxCoupons { max: 3 }.to_string(),
+        "at most 3 coupons per order"
+    );
+}
+
+#[test]
+fn always_applying_promotions_keep_them_in_the_order() {
+    let promo = Arc::new(
+        template("promo", Benefit::instant(m(500)).unwrap())
+            .distribution(Distribution::Automatic)
+            .stacking(Stacking::in_group(StackingGroup::new("promo").unwrap()))
+            .build()
+            .unwrap(),
+    );
+    let ix = PromotionIndex::new([promo]);
+    let solo = coupon(
+        "solo",
+        template("solo", Benefit::instant(m(1200)).unwrap()).stacking(Stacking {
+            with_promotions: false,
+            ..Stacking::platform()
+        }),
+        3,
+    );
+    let c = simple_cart(&[(5000, 1)], 0);
+    let pol = StackingPolicy {
+        promotions: PromotionMode::AlwaysApply,
+        ..StackingPolicy::default()
+    };
+    let u = buyer();
+    let checkout = Checkout::new(&c, &u, now(), &pol)
+        .offers(std::slice::from_ref(&solo))
+        .promotions(&ix);
+    let q = checkout.best().unwrap();
+    // The promotion stands; the coupon that refuses promotions cannot join it.
+    assert_eq!(q.saving, m(500));
+    assert!(matches!(
+        checkout.with_selection(std::slice::from_ref(&solo.id)),
+        Err(CheckoutError::Incompatible { .. })
+    ));
+}
+
+#[test]
+fn percentages_round_per_order_or_per_line() {
+    let off = || {
+        coupon(
+            "p",
+            template(
+                "p",
+                Benefit::percent(
+                    Percent::new(rust_decimal::Decimal::new(125, 1)).unwrap(),
+                    None,
+                )
+                .unwrap(),
+            ),
+            3,
+        )
+    };
+    let c = simple_cart(&[(100, 1), (100, 1), (100, 1)], 0);
+    let u = buyer();
+    let per_order = StackingPolicy::default();
+    let q = Checkout::new(&c, &u, now(), &per_order)
+        .offers(&[off()])
+        .best()
+        .unwrap();
+    assert_eq!(q.saving, m(38));
+    let per_line = StackingPolicy {
+        rounding_scope: RoundingScope::PerLine,
+        ..StackingPolicy::default()
+    };
+    let q = Checkout::new(&c, &u, now(), &per_line)
+        .offers(&[off()])
+        .best()
+        .unwrap();
+    check_invariants(&q, &c);
+    assert_eq!(q.saving, m(36));
+    assert!(q.lines.iter().all(|l| l.final_amount == m(88)));
+}
+
+#[test]
+fn percentages_round_per_unit_on_lines_of_several_units() {
+    let off = || {
+        coupon(
+            "p",
+            template(
+                "p",
+                Benefit::percent(
+                    Percent::new(rust_decimal::Decimal::new(125, 1)).unwrap(),
+                    None,
+                )
+                .unwrap(),
+            ),
+            3,
+        )
+    };
+    let c = simple_cart(&[(100, 3)], 0);
+    let u = buyer();
+    let saving = |scope| {
+        let pol = StackingPolicy {
+            rounding_scope: scope,
+            ..StackingPolicy::default()
+        };
+        let q = Checkout::new(&c, &u, now(), &pol)
+            .offers(&[off()])
+            .best()
+            .unwrap();
+        check_invariants(&q, &c);
+        q.saving
+    };
+    assert_eq!(saving(RoundingScope::PerUnit), m(36));
+    assert_eq!(saving(RoundingScope::PerLine), m(38));
+    assert_eq!(saving(RoundingScope::PerOrder), m(38));
 }

@@ -4,6 +4,8 @@
 //! The cases are data: a valid template, the part to replace (a JSON pointer) and the raw text
 //! put there, and the exact message expected.
 
+use coupons::cart::{Cart, CartLine};
+use coupons::id::Sku;
 use coupons::money::{Currency, Money};
 use coupons::rule::{Limits, Template, Validity};
 use serde_json::Value;
@@ -220,6 +222,353 @@ const TEMPLATE_CASES: &[(&str, &str, &str, &str)] = &[
         "true",
         "refund: unknown field `buyer_returns`, expected `merchant_refund_returns` or `buyer_refund_returns` at line 22 column 19",
     ),
+    // benefit
+    (
+        "benefit amount float",
+        "/benefit/amount",
+        r#"{"amount": 10.5, "currency": "CNY"}"#,
+        "benefit.amount: the number arrived as the binary float 10.5, which may have lost digits; send the amount as a decimal string such as \"12.50\" at line 5 column 3",
+    ),
+    (
+        "benefit amount fen fraction",
+        "/benefit/amount",
+        r#"{"amount": "10.005", "currency": "CNY"}"#,
+        "benefit.amount: 10.005 has more decimal places than CNY allows (2) at line 5 column 3",
+    ),
+    (
+        "benefit amount as number",
+        "/benefit/amount",
+        "10",
+        "benefit.amount: expected an amount as an object {\"amount\": \"12.50\", \"currency\": \"CNY\"}, got 10 at line 5 column 3",
+    ),
+    (
+        "benefit amount negative",
+        "/benefit/amount",
+        r#"{"amount": "-1", "currency": "CNY"}"#,
+        "benefit.amount: -1.00 CNY must be above zero at line 5 column 3",
+    ),
+    (
+        "benefit unknown kind",
+        "/benefit/kind",
+        r#""lottery""#,
+        "benefit.kind: unknown variant `lottery`, expected one of `instant`, `threshold`, `every_threshold`, `percent`, `shipping`, `buy_get`, `fixed_price`, `per_unit`, `per_line`, `apply_once`, `tiered_percent`, `quantity_tiers`, `shipping_percent`, `shipping_price`, `items_and_shipping`, `buy_x_get_y` at line 8 column 3",
+    ),
+    (
+        "benefit unknown field",
+        "/benefit/amout",
+        "1",
+        "benefit: unknown field `amout`, expected `amount` at line 9 column 3",
+    ),
+    (
+        "benefit no kind",
+        "/benefit",
+        r#"{"amount": {"amount": "1", "currency": "CNY"}}"#,
+        "benefit: missing field `kind` at line 2 column 59",
+    ),
+    (
+        "tier save text",
+        "/benefit",
+        r#"{"kind": "threshold", "tiers": [{"spend": {"amount": "100", "currency": "CNY"}, "save": {"amount": "10", "currency": "CNY"}}, {"spend": {"amount": "200", "currency": "CNY"}, "save": "25"}]}"#,
+        "benefit.tiers[1].save: expected an amount as an object {\"amount\": \"12.50\", \"currency\": \"CNY\"}, got the text \"25\" at line 2 column 202",
+    ),
+    (
+        "tier unknown field",
+        "/benefit",
+        r#"{"kind": "threshold", "tiers": [{"spend": {"amount": "100", "currency": "CNY"}, "save": {"amount": "10", "currency": "CNY"}, "min": 1}]}"#,
+        "benefit.tiers[0]: unknown field `min`, expected `spend` or `save` at line 2 column 149",
+    ),
+    (
+        "tiers not increasing",
+        "/benefit",
+        r#"{"kind": "threshold", "tiers": [{"spend": {"amount": "100", "currency": "CNY"}, "save": {"amount": "10", "currency": "CNY"}}, {"spend": {"amount": "100", "currency": "CNY"}, "save": {"amount": "20", "currency": "CNY"}}]}"#,
+        "benefit.tiers: tier 1 threshold 100.00 CNY is not above the previous tier's at line 2 column 233",
+    ),
+    (
+        "percent out of range",
+        "/benefit",
+        r#"{"kind": "percent", "percent": 120}"#,
+        "benefit.percent: percentage 120 is outside (0, 100] at line 2 column 48",
+    ),
+    (
+        "percent as float",
+        "/benefit",
+        r#"{"kind": "percent", "percent": 12.5}"#,
+        "benefit.percent: the number arrived as the binary float 12.5, which may have lost digits; send the value as a decimal string such as \"12.50\" at line 2 column 49",
+    ),
+    (
+        "percent as text",
+        "/benefit",
+        r#"{"kind": "percent", "percent": "12.5"}"#,
+        "ok",
+    ),
+    (
+        "negative buy",
+        "/benefit",
+        r#"{"kind": "buy_get", "buy": -2, "get": 1}"#,
+        "benefit.buy: expected a non-negative integer, got -2 at line 2 column 53",
+    ),
+    (
+        "zero get",
+        "/benefit",
+        r#"{"kind": "buy_get", "buy": 2, "get": 0}"#,
+        "benefit.get: must be at least 1 at line 2 column 52",
+    ),
+    (
+        "benefit in another currency",
+        "/benefit/amount",
+        r#"{"amount": "1", "currency": "USD"}"#,
+        "benefit.amount: USD is not the template's currency CNY",
+    ),
+    // scope
+    (
+        "scope sku empty",
+        "/scope",
+        r#"{"skus": ["tea", ""]}"#,
+        "scope.skus[1]: invalid sku \"\": it is empty at line 23 column 32",
+    ),
+    (
+        "scope skus not a list",
+        "/scope",
+        r#"{"skus": "tea"}"#,
+        "scope.skus: expected a list, got the text \"tea\" at line 23 column 26",
+    ),
+    (
+        "scope unknown field",
+        "/scope",
+        r#"{"sku": ["tea"]}"#,
+        "scope: unknown field `sku`, expected one of `shops`, `skus`, `categories`, `exclude_skus`, `exclude_categories`, `sale_items` at line 23 column 17",
+    ),
+    (
+        "scope empty include",
+        "/scope",
+        r#"{"categories": []}"#,
+        "scope.categories: must not be empty at line 23 column 29",
+    ),
+    (
+        "scope sale items as text",
+        "/scope",
+        r#"{"sale_items": "no"}"#,
+        "scope.sale_items: expected true or false, got the text \"no\" at line 23 column 31",
+    ),
+    (
+        "scope conflict",
+        "/scope",
+        r#"{"skus": ["tea"], "exclude_skus": ["tea"]}"#,
+        "scope.exclude_skus: sku tea is both included and excluded at line 23 column 53",
+    ),
+    // conditions
+    (
+        "min subtotal float",
+        "/conditions",
+        r#"{"min_subtotal": {"amount": 99.9, "currency": "CNY"}}"#,
+        "conditions.min_subtotal: the number arrived as the binary float 99.9, which may have lost digits; send the amount as a decimal string such as \"12.50\" at line 9 column 48",
+    ),
+    (
+        "min quantity negative",
+        "/conditions",
+        r#"{"min_quantity": -1}"#,
+        "conditions.min_quantity: expected a non-negative integer, got -1 at line 9 column 36",
+    ),
+    (
+        "conditions unknown field",
+        "/conditions",
+        r#"{"max_subtotal_x": 1}"#,
+        "conditions: unknown field `max_subtotal_x`, expected one of `min_subtotal`, `min_quantity`, `audience`, `channels`, `max_subtotal`, `requires`, `schedule` at line 9 column 33",
+    ),
+    (
+        "audience unknown field",
+        "/conditions",
+        r#"{"audience": {"customers": "new"}}"#,
+        "conditions.audience: unknown field `customers`, expected one of `customer`, `membership_levels`, `segments`, `users` at line 9 column 41",
+    ),
+    (
+        "audience unknown customer",
+        "/conditions",
+        r#"{"audience": {"customer": "vip"}}"#,
+        "conditions.audience.customer: unknown variant `vip`, expected `new` or `returning` at line 9 column 49",
+    ),
+    (
+        "audience bad segment",
+        "/conditions",
+        r#"{"audience": {"segments": ["ok", 5]}}"#,
+        "conditions.audience.segments[1]: expected the segment id as text, got 5 at line 9 column 53",
+    ),
+    (
+        "channel not text",
+        "/conditions",
+        r#"{"channels": [1]}"#,
+        "conditions.channels[0]: expected the channel as text, got 1 at line 9 column 33",
+    ),
+    (
+        "schedule bad offset",
+        "/conditions",
+        r#"{"schedule": {"utc_offset": "8"}}"#,
+        "conditions.schedule.utc_offset: invalid value \"8\": an offset starts with + or -, e.g. +08:00 at line 9 column 49",
+    ),
+    (
+        "schedule bad day",
+        "/conditions",
+        r#"{"schedule": {"utc_offset": "+08:00", "days": ["Mon", "Funday"]}}"#,
+        "conditions.schedule.days[1]: short or long weekday names expected at line 9 column 81",
+    ),
+    (
+        "schedule bad window",
+        "/conditions",
+        r#"{"schedule": {"utc_offset": "+08:00", "windows": [{"start": "25:00", "end": "02:00"}]}}"#,
+        "conditions.schedule.windows[0]: input is out of range at line 9 column 85",
+    ),
+    (
+        "schedule no offset",
+        "/conditions",
+        r#"{"schedule": {"days": ["Mon"]}}"#,
+        "conditions.schedule: missing field `utc_offset` at line 9 column 47",
+    ),
+    // top level
+    (
+        "name not text",
+        "/name",
+        "5",
+        "name: expected text, got 5 at line 19 column 11",
+    ),
+    (
+        "unknown currency",
+        "/currency",
+        r#""XXQ""#,
+        "currency: unknown currency \"XXQ\": give its minor unit explicitly, e.g. \"XXQ:2\" at line 9 column 19",
+    ),
+    (
+        "unknown top field",
+        "/subtotal",
+        "5",
+        "unknown field `subtotal`, expected one of `id`, `name`, `description`, `terms`, `currency`, `benefit`, `scope`, `conditions`, `validity`, `limits`, `stacking`, `distribution`, `refund` at line 23 column 12",
+    ),
+    // newer benefit kinds and conditions
+    (
+        "per unit zero cap",
+        "/benefit",
+        r#"{"kind": "per_unit", "amount": {"amount": "5", "currency": "CNY"}, "max_units": 0}"#,
+        "benefit.max_units: must be at least 1 at line 2 column 95",
+    ),
+    (
+        "per line negative cap",
+        "/benefit",
+        r#"{"kind": "per_line", "amount": {"amount": "5", "currency": "CNY"}, "max_lines": -1}"#,
+        "benefit.max_lines: expected a non-negative integer, got -1 at line 2 column 96",
+    ),
+    (
+        "apply once both",
+        "/benefit",
+        r#"{"kind": "apply_once", "pick": "cheapest", "percent": "50", "amount": {"amount": "5", "currency": "CNY"}}"#,
+        "benefit: give `amount` or `percent`, not both at line 2 column 118",
+    ),
+    (
+        "apply once neither",
+        "/benefit",
+        r#"{"kind": "apply_once", "pick": "dearest"}"#,
+        "benefit: apply_once needs `amount` or `percent` at line 2 column 54",
+    ),
+    (
+        "apply once unknown pick",
+        "/benefit",
+        r#"{"kind": "apply_once", "pick": "middle", "percent": "50"}"#,
+        "benefit.pick: unknown variant `middle`, expected `cheapest` or `dearest` at line 2 column 70",
+    ),
+    (
+        "tiered percent decreasing",
+        "/benefit",
+        r#"{"kind": "tiered_percent", "tiers": [{"spend": {"amount": "0", "currency": "CNY"}, "percent": "10"}, {"spend": {"amount": "100", "currency": "CNY"}, "percent": "5"}]}"#,
+        "benefit.tiers: tier 1 takes 5%, less than the tier below it at line 2 column 179",
+    ),
+    (
+        "tiered percent out of range",
+        "/benefit",
+        r#"{"kind": "tiered_percent", "tiers": [{"spend": {"amount": "0", "currency": "CNY"}, "percent": "10"}, {"spend": {"amount": "100", "currency": "CNY"}, "percent": "150"}]}"#,
+        "benefit.tiers[1].percent: percentage 150 is outside (0, 100] at line 2 column 181",
+    ),
+    (
+        "quantity tier zero units",
+        "/benefit",
+        r#"{"kind": "quantity_tiers", "tiers": [{"units": 0, "percent": "10"}]}"#,
+        "benefit.tiers.units: must be at least 1 at line 2 column 81",
+    ),
+    (
+        "quantity tiers not increasing",
+        "/benefit",
+        r#"{"kind": "quantity_tiers", "tiers": [{"units": 3, "percent": "10"}, {"units": 2, "percent": "20"}]}"#,
+        "benefit.tiers: tier 1 needs 2 units, not more than the tier below it at line 2 column 112",
+    ),
+    (
+        "shipping percent zero",
+        "/benefit",
+        r#"{"kind": "shipping_percent", "percent": "0"}"#,
+        "benefit.percent: percentage 0 is outside (0, 100] at line 2 column 57",
+    ),
+    (
+        "shipping price negative",
+        "/benefit",
+        r#"{"kind": "shipping_price", "price": {"amount": "-1", "currency": "CNY"}}"#,
+        "benefit.price: invalid value \"-1.00 CNY\": a shipping price is zero or above at line 2 column 85",
+    ),
+    (
+        "max below min subtotal",
+        "/conditions",
+        r#"{"min_subtotal": {"amount": "100", "currency": "CNY"}, "max_subtotal": {"amount": "50", "currency": "CNY"}}"#,
+        "conditions.max_subtotal: 50.00 CNY is below the minimum subtotal 100.00 CNY at line 9 column 123",
+    ),
+    (
+        "requirement naming nothing",
+        "/conditions",
+        r#"{"requires": [{"min_quantity": 2}]}"#,
+        "conditions.requires: a requirement names `skus`, `categories` or `shops` at line 9 column 51",
+    ),
+    (
+        "requirement zero quantity",
+        "/conditions",
+        r#"{"requires": [{"skus": ["teapot"], "min_quantity": 0}]}"#,
+        "conditions.requires.min_quantity: must be at least 1 at line 9 column 71",
+    ),
+    (
+        "requirement unknown field",
+        "/conditions",
+        r#"{"requires": [{"skus": ["teapot"]}, {"sku": ["cup"]}]}"#,
+        "conditions.requires[1]: unknown field `sku`, expected one of `skus`, `categories`, `shops`, `min_quantity` at line 9 column 58",
+    ),
+    (
+        "bxgy zero buy",
+        "/benefit",
+        r#"{"kind": "buy_x_get_y", "buy": 0, "buy_scope": {}, "get": 1, "reward": {"kind": "free"}}"#,
+        "benefit.buy: must be at least 1 at line 2 column 101",
+    ),
+    (
+        "bxgy bad buy scope",
+        "/benefit",
+        r#"{"kind": "buy_x_get_y", "buy": 2, "buy_scope": {"skus": []}, "get": 1, "reward": {"kind": "free"}}"#,
+        "benefit.buy_scope: scope.skus: must not be empty at line 2 column 111",
+    ),
+    (
+        "bxgy unknown reward",
+        "/benefit",
+        r#"{"kind": "buy_x_get_y", "buy": 2, "buy_scope": {}, "get": 1, "reward": {"kind": "gift"}}"#,
+        "benefit.reward.kind: unknown variant `gift`, expected one of `free`, `percent`, `price` at line 2 column 101",
+    ),
+    (
+        "bxgy reward percent",
+        "/benefit",
+        r#"{"kind": "buy_x_get_y", "buy": 2, "buy_scope": {}, "get": 1, "reward": {"kind": "percent", "percent": "101"}}"#,
+        "benefit.reward.percent: percentage 101 is outside (0, 100] at line 2 column 122",
+    ),
+    (
+        "bxgy reward price float",
+        "/benefit",
+        r#"{"kind": "buy_x_get_y", "buy": 2, "buy_scope": {}, "get": 1, "reward": {"kind": "price", "price": {"amount": 9.9, "currency": "CNY"}}}"#,
+        "benefit.reward.price: the number arrived as the binary float 9.9, which may have lost digits; send the amount as a decimal string such as \"12.50\" at line 2 column 147",
+    ),
+    (
+        "items and shipping capped amount",
+        "/benefit",
+        r#"{"kind": "items_and_shipping", "amount": {"amount": "5", "currency": "CNY"}, "max_saving": {"amount": "5", "currency": "CNY"}}"#,
+        "benefit.max_saving: an amount off needs no cap; `max_saving` caps a percentage at line 2 column 139",
+    ),
 ];
 
 #[test]
@@ -427,4 +776,102 @@ mod properties {
             prop_assert_eq!(got.as_str().unwrap(), expected.as_str());
         }
     }
+}
+
+/// (what, cart JSON, exact error).
+const CART_CASES: &[(&str, &str, &str)] = &[
+    (
+        "a client's subtotal",
+        r#"{"currency": "CNY", "lines": [], "shipping": {"amount": "0", "currency": "CNY"}, "subtotal": "9"}"#,
+        "unknown field `subtotal`, expected one of `currency`, `lines`, `shipping` at line 1 column 91",
+    ),
+    (
+        "an unknown line field",
+        r#"{"currency": "CNY", "shipping": {"amount": "0", "currency": "CNY"},
+ "lines": [{"sku": "tea", "unit_price": {"amount": "1", "currency": "CNY"}, "quantity": 1, "total": "1"}]}"#,
+        "lines[0]: unknown field `total`, expected one of `sku`, `categories`, `shop`, `unit_price`, `quantity`, `on_sale` at line 2 column 98",
+    ),
+    (
+        "a negative quantity",
+        r#"{"currency": "CNY", "shipping": {"amount": "0", "currency": "CNY"}, "lines": [
+ {"sku": "tea", "unit_price": {"amount": "1", "currency": "CNY"}, "quantity": 1},
+ {"sku": "cup", "unit_price": {"amount": "1", "currency": "CNY"}, "quantity": -2}]}"#,
+        "lines[1].quantity: expected a non-negative integer, got -2 at line 3 column 82",
+    ),
+    (
+        "a float price",
+        r#"{"currency": "CNY", "shipping": {"amount": "0", "currency": "CNY"},
+ "lines": [{"sku": "tea", "unit_price": {"amount": 19.99, "currency": "CNY"}, "quantity": 1}]}"#,
+        "lines[0].unit_price: the number arrived as the binary float 19.99, which may have lost digits; send the amount as a decimal string such as \"12.50\" at line 2 column 58",
+    ),
+    (
+        "a zero quantity",
+        r#"{"currency": "CNY", "shipping": {"amount": "0", "currency": "CNY"},
+ "lines": [{"sku": "tea", "unit_price": {"amount": "1", "currency": "CNY"}, "quantity": 0}]}"#,
+        "lines[0].quantity: must be at least 1",
+    ),
+    (
+        "a line in another currency",
+        r#"{"currency": "CNY", "shipping": {"amount": "0", "currency": "CNY"},
+ "lines": [{"sku": "tea", "unit_price": {"amount": "1", "currency": "CNY"}, "quantity": 1},
+           {"sku": "cup", "unit_price": {"amount": "1", "currency": "USD"}, "quantity": 1}]}"#,
+        "lines[1].unit_price: USD is not the cart's currency CNY",
+    ),
+    (
+        "a negative shipping fee",
+        r#"{"currency": "CNY", "shipping": {"amount": "-8", "currency": "CNY"}, "lines": []}"#,
+        "shipping: -8.00 CNY is negative",
+    ),
+    (
+        "an empty sku",
+        r#"{"currency": "CNY", "shipping": {"amount": "0", "currency": "CNY"},
+ "lines": [{"sku": "", "unit_price": {"amount": "1", "currency": "CNY"}, "quantity": 1}]}"#,
+        "lines[0].sku: invalid sku \"\": it is empty at line 2 column 23",
+    ),
+];
+
+#[test]
+fn invalid_carts_get_one_exact_error_naming_the_line() {
+    let mut wrong = Vec::new();
+    for (what, json, expected) in CART_CASES {
+        let got = match serde_json::from_str::<Cart>(json) {
+            Ok(_) => "ok".to_owned(),
+            Err(e) => e.to_string(),
+        };
+        if got != *expected {
+            wrong.push(format!(
+                "{what}\n  got:      {got:?}\n  expected: {expected:?}"
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn cart_errors_show_line_numbers_as_numbers() {
+    let cny = Currency::CNY;
+    let usd = Currency::USD;
+    let sku = Sku::new("tea").unwrap();
+    let e = Cart::new(
+        cny,
+        vec![
+            CartLine::new(sku.clone(), Money::from_minor(100, cny), 1),
+            CartLine::new(sku.clone(), Money::from_minor(100, usd), 1),
+        ],
+        Money::zero(cny),
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "lines[1].unit_price: USD is not the cart's currency CNY"
+    );
+    let e = Cart::new(cny, vec![], Money::from_minor(-1, cny)).unwrap_err();
+    assert_eq!(e.to_string(), "shipping: -0.01 CNY is negative");
+    let e = Cart::new(
+        cny,
+        vec![CartLine::new(sku, Money::zero(cny), 0)],
+        Money::zero(cny),
+    )
+    .unwrap_err();
+    assert_eq!(e.to_string(), "lines[0].quantity: must be at least 1");
 }

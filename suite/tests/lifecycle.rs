@@ -805,15 +805,32 @@ fn per_user_use_limit_blocks_extra_coupons() {
         &b
     };
     let ev = q.evaluation(&OfferId::Coupon(other.id.clone())).unwrap();
+    // The sibling is only held: the use comes back if its order lapses, and the reason says so.
+    assert_eq!(
+        ev.reasons,
+        vec![Ineligible::Unavailable {
+            blocked: Blocked::UsesHeld
+        }]
+    );
+    svc.cancel(&order("o1"), &k("cancel"), t0()).unwrap();
+    let q = svc.quote(&cart(), &buyer("alice"), &[], t0()).unwrap();
+    assert_eq!(q.applied.len(), 1);
+    // Once a sibling is used, the limit is reached.
+    lock(&svc, "o2", "alice", t0()).unwrap();
+    svc.pay(&order("o2"), &k("pay-o2"), t0()).unwrap();
+    let q = svc.quote(&cart(), &buyer("alice"), &[], t0()).unwrap();
+    assert!(q.applied.is_empty());
+    let left = [&a, &b]
+        .into_iter()
+        .find(|c| state(&svc, &c.id) == CouponState::Available)
+        .unwrap();
+    let ev = q.evaluation(&OfferId::Coupon(left.id.clone())).unwrap();
     assert_eq!(
         ev.reasons,
         vec![Ineligible::Unavailable {
             blocked: Blocked::UseLimitReached
         }]
     );
-    svc.cancel(&order("o1"), &k("cancel"), t0()).unwrap();
-    let q = svc.quote(&cart(), &buyer("alice"), &[], t0()).unwrap();
-    assert_eq!(q.applied.len(), 1);
 }
 
 #[test]

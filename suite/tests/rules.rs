@@ -13,8 +13,9 @@ use coupons::id::{
 use coupons::money::{Currency, Money};
 use coupons::rule::{
     AudienceSpec, Benefit, Conditions, ConditionsSpec, Distribution, Limits, LimitsSpec, Percent,
-    RefundPolicy, RuleError, Schedule, ScheduleSpec, Scope, ScopeSpec, Span, Stacking, Template,
-    TemplateSpec, Tier, TimeWindow, Validity,
+    PercentTier, QuantityTier, RefundPolicy, Requirement, Reward, RuleError, Schedule,
+    ScheduleSpec, Scope, ScopeSpec, Span, Stacking, Template, TemplateSpec, Tier, TimeWindow,
+    UnitOff, UnitPick, Validity,
 };
 use proptest::collection::{btree_set, vec};
 use proptest::option;
@@ -148,7 +149,7 @@ fn tiers(c: Currency) -> impl Strategy<Value = Vec<Tier>> {
         })
 }
 
-fn benefit(c: Currency) -> impl Strategy<Value = Benefit> {
+fn benefit(c: Currency) -> BoxedStrategy<Benefit> {
     prop_oneof![
         amount(c, 100_000).prop_map(|a| Benefit::instant(a).unwrap()),
         tiers(c).prop_map(|t| Benefit::tiered(t).unwrap()),
@@ -172,7 +173,94 @@ fn benefit(c: Currency) -> impl Strategy<Value = Benefit> {
             .prop_map(|(b, g, m)| Benefit::buy_get(b, g, m).unwrap()),
         (1u32..=10, amount(c, 100_000), option::of(1u32..=10))
             .prop_map(|(q, p, m)| Benefit::fixed_price(q, p, m).unwrap()),
+        newer_benefit(c).boxed(),
     ]
+    .boxed()
+}
+
+/// The kinds added with per-unit offers, tiers, shipping percentages and buy X get Y.
+fn newer_benefit(c: Currency) -> BoxedStrategy<Benefit> {
+    let pct = |p: i64| Percent::new(Decimal::new(1 + (p - 1) % 100, 0)).unwrap();
+    prop_oneof![
+        (amount(c, 100_000), option::of(1u32..=10))
+            .prop_map(|(a, m)| Benefit::per_unit(a, m).unwrap()),
+        (amount(c, 100_000), option::of(1u32..=10))
+            .prop_map(|(a, m)| Benefit::per_line(a, m).unwrap()),
+        (any::<bool>(), option::of(amount(c, 100_000)), 1i64..=100).prop_map(
+            move |(dearest, a, p)| {
+                let pick = if dearest {
+                    UnitPick::Dearest
+                } else {
+                    UnitPick::Cheapest
+                };
+                let off = a.map_or(UnitOff::Percent(pct(p)), UnitOff::Amount);
+                Benefit::apply_once(pick, off).unwrap()
+            }
+        ),
+        (
+            0i64..=10_000,
+            1i64..=10_000,
+            1i64..=50,
+            0i64..=50,
+            option::of(amount(c, 100_000))
+        )
+            .prop_map(move |(first, step, p1, p2, max)| {
+                let tiers = vec![
+                    PercentTier {
+                        spend: Money::from_minor(first, c),
+                        percent: pct(p1),
+                    },
+                    PercentTier {
+                        spend: Money::from_minor(first + step, c),
+                        percent: pct(p1 + p2),
+                    },
+                ];
+                Benefit::tiered_percent(tiers, max).unwrap()
+            }),
+        (1u32..=5, 1u32..=5, 1i64..=50, 0i64..=50).prop_map(move |(u, step, p1, p2)| {
+            let tiers = vec![
+                QuantityTier {
+                    units: u,
+                    percent: pct(p1),
+                },
+                QuantityTier {
+                    units: u + step,
+                    percent: pct(p1 + p2),
+                },
+            ];
+            Benefit::quantity_tiers(tiers, None).unwrap()
+        }),
+        (1i64..=100).prop_map(move |p| Benefit::shipping_percent(pct(p)).unwrap()),
+        (0i64..=5_000).prop_map(move |p| Benefit::shipping_price(Money::from_minor(p, c)).unwrap()),
+        (
+            1u32..=5,
+            scope(),
+            1u32..=5,
+            0u8..3,
+            1i64..=100,
+            option::of(1u32..=10)
+        )
+            .prop_map(move |(buy, buy_scope, get, r, p, m)| {
+                let reward = match r {
+                    0 => Reward::Free,
+                    1 => Reward::Percent { percent: pct(p) },
+                    _ => Reward::Price {
+                        price: Money::from_minor(p, c),
+                    },
+                };
+                Benefit::buy_x_get_y(buy, buy_scope, get, reward, m).unwrap()
+            }),
+        (
+            option::of(amount(c, 100_000)),
+            1i64..=100,
+            option::of(amount(c, 100_000))
+        )
+            .prop_map(move |(a, p, max)| match a {
+                Some(a) => Benefit::items_and_shipping(UnitOff::Amount(a), None).unwrap(),
+                None => Benefit::items_and_shipping(UnitOff::Percent(pct(p)), max).unwrap(),
+            }),
+    ]
+    .boxed()
 }
 
 fn scope() -> impl Strategy<Value = Scope> {
@@ -257,15 +345,44 @@ fn conditions(c: Currency) -> impl Strategy<Value = Conditions> {
         audience,
         option::of(id_set(|s| Channel::new(s).unwrap(), 1..4)),
         option::of(schedule()),
+        option::of(0i64..=100_000),
+        vec(
+            (
+                option::of(id_set(sku, 1..3)),
+                option::of(id_set(category, 1..3)),
+                option::of(id_set(shop, 1..3)),
+                1u32..=5,
+            ),
+            0..3,
+        ),
     )
         .prop_map(
-            |(min_subtotal, min_quantity, audience, channels, schedule)| {
+            move |(min_subtotal, min_quantity, audience, channels, schedule, extra, requires)| {
+                // A maximum at or above the minimum (or any, without one).
+                let max_subtotal = extra.map(|x| {
+                    Money::from_minor(min_subtotal.map_or(1, |m| m.to_minor().unwrap()) + x, c)
+                });
+                let requires = requires
+                    .into_iter()
+                    .map(|(skus, categories, shops, min_quantity)| Requirement {
+                        skus: skus.clone(),
+                        categories: categories.clone(),
+                        shops: if skus.is_none() && categories.is_none() && shops.is_none() {
+                            Some([ShopId::new("s").unwrap()].into())
+                        } else {
+                            shops
+                        },
+                        min_quantity,
+                    })
+                    .collect();
                 Conditions::try_from(ConditionsSpec {
                     min_subtotal,
                     min_quantity,
                     audience,
                     channels,
                     schedule,
+                    max_subtotal,
+                    requires,
                 })
                 .unwrap()
             },
@@ -2118,6 +2235,15 @@ fn documented_json_examples_are_valid_templates_of_every_kind() {
             "shipping",
             "buy_get",
             "fixed_price",
+            "per_unit",
+            "per_line",
+            "apply_once",
+            "tiered_percent",
+            "quantity_tiers",
+            "shipping_percent",
+            "shipping_price",
+            "buy_x_get_y",
+            "items_and_shipping",
         ] {
             assert!(
                 kinds.contains_key(kind),
@@ -2184,6 +2310,16 @@ fn documented_json_examples_are_valid_templates_of_every_kind() {
             matches!(t.distribution(), Distribution::PromoCode { .. })
         });
         any("an automatic promotion", &|t| t.is_automatic());
+        any("a requirement apart from the scope", &|t| {
+            !t.conditions().requires().is_empty()
+        });
+        any("a maximum subtotal", &|t| {
+            t.conditions().max_subtotal().is_some()
+        });
+        any(
+            "a tiered percentage with a base tier at zero",
+            &|t| matches!(t.benefit(), Benefit::TieredPercent { tiers, .. } if tiers[0].spend.is_zero()),
+        );
     }
     assert!(seen >= 1, "no file has the `{HEADING}` section");
 }
