@@ -148,31 +148,10 @@ fn offer_label(e: &Evaluation, names: &Names) -> String {
     }
 }
 
-/// A reason in the page's words: other offers by their names rather than their ids; the
-/// engine's own sentence otherwise.
-fn reason_text(r: &Ineligible, q: &Quote, names: &Names) -> String {
-    let name = |id: &OfferId| {
-        q.evaluation(id)
-            .and_then(|e| names.get(&e.template))
-            .cloned()
-            .unwrap_or_else(|| id.to_string())
-    };
-    match r {
-        Ineligible::GroupFull { with, .. } => {
-            let with: Vec<String> = with.iter().map(|w| format!("“{}”", name(w))).collect();
-            format!("cannot combine with {}, which is selected", with.join(", "))
-        }
-        Ineligible::ExclusiveSelected { with } | Ineligible::RefusedBy { offer: with } => {
-            format!("cannot combine with “{}”, which is selected", name(with))
-        }
-        Ineligible::RefusesPromotions { promotion } => {
-            format!(
-                "cannot combine with the promotion “{}”, which applies",
-                name(promotion)
-            )
-        }
-        other => other.to_string(),
-    }
+/// A reason in the page's words: the engine's own sentence, which names other offers by their
+/// templates' names.
+fn reason_text(r: &Ineligible, _q: &Quote, _names: &Names) -> String {
+    r.to_string()
 }
 
 /// Renders the checkout page for a quote.
