@@ -306,7 +306,7 @@ fn placing_the_order_from_the_page_locks_then_pays_it() {
     let html = c.get("/checkout/alice").text();
     // The page names the coupon in the way by its name.
     assert!(
-        html.contains("cannot combine with “Spend 200, save 25”"),
+        html.contains("cannot combine with &quot;Spend 200, save 25&quot;"),
         "{html}"
     );
     let form = html.split("<form id=\"place\"").nth(1).expect("order form");
