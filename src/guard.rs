@@ -91,6 +91,12 @@ pub enum GuardError {
         /// The IPv6 prefix length.
         v6: u8,
     },
+    /// A first-order preset without the templates it is for: it would count every claim.
+    #[error("guard {guard}: name the first-order templates it counts")]
+    NoTemplates {
+        /// The guard.
+        guard: GuardName,
+    },
     /// A guard that requires a context field the request lacks.
     #[error("guard {guard} needs the request's {field}")]
     MissingContext {
@@ -316,6 +322,11 @@ pub enum Action {
     Claim,
     /// Orders locking at least one coupon or promo code.
     Lock,
+    /// Failed attempts at redeeming a typed code (unknown, already taken, or mistyped). The
+    /// service counts one when an attempt fails, and refuses further attempts once the
+    /// window holds the limit, before the code is looked up
+    /// ([`Service::redeem_code`](crate::service::Service::redeem_code)).
+    CodeAttempt,
 }
 
 /// A counter over who is asking, with a limit and a window. Valid by construction.
@@ -652,6 +663,165 @@ pub fn counts(
         });
     }
     Ok(out)
+}
+
+/// Ready-made abuse guards: claim and use limits, code-guessing velocity and new-account
+/// farming, each by user, device, IP address, /24 or /64 subnet, or payment account.
+///
+/// Every preset is an ordinary [`Guard`] named after what it counts (`claims-per-device`,
+/// `code-attempts-per-ip`, `first-order-claims-per-payment`), so a refusal
+/// ([`LifecycleError::GuardHeld`](crate::lifecycle::LifecycleError::GuardHeld) and a
+/// `refused` event) names its reason; adjust one with the [`Guard`] builders.
+///
+/// ```
+/// use coupons::guard::presets::{self, By};
+/// use coupons::guard::Window;
+/// use coupons::id::TemplateId;
+/// let welcome = TemplateId::new("welcome-20")?;
+/// let guards = vec![
+///     presets::claims(By::Device, 20, Window::Day)?,
+///     presets::code_attempts(By::Ip, 10, Window::Hour)?,
+///     presets::first_order_claims(By::Payment, vec![welcome], 1, Window::Forever)?,
+/// ];
+/// assert_eq!(guards[1].name().as_str(), "code-attempts-per-ip");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub mod presets {
+    use super::{Action, Guard, GuardError, Subject, Window};
+    use crate::id::{GuardName, TemplateId};
+
+    /// Who a preset counts by.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub enum By {
+        /// The account.
+        User,
+        /// The device.
+        Device,
+        /// The exact IP address.
+        Ip,
+        /// The IP address's network: /24 for IPv4, /64 for IPv6 ([`Subject::SUBNET`]).
+        Subnet,
+        /// The payment account.
+        Payment,
+    }
+
+    impl By {
+        /// The guard subject.
+        pub fn subject(self) -> Subject {
+            match self {
+                By::User => Subject::User,
+                By::Device => Subject::Device,
+                By::Ip => Subject::Ip,
+                By::Subnet => Subject::SUBNET,
+                By::Payment => Subject::Payment,
+            }
+        }
+
+        /// The word in guard names: `user`, `device`, `ip`, `subnet`, `payment`.
+        pub fn as_str(self) -> &'static str {
+            match self {
+                By::User => "user",
+                By::Device => "device",
+                By::Ip => "ip",
+                By::Subnet => "subnet",
+                By::Payment => "payment",
+            }
+        }
+    }
+
+    fn named(
+        what: &str,
+        by: By,
+        action: Action,
+        limit: u64,
+        window: Window,
+    ) -> Result<Guard, GuardError> {
+        let name = GuardName::trusted(&format!("{what}-per-{}", by.as_str()));
+        Guard::new(name, action, vec![by.subject()], limit, window)
+    }
+
+    /// At most `limit` coupons claimed per `window` by one user, device, IP, subnet or
+    /// payment account (guard `claims-per-<by>`).
+    ///
+    /// # Errors
+    /// [`GuardError::ZeroLimit`]; [`GuardError::Window`].
+    pub fn claims(by: By, limit: u64, window: Window) -> Result<Guard, GuardError> {
+        named("claims", by, Action::Claim, limit, window)
+    }
+
+    /// At most `limit` orders per `window` locking coupons or promo codes, by one user,
+    /// device, IP, subnet or payment account (guard `uses-per-<by>`).
+    ///
+    /// # Errors
+    /// [`GuardError::ZeroLimit`]; [`GuardError::Window`].
+    pub fn uses(by: By, limit: u64, window: Window) -> Result<Guard, GuardError> {
+        named("uses", by, Action::Lock, limit, window)
+    }
+
+    /// At most `limit` failed code redemptions per `window` from one device, IP, subnet,
+    /// user or payment account; further attempts are refused before the code is looked up
+    /// (guard `code-attempts-per-<by>`). With 10 an hour per IP, an attacker guessing codes
+    /// of the default format (55 bits, 10⁶ issued) expects to need 4 × 10⁵ years per IP.
+    ///
+    /// # Errors
+    /// [`GuardError::ZeroLimit`]; [`GuardError::Window`].
+    pub fn code_attempts(by: By, limit: u64, window: Window) -> Result<Guard, GuardError> {
+        named("code-attempts", by, Action::CodeAttempt, limit, window)
+    }
+
+    /// At most `limit` claims of the first-order (new-customer) `templates` per `window` by
+    /// one device or payment account, however many new accounts ask (guard
+    /// `first-order-claims-per-<by>`).
+    ///
+    /// # Errors
+    /// [`GuardError::NoTemplates`] for an empty list; [`GuardError::ZeroLimit`];
+    /// [`GuardError::Window`].
+    pub fn first_order_claims(
+        by: By,
+        templates: Vec<TemplateId>,
+        limit: u64,
+        window: Window,
+    ) -> Result<Guard, GuardError> {
+        let g = named("first-order-claims", by, Action::Claim, limit, window)?;
+        if templates.is_empty() {
+            return Err(GuardError::NoTemplates {
+                guard: g.name().clone(),
+            });
+        }
+        Ok(g.only_templates(templates))
+    }
+
+    /// A starting set: 20 claims a day per device and 200 an hour per subnet; 10 failed
+    /// code attempts an hour per device and per IP, 50 per subnet; the first-order
+    /// `templates` claimed at most twice per device in 30 days and once per payment account
+    /// ever (none when `first_order` is empty).
+    ///
+    /// # Errors
+    /// None in practice (the figures are valid); typed for symmetry with the builders.
+    pub fn standard(first_order: &[TemplateId]) -> Result<Vec<Guard>, GuardError> {
+        let mut out = vec![
+            claims(By::Device, 20, Window::Day)?,
+            claims(By::Subnet, 200, Window::Hour)?,
+            code_attempts(By::Device, 10, Window::Hour)?,
+            code_attempts(By::Ip, 10, Window::Hour)?,
+            code_attempts(By::Subnet, 50, Window::Hour)?,
+        ];
+        if !first_order.is_empty() {
+            out.push(first_order_claims(
+                By::Device,
+                first_order.to_vec(),
+                2,
+                Window::rolling_days(30, 0)?,
+            )?);
+            out.push(first_order_claims(
+                By::Payment,
+                first_order.to_vec(),
+                1,
+                Window::Forever,
+            )?);
+        }
+        Ok(out)
+    }
 }
 
 #[cfg(test)]

@@ -1174,16 +1174,17 @@ impl Inner {
 
 /// A claim as [`Service`](crate::service::Service) writes it: the claim's receipt, the
 /// template's issued counter, the user's claim counter, and the new coupon, whose id is
-/// `<template>/<claim key>`. The store commits it on a path of its own that looks each name
-/// up once; the effect is the general path's, op for op.
+/// `<template>/<claim key>`, followed by guard counts ([`Op::CountWindow`]) and events. The
+/// store commits it on a path of its own that looks each name up once; the effect is the
+/// general path's, op for op.
 struct ClaimBatch<'a> {
     receipt: &'a ReceiptKey,
     key: &'a IdempotencyKey,
     issued: Option<u64>,
     per_user: Option<u64>,
     coupon: &'a Coupon,
-    /// The events that follow the four ops.
-    events: &'a [Op],
+    /// The guard counts and events that follow the four ops.
+    tail: &'a [Op],
 }
 
 impl<'a> ClaimBatch<'a> {
@@ -1207,12 +1208,15 @@ impl<'a> ClaimBatch<'a> {
                 coupon,
                 expect: Expect::Absent,
             },
-            events @ ..,
+            tail @ ..,
         ] = batch.ops.as_slice()
         else {
             return None;
         };
-        if !events.iter().all(|op| matches!(op, Op::Emit { .. })) {
+        if !tail
+            .iter()
+            .all(|op| matches!(op, Op::Emit { .. } | Op::CountWindow { .. }))
+        {
             return None;
         }
         let key = claim_key(receipt)?;
@@ -1226,13 +1230,14 @@ impl<'a> ClaimBatch<'a> {
             issued: *issued,
             per_user: *per_user,
             coupon,
-            events,
+            tail,
         })
     }
 }
 
 impl Inner {
-    /// Commits a [`ClaimBatch`]: the checks of ops 0 to 3 in order, then the writes.
+    /// Commits a [`ClaimBatch`]: the checks of ops 0 to 3 and of the guard counts after them
+    /// in order, then the writes.
     fn claim(&mut self, c: &ClaimBatch<'_>) -> Result<Commit, MemoryStoreError> {
         let conflict = |index| Ok(Commit::Conflict { index });
         if self.receipt_exists(c.receipt) {
@@ -1281,6 +1286,11 @@ impl Inner {
             }
             return conflict(3);
         }
+        for (i, op) in c.tail.iter().enumerate() {
+            if matches!(op, Op::CountWindow { .. }) && !self.holds(op)? {
+                return conflict(4 + i);
+            }
+        }
         let ti = match template {
             Some(ti) => ti,
             None => self.templates.intern(&c.coupon.template),
@@ -1292,10 +1302,8 @@ impl Inner {
             e.add(user_counter_key(ti, K_CLAIMS), 1);
         }
         self.put_coupon(c.coupon, Some(c.key), true);
-        for op in c.events {
-            if let Op::Emit { event } = op {
-                self.emit(event);
-            }
+        for op in c.tail {
+            self.apply(op);
         }
         Ok(Commit::Applied)
     }
@@ -1557,6 +1565,7 @@ impl Repository for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::events::{CouponFacts, EventKind};
 
     #[test]
     fn records_are_compact() {
@@ -1848,6 +1857,94 @@ mod tests {
         for index in 0..4 {
             assert!(
                 outcomes.contains(&Commit::Conflict { index }),
+                "no conflict at {index}"
+            );
+        }
+        assert!(outcomes.contains(&Commit::Applied));
+        Ok(())
+    }
+
+    #[test]
+    fn the_claim_path_with_guard_counts_agrees_with_the_general_path()
+    -> Result<(), MemoryStoreError> {
+        let (fast, general) = (MemoryStore::new(), MemoryStore::new());
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let guard = |g: u64| GuardName::trusted(&format!("g{g}"));
+        let at = DateTime::from_timestamp(1_780_000_000, 0).unwrap_or_default();
+        let mut outcomes = Vec::new();
+        for i in 0..2_000 {
+            let (k, t, u, d) = (next(400), next(3), next(8), next(3));
+            let mut batch = claim_batch(
+                &format!("k{k}"),
+                &format!("t{t}/k{k}"),
+                &format!("t{t}"),
+                &format!("u{u}"),
+                [Some(40), Some(6)],
+            );
+            // Up to three guards: by device, by user (limits 1 to 12), by user and device (1 or 2).
+            for g in 0..next(4) {
+                let subject = match g {
+                    0 => format!("device=d{d}"),
+                    1 => format!("user=u{u}"),
+                    _ => format!("user=u{u}|device=d{d}"),
+                };
+                batch.push(Op::CountWindow {
+                    guard: guard(g),
+                    subject,
+                    bucket: i64::try_from(i / 500).unwrap_or(0),
+                    span: u32::try_from(1 + g).unwrap_or(1),
+                    delta: 1,
+                    limit: 1 + next(if g == 2 { 2 } else { 12 }),
+                });
+            }
+            batch.push(Op::Emit {
+                event: Event::new(
+                    at,
+                    EventKind::Voided {
+                        coupon: CouponFacts::of(&coupon("x/y")),
+                    },
+                ),
+            });
+            assert!(ClaimBatch::of(&batch).is_some());
+            let mut slow = batch.clone();
+            slow.ops.push(Op::Count {
+                key: CounterKey::Custom("noop".into()),
+                delta: 0,
+                limit: None,
+            });
+            assert!(ClaimBatch::of(&slow).is_none());
+            let (a, b) = (fast.commit(&batch)?, general.commit(&slow)?);
+            assert_eq!(a, b, "batch {i}");
+            outcomes.push(a);
+        }
+        assert_eq!(fast.coupon_count(), general.coupon_count());
+        for g in 0..3 {
+            for bucket in 0..4 {
+                for subject in (0..3)
+                    .map(|d| format!("device=d{d}"))
+                    .chain((0..8).map(|u| format!("user=u{u}")))
+                    .chain((0..24).map(|x| format!("user=u{}|device=d{}", x / 3, x % 3)))
+                {
+                    let key = CounterKey::Guard {
+                        guard: guard(g),
+                        subject,
+                        bucket,
+                    };
+                    assert_eq!(fast.counter(&key)?, general.counter(&key)?, "{key}");
+                }
+            }
+        }
+        let events = |s: &MemoryStore| s.events(0, usize::MAX).map(|e| e.len());
+        assert_eq!(events(&fast)?, events(&general)?);
+        for index in 0..7 {
+            assert!(
+                index == 3 || outcomes.contains(&Commit::Conflict { index }),
                 "no conflict at {index}"
             );
         }
