@@ -1897,7 +1897,7 @@ mod tests {
                 batch.push(Op::CountWindow {
                     guard: guard(g),
                     subject,
-                    bucket: i64::try_from(i / 500).unwrap_or(0),
+                    bucket: i64::from(i / 500),
                     span: u32::try_from(1 + g).unwrap_or(1),
                     delta: 1,
                     limit: 1 + next(if g == 2 { 2 } else { 12 }),
