@@ -86,6 +86,7 @@ pub const CODE_ENTRY: &str = "code-entry";
 
 /// A request to redeem a typed code.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct RedeemRequest {
     /// The code, in canonical form (read what the buyer typed with
     /// [`CodeFormat::parse`](crate::codes::CodeFormat::parse) first).
@@ -95,8 +96,10 @@ pub struct RedeemRequest {
     /// The channel the coupon is issued through.
     pub channel: Channel,
     /// Attributes the coupon carries.
+    #[cfg_attr(feature = "serde", serde(default))]
     pub attributes: Attributes,
     /// Who is asking beyond the account, for guards.
+    #[cfg_attr(feature = "serde", serde(default))]
     pub context: Context,
 }
 
@@ -127,6 +130,11 @@ impl RedeemRequest {
 
 /// What a redeemed code gave.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(tag = "kind", rename_all = "snake_case")
+)]
 pub enum Redeemed {
     /// A one-time code: its coupon, now in the account's wallet (`replayed` when the same
     /// account redeemed it before).
@@ -143,6 +151,7 @@ pub enum Redeemed {
 
 /// What [`Service::register_codes`] stored.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Registered {
     /// Codes newly registered.
     pub added: usize,
