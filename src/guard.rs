@@ -8,8 +8,8 @@
 //! request's batch ([`Op::CountWindow`]), so the limit holds exactly under any number of threads,
 //! processes and app servers sharing the store, and a refusal names the guard
 //! ([`LifecycleError::GuardHeld`](crate::lifecycle::LifecycleError::GuardHeld), and a `refused`
-//! event). Abuse rules (claims per device, first-order coupons per payment account, attempts per
-//! IP subnet) and automated-issuing frequency caps are guards.
+//! event). Abuse rules (claims per device, first-order coupons per payment account, failed code
+//! attempts per IP subnet — [`presets`]) and automated-issuing frequency caps are guards.
 //!
 //! ```
 //! use chrono::{TimeZone, Utc};
@@ -543,9 +543,10 @@ impl Guard {
     }
 
     /// The subject key of a request: the values of the guard's subjects, escaped and joined.
-    /// `Ok(None)` when a field is missing and the guard skips such requests.
+    /// `Ok(None)` when a field is missing and the guard skips such requests. Written into one
+    /// string: a guard is counted on every claim it applies to.
     fn subject_key(&self, asking: &Asking<'_>) -> Result<Option<String>, GuardError> {
-        let mut key = String::new();
+        let mut key = String::with_capacity(48);
         for (i, s) in self.subjects.iter().enumerate() {
             if i > 0 {
                 key.push('|');
@@ -560,41 +561,66 @@ impl Guard {
                     Ok(None)
                 }
             };
-            let value = match s {
-                Subject::User => format!("user={}", escape(asking.user.as_str())),
-                Subject::Channel => format!("channel={}", escape(asking.channel.as_str())),
+            match s {
+                Subject::User => {
+                    key.push_str("user=");
+                    escape_into(&mut key, asking.user.as_str());
+                }
+                Subject::Channel => {
+                    key.push_str("channel=");
+                    escape_into(&mut key, asking.channel.as_str());
+                }
                 Subject::Template => {
-                    let mut t = asking.templates.to_vec();
+                    let mut t: Vec<&TemplateId> = asking.templates.iter().collect();
                     t.sort();
-                    let names: Vec<String> = t.iter().map(|t| escape(t.as_str())).collect();
-                    format!("template={}", names.join(","))
+                    key.push_str("template=");
+                    for (j, t) in t.iter().enumerate() {
+                        if j > 0 {
+                            key.push(',');
+                        }
+                        escape_into(&mut key, t.as_str());
+                    }
                 }
                 Subject::Device => match &asking.context.device {
-                    Some(d) => format!("device={}", escape(d.as_str())),
+                    Some(d) => {
+                        key.push_str("device=");
+                        escape_into(&mut key, d.as_str());
+                    }
                     None => return missing("device"),
                 },
                 Subject::Payment => match &asking.context.payment {
-                    Some(p) => format!("payment={}", escape(p.as_str())),
+                    Some(p) => {
+                        key.push_str("payment=");
+                        escape_into(&mut key, p.as_str());
+                    }
                     None => return missing("payment account"),
                 },
                 Subject::Ip => match asking.context.ip {
-                    Some(ip) => format!("ip={ip}"),
+                    Some(ip) => {
+                        key.push_str("ip=");
+                        push_ip(&mut key, ip);
+                    }
                     None => return missing("ip"),
                 },
                 Subject::IpPrefix { v4, v6 } => match asking.context.ip {
-                    Some(ip) => format!("net={}", network(ip, *v4, *v6)),
+                    Some(ip) => {
+                        key.push_str("net=");
+                        push_network(&mut key, ip, *v4, *v6);
+                    }
                     None => return missing("ip"),
                 },
-            };
-            key.push_str(&value);
+            }
         }
         Ok(Some(key))
     }
 }
 
-/// `%`, `|`, `=` and `,` escaped so that joined keys stay unambiguous.
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
+/// Appends `s` with `%`, `|`, `=` and `,` escaped.
+fn escape_into(out: &mut String, s: &str) {
+    if !s.bytes().any(|b| matches!(b, b'%' | b'|' | b'=' | b',')) {
+        out.push_str(s);
+        return;
+    }
     for c in s.chars() {
         match c {
             '%' => out.push_str("%25"),
@@ -604,7 +630,54 @@ fn escape(s: &str) -> String {
             c => out.push(c),
         }
     }
-    out
+}
+
+/// Appends a decimal byte.
+fn push_u8(out: &mut String, n: u8) {
+    if n >= 100 {
+        out.push(char::from(b'0' + n / 100));
+    }
+    if n >= 10 {
+        out.push(char::from(b'0' + (n / 10) % 10));
+    }
+    out.push(char::from(b'0' + n % 10));
+}
+
+/// Appends an address as `Display` writes it (IPv4 by hand, the common case).
+fn push_ip(out: &mut String, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(a) => {
+            for (i, o) in a.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                push_u8(out, o);
+            }
+        }
+        IpAddr::V6(a) => {
+            use std::fmt::Write as _;
+            let _ = write!(out, "{a}");
+        }
+    }
+}
+
+/// Appends [`network`]`(ip, v4, v6)`.
+fn push_network(out: &mut String, ip: IpAddr, v4: u8, v6: u8) {
+    match ip {
+        IpAddr::V4(a) => {
+            let bits = u32::from(a);
+            let len = v4.min(32);
+            let mask = if len == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(len))
+            };
+            push_ip(out, IpAddr::V4(std::net::Ipv4Addr::from(bits & mask)));
+            out.push('/');
+            push_u8(out, len);
+        }
+        IpAddr::V6(_) => out.push_str(&network(ip, v4, v6)),
+    }
 }
 
 /// The network of `ip`: its first `v4` or `v6` bits, as `address/length`.
@@ -879,6 +952,33 @@ mod tests {
         assert_eq!(Window::Forever.bucket(at), (0, 1));
         let early = Utc.with_ymd_and_hms(1970, 1, 1, 0, 0, 0).unwrap();
         assert_eq!(Window::calendar_day(-60).unwrap().bucket(early).0, -1);
+    }
+
+    #[test]
+    fn keys_are_written_as_display_writes_them() {
+        let mut x = 0x2545_f491_4f6c_dd1d_u64;
+        for i in 0..5_000u32 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let ip = if i % 4 == 0 {
+                IpAddr::V6(std::net::Ipv6Addr::from(
+                    u128::from(x) << 64 | u128::from(x >> 3),
+                ))
+            } else {
+                IpAddr::V4(std::net::Ipv4Addr::from((x >> 16) as u32))
+            };
+            let mut s = String::new();
+            push_ip(&mut s, ip);
+            assert_eq!(s, ip.to_string());
+            let (v4, v6) = ((x % 33) as u8, ((x >> 8) % 129) as u8);
+            let mut n = String::new();
+            push_network(&mut n, ip, v4, v6);
+            assert_eq!(n, network(ip, v4, v6));
+        }
+        let mut e = String::new();
+        escape_into(&mut e, "a%b|c=d,e");
+        assert_eq!(e, "a%25b%7Cc%3Dd%2Ce");
     }
 
     #[test]

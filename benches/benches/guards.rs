@@ -115,7 +115,7 @@ fn redeems(iters: u64) -> Duration {
         presets::code_attempts(By::Ip, 10, Window::Hour).expect("guard"),
     ]);
     let codes: Vec<PromoCode> = (0..iters)
-        .map(|i| PromoCode::new(format!("CARD-{i:012}")).expect("code"))
+        .map(|i| PromoCode::new(&format!("CARD-{i:012}")).expect("code"))
         .collect();
     service
         .register_codes(&t, codes.iter().cloned(), now())

@@ -697,23 +697,33 @@ impl Inner {
 
     /// The sum of a guard's buckets `bucket - span + 1 ..= bucket`.
     fn guard_sum(&self, guard: &GuardName, subject: &str, bucket: i64, span: u32) -> u64 {
+        self.guard_sums(guard, subject, bucket, span).1
+    }
+
+    /// A guard's current bucket and the sum of the window's buckets, in one look-up.
+    fn guard_sums(&self, guard: &GuardName, subject: &str, bucket: i64, span: u32) -> (u64, u64) {
         let Some(buckets) = self.guards.get(guard).and_then(|m| m.get(subject)) else {
-            return 0;
+            return (0, 0);
         };
         let from = bucket.saturating_sub(i64::from(span.max(1)) - 1);
         buckets
             .range(from..=bucket)
-            .fold(0u64, |sum, (_, n)| sum.saturating_add(*n))
+            .fold((0, 0), |(current, sum), (b, n)| {
+                let current = if *b == bucket { *n } else { current };
+                (current, sum.saturating_add(*n))
+            })
     }
 
     /// Adds `delta` to a guard's bucket and drops the buckets the window no longer sums.
     fn guard_add(&mut self, guard: &GuardName, subject: &str, bucket: i64, span: u32, delta: i64) {
-        let buckets = self
-            .guards
-            .entry(guard.clone())
-            .or_default()
-            .entry(subject.to_string())
-            .or_default();
+        let subjects = match self.guards.get_mut(guard) {
+            Some(m) => m,
+            None => self.guards.entry(guard.clone()).or_default(),
+        };
+        let buckets = match subjects.get_mut(subject) {
+            Some(b) => b,
+            None => subjects.entry(subject.to_owned()).or_default(),
+        };
         let n = buckets.entry(bucket).or_insert(0);
         *n = add(*n, delta);
         let oldest = bucket.saturating_sub(i64::from(span.max(1)) - 1);
@@ -854,8 +864,7 @@ impl Inner {
                 delta,
                 limit,
             } => {
-                let current = self.guard_sum(guard, subject, *bucket, 1);
-                let sum = self.guard_sum(guard, subject, *bucket, *span);
+                let (current, sum) = self.guard_sums(guard, subject, *bucket, *span);
                 let next = i128::from(sum) + i128::from(*delta);
                 i128::from(current) + i128::from(*delta) >= 0 && next <= i128::from(*limit)
             }
