@@ -85,6 +85,45 @@ impl Hasher for FxHasher {
 
 type Map<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 
+/// A guard's buckets for one subject, ordered by bucket: usually one or a few (a window sums
+/// the last `span`, and older ones are dropped as it moves), so a sorted vector beats a tree.
+#[derive(Debug, Default)]
+struct Buckets(Vec<(i64, u64)>);
+
+impl Buckets {
+    /// The value of bucket `at` and the sum of the buckets `from..=at`.
+    fn sums(&self, from: i64, at: i64) -> (u64, u64) {
+        self.0
+            .iter()
+            .filter(|(b, _)| (from..=at).contains(b))
+            .fold((0, 0), |(current, sum), &(b, n)| {
+                (if b == at { n } else { current }, sum.saturating_add(n))
+            })
+    }
+
+    /// Adds `delta` to bucket `at` (created at zero).
+    fn add(&mut self, at: i64, delta: i64) {
+        let i = match self.0.binary_search_by_key(&at, |&(b, _)| b) {
+            Ok(i) => i,
+            Err(i) => {
+                self.0.insert(i, (at, 0));
+                i
+            }
+        };
+        if let Some((_, n)) = self.0.get_mut(i) {
+            *n = add(*n, delta);
+        }
+    }
+
+    /// Drops the buckets before `oldest`.
+    fn drop_before(&mut self, oldest: i64) {
+        let keep = self.0.partition_point(|&(b, _)| b < oldest);
+        if keep > 0 {
+            self.0.drain(..keep);
+        }
+    }
+}
+
 /// A 32-bit hash of an id's text, stored beside it in the big indexes so that growing them
 /// never re-reads the ids.
 fn hash32(s: &str) -> u32 {
@@ -504,7 +543,7 @@ struct Inner {
     /// The attributes of the slots that have any (most coupons carry none).
     attributes: Map<u32, Attributes>,
     /// Guards' windowed counters: by guard, by subject, by bucket.
-    guards: Map<GuardName, Map<String, BTreeMap<i64, u64>>>,
+    guards: Map<GuardName, Map<String, Buckets>>,
     /// The event feed not yet trimmed, in sequence order.
     events: VecDeque<Logged>,
     /// The last sequence assigned (0 before the first event).
@@ -706,29 +745,24 @@ impl Inner {
             return (0, 0);
         };
         let from = bucket.saturating_sub(i64::from(span.max(1)) - 1);
-        buckets
-            .range(from..=bucket)
-            .fold((0, 0), |(current, sum), (b, n)| {
-                let current = if *b == bucket { *n } else { current };
-                (current, sum.saturating_add(*n))
-            })
+        buckets.sums(from, bucket)
+    }
+
+    /// A guard's buckets for a subject, made empty when new (the subject's text is copied
+    /// only then).
+    fn guard_buckets(&mut self, guard: &GuardName, subject: &str) -> Option<&mut Buckets> {
+        let subjects = self.guards.entry(guard.clone()).or_default();
+        if !subjects.contains_key(subject) {
+            subjects.insert(subject.to_owned(), Buckets::default());
+        }
+        subjects.get_mut(subject)
     }
 
     /// Adds `delta` to a guard's bucket and drops the buckets the window no longer sums.
     fn guard_add(&mut self, guard: &GuardName, subject: &str, bucket: i64, span: u32, delta: i64) {
-        let subjects = match self.guards.get_mut(guard) {
-            Some(m) => m,
-            None => self.guards.entry(guard.clone()).or_default(),
-        };
-        let buckets = match subjects.get_mut(subject) {
-            Some(b) => b,
-            None => subjects.entry(subject.to_owned()).or_default(),
-        };
-        let n = buckets.entry(bucket).or_insert(0);
-        *n = add(*n, delta);
-        let oldest = bucket.saturating_sub(i64::from(span.max(1)) - 1);
-        while buckets.first_key_value().is_some_and(|(b, _)| *b < oldest) {
-            buckets.pop_first();
+        if let Some(buckets) = self.guard_buckets(guard, subject) {
+            buckets.add(bucket, delta);
+            buckets.drop_before(bucket.saturating_sub(i64::from(span.max(1)) - 1));
         }
     }
 
@@ -780,15 +814,9 @@ impl Inner {
                 *v = add(*v, delta);
             }
             CounterAt::Guard(g, subject, bucket) => {
-                let n = self
-                    .guards
-                    .entry(g.clone())
-                    .or_default()
-                    .entry(subject.to_string())
-                    .or_default()
-                    .entry(bucket)
-                    .or_insert(0);
-                *n = add(*n, delta);
+                if let Some(b) = self.guard_buckets(g, subject) {
+                    b.add(bucket, delta);
+                }
             }
         }
     }
@@ -1959,6 +1987,35 @@ mod tests {
         }
         assert!(outcomes.contains(&Commit::Applied));
         Ok(())
+    }
+
+    #[test]
+    fn guard_buckets_behave_as_an_ordered_map() {
+        let (mut b, mut model) = (Buckets::default(), BTreeMap::<i64, u64>::new());
+        let mut x = 0x1234_5678_9abc_def1_u64;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let at = (x % 40) as i64 - 5;
+            match x % 7 {
+                0 => {
+                    b.drop_before(at);
+                    model.retain(|k, _| *k >= at);
+                }
+                1..=4 => {
+                    b.add(at, 1);
+                    *model.entry(at).or_default() += 1;
+                }
+                _ => {
+                    let from = at - (x % 9) as i64;
+                    let sum = model.range(from..=at).map(|(_, n)| *n).sum::<u64>();
+                    let current = model.get(&at).copied().unwrap_or(0);
+                    assert_eq!(b.sums(from, at), (current, sum));
+                }
+            }
+        }
+        assert_eq!(b.0, model.into_iter().collect::<Vec<_>>());
     }
 
     #[test]
