@@ -8,8 +8,10 @@
 //! ```
 //!
 //! Requests (ids, keys, contexts) are built before the clock starts, and every measurement
-//! claims into a fresh store, so both rows do the same work but the guards' counts. Each request
-//! comes from its own account, device, address and card (the guards count and never hold).
+//! claims into a fresh store, so the rows do the same work but the guards' counts. Each request
+//! comes from its own account; in `three_guards` also from its own device, address and card
+//! (every guard inserts a new subject), in `three_guards_shared` four accounts share them. The
+//! limits are high: the guards count and never hold.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
@@ -82,7 +84,8 @@ fn context(i: u64) -> Context {
         .payment(PaymentAccount::new(format!("card-{i}")).expect("card"))
 }
 
-fn requests(t: &TemplateId, n: u64) -> Vec<ClaimRequest> {
+/// `n` claims, `share` accounts to a device, address and card.
+fn requests(t: &TemplateId, n: u64, share: u64) -> Vec<ClaimRequest> {
     let channel = Channel::new("app").expect("channel");
     (0..n)
         .map(|i| {
@@ -93,14 +96,14 @@ fn requests(t: &TemplateId, n: u64) -> Vec<ClaimRequest> {
                 ClaimMode::Click,
                 IdempotencyKey::new(format!("k-{i}")).expect("key"),
             )
-            .with_context(context(i))
+            .with_context(context(i / share))
         })
         .collect()
 }
 
-fn claims(iters: u64, guards: Vec<Guard>) -> Duration {
+fn claims(iters: u64, guards: Vec<Guard>, share: u64) -> Duration {
     let (service, t) = service(guards);
-    let reqs = requests(&t, iters);
+    let reqs = requests(&t, iters, share);
     let start = Instant::now();
     for r in &reqs {
         service.claim(r, now()).expect("claim");
@@ -143,9 +146,13 @@ fn redeems(iters: u64) -> Duration {
 fn main() {
     let mut c = Criterion::default().configure_from_args();
     let mut g = c.benchmark_group("guards");
-    g.bench_function("claim/plain", |b| b.iter_custom(|n| claims(n, vec![])));
+    g.bench_function("claim/plain", |b| b.iter_custom(|n| claims(n, vec![], 1)));
     g.bench_function("claim/three_guards", |b| {
-        b.iter_custom(|n| claims(n, three_guards()))
+        b.iter_custom(|n| claims(n, three_guards(), 1))
+    });
+    // Four accounts to a device and card: three of four claims count existing subjects.
+    g.bench_function("claim/three_guards_shared", |b| {
+        b.iter_custom(|n| claims(n, three_guards(), 4))
     });
     g.bench_function("redeem_code/attempt_guard", |b| b.iter_custom(redeems));
     g.finish();
