@@ -3,7 +3,7 @@
 //! Three kinds of code reach a buyer, all through the [`Service`]:
 //!
 //! - **Shared promo codes** (`SUMMER-10`): one code of a template with
-//!   [`Distribution::PromoCode`](crate::rule::Distribution::PromoCode), typed by many buyers,
+//!   [`Distribution::PromoCode`], typed by many buyers,
 //!   with total and per-user limits, counted when an order locks
 //!   ([`LockRequest::codes`](super::LockRequest::codes)).
 //! - **One-time codes without an owner**, printed on a card or sent in a batch: a batch made by
