@@ -74,11 +74,7 @@ fn show_quote(title: &str, q: &Quote) {
 
 fn state(s: &Service<MemoryStore>, id: &CouponId) -> Result<String, Box<dyn Error>> {
     let c = s.repository().coupon(id)?.ok_or("coupon not found")?.value;
-    Ok(format!("{:?}", c.state)
-        .split([' ', '{'])
-        .next()
-        .unwrap_or("?")
-        .to_owned())
+    Ok(c.state.to_string())
 }
 
 fn main() -> Result<(), Box<dyn Error>> {
@@ -185,7 +181,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         service.submit_template(t.id(), now)?;
         service.approve_template(t.id(), now)?;
         let rec = service.activate_template(t.id(), now)?;
-        println!("  {:<16} {:?}", t.id().as_str(), rec.status);
+        println!("  {:<16} {}", t.id().as_str(), rec.status);
     }
     // Finance turns one down; it can never issue.
     let gift = TemplateSpec::new(
@@ -199,7 +195,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     service.create_template(gift.clone(), now)?;
     service.submit_template(gift.id(), now)?;
     let rejected = service.reject_template(gift.id(), "face value too high", now)?;
-    println!("  {:<16} {:?}", gift.id().as_str(), rejected.status);
+    println!("  {:<16} {}", gift.id().as_str(), rejected.status);
 
     println!("\n3. Campaign and issuing");
     let double11 = CampaignId::new("double-11")?;
@@ -213,7 +209,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     )?;
     service.create_campaign(campaign, now)?;
     let shown = service.set_campaign_online(&double11, true, now)?;
-    println!("  campaign {} is {:?}", double11, shown.state(now));
+    println!("  campaign {} is {}", double11, shown.state(now));
     let alice = UserId::new("alice")?;
     let bob = UserId::new("bob")?;
     let claim = |t: &TemplateId,
@@ -235,7 +231,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         }
         let c = service.claim(&req, now)?.coupon;
         println!(
-            "  {:<6} got {:<34} via {:<12} ({:?}), valid until {}",
+            "  {:<6} got {:<34} via {:<12} ({}), valid until {}",
             user.as_str(),
             c.id.as_str(),
             channel,
@@ -315,17 +311,20 @@ fn main() -> Result<(), Box<dyn Error>> {
         now,
     )?;
     println!(
-        "  order-1 locked {} coupon(s) until {:?}",
+        "  order-1 locked {} coupon(s) until {}",
         locked.coupons.len(),
-        locked.hold_until
+        locked
+            .hold_until
+            .map_or_else(|| "—".to_string(), |t| t.to_string())
     );
     let paid = service.pay(&order1, &key("pay-1")?, now + Duration::minutes(3))?;
     println!(
-        "  order-1 paid: redeemed {:?}",
+        "  order-1 paid: redeemed {}",
         paid.coupons
             .iter()
             .map(CouponId::as_str)
             .collect::<Vec<_>>()
+            .join(", ")
     );
     let retry = service.pay(&order1, &key("pay-1")?, now + Duration::minutes(4))?;
     println!("  retried pay: replayed = {}", retry.replayed);
@@ -364,9 +363,17 @@ fn main() -> Result<(), Box<dyn Error>> {
         now + Duration::hours(1),
     )?;
     println!(
-        "  order-3 merchant refund: returned {:?}, voided {:?}",
-        r3.returned.iter().map(CouponId::as_str).collect::<Vec<_>>(),
-        r3.voided.iter().map(CouponId::as_str).collect::<Vec<_>>()
+        "  order-3 merchant refund: returned [{}], voided [{}]",
+        r3.returned
+            .iter()
+            .map(CouponId::as_str)
+            .collect::<Vec<_>>()
+            .join(", "),
+        r3.voided
+            .iter()
+            .map(CouponId::as_str)
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     // Alice asks for a refund after paying order-1: by default coupons are not returned; the
     // tea template's policy returns its coupon.
@@ -377,9 +384,17 @@ fn main() -> Result<(), Box<dyn Error>> {
         now + Duration::hours(2),
     )?;
     println!(
-        "  order-1 buyer refund:    returned {:?}, voided {:?}",
-        r1.returned.iter().map(CouponId::as_str).collect::<Vec<_>>(),
-        r1.voided.iter().map(CouponId::as_str).collect::<Vec<_>>()
+        "  order-1 buyer refund:    returned [{}], voided [{}]",
+        r1.returned
+            .iter()
+            .map(CouponId::as_str)
+            .collect::<Vec<_>>()
+            .join(", "),
+        r1.voided
+            .iter()
+            .map(CouponId::as_str)
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     let r1_again = service.refund(
         &order1,
@@ -392,12 +407,13 @@ fn main() -> Result<(), Box<dyn Error>> {
     let later = now + Duration::days(8);
     let swept = service.sweep(later, 1000)?;
     println!(
-        "  sweep at {later}: expired {:?}",
+        "  sweep at {later}: expired {}",
         swept
             .expired
             .iter()
             .map(CouponId::as_str)
             .collect::<Vec<_>>()
+            .join(", ")
     );
     for c in [
         &a_spring, &a_spring2, &a_ship, &a_tea, &a_welcome, &b_welcome, &b_spring,
@@ -415,6 +431,6 @@ fn main() -> Result<(), Box<dyn Error>> {
             println!("  {e}");
         }
     }
-    println!("\ndone in {:?}", started.elapsed());
+    println!("\ndone in {} µs", started.elapsed().as_micros());
     Ok(())
 }

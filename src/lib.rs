@@ -66,9 +66,11 @@
 //!   promotions.
 //! - [`lifecycle`] — template approval, campaigns and the coupon state machine as pure
 //!   transitions.
+//! - [`prelude`] — the types of the common flow, in one `use coupons::prelude::*;`.
 //! - [`events`] — the event feed every state change appends to, in the same commit.
 //! - [`guard`] — windowed counters over user, device, IP, subnet and payment account, counted
 //!   in the claim's or lock's own batch: abuse rules and frequency caps.
+//! - [`issuing`] — automated issuing: triggers, rules, guards, explained decisions, dry runs.
 //! - [`repository`] — the storage trait and the in-memory store.
 //! - [`service`] — one call per step a web handler makes: claim, quote and lock, pay, cancel,
 //!   refund, sweep — every one idempotent under a caller's key.
@@ -82,6 +84,12 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+/// The `chrono` crate, whose instants and durations appear in the API: use it as
+/// `coupons::chrono` and no version-matched direct dependency is needed.
+pub use chrono;
+/// The `rust_decimal` crate, whose `Decimal` is inside every [`money::Money`].
+pub use rust_decimal;
+
 pub mod analytics;
 pub mod attributes;
 pub mod budget;
@@ -93,8 +101,10 @@ mod de;
 pub mod events;
 pub mod guard;
 pub mod id;
+pub mod issuing;
 pub mod lifecycle;
 pub mod money;
+pub mod prelude;
 pub mod repository;
 pub mod rule;
 pub mod service;

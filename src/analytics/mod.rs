@@ -43,6 +43,12 @@
 //!
 //! With the `stats` feature, the `significance` module turns those counts into decisions.
 //!
+//! Campaign metrics — by template, campaign, channel, segment, arm and day — come from folding
+//! the event feed into a [`report::Report`]: offers, claims and uses with their rates, the
+//! discount given, coupon-driven sales and ROI, order values with and without a coupon, new
+//! users among claimers, time from claim to use, expiries, voids, refunds and repurchases.
+//! Reports of parts of the feed merge exactly, and a saved report advances with newer events.
+//!
 //! ```
 //! # #[cfg(feature = "stats")]
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -79,6 +85,7 @@
 mod error;
 pub mod experiment;
 pub mod rate;
+pub mod report;
 #[cfg(feature = "stats")]
 pub mod significance;
 pub mod siphash;

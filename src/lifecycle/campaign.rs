@@ -97,6 +97,32 @@ impl Campaign {
         Ok(c)
     }
 
+    /// A builder: `Campaign::builder(id, name).window(from, until).offering(t).build()`.
+    ///
+    /// ```
+    /// use chrono::{Duration, TimeZone, Utc};
+    /// use coupons::id::{CampaignId, TemplateId};
+    /// use coupons::lifecycle::Campaign;
+    /// let from = Utc.with_ymd_and_hms(2026, 11, 11, 0, 0, 0).unwrap();
+    /// let c = Campaign::builder(CampaignId::new("double-11")?, "Double 11")
+    ///     .rules("One coupon per customer")
+    ///     .window(from, from + Duration::days(1))
+    ///     .offering(TemplateId::new("spend-200-save-25")?)
+    ///     .build()?;
+    /// assert_eq!(c.templates.len(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn builder(id: CampaignId, name: impl Into<String>) -> CampaignBuilder {
+        CampaignBuilder {
+            id,
+            name: name.into(),
+            rules: String::new(),
+            window: None,
+            templates: Vec::new(),
+            online: false,
+        }
+    }
+
     /// Checks the invariants [`new`](Self::new) checks (for campaigns built field by field or
     /// deserialised).
     ///
@@ -223,5 +249,60 @@ mod tests {
                 ..
             })
         ));
+    }
+}
+
+/// Builds a [`Campaign`] ([`Campaign::builder`]).
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct CampaignBuilder {
+    id: CampaignId,
+    name: String,
+    rules: String,
+    window: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    templates: Vec<TemplateId>,
+    online: bool,
+}
+
+impl CampaignBuilder {
+    /// The rules text shown on the page.
+    pub fn rules(mut self, rules: impl Into<String>) -> CampaignBuilder {
+        self.rules = rules.into();
+        self
+    }
+
+    /// The window `[from, until)`.
+    pub fn window(mut self, from: DateTime<Utc>, until: DateTime<Utc>) -> CampaignBuilder {
+        self.window = Some((from, until));
+        self
+    }
+
+    /// Offers a template.
+    pub fn offering(mut self, template: TemplateId) -> CampaignBuilder {
+        self.templates.push(template);
+        self
+    }
+
+    /// Starts switched on (campaigns start offline by default).
+    pub fn online(mut self) -> CampaignBuilder {
+        self.online = true;
+        self
+    }
+
+    /// The campaign, checked as by [`Campaign::new`].
+    ///
+    /// # Errors
+    /// [`LifecycleError::InvalidCampaign`] without a window, with a blank name, an empty or
+    /// backwards window, or no template.
+    pub fn build(self) -> Result<Campaign, LifecycleError> {
+        let Some((from, until)) = self.window else {
+            return Err(LifecycleError::InvalidCampaign {
+                campaign: self.id,
+                reason: "a campaign needs a window",
+            });
+        };
+        let mut c = Campaign::new(self.id, self.name, self.rules, from, until, self.templates)?;
+        c.online = self.online;
+        Ok(c)
     }
 }

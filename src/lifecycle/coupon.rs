@@ -107,6 +107,15 @@ pub enum ClaimMode {
     Click,
 }
 
+impl fmt::Display for ClaimMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ClaimMode::Auto => "auto-claimed",
+            ClaimMode::Click => "clicked to claim",
+        })
+    }
+}
+
 /// A coupon action, named in [`LifecycleError::IllegalCouponTransition`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(

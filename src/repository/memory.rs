@@ -515,6 +515,80 @@ impl Slots {
     }
 }
 
+/// Events per chunk of the feed: appending never moves the events already stored.
+const FEED_CHUNK: usize = 4096;
+
+/// The event feed in chunks of [`FEED_CHUNK`], oldest first; sequences are consecutive.
+#[derive(Debug, Default)]
+struct Feed {
+    chunks: VecDeque<Vec<Logged>>,
+    len: usize,
+}
+
+impl Feed {
+    fn push(&mut self, e: Logged) {
+        match self.chunks.back_mut() {
+            Some(c) if c.len() < FEED_CHUNK => c.push(e),
+            _ => {
+                let mut c = Vec::with_capacity(FEED_CHUNK);
+                c.push(e);
+                self.chunks.push_back(c);
+            }
+        }
+        self.len += 1;
+    }
+
+    fn first_seq(&self) -> Option<Sequence> {
+        self.chunks.front().and_then(|c| c.first()).map(|e| e.seq)
+    }
+
+    /// Up to `limit` events with a sequence above `after`.
+    fn after(&self, after: Sequence, limit: usize) -> Vec<Logged> {
+        let Some(first) = self.first_seq() else {
+            return Vec::new();
+        };
+        // Sequences are consecutive: the wanted event's position is its distance from the
+        // first one.
+        let skip =
+            usize::try_from(after.saturating_add(1).saturating_sub(first)).unwrap_or(usize::MAX);
+        let mut out = Vec::with_capacity(limit.min(self.len.saturating_sub(skip)));
+        let mut pos = 0usize;
+        for c in &self.chunks {
+            if out.len() >= limit {
+                break;
+            }
+            if pos + c.len() <= skip {
+                pos += c.len();
+                continue;
+            }
+            let from = skip.saturating_sub(pos);
+            let take = limit - out.len();
+            out.extend(c.iter().skip(from).take(take).cloned());
+            pos += c.len();
+        }
+        out
+    }
+
+    /// Drops the events with a sequence at or below `through`.
+    fn trim(&mut self, through: Sequence) -> u64 {
+        let mut n = 0u64;
+        while let Some(c) = self.chunks.front_mut() {
+            if c.last().is_some_and(|e| e.seq <= through) {
+                n += c.len() as u64;
+                self.len -= c.len();
+                self.chunks.pop_front();
+                continue;
+            }
+            let cut = c.iter().take_while(|e| e.seq <= through).count();
+            c.drain(..cut);
+            n += cut as u64;
+            self.len -= cut;
+            break;
+        }
+        n
+    }
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     templates: Table<TemplateId, TemplateSlot>,
@@ -545,7 +619,7 @@ struct Inner {
     /// Guards' windowed counters: by guard, by subject, by bucket.
     guards: Map<GuardName, Map<String, Buckets>>,
     /// The event feed not yet trimmed, in sequence order.
-    events: VecDeque<Logged>,
+    events: Feed,
     /// The last sequence assigned (0 before the first event).
     last_seq: Sequence,
 }
@@ -985,29 +1059,18 @@ impl Inner {
     /// Appends an event with the next sequence.
     fn emit(&mut self, event: &Event) {
         self.last_seq = self.last_seq.saturating_add(1);
-        self.events.push_back(Logged {
+        self.events.push(Logged {
             seq: self.last_seq,
             event: event.clone(),
         });
     }
 
     fn events(&self, after: Sequence, limit: usize) -> Vec<Logged> {
-        let first = self.events.front().map_or(0, |e| e.seq);
-        let skip =
-            usize::try_from(after.saturating_add(1).saturating_sub(first)).unwrap_or(usize::MAX);
-        self.events.iter().skip(skip).take(limit).cloned().collect()
+        self.events.after(after, limit)
     }
 
     fn trim_events(&mut self, through: Sequence) -> u64 {
-        let mut n = 0;
-        while self.events.front().is_some_and(|e| e.seq <= through) {
-            self.events.pop_front();
-            n += 1;
-        }
-        if self.events.is_empty() {
-            self.events.shrink_to_fit();
-        }
-        n
+        self.events.trim(through)
     }
 
     fn held(&self, now: DateTime<Utc>, limit: usize) -> Vec<OrderId> {
@@ -1434,7 +1497,7 @@ impl TrimEvents for MemoryStore {
 impl MemoryStore {
     /// Events stored and not yet trimmed.
     pub fn event_backlog(&self) -> usize {
-        self.read().events.len()
+        self.read().events.len
     }
 }
 
@@ -1471,6 +1534,35 @@ impl Repository for MemoryStore {
             .get(user)
             .map(|u| g.coupons_at(&g.wallet_slots(u)))
             .unwrap_or_default())
+    }
+
+    fn live_coupons(&self, user: &UserId) -> Result<Vec<Versioned<Coupon>>, MemoryStoreError> {
+        let g = self.read();
+        let Some(u) = g.users.get(user) else {
+            return Ok(Vec::new());
+        };
+        let mut live = g.wallet_slots(u);
+        live.retain(|&ix| {
+            g.coupons
+                .get(ix)
+                .is_some_and(|s| s.state == S_AVAILABLE || s.state == S_LOCKED)
+        });
+        Ok(g.coupons_at(&live))
+    }
+
+    fn coupons(
+        &self,
+        ids: &[CouponId],
+    ) -> Result<Vec<Option<Versioned<Coupon>>>, MemoryStoreError> {
+        let g = self.read();
+        Ok(ids
+            .iter()
+            .map(|id| {
+                g.coupon_slot(id)
+                    .and_then(|i| g.coupons.get(i))
+                    .and_then(|s| g.to_coupon(s))
+            })
+            .collect())
     }
 
     fn order_coupons(&self, order: &OrderId) -> Result<Vec<Versioned<Coupon>>, MemoryStoreError> {
@@ -1603,6 +1695,55 @@ impl Repository for MemoryStore {
 mod tests {
     use super::*;
     use crate::events::{CouponFacts, EventKind};
+
+    #[test]
+    fn the_feed_pages_and_trims_across_chunks() {
+        let at = DateTime::<Utc>::UNIX_EPOCH;
+        let ev = Event::new(
+            at,
+            crate::events::EventKind::OrderReleased {
+                order: OrderId::trusted("o"),
+                user: UserId::trusted("u"),
+            },
+        );
+        let mut f = Feed::default();
+        let total = FEED_CHUNK as u64 * 2 + 17;
+        for seq in 1..=total {
+            f.push(Logged {
+                seq,
+                event: ev.clone(),
+            });
+        }
+        let seqs = |v: Vec<Logged>| v.into_iter().map(|l| l.seq).collect::<Vec<_>>();
+        for (after, limit) in [
+            (0, 3),
+            (4094, 5),
+            (4095, 1),
+            (8190, 10),
+            (total - 1, 9),
+            (total, 4),
+        ] {
+            let want: Vec<u64> = (after + 1..=total).take(limit).collect();
+            assert_eq!(
+                seqs(f.after(after, limit)),
+                want,
+                "after {after}, limit {limit}"
+            );
+        }
+        for through in [3, 4096, 4097, 9000, total] {
+            let before = f.len;
+            let n = f.trim(through);
+            assert_eq!(f.len, before - n as usize);
+            let rest = seqs(f.after(0, usize::MAX));
+            assert_eq!(
+                rest,
+                (through + 1..=total).collect::<Vec<_>>(),
+                "trim {through}"
+            );
+        }
+        assert_eq!(f.trim(total), 0);
+        assert!(f.after(0, 10).is_empty());
+    }
 
     #[test]
     fn records_are_compact() {

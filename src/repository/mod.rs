@@ -19,6 +19,8 @@
 mod memory;
 
 pub use crate::events::{Event, EventKind, Logged, Sequence};
+
+use crate::checkout::Quote;
 pub use memory::{MemoryStore, MemoryStoreError};
 
 use std::fmt;
@@ -27,7 +29,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use crate::id::{CampaignId, CouponId, GuardName, IdempotencyKey, OrderId, TemplateId, UserId};
-use crate::lifecycle::{Campaign, Coupon, TemplateRecord};
+use crate::lifecycle::{Campaign, Coupon, CouponState, TemplateRecord};
 use crate::money::Money;
 use crate::rule::PromoCode;
 
@@ -169,12 +171,20 @@ pub enum Receipt {
         order: OrderId,
         /// The coupons it holds.
         coupons: Vec<CouponId>,
-        /// The order's amounts as locked (absent in receipts written before they were kept).
+        /// The order as locked: kept in the order's own receipt (absent under the caller's
+        /// key, and in receipts written before it was kept).
         #[cfg_attr(
             feature = "serde",
             serde(default, skip_serializing_if = "Option::is_none")
         )]
         totals: Option<LockedTotals>,
+        /// A fingerprint of the request (under the caller's key): a retry with the same key
+        /// and a different request is refused as a reuse of the key.
+        #[cfg_attr(
+            feature = "serde",
+            serde(default, skip_serializing_if = "Option::is_none")
+        )]
+        fingerprint: Option<u64>,
     },
     /// An order was paid and its coupons redeemed.
     Redeemed {
@@ -198,6 +208,13 @@ pub enum Receipt {
         returned: Vec<CouponId>,
         /// Coupons voided.
         voided: Vec<CouponId>,
+        /// Whether the merchant refunded (else the buyer); absent in receipts written before
+        /// it was kept.
+        #[cfg_attr(
+            feature = "serde",
+            serde(default, skip_serializing_if = "Option::is_none")
+        )]
+        by_merchant: Option<bool>,
     },
     /// A coupon was voided by an admin.
     Voided {
@@ -238,11 +255,17 @@ pub enum Receipt {
     },
 }
 
-/// The amounts of an order as it was locked, kept so that paying it reports what each coupon
-/// saved without pricing the cart again.
+/// An order as it was locked: its quote, so that a retried lock answers with the order as it
+/// was (never re-priced), and what each coupon saved, so that paying reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct LockedTotals {
+    /// The quote as locked.
+    pub quote: Box<Quote>,
+    /// When the hold runs out, if coupons or promo-code uses are held.
+    pub hold_until: Option<DateTime<Utc>>,
+    /// The promo codes whose uses were counted.
+    pub codes: Vec<PromoCode>,
     /// The buyer.
     pub user: UserId,
     /// Goods and shipping before discounts.
@@ -422,6 +445,50 @@ pub trait Repository: Send + Sync {
     /// # Errors
     /// The store's failure.
     fn wallet(&self, user: &UserId) -> Result<Vec<Versioned<Coupon>>, Self::Error>;
+
+    /// A user's live coupons — Available or Locked — ordered by id: what a checkout reads.
+    /// Used, expired and voided coupons stay out of it however long the history grows.
+    ///
+    /// The provided method filters [`wallet`](Self::wallet); a store with an index on the
+    /// owner and state should answer from it.
+    ///
+    /// # Errors
+    /// The store's failure.
+    fn live_coupons(&self, user: &UserId) -> Result<Vec<Versioned<Coupon>>, Self::Error> {
+        let mut all = self.wallet(user)?;
+        all.retain(|c| {
+            matches!(
+                c.value.state,
+                CouponState::Available | CouponState::Locked { .. }
+            )
+        });
+        Ok(all)
+    }
+
+    /// A page of a user's coupons in any state, ordered by id: up to `limit` with an id above
+    /// `after` (from the start when `None`).
+    ///
+    /// # Errors
+    /// The store's failure.
+    fn history(
+        &self,
+        user: &UserId,
+        after: Option<&CouponId>,
+        limit: usize,
+    ) -> Result<Vec<Versioned<Coupon>>, Self::Error> {
+        let mut all = self.wallet(user)?;
+        all.retain(|c| after.is_none_or(|a| &c.value.id > a));
+        all.truncate(limit);
+        Ok(all)
+    }
+
+    /// Several coupons at once, in the order asked, `None` for a missing one.
+    ///
+    /// # Errors
+    /// The store's failure.
+    fn coupons(&self, ids: &[CouponId]) -> Result<Vec<Option<Versioned<Coupon>>>, Self::Error> {
+        ids.iter().map(|id| self.coupon(id)).collect()
+    }
 
     /// Every coupon locked or used by an order, ordered by id.
     ///

@@ -169,7 +169,7 @@ impl From<Distribution> for DistributionRepr {
 /// What happens to a redeemed coupon when its order is refunded. An unpaid order that is
 /// cancelled, or whose hold runs out, always gives its coupons back.
 ///
-/// The default is seed 001's: a merchant refund before the order completes returns the coupon;
+/// The default is the usual marketplace rule: a merchant refund before the order completes returns the coupon;
 /// a buyer's refund after payment does not (the coupon is voided).
 ///
 /// In JSON an object with either flag (`true` or `false`); a missing one takes its default.

@@ -39,6 +39,7 @@
 //! ```
 
 mod benefit;
+mod builders;
 mod conditions;
 mod distribution;
 mod error;
@@ -100,7 +101,7 @@ pub struct TemplateSpec {
     /// Private coupons, promo code, or automatic. Default: private.
     #[cfg_attr(feature = "serde", serde(default))]
     pub distribution: Distribution,
-    /// What a refund does to a redeemed coupon. Default: seed 001's.
+    /// What a refund does to a redeemed coupon. Default: the usual rule (see [`RefundPolicy`]).
     #[cfg_attr(feature = "serde", serde(default))]
     pub refund: RefundPolicy,
 }

@@ -113,6 +113,9 @@ pub enum ServiceError<E> {
     /// A guard needs a context field the request lacks.
     #[error(transparent)]
     Guard(#[from] GuardError),
+    /// The service's configuration breaks a rule.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     /// The request's `now` lies outside the instants records hold (1970 to 9999).
     #[error(transparent)]
     Time(#[from] TimeError),
@@ -135,6 +138,116 @@ pub enum ServiceError<E> {
     },
 }
 
+/// What kind of failure a [`ServiceError`] is, for a caller deciding how to answer: each kind
+/// maps to one HTTP status ([`ErrorKind::http_status`]).
+///
+/// | kind | HTTP | what |
+/// |---|---|---|
+/// | `NotFound` | 404 | a template, campaign, coupon or order the request names does not exist |
+/// | `Conflict` | 409 | the request contradicts the record's state: an illegal transition, an order already settled, a key reused for another request |
+/// | `Refused` | 422 | a rule said no: out of stock, a limit or guard reached, a coupon not usable, a campaign not running |
+/// | `Invalid` | 400 | the request itself is malformed: an instant out of range, a selection naming an offer twice, a guard's missing context |
+/// | `Contention` | 503 | concurrent requests kept conflicting; retrying later may succeed |
+/// | `Unavailable` | 503 | the store failed; retrying later may succeed |
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
+pub enum ErrorKind {
+    /// A record the request names does not exist.
+    NotFound,
+    /// The request contradicts the state of a record.
+    Conflict,
+    /// A rule refused the request.
+    Refused,
+    /// The request is malformed.
+    Invalid,
+    /// Concurrent requests kept conflicting.
+    Contention,
+    /// The store failed.
+    Unavailable,
+}
+
+impl ErrorKind {
+    /// The HTTP status a web handler answers with.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorKind::NotFound => 404,
+            ErrorKind::Conflict => 409,
+            ErrorKind::Refused => 422,
+            ErrorKind::Invalid => 400,
+            ErrorKind::Contention | ErrorKind::Unavailable => 503,
+        }
+    }
+}
+
+impl<E> ServiceError<E> {
+    /// The kind of failure.
+    pub fn kind(&self) -> ErrorKind {
+        use LifecycleError as L;
+        match self {
+            ServiceError::NotFound { .. } => ErrorKind::NotFound,
+            ServiceError::Contention { .. } => ErrorKind::Contention,
+            ServiceError::Repository(_) => ErrorKind::Unavailable,
+            ServiceError::Time(_) | ServiceError::Guard(_) | ServiceError::Config(_) => {
+                ErrorKind::Invalid
+            }
+            ServiceError::Checkout(e) => match e {
+                CheckoutError::UnknownOffer { .. } => ErrorKind::NotFound,
+                CheckoutError::Duplicate { .. } => ErrorKind::Invalid,
+                _ => ErrorKind::Refused,
+            },
+            ServiceError::Lifecycle(e) => match e {
+                L::UnknownCode { .. } => ErrorKind::NotFound,
+                L::IllegalTemplateTransition { .. }
+                | L::IllegalCouponTransition { .. }
+                | L::CodeTaken { .. }
+                | L::TemplateExists { .. }
+                | L::CampaignExists { .. }
+                | L::NotHeldByOrder { .. }
+                | L::NotUsedByOrder { .. }
+                | L::OrderAlreadyLocked { .. }
+                | L::OrderPaid { .. }
+                | L::OrderReleased { .. }
+                | L::OrderNotPaid { .. }
+                | L::OrderAlreadyRefunded { .. }
+                | L::KeyReused { .. } => ErrorKind::Conflict,
+                L::InvalidCampaign { .. } => ErrorKind::Invalid,
+                _ => ErrorKind::Refused,
+            },
+        }
+    }
+
+    /// Whether the same request may succeed if retried later unchanged: contention and store
+    /// failures. Every request is idempotent under its key, so a retry is always safe.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self.kind(), ErrorKind::Contention | ErrorKind::Unavailable)
+    }
+}
+
+/// A [`ServiceConfig`] that breaks a rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A hold must be positive (and at most a year).
+    #[error("hold: {hold} is not a positive duration of at most 366 days")]
+    Hold {
+        /// The hold given.
+        hold: Duration,
+    },
+    /// At least one attempt.
+    #[error("max_attempts: at least 1 attempt is needed, got 0")]
+    Attempts,
+    /// Two guards with one name would share counters.
+    #[error("guards: the name {name} is used twice")]
+    DuplicateGuard {
+        /// The name.
+        name: GuardName,
+    },
+}
+
 /// Settings of a [`Service`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServiceConfig {
@@ -147,6 +260,32 @@ pub struct ServiceConfig {
     pub policy: StackingPolicy,
     /// Guards counted with every claim and lock they apply to ([`crate::guard`]).
     pub guards: Vec<Guard>,
+}
+
+impl ServiceConfig {
+    /// Checks the settings: a positive hold of at most 366 days, at least one attempt, guards
+    /// with distinct names. [`Service::with_config`] calls it.
+    ///
+    /// # Errors
+    /// The first [`ConfigError`].
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.hold <= Duration::zero() || self.hold > Duration::days(366) {
+            return Err(ConfigError::Hold { hold: self.hold });
+        }
+        if self.max_attempts == 0 {
+            return Err(ConfigError::Attempts);
+        }
+        let mut names: Vec<&GuardName> = self.guards.iter().map(Guard::name).collect();
+        names.sort();
+        if let Some(w) = names.windows(2).find(|w| w.first() == w.get(1)) {
+            if let Some(name) = w.first() {
+                return Err(ConfigError::DuplicateGuard {
+                    name: (*name).clone(),
+                });
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Default for ServiceConfig {
@@ -329,6 +468,55 @@ const ORDER_REFUND: &str = "order-refund";
 /// An order's lock receipt: the coupons it holds and its amounts as locked.
 type LockedOrderReceipt = (Vec<CouponId>, Option<LockedTotals>);
 
+/// A fingerprint of a lock request: everything that decides its outcome (the order, the
+/// buyer, the cart, the selection and the codes), hashed in a fixed text form with FNV-1a, so
+/// that every process and version computes the same value for the same request.
+fn lock_fingerprint(request: &LockRequest<'_>) -> u64 {
+    let mut text = String::new();
+    let buyer = request.buyer;
+    let _ = write!(
+        text,
+        "order={}|user={}|channel={}|kind={:?}|member={:?}|",
+        request.order,
+        buyer.user,
+        buyer.channel,
+        buyer.kind,
+        buyer.membership.as_ref().map(|m| m.as_str())
+    );
+    for s in &buyer.segments {
+        let _ = write!(text, "seg={s}|");
+    }
+    let cart = request.cart;
+    let _ = write!(text, "cur={}|ship={}|", cart.currency(), cart.shipping());
+    for l in cart.lines() {
+        let _ = write!(
+            text,
+            "line={}:{}:{}:{:?}:{}:",
+            l.sku,
+            l.unit_price,
+            l.quantity,
+            l.shop.as_ref().map(|s| s.as_str()),
+            l.on_sale
+        );
+        for c in &l.categories {
+            let _ = write!(text, "{c},");
+        }
+        text.push('|');
+    }
+    match request.selection {
+        None => text.push_str("best|"),
+        Some(sel) => {
+            for o in sel {
+                let _ = write!(text, "sel={o:?}|");
+            }
+        }
+    }
+    for c in request.codes {
+        let _ = write!(text, "code={c}|");
+    }
+    fnv(&[&text], 0)
+}
+
 /// Appends an event to a batch: it commits with the change or not at all.
 fn emit(batch: &mut Batch, at: DateTime<Utc>, kind: EventKind) {
     batch.push(Op::Emit {
@@ -488,16 +676,24 @@ type Res<T, R> = Result<T, ServiceError<<R as Repository>::Error>>;
 impl<R: Repository> Service<R> {
     /// A service with the default [`ServiceConfig`].
     pub fn new(repo: R) -> Service<R> {
-        Service::with_config(repo, ServiceConfig::default())
+        Service {
+            repo,
+            config: ServiceConfig::default(),
+            promotions: RwLock::new(None),
+        }
     }
 
-    /// A service with its settings.
-    pub fn with_config(repo: R, config: ServiceConfig) -> Service<R> {
-        Service {
+    /// A service with its settings, checked by [`ServiceConfig::validate`].
+    ///
+    /// # Errors
+    /// The settings' first [`ConfigError`].
+    pub fn with_config(repo: R, config: ServiceConfig) -> Result<Service<R>, ConfigError> {
+        config.validate()?;
+        Ok(Service {
             repo,
             config,
             promotions: RwLock::new(None),
-        }
+        })
     }
 
     /// The store.
@@ -957,14 +1153,18 @@ impl<R: Repository> Service<R> {
                 coupon: CouponFacts::of(&coupon),
                 mode: coupon.mode,
             };
-            let templates = [request.template.clone()];
-            let asking = Asking {
-                user: &request.user,
-                channel: &request.channel,
-                templates: &templates,
-                context: &request.context,
+            let guards = if self.config.guards.is_empty() {
+                Vec::new()
+            } else {
+                let templates = [request.template.clone()];
+                let asking = Asking {
+                    user: &request.user,
+                    channel: &request.channel,
+                    templates: &templates,
+                    context: &request.context,
+                };
+                guard::counts(&self.config.guards, Action::Claim, &asking, now)?
             };
-            let guards = guard::counts(&self.config.guards, Action::Claim, &asking, now)?;
             let mut batch = Batch {
                 ops: Vec::with_capacity(5),
             };
@@ -1087,7 +1287,15 @@ impl<R: Repository> Service<R> {
             None => Ok(None),
             Some(Receipt::Claimed { coupon }) => {
                 let c = self.coupon_record(&coupon)?.value;
-                if c.owner == request.user && c.template == request.template {
+                // The stored coupon records the request that issued it: the same key with
+                // another user, template, channel, campaign, mode or attributes is a reuse.
+                let same = c.owner == request.user
+                    && c.template == request.template
+                    && c.channel == request.channel
+                    && c.campaign == request.campaign
+                    && c.mode == request.mode
+                    && c.attributes == request.attributes;
+                if same {
                     Ok(Some(Claimed {
                         coupon: c,
                         replayed: true,
@@ -1148,7 +1356,10 @@ impl<R: Repository> Service<R> {
     /// Offers named in `unblock` are left unblocked (re-pricing a locked order).
     fn gather(&self, buyer: &Buyer, codes: &[PromoCode], unblock: &[OfferId]) -> Res<Gathered, R> {
         let user = &buyer.user;
-        let wallet = self.repo.wallet(user).map_err(ServiceError::Repository)?;
+        let wallet = self
+            .repo
+            .live_coupons(user)
+            .map_err(ServiceError::Repository)?;
         let mut templates: HashMap<TemplateId, Arc<TemplateRecord>> = HashMap::new();
         for c in &wallet {
             if !templates.contains_key(&c.value.template) {
@@ -1262,6 +1473,33 @@ impl<R: Repository> Service<R> {
             .best()?)
     }
 
+    /// Prices the buyer's own `selection` (wallet coupons, typed codes, promotions) without
+    /// holding anything: what a checkout page shows while the buyer ticks coupons. The quote's
+    /// evaluations say, for every other offer, whether it can still be added
+    /// ([`Evaluation::addable`](crate::checkout::Evaluation::addable)) or why not. For the
+    /// wallet view — usable coupons first with the best combination preselected, the rest with
+    /// their reasons — call [`quote`](Self::quote).
+    ///
+    /// # Errors
+    /// [`LifecycleError::UnknownCode`]; the checkout's errors for a selection that cannot be
+    /// used together; the store's failure.
+    pub fn preview(
+        &self,
+        cart: &Cart,
+        buyer: &Buyer,
+        selection: &[OfferId],
+        codes: &[PromoCode],
+        now: DateTime<Utc>,
+    ) -> Res<Quote, R> {
+        let now = time::check("now", now)?;
+        let g = self.gather(buyer, codes, &[])?;
+        let promotions = self.promotions()?;
+        Ok(Checkout::new(cart, buyer, now, &self.config.policy)
+            .offers(&g.offers)
+            .promotions(&promotions)
+            .with_selection(selection)?)
+    }
+
     /// Prices the cart (the best combination, or the buyer's `selection`) and holds what it
     /// applies for the order until `now +` [`ServiceConfig::hold`]: each wallet coupon is
     /// Locked and counts a use of its template for the buyer (within
@@ -1328,7 +1566,11 @@ impl<R: Repository> Service<R> {
                 }
             }
             let ids: Vec<CouponId> = locked.iter().map(|(c, _)| c.id.clone()).collect();
+            let held = !locked.is_empty() || !codes.is_empty();
             let totals = LockedTotals {
+                quote: Box::new(quote.clone()),
+                hold_until: held.then_some(hold_until),
+                codes: codes.iter().map(|(c, _)| c.clone()).collect(),
                 user: user.clone(),
                 gross: quote.total_before,
                 discount: quote.saving,
@@ -1342,6 +1584,7 @@ impl<R: Repository> Service<R> {
                     order: order.clone(),
                     coupons: ids.clone(),
                     totals: None,
+                    fingerprint: Some(lock_fingerprint(request)),
                 },
             });
             meaning.push(LockOp::KeyReceipt);
@@ -1351,6 +1594,7 @@ impl<R: Repository> Service<R> {
                     order: order.clone(),
                     coupons: ids.clone(),
                     totals: Some(totals),
+                    fingerprint: None,
                 },
             });
             meaning.push(LockOp::OrderGuard);
@@ -1534,7 +1778,16 @@ impl<R: Repository> Service<R> {
     ) -> Res<Option<LockedOrder>, R> {
         let ids = match self.receipt(key)? {
             None => return Ok(None),
-            Some(Receipt::Locked { order, coupons, .. }) if &order == request.order => coupons,
+            Some(Receipt::Locked {
+                order,
+                coupons,
+                fingerprint,
+                ..
+            }) if &order == request.order
+                && fingerprint.is_none_or(|f| f == lock_fingerprint(request)) =>
+            {
+                coupons
+            }
             Some(_) => return Err(self.key_reused(request.key, OP_LOCK)),
         };
         let mut coupons = Vec::with_capacity(ids.len());
@@ -1544,6 +1797,17 @@ impl<R: Repository> Service<R> {
                 return Err(self.key_reused(request.key, OP_LOCK));
             }
             coupons.push(c);
+        }
+        // The order as it was locked, when its receipt keeps it: never re-priced.
+        if let Some((_, Some(t))) = self.locked_coupons(request.order)? {
+            return Ok(Some(LockedOrder {
+                order: request.order.clone(),
+                quote: *t.quote,
+                coupons,
+                codes: t.codes,
+                hold_until: t.hold_until,
+                replayed: true,
+            }));
         }
         let mut codes = Vec::new();
         let mut codes_until = None;
@@ -1905,7 +2169,7 @@ impl<R: Repository> Service<R> {
                     let e = LifecycleError::OrderNotPaid {
                         order: order.clone(),
                     };
-                    return self.refund_or(order, key, &key_r, e.into());
+                    return self.refund_or(order, kind, key, &key_r, e.into());
                 }
             };
             let mut batch = Batch::new();
@@ -1949,13 +2213,14 @@ impl<R: Repository> Service<R> {
                             expect: Expect::Version(c.version),
                         });
                     }
-                    Err(e) => return self.refund_or(order, key, &key_r, e.into()),
+                    Err(e) => return self.refund_or(order, kind, key, &key_r, e.into()),
                 }
             }
             let receipt = Receipt::Refunded {
                 order: order.clone(),
                 returned: returned.clone(),
                 voided: voided.clone(),
+                by_merchant: Some(matches!(kind, RefundKind::Merchant)),
             };
             batch.push(Op::InsertReceipt {
                 key: key_r.clone(),
@@ -2000,7 +2265,7 @@ impl<R: Repository> Service<R> {
                     let e = LifecycleError::OrderAlreadyRefunded {
                         order: order.clone(),
                     };
-                    return self.refund_or(order, key, &key_r, e.into());
+                    return self.refund_or(order, kind, key, &key_r, e.into());
                 }
                 Commit::Conflict { .. } => {}
             }
@@ -2011,16 +2276,19 @@ impl<R: Repository> Service<R> {
     fn refund_or(
         &self,
         order: &OrderId,
+        kind: RefundKind,
         key: &IdempotencyKey,
         key_r: &ReceiptKey,
         error: ServiceError<R::Error>,
     ) -> Res<Refunded, R> {
+        let merchant = matches!(kind, RefundKind::Merchant);
         match self.receipt(key_r)? {
             Some(Receipt::Refunded {
                 order: o,
                 returned,
                 voided,
-            }) if &o == order => Ok(Refunded {
+                by_merchant,
+            }) if &o == order && by_merchant.is_none_or(|b| b == merchant) => Ok(Refunded {
                 order: o,
                 returned,
                 voided,
@@ -2176,6 +2444,83 @@ impl<R: Repository> Service<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn configs_are_checked() {
+        let bad =
+            |c: ServiceConfig| Service::with_config(crate::repository::MemoryStore::new(), c).err();
+        let hold = |h| ServiceConfig {
+            hold: h,
+            ..Default::default()
+        };
+        assert!(matches!(
+            bad(hold(Duration::minutes(-5))),
+            Some(ConfigError::Hold { .. })
+        ));
+        assert!(matches!(
+            bad(hold(Duration::zero())),
+            Some(ConfigError::Hold { .. })
+        ));
+        assert!(bad(hold(Duration::minutes(30))).is_none());
+        let none = ServiceConfig {
+            max_attempts: 0,
+            ..Default::default()
+        };
+        assert_eq!(bad(none), Some(ConfigError::Attempts));
+        let g = Guard::new(
+            GuardName::new("g").unwrap(),
+            Action::Claim,
+            vec![guard::Subject::User],
+            1,
+            guard::Window::Day,
+        )
+        .unwrap();
+        let twice = ServiceConfig {
+            guards: vec![g.clone(), g],
+            ..Default::default()
+        };
+        assert!(matches!(
+            bad(twice),
+            Some(ConfigError::DuplicateGuard { .. })
+        ));
+    }
+
+    #[test]
+    fn error_kinds_map_to_statuses() {
+        type E = ServiceError<std::io::Error>;
+        let t = TemplateId::new("t").unwrap();
+        let out: E = LifecycleError::OutOfStock {
+            template: t.clone(),
+            stock: 1,
+        }
+        .into();
+        assert_eq!(
+            (out.kind(), out.kind().http_status()),
+            (ErrorKind::Refused, 422)
+        );
+        assert!(!out.is_retryable());
+        let reused: E = LifecycleError::KeyReused {
+            key: IdempotencyKey::new("k").unwrap(),
+            operation: "claim",
+        }
+        .into();
+        assert_eq!(reused.kind().http_status(), 409);
+        let missing: E = ServiceError::NotFound {
+            what: "coupon",
+            id: "c".into(),
+        };
+        assert_eq!(missing.kind().http_status(), 404);
+        let busy: E = ServiceError::Contention {
+            operation: "claim",
+            attempts: 3,
+        };
+        assert!(busy.is_retryable());
+        let down: E = ServiceError::Repository(std::io::Error::other("down"));
+        assert_eq!(
+            (down.kind(), down.is_retryable()),
+            (ErrorKind::Unavailable, true)
+        );
+    }
 
     #[test]
     fn coupon_ids_are_readable_or_hashed_when_long() {

@@ -11,7 +11,7 @@
 //! - Sequential behaviour of every [`Op`] and condition: [`records_and_versions`],
 //!   [`counters_and_limits`], [`receipts_insert_once`], [`batches_are_all_or_nothing`],
 //!   [`wallet_and_order_indexes`], [`due_coupons`], [`order_holds`],
-//!   [`events_commit_with_their_change`], [`guard_windows`].
+//!   [`events_commit_with_their_change`], [`guard_windows`], [`live_coupons_and_history`].
 //! - Concurrent stress through the [`Service`]: [`concurrent_claims_are_exact`],
 //!   [`concurrent_guards_are_exact`], [`concurrent_locks_have_one_winner`], [`concurrent_pay_and_cancel_settle_once`], and
 //!   [`retries_change_nothing`].
@@ -112,6 +112,7 @@ pub fn run_all<R: Repository>(make: impl Fn() -> R) -> Result<(), Failure> {
     order_holds(make())?;
     events_commit_with_their_change(make())?;
     guard_windows(make())?;
+    live_coupons_and_history(make())?;
     concurrent_claims_are_exact(make())?;
     concurrent_guards_are_exact(make())?;
     concurrent_locks_have_one_winner(make())?;
@@ -633,6 +634,7 @@ pub fn receipts_insert_once<R: Repository>(store: R) -> Result<(), Failure> {
     // Same key, other operation: independent. A receipt with no coupon stored is kept too.
     let lock_key = ReceiptKey::Operation("lock", k1.clone());
     let locked = Receipt::Locked {
+        fingerprint: None,
         totals: None,
         order: oid(C, "o1")?,
         coupons: vec![cid(C, "c9")?],
@@ -1367,6 +1369,72 @@ pub fn events_commit_with_their_change<R: Repository>(store: R) -> Result<(), Fa
     Ok(())
 }
 
+/// A user's live coupons are the Available and Locked ones; the history pages through all of
+/// them by id; a batch read answers in the order asked, `None` for a missing id.
+///
+/// # Errors
+/// A [`Failure`] describing the first deviation.
+pub fn live_coupons_and_history<R: Repository>(store: R) -> Result<(), Failure> {
+    const C: &str = "live_coupons_and_history";
+    let now = t0(C)?;
+    let later = now + Duration::days(1);
+    let o = oid(C, "o1")?;
+    let states = [
+        ("a-1", CouponState::Available),
+        (
+            "a-2",
+            CouponState::Used {
+                order: o.clone(),
+                at: now,
+            },
+        ),
+        (
+            "a-3",
+            CouponState::Locked {
+                order: o.clone(),
+                until: later,
+            },
+        ),
+        ("a-4", CouponState::Expired { at: now }),
+        ("a-5", CouponState::Voided { at: now }),
+    ];
+    for (id, state) in &states {
+        let c = coupon(C, id, "alice", state.clone(), later)?;
+        let r = commit(C, &store, vec![put(c, Expect::Absent)])?;
+        ensure!(C, r == Commit::Applied, "storing {id} failed");
+    }
+    let ids = |v: Vec<Versioned<Coupon>>| -> Vec<String> {
+        v.into_iter().map(|c| c.value.id.to_string()).collect()
+    };
+    let alice = uid(C, "alice")?;
+    let live = ids(ok(C, "live coupons", store.live_coupons(&alice))?);
+    ensure!(
+        C,
+        live == ["a-1", "a-3"],
+        "live coupons {live:?}, expected [a-1, a-3]"
+    );
+    let first = ids(ok(C, "history", store.history(&alice, None, 2))?);
+    ensure!(C, first == ["a-1", "a-2"], "first history page {first:?}");
+    let after = cid(C, "a-2")?;
+    let rest = ids(ok(C, "history", store.history(&alice, Some(&after), 10))?);
+    ensure!(
+        C,
+        rest == ["a-3", "a-4", "a-5"],
+        "second history page {rest:?}"
+    );
+    let ask = [cid(C, "a-4")?, cid(C, "missing")?, cid(C, "a-1")?];
+    let got: Vec<Option<String>> = ok(C, "coupons", store.coupons(&ask))?
+        .into_iter()
+        .map(|c| c.map(|c| c.value.id.to_string()))
+        .collect();
+    ensure!(
+        C,
+        got == [Some("a-4".to_string()), None, Some("a-1".to_string())],
+        "batch read {got:?}"
+    );
+    Ok(())
+}
+
 fn window_op(guard: &GuardName, bucket: i64, span: u32, delta: i64, limit: u64) -> Op {
     Op::CountWindow {
         guard: guard.clone(),
@@ -1493,7 +1561,7 @@ pub fn concurrent_guards_are_exact<R: Repository>(store: R) -> Result<(), Failur
         guards: vec![subnet, device],
         ..Default::default()
     };
-    let service = Service::with_config(store, config);
+    let service = ok(C, "config", Service::with_config(store, config))?;
     let t = active(C, &service, template(C, "guarded", LimitsSpec::default())?)?;
     let results: Vec<Result<(usize, usize), Failure>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..THREADS)
@@ -2054,6 +2122,37 @@ pub fn retries_change_nothing<R: Repository>(store: R) -> Result<(), Failure> {
         ),
         "a lock key reused for another order was not refused"
     );
+    // The same key, the same order, another cart: a reuse, not a replay re-priced on it.
+    let bigger = ok(
+        C,
+        "cart",
+        Cart::new(
+            cny(),
+            vec![CartLine::new(ok(C, "sku", Sku::new("tea"))?, yuan(100), 2)],
+            Money::zero(cny()),
+        ),
+    )?;
+    let reuse = service.quote_and_lock(&LockRequest::new(&order, &bigger, &buyer, &lk), now);
+    ensure!(
+        C,
+        matches!(
+            reuse,
+            Err(ServiceError::Lifecycle(LifecycleError::KeyReused { .. }))
+        ),
+        "a lock key reused with another cart was not refused: {:?}",
+        reuse.map(|r| r.quote.total_after)
+    );
+    // The same claim key through another channel: a reuse.
+    let mut other_channel = claim_request(C, &t, "alice", "claim-1")?;
+    other_channel.channel = ok(C, "channel", Channel::new("push"))?;
+    ensure!(
+        C,
+        matches!(
+            service.claim(&other_channel, now),
+            Err(ServiceError::Lifecycle(LifecycleError::KeyReused { .. }))
+        ),
+        "a claim key reused through another channel was not refused"
+    );
 
     // Pay, retried from 8 threads.
     let pk = key(C, "pay-1")?;
@@ -2136,6 +2235,15 @@ pub fn retries_change_nothing<R: Repository>(store: R) -> Result<(), Failure> {
         C,
         fresh == 1,
         "{fresh} refunds of one order were not replays"
+    );
+    // The refund's key again, as a buyer refund: a reuse, not the merchant refund's outcome.
+    ensure!(
+        C,
+        matches!(
+            service.refund(&order, RefundKind::Buyer, &rk, now),
+            Err(ServiceError::Lifecycle(LifecycleError::KeyReused { .. }))
+        ),
+        "a merchant refund's key reused for a buyer refund was not refused"
     );
     let after = state_of(C, store, &coupon)?;
     ensure!(

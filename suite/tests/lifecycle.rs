@@ -1190,3 +1190,42 @@ mod code_holds {
         }
     }
 }
+
+#[test]
+fn preview_prices_a_selection_and_holds_nothing() {
+    let svc = Svc::new(MemoryStore::new());
+    let ten = activate(&svc, spec("ten-off"));
+    let mut twenty = spec("twenty-off");
+    twenty.benefit = Benefit::instant(yuan(20)).unwrap();
+    let twenty = activate(&svc, twenty);
+    let a = claim(&svc, &ten, "ann", "c1", t0());
+    let b = claim(&svc, &twenty, "ann", "c2", t0());
+    let sel = [OfferId::Coupon(a.id.clone())];
+    let q = svc
+        .preview(&cart(), &buyer("ann"), &sel, &[], t0())
+        .unwrap();
+    assert_eq!(
+        q.saving,
+        yuan(10),
+        "the buyer's own choice, not the best one"
+    );
+    let other = q.evaluation(&OfferId::Coupon(b.id.clone())).unwrap();
+    assert!(!other.selected && other.usable);
+    // Nothing is held: both coupons stay available and no use is counted.
+    assert_eq!(state(&svc, &a.id), CouponState::Available);
+    assert_eq!(uses(&svc, &ten, "ann"), 0);
+    // The wallet view is the best combination with every offer's evaluation.
+    let best = svc.quote(&cart(), &buyer("ann"), &[], t0()).unwrap();
+    assert!(best.saving >= yuan(20));
+    assert!(best.offers.first().is_some_and(|e| e.selected));
+}
+
+#[test]
+fn a_now_outside_the_record_range_is_refused() {
+    let svc = Svc::new(MemoryStore::new());
+    let t = activate(&svc, spec("ten-off"));
+    let before_1970 = Utc.with_ymd_and_hms(1969, 12, 31, 0, 0, 0).unwrap();
+    let r = svc.claim(&claim_req(&t, "ann", "c1"), before_1970);
+    assert!(matches!(r, Err(ServiceError::Time(_))), "{r:?}");
+    assert_eq!(r.unwrap_err().kind().http_status(), 400);
+}

@@ -197,11 +197,13 @@ struct Model {
     uses: BTreeMap<(usize, usize), u64>,
     claim_keys: BTreeMap<u8, (usize, usize, usize)>,
     /// Lock keys (per order) and the buyer who locked.
-    lock_keys: BTreeMap<(usize, u8), usize>,
+    /// The request each lock key was first used for: its buyer and selected coupon.
+    lock_keys: BTreeMap<(usize, u8), (usize, usize)>,
     orders: BTreeMap<usize, MOrder>,
     pay_keys: BTreeMap<u8, usize>,
     cancel_keys: BTreeMap<u8, usize>,
-    refund_keys: BTreeMap<u8, usize>,
+    /// The request each refund key was first used for: its order and whether the buyer asked.
+    refund_keys: BTreeMap<u8, (usize, bool)>,
     void_keys: BTreeMap<u8, usize>,
 }
 
@@ -281,8 +283,9 @@ impl Model {
     }
 
     fn lock(&mut self, o: usize, u: usize, c: usize, key: u8, now: DateTime<Utc>) -> Out {
-        if let Some(&ku) = self.lock_keys.get(&(o, key)) {
-            return if ku == u {
+        if let Some(&first) = self.lock_keys.get(&(o, key)) {
+            // The same key with another buyer or selection is a reuse, never a replay.
+            return if first == (u, c) {
                 Out::Replay
             } else {
                 Out::Err("key reused")
@@ -308,7 +311,7 @@ impl Model {
                 refunded: false,
             },
         );
-        self.lock_keys.insert((o, key), u);
+        self.lock_keys.insert((o, key), (u, c));
         Out::Fresh
     }
 
@@ -375,8 +378,9 @@ impl Model {
     }
 
     fn refund(&mut self, o: usize, buyer: bool, key: u8, now: DateTime<Utc>) -> Out {
-        if let Some(&ko) = self.refund_keys.get(&key) {
-            return if ko == o {
+        if let Some(&first) = self.refund_keys.get(&key) {
+            // The same key for a refund of another kind is a reuse, never a replay.
+            return if first == (o, buyer) {
                 Out::Replay
             } else {
                 Out::Err("key reused")
@@ -409,7 +413,7 @@ impl Model {
             coupon.state = MState::Voided { at: now };
         }
         self.orders.get_mut(&o).unwrap().refunded = true;
-        self.refund_keys.insert(key, o);
+        self.refund_keys.insert(key, (o, buyer));
         Out::Fresh
     }
 

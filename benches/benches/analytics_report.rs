@@ -1,0 +1,321 @@
+//! Campaign report benchmarks: folding 10 million feed events into a report.
+//!
+//! The feed is generated in memory before timing: 400,000 users in 4 segments, 50 templates in
+//! 5 campaigns, 4 channels, 2 experiment arms, 30 days at +08:00. Each journey is an offer,
+//! then (70 %) a claim; a claimed coupon is used by a paid order (45 %: lock, order placed,
+//! redeem, order paid — time to use up to a week) or expires (15 %); orders without a coupon
+//! come in between: 10.0 M events in about 85,500 groups.
+//!
+//! - `analytics_report/fold/10M/1-core`: one report over the whole feed on one thread.
+//! - `analytics_report/fold/10M/2-cores`: the feed cut in two halves, each folded on its own
+//!   thread, then the two reports merged.
+//! - `analytics_report/fold/10M-repurchase/…`: the same with the 7-day repurchase window on
+//!   (one trail per buyer: about 394,000).
+//!
+//! `ANALYTICS_REPORT_ONCE=1 cargo bench -p coupons-benches --bench analytics_report` folds
+//! each configuration once on one core and once on two and prints the CPU times.
+//!
+//! The machine these run on is shared, so each sample's figure is CPU time, not wall time: the
+//! folding thread's CPU time (from `/proc/thread-self/schedstat`); for two cores, the slower
+//! worker's CPU time plus the merge's — what the wall time would be on two idle cores.
+//!
+//! Run: `cargo bench -p coupons-benches --bench analytics_report`
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{FixedOffset, TimeZone, Utc};
+use coupons::analytics::report::{Lookup, Report, ReportConfig};
+use coupons::attributes::{AttrKey, AttrValue, Attributes};
+use coupons::events::{CouponFacts, Event, EventKind, Logged};
+use coupons::id::*;
+use coupons::lifecycle::ClaimMode;
+use coupons::money::{Currency, Money};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+
+const EVENTS: usize = 10_000_000;
+const USERS: usize = 400_000;
+const CNY: Currency = Currency::CNY;
+
+/// The calling thread's CPU time so far (Linux), or zero elsewhere.
+fn thread_cpu() -> Duration {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or(Duration::ZERO, Duration::from_nanos)
+}
+
+/// A small deterministic generator (SplitMix64).
+struct Mix(u64);
+
+impl Mix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Segments by the user number's last digit: a lookup that costs next to nothing, so the
+/// figures are the report's own (a caller's real lookup, e.g. a hash map of 400,000 users,
+/// adds its own cost per event).
+struct Segments {
+    names: [Arc<str>; 4],
+}
+
+impl Lookup for Segments {
+    fn segment(&self, user: &UserId) -> Option<Arc<str>> {
+        let last = user.as_str().as_bytes().last()?;
+        Some(self.names[usize::from(*last) % 4].clone())
+    }
+}
+
+fn feed() -> (Vec<Logged>, Segments) {
+    let mut rng = Mix(2026);
+    let users: Vec<UserId> = (0..USERS)
+        .map(|i| UserId::new(format!("user-{i:07}")).unwrap())
+        .collect();
+    let segments = Segments {
+        names: ["new", "active", "lapsing", "vip"].map(Arc::from),
+    };
+    let templates: Vec<TemplateId> = (0..50)
+        .map(|i| TemplateId::new(format!("template-{i:02}")).unwrap())
+        .collect();
+    let campaigns: Vec<Option<CampaignId>> = (0..5)
+        .map(|i| (i > 0).then(|| CampaignId::new(format!("campaign-{i}")).unwrap()))
+        .collect();
+    let channels: Vec<Channel> = ["app", "web", "mini-program", "push"]
+        .iter()
+        .map(|c| Channel::new(c).unwrap())
+        .collect();
+    let arms: Vec<Attributes> = ["control", "save-25"]
+        .iter()
+        .map(|a| {
+            let mut at = Attributes::new();
+            at.insert(
+                AttrKey::new("experiment").unwrap(),
+                AttrValue::new("face-value").unwrap(),
+            )
+            .unwrap();
+            at.insert(AttrKey::new("arm").unwrap(), AttrValue::new(a).unwrap())
+                .unwrap();
+            at
+        })
+        .collect();
+    let start = Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap();
+    let mut out: Vec<Logged> = Vec::with_capacity(EVENTS + 8);
+    let mut n = 0u64;
+    let push = |out: &mut Vec<Logged>, at, kind| {
+        let seq = out.len() as u64 + 1;
+        out.push(Logged {
+            seq,
+            event: Event::new(at, kind),
+        });
+    };
+    while out.len() < EVENTS {
+        n += 1;
+        // 30 days in order, with the journey's events close together.
+        let at =
+            start + chrono::Duration::seconds((out.len() as i64 * 30 * 86_400) / EVENTS as i64);
+        let u = &users[rng.below(USERS as u64) as usize];
+        let t = rng.below(50) as usize;
+        let ch = &channels[rng.below(4) as usize];
+        let campaign = campaigns[t % 5].clone();
+        if rng.below(10) < 2 {
+            let order = OrderId::new(format!("plain-{n}")).unwrap();
+            let gross = Money::from_minor(5_000 + rng.below(50_000) as i64, CNY);
+            push(
+                &mut out,
+                at,
+                EventKind::OrderPaid {
+                    order,
+                    user: u.clone(),
+                    gross,
+                    discount: Money::zero(CNY),
+                    coupons: 0,
+                },
+            );
+            continue;
+        }
+        push(
+            &mut out,
+            at,
+            EventKind::Offered {
+                template: templates[t].clone(),
+                user: u.clone(),
+                channel: ch.clone(),
+                campaign: campaign.clone(),
+            },
+        );
+        if rng.below(10) >= 7 {
+            continue;
+        }
+        let facts = CouponFacts {
+            id: CouponId::new(format!("c-{n}")).unwrap(),
+            template: templates[t].clone(),
+            user: u.clone(),
+            channel: ch.clone(),
+            campaign,
+            claimed_at: at,
+            attributes: arms[rng.below(2) as usize].clone(),
+        };
+        push(
+            &mut out,
+            at,
+            EventKind::Issued {
+                coupon: facts.clone(),
+                mode: ClaimMode::Click,
+            },
+        );
+        let fate = rng.below(100);
+        if fate < 45 {
+            let used = at + chrono::Duration::seconds(rng.below(7 * 86_400) as i64);
+            let order = OrderId::new(format!("o-{n}")).unwrap();
+            let saving = Money::from_minor(1_000 + 500 * (t as i64 % 4), CNY);
+            let gross = Money::from_minor(20_000 + rng.below(40_000) as i64, CNY);
+            push(
+                &mut out,
+                used,
+                EventKind::Locked {
+                    coupon: facts.clone(),
+                    order: order.clone(),
+                    saving,
+                },
+            );
+            push(
+                &mut out,
+                used,
+                EventKind::OrderPlaced {
+                    order: order.clone(),
+                    user: u.clone(),
+                    gross,
+                    discount: saving,
+                    coupons: 1,
+                },
+            );
+            push(
+                &mut out,
+                used,
+                EventKind::Redeemed {
+                    coupon: facts,
+                    order: order.clone(),
+                    saving,
+                },
+            );
+            push(
+                &mut out,
+                used,
+                EventKind::OrderPaid {
+                    order,
+                    user: u.clone(),
+                    gross,
+                    discount: saving,
+                    coupons: 1,
+                },
+            );
+        } else if fate < 60 {
+            push(
+                &mut out,
+                at + chrono::Duration::days(7),
+                EventKind::Expired { coupon: facts },
+            );
+        }
+    }
+    out.truncate(EVENTS);
+    (out, segments)
+}
+
+fn config(repurchase: bool) -> ReportConfig {
+    let c = ReportConfig::new(CNY, FixedOffset::east_opt(8 * 3600).unwrap());
+    if repurchase {
+        c.repurchase_within_days(7)
+    } else {
+        c
+    }
+}
+
+fn fold(events: &[Logged], lookup: &Segments, repurchase: bool) -> Report {
+    let mut r = Report::new(config(repurchase));
+    r.extend(events, lookup).unwrap();
+    r
+}
+
+/// The two-core fold: halves on two threads, then the merge. Returns the report and the
+/// slower worker's CPU time plus the merge's.
+fn fold_two(events: &[Logged], lookup: &Segments, repurchase: bool) -> (Report, Duration) {
+    let (left, right) = events.split_at(events.len() / 2);
+    let ((mut a, ta), (b, tb)) = std::thread::scope(|s| {
+        let ha = s.spawn(|| {
+            let t = thread_cpu();
+            let r = fold(left, lookup, repurchase);
+            (r, thread_cpu() - t)
+        });
+        let t = thread_cpu();
+        let rb = fold(right, lookup, repurchase);
+        let tb = thread_cpu() - t;
+        (ha.join().unwrap(), (rb, tb))
+    });
+    let t = thread_cpu();
+    a.merge(b).unwrap();
+    let tm = thread_cpu() - t;
+    (a, ta.max(tb) + tm)
+}
+
+fn bench(c: &mut Criterion) {
+    let (events, lookup) = feed();
+    let mut g = c.benchmark_group("analytics_report/fold");
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(20));
+    g.throughput(Throughput::Elements(EVENTS as u64));
+    for (name, repurchase) in [("10M", false), ("10M-repurchase", true)] {
+        let t = thread_cpu();
+        let check = fold(&events, &lookup, repurchase);
+        let one = thread_cpu() - t;
+        eprintln!(
+            "{name}: {} events, {} groups, {} open orders, {} buyers followed; one core {one:?} CPU",
+            check.events(),
+            check.groups().count(),
+            check.open_orders(),
+            check.buyers_followed(),
+        );
+        if std::env::var_os("ANALYTICS_REPORT_ONCE").is_some() {
+            let (two, cpu) = fold_two(&events, &lookup, repurchase);
+            assert_eq!(two, check);
+            eprintln!("{name}: two cores {cpu:?} (slower worker's CPU time + merge)");
+            continue;
+        }
+        g.bench_function(format!("{name}/1-core"), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let t = thread_cpu();
+                    let r = fold(&events, &lookup, repurchase);
+                    total += thread_cpu() - t;
+                    assert_eq!(r.events(), EVENTS as u64);
+                    drop(r);
+                }
+                total
+            })
+        });
+        g.bench_function(format!("{name}/2-cores"), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let (r, cpu) = fold_two(&events, &lookup, repurchase);
+                    total += cpu;
+                    assert_eq!(r, check);
+                }
+                total
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

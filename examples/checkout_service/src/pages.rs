@@ -1,0 +1,547 @@
+//! Server-rendered HTML: the buyer's checkout page and the merchant's campaign page. Plain
+//! forms; the only script submits the form when a box is ticked.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use coupons::checkout::{Evaluation, Ineligible, OfferId, Quote};
+use coupons::events::EventKind;
+use coupons::id::{CouponId, IdempotencyKey, OrderId, TemplateId, UserId};
+use coupons::repository::Repository;
+use coupons::rule::PromoCode;
+use coupons::service::LockRequest;
+
+use crate::app::App;
+use crate::error::ApiError;
+
+type Shared<R> = State<Arc<App<R>>>;
+
+/// Most events the campaign page folds (a real report reads a saved position onwards).
+pub const MAX_REPORT_EVENTS: usize = 200_000;
+
+/// Escapes text for HTML.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// An offer as a form value: `coupon:ID`, `code:CODE`, `promotion:TEMPLATE`.
+pub fn token(id: &OfferId) -> String {
+    match id {
+        OfferId::Coupon(c) => format!("coupon:{c}"),
+        OfferId::Code(c) => format!("code:{c}"),
+        OfferId::Promotion(t) => format!("promotion:{t}"),
+    }
+}
+
+/// The offer a form value names.
+pub fn parse_token(s: &str) -> Option<OfferId> {
+    let (kind, id) = s.split_once(':')?;
+    match kind {
+        "coupon" => CouponId::new(id).ok().map(OfferId::Coupon),
+        "code" => PromoCode::new(id).ok().map(OfferId::Code),
+        "promotion" => TemplateId::new(id).ok().map(OfferId::Promotion),
+        _ => None,
+    }
+}
+
+/// `application/x-www-form-urlencoded` pairs (query strings and form bodies).
+fn pairs(raw: &str) -> Vec<(String, String)> {
+    fn decode(s: &str) -> String {
+        let bytes = s.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'+' => out.push(b' '),
+                b'%' if i + 2 < bytes.len() => {
+                    let hex = |b: u8| (b as char).to_digit(16);
+                    match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                        (Some(h), Some(l)) => {
+                            out.push(u8::try_from(h * 16 + l).unwrap_or(b'?'));
+                            i += 2;
+                        }
+                        _ => out.push(b'%'),
+                    }
+                }
+                b => out.push(b),
+            }
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+    raw.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => (decode(k), decode(v)),
+            None => (decode(p), String::new()),
+        })
+        .collect()
+}
+
+fn page(title: &str, body: &str) -> Html<String> {
+    Html(format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title>\
+<style>body{{font-family:sans-serif;max-width:48rem;margin:2rem auto}}\
+li{{list-style:none;margin:.4rem 0}}.greyed{{color:#999}}.reason{{font-size:.9em;margin-left:.5rem}}\
+.error{{color:#b00}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.2rem .5rem;text-align:right}}\
+td:first-child,th:first-child{{text-align:left}}</style></head><body>{}</body></html>\n",
+        esc(title),
+        body
+    ))
+}
+
+fn error_page(e: &ApiError) -> Response {
+    let body = format!(
+        "<h1>Something went wrong</h1><p class=\"error\" id=\"error\">{} ({})</p>",
+        esc(&e.reason),
+        esc(&e.kind)
+    );
+    (e.status, page("Error", &body)).into_response()
+}
+
+static FORM_KEYS: AtomicU64 = AtomicU64::new(1);
+
+/// A fresh idempotency key for a form (a resubmitted form repeats it).
+fn form_key(app_now: chrono::DateTime<chrono::Utc>) -> String {
+    let n = FORM_KEYS.fetch_add(1, Ordering::Relaxed);
+    format!("form-{}-{n}", app_now.timestamp_micros())
+}
+
+/// Template names by id, for labels.
+type Names = std::collections::HashMap<TemplateId, String>;
+
+fn names<R: Repository>(app: &App<R>) -> Result<Names, ApiError> {
+    Ok(app
+        .service
+        .repository()
+        .templates()
+        .map_err(ApiError::internal)?
+        .into_iter()
+        .map(|r| (r.value.id().clone(), r.value.template.name().to_owned()))
+        .collect())
+}
+
+fn offer_label(e: &Evaluation, names: &Names) -> String {
+    let name = names
+        .get(&e.template)
+        .cloned()
+        .unwrap_or_else(|| e.template.to_string());
+    match &e.saving_alone {
+        Some(s) if !e.selected => format!("{name} (saves {} alone)", s.amount()),
+        _ => name,
+    }
+}
+
+/// A reason in the page's words: other offers by their names rather than their ids; the
+/// engine's own sentence otherwise.
+fn reason_text(r: &Ineligible, q: &Quote, names: &Names) -> String {
+    let name = |id: &OfferId| {
+        q.evaluation(id)
+            .and_then(|e| names.get(&e.template))
+            .cloned()
+            .unwrap_or_else(|| id.to_string())
+    };
+    match r {
+        Ineligible::GroupFull { with, .. } => {
+            let with: Vec<String> = with.iter().map(|w| format!("“{}”", name(w))).collect();
+            format!("cannot combine with {}, which is selected", with.join(", "))
+        }
+        Ineligible::ExclusiveSelected { with } | Ineligible::RefusedBy { offer: with } => {
+            format!("cannot combine with “{}”, which is selected", name(with))
+        }
+        Ineligible::RefusesPromotions { promotion } => {
+            format!(
+                "cannot combine with the promotion “{}”, which applies",
+                name(promotion)
+            )
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Renders the checkout page for a quote.
+fn render_checkout(
+    user: &UserId,
+    q: &Quote,
+    names: &Names,
+    banner: Option<&str>,
+    key: &str,
+) -> String {
+    let mut b = String::new();
+    let _ = write!(b, "<h1>Checkout</h1><p>Buyer: {}</p>", esc(user.as_str()));
+    if let Some(msg) = banner {
+        let _ = write!(b, "<p class=\"error\" id=\"error\">{}</p>", esc(msg));
+    }
+    b.push_str(
+        "<table id=\"lines\"><tr><th>Item</th><th>Qty</th><th>Price</th><th>You pay</th></tr>",
+    );
+    for l in &q.lines {
+        let _ = write!(
+            b,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(l.sku.as_str()),
+            l.quantity,
+            l.original.amount(),
+            l.final_amount.amount()
+        );
+    }
+    let _ = write!(
+        b,
+        "<tr><td>Shipping</td><td></td><td>{}</td><td>{}</td></tr></table>",
+        q.shipping.original.amount(),
+        q.shipping.final_amount.amount()
+    );
+    let path = format!("/checkout/{}", esc(user.as_str()));
+    let _ = write!(
+        b,
+        "<form id=\"offers\" method=\"get\" action=\"{path}\"><input type=\"hidden\" name=\"chosen\" value=\"1\"><h2>Coupons</h2><ul>"
+    );
+    for (i, e) in q.offers.iter().enumerate() {
+        let t = esc(&token(&e.offer));
+        let label = esc(&offer_label(e, names));
+        let tid = esc(e.template.as_str());
+        let reasons: Vec<String> = e.reasons.iter().map(|r| reason_text(r, q, names)).collect();
+        let reason = if reasons.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "<span class=\"reason\" id=\"reason-{i}\">{}</span>",
+                esc(&reasons.join("; "))
+            )
+        };
+        if e.usable {
+            let checked = if e.selected { " checked" } else { "" };
+            let _ = write!(
+                b,
+                "<li class=\"usable\" data-template=\"{tid}\"><label><input type=\"checkbox\" name=\"offer\" value=\"{t}\" id=\"offer-{i}\" data-offer=\"{t}\"{checked} onchange=\"this.form.submit()\"> {label}</label>{reason}</li>"
+            );
+        } else {
+            let _ = write!(
+                b,
+                "<li class=\"greyed\" data-template=\"{tid}\" data-offer=\"{t}\"><label><input type=\"checkbox\" id=\"offer-{i}\" disabled> {label}</label>{reason}</li>"
+            );
+        }
+    }
+    b.push_str("</ul><noscript><button type=\"submit\">Update</button></noscript></form>");
+    let _ = write!(
+        b,
+        "<p>Items {} · shipping {} · saving <span id=\"saving\">{}</span></p>\
+<p><strong>Total <span id=\"total\">{}</span></strong></p>\
+<p><a href=\"{path}\" id=\"best\">Best combination</a></p>",
+        q.items_before.amount(),
+        q.shipping.original.amount(),
+        q.saving.amount(),
+        q.total_after,
+    );
+    let _ = write!(
+        b,
+        "<form id=\"place\" method=\"post\" action=\"{path}/order\"><input type=\"hidden\" name=\"key\" value=\"{}\">",
+        esc(key)
+    );
+    for a in &q.applied {
+        let _ = write!(
+            b,
+            "<input type=\"hidden\" name=\"offer\" value=\"{}\">",
+            esc(&token(&a.offer))
+        );
+    }
+    b.push_str("<button type=\"submit\" id=\"place-order\">Place order</button></form>");
+    b
+}
+
+fn selection_of(raw: &str) -> (bool, Vec<OfferId>, Option<String>) {
+    let mut chosen = false;
+    let mut sel = Vec::new();
+    let mut key = None;
+    for (k, v) in pairs(raw) {
+        match k.as_str() {
+            "chosen" => chosen = true,
+            "offer" => sel.extend(parse_token(&v)),
+            "key" => key = Some(v),
+            _ => {}
+        }
+    }
+    (chosen, sel, key)
+}
+
+async fn checkout_page<R: Repository + 'static>(
+    State(app): Shared<R>,
+    Path(user): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let result = tokio::task::spawn_blocking(move || -> Result<String, ApiError> {
+        let user = UserId::new(&user).map_err(|e| {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_id", e.to_string()).at("path.user")
+        })?;
+        let (buyer, cart) = app.basket(&user).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no_cart",
+                format!("no cart for {user}: PUT /api/carts/{user} first"),
+            )
+        })?;
+        let now = app.now();
+        let (chosen, sel, _) = selection_of(query.as_deref().unwrap_or(""));
+        let key = form_key(now);
+        let names = names(&app)?;
+        if chosen {
+            match app.preview(&cart, &buyer, &[], Some(&sel), now) {
+                Ok(q) => return Ok(render_checkout(&user, &q, &names, None, &key)),
+                Err(e) if e.field.as_deref() == Some("selection") => {
+                    let q = app.preview(&cart, &buyer, &[], None, now)?;
+                    let msg = format!("{} — showing the best combination instead", e.reason);
+                    return Ok(render_checkout(&user, &q, &names, Some(&msg), &key));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let q = app.preview(&cart, &buyer, &[], None, now)?;
+        Ok(render_checkout(&user, &q, &names, None, &key))
+    })
+    .await;
+    match result {
+        Ok(Ok(body)) => page("Checkout", &body).into_response(),
+        Ok(Err(e)) => error_page(&e),
+        Err(e) => error_page(&ApiError::internal(e)),
+    }
+}
+
+async fn place_order<R: Repository + 'static>(
+    State(app): Shared<R>,
+    Path(user): Path<String>,
+    body: String,
+) -> Response {
+    let result = tokio::task::spawn_blocking(move || -> Result<String, ApiError> {
+        let user = UserId::new(&user).map_err(|e| {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_id", e.to_string()).at("path.user")
+        })?;
+        let (buyer, cart) = app.basket(&user).ok_or_else(|| {
+            ApiError::new(StatusCode::NOT_FOUND, "no_cart", format!("no cart for {user}"))
+        })?;
+        let (_, sel, key) = selection_of(&body);
+        let bad = |e: coupons::id::IdError| {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_id", e.to_string()).at("key")
+        };
+        let key = key.ok_or_else(|| {
+            ApiError::new(StatusCode::BAD_REQUEST, "missing_idempotency_key", "no key").at("key")
+        })?;
+        let order = OrderId::new(format!("web-{key}")).map_err(bad)?;
+        let key = IdempotencyKey::new(&key).map_err(bad)?;
+        let req = LockRequest::new(&order, &cart, &buyer, &key).select(&sel);
+        let locked = app.service.quote_and_lock(&req, app.now())?;
+        let pay_key = esc(&format!("pay-{key}"));
+        Ok(format!(
+            "<h1>Order {}</h1><p>Total <span id=\"total\">{}</span>, saving {}; coupons held until {}.</p>\
+<form method=\"post\" action=\"/checkout/{}/order/{}/pay\"><input type=\"hidden\" name=\"key\" value=\"{pay_key}\">\
+<button type=\"submit\" id=\"pay\">Pay</button></form>",
+            esc(order.as_str()),
+            locked.quote.total_after,
+            locked.quote.saving.amount(),
+            locked
+                .hold_until
+                .map_or_else(|| "—".to_owned(), |t| t.to_string()),
+            esc(user.as_str()),
+            esc(order.as_str()),
+        ))
+    })
+    .await;
+    match result {
+        Ok(Ok(body)) => page("Order", &body).into_response(),
+        Ok(Err(e)) => error_page(&e),
+        Err(e) => error_page(&ApiError::internal(e)),
+    }
+}
+
+async fn pay_order<R: Repository + 'static>(
+    State(app): Shared<R>,
+    Path((_user, order)): Path<(String, String)>,
+    body: String,
+) -> Response {
+    let result = tokio::task::spawn_blocking(move || -> Result<String, ApiError> {
+        let bad = |e: coupons::id::IdError| {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_id", e.to_string())
+        };
+        let order = OrderId::new(&order).map_err(bad)?;
+        let (_, _, key) = selection_of(&body);
+        let key = IdempotencyKey::new(key.unwrap_or_default()).map_err(bad)?;
+        let s = app.service.pay(&order, &key, app.now())?;
+        Ok(format!(
+            "<h1>Paid</h1><p id=\"paid\">Order {} is paid; {} coupon(s) used.</p>",
+            esc(s.order.as_str()),
+            s.coupons.len()
+        ))
+    })
+    .await;
+    match result {
+        Ok(Ok(body)) => page("Paid", &body).into_response(),
+        Ok(Err(e)) => error_page(&e),
+        Err(e) => error_page(&ApiError::internal(e)),
+    }
+}
+
+/// The template and campaign an event is about, if any.
+fn about(kind: &EventKind) -> (Option<&TemplateId>, Option<&coupons::id::CampaignId>) {
+    match kind {
+        EventKind::TemplateChanged { template, .. } | EventKind::Refused { template, .. } => {
+            (Some(template), None)
+        }
+        EventKind::Offered {
+            template, campaign, ..
+        } => (Some(template), campaign.as_ref()),
+        EventKind::Issued { coupon, .. }
+        | EventKind::Locked { coupon, .. }
+        | EventKind::Redeemed { coupon, .. }
+        | EventKind::Released { coupon, .. }
+        | EventKind::Expired { coupon }
+        | EventKind::Refunded { coupon, .. }
+        | EventKind::Voided { coupon } => (Some(&coupon.template), coupon.campaign.as_ref()),
+        EventKind::CampaignChanged { campaign, .. } => (None, Some(campaign)),
+        EventKind::OrderPlaced { .. }
+        | EventKind::OrderPaid { .. }
+        | EventKind::OrderReleased { .. }
+        | EventKind::OrderRefunded { .. } => (None, None),
+    }
+}
+
+/// The columns of the campaign table.
+pub const COLUMNS: &[&str] = &[
+    "offered", "issued", "locked", "redeemed", "released", "refunded", "expired", "voided",
+    "refused",
+];
+
+async fn campaign_page<R: Repository + 'static>(
+    State(app): Shared<R>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let filter = pairs(query.as_deref().unwrap_or(""))
+        .into_iter()
+        .find(|(k, _)| k == "campaign")
+        .map(|(_, v)| v);
+    let result = tokio::task::spawn_blocking(move || -> Result<String, ApiError> {
+        let repo = app.service.repository();
+        let mut counts: BTreeMap<String, BTreeMap<&'static str, u64>> = BTreeMap::new();
+        let mut after = 0;
+        let mut read = 0usize;
+        loop {
+            let page = repo.events(after, 1000).map_err(ApiError::internal)?;
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            read += page.len();
+            for e in &page {
+                let (template, campaign) = about(&e.event.kind);
+                let Some(t) = template else { continue };
+                if let Some(f) = &filter {
+                    if campaign.map(|c| c.as_str()) != Some(f.as_str()) {
+                        continue;
+                    }
+                }
+                let name = e.event.kind.name();
+                if let Some(col) = COLUMNS.iter().find(|c| **c == name) {
+                    *counts
+                        .entry(t.to_string())
+                        .or_default()
+                        .entry(col)
+                        .or_default() += 1;
+                }
+            }
+            if read >= MAX_REPORT_EVENTS {
+                break;
+            }
+        }
+        let mut b = String::new();
+        let title = filter
+            .as_deref()
+            .map_or_else(|| "All campaigns".to_owned(), |c| format!("Campaign {c}"));
+        let _ = write!(
+            b,
+            "<h1>{}</h1><p>{read} events read (through sequence {after}).</p><table id=\"counts\"><tr><th>Template</th>",
+            esc(&title)
+        );
+        for c in COLUMNS {
+            let _ = write!(b, "<th>{c}</th>");
+        }
+        b.push_str("</tr>");
+        for (t, row) in &counts {
+            let _ = write!(b, "<tr><td>{}</td>", esc(t));
+            for c in COLUMNS {
+                let _ = write!(b, "<td>{}</td>", row.get(c).copied().unwrap_or(0));
+            }
+            b.push_str("</tr>");
+        }
+        b.push_str("</table>");
+        Ok(b)
+    })
+    .await;
+    match result {
+        Ok(Ok(body)) => page("Campaign", &body).into_response(),
+        Ok(Err(e)) => error_page(&e),
+        Err(e) => error_page(&ApiError::internal(e)),
+    }
+}
+
+/// The HTML routes.
+pub fn routes<R: Repository + 'static>() -> Vec<crate::api::Route<R>> {
+    use axum::routing::{get, post};
+    vec![
+        ("get", "/checkout/{user}", get(checkout_page::<R>)),
+        ("post", "/checkout/{user}/order", post(place_order::<R>)),
+        (
+            "post",
+            "/checkout/{user}/order/{order}/pay",
+            post(pay_order::<R>),
+        ),
+        ("get", "/merchant/campaign", get(campaign_page::<R>)),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_pairs_decode_percent_and_plus() {
+        assert_eq!(
+            pairs("offer=coupon%3Aabc&x=a+b&chosen"),
+            vec![
+                ("offer".to_owned(), "coupon:abc".to_owned()),
+                ("x".to_owned(), "a b".to_owned()),
+                ("chosen".to_owned(), String::new()),
+            ]
+        );
+    }
+
+    #[test]
+    fn offer_tokens_round_trip() {
+        for id in [
+            OfferId::Coupon(CouponId::new("c-1").unwrap()),
+            OfferId::Promotion(TemplateId::new("p").unwrap()),
+        ] {
+            assert_eq!(parse_token(&token(&id)), Some(id));
+        }
+        assert_eq!(parse_token("nonsense"), None);
+    }
+
+    #[test]
+    fn html_is_escaped() {
+        assert_eq!(
+            esc("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
+    }
+}

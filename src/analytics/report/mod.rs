@@ -1,0 +1,1059 @@
+//! Campaign reports: the event feed folded into counters per group, mergeable and incremental.
+//!
+//! A [`Report`] reads [`Logged`] events one by one ([`Report::apply`]) and counts, per
+//! [`GroupKey`] — day (in a UTC offset), template, campaign, channel, the user's segment and the
+//! experiment arm — offers, claims, uses, discounts, coupon-driven sales, orders without a
+//! coupon, time from claim to use, expiries, voids, refunds and repurchases ([`Metrics`]).
+//! Views add the groups up along one dimension ([`Report::by`]) into a [`Breakdown`]: claim
+//! and usage rates, ROI, average order value with and without a coupon and the lift, the share
+//! of new users among claimers, percentiles of time to use, the repurchase rate. A breakdown
+//! renders as a plain-text table and serialises with serde; so does the report itself.
+//!
+//! ```
+//! use chrono::{FixedOffset, TimeZone, Utc};
+//! use coupons::analytics::report::{Dimension, NoLookup, Report, ReportConfig};
+//! use coupons::events::{CouponFacts, Event, EventKind, Logged};
+//! use coupons::id::*;
+//! use coupons::lifecycle::ClaimMode;
+//! use coupons::money::{Currency, Money};
+//!
+//! let at = Utc.with_ymd_and_hms(2026, 11, 11, 20, 0, 0).unwrap();
+//! let facts = CouponFacts {
+//!     id: CouponId::new("c-1")?, template: TemplateId::new("save-25")?,
+//!     user: UserId::new("alice")?, channel: Channel::new("app")?, campaign: None,
+//!     claimed_at: at, attributes: Default::default(),
+//! };
+//! let yuan = |n: i64| Money::from_minor(n * 100, Currency::CNY);
+//! let order = OrderId::new("o-1")?;
+//! let feed = [
+//!     EventKind::Offered { template: facts.template.clone(), user: facts.user.clone(),
+//!                          channel: facts.channel.clone(), campaign: None },
+//!     EventKind::Issued { coupon: facts.clone(), mode: ClaimMode::Click },
+//!     EventKind::Redeemed { coupon: facts.clone(), order: order.clone(), saving: yuan(25) },
+//!     EventKind::OrderPaid { order, user: facts.user.clone(), gross: yuan(230),
+//!                            discount: yuan(25), coupons: 1 },
+//! ];
+//! let east8 = FixedOffset::east_opt(8 * 3600).unwrap();
+//! let mut report = Report::new(ReportConfig::new(Currency::CNY, east8));
+//! for (i, kind) in feed.into_iter().enumerate() {
+//!     let logged = Logged { seq: i as u64 + 1, event: Event::new(at, kind) };
+//!     report.apply(&logged, &NoLookup)?;
+//! }
+//! let total = report.total();
+//! assert_eq!((total.offered, total.claimed, total.used), (1, 1, 1));
+//! assert_eq!(total.coupon_sales_minor, 20_500);
+//! let by_day = report.by(Dimension::Day);
+//! assert_eq!(by_day.rows[0].group, "2026-11-12"); // 20:00 UTC is the next morning at +08:00
+//! assert_eq!(by_day.rows[0].roi.map(|r| r.to_string()), Some("8.2".into())); // 205 ÷ 25
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Merging and advancing
+//!
+//! A report is a fold, and every part of it merges: reports of partitions of the feed — by
+//! time, by template, by shard — [`merge`](Report::merge) into the report of the whole, in any
+//! order, counter for counter (with the repurchase window on, see below: time parts merge
+//! adjacent ones, e.g. left to right). A report remembers the last sequence it read and
+//! [`advance`](Report::advance)s from there with newer events from a
+//! [`Repository`]; saved (serialised) and restored, it carries on where it stopped.
+//!
+//! Joins across events are kept as small open state that merging completes:
+//! - an order's coupons (`Redeemed`) and its payment (`OrderPaid`) are joined by order id. In
+//!   the feed they share one commit, so folding the feed in order holds at most the order
+//!   being read; a partition that holds only one side keeps it open until the merge meets the
+//!   other side (its size is bounded by the orders cut by the partitioning).
+//! - the repurchase window (when [`ReportConfig::repurchase_within_days`] is set) keeps, per
+//!   buyer, their first and latest paid order in what was read: memory grows with the number
+//!   of buyers, not of events. A coupon order counts as repurchased when the buyer's next paid
+//!   order in the feed comes within the window, and as not repurchased when it comes later or
+//!   when [`settle`](Report::settle) finds the window closed. Merging joins the latest order
+//!   of one part with the first of the other, which is exact when each part holds a buyer's
+//!   orders as one run of the feed — partitions by time (merged adjacent part to adjacent
+//!   part) or by user shard (in any order). Parts whose runs of
+//!   one buyer interleave (a random split of orders) cannot be joined exactly; the merge
+//!   counts them in [`Report::unmerged_buyers`] instead of guessing.
+//!
+//! Everything else is counters and bounded sketches per group: memory is bounded by the number
+//! of groups, not of events.
+//!
+//! # Attribution and definitions
+//! - Events count on the day they happened (claims on the claim day, uses on the use day), in
+//!   the report's offset.
+//! - An order with coupons counts once, in the group of the coupon that saved the most (ties:
+//!   the smallest coupon id); its sales are what it paid, gross − discount. The group's
+//!   discount is the savings of its own redeemed coupons. ROI is sales ÷ discount.
+//! - "New" users are the caller's to define ([`Lookup::is_new`]: e.g. no paid order before the
+//!   claim, or the account's age); the new-user rate counts claims whose owner was new, of
+//!   the claims whose owner the lookup knew.
+//! - Offers carry no coupon, so no arm attribute: their arm is the caller's
+//!   ([`Lookup::offer_arm`], e.g. the experiment's deterministic assignment of the user).
+//! - The feed's `Expired`, `Voided` and `Refunded` coupon events carry no amount, so they
+//!   are counted, not summed.
+
+mod durations;
+mod metrics;
+mod table;
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
+
+use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
+
+use crate::analytics::experiment::ARM_ATTRIBUTE;
+use crate::attributes::AttrValue;
+use crate::events::{CouponFacts, EventKind, Logged, Sequence};
+use crate::id::{CouponId, OrderId, TemplateId, UserId};
+use crate::money::{Currency, Money};
+use crate::repository::Repository;
+
+pub use durations::{
+    BIN_BOUNDS, BIN_LABELS, Durations, EXACT_DISTINCT, Percentile, SKETCH_RELATIVE_ERROR, human,
+};
+pub use metrics::{GroupKey, Metrics};
+pub use table::{Breakdown, Dimension, Row};
+
+/// What the feed does not say about a user or an offer, supplied by the caller. Every method
+/// has a default that says "unknown".
+pub trait Lookup {
+    /// The user's segment (e.g. from `targeting`'s lifecycle segments), if any.
+    fn segment(&self, user: &UserId) -> Option<Arc<str>> {
+        let _ = user;
+        None
+    }
+    /// Whether the user was new when claiming at `at`, if known.
+    fn is_new(&self, user: &UserId, at: DateTime<Utc>) -> Option<bool> {
+        let _ = (user, at);
+        None
+    }
+    /// The experiment arm an offer of `template` to `user` belongs to, if any (offers carry no
+    /// coupon attributes).
+    fn offer_arm(&self, template: &TemplateId, user: &UserId) -> Option<AttrValue> {
+        let _ = (template, user);
+        None
+    }
+}
+
+/// The lookup that knows nothing: no segments, newness unknown, offers in no arm.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoLookup;
+
+impl Lookup for NoLookup {}
+
+/// A lookup from closures, for the common case.
+///
+/// ```
+/// use std::sync::Arc;
+/// use coupons::analytics::report::{Lookup, Lookups};
+/// use coupons::id::UserId;
+/// let vip: Arc<str> = Arc::from("vip");
+/// let lookup = Lookups::new().with_segment(move |u: &UserId| (u.as_str() == "alice").then(|| vip.clone()));
+/// assert_eq!(lookup.segment(&UserId::new("alice")?).as_deref(), Some("vip"));
+/// assert_eq!(lookup.segment(&UserId::new("bob")?), None);
+/// # Ok::<(), coupons::id::IdError>(())
+/// ```
+#[derive(Default)]
+#[allow(clippy::type_complexity)]
+pub struct Lookups<'a> {
+    segment: Option<Box<dyn Fn(&UserId) -> Option<Arc<str>> + 'a>>,
+    is_new: Option<Box<dyn Fn(&UserId, DateTime<Utc>) -> Option<bool> + 'a>>,
+    offer_arm: Option<Box<dyn Fn(&TemplateId, &UserId) -> Option<AttrValue> + 'a>>,
+}
+
+impl<'a> Lookups<'a> {
+    /// A lookup that knows nothing yet.
+    pub fn new() -> Lookups<'a> {
+        Lookups::default()
+    }
+    /// Users' segments from `f`.
+    pub fn with_segment(mut self, f: impl Fn(&UserId) -> Option<Arc<str>> + 'a) -> Self {
+        self.segment = Some(Box::new(f));
+        self
+    }
+    /// Whether a user was new at a time, from `f`.
+    pub fn with_new_user(
+        mut self,
+        f: impl Fn(&UserId, DateTime<Utc>) -> Option<bool> + 'a,
+    ) -> Self {
+        self.is_new = Some(Box::new(f));
+        self
+    }
+    /// Offers' arms from `f`.
+    pub fn with_offer_arm(
+        mut self,
+        f: impl Fn(&TemplateId, &UserId) -> Option<AttrValue> + 'a,
+    ) -> Self {
+        self.offer_arm = Some(Box::new(f));
+        self
+    }
+}
+
+impl Lookup for Lookups<'_> {
+    fn segment(&self, user: &UserId) -> Option<Arc<str>> {
+        self.segment.as_ref().and_then(|f| f(user))
+    }
+    fn is_new(&self, user: &UserId, at: DateTime<Utc>) -> Option<bool> {
+        self.is_new.as_ref().and_then(|f| f(user, at))
+    }
+    fn offer_arm(&self, template: &TemplateId, user: &UserId) -> Option<AttrValue> {
+        self.offer_arm.as_ref().and_then(|f| f(template, user))
+    }
+}
+
+/// A report could not read an event or merge another report.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReportError {
+    /// An amount in another currency than the report's.
+    #[error("event #{seq}: {what} is in {got}, the report counts {expected}")]
+    Currency {
+        /// The event's sequence.
+        seq: Sequence,
+        /// Which amount.
+        what: &'static str,
+        /// The report's currency.
+        expected: Currency,
+        /// The amount's currency.
+        got: Currency,
+    },
+    /// Two reports with different settings cannot merge.
+    #[error("cannot merge reports with different settings: {what}")]
+    ConfigMismatch {
+        /// The setting that differs.
+        what: &'static str,
+    },
+    /// A UTC offset outside ±24 hours.
+    #[error("UTC offset of {minutes} minutes is outside ±24 hours")]
+    Offset {
+        /// The offset as given.
+        minutes: i32,
+    },
+}
+
+/// A report failed while advancing through a store's feed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AdvanceError<E> {
+    /// The store failed to read the feed.
+    #[error("reading the event feed after #{after}: {source}")]
+    Store {
+        /// Where the read started.
+        after: Sequence,
+        /// The store's error.
+        source: E,
+    },
+    /// An event could not be counted.
+    #[error(transparent)]
+    Report(#[from] ReportError),
+}
+
+/// How a report groups and what it joins.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(try_from = "ConfigRepr", into = "ConfigRepr")
+)]
+pub struct ReportConfig {
+    currency: Currency,
+    offset: FixedOffset,
+    repurchase_days: Option<u32>,
+}
+
+impl ReportConfig {
+    /// Counts amounts in `currency` and days in `offset` (e.g. `+08:00` for China); no
+    /// repurchase window.
+    pub fn new(currency: Currency, offset: FixedOffset) -> ReportConfig {
+        ReportConfig {
+            currency,
+            offset,
+            repurchase_days: None,
+        }
+    }
+
+    /// Also counts, for every coupon order, whether the buyer paid again within `days` days
+    /// (keeps a small record per buyer; see [the module docs](self#merging-and-advancing)).
+    pub fn repurchase_within_days(mut self, days: u32) -> ReportConfig {
+        self.repurchase_days = Some(days);
+        self
+    }
+
+    /// The currency amounts are counted in.
+    pub fn currency(&self) -> Currency {
+        self.currency
+    }
+
+    /// The offset days are counted in.
+    pub fn offset(&self) -> FixedOffset {
+        self.offset
+    }
+
+    /// The repurchase window in days, if counted.
+    pub fn repurchase_days(&self) -> Option<u32> {
+        self.repurchase_days
+    }
+}
+
+#[cfg(feature = "serde")]
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ConfigRepr {
+    currency: Currency,
+    utc_offset_minutes: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    repurchase_days: Option<u32>,
+}
+
+#[cfg(feature = "serde")]
+impl TryFrom<ConfigRepr> for ReportConfig {
+    type Error = ReportError;
+    fn try_from(r: ConfigRepr) -> Result<ReportConfig, ReportError> {
+        let offset = r
+            .utc_offset_minutes
+            .checked_mul(60)
+            .and_then(FixedOffset::east_opt)
+            .ok_or(ReportError::Offset {
+                minutes: r.utc_offset_minutes,
+            })?;
+        Ok(ReportConfig {
+            currency: r.currency,
+            offset,
+            repurchase_days: r.repurchase_days,
+        })
+    }
+}
+
+#[cfg(feature = "serde")]
+impl From<ReportConfig> for ConfigRepr {
+    fn from(c: ReportConfig) -> ConfigRepr {
+        ConfigRepr {
+            currency: c.currency,
+            utc_offset_minutes: c.offset.local_minus_utc() / 60,
+            repurchase_days: c.repurchase_days,
+        }
+    }
+}
+
+/// A coupon an order redeemed, waiting for (or joined with) the order's payment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+struct UsedCoupon {
+    coupon: CouponId,
+    saving: i128,
+    key: GroupKey,
+}
+
+/// One side or both of an order's join.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+struct OpenOrder {
+    /// Sorted by coupon id, so that merges in any order give the same value.
+    coupons: Vec<UsedCoupon>,
+    /// What it paid, how many coupons it redeemed, and its buyer.
+    paid: Option<(i128, u32, UserId)>,
+    /// Whether its buyer bought again in the window, when decided before the join.
+    #[cfg_attr(feature = "serde", serde(default))]
+    repurchased: Option<bool>,
+}
+
+/// A paid order as a buyer's trail remembers it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+struct PaidRef {
+    seq: Sequence,
+    /// Unix seconds.
+    at: i64,
+    order: OrderId,
+    /// Whether it used a coupon (and so waits for the buyer's next order).
+    coupon: bool,
+    /// Its group once the join is done.
+    key: Option<GroupKey>,
+    /// Whether its repurchase was already decided.
+    decided: bool,
+}
+
+/// A buyer's first and latest paid order in what a report read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+struct Trail {
+    first_seq: Sequence,
+    first_at: i64,
+    last: PaidRef,
+}
+
+/// A fast hash (the multiply-rotate hash of the Rust compiler, "FxHash") for the maps whose
+/// keys the merchant makes: groups (templates, campaigns, channels, segments, arms) and order
+/// ids. Buyers' trails, keyed by user ids, keep the standard library's keyed SipHash.
+#[derive(Clone, Copy, Default)]
+struct Fx(u64);
+
+impl Fx {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for Fx {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.add(u64::from_le_bytes(w));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(w));
+        }
+    }
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+    #[inline]
+    fn write_u32(&mut self, i: u32) {
+        self.add(u64::from(i));
+    }
+    #[inline]
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+    #[inline]
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+    /// The running value, avalanched (SplitMix64's finaliser): the multiply-rotate steps
+    /// leave the low bits, which pick the bucket, depending on few input bits.
+    #[inline]
+    fn finish(&self) -> u64 {
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<Fx>>;
+
+/// A coupon order's repurchase, decided: counted in its group, or kept with the open order
+/// until the join tells the group.
+fn decide(
+    days: Option<u32>,
+    groups: &mut FxMap<GroupKey, Metrics>,
+    open: &mut FxMap<OrderId, OpenOrder>,
+    last: &PaidRef,
+    next_at: i64,
+) {
+    let Some(days) = days else {
+        return;
+    };
+    if !last.coupon || last.decided {
+        return;
+    }
+    let within = next_at - last.at <= i64::from(days) * DAY;
+    match &last.key {
+        Some(key) => {
+            let g = groups.entry(key.clone()).or_default();
+            if within {
+                g.repurchased += 1;
+            } else {
+                g.not_repurchased += 1;
+            }
+        }
+        None => {
+            open.entry(last.order.clone()).or_default().repurchased = Some(within);
+        }
+    }
+}
+
+/// The feed folded into counters per group; see [the module docs](self).
+#[derive(Clone, Debug)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(from = "ReportRepr", into = "ReportRepr")
+)]
+pub struct Report {
+    config: ReportConfig,
+    last_seq: Sequence,
+    events: u64,
+    groups: FxMap<GroupKey, Metrics>,
+    open: FxMap<OrderId, OpenOrder>,
+    trails: HashMap<UserId, Trail>,
+    unmerged_buyers: u64,
+    /// The day of the last event read, as (Unix day in the offset, date): most events of a
+    /// feed fall on the day of the one before.
+    day_cache: Option<(i64, NaiveDate)>,
+}
+
+const DAY: i64 = 86_400;
+
+impl PartialEq for Report {
+    /// Equal counts and open state (the day cache aside).
+    fn eq(&self, o: &Report) -> bool {
+        self.config == o.config
+            && self.last_seq == o.last_seq
+            && self.events == o.events
+            && self.groups == o.groups
+            && self.open == o.open
+            && self.trails == o.trails
+            && self.unmerged_buyers == o.unmerged_buyers
+    }
+}
+
+/// A report in JSON: groups, open orders and trails as sorted lists.
+#[cfg(feature = "serde")]
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ReportRepr {
+    config: ReportConfig,
+    last_seq: Sequence,
+    events: u64,
+    groups: Vec<(GroupKey, Metrics)>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    open: Vec<(OrderId, OpenOrder)>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    trails: Vec<(UserId, Trail)>,
+    #[serde(default)]
+    unmerged_buyers: u64,
+}
+
+#[cfg(feature = "serde")]
+impl From<Report> for ReportRepr {
+    fn from(r: Report) -> ReportRepr {
+        let mut groups: Vec<_> = r.groups.into_iter().collect();
+        groups.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut open: Vec<_> = r.open.into_iter().collect();
+        open.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut trails: Vec<_> = r.trails.into_iter().collect();
+        trails.sort_by(|a, b| a.0.cmp(&b.0));
+        ReportRepr {
+            config: r.config,
+            last_seq: r.last_seq,
+            events: r.events,
+            groups,
+            open,
+            trails,
+            unmerged_buyers: r.unmerged_buyers,
+        }
+    }
+}
+
+#[cfg(feature = "serde")]
+impl From<ReportRepr> for Report {
+    fn from(r: ReportRepr) -> Report {
+        let mut report = Report::new(r.config);
+        report.last_seq = r.last_seq;
+        report.events = r.events;
+        for (k, m) in r.groups {
+            report.groups.entry(k).or_default().merge(&m);
+        }
+        report.open = r.open.into_iter().collect();
+        report.trails = r.trails.into_iter().collect();
+        report.unmerged_buyers = r.unmerged_buyers;
+        report
+    }
+}
+
+impl Report {
+    /// An empty report.
+    pub fn new(config: ReportConfig) -> Report {
+        Report {
+            config,
+            last_seq: 0,
+            events: 0,
+            groups: FxMap::default(),
+            open: FxMap::default(),
+            trails: HashMap::new(),
+            unmerged_buyers: 0,
+            day_cache: None,
+        }
+    }
+
+    /// Its settings.
+    pub fn config(&self) -> &ReportConfig {
+        &self.config
+    }
+
+    /// The highest sequence read (0 before the first event): where [`Report::advance`] goes on.
+    pub fn last_seq(&self) -> Sequence {
+        self.last_seq
+    }
+
+    /// How many events were read.
+    pub fn events(&self) -> u64 {
+        self.events
+    }
+
+    /// The groups and their counters, in no particular order.
+    pub fn groups(&self) -> impl Iterator<Item = (&GroupKey, &Metrics)> {
+        self.groups.iter()
+    }
+
+    /// Orders seen on one side of their join only (coupons without the payment or the other
+    /// way round): 0 after folding a whole feed in order.
+    pub fn open_orders(&self) -> usize {
+        self.open.len()
+    }
+
+    /// Buyers whose paid orders two merged reports both held, interleaved in the feed: their
+    /// repurchases across the two parts were not counted.
+    pub fn unmerged_buyers(&self) -> u64 {
+        self.unmerged_buyers
+    }
+
+    /// Buyers the repurchase window follows (one small record each).
+    pub fn buyers_followed(&self) -> usize {
+        self.trails.len()
+    }
+
+    /// Every group added up.
+    pub fn total(&self) -> Metrics {
+        let mut m = Metrics::default();
+        for g in self.groups.values() {
+            m.merge(g);
+        }
+        m
+    }
+
+    fn day(&mut self, at: DateTime<Utc>) -> NaiveDate {
+        let secs = at.timestamp() + i64::from(self.config.offset.local_minus_utc());
+        let n = secs.div_euclid(DAY);
+        match self.day_cache {
+            Some((d, date)) if d == n => date,
+            _ => {
+                let date = at.with_timezone(&self.config.offset).date_naive();
+                self.day_cache = Some((n, date));
+                date
+            }
+        }
+    }
+
+    fn minor(&self, seq: Sequence, what: &'static str, m: &Money) -> Result<i128, ReportError> {
+        if m.currency() != self.config.currency {
+            return Err(ReportError::Currency {
+                seq,
+                what,
+                expected: self.config.currency,
+                got: m.currency(),
+            });
+        }
+        Ok(m.to_minor_i128())
+    }
+
+    fn coupon_key<L: Lookup + ?Sized>(
+        &mut self,
+        c: &CouponFacts,
+        at: DateTime<Utc>,
+        lookup: &L,
+    ) -> GroupKey {
+        GroupKey {
+            day: self.day(at),
+            template: Some(c.template.clone()),
+            campaign: c.campaign.clone(),
+            channel: Some(c.channel.clone()),
+            segment: lookup.segment(&c.user),
+            arm: c.attributes.get(ARM_ATTRIBUTE).cloned(),
+        }
+    }
+
+    fn group(&mut self, key: GroupKey) -> &mut Metrics {
+        self.groups.entry(key).or_default()
+    }
+
+    /// Counts one event. Events are read in feed order within one report; several reports over
+    /// parts of the feed [`merge`](Report::merge).
+    ///
+    /// # Errors
+    /// [`ReportError::Currency`] for an amount in another currency (nothing is counted).
+    pub fn apply<L: Lookup + ?Sized>(
+        &mut self,
+        logged: &Logged,
+        lookup: &L,
+    ) -> Result<(), ReportError> {
+        let seq = logged.seq;
+        let at = logged.event.at;
+        match &logged.event.kind {
+            EventKind::TemplateChanged { .. } | EventKind::CampaignChanged { .. } => {}
+            EventKind::OrderPlaced { .. } | EventKind::Locked { .. } => {}
+            EventKind::OrderReleased { .. } | EventKind::OrderRefunded { .. } => {}
+            EventKind::Offered {
+                template,
+                user,
+                channel,
+                campaign,
+            } => {
+                let key = GroupKey {
+                    day: self.day(at),
+                    template: Some(template.clone()),
+                    campaign: campaign.clone(),
+                    channel: Some(channel.clone()),
+                    segment: lookup.segment(user),
+                    arm: lookup.offer_arm(template, user),
+                };
+                self.group(key).offered += 1;
+            }
+            EventKind::Issued { coupon, .. } => {
+                let new = lookup.is_new(&coupon.user, at);
+                let key = self.coupon_key(coupon, at, lookup);
+                let g = self.group(key);
+                g.claimed += 1;
+                if let Some(new) = new {
+                    g.claimed_known += 1;
+                    g.claimed_new += u64::from(new);
+                }
+            }
+            EventKind::Redeemed {
+                coupon,
+                order,
+                saving,
+            } => {
+                let saving = self.minor(seq, "a saving", saving)?;
+                let key = self.coupon_key(coupon, at, lookup);
+                let secs = (at - coupon.claimed_at).num_seconds().max(0) as u64;
+                let g = self.group(key.clone());
+                g.used += 1;
+                g.discount_minor = g.discount_minor.saturating_add(saving);
+                g.time_to_use.push(secs);
+                let open = self.open.entry(order.clone()).or_default();
+                let used = UsedCoupon {
+                    coupon: coupon.id.clone(),
+                    saving,
+                    key,
+                };
+                let i = open.coupons.partition_point(|c| c.coupon < used.coupon);
+                open.coupons.insert(i, used);
+                self.try_join(order);
+            }
+            EventKind::OrderPaid {
+                order,
+                user,
+                gross,
+                discount,
+                coupons,
+            } => {
+                let paid = self
+                    .minor(seq, "an order's gross", gross)?
+                    .saturating_sub(self.minor(seq, "an order's discount", discount)?);
+                if *coupons == 0 {
+                    let key = GroupKey {
+                        day: self.day(at),
+                        template: None,
+                        campaign: None,
+                        channel: None,
+                        segment: lookup.segment(user),
+                        arm: None,
+                    };
+                    let g = self.group(key.clone());
+                    g.plain_orders += 1;
+                    g.plain_sales_minor = g.plain_sales_minor.saturating_add(paid);
+                    self.follow(user, seq, at.timestamp(), order, false, Some(key));
+                } else {
+                    self.open.entry(order.clone()).or_default().paid =
+                        Some((paid, *coupons, user.clone()));
+                    self.follow(user, seq, at.timestamp(), order, true, None);
+                    self.try_join(order);
+                }
+            }
+            EventKind::Released { coupon, .. } => {
+                let key = self.coupon_key(coupon, at, lookup);
+                self.group(key).released += 1;
+            }
+            EventKind::Expired { coupon } => {
+                let key = self.coupon_key(coupon, at, lookup);
+                self.group(key).expired += 1;
+            }
+            EventKind::Voided { coupon } => {
+                let key = self.coupon_key(coupon, at, lookup);
+                self.group(key).voided += 1;
+            }
+            EventKind::Refunded {
+                coupon, returned, ..
+            } => {
+                let key = self.coupon_key(coupon, at, lookup);
+                let g = self.group(key);
+                g.refunded += 1;
+                g.refunded_returned += u64::from(*returned);
+            }
+            EventKind::Refused { user, template, .. } => {
+                let key = GroupKey {
+                    day: self.day(at),
+                    template: Some(template.clone()),
+                    campaign: None,
+                    channel: None,
+                    segment: lookup.segment(user),
+                    arm: None,
+                };
+                self.group(key).refused += 1;
+            }
+        }
+        self.last_seq = self.last_seq.max(seq);
+        self.events += 1;
+        Ok(())
+    }
+
+    /// Counts events in order.
+    ///
+    /// # Errors
+    /// As [`Report::apply`]; the events before the failing one stay counted.
+    pub fn extend<'e, L: Lookup + ?Sized>(
+        &mut self,
+        events: impl IntoIterator<Item = &'e Logged>,
+        lookup: &L,
+    ) -> Result<(), ReportError> {
+        for e in events {
+            self.apply(e, lookup)?;
+        }
+        Ok(())
+    }
+
+    /// Reads the store's feed after [`Report::last_seq`], `page` events at a time, until it is
+    /// exhausted; returns how many events were read.
+    ///
+    /// # Errors
+    /// [`AdvanceError::Store`] when the store fails; [`AdvanceError::Report`] when an event
+    /// cannot be counted (the report stays at the event before it).
+    pub fn advance<R: Repository, L: Lookup + ?Sized>(
+        &mut self,
+        repo: &R,
+        lookup: &L,
+        page: usize,
+    ) -> Result<u64, AdvanceError<R::Error>> {
+        let mut read = 0u64;
+        loop {
+            let after = self.last_seq;
+            let events = repo
+                .events(after, page.max(1))
+                .map_err(|source| AdvanceError::Store { after, source })?;
+            if events.is_empty() {
+                return Ok(read);
+            }
+            for e in events.iter().filter(|e| e.seq > after) {
+                self.apply(e, lookup)?;
+                read += 1;
+            }
+        }
+    }
+
+    /// A coupon order's repurchase, decided: counted in its group, or kept with the open
+    /// order until the join tells the group.
+    fn decide(&mut self, last: &PaidRef, next_at: i64) {
+        decide(
+            self.config.repurchase_days,
+            &mut self.groups,
+            &mut self.open,
+            last,
+            next_at,
+        );
+    }
+
+    /// Follows a buyer's paid orders for the repurchase window.
+    fn follow(
+        &mut self,
+        user: &UserId,
+        seq: Sequence,
+        at: i64,
+        order: &OrderId,
+        coupon: bool,
+        key: Option<GroupKey>,
+    ) {
+        if self.config.repurchase_days.is_none() {
+            return;
+        }
+        let now = PaidRef {
+            seq,
+            at,
+            order: order.clone(),
+            coupon,
+            key,
+            decided: false,
+        };
+        let single = Trail {
+            first_seq: seq,
+            first_at: at,
+            last: now,
+        };
+        match self.trails.get_mut(user) {
+            None => {
+                self.trails.insert(user.clone(), single);
+            }
+            Some(t) if t.last.seq < seq => {
+                // The usual case, reading in feed order: this order follows the trail's last.
+                let last = std::mem::replace(&mut t.last, single.last);
+                decide(
+                    self.config.repurchase_days,
+                    &mut self.groups,
+                    &mut self.open,
+                    &last,
+                    at,
+                );
+            }
+            Some(_) => {
+                if let Some(t) = self.trails.remove(user) {
+                    let merged = self.join_trails(t, single);
+                    self.trails.insert(user.clone(), merged);
+                }
+            }
+        }
+    }
+
+    /// One buyer's trails from two parts of the feed, joined.
+    fn join_trails(&mut self, a: Trail, b: Trail) -> Trail {
+        let (early, late) = if a.last.seq < b.first_seq {
+            (a, b)
+        } else if b.last.seq < a.first_seq {
+            (b, a)
+        } else {
+            self.unmerged_buyers += 1;
+            let first = if a.first_seq <= b.first_seq { &a } else { &b };
+            let (first_seq, first_at) = (first.first_seq, first.first_at);
+            let last = if a.last.seq >= b.last.seq {
+                a.last
+            } else {
+                b.last
+            };
+            return Trail {
+                first_seq,
+                first_at,
+                last,
+            };
+        };
+        self.decide(&early.last, late.first_at);
+        Trail {
+            first_seq: early.first_seq,
+            first_at: early.first_at,
+            last: late.last,
+        }
+    }
+
+    /// Counts an order once both its payment and all its coupons are in.
+    fn try_join(&mut self, order: &OrderId) {
+        let ready = self
+            .open
+            .get(order)
+            .and_then(|o| {
+                o.paid
+                    .as_ref()
+                    .map(|(_, n, _)| o.coupons.len() as u64 >= u64::from(*n))
+            })
+            .unwrap_or(false);
+        if !ready {
+            return;
+        }
+        let Some(open) = self.open.remove(order) else {
+            return;
+        };
+        let Some((paid, _, user)) = open.paid else {
+            return;
+        };
+        // The coupon that saved the most; ties go to the smallest id (coupons are sorted).
+        let mut lead: Option<&UsedCoupon> = None;
+        for c in &open.coupons {
+            if lead.is_none_or(|l| c.saving > l.saving) {
+                lead = Some(c);
+            }
+        }
+        let Some(lead) = lead else { return };
+        let key = lead.key.clone();
+        let g = self.group(key.clone());
+        g.coupon_orders += 1;
+        g.coupon_sales_minor = g.coupon_sales_minor.saturating_add(paid);
+        match open.repurchased {
+            Some(true) => g.repurchased += 1,
+            Some(false) => g.not_repurchased += 1,
+            None => {
+                if let Some(t) = self.trails.get_mut(&user)
+                    && t.last.coupon
+                    && &t.last.order == order
+                {
+                    t.last.key = Some(key);
+                }
+            }
+        }
+    }
+
+    /// Decides every coupon order whose window has closed by `as_of` with no later order:
+    /// not repurchased. Call it when the feed up to `as_of` has been read (in every part that
+    /// will be merged), e.g. before rendering a report.
+    pub fn settle(&mut self, as_of: DateTime<Utc>) {
+        let Some(days) = self.config.repurchase_days else {
+            return;
+        };
+        let cutoff = as_of.timestamp() - i64::from(days) * DAY;
+        let due: Vec<PaidRef> = self
+            .trails
+            .values_mut()
+            .filter(|t| t.last.coupon && !t.last.decided && t.last.at < cutoff)
+            .map(|t| {
+                let r = t.last.clone();
+                t.last.decided = true;
+                r
+            })
+            .collect();
+        for r in due {
+            self.decide(&r, i64::MAX);
+        }
+    }
+
+    /// Adds another report, of another part of the feed, to this one: afterwards this is the
+    /// report of both parts (see [the module docs](self#merging-and-advancing)).
+    ///
+    /// # Errors
+    /// [`ReportError::ConfigMismatch`] when the reports' settings differ (nothing changes).
+    pub fn merge(&mut self, other: Report) -> Result<(), ReportError> {
+        if self.config.currency != other.config.currency {
+            return Err(ReportError::ConfigMismatch { what: "currency" });
+        }
+        if self.config.offset != other.config.offset {
+            return Err(ReportError::ConfigMismatch { what: "UTC offset" });
+        }
+        if self.config.repurchase_days != other.config.repurchase_days {
+            return Err(ReportError::ConfigMismatch {
+                what: "repurchase window",
+            });
+        }
+        self.last_seq = self.last_seq.max(other.last_seq);
+        self.events = self.events.saturating_add(other.events);
+        self.unmerged_buyers = self.unmerged_buyers.saturating_add(other.unmerged_buyers);
+        for (k, m) in other.groups {
+            match self.groups.get_mut(&k) {
+                Some(g) => g.merge(&m),
+                None => {
+                    self.groups.insert(k, m);
+                }
+            }
+        }
+        // Open orders first (so that repurchases decided by the trails find their order), then
+        // the trails, then the joins the merge completed.
+        let mut touched: Vec<OrderId> = Vec::new();
+        for (id, o) in other.open {
+            touched.push(id.clone());
+            let mine = self.open.entry(id).or_default();
+            for c in o.coupons {
+                let i = mine.coupons.partition_point(|x| x.coupon < c.coupon);
+                mine.coupons.insert(i, c);
+            }
+            if mine.paid.is_none() {
+                mine.paid = o.paid;
+            }
+            if mine.repurchased.is_none() {
+                mine.repurchased = o.repurchased;
+            }
+        }
+        for (user, t) in other.trails {
+            let t = match self.trails.remove(&user) {
+                Some(mine) => self.join_trails(mine, t),
+                None => t,
+            };
+            self.trails.insert(user, t);
+        }
+        touched.sort();
+        touched.dedup();
+        for id in touched {
+            self.try_join(&id);
+        }
+        Ok(())
+    }
+}
