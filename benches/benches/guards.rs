@@ -41,7 +41,8 @@ fn service(guards: Vec<Guard>) -> (Service<MemoryStore>, TemplateId) {
             guards,
             ..Default::default()
         },
-    );
+    )
+    .expect("config");
     let id = TemplateId::new("ten-off").expect("id");
     let spec = TemplateSpec::new(
         id.clone(),

@@ -158,7 +158,7 @@ pub fn code_attempts_are_limited<R: Repository>(store: R) -> Result<(), Failure>
         guards: vec![guard],
         ..Default::default()
     };
-    let service = Service::with_config(store, config);
+    let service = ok(C, "service", Service::with_config(store, config))?;
     let t = active(C, &service, template(C, "card", LimitsSpec::default())?)?;
     let results: Vec<Result<(u64, u64), Failure>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..THREADS)
@@ -370,13 +370,17 @@ pub fn unknown_and_taken_codes_look_alike<R: Repository>(store: R) -> Result<(),
         guards: vec![guard],
         ..Default::default()
     };
-    let service = Service::with_config(
-        Recording {
-            inner: store,
-            log: Mutex::new(Vec::new()),
-        },
-        config,
-    );
+    let service = ok(
+        C,
+        "service",
+        Service::with_config(
+            Recording {
+                inner: store,
+                log: Mutex::new(Vec::new()),
+            },
+            config,
+        ),
+    )?;
     let t = active(C, &service, template(C, "card", LimitsSpec::default())?)?;
     let taken = code(C, "TAKEN-0001-A")?;
     ok(

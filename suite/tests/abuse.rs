@@ -39,6 +39,7 @@ fn service(guards: Vec<Guard>) -> Svc {
             ..Default::default()
         },
     )
+    .unwrap()
 }
 
 fn spec(id: &str) -> TemplateSpec {
