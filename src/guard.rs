@@ -8,8 +8,8 @@
 //! request's batch ([`Op::CountWindow`]), so the limit holds exactly under any number of threads,
 //! processes and app servers sharing the store, and a refusal names the guard
 //! ([`LifecycleError::GuardHeld`](crate::lifecycle::LifecycleError::GuardHeld), and a `refused`
-//! event). Abuse rules (claims per device, first-order coupons per payment account, attempts per
-//! IP subnet) and automated-issuing frequency caps are guards.
+//! event). Abuse rules (claims per device, first-order coupons per payment account, failed code
+//! attempts per IP subnet — [`presets`]) and automated-issuing frequency caps are guards.
 //!
 //! ```
 //! use chrono::{TimeZone, Utc};
@@ -90,6 +90,12 @@ pub enum GuardError {
         v4: u8,
         /// The IPv6 prefix length.
         v6: u8,
+    },
+    /// A first-order preset without the templates it is for: it would count every claim.
+    #[error("guard {guard}: name the first-order templates it counts")]
+    NoTemplates {
+        /// The guard.
+        guard: GuardName,
     },
     /// A guard that requires a context field the request lacks.
     #[error("guard {guard} needs the request's {field}")]
@@ -316,6 +322,11 @@ pub enum Action {
     Claim,
     /// Orders locking at least one coupon or promo code.
     Lock,
+    /// Failed attempts at redeeming a typed code (unknown, already taken, or mistyped). The
+    /// service counts one when an attempt fails, and refuses further attempts once the
+    /// window holds the limit, before the code is looked up
+    /// ([`Service::redeem_code`](crate::service::Service::redeem_code)).
+    CodeAttempt,
 }
 
 /// A counter over who is asking, with a limit and a window. Valid by construction.
@@ -532,9 +543,10 @@ impl Guard {
     }
 
     /// The subject key of a request: the values of the guard's subjects, escaped and joined.
-    /// `Ok(None)` when a field is missing and the guard skips such requests.
+    /// `Ok(None)` when a field is missing and the guard skips such requests. Written into one
+    /// string: a guard is counted on every claim it applies to.
     fn subject_key(&self, asking: &Asking<'_>) -> Result<Option<String>, GuardError> {
-        let mut key = String::new();
+        let mut key = String::with_capacity(48);
         for (i, s) in self.subjects.iter().enumerate() {
             if i > 0 {
                 key.push('|');
@@ -549,41 +561,66 @@ impl Guard {
                     Ok(None)
                 }
             };
-            let value = match s {
-                Subject::User => format!("user={}", escape(asking.user.as_str())),
-                Subject::Channel => format!("channel={}", escape(asking.channel.as_str())),
+            match s {
+                Subject::User => {
+                    key.push_str("user=");
+                    escape_into(&mut key, asking.user.as_str());
+                }
+                Subject::Channel => {
+                    key.push_str("channel=");
+                    escape_into(&mut key, asking.channel.as_str());
+                }
                 Subject::Template => {
-                    let mut t = asking.templates.to_vec();
+                    let mut t: Vec<&TemplateId> = asking.templates.iter().collect();
                     t.sort();
-                    let names: Vec<String> = t.iter().map(|t| escape(t.as_str())).collect();
-                    format!("template={}", names.join(","))
+                    key.push_str("template=");
+                    for (j, t) in t.iter().enumerate() {
+                        if j > 0 {
+                            key.push(',');
+                        }
+                        escape_into(&mut key, t.as_str());
+                    }
                 }
                 Subject::Device => match &asking.context.device {
-                    Some(d) => format!("device={}", escape(d.as_str())),
+                    Some(d) => {
+                        key.push_str("device=");
+                        escape_into(&mut key, d.as_str());
+                    }
                     None => return missing("device"),
                 },
                 Subject::Payment => match &asking.context.payment {
-                    Some(p) => format!("payment={}", escape(p.as_str())),
+                    Some(p) => {
+                        key.push_str("payment=");
+                        escape_into(&mut key, p.as_str());
+                    }
                     None => return missing("payment account"),
                 },
                 Subject::Ip => match asking.context.ip {
-                    Some(ip) => format!("ip={ip}"),
+                    Some(ip) => {
+                        key.push_str("ip=");
+                        push_ip(&mut key, ip);
+                    }
                     None => return missing("ip"),
                 },
                 Subject::IpPrefix { v4, v6 } => match asking.context.ip {
-                    Some(ip) => format!("net={}", network(ip, *v4, *v6)),
+                    Some(ip) => {
+                        key.push_str("net=");
+                        push_network(&mut key, ip, *v4, *v6);
+                    }
                     None => return missing("ip"),
                 },
-            };
-            key.push_str(&value);
+            }
         }
         Ok(Some(key))
     }
 }
 
-/// `%`, `|`, `=` and `,` escaped so that joined keys stay unambiguous.
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
+/// Appends `s` with `%`, `|`, `=` and `,` escaped.
+fn escape_into(out: &mut String, s: &str) {
+    if !s.bytes().any(|b| matches!(b, b'%' | b'|' | b'=' | b',')) {
+        out.push_str(s);
+        return;
+    }
     for c in s.chars() {
         match c {
             '%' => out.push_str("%25"),
@@ -593,7 +630,54 @@ fn escape(s: &str) -> String {
             c => out.push(c),
         }
     }
-    out
+}
+
+/// Appends a decimal byte.
+fn push_u8(out: &mut String, n: u8) {
+    if n >= 100 {
+        out.push(char::from(b'0' + n / 100));
+    }
+    if n >= 10 {
+        out.push(char::from(b'0' + (n / 10) % 10));
+    }
+    out.push(char::from(b'0' + n % 10));
+}
+
+/// Appends an address as `Display` writes it (IPv4 by hand, the common case).
+fn push_ip(out: &mut String, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(a) => {
+            for (i, o) in a.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                push_u8(out, o);
+            }
+        }
+        IpAddr::V6(a) => {
+            use std::fmt::Write as _;
+            let _ = write!(out, "{a}");
+        }
+    }
+}
+
+/// Appends [`network`]`(ip, v4, v6)`.
+fn push_network(out: &mut String, ip: IpAddr, v4: u8, v6: u8) {
+    match ip {
+        IpAddr::V4(a) => {
+            let bits = u32::from(a);
+            let len = v4.min(32);
+            let mask = if len == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(len))
+            };
+            push_ip(out, IpAddr::V4(std::net::Ipv4Addr::from(bits & mask)));
+            out.push('/');
+            push_u8(out, len);
+        }
+        IpAddr::V6(_) => out.push_str(&network(ip, v4, v6)),
+    }
 }
 
 /// The network of `ip`: its first `v4` or `v6` bits, as `address/length`.
@@ -654,6 +738,165 @@ pub fn counts(
     Ok(out)
 }
 
+/// Ready-made abuse guards: claim and use limits, code-guessing velocity and new-account
+/// farming, each by user, device, IP address, /24 or /64 subnet, or payment account.
+///
+/// Every preset is an ordinary [`Guard`] named after what it counts (`claims-per-device`,
+/// `code-attempts-per-ip`, `first-order-claims-per-payment`), so a refusal
+/// ([`LifecycleError::GuardHeld`](crate::lifecycle::LifecycleError::GuardHeld) and a
+/// `refused` event) names its reason; adjust one with the [`Guard`] builders.
+///
+/// ```
+/// use coupons::guard::presets::{self, By};
+/// use coupons::guard::Window;
+/// use coupons::id::TemplateId;
+/// let welcome = TemplateId::new("welcome-20")?;
+/// let guards = vec![
+///     presets::claims(By::Device, 20, Window::Day)?,
+///     presets::code_attempts(By::Ip, 10, Window::Hour)?,
+///     presets::first_order_claims(By::Payment, vec![welcome], 1, Window::Forever)?,
+/// ];
+/// assert_eq!(guards[1].name().as_str(), "code-attempts-per-ip");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub mod presets {
+    use super::{Action, Guard, GuardError, Subject, Window};
+    use crate::id::{GuardName, TemplateId};
+
+    /// Who a preset counts by.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub enum By {
+        /// The account.
+        User,
+        /// The device.
+        Device,
+        /// The exact IP address.
+        Ip,
+        /// The IP address's network: /24 for IPv4, /64 for IPv6 ([`Subject::SUBNET`]).
+        Subnet,
+        /// The payment account.
+        Payment,
+    }
+
+    impl By {
+        /// The guard subject.
+        pub fn subject(self) -> Subject {
+            match self {
+                By::User => Subject::User,
+                By::Device => Subject::Device,
+                By::Ip => Subject::Ip,
+                By::Subnet => Subject::SUBNET,
+                By::Payment => Subject::Payment,
+            }
+        }
+
+        /// The word in guard names: `user`, `device`, `ip`, `subnet`, `payment`.
+        pub fn as_str(self) -> &'static str {
+            match self {
+                By::User => "user",
+                By::Device => "device",
+                By::Ip => "ip",
+                By::Subnet => "subnet",
+                By::Payment => "payment",
+            }
+        }
+    }
+
+    fn named(
+        what: &str,
+        by: By,
+        action: Action,
+        limit: u64,
+        window: Window,
+    ) -> Result<Guard, GuardError> {
+        let name = GuardName::trusted(&format!("{what}-per-{}", by.as_str()));
+        Guard::new(name, action, vec![by.subject()], limit, window)
+    }
+
+    /// At most `limit` coupons claimed per `window` by one user, device, IP, subnet or
+    /// payment account (guard `claims-per-<by>`).
+    ///
+    /// # Errors
+    /// [`GuardError::ZeroLimit`]; [`GuardError::Window`].
+    pub fn claims(by: By, limit: u64, window: Window) -> Result<Guard, GuardError> {
+        named("claims", by, Action::Claim, limit, window)
+    }
+
+    /// At most `limit` orders per `window` locking coupons or promo codes, by one user,
+    /// device, IP, subnet or payment account (guard `uses-per-<by>`).
+    ///
+    /// # Errors
+    /// [`GuardError::ZeroLimit`]; [`GuardError::Window`].
+    pub fn uses(by: By, limit: u64, window: Window) -> Result<Guard, GuardError> {
+        named("uses", by, Action::Lock, limit, window)
+    }
+
+    /// At most `limit` failed code redemptions per `window` from one device, IP, subnet,
+    /// user or payment account; further attempts are refused before the code is looked up
+    /// (guard `code-attempts-per-<by>`). With 10 an hour per IP, an attacker guessing codes
+    /// of the default format (55 bits, 10⁶ issued) expects to need 4 × 10⁵ years per IP.
+    ///
+    /// # Errors
+    /// [`GuardError::ZeroLimit`]; [`GuardError::Window`].
+    pub fn code_attempts(by: By, limit: u64, window: Window) -> Result<Guard, GuardError> {
+        named("code-attempts", by, Action::CodeAttempt, limit, window)
+    }
+
+    /// At most `limit` claims of the first-order (new-customer) `templates` per `window` by
+    /// one device or payment account, however many new accounts ask (guard
+    /// `first-order-claims-per-<by>`).
+    ///
+    /// # Errors
+    /// [`GuardError::NoTemplates`] for an empty list; [`GuardError::ZeroLimit`];
+    /// [`GuardError::Window`].
+    pub fn first_order_claims(
+        by: By,
+        templates: Vec<TemplateId>,
+        limit: u64,
+        window: Window,
+    ) -> Result<Guard, GuardError> {
+        let g = named("first-order-claims", by, Action::Claim, limit, window)?;
+        if templates.is_empty() {
+            return Err(GuardError::NoTemplates {
+                guard: g.name().clone(),
+            });
+        }
+        Ok(g.only_templates(templates))
+    }
+
+    /// A starting set: 20 claims a day per device and 200 an hour per subnet; 10 failed
+    /// code attempts an hour per device and per IP, 50 per subnet; the first-order
+    /// `templates` claimed at most twice per device in 30 days and once per payment account
+    /// ever (none when `first_order` is empty).
+    ///
+    /// # Errors
+    /// None in practice (the figures are valid); typed for symmetry with the builders.
+    pub fn standard(first_order: &[TemplateId]) -> Result<Vec<Guard>, GuardError> {
+        let mut out = vec![
+            claims(By::Device, 20, Window::Day)?,
+            claims(By::Subnet, 200, Window::Hour)?,
+            code_attempts(By::Device, 10, Window::Hour)?,
+            code_attempts(By::Ip, 10, Window::Hour)?,
+            code_attempts(By::Subnet, 50, Window::Hour)?,
+        ];
+        if !first_order.is_empty() {
+            out.push(first_order_claims(
+                By::Device,
+                first_order.to_vec(),
+                2,
+                Window::rolling_days(30, 0)?,
+            )?);
+            out.push(first_order_claims(
+                By::Payment,
+                first_order.to_vec(),
+                1,
+                Window::Forever,
+            )?);
+        }
+        Ok(out)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -709,6 +952,33 @@ mod tests {
         assert_eq!(Window::Forever.bucket(at), (0, 1));
         let early = Utc.with_ymd_and_hms(1970, 1, 1, 0, 0, 0).unwrap();
         assert_eq!(Window::calendar_day(-60).unwrap().bucket(early).0, -1);
+    }
+
+    #[test]
+    fn keys_are_written_as_display_writes_them() {
+        let mut x = 0x2545_f491_4f6c_dd1d_u64;
+        for i in 0..5_000u32 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let ip = if i % 4 == 0 {
+                IpAddr::V6(std::net::Ipv6Addr::from(
+                    u128::from(x) << 64 | u128::from(x >> 3),
+                ))
+            } else {
+                IpAddr::V4(std::net::Ipv4Addr::from((x >> 16) as u32))
+            };
+            let mut s = String::new();
+            push_ip(&mut s, ip);
+            assert_eq!(s, ip.to_string());
+            let (v4, v6) = ((x % 33) as u8, ((x >> 8) % 129) as u8);
+            let mut n = String::new();
+            push_network(&mut n, ip, v4, v6);
+            assert_eq!(n, network(ip, v4, v6));
+        }
+        let mut e = String::new();
+        escape_into(&mut e, "a%b|c=d,e");
+        assert_eq!(e, "a%25b%7Cc%3Dd%2Ce");
     }
 
     #[test]

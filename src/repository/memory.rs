@@ -85,6 +85,45 @@ impl Hasher for FxHasher {
 
 type Map<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 
+/// A guard's buckets for one subject, ordered by bucket: usually one or a few (a window sums
+/// the last `span`, and older ones are dropped as it moves), so a sorted vector beats a tree.
+#[derive(Debug, Default)]
+struct Buckets(Vec<(i64, u64)>);
+
+impl Buckets {
+    /// The value of bucket `at` and the sum of the buckets `from..=at`.
+    fn sums(&self, from: i64, at: i64) -> (u64, u64) {
+        self.0
+            .iter()
+            .filter(|(b, _)| (from..=at).contains(b))
+            .fold((0, 0), |(current, sum), &(b, n)| {
+                (if b == at { n } else { current }, sum.saturating_add(n))
+            })
+    }
+
+    /// Adds `delta` to bucket `at` (created at zero).
+    fn add(&mut self, at: i64, delta: i64) {
+        let i = match self.0.binary_search_by_key(&at, |&(b, _)| b) {
+            Ok(i) => i,
+            Err(i) => {
+                self.0.insert(i, (at, 0));
+                i
+            }
+        };
+        if let Some((_, n)) = self.0.get_mut(i) {
+            *n = add(*n, delta);
+        }
+    }
+
+    /// Drops the buckets before `oldest`.
+    fn drop_before(&mut self, oldest: i64) {
+        let keep = self.0.partition_point(|&(b, _)| b < oldest);
+        if keep > 0 {
+            self.0.drain(..keep);
+        }
+    }
+}
+
 /// A 32-bit hash of an id's text, stored beside it in the big indexes so that growing them
 /// never re-reads the ids.
 fn hash32(s: &str) -> u32 {
@@ -578,7 +617,7 @@ struct Inner {
     /// The attributes of the slots that have any (most coupons carry none).
     attributes: Map<u32, Attributes>,
     /// Guards' windowed counters: by guard, by subject, by bucket.
-    guards: Map<GuardName, Map<String, BTreeMap<i64, u64>>>,
+    guards: Map<GuardName, Map<String, Buckets>>,
     /// The event feed not yet trimmed, in sequence order.
     events: Feed,
     /// The last sequence assigned (0 before the first event).
@@ -771,28 +810,33 @@ impl Inner {
 
     /// The sum of a guard's buckets `bucket - span + 1 ..= bucket`.
     fn guard_sum(&self, guard: &GuardName, subject: &str, bucket: i64, span: u32) -> u64 {
+        self.guard_sums(guard, subject, bucket, span).1
+    }
+
+    /// A guard's current bucket and the sum of the window's buckets, in one look-up.
+    fn guard_sums(&self, guard: &GuardName, subject: &str, bucket: i64, span: u32) -> (u64, u64) {
         let Some(buckets) = self.guards.get(guard).and_then(|m| m.get(subject)) else {
-            return 0;
+            return (0, 0);
         };
         let from = bucket.saturating_sub(i64::from(span.max(1)) - 1);
-        buckets
-            .range(from..=bucket)
-            .fold(0u64, |sum, (_, n)| sum.saturating_add(*n))
+        buckets.sums(from, bucket)
+    }
+
+    /// A guard's buckets for a subject, made empty when new (the subject's text is copied
+    /// only then).
+    fn guard_buckets(&mut self, guard: &GuardName, subject: &str) -> Option<&mut Buckets> {
+        let subjects = self.guards.entry(guard.clone()).or_default();
+        if !subjects.contains_key(subject) {
+            subjects.insert(subject.to_owned(), Buckets::default());
+        }
+        subjects.get_mut(subject)
     }
 
     /// Adds `delta` to a guard's bucket and drops the buckets the window no longer sums.
     fn guard_add(&mut self, guard: &GuardName, subject: &str, bucket: i64, span: u32, delta: i64) {
-        let buckets = self
-            .guards
-            .entry(guard.clone())
-            .or_default()
-            .entry(subject.to_string())
-            .or_default();
-        let n = buckets.entry(bucket).or_insert(0);
-        *n = add(*n, delta);
-        let oldest = bucket.saturating_sub(i64::from(span.max(1)) - 1);
-        while buckets.first_key_value().is_some_and(|(b, _)| *b < oldest) {
-            buckets.pop_first();
+        if let Some(buckets) = self.guard_buckets(guard, subject) {
+            buckets.add(bucket, delta);
+            buckets.drop_before(bucket.saturating_sub(i64::from(span.max(1)) - 1));
         }
     }
 
@@ -844,15 +888,9 @@ impl Inner {
                 *v = add(*v, delta);
             }
             CounterAt::Guard(g, subject, bucket) => {
-                let n = self
-                    .guards
-                    .entry(g.clone())
-                    .or_default()
-                    .entry(subject.to_string())
-                    .or_default()
-                    .entry(bucket)
-                    .or_insert(0);
-                *n = add(*n, delta);
+                if let Some(b) = self.guard_buckets(g, subject) {
+                    b.add(bucket, delta);
+                }
             }
         }
     }
@@ -928,8 +966,7 @@ impl Inner {
                 delta,
                 limit,
             } => {
-                let current = self.guard_sum(guard, subject, *bucket, 1);
-                let sum = self.guard_sum(guard, subject, *bucket, *span);
+                let (current, sum) = self.guard_sums(guard, subject, *bucket, *span);
                 let next = i128::from(sum) + i128::from(*delta);
                 i128::from(current) + i128::from(*delta) >= 0 && next <= i128::from(*limit)
             }
@@ -1237,16 +1274,17 @@ impl Inner {
 
 /// A claim as [`Service`](crate::service::Service) writes it: the claim's receipt, the
 /// template's issued counter, the user's claim counter, and the new coupon, whose id is
-/// `<template>/<claim key>`. The store commits it on a path of its own that looks each name
-/// up once; the effect is the general path's, op for op.
+/// `<template>/<claim key>`, followed by guard counts ([`Op::CountWindow`]) and events. The
+/// store commits it on a path of its own that looks each name up once; the effect is the
+/// general path's, op for op.
 struct ClaimBatch<'a> {
     receipt: &'a ReceiptKey,
     key: &'a IdempotencyKey,
     issued: Option<u64>,
     per_user: Option<u64>,
     coupon: &'a Coupon,
-    /// The events that follow the four ops.
-    events: &'a [Op],
+    /// The guard counts and events that follow the four ops.
+    tail: &'a [Op],
 }
 
 impl<'a> ClaimBatch<'a> {
@@ -1270,12 +1308,15 @@ impl<'a> ClaimBatch<'a> {
                 coupon,
                 expect: Expect::Absent,
             },
-            events @ ..,
+            tail @ ..,
         ] = batch.ops.as_slice()
         else {
             return None;
         };
-        if !events.iter().all(|op| matches!(op, Op::Emit { .. })) {
+        if !tail
+            .iter()
+            .all(|op| matches!(op, Op::Emit { .. } | Op::CountWindow { .. }))
+        {
             return None;
         }
         let key = claim_key(receipt)?;
@@ -1289,13 +1330,14 @@ impl<'a> ClaimBatch<'a> {
             issued: *issued,
             per_user: *per_user,
             coupon,
-            events,
+            tail,
         })
     }
 }
 
 impl Inner {
-    /// Commits a [`ClaimBatch`]: the checks of ops 0 to 3 in order, then the writes.
+    /// Commits a [`ClaimBatch`]: the checks of ops 0 to 3 and of the guard counts after them
+    /// in order, then the writes.
     fn claim(&mut self, c: &ClaimBatch<'_>) -> Result<Commit, MemoryStoreError> {
         let conflict = |index| Ok(Commit::Conflict { index });
         if self.receipt_exists(c.receipt) {
@@ -1344,6 +1386,11 @@ impl Inner {
             }
             return conflict(3);
         }
+        for (i, op) in c.tail.iter().enumerate() {
+            if matches!(op, Op::CountWindow { .. }) && !self.holds(op)? {
+                return conflict(4 + i);
+            }
+        }
         let ti = match template {
             Some(ti) => ti,
             None => self.templates.intern(&c.coupon.template),
@@ -1355,10 +1402,8 @@ impl Inner {
             e.add(user_counter_key(ti, K_CLAIMS), 1);
         }
         self.put_coupon(c.coupon, Some(c.key), true);
-        for op in c.events {
-            if let Op::Emit { event } = op {
-                self.emit(event);
-            }
+        for op in c.tail {
+            self.apply(op);
         }
         Ok(Commit::Applied)
     }
@@ -1649,6 +1694,7 @@ impl Repository for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::events::{CouponFacts, EventKind};
 
     #[test]
     fn the_feed_pages_and_trims_across_chunks() {
@@ -1994,6 +2040,123 @@ mod tests {
         }
         assert!(outcomes.contains(&Commit::Applied));
         Ok(())
+    }
+
+    #[test]
+    fn the_claim_path_with_guard_counts_agrees_with_the_general_path()
+    -> Result<(), MemoryStoreError> {
+        let (fast, general) = (MemoryStore::new(), MemoryStore::new());
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let guard = |g: u64| GuardName::trusted(&format!("g{g}"));
+        let at = DateTime::from_timestamp(1_780_000_000, 0).unwrap_or_default();
+        let mut outcomes = Vec::new();
+        for i in 0..2_000 {
+            let (k, t, u, d) = (next(400), next(3), next(8), next(3));
+            let mut batch = claim_batch(
+                &format!("k{k}"),
+                &format!("t{t}/k{k}"),
+                &format!("t{t}"),
+                &format!("u{u}"),
+                [Some(40), Some(6)],
+            );
+            // Up to three guards: by device, by user (limits 1 to 12), by user and device (1 or 2).
+            for g in 0..next(4) {
+                let subject = match g {
+                    0 => format!("device=d{d}"),
+                    1 => format!("user=u{u}"),
+                    _ => format!("user=u{u}|device=d{d}"),
+                };
+                batch.push(Op::CountWindow {
+                    guard: guard(g),
+                    subject,
+                    bucket: i64::from(i / 500),
+                    span: u32::try_from(1 + g).unwrap_or(1),
+                    delta: 1,
+                    limit: 1 + next(if g == 2 { 2 } else { 12 }),
+                });
+            }
+            batch.push(Op::Emit {
+                event: Event::new(
+                    at,
+                    EventKind::Voided {
+                        coupon: CouponFacts::of(&coupon("x/y")),
+                    },
+                ),
+            });
+            assert!(ClaimBatch::of(&batch).is_some());
+            let mut slow = batch.clone();
+            slow.ops.push(Op::Count {
+                key: CounterKey::Custom("noop".into()),
+                delta: 0,
+                limit: None,
+            });
+            assert!(ClaimBatch::of(&slow).is_none());
+            let (a, b) = (fast.commit(&batch)?, general.commit(&slow)?);
+            assert_eq!(a, b, "batch {i}");
+            outcomes.push(a);
+        }
+        assert_eq!(fast.coupon_count(), general.coupon_count());
+        for g in 0..3 {
+            for bucket in 0..4 {
+                for subject in (0..3)
+                    .map(|d| format!("device=d{d}"))
+                    .chain((0..8).map(|u| format!("user=u{u}")))
+                    .chain((0..24).map(|x| format!("user=u{}|device=d{}", x / 3, x % 3)))
+                {
+                    let key = CounterKey::Guard {
+                        guard: guard(g),
+                        subject,
+                        bucket,
+                    };
+                    assert_eq!(fast.counter(&key)?, general.counter(&key)?, "{key}");
+                }
+            }
+        }
+        let events = |s: &MemoryStore| s.events(0, usize::MAX).map(|e| e.len());
+        assert_eq!(events(&fast)?, events(&general)?);
+        for index in 0..7 {
+            assert!(
+                index == 3 || outcomes.contains(&Commit::Conflict { index }),
+                "no conflict at {index}"
+            );
+        }
+        assert!(outcomes.contains(&Commit::Applied));
+        Ok(())
+    }
+
+    #[test]
+    fn guard_buckets_behave_as_an_ordered_map() {
+        let (mut b, mut model) = (Buckets::default(), BTreeMap::<i64, u64>::new());
+        let mut x = 0x1234_5678_9abc_def1_u64;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let at = (x % 40) as i64 - 5;
+            match x % 7 {
+                0 => {
+                    b.drop_before(at);
+                    model.retain(|k, _| *k >= at);
+                }
+                1..=4 => {
+                    b.add(at, 1);
+                    *model.entry(at).or_default() += 1;
+                }
+                _ => {
+                    let from = at - (x % 9) as i64;
+                    let sum = model.range(from..=at).map(|(_, n)| *n).sum::<u64>();
+                    let current = model.get(&at).copied().unwrap_or(0);
+                    assert_eq!(b.sums(from, at), (current, sum));
+                }
+            }
+        }
+        assert_eq!(b.0, model.into_iter().collect::<Vec<_>>());
     }
 
     #[test]

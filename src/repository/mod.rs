@@ -226,6 +226,21 @@ pub enum Receipt {
         /// The template.
         template: TemplateId,
     },
+    /// A one-time code of this template, not yet redeemed: stored under
+    /// [`ReceiptKey::Code`], so one-time codes and shared promo codes never clash.
+    OneTimeCode {
+        /// The template its coupon is issued from.
+        template: TemplateId,
+    },
+    /// A one-time code was redeemed: the first account to redeem it owns its coupon.
+    CodeRedeemed {
+        /// The template.
+        template: TemplateId,
+        /// The account that owns it.
+        user: UserId,
+        /// The coupon issued.
+        coupon: CouponId,
+    },
     /// An order counted uses of these promo-code templates when it locked; they are given back
     /// if the order is released unpaid.
     CodesUsed {

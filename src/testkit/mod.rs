@@ -15,6 +15,9 @@
 //! - Concurrent stress through the [`Service`]: [`concurrent_claims_are_exact`],
 //!   [`concurrent_guards_are_exact`], [`concurrent_locks_have_one_winner`], [`concurrent_pay_and_cancel_settle_once`], and
 //!   [`retries_change_nothing`].
+//! - Codes through the [`Service`]: [`one_time_codes_have_one_owner`] (8 threads racing for
+//!   each code), [`code_attempts_are_limited`] (8 threads guessing from one device) and
+//!   [`unknown_and_taken_codes_look_alike`].
 //!
 //! ```
 //! use coupons::repository::MemoryStore;
@@ -81,6 +84,11 @@ macro_rules! ensure {
     };
 }
 
+mod codes;
+pub use codes::{
+    code_attempts_are_limited, one_time_codes_have_one_owner, unknown_and_taken_codes_look_alike,
+};
+
 /// Maps any error (the store's, an id's…) to a failure of `check`.
 fn ok<T, E: Display>(check: &'static str, what: &str, r: Result<T, E>) -> Result<T, Failure> {
     r.map_err(|e| fail(check, format!("{what}: {e}")))
@@ -110,6 +118,9 @@ pub fn run_all<R: Repository>(make: impl Fn() -> R) -> Result<(), Failure> {
     concurrent_locks_have_one_winner(make())?;
     concurrent_pay_and_cancel_settle_once(make())?;
     retries_change_nothing(make())?;
+    one_time_codes_have_one_owner(make())?;
+    code_attempts_are_limited(make())?;
+    unknown_and_taken_codes_look_alike(make())?;
     Ok(())
 }
 

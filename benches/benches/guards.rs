@@ -1,0 +1,161 @@
+//! A claim with three abuse guards attached (claims per device, per /24-/64 subnet and per
+//! payment account) beside a plain claim, through [`Service`] on the in-memory store, one
+//! thread; and a one-time code redeemed with an attempt guard.
+//!
+//! ```text
+//! cargo bench -p coupons-benches --bench guards
+//! cargo bench -p coupons-benches --bench guards -- guards/claim
+//! ```
+//!
+//! Requests (ids, keys, contexts) are built before the clock starts, and every measurement
+//! claims into a fresh store, so the rows do the same work but the guards' counts. Each request
+//! comes from its own account; in `three_guards` also from its own device, address and card
+//! (every guard inserts a new subject), in `three_guards_shared` four accounts share them. The
+//! limits are high: the guards count and never hold.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeZone, Utc};
+use coupons::guard::presets::{self, By};
+use coupons::guard::{Context, Guard, Window};
+use coupons::id::{Channel, DeviceId, IdempotencyKey, PaymentAccount, TemplateId, UserId};
+use coupons::lifecycle::{ClaimMode, ClaimRequest};
+use coupons::money::{Currency, Money};
+use coupons::repository::MemoryStore;
+use coupons::rule::{Benefit, PromoCode, Span, TemplateSpec, Validity};
+use coupons::service::codes::RedeemRequest;
+use coupons::service::{Service, ServiceConfig};
+use criterion::Criterion;
+
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 11, 0, 0, 0)
+        .single()
+        .unwrap_or_default()
+}
+
+fn service(guards: Vec<Guard>) -> (Service<MemoryStore>, TemplateId) {
+    let service = Service::with_config(
+        MemoryStore::new(),
+        ServiceConfig {
+            guards,
+            ..Default::default()
+        },
+    )
+    .expect("config");
+    let id = TemplateId::new("ten-off").expect("id");
+    let spec = TemplateSpec::new(
+        id.clone(),
+        "10 off",
+        Currency::CNY,
+        Benefit::instant(Money::from_minor(1000, Currency::CNY)).expect("benefit"),
+        Validity::relative(Span::Days(7), None).expect("validity"),
+    );
+    service
+        .create_template(spec.build().expect("template"), now())
+        .expect("create");
+    for step in [
+        Service::submit_template,
+        Service::approve_template,
+        Service::activate_template,
+    ] {
+        step(&service, &id, now()).expect("activate");
+    }
+    (service, id)
+}
+
+fn three_guards() -> Vec<Guard> {
+    vec![
+        presets::claims(By::Device, 1_000_000, Window::Day).expect("guard"),
+        presets::claims(By::Subnet, 1_000_000, Window::Hour).expect("guard"),
+        presets::claims(
+            By::Payment,
+            1_000_000,
+            Window::rolling_days(7, 480).expect("window"),
+        )
+        .expect("guard"),
+    ]
+}
+
+fn context(i: u64) -> Context {
+    let b = i.to_be_bytes();
+    Context::new()
+        .device(DeviceId::new(format!("dev-{i}")).expect("device"))
+        .ip(IpAddr::V4(Ipv4Addr::new(10, b[5], b[6], b[7])))
+        .payment(PaymentAccount::new(format!("card-{i}")).expect("card"))
+}
+
+/// `n` claims, `share` accounts to a device, address and card.
+fn requests(t: &TemplateId, n: u64, share: u64) -> Vec<ClaimRequest> {
+    let channel = Channel::new("app").expect("channel");
+    (0..n)
+        .map(|i| {
+            ClaimRequest::new(
+                t.clone(),
+                UserId::new(format!("u-{i}")).expect("user"),
+                channel.clone(),
+                ClaimMode::Click,
+                IdempotencyKey::new(format!("k-{i}")).expect("key"),
+            )
+            .with_context(context(i / share))
+        })
+        .collect()
+}
+
+fn claims(iters: u64, guards: Vec<Guard>, share: u64) -> Duration {
+    let (service, t) = service(guards);
+    let reqs = requests(&t, iters, share);
+    let start = Instant::now();
+    for r in &reqs {
+        service.claim(r, now()).expect("claim");
+    }
+    let took = start.elapsed();
+    drop(reqs);
+    took
+}
+
+fn redeems(iters: u64) -> Duration {
+    let (service, t) = service(vec![
+        presets::code_attempts(By::Ip, 10, Window::Hour).expect("guard"),
+    ]);
+    let codes: Vec<PromoCode> = (0..iters)
+        .map(|i| PromoCode::new(&format!("CARD-{i:012}")).expect("code"))
+        .collect();
+    service
+        .register_codes(&t, codes.iter().cloned(), now())
+        .expect("register");
+    let channel = Channel::new("app").expect("channel");
+    let reqs: Vec<RedeemRequest> = codes
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| {
+            RedeemRequest::new(
+                c,
+                UserId::new(format!("u-{i}")).expect("user"),
+                channel.clone(),
+            )
+            .with_context(context(i as u64))
+        })
+        .collect();
+    let start = Instant::now();
+    for r in &reqs {
+        service.redeem_code(r, now()).expect("redeem");
+    }
+    start.elapsed()
+}
+
+fn main() {
+    let mut c = Criterion::default().configure_from_args();
+    let mut g = c.benchmark_group("guards");
+    g.bench_function("claim/plain", |b| b.iter_custom(|n| claims(n, vec![], 1)));
+    g.bench_function("claim/three_guards", |b| {
+        b.iter_custom(|n| claims(n, three_guards(), 1))
+    });
+    // Four accounts to a device and card: three of four claims count existing subjects.
+    g.bench_function("claim/three_guards_shared", |b| {
+        b.iter_custom(|n| claims(n, three_guards(), 4))
+    });
+    g.bench_function("redeem_code/attempt_guard", |b| b.iter_custom(redeems));
+    g.finish();
+    c.final_summary();
+}
