@@ -804,7 +804,9 @@ impl<R: Repository> Service<R> {
                     code.as_ref().map(|c| ReceiptKey::Code(c.clone())),
                 ) {
                     (Some(c), Some(k)) => match self.receipt(&k)? {
-                        Some(Receipt::Code { template }) => (c.clone(), template),
+                        Some(
+                            Receipt::Code { template } | Receipt::OneTimeCode { template, .. },
+                        ) => (c.clone(), template),
                         _ => return self.contention("create template"),
                     },
                     _ => return self.contention("create template"),
@@ -1166,7 +1168,7 @@ impl<R: Repository> Service<R> {
                 guard::counts(&self.config.guards, Action::Claim, &asking, now)?
             };
             let mut batch = Batch {
-                ops: Vec::with_capacity(5),
+                ops: Vec::with_capacity(5 + guards.len()),
             };
             batch
                 .push(Op::InsertReceipt {
