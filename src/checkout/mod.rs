@@ -75,6 +75,7 @@
 
 mod engine;
 mod index;
+mod prune;
 mod quote;
 mod reason;
 mod select;
@@ -284,6 +285,11 @@ pub struct Checkout<'a> {
     pub promotions: Option<&'a PromotionIndex>,
     /// The stacking policy.
     pub policy: &'a StackingPolicy,
+    /// Work units the best-combination search may spend (one per combination examined and one
+    /// per application of an offer to a cart state) before it answers with the best found so
+    /// far, marked [`Quote::proven_optimal`]` == false`. Default
+    /// [`Checkout::DEFAULT_SEARCH_BUDGET`].
+    pub search_budget: u64,
 }
 
 /// The prepared form of a checkout: each offer usable (with its prepared form) or not (with its
@@ -310,7 +316,21 @@ impl<'a> Checkout<'a> {
             offers: &[],
             promotions: None,
             policy,
+            search_budget: Checkout::DEFAULT_SEARCH_BUDGET,
         }
+    }
+
+    /// The default [`search_budget`](Checkout::search_budget): two million work units, far
+    /// more than a wallet of a thousand coupons or a catalogue of twenty thousand promotions
+    /// needs (a few thousand), and a few hundred milliseconds at worst.
+    pub const DEFAULT_SEARCH_BUDGET: u64 = select::DEFAULT_BUDGET;
+
+    /// Sets the search budget in work units (see [`Checkout::search_budget`]). Whatever the
+    /// budget, the answer is a valid combination (at worst none) and says whether it is proven
+    /// optimal.
+    pub fn search_budget(mut self, units: u64) -> Checkout<'a> {
+        self.search_budget = units;
+        self
     }
 
     /// Sets the wallet coupons and typed codes.
@@ -377,12 +397,15 @@ impl<'a> Checkout<'a> {
     /// Never for valid input today; the `Result` leaves room for future checks.
     pub fn best(&self) -> Result<Quote, CheckoutError> {
         let prep = self.prepare();
-        let cands = select::dedup(self.policy, prep.usable.clone());
+        let cands = prune::prune(self.policy, prep.usable.clone());
         let forced = vec![false; cands.len()];
-        let chosen: Vec<usize> = select::best(&cands, &forced, &prep.ctx, self.policy)
+        let outcome = select::best(&cands, &forced, &prep.ctx, self.policy, self.search_budget);
+        let chosen: Vec<usize> = outcome
+            .found
+            .as_ref()
             .map(|(set, _)| set.iter().map(|&i| cands[i].offer).collect())
             .unwrap_or_default();
-        Ok(self.build(&prep, &chosen))
+        Ok(self.build(&prep, &chosen, (outcome.proven_optimal, outcome.gap())))
     }
 
     fn resolve(&self, prep: &Prep<'_>, ids: &[OfferId]) -> Result<Vec<usize>, CheckoutError> {
@@ -465,7 +488,8 @@ impl<'a> Checkout<'a> {
                 forced.push(is_chosen);
             }
         }
-        let set: Vec<usize> = match select::best(&cands, &forced, &prep.ctx, self.policy) {
+        let outcome = select::best(&cands, &forced, &prep.ctx, self.policy, self.search_budget);
+        let set: Vec<usize> = match &outcome.found {
             Some((set, _)) => set.iter().map(|&i| cands[i].offer).collect(),
             None => {
                 // No promotions make the choice valid: name the offer that saves nothing.
@@ -473,7 +497,7 @@ impl<'a> Checkout<'a> {
                 members
             }
         };
-        Ok(self.build(&prep, &set))
+        Ok(self.build(&prep, &set, (outcome.proven_optimal, outcome.gap())))
     }
 
     /// Prices exactly these offers, nothing added (e.g. to re-price an order whose coupons
@@ -485,11 +509,11 @@ impl<'a> Checkout<'a> {
         let prep = self.prepare();
         let members = self.resolve(&prep, offers)?;
         self.check_set(&prep, &members, true)?;
-        Ok(self.build(&prep, &members))
+        Ok(self.build(&prep, &members, (true, 0)))
     }
 
     /// Builds the quote for the chosen offers (indices into `prep.all`).
-    fn build(&self, prep: &Prep<'_>, chosen: &[usize]) -> Quote {
+    fn build(&self, prep: &Prep<'_>, chosen: &[usize], (proven, gap): (bool, i64)) -> Quote {
         let cart = self.cart;
         let cur = cart.currency();
         let money = |m: i64| Money::from_minor(m, cur);
@@ -610,6 +634,8 @@ impl<'a> Checkout<'a> {
             total_before: money(total_before),
             total_after: money(total_after),
             saving: money(total_before - total_after),
+            proven_optimal: proven,
+            optimality_gap: money(gap),
             offers: evals,
         }
     }
