@@ -22,9 +22,11 @@
 use std::cmp::Ordering;
 use std::collections::HashMap;
 
-use super::StackingPolicy;
+use chrono::{DateTime, Utc};
+
 use super::engine::{CartCtx, Prepared, State, apply};
 use super::reason::Ineligible;
+use super::{OfferId, StackingPolicy};
 
 /// The first stacking rule `c` would break by joining a set (indices point into the set).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -275,6 +277,12 @@ pub(crate) fn best(
         })
         .collect();
     let caps: Vec<u32> = groups.iter().map(|g| policy.group_limit(g)).collect();
+    let mut beh_groups: Vec<Vec<usize>> = vec![Vec::new(); nbeh];
+    for k in 0..n {
+        if !beh_groups[beh[k]].contains(&gid[k]) {
+            beh_groups[beh[k]].push(gid[k]);
+        }
+    }
     // Pairs (behaviour, group) with their positions, for the bound.
     let mut pair_of_key: HashMap<(usize, usize), usize> = HashMap::new();
     let mut pairs: Vec<Pair> = Vec::new();
@@ -313,6 +321,7 @@ pub(crate) fn best(
         beh,
         beh_rep,
         beh_last,
+        beh_groups,
         gid,
         caps,
         pairs,
@@ -382,6 +391,8 @@ struct Search<'a> {
     beh: Vec<usize>,
     beh_rep: Vec<usize>,
     beh_last: Vec<usize>,
+    /// The stacking groups each behaviour's offers belong to.
+    beh_groups: Vec<Vec<usize>>,
     gid: Vec<usize>,
     caps: Vec<u32>,
     pairs: Vec<Pair>,
@@ -542,7 +553,12 @@ impl<'a> Search<'a> {
                 continue;
             }
             let p = self.sorted[self.beh_rep[b]];
-            if skip_exclusive && p.exclusive {
+            // Exclusive offers never join a non-empty set, and no offer joins a full group:
+            // both only get truer as the set grows, so the behaviour is out of this subtree.
+            let full = self.beh_groups[b]
+                .iter()
+                .all(|&g| self.used[g] >= self.caps[g]);
+            if (skip_exclusive && p.exclusive) || full {
                 dead[b] = true;
                 continue;
             }
@@ -566,6 +582,12 @@ impl<'a> Search<'a> {
             return;
         }
         let last = forced_next.min(n - 1);
+        // Sibling dominance applies among children that need no forced offer later.
+        let free = forced_next == n;
+        // Per (behaviour, group, source): the best tie-break key of a child kept so far that
+        // leaves no later candidate of its template.
+        let mut seen: Vec<SiblingKey<'a>> = Vec::new();
+        let mut children: Vec<(i64, usize)> = Vec::new();
         for j in k..=last {
             let b = self.beh[j];
             let Some((s, next)) = &after[b] else { continue };
@@ -573,22 +595,51 @@ impl<'a> Search<'a> {
             if conflict(self.policy, &self.chosen, c).is_some() {
                 continue;
             }
-            let child_saving = saving.saturating_add(*s);
-            self.chosen.push(c);
-            self.chosen_pos.push(j);
-            self.used[self.gid[j]] += 1;
-            self.coupons_used += u32::from(!c.is_promotion);
+            // Sibling dominance: an earlier child of the same behaviour, group and source
+            // leaves the same state under the same constraints, with every completion of this
+            // one still open to it (its next position is smaller); if its expiry and id are
+            // no worse, the set with it wins every tie (replacing one member of a set by one
+            // expiring no later, or as late with a smaller id, never makes the sorted keys
+            // larger), so this child's sets are never the best.
+            let last_of_template = self.template_last[self.tid[j] as usize] == j;
+            let expiry = (c.valid_until.is_none(), c.valid_until);
+            if free && last_of_template {
+                let dominated = seen.iter().any(|(sb, sg, sp, se, si)| {
+                    *sb == b
+                        && *sg == self.gid[j]
+                        && *sp == c.is_promotion
+                        && (*se, *si) <= (expiry, &c.id)
+                });
+                if dominated {
+                    continue;
+                }
+                seen.push((b, self.gid[j], c.is_promotion, expiry, &c.id));
+            }
             // The child's completions are among this node's, each saving at most its
             // marginal here.
+            self.used[self.gid[j]] += 1;
             let child_room = if j + 1 < n && !c.exclusive {
                 self.room(j + 1, &margs, next, true)
             } else {
                 0
             };
-            let child_ub = child_saving.saturating_add(child_room);
-            if self.best.as_ref().is_none_or(|(_, bb)| child_ub >= *bb) {
-                self.node(j + 1, next, child_saving, &dead, child_ub);
+            self.used[self.gid[j]] -= 1;
+            children.push((saving.saturating_add(*s).saturating_add(child_room), j));
+        }
+        // Most promising first, so a good incumbent cuts the rest early.
+        children.sort_by_key(|&(child_ub, j)| (std::cmp::Reverse(child_ub), j));
+        for (child_ub, j) in children {
+            if self.best.as_ref().is_some_and(|(_, bb)| child_ub < *bb) {
+                continue;
             }
+            let b = self.beh[j];
+            let Some((s, next)) = &after[b] else { continue };
+            let c: &'a Prepared = self.sorted[j];
+            self.chosen.push(c);
+            self.chosen_pos.push(j);
+            self.used[self.gid[j]] += 1;
+            self.coupons_used += u32::from(!c.is_promotion);
+            self.node(j + 1, next, saving.saturating_add(*s), &dead, child_ub);
             self.coupons_used -= u32::from(!c.is_promotion);
             self.used[self.gid[j]] -= 1;
             self.chosen_pos.pop();
@@ -600,3 +651,12 @@ impl<'a> Search<'a> {
         }
     }
 }
+
+/// What sibling dominance compares: behaviour, group, whether a promotion, expiry key, id.
+type SiblingKey<'k> = (
+    usize,
+    usize,
+    bool,
+    (bool, Option<DateTime<Utc>>),
+    &'k OfferId,
+);
