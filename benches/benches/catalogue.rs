@@ -16,7 +16,8 @@
 //! Instruction counts: `CATALOGUE_RUN=promotions/1000 valgrind --tool=callgrind
 //! --collect-atstart=no --toggle-collect='coupons::checkout::Checkout::best'
 //! target/release/deps/catalogue-*` runs the workload's checkout `CATALOGUE_CALLS` times
-//! (default 1) outside criterion, and prints the saving and whether it is proven optimal.
+//! (default 1) outside criterion, and prints the saving and whether it is proven optimal
+//! (`CATALOGUE_BUDGET=<units>` sets the search budget).
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -233,7 +234,13 @@ fn main() {
         let (cart, index) = workload(&name).expect("unknown workload");
         let policy = StackingPolicy::default();
         let buyer = Buyer::new(UserId::new("u1").unwrap(), Channel::new("app").unwrap());
-        let checkout = Checkout::new(&cart, &buyer, now(), &policy).promotions(&index);
+        let mut checkout = Checkout::new(&cart, &buyer, now(), &policy).promotions(&index);
+        if let Some(units) = std::env::var("CATALOGUE_BUDGET")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            checkout = checkout.search_budget(units);
+        }
         let usable = checkout.best().unwrap();
         let usable = usable.offers.iter().filter(|e| e.usable).count();
         let candidates = index.candidates(&cart).len();
@@ -243,8 +250,11 @@ fn main() {
         }
         let q = last.expect("at least one call");
         println!(
-            "{name}: {candidates} candidates, {usable} usable, saving {}, applied {:?}",
+            "{name}: {candidates} candidates, {usable} usable, saving {}, proven optimal {} \
+             (gap {}), applied {:?}",
             q.saving,
+            q.proven_optimal,
+            q.optimality_gap,
             q.applied_ids()
         );
         return;
