@@ -21,6 +21,7 @@
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use chrono::{DateTime, Utc};
 
@@ -299,6 +300,10 @@ pub(crate) fn best(
         }
         pairs[i].positions.push(k);
     }
+    let mut group_pairs: Vec<Vec<usize>> = vec![Vec::new(); caps.len()];
+    for (i, pr) in pairs.iter().enumerate() {
+        group_pairs[pr.group].push(i);
+    }
     let mut templates: Vec<&crate::id::TemplateId> = Vec::new();
     let tid: Vec<u32> = sorted
         .iter()
@@ -338,7 +343,8 @@ pub(crate) fn best(
         chosen_pos: Vec::new(),
         used: vec![0; groups.len()],
         coupons_used: 0,
-        memo: HashMap::new(),
+        memo: HashMap::default(),
+        group_pairs,
     };
     let dead = vec![false; nbeh];
     s.node(0, &ctx.fresh(), 0, &dead, total_payable);
@@ -369,6 +375,39 @@ impl Pair {
     /// How many of them sit at or after position `k`.
     fn from(&self, k: usize) -> usize {
         self.positions.len() - self.positions.partition_point(|&p| p < k)
+    }
+}
+
+/// A small multiplicative hasher for the search's memo (keys are short integer vectors made
+/// here, never attacker-chosen strings, so a keyed hash buys nothing).
+#[derive(Default)]
+struct Fx(u64);
+
+impl Fx {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for Fx {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
     }
 }
 
@@ -412,7 +451,9 @@ struct Search<'a> {
     used: Vec<u32>,
     coupons_used: u32,
     /// Explored nodes and the chosen prefix (positions) that explored them.
-    memo: HashMap<MemoKey, Vec<usize>>,
+    memo: HashMap<MemoKey, Vec<usize>, BuildHasherDefault<Fx>>,
+    /// Pairs of each group.
+    group_pairs: Vec<Vec<usize>>,
 }
 
 impl<'a> Search<'a> {
@@ -480,7 +521,7 @@ impl<'a> Search<'a> {
                 continue;
             }
             tops.clear();
-            for pr in self.pairs.iter().filter(|pr| pr.group == g) {
+            for pr in self.group_pairs[g].iter().map(|&i| &self.pairs[i]) {
                 if self.beh_last[pr.beh] < k {
                     continue;
                 }
@@ -576,6 +617,28 @@ impl<'a> Search<'a> {
             return;
         }
         let margs: Vec<Option<i64>> = after.iter().map(|a| a.as_ref().map(|x| x.0)).collect();
+        // Effects: behaviours that leave this state in the same state, with the same
+        // exclusivity and stance on promotions, are one effect here (e.g. free shipping scoped
+        // to different lines).
+        let mut effect: Vec<usize> = (0..after.len()).collect();
+        for b in 0..after.len() {
+            let Some((sb, stb)) = &after[b] else { continue };
+            let pb = self.sorted[self.beh_rep[b]];
+            for b2 in 0..b {
+                let Some((s2, st2)) = &after[b2] else {
+                    continue;
+                };
+                let p2 = self.sorted[self.beh_rep[b2]];
+                if s2 == sb
+                    && st2 == stb
+                    && p2.exclusive == pb.exclusive
+                    && p2.with_promotions == pb.with_promotions
+                {
+                    effect[b] = effect[b2];
+                    break;
+                }
+            }
+        }
         let room = self.room(k, &margs, state, skip_exclusive);
         let ub = saving.saturating_add(room);
         if self.best.as_ref().is_some_and(|(_, b)| ub < *b) {
@@ -584,7 +647,7 @@ impl<'a> Search<'a> {
         let last = forced_next.min(n - 1);
         // Sibling dominance applies among children that need no forced offer later.
         let free = forced_next == n;
-        // Per (behaviour, group, source): the best tie-break key of a child kept so far that
+        // Per (effect, group, source): the best tie-break key of a child kept so far that
         // leaves no later candidate of its template.
         let mut seen: Vec<SiblingKey<'a>> = Vec::new();
         let mut children: Vec<(i64, usize)> = Vec::new();
@@ -595,8 +658,8 @@ impl<'a> Search<'a> {
             if conflict(self.policy, &self.chosen, c).is_some() {
                 continue;
             }
-            // Sibling dominance: an earlier child of the same behaviour, group and source
-            // leaves the same state under the same constraints, with every completion of this
+            // Sibling dominance: an earlier child of the same effect, group and source leaves
+            // the same state (hence the same saving) under the same constraints, with every completion of this
             // one still open to it (its next position is smaller); if its expiry and id are
             // no worse, the set with it wins every tie (replacing one member of a set by one
             // expiring no later, or as late with a smaller id, never makes the sorted keys
@@ -605,7 +668,7 @@ impl<'a> Search<'a> {
             let expiry = (c.valid_until.is_none(), c.valid_until);
             if free && last_of_template {
                 let dominated = seen.iter().any(|(sb, sg, sp, se, si)| {
-                    *sb == b
+                    *sb == effect[b]
                         && *sg == self.gid[j]
                         && *sp == c.is_promotion
                         && (*se, *si) <= (expiry, &c.id)
@@ -613,7 +676,7 @@ impl<'a> Search<'a> {
                 if dominated {
                     continue;
                 }
-                seen.push((b, self.gid[j], c.is_promotion, expiry, &c.id));
+                seen.push((effect[b], self.gid[j], c.is_promotion, expiry, &c.id));
             }
             // The child's completions are among this node's, each saving at most its
             // marginal here.
@@ -652,7 +715,7 @@ impl<'a> Search<'a> {
     }
 }
 
-/// What sibling dominance compares: behaviour, group, whether a promotion, expiry key, id.
+/// What sibling dominance compares: effect, group, whether a promotion, expiry key, id.
 type SiblingKey<'k> = (
     usize,
     usize,
