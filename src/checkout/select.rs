@@ -123,7 +123,7 @@ pub(crate) fn evaluate(
 }
 
 /// Like [`evaluate`], keeping the state left after the set.
-fn evaluate_state(
+pub(crate) fn evaluate_state(
     members: &[&Prepared],
     ctx: &CartCtx,
     policy: &StackingPolicy,
@@ -235,6 +235,19 @@ pub(crate) fn best(
     policy: &StackingPolicy,
     budget: u64,
 ) -> Outcome {
+    // The canonical-order search applies each remaining behaviour once per node: it wins when
+    // many offers share few behaviours (catalogues of near-identical promotions); with mostly
+    // distinct rules (wallets), the best-first search, which evaluates only the sets it
+    // takes, is cheaper. Both are exact.
+    let behaviours = {
+        let mut sigs: Vec<&[i64]> = cands.iter().map(|p| p.sig.as_slice()).collect();
+        sigs.sort_unstable();
+        sigs.dedup();
+        sigs.len()
+    };
+    if behaviours * 2 > cands.len() {
+        return super::classic::best(cands, forced, ctx, policy, budget);
+    }
     let mut order: Vec<usize> = (0..cands.len()).collect();
     order.sort_unstable_by_key(|&i| cands[i].rank);
     let sorted: Vec<&Prepared> = order.iter().map(|&i| &cands[i]).collect();
