@@ -15,7 +15,7 @@
 //! member's saving, hence the total and the validity (every member saves something), is the
 //! same. The stacking rules see the same group, source, exclusivity and promotion flags; only
 //! the per-order limit of a template tells slot-mates apart. So a slot is, for the search,
-//! exactly what a behaviour class is to [`dedup`](super::select::dedup): its members form a
+//! exactly what a behaviour class is to [`dedup`]: its members form a
 //! laminar matroid (at most the group's limit of them, at most `per_order` of each template)
 //! whose greedy basis by the tie-break (soonest expiry, then smallest id) dominates every other
 //! choice of as many members element by element, and the tie-break prefers it. The offers left

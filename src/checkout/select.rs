@@ -4,20 +4,36 @@
 //! ## Why the search is exact
 //! A set's saving is computed by applying its offers one after another in the canonical order
 //! ([`Prepared::apply_cmp`]), each to what the earlier ones left. Every benefit's saving is
-//! non-decreasing in what is left of the lines it applies to, and what is left never exceeds the
-//! original amounts, so an offer never saves more inside a set than alone on the whole cart:
-//! `saving(S) ≤ Σ_{s ∈ S} alone(s)`. The search walks the offers best-alone first, choosing to
-//! take or skip each, and cuts a branch only when even the most it could reach — the savings
-//! alone of what it holds plus the best savings alone still available, at most `limit` per
-//! stacking group and at most the coupon cap, and never more than the order's total — is
-//! *below* the best valid set found. Branches that could tie are explored, so the tie-break is
-//! exact too. The stacking rules only ever forbid more as a set grows, so a set that breaks
-//! one is cut with all its supersets, and a branch in which no remaining offer can join stops.
-//! A set in which some offer saves nothing is not valid, but it is not cut: another offer
-//! applied before it can change which units or lines it reaches, so a superset may be valid
-//! (only supersets adding offers that apply after all of its members stay invalid, since those
-//! leave the members' savings as they were). Extending an evaluated set by an offer that
-//! applies after all of its members costs one application, not a new evaluation.
+//! non-decreasing in what is left of the lines it applies to (and of the shipping fee), and
+//! applying an offer only ever lowers what is left. Two searches use this; the checkout picks
+//! the one suited to the input (see [`best`]):
+//!
+//! - the best-first search ([`classic`](super::classic)) bounds a set by the savings alone of
+//!   its members: `saving(S) ≤ Σ_{s ∈ S} alone(s)`;
+//! - the canonical-order search (here) walks sets as their members in canonical order, so a
+//!   chosen prefix's saving and the state it leaves are exact, each extension is one
+//!   application, and a member that saves nothing makes every extension invalid (later members
+//!   do not change it). Every valid set is reached: each of its canonical prefixes is valid.
+//!
+//! ## The bound
+//! At a node (chosen prefix `S`, state `σ` left, next position `k`), every completion adds
+//! offers at positions `≥ k`, each applied to a state at most `σ`, so each saves at most its
+//! *marginal* `m(c) = saving of c applied to σ`; an offer that saves nothing on `σ` saves
+//! nothing in the whole subtree and is dropped from it (as are exclusive offers once `S` is
+//! not empty, and offers of full groups). Completions take at most the group's remaining
+//! limit per stacking group, so `saving(S ∪ X) ≤ saving(S) + min(Σ_g top_{left(g)} m, what
+//! is left to pay on σ)`. A branch is cut only when this is *below* the best found; ties are
+//! explored, so the tie-break is exact.
+//!
+//! ## Dominance
+//! Two prefixes with the same next position, the same state left and the same stacking
+//! constraints in force (members per group, coupons, promotion flags, exclusivity, templates
+//! with candidates still to come) have the same completions with the same savings; for sets of
+//! equal size the tie-break order is kept under adding the same members (sorted keys merge
+//! alike), so only the prefix winning the tie-break is explored. Likewise among the children
+//! of a node: two that leave the same state, in the same group and source, the earlier has
+//! every completion of the later still open; if its expiry and id are no worse, the later is
+//! never the best.
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
@@ -519,7 +535,7 @@ impl<'a> Search<'a> {
     /// The most that offers at positions `k..` can add to a set that leaves `state` with
     /// `left[g]` places in group `g`, given each behaviour's saving on `state` (`margs`, `None`
     /// for the dead): the best `left[g]` of them per group, never more than what is left to
-    /// pay. See [the module docs](self#the-bound).
+    /// pay. See the module docs (the bound).
     fn room(&self, k: usize, margs: &[Option<i64>], state: &State, skip_exclusive: bool) -> i64 {
         let payable = state
             .residual
