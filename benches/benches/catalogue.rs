@@ -209,6 +209,14 @@ fn bench_catalogue(c: &mut Criterion) {
         };
         let n = index.len() as u64;
         g.throughput(Throughput::Elements(n));
+        let q = Checkout::new(&cart, &buyer, now(), &policy)
+            .promotions(&index)
+            .best()
+            .unwrap();
+        assert!(
+            q.proven_optimal,
+            "{name}: the default search budget ran out"
+        );
         g.bench_function(name, |b| {
             b.iter(|| {
                 let q = Checkout::new(&cart, &buyer, now(), &policy)

@@ -321,9 +321,9 @@ impl<'a> Checkout<'a> {
         }
     }
 
-    /// The default [`search_budget`](Checkout::search_budget): two million work units, far
-    /// more than a wallet of a thousand coupons or a catalogue of twenty thousand promotions
-    /// needs (a few thousand), and a few hundred milliseconds at worst.
+    /// The default [`search_budget`](Checkout::search_budget): 250,000 work units, well above
+    /// what a wallet of a thousand coupons or a catalogue of twenty thousand promotions needs,
+    /// and a fraction of a second at worst.
     pub const DEFAULT_SEARCH_BUDGET: u64 = select::DEFAULT_BUDGET;
 
     /// Sets the search budget in work units (see [`Checkout::search_budget`]). Whatever the

@@ -215,10 +215,11 @@ pub(crate) fn dedup(policy: &StackingPolicy, mut cands: Vec<Prepared>) -> Vec<Pr
     out
 }
 
-/// Work units the search may spend by default: far above what any catalogue or wallet the
-/// benchmarks model needs (tens of thousands), low enough that a pathological input answers
-/// in well under a second.
-pub(crate) const DEFAULT_BUDGET: u64 = 2_000_000;
+/// Work units the search may spend by default: well above what the catalogues and wallets the
+/// benchmarks model need (at most some tens of thousands), low enough that a pathological
+/// input answers in a fraction of a second and the search's memo (one entry per node) stays
+/// a few tens of megabytes at most.
+pub(crate) const DEFAULT_BUDGET: u64 = 250_000;
 
 /// What the search found: the best valid set (indices into the candidates) and its saving, if
 /// any; whether it is proven optimal; and the most any valid combination could save.
