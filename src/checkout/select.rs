@@ -732,7 +732,19 @@ impl<'a> Search<'a> {
             self.chosen_pos.push(j);
             self.used[self.gid[j]] += 1;
             self.coupons_used += u32::from(!c.is_promotion);
-            self.node(j + 1, next, saving.saturating_add(*s), &dead, child_ub);
+            let full = self.used.iter().zip(&self.caps).all(|(u, cap)| u >= cap);
+            if full || c.exclusive {
+                // Nothing can join the child: it is a set to consider, not a node to expand.
+                if self.spend(1) {
+                    if self.next_forced[j + 1] == n {
+                        self.consider(saving.saturating_add(*s));
+                    }
+                } else {
+                    self.open_bound = self.open_bound.max(child_ub);
+                }
+            } else {
+                self.node(j + 1, next, saving.saturating_add(*s), &dead, child_ub);
+            }
             self.coupons_used -= u32::from(!c.is_promotion);
             self.used[self.gid[j]] -= 1;
             self.chosen_pos.pop();
