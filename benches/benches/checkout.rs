@@ -192,6 +192,14 @@ fn bench_wallets(c: &mut Criterion) {
         let cart = cart(20, &mut r);
         let wallet = wallet(n, &mut r);
         g.throughput(Throughput::Elements(n as u64));
+        let q = Checkout::new(&cart, &buyer, now(), &policy)
+            .offers(&wallet)
+            .best()
+            .unwrap();
+        assert!(
+            q.proven_optimal,
+            "wallet/{n}: the default search budget ran out"
+        );
         g.bench_function(format!("{n}"), |b| {
             b.iter(|| {
                 let q = Checkout::new(&cart, &buyer, now(), &policy)
@@ -207,6 +215,14 @@ fn bench_wallets(c: &mut Criterion) {
         let cart = cart(20, &mut r);
         let wallet = wallet_of(n, n, &mut r);
         g.throughput(Throughput::Elements(n as u64));
+        let q = Checkout::new(&cart, &buyer, now(), &policy)
+            .offers(&wallet)
+            .best()
+            .unwrap();
+        assert!(
+            q.proven_optimal,
+            "distinct/{n}: the default search budget ran out"
+        );
         g.bench_function(format!("distinct/{n}"), |b| {
             b.iter(|| {
                 let q = Checkout::new(&cart, &buyer, now(), &policy)
@@ -275,6 +291,14 @@ fn bench_promotions(c: &mut Criterion) {
         index.candidates(&cart).len()
     );
     g.throughput(Throughput::Elements(20_000));
+    let q = Checkout::new(&cart, &buyer, now(), &policy)
+        .promotions(&index)
+        .best()
+        .unwrap();
+    assert!(
+        q.proven_optimal,
+        "promotions/20000: the default search budget ran out"
+    );
     g.bench_function("20000", |b| {
         b.iter(|| {
             let q = Checkout::new(&cart, &buyer, now(), &policy)

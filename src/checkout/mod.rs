@@ -145,8 +145,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod classic;
 mod engine;
 mod index;
+mod prune;
 mod quote;
 mod reason;
 mod select;
@@ -468,6 +470,11 @@ pub struct Checkout<'a> {
     pub promotions: Option<&'a PromotionIndex>,
     /// The stacking policy.
     pub policy: &'a StackingPolicy,
+    /// Work units the best-combination search may spend (one per combination examined and one
+    /// per application of an offer to a cart state) before it answers with the best found so
+    /// far, marked [`Quote::proven_optimal`]` == false`. Default
+    /// [`Checkout::DEFAULT_SEARCH_BUDGET`].
+    pub search_budget: u64,
 }
 
 /// The prepared form of a checkout: each offer usable (with its prepared form) or not (with its
@@ -494,7 +501,21 @@ impl<'a> Checkout<'a> {
             offers: &[],
             promotions: None,
             policy,
+            search_budget: Checkout::DEFAULT_SEARCH_BUDGET,
         }
+    }
+
+    /// The default [`search_budget`](Checkout::search_budget): 250,000 work units, well above
+    /// what a wallet of a thousand coupons or a catalogue of twenty thousand promotions needs,
+    /// and a fraction of a second at worst.
+    pub const DEFAULT_SEARCH_BUDGET: u64 = select::DEFAULT_BUDGET;
+
+    /// Sets the search budget in work units (see [`Checkout::search_budget`]). Whatever the
+    /// budget, the answer is a valid combination (at worst none) and says whether it is proven
+    /// optimal.
+    pub fn search_budget(mut self, units: u64) -> Checkout<'a> {
+        self.search_budget = units;
+        self
     }
 
     /// Sets the wallet coupons and typed codes.
@@ -593,27 +614,40 @@ impl<'a> Checkout<'a> {
     pub fn best(&self) -> Result<Quote, CheckoutError> {
         let prep = self.prepare();
         let promotions = self.standing_promotions(&prep);
-        let mut cands: Vec<Prepared> = prep
-            .usable
-            .iter()
-            .filter(|p| promotions.contains(&p.offer))
-            .cloned()
-            .collect();
-        let mut forced = vec![true; cands.len()];
-        let rest: Vec<Prepared> = prep
-            .usable
-            .iter()
-            .filter(|p| self.policy.promotions == PromotionMode::Optimised || !p.is_promotion)
-            .cloned()
-            .collect();
-        for p in select::dedup(self.policy, rest) {
-            cands.push(p);
-            forced.push(false);
-        }
-        let chosen: Vec<usize> = select::best(&cands, &forced, &prep.ctx, self.policy)
+        let (cands, forced) = if promotions.is_empty() {
+            // Everything is optimised together: prune the interchangeable offers first.
+            let cands = prune::prune(self.policy, prep.usable.clone());
+            let forced = vec![false; cands.len()];
+            (cands, forced)
+        } else {
+            // Standing promotions apply whatever the coupons; the pruning's argument does not
+            // see them between otherwise identical offers, so only exact duplicates collapse.
+            let mut cands: Vec<Prepared> = prep
+                .usable
+                .iter()
+                .filter(|p| promotions.contains(&p.offer))
+                .cloned()
+                .collect();
+            let mut forced = vec![true; cands.len()];
+            let rest: Vec<Prepared> = prep
+                .usable
+                .iter()
+                .filter(|p| self.policy.promotions == PromotionMode::Optimised || !p.is_promotion)
+                .cloned()
+                .collect();
+            for p in select::dedup(self.policy, rest) {
+                cands.push(p);
+                forced.push(false);
+            }
+            (cands, forced)
+        };
+        let outcome = select::best(&cands, &forced, &prep.ctx, self.policy, self.search_budget);
+        let chosen: Vec<usize> = outcome
+            .found
+            .as_ref()
             .map(|(set, _)| set.iter().map(|&i| cands[i].offer).collect())
             .unwrap_or(promotions);
-        Ok(self.build(&prep, &chosen))
+        Ok(self.build(&prep, &chosen, (outcome.proven_optimal, outcome.gap())))
     }
 
     /// The promotions that apply whatever the coupons (indices into `prep.all`): under
@@ -629,9 +663,10 @@ impl<'a> Checkout<'a> {
             .filter(|p| p.is_promotion)
             .cloned()
             .collect();
-        let cands = select::dedup(self.policy, promos);
+        let cands = prune::prune(self.policy, promos);
         let forced = vec![false; cands.len()];
-        select::best(&cands, &forced, &prep.ctx, self.policy)
+        select::best(&cands, &forced, &prep.ctx, self.policy, self.search_budget)
+            .found
             .map(|(set, _)| set.iter().map(|&i| cands[i].offer).collect())
             .unwrap_or_default()
     }
@@ -722,7 +757,8 @@ impl<'a> Checkout<'a> {
                 forced.push(is_chosen);
             }
         }
-        let set: Vec<usize> = match select::best(&cands, &forced, &prep.ctx, self.policy) {
+        let outcome = select::best(&cands, &forced, &prep.ctx, self.policy, self.search_budget);
+        let set: Vec<usize> = match &outcome.found {
             Some((set, _)) => set.iter().map(|&i| cands[i].offer).collect(),
             None => {
                 // No promotions make the choice valid: name the offer that saves nothing.
@@ -730,7 +766,7 @@ impl<'a> Checkout<'a> {
                 members
             }
         };
-        Ok(self.build(&prep, &set))
+        Ok(self.build(&prep, &set, (outcome.proven_optimal, outcome.gap())))
     }
 
     /// Prices exactly these offers, nothing added (e.g. to re-price an order whose coupons
@@ -742,11 +778,11 @@ impl<'a> Checkout<'a> {
         let prep = self.prepare();
         let members = self.resolve(&prep, offers)?;
         self.check_set(&prep, &members, true)?;
-        Ok(self.build(&prep, &members))
+        Ok(self.build(&prep, &members, (true, 0)))
     }
 
     /// Builds the quote for the chosen offers (indices into `prep.all`).
-    fn build(&self, prep: &Prep<'_>, chosen: &[usize]) -> Quote {
+    fn build(&self, prep: &Prep<'_>, chosen: &[usize], (proven, gap): (bool, i64)) -> Quote {
         let cart = self.cart;
         let cur = cart.currency();
         let money = |m: i64| Money::from_minor(m, cur);
@@ -868,6 +904,8 @@ impl<'a> Checkout<'a> {
             total_before: money(total_before),
             total_after: money(total_after),
             saving: money(total_before - total_after),
+            proven_optimal: proven,
+            optimality_gap: money(gap),
             offers: evals,
         }
     }

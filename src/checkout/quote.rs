@@ -118,6 +118,14 @@ pub struct Quote {
     pub total_after: Money,
     /// `total_before − total_after`.
     pub saving: Money,
+    /// Whether the combination is proven the best (always, unless the checkout's
+    /// [search budget](crate::checkout::Checkout::search_budget) ran out first; a buyer's own
+    /// selection and [`apply_exactly`](crate::checkout::Checkout::apply_exactly) count as
+    /// proven).
+    pub proven_optimal: bool,
+    /// How much more than [`saving`](Quote::saving) the best combination could save at most:
+    /// zero when proven optimal.
+    pub optimality_gap: Money,
     /// Every offer considered.
     pub offers: Vec<Evaluation>,
 }

@@ -4,26 +4,46 @@
 //! ## Why the search is exact
 //! A set's saving is computed by applying its offers one after another in the canonical order
 //! ([`Prepared::apply_cmp`]), each to what the earlier ones left. Every benefit's saving is
-//! non-decreasing in what is left of the lines it applies to, and what is left never exceeds the
-//! original amounts, so an offer never saves more inside a set than alone on the whole cart:
-//! `saving(S) ≤ Σ_{s ∈ S} alone(s)`. The search walks the offers best-alone first, choosing to
-//! take or skip each, and cuts a branch only when even the most it could reach — the savings
-//! alone of what it holds plus the best savings alone still available, at most `limit` per
-//! stacking group and at most the coupon cap, and never more than the order's total — is
-//! *below* the best valid set found. Branches that could tie are explored, so the tie-break is
-//! exact too. The stacking rules only ever forbid more as a set grows, so a set that breaks
-//! one is cut with all its supersets, and a branch in which no remaining offer can join stops.
-//! A set in which some offer saves nothing is not valid, but it is not cut: another offer
-//! applied before it can change which units or lines it reaches, so a superset may be valid
-//! (only supersets adding offers that apply after all of its members stay invalid, since those
-//! leave the members' savings as they were). Extending an evaluated set by an offer that
-//! applies after all of its members costs one application, not a new evaluation.
+//! non-decreasing in what is left of the lines it applies to (and of the shipping fee), and
+//! applying an offer only ever lowers what is left. Two searches use this; the checkout picks
+//! the one suited to the input (see [`best`]):
+//!
+//! - the best-first search ([`classic`](super::classic)) bounds a set by the savings alone of
+//!   its members: `saving(S) ≤ Σ_{s ∈ S} alone(s)`;
+//! - the canonical-order search (here) walks sets as their members in canonical order, so a
+//!   chosen prefix's saving and the state it leaves are exact, each extension is one
+//!   application, and a member that saves nothing makes every extension invalid (later members
+//!   do not change it). Every valid set is reached: each of its canonical prefixes is valid.
+//!
+//! ## The bound
+//! At a node (chosen prefix `S`, state `σ` left, next position `k`), every completion adds
+//! offers at positions `≥ k`, each applied to a state at most `σ`, so each saves at most its
+//! *marginal* `m(c) = saving of c applied to σ`; an offer that saves nothing on `σ` saves
+//! nothing in the whole subtree and is dropped from it (as are exclusive offers once `S` is
+//! not empty, and offers of full groups). Completions take at most the group's remaining
+//! limit per stacking group, so `saving(S ∪ X) ≤ saving(S) + min(Σ_g top_{left(g)} m, what
+//! is left to pay on σ)`. A branch is cut only when this is *below* the best found; ties are
+//! explored, so the tie-break is exact.
+//!
+//! ## Dominance
+//! Two prefixes with the same next position, the same state left and the same stacking
+//! constraints in force (members per group, coupons, promotion flags, exclusivity, templates
+//! with candidates still to come) have the same completions with the same savings; for sets of
+//! equal size the tie-break order is kept under adding the same members (sorted keys merge
+//! alike), so only the prefix winning the tie-break is explored. Likewise among the children
+//! of a node: two that leave the same state, in the same group and source, the earlier has
+//! every completion of the later still open; if its expiry and id are no worse, the later is
+//! never the best.
 
 use std::cmp::Ordering;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
-use super::StackingPolicy;
+use chrono::{DateTime, Utc};
+
 use super::engine::{CartCtx, Prepared, State, apply};
 use super::reason::Ineligible;
+use super::{OfferId, StackingPolicy};
 
 /// The first stacking rule `c` would break by joining a set (indices point into the set).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -118,8 +138,8 @@ pub(crate) fn evaluate(
     evaluate_state(members, ctx, policy).map(|(_, saving)| saving)
 }
 
-/// Like [`evaluate`], keeping the state left after the set, to extend it.
-fn evaluate_state(
+/// Like [`evaluate`], keeping the state left after the set.
+pub(crate) fn evaluate_state(
     members: &[&Prepared],
     ctx: &CartCtx,
     policy: &StackingPolicy,
@@ -132,22 +152,6 @@ fn evaluate_state(
         total += apply(p, ctx, &mut state, policy, None).ok()?;
     }
     Some((state, total))
-}
-
-/// What the search knows of a chosen set: its members' highest rank, and, once evaluated,
-/// whether it is valid with the state it leaves.
-enum Known {
-    /// Not evaluated.
-    Unknown,
-    /// Some member saves nothing.
-    Invalid,
-    /// Every member saves something; what is left and the total saving.
-    Valid(State, i64),
-}
-
-struct Node {
-    max_rank: Option<u32>,
-    known: Known,
 }
 
 /// The tie-break between two sets of equal saving: the one whose coupons expire soonest
@@ -211,50 +215,87 @@ pub(crate) fn dedup(policy: &StackingPolicy, mut cands: Vec<Prepared>) -> Vec<Pr
     out
 }
 
-/// Positions (ascending) of some candidates with prefix sums of their savings alone: the sum
-/// of the first `c` of them at or after a position, in `O(log n)`.
-struct Run {
-    pos: Vec<usize>,
-    prefix: Vec<i64>,
+/// Work units the search may spend by default: well above what the catalogues and wallets the
+/// benchmarks model need (at most some tens of thousands), low enough that a pathological
+/// input answers in a fraction of a second and the search's memo (one entry per node) stays
+/// a few tens of megabytes at most.
+pub(crate) const DEFAULT_BUDGET: u64 = 250_000;
+
+/// What the search found: the best valid set (indices into the candidates) and its saving, if
+/// any; whether it is proven optimal; and the most any valid combination could save.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Outcome {
+    pub found: Option<(Vec<usize>, i64)>,
+    /// `false` when the budget ran out before every branch was settled.
+    pub proven_optimal: bool,
+    /// An upper bound on the saving of every valid combination (the found saving when proven
+    /// optimal).
+    pub bound: i64,
 }
 
-impl Run {
-    fn new<'p>(members: impl Iterator<Item = (usize, &'p Prepared)>) -> Run {
-        let mut pos = Vec::new();
-        let mut prefix = vec![0i64];
-        for (k, p) in members {
-            pos.push(k);
-            let last = prefix.last().copied().unwrap_or(0);
-            prefix.push(last.saturating_add(p.alone));
-        }
-        Run { pos, prefix }
-    }
-
-    fn top(&self, k: usize, c: u32) -> i64 {
-        let i = self.pos.partition_point(|&p| p < k);
-        let j = (i + c as usize).min(self.pos.len());
-        self.prefix[j] - self.prefix[i]
+impl Outcome {
+    /// How much more than the found set the best combination could save.
+    pub fn gap(&self) -> i64 {
+        let found = self.found.as_ref().map_or(0, |f| f.1);
+        self.bound.saturating_sub(found).max(0)
     }
 }
 
-/// Branch and bound over `cands`. `forced[i]` offers must be in the result. Returns the best
-/// set's indices into `cands` and its saving; `None` when the forced set itself is invalid.
+/// Branch and bound over `cands`, in canonical order (see the module docs). `forced[i]`
+/// offers must be in the result; `budget` caps the work units spent (one per node and one per
+/// application of an offer). Nothing found when no valid set holds every forced offer (or
+/// when the budget ran out before one was found).
 pub(crate) fn best(
     cands: &[Prepared],
     forced: &[bool],
     ctx: &CartCtx,
     policy: &StackingPolicy,
-) -> Option<(Vec<usize>, i64)> {
-    // Search order: forced first, then by saving alone, best first.
+    budget: u64,
+) -> Outcome {
+    // The canonical-order search applies each remaining behaviour once per node: it wins when
+    // many offers share few behaviours (catalogues of near-identical promotions); with mostly
+    // distinct rules (wallets), the best-first search, which evaluates only the sets it
+    // takes, is cheaper. Both are exact.
+    let behaviours = {
+        let mut sigs: Vec<&[i64]> = cands.iter().map(|p| p.sig.as_slice()).collect();
+        sigs.sort_unstable();
+        sigs.dedup();
+        sigs.len()
+    };
+    if behaviours * 2 > cands.len() {
+        return super::classic::best(cands, forced, ctx, policy, budget);
+    }
     let mut order: Vec<usize> = (0..cands.len()).collect();
-    order.sort_unstable_by(|&a, &b| {
-        forced[b]
-            .cmp(&forced[a])
-            .then(cands[b].alone.cmp(&cands[a].alone))
-            .then(cands[a].rank.cmp(&cands[b].rank))
-    });
+    order.sort_unstable_by_key(|&i| cands[i].rank);
     let sorted: Vec<&Prepared> = order.iter().map(|&i| &cands[i]).collect();
-    // Intern groups for the bound.
+    let n = sorted.len();
+    let forced_sorted: Vec<bool> = order.iter().map(|&i| forced[i]).collect();
+    let mut next_forced = vec![n; n + 1];
+    for k in (0..n).rev() {
+        next_forced[k] = if forced_sorted[k] {
+            k
+        } else {
+            next_forced[k + 1]
+        };
+    }
+    // Behaviours: offers with equal signatures apply identically to any state.
+    let mut beh_of_sig: HashMap<&[i64], usize> = HashMap::new();
+    let beh: Vec<usize> = sorted
+        .iter()
+        .map(|p| {
+            let next = beh_of_sig.len();
+            *beh_of_sig.entry(p.sig.as_slice()).or_insert(next)
+        })
+        .collect();
+    let nbeh = beh_of_sig.len();
+    let mut beh_rep: Vec<usize> = vec![0; nbeh];
+    let mut beh_last: Vec<usize> = vec![0; nbeh];
+    for (k, &b) in beh.iter().enumerate().rev() {
+        beh_rep[b] = k;
+    }
+    for (k, &b) in beh.iter().enumerate() {
+        beh_last[b] = k;
+    }
     let mut groups: Vec<&crate::id::StackingGroup> = Vec::new();
     let gid: Vec<usize> = sorted
         .iter()
@@ -267,157 +308,221 @@ pub(crate) fn best(
         })
         .collect();
     let caps: Vec<u32> = groups.iter().map(|g| policy.group_limit(g)).collect();
-    let gid_ref = &gid;
-    let sorted_ref = &sorted;
-    let in_group = |g: usize, promo_only: bool| {
-        Run::new(
-            sorted_ref
-                .iter()
-                .copied()
-                .enumerate()
-                .filter(move |(k, p)| gid_ref[*k] == g && (!promo_only || p.is_promotion)),
-        )
-    };
-    let all_runs: Vec<Run> = (0..groups.len()).map(|g| in_group(g, false)).collect();
-    let promo_runs: Vec<Run> = (0..groups.len()).map(|g| in_group(g, true)).collect();
-    let coupon_run = Run::new(
-        sorted
-            .iter()
-            .copied()
-            .enumerate()
-            .filter(|(_, p)| !p.is_promotion),
-    );
-    let total_payable = ctx.totals.iter().sum::<i64>() + ctx.shipping;
+    let mut beh_groups: Vec<Vec<usize>> = vec![Vec::new(); nbeh];
+    for k in 0..n {
+        if !beh_groups[beh[k]].contains(&gid[k]) {
+            beh_groups[beh[k]].push(gid[k]);
+        }
+    }
+    // Pairs (behaviour, group) with their positions, for the bound.
+    let mut pair_of_key: HashMap<(usize, usize), usize> = HashMap::new();
+    let mut pairs: Vec<Pair> = Vec::new();
+    for k in 0..n {
+        let key = (beh[k], gid[k]);
+        let next = pairs.len();
+        let i = *pair_of_key.entry(key).or_insert(next);
+        if i == next {
+            pairs.push(Pair {
+                beh: beh[k],
+                group: gid[k],
+                positions: Vec::new(),
+            });
+        }
+        pairs[i].positions.push(k);
+    }
+    let mut group_pairs: Vec<Vec<usize>> = vec![Vec::new(); caps.len()];
+    for (i, pr) in pairs.iter().enumerate() {
+        group_pairs[pr.group].push(i);
+    }
+    let mut templates: Vec<&crate::id::TemplateId> = Vec::new();
+    let tid: Vec<u32> = sorted
+        .iter()
+        .map(|p| match templates.iter().position(|x| **x == p.template) {
+            Some(t) => t as u32,
+            None => {
+                templates.push(&p.template);
+                (templates.len() - 1) as u32
+            }
+        })
+        .collect();
+    let mut template_last = vec![0usize; templates.len()];
+    for (k, &t) in tid.iter().enumerate() {
+        template_last[t as usize] = k;
+    }
+    let total_payable = ctx.totals.iter().sum::<i64>().saturating_add(ctx.shipping);
     let mut s = Search {
         sorted: &sorted,
-        forced: order.iter().map(|&i| forced[i]).collect(),
-        gid: &gid,
-        caps: &caps,
-        all_runs: &all_runs,
-        promo_runs: &promo_runs,
-        coupon_run: &coupon_run,
-        used: vec![0; groups.len()],
-        coupons_used: 0,
+        next_forced,
+        beh,
+        beh_rep,
+        beh_last,
+        beh_groups,
+        gid,
+        caps,
+        pairs,
+        tid,
+        template_last,
         ctx,
         policy,
-        total_payable,
+        budget,
+        spent: 0,
+        exhausted: false,
+        open_bound: 0,
         best: None,
         chosen: Vec::new(),
         chosen_pos: Vec::new(),
-        nodes: vec![Node {
-            max_rank: None,
-            known: Known::Valid(ctx.fresh(), 0),
-        }],
+        used: vec![0; groups.len()],
+        coupons_used: 0,
+        memo: HashMap::default(),
+        group_pairs,
     };
-    let n_forced = forced.iter().filter(|f| **f).count();
-    if n_forced == 0 {
-        s.consider(0);
+    let dead = vec![false; nbeh];
+    s.node(0, &ctx.fresh(), 0, &dead, total_payable);
+    let exhausted = s.exhausted;
+    let found = s
+        .best
+        .map(|(set, saving)| (set.into_iter().map(|k| order[k]).collect(), saving));
+    let saving = found.as_ref().map_or(0, |f: &(Vec<usize>, i64)| f.1);
+    Outcome {
+        found,
+        proven_optimal: !exhausted,
+        bound: if exhausted {
+            s.open_bound.min(total_payable).max(saving)
+        } else {
+            saving
+        },
     }
-    s.dfs(0, 0, n_forced);
-    s.best
-        .map(|(set, saving)| (set.into_iter().map(|k| order[k]).collect(), saving))
+}
+
+/// The candidates of one behaviour in one stacking group, by position in canonical order.
+struct Pair {
+    beh: usize,
+    group: usize,
+    positions: Vec<usize>,
+}
+
+impl Pair {
+    /// How many of them sit at or after position `k`.
+    fn from(&self, k: usize) -> usize {
+        self.positions.len() - self.positions.partition_point(|&p| p < k)
+    }
+}
+
+/// A small multiplicative hasher for the search's memo (keys are short integer vectors made
+/// here, never attacker-chosen strings, so a keyed hash buys nothing).
+#[derive(Default)]
+struct Fx(u64);
+
+impl Fx {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for Fx {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+}
+
+/// Identifies a node for dominance: two chosen prefixes with the same next position, the same
+/// state left and the same stacking constraints in force have exactly the same completions.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct MemoKey {
+    k: usize,
+    residual: Vec<i64>,
+    shipping: i64,
+    constraints: Vec<u32>,
 }
 
 struct Search<'a> {
-    /// Candidates in search order.
+    /// Candidates in canonical order.
     sorted: &'a [&'a Prepared],
-    forced: Vec<bool>,
-    gid: &'a [usize],
-    caps: &'a [u32],
-    all_runs: &'a [Run],
-    promo_runs: &'a [Run],
-    coupon_run: &'a Run,
-    used: Vec<u32>,
-    coupons_used: u32,
+    /// `next_forced[k]`: the first forced position at or after `k` (`n` when none).
+    next_forced: Vec<usize>,
+    /// Behaviour of each position; its first and last positions.
+    beh: Vec<usize>,
+    beh_rep: Vec<usize>,
+    beh_last: Vec<usize>,
+    /// The stacking groups each behaviour's offers belong to.
+    beh_groups: Vec<Vec<usize>>,
+    gid: Vec<usize>,
+    caps: Vec<u32>,
+    pairs: Vec<Pair>,
+    tid: Vec<u32>,
+    template_last: Vec<usize>,
     ctx: &'a CartCtx,
     policy: &'a StackingPolicy,
-    total_payable: i64,
-    /// Best set so far, as positions in search order, and its saving.
+    budget: u64,
+    spent: u64,
+    exhausted: bool,
+    /// When exhausted: the largest bound of a branch left unexplored.
+    open_bound: i64,
+    /// Best set so far, as positions in canonical order, and its saving.
     best: Option<(Vec<usize>, i64)>,
     chosen: Vec<&'a Prepared>,
     chosen_pos: Vec<usize>,
-    /// One node per chosen prefix (the root first).
-    nodes: Vec<Node>,
+    used: Vec<u32>,
+    coupons_used: u32,
+    /// Explored nodes and the chosen prefix (positions) that explored them.
+    memo: HashMap<MemoKey, Vec<usize>, BuildHasherDefault<Fx>>,
+    /// Pairs of each group.
+    group_pairs: Vec<Vec<usize>>,
 }
 
 impl<'a> Search<'a> {
-    /// The most that candidates at positions `k..` can add to the chosen set: each offer saves
-    /// at most its saving alone, at most `limit` per group count, and at most the coupon cap of
-    /// coupons. Zero when none of them can join at all.
-    fn room(&self, k: usize) -> i64 {
-        let mut by_groups = 0i64;
-        let mut promos = 0i64;
-        for g in 0..self.caps.len() {
-            let left = self.caps[g].saturating_sub(self.used[g]);
-            if left > 0 {
-                by_groups = by_groups.saturating_add(self.all_runs[g].top(k, left));
-                promos = promos.saturating_add(self.promo_runs[g].top(k, left));
-            }
+    /// Spends `units` of the budget; `false` (and the search is over) when it is gone.
+    fn spend(&mut self, units: u64) -> bool {
+        self.spent = self.spent.saturating_add(units);
+        if self.spent > self.budget {
+            self.exhausted = true;
         }
-        let coupons_left = self.policy.max_coupons.saturating_sub(self.coupons_used);
-        let by_count = promos.saturating_add(self.coupon_run.top(k, coupons_left));
-        by_groups.min(by_count)
+        !self.exhausted
     }
 
-    /// Pushes the node of the chosen set that just gained `c`. Appending an offer that applies
-    /// after every member leaves the members' savings as they were, so an invalid parent makes
-    /// an invalid child without evaluating.
-    fn push_node(&mut self, c: &Prepared) {
-        let parent = self.nodes.last();
-        let after_all = parent.is_none_or(|n| n.max_rank.is_none_or(|r| c.rank > r));
-        let known = match parent {
-            Some(Node {
-                known: Known::Invalid,
-                ..
-            }) if after_all => Known::Invalid,
-            _ => Known::Unknown,
-        };
-        let max_rank = parent
-            .and_then(|n| n.max_rank)
-            .map_or(c.rank, |r| r.max(c.rank));
-        self.nodes.push(Node {
-            max_rank: Some(max_rank),
-            known,
-        });
+    /// The stacking constraints the chosen set puts on its completions from position `k`:
+    /// members per group, coupons, whether it holds a promotion or an offer refusing them, an
+    /// exclusive offer, and the templates of members that still have candidates at `k` or
+    /// after (for per-order limits).
+    fn constraints(&self, k: usize) -> Vec<u32> {
+        let mut v: Vec<u32> = self.used.clone();
+        v.push(self.coupons_used);
+        let flags = u32::from(self.chosen.iter().any(|p| p.is_promotion))
+            | u32::from(self.chosen.iter().any(|p| !p.with_promotions)) << 1
+            | u32::from(self.chosen.iter().any(|p| p.exclusive)) << 2;
+        v.push(flags);
+        let mut ts: Vec<u32> = self
+            .chosen_pos
+            .iter()
+            .map(|&p| self.tid[p])
+            .filter(|&t| self.template_last[t as usize] >= k)
+            .collect();
+        ts.sort_unstable();
+        v.extend(ts);
+        v
     }
 
-    /// The saving of the chosen set (whose last member is `c`), or `None` when it is invalid:
-    /// one application on the parent's state when `c` applies after every other member,
-    /// otherwise the whole set again. Remembered for the set's extensions.
-    fn evaluate_top(&mut self, c: &Prepared) -> Option<i64> {
-        let n = self.nodes.len();
-        let known = match &self.nodes[n - 1].known {
-            Known::Invalid => return None,
-            Known::Valid(_, s) => return Some(*s),
-            Known::Unknown => {
-                let parent = &self.nodes[n - 2];
-                let after_all = parent.max_rank.is_none_or(|r| c.rank > r);
-                match &parent.known {
-                    Known::Valid(state, saving) if after_all => {
-                        let mut state = state.clone();
-                        match apply(c, self.ctx, &mut state, self.policy, None) {
-                            Ok(s) => Known::Valid(state, saving + s),
-                            Err(_) => Known::Invalid,
-                        }
-                    }
-                    _ => match evaluate_state(&self.chosen, self.ctx, self.policy) {
-                        Some((state, s)) => Known::Valid(state, s),
-                        None => Known::Invalid,
-                    },
-                }
-            }
-        };
-        let out = match &known {
-            Known::Valid(_, s) => Some(*s),
-            _ => None,
-        };
-        self.nodes[n - 1].known = known;
-        out
-    }
-
+    /// Whether the chosen set is as good as or better than the best, and replaces it if so.
     fn consider(&mut self, saving: i64) {
         let replace = match &self.best {
             None => true,
+            Some((_, bs)) if saving != *bs => saving > *bs,
             Some((b, bs)) => {
                 let theirs: Vec<&Prepared> = b.iter().map(|&k| self.sorted[k]).collect();
                 better(&self.chosen, saving, &theirs, *bs) == Ordering::Less
@@ -428,49 +533,235 @@ impl<'a> Search<'a> {
         }
     }
 
-    /// `k`: next position; `held`: the chosen offers' savings alone; `forced_left`: forced
-    /// offers not yet placed (they come first).
-    fn dfs(&mut self, k: usize, held: i64, forced_left: usize) {
-        if k == self.sorted.len() {
-            return;
-        }
-        if forced_left == 0 {
-            let room = self.room(k);
-            if room == 0 {
-                // Nothing left can join; this set was considered when it was formed.
-                return;
+    /// The most that offers at positions `k..` can add to a set that leaves `state` with
+    /// `left[g]` places in group `g`, given each behaviour's saving on `state` (`margs`, `None`
+    /// for the dead): the best `left[g]` of them per group, never more than what is left to
+    /// pay. See the module docs (the bound).
+    fn room(&self, k: usize, margs: &[Option<i64>], state: &State, skip_exclusive: bool) -> i64 {
+        let payable = state
+            .residual
+            .iter()
+            .sum::<i64>()
+            .saturating_add(state.shipping);
+        let mut total = 0i64;
+        let mut tops: Vec<(i64, usize)> = Vec::new();
+        for g in 0..self.caps.len() {
+            let left = self.caps[g].saturating_sub(self.used[g]) as usize;
+            if left == 0 {
+                continue;
             }
-            // No order saves more than its total.
-            let bound = held.saturating_add(room).min(self.total_payable);
-            if self.best.as_ref().is_some_and(|(_, b)| bound < *b) {
-                return;
-            }
-        }
-        let c: &'a Prepared = self.sorted[k];
-        if conflict(self.policy, &self.chosen, c).is_none() {
-            self.chosen.push(c);
-            self.chosen_pos.push(k);
-            self.used[self.gid[k]] += 1;
-            self.coupons_used += u32::from(!c.is_promotion);
-            let left = forced_left.saturating_sub(usize::from(self.forced[k]));
-            let held = held.saturating_add(c.alone);
-            self.push_node(c);
-            // The set saves at most `held`: evaluate it only if that could reach the best.
-            let reachable = self.best.as_ref().is_none_or(|(_, b)| held >= *b);
-            if left == 0 && reachable {
-                if let Some(s) = self.evaluate_top(c) {
-                    self.consider(s);
+            tops.clear();
+            for pr in self.group_pairs[g].iter().map(|&i| &self.pairs[i]) {
+                if self.beh_last[pr.beh] < k {
+                    continue;
+                }
+                if skip_exclusive && self.sorted[self.beh_rep[pr.beh]].exclusive {
+                    continue;
+                }
+                let Some(m) = margs[pr.beh] else { continue };
+                let count = pr.from(k);
+                if count > 0 {
+                    tops.push((m, count));
                 }
             }
-            self.dfs(k + 1, held, left);
-            self.nodes.pop();
+            tops.sort_unstable_by_key(|t| std::cmp::Reverse(t.0));
+            let mut want = left;
+            for &(m, count) in &tops {
+                if want == 0 {
+                    break;
+                }
+                let take = want.min(count);
+                total = total.saturating_add(m.saturating_mul(take as i64));
+                want -= take;
+            }
+            if total >= payable {
+                return payable;
+            }
+        }
+        total.min(payable)
+    }
+
+    /// Explores the node of the chosen set (next position `k`, leaving `state`, saving
+    /// `saving`); `dead[b]`: behaviour `b` saves nothing on `state` (nor on anything less);
+    /// `bound`: the parent's bound on this node, recorded if the budget runs out here.
+    fn node(&mut self, k: usize, state: &State, saving: i64, dead: &[bool], bound: i64) {
+        let n = self.sorted.len();
+        if self.chosen.is_empty() && self.next_forced[k] == n {
+            // The empty set first, whatever the budget.
+            self.consider(saving);
+        }
+        if !self.spend(1) {
+            self.open_bound = self.open_bound.max(bound);
+            return;
+        }
+        let key = MemoKey {
+            k,
+            residual: state.residual.clone(),
+            shipping: state.shipping,
+            constraints: self.constraints(k),
+        };
+        if let Some(prev) = self.memo.get(&key) {
+            let prev: Vec<&Prepared> = prev.iter().map(|&p| self.sorted[p]).collect();
+            if tie_break(&prev, &self.chosen) != Ordering::Greater {
+                // Same completions, same savings, and the earlier prefix wins every tie.
+                return;
+            }
+        }
+        self.memo.insert(key, self.chosen_pos.clone());
+        let forced_next = self.next_forced[k];
+        if forced_next == n {
+            self.consider(saving);
+        }
+        if k == n || self.chosen.iter().any(|p| p.exclusive) {
+            return;
+        }
+        // Each live behaviour still to come, applied to this state.
+        let skip_exclusive = !self.chosen.is_empty();
+        let mut dead = dead.to_vec();
+        let mut after: Vec<Option<(i64, State)>> = vec![None; dead.len()];
+        for b in 0..dead.len() {
+            if dead[b] || self.beh_last[b] < k {
+                continue;
+            }
+            let p = self.sorted[self.beh_rep[b]];
+            // Exclusive offers never join a non-empty set, and no offer joins a full group:
+            // both only get truer as the set grows, so the behaviour is out of this subtree.
+            let full = self.beh_groups[b]
+                .iter()
+                .all(|&g| self.used[g] >= self.caps[g]);
+            if (skip_exclusive && p.exclusive) || full {
+                dead[b] = true;
+                continue;
+            }
+            if !self.spend(1) {
+                self.open_bound = self.open_bound.max(bound);
+                return;
+            }
+            let mut next = state.clone();
+            match apply(p, self.ctx, &mut next, self.policy, None) {
+                Ok(s) => after[b] = Some((s, next)),
+                Err(_) => dead[b] = true,
+            }
+        }
+        if forced_next < n && dead[self.beh[forced_next]] {
+            return;
+        }
+        let margs: Vec<Option<i64>> = after.iter().map(|a| a.as_ref().map(|x| x.0)).collect();
+        // Effects: behaviours that leave this state in the same state, with the same
+        // exclusivity and stance on promotions, are one effect here (e.g. free shipping scoped
+        // to different lines).
+        let mut effect: Vec<usize> = (0..after.len()).collect();
+        for b in 0..after.len() {
+            let Some((sb, stb)) = &after[b] else { continue };
+            let pb = self.sorted[self.beh_rep[b]];
+            for b2 in 0..b {
+                let Some((s2, st2)) = &after[b2] else {
+                    continue;
+                };
+                let p2 = self.sorted[self.beh_rep[b2]];
+                if s2 == sb
+                    && st2 == stb
+                    && p2.exclusive == pb.exclusive
+                    && p2.with_promotions == pb.with_promotions
+                {
+                    effect[b] = effect[b2];
+                    break;
+                }
+            }
+        }
+        let room = self.room(k, &margs, state, skip_exclusive);
+        let ub = saving.saturating_add(room);
+        if self.best.as_ref().is_some_and(|(_, b)| ub < *b) {
+            return;
+        }
+        let last = forced_next.min(n - 1);
+        // Sibling dominance applies among children that need no forced offer later.
+        let free = forced_next == n;
+        // Per (effect, group, source): the best tie-break key of a child kept so far that
+        // leaves no later candidate of its template.
+        let mut seen: Vec<SiblingKey<'a>> = Vec::new();
+        let mut children: Vec<(i64, usize)> = Vec::new();
+        for j in k..=last {
+            let b = self.beh[j];
+            let Some((s, next)) = &after[b] else { continue };
+            let c: &'a Prepared = self.sorted[j];
+            if conflict(self.policy, &self.chosen, c).is_some() {
+                continue;
+            }
+            // Sibling dominance: an earlier child of the same effect, group and source leaves
+            // the same state (hence the same saving) under the same constraints, with every completion of this
+            // one still open to it (its next position is smaller); if its expiry and id are
+            // no worse, the set with it wins every tie (replacing one member of a set by one
+            // expiring no later, or as late with a smaller id, never makes the sorted keys
+            // larger), so this child's sets are never the best.
+            let last_of_template = self.template_last[self.tid[j] as usize] == j;
+            let expiry = (c.valid_until.is_none(), c.valid_until);
+            if free && last_of_template {
+                let dominated = seen.iter().any(|(sb, sg, sp, se, si)| {
+                    *sb == effect[b]
+                        && *sg == self.gid[j]
+                        && *sp == c.is_promotion
+                        && (*se, *si) <= (expiry, &c.id)
+                });
+                if dominated {
+                    continue;
+                }
+                seen.push((effect[b], self.gid[j], c.is_promotion, expiry, &c.id));
+            }
+            // The child's completions are among this node's, each saving at most its
+            // marginal here.
+            self.used[self.gid[j]] += 1;
+            let child_room = if j + 1 < n && !c.exclusive {
+                self.room(j + 1, &margs, next, true)
+            } else {
+                0
+            };
+            self.used[self.gid[j]] -= 1;
+            children.push((saving.saturating_add(*s).saturating_add(child_room), j));
+        }
+        // Most promising first, so a good incumbent cuts the rest early.
+        children.sort_by_key(|&(child_ub, j)| (std::cmp::Reverse(child_ub), j));
+        for (child_ub, j) in children {
+            if self.best.as_ref().is_some_and(|(_, bb)| child_ub < *bb) {
+                continue;
+            }
+            let b = self.beh[j];
+            let Some((s, next)) = &after[b] else { continue };
+            let c: &'a Prepared = self.sorted[j];
+            self.chosen.push(c);
+            self.chosen_pos.push(j);
+            self.used[self.gid[j]] += 1;
+            self.coupons_used += u32::from(!c.is_promotion);
+            let full = self.used.iter().zip(&self.caps).all(|(u, cap)| u >= cap);
+            if full || c.exclusive {
+                // Nothing can join the child: it is a set to consider, not a node to expand.
+                if self.spend(1) {
+                    if self.next_forced[j + 1] == n {
+                        self.consider(saving.saturating_add(*s));
+                    }
+                } else {
+                    self.open_bound = self.open_bound.max(child_ub);
+                }
+            } else {
+                self.node(j + 1, next, saving.saturating_add(*s), &dead, child_ub);
+            }
             self.coupons_used -= u32::from(!c.is_promotion);
-            self.used[self.gid[k]] -= 1;
+            self.used[self.gid[j]] -= 1;
             self.chosen_pos.pop();
             self.chosen.pop();
-        }
-        if !self.forced[k] {
-            self.dfs(k + 1, held, forced_left);
+            if self.exhausted {
+                self.open_bound = self.open_bound.max(ub);
+                return;
+            }
         }
     }
 }
+
+/// What sibling dominance compares: effect, group, whether a promotion, expiry key, id.
+type SiblingKey<'k> = (
+    usize,
+    usize,
+    bool,
+    (bool, Option<DateTime<Utc>>),
+    &'k OfferId,
+);

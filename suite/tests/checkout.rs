@@ -510,6 +510,98 @@ fn check_invariants(q: &Quote, c: &Cart) {
     }
 }
 
+/// A few rules (benefit, scope, minimum spend), each repeated by several offers that differ
+/// only in priority, template id, expiry, group and exclusivity.
+fn near_identical_offers() -> impl Strategy<Value = Vec<GenOffer>> {
+    (
+        proptest::collection::vec(
+            (benefit(), scope(), proptest::option::of(1i64..10000)),
+            1..4,
+        ),
+        proptest::collection::vec(
+            (
+                0usize..3,
+                prop_oneof![Just("platform"), Just("shipping"), Just("g3")],
+                -1i32..2,
+                1i64..3,
+                proptest::bool::weighted(0.5),
+                proptest::bool::weighted(0.05),
+                0u8..12,
+            ),
+            2..12,
+        ),
+    )
+        .prop_map(|(rules, picks)| {
+            picks
+                .into_iter()
+                .map(
+                    |(rule, group, priority, expiry_days, promotion, exclusive, template)| {
+                        let (benefit, scope, min_subtotal) = rules[rule % rules.len()].clone();
+                        GenOffer {
+                            benefit,
+                            scope,
+                            min_subtotal,
+                            max_subtotal: None,
+                            requires: None,
+                            group,
+                            exclusive,
+                            with_promotions: true,
+                            priority,
+                            per_order: 1,
+                            expiry_days,
+                            promotion,
+                            template,
+                        }
+                    },
+                )
+                .collect()
+        })
+}
+
+/// The engine's best combination against every subset priced exactly (at most 12 offers).
+fn equals_brute_force(
+    c: &Cart,
+    spec: &[GenOffer],
+    pol: &StackingPolicy,
+) -> Result<(), TestCaseError> {
+    let (wallet, promos) = build(spec);
+    let b = buyer();
+    let checkout = Checkout::new(c, &b, now(), pol)
+        .offers(&wallet)
+        .promotions(&promos);
+    let best = checkout.best().unwrap();
+    check_invariants(&best, c);
+    prop_assert!(best.proven_optimal);
+
+    let mut all: Vec<OfferId> = wallet.iter().map(|o| o.id.clone()).collect();
+    all.extend(promos.candidates(c).iter().map(|o| o.id.clone()));
+    prop_assume!(all.len() <= 12);
+    let mut brute: Option<(Quote, _)> = None;
+    for mask in 0u32..(1 << all.len()) {
+        let set: Vec<OfferId> = (0..all.len())
+            .filter(|i| mask & (1 << i) != 0)
+            .map(|i| all[i].clone())
+            .collect();
+        let Ok(q) = checkout.apply_exactly(&set) else {
+            continue;
+        };
+        check_invariants(&q, c);
+        let k = key(&q, &wallet);
+        if brute.as_ref().is_none_or(|(_, bk)| k < *bk) {
+            brute = Some((q, k));
+        }
+    }
+    let (bq, bk) = brute.unwrap();
+    prop_assert_eq!(
+        key(&best, &wallet),
+        bk,
+        "engine chose {:?}, brute force {:?}",
+        best.applied_ids(),
+        bq.applied_ids()
+    );
+    Ok(())
+}
+
 proptest! {
     // 256 cases by default; PROPTEST_CASES=N for a longer hunt.
     #![proptest_config(ProptestConfig::with_cases(
@@ -522,27 +614,47 @@ proptest! {
         spec in proptest::collection::vec(gen_offer(), 0..11),
         pol in policy(),
     ) {
+        equals_brute_force(&c, &spec, &pol)?;
+    }
+
+    /// Catalogue-like inputs: a few rules repeated by many offers that differ only in
+    /// priority, id, expiry and group — the ties and near-duplicates the pruning and the
+    /// bounds must get exactly right.
+    #[test]
+    fn best_combination_equals_brute_force_on_near_identical_offers(
+        c in cart(),
+        spec in near_identical_offers(),
+        pol in policy(),
+    ) {
+        equals_brute_force(&c, &spec, &pol)?;
+    }
+
+    /// Whatever the budget, the answer is a valid quote; when proven optimal it is the
+    /// optimum, and otherwise the optimum lies within the stated gap above it.
+    #[test]
+    fn search_budget_degrades_to_a_valid_answer_within_its_gap(
+        c in cart(),
+        spec in prop_oneof![proptest::collection::vec(gen_offer(), 0..11), near_identical_offers()],
+        pol in policy(),
+        budget in 0u64..120,
+    ) {
         let (wallet, promos) = build(&spec);
         let b = buyer();
-        let checkout = Checkout::new(&c, &b, now(), &pol).offers(&wallet).promotions(&promos);
-        let best = checkout.best().unwrap();
-        check_invariants(&best, &c);
-
-        let mut all: Vec<OfferId> = wallet.iter().map(|o| o.id.clone()).collect();
-        all.extend(promos.candidates(&c).iter().map(|o| o.id.clone()));
-        prop_assume!(all.len() <= 12);
-        let mut brute: Option<(Quote, _)> = None;
-        for mask in 0u32..(1 << all.len()) {
-            let set: Vec<OfferId> = (0..all.len()).filter(|i| mask & (1 << i) != 0).map(|i| all[i].clone()).collect();
-            let Ok(q) = checkout.apply_exactly(&set) else { continue };
-            check_invariants(&q, &c);
-            let k = key(&q, &wallet);
-            if brute.as_ref().is_none_or(|(_, bk)| k < *bk) {
-                brute = Some((q, k));
-            }
+        let full = Checkout::new(&c, &b, now(), &pol).offers(&wallet).promotions(&promos);
+        let best = full.best().unwrap();
+        prop_assert!(best.proven_optimal);
+        prop_assert!(best.optimality_gap.is_zero());
+        let cut = full.search_budget(budget).best().unwrap();
+        check_invariants(&cut, &c);
+        // The cut answer is a valid combination in its own right.
+        prop_assert!(full.apply_exactly(&cut.applied_ids()).is_ok());
+        if cut.proven_optimal {
+            prop_assert_eq!(key(&cut, &wallet), key(&best, &wallet));
+            prop_assert!(cut.optimality_gap.is_zero());
+        } else {
+            prop_assert!(cut.saving <= best.saving);
+            prop_assert!(best.saving <= cut.saving.checked_add(&cut.optimality_gap).unwrap());
         }
-        let (bq, bk) = brute.unwrap();
-        prop_assert_eq!(key(&best, &wallet), bk, "engine chose {:?}, brute force {:?}", best.applied_ids(), bq.applied_ids());
     }
 
     #[test]
