@@ -320,8 +320,10 @@ mod json {
     }
 }
 
-#[cfg(all(test, feature = "serde"))]
+#[cfg(test)]
 mod tests {
+    #![cfg(feature = "serde")]
+
     use super::*;
 
     #[test]

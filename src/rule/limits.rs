@@ -181,8 +181,10 @@ mod json {
     const PER_ORDER: Path = Path::new("limits.per_order");
 }
 
-#[cfg(all(test, feature = "serde"))]
+#[cfg(test)]
 mod tests {
+    #![cfg(feature = "serde")]
+
     use super::*;
 
     fn err(json: &str) -> String {
