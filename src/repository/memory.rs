@@ -707,7 +707,9 @@ impl Inner {
         }
     }
 
-    fn to_coupon(&self, s: &Slot) -> Option<Versioned<Coupon>> {
+    /// The coupon in slot `ix`.
+    fn to_coupon(&self, ix: u32) -> Option<Versioned<Coupon>> {
+        let s = self.coupons.get(ix)?;
         Some(Versioned {
             value: Coupon {
                 id: s.id.clone(),
@@ -724,14 +726,7 @@ impl Inner {
                 valid_from: s.valid_from,
                 valid_until: s.valid_until,
                 state: self.state_of(s)?,
-                attributes: match self.attributes.is_empty() {
-                    true => Attributes::new(),
-                    false => self
-                        .coupon_slot(&s.id)
-                        .and_then(|ix| self.attributes.get(&ix))
-                        .cloned()
-                        .unwrap_or_default(),
-                },
+                attributes: self.attributes.get(&ix).cloned().unwrap_or_default(),
             },
             version: u64::from(s.version),
         })
@@ -785,11 +780,8 @@ impl Inner {
     }
 
     fn coupons_at(&self, ixs: &[u32]) -> Vec<Versioned<Coupon>> {
-        let mut out: Vec<Versioned<Coupon>> = ixs
-            .iter()
-            .filter_map(|&i| self.coupons.get(i))
-            .filter_map(|s| self.to_coupon(s))
-            .collect();
+        let mut out: Vec<Versioned<Coupon>> =
+            ixs.iter().filter_map(|&i| self.to_coupon(i)).collect();
         out.sort_unstable_by(|a, b| a.value.id.cmp(&b.value.id));
         out
     }
@@ -1523,9 +1515,7 @@ impl Repository for MemoryStore {
 
     fn coupon(&self, id: &CouponId) -> Result<Option<Versioned<Coupon>>, MemoryStoreError> {
         let g = self.read();
-        Ok(g.coupon_slot(id)
-            .and_then(|i| g.coupons.get(i))
-            .and_then(|s| g.to_coupon(s)))
+        Ok(g.coupon_slot(id).and_then(|i| g.to_coupon(i)))
     }
 
     fn wallet(&self, user: &UserId) -> Result<Vec<Versioned<Coupon>>, MemoryStoreError> {
@@ -1557,11 +1547,7 @@ impl Repository for MemoryStore {
         let g = self.read();
         Ok(ids
             .iter()
-            .map(|id| {
-                g.coupon_slot(id)
-                    .and_then(|i| g.coupons.get(i))
-                    .and_then(|s| g.to_coupon(s))
-            })
+            .map(|id| g.coupon_slot(id).and_then(|i| g.to_coupon(i)))
             .collect())
     }
 

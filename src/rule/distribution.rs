@@ -321,9 +321,8 @@ mod json {
 }
 
 #[cfg(test)]
+#[cfg(feature = "serde")]
 mod tests {
-    #![cfg(feature = "serde")]
-
     use super::*;
 
     #[test]

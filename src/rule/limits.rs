@@ -182,9 +182,8 @@ mod json {
 }
 
 #[cfg(test)]
+#[cfg(feature = "serde")]
 mod tests {
-    #![cfg(feature = "serde")]
-
     use super::*;
 
     fn err(json: &str) -> String {

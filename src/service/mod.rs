@@ -1191,9 +1191,14 @@ impl<R: Repository> Service<R> {
                     coupon,
                     expect: Expect::Absent,
                 });
-            for g in &guards {
-                batch.push(g.op.clone());
-            }
+            // The ops go into the batch; what a refusal reports stays behind.
+            let guards: Vec<(GuardName, u64, guard::Window)> = guards
+                .into_iter()
+                .map(|g| {
+                    batch.push(g.op);
+                    (g.guard, g.limit, g.window)
+                })
+                .collect();
             emit(&mut batch, now, issued);
             match self.commit(&batch)? {
                 Commit::Applied => {
@@ -1234,15 +1239,15 @@ impl<R: Repository> Service<R> {
                     }
                 }
                 Commit::Conflict { index } if index >= 4 => {
-                    if let Some(g) = guards.get(index - 4) {
+                    if let Some((guard, limit, window)) = guards.get(index - 4) {
                         let refusal = Refusal::Guard {
-                            guard: g.guard.to_string(),
+                            guard: guard.to_string(),
                         };
                         self.refused(request, refusal, now);
                         return Err(LifecycleError::GuardHeld {
-                            guard: g.guard.clone(),
-                            limit: g.limit,
-                            window: g.window,
+                            guard: guard.clone(),
+                            limit: *limit,
+                            window: *window,
                         }
                         .into());
                     }
