@@ -4,7 +4,9 @@
 //!   with typed reasons), a preview of the buyer's own selection, lock, pay, cancel, refund and
 //!   the event feed. Described in `openapi.json`, served at `/openapi.json`.
 //! * Server-rendered pages ([`pages`]): the buyer's checkout page and the merchant's campaign
-//!   page.
+//!   page ([`campaign`]): the library's campaign report drawn as inline SVG charts
+//!   ([`charts`]) — claimed and used per day, the funnel per template, discount and sales per
+//!   day, stock used.
 //! * Errors ([`error`]): one JSON body, `{"error": {"kind", "status", "field", "reason"}}`.
 //! * Storage chosen at start ([`StoreChoice`]): in memory or SQLite; any other
 //!   [`Repository`] plugs in through [`router`].
@@ -17,6 +19,8 @@
 
 pub mod api;
 pub mod app;
+pub mod campaign;
+pub mod charts;
 pub mod demo;
 pub mod error;
 pub mod pages;

@@ -17,7 +17,12 @@ pub fn start<R: Repository + 'static>(store: R, demo: bool) -> (SocketAddr, Arc<
     if demo {
         checkout_service::demo::seed(&app, app.now()).expect("demo seed");
     }
-    let served = Arc::clone(&app);
+    (serve(Arc::clone(&app)), app)
+}
+
+/// Serves `app` on a loopback port, on its own thread until the process ends.
+pub fn serve<R: Repository + 'static>(app: Arc<App<R>>) -> SocketAddr {
+    let served = app;
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -33,7 +38,7 @@ pub fn start<R: Repository + 'static>(store: R, demo: bool) -> (SocketAddr, Arc<
             axum::serve(listener, router(served)).await.expect("serve");
         });
     });
-    (rx.recv().expect("server address"), app)
+    rx.recv().expect("server address")
 }
 
 /// A response.
