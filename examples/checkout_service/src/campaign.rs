@@ -116,9 +116,11 @@ fn ratio(num: i128, den: i128, dp: u32) -> Option<Decimal> {
         .map(|q| q.round_dp_with_strategy(dp, RoundingStrategy::MidpointNearestEven))
 }
 
-/// Sales ÷ discount, to two decimals.
+/// Sales ÷ discount, rounded half to even to two decimals (and written with two).
 pub fn roi(m: &Metrics) -> Option<Decimal> {
-    ratio(m.coupon_sales_minor, m.discount_minor, 2)
+    let mut r = ratio(m.coupon_sales_minor, m.discount_minor, 2)?;
+    r.rescale(2);
+    Some(r)
 }
 
 /// What a coupon order paid on average, rounded half to even to the minor unit.
