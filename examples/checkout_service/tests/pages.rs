@@ -599,6 +599,15 @@ impl Driver {
         }
     }
 
+    /// Runs `script` in the page and returns its value.
+    fn script(&mut self, script: &str) -> Value {
+        self.call(
+            "POST",
+            "/execute/sync",
+            Some(json!({"script": script, "args": []})),
+        )
+    }
+
     fn screenshot(&mut self) -> Vec<u8> {
         let v = self.call("GET", "/screenshot", None);
         base64(v.as_str().expect("base64"))
@@ -628,7 +637,7 @@ fn base64(s: &str) -> Vec<u8> {
 }
 
 #[test]
-fn checkout_page_in_headless_chromium() {
+fn checkout_and_campaign_pages_in_headless_chromium() {
     let required = std::env::var("COUPONS_BROWSER_TEST").is_ok_and(|v| v == "1");
     let found = (
         on_path(&["chromedriver"]),
@@ -678,6 +687,68 @@ fn checkout_page_in_headless_chromium() {
     std::fs::write(&out, &png).expect("write screenshot");
     println!(
         "browser: best {best}, without tea {without}; greyed reason {reason:?}; screenshot {}",
+        out.display()
+    );
+
+    // The campaign page: the browser lays the inline SVG charts out as graphics (each has a
+    // size, and its bars are drawn in proportion to the figures they carry).
+    d.goto(&format!("http://{addr}/merchant/campaign"));
+    let charts = d.script(
+        "return Array.from(document.querySelectorAll('svg.chart')).map(function (s) {\
+           var r = s.getBoundingClientRect();\
+           var bars = Array.from(s.querySelectorAll('rect[data-series]')).map(function (b) {\
+             return [b.getAttribute('data-series'), b.getAttribute('data-category'),\
+                     b.getAttribute('data-value'), b.getBBox().height, b.getBBox().width];\
+           });\
+           return {id: s.id, width: r.width, height: r.height, bars: bars};\
+         });",
+    );
+    let charts = charts.as_array().expect("charts");
+    let ids: Vec<&str> = charts.iter().map(|c| c["id"].as_str().unwrap_or("")).collect();
+    assert_eq!(
+        ids,
+        ["chart-claimed-used", "chart-money", "chart-funnel", "chart-stock"]
+    );
+    for c in charts {
+        let (w, h) = (c["width"].as_f64().unwrap_or(0.0), c["height"].as_f64().unwrap_or(0.0));
+        assert!(w > 300.0 && h > 50.0, "{} laid out at {w}×{h}", c["id"]);
+    }
+    // Claims per day as the browser drew them: heights in proportion to the values.
+    let per_day = &charts[0]["bars"];
+    let claimed: Vec<(f64, f64)> = per_day
+        .as_array()
+        .expect("bars")
+        .iter()
+        .filter(|b| b[0] == "claimed")
+        .map(|b| {
+            let v: f64 = b[2].as_str().and_then(|v| v.parse().ok()).expect("value");
+            (v, b[3].as_f64().expect("height"))
+        })
+        .collect();
+    assert!(claimed.len() >= 7, "{claimed:?}");
+    let (top, top_h) = claimed
+        .iter()
+        .copied()
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .expect("a bar");
+    assert!(top > 0.0 && top_h > 0.0);
+    for (v, h) in &claimed {
+        assert!((h - top_h * v / top).abs() < 0.05, "{v} drawn {h} high, {top} drawn {top_h}");
+    }
+    let stock = d.text("#chart-stock .value").expect("stock label");
+    assert!(stock.contains(" / 100 ("), "{stock}");
+    // The whole page in one picture.
+    d.call(
+        "POST",
+        "/window/rect",
+        Some(json!({"width": 900, "height": 2300})),
+    );
+    let png = d.screenshot();
+    assert!(png.starts_with(b"\x89PNG"), "a PNG");
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("campaign-page.png");
+    std::fs::write(&out, &png).expect("write screenshot");
+    println!(
+        "browser: campaign page charts {ids:?}, stock {stock:?}; screenshot {}",
         out.display()
     );
 }
