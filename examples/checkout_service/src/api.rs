@@ -318,10 +318,7 @@ async fn pay<R: Repository + 'static>(
 ) -> Answer {
     let key = idempotency_key(&headers)?;
     let order = order_id(&order)?;
-    let s = blocking(move || {
-        Ok(app.service.pay(&order, &key, app.now())?)
-    })
-    .await?;
+    let s = blocking(move || Ok(app.service.pay(&order, &key, app.now())?)).await?;
     json(StatusCode::OK, &s)
 }
 
@@ -332,10 +329,7 @@ async fn cancel<R: Repository + 'static>(
 ) -> Answer {
     let key = idempotency_key(&headers)?;
     let order = order_id(&order)?;
-    let s = blocking(move || {
-        Ok(app.service.cancel(&order, &key, app.now())?)
-    })
-    .await?;
+    let s = blocking(move || Ok(app.service.cancel(&order, &key, app.now())?)).await?;
     json(StatusCode::OK, &s)
 }
 
@@ -356,10 +350,7 @@ async fn refund<R: Repository + 'static>(
     let key = idempotency_key(&headers)?;
     let order = order_id(&order)?;
     let b: RefundBody = parse(body)?;
-    let r = blocking(move || {
-        Ok(app.service.refund(&order, b.kind, &key, app.now())?)
-    })
-    .await?;
+    let r = blocking(move || Ok(app.service.refund(&order, b.kind, &key, app.now())?)).await?;
     json(StatusCode::OK, &r)
 }
 

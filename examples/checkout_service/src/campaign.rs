@@ -187,11 +187,7 @@ pub fn funnel_chart(view: &View, names: &Names) -> String {
     let rows: Vec<(&TemplateId, &Metrics)> = view.by_template.iter().collect();
     let noted = |n: u64, of: u64| {
         let v = Value::count(n);
-        if of == 0 {
-            v
-        } else {
-            v.noted(rate(n, of))
-        }
+        if of == 0 { v } else { v.noted(rate(n, of)) }
     };
     bar_chart(&Bars {
         id: "chart-funnel".into(),
@@ -346,7 +342,11 @@ pub fn render(p: &Page<'_>) -> String {
         ));
     }
     if !p.unlimited.is_empty() {
-        let list: Vec<String> = p.unlimited.iter().map(|t| esc(&label(t, p.names))).collect();
+        let list: Vec<String> = p
+            .unlimited
+            .iter()
+            .map(|t| esc(&label(t, p.names)))
+            .collect();
         let _ = write!(
             b,
             "<p id=\"unlimited\">No stock limit: {}.</p>",
@@ -384,40 +384,39 @@ pub fn render(p: &Page<'_>) -> String {
     b
 }
 
-/// Stock used of the templates the view shows (and the campaign's own): the store's issued
+/// Stock used of the templates the view shows and the campaign offers: the store's issued
 /// counter against each template's total stock.
+#[derive(Debug, Default)]
+pub struct Stock {
+    /// Templates with a total stock.
+    pub meters: Vec<Meter>,
+    /// Templates without one.
+    pub unlimited: Vec<TemplateId>,
+}
+
 fn stock<R: Repository>(
     app: &App<R>,
-    view: &View,
-    campaign: Option<&CampaignId>,
-) -> Result<(Vec<Meter>, Vec<TemplateId>, Option<String>), ApiError> {
+    templates: BTreeSet<TemplateId>,
+    names: &Names,
+) -> Result<Stock, ApiError> {
     let repo = app.service.repository();
-    let mut templates: BTreeSet<TemplateId> = view.by_template.keys().cloned().collect();
-    let mut name = None;
-    if let Some(c) = campaign {
-        if let Some(rec) = repo.campaign(c).map_err(ApiError::internal)? {
-            templates.extend(rec.value.templates.iter().cloned());
-            name = Some(rec.value.name);
-        }
-    }
-    let names = names(app)?;
-    let (mut meters, mut unlimited) = (Vec::new(), Vec::new());
+    let mut out = Stock::default();
     for t in templates {
         let Some(rec) = repo.template(&t).map_err(ApiError::internal)? else {
             continue;
         };
         match rec.value.template.limits().total_stock() {
-            Some(limit) => meters.push(Meter {
-                label: label(&t, &names),
+            Some(limit) => out.meters.push(Meter {
+                label: label(&t, names),
                 used: repo
                     .counter(&CounterKey::Issued(t.clone()))
                     .map_err(ApiError::internal)?,
                 limit,
             }),
-            None => unlimited.push(t),
+            None => out.unlimited.push(t),
         }
     }
-    Ok((meters, unlimited, name))
+    Ok(out)
 }
 
 /// `GET /merchant/campaign[?campaign=ID]`.
@@ -435,12 +434,25 @@ pub async fn campaign_page<R: Repository + 'static>(
         let now = app.now();
         let reporting = app.report()?;
         let view = View::of(&reporting.report, filter.as_deref());
-        let (stock, unlimited, name) = stock(&app, &view, campaign.as_ref())?;
+        let mut templates: BTreeSet<TemplateId> = view.by_template.keys().cloned().collect();
+        let mut name = None;
+        if let Some(c) = &campaign {
+            if let Some(rec) = app
+                .service
+                .repository()
+                .campaign(c)
+                .map_err(ApiError::internal)?
+            {
+                templates.extend(rec.value.templates.iter().cloned());
+                name = Some(rec.value.name);
+            }
+        }
+        let Stock { meters, unlimited } = stock(&app, templates, &names)?;
         Ok(render(&Page {
             view: &view,
             reporting: &reporting,
             names: &names,
-            stock,
+            stock: meters,
             unlimited,
             campaign: filter.map(|c| (c, name)),
             now,

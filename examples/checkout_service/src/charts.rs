@@ -360,8 +360,14 @@ mod tests {
                 },
             ],
         );
-        assert!(svg.contains("width=\"75.00\" height=\"18\" fill=\"#2ca02c\""), "{svg}");
-        assert!(svg.contains("width=\"300.00\" height=\"18\" fill=\"#d62728\""), "{svg}");
+        assert!(
+            svg.contains("width=\"75.00\" height=\"18\" fill=\"#2ca02c\""),
+            "{svg}"
+        );
+        assert!(
+            svg.contains("width=\"300.00\" height=\"18\" fill=\"#d62728\""),
+            "{svg}"
+        );
         assert!(svg.contains(">1 / 4 (25.0%)<") && svg.contains(">9 / 4 (225.0%)<"));
     }
 }

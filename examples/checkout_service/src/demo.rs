@@ -198,7 +198,12 @@ pub fn history<R: Repository>(
             s.pay(&order, &key, paid_at)?;
             if !refunded && ago == 2 {
                 let key = IdempotencyKey::new(format!("demo-refund-{ago}-{k}"))?;
-                s.refund(&order, RefundKind::Buyer, &key, paid_at + Duration::hours(1))?;
+                s.refund(
+                    &order,
+                    RefundKind::Buyer,
+                    &key,
+                    paid_at + Duration::hours(1),
+                )?;
                 refunded = true;
             }
         }
@@ -206,7 +211,9 @@ pub fn history<R: Repository>(
         let regular = Buyer::new(UserId::new("regular")?, web.clone());
         let cart = Cart::new(
             Currency::CNY,
-            vec![CartLine::new(Sku::new("oolong")?, cny(45), 2).in_category(CategoryId::new("tea")?)],
+            vec![
+                CartLine::new(Sku::new("oolong")?, cny(45), 2).in_category(CategoryId::new("tea")?),
+            ],
             cny(0),
         )?;
         let at = day + Duration::hours(1);

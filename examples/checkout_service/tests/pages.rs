@@ -205,7 +205,10 @@ fn campaign_page_charts_the_numbers_of_the_feed() {
         s.approve_template(&id, start).expect("approve");
         s.activate_template(&id, start).expect("activate");
     }
-    let (t200, t100) = (TemplateId::new("t-200").unwrap(), TemplateId::new("t-100").unwrap());
+    let (t200, t100) = (
+        TemplateId::new("t-200").unwrap(),
+        TemplateId::new("t-100").unwrap(),
+    );
     let c1 = CampaignId::new("c1").unwrap();
     let campaign = Campaign::builder(c1.clone(), "Summer")
         .window(start, now + Days::days(5))
@@ -280,11 +283,19 @@ fn campaign_page_charts_the_numbers_of_the_feed() {
     };
     assert_eq!(
         f["claimed"],
-        expect(&[("2026-06-08", "3"), ("2026-06-09", "1"), ("2026-06-10", "0")])
+        expect(&[
+            ("2026-06-08", "3"),
+            ("2026-06-09", "1"),
+            ("2026-06-10", "0")
+        ])
     );
     assert_eq!(
         f["used"],
-        expect(&[("2026-06-08", "1"), ("2026-06-09", "2"), ("2026-06-10", "0")])
+        expect(&[
+            ("2026-06-08", "1"),
+            ("2026-06-09", "2"),
+            ("2026-06-10", "0")
+        ])
     );
     // Discount and coupon-driven sales per day, exact to the fen.
     let money = chart(&html, "chart-money");
@@ -292,11 +303,19 @@ fn campaign_page_charts_the_numbers_of_the_feed() {
     let f = figures(money);
     assert_eq!(
         f["discount"],
-        expect(&[("2026-06-08", "25.00"), ("2026-06-09", "35.00"), ("2026-06-10", "0.00")])
+        expect(&[
+            ("2026-06-08", "25.00"),
+            ("2026-06-09", "35.00"),
+            ("2026-06-10", "0.00")
+        ])
     );
     assert_eq!(
         f["coupon sales"],
-        expect(&[("2026-06-08", "275.00"), ("2026-06-09", "365.00"), ("2026-06-10", "0.00")])
+        expect(&[
+            ("2026-06-08", "275.00"),
+            ("2026-06-09", "365.00"),
+            ("2026-06-10", "0.00")
+        ])
     );
     // The funnel per template, with its rates under the counts.
     let funnel = chart(&html, "chart-funnel");
@@ -307,13 +326,19 @@ fn campaign_page_charts_the_numbers_of_the_feed() {
     assert_eq!(f["claimed"], names("1", "3"));
     assert_eq!(f["used"], names("1", "2"));
     for rate in ["50.0%", "75.0%", "100.0%", "66.7%"] {
-        assert!(funnel.contains(&format!("class=\"note\">{rate}<")), "{rate}");
+        assert!(
+            funnel.contains(&format!("class=\"note\">{rate}<")),
+            "{rate}"
+        );
     }
     // Stock: t-200 issued 3 of 10; t-100 has none.
     let stock = bars(chart(&html, "chart-stock"));
     assert_eq!(stock.len(), 1, "{stock:?}");
     let (b, track) = (&stock[0], 300.0);
-    assert_eq!((b.category.as_str(), b.value.as_str()), ("Spend 200, save 25", "3"));
+    assert_eq!(
+        (b.category.as_str(), b.value.as_str()),
+        ("Spend 200, save 25", "3")
+    );
     assert_eq!(b.limit.as_deref(), Some("10"));
     assert!((b.width - track * 0.3).abs() < 0.01, "{b:?}");
     assert!(html.contains(">3 / 10 (30.0%)<"));
@@ -328,7 +353,7 @@ fn campaign_page_charts_the_numbers_of_the_feed() {
         ("discount", "60.00 CNY"),
         ("coupon_sales", "640.00 CNY"),
         ("coupon_orders", "3"),
-        ("roi", "10.67"),   // 640 ÷ 60 = 10.666…
+        ("roi", "10.67"),      // 640 ÷ 60 = 10.666…
         ("aov", "213.33 CNY"), // 640 ÷ 3 = 213.333…
         ("refunded", "0"),
     ] {
@@ -351,7 +376,18 @@ fn campaign_page_charts_the_numbers_of_the_feed() {
         .collect();
     assert_eq!(
         &cells[..10],
-        &["Spend 200, save 25", "4", "3", "75.0%", "2", "66.7%", "50.00", "450.00", "2", "9.00"]
+        &[
+            "Spend 200, save 25",
+            "4",
+            "3",
+            "75.0%",
+            "2",
+            "66.7%",
+            "50.00",
+            "450.00",
+            "2",
+            "9.00"
+        ]
     );
 
     // One campaign: only its groups (t-200's, claimed in c1).
@@ -369,7 +405,10 @@ fn campaign_page_charts_the_numbers_of_the_feed() {
     // Advanced, not re-read: a newer claim shows on the next page, counted once.
     claim(&t100, "u6", None, now);
     let later = c.get("/merchant/campaign").text();
-    assert_eq!(figures(chart(&later, "chart-claimed-used"))["claimed"]["2026-06-10"], "1");
+    assert_eq!(
+        figures(chart(&later, "chart-claimed-used"))["claimed"]["2026-06-10"],
+        "1"
+    );
     assert_eq!(text_of(&later, "data-metric=\"claimed\">"), "5");
     let again = c.get("/merchant/campaign").text();
     assert_eq!(text_of(&again, "data-metric=\"claimed\">"), "5");
@@ -390,14 +429,20 @@ fn campaign_page_on_the_demo_agrees_with_the_event_feed() {
     let mut funnel: BTreeMap<(String, &str), u64> = BTreeMap::new();
     let mut after = 0;
     loop {
-        let page = c.get(&format!("/api/events?after={after}&limit=1000")).json();
+        let page = c
+            .get(&format!("/api/events?after={after}&limit=1000"))
+            .json();
         let events = page["events"].as_array().expect("events").clone();
         if events.is_empty() {
             break;
         }
         after = page["next"].as_u64().expect("next");
         for e in &events {
-            let at: DateTime<Utc> = e["event"]["at"].as_str().expect("at").parse().expect("time");
+            let at: DateTime<Utc> = e["event"]["at"]
+                .as_str()
+                .expect("at")
+                .parse()
+                .expect("time");
             let day = at.with_timezone(&east8).date_naive().to_string();
             let k = &e["event"]["kind"];
             match k["type"].as_str().expect("type") {
@@ -409,15 +454,22 @@ fn campaign_page_on_the_demo_agrees_with_the_event_feed() {
                 "issued" => {
                     *claimed.entry(day).or_default() += 1;
                     *funnel
-                        .entry((k["coupon"]["template"].as_str().expect("t").to_owned(), "claimed"))
+                        .entry((
+                            k["coupon"]["template"].as_str().expect("t").to_owned(),
+                            "claimed",
+                        ))
                         .or_default() += 1;
                 }
                 "redeemed" => {
                     *used.entry(day.clone()).or_default() += 1;
                     *saved.entry(day).or_default() +=
-                        Decimal::from_str(k["saving"]["amount"].as_str().expect("saving")).expect("decimal");
+                        Decimal::from_str(k["saving"]["amount"].as_str().expect("saving"))
+                            .expect("decimal");
                     *funnel
-                        .entry((k["coupon"]["template"].as_str().expect("t").to_owned(), "used"))
+                        .entry((
+                            k["coupon"]["template"].as_str().expect("t").to_owned(),
+                            "used",
+                        ))
                         .or_default() += 1;
                 }
                 _ => {}
@@ -432,7 +484,10 @@ fn campaign_page_on_the_demo_agrees_with_the_event_feed() {
     for (day, n) in &used {
         assert_eq!(per_day["used"][day], n.to_string(), "used on {day}");
     }
-    let drawn_days: u64 = per_day["claimed"].values().map(|v| v.parse::<u64>().unwrap()).sum();
+    let drawn_days: u64 = per_day["claimed"]
+        .values()
+        .map(|v| v.parse::<u64>().unwrap())
+        .sum();
     assert_eq!(drawn_days, claimed.values().sum::<u64>());
     let money = figures(chart(&html, "chart-money"));
     for (day, d) in &saved {
@@ -454,7 +509,10 @@ fn campaign_page_on_the_demo_agrees_with_the_event_feed() {
         .iter()
         .find(|b| b.category == "Spend 200, save 25")
         .expect("stock bar");
-    assert_eq!(s200.value, funnel[&("spend-200-save-25".to_owned(), "claimed")].to_string());
+    assert_eq!(
+        s200.value,
+        funnel[&("spend-200-save-25".to_owned(), "claimed")].to_string()
+    );
     assert_eq!(s200.limit.as_deref(), Some("100"));
     // The demo campaign's link, and its page.
     assert!(html.contains("href=\"/merchant/campaign?campaign=autumn-tea\""));
@@ -704,13 +762,24 @@ fn checkout_and_campaign_pages_in_headless_chromium() {
          });",
     );
     let charts = charts.as_array().expect("charts");
-    let ids: Vec<&str> = charts.iter().map(|c| c["id"].as_str().unwrap_or("")).collect();
+    let ids: Vec<&str> = charts
+        .iter()
+        .map(|c| c["id"].as_str().unwrap_or(""))
+        .collect();
     assert_eq!(
         ids,
-        ["chart-claimed-used", "chart-money", "chart-funnel", "chart-stock"]
+        [
+            "chart-claimed-used",
+            "chart-money",
+            "chart-funnel",
+            "chart-stock"
+        ]
     );
     for c in charts {
-        let (w, h) = (c["width"].as_f64().unwrap_or(0.0), c["height"].as_f64().unwrap_or(0.0));
+        let (w, h) = (
+            c["width"].as_f64().unwrap_or(0.0),
+            c["height"].as_f64().unwrap_or(0.0),
+        );
         assert!(w > 300.0 && h > 50.0, "{} laid out at {w}×{h}", c["id"]);
     }
     // Claims per day as the browser drew them: heights in proportion to the values.
@@ -733,7 +802,10 @@ fn checkout_and_campaign_pages_in_headless_chromium() {
         .expect("a bar");
     assert!(top > 0.0 && top_h > 0.0);
     for (v, h) in &claimed {
-        assert!((h - top_h * v / top).abs() < 0.05, "{v} drawn {h} high, {top} drawn {top_h}");
+        assert!(
+            (h - top_h * v / top).abs() < 0.05,
+            "{v} drawn {h} high, {top} drawn {top_h}"
+        );
     }
     let stock = d.text("#chart-stock .value").expect("stock label");
     assert!(stock.contains(" / 100 ("), "{stock}");
