@@ -6,15 +6,17 @@
 //! key reused for another request is refused with `KeyReused` (409) durably and across
 //! servers; the service adds no check of its own.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use chrono::{DateTime, FixedOffset, Offset, Utc};
-use coupons::analytics::report::{NoLookup, Report, ReportConfig};
+use coupons::analytics::experiment::Experiment;
+use coupons::analytics::report::{Lookup, NoLookup, Report, ReportConfig};
+use coupons::attributes::AttrValue;
 use coupons::cart::{Buyer, Cart};
 use coupons::checkout::{OfferId, Quote};
 use coupons::events::Sequence;
-use coupons::id::UserId;
+use coupons::id::{TemplateId, UserId};
 use coupons::money::Currency;
 use coupons::repository::Repository;
 use coupons::rule::PromoCode;
@@ -52,6 +54,28 @@ pub struct Reporting {
     pub skipped: u64,
     /// The first refusal's reason, for the page.
     pub first_skip: Option<String>,
+    /// The experiment whose arms offers are counted in, if any.
+    pub arms: Option<OfferArms>,
+}
+
+/// The arm of an offer, for the report: offers carry no coupon (so no `arm` attribute), so an
+/// offer of one of `templates` is counted in the arm `experiment` assigns its user — the same
+/// deterministic assignment that chose which coupon the user was shown.
+#[derive(Clone, Debug)]
+pub struct OfferArms {
+    /// The experiment.
+    pub experiment: Experiment,
+    /// The templates it offers (offers of other templates are in no arm).
+    pub templates: BTreeSet<TemplateId>,
+}
+
+impl Lookup for OfferArms {
+    fn offer_arm(&self, template: &TemplateId, user: &UserId) -> Option<AttrValue> {
+        if !self.templates.contains(template) {
+            return None;
+        }
+        AttrValue::new(self.experiment.assign(user).name().as_str()).ok()
+    }
 }
 
 impl Reporting {
@@ -62,6 +86,7 @@ impl Reporting {
             position: 0,
             skipped: 0,
             first_skip: None,
+            arms: None,
         }
     }
 
@@ -80,7 +105,11 @@ impl Reporting {
             }
             let after = self.position;
             for e in page.iter().filter(|e| e.seq > after) {
-                if let Err(err) = self.report.apply(e, &NoLookup) {
+                let counted = match &self.arms {
+                    Some(arms) => self.report.apply(e, arms),
+                    None => self.report.apply(e, &NoLookup),
+                };
+                if let Err(err) = counted {
                     self.skipped += 1;
                     self.first_skip.get_or_insert_with(|| err.to_string());
                 }
@@ -118,6 +147,16 @@ impl<R: Repository> App<R> {
             reporting: Mutex::new(Reporting::new(config)),
             ..self
         }
+    }
+
+    /// The same service, counting offers of `arms.templates` in the arm `arms.experiment`
+    /// assigns their user (coupons carry their arm themselves, in the `arm` attribute).
+    pub fn with_offer_arms(mut self, arms: OfferArms) -> App<R> {
+        self.reporting
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .arms = Some(arms);
+        self
     }
 
     /// The campaign report, advanced with the events since the last call (at most

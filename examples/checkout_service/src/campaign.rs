@@ -50,6 +50,8 @@ pub struct View {
     pub by_day: BTreeMap<NaiveDate, Metrics>,
     /// Per template (groups without a template — orders without a coupon — are left out).
     pub by_template: BTreeMap<TemplateId, Metrics>,
+    /// Per experiment arm (groups in no arm are left out).
+    pub by_arm: BTreeMap<String, Metrics>,
     /// Everything kept.
     pub total: Metrics,
     /// The campaigns the report has seen (for the page's links).
@@ -72,6 +74,9 @@ impl View {
             v.by_day.entry(key.day).or_default().merge(m);
             if let Some(t) = &key.template {
                 v.by_template.entry(t.clone()).or_default().merge(m);
+            }
+            if let Some(a) = &key.arm {
+                v.by_arm.entry(a.as_str().to_owned()).or_default().merge(m);
             }
             v.total.merge(m);
         }
@@ -181,20 +186,19 @@ pub fn claimed_used_chart(view: &View, days: &[NaiveDate]) -> String {
     })
 }
 
-/// The funnel chart: offered, claimed (with the claim rate) and used (with the usage rate)
-/// per template.
-pub fn funnel_chart(view: &View, names: &Names) -> String {
-    let rows: Vec<(&TemplateId, &Metrics)> = view.by_template.iter().collect();
+/// A funnel chart: offered, claimed (with the claim rate) and used (with the usage rate) per
+/// row.
+pub fn funnel_chart(id: &str, title: &str, x_label: &str, rows: &[(String, &Metrics)]) -> String {
     let noted = |n: u64, of: u64| {
         let v = Value::count(n);
         if of == 0 { v } else { v.noted(rate(n, of)) }
     };
     bar_chart(&Bars {
-        id: "chart-funnel".into(),
-        title: "Offered → claimed → used, by template".into(),
-        x_label: "template (claimed: % of offered; used: % of claimed)".into(),
+        id: id.into(),
+        title: title.into(),
+        x_label: format!("{x_label} (claimed: % of offered; used: % of claimed)"),
         y_label: "coupons".into(),
-        categories: rows.iter().map(|(t, _)| label(t, names)).collect(),
+        categories: rows.iter().map(|(l, _)| l.clone()).collect(),
         series: vec![
             Series {
                 name: "offered".into(),
@@ -333,7 +337,17 @@ pub fn render(p: &Page<'_>) -> String {
         }
     }
     b.push_str("<h2>By template</h2>");
-    b.push_str(&funnel_chart(view, p.names));
+    let rows: Vec<(String, &Metrics)> = view
+        .by_template
+        .iter()
+        .map(|(t, m)| (label(t, p.names), m))
+        .collect();
+    b.push_str(&funnel_chart(
+        "chart-funnel",
+        "Offered → claimed → used, by template",
+        "template",
+        &rows,
+    ));
     if !p.stock.is_empty() {
         b.push_str(&meter_chart(
             "chart-stock",
@@ -381,6 +395,17 @@ pub fn render(p: &Page<'_>) -> String {
         );
     }
     b.push_str("</table></div>");
+    if !view.by_arm.is_empty() {
+        let rows: Vec<(String, &Metrics)> =
+            view.by_arm.iter().map(|(a, m)| (a.clone(), m)).collect();
+        b.push_str("<h2>By experiment arm</h2>");
+        b.push_str(&funnel_chart(
+            "chart-funnel-arm",
+            "Offered → claimed → used, by experiment arm",
+            "arm",
+            &rows,
+        ));
+    }
     b
 }
 

@@ -3,11 +3,13 @@
 //! combination, a usable coupon left out, and greyed coupons with different reasons.
 //!
 //! For the campaign page, a week of history ([`history`]): the campaign `autumn-tea` offers
-//! "Spend 100, save 10" and "Spend 200, save 25" (a stock of 100) to a few shoppers a day;
-//! some claim, some of those pay an order with the coupon, one order is refunded, and a
-//! regular customer buys without a coupon every day.
+//! "Spend 100, save 10" or "Spend 200, save 25" (a stock of 100) to a few shoppers a day, as
+//! an A/B [`experiment`] decides; some claim, some of those pay an order with the coupon, one
+//! order is refunded, and a regular customer buys without a coupon every day.
 
 use chrono::{DateTime, Duration, Utc};
+use coupons::analytics::experiment::{Arm, Experiment, ExperimentError, ExperimentId};
+use coupons::attributes::Attributes;
 use coupons::cart::{Buyer, Cart, CartLine};
 use coupons::id::{
     CampaignId, CategoryId, Channel, IdempotencyKey, OrderId, Sku, TemplateId, UserId,
@@ -18,7 +20,7 @@ use coupons::repository::Repository;
 use coupons::rule::Template;
 use coupons::service::LockRequest;
 
-use crate::app::App;
+use crate::app::{App, OfferArms};
 
 /// The demo's templates, as a back office would store them.
 pub const TEMPLATES: &[&str] = &[
@@ -105,7 +107,7 @@ pub fn seed<R: Repository>(
     }
     for json in TEMPLATES {
         let t: Template = serde_json::from_str(json)?;
-        claim(app, t.id(), &buyer.user, None, now)?;
+        claim(app, t.id(), &buyer.user, None, Attributes::new(), now)?;
     }
     app.set_basket(buyer, cart);
     Ok(())
@@ -113,6 +115,38 @@ pub fn seed<R: Repository>(
 
 /// The demo campaign.
 pub const CAMPAIGN: &str = "autumn-tea";
+
+/// The campaign's cheaper coupon: the experiment's control arm.
+pub const SAVE_10: &str = "spend-100-save-10";
+/// The campaign's dearer coupon: the experiment's treatment arm.
+pub const SAVE_25: &str = "spend-200-save-25";
+
+/// The demo campaign's experiment: half the shoppers are shown "Spend 100, save 10" (the
+/// control), half "Spend 200, save 25"; each arm is named after its template, and recorded on
+/// the coupons claimed (attributes `experiment` and `arm`).
+///
+/// # Errors
+/// Never for these constants; the experiment's errors otherwise.
+pub fn experiment() -> Result<Experiment, ExperimentError> {
+    Experiment::new(
+        ExperimentId::new("autumn-tea-face-value")?,
+        [Arm::control(SAVE_10, 50)?, Arm::treatment(SAVE_25, 50)?],
+    )
+}
+
+/// How the campaign page counts the demo's offers in arms: offers of the two templates, in the
+/// arm the experiment assigns the shopper.
+///
+/// # Errors
+/// Never for these constants.
+pub fn offer_arms() -> Result<OfferArms, Box<dyn std::error::Error + Send + Sync>> {
+    Ok(OfferArms {
+        experiment: experiment()?,
+        templates: [TemplateId::new(SAVE_10)?, TemplateId::new(SAVE_25)?]
+            .into_iter()
+            .collect(),
+    })
+}
 
 /// Days of history before today.
 pub const HISTORY_DAYS: i64 = 6;
@@ -147,15 +181,13 @@ pub fn history<R: Repository>(
     let s = &app.service;
     let start = now - Duration::days(HISTORY_DAYS + 1);
     let id = CampaignId::new(CAMPAIGN)?;
-    let offered = [
-        TemplateId::new("spend-100-save-10")?,
-        TemplateId::new("spend-200-save-25")?,
-    ];
+    let exp = experiment()?;
+    let offered = offer_arms()?.templates;
     let campaign = Campaign::builder(id.clone(), "Autumn tea festival")
         .rules("One coupon per shopper; spend 100 save 10, or spend 200 save 25")
         .window(start, now + Duration::days(7))
-        .offering(offered[0].clone())
-        .offering(offered[1].clone())
+        .offering(TemplateId::new(SAVE_10)?)
+        .offering(TemplateId::new(SAVE_25)?)
         .build()?;
     s.create_campaign(campaign, start)?;
     s.set_campaign_online(&id, true, start)?;
@@ -168,17 +200,22 @@ pub fn history<R: Repository>(
         for k in 0..shoppers {
             let at = day + Duration::minutes(7 * k as i64);
             let user = UserId::new(format!("shopper-{ago}-{k}"))?;
-            let template = &offered[(k % 2) as usize];
-            s.record_offer(template, &user, &web, Some(&id), at)?;
+            // The experiment decides which of the two coupons the shopper is shown.
+            let arm = exp.assign(&user);
+            let template = TemplateId::new(arm.name().as_str())?;
+            debug_assert!(offered.contains(&template));
+            s.record_offer(&template, &user, &web, Some(&id), at)?;
             if !mix.chance(70) {
                 continue;
             }
-            claim(app, template, &user, Some(&id), at)?;
+            let mut attributes = Attributes::new();
+            arm.record(&mut attributes)?;
+            claim(app, &template, &user, Some(&id), attributes, at)?;
             if ago == 0 || !mix.chance(60) {
                 continue;
             }
             // The order: enough for the coupon's threshold, sometimes a little more.
-            let teas = if k % 2 == 0 { 1 } else { 3 } + (mix.next() % 2) as u32;
+            let teas = if template.as_str() == SAVE_10 { 1 } else { 3 } + (mix.next() % 2) as u32;
             let cart = Cart::new(
                 Currency::CNY,
                 vec![
@@ -234,6 +271,7 @@ fn claim<R: Repository>(
     template: &TemplateId,
     user: &UserId,
     campaign: Option<&CampaignId>,
+    attributes: Attributes,
     now: DateTime<Utc>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let key = IdempotencyKey::new(format!("demo-{user}-{template}"))?;
@@ -243,7 +281,8 @@ fn claim<R: Repository>(
         Channel::new("web")?,
         ClaimMode::Click,
         key,
-    );
+    )
+    .with_attributes(attributes);
     if let Some(c) = campaign {
         req = req.in_campaign(c.clone());
     }

@@ -37,7 +37,7 @@ use axum::response::IntoResponse;
 use coupons::repository::{MemoryStore, Repository};
 use coupons::service::Service;
 
-pub use app::{App, Clock};
+pub use app::{App, Clock, OfferArms};
 pub use error::ApiError;
 
 /// Largest request body accepted, in bytes (a cart of a few hundred lines fits easily).
@@ -170,7 +170,12 @@ pub async fn serve<R: Repository + 'static>(
     store: R,
     options: &Options,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let app = Arc::new(App::new(Service::new(store), wall_clock()));
+    let mut app = App::new(Service::new(store), wall_clock());
+    if options.demo {
+        app = app
+            .with_offer_arms(demo::offer_arms().map_err(|e| -> Box<dyn std::error::Error> { e })?);
+    }
+    let app = Arc::new(app);
     if options.demo {
         let a = Arc::clone(&app);
         tokio::task::spawn_blocking(move || demo::seed(&a, a.now()))

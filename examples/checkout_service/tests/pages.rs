@@ -331,6 +331,8 @@ fn campaign_page_charts_the_numbers_of_the_feed() {
             "{rate}"
         );
     }
+    // No experiment, no coupon with an arm: no chart by arm.
+    assert!(!html.contains("chart-funnel-arm"));
     // Stock: t-200 issued 3 of 10; t-100 has none.
     let stock = bars(chart(&html, "chart-stock"));
     assert_eq!(stock.len(), 1, "{stock:?}");
@@ -427,6 +429,10 @@ fn campaign_page_on_the_demo_agrees_with_the_event_feed() {
     let mut used: BTreeMap<String, u64> = BTreeMap::new();
     let mut saved: BTreeMap<String, Decimal> = BTreeMap::new();
     let mut funnel: BTreeMap<(String, &str), u64> = BTreeMap::new();
+    // Per arm: offers in the arm the experiment assigns the shopper, coupons in the arm they
+    // record.
+    let experiment = checkout_service::demo::experiment().expect("experiment");
+    let mut arms: BTreeMap<(String, &str), u64> = BTreeMap::new();
     let mut after = 0;
     loop {
         let page = c
@@ -447,11 +453,17 @@ fn campaign_page_on_the_demo_agrees_with_the_event_feed() {
             let k = &e["event"]["kind"];
             match k["type"].as_str().expect("type") {
                 "offered" => {
+                    let user = UserId::new(k["user"].as_str().expect("user")).unwrap();
+                    let arm = experiment.assign(&user).name().as_str().to_owned();
+                    *arms.entry((arm, "offered")).or_default() += 1;
                     *funnel
                         .entry((k["template"].as_str().expect("t").to_owned(), "offered"))
                         .or_default() += 1;
                 }
                 "issued" => {
+                    if let Some(arm) = k["coupon"]["attributes"]["arm"].as_str() {
+                        *arms.entry((arm.to_owned(), "claimed")).or_default() += 1;
+                    }
                     *claimed.entry(day).or_default() += 1;
                     *funnel
                         .entry((
@@ -461,6 +473,9 @@ fn campaign_page_on_the_demo_agrees_with_the_event_feed() {
                         .or_default() += 1;
                 }
                 "redeemed" => {
+                    if let Some(arm) = k["coupon"]["attributes"]["arm"].as_str() {
+                        *arms.entry((arm.to_owned(), "used")).or_default() += 1;
+                    }
                     *used.entry(day.clone()).or_default() += 1;
                     *saved.entry(day).or_default() +=
                         Decimal::from_str(k["saving"]["amount"].as_str().expect("saving"))
@@ -514,6 +529,20 @@ fn campaign_page_on_the_demo_agrees_with_the_event_feed() {
         funnel[&("spend-200-save-25".to_owned(), "claimed")].to_string()
     );
     assert_eq!(s200.limit.as_deref(), Some("100"));
+    // The experiment's arms: all offers of the campaign's two templates, and the coupons
+    // claimed in it, counted in their arm.
+    let drawn = figures(chart(&html, "chart-funnel-arm"));
+    assert_eq!(drawn["offered"].len(), 2, "{drawn:?}");
+    for ((arm, step), n) in &arms {
+        assert_eq!(drawn[*step][arm], n.to_string(), "arm {arm} {step}");
+    }
+    let offers = |m: &BTreeMap<(String, &str), u64>| -> u64 {
+        m.iter()
+            .filter(|((_, step), _)| *step == "offered")
+            .map(|(_, n)| n)
+            .sum()
+    };
+    assert_eq!(offers(&arms), offers(&funnel));
     // The demo campaign's link, and its page.
     assert!(html.contains("href=\"/merchant/campaign?campaign=autumn-tea\""));
     let one = c.get("/merchant/campaign?campaign=autumn-tea").text();
@@ -772,7 +801,8 @@ fn checkout_and_campaign_pages_in_headless_chromium() {
             "chart-claimed-used",
             "chart-money",
             "chart-funnel",
-            "chart-stock"
+            "chart-stock",
+            "chart-funnel-arm"
         ]
     );
     for c in charts {

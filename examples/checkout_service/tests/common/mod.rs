@@ -13,7 +13,11 @@ use serde_json::Value;
 
 /// A service on a loopback port, running on its own thread until the process ends.
 pub fn start<R: Repository + 'static>(store: R, demo: bool) -> (SocketAddr, Arc<App<R>>) {
-    let app = Arc::new(App::new(Service::new(store), wall_clock()));
+    let mut app = App::new(Service::new(store), wall_clock());
+    if demo {
+        app = app.with_offer_arms(checkout_service::demo::offer_arms().expect("arms"));
+    }
+    let app = Arc::new(app);
     if demo {
         checkout_service::demo::seed(&app, app.now()).expect("demo seed");
     }
