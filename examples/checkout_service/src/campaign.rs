@@ -6,6 +6,8 @@
 //! - the funnel offered → claimed → used per template, with the claim rate (claimed ÷ offered)
 //!   and the usage rate (used ÷ claimed);
 //! - the discount given and the coupon-driven sales (what coupon orders paid) per day;
+//! - the same funnel per experiment arm, when coupons carry one (offers are put in the arm
+//!   [`App::with_offer_arms`]'s experiment assigns their user);
 //! - stock used per template: coupons issued of the template's total stock (the store's
 //!   issued counter, the number the stock limit is enforced on);
 //! - the totals: claim and usage rates, discount, coupon sales and orders, ROI (sales ÷

@@ -6,7 +6,7 @@
 //! * Server-rendered pages ([`pages`]): the buyer's checkout page and the merchant's campaign
 //!   page ([`campaign`]): the library's campaign report drawn as inline SVG charts
 //!   ([`charts`]) — claimed and used per day, the funnel per template, discount and sales per
-//!   day, stock used.
+//!   day, stock used, the funnel per experiment arm.
 //! * Errors ([`error`]): one JSON body, `{"error": {"kind", "status", "field", "reason"}}`.
 //! * Storage chosen at start ([`StoreChoice`]): in memory or SQLite; any other
 //!   [`Repository`] plugs in through [`router`].

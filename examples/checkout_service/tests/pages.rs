@@ -843,7 +843,7 @@ fn checkout_and_campaign_pages_in_headless_chromium() {
     d.call(
         "POST",
         "/window/rect",
-        Some(json!({"width": 900, "height": 2300})),
+        Some(json!({"width": 900, "height": 2700})),
     );
     let png = d.screenshot();
     assert!(png.starts_with(b"\x89PNG"), "a PNG");
