@@ -112,6 +112,11 @@ pub(crate) enum Kind {
         max_units: u64,
         in_buy: Vec<bool>,
     },
+    /// A gift: the virtual line `line` of the context (see [`CartCtx::gifts`]), taken off
+    /// whole.
+    Gift {
+        line: u32,
+    },
 }
 
 /// What each reward unit of a buy-X-get-Y gets, in minor units.
@@ -155,8 +160,11 @@ fn fraction(p: &Percent) -> (i128, i128) {
 }
 
 impl Kind {
-    fn from_benefit(b: &Benefit, cart: &Cart) -> Kind {
+    fn from_benefit(b: &Benefit, cart: &Cart, ctx: &CartCtx, template: &TemplateId) -> Kind {
         match b {
+            Benefit::Gift { .. } => Kind::Gift {
+                line: ctx.gift_line(template).unwrap_or(u32::MAX),
+            },
             Benefit::Instant { amount } => Kind::Instant(minor(amount)),
             Benefit::Threshold { tiers } => Kind::Threshold(
                 tiers
@@ -327,11 +335,19 @@ impl Kind {
 }
 
 /// The cart in minor units.
+///
+/// Gifts are lines too: after the cart's lines, one virtual line per gift template of the
+/// checkout, worth the gift's value, which only that gift covers. A gift applied takes its
+/// line off whole (the line shows in the quote, original its value, final zero); a gift not
+/// applied leaves its line untouched and out of the quote. So a gift's saving is bounded by
+/// what is left to pay, like every other, and the search's bound needs no special case.
 #[derive(Clone, Debug)]
 pub(crate) struct CartCtx {
     pub totals: Vec<i64>,
     pub qty: Vec<u64>,
     pub shipping: i64,
+    /// Each gift template, its virtual line's index and its benefit.
+    pub gifts: Vec<(TemplateId, u32, Benefit)>,
 }
 
 impl CartCtx {
@@ -342,7 +358,31 @@ impl CartCtx {
                 .collect(),
             qty: cart.lines().iter().map(|l| u64::from(l.quantity)).collect(),
             shipping: minor(&cart.shipping()),
+            gifts: Vec::new(),
         }
+    }
+
+    /// Adds the virtual line of a gift template (once per template id).
+    pub fn add_gift(&mut self, t: &Template) {
+        let Benefit::Gift {
+            value, quantity, ..
+        } = t.benefit()
+        else {
+            return;
+        };
+        if self.gift_line(t.id()).is_some() {
+            return;
+        }
+        let total = minor(value).saturating_mul(i64::from(*quantity));
+        let line = self.totals.len() as u32;
+        self.totals.push(total);
+        self.qty.push(u64::from(*quantity));
+        self.gifts.push((t.id().clone(), line, t.benefit().clone()));
+    }
+
+    /// The virtual line of a gift template.
+    pub fn gift_line(&self, template: &TemplateId) -> Option<u32> {
+        self.gifts.iter().find(|g| &g.0 == template).map(|g| g.1)
     }
 
     pub fn fresh(&self) -> State {
@@ -527,7 +567,7 @@ pub(crate) fn shared(
             });
         }
     }
-    let kind = Kind::from_benefit(t.benefit(), cart);
+    let kind = Kind::from_benefit(t.benefit(), cart, ctx, t.id());
     let stacking = t.stacking();
     let orig_base: i64 = lines.iter().map(|&l| ctx.totals[l as usize]).sum();
     let qty: u64 = lines.iter().map(|&l| ctx.qty[l as usize]).sum();
@@ -719,6 +759,7 @@ fn signature(p: &Shared) -> Vec<i64> {
             v.extend(in_buy.iter().map(|b| i64::from(*b)));
             v
         }
+        Kind::Gift { line } => vec![16, i64::from(*line)],
     };
     v.extend([
         p.min_subtotal,
@@ -945,6 +986,10 @@ pub(crate) fn apply(
             }
             let s = state.shipping.saturating_sub(*price).max(0);
             return take_shipping(state, alloc, s);
+        }
+        Kind::Gift { line } => {
+            let s = state.residual.get(*line as usize).copied().unwrap_or(0);
+            return commit_parts(state, alloc, vec![(*line, s)]);
         }
         Kind::Fixed {
             quantity,

@@ -169,6 +169,11 @@ use crate::money::{Money, Rounding};
 use crate::rule::{PromoCode, Template};
 use engine::{Alloc, CartCtx, Prepared, Shared, apply, prepare, shared};
 
+/// An amount of the cart in minor units (every cart amount fits).
+fn minor_of(m: &Money) -> i64 {
+    m.to_minor().unwrap_or(0)
+}
+
 /// Which offer: a wallet coupon, a typed promo code, or an automatic promotion.
 ///
 /// Ordered promotions < codes < coupons, then by id (used only to break ties).
@@ -535,7 +540,10 @@ impl<'a> Checkout<'a> {
         if let Some(ix) = self.promotions {
             all.extend(ix.candidates(self.cart));
         }
-        let ctx = CartCtx::new(self.cart);
+        let mut ctx = CartCtx::new(self.cart);
+        for o in &all {
+            ctx.add_gift(&o.template);
+        }
         let mut facts: HashMap<*const Template, Arc<Shared>> = HashMap::new();
         let mut usable = Vec::with_capacity(all.len());
         let mut unusable = Vec::new();
@@ -793,7 +801,7 @@ impl<'a> Checkout<'a> {
             .collect();
         order.sort_unstable_by_key(|p| p.rank);
         let mut state = prep.ctx.fresh();
-        let mut line_shares: Vec<Vec<Share>> = vec![Vec::new(); cart.lines().len()];
+        let mut line_shares: Vec<Vec<Share>> = vec![Vec::new(); prep.ctx.totals.len()];
         let mut ship_shares = Vec::new();
         let mut applied = Vec::with_capacity(order.len());
         for p in &order {
@@ -825,21 +833,40 @@ impl<'a> Checkout<'a> {
                 valid_until: p.valid_until,
             });
         }
-        let lines: Vec<QuoteLine> = cart
+        let mut line_shares = line_shares.into_iter();
+        let mut lines: Vec<QuoteLine> = cart
             .lines()
             .iter()
             .enumerate()
-            .zip(line_shares)
+            .zip(line_shares.by_ref())
             .map(|((i, l), shares)| QuoteLine {
                 sku: l.sku.clone(),
                 quantity: l.quantity,
                 original: money(prep.ctx.totals[i]),
                 final_amount: money(state.residual[i]),
                 shares,
+                gift: false,
             })
             .collect();
-        let items_before: i64 = prep.ctx.totals.iter().sum();
-        let items_after: i64 = state.residual.iter().sum();
+        // Gifts applied: their virtual lines, after the cart's.
+        for ((_, line, benefit), shares) in prep.ctx.gifts.iter().zip(line_shares) {
+            if shares.is_empty() {
+                continue;
+            }
+            if let crate::rule::Benefit::Gift { sku, quantity, .. } = benefit {
+                let i = *line as usize;
+                lines.push(QuoteLine {
+                    sku: sku.clone(),
+                    quantity: *quantity,
+                    original: money(prep.ctx.totals[i]),
+                    final_amount: money(state.residual[i]),
+                    shares,
+                    gift: true,
+                });
+            }
+        }
+        let items_before: i64 = lines.iter().map(|l| minor_of(&l.original)).sum();
+        let items_after: i64 = lines.iter().map(|l| minor_of(&l.final_amount)).sum();
         let total_before = items_before + prep.ctx.shipping;
         let total_after = items_after + state.shipping;
 

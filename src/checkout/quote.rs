@@ -51,6 +51,13 @@ pub struct QuoteLine {
     pub final_amount: Money,
     /// Each offer's part of the line's discount; they sum exactly to `original − final_amount`.
     pub shares: Vec<Share>,
+    /// Whether the line is a gift ([`Benefit::Gift`](crate::rule::Benefit::Gift)) added by
+    /// its one share's offer: gift lines follow the cart's, worth the gift's value, final zero.
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "std::ops::Not::not")
+    )]
+    pub gift: bool,
 }
 
 /// The shipping fee, before and after.

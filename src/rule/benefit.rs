@@ -1,4 +1,4 @@
-//! What a coupon gives: the sixteen benefit kinds and exactly how each computes.
+//! What a coupon gives: the seventeen benefit kinds and exactly how each computes.
 //!
 //! Every kind computes on the coupon's *base*: the amount of the cart lines in its
 //! [`Scope`](super::Scope) (for the shipping kinds, the shipping fee; for
@@ -17,6 +17,7 @@ use rust_decimal::Decimal;
 
 use super::Scope;
 use super::error::{RuleError, positive_in, same_currency};
+use crate::id::Sku;
 use crate::money::{Currency, Money};
 
 /// A percentage in `(0, 100]` with at most four decimal places, e.g. `15` for "15 % off".
@@ -215,6 +216,7 @@ pub enum Reward {
 /// | [`ShippingPrice`](Benefit::ShippingPrice) | 运费一口价 | shipping costs `price`: `max(fee − price, 0)` off |
 /// | [`ItemsAndShipping`](Benefit::ItemsAndShipping) | 全单立减 | an amount or percentage off `B` plus the shipping fee together |
 /// | [`BuyXGetY`](Benefit::BuyXGetY) | 买A赠B | per `buy` units of `buy_scope`, `get` units of the scope get the reward, cheapest first |
+/// | [`Gift`](Benefit::Gift) | 满赠 | `quantity` units of `sku` added free: `value × quantity`, its own line in the quote |
 ///
 /// A percentage coupon's threshold ("10 % off orders over 200") and any other minimum spend is
 /// [`Conditions::min_subtotal`](super::Conditions::min_subtotal), measured on the same base.
@@ -428,6 +430,25 @@ pub enum Benefit {
     ShippingPrice {
         /// What shipping costs with the coupon, zero or above.
         price: Money,
+    },
+    /// 满赠 — a gift: `quantity` units of `sku` are added to the order free when the coupon's
+    /// conditions hold (its minimum spend on the lines in scope, its requirements). The quote
+    /// shows the gift as its own line, after the cart's, priced `value × quantity` and fully
+    /// discounted by the offer, so the saving counts the gift's value and what the buyer pays
+    /// is unchanged. A gift competes with discounts by that value; it stands with the amount
+    /// offers, as a fixed reduction, and its threshold is measured like theirs.
+    ///
+    /// Worked, spend 199 get a mug worth 25.00: on 210.00 of items the quote has a line
+    /// `mug × 1`, original 25.00, final 0.00; the saving is 25.00 and the buyer pays 210.00.
+    /// Against an exclusive 20.00 off, the gift is chosen (25.00 > 20.00).
+    #[non_exhaustive]
+    Gift {
+        /// The product given.
+        sku: Sku,
+        /// The value of one unit, above zero (what the quote shows it at).
+        value: Money,
+        /// Units given, at least 1.
+        quantity: u32,
     },
 }
 
@@ -837,6 +858,47 @@ impl Benefit {
         })
     }
 
+    /// 满赠: `quantity` units of `sku`, each worth `value`, given free.
+    ///
+    /// ```
+    /// use coupons::rule::Benefit;
+    /// use coupons::id::Sku;
+    /// use coupons::money::{Currency, Money};
+    /// let b = Benefit::gift(Sku::new("mug")?, Money::from_minor(2500, Currency::CNY), 1)?;
+    /// assert_eq!(b.kind(), "gift");
+    /// assert!(Benefit::gift(Sku::new("mug")?, Money::from_minor(2500, Currency::CNY), 0).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`RuleError::NotPositive`] when `value` is not above zero; [`RuleError::Zero`] when
+    /// `quantity` is zero; [`RuleError::Invalid`] when `value × quantity` does not fit an
+    /// amount.
+    pub fn gift(sku: Sku, value: Money, quantity: u32) -> Result<Benefit, RuleError> {
+        positive_in("benefit.value", value, value.currency())?;
+        if quantity == 0 {
+            return Err(RuleError::Zero {
+                field: "benefit.quantity",
+            });
+        }
+        if value
+            .checked_mul_int(u64::from(quantity))
+            .and_then(|t| t.to_minor())
+            .is_err()
+        {
+            return Err(RuleError::Invalid {
+                field: "benefit.value",
+                value: value.to_string(),
+                reason: "the gift's value times its quantity does not fit an amount",
+            });
+        }
+        Ok(Benefit::Gift {
+            sku,
+            value,
+            quantity,
+        })
+    }
+
     /// 全单立减: `off` the items in scope and the shipping fee together.
     ///
     /// # Errors
@@ -864,7 +926,7 @@ impl Benefit {
     /// The kind as a short stable name: `instant`, `threshold`, `every_threshold`, `percent`,
     /// `shipping`, `buy_get`, `fixed_price`, `per_unit`, `per_line`, `apply_once`,
     /// `tiered_percent`, `quantity_tiers`, `shipping_percent`, `shipping_price`, `buy_x_get_y`,
-    /// `items_and_shipping`.
+    /// `items_and_shipping`, `gift`.
     pub fn kind(&self) -> &'static str {
         match self {
             Benefit::Instant { .. } => "instant",
@@ -883,6 +945,7 @@ impl Benefit {
             Benefit::ShippingPrice { .. } => "shipping_price",
             Benefit::BuyXGetY { .. } => "buy_x_get_y",
             Benefit::ItemsAndShipping { .. } => "items_and_shipping",
+            Benefit::Gift { .. } => "gift",
         }
     }
 
@@ -940,6 +1003,7 @@ impl Benefit {
                 }
                 v.extend(max_saving.map(|m| ("benefit.max_saving", m)));
             }
+            Benefit::Gift { value, .. } => v.push(("benefit.value", *value)),
         }
         v
     }
@@ -1002,6 +1066,9 @@ crate::de::field_paths! {
     fn ship_price_at -> Money = "benefit.price";
     fn buy_scope_at -> nested Scope = "benefit.buy_scope";
     fn reward_price_at -> Money = "benefit.reward.price";
+    fn gift_sku_at -> Sku = "benefit.sku";
+    fn gift_value_at -> Money = "benefit.value";
+    fn gift_quantity_at -> Option<u32> = "benefit.quantity";
 }
 
 #[cfg(feature = "serde")]
@@ -1209,6 +1276,15 @@ enum BenefitRepr {
         )]
         max_units: Option<u32>,
     },
+    /// `quantity` defaults to 1.
+    Gift {
+        #[serde(deserialize_with = "gift_sku_at")]
+        sku: Sku,
+        #[serde(deserialize_with = "gift_value_at")]
+        value: Money,
+        #[serde(default, deserialize_with = "gift_quantity_at")]
+        quantity: Option<u32>,
+    },
 }
 
 /// Exactly one of an amount and a percentage, as JSON gives them.
@@ -1298,6 +1374,11 @@ impl TryFrom<BenefitRepr> for Benefit {
                 reward,
                 max_units,
             } => Benefit::buy_x_get_y(buy, buy_scope, get, reward, max_units),
+            BenefitRepr::Gift {
+                sku,
+                value,
+                quantity,
+            } => Benefit::gift(sku, value, quantity.unwrap_or(1)),
         }
     }
 }
@@ -1387,6 +1468,15 @@ impl From<Benefit> for BenefitRepr {
                 get,
                 reward,
                 max_units,
+            },
+            Benefit::Gift {
+                sku,
+                value,
+                quantity,
+            } => BenefitRepr::Gift {
+                sku,
+                value,
+                quantity: Some(quantity),
             },
         }
     }

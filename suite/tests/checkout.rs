@@ -134,6 +134,8 @@ fn newer_benefit() -> impl Strategy<Value = Benefit> {
                 .unwrap();
                 Benefit::buy_x_get_y(buy, buy_scope, get, reward, mx).unwrap()
             }),
+        (prop_oneof![Just("mug"), Just("tote")], 1i64..3000, 1u32..3)
+            .prop_map(|(sku, v, q)| Benefit::gift(Sku::new(sku).unwrap(), m(v), q).unwrap()),
     ]
 }
 
@@ -461,7 +463,22 @@ fn check_invariants(q: &Quote, c: &Cart) {
             .iter()
             .map(|s| s.amount.to_minor().unwrap())
             .sum();
-        assert_eq!(line.original, c.line_total(i).unwrap());
+        if i < c.lines().len() {
+            assert!(!line.gift);
+            assert_eq!(line.original, c.line_total(i).unwrap());
+        } else {
+            // A gift line: one share, its offer's whole saving; the line ends at zero.
+            assert!(line.gift, "a line past the cart's is a gift");
+            assert!(line.final_amount.is_zero());
+            assert_eq!(line.shares.len(), 1);
+            let a = q
+                .applied
+                .iter()
+                .find(|a| a.offer == line.shares[0].offer)
+                .unwrap();
+            assert_eq!(a.kind, "gift");
+            assert_eq!(a.saving, line.original);
+        }
         assert!(!line.final_amount.is_negative(), "line below zero");
         assert_eq!(
             line.original.to_minor().unwrap() - shares,
@@ -482,6 +499,8 @@ fn check_invariants(q: &Quote, c: &Cart) {
         q.shipping.final_amount.to_minor().unwrap()
     );
     assert_eq!(total_shares + ship, q.saving.to_minor().unwrap());
+    let items: i64 = q.lines.iter().map(|l| l.original.to_minor().unwrap()).sum();
+    assert_eq!(items, q.items_before.to_minor().unwrap());
     assert!(q.saving <= q.total_before);
     assert!(!q.total_after.is_negative());
     for a in &q.applied {
@@ -1586,4 +1605,64 @@ fn percentages_round_per_unit_on_lines_of_several_units() {
     assert_eq!(saving(RoundingScope::PerUnit), m(36));
     assert_eq!(saving(RoundingScope::PerLine), m(38));
     assert_eq!(saving(RoundingScope::PerOrder), m(38));
+}
+
+#[test]
+fn a_gift_is_its_own_line_worth_its_value_and_competes_by_it() {
+    let mug = || Benefit::gift(Sku::new("mug").unwrap(), m(2500), 1).unwrap();
+    let spend = |t: TemplateSpec, min: i64| {
+        t.conditions(
+            Conditions::try_from(ConditionsSpec {
+                min_subtotal: Some(m(min)),
+                ..Default::default()
+            })
+            .unwrap(),
+        )
+    };
+    let c = simple_cart(&[(21000, 1)], 800);
+    let pol = StackingPolicy::default();
+    let u = buyer();
+    // Spend 199 get a mug worth 25.00: its own line, the buyer pays what the cart costs.
+    let gift = coupon("gift", spend(template("gift", mug()), 19900), 3);
+    let q = Checkout::new(&c, &u, now(), &pol)
+        .offers(std::slice::from_ref(&gift))
+        .best()
+        .unwrap();
+    check_invariants(&q, &c);
+    assert_eq!(q.lines.len(), 2);
+    let line = &q.lines[1];
+    assert!(line.gift);
+    assert_eq!(line.sku.as_str(), "mug");
+    assert_eq!(
+        (line.quantity, line.original, line.final_amount),
+        (1, m(2500), m(0))
+    );
+    assert_eq!(q.saving, m(2500));
+    assert_eq!(q.total_after, m(21800));
+    assert_eq!(q.items_before, m(23500));
+    // Below the threshold: no gift line, and the reason is the spend.
+    let small = simple_cart(&[(15000, 1)], 800);
+    let q = Checkout::new(&small, &u, now(), &pol)
+        .offers(std::slice::from_ref(&gift))
+        .best()
+        .unwrap();
+    assert_eq!(q.lines.len(), 1);
+    assert_eq!(
+        q.offers[0].reasons[0].to_string(),
+        "spend 49.00 more on eligible items"
+    );
+    // Against 20.00 off in the same group (one per order), the gift's 25.00 wins; against
+    // 30.00 off, the discount does.
+    for (off, gift_wins) in [(2000, true), (3000, false)] {
+        let discount = coupon("off", template("off", Benefit::instant(m(off)).unwrap()), 3);
+        let offers = [gift.clone(), discount];
+        let q = Checkout::new(&c, &u, now(), &pol)
+            .offers(&offers)
+            .best()
+            .unwrap();
+        check_invariants(&q, &c);
+        assert_eq!(q.applied.len(), 1);
+        assert_eq!(q.applied[0].kind == "gift", gift_wins, "off {off}");
+        assert_eq!(q.lines.len(), if gift_wins { 2 } else { 1 });
+    }
 }

@@ -251,7 +251,7 @@ const TEMPLATE_CASES: &[(&str, &str, &str, &str)] = &[
         "benefit unknown kind",
         "/benefit/kind",
         r#""lottery""#,
-        "benefit.kind: unknown variant `lottery`, expected one of `instant`, `threshold`, `every_threshold`, `percent`, `shipping`, `buy_get`, `fixed_price`, `per_unit`, `per_line`, `apply_once`, `tiered_percent`, `quantity_tiers`, `shipping_percent`, `shipping_price`, `items_and_shipping`, `buy_x_get_y` at line 8 column 3",
+        "benefit.kind: unknown variant `lottery`, expected one of `instant`, `threshold`, `every_threshold`, `percent`, `shipping`, `buy_get`, `fixed_price`, `per_unit`, `per_line`, `apply_once`, `tiered_percent`, `quantity_tiers`, `shipping_percent`, `shipping_price`, `items_and_shipping`, `buy_x_get_y`, `gift` at line 8 column 3",
     ),
     (
         "benefit unknown field",
@@ -544,6 +544,18 @@ const TEMPLATE_CASES: &[(&str, &str, &str, &str)] = &[
         "/benefit",
         r#"{"kind": "buy_x_get_y", "buy": 2, "buy_scope": {"skus": []}, "get": 1, "reward": {"kind": "free"}}"#,
         "benefit.buy_scope: scope.skus: must not be empty at line 2 column 111",
+    ),
+    (
+        "gift zero quantity",
+        "/benefit",
+        r#"{"kind": "gift", "sku": "mug", "value": {"amount": "25.00", "currency": "CNY"}, "quantity": 0}"#,
+        "benefit.quantity: must be at least 1 at line 2 column 107",
+    ),
+    (
+        "gift empty sku",
+        "/benefit",
+        r#"{"kind": "gift", "sku": "", "value": {"amount": "25.00", "currency": "CNY"}}"#,
+        "benefit.sku: invalid sku \"\": it is empty at line 2 column 89",
     ),
     (
         "bxgy unknown reward",

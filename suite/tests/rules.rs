@@ -2244,6 +2244,7 @@ fn documented_json_examples_are_valid_templates_of_every_kind() {
             "shipping_price",
             "buy_x_get_y",
             "items_and_shipping",
+            "gift",
         ] {
             assert!(
                 kinds.contains_key(kind),
