@@ -128,21 +128,6 @@ pub(crate) enum RewardKind {
 }
 
 impl RewardKind {
-    /// The saving on `k` reward units worth `value` together.
-    fn saving(self, value: i64, k: u64, rounding: Rounding) -> i64 {
-        match self {
-            RewardKind::Free => value,
-            RewardKind::Percent { num, den } => {
-                let s = div_round(i128::from(value) * num, den, rounding);
-                i64::try_from(s).unwrap_or(value).min(value)
-            }
-            RewardKind::Price(price) => {
-                let pay = i64::try_from(k).unwrap_or(i64::MAX).saturating_mul(price);
-                value.saturating_sub(pay).max(0)
-            }
-        }
-    }
-
     fn sig(self) -> [i64; 3] {
         let clamp = |x: i128| i64::try_from(x).unwrap_or(i64::MAX);
         match self {
@@ -389,15 +374,26 @@ impl CartCtx {
         State {
             residual: self.totals.clone(),
             shipping: self.shipping,
+            uneven: Vec::new(),
         }
     }
 }
 
 /// What is left to pay after the offers applied so far.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Units are priced one by one: each line's units are runs of equal remaining value. A line
+/// whose units are its *even split* (`r mod q` units worth `⌊r / q⌋ + 1` minor units, the
+/// others `⌊r / q⌋`, for `r` left of `q` units) needs nothing but `residual`: a fresh line is
+/// one run, and an amount taken off a line takes its dearest units first, which keeps an even
+/// line even. Only a line a unit offer changed unevenly (a unit made free, a bundle priced) is
+/// listed in `uneven`, with its runs dearest first; the form is canonical (a line is listed
+/// exactly when its runs are not the even split), so equal states compare equal.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct State {
     pub residual: Vec<i64>,
     pub shipping: i64,
+    /// Lines not at their even split, by line: runs `(value, units)`, dearest first.
+    pub uneven: Vec<(u32, Vec<(i64, u64)>)>,
 }
 
 /// Why an offer does not apply to a state.
@@ -616,7 +612,15 @@ pub(crate) fn shared(
             | Kind::Once { .. }
             | Kind::BuyXGetY { .. }
     ) {
-        sh.cheapest_first = sort_by_unit_value(sh.lines.clone(), ctx, &ctx.fresh());
+        let mut lines = sh.lines.clone();
+        lines.sort_unstable_by(|&a, &b| {
+            let (ta, qa) = (ctx.totals[a as usize], ctx.qty[a as usize]);
+            let (tb, qb) = (ctx.totals[b as usize], ctx.qty[b as usize]);
+            (i128::from(ta) * i128::from(qb))
+                .cmp(&(i128::from(tb) * i128::from(qa)))
+                .then(a.cmp(&b))
+        });
+        sh.cheapest_first = lines;
     }
     if currency_ok && !sh.lines.is_empty() {
         let mut state = ctx.fresh();
@@ -858,7 +862,7 @@ pub(crate) fn apply(
             if p.qty < buy + get {
                 return Err(Miss::MoreItems(buy + get - p.qty));
             }
-            return unit_saving(p, ctx, state, policy, alloc, |units| {
+            return unit_saving(p, ctx, state, alloc, |units| {
                 (units / (buy + get)).saturating_mul(*get).min(*max_free)
             });
         }
@@ -910,7 +914,7 @@ pub(crate) fn apply(
                 .map(|&l| (l, (*amount).min(state.residual[l as usize])))
                 .filter(|x| x.1 > 0)
                 .collect();
-            return commit_parts(state, alloc, parts);
+            return commit_parts(ctx, state, alloc, parts);
         }
         Kind::ItemsAndShipping {
             amount,
@@ -925,7 +929,7 @@ pub(crate) fn apply(
                 let s = div_round(i128::from(base) * num, *den, policy.rounding);
                 i64::try_from(s).unwrap_or(i64::MAX).min(*max)
             };
-            return spread_with_shipping(s.min(base), &p.lines, state, alloc);
+            return spread_with_shipping(s.min(base), &p.lines, ctx, state, alloc);
         }
         Kind::BuyXGetY {
             buy,
@@ -939,7 +943,7 @@ pub(crate) fn apply(
             );
         }
         Kind::PerUnit { amount, max_units } => {
-            return per_unit_saving(p, ctx, state, policy, alloc, *amount, *max_units);
+            return per_unit_saving(p, ctx, state, alloc, *amount, *max_units);
         }
         Kind::Once {
             dearest,
@@ -947,28 +951,7 @@ pub(crate) fn apply(
             num,
             den,
         } => {
-            let order = by_unit_value(p, ctx, state);
-            let pick = if *dearest {
-                order.last()
-            } else {
-                order.first()
-            };
-            let Some(&l) = pick else {
-                return Err(Miss::NothingToSave);
-            };
-            let unit = cum(
-                state.residual[l as usize],
-                1,
-                ctx.qty[l as usize],
-                policy.rounding,
-            );
-            let s = if *num == 0 {
-                (*amount).min(unit)
-            } else {
-                let s = div_round(i128::from(unit) * num, *den, policy.rounding);
-                i64::try_from(s).unwrap_or(unit).min(unit)
-            };
-            return commit_parts(state, alloc, vec![(l, s)]);
+            return once_saving(p, ctx, state, policy, alloc, *dearest, *amount, *num, *den);
         }
         Kind::ShippingPercent { num, den } => {
             if state.shipping == 0 {
@@ -989,35 +972,27 @@ pub(crate) fn apply(
         }
         Kind::Gift { line } => {
             let s = state.residual.get(*line as usize).copied().unwrap_or(0);
-            return commit_parts(state, alloc, vec![(*line, s)]);
+            return commit_parts(ctx, state, alloc, vec![(*line, s)]);
         }
         Kind::Fixed {
             quantity,
             price,
             max_bundles,
         } => {
-            return bundle_saving(
-                p,
-                ctx,
-                state,
-                policy,
-                alloc,
-                *quantity,
-                *price,
-                *max_bundles,
-            );
+            return bundle_saving(p, ctx, state, alloc, *quantity, *price, *max_bundles);
         }
     };
     if saving <= 0 {
         return Err(Miss::NothingToSave);
     }
-    spread(saving, &p.lines, state, alloc);
+    spread(saving, &p.lines, ctx, state, alloc);
     Ok(saving)
 }
 
 /// A percentage rounded on each line ([`RoundingScope::PerLine`]) or unit
-/// ([`RoundingScope::PerUnit`], for a line of equal units): each line saves its own rounded
-/// share; when the sum passes the cap, the cap is apportioned instead.
+/// ([`RoundingScope::PerUnit`]: each run of equal units, each unit rounded on its own): each
+/// line saves its own rounded share; when the sum passes the cap, the cap is apportioned
+/// instead.
 #[allow(clippy::too_many_arguments)]
 fn per_line_percent(
     p: &Shared,
@@ -1029,17 +1004,22 @@ fn per_line_percent(
     den: i128,
     max: i64,
 ) -> Result<i64, Miss> {
+    let per_unit = policy.rounding_scope == RoundingScope::PerUnit;
     let mut parts = Vec::with_capacity(p.lines.len());
+    let mut changes: Vec<Change> = Vec::new();
     let mut total = 0i64;
     for &l in &p.lines {
         let r = state.residual[l as usize];
-        let q = i128::from(ctx.qty[l as usize]);
-        let s = if policy.rounding_scope == RoundingScope::PerUnit {
-            // `r = q·a + b`: b units worth a + 1, the others a (each rounded on its own; the
-            // saving grows with `r`, one unit at a time).
-            let (a, b) = (i128::from(r) / q, i128::from(r) % q);
-            b * div_round((a + 1) * num, den, policy.rounding)
-                + (q - b) * div_round(a * num, den, policy.rounding)
+        let s = if per_unit {
+            let mut s = 0i128;
+            for (v, c) in state.runs(ctx, l) {
+                let d = unit_percent(v, num, den, policy.rounding);
+                s += i128::from(d) * i128::from(c);
+                if d > 0 {
+                    changes.push((l, v, c, [(v - d, c), (0, 0)]));
+                }
+            }
+            s
         } else {
             div_round(i128::from(r) * num, den, policy.rounding)
         };
@@ -1050,10 +1030,13 @@ fn per_line_percent(
         }
     }
     if total > max {
-        spread(max, &p.lines, state, alloc);
+        spread(max, &p.lines, ctx, state, alloc);
         return Ok(max);
     }
-    commit_parts(state, alloc, parts)
+    if per_unit {
+        return commit_units(ctx, state, alloc, changes);
+    }
+    commit_parts(ctx, state, alloc, parts)
 }
 
 /// Takes `s` off the shipping fee; nothing to save when `s` is zero.
@@ -1073,6 +1056,7 @@ fn take_shipping(state: &mut State, alloc: Option<&mut Alloc>, s: i64) -> Result
 fn spread_with_shipping(
     saving: i64,
     lines: &[u32],
+    ctx: &CartCtx,
     state: &mut State,
     alloc: Option<&mut Alloc>,
 ) -> Result<i64, Miss> {
@@ -1095,7 +1079,7 @@ fn spread_with_shipping(
     let ship = shares.last().map_or(0, |s| i64::try_from(*s).unwrap_or(0));
     state.shipping -= ship;
     for &(l, s) in &parts {
-        state.residual[l as usize] -= s;
+        state.take(ctx, l, s);
     }
     if let Some(a) = alloc {
         a.lines.extend(parts);
@@ -1104,8 +1088,223 @@ fn spread_with_shipping(
     Ok(saving)
 }
 
-/// Buy X get Y: the groups the units allow, then the cheapest reward units get the reward. A
-/// unit in both sets counts once: as rewarded only as far as the groups can still be bought.
+/// The even split of `r` minor units over `q` units, dearest first: `r mod q` units worth
+/// `⌊r / q⌋ + 1`, the others `⌊r / q⌋` (no run of zero units).
+fn even(r: i64, q: u64) -> Vec<(i64, u64)> {
+    let Ok(qi) = i64::try_from(q) else {
+        return Vec::new();
+    };
+    if qi == 0 {
+        return Vec::new();
+    }
+    let (a, b) = (r / qi, (r % qi) as u64);
+    let mut v = Vec::with_capacity(2);
+    if b > 0 {
+        v.push((a + 1, b));
+    }
+    if q > b {
+        v.push((a, q - b));
+    }
+    v
+}
+
+/// `total` minor units over `k` units as evenly as they go, dearest first (two runs at most;
+/// a run may be empty).
+fn even_pair(total: i128, k: u64) -> [(i64, u64); 2] {
+    let kk = i128::from(k.max(1));
+    let (a, b) = (total / kk, total % kk);
+    let a = i64::try_from(a).unwrap_or(0);
+    let b = u64::try_from(b).unwrap_or(0);
+    [(a + 1, b), (a, k - b)]
+}
+
+/// Sorts runs dearest first, merges equal values, drops empty runs.
+fn normalize(runs: &mut Vec<(i64, u64)>) {
+    runs.retain(|r| r.1 > 0);
+    runs.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    let mut out: Vec<(i64, u64)> = Vec::with_capacity(runs.len());
+    for &(v, c) in runs.iter() {
+        match out.last_mut() {
+            Some(last) if last.0 == v => last.1 += c,
+            _ => out.push((v, c)),
+        }
+    }
+    *runs = out;
+}
+
+/// Takes `s` off runs (dearest first), the dearest units first: they are levelled down to
+/// the next value, then together to the next, and what is left of `s` is spread evenly over
+/// the levelled units. Requires `0 ≤ s ≤ Σ value × count`.
+fn level(runs: &[(i64, u64)], s: i64) -> Vec<(i64, u64)> {
+    let mut rem = i128::from(s);
+    let mut top = 0i128; // units levelled so far
+    let mut at = runs.first().map_or(0, |r| i128::from(r.0));
+    let mut k = 0usize;
+    loop {
+        while k < runs.len() && i128::from(runs[k].0) == at {
+            top += i128::from(runs[k].1);
+            k += 1;
+        }
+        let next = runs.get(k).map_or(0, |r| i128::from(r.0));
+        let cost = top * (at - next);
+        if rem <= cost || k == runs.len() {
+            let total = (top * at - rem).max(0);
+            let top_units = u64::try_from(top).unwrap_or(0);
+            let mut out: Vec<(i64, u64)> = even_pair(total, top_units).to_vec();
+            out.extend_from_slice(&runs[k..]);
+            normalize(&mut out);
+            return out;
+        }
+        rem -= cost;
+        at = next;
+    }
+}
+
+impl State {
+    /// The runs of line `l`, dearest first: its own when uneven, else the even split of what
+    /// is left of it.
+    pub fn runs(&self, ctx: &CartCtx, l: u32) -> Vec<(i64, u64)> {
+        match self.uneven.binary_search_by_key(&l, |u| u.0) {
+            Ok(i) => self.uneven[i].1.clone(),
+            Err(_) => even(self.residual[l as usize], ctx.qty[l as usize]),
+        }
+    }
+
+    /// Sets the runs of line `l` (and so what is left of it), keeping the canonical form: a
+    /// line is listed in `uneven` exactly when its runs are not the even split.
+    fn set_runs(&mut self, ctx: &CartCtx, l: u32, mut runs: Vec<(i64, u64)>) {
+        normalize(&mut runs);
+        let total: i128 = runs
+            .iter()
+            .map(|&(v, c)| i128::from(v) * i128::from(c))
+            .sum();
+        let r = i64::try_from(total).unwrap_or(i64::MAX);
+        self.residual[l as usize] = r;
+        let is_even = runs == even(r, ctx.qty[l as usize]);
+        match (self.uneven.binary_search_by_key(&l, |u| u.0), is_even) {
+            (Ok(i), true) => {
+                self.uneven.remove(i);
+            }
+            (Ok(i), false) => self.uneven[i].1 = runs,
+            (Err(_), true) => {}
+            (Err(i), false) => self.uneven.insert(i, (l, runs)),
+        }
+    }
+
+    /// Takes the amount `s` off line `l`, its dearest units first (see [`level`]). An even
+    /// line stays even, so only lines a unit offer touched carry runs.
+    fn take(&mut self, ctx: &CartCtx, l: u32, s: i64) {
+        if s == 0 {
+            return;
+        }
+        match self.uneven.binary_search_by_key(&l, |u| u.0) {
+            Err(_) => self.residual[l as usize] -= s,
+            Ok(i) => {
+                let runs = level(&self.uneven[i].1, s);
+                self.set_runs(ctx, l, runs);
+            }
+        }
+    }
+}
+
+/// A run of one line's units, as a unit offer walks them.
+#[derive(Clone, Copy, Debug)]
+struct Piece {
+    line: u32,
+    value: i64,
+    count: u64,
+}
+
+/// The units of `p`'s lines as runs, cheapest first (ties: the earlier line); reversed, the
+/// dearest first (ties: the later line).
+fn pieces(p: &Shared, ctx: &CartCtx, state: &State) -> Vec<Piece> {
+    let untouched = p.lines.iter().all(|&l| {
+        state.residual[l as usize] == ctx.totals[l as usize]
+            && state.uneven.binary_search_by_key(&l, |u| u.0).is_err()
+    });
+    let lines = if untouched && !p.cheapest_first.is_empty() {
+        &p.cheapest_first
+    } else {
+        &p.lines
+    };
+    let mut out: Vec<Piece> = Vec::with_capacity(lines.len() + 2);
+    for &l in lines {
+        for (value, count) in state.runs(ctx, l) {
+            out.push(Piece {
+                line: l,
+                value,
+                count,
+            });
+        }
+    }
+    if !(untouched && !p.cheapest_first.is_empty()) {
+        out.sort_by(|a, b| a.value.cmp(&b.value).then(a.line.cmp(&b.line)));
+    } else {
+        // Untouched lines are one run each, already in order.
+    }
+    out
+}
+
+/// Units a unit offer changed: `count` units of `line` worth `value` each become `to`.
+type Change = (u32, i64, u64, [(i64, u64); 2]);
+
+/// Applies `changes` (nothing when they save nothing): each line's runs lose the units taken
+/// and gain what they became; the saving of each line is what it lost.
+fn commit_units(
+    ctx: &CartCtx,
+    state: &mut State,
+    alloc: Option<&mut Alloc>,
+    mut changes: Vec<Change>,
+) -> Result<i64, Miss> {
+    changes.sort_by_key(|c| c.0);
+    let mut updates: Vec<(u32, Vec<(i64, u64)>, i64)> = Vec::new();
+    let mut total = 0i64;
+    let mut i = 0;
+    while i < changes.len() {
+        let l = changes[i].0;
+        let mut runs = state.runs(ctx, l);
+        while i < changes.len() && changes[i].0 == l {
+            let (_, value, count, to) = changes[i];
+            if let Some(r) = runs.iter_mut().find(|r| r.0 == value) {
+                r.1 = r.1.saturating_sub(count);
+            }
+            runs.extend(to.iter().filter(|t| t.1 > 0));
+            i += 1;
+        }
+        normalize(&mut runs);
+        let after: i128 = runs
+            .iter()
+            .map(|&(v, c)| i128::from(v) * i128::from(c))
+            .sum();
+        let saved = i64::try_from(i128::from(state.residual[l as usize]) - after).unwrap_or(0);
+        if saved > 0 {
+            total = total.saturating_add(saved);
+            updates.push((l, runs, saved));
+        }
+    }
+    if total <= 0 {
+        return Err(Miss::NothingToSave);
+    }
+    let mut rec = alloc;
+    for (l, runs, saved) in updates {
+        state.set_runs(ctx, l, runs);
+        if let Some(a) = rec.as_deref_mut() {
+            a.lines.push((l, saved));
+        }
+    }
+    Ok(total)
+}
+
+/// A percentage `num / den` of one unit worth `v`, rounded on its own, at most `v`.
+fn unit_percent(v: i64, num: i128, den: i128, rounding: Rounding) -> i64 {
+    i64::try_from(div_round(i128::from(v) * num, den, rounding))
+        .unwrap_or(v)
+        .min(v)
+}
+
+/// Buy X get Y: the groups the units allow, then the cheapest reward units get the reward,
+/// each unit on its own. A unit in both sets counts once: as rewarded only as far as the
+/// groups can still be bought.
 #[allow(clippy::too_many_arguments)]
 fn buy_x_get_y_saving(
     p: &Shared,
@@ -1141,14 +1340,13 @@ fn buy_x_get_y_saving(
     let mut left = groups.saturating_mul(get).min(max_units);
     // Units of both sets that can be rewarded while the groups are still bought.
     let mut shared_left = both.saturating_sub(groups.saturating_mul(buy).saturating_sub(bought));
-    let mut parts = Vec::new();
-    for l in by_unit_value(p, ctx, state) {
+    let mut changes = Vec::new();
+    for pc in pieces(p, ctx, state) {
         if left == 0 {
             break;
         }
-        let q = ctx.qty[l as usize];
-        let mut k = left.min(q);
-        if in_buy.get(l as usize).copied().unwrap_or(false) {
+        let mut k = left.min(pc.count);
+        if in_buy.get(pc.line as usize).copied().unwrap_or(false) {
             k = k.min(shared_left);
             shared_left -= k;
         }
@@ -1156,13 +1354,16 @@ fn buy_x_get_y_saving(
             continue;
         }
         left -= k;
-        let value = cum(state.residual[l as usize], k, q, policy.rounding);
-        let s = reward.saving(value, k, policy.rounding);
-        if s > 0 {
-            parts.push((l, s));
-        }
+        let to = match reward {
+            RewardKind::Free => 0,
+            RewardKind::Percent { num, den } => {
+                pc.value - unit_percent(pc.value, num, den, policy.rounding)
+            }
+            RewardKind::Price(price) => pc.value.min(price),
+        };
+        changes.push((pc.line, pc.value, k, [(to, k), (0, 0)]));
     }
-    commit_parts(state, alloc, parts)
+    commit_units(ctx, state, alloc, changes)
 }
 
 /// Per unit: `amount` off each unit (at most what is left of it), the dearest `max_units`.
@@ -1170,34 +1371,60 @@ fn per_unit_saving(
     p: &Shared,
     ctx: &CartCtx,
     state: &mut State,
-    policy: &StackingPolicy,
     alloc: Option<&mut Alloc>,
     amount: i64,
     max_units: u64,
 ) -> Result<i64, Miss> {
     let mut left = max_units;
-    let mut parts = Vec::new();
-    for l in by_unit_value(p, ctx, state).into_iter().rev() {
+    let mut changes = Vec::new();
+    for pc in pieces(p, ctx, state).into_iter().rev() {
         if left == 0 {
             break;
         }
-        let q = ctx.qty[l as usize];
-        let k = left.min(q);
+        let k = left.min(pc.count);
         left -= k;
-        let value = cum(state.residual[l as usize], k, q, policy.rounding);
-        let each = i64::try_from(k).unwrap_or(i64::MAX).saturating_mul(amount);
-        let s = each.min(value);
-        if s > 0 {
-            parts.push((l, s));
-        }
+        let to = pc.value - amount.min(pc.value);
+        changes.push((pc.line, pc.value, k, [(to, k), (0, 0)]));
     }
-    commit_parts(state, alloc, parts)
+    commit_units(ctx, state, alloc, changes)
+}
+
+/// Apply once: an amount (`num == 0`) or a percentage off the cheapest unit, or the dearest.
+#[allow(clippy::too_many_arguments)]
+fn once_saving(
+    p: &Shared,
+    ctx: &CartCtx,
+    state: &mut State,
+    policy: &StackingPolicy,
+    alloc: Option<&mut Alloc>,
+    dearest: bool,
+    amount: i64,
+    num: i128,
+    den: i128,
+) -> Result<i64, Miss> {
+    let order = pieces(p, ctx, state);
+    let pick = if dearest { order.last() } else { order.first() };
+    let Some(pc) = pick else {
+        return Err(Miss::NothingToSave);
+    };
+    let off = if num == 0 {
+        amount.min(pc.value)
+    } else {
+        unit_percent(pc.value, num, den, policy.rounding)
+    };
+    commit_units(
+        ctx,
+        state,
+        alloc,
+        vec![(pc.line, pc.value, 1, [(pc.value - off, 1), (0, 0)])],
+    )
 }
 
 /// Takes `saving` off `lines` in proportion to what is left of them: the largest-remainder
-/// split of [`apportion`](crate::money::apportion) (ties to the earlier line), done in place.
-/// Requires `0 ≤ saving ≤ Σ residual`.
-fn spread(saving: i64, lines: &[u32], state: &mut State, alloc: Option<&mut Alloc>) {
+/// split of [`apportion`](crate::money::apportion) (ties to the earlier line), done in place;
+/// within a line, off its dearest units first ([`State::take`]). Requires
+/// `0 ≤ saving ≤ Σ residual`.
+fn spread(saving: i64, lines: &[u32], ctx: &CartCtx, state: &mut State, alloc: Option<&mut Alloc>) {
     let sum: i128 = lines
         .iter()
         .map(|&l| i128::from(state.residual[l as usize]))
@@ -1229,7 +1456,7 @@ fn spread(saving: i64, lines: &[u32], state: &mut State, alloc: Option<&mut Allo
     }
     let mut rec = alloc;
     for (&l, part) in lines.iter().zip(parts) {
-        state.residual[l as usize] -= part;
+        state.take(ctx, l, part);
         if let Some(a) = rec.as_deref_mut() {
             if part > 0 {
                 a.lines.push((l, part));
@@ -1238,58 +1465,12 @@ fn spread(saving: i64, lines: &[u32], state: &mut State, alloc: Option<&mut Allo
     }
 }
 
-/// Value of the first `j` of a line's `q` units whose residual is `r`.
-fn cum(r: i64, j: u64, q: u64, rounding: Rounding) -> i64 {
-    if j >= q {
-        return r;
-    }
-    i64::try_from(div_round(
-        i128::from(r) * i128::from(j),
-        i128::from(q),
-        rounding,
-    ))
-    .unwrap_or(r)
-}
-
-/// Lines of `p` by residual unit value, cheapest first (ties by line index).
-fn by_unit_value(p: &Shared, ctx: &CartCtx, state: &State) -> Vec<u32> {
-    let untouched = p
-        .lines
-        .iter()
-        .all(|&l| state.residual[l as usize] == ctx.totals[l as usize]);
-    if untouched && !p.cheapest_first.is_empty() {
-        return p.cheapest_first.clone();
-    }
-    // Earlier offers move few lines: the fresh order is nearly sorted, which the stable
-    // (run-adaptive) sort handles in about linear time.
-    let mut lines = if p.cheapest_first.is_empty() {
-        p.lines.clone()
-    } else {
-        p.cheapest_first.clone()
-    };
-    lines.sort_by(|&a, &b| unit_value_cmp(a, b, ctx, state));
-    lines
-}
-
-fn unit_value_cmp(a: u32, b: u32, ctx: &CartCtx, state: &State) -> Ordering {
-    let (ra, qa) = (state.residual[a as usize], ctx.qty[a as usize]);
-    let (rb, qb) = (state.residual[b as usize], ctx.qty[b as usize]);
-    (i128::from(ra) * i128::from(qb))
-        .cmp(&(i128::from(rb) * i128::from(qa)))
-        .then(a.cmp(&b))
-}
-
-fn sort_by_unit_value(mut lines: Vec<u32>, ctx: &CartCtx, state: &State) -> Vec<u32> {
-    lines.sort_unstable_by(|&a, &b| unit_value_cmp(a, b, ctx, state));
-    lines
-}
-
-/// Buy-get: the `free(units)` cheapest units are free.
+/// Buy-get: the `free(units)` cheapest units are free (a unit already free counts as one of
+/// the cheapest: it is never made free twice).
 fn unit_saving(
     p: &Shared,
     ctx: &CartCtx,
     state: &mut State,
-    policy: &StackingPolicy,
     alloc: Option<&mut Alloc>,
     free: impl Fn(u64) -> u64,
 ) -> Result<i64, Miss> {
@@ -1297,23 +1478,22 @@ fn unit_saving(
     if left == 0 {
         return Err(Miss::MoreItems(1));
     }
-    let mut parts = Vec::new();
-    for l in by_unit_value(p, ctx, state) {
+    let mut changes = Vec::new();
+    for pc in pieces(p, ctx, state) {
         if left == 0 {
             break;
         }
-        let q = ctx.qty[l as usize];
-        let k = left.min(q);
+        let k = left.min(pc.count);
         left -= k;
-        let s = cum(state.residual[l as usize], k, q, policy.rounding);
-        if s > 0 {
-            parts.push((l, s));
-        }
+        changes.push((pc.line, pc.value, k, [(0, k), (0, 0)]));
     }
-    commit_parts(state, alloc, parts)
+    commit_units(ctx, state, alloc, changes)
 }
 
+/// Takes each `(line, amount)` of `parts` off its line (dearest units first); nothing when
+/// they sum to zero.
 fn commit_parts(
+    ctx: &CartCtx,
     state: &mut State,
     alloc: Option<&mut Alloc>,
     parts: Vec<(u32, i64)>,
@@ -1323,21 +1503,27 @@ fn commit_parts(
         return Err(Miss::NothingToSave);
     }
     for &(l, s) in &parts {
-        state.residual[l as usize] -= s;
+        state.take(ctx, l, s);
     }
     if let Some(a) = alloc {
-        a.lines.extend(parts);
+        a.lines.extend(parts.into_iter().filter(|x| x.1 > 0));
     }
     Ok(saving)
 }
 
-/// Fixed price: bundles of `quantity` units, most expensive first, each for `price`.
+/// Fixed price: bundles of `quantity` units, dearest first, each for `price`, while a bundle's
+/// units are worth more than the price (bundle values only fall, so the first that is not ends
+/// the bundling), at most `max_bundles`.
+///
+/// In closed form over the runs: the bundles inside one run of `c` units worth `v` are
+/// `⌊c / quantity⌋` at once, their units paying `n × price` evenly; only a bundle that spans
+/// runs is apportioned over its pieces (largest remainder, by value). So the work follows the
+/// number of runs, never the number of units: `u32::MAX` units of one line are one step.
 #[allow(clippy::too_many_arguments)]
 fn bundle_saving(
     p: &Shared,
     ctx: &CartCtx,
     state: &mut State,
-    policy: &StackingPolicy,
     alloc: Option<&mut Alloc>,
     quantity: u64,
     price: i64,
@@ -1346,58 +1532,62 @@ fn bundle_saving(
     if p.qty < quantity {
         return Err(Miss::MoreItems(quantity - p.qty));
     }
-    let mut order = by_unit_value(p, ctx, state);
-    order.reverse();
-    // Units taken so far from each line, by position in `order`.
-    let mut taken = vec![0u64; order.len()];
-    let mut pos = 0usize;
-    let mut totals: Vec<(u32, i64)> = Vec::new();
+    let q = i128::from(quantity);
+    let price_i = i128::from(price);
+    let mut changes: Vec<Change> = Vec::new();
     let mut bundles = 0u64;
-    while bundles < max_bundles {
-        let mut contrib: Vec<(u32, i64)> = Vec::new();
-        let mut need = quantity;
-        let mut cursor = pos;
-        let mut took = taken.clone();
-        while need > 0 && cursor < order.len() {
-            let l = order[cursor];
-            let q = ctx.qty[l as usize];
-            let k = need.min(q - took[cursor]);
-            let r = state.residual[l as usize];
-            let v = cum(r, took[cursor] + k, q, policy.rounding)
-                - cum(r, took[cursor], q, policy.rounding);
-            took[cursor] += k;
-            need -= k;
-            contrib.push((l, v));
-            if took[cursor] == q {
-                cursor += 1;
-            }
-        }
-        if need > 0 {
-            break;
-        }
-        let value: i64 = contrib.iter().map(|c| c.1).sum();
-        if value <= price {
-            break;
-        }
-        let weights: Vec<i128> = contrib.iter().map(|c| i128::from(c.1)).collect();
-        let shares = apportion_minor(i128::from(value - price), &weights);
-        for ((l, _), s) in contrib.iter().zip(shares) {
-            let s = i64::try_from(s).unwrap_or(0);
-            if s > 0 {
-                match totals.iter_mut().find(|t| t.0 == *l) {
-                    Some(t) => t.1 += s,
-                    None => totals.push((*l, s)),
+    // The bundle being filled: its pieces (line, value, units), units and value.
+    let mut open: Vec<(u32, i64, u64)> = Vec::new();
+    let mut open_units = 0u64;
+    let mut open_value = 0i128;
+    'runs: for pc in pieces(p, ctx, state).into_iter().rev() {
+        let mut avail = pc.count;
+        while avail > 0 && bundles < max_bundles {
+            if open_units == 0 && avail >= quantity {
+                // Whole bundles inside this run.
+                if q * i128::from(pc.value) <= price_i {
+                    break 'runs;
                 }
+                let n = (avail / quantity).min(max_bundles - bundles);
+                let units = n * quantity;
+                let pay = i128::from(n) * price_i;
+                changes.push((pc.line, pc.value, units, even_pair(pay, units)));
+                bundles += n;
+                avail -= units;
+                continue;
+            }
+            let t = (quantity - open_units).min(avail);
+            open.push((pc.line, pc.value, t));
+            open_units += t;
+            open_value += i128::from(pc.value) * i128::from(t);
+            avail -= t;
+            if open_units == quantity {
+                if open_value <= price_i {
+                    break 'runs;
+                }
+                let weights: Vec<i128> = open
+                    .iter()
+                    .map(|&(_, v, t)| i128::from(v) * i128::from(t))
+                    .collect();
+                let shares = apportion_minor(open_value - price_i, &weights);
+                for (&(line, v, t), s) in open.iter().zip(shares) {
+                    let keep = i128::from(v) * i128::from(t) - s;
+                    changes.push((line, v, t, even_pair(keep, t)));
+                }
+                bundles += 1;
+                open.clear();
+                open_units = 0;
+                open_value = 0;
             }
         }
-        taken = took;
-        pos = cursor;
-        bundles += 1;
+        if bundles >= max_bundles {
+            break;
+        }
     }
     if bundles == 0 {
         return Err(Miss::NothingToSave);
     }
-    commit_parts(state, alloc, totals)
+    commit_units(ctx, state, alloc, changes)
 }
 
 #[cfg(test)]
@@ -1426,8 +1616,15 @@ mod tests {
             let mut state = State {
                 residual: residual.clone(),
                 shipping: 0,
+                uneven: Vec::new(),
             };
-            spread(saving, &lines, &mut state, None);
+            let ctx = CartCtx {
+                totals: residual.clone(),
+                qty: vec![1; residual.len()],
+                shipping: 0,
+                gifts: Vec::new(),
+            };
+            spread(saving, &lines, &ctx, &mut state, None);
             let weights: Vec<i128> = residual.iter().map(|r| i128::from(*r)).collect();
             let expect = apportion_minor(i128::from(saving), &weights);
             let got: Vec<i128> = residual

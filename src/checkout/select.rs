@@ -448,6 +448,7 @@ struct MemoKey {
     k: usize,
     residual: Vec<i64>,
     shipping: i64,
+    uneven: Vec<(u32, Vec<(i64, u64)>)>,
     constraints: Vec<u32>,
 }
 
@@ -598,6 +599,7 @@ impl<'a> Search<'a> {
             k,
             residual: state.residual.clone(),
             shipping: state.shipping,
+            uneven: state.uneven.clone(),
             constraints: self.constraints(k),
         };
         if let Some(prev) = self.memo.get(&key) {
