@@ -52,6 +52,33 @@ pub enum CartError {
     /// A line total or the cart total does not fit.
     #[error("cart total: {0}")]
     Money(#[from] MoneyError),
+    /// A shipping line's fee is in another currency than the cart.
+    #[error("shipping_lines[{index}].fee: {found} is not the cart's currency {expected}")]
+    ShippingCurrencyMismatch {
+        /// The shipping line's index.
+        index: usize,
+        /// The cart's currency.
+        expected: Currency,
+        /// The currency found.
+        found: Currency,
+    },
+    /// A shipping line's fee is negative.
+    #[error("shipping_lines[{index}].fee: {value} is negative")]
+    ShippingNegative {
+        /// The shipping line's index.
+        index: usize,
+        /// The fee.
+        value: Money,
+    },
+    /// Two shipping lines name the same shop (or both none).
+    #[error("shipping_lines[{index}].shop: a second shipping line for the same shop")]
+    ShippingShopTwice {
+        /// The index of the second line.
+        index: usize,
+    },
+    /// Cart JSON gave both `shipping` and `shipping_lines`, or neither.
+    #[error("shipping: give `shipping` (one fee) or `shipping_lines`, exactly one of them")]
+    ShippingForm,
 }
 
 #[cfg(feature = "serde")]
@@ -64,7 +91,51 @@ crate::de::field_paths! {
     fn on_sale_at -> bool = "lines.on_sale";
     fn currency_at -> Currency = "currency";
     fn lines_at -> nested_list CartLine = "lines";
-    fn shipping_at -> Money = "shipping";
+    fn shipping_at -> Option<Money> = "shipping";
+    fn ship_shop_at -> Option<ShopId> = "shipping_lines.shop";
+    fn ship_fee_at -> Money = "shipping_lines.fee";
+}
+
+#[cfg(feature = "serde")]
+fn shipping_lines_at<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Vec<ShippingLine>>, D::Error> {
+    crate::de::nested_list("shipping_lines", d).map(Some)
+}
+
+/// One shipment's fee: the shop that ships it, on a marketplace where each shop ships its own
+/// parcel, or none for the order's one fee ([`Cart::new`]).
+///
+/// A shipping offer reaches the shipping lines of the shops its scope reaches (a line of shop
+/// `s` in scope reaches the shipping line of `s`); a shipping line with no shop is reached by
+/// every offer. In JSON `{"shop": "6021", "fee": {"amount": "8.00", "currency": "CNY"}}`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
+pub struct ShippingLine {
+    /// The shop that ships, if the order has one fee per shop.
+    #[cfg_attr(
+        feature = "serde",
+        serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "ship_shop_at"
+        )
+    )]
+    pub shop: Option<ShopId>,
+    /// The fee, not negative.
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "ship_fee_at"))]
+    pub fee: Money,
+}
+
+impl ShippingLine {
+    /// The shipping fee of `shop`'s parcel.
+    pub fn of_shop(shop: ShopId, fee: Money) -> ShippingLine {
+        ShippingLine {
+            shop: Some(shop),
+            fee,
+        }
+    }
 }
 
 /// One line of a cart: a SKU, its categories and shop, unit price and quantity.
@@ -156,6 +227,8 @@ pub struct Cart {
     line_totals: Vec<Money>,
     items_total: Money,
     shipping: Money,
+    /// The shipments; one line with no shop for a cart of one fee.
+    shipping_lines: Vec<ShippingLine>,
 }
 
 #[cfg(feature = "serde")]
@@ -166,25 +239,41 @@ struct CartRepr {
     currency: Currency,
     #[serde(deserialize_with = "lines_at")]
     lines: Vec<CartLine>,
-    #[serde(deserialize_with = "shipping_at")]
-    shipping: Money,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "shipping_at"
+    )]
+    shipping: Option<Money>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "shipping_lines_at"
+    )]
+    shipping_lines: Option<Vec<ShippingLine>>,
 }
 
 #[cfg(feature = "serde")]
 impl TryFrom<CartRepr> for Cart {
     type Error = CartError;
     fn try_from(r: CartRepr) -> Result<Self, CartError> {
-        Cart::new(r.currency, r.lines, r.shipping)
+        match (r.shipping, r.shipping_lines) {
+            (Some(fee), None) => Cart::new(r.currency, r.lines, fee),
+            (None, Some(ships)) => Cart::with_shipping_lines(r.currency, r.lines, ships),
+            _ => Err(CartError::ShippingForm),
+        }
     }
 }
 
 #[cfg(feature = "serde")]
 impl From<Cart> for CartRepr {
     fn from(c: Cart) -> Self {
+        let one_fee = c.has_one_fee();
         CartRepr {
             currency: c.currency,
             lines: c.lines,
-            shipping: c.shipping,
+            shipping: one_fee.then_some(c.shipping),
+            shipping_lines: (!one_fee).then_some(c.shipping_lines),
         }
     }
 }
@@ -233,7 +322,71 @@ impl Cart {
             line_totals,
             items_total,
             shipping,
+            shipping_lines: vec![ShippingLine {
+                shop: None,
+                fee: shipping,
+            }],
         })
+    }
+
+    /// Checks and builds a cart whose shipping is a set of shipments, each with its own fee
+    /// (one per shop on a marketplace); [`Cart::shipping`] is their sum.
+    ///
+    /// ```
+    /// use coupons::cart::{Cart, CartLine, ShippingLine};
+    /// use coupons::id::{ShopId, Sku};
+    /// use coupons::money::{Currency, Money};
+    /// let cny = Currency::CNY;
+    /// let (a, b) = (ShopId::new("6021")?, ShopId::new("7788")?);
+    /// let cart = Cart::with_shipping_lines(
+    ///     cny,
+    ///     vec![
+    ///         CartLine::new(Sku::new("tea")?, Money::from_minor(4500, cny), 2).from_shop(a.clone()),
+    ///         CartLine::new(Sku::new("cup")?, Money::from_minor(1200, cny), 1).from_shop(b.clone()),
+    ///     ],
+    ///     vec![
+    ///         ShippingLine::of_shop(a, Money::from_minor(800, cny)),
+    ///         ShippingLine::of_shop(b, Money::from_minor(600, cny)),
+    ///     ],
+    /// )?;
+    /// assert_eq!(cart.shipping().to_string(), "14.00 CNY");
+    /// assert_eq!(cart.shipping_lines().len(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Cart::new`] for the lines; [`CartError::ShippingCurrencyMismatch`],
+    /// [`CartError::ShippingNegative`] for a fee, [`CartError::ShippingShopTwice`] when two
+    /// shipping lines name the same shop (or both none), [`CartError::Money`] when the fees
+    /// or the total overflow.
+    pub fn with_shipping_lines(
+        currency: Currency,
+        lines: Vec<CartLine>,
+        shipping_lines: Vec<ShippingLine>,
+    ) -> Result<Cart, CartError> {
+        let mut total = Money::zero(currency);
+        for (index, s) in shipping_lines.iter().enumerate() {
+            if s.fee.currency() != currency {
+                return Err(CartError::ShippingCurrencyMismatch {
+                    index,
+                    expected: currency,
+                    found: s.fee.currency(),
+                });
+            }
+            if s.fee.is_negative() {
+                return Err(CartError::ShippingNegative {
+                    index,
+                    value: s.fee,
+                });
+            }
+            if shipping_lines[..index].iter().any(|o| o.shop == s.shop) {
+                return Err(CartError::ShippingShopTwice { index });
+            }
+            total = total.checked_add(&s.fee)?;
+        }
+        let mut cart = Cart::new(currency, lines, total)?;
+        cart.shipping_lines = shipping_lines;
+        Ok(cart)
     }
 
     /// The currency.
@@ -256,9 +409,23 @@ impl Cart {
         self.items_total
     }
 
-    /// The shipping fee.
+    /// The shipping fee: the sum of the shipping lines.
     pub fn shipping(&self) -> Money {
         self.shipping
+    }
+
+    /// The shipments, each with its fee: one line with no shop for a cart built by
+    /// [`Cart::new`].
+    pub fn shipping_lines(&self) -> &[ShippingLine] {
+        &self.shipping_lines
+    }
+
+    /// Whether the cart has one shipping fee, not per shop: one shipping line with no shop.
+    pub fn has_one_fee(&self) -> bool {
+        matches!(
+            self.shipping_lines.as_slice(),
+            [ShippingLine { shop: None, .. }]
+        )
     }
 }
 

@@ -12,7 +12,7 @@ use super::{
     Offer, OfferId, PercentPlace, PromotionPlace, RoundingScope, StackingPolicy, ThresholdBase,
 };
 use crate::cart::{Buyer, Cart};
-use crate::id::{StackingGroup, TemplateId};
+use crate::id::{ShopId, StackingGroup, TemplateId};
 use crate::money::{Money, Rounding, apportion_minor};
 use crate::rule::{Benefit, Percent, Reward, Template, UnitOff, UnitPick};
 
@@ -331,6 +331,8 @@ pub(crate) struct CartCtx {
     pub totals: Vec<i64>,
     pub qty: Vec<u64>,
     pub shipping: i64,
+    /// The shipping lines: the shop of each (none: reached by every offer) and its fee.
+    pub ships: Vec<(Option<ShopId>, i64)>,
     /// Each gift template, its virtual line's index and its benefit.
     pub gifts: Vec<(TemplateId, u32, Benefit)>,
 }
@@ -343,6 +345,11 @@ impl CartCtx {
                 .collect(),
             qty: cart.lines().iter().map(|l| u64::from(l.quantity)).collect(),
             shipping: minor(&cart.shipping()),
+            ships: cart
+                .shipping_lines()
+                .iter()
+                .map(|s| (s.shop.clone(), minor(&s.fee)))
+                .collect(),
             gifts: Vec::new(),
         }
     }
@@ -374,6 +381,11 @@ impl CartCtx {
         State {
             residual: self.totals.clone(),
             shipping: self.shipping,
+            ships: if self.ships.len() > 1 {
+                self.ships.iter().map(|s| s.1).collect()
+            } else {
+                Vec::new()
+            },
             uneven: Vec::new(),
         }
     }
@@ -392,6 +404,9 @@ impl CartCtx {
 pub(crate) struct State {
     pub residual: Vec<i64>,
     pub shipping: i64,
+    /// What is left of each shipping line, when the cart has several (`shipping` is their
+    /// sum); empty for one.
+    pub ships: Vec<i64>,
     /// Lines not at their even split, by line: runs `(value, units)`, dearest first.
     pub uneven: Vec<(u32, Vec<(i64, u64)>)>,
 }
@@ -413,6 +428,8 @@ pub(crate) struct Shared {
     /// The template's name, as reasons show it.
     pub name: String,
     pub lines: Vec<u32>,
+    /// The shipping lines the offer reaches (see [`CartCtx::ships`]).
+    pub ships: Vec<u32>,
     pub kind: Kind,
     pub min_subtotal: i64,
     pub min_qty: u64,
@@ -579,6 +596,20 @@ pub(crate) fn shared(
                 _ => kind.rank(),
             },
         ),
+        ships: ctx
+            .ships
+            .iter()
+            .enumerate()
+            .filter(|(_, (shop, _))| {
+                shop.is_none()
+                    || lines.iter().any(|&l| {
+                        cart.lines()
+                            .get(l as usize)
+                            .is_some_and(|cl| cl.shop == *shop)
+                    })
+            })
+            .map(|(i, _)| i as u32)
+            .collect(),
         lines,
         kind,
         min_subtotal: t.conditions().min_subtotal().as_ref().map_or(0, minor),
@@ -773,6 +804,8 @@ fn signature(p: &Shared) -> Vec<i64> {
         p.lines.len() as i64,
     ]);
     v.extend(p.lines.iter().map(|&l| i64::from(l)));
+    v.push(p.ships.len() as i64);
+    v.extend(p.ships.iter().map(|&i| i64::from(i)));
     v
 }
 
@@ -795,6 +828,8 @@ pub(crate) struct Alloc {
     /// (line, amount) pairs, amounts above zero.
     pub lines: Vec<(u32, i64)>,
     pub shipping: i64,
+    /// (shipping line, amount) pairs, amounts above zero; they sum to `shipping`.
+    pub ships: Vec<(u32, i64)>,
 }
 
 /// Applies `p` to `state` (mutating it) and returns the saving, or why it does not apply.
@@ -848,15 +883,11 @@ pub(crate) fn apply(
             amount(i64::try_from(s).unwrap_or(i64::MAX).min(*max))
         }
         Kind::Shipping { cap } => {
-            if state.shipping == 0 {
+            let fee = state.ship_left(ctx, &p.ships);
+            if fee == 0 {
                 return Err(Miss::NoShippingFee);
             }
-            let s = state.shipping.min(*cap);
-            state.shipping -= s;
-            if let Some(a) = alloc {
-                a.shipping = s;
-            }
-            return Ok(s);
+            return take_shipping(ctx, state, &p.ships, alloc, fee.min(*cap));
         }
         Kind::BuyGet { buy, get, max_free } => {
             if p.qty < buy + get {
@@ -922,14 +953,14 @@ pub(crate) fn apply(
             den,
             max,
         } => {
-            let base = residual_base.saturating_add(state.shipping);
+            let base = residual_base.saturating_add(state.ship_left(ctx, &p.ships));
             let s = if *num == 0 {
                 *amount
             } else {
                 let s = div_round(i128::from(base) * num, *den, policy.rounding);
                 i64::try_from(s).unwrap_or(i64::MAX).min(*max)
             };
-            return spread_with_shipping(s.min(base), &p.lines, ctx, state, alloc);
+            return spread_with_shipping(s.min(base), p, ctx, state, alloc);
         }
         Kind::BuyXGetY {
             buy,
@@ -954,21 +985,25 @@ pub(crate) fn apply(
             return once_saving(p, ctx, state, policy, alloc, *dearest, *amount, *num, *den);
         }
         Kind::ShippingPercent { num, den } => {
-            if state.shipping == 0 {
+            let fee = state.ship_left(ctx, &p.ships);
+            if fee == 0 {
                 return Err(Miss::NoShippingFee);
             }
-            let s = div_round(i128::from(state.shipping) * num, *den, policy.rounding);
-            let s = i64::try_from(s)
-                .unwrap_or(state.shipping)
-                .min(state.shipping);
-            return take_shipping(state, alloc, s);
+            let s = div_round(i128::from(fee) * num, *den, policy.rounding);
+            let s = i64::try_from(s).unwrap_or(fee).min(fee);
+            return take_shipping(ctx, state, &p.ships, alloc, s);
         }
         Kind::ShippingPrice { price } => {
-            if state.shipping == 0 {
+            if state.ship_left(ctx, &p.ships) == 0 {
                 return Err(Miss::NoShippingFee);
             }
-            let s = state.shipping.saturating_sub(*price).max(0);
-            return take_shipping(state, alloc, s);
+            // Each shipment reached costs at most `price`.
+            let parts: Vec<(u32, i64)> = p
+                .ships
+                .iter()
+                .map(|&i| (i, state.ship_fee(ctx, i).saturating_sub(*price).max(0)))
+                .collect();
+            return take_ship_parts(ctx, state, alloc, parts);
         }
         Kind::Gift { line } => {
             let s = state.residual.get(*line as usize).copied().unwrap_or(0);
@@ -1039,23 +1074,57 @@ fn per_line_percent(
     commit_parts(ctx, state, alloc, parts)
 }
 
-/// Takes `s` off the shipping fee; nothing to save when `s` is zero.
-fn take_shipping(state: &mut State, alloc: Option<&mut Alloc>, s: i64) -> Result<i64, Miss> {
+/// Takes `s` off the shipping lines `ships` in proportion to what is left of each (the
+/// largest-remainder split); nothing to save when `s` is zero.
+fn take_shipping(
+    ctx: &CartCtx,
+    state: &mut State,
+    ships: &[u32],
+    alloc: Option<&mut Alloc>,
+    s: i64,
+) -> Result<i64, Miss> {
     if s <= 0 {
         return Err(Miss::NothingToSave);
     }
-    state.shipping -= s;
+    let weights: Vec<i128> = ships
+        .iter()
+        .map(|&i| i128::from(state.ship_fee(ctx, i)))
+        .collect();
+    let parts = ships
+        .iter()
+        .zip(apportion_minor(i128::from(s), &weights))
+        .map(|(&i, x)| (i, i64::try_from(x).unwrap_or(0)))
+        .collect();
+    take_ship_parts(ctx, state, alloc, parts)
+}
+
+/// Takes each `(shipping line, amount)` off its line; nothing to save when they sum to zero.
+fn take_ship_parts(
+    ctx: &CartCtx,
+    state: &mut State,
+    alloc: Option<&mut Alloc>,
+    parts: Vec<(u32, i64)>,
+) -> Result<i64, Miss> {
+    let s: i64 = parts.iter().map(|p| p.1).sum();
+    if s <= 0 {
+        return Err(Miss::NothingToSave);
+    }
+    for &(i, x) in &parts {
+        state.take_ship(ctx, i, x);
+    }
     if let Some(a) = alloc {
         a.shipping = s;
+        a.ships = parts.into_iter().filter(|p| p.1 > 0).collect();
     }
     Ok(s)
 }
 
-/// Takes `saving` off `lines` and the shipping fee in proportion to what is left of each (the
-/// largest-remainder split, the fee last). Requires `0 ≤ saving ≤ Σ residual + shipping`.
+/// Takes `saving` off the offer's lines and the shipping lines it reaches in proportion to
+/// what is left of each (the largest-remainder split, the fees last). Requires
+/// `0 ≤ saving ≤ Σ residual + shipping reached`.
 fn spread_with_shipping(
     saving: i64,
-    lines: &[u32],
+    p: &Shared,
     ctx: &CartCtx,
     state: &mut State,
     alloc: Option<&mut Alloc>,
@@ -1063,11 +1132,12 @@ fn spread_with_shipping(
     if saving <= 0 {
         return Err(Miss::NothingToSave);
     }
+    let lines = &p.lines;
     let mut weights: Vec<i128> = lines
         .iter()
         .map(|&l| i128::from(state.residual[l as usize]))
         .collect();
-    weights.push(i128::from(state.shipping));
+    weights.extend(p.ships.iter().map(|&i| i128::from(state.ship_fee(ctx, i))));
     let shares = apportion_minor(i128::from(saving), &weights);
     let mut parts = Vec::with_capacity(lines.len());
     for (&l, s) in lines.iter().zip(&shares) {
@@ -1076,16 +1146,51 @@ fn spread_with_shipping(
             parts.push((l, s));
         }
     }
-    let ship = shares.last().map_or(0, |s| i64::try_from(*s).unwrap_or(0));
-    state.shipping -= ship;
+    let ship_parts: Vec<(u32, i64)> = p
+        .ships
+        .iter()
+        .zip(&shares[lines.len()..])
+        .map(|(&i, s)| (i, i64::try_from(*s).unwrap_or(0)))
+        .collect();
+    let ship: i64 = ship_parts.iter().map(|x| x.1).sum();
+    for &(i, x) in &ship_parts {
+        state.take_ship(ctx, i, x);
+    }
     for &(l, s) in &parts {
         state.take(ctx, l, s);
     }
     if let Some(a) = alloc {
         a.lines.extend(parts);
         a.shipping = ship;
+        a.ships = ship_parts.into_iter().filter(|x| x.1 > 0).collect();
     }
     Ok(saving)
+}
+
+impl State {
+    /// What is left of shipping line `i`.
+    fn ship_fee(&self, ctx: &CartCtx, i: u32) -> i64 {
+        if ctx.ships.len() > 1 {
+            self.ships.get(i as usize).copied().unwrap_or(0)
+        } else {
+            self.shipping
+        }
+    }
+
+    /// What is left of the shipping lines `ships`, together.
+    fn ship_left(&self, ctx: &CartCtx, ships: &[u32]) -> i64 {
+        ships.iter().map(|&i| self.ship_fee(ctx, i)).sum()
+    }
+
+    /// Takes `s` off shipping line `i`.
+    fn take_ship(&mut self, ctx: &CartCtx, i: u32, s: i64) {
+        self.shipping -= s;
+        if ctx.ships.len() > 1 {
+            if let Some(f) = self.ships.get_mut(i as usize) {
+                *f -= s;
+            }
+        }
+    }
 }
 
 /// The even split of `r` minor units over `q` units, dearest first: `r mod q` units worth
@@ -1616,12 +1721,14 @@ mod tests {
             let mut state = State {
                 residual: residual.clone(),
                 shipping: 0,
+                ships: Vec::new(),
                 uneven: Vec::new(),
             };
             let ctx = CartCtx {
                 totals: residual.clone(),
                 qty: vec![1; residual.len()],
                 shipping: 0,
+                ships: Vec::new(),
                 gifts: Vec::new(),
             };
             spread(saving, &lines, &ctx, &mut state, None);

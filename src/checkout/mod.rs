@@ -154,7 +154,7 @@ mod reason;
 mod select;
 
 pub use index::PromotionIndex;
-pub use quote::{Applied, Evaluation, Quote, QuoteLine, Share, ShippingQuote};
+pub use quote::{Applied, Evaluation, Quote, QuoteLine, Share, ShippingLineQuote, ShippingQuote};
 pub use reason::{Blocked, Excluded, ExcludedBy, Ineligible, Named};
 
 use std::collections::{BTreeMap, HashMap};
@@ -803,6 +803,7 @@ impl<'a> Checkout<'a> {
         let mut state = prep.ctx.fresh();
         let mut line_shares: Vec<Vec<Share>> = vec![Vec::new(); prep.ctx.totals.len()];
         let mut ship_shares = Vec::new();
+        let mut ship_line_shares: Vec<Vec<Share>> = vec![Vec::new(); prep.ctx.ships.len()];
         let mut applied = Vec::with_capacity(order.len());
         for p in &order {
             let mut alloc = Alloc::default();
@@ -810,6 +811,14 @@ impl<'a> Checkout<'a> {
                 apply(p, &prep.ctx, &mut state, self.policy, Some(&mut alloc)).unwrap_or(0);
             for (l, amount) in alloc.lines {
                 if let Some(v) = line_shares.get_mut(l as usize) {
+                    v.push(Share {
+                        offer: p.id.clone(),
+                        amount: money(amount),
+                    });
+                }
+            }
+            for (i, amount) in alloc.ships {
+                if let Some(v) = ship_line_shares.get_mut(i as usize) {
                     v.push(Share {
                         offer: p.id.clone(),
                         amount: money(amount),
@@ -925,6 +934,23 @@ impl<'a> Checkout<'a> {
                 original: money(prep.ctx.shipping),
                 final_amount: money(state.shipping),
                 shares: ship_shares,
+                lines: if cart.has_one_fee() {
+                    Vec::new()
+                } else {
+                    cart.shipping_lines()
+                        .iter()
+                        .zip(ship_line_shares)
+                        .map(|(s, shares)| {
+                            let paid: i64 = shares.iter().map(|x| minor_of(&x.amount)).sum();
+                            ShippingLineQuote {
+                                shop: s.shop.clone(),
+                                original: s.fee,
+                                final_amount: money(minor_of(&s.fee) - paid),
+                                shares,
+                            }
+                        })
+                        .collect()
+                },
             },
             items_before: money(items_before),
             items_after: money(items_after),

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 
 use super::OfferId;
 use super::reason::Ineligible;
-use crate::id::{Sku, StackingGroup, TemplateId};
+use crate::id::{ShopId, Sku, StackingGroup, TemplateId};
 use crate::money::{Currency, Money};
 
 /// One offer's part of a line's or the shipping fee's discount.
@@ -64,11 +64,33 @@ pub struct QuoteLine {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct ShippingQuote {
-    /// The fee.
+    /// The fee (the sum of the shipping lines).
     pub original: Money,
     /// What the buyer pays.
     pub final_amount: Money,
     /// Each offer's part.
+    pub shares: Vec<Share>,
+    /// Each shipping line of a cart with several
+    /// ([`Cart::with_shipping_lines`](crate::cart::Cart::with_shipping_lines)), in the cart's
+    /// order; empty for a cart of one fee.
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Vec::is_empty")
+    )]
+    pub lines: Vec<ShippingLineQuote>,
+}
+
+/// One shipping line, before and after.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct ShippingLineQuote {
+    /// The shop that ships it, if any.
+    pub shop: Option<ShopId>,
+    /// The fee.
+    pub original: Money,
+    /// What the buyer pays for it.
+    pub final_amount: Money,
+    /// Each offer's part; they sum exactly to `original − final_amount`.
     pub shares: Vec<Share>,
 }
 

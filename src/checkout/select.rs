@@ -446,9 +446,7 @@ impl Hasher for Fx {
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct MemoKey {
     k: usize,
-    residual: Vec<i64>,
-    shipping: i64,
-    uneven: Vec<(u32, Vec<(i64, u64)>)>,
+    state: State,
     constraints: Vec<u32>,
 }
 
@@ -597,9 +595,7 @@ impl<'a> Search<'a> {
         }
         let key = MemoKey {
             k,
-            residual: state.residual.clone(),
-            shipping: state.shipping,
-            uneven: state.uneven.clone(),
+            state: state.clone(),
             constraints: self.constraints(k),
         };
         if let Some(prev) = self.memo.get(&key) {

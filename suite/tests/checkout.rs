@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use coupons::cart::{Buyer, Cart, CartLine, CustomerKind};
+use coupons::cart::{Buyer, Cart, CartLine, CustomerKind, ShippingLine};
 use coupons::checkout::{
     Checkout, CheckoutError, ExcludedBy, Ineligible, Offer, OfferId, PercentPlace, PromotionIndex,
     PromotionMode, PromotionPlace, Quote, RoundingScope, StackingPolicy, ThresholdBase,
@@ -280,8 +280,9 @@ fn cart() -> impl Strategy<Value = Cart> {
             1..6,
         ),
         0i64..1500,
+        proptest::option::weighted(0.4, (0i64..1500, proptest::bool::ANY)),
     )
-        .prop_map(|(lines, ship)| {
+        .prop_map(|(lines, ship, per_shop)| {
             let lines = lines
                 .into_iter()
                 .enumerate()
@@ -293,7 +294,23 @@ fn cart() -> impl Strategy<Value = Cart> {
                     l
                 })
                 .collect();
-            Cart::new(CNY, lines, m(ship)).unwrap()
+            match per_shop {
+                // One fee per shop (and, sometimes, one more for the order).
+                Some((other, order_fee)) => {
+                    let mut ships = vec![
+                        ShippingLine::of_shop(ShopId::new("s1").unwrap(), m(ship)),
+                        ShippingLine::of_shop(ShopId::new("s2").unwrap(), m(other)),
+                    ];
+                    if order_fee {
+                        ships.push(ShippingLine {
+                            shop: None,
+                            fee: m(300),
+                        });
+                    }
+                    Cart::with_shipping_lines(CNY, lines, ships).unwrap()
+                }
+                None => Cart::new(CNY, lines, m(ship)).unwrap(),
+            }
         })
 }
 
@@ -494,6 +511,43 @@ fn check_invariants(q: &Quote, c: &Cart) {
         .map(|s| s.amount.to_minor().unwrap())
         .sum();
     assert!(!q.shipping.final_amount.is_negative());
+    if c.has_one_fee() {
+        assert!(q.shipping.lines.is_empty());
+    } else {
+        // Per shipping line: shares sum exactly, no fee below zero, the lines add up.
+        assert_eq!(q.shipping.lines.len(), c.shipping_lines().len());
+        let mut original = 0;
+        let mut left = 0;
+        for (sl, cl) in q.shipping.lines.iter().zip(c.shipping_lines()) {
+            assert_eq!((&sl.shop, sl.original), (&cl.shop, cl.fee));
+            let shares: i64 = sl.shares.iter().map(|s| s.amount.to_minor().unwrap()).sum();
+            assert_eq!(
+                sl.original.to_minor().unwrap() - shares,
+                sl.final_amount.to_minor().unwrap()
+            );
+            assert!(!sl.final_amount.is_negative());
+            original += sl.original.to_minor().unwrap();
+            left += sl.final_amount.to_minor().unwrap();
+        }
+        assert_eq!(original, q.shipping.original.to_minor().unwrap());
+        assert_eq!(left, q.shipping.final_amount.to_minor().unwrap());
+        // An offer reaches a shop's fee only through a line of that shop in its scope.
+        for sl in &q.shipping.lines {
+            let Some(shop) = &sl.shop else { continue };
+            for share in &sl.shares {
+                let has_line = q
+                    .lines
+                    .iter()
+                    .zip(c.lines())
+                    .any(|(_, l)| l.shop.as_ref() == Some(shop));
+                assert!(
+                    has_line,
+                    "{} reached {shop} with no line of it",
+                    share.offer
+                );
+            }
+        }
+    }
     assert_eq!(
         q.shipping.original.to_minor().unwrap() - ship,
         q.shipping.final_amount.to_minor().unwrap()
@@ -1665,4 +1719,75 @@ fn a_gift_is_its_own_line_worth_its_value_and_competes_by_it() {
         assert_eq!(q.applied[0].kind == "gift", gift_wins, "off {off}");
         assert_eq!(q.lines.len(), if gift_wins { 2 } else { 1 });
     }
+}
+
+#[test]
+fn shipping_lines_per_shop_take_offers_scoped_to_their_shop() {
+    let (s1, s2) = (ShopId::new("s1").unwrap(), ShopId::new("s2").unwrap());
+    let cart = Cart::with_shipping_lines(
+        CNY,
+        vec![
+            CartLine::new(Sku::new("tea").unwrap(), m(10000), 1).from_shop(s1.clone()),
+            CartLine::new(Sku::new("cup").unwrap(), m(5000), 1).from_shop(s2.clone()),
+        ],
+        vec![
+            ShippingLine::of_shop(s1.clone(), m(800)),
+            ShippingLine::of_shop(s2.clone(), m(1200)),
+        ],
+    )
+    .unwrap();
+    assert_eq!(cart.shipping(), m(2000));
+    let u = buyer();
+    let pol = StackingPolicy::default();
+    let shop1 = Scope::try_from(ScopeSpec {
+        shops: Some([s1.clone()].into()),
+        ..Default::default()
+    })
+    .unwrap();
+    let quote = |b: Benefit, scope: Scope| {
+        let o = coupon("x", template("x", b).scope(scope), 3);
+        let q = Checkout::new(&cart, &u, now(), &pol)
+            .offers(&[o])
+            .best()
+            .unwrap();
+        check_invariants(&q, &cart);
+        let fees: Vec<Money> = q.shipping.lines.iter().map(|l| l.final_amount).collect();
+        (q.saving, fees)
+    };
+    // Shop s1's free shipping frees only s1's parcel.
+    assert_eq!(
+        quote(Benefit::shipping(None).unwrap(), shop1.clone()),
+        (m(800), vec![m(0), m(1200)])
+    );
+    // A platform cap of 10.00 over both parcels, in proportion to their fees: 4.00 and 6.00.
+    assert_eq!(
+        quote(
+            Benefit::shipping(Some(m(1000))).unwrap(),
+            Scope::everything()
+        ),
+        (m(1000), vec![m(400), m(600)])
+    );
+    // Shipping for 10.00 is per parcel: only s2's 12.00 parcel comes down.
+    assert_eq!(
+        quote(
+            Benefit::shipping_price(m(1000)).unwrap(),
+            Scope::everything()
+        ),
+        (m(200), vec![m(800), m(1000)])
+    );
+    // Half off s1's parcel only.
+    assert_eq!(
+        quote(Benefit::shipping_percent(pct(50)).unwrap(), shop1),
+        (m(400), vec![m(400), m(1200)])
+    );
+    // The old one-fee constructor is one shipping line with no shop, and a quote with no lines.
+    let one = simple_cart(&[(10000, 1)], 800);
+    assert!(one.has_one_fee());
+    assert_eq!(
+        one.shipping_lines(),
+        &[ShippingLine {
+            shop: None,
+            fee: m(800)
+        }]
+    );
 }

@@ -5,7 +5,7 @@
 //! put there, and the exact message expected.
 
 use coupons::cart::{Cart, CartLine};
-use coupons::id::Sku;
+use coupons::id::{ShopId, Sku};
 use coupons::money::{Currency, Money};
 use coupons::rule::{Limits, Template, Validity};
 use serde_json::Value;
@@ -795,7 +795,7 @@ const CART_CASES: &[(&str, &str, &str)] = &[
     (
         "a client's subtotal",
         r#"{"currency": "CNY", "lines": [], "shipping": {"amount": "0", "currency": "CNY"}, "subtotal": "9"}"#,
-        "unknown field `subtotal`, expected one of `currency`, `lines`, `shipping` at line 1 column 91",
+        "unknown field `subtotal`, expected one of `currency`, `lines`, `shipping`, `shipping_lines` at line 1 column 91",
     ),
     (
         "an unknown line field",
@@ -840,7 +840,69 @@ const CART_CASES: &[(&str, &str, &str)] = &[
  "lines": [{"sku": "", "unit_price": {"amount": "1", "currency": "CNY"}, "quantity": 1}]}"#,
         "lines[0].sku: invalid sku \"\": it is empty at line 2 column 23",
     ),
+    (
+        "shipping per shop",
+        r#"{"currency": "CNY", "lines": [], "shipping_lines": [
+ {"shop": "6021", "fee": {"amount": "8.00", "currency": "CNY"}},
+ {"shop": "7788", "fee": {"amount": "6.00", "currency": "CNY"}}]}"#,
+        "ok",
+    ),
+    (
+        "both shipping forms",
+        r#"{"currency": "CNY", "lines": [], "shipping": {"amount": "0", "currency": "CNY"},
+ "shipping_lines": [{"fee": {"amount": "8.00", "currency": "CNY"}}]}"#,
+        "shipping: give `shipping` (one fee) or `shipping_lines`, exactly one of them",
+    ),
+    (
+        "no shipping",
+        r#"{"currency": "CNY", "lines": []}"#,
+        "shipping: give `shipping` (one fee) or `shipping_lines`, exactly one of them",
+    ),
+    (
+        "a negative parcel fee",
+        r#"{"currency": "CNY", "lines": [], "shipping_lines": [
+ {"shop": "6021", "fee": {"amount": "8.00", "currency": "CNY"}},
+ {"shop": "7788", "fee": {"amount": "-6.00", "currency": "CNY"}}]}"#,
+        "shipping_lines[1].fee: -6.00 CNY is negative",
+    ),
+    (
+        "two parcels of one shop",
+        r#"{"currency": "CNY", "lines": [], "shipping_lines": [
+ {"shop": "6021", "fee": {"amount": "8.00", "currency": "CNY"}},
+ {"shop": "6021", "fee": {"amount": "6.00", "currency": "CNY"}}]}"#,
+        "shipping_lines[1].shop: a second shipping line for the same shop",
+    ),
+    (
+        "an unknown parcel field",
+        r#"{"currency": "CNY", "lines": [], "shipping_lines": [{"fee": {"amount": "8.00", "currency": "CNY"}, "weight": 3}]}"#,
+        "shipping_lines[0]: unknown field `weight`, expected `shop` or `fee` at line 1 column 107",
+    ),
 ];
+
+#[test]
+fn carts_with_shipping_lines_read_back_as_written() {
+    use coupons::cart::ShippingLine;
+    let cny = Currency::CNY;
+    let one = Cart::new(cny, vec![], Money::from_minor(800, cny)).unwrap();
+    let json = serde_json::to_value(&one).unwrap();
+    assert!(json.get("shipping_lines").is_none(), "{json}");
+    assert_eq!(serde_json::from_value::<Cart>(json).unwrap(), one);
+    let two = Cart::with_shipping_lines(
+        cny,
+        vec![],
+        vec![
+            ShippingLine::of_shop(ShopId::new("6021").unwrap(), Money::from_minor(800, cny)),
+            ShippingLine {
+                shop: None,
+                fee: Money::from_minor(300, cny),
+            },
+        ],
+    )
+    .unwrap();
+    let json = serde_json::to_value(&two).unwrap();
+    assert!(json.get("shipping").is_none(), "{json}");
+    assert_eq!(serde_json::from_value::<Cart>(json).unwrap(), two);
+}
 
 #[test]
 fn invalid_carts_get_one_exact_error_naming_the_line() {
