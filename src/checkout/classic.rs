@@ -200,7 +200,9 @@ impl<'a> Search<'a> {
     /// an invalid child without evaluating.
     fn push_node(&mut self, c: &Prepared) {
         let parent = self.nodes.last();
-        let after_all = parent.is_none_or(|n| n.max_rank.is_none_or(|r| c.rank > r));
+        // With an open order, `c` may apply before members in some orders: nothing carries.
+        let after_all = parent.is_none_or(|n| n.max_rank.is_none_or(|r| c.rank > r))
+            && self.policy.open_order == super::OpenOrder::Closed;
         let known = match parent {
             Some(Node {
                 known: Known::Invalid,
@@ -227,7 +229,9 @@ impl<'a> Search<'a> {
             Known::Valid(_, s) => return Some(*s),
             Known::Unknown => {
                 let parent = &self.nodes[n - 2];
-                let after_all = parent.max_rank.is_none_or(|r| c.rank > r);
+                // Appending in place is the set's order only when the order is not open.
+                let after_all = parent.max_rank.is_none_or(|r| c.rank > r)
+                    && self.policy.open_order == super::OpenOrder::Closed;
                 match &parent.known {
                     Known::Valid(state, saving) if after_all => {
                         self.spent = self.spent.saturating_add(1);

@@ -9,7 +9,8 @@ use rust_decimal::Decimal;
 
 use super::reason::{Excluded, Ineligible, Named};
 use super::{
-    Offer, OfferId, PercentPlace, PromotionPlace, RoundingScope, StackingPolicy, ThresholdBase,
+    Offer, OfferId, OpenOrder, PercentPlace, PromotionPlace, RoundingScope, StackingPolicy,
+    ThresholdBase,
 };
 use crate::cart::{Buyer, Cart};
 use crate::id::{ShopId, StackingGroup, TemplateId};
@@ -820,6 +821,110 @@ pub(crate) fn miss_reason(m: Miss, cart: &Cart) -> Ineligible {
         Miss::NoShippingFee => Ineligible::NoShippingFee,
         Miss::NothingToSave => Ineligible::NothingToSave,
     }
+}
+
+/// Most stacking groups of one group position whose order is left open
+/// ([`OpenOrder::Groups`]); further groups of the position keep the documented order after
+/// them (8! = 40,320 orders at most per position).
+pub(crate) const MAX_OPEN_GROUPS: usize = 8;
+
+/// Every order `members` may apply in under the policy, the documented (canonical) order
+/// first. With [`OpenOrder::Closed`] that is the only one; with [`OpenOrder::Groups`] the
+/// stacking groups that share a position in [`StackingPolicy::group_order`] (all groups, when
+/// it is empty) may apply in any order among themselves, each group's members together and in
+/// the documented order; positions keep their order.
+pub(crate) fn allowed_orders<'a>(
+    members: &[&'a Prepared],
+    policy: &StackingPolicy,
+) -> Vec<Vec<&'a Prepared>> {
+    let mut sorted: Vec<&'a Prepared> = members.to_vec();
+    sorted.sort_unstable_by_key(|p| p.rank);
+    if policy.open_order == OpenOrder::Closed || sorted.len() < 2 {
+        return vec![sorted];
+    }
+    // Blocks of one group position (contiguous: the position is the first key), each a list
+    // of groups in canonical order of their first member, each group its members.
+    let mut blocks: Vec<Vec<Vec<&'a Prepared>>> = Vec::new();
+    let mut pos: Option<u32> = None;
+    for p in sorted {
+        if pos != Some(p.order.0) {
+            blocks.push(Vec::new());
+            pos = Some(p.order.0);
+        }
+        let Some(block) = blocks.last_mut() else {
+            continue;
+        };
+        match block.iter_mut().find(|g| g[0].group == p.group) {
+            Some(g) => g.push(p),
+            None => block.push(vec![p]),
+        }
+    }
+    let mut orders: Vec<Vec<&'a Prepared>> = vec![Vec::new()];
+    for block in &blocks {
+        let open = block.len().min(MAX_OPEN_GROUPS);
+        let perms = permutations(open);
+        let mut next = Vec::with_capacity(orders.len() * perms.len());
+        for prefix in &orders {
+            for perm in &perms {
+                let mut o = prefix.clone();
+                for &g in perm {
+                    o.extend_from_slice(&block[g]);
+                }
+                for g in &block[open..] {
+                    o.extend_from_slice(g);
+                }
+                next.push(o);
+            }
+        }
+        orders = next;
+    }
+    orders
+}
+
+/// The permutations of `0..n` in lexicographic order (the identity first).
+fn permutations(n: usize) -> Vec<Vec<usize>> {
+    let mut out = Vec::new();
+    let mut p: Vec<usize> = (0..n).collect();
+    loop {
+        out.push(p.clone());
+        // Next permutation.
+        let Some(i) = (1..p.len()).rev().find(|&i| p[i - 1] < p[i]) else {
+            return out;
+        };
+        let Some(j) = (i..p.len()).rev().find(|&j| p[j] > p[i - 1]) else {
+            return out;
+        };
+        p.swap(i - 1, j);
+        p[i..].reverse();
+    }
+}
+
+/// The best order `members` may apply in: the largest total saving over
+/// [`allowed_orders`] (ties: the earlier order, so the documented order when it is among the
+/// best), with the state it leaves; `None` when no allowed order has every member saving
+/// something. `spent` counts the applications.
+pub(crate) fn best_order<'a>(
+    members: &[&'a Prepared],
+    ctx: &CartCtx,
+    policy: &StackingPolicy,
+    spent: &mut u64,
+) -> Option<(Vec<&'a Prepared>, State, i64)> {
+    let mut best: Option<(Vec<&'a Prepared>, State, i64)> = None;
+    'orders: for order in allowed_orders(members, policy) {
+        let mut state = ctx.fresh();
+        let mut total = 0i64;
+        for p in &order {
+            *spent = spent.saturating_add(1);
+            match apply(p, ctx, &mut state, policy, None) {
+                Ok(s) => total += s,
+                Err(_) => continue 'orders,
+            }
+        }
+        if best.as_ref().is_none_or(|b| total > b.2) {
+            best = Some((order, state, total));
+        }
+    }
+    best
 }
 
 /// Where an applied offer's saving went.

@@ -38,6 +38,12 @@
 //!    stacking group's name.
 //! 7. Template id, then offer id.
 //!
+//! With [`OpenOrder::Groups`] the policy leaves the order of the stacking groups that share a
+//! position in key 1 open (every group, with no group order): a combination saves the best
+//! over every order of those groups (each group's members together, in the order above), the
+//! best combination is the best over those orders, and a buyer's selection that is valid in
+//! one of them is accepted and priced in the best one.
+//!
 //! With the marketplace order, a buyer's shop 满200减30 and platform 满100减15 on a 210.00 cart
 //! both apply — 210 − 30 = 180 still reaches 100 — where without a group order the platform
 //! coupon (the lower threshold, key 6) would apply first and leave 195, short of 200:
@@ -45,7 +51,7 @@
 //! ```
 //! use std::sync::Arc;
 //! use coupons::cart::{Buyer, Cart, CartLine};
-//! use coupons::checkout::{Checkout, Offer, StackingPolicy};
+//! use coupons::checkout::{Checkout, Offer, OpenOrder, StackingPolicy};
 //! use coupons::id::*;
 //! use coupons::money::{Currency, Money};
 //! use coupons::rule::*;
@@ -82,6 +88,12 @@
 //!
 //! let unordered = StackingPolicy::default();
 //! assert!(Checkout::new(&cart, &buyer, now, &unordered).offers(&wallet).with_selection(&ids).is_err());
+//!
+//! // Left open, the order that makes the pair valid is taken.
+//! let open = StackingPolicy { open_order: OpenOrder::Groups, ..StackingPolicy::default() };
+//! let q = Checkout::new(&cart, &buyer, now, &open).offers(&wallet).with_selection(&ids)?;
+//! assert_eq!(q.saving, yuan(45));
+//! assert_eq!(q.applied[0].name, "shop-200-30");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
@@ -354,6 +366,30 @@ pub enum PromotionPlace {
     Last,
 }
 
+/// Whether the policy leaves part of the order of application open.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
+#[non_exhaustive]
+pub enum OpenOrder {
+    /// Offers apply in the documented order, key by key (the default).
+    #[default]
+    Closed,
+    /// Stacking groups that share a position in [`StackingPolicy::group_order`] (every group,
+    /// when it is empty; the groups one `shop:*` entry names) may apply in any order among
+    /// themselves — each group's members together, in the documented order — and a set saves
+    /// the best over those orders. Positions keep their order. At most eight groups of one
+    /// position are permuted; any further ones apply after them in the documented order.
+    ///
+    /// Worked: shop 满200减30 and platform 满100减15 on a 210.00 cart, no group order: closed,
+    /// the platform coupon applies first (lower threshold) and leaves 195.00, short of 200, so
+    /// the pair is refused; open, the shop-first order saves 45.00 and the pair is accepted.
+    Groups,
+}
+
 /// How offers combine in one order. See the [module docs](self) for the order of application.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -383,6 +419,8 @@ pub struct StackingPolicy {
     pub percentages: PercentPlace,
     /// Where automatic promotions stand. Default: first.
     pub promotion_place: PromotionPlace,
+    /// Whether the order of groups that share a position is left open. Default: closed.
+    pub open_order: OpenOrder,
 }
 
 impl Default for StackingPolicy {
@@ -398,6 +436,7 @@ impl Default for StackingPolicy {
             group_order: Vec::new(),
             percentages: PercentPlace::default(),
             promotion_place: PromotionPlace::default(),
+            open_order: OpenOrder::default(),
         }
     }
 }
@@ -794,12 +833,21 @@ impl<'a> Checkout<'a> {
         let cart = self.cart;
         let cur = cart.currency();
         let money = |m: i64| Money::from_minor(m, cur);
-        let mut order: Vec<&Prepared> = prep
+        let members: Vec<&Prepared> = prep
             .usable
             .iter()
             .filter(|p| chosen.contains(&p.offer))
             .collect();
-        order.sort_unstable_by_key(|p| p.rank);
+        // The order they apply in: the documented one, or the best the policy allows.
+        let order: Vec<&Prepared> =
+            match engine::best_order(&members, &prep.ctx, self.policy, &mut 0) {
+                Some((order, _, _)) => order,
+                None => {
+                    let mut order = members;
+                    order.sort_unstable_by_key(|p| p.rank);
+                    order
+                }
+            };
         let mut state = prep.ctx.fresh();
         let mut line_shares: Vec<Vec<Share>> = vec![Vec::new(); prep.ctx.totals.len()];
         let mut ship_shares = Vec::new();

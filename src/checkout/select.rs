@@ -144,6 +144,12 @@ pub(crate) fn evaluate_state(
     ctx: &CartCtx,
     policy: &StackingPolicy,
 ) -> Option<(State, i64)> {
+    if policy.open_order != super::OpenOrder::Closed {
+        // The best over the orders the policy allows.
+        let mut spent = 0;
+        return super::engine::best_order(members, ctx, policy, &mut spent)
+            .map(|(_, state, total)| (state, total));
+    }
     let mut order: Vec<&Prepared> = members.to_vec();
     order.sort_unstable_by_key(|p| p.rank);
     let mut state = ctx.fresh();
@@ -262,7 +268,9 @@ pub(crate) fn best(
         sigs.dedup();
         sigs.len()
     };
-    if behaviours * 2 > cands.len() {
+    // The canonical-order search walks one order; an order left open goes to the best-first
+    // search, whose bound holds in every order.
+    if behaviours * 2 > cands.len() || policy.open_order != super::OpenOrder::Closed {
         return super::classic::best(cands, forced, ctx, policy, budget);
     }
     let mut order: Vec<usize> = (0..cands.len()).collect();

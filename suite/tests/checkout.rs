@@ -7,8 +7,9 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use coupons::cart::{Buyer, Cart, CartLine, CustomerKind, ShippingLine};
 use coupons::checkout::{
-    Checkout, CheckoutError, ExcludedBy, Ineligible, Offer, OfferId, PercentPlace, PromotionIndex,
-    PromotionMode, PromotionPlace, Quote, RoundingScope, StackingPolicy, ThresholdBase,
+    Checkout, CheckoutError, ExcludedBy, Ineligible, Offer, OfferId, OpenOrder, PercentPlace,
+    PromotionIndex, PromotionMode, PromotionPlace, Quote, RoundingScope, StackingPolicy,
+    ThresholdBase,
 };
 use coupons::id::*;
 use coupons::money::{Currency, Money, Rounding};
@@ -324,6 +325,7 @@ fn policy() -> impl Strategy<Value = StackingPolicy> {
         ],
         proptest::bool::ANY,
         proptest::bool::ANY,
+        proptest::bool::weighted(0.3),
     );
     (
         1u32..5,
@@ -338,7 +340,7 @@ fn policy() -> impl Strategy<Value = StackingPolicy> {
         order,
     )
         .prop_map(
-            |(max, limit, original, rounding, per_line, (groups, pct_first, promo_last))| {
+            |(max, limit, original, rounding, per_line, (groups, pct_first, promo_last, open))| {
                 StackingPolicy {
                     max_coupons: max,
                     default_group_limit: limit,
@@ -366,6 +368,11 @@ fn policy() -> impl Strategy<Value = StackingPolicy> {
                         PromotionPlace::Last
                     } else {
                         PromotionPlace::First
+                    },
+                    open_order: if open {
+                        OpenOrder::Groups
+                    } else {
+                        OpenOrder::Closed
                     },
                     ..StackingPolicy::default()
                 }
@@ -1789,5 +1796,66 @@ fn shipping_lines_per_shop_take_offers_scoped_to_their_shop() {
             shop: None,
             fee: m(800)
         }]
+    );
+}
+
+#[test]
+fn an_order_left_open_takes_the_best_order_and_accepts_a_selection_valid_in_one() {
+    let in_group = |id: &str, b: Benefit, g: &str| {
+        coupon(
+            id,
+            template(id, b).stacking(Stacking::in_group(StackingGroup::new(g).unwrap())),
+            3,
+        )
+    };
+    let wallet = [
+        in_group(
+            "shop",
+            Benefit::threshold(m(20000), m(3000)).unwrap(),
+            "shop:1",
+        ),
+        in_group(
+            "plat",
+            Benefit::threshold(m(10000), m(1500)).unwrap(),
+            "platform",
+        ),
+    ];
+    let ids: Vec<OfferId> = wallet.iter().map(|o| o.id.clone()).collect();
+    let c = simple_cart(&[(21000, 1)], 0);
+    let u = buyer();
+    let closed = StackingPolicy::default();
+    let open = StackingPolicy {
+        open_order: OpenOrder::Groups,
+        ..StackingPolicy::default()
+    };
+    // Closed: the platform coupon applies first (195.00 < 200.00): the pair is refused and the
+    // best is the shop coupon alone.
+    let checkout = Checkout::new(&c, &u, now(), &closed).offers(&wallet);
+    assert!(checkout.with_selection(&ids).is_err());
+    assert_eq!(checkout.best().unwrap().saving, m(3000));
+    // Open: shop first leaves 180.00 ≥ 100.00, both apply, in that order.
+    let checkout = Checkout::new(&c, &u, now(), &open).offers(&wallet);
+    for q in [
+        checkout.with_selection(&ids).unwrap(),
+        checkout.best().unwrap(),
+    ] {
+        check_invariants(&q, &c);
+        assert_eq!(q.saving, m(4500));
+        let names: Vec<&str> = q.applied.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, ["shop", "plat"]);
+    }
+    // A group order that states the positions keeps them: platform before shop stays refused.
+    let stated = StackingPolicy {
+        group_order: vec![
+            StackingGroup::new("platform").unwrap(),
+            StackingGroup::new("shop:*").unwrap(),
+        ],
+        ..open
+    };
+    assert!(
+        Checkout::new(&c, &u, now(), &stated)
+            .offers(&wallet)
+            .with_selection(&ids)
+            .is_err()
     );
 }
