@@ -1,5 +1,38 @@
 //! The arithmetic of checkout, in whole minor units: prepared offers, the residual cart, and how
 //! one offer applies to it. Pure and allocation-light; the public types live in the parent.
+//!
+//! ## The state and the lemma the search rests on
+//! A [`State`] is what is left to pay: every unit of every line (kept as runs of equal value),
+//! every shipping line's fee, and the gifts not yet given (see [`CartCtx`]). States are ordered:
+//! `σ' ≤ σ` when, line by line, the units of `σ'` sorted dearest first are each at most the
+//! units of `σ` so sorted, and every fee of `σ'` is at most the same fee of `σ`.
+//!
+//! **Lemma.** For every offer `c` and states `σ' ≤ σ`: (1) applying `c` to `σ` leaves a state
+//! `≤ σ`; (2) `c`'s saving on `σ'` is at most its saving on `σ` (zero when it does not apply).
+//!
+//! (1): every application only lowers units or fees — an amount comes off a line's dearest
+//! units ([`State::take`]), a unit offer lowers the units it takes, a shipping offer the fees it
+//! reaches — and lowering some entries of a multiset lowers its sorted vector pointwise.
+//!
+//! (2), kind by kind. The amount kinds depend on a line only through what is left of it (the
+//! sum of its units), which `≤` lowers: thresholds and minimum spends are reached no more
+//! often, and `min`, `⌊·⌋`, a rounded percentage and a largest-remainder share are
+//! non-decreasing. Per line: the sum of `min(amount, r)` over the `k` dearest lines is
+//! non-decreasing in the `r`. The unit kinds take the `k`-th cheapest (or dearest) unit of the
+//! scope for `k = 1, 2, …`, and the `k`-th smallest entry of a multiset is non-decreasing under
+//! `≤`; each unit then saves `f(v)` for a non-decreasing `f` — `v` (free), `round(v·p)` (a
+//! percentage, rounded on the unit), `v − min(v, price)`, `min(amount, v)` — so the sum is
+//! non-decreasing. Buy X get Y's cap on units in both sets rewards the `k` cheapest of the
+//! reward-only units together with the `m` cheapest of the shared ones, again order
+//! statistics. A fixed price saves `Σ_b max(0, V_b − price)` over bundles `V_b` of consecutive
+//! dearest units, each `V_b` a sum of order statistics; the first bundle not worth its price
+//! ends the bundling, and as the `V_b` only fall that is the same sum. The group and unit
+//! counts (`MoreItems`) do not depend on the state. Shipping kinds take `min`, a rounded
+//! percentage or `max(0, fee − price)` of the fees they reach, and a gift its own line, whole.
+//!
+//! So every member of a combination saves at most what it saves on any earlier state — alone,
+//! at most its saving alone — which is the bound both searches use, whatever the order the
+//! members apply in (see [`select`](super::select#why-the-search-is-exact)).
 
 use std::cmp::Ordering;
 use std::sync::Arc;

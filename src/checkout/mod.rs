@@ -325,9 +325,11 @@ pub enum RoundingScope {
     /// (0.13 + 0.13 + 0.12); per line each 0.125 rounds to 0.12, 0.36 in all, every line 0.88.
     PerLine,
     /// The percentage of each unit is rounded on its own, so a unit price shown in a catalogue
-    /// times the quantity is the line's price. A line whose remaining amount `r` no longer
-    /// splits evenly over its `q` units (an earlier offer took an amount off it) counts as
-    /// `r mod q` units worth `⌊r / q⌋ + 1` minor units and the others worth `⌊r / q⌋`.
+    /// times the quantity is the line's price. Units are priced one by one (see
+    /// [`rule::Benefit`](crate::rule::Benefit#units-priced-one-by-one)): a line whose remaining amount `r` an
+    /// earlier amount left uneven over its `q` units counts as `r mod q` units worth
+    /// `⌊r / q⌋ + 1` minor units and the others worth `⌊r / q⌋`; a unit a unit offer changed
+    /// counts at what is left of it.
     ///
     /// Worked, 12.5 % off one line of 3 × 1.00: per unit each 0.125 rounds to 0.12, 0.36 off
     /// (3 × 0.88); per line 0.375 rounds to 0.38.

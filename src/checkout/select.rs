@@ -4,8 +4,9 @@
 //! ## Why the search is exact
 //! A set's saving is computed by applying its offers one after another in the canonical order
 //! ([`Prepared::apply_cmp`]), each to what the earlier ones left. Every benefit's saving is
-//! non-decreasing in what is left of the lines it applies to (and of the shipping fee), and
-//! applying an offer only ever lowers what is left. Two searches use this; the checkout picks
+//! non-decreasing in what is left of the lines it applies to — unit by unit, for the unit
+//! offers — and of the shipping fees, and applying an offer only ever lowers what is left (the
+//! lemma of [`engine`](super::engine), which covers units priced one by one). Two searches use this; the checkout picks
 //! the one suited to the input (see [`best`]):
 //!
 //! - the best-first search ([`classic`](super::classic)) bounds a set by the savings alone of

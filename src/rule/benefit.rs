@@ -10,8 +10,8 @@
 //! Unit offers take units as follows: [`BuyGet`](Benefit::BuyGet) and
 //! [`BuyXGetY`](Benefit::BuyXGetY) reward the cheapest units, [`FixedPrice`](Benefit::FixedPrice)
 //! and [`PerUnit`](Benefit::PerUnit) take the dearest first, [`ApplyOnce`](Benefit::ApplyOnce)
-//! the one its `pick` names. A unit's value is its line's remaining amount shared evenly over
-//! the line's units.
+//! the one its `pick` names (ties: the cheapest from the earliest line, the dearest from the
+//! latest). See [`Benefit`] for how units are priced one by one.
 
 use rust_decimal::Decimal;
 
@@ -220,6 +220,21 @@ pub enum Reward {
 ///
 /// A percentage coupon's threshold ("10 % off orders over 200") and any other minimum spend is
 /// [`Conditions::min_subtotal`](super::Conditions::min_subtotal), measured on the same base.
+///
+/// # Units priced one by one
+/// Units are priced one by one: a unit's value is what is left of it after the offers applied
+/// before, never a line average. A unit made free is worth zero from then on, so it is never
+/// discounted again (a second buy-get finds it among the cheapest). An amount taken off a line
+/// (the share of a threshold, instant or percentage) comes off its dearest units first,
+/// levelling them, so a line no unit offer touched stays as even as its amount allows (`r mod q`
+/// units worth one minor unit more than the rest). A percentage a unit offer gives (an
+/// [`ApplyOnce`](Benefit::ApplyOnce) or a buy-X-get-Y reward) is rounded on each unit. A line's
+/// units are kept as runs of equal value, so the cost follows the number of distinct values,
+/// never the quantity: a line of `u32::MAX` units prices as fast as a line of one.
+///
+/// Worked, 4 units at 30.00, buy 2 get 1 then any 2 for 40.00: one unit is free (30.00), the
+/// two dearest left make a bundle, 60.00 for 40.00 (20.00); the next pair, 30.00 + 0.00, is not
+/// worth a bundle. 50.00 in all.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(
     feature = "serde",
@@ -280,6 +295,12 @@ pub enum Benefit {
     ///
     /// Worked: free shipping on a fee of 12.00 saves 12.00; "up to 8 off shipping" saves 8.00 of
     /// 12.00 and 5.00 of 5.00.
+    ///
+    /// Every shipping kind takes off the shipping lines it reaches: those of the shops its
+    /// scope reaches, and a line with no shop (see
+    /// [`ShippingLine`](crate::cart::ShippingLine)); a cap or a percentage applies to them
+    /// together and is apportioned by fee. Worked, up to 10.00 off on parcels of 8.00 and
+    /// 12.00: 4.00 and 6.00.
     #[non_exhaustive]
     Shipping {
         /// The most it takes off the fee; `None` for free shipping.
@@ -305,6 +326,10 @@ pub enum Benefit {
     ///
     /// Worked, any 3 for 99 on units priced 50, 40, 30, 20 (4 units → 1 bundle): the bundle is
     /// 50 + 40 + 30 = 120 for 99 — saving 21.00; the 20 unit pays full price.
+    ///
+    /// A bundle of equal units pays the price evenly (99 over 3 units of 40: 33 each); a bundle
+    /// of units of different values gives up its saving in proportion to them. Bundles of equal
+    /// units are priced together in closed form, so `u32::MAX` units cost one step.
     #[non_exhaustive]
     FixedPrice {
         /// Units in a bundle, at least 1.
@@ -423,9 +448,11 @@ pub enum Benefit {
         max_saving: Option<Money>,
     },
     /// 运费一口价 — shipping at a fixed price: a fee above `price` is reduced to it, a fee at or
-    /// below it is left as it is (nothing to save).
+    /// below it is left as it is (nothing to save). With shipping lines, each parcel it reaches
+    /// costs at most `price`.
     ///
-    /// Worked, shipping for 5.00: a fee of 12.00 saves 7.00; a fee of 5.00 saves nothing.
+    /// Worked, shipping for 5.00: a fee of 12.00 saves 7.00; a fee of 5.00 saves nothing;
+    /// parcels of 12.00 and 4.00 save 7.00.
     #[non_exhaustive]
     ShippingPrice {
         /// What shipping costs with the coupon, zero or above.
