@@ -1364,7 +1364,7 @@ fn even_pair(total: i128, k: u64) -> [(i64, u64); 2] {
 /// Sorts runs dearest first, merges equal values, drops empty runs.
 fn normalize(runs: &mut Vec<(i64, u64)>) {
     runs.retain(|r| r.1 > 0);
-    runs.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    runs.sort_unstable_by_key(|r| std::cmp::Reverse(r.0));
     let mut out: Vec<(i64, u64)> = Vec::with_capacity(runs.len());
     for &(v, c) in runs.iter() {
         match out.last_mut() {
@@ -1465,7 +1465,8 @@ fn pieces(p: &Shared, ctx: &CartCtx, state: &State) -> Vec<Piece> {
         state.residual[l as usize] == ctx.totals[l as usize]
             && state.uneven.binary_search_by_key(&l, |u| u.0).is_err()
     });
-    let lines = if untouched && !p.cheapest_first.is_empty() {
+    let presorted = untouched && !p.cheapest_first.is_empty();
+    let lines = if presorted {
         &p.cheapest_first
     } else {
         &p.lines
@@ -1480,13 +1481,15 @@ fn pieces(p: &Shared, ctx: &CartCtx, state: &State) -> Vec<Piece> {
             });
         }
     }
-    if !(untouched && !p.cheapest_first.is_empty()) {
+    // Untouched lines are one run each, already in order.
+    if !presorted {
         out.sort_by(|a, b| a.value.cmp(&b.value).then(a.line.cmp(&b.line)));
-    } else {
-        // Untouched lines are one run each, already in order.
     }
     out
 }
+
+/// Runs of units `(value, units)`, dearest first.
+type Runs = Vec<(i64, u64)>;
 
 /// Units a unit offer changed: `count` units of `line` worth `value` each become `to`.
 type Change = (u32, i64, u64, [(i64, u64); 2]);
@@ -1500,7 +1503,7 @@ fn commit_units(
     mut changes: Vec<Change>,
 ) -> Result<i64, Miss> {
     changes.sort_by_key(|c| c.0);
-    let mut updates: Vec<(u32, Vec<(i64, u64)>, i64)> = Vec::new();
+    let mut updates: Vec<(u32, Runs, i64)> = Vec::new();
     let mut total = 0i64;
     let mut i = 0;
     while i < changes.len() {
