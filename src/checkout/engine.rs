@@ -1141,7 +1141,7 @@ pub(crate) fn apply(
                 .iter()
                 .map(|&i| (i, state.ship_fee(ctx, i).saturating_sub(*price).max(0)))
                 .collect();
-            return take_ship_parts(ctx, state, alloc, parts);
+            return take_ship_parts(ctx, state, alloc, &parts);
         }
         Kind::Gift { line } => {
             let s = state.residual.get(*line as usize).copied().unwrap_or(0);
@@ -1224,16 +1224,19 @@ fn take_shipping(
     if s <= 0 {
         return Err(Miss::NothingToSave);
     }
+    if let [i] = ships {
+        return take_ship_parts(ctx, state, alloc, &[(*i, s)]);
+    }
     let weights: Vec<i128> = ships
         .iter()
         .map(|&i| i128::from(state.ship_fee(ctx, i)))
         .collect();
-    let parts = ships
+    let parts: Vec<(u32, i64)> = ships
         .iter()
         .zip(apportion_minor(i128::from(s), &weights))
         .map(|(&i, x)| (i, i64::try_from(x).unwrap_or(0)))
         .collect();
-    take_ship_parts(ctx, state, alloc, parts)
+    take_ship_parts(ctx, state, alloc, &parts)
 }
 
 /// Takes each `(shipping line, amount)` off its line; nothing to save when they sum to zero.
@@ -1241,18 +1244,18 @@ fn take_ship_parts(
     ctx: &CartCtx,
     state: &mut State,
     alloc: Option<&mut Alloc>,
-    parts: Vec<(u32, i64)>,
+    parts: &[(u32, i64)],
 ) -> Result<i64, Miss> {
     let s: i64 = parts.iter().map(|p| p.1).sum();
     if s <= 0 {
         return Err(Miss::NothingToSave);
     }
-    for &(i, x) in &parts {
+    for &(i, x) in parts {
         state.take_ship(ctx, i, x);
     }
     if let Some(a) = alloc {
         a.shipping = s;
-        a.ships = parts.into_iter().filter(|p| p.1 > 0).collect();
+        a.ships = parts.iter().copied().filter(|p| p.1 > 0).collect();
     }
     Ok(s)
 }
@@ -1332,23 +1335,27 @@ impl State {
 }
 
 /// The even split of `r` minor units over `q` units, dearest first: `r mod q` units worth
-/// `⌊r / q⌋ + 1`, the others `⌊r / q⌋` (no run of zero units).
-fn even(r: i64, q: u64) -> Vec<(i64, u64)> {
+/// `⌊r / q⌋ + 1`, the others `⌊r / q⌋` (runs of zero units left out by the callers).
+fn even_runs(r: i64, q: u64) -> [(i64, u64); 2] {
     let Ok(qi) = i64::try_from(q) else {
-        return Vec::new();
+        return [(0, 0), (0, 0)];
     };
     if qi == 0 {
-        return Vec::new();
+        return [(0, 0), (0, 0)];
     }
     let (a, b) = (r / qi, (r % qi) as u64);
-    let mut v = Vec::with_capacity(2);
-    if b > 0 {
-        v.push((a + 1, b));
-    }
-    if q > b {
-        v.push((a, q - b));
-    }
-    v
+    [(a + 1, b), (a, q - b)]
+}
+
+/// [`even_runs`] as a list, without empty runs.
+fn even(r: i64, q: u64) -> Vec<(i64, u64)> {
+    even_runs(r, q).into_iter().filter(|x| x.1 > 0).collect()
+}
+
+/// Whether `runs` (normalised) are the even split of `r` over `q` units.
+fn is_even(runs: &[(i64, u64)], r: i64, q: u64) -> bool {
+    let mut want = even_runs(r, q).into_iter().filter(|x| x.1 > 0);
+    runs.iter().all(|x| want.next() == Some(*x)) && want.next().is_none()
 }
 
 /// `total` minor units over `k` units as evenly as they go, dearest first (two runs at most;
@@ -1361,24 +1368,27 @@ fn even_pair(total: i128, k: u64) -> [(i64, u64); 2] {
     [(a + 1, b), (a, k - b)]
 }
 
-/// Sorts runs dearest first, merges equal values, drops empty runs.
+/// Sorts runs dearest first, merges equal values, drops empty runs (in place).
 fn normalize(runs: &mut Vec<(i64, u64)>) {
     runs.retain(|r| r.1 > 0);
     runs.sort_unstable_by_key(|r| std::cmp::Reverse(r.0));
-    let mut out: Vec<(i64, u64)> = Vec::with_capacity(runs.len());
-    for &(v, c) in runs.iter() {
-        match out.last_mut() {
-            Some(last) if last.0 == v => last.1 += c,
-            _ => out.push((v, c)),
+    let mut w = 0usize;
+    for i in 0..runs.len() {
+        if w > 0 && runs[w - 1].0 == runs[i].0 {
+            runs[w - 1].1 += runs[i].1;
+        } else {
+            runs[w] = runs[i];
+            w += 1;
         }
     }
-    *runs = out;
+    runs.truncate(w);
 }
 
 /// Takes `s` off runs (dearest first), the dearest units first: they are levelled down to
 /// the next value, then together to the next, and what is left of `s` is spread evenly over
-/// the levelled units. Requires `0 ≤ s ≤ Σ value × count`.
-fn level(runs: &[(i64, u64)], s: i64) -> Vec<(i64, u64)> {
+/// the levelled units. Requires `0 ≤ s ≤ Σ value × count`. In place: the levelled runs are
+/// replaced by at most two.
+fn level(runs: &mut Vec<(i64, u64)>, s: i64) {
     let mut rem = i128::from(s);
     let mut top = 0i128; // units levelled so far
     let mut at = runs.first().map_or(0, |r| i128::from(r.0));
@@ -1393,10 +1403,17 @@ fn level(runs: &[(i64, u64)], s: i64) -> Vec<(i64, u64)> {
         if rem <= cost || k == runs.len() {
             let total = (top * at - rem).max(0);
             let top_units = u64::try_from(top).unwrap_or(0);
-            let mut out: Vec<(i64, u64)> = even_pair(total, top_units).to_vec();
-            out.extend_from_slice(&runs[k..]);
-            normalize(&mut out);
-            return out;
+            let [hi, lo] = even_pair(total, top_units);
+            // `k ≥ 1` runs become `hi` and `lo` (either may be empty).
+            runs[0] = hi;
+            if k >= 2 {
+                runs[1] = lo;
+                runs.drain(2..k);
+            } else {
+                runs.insert(1, lo);
+            }
+            normalize(runs);
+            return;
         }
         rem -= cost;
         at = next;
@@ -1423,7 +1440,7 @@ impl State {
             .sum();
         let r = i64::try_from(total).unwrap_or(i64::MAX);
         self.residual[l as usize] = r;
-        let is_even = runs == even(r, ctx.qty[l as usize]);
+        let is_even = is_even(&runs, r, ctx.qty[l as usize]);
         match (self.uneven.binary_search_by_key(&l, |u| u.0), is_even) {
             (Ok(i), true) => {
                 self.uneven.remove(i);
@@ -1443,8 +1460,13 @@ impl State {
         match self.uneven.binary_search_by_key(&l, |u| u.0) {
             Err(_) => self.residual[l as usize] -= s,
             Ok(i) => {
-                let runs = level(&self.uneven[i].1, s);
-                self.set_runs(ctx, l, runs);
+                let r = self.residual[l as usize] - s;
+                self.residual[l as usize] = r;
+                let runs = &mut self.uneven[i].1;
+                level(runs, s);
+                if is_even(runs, r, ctx.qty[l as usize]) {
+                    self.uneven.remove(i);
+                }
             }
         }
     }
@@ -1473,12 +1495,20 @@ fn pieces(p: &Shared, ctx: &CartCtx, state: &State) -> Vec<Piece> {
     };
     let mut out: Vec<Piece> = Vec::with_capacity(lines.len() + 2);
     for &l in lines {
-        for (value, count) in state.runs(ctx, l) {
-            out.push(Piece {
-                line: l,
-                value,
-                count,
-            });
+        let push = |(value, count): (i64, u64)| {
+            if count > 0 {
+                out.push(Piece {
+                    line: l,
+                    value,
+                    count,
+                });
+            }
+        };
+        match state.uneven.binary_search_by_key(&l, |u| u.0) {
+            Ok(i) => state.uneven[i].1.iter().copied().for_each(push),
+            Err(_) => even_runs(state.residual[l as usize], ctx.qty[l as usize])
+                .into_iter()
+                .for_each(push),
         }
     }
     // Untouched lines are one run each, already in order.
