@@ -420,7 +420,7 @@ impl CartCtx {
             } else {
                 Vec::new()
             },
-            uneven: Vec::new(),
+            uneven: None,
         }
     }
 }
@@ -442,7 +442,10 @@ pub(crate) struct State {
     /// sum); empty for one.
     pub ships: Vec<i64>,
     /// Lines not at their even split, by line: runs `(value, units)`, dearest first.
-    pub uneven: Vec<(u32, Vec<(i64, u64)>)>,
+    ///
+    /// Shared behind an `Arc` (`None` when empty): the search clones states far more often
+    /// than an offer changes a line's runs, which copies them then.
+    pub uneven: Option<Arc<Vec<(u32, Runs)>>>,
 }
 
 /// Why an offer does not apply to a state.
@@ -1421,11 +1424,33 @@ fn level(runs: &mut Vec<(i64, u64)>, s: i64) {
 }
 
 impl State {
+    /// The lines not at their even split.
+    fn uneven(&self) -> &[(u32, Runs)] {
+        self.uneven.as_deref().map_or(&[], Vec::as_slice)
+    }
+
+    /// Where line `l` is in [`State::uneven`], or where it would go.
+    fn find_uneven(&self, l: u32) -> Result<usize, usize> {
+        self.uneven().binary_search_by_key(&l, |u| u.0)
+    }
+
+    /// The uneven lines, to change (copied if shared).
+    fn uneven_mut(&mut self) -> &mut Vec<(u32, Runs)> {
+        Arc::make_mut(self.uneven.get_or_insert_with(Default::default))
+    }
+
+    /// Keeps the form canonical: no uneven lines is `None`.
+    fn tidy(&mut self) {
+        if self.uneven.as_ref().is_some_and(|u| u.is_empty()) {
+            self.uneven = None;
+        }
+    }
+
     /// The runs of line `l`, dearest first: its own when uneven, else the even split of what
     /// is left of it.
     pub fn runs(&self, ctx: &CartCtx, l: u32) -> Vec<(i64, u64)> {
-        match self.uneven.binary_search_by_key(&l, |u| u.0) {
-            Ok(i) => self.uneven[i].1.clone(),
+        match self.find_uneven(l) {
+            Ok(i) => self.uneven()[i].1.clone(),
             Err(_) => even(self.residual[l as usize], ctx.qty[l as usize]),
         }
     }
@@ -1441,13 +1466,14 @@ impl State {
         let r = i64::try_from(total).unwrap_or(i64::MAX);
         self.residual[l as usize] = r;
         let is_even = is_even(&runs, r, ctx.qty[l as usize]);
-        match (self.uneven.binary_search_by_key(&l, |u| u.0), is_even) {
+        match (self.find_uneven(l), is_even) {
             (Ok(i), true) => {
-                self.uneven.remove(i);
+                self.uneven_mut().remove(i);
+                self.tidy();
             }
-            (Ok(i), false) => self.uneven[i].1 = runs,
+            (Ok(i), false) => self.uneven_mut()[i].1 = runs,
             (Err(_), true) => {}
-            (Err(i), false) => self.uneven.insert(i, (l, runs)),
+            (Err(i), false) => self.uneven_mut().insert(i, (l, runs)),
         }
     }
 
@@ -1457,15 +1483,17 @@ impl State {
         if s == 0 {
             return;
         }
-        match self.uneven.binary_search_by_key(&l, |u| u.0) {
+        match self.find_uneven(l) {
             Err(_) => self.residual[l as usize] -= s,
             Ok(i) => {
                 let r = self.residual[l as usize] - s;
                 self.residual[l as usize] = r;
-                let runs = &mut self.uneven[i].1;
-                level(runs, s);
-                if is_even(runs, r, ctx.qty[l as usize]) {
-                    self.uneven.remove(i);
+                let q = ctx.qty[l as usize];
+                let uneven = self.uneven_mut();
+                level(&mut uneven[i].1, s);
+                if is_even(&uneven[i].1, r, q) {
+                    uneven.remove(i);
+                    self.tidy();
                 }
             }
         }
@@ -1484,8 +1512,7 @@ struct Piece {
 /// dearest first (ties: the later line).
 fn pieces(p: &Shared, ctx: &CartCtx, state: &State) -> Vec<Piece> {
     let untouched = p.lines.iter().all(|&l| {
-        state.residual[l as usize] == ctx.totals[l as usize]
-            && state.uneven.binary_search_by_key(&l, |u| u.0).is_err()
+        state.residual[l as usize] == ctx.totals[l as usize] && state.find_uneven(l).is_err()
     });
     let presorted = untouched && !p.cheapest_first.is_empty();
     let lines = if presorted {
@@ -1504,8 +1531,8 @@ fn pieces(p: &Shared, ctx: &CartCtx, state: &State) -> Vec<Piece> {
                 });
             }
         };
-        match state.uneven.binary_search_by_key(&l, |u| u.0) {
-            Ok(i) => state.uneven[i].1.iter().copied().for_each(push),
+        match state.find_uneven(l) {
+            Ok(i) => state.uneven()[i].1.iter().copied().for_each(push),
             Err(_) => even_runs(state.residual[l as usize], ctx.qty[l as usize])
                 .into_iter()
                 .for_each(push),
@@ -1893,7 +1920,7 @@ mod tests {
                 residual: residual.clone(),
                 shipping: 0,
                 ships: Vec::new(),
-                uneven: Vec::new(),
+                uneven: None,
             };
             let ctx = CartCtx {
                 totals: residual.clone(),

@@ -841,15 +841,18 @@ impl<'a> Checkout<'a> {
             .filter(|p| chosen.contains(&p.offer))
             .collect();
         // The order they apply in: the documented one, or the best the policy allows.
-        let order: Vec<&Prepared> =
-            match engine::best_order(&members, &prep.ctx, self.policy, &mut 0) {
-                Some((order, _, _)) => order,
-                None => {
-                    let mut order = members;
-                    order.sort_unstable_by_key(|p| p.rank);
-                    order
-                }
-            };
+        let open = self.policy.open_order != OpenOrder::Closed;
+        let best = open
+            .then(|| engine::best_order(&members, &prep.ctx, self.policy, &mut 0))
+            .flatten();
+        let order: Vec<&Prepared> = match best {
+            Some((order, _, _)) => order,
+            None => {
+                let mut order = members;
+                order.sort_unstable_by_key(|p| p.rank);
+                order
+            }
+        };
         let mut state = prep.ctx.fresh();
         let mut line_shares: Vec<Vec<Share>> = vec![Vec::new(); prep.ctx.totals.len()];
         let mut ship_shares = Vec::new();
