@@ -388,19 +388,16 @@ pub(crate) fn best(
         prefixes: Vec::new(),
         group_pairs,
         width,
-        states: Vec::new(),
-        payable: Vec::new(),
         state_ids: HashMap::default(),
         cons_ids: HashMap::default(),
         cons_buf: Vec::new(),
-        key_buf: Vec::with_capacity(width),
         scratch: ctx.fresh(),
         frames: Vec::new(),
     };
-    let root = ctx.fresh();
-    let root = s.intern(&root);
+    let mut root = ctx.totals.clone();
+    root.push(ctx.shipping);
     let dead = vec![false; nbeh];
-    s.node(0, root, 0, &dead, total_payable);
+    s.node(0, &root, 0, &dead, total_payable);
     let exhausted = s.exhausted;
     let found = s
         .best
@@ -481,12 +478,15 @@ type MemoKey = (u32, u32, u32);
 struct Frame<'a> {
     /// Behaviours that save nothing on this node's state (or can never join its subtree).
     dead: Vec<bool>,
-    /// Each live behaviour's saving on this node's state and the state it leaves.
-    after: Vec<Option<(i64, u32)>>,
+    /// Each live behaviour's saving on this node's state; the state it leaves is at
+    /// `states[b * width..]`, what is left to pay on it in `pay[b]`.
+    after: Vec<Option<i64>>,
+    states: Vec<i64>,
+    pay: Vec<i64>,
     /// Behaviours leaving this state alike (see the effects in [`Search::node`]).
     effect: Vec<usize>,
-    /// Distinct effects so far: saving, state, exclusive, with promotions, behaviour.
-    effects: Vec<(i64, u32, bool, bool, usize)>,
+    /// Distinct effects so far: saving, exclusive, with promotions, behaviour.
+    effects: Vec<(i64, bool, bool, usize)>,
     /// Live pairs by group, each group's by marginal saving, highest first: (marginal, pair).
     ranked: Vec<(i64, usize)>,
     /// Where each group's pairs start in `ranked` (one more entry than groups).
@@ -543,15 +543,12 @@ struct Search<'a> {
     prefixes: Vec<u32>,
     /// Pairs of each group.
     group_pairs: Vec<Vec<usize>>,
-    /// Interned states: `width` numbers each (the residual of every line, then shipping),
-    /// with what is left to pay on each.
+    /// States as `width` numbers (the residual of every line, then shipping), interned for
+    /// the memo.
     width: usize,
-    states: Vec<i64>,
-    payable: Vec<i64>,
     state_ids: FxMap<Vec<i64>, u32>,
     cons_ids: FxMap<Vec<u32>, u32>,
     cons_buf: Vec<u32>,
-    key_buf: Vec<i64>,
     /// The state an offer is applied to.
     scratch: State,
     frames: Vec<Frame<'a>>,
@@ -568,34 +565,20 @@ impl<'a> Search<'a> {
     }
 
     /// The number of `state`, interning it if new.
-    fn intern(&mut self, state: &State) -> u32 {
-        self.key_buf.clear();
-        self.key_buf.extend_from_slice(&state.residual);
-        self.key_buf.push(state.shipping);
-        if let Some(&id) = self.state_ids.get(self.key_buf.as_slice()) {
+    fn intern(&mut self, state: &[i64]) -> u32 {
+        if let Some(&id) = self.state_ids.get(state) {
             return id;
         }
-        let id = self.payable.len() as u32;
-        self.states.extend_from_slice(&self.key_buf);
-        self.payable.push(
-            state
-                .residual
-                .iter()
-                .sum::<i64>()
-                .saturating_add(state.shipping),
-        );
-        self.state_ids.insert(self.key_buf.clone(), id);
+        let id = self.state_ids.len() as u32;
+        self.state_ids.insert(state.to_vec(), id);
         id
     }
 
-    /// Loads interned state `sid` into the scratch state.
-    fn load(&mut self, sid: u32) {
-        let at = sid as usize * self.width;
+    /// Loads `state` into the scratch state.
+    fn load(&mut self, state: &[i64]) {
         let lines = self.width - 1;
-        self.scratch
-            .residual
-            .copy_from_slice(&self.states[at..at + lines]);
-        self.scratch.shipping = self.states[at + lines];
+        self.scratch.residual.copy_from_slice(&state[..lines]);
+        self.scratch.shipping = state[lines];
     }
 
     /// Whether position `j` may join the chosen set: exactly `conflict(..).is_none()`, from
@@ -731,16 +714,16 @@ impl<'a> Search<'a> {
         total.min(payable)
     }
 
-    /// Explores the node of the chosen set (next position `k`, leaving state `sid`, saving
+    /// Explores the node of the chosen set (next position `k`, leaving `state`, saving
     /// `saving`); `dead[b]`: behaviour `b` saves nothing on the state (nor on anything less);
     /// `bound`: the parent's bound on this node, recorded if the budget runs out here.
-    fn node(&mut self, k: usize, sid: u32, saving: i64, dead: &[bool], bound: i64) {
+    fn node(&mut self, k: usize, state: &[i64], saving: i64, dead: &[bool], bound: i64) {
         let depth = self.chosen.len();
         if self.frames.len() <= depth {
             self.frames.resize_with(depth + 1, Frame::default);
         }
         let mut f = std::mem::take(&mut self.frames[depth]);
-        self.expand(&mut f, k, sid, saving, dead, bound);
+        self.expand(&mut f, k, state, saving, dead, bound);
         self.frames[depth] = f;
     }
 
@@ -749,7 +732,7 @@ impl<'a> Search<'a> {
         &mut self,
         f: &mut Frame<'a>,
         k: usize,
-        sid: u32,
+        state: &[i64],
         saving: i64,
         dead: &[bool],
         bound: i64,
@@ -763,6 +746,7 @@ impl<'a> Search<'a> {
             self.open_bound = self.open_bound.max(bound);
             return;
         }
+        let sid = self.intern(state);
         let key = (k as u32, sid, self.constraints(k));
         if let Some(&(start, len)) = self.memo.get(&key) {
             let (start, len) = (start as usize, len as usize);
@@ -793,6 +777,9 @@ impl<'a> Search<'a> {
         f.dead.extend_from_slice(dead);
         f.after.clear();
         f.after.resize(dead.len(), None);
+        let w = self.width;
+        f.states.resize(dead.len() * w, 0);
+        f.pay.resize(dead.len(), 0);
         for b in 0..dead.len() {
             if f.dead[b] || self.beh_last[b] < k {
                 continue;
@@ -811,16 +798,14 @@ impl<'a> Search<'a> {
                 return;
             }
             let p = self.sorted[self.beh_rep[b]];
-            self.load(sid);
+            self.load(state);
             match apply(p, self.ctx, &mut self.scratch, self.policy, None) {
                 Ok(s) => {
-                    let next = std::mem::replace(&mut self.scratch, State {
-                        residual: Vec::new(),
-                        shipping: 0,
-                    });
-                    let id = self.intern(&next);
-                    self.scratch = next;
-                    f.after[b] = Some((s, id));
+                    let out = &mut f.states[b * w..(b + 1) * w];
+                    out[..w - 1].copy_from_slice(&self.scratch.residual);
+                    out[w - 1] = self.scratch.shipping;
+                    f.pay[b] = out.iter().sum();
+                    f.after[b] = Some(s);
                 }
                 Err(_) => f.dead[b] = true,
             }
@@ -835,15 +820,14 @@ impl<'a> Search<'a> {
         f.effects.clear();
         for b in 0..f.after.len() {
             let mut e = b;
-            if let Some((sb, stb)) = f.after[b] {
+            if let Some(sb) = f.after[b] {
                 let (xb, wb) = (self.beh_excl[b], self.sorted[self.beh_rep[b]].with_promotions);
-                match f
-                    .effects
-                    .iter()
-                    .find(|x| (x.0, x.1, x.2, x.3) == (sb, stb, xb, wb))
-                {
-                    Some(x) => e = x.4,
-                    None => f.effects.push((sb, stb, xb, wb, b)),
+                let st = &f.states[b * w..(b + 1) * w];
+                match f.effects.iter().find(|x| {
+                    (x.0, x.1, x.2) == (sb, xb, wb) && f.states[x.3 * w..(x.3 + 1) * w] == *st
+                }) {
+                    Some(x) => e = x.3,
+                    None => f.effects.push((sb, xb, wb, b)),
                 }
             }
             f.effect.push(e);
@@ -859,14 +843,15 @@ impl<'a> Search<'a> {
                 if self.beh_last[pr.beh] < k {
                     continue;
                 }
-                if let Some((m, _)) = f.after[pr.beh] {
+                if let Some(m) = f.after[pr.beh] {
                     f.ranked.push((m, pi));
                 }
             }
             f.ranked[from..].sort_unstable_by_key(|t| std::cmp::Reverse(t.0));
         }
         f.group_start.push(f.ranked.len());
-        let room = self.room(f, k, self.payable[sid as usize], skip_exclusive, None);
+        let payable = state.iter().sum::<i64>();
+        let room = self.room(f, k, payable, skip_exclusive, None);
         let ub = saving.saturating_add(room);
         if self.best.as_ref().is_some_and(|(_, b)| ub < *b) {
             return;
@@ -880,7 +865,7 @@ impl<'a> Search<'a> {
         f.children.clear();
         for j in k..=last {
             let b = self.beh[j];
-            let Some((s, next)) = f.after[b] else { continue };
+            let Some(s) = f.after[b] else { continue };
             if !self.fits(j) {
                 continue;
             }
@@ -909,7 +894,7 @@ impl<'a> Search<'a> {
             // The child's completions are among this node's, each saving at most its
             // marginal here.
             let child_room = if j + 1 < n && !c.exclusive {
-                self.room(f, j + 1, self.payable[next as usize], true, Some(self.gid[j]))
+                self.room(f, j + 1, f.pay[b], true, Some(self.gid[j]))
             } else {
                 0
             };
@@ -925,7 +910,7 @@ impl<'a> Search<'a> {
                 continue;
             }
             let b = self.beh[j];
-            let Some((s, next)) = f.after[b] else { continue };
+            let Some(s) = f.after[b] else { continue };
             self.toggle(j, true);
             let full = self.used.iter().zip(&self.caps).all(|(u, cap)| u >= cap);
             if full || self.excl[j] {
@@ -938,6 +923,7 @@ impl<'a> Search<'a> {
                     self.open_bound = self.open_bound.max(child_ub);
                 }
             } else {
+                let next = &f.states[b * w..(b + 1) * w];
                 self.node(j + 1, next, saving.saturating_add(s), &f.dead, child_ub);
             }
             self.toggle(j, false);
