@@ -332,17 +332,24 @@ pub(crate) struct CartCtx {
     pub totals: Vec<i64>,
     pub qty: Vec<u64>,
     pub shipping: i64,
+    /// Every line by undiscounted unit value, cheapest first (ties by line index): a unit
+    /// offer's own order is this one restricted to its lines.
+    pub by_value: Vec<u32>,
 }
 
 impl CartCtx {
     pub fn new(cart: &Cart) -> CartCtx {
-        CartCtx {
+        let mut ctx = CartCtx {
             totals: (0..cart.lines().len())
                 .map(|i| cart.line_total(i).as_ref().map_or(0, minor))
                 .collect(),
             qty: cart.lines().iter().map(|l| u64::from(l.quantity)).collect(),
             shipping: minor(&cart.shipping()),
-        }
+            by_value: Vec::new(),
+        };
+        let all: Vec<u32> = (0..cart.lines().len() as u32).collect();
+        ctx.by_value = sort_by_unit_value(all, &ctx, &ctx.fresh());
+        ctx
     }
 
     pub fn fresh(&self) -> State {
@@ -576,7 +583,17 @@ pub(crate) fn shared(
             | Kind::Once { .. }
             | Kind::BuyXGetY { .. }
     ) {
-        sh.cheapest_first = sort_by_unit_value(sh.lines.clone(), ctx, &ctx.fresh());
+        // The cart's order restricted to the offer's lines (ascending, so a binary search
+        // tells membership): the same order as sorting them, the comparison being total.
+        sh.cheapest_first = if sh.lines.len() == ctx.by_value.len() {
+            ctx.by_value.clone()
+        } else {
+            ctx.by_value
+                .iter()
+                .copied()
+                .filter(|l| sh.lines.binary_search(l).is_ok())
+                .collect()
+        };
     }
     if currency_ok && !sh.lines.is_empty() {
         let mut state = ctx.fresh();
@@ -1153,6 +1170,9 @@ fn per_unit_saving(
 /// split of [`apportion`](crate::money::apportion) (ties to the earlier line), done in place.
 /// Requires `0 ≤ saving ≤ Σ residual`.
 fn spread(saving: i64, lines: &[u32], state: &mut State, alloc: Option<&mut Alloc>) {
+    if alloc.is_none() && spread_fast(saving, lines, state) {
+        return;
+    }
     let sum: i128 = lines
         .iter()
         .map(|&l| i128::from(state.residual[l as usize]))
@@ -1191,6 +1211,56 @@ fn spread(saving: i64, lines: &[u32], state: &mut State, alloc: Option<&mut Allo
             }
         }
     }
+}
+
+/// [`spread`] in `i64` when every product fits (the common case: no 128-bit division), with
+/// no allocation unless some remainder is handed out; `false` (state untouched) otherwise.
+fn spread_fast(saving: i64, lines: &[u32], state: &mut State) -> bool {
+    let mut sum = 0i64;
+    let mut top = 0i64;
+    for &l in lines {
+        let r = state.residual[l as usize];
+        let Some(s) = sum.checked_add(r) else {
+            return false;
+        };
+        sum = s;
+        top = top.max(r);
+    }
+    if sum <= 0 || saving <= 0 || saving.checked_mul(top).is_none() {
+        return sum == 0 || saving == 0;
+    }
+    let given: i64 = lines
+        .iter()
+        .map(|&l| saving * state.residual[l as usize] / sum)
+        .sum();
+    let left = (saving - given) as usize;
+    if left == 0 {
+        for &l in lines {
+            let r = &mut state.residual[l as usize];
+            *r -= saving * *r / sum;
+        }
+        return true;
+    }
+    // Largest remainders first, ties to the earlier line: a strict order, so the first
+    // `left` after selection are exactly those `apportion` picks.
+    let mut rems: Vec<(i64, usize)> = Vec::with_capacity(lines.len());
+    for (k, &l) in lines.iter().enumerate() {
+        let r = &mut state.residual[l as usize];
+        let exact = saving * *r;
+        *r -= exact / sum;
+        let rem = exact % sum;
+        if rem > 0 {
+            rems.push((rem, k));
+        }
+    }
+    let cmp = |a: &(i64, usize), b: &(i64, usize)| b.0.cmp(&a.0).then(a.1.cmp(&b.1));
+    if left < rems.len() {
+        rems.select_nth_unstable_by(left - 1, cmp);
+    }
+    for &(_, k) in rems.iter().take(left) {
+        state.residual[lines[k] as usize] -= 1;
+    }
+    true
 }
 
 /// Value of the first `j` of a line's `q` units whose residual is `r`.
