@@ -333,23 +333,28 @@ pub(crate) struct CartCtx {
     pub qty: Vec<u64>,
     pub shipping: i64,
     /// Every line by undiscounted unit value, cheapest first (ties by line index): a unit
-    /// offer's own order is this one restricted to its lines.
-    pub by_value: Vec<u32>,
+    /// offer's own order is this one restricted to its lines. Sorted when first needed.
+    by_value: std::cell::OnceCell<Vec<u32>>,
 }
 
 impl CartCtx {
     pub fn new(cart: &Cart) -> CartCtx {
-        let mut ctx = CartCtx {
+        CartCtx {
             totals: (0..cart.lines().len())
                 .map(|i| cart.line_total(i).as_ref().map_or(0, minor))
                 .collect(),
             qty: cart.lines().iter().map(|l| u64::from(l.quantity)).collect(),
             shipping: minor(&cart.shipping()),
-            by_value: Vec::new(),
-        };
-        let all: Vec<u32> = (0..cart.lines().len() as u32).collect();
-        ctx.by_value = sort_by_unit_value(all, &ctx, &ctx.fresh());
-        ctx
+            by_value: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// Every line by undiscounted unit value, cheapest first (ties by line index).
+    pub fn by_value(&self) -> &[u32] {
+        self.by_value.get_or_init(|| {
+            let all: Vec<u32> = (0..self.totals.len() as u32).collect();
+            sort_by_unit_value(all, self, &self.fresh())
+        })
     }
 
     pub fn fresh(&self) -> State {
@@ -585,10 +590,11 @@ pub(crate) fn shared(
     ) {
         // The cart's order restricted to the offer's lines (ascending, so a binary search
         // tells membership): the same order as sorting them, the comparison being total.
-        sh.cheapest_first = if sh.lines.len() == ctx.by_value.len() {
-            ctx.by_value.clone()
+        let by_value = ctx.by_value();
+        sh.cheapest_first = if sh.lines.len() == by_value.len() {
+            by_value.to_vec()
         } else {
-            ctx.by_value
+            by_value
                 .iter()
                 .copied()
                 .filter(|l| sh.lines.binary_search(l).is_ok())
