@@ -429,9 +429,10 @@ impl Pair {
 }
 
 /// A small multiplicative hasher for the search's memo (keys are short integer vectors made
-/// here, never attacker-chosen strings, so a keyed hash buys nothing).
+/// here, never attacker-chosen strings, so a keyed hash buys nothing) and the promotion
+/// index (keys are the merchant's own SKUs, categories and shops).
 #[derive(Default)]
-struct Fx(u64);
+pub(crate) struct Fx(u64);
 
 impl Fx {
     fn add(&mut self, word: u64) {
