@@ -401,7 +401,8 @@ pub(crate) struct Shared {
     /// Group position, phase, negated priority, kind rank.
     pub place: (u32, u8, i64, u8),
     /// Everything that decides how an offer of the template applies, but the template's id:
-    /// templates with the same signature (and group) behave identically.
+    /// templates with the same signature (and group) behave identically. Empty when no offer
+    /// of the template can be used (only usable offers are compared by behaviour).
     pub sig: Vec<i64>,
     /// The saving alone on the whole cart, or why it does not apply.
     pub alone: Result<i64, Miss>,
@@ -579,7 +580,6 @@ pub(crate) fn shared(
             });
         }
     }
-    sh.sig = signature(&sh);
     if matches!(
         sh.kind,
         Kind::BuyGet { .. }
@@ -607,6 +607,10 @@ pub(crate) fn shared(
         if let Err(m) = sh.alone {
             reasons.push(miss_reason(m, cart));
         }
+    }
+    if reasons.is_empty() && sh.alone.is_ok() {
+        // Only usable offers are compared by behaviour.
+        sh.sig = signature(&sh);
     }
     sh.reasons = reasons;
     sh
@@ -743,6 +747,7 @@ fn signature(p: &Shared) -> Vec<i64> {
             v
         }
     };
+    v.reserve(5 + p.lines.len());
     v.extend([
         p.min_subtotal,
         sat(p.min_qty),
