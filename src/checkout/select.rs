@@ -486,8 +486,9 @@ struct Frame<'a> {
     pay: Vec<i64>,
     /// Behaviours leaving this state alike (see the effects in [`Search::node`]).
     effect: Vec<usize>,
-    /// Distinct effects so far: saving, exclusive, with promotions, behaviour.
-    effects: Vec<(i64, bool, bool, usize)>,
+    /// Distinct effects so far by the first group of their behaviour: saving, exclusive,
+    /// with promotions, behaviour.
+    effects: Vec<Vec<(i64, bool, bool, usize)>>,
     /// Live pairs by group, each group's by marginal saving, highest first: (marginal, pair).
     ranked: Vec<(i64, usize)>,
     /// Where each group's pairs start in `ranked` (one more entry than groups).
@@ -816,19 +817,24 @@ impl<'a> Search<'a> {
         }
         // Effects: behaviours that leave this state in the same state, with the same
         // exclusivity and stance on promotions, are one effect here (e.g. free shipping scoped
-        // to different lines).
+        // to different lines). Only behaviours of the same first group are compared (sibling
+        // dominance needs the same group anyway; a finer partition is as sound).
         f.effect.clear();
-        f.effects.clear();
+        f.effects.resize_with(self.caps.len(), Vec::new);
+        for v in &mut f.effects {
+            v.clear();
+        }
         for b in 0..f.after.len() {
             let mut e = b;
             if let Some(sb) = f.after[b] {
                 let (xb, wb) = (self.beh_excl[b], self.sorted[self.beh_rep[b]].with_promotions);
                 let st = &f.states[b * w..(b + 1) * w];
-                match f.effects.iter().find(|x| {
+                let g = self.beh_groups[b].first().copied().unwrap_or(0);
+                match f.effects[g].iter().find(|x| {
                     (x.0, x.1, x.2) == (sb, xb, wb) && f.states[x.3 * w..(x.3 + 1) * w] == *st
                 }) {
                     Some(x) => e = x.3,
-                    None => f.effects.push((sb, xb, wb, b)),
+                    None => f.effects[g].push((sb, xb, wb, b)),
                 }
             }
             f.effect.push(e);
@@ -880,17 +886,14 @@ impl<'a> Search<'a> {
             let last_of_template = self.template_last[self.tid[j] as usize] == j;
             let expiry = (c.valid_until.is_none(), c.valid_until);
             if free && last_of_template {
-                let dominated = f.seen.iter().any(|(sb, sg, sp, se, si)| {
-                    *sb == f.effect[b]
-                        && *sg == self.gid[j]
-                        && *sp == c.is_promotion
-                        && (*se, *si) <= (expiry, &c.id)
-                });
-                if dominated {
-                    continue;
+                // Only the best key kept per (effect, group, source) matters: a child is
+                // dominated exactly when that one is no worse.
+                let at = (f.effect[b], self.gid[j], c.is_promotion);
+                match f.seen.iter_mut().find(|x| (x.0, x.1, x.2) == at) {
+                    Some(x) if (x.3, x.4) <= (expiry, &c.id) => continue,
+                    Some(x) => (x.3, x.4) = (expiry, &c.id),
+                    None => f.seen.push((at.0, at.1, at.2, expiry, &c.id)),
                 }
-                f.seen
-                    .push((f.effect[b], self.gid[j], c.is_promotion, expiry, &c.id));
             }
             // The child's completions are among this node's, each saving at most its
             // marginal here.
