@@ -352,7 +352,24 @@ pub(crate) fn best(
     let total_payable = ctx.totals.iter().sum::<i64>().saturating_add(ctx.shipping);
     let beh_excl: Vec<bool> = beh_rep.iter().map(|&k| sorted[k].exclusive).collect();
     let width = ctx.totals.len() + 1;
+    // Dense ranks of the tie-break keys, so sets compare by sorting small integers.
+    let dense = |cmp: &dyn Fn(usize, usize) -> Ordering| {
+        let mut by: Vec<usize> = (0..n).collect();
+        by.sort_unstable_by(|&a, &b| cmp(a, b));
+        let mut rank = vec![0u32; n];
+        for i in 1..n {
+            let step = u32::from(cmp(by[i - 1], by[i]).is_ne());
+            rank[by[i]] = rank[by[i - 1]] + step;
+        }
+        rank
+    };
+    let expiry = |p: &Prepared| (p.valid_until.is_none(), p.valid_until);
+    let expiry_rank = dense(&|a, b| expiry(sorted[a]).cmp(&expiry(sorted[b])));
+    let id_rank = dense(&|a, b| sorted[a].id.cmp(&sorted[b].id));
     let mut s = Search {
+        expiry_rank,
+        id_rank,
+        prev: Vec::new(),
         sorted: &sorted,
         next_forced,
         beh,
@@ -500,6 +517,11 @@ struct Frame<'a> {
 struct Search<'a> {
     /// Candidates in canonical order.
     sorted: &'a [&'a Prepared],
+    /// Per position: the dense rank of its expiry key and of its id (see [`tie_break`]).
+    expiry_rank: Vec<u32>,
+    id_rank: Vec<u32>,
+    /// A remembered prefix, as positions.
+    prev: Vec<usize>,
     /// `next_forced[k]`: the first forced position at or after `k` (`n` when none).
     next_forced: Vec<usize>,
     /// Behaviour of each position; its first and last positions.
@@ -663,15 +685,36 @@ impl<'a> Search<'a> {
         id
     }
 
+    /// [`tie_break`] between two sets of positions, by their keys' ranks (no allocation for
+    /// sets of up to 16).
+    fn tie_cmp(&self, a: &[usize], b: &[usize]) -> Ordering {
+        const MAX: usize = 16;
+        if a.len() > MAX || b.len() > MAX {
+            let pa: Vec<&Prepared> = a.iter().map(|&k| self.sorted[k]).collect();
+            let pb: Vec<&Prepared> = b.iter().map(|&k| self.sorted[k]).collect();
+            return tie_break(&pa, &pb);
+        }
+        let keys = |rank: &[u32], set: &[usize]| {
+            let mut out = [0u32; MAX];
+            for (o, &k) in out.iter_mut().zip(set) {
+                *o = rank[k];
+            }
+            out[..set.len()].sort_unstable();
+            out
+        };
+        let (ea, eb) = (keys(&self.expiry_rank, a), keys(&self.expiry_rank, b));
+        ea[..a.len()].cmp(&eb[..b.len()]).then_with(|| {
+            let (ia, ib) = (keys(&self.id_rank, a), keys(&self.id_rank, b));
+            ia[..a.len()].cmp(&ib[..b.len()])
+        })
+    }
+
     /// Whether the chosen set is as good as or better than the best, and replaces it if so.
     fn consider(&mut self, saving: i64) {
         let replace = match &self.best {
             None => true,
             Some((_, bs)) if saving != *bs => saving > *bs,
-            Some((b, bs)) => {
-                let theirs: Vec<&Prepared> = b.iter().map(|&k| self.sorted[k]).collect();
-                better(&self.chosen, saving, &theirs, *bs) == Ordering::Less
-            }
+            Some((b, _)) => self.tie_cmp(&self.chosen_pos, b) == Ordering::Less,
         };
         if replace {
             self.best = Some((self.chosen_pos.clone(), saving));
@@ -752,11 +795,12 @@ impl<'a> Search<'a> {
         let key = (k as u32, sid, self.constraints(k));
         if let Some(&(start, len)) = self.memo.get(&key) {
             let (start, len) = (start as usize, len as usize);
-            let prev: Vec<&Prepared> = self.prefixes[start..start + len]
-                .iter()
-                .map(|&p| self.sorted[p as usize])
-                .collect();
-            if tie_break(&prev, &self.chosen) != Ordering::Greater {
+            let mut prev = std::mem::take(&mut self.prev);
+            prev.clear();
+            prev.extend(self.prefixes[start..start + len].iter().map(|&p| p as usize));
+            let order = self.tie_cmp(&prev, &self.chosen_pos);
+            self.prev = prev;
+            if order != Ordering::Greater {
                 // Same completions, same savings, and the earlier prefix wins every tie.
                 return;
             }
