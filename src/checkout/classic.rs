@@ -195,17 +195,17 @@ impl<'a> Search<'a> {
         by_groups.min(by_count)
     }
 
-    /// Pushes the node of the chosen set that just gained `c`. An invalid parent makes an
-    /// invalid child without evaluating: members applied before `c` save as they did, and
-    /// those after it apply to less, so the one that saved nothing still saves nothing (every
-    /// saving is non-decreasing in what is left; see the module docs of `select`).
+    /// Pushes the node of the chosen set that just gained `c`. Appending an offer that applies
+    /// after every member leaves the members' savings as they were, so an invalid parent makes
+    /// an invalid child without evaluating.
     fn push_node(&mut self, c: &Prepared) {
         let parent = self.nodes.last();
+        let after_all = parent.is_none_or(|n| n.max_rank.is_none_or(|r| c.rank > r));
         let known = match parent {
             Some(Node {
                 known: Known::Invalid,
                 ..
-            }) => Known::Invalid,
+            }) if after_all => Known::Invalid,
             _ => Known::Unknown,
         };
         let max_rank = parent
@@ -268,11 +268,8 @@ impl<'a> Search<'a> {
         }
     }
 
-    /// `k`: next position; `held`: a bound on the chosen set's saving (the savings alone of
-    /// its members, or its exact saving plus those of the members added since it was
-    /// evaluated: adding `c` to a set `S` leaves the members before `c` as they were and
-    /// those after it applying to less, so `saving(S ∪ {c}) ≤ saving(S) + alone(c)`);
-    /// `forced_left`: forced offers not yet placed (they come first).
+    /// `k`: next position; `held`: the chosen offers' savings alone; `forced_left`: forced
+    /// offers not yet placed (they come first).
     fn dfs(&mut self, k: usize, held: i64, forced_left: usize) {
         if k == self.sorted.len() {
             return;
@@ -305,24 +302,16 @@ impl<'a> Search<'a> {
             self.used[self.gid[k]] += 1;
             self.coupons_used += u32::from(!c.is_promotion);
             let left = forced_left.saturating_sub(usize::from(self.forced[k]));
-            let mut held = held.saturating_add(c.alone);
+            let held = held.saturating_add(c.alone);
             self.push_node(c);
             // The set saves at most `held`: evaluate it only if that could reach the best.
             let reachable = self.best.as_ref().is_none_or(|(_, b)| held >= *b);
-            let mut invalid = matches!(self.nodes.last().map(|n| &n.known), Some(Known::Invalid));
-            if left == 0 && reachable && !invalid {
-                match self.evaluate_top(c) {
-                    Some(s) => {
-                        self.consider(s);
-                        held = held.min(s);
-                    }
-                    None => invalid = true,
+            if left == 0 && reachable {
+                if let Some(s) = self.evaluate_top(c) {
+                    self.consider(s);
                 }
             }
-            // An invalid set has no valid extension (see `push_node`).
-            if !invalid {
-                self.dfs(k + 1, held, left);
-            }
+            self.dfs(k + 1, held, left);
             self.nodes.pop();
             self.coupons_used -= u32::from(!c.is_promotion);
             self.used[self.gid[k]] -= 1;
