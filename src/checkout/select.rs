@@ -797,7 +797,11 @@ impl<'a> Search<'a> {
             let (start, len) = (start as usize, len as usize);
             let mut prev = std::mem::take(&mut self.prev);
             prev.clear();
-            prev.extend(self.prefixes[start..start + len].iter().map(|&p| p as usize));
+            prev.extend(
+                self.prefixes[start..start + len]
+                    .iter()
+                    .map(|&p| p as usize),
+            );
             let order = self.tie_cmp(&prev, &self.chosen_pos);
             self.prev = prev;
             if order != Ordering::Greater {
@@ -808,8 +812,7 @@ impl<'a> Search<'a> {
         let start = self.prefixes.len() as u32;
         self.prefixes
             .extend(self.chosen_pos.iter().map(|&p| p as u32));
-        self.memo
-            .insert(key, (start, self.chosen_pos.len() as u32));
+        self.memo.insert(key, (start, self.chosen_pos.len() as u32));
         let forced_next = self.next_forced[k];
         if forced_next == n {
             self.consider(saving);
@@ -871,7 +874,10 @@ impl<'a> Search<'a> {
         for b in 0..f.after.len() {
             let mut e = b;
             if let Some(sb) = f.after[b] {
-                let (xb, wb) = (self.beh_excl[b], self.sorted[self.beh_rep[b]].with_promotions);
+                let (xb, wb) = (
+                    self.beh_excl[b],
+                    self.sorted[self.beh_rep[b]].with_promotions,
+                );
                 let st = &f.states[b * w..(b + 1) * w];
                 let g = self.beh_groups[b].first().copied().unwrap_or(0);
                 match f.effects[g].iter().find(|x| {
