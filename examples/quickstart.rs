@@ -8,6 +8,7 @@
 //!
 //! Run: `cargo run --example quickstart`
 
+use coupons::lifecycle::{Actor, RefundRequest};
 use std::error::Error;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
@@ -317,7 +318,12 @@ fn main() -> Result<(), Box<dyn Error>> {
             .hold_until
             .map_or_else(|| "—".to_string(), |t| t.to_string())
     );
-    let paid = service.pay(&order1, &key("pay-1")?, now + Duration::minutes(3))?;
+    let paid = service.pay(
+        &order1,
+        &Actor::System,
+        &key("pay-1")?,
+        now + Duration::minutes(3),
+    )?;
     println!(
         "  order-1 paid: redeemed {}",
         paid.coupons
@@ -326,7 +332,12 @@ fn main() -> Result<(), Box<dyn Error>> {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let retry = service.pay(&order1, &key("pay-1")?, now + Duration::minutes(4))?;
+    let retry = service.pay(
+        &order1,
+        &Actor::System,
+        &key("pay-1")?,
+        now + Duration::minutes(4),
+    )?;
     println!("  retried pay: replayed = {}", retry.replayed);
 
     // Bob's first order is cancelled before paying: his coupon comes back.
@@ -340,7 +351,12 @@ fn main() -> Result<(), Box<dyn Error>> {
         now,
     )?;
     show_quote("bob's order-2", &l2.quote);
-    service.cancel(&order2, &key("cancel-2")?, now + Duration::minutes(5))?;
+    service.cancel(
+        &order2,
+        &Actor::System,
+        &key("cancel-2")?,
+        now + Duration::minutes(5),
+    )?;
     println!(
         "  order-2 cancelled: {} is {}",
         b_welcome.id,
@@ -355,10 +371,16 @@ fn main() -> Result<(), Box<dyn Error>> {
         &LockRequest::new(&order3, &cart, &bob_buyer, &key("lock-3")?),
         now + Duration::minutes(6),
     )?;
-    service.pay(&order3, &key("pay-3")?, now + Duration::minutes(7))?;
+    service.pay(
+        &order3,
+        &Actor::System,
+        &key("pay-3")?,
+        now + Duration::minutes(7),
+    )?;
     let r3 = service.refund(
         &order3,
-        RefundKind::Merchant,
+        &Actor::Merchant,
+        &RefundRequest::whole(RefundKind::Merchant),
         &key("refund-3")?,
         now + Duration::hours(1),
     )?;
@@ -379,7 +401,8 @@ fn main() -> Result<(), Box<dyn Error>> {
     // tea template's policy returns its coupon.
     let r1 = service.refund(
         &order1,
-        RefundKind::Buyer,
+        &Actor::Merchant,
+        &RefundRequest::whole(RefundKind::Buyer),
         &key("refund-1")?,
         now + Duration::hours(2),
     )?;
@@ -398,7 +421,8 @@ fn main() -> Result<(), Box<dyn Error>> {
     );
     let r1_again = service.refund(
         &order1,
-        RefundKind::Buyer,
+        &Actor::Merchant,
+        &RefundRequest::whole(RefundKind::Buyer),
         &key("refund-1")?,
         now + Duration::hours(2),
     )?;

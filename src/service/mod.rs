@@ -32,7 +32,7 @@
 //! use chrono::{Duration, TimeZone, Utc};
 //! use coupons::cart::{Buyer, Cart, CartLine};
 //! use coupons::id::*;
-//! use coupons::lifecycle::{ClaimMode, ClaimRequest, CouponState};
+//! use coupons::lifecycle::{Actor, ClaimMode, ClaimRequest, CouponState};
 //! use coupons::money::{Currency, Money};
 //! use coupons::repository::MemoryStore;
 //! use coupons::rule::{Benefit, Span, TemplateSpec, Validity};
@@ -64,7 +64,7 @@
 //! let key = IdempotencyKey::new("lock-o-1")?;
 //! let locked = service.quote_and_lock(&LockRequest::new(&order, &cart, &buyer, &key), now)?;
 //! assert_eq!(locked.quote.total_after, Money::from_minor(4000, cny));
-//! service.pay(&order, &IdempotencyKey::new("pay-o-1")?, now + Duration::minutes(2))?;
+//! service.pay(&order, &Actor::System, &IdempotencyKey::new("pay-o-1")?, now + Duration::minutes(2))?;
 //! let used = coupons::repository::Repository::coupon(service.repository(), &coupon.id)?.unwrap();
 //! assert!(matches!(used.value.state, CouponState::Used { .. }));
 //! # Ok::<(), Box<dyn std::error::Error>>(())

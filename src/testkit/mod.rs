@@ -33,6 +33,7 @@
 //! Together the checks take well under a second on the in-memory store in a debug build; the
 //! concurrent ones use 8 threads and a few hundred requests.
 
+use crate::lifecycle::{Actor, RefundRequest};
 use std::fmt::Display;
 use std::sync::Arc;
 
@@ -1830,6 +1831,7 @@ pub fn concurrent_locks_have_one_winner<R: Repository>(store: R) -> Result<(), F
                                     "pay",
                                     service.pay(
                                         &order,
+                                        &Actor::System,
                                         &key(C, &format!("pay-{round}-{th}"))?,
                                         now,
                                     ),
@@ -1842,6 +1844,7 @@ pub fn concurrent_locks_have_one_winner<R: Repository>(store: R) -> Result<(), F
                             Err(ServiceError::Checkout(_) | ServiceError::Lifecycle(_)) => {
                                 let paid = service.pay(
                                     &order,
+                                    &Actor::System,
                                     &key(C, &format!("pay-{round}-{th}"))?,
                                     now,
                                 );
@@ -1952,9 +1955,9 @@ pub fn concurrent_pay_and_cancel_settle_once<R: Repository>(store: R) -> Result<
                             return Ok((false, swept.released.contains(order)));
                         }
                         let r = if th % 2 == 0 {
-                            service.pay(order, &k, at)
+                            service.pay(order, &Actor::System, &k, at)
                         } else {
-                            service.cancel(order, &k, at)
+                            service.cancel(order, &Actor::System, &k, at)
                         };
                         match r {
                             Ok(s) => Ok((th % 2 == 0, !s.replayed)),
@@ -2160,7 +2163,9 @@ pub fn retries_change_nothing<R: Repository>(store: R) -> Result<(), Failure> {
         let handles: Vec<_> = (0..THREADS)
             .map(|_| {
                 let (service, order, pk) = (&service, &order, &pk);
-                s.spawn(move || ok(C, "pay", service.pay(order, pk, now)).map(|p| p.replayed))
+                s.spawn(move || {
+                    ok(C, "pay", service.pay(order, &Actor::System, pk, now)).map(|p| p.replayed)
+                })
             })
             .collect();
         handles
@@ -2185,7 +2190,7 @@ pub fn retries_change_nothing<R: Repository>(store: R) -> Result<(), Failure> {
         "after pay the coupon is {:?}",
         v_paid.value.state
     );
-    let cancel = service.cancel(&order, &key(C, "cancel-late")?, now);
+    let cancel = service.cancel(&order, &Actor::System, &key(C, "cancel-late")?, now);
     ensure!(
         C,
         matches!(
@@ -2205,7 +2210,13 @@ pub fn retries_change_nothing<R: Repository>(store: R) -> Result<(), Failure> {
                     ok(
                         C,
                         "refund",
-                        service.refund(order, RefundKind::Merchant, rk, now),
+                        service.refund(
+                            order,
+                            &Actor::Merchant,
+                            &RefundRequest::whole(RefundKind::Merchant),
+                            rk,
+                            now,
+                        ),
                     )
                     .map(|r| (r.replayed, r.returned.len()))
                 })
@@ -2240,7 +2251,13 @@ pub fn retries_change_nothing<R: Repository>(store: R) -> Result<(), Failure> {
     ensure!(
         C,
         matches!(
-            service.refund(&order, RefundKind::Buyer, &rk, now),
+            service.refund(
+                &order,
+                &Actor::Merchant,
+                &RefundRequest::whole(RefundKind::Buyer),
+                &rk,
+                now
+            ),
             Err(ServiceError::Lifecycle(LifecycleError::KeyReused { .. }))
         ),
         "a merchant refund's key reused for a buyer refund was not refused"
@@ -2263,7 +2280,13 @@ pub fn retries_change_nothing<R: Repository>(store: R) -> Result<(), Failure> {
         "after refund: {:?}",
         counters(&t)?
     );
-    let buyer_refund = service.refund(&order, RefundKind::Buyer, &key(C, "refund-2")?, now);
+    let buyer_refund = service.refund(
+        &order,
+        &Actor::Merchant,
+        &RefundRequest::whole(RefundKind::Buyer),
+        &key(C, "refund-2")?,
+        now,
+    );
     ensure!(
         C,
         matches!(
@@ -2284,8 +2307,16 @@ pub fn retries_change_nothing<R: Repository>(store: R) -> Result<(), Failure> {
         service.quote_and_lock(&LockRequest::new(&order2, &cart, &buyer, &lk2), now),
     )?;
     let ck = key(C, "cancel-2")?;
-    let c1 = ok(C, "cancel", service.cancel(&order2, &ck, now))?;
-    let c2 = ok(C, "cancel retry", service.cancel(&order2, &ck, now))?;
+    let c1 = ok(
+        C,
+        "cancel",
+        service.cancel(&order2, &Actor::System, &ck, now),
+    )?;
+    let c2 = ok(
+        C,
+        "cancel retry",
+        service.cancel(&order2, &Actor::System, &ck, now),
+    )?;
     ensure!(
         C,
         !c1.replayed && c2.replayed && c1.coupons == c2.coupons,
@@ -2296,7 +2327,7 @@ pub fn retries_change_nothing<R: Repository>(store: R) -> Result<(), Failure> {
         counters(&t)?.2 == 0,
         "a retried cancel gave a use back twice"
     );
-    let late_pay = service.pay(&order2, &key(C, "pay-2")?, now);
+    let late_pay = service.pay(&order2, &Actor::System, &key(C, "pay-2")?, now);
     ensure!(
         C,
         matches!(
@@ -2310,8 +2341,12 @@ pub fn retries_change_nothing<R: Repository>(store: R) -> Result<(), Failure> {
 
     // Void, retried.
     let vk = key(C, "void-1")?;
-    let v1 = ok(C, "void", service.void(&coupon, &vk, now))?;
-    let v2 = ok(C, "void retry", service.void(&coupon, &vk, now))?;
+    let v1 = ok(C, "void", service.void(&coupon, &Actor::Merchant, &vk, now))?;
+    let v2 = ok(
+        C,
+        "void retry",
+        service.void(&coupon, &Actor::Merchant, &vk, now),
+    )?;
     ensure!(
         C,
         v1 == v2 && matches!(v2.state, CouponState::Voided { .. }),
