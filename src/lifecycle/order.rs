@@ -444,11 +444,14 @@ impl Order {
                     order: self.id.clone(),
                 }
             }
-            (OrderState::Paid { .. } | OrderState::Completed { .. }, OrderAction::Cancel) => {
-                LifecycleError::OrderPaid {
-                    order: self.id.clone(),
-                }
-            }
+            (
+                OrderState::Paid { .. }
+                | OrderState::Completed { .. }
+                | OrderState::Refunded { .. },
+                OrderAction::Cancel,
+            ) => LifecycleError::OrderPaid {
+                order: self.id.clone(),
+            },
             (state, action) => LifecycleError::IllegalOrderTransition {
                 order: self.id.clone(),
                 state: state.name(),

@@ -388,7 +388,7 @@ impl Model {
             };
         }
         let Some(order) = self.orders.get(&o).cloned() else {
-            return Out::Err("order not paid");
+            return Out::Err("not found");
         };
         if order.refunded {
             return Out::Err("already refunded");
