@@ -4,7 +4,9 @@
 //!   with typed reasons), a preview of the buyer's own selection, lock, pay, cancel, refund and
 //!   the event feed. Described in `openapi.json`, served at `/openapi.json`.
 //! * Server-rendered pages ([`pages`]): the buyer's checkout page and the merchant's campaign
-//!   page.
+//!   page ([`campaign`]): the library's campaign report drawn as inline SVG charts
+//!   ([`charts`]) — claimed and used per day, the funnel per template, discount and sales per
+//!   day, stock used, the funnel per experiment arm.
 //! * Errors ([`error`]): one JSON body, `{"error": {"kind", "status", "field", "reason"}}`.
 //! * Storage chosen at start ([`StoreChoice`]): in memory or SQLite; any other
 //!   [`Repository`] plugs in through [`router`].
@@ -17,6 +19,8 @@
 
 pub mod api;
 pub mod app;
+pub mod campaign;
+pub mod charts;
 pub mod demo;
 pub mod error;
 pub mod pages;
@@ -33,7 +37,7 @@ use axum::response::IntoResponse;
 use coupons::repository::{MemoryStore, Repository};
 use coupons::service::Service;
 
-pub use app::{App, Clock};
+pub use app::{App, Clock, OfferArms};
 pub use error::ApiError;
 
 /// Largest request body accepted, in bytes (a cart of a few hundred lines fits easily).
@@ -166,7 +170,12 @@ pub async fn serve<R: Repository + 'static>(
     store: R,
     options: &Options,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let app = Arc::new(App::new(Service::new(store), wall_clock()));
+    let mut app = App::new(Service::new(store), wall_clock());
+    if options.demo {
+        app = app
+            .with_offer_arms(demo::offer_arms().map_err(|e| -> Box<dyn std::error::Error> { e })?);
+    }
+    let app = Arc::new(app);
     if options.demo {
         let a = Arc::clone(&app);
         tokio::task::spawn_blocking(move || demo::seed(&a, a.now()))

@@ -1,7 +1,7 @@
-//! Server-rendered HTML: the buyer's checkout page and the merchant's campaign page. Plain
-//! forms; the only script submits the form when a box is ticked.
+//! Server-rendered HTML: the buyer's checkout page, and the shared pieces of the merchant's
+//! campaign page ([`campaign`](crate::campaign)). Plain forms; the only script submits the
+//! form when a box is ticked.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,7 +10,6 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use coupons::checkout::{Evaluation, Ineligible, OfferId, Quote};
-use coupons::events::EventKind;
 use coupons::id::{CouponId, IdempotencyKey, OrderId, TemplateId, UserId};
 use coupons::repository::Repository;
 use coupons::rule::PromoCode;
@@ -20,9 +19,6 @@ use crate::app::App;
 use crate::error::ApiError;
 
 type Shared<R> = State<Arc<App<R>>>;
-
-/// Most events the campaign page folds (a real report reads a saved position onwards).
-pub const MAX_REPORT_EVENTS: usize = 200_000;
 
 /// Escapes text for HTML.
 pub fn esc(s: &str) -> String {
@@ -61,7 +57,7 @@ pub fn parse_token(s: &str) -> Option<OfferId> {
 }
 
 /// `application/x-www-form-urlencoded` pairs (query strings and form bodies).
-fn pairs(raw: &str) -> Vec<(String, String)> {
+pub fn pairs(raw: &str) -> Vec<(String, String)> {
     fn decode(s: &str) -> String {
         let bytes = s.as_bytes();
         let mut out = Vec::with_capacity(bytes.len());
@@ -94,19 +90,21 @@ fn pairs(raw: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-fn page(title: &str, body: &str) -> Html<String> {
+/// A whole HTML page around `body` (already HTML), with the shared style.
+pub fn page(title: &str, body: &str) -> Html<String> {
     Html(format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title>\
 <style>body{{font-family:sans-serif;max-width:48rem;margin:2rem auto}}\
 li{{list-style:none;margin:.4rem 0}}.greyed{{color:#999}}.reason{{font-size:.9em;margin-left:.5rem}}\
 .error{{color:#b00}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.2rem .5rem;text-align:right}}\
-td:first-child,th:first-child{{text-align:left}}</style></head><body>{}</body></html>\n",
+td:first-child,th:first-child{{text-align:left}}svg.chart{{display:block;max-width:100%;height:auto;margin:1rem 0}}</style></head><body>{}</body></html>\n",
         esc(title),
         body
     ))
 }
 
-fn error_page(e: &ApiError) -> Response {
+/// An error as an HTML page, with the error's status.
+pub fn error_page(e: &ApiError) -> Response {
     let body = format!(
         "<h1>Something went wrong</h1><p class=\"error\" id=\"error\">{} ({})</p>",
         esc(&e.reason),
@@ -124,9 +122,13 @@ fn form_key(app_now: chrono::DateTime<chrono::Utc>) -> String {
 }
 
 /// Template names by id, for labels.
-type Names = std::collections::HashMap<TemplateId, String>;
+pub type Names = std::collections::HashMap<TemplateId, String>;
 
-fn names<R: Repository>(app: &App<R>) -> Result<Names, ApiError> {
+/// Every template's name, by id.
+///
+/// # Errors
+/// `unavailable` (503) when the store fails.
+pub fn names<R: Repository>(app: &App<R>) -> Result<Names, ApiError> {
     Ok(app
         .service
         .repository()
@@ -374,106 +376,6 @@ async fn pay_order<R: Repository + 'static>(
     }
 }
 
-/// The template and campaign an event is about, if any.
-fn about(kind: &EventKind) -> (Option<&TemplateId>, Option<&coupons::id::CampaignId>) {
-    match kind {
-        EventKind::TemplateChanged { template, .. } | EventKind::Refused { template, .. } => {
-            (Some(template), None)
-        }
-        EventKind::Offered {
-            template, campaign, ..
-        } => (Some(template), campaign.as_ref()),
-        EventKind::Issued { coupon, .. }
-        | EventKind::Locked { coupon, .. }
-        | EventKind::Redeemed { coupon, .. }
-        | EventKind::Released { coupon, .. }
-        | EventKind::Expired { coupon }
-        | EventKind::Refunded { coupon, .. }
-        | EventKind::Voided { coupon } => (Some(&coupon.template), coupon.campaign.as_ref()),
-        EventKind::CampaignChanged { campaign, .. } => (None, Some(campaign)),
-        EventKind::OrderPlaced { .. }
-        | EventKind::OrderPaid { .. }
-        | EventKind::OrderReleased { .. }
-        | EventKind::OrderRefunded { .. } => (None, None),
-    }
-}
-
-/// The columns of the campaign table.
-pub const COLUMNS: &[&str] = &[
-    "offered", "issued", "locked", "redeemed", "released", "refunded", "expired", "voided",
-    "refused",
-];
-
-async fn campaign_page<R: Repository + 'static>(
-    State(app): Shared<R>,
-    RawQuery(query): RawQuery,
-) -> Response {
-    let filter = pairs(query.as_deref().unwrap_or(""))
-        .into_iter()
-        .find(|(k, _)| k == "campaign")
-        .map(|(_, v)| v);
-    let result = tokio::task::spawn_blocking(move || -> Result<String, ApiError> {
-        let repo = app.service.repository();
-        let mut counts: BTreeMap<String, BTreeMap<&'static str, u64>> = BTreeMap::new();
-        let mut after = 0;
-        let mut read = 0usize;
-        loop {
-            let page = repo.events(after, 1000).map_err(ApiError::internal)?;
-            let Some(last) = page.last() else { break };
-            after = last.seq;
-            read += page.len();
-            for e in &page {
-                let (template, campaign) = about(&e.event.kind);
-                let Some(t) = template else { continue };
-                if let Some(f) = &filter {
-                    if campaign.map(|c| c.as_str()) != Some(f.as_str()) {
-                        continue;
-                    }
-                }
-                let name = e.event.kind.name();
-                if let Some(col) = COLUMNS.iter().find(|c| **c == name) {
-                    *counts
-                        .entry(t.to_string())
-                        .or_default()
-                        .entry(col)
-                        .or_default() += 1;
-                }
-            }
-            if read >= MAX_REPORT_EVENTS {
-                break;
-            }
-        }
-        let mut b = String::new();
-        let title = filter
-            .as_deref()
-            .map_or_else(|| "All campaigns".to_owned(), |c| format!("Campaign {c}"));
-        let _ = write!(
-            b,
-            "<h1>{}</h1><p>{read} events read (through sequence {after}).</p><table id=\"counts\"><tr><th>Template</th>",
-            esc(&title)
-        );
-        for c in COLUMNS {
-            let _ = write!(b, "<th>{c}</th>");
-        }
-        b.push_str("</tr>");
-        for (t, row) in &counts {
-            let _ = write!(b, "<tr><td>{}</td>", esc(t));
-            for c in COLUMNS {
-                let _ = write!(b, "<td>{}</td>", row.get(c).copied().unwrap_or(0));
-            }
-            b.push_str("</tr>");
-        }
-        b.push_str("</table>");
-        Ok(b)
-    })
-    .await;
-    match result {
-        Ok(Ok(body)) => page("Campaign", &body).into_response(),
-        Ok(Err(e)) => error_page(&e),
-        Err(e) => error_page(&ApiError::internal(e)),
-    }
-}
-
 /// The HTML routes.
 pub fn routes<R: Repository + 'static>() -> Vec<crate::api::Route<R>> {
     use axum::routing::{get, post};
@@ -485,7 +387,11 @@ pub fn routes<R: Repository + 'static>() -> Vec<crate::api::Route<R>> {
             "/checkout/{user}/order/{order}/pay",
             post(pay_order::<R>),
         ),
-        ("get", "/merchant/campaign", get(campaign_page::<R>)),
+        (
+            "get",
+            "/merchant/campaign",
+            get(crate::campaign::campaign_page::<R>),
+        ),
     ]
 }
 

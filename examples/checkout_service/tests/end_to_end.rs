@@ -227,6 +227,28 @@ fn checkout_end_to_end<R: Repository + 'static>(store: R) {
     assert_eq!(cancel.status, 200, "{}", cancel.text());
     c.post_raw("/api/orders/o-2/pay", Some("bob-pay-2"), b"")
         .assert_error(409, "order_released", None);
+
+    // Keys reused for another request, refused by the engine's receipts (the service keeps no
+    // record of keys of its own): a pay key for another order, a refund key with another
+    // kind, a cancel key for another order.
+    let reused = |r: common::Resp| {
+        r.assert_error(
+            409,
+            "idempotency_key_reused",
+            Some("header.Idempotency-Key"),
+        );
+    };
+    reused(c.post_raw("/api/orders/o-2/pay", Some("bob-pay-1"), b""));
+    reused(c.post(
+        "/api/orders/o-1/refund",
+        Some("bob-refund-1"),
+        &json!({"kind": "buyer"}),
+    ));
+    let l3 = c.post("/api/orders/o-3/lock", Some("bob-lock-3"), &price);
+    assert_eq!(l3.status, 201, "{}", l3.text());
+    reused(c.post_raw("/api/orders/o-3/cancel", Some("bob-cancel-2"), b""));
+    let cancel3 = c.post_raw("/api/orders/o-3/cancel", Some("bob-cancel-3"), b"");
+    assert_eq!(cancel3.status, 200, "{}", cancel3.text());
     c.post_raw("/api/orders/never/pay", Some("bob-pay-3"), b"")
         .assert_error(404, "not_found", None);
 

@@ -13,11 +13,20 @@ use serde_json::Value;
 
 /// A service on a loopback port, running on its own thread until the process ends.
 pub fn start<R: Repository + 'static>(store: R, demo: bool) -> (SocketAddr, Arc<App<R>>) {
-    let app = Arc::new(App::new(Service::new(store), wall_clock()));
+    let mut app = App::new(Service::new(store), wall_clock());
+    if demo {
+        app = app.with_offer_arms(checkout_service::demo::offer_arms().expect("arms"));
+    }
+    let app = Arc::new(app);
     if demo {
         checkout_service::demo::seed(&app, app.now()).expect("demo seed");
     }
-    let served = Arc::clone(&app);
+    (serve(Arc::clone(&app)), app)
+}
+
+/// Serves `app` on a loopback port, on its own thread until the process ends.
+pub fn serve<R: Repository + 'static>(app: Arc<App<R>>) -> SocketAddr {
+    let served = app;
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -33,7 +42,7 @@ pub fn start<R: Repository + 'static>(store: R, demo: bool) -> (SocketAddr, Arc<
             axum::serve(listener, router(served)).await.expect("serve");
         });
     });
-    (rx.recv().expect("server address"), app)
+    rx.recv().expect("server address")
 }
 
 /// A response.
