@@ -4,18 +4,20 @@
 //! 2. Approval: draft → pending approval → approved → active (finance signs off).
 //! 3. A campaign (活动) offering templates, and issuing through two channels.
 //! 4. Checkout: a quote with usable and greyed-out coupons, then lock, pay, cancel.
-//! 5. Refunds under each rule, and the expiry sweep.
+//! 5. Refunds under each rule (one in part, exact to the fen), who may refund, and the expiry
+//!    sweep.
 //!
 //! Run: `cargo run --example quickstart`
 
-use coupons::lifecycle::{Actor, RefundRequest};
 use std::error::Error;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use coupons::cart::{Buyer, Cart, CartLine, CustomerKind};
 use coupons::checkout::{Checkout, Quote, StackingPolicy};
 use coupons::id::*;
-use coupons::lifecycle::{Campaign, ClaimMode, ClaimRequest, Coupon, RefundKind};
+use coupons::lifecycle::{
+    Actor, Campaign, ClaimMode, ClaimRequest, Coupon, RefundKind, RefundRequest, RefundUnits,
+};
 use coupons::money::{Currency, Money};
 use coupons::repository::{MemoryStore, Repository};
 use coupons::rule::*;
@@ -397,36 +399,52 @@ fn main() -> Result<(), Box<dyn Error>> {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    // Alice asks for a refund after paying order-1: by default coupons are not returned; the
-    // tea template's policy returns its coupon.
+    // Alice sends back one of her three oolong packs: she gets back exactly that unit's part
+    // of what she paid, and keeps her coupons' discount on what she keeps.
+    let part = service.refund(
+        &order1,
+        &Actor::Buyer(alice.clone()),
+        &RefundRequest::units(
+            RefundKind::Buyer,
+            vec![RefundUnits {
+                line: 0,
+                quantity: 1,
+            }],
+        ),
+        &key("refund-1a")?,
+        now + Duration::hours(2),
+    )?;
+    println!("  order-1 partial refund: {}", part.refund);
+    // Then the rest, for her own reason: by default coupons are not returned; the tea
+    // template's policy returns its coupon.
     let r1 = service.refund(
         &order1,
-        &Actor::Merchant,
+        &Actor::Buyer(alice.clone()),
         &RefundRequest::whole(RefundKind::Buyer),
         &key("refund-1")?,
-        now + Duration::hours(2),
+        now + Duration::hours(3),
     )?;
-    println!(
-        "  order-1 buyer refund:    returned [{}], voided [{}]",
-        r1.returned
-            .iter()
-            .map(CouponId::as_str)
-            .collect::<Vec<_>>()
-            .join(", "),
-        r1.voided
-            .iter()
-            .map(CouponId::as_str)
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    println!("  order-1 the rest:       {}", r1.refund);
+    println!("  {}", service.order(&order1)?);
     let r1_again = service.refund(
         &order1,
-        &Actor::Merchant,
+        &Actor::Buyer(alice.clone()),
         &RefundRequest::whole(RefundKind::Buyer),
         &key("refund-1")?,
-        now + Duration::hours(2),
+        now + Duration::hours(3),
     )?;
     println!("  retried refund: replayed = {}", r1_again.replayed);
+    // Who may do what is a table (see `Actor::permits`): a buyer never refunds for the
+    // merchant's reason, nor acts on another buyer's order.
+    if let Err(e) = service.refund(
+        &order3,
+        &Actor::Buyer(alice.clone()),
+        &RefundRequest::whole(RefundKind::Buyer),
+        &key("refund-3-by-alice")?,
+        now + Duration::hours(3),
+    ) {
+        println!("  refused: {e}");
+    }
     // A week later the sweep expires what was never used.
     let later = now + Duration::days(8);
     let swept = service.sweep(later, 1000)?;

@@ -33,7 +33,6 @@
 //! Together the checks take well under a second on the in-memory store in a debug build; the
 //! concurrent ones use 8 threads and a few hundred requests.
 
-use crate::lifecycle::{Actor, RefundRequest};
 use std::fmt::Display;
 use std::sync::Arc;
 
@@ -49,8 +48,8 @@ use crate::id::{
     UserId,
 };
 use crate::lifecycle::{
-    Campaign, ClaimMode, ClaimRequest, Coupon, CouponState, LifecycleError, RefundKind,
-    TemplateRecord, TemplateStatus,
+    Actor, Campaign, ClaimMode, ClaimRequest, Coupon, CouponState, LifecycleError, RefundKind,
+    RefundRequest, TemplateRecord, TemplateStatus,
 };
 use crate::money::{Currency, Money};
 use crate::repository::{
@@ -86,9 +85,11 @@ macro_rules! ensure {
 }
 
 mod codes;
+mod orders;
 pub use codes::{
     code_attempts_are_limited, one_time_codes_have_one_owner, unknown_and_taken_codes_look_alike,
 };
+pub use orders::{order_records_are_conditional, orders_refund_in_part_and_refuse_the_wrong_party};
 
 /// Maps any error (the store's, an id's…) to a failure of `check`.
 fn ok<T, E: Display>(check: &'static str, what: &str, r: Result<T, E>) -> Result<T, Failure> {
@@ -122,6 +123,8 @@ pub fn run_all<R: Repository>(make: impl Fn() -> R) -> Result<(), Failure> {
     one_time_codes_have_one_owner(make())?;
     code_attempts_are_limited(make())?;
     unknown_and_taken_codes_look_alike(make())?;
+    order_records_are_conditional(make())?;
+    orders_refund_in_part_and_refuse_the_wrong_party(make())?;
     Ok(())
 }
 

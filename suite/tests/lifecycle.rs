@@ -133,6 +133,18 @@ fn conformance_suite_catches_a_store_that_keeps_a_refused_batchs_events() {
 }
 
 #[test]
+fn conformance_suite_catches_a_store_whose_order_writes_are_not_atomic() {
+    let make = || broken::Broken {
+        inner: MemoryStore::new(),
+        ignore_limits: false,
+        not_atomic: true,
+        leaky_events: false,
+    };
+    let e = testkit::order_records_are_conditional(make()).unwrap_err();
+    assert_eq!(e.check, "order_records_are_conditional", "{e}");
+}
+
+#[test]
 fn conformance_suite_catches_a_store_that_ignores_limits() {
     let make = || broken::Broken {
         inner: MemoryStore::new(),
