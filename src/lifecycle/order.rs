@@ -1,55 +1,4 @@
-//! Orders as records: placed with its coupons held, then paid, completed, released or
-//! refunded in part or in whole.
-//!
-//! An [`Order`] keeps the quote exactly as it was locked — every line's original and final
-//! amount and every offer's share of it — so a retry, a payment or a refund never re-prices.
-//! Its transitions are pure: each takes the acting party, the request and `now`, and returns
-//! the next record or a typed [`LifecycleError`].
-//!
-//! ```text
-//!            pay                 complete
-//!   Placed ───────▶ Paid ──────────────────▶ Completed
-//!     │               │ refund (part)          │ refund (part)
-//!     │ cancel /      ▼                        ▼
-//!     │ hold ran out  Paid, partly refunded    Completed, partly refunded
-//!     ▼               │ … the last unit        │ … the last unit
-//!   Released          ▼                        ▼
-//!                   Refunded ◀──────────────────┘
-//! ```
-//!
-//! ## Who may do what
-//! Every transition names its [`Actor`]. [`Actor::permits`] is the whole table:
-//!
-//! | action | the order's buyer | another buyer | the merchant | the system |
-//! |---|---|---|---|---|
-//! | pay | no | no | yes | yes |
-//! | cancel (unpaid) | yes | no | yes | yes |
-//! | complete | yes | no | yes | yes |
-//! | refund, buyer's reason | yes | no | yes | no |
-//! | refund, merchant's reason | no | no | yes | yes |
-//! | void a coupon | no | no | yes | yes |
-//!
-//! A buyer never marks an order paid: payment is confirmed by the merchant or the payment
-//! system, or a buyer could take the goods without paying. A buyer may ask for a refund for
-//! their own reasons, but only the merchant (or the system, e.g. when an order cannot ship)
-//! refunds for the merchant's reasons, since that reason decides whether coupons come back.
-//!
-//! ## Refunds and coupons
-//! A refund names lines and quantities ([`RefundRequest`]). What goes back is exact: for `q` of
-//! a line's `n` units the buyer gets back `⌊final · k / n⌋ − ⌊final · j / n⌋` minor units, where
-//! `j` units were refunded before and `k = j + q` after — and likewise each offer's share — so
-//! successive partial refunds sum to the line's amounts exactly. A coupon is settled by the
-//! refund that refunds the last unit of every line it discounted (the shipping fee too, for a
-//! shipping coupon; the whole order for a coupon that saved nothing): then it returns to the
-//! wallet or is voided as its template's [`RefundPolicy`](crate::rule::RefundPolicy) says for
-//! that refund's [`RefundKind`]. Until then it stays Used: the buyer keeps the discount on what
-//! they keep. Promo-code uses are given back only when an unpaid order is released.
-//!
-//! ## Clocks
-//! Several app servers stamp transitions with their own clocks. A transition whose `now` is
-//! earlier than the record's last transition by more than the tolerance is refused
-//! ([`LifecycleError::ClockBehind`]); within the tolerance it is recorded at the last
-//! transition's instant, so a record's history never runs backwards.
+//! Orders as records (see [`Order`]).
 
 use std::fmt;
 
@@ -100,8 +49,8 @@ impl fmt::Display for OrderAction {
             OrderAction::Pay => "pay",
             OrderAction::Cancel => "cancel",
             OrderAction::Complete => "complete",
-            OrderAction::Refund(RefundKind::Buyer) => "refund for the buyer's reason",
-            OrderAction::Refund(RefundKind::Merchant) => "refund for the merchant's reason",
+            OrderAction::Refund(RefundKind::Buyer) => "refund (the buyer's reason)",
+            OrderAction::Refund(RefundKind::Merchant) => "refund (the merchant's reason)",
             OrderAction::Void => "void",
         })
     }
@@ -119,7 +68,7 @@ impl fmt::Display for Actor {
 
 impl Actor {
     /// Whether this actor may do `action` on a record belonging to `owner` (the table in the
-    /// [module docs](self)).
+    /// [`Order`] docs).
     pub fn permits(&self, action: OrderAction, owner: &UserId) -> bool {
         use OrderAction as A;
         match self {
@@ -311,7 +260,89 @@ pub struct OrderRefund {
     pub voided: Vec<CouponId>,
 }
 
-/// An order, as a record.
+/// Orders as records: placed with its coupons held, then paid, completed, released or
+/// refunded in part or in whole.
+///
+/// An [`Order`] keeps the quote exactly as it was locked — every line's original and final
+/// amount and every offer's share of it — so a retry, a payment or a refund never re-prices.
+/// Its transitions are pure: each takes the acting party, the request and `now`, and returns
+/// the next record or a typed [`LifecycleError`].
+///
+/// ```text
+///            pay                 complete
+///   Placed ───────▶ Paid ──────────────────▶ Completed
+///     │               │ refund (part)          │ refund (part)
+///     │ cancel /      ▼                        ▼
+///     │ hold ran out  Paid, partly refunded    Completed, partly refunded
+///     ▼               │ … the last unit        │ … the last unit
+///   Released          ▼                        ▼
+///                   Refunded ◀──────────────────┘
+/// ```
+///
+/// ```
+/// use chrono::{Duration, TimeZone, Utc};
+/// use coupons::cart::{Buyer, Cart, CartLine};
+/// use coupons::checkout::{Checkout, StackingPolicy};
+/// use coupons::id::{Channel, OrderId, Sku, UserId};
+/// use coupons::lifecycle::{Actor, Order, RefundKind, RefundRequest, RefundUnits};
+/// use coupons::money::{Currency, Money};
+///
+/// let now = Utc.with_ymd_and_hms(2026, 6, 1, 9, 0, 0).unwrap();
+/// let cny = Currency::CNY;
+/// let cart = Cart::new(cny, vec![CartLine::new(Sku::new("tea")?, Money::from_minor(3333, cny), 3)],
+///     Money::zero(cny))?;
+/// let alice = Buyer::new(UserId::new("alice")?, Channel::new("app")?);
+/// let quote = Checkout::new(&cart, &alice, now, &StackingPolicy::default()).best()?;
+/// let order = Order::place(OrderId::new("o-1")?, &alice, quote, vec![], vec![], None, now);
+/// let skew = Duration::seconds(2);
+/// // A buyer never confirms their own payment.
+/// assert!(order.pay(&Actor::Buyer(alice.user.clone()), now, skew).is_err());
+/// let paid = order.pay(&Actor::System, now, skew)?;
+/// // One unit of three back: ⌊99.99 × 1/3⌋ = 33.33.
+/// let one = RefundRequest::units(RefundKind::Buyer, vec![RefundUnits { line: 0, quantity: 1 }]);
+/// let (paid, refund) = paid.refund(&Actor::Buyer(alice.user.clone()), &one, now, skew, &|_| false)?;
+/// assert_eq!(refund.amount, Money::from_minor(3333, cny));
+/// // The rest: 66.66, so that the two sum to 99.99 exactly.
+/// let (done, rest) = paid.refund(&Actor::Merchant, &RefundRequest::whole(RefundKind::Buyer),
+///     now + Duration::minutes(1), skew, &|_| false)?;
+/// assert_eq!(rest.amount, Money::from_minor(6666, cny));
+/// assert_eq!(done.state.name(), "refunded");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// ## Who may do what
+/// Every transition names its [`Actor`]. [`Actor::permits`] is the whole table:
+///
+/// | action | the order's buyer | another buyer | the merchant | the system |
+/// |---|---|---|---|---|
+/// | pay | no | no | yes | yes |
+/// | cancel (unpaid) | yes | no | yes | yes |
+/// | complete | yes | no | yes | yes |
+/// | refund, buyer's reason | yes | no | yes | no |
+/// | refund, merchant's reason | no | no | yes | yes |
+/// | void a coupon | no | no | yes | yes |
+///
+/// A buyer never marks an order paid: payment is confirmed by the merchant or the payment
+/// system, or a buyer could take the goods without paying. A buyer may ask for a refund for
+/// their own reasons, but only the merchant (or the system, e.g. when an order cannot ship)
+/// refunds for the merchant's reasons, since that reason decides whether coupons come back.
+///
+/// ## Refunds and coupons
+/// A refund names lines and quantities ([`RefundRequest`]). What goes back is exact: for `q` of
+/// a line's `n` units the buyer gets back `⌊final · k / n⌋ − ⌊final · j / n⌋` minor units, where
+/// `j` units were refunded before and `k = j + q` after — and likewise each offer's share — so
+/// successive partial refunds sum to the line's amounts exactly. A coupon is settled by the
+/// refund that refunds the last unit of every line it discounted (the shipping fee too, for a
+/// shipping coupon; the whole order for a coupon that saved nothing): then it returns to the
+/// wallet or is voided as its template's [`RefundPolicy`](crate::rule::RefundPolicy) says for
+/// that refund's [`RefundKind`]. Until then it stays Used: the buyer keeps the discount on what
+/// they keep. Promo-code uses are given back only when an unpaid order is released.
+///
+/// ## Clocks
+/// Several app servers stamp transitions with their own clocks. A transition whose `now` is
+/// earlier than the record's last transition by more than the tolerance is refused
+/// ([`LifecycleError::ClockBehind`]); within the tolerance it is recorded at the last
+/// transition's instant, so a record's history never runs backwards.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Order {

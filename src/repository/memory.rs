@@ -1059,7 +1059,7 @@ impl Inner {
                 self.order_records.insert(
                     order.id.clone(),
                     Versioned {
-                        value: order.clone(),
+                        value: order.as_ref().clone(),
                         version,
                     },
                 );

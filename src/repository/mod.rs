@@ -340,7 +340,7 @@ pub enum Op {
     /// Write an order record, if it is still at `expect`.
     PutOrder {
         /// The record.
-        order: Order,
+        order: Box<Order>,
         /// Its expected version.
         expect: Expect,
     },

@@ -13,20 +13,43 @@
 //!
 //! ## Idempotency
 //! Every operation on coupons and orders carries an [`IdempotencyKey`]. Its receipt is inserted
-//! in the same batch as its effect, so repeating the request finds the receipt, changes nothing
-//! and returns the first outcome (with `replayed: true`). A key reused for a different request
-//! is refused with [`LifecycleError::KeyReused`]. Orders are guarded by their id as well: an
-//! order locks once, is settled once (paid **or** released, whichever commits first) and is
-//! refunded once, whatever keys the callers use.
+//! in the same batch as its effect, with a fingerprint of the request (who acted, the cart,
+//! the units refunded…), so repeating the request finds the receipt, changes nothing and
+//! returns the first outcome (with `replayed: true`), read from the record itself — a retried
+//! lock answers with the order as it was locked, never re-priced. The same key with a
+//! different request is refused with [`LifecycleError::KeyReused`]. A retry whose order moved
+//! on since (released, refunded) answers with the order's real state.
 //!
 //! ## Orders
-//! [`quote_and_lock`](Service::quote_and_lock) prices the cart and holds the chosen coupons and
-//! codes for [`ServiceConfig::hold`] (15 minutes by default). Then exactly one of
+//! [`quote_and_lock`](Service::quote_and_lock) prices the cart, holds the chosen coupons and
+//! codes for [`ServiceConfig::hold`] (15 minutes by default) and stores an
+//! [`Order`] record with the quote as locked. Then exactly one of
 //! [`pay`](Service::pay) (redeems them) or [`cancel`](Service::cancel) /
 //! [`sweep`](Service::sweep) once the hold ran out (gives them back, and the uses they
-//! counted). A paid order may be [`refund`](Service::refund)ed once, whole; each template's
-//! [`RefundPolicy`](crate::rule::RefundPolicy) says whether its coupons come back. Promo-code
-//! uses are given back when an unpaid order is released, not on refund.
+//! counted). A paid order may be [`complete`](Service::complete)d and
+//! [`refund`](Service::refund)ed in part or in whole, any number of times until nothing is
+//! left; the amounts are exact to the minor unit. A coupon is settled by the refund that
+//! covers the last unit it discounted, and its template's
+//! [`RefundPolicy`](crate::rule::RefundPolicy) says whether it comes back. Promo-code uses are
+//! given back when an unpaid order is released, not on refund.
+//!
+//! Every step names its acting party ([`Actor`](crate::lifecycle::Actor)): a buyer acts only
+//! on their own orders and never confirms a payment; the table is in
+//! [`lifecycle::Actor::permits`](crate::lifecycle::Actor::permits). A step whose `now` is
+//! earlier than the record's last change by more than [`ServiceConfig::clock_skew`] is
+//! refused.
+//!
+//! ## Stock and uses given back
+//! A released order gives back its coupons (Available, or Expired past their validity), their
+//! per-user uses and its promo-code uses. A refund that returns a coupon gives back its use; a
+//! voided coupon keeps it. Stock (coupons issued) is never given back: a returned coupon is the
+//! same coupon, and a voided one stays issued.
+//!
+//! ## How an operation runs
+//! Each operation reads, calls a pure plan (what to write and what each write's conflict
+//! means), and hands it to one runner that commits, re-reads and re-plans on a conflict, and
+//! answers a replay from its receipt (see the `runner` module's docs: an async twin of
+//! [`Repository`] reuses every plan and rewrites only the read and that loop).
 //!
 //! ```
 //! use chrono::{Duration, TimeZone, Utc};
@@ -149,6 +172,7 @@ pub enum ServiceError<E> {
 /// |---|---|---|
 /// | `NotFound` | 404 | a template, campaign, coupon or order the request names does not exist |
 /// | `Conflict` | 409 | the request contradicts the record's state: an illegal transition, an order already settled, a key reused for another request |
+/// | `Forbidden` | 403 | the acting party may not do this (a buyer confirming payment, or acting on another buyer's order; see [`Actor::permits`](crate::lifecycle::Actor::permits)) |
 /// | `Refused` | 422 | a rule said no: out of stock, a limit or guard reached, a coupon not usable, a campaign not running |
 /// | `Invalid` | 400 | the request itself is malformed: an instant out of range, a selection naming an offer twice, a guard's missing context |
 /// | `Contention` | 503 | concurrent requests kept conflicting; retrying later may succeed |
@@ -164,6 +188,8 @@ pub enum ErrorKind {
     NotFound,
     /// The request contradicts the state of a record.
     Conflict,
+    /// The acting party may not do this.
+    Forbidden,
     /// A rule refused the request.
     Refused,
     /// The request is malformed.
@@ -180,6 +206,7 @@ impl ErrorKind {
         match self {
             ErrorKind::NotFound => 404,
             ErrorKind::Conflict => 409,
+            ErrorKind::Forbidden => 403,
             ErrorKind::Refused => 422,
             ErrorKind::Invalid => 400,
             ErrorKind::Contention | ErrorKind::Unavailable => 503,
@@ -217,8 +244,11 @@ impl<E> ServiceError<E> {
                 | L::OrderReleased { .. }
                 | L::OrderNotPaid { .. }
                 | L::OrderAlreadyRefunded { .. }
-                | L::KeyReused { .. } => ErrorKind::Conflict,
-                L::InvalidCampaign { .. } => ErrorKind::Invalid,
+                | L::KeyReused { .. }
+                | L::IllegalOrderTransition { .. }
+                | L::ClockBehind { .. } => ErrorKind::Conflict,
+                L::NotPermitted { .. } => ErrorKind::Forbidden,
+                L::InvalidCampaign { .. } | L::InvalidRefund { .. } => ErrorKind::Invalid,
                 _ => ErrorKind::Refused,
             },
         }
@@ -1544,7 +1574,7 @@ impl<R: Repository> Service<R> {
                 );
                 plan.push(
                     Op::PutOrder {
-                        order: record,
+                        order: Box::new(record),
                         expect: Expect::Absent,
                     },
                     On::Refuse(LifecycleError::OrderAlreadyLocked {
@@ -1746,6 +1776,20 @@ mod tests {
     fn configs_are_checked() {
         let bad =
             |c: ServiceConfig| Service::with_config(crate::repository::MemoryStore::new(), c).err();
+        assert!(
+            bad(ServiceConfig {
+                clock_skew: Duration::seconds(-1),
+                ..ServiceConfig::default()
+            })
+            .is_some()
+        );
+        assert!(
+            bad(ServiceConfig {
+                clock_skew: Duration::minutes(2),
+                ..ServiceConfig::default()
+            })
+            .is_some()
+        );
         let hold = |h| ServiceConfig {
             hold: h,
             ..Default::default()
@@ -1807,6 +1851,24 @@ mod tests {
             id: "c".into(),
         };
         assert_eq!(missing.kind().http_status(), 404);
+        let forbidden: E = LifecycleError::NotPermitted {
+            actor: crate::lifecycle::Actor::Buyer(crate::id::UserId::new("bob").unwrap()),
+            action: crate::lifecycle::OrderAction::Pay,
+            record: "o-1".into(),
+        }
+        .into();
+        assert_eq!(
+            (forbidden.kind(), forbidden.kind().http_status()),
+            (ErrorKind::Forbidden, 403)
+        );
+        let behind: E = LifecycleError::ClockBehind {
+            record: "o-1".into(),
+            last: chrono::DateTime::UNIX_EPOCH,
+            now: chrono::DateTime::UNIX_EPOCH,
+            tolerance_ms: 2000,
+        }
+        .into();
+        assert_eq!(behind.kind().http_status(), 409);
         let busy: E = ServiceError::Contention {
             operation: "claim",
             attempts: 3,

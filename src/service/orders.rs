@@ -114,7 +114,7 @@ fn head<T>(answer: T, key: Option<(&ReceiptKey, Receipt)>, order: &Order, versio
     }
     plan.push(
         Op::PutOrder {
-            order: order.clone(),
+            order: Box::new(order.clone()),
             expect: Expect::Version(version),
         },
         On::Retry,
@@ -309,8 +309,7 @@ fn plan_refund(
     policies: &HashMap<TemplateId, RefundPolicy>,
     by: &Actor,
     request: &RefundRequest,
-    key: &ReceiptKey,
-    fp: u64,
+    (key, fp): (&ReceiptKey, u64),
     now: DateTime<Utc>,
     tolerance: Duration,
 ) -> Result<Step<Refunded>, LifecycleError> {
@@ -406,20 +405,35 @@ impl<R: Repository> Service<R> {
             })
     }
 
+    /// The order and its coupons as of one instant: the order is read again after its
+    /// coupons, and the pair is taken only if the order did not change in between. Every write
+    /// that moves an order's coupons also writes the order, so an unchanged order version
+    /// means the coupons read belong to that version (a cancel committed between the two
+    /// reads would otherwise show a pay an order still placed with its coupon already back).
     fn view(&self, id: &OrderId) -> Res<View, R> {
-        let order = self.order_record(id)?;
-        let found = self
-            .repo
-            .coupons(&order.value.coupons)
-            .map_err(ServiceError::Repository)?;
-        let mut coupons = Vec::with_capacity(found.len());
-        for (c, id) in found.into_iter().zip(&order.value.coupons) {
-            coupons.push(c.ok_or_else(|| ServiceError::NotFound {
-                what: "coupon",
-                id: id.to_string(),
-            })?);
+        let mut order = self.order_record(id)?;
+        for _ in 0..self.attempts() {
+            let found = self
+                .repo
+                .coupons(&order.value.coupons)
+                .map_err(ServiceError::Repository)?;
+            let mut coupons = Vec::with_capacity(found.len());
+            for (c, id) in found.into_iter().zip(&order.value.coupons) {
+                coupons.push(c.ok_or_else(|| ServiceError::NotFound {
+                    what: "coupon",
+                    id: id.to_string(),
+                })?);
+            }
+            if order.value.coupons.is_empty() {
+                return Ok(View { order, coupons });
+            }
+            let again = self.order_record(id)?;
+            if again.version == order.version {
+                return Ok(View { order, coupons });
+            }
+            order = again;
         }
-        Ok(View { order, coupons })
+        self.contention("read order")
     }
 
     /// The first outcome of an order step under `key`, read from the order it names.
@@ -624,8 +638,7 @@ impl<R: Repository> Service<R> {
                 &policies,
                 by,
                 request,
-                &key_r,
-                fp,
+                (&key_r, fp),
                 now,
                 self.config.clock_skew,
             )?)
@@ -670,10 +683,10 @@ impl<R: Repository> Service<R> {
                         out.expired.push(c.value.id.clone());
                     }
                 }
-                CouponState::Locked { order, until } if *until <= now => {
-                    if !orders.contains(order) {
-                        orders.push(order.clone());
-                    }
+                CouponState::Locked { order, until }
+                    if *until <= now && !orders.contains(order) =>
+                {
+                    orders.push(order.clone());
                 }
                 _ => {}
             }

@@ -107,7 +107,7 @@ impl<R: Repository> Service<R> {
         for _ in 0..self.attempts() {
             let step = match plan() {
                 Ok(step) => step,
-                Err(e) => return replay()?.map_or(Err(e), Ok),
+                Err(e) => return replay()?.ok_or(e),
             };
             let plan = match step {
                 Step::Done(answer) => return Ok(replay()?.unwrap_or(answer)),
@@ -121,7 +121,7 @@ impl<R: Repository> Service<R> {
                             return Ok(answer);
                         }
                     }
-                    Some(On::Refuse(e)) => return replay()?.map_or(Err(e.clone().into()), Ok),
+                    Some(On::Refuse(e)) => return replay()?.ok_or_else(|| e.clone().into()),
                     Some(On::Limit(e)) => last = Some(e.clone()),
                     Some(On::Retry) | None => {}
                 },

@@ -61,7 +61,7 @@ pub fn order_records_are_conditional<R: Repository>(store: R) -> Result<(), Fail
     let id = oid(C, "o-1")?;
     let placed = Order::place(id.clone(), &buyer, quote, Vec::new(), Vec::new(), None, now);
     let put = |order: &Order, expect| Op::PutOrder {
-        order: order.clone(),
+        order: Box::new(order.clone()),
         expect,
     };
     let commit = |ops: Vec<Op>| ok(C, "commit", store.commit(&Batch { ops }));
