@@ -1215,10 +1215,20 @@ impl Repository for PgStore {
         }
         let mut pooled = self.conn()?;
         let conn = pooled.get();
-        let mut attempt = 0;
+        let mut attempt: u32 = 0;
         loop {
             match self.try_commit(conn, batch) {
-                Err(e) if retryable(&e) && attempt < self.options.retries => attempt += 1,
+                Err(e) if retryable(&e) && attempt < self.options.retries => {
+                    attempt += 1;
+                    // Two transactions that deadlocked would often deadlock again if both
+                    // retried at once: wait a little, longer each time and differently per
+                    // thread (up to ~2 ms, then ~16 ms), so one goes first.
+                    let spread = u64::from(std::process::id())
+                        ^ (std::ptr::from_ref(conn) as usize as u64)
+                        ^ u64::from(attempt).wrapping_mul(0x9e37_79b9);
+                    let micros = (200u64 << attempt.min(6)) + spread % 500;
+                    std::thread::sleep(std::time::Duration::from_micros(micros));
+                }
                 done => return done,
             }
         }

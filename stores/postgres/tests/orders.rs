@@ -314,7 +314,7 @@ fn put_order_inserts_once_then_updates_at_its_version() {
     let order = an_order("o");
     let put = |order: &Order, expect| {
         s.commit(&one(Op::PutOrder {
-            order: order.clone(),
+            order: Box::new(order.clone()),
             expect,
         }))
         .unwrap()
@@ -371,7 +371,7 @@ fn a_failed_order_condition_writes_nothing_and_names_its_op() {
     let setup = Batch {
         ops: vec![
             Op::PutOrder {
-                order: order.clone(),
+                order: Box::new(order.clone()),
                 expect: Expect::Absent,
             },
             Op::Count {
@@ -391,11 +391,11 @@ fn a_failed_order_condition_writes_nothing_and_names_its_op() {
                 receipt: receipt.clone(),
             },
             Op::PutOrder {
-                order: other.clone(),
+                order: Box::new(other.clone()),
                 expect: Expect::Absent,
             },
             Op::PutOrder {
-                order: order.clone(),
+                order: Box::new(order.clone()),
                 expect: Expect::Version(7),
             },
         ],
@@ -409,7 +409,7 @@ fn a_failed_order_condition_writes_nothing_and_names_its_op() {
     let over = |first_counter: bool| {
         let mut ops = vec![
             Op::PutOrder {
-                order: other.clone(),
+                order: Box::new(other.clone()),
                 expect: Expect::Absent,
             },
             Op::Count {
@@ -441,11 +441,11 @@ fn a_failed_order_condition_writes_nothing_and_names_its_op() {
                 receipt: receipt.clone(),
             },
             Op::PutOrder {
-                order: other.clone(),
+                order: Box::new(other.clone()),
                 expect: Expect::Absent,
             },
             Op::PutOrder {
-                order: order.clone(),
+                order: Box::new(order.clone()),
                 expect: Expect::Version(1),
             },
         ],
@@ -546,7 +546,7 @@ fn migration_2_adds_the_orders_table_to_an_older_database() {
     let order = an_order("o");
     assert_eq!(old.order(&order.id).unwrap(), None);
     let put = one(Op::PutOrder {
-        order: order.clone(),
+        order: Box::new(order.clone()),
         expect: Expect::Absent,
     });
     assert_eq!(old.commit(&put).unwrap(), Commit::Applied);

@@ -300,7 +300,7 @@ fn put_order_inserts_once_then_updates_at_its_version() {
     let order = an_order("o");
     let put = |order: &Order, expect| {
         s.commit(&one(Op::PutOrder {
-            order: order.clone(),
+            order: Box::new(order.clone()),
             expect,
         }))
         .unwrap()
@@ -355,7 +355,7 @@ fn a_failed_order_condition_writes_nothing_and_names_its_op() {
     let setup = Batch {
         ops: vec![
             Op::PutOrder {
-                order: order.clone(),
+                order: Box::new(order.clone()),
                 expect: Expect::Absent,
             },
             Op::Count {
@@ -375,11 +375,11 @@ fn a_failed_order_condition_writes_nothing_and_names_its_op() {
                 receipt: receipt.clone(),
             },
             Op::PutOrder {
-                order: other.clone(),
+                order: Box::new(other.clone()),
                 expect: Expect::Absent,
             },
             Op::PutOrder {
-                order: order.clone(),
+                order: Box::new(order.clone()),
                 expect: Expect::Version(7),
             },
         ],
@@ -393,7 +393,7 @@ fn a_failed_order_condition_writes_nothing_and_names_its_op() {
     let over = |first_counter: bool| {
         let mut ops = vec![
             Op::PutOrder {
-                order: other.clone(),
+                order: Box::new(other.clone()),
                 expect: Expect::Absent,
             },
             Op::Count {
@@ -425,11 +425,11 @@ fn a_failed_order_condition_writes_nothing_and_names_its_op() {
                 receipt: receipt.clone(),
             },
             Op::PutOrder {
-                order: other.clone(),
+                order: Box::new(other.clone()),
                 expect: Expect::Absent,
             },
             Op::PutOrder {
-                order: order.clone(),
+                order: Box::new(order.clone()),
                 expect: Expect::Version(1),
             },
         ],
@@ -506,7 +506,7 @@ fn opening_an_older_database_adds_the_orders_table() {
     assert_eq!(reopened.counter(&k).unwrap(), 3);
     assert_eq!(reopened.order(&order.id).unwrap(), None);
     let put = one(Op::PutOrder {
-        order: order.clone(),
+        order: Box::new(order.clone()),
         expect: Expect::Absent,
     });
     assert_eq!(reopened.commit(&put).unwrap(), Commit::Applied);
