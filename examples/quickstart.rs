@@ -4,7 +4,8 @@
 //! 2. Approval: draft → pending approval → approved → active (finance signs off).
 //! 3. A campaign (活动) offering templates, and issuing through two channels.
 //! 4. Checkout: a quote with usable and greyed-out coupons, then lock, pay, cancel.
-//! 5. Refunds under each rule, and the expiry sweep.
+//! 5. Refunds under each rule (one in part, exact to the fen), who may refund, and the expiry
+//!    sweep.
 //!
 //! Run: `cargo run --example quickstart`
 
@@ -14,7 +15,9 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use coupons::cart::{Buyer, Cart, CartLine, CustomerKind};
 use coupons::checkout::{Checkout, Quote, StackingPolicy};
 use coupons::id::*;
-use coupons::lifecycle::{Campaign, ClaimMode, ClaimRequest, Coupon, RefundKind};
+use coupons::lifecycle::{
+    Actor, Campaign, ClaimMode, ClaimRequest, Coupon, RefundKind, RefundRequest, RefundUnits,
+};
 use coupons::money::{Currency, Money};
 use coupons::repository::{MemoryStore, Repository};
 use coupons::rule::*;
@@ -317,7 +320,12 @@ fn main() -> Result<(), Box<dyn Error>> {
             .hold_until
             .map_or_else(|| "—".to_string(), |t| t.to_string())
     );
-    let paid = service.pay(&order1, &key("pay-1")?, now + Duration::minutes(3))?;
+    let paid = service.pay(
+        &order1,
+        &Actor::System,
+        &key("pay-1")?,
+        now + Duration::minutes(3),
+    )?;
     println!(
         "  order-1 paid: redeemed {}",
         paid.coupons
@@ -326,7 +334,12 @@ fn main() -> Result<(), Box<dyn Error>> {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let retry = service.pay(&order1, &key("pay-1")?, now + Duration::minutes(4))?;
+    let retry = service.pay(
+        &order1,
+        &Actor::System,
+        &key("pay-1")?,
+        now + Duration::minutes(4),
+    )?;
     println!("  retried pay: replayed = {}", retry.replayed);
 
     // Bob's first order is cancelled before paying: his coupon comes back.
@@ -340,7 +353,12 @@ fn main() -> Result<(), Box<dyn Error>> {
         now,
     )?;
     show_quote("bob's order-2", &l2.quote);
-    service.cancel(&order2, &key("cancel-2")?, now + Duration::minutes(5))?;
+    service.cancel(
+        &order2,
+        &Actor::System,
+        &key("cancel-2")?,
+        now + Duration::minutes(5),
+    )?;
     println!(
         "  order-2 cancelled: {} is {}",
         b_welcome.id,
@@ -355,10 +373,16 @@ fn main() -> Result<(), Box<dyn Error>> {
         &LockRequest::new(&order3, &cart, &bob_buyer, &key("lock-3")?),
         now + Duration::minutes(6),
     )?;
-    service.pay(&order3, &key("pay-3")?, now + Duration::minutes(7))?;
+    service.pay(
+        &order3,
+        &Actor::System,
+        &key("pay-3")?,
+        now + Duration::minutes(7),
+    )?;
     let r3 = service.refund(
         &order3,
-        RefundKind::Merchant,
+        &Actor::Merchant,
+        &RefundRequest::whole(RefundKind::Merchant),
         &key("refund-3")?,
         now + Duration::hours(1),
     )?;
@@ -375,34 +399,52 @@ fn main() -> Result<(), Box<dyn Error>> {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    // Alice asks for a refund after paying order-1: by default coupons are not returned; the
-    // tea template's policy returns its coupon.
+    // Alice sends back one of her three oolong packs: she gets back exactly that unit's part
+    // of what she paid, and keeps her coupons' discount on what she keeps.
+    let part = service.refund(
+        &order1,
+        &Actor::Buyer(alice.clone()),
+        &RefundRequest::units(
+            RefundKind::Buyer,
+            vec![RefundUnits {
+                line: 0,
+                quantity: 1,
+            }],
+        ),
+        &key("refund-1a")?,
+        now + Duration::hours(2),
+    )?;
+    println!("  order-1 partial refund: {}", part.refund);
+    // Then the rest, for her own reason: by default coupons are not returned; the tea
+    // template's policy returns its coupon.
     let r1 = service.refund(
         &order1,
-        RefundKind::Buyer,
+        &Actor::Buyer(alice.clone()),
+        &RefundRequest::whole(RefundKind::Buyer),
         &key("refund-1")?,
-        now + Duration::hours(2),
+        now + Duration::hours(3),
     )?;
-    println!(
-        "  order-1 buyer refund:    returned [{}], voided [{}]",
-        r1.returned
-            .iter()
-            .map(CouponId::as_str)
-            .collect::<Vec<_>>()
-            .join(", "),
-        r1.voided
-            .iter()
-            .map(CouponId::as_str)
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    println!("  order-1 the rest:       {}", r1.refund);
+    println!("  {}", service.order(&order1)?);
     let r1_again = service.refund(
         &order1,
-        RefundKind::Buyer,
+        &Actor::Buyer(alice.clone()),
+        &RefundRequest::whole(RefundKind::Buyer),
         &key("refund-1")?,
-        now + Duration::hours(2),
+        now + Duration::hours(3),
     )?;
     println!("  retried refund: replayed = {}", r1_again.replayed);
+    // Who may do what is a table (see `Actor::permits`): a buyer never refunds for the
+    // merchant's reason, nor acts on another buyer's order.
+    if let Err(e) = service.refund(
+        &order3,
+        &Actor::Buyer(alice.clone()),
+        &RefundRequest::whole(RefundKind::Buyer),
+        &key("refund-3-by-alice")?,
+        now + Duration::hours(3),
+    ) {
+        println!("  refused: {e}");
+    }
     // A week later the sweep expires what was never used.
     let later = now + Duration::days(8);
     let swept = service.sweep(later, 1000)?;

@@ -264,6 +264,12 @@ pub enum EventKind {
         user: UserId,
         /// Whether the merchant refunded (else the buyer asked for it).
         by_merchant: bool,
+        /// What was paid back.
+        amount: Money,
+        /// The discount given back with it (the refunded units' shares).
+        discount: Money,
+        /// Whether nothing of the order is left to refund.
+        whole: bool,
     },
     /// A claim or lock was refused; no state changed.
     Refused {
@@ -364,10 +370,15 @@ impl fmt::Display for EventKind {
             } => write!(f, "order {order} paid: {gross} less {discount}"),
             EventKind::OrderReleased { order, .. } => write!(f, "order {order} released unpaid"),
             EventKind::OrderRefunded {
-                order, by_merchant, ..
+                order,
+                by_merchant,
+                amount,
+                whole,
+                ..
             } => {
                 let by = if *by_merchant { "merchant" } else { "buyer" };
-                write!(f, "order {order} refunded ({by})")
+                let part = if *whole { "" } else { " in part" };
+                write!(f, "order {order} refunded{part} ({by}): {amount} paid back")
             }
             EventKind::Refused {
                 user,

@@ -8,6 +8,12 @@
 //!   the [`PromotionIndex`].
 //!
 //! Run: `cargo bench --bench checkout` (or `-- wallet/100`).
+//!
+//! Instruction counts: `CHECKOUT_RUN=wallet/distinct/1000 valgrind --tool=callgrind
+//! --collect-atstart=no --toggle-collect='coupons::checkout::Checkout::best'
+//! target/release/deps/checkout-*` runs that wallet's checkout `CHECKOUT_CALLS` times
+//! (default 1) after one untimed call, outside criterion (`wallet/{10,100,1000}`,
+//! `wallet/distinct/{100,1000}`).
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -18,7 +24,7 @@ use coupons::checkout::{Blocked, Checkout, Offer, PromotionIndex, StackingPolicy
 use coupons::id::*;
 use coupons::money::{Currency, Money};
 use coupons::rule::*;
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group};
 
 const CNY: Currency = Currency::CNY;
 
@@ -311,4 +317,57 @@ fn bench_promotions(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench_wallets, bench_promotions);
-criterion_main!(benches);
+
+/// The cart and wallet of a named wallet workload, as the benchmarks build them.
+fn wallet_workload(name: &str) -> Option<(Cart, Vec<Offer>)> {
+    let (n, distinct) = match name {
+        "wallet/10" => (10, false),
+        "wallet/100" => (100, false),
+        "wallet/1000" => (1000, false),
+        "wallet/distinct/100" => (100, true),
+        "wallet/distinct/1000" => (1000, true),
+        _ => return None,
+    };
+    if distinct {
+        let mut r = Lcg(4242 + n as u64);
+        let cart = cart(20, &mut r);
+        let wallet = wallet_of(n, n, &mut r);
+        Some((cart, wallet))
+    } else {
+        let mut r = Lcg(42 + n as u64);
+        let cart = cart(20, &mut r);
+        let wallet = wallet(n, &mut r);
+        Some((cart, wallet))
+    }
+}
+
+/// `CHECKOUT_RUN=<wallet workload>` runs its checkout without criterion (one call first, then
+/// `CHECKOUT_CALLS`), for instruction counts under callgrind; otherwise the benchmarks run.
+fn main() {
+    if let Ok(name) = std::env::var("CHECKOUT_RUN") {
+        let calls: usize = std::env::var("CHECKOUT_CALLS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1);
+        let (cart, wallet) = wallet_workload(&name).expect("unknown workload");
+        let policy = StackingPolicy::default();
+        let buyer = Buyer::new(UserId::new("u1").unwrap(), Channel::new("app").unwrap());
+        let checkout = Checkout::new(&cart, &buyer, now(), &policy).offers(&wallet);
+        let first = checkout.best().unwrap();
+        let usable = first.offers.iter().filter(|e| e.usable).count();
+        let mut last = None;
+        for _ in 0..calls {
+            last = Some(black_box(checkout.best().unwrap()));
+        }
+        let q = last.expect("at least one call");
+        println!(
+            "{name}: {usable} usable, saving {}, proven optimal {}, applied {:?}",
+            q.saving,
+            q.proven_optimal,
+            q.applied_ids()
+        );
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -13,6 +13,7 @@
 //! lock → redeem workloads, and the in-memory spread workload claims into a store held between
 //! 1 and 2 million coupons, so no figure drifts with how many iterations criterion ran.
 
+use coupons::lifecycle::Actor;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -353,7 +354,9 @@ fn lock_redeem(iters: u64, threads: usize) -> Duration {
             let req = LockRequest::new(&o.order, &o.cart, &o.buyer, &o.lock);
             let locked = service.quote_and_lock(&req, now()).expect("lock");
             assert_eq!(locked.coupons.len(), 1);
-            let paid = service.pay(&o.order, &o.pay, paid_at).expect("pay");
+            let paid = service
+                .pay(&o.order, &Actor::System, &o.pay, paid_at)
+                .expect("pay");
             std::hint::black_box(paid);
         }
     })

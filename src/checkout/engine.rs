@@ -369,6 +369,9 @@ pub(crate) struct CartCtx {
     pub ships: Vec<(Option<ShopId>, i64)>,
     /// Each gift template, its virtual line's index and its benefit.
     pub gifts: Vec<(TemplateId, u32, Benefit)>,
+    /// Every line by undiscounted unit value, cheapest first (ties by line index): a unit
+    /// offer's own order is this one restricted to its lines. Sorted when first needed.
+    by_value: std::cell::OnceCell<Vec<u32>>,
 }
 
 impl CartCtx {
@@ -385,6 +388,7 @@ impl CartCtx {
                 .map(|s| (s.shop.clone(), minor(&s.fee)))
                 .collect(),
             gifts: Vec::new(),
+            by_value: std::cell::OnceCell::new(),
         }
     }
 
@@ -409,6 +413,21 @@ impl CartCtx {
     /// The virtual line of a gift template.
     pub fn gift_line(&self, template: &TemplateId) -> Option<u32> {
         self.gifts.iter().find(|g| &g.0 == template).map(|g| g.1)
+    }
+
+    /// Every line by undiscounted unit value, cheapest first (ties by line index).
+    pub fn by_value(&self) -> &[u32] {
+        self.by_value.get_or_init(|| {
+            let mut all: Vec<u32> = (0..self.totals.len() as u32).collect();
+            all.sort_unstable_by(|&a, &b| {
+                let (ta, qa) = (self.totals[a as usize], self.qty[a as usize]);
+                let (tb, qb) = (self.totals[b as usize], self.qty[b as usize]);
+                (i128::from(ta) * i128::from(qb))
+                    .cmp(&(i128::from(tb) * i128::from(qa)))
+                    .then(a.cmp(&b))
+            });
+            all
+        })
     }
 
     pub fn fresh(&self) -> State {
@@ -479,7 +498,8 @@ pub(crate) struct Shared {
     /// Group position, phase, negated priority, kind rank.
     pub place: (u32, u8, i64, u8),
     /// Everything that decides how an offer of the template applies, but the template's id:
-    /// templates with the same signature (and group) behave identically.
+    /// templates with the same signature (and group) behave identically. Empty when no offer
+    /// of the template can be used (only usable offers are compared by behaviour).
     pub sig: Vec<i64>,
     /// The saving alone on the whole cart, or why it does not apply.
     pub alone: Result<i64, Miss>,
@@ -671,7 +691,6 @@ pub(crate) fn shared(
             });
         }
     }
-    sh.sig = signature(&sh);
     if matches!(
         sh.kind,
         Kind::BuyGet { .. }
@@ -680,15 +699,18 @@ pub(crate) fn shared(
             | Kind::Once { .. }
             | Kind::BuyXGetY { .. }
     ) {
-        let mut lines = sh.lines.clone();
-        lines.sort_unstable_by(|&a, &b| {
-            let (ta, qa) = (ctx.totals[a as usize], ctx.qty[a as usize]);
-            let (tb, qb) = (ctx.totals[b as usize], ctx.qty[b as usize]);
-            (i128::from(ta) * i128::from(qb))
-                .cmp(&(i128::from(tb) * i128::from(qa)))
-                .then(a.cmp(&b))
-        });
-        sh.cheapest_first = lines;
+        // The cart's order restricted to the offer's lines (ascending, so a binary search
+        // tells membership): the same order as sorting them, the comparison being total.
+        let by_value = ctx.by_value();
+        sh.cheapest_first = if sh.lines.len() == by_value.len() {
+            by_value.to_vec()
+        } else {
+            by_value
+                .iter()
+                .copied()
+                .filter(|l| sh.lines.binary_search(l).is_ok())
+                .collect()
+        };
     }
     if currency_ok && !sh.lines.is_empty() {
         let mut state = ctx.fresh();
@@ -696,6 +718,10 @@ pub(crate) fn shared(
         if let Err(m) = sh.alone {
             reasons.push(miss_reason(m, cart));
         }
+    }
+    if reasons.is_empty() && sh.alone.is_ok() {
+        // Only usable offers are compared by behaviour.
+        sh.sig = signature(&sh);
     }
     sh.reasons = reasons;
     sh
@@ -833,6 +859,7 @@ fn signature(p: &Shared) -> Vec<i64> {
         }
         Kind::Gift { line } => vec![16, i64::from(*line)],
     };
+    v.reserve(5 + p.lines.len());
     v.extend([
         p.min_subtotal,
         sat(p.min_qty),
@@ -1728,6 +1755,9 @@ fn once_saving(
 /// within a line, off its dearest units first ([`State::take`]). Requires
 /// `0 ≤ saving ≤ Σ residual`.
 fn spread(saving: i64, lines: &[u32], ctx: &CartCtx, state: &mut State, alloc: Option<&mut Alloc>) {
+    if alloc.is_none() && state.uneven.is_none() && spread_fast(saving, lines, state) {
+        return;
+    }
     let sum: i128 = lines
         .iter()
         .map(|&l| i128::from(state.residual[l as usize]))
@@ -1766,6 +1796,56 @@ fn spread(saving: i64, lines: &[u32], ctx: &CartCtx, state: &mut State, alloc: O
             }
         }
     }
+}
+
+/// [`spread`] in `i64` when every product fits (the common case: no 128-bit division), with
+/// no allocation unless some remainder is handed out; `false` (state untouched) otherwise.
+fn spread_fast(saving: i64, lines: &[u32], state: &mut State) -> bool {
+    let mut sum = 0i64;
+    let mut top = 0i64;
+    for &l in lines {
+        let r = state.residual[l as usize];
+        let Some(s) = sum.checked_add(r) else {
+            return false;
+        };
+        sum = s;
+        top = top.max(r);
+    }
+    if sum <= 0 || saving <= 0 || saving.checked_mul(top).is_none() {
+        return sum == 0 || saving == 0;
+    }
+    let given: i64 = lines
+        .iter()
+        .map(|&l| saving * state.residual[l as usize] / sum)
+        .sum();
+    let left = (saving - given) as usize;
+    if left == 0 {
+        for &l in lines {
+            let r = &mut state.residual[l as usize];
+            *r -= saving * *r / sum;
+        }
+        return true;
+    }
+    // Largest remainders first, ties to the earlier line: a strict order, so the first
+    // `left` after selection are exactly those `apportion` picks.
+    let mut rems: Vec<(i64, usize)> = Vec::with_capacity(lines.len());
+    for (k, &l) in lines.iter().enumerate() {
+        let r = &mut state.residual[l as usize];
+        let exact = saving * *r;
+        *r -= exact / sum;
+        let rem = exact % sum;
+        if rem > 0 {
+            rems.push((rem, k));
+        }
+    }
+    let cmp = |a: &(i64, usize), b: &(i64, usize)| b.0.cmp(&a.0).then(a.1.cmp(&b.1));
+    if left < rems.len() {
+        rems.select_nth_unstable_by(left - 1, cmp);
+    }
+    for &(_, k) in rems.iter().take(left) {
+        state.residual[lines[k] as usize] -= 1;
+    }
+    true
 }
 
 /// Buy-get: the `free(units)` cheapest units are free (a unit already free counts as one of
@@ -1928,6 +2008,7 @@ mod tests {
                 shipping: 0,
                 ships: Vec::new(),
                 gifts: Vec::new(),
+                by_value: std::cell::OnceCell::new(),
             };
             spread(saving, &lines, &ctx, &mut state, None);
             let weights: Vec<i128> = residual.iter().map(|r| i128::from(*r)).collect();

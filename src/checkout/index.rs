@@ -2,8 +2,10 @@
 //! tens of thousands of them without scanning them all.
 
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 
+use super::select::Fx;
 use super::{Offer, OfferId};
 use crate::cart::Cart;
 use crate::id::{CategoryId, ShopId, Sku};
@@ -44,9 +46,11 @@ use crate::rule::{Template, Validity};
 #[derive(Clone, Debug, Default)]
 pub struct PromotionIndex {
     offers: Vec<Offer>,
-    by_sku: HashMap<Sku, Vec<u32>>,
-    by_category: HashMap<CategoryId, Vec<u32>>,
-    by_shop: HashMap<ShopId, Vec<u32>>,
+    // The merchant's own keys, looked up per cart line: a fast unkeyed hash (a cart's
+    // strings can only miss or hit, never grow a bucket).
+    by_sku: HashMap<Sku, Vec<u32>, BuildHasherDefault<Fx>>,
+    by_category: HashMap<CategoryId, Vec<u32>, BuildHasherDefault<Fx>>,
+    by_shop: HashMap<ShopId, Vec<u32>, BuildHasherDefault<Fx>>,
     everywhere: Vec<u32>,
 }
 

@@ -269,9 +269,14 @@ pub(crate) fn best(
         sigs.dedup();
         sigs.len()
     };
-    // The canonical-order search walks one order; an order left open goes to the best-first
-    // search, whose bound holds in every order.
-    if behaviours * 2 > cands.len() || policy.open_order != super::OpenOrder::Closed {
+    // This search keeps states as every line's amount and the shipping fee: exact only while
+    // no line's units are uneven (unit offers on lines of several units make them so) and
+    // the cart has one shipping fee; and it walks one order. Otherwise the best-first search,
+    // whose bound holds for every state and in every order.
+    let flat = ctx.ships.len() <= 1
+        && policy.open_order == super::OpenOrder::Closed
+        && !(cands.iter().any(|p| p.place.1 == 0) && ctx.qty.iter().any(|&q| q > 1));
+    if behaviours * 2 > cands.len() || !flat {
         return super::classic::best(cands, forced, ctx, policy, budget);
     }
     let mut order: Vec<usize> = (0..cands.len()).collect();
@@ -359,16 +364,41 @@ pub(crate) fn best(
         template_last[t as usize] = k;
     }
     let total_payable = ctx.totals.iter().sum::<i64>().saturating_add(ctx.shipping);
+    let beh_excl: Vec<bool> = beh_rep.iter().map(|&k| sorted[k].exclusive).collect();
+    let width = ctx.totals.len() + 1;
+    // Dense ranks of the tie-break keys, so sets compare by sorting small integers.
+    let dense = |cmp: &dyn Fn(usize, usize) -> Ordering| {
+        let mut by: Vec<usize> = (0..n).collect();
+        by.sort_unstable_by(|&a, &b| cmp(a, b));
+        let mut rank = vec![0u32; n];
+        for i in 1..n {
+            let step = u32::from(cmp(by[i - 1], by[i]).is_ne());
+            rank[by[i]] = rank[by[i - 1]] + step;
+        }
+        rank
+    };
+    let expiry = |p: &Prepared| (p.valid_until.is_none(), p.valid_until);
+    let expiry_rank = dense(&|a, b| expiry(sorted[a]).cmp(&expiry(sorted[b])));
+    let id_rank = dense(&|a, b| sorted[a].id.cmp(&sorted[b].id));
     let mut s = Search {
+        expiry_rank,
+        id_rank,
+        prev: Vec::new(),
         sorted: &sorted,
         next_forced,
         beh,
         beh_rep,
         beh_last,
         beh_groups,
+        beh_excl,
+        excl: sorted.iter().map(|p| p.exclusive).collect(),
+        promo: sorted.iter().map(|p| p.is_promotion).collect(),
+        withp: sorted.iter().map(|p| p.with_promotions).collect(),
+        per_order: sorted.iter().map(|p| p.per_order).collect(),
         gid,
         caps,
         pairs,
+        tcount: vec![0; templates.len()],
         tid,
         template_last,
         ctx,
@@ -382,11 +412,23 @@ pub(crate) fn best(
         chosen_pos: Vec::new(),
         used: vec![0; groups.len()],
         coupons_used: 0,
+        n_promo: 0,
+        n_refuse: 0,
+        n_excl: 0,
         memo: HashMap::default(),
+        prefixes: Vec::new(),
         group_pairs,
+        width,
+        state_ids: HashMap::default(),
+        cons_ids: HashMap::default(),
+        cons_buf: Vec::new(),
+        scratch: ctx.fresh(),
+        frames: Vec::new(),
     };
+    let mut root = ctx.totals.clone();
+    root.push(ctx.shipping);
     let dead = vec![false; nbeh];
-    s.node(0, &ctx.fresh(), 0, &dead, total_payable);
+    s.node(0, &root, 0, &dead, total_payable);
     let exhausted = s.exhausted;
     let found = s
         .best
@@ -418,9 +460,10 @@ impl Pair {
 }
 
 /// A small multiplicative hasher for the search's memo (keys are short integer vectors made
-/// here, never attacker-chosen strings, so a keyed hash buys nothing).
+/// here, never attacker-chosen strings, so a keyed hash buys nothing) and the promotion
+/// index (keys are the merchant's own SKUs, categories and shops).
 #[derive(Default)]
-struct Fx(u64);
+pub(crate) struct Fx(u64);
 
 impl Fx {
     fn add(&mut self, word: u64) {
@@ -441,6 +484,10 @@ impl Hasher for Fx {
         }
     }
 
+    fn write_u32(&mut self, i: u32) {
+        self.add(u64::from(i));
+    }
+
     fn write_u64(&mut self, i: u64) {
         self.add(i);
     }
@@ -450,18 +497,45 @@ impl Hasher for Fx {
     }
 }
 
+type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<Fx>>;
+
 /// Identifies a node for dominance: two chosen prefixes with the same next position, the same
 /// state left and the same stacking constraints in force have exactly the same completions.
-#[derive(Clone, PartialEq, Eq, Hash)]
-struct MemoKey {
-    k: usize,
-    state: State,
-    constraints: Vec<u32>,
+/// States and constraint vectors are interned: the key is their numbers.
+type MemoKey = (u32, u32, u32);
+
+/// One depth's working memory, reused by every node at that depth (no allocation per node
+/// once the buffers have grown).
+#[derive(Default)]
+struct Frame<'a> {
+    /// Behaviours that save nothing on this node's state (or can never join its subtree).
+    dead: Vec<bool>,
+    /// Each live behaviour's saving on this node's state; the state it leaves is at
+    /// `states[b * width..]`, what is left to pay on it in `pay[b]`.
+    after: Vec<Option<i64>>,
+    states: Vec<i64>,
+    pay: Vec<i64>,
+    /// Behaviours leaving this state alike (see the effects in [`Search::node`]).
+    effect: Vec<usize>,
+    /// Distinct effects so far by the first group of their behaviour: saving, exclusive,
+    /// with promotions, behaviour.
+    effects: Vec<Vec<(i64, bool, bool, usize)>>,
+    /// Live pairs by group, each group's by marginal saving, highest first: (marginal, pair).
+    ranked: Vec<(i64, usize)>,
+    /// Where each group's pairs start in `ranked` (one more entry than groups).
+    group_start: Vec<usize>,
+    seen: Vec<SiblingKey<'a>>,
+    children: Vec<(i64, usize)>,
 }
 
 struct Search<'a> {
     /// Candidates in canonical order.
     sorted: &'a [&'a Prepared],
+    /// Per position: the dense rank of its expiry key and of its id (see [`tie_break`]).
+    expiry_rank: Vec<u32>,
+    id_rank: Vec<u32>,
+    /// A remembered prefix, as positions.
+    prev: Vec<usize>,
     /// `next_forced[k]`: the first forced position at or after `k` (`n` when none).
     next_forced: Vec<usize>,
     /// Behaviour of each position; its first and last positions.
@@ -470,10 +544,19 @@ struct Search<'a> {
     beh_last: Vec<usize>,
     /// The stacking groups each behaviour's offers belong to.
     beh_groups: Vec<Vec<usize>>,
+    /// Whether each behaviour is exclusive (part of its signature).
+    beh_excl: Vec<bool>,
+    /// Per position: exclusive, promotion, combines with promotions, per-order limit.
+    excl: Vec<bool>,
+    promo: Vec<bool>,
+    withp: Vec<bool>,
+    per_order: Vec<u32>,
     gid: Vec<usize>,
     caps: Vec<u32>,
     pairs: Vec<Pair>,
     tid: Vec<u32>,
+    /// Chosen members per template.
+    tcount: Vec<u32>,
     template_last: Vec<usize>,
     ctx: &'a CartCtx,
     policy: &'a StackingPolicy,
@@ -488,10 +571,25 @@ struct Search<'a> {
     chosen_pos: Vec<usize>,
     used: Vec<u32>,
     coupons_used: u32,
-    /// Explored nodes and the chosen prefix (positions) that explored them.
-    memo: HashMap<MemoKey, Vec<usize>, BuildHasherDefault<Fx>>,
+    /// Chosen promotions, chosen offers refusing promotions, chosen exclusive offers.
+    n_promo: u32,
+    n_refuse: u32,
+    n_excl: u32,
+    /// Explored nodes and the chosen prefix that explored them (start and length in
+    /// `prefixes`).
+    memo: FxMap<MemoKey, (u32, u32)>,
+    prefixes: Vec<u32>,
     /// Pairs of each group.
     group_pairs: Vec<Vec<usize>>,
+    /// States as `width` numbers (the residual of every line, then shipping), interned for
+    /// the memo.
+    width: usize,
+    state_ids: FxMap<Vec<i64>, u32>,
+    cons_ids: FxMap<Vec<u32>, u32>,
+    cons_buf: Vec<u32>,
+    /// The state an offer is applied to.
+    scratch: State,
+    frames: Vec<Frame<'a>>,
 }
 
 impl<'a> Search<'a> {
@@ -504,26 +602,125 @@ impl<'a> Search<'a> {
         !self.exhausted
     }
 
-    /// The stacking constraints the chosen set puts on its completions from position `k`:
-    /// members per group, coupons, whether it holds a promotion or an offer refusing them, an
-    /// exclusive offer, and the templates of members that still have candidates at `k` or
-    /// after (for per-order limits).
-    fn constraints(&self, k: usize) -> Vec<u32> {
-        let mut v: Vec<u32> = self.used.clone();
-        v.push(self.coupons_used);
-        let flags = u32::from(self.chosen.iter().any(|p| p.is_promotion))
-            | u32::from(self.chosen.iter().any(|p| !p.with_promotions)) << 1
-            | u32::from(self.chosen.iter().any(|p| p.exclusive)) << 2;
-        v.push(flags);
-        let mut ts: Vec<u32> = self
-            .chosen_pos
-            .iter()
-            .map(|&p| self.tid[p])
-            .filter(|&t| self.template_last[t as usize] >= k)
-            .collect();
-        ts.sort_unstable();
-        v.extend(ts);
-        v
+    /// The number of `state`, interning it if new.
+    fn intern(&mut self, state: &[i64]) -> u32 {
+        if let Some(&id) = self.state_ids.get(state) {
+            return id;
+        }
+        let id = self.state_ids.len() as u32;
+        self.state_ids.insert(state.to_vec(), id);
+        id
+    }
+
+    /// Loads `state` into the scratch state.
+    fn load(&mut self, state: &[i64]) {
+        let lines = self.width - 1;
+        self.scratch.residual.copy_from_slice(&state[..lines]);
+        self.scratch.shipping = state[lines];
+    }
+
+    /// Whether position `j` may join the chosen set: exactly `conflict(..).is_none()`, from
+    /// counts kept as the set changes.
+    fn fits(&self, j: usize) -> bool {
+        if self.excl[j] && !self.chosen.is_empty() {
+            return false;
+        }
+        if self.n_excl > 0 {
+            return false;
+        }
+        if self.n_promo > 0 && !self.withp[j] {
+            return false;
+        }
+        if self.promo[j] && self.n_refuse > 0 {
+            return false;
+        }
+        if !self.promo[j] && self.coupons_used >= self.policy.max_coupons {
+            return false;
+        }
+        let g = self.gid[j];
+        if self.used[g] >= self.caps[g] {
+            return false;
+        }
+        self.tcount[self.tid[j] as usize] < self.per_order[j]
+    }
+
+    /// Adds position `j` to the chosen set, or (`add` false) takes it out again.
+    fn toggle(&mut self, j: usize, add: bool) {
+        let c = self.sorted[j];
+        let step = |x: &mut u32, on: bool| {
+            if on {
+                if add {
+                    *x += 1;
+                } else {
+                    *x -= 1;
+                }
+            }
+        };
+        step(&mut self.used[self.gid[j]], true);
+        step(&mut self.coupons_used, !self.promo[j]);
+        step(&mut self.n_promo, self.promo[j]);
+        step(&mut self.n_refuse, !self.withp[j]);
+        step(&mut self.n_excl, self.excl[j]);
+        step(&mut self.tcount[self.tid[j] as usize], true);
+        if add {
+            self.chosen.push(c);
+            self.chosen_pos.push(j);
+        } else {
+            self.chosen.pop();
+            self.chosen_pos.pop();
+        }
+    }
+
+    /// The number of the stacking constraints the chosen set puts on its completions from
+    /// position `k`: members per group, coupons, whether it holds a promotion or an offer
+    /// refusing them, an exclusive offer, and the templates of members that still have
+    /// candidates at `k` or after (for per-order limits).
+    fn constraints(&mut self, k: usize) -> u32 {
+        self.cons_buf.clear();
+        self.cons_buf.extend_from_slice(&self.used);
+        self.cons_buf.push(self.coupons_used);
+        let flags = u32::from(self.n_promo > 0)
+            | u32::from(self.n_refuse > 0) << 1
+            | u32::from(self.n_excl > 0) << 2;
+        self.cons_buf.push(flags);
+        let from = self.cons_buf.len();
+        for &p in &self.chosen_pos {
+            let t = self.tid[p];
+            if self.template_last[t as usize] >= k {
+                self.cons_buf.push(t);
+            }
+        }
+        self.cons_buf[from..].sort_unstable();
+        if let Some(&id) = self.cons_ids.get(self.cons_buf.as_slice()) {
+            return id;
+        }
+        let id = self.cons_ids.len() as u32;
+        self.cons_ids.insert(self.cons_buf.clone(), id);
+        id
+    }
+
+    /// [`tie_break`] between two sets of positions, by their keys' ranks (no allocation for
+    /// sets of up to 16).
+    fn tie_cmp(&self, a: &[usize], b: &[usize]) -> Ordering {
+        const MAX: usize = 16;
+        if a.len() > MAX || b.len() > MAX {
+            let pa: Vec<&Prepared> = a.iter().map(|&k| self.sorted[k]).collect();
+            let pb: Vec<&Prepared> = b.iter().map(|&k| self.sorted[k]).collect();
+            return tie_break(&pa, &pb);
+        }
+        let keys = |rank: &[u32], set: &[usize]| {
+            let mut out = [0u32; MAX];
+            for (o, &k) in out.iter_mut().zip(set) {
+                *o = rank[k];
+            }
+            out[..set.len()].sort_unstable();
+            out
+        };
+        let (ea, eb) = (keys(&self.expiry_rank, a), keys(&self.expiry_rank, b));
+        ea[..a.len()].cmp(&eb[..b.len()]).then_with(|| {
+            let (ia, ib) = (keys(&self.id_rank, a), keys(&self.id_rank, b));
+            ia[..a.len()].cmp(&ib[..b.len()])
+        })
     }
 
     /// Whether the chosen set is as good as or better than the best, and replaces it if so.
@@ -531,56 +728,43 @@ impl<'a> Search<'a> {
         let replace = match &self.best {
             None => true,
             Some((_, bs)) if saving != *bs => saving > *bs,
-            Some((b, bs)) => {
-                let theirs: Vec<&Prepared> = b.iter().map(|&k| self.sorted[k]).collect();
-                better(&self.chosen, saving, &theirs, *bs) == Ordering::Less
-            }
+            Some((b, _)) => self.tie_cmp(&self.chosen_pos, b) == Ordering::Less,
         };
         if replace {
             self.best = Some((self.chosen_pos.clone(), saving));
         }
     }
 
-    /// The most that offers at positions `k..` can add to a set that leaves `state` with
-    /// `left[g]` places in group `g`, given each behaviour's saving on `state` (`margs`, `None`
-    /// for the dead): the best `left[g]` of them per group, never more than what is left to
-    /// pay. See the module docs (the bound).
-    fn room(&self, k: usize, margs: &[Option<i64>], state: &State, skip_exclusive: bool) -> i64 {
-        let payable = state
-            .residual
-            .iter()
-            .sum::<i64>()
-            .saturating_add(state.shipping);
+    /// The most that offers at positions `k..` can add to a set that leaves `payable` to pay,
+    /// with `left[g]` places in group `g` (one fewer in `minus`), given the live behaviours'
+    /// savings on the node's state ranked per group in `f`: the best `left[g]` of them per
+    /// group, never more than what is left to pay. See the module docs (the bound).
+    fn room(
+        &self,
+        f: &Frame<'_>,
+        k: usize,
+        payable: i64,
+        skip_exclusive: bool,
+        minus: Option<usize>,
+    ) -> i64 {
         let mut total = 0i64;
-        let mut tops: Vec<(i64, usize)> = Vec::new();
         for g in 0..self.caps.len() {
-            let left = self.caps[g].saturating_sub(self.used[g]) as usize;
-            if left == 0 {
+            let used = self.used[g] + u32::from(minus == Some(g));
+            let mut want = self.caps[g].saturating_sub(used) as usize;
+            if want == 0 {
                 continue;
             }
-            tops.clear();
-            for pr in self.group_pairs[g].iter().map(|&i| &self.pairs[i]) {
-                if self.beh_last[pr.beh] < k {
+            for &(m, pi) in &f.ranked[f.group_start[g]..f.group_start[g + 1]] {
+                let pr = &self.pairs[pi];
+                if self.beh_last[pr.beh] < k || (skip_exclusive && self.beh_excl[pr.beh]) {
                     continue;
                 }
-                if skip_exclusive && self.sorted[self.beh_rep[pr.beh]].exclusive {
-                    continue;
-                }
-                let Some(m) = margs[pr.beh] else { continue };
-                let count = pr.from(k);
-                if count > 0 {
-                    tops.push((m, count));
-                }
-            }
-            tops.sort_unstable_by_key(|t| std::cmp::Reverse(t.0));
-            let mut want = left;
-            for &(m, count) in &tops {
+                let take = want.min(pr.from(k));
+                total = total.saturating_add(m.saturating_mul(take as i64));
+                want -= take;
                 if want == 0 {
                     break;
                 }
-                let take = want.min(count);
-                total = total.saturating_add(m.saturating_mul(take as i64));
-                want -= take;
             }
             if total >= payable {
                 return payable;
@@ -590,9 +774,28 @@ impl<'a> Search<'a> {
     }
 
     /// Explores the node of the chosen set (next position `k`, leaving `state`, saving
-    /// `saving`); `dead[b]`: behaviour `b` saves nothing on `state` (nor on anything less);
+    /// `saving`); `dead[b]`: behaviour `b` saves nothing on the state (nor on anything less);
     /// `bound`: the parent's bound on this node, recorded if the budget runs out here.
-    fn node(&mut self, k: usize, state: &State, saving: i64, dead: &[bool], bound: i64) {
+    fn node(&mut self, k: usize, state: &[i64], saving: i64, dead: &[bool], bound: i64) {
+        let depth = self.chosen.len();
+        if self.frames.len() <= depth {
+            self.frames.resize_with(depth + 1, Frame::default);
+        }
+        let mut f = std::mem::take(&mut self.frames[depth]);
+        self.expand(&mut f, k, state, saving, dead, bound);
+        self.frames[depth] = f;
+    }
+
+    /// [`Search::node`] with this depth's working memory.
+    fn expand(
+        &mut self,
+        f: &mut Frame<'a>,
+        k: usize,
+        state: &[i64],
+        saving: i64,
+        dead: &[bool],
+        bound: i64,
+    ) {
         let n = self.sorted.len();
         if self.chosen.is_empty() && self.next_forced[k] == n {
             // The empty set first, whatever the budget.
@@ -602,81 +805,124 @@ impl<'a> Search<'a> {
             self.open_bound = self.open_bound.max(bound);
             return;
         }
-        let key = MemoKey {
-            k,
-            state: state.clone(),
-            constraints: self.constraints(k),
-        };
-        if let Some(prev) = self.memo.get(&key) {
-            let prev: Vec<&Prepared> = prev.iter().map(|&p| self.sorted[p]).collect();
-            if tie_break(&prev, &self.chosen) != Ordering::Greater {
+        let sid = self.intern(state);
+        let key = (k as u32, sid, self.constraints(k));
+        if let Some(&(start, len)) = self.memo.get(&key) {
+            let (start, len) = (start as usize, len as usize);
+            let mut prev = std::mem::take(&mut self.prev);
+            prev.clear();
+            prev.extend(
+                self.prefixes[start..start + len]
+                    .iter()
+                    .map(|&p| p as usize),
+            );
+            let order = self.tie_cmp(&prev, &self.chosen_pos);
+            self.prev = prev;
+            if order != Ordering::Greater {
                 // Same completions, same savings, and the earlier prefix wins every tie.
                 return;
             }
         }
-        self.memo.insert(key, self.chosen_pos.clone());
+        let start = self.prefixes.len() as u32;
+        self.prefixes
+            .extend(self.chosen_pos.iter().map(|&p| p as u32));
+        self.memo.insert(key, (start, self.chosen_pos.len() as u32));
         let forced_next = self.next_forced[k];
         if forced_next == n {
             self.consider(saving);
         }
-        if k == n || self.chosen.iter().any(|p| p.exclusive) {
+        if k == n || self.n_excl > 0 {
             return;
         }
         // Each live behaviour still to come, applied to this state.
         let skip_exclusive = !self.chosen.is_empty();
-        let mut dead = dead.to_vec();
-        let mut after: Vec<Option<(i64, State)>> = vec![None; dead.len()];
+        f.dead.clear();
+        f.dead.extend_from_slice(dead);
+        f.after.clear();
+        f.after.resize(dead.len(), None);
+        let w = self.width;
+        f.states.resize(dead.len() * w, 0);
+        f.pay.resize(dead.len(), 0);
         for b in 0..dead.len() {
-            if dead[b] || self.beh_last[b] < k {
+            if f.dead[b] || self.beh_last[b] < k {
                 continue;
             }
-            let p = self.sorted[self.beh_rep[b]];
             // Exclusive offers never join a non-empty set, and no offer joins a full group:
             // both only get truer as the set grows, so the behaviour is out of this subtree.
             let full = self.beh_groups[b]
                 .iter()
                 .all(|&g| self.used[g] >= self.caps[g]);
-            if (skip_exclusive && p.exclusive) || full {
-                dead[b] = true;
+            if (skip_exclusive && self.beh_excl[b]) || full {
+                f.dead[b] = true;
                 continue;
             }
             if !self.spend(1) {
                 self.open_bound = self.open_bound.max(bound);
                 return;
             }
-            let mut next = state.clone();
-            match apply(p, self.ctx, &mut next, self.policy, None) {
-                Ok(s) => after[b] = Some((s, next)),
-                Err(_) => dead[b] = true,
+            let p = self.sorted[self.beh_rep[b]];
+            self.load(state);
+            match apply(p, self.ctx, &mut self.scratch, self.policy, None) {
+                Ok(s) => {
+                    let out = &mut f.states[b * w..(b + 1) * w];
+                    out[..w - 1].copy_from_slice(&self.scratch.residual);
+                    out[w - 1] = self.scratch.shipping;
+                    f.pay[b] = out.iter().sum();
+                    f.after[b] = Some(s);
+                }
+                Err(_) => f.dead[b] = true,
             }
         }
-        if forced_next < n && dead[self.beh[forced_next]] {
+        if forced_next < n && f.dead[self.beh[forced_next]] {
             return;
         }
-        let margs: Vec<Option<i64>> = after.iter().map(|a| a.as_ref().map(|x| x.0)).collect();
         // Effects: behaviours that leave this state in the same state, with the same
         // exclusivity and stance on promotions, are one effect here (e.g. free shipping scoped
-        // to different lines).
-        let mut effect: Vec<usize> = (0..after.len()).collect();
-        for b in 0..after.len() {
-            let Some((sb, stb)) = &after[b] else { continue };
-            let pb = self.sorted[self.beh_rep[b]];
-            for b2 in 0..b {
-                let Some((s2, st2)) = &after[b2] else {
-                    continue;
-                };
-                let p2 = self.sorted[self.beh_rep[b2]];
-                if s2 == sb
-                    && st2 == stb
-                    && p2.exclusive == pb.exclusive
-                    && p2.with_promotions == pb.with_promotions
-                {
-                    effect[b] = effect[b2];
-                    break;
+        // to different lines). Only behaviours of the same first group are compared (sibling
+        // dominance needs the same group anyway; a finer partition is as sound).
+        f.effect.clear();
+        f.effects.resize_with(self.caps.len(), Vec::new);
+        for v in &mut f.effects {
+            v.clear();
+        }
+        for b in 0..f.after.len() {
+            let mut e = b;
+            if let Some(sb) = f.after[b] {
+                let (xb, wb) = (
+                    self.beh_excl[b],
+                    self.sorted[self.beh_rep[b]].with_promotions,
+                );
+                let st = &f.states[b * w..(b + 1) * w];
+                let g = self.beh_groups[b].first().copied().unwrap_or(0);
+                match f.effects[g].iter().find(|x| {
+                    (x.0, x.1, x.2) == (sb, xb, wb) && f.states[x.3 * w..(x.3 + 1) * w] == *st
+                }) {
+                    Some(x) => e = x.3,
+                    None => f.effects[g].push((sb, xb, wb, b)),
                 }
             }
+            f.effect.push(e);
         }
-        let room = self.room(k, &margs, state, skip_exclusive);
+        // The live pairs by group, highest marginal first, for the bounds.
+        f.ranked.clear();
+        f.group_start.clear();
+        for g in 0..self.caps.len() {
+            f.group_start.push(f.ranked.len());
+            let from = f.ranked.len();
+            for &pi in &self.group_pairs[g] {
+                let pr = &self.pairs[pi];
+                if self.beh_last[pr.beh] < k {
+                    continue;
+                }
+                if let Some(m) = f.after[pr.beh] {
+                    f.ranked.push((m, pi));
+                }
+            }
+            f.ranked[from..].sort_unstable_by_key(|t| std::cmp::Reverse(t.0));
+        }
+        f.group_start.push(f.ranked.len());
+        let payable = state.iter().sum::<i64>();
+        let room = self.room(f, k, payable, skip_exclusive, None);
         let ub = saving.saturating_add(room);
         if self.best.as_ref().is_some_and(|(_, b)| ub < *b) {
             return;
@@ -686,76 +932,69 @@ impl<'a> Search<'a> {
         let free = forced_next == n;
         // Per (effect, group, source): the best tie-break key of a child kept so far that
         // leaves no later candidate of its template.
-        let mut seen: Vec<SiblingKey<'a>> = Vec::new();
-        let mut children: Vec<(i64, usize)> = Vec::new();
+        f.seen.clear();
+        f.children.clear();
         for j in k..=last {
             let b = self.beh[j];
-            let Some((s, next)) = &after[b] else { continue };
-            let c: &'a Prepared = self.sorted[j];
-            if conflict(self.policy, &self.chosen, c).is_some() {
+            let Some(s) = f.after[b] else { continue };
+            if !self.fits(j) {
                 continue;
             }
+            let c: &'a Prepared = self.sorted[j];
             // Sibling dominance: an earlier child of the same effect, group and source leaves
-            // the same state (hence the same saving) under the same constraints, with every completion of this
-            // one still open to it (its next position is smaller); if its expiry and id are
-            // no worse, the set with it wins every tie (replacing one member of a set by one
-            // expiring no later, or as late with a smaller id, never makes the sorted keys
-            // larger), so this child's sets are never the best.
+            // the same state (hence the same saving) under the same constraints, with every
+            // completion of this one still open to it (its next position is smaller); if its
+            // expiry and id are no worse, the set with it wins every tie (replacing one member
+            // of a set by one expiring no later, or as late with a smaller id, never makes the
+            // sorted keys larger), so this child's sets are never the best.
             let last_of_template = self.template_last[self.tid[j] as usize] == j;
             let expiry = (c.valid_until.is_none(), c.valid_until);
             if free && last_of_template {
-                let dominated = seen.iter().any(|(sb, sg, sp, se, si)| {
-                    *sb == effect[b]
-                        && *sg == self.gid[j]
-                        && *sp == c.is_promotion
-                        && (*se, *si) <= (expiry, &c.id)
-                });
-                if dominated {
-                    continue;
+                // Only the best key kept per (effect, group, source) matters: a child is
+                // dominated exactly when that one is no worse.
+                let at = (f.effect[b], self.gid[j], c.is_promotion);
+                match f.seen.iter_mut().find(|x| (x.0, x.1, x.2) == at) {
+                    Some(x) if (x.3, x.4) <= (expiry, &c.id) => continue,
+                    Some(x) => (x.3, x.4) = (expiry, &c.id),
+                    None => f.seen.push((at.0, at.1, at.2, expiry, &c.id)),
                 }
-                seen.push((effect[b], self.gid[j], c.is_promotion, expiry, &c.id));
             }
             // The child's completions are among this node's, each saving at most its
             // marginal here.
-            self.used[self.gid[j]] += 1;
             let child_room = if j + 1 < n && !c.exclusive {
-                self.room(j + 1, &margs, next, true)
+                self.room(f, j + 1, f.pay[b], true, Some(self.gid[j]))
             } else {
                 0
             };
-            self.used[self.gid[j]] -= 1;
-            children.push((saving.saturating_add(*s).saturating_add(child_room), j));
+            f.children
+                .push((saving.saturating_add(s).saturating_add(child_room), j));
         }
         // Most promising first, so a good incumbent cuts the rest early.
-        children.sort_by_key(|&(child_ub, j)| (std::cmp::Reverse(child_ub), j));
-        for (child_ub, j) in children {
+        f.children
+            .sort_unstable_by_key(|&(child_ub, j)| (std::cmp::Reverse(child_ub), j));
+        for i in 0..f.children.len() {
+            let (child_ub, j) = f.children[i];
             if self.best.as_ref().is_some_and(|(_, bb)| child_ub < *bb) {
                 continue;
             }
             let b = self.beh[j];
-            let Some((s, next)) = &after[b] else { continue };
-            let c: &'a Prepared = self.sorted[j];
-            self.chosen.push(c);
-            self.chosen_pos.push(j);
-            self.used[self.gid[j]] += 1;
-            self.coupons_used += u32::from(!c.is_promotion);
+            let Some(s) = f.after[b] else { continue };
+            self.toggle(j, true);
             let full = self.used.iter().zip(&self.caps).all(|(u, cap)| u >= cap);
-            if full || c.exclusive {
+            if full || self.excl[j] {
                 // Nothing can join the child: it is a set to consider, not a node to expand.
                 if self.spend(1) {
                     if self.next_forced[j + 1] == n {
-                        self.consider(saving.saturating_add(*s));
+                        self.consider(saving.saturating_add(s));
                     }
                 } else {
                     self.open_bound = self.open_bound.max(child_ub);
                 }
             } else {
-                self.node(j + 1, next, saving.saturating_add(*s), &dead, child_ub);
+                let next = &f.states[b * w..(b + 1) * w];
+                self.node(j + 1, next, saving.saturating_add(s), &f.dead, child_ub);
             }
-            self.coupons_used -= u32::from(!c.is_promotion);
-            self.used[self.gid[j]] -= 1;
-            self.chosen_pos.pop();
-            self.chosen.pop();
+            self.toggle(j, false);
             if self.exhausted {
                 self.open_bound = self.open_bound.max(ub);
                 return;

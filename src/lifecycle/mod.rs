@@ -54,6 +54,7 @@
 
 mod campaign;
 mod coupon;
+mod order;
 mod template;
 
 use std::fmt;
@@ -62,6 +63,11 @@ use chrono::{DateTime, Utc};
 
 pub use campaign::{Campaign, CampaignState};
 pub use coupon::{ClaimMode, ClaimRequest, Coupon, CouponAction, CouponState, RefundKind};
+pub(crate) use order::clock;
+pub use order::{
+    Actor, Order, OrderAction, OrderRefund, OrderState, RefundRequest, RefundUnits, RefundedLine,
+    ReleaseCause,
+};
 pub use template::{TemplateAction, TemplateRecord, TemplateStatus};
 
 use crate::id::{CampaignId, CouponId, IdempotencyKey, OrderId, TemplateId, UserId};
@@ -322,6 +328,49 @@ pub enum LifecycleError {
     OrderAlreadyRefunded {
         /// The order.
         order: OrderId,
+    },
+    /// An actor acting beyond its authority (see [`Actor::permits`]).
+    #[error("{actor} may not {action} {record}")]
+    NotPermitted {
+        /// Who tried.
+        actor: Actor,
+        /// What.
+        action: OrderAction,
+        /// The order or coupon.
+        record: String,
+    },
+    /// A transition stamped earlier than the record's last one by more than the tolerated
+    /// clock skew.
+    #[error(
+        "{record} last changed at {last}; a change at {now} is further back than the {tolerance_ms} ms of clock skew tolerated"
+    )]
+    ClockBehind {
+        /// The order or coupon.
+        record: String,
+        /// Its last transition.
+        last: DateTime<Utc>,
+        /// The request's `now`.
+        now: DateTime<Utc>,
+        /// The tolerance, in milliseconds.
+        tolerance_ms: i64,
+    },
+    /// An order action not allowed from the order's state.
+    #[error("order {order} is {state}: cannot {action} it")]
+    IllegalOrderTransition {
+        /// The order.
+        order: OrderId,
+        /// Its state's name.
+        state: &'static str,
+        /// What was attempted.
+        action: OrderAction,
+    },
+    /// A refund that names no line of the order, more units than are left, or nothing.
+    #[error("order {order}: invalid refund: {why}")]
+    InvalidRefund {
+        /// The order.
+        order: OrderId,
+        /// What is wrong.
+        why: String,
     },
     /// An idempotency key reused for a different request.
     #[error("idempotency key {key} was already used for another {operation} request")]

@@ -17,7 +17,7 @@ use crate::events::{Event, Logged, Sequence};
 use crate::id::{
     CampaignId, Channel, CouponId, GuardName, IdempotencyKey, OrderId, TemplateId, UserId,
 };
-use crate::lifecycle::{Campaign, ClaimMode, Coupon, CouponState, TemplateRecord};
+use crate::lifecycle::{Campaign, ClaimMode, Coupon, CouponState, Order, TemplateRecord};
 
 /// FxHash (as in rustc) with a final avalanche: a fast, non-keyed hash for short keys. The store is in-process and its
 /// keys are identifiers, so speed matters more than resistance to crafted collisions; see
@@ -611,6 +611,8 @@ struct Inner {
     claim_keys: Map<u32, IdempotencyKey>,
     /// Orders' hold deadlines ([`Op::Hold`]), and the same ordered by deadline.
     holds: Map<OrderId, DateTime<Utc>>,
+    /// Order records ([`Op::PutOrder`]).
+    order_records: Map<OrderId, Versioned<Order>>,
     hold_due: BTreeSet<(DateTime<Utc>, OrderId)>,
     /// Whether `receipts` holds a `claim` key (one whose receipt is not `Claimed`).
     claim_keys_in_receipts: bool,
@@ -962,6 +964,10 @@ impl Inner {
                 let next = i128::from(sum) + i128::from(*delta);
                 i128::from(current) + i128::from(*delta) >= 0 && next <= i128::from(*limit)
             }
+            Op::PutOrder { order, expect } => Self::version_ok(
+                self.order_records.get(&order.id).map(|o| o.version),
+                *expect,
+            ),
             Op::Hold { .. } | Op::Emit { .. } => true,
         })
     }
@@ -1045,6 +1051,19 @@ impl Inner {
                 ..
             } => self.guard_add(guard, subject, *bucket, *span, *delta),
             Op::Emit { event } => self.emit(event),
+            Op::PutOrder { order, .. } => {
+                let version = self
+                    .order_records
+                    .get(&order.id)
+                    .map_or(1, |o| o.version.saturating_add(1));
+                self.order_records.insert(
+                    order.id.clone(),
+                    Versioned {
+                        value: order.as_ref().clone(),
+                        version,
+                    },
+                );
+            }
         }
     }
 
@@ -1572,6 +1591,10 @@ impl Repository for MemoryStore {
 
     fn held(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<OrderId>, MemoryStoreError> {
         Ok(self.read().held(now, limit))
+    }
+
+    fn order(&self, id: &OrderId) -> Result<Option<Versioned<Order>>, MemoryStoreError> {
+        Ok(self.read().order_records.get(id).cloned())
     }
 
     fn counter(&self, key: &CounterKey) -> Result<u64, MemoryStoreError> {

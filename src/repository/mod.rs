@@ -29,7 +29,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use crate::id::{CampaignId, CouponId, GuardName, IdempotencyKey, OrderId, TemplateId, UserId};
-use crate::lifecycle::{Campaign, Coupon, CouponState, TemplateRecord};
+use crate::lifecycle::{Campaign, Coupon, CouponState, Order, TemplateRecord};
 use crate::money::Money;
 use crate::rule::PromoCode;
 
@@ -253,6 +253,23 @@ pub enum Receipt {
         /// When the order's hold runs out (see [`Op::Hold`]).
         until: DateTime<Utc>,
     },
+    /// A step taken on an order record ([`Op::PutOrder`]): paid, cancelled, completed or
+    /// refunded. The answer to a retry is read from the order itself.
+    OrderStep {
+        /// The order.
+        order: OrderId,
+        /// The step: `pay`, `cancel`, `complete`, `refund`.
+        step: String,
+        /// A fingerprint of the request (who acted, what was asked), so that the same key
+        /// with a different request is told apart.
+        fingerprint: u64,
+        /// For a refund, its position in [`Order::refunds`].
+        #[cfg_attr(
+            feature = "serde",
+            serde(default, skip_serializing_if = "Option::is_none")
+        )]
+        refund: Option<usize>,
+    },
 }
 
 /// An order as it was locked: its quote, so that a retried lock answers with the order as it
@@ -319,6 +336,13 @@ pub enum Op {
         key: ReceiptKey,
         /// The receipt.
         receipt: Receipt,
+    },
+    /// Write an order record, if it is still at `expect`.
+    PutOrder {
+        /// The record.
+        order: Box<Order>,
+        /// Its expected version.
+        expect: Expect,
     },
     /// Set (`Some`) or clear (`None`) the hold deadline of an unpaid order, so that
     /// [`Repository::held`] lists it once the deadline has passed. It has no condition: it
@@ -512,6 +536,12 @@ pub trait Repository: Send + Sync {
     /// # Errors
     /// The store's failure.
     fn held(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<OrderId>, Self::Error>;
+
+    /// An order record.
+    ///
+    /// # Errors
+    /// The store's failure.
+    fn order(&self, id: &OrderId) -> Result<Option<Versioned<Order>>, Self::Error>;
 
     /// A counter's value (zero if never written).
     ///

@@ -13,26 +13,49 @@
 //!
 //! ## Idempotency
 //! Every operation on coupons and orders carries an [`IdempotencyKey`]. Its receipt is inserted
-//! in the same batch as its effect, so repeating the request finds the receipt, changes nothing
-//! and returns the first outcome (with `replayed: true`). A key reused for a different request
-//! is refused with [`LifecycleError::KeyReused`]. Orders are guarded by their id as well: an
-//! order locks once, is settled once (paid **or** released, whichever commits first) and is
-//! refunded once, whatever keys the callers use.
+//! in the same batch as its effect, with a fingerprint of the request (who acted, the cart,
+//! the units refunded…), so repeating the request finds the receipt, changes nothing and
+//! returns the first outcome (with `replayed: true`), read from the record itself — a retried
+//! lock answers with the order as it was locked, never re-priced. The same key with a
+//! different request is refused with [`LifecycleError::KeyReused`]. A retry whose order moved
+//! on since (released, refunded) answers with the order's real state.
 //!
 //! ## Orders
-//! [`quote_and_lock`](Service::quote_and_lock) prices the cart and holds the chosen coupons and
-//! codes for [`ServiceConfig::hold`] (15 minutes by default). Then exactly one of
+//! [`quote_and_lock`](Service::quote_and_lock) prices the cart, holds the chosen coupons and
+//! codes for [`ServiceConfig::hold`] (15 minutes by default) and stores an
+//! [`Order`] record with the quote as locked. Then exactly one of
 //! [`pay`](Service::pay) (redeems them) or [`cancel`](Service::cancel) /
 //! [`sweep`](Service::sweep) once the hold ran out (gives them back, and the uses they
-//! counted). A paid order may be [`refund`](Service::refund)ed once, whole; each template's
-//! [`RefundPolicy`](crate::rule::RefundPolicy) says whether its coupons come back. Promo-code
-//! uses are given back when an unpaid order is released, not on refund.
+//! counted). A paid order may be [`complete`](Service::complete)d and
+//! [`refund`](Service::refund)ed in part or in whole, any number of times until nothing is
+//! left; the amounts are exact to the minor unit. A coupon is settled by the refund that
+//! covers the last unit it discounted, and its template's
+//! [`RefundPolicy`](crate::rule::RefundPolicy) says whether it comes back. Promo-code uses are
+//! given back when an unpaid order is released, not on refund.
+//!
+//! Every step names its acting party ([`Actor`](crate::lifecycle::Actor)): a buyer acts only
+//! on their own orders and never confirms a payment; the table is in
+//! [`lifecycle::Actor::permits`](crate::lifecycle::Actor::permits). A step whose `now` is
+//! earlier than the record's last change by more than [`ServiceConfig::clock_skew`] is
+//! refused.
+//!
+//! ## Stock and uses given back
+//! A released order gives back its coupons (Available, or Expired past their validity), their
+//! per-user uses and its promo-code uses. A refund that returns a coupon gives back its use; a
+//! voided coupon keeps it. Stock (coupons issued) is never given back: a returned coupon is the
+//! same coupon, and a voided one stays issued.
+//!
+//! ## How an operation runs
+//! Each operation reads, calls a pure plan (what to write and what each write's conflict
+//! means), and hands it to one runner that commits, re-reads and re-plans on a conflict, and
+//! answers a replay from its receipt (see the `runner` module's docs: an async twin of
+//! [`Repository`] reuses every plan and rewrites only the read and that loop).
 //!
 //! ```
 //! use chrono::{Duration, TimeZone, Utc};
 //! use coupons::cart::{Buyer, Cart, CartLine};
 //! use coupons::id::*;
-//! use coupons::lifecycle::{ClaimMode, ClaimRequest, CouponState};
+//! use coupons::lifecycle::{Actor, ClaimMode, ClaimRequest, CouponState};
 //! use coupons::money::{Currency, Money};
 //! use coupons::repository::MemoryStore;
 //! use coupons::rule::{Benefit, Span, TemplateSpec, Validity};
@@ -64,15 +87,20 @@
 //! let key = IdempotencyKey::new("lock-o-1")?;
 //! let locked = service.quote_and_lock(&LockRequest::new(&order, &cart, &buyer, &key), now)?;
 //! assert_eq!(locked.quote.total_after, Money::from_minor(4000, cny));
-//! service.pay(&order, &IdempotencyKey::new("pay-o-1")?, now + Duration::minutes(2))?;
+//! service.pay(&order, &Actor::System, &IdempotencyKey::new("pay-o-1")?, now + Duration::minutes(2))?;
 //! let used = coupons::repository::Repository::coupon(service.repository(), &coupon.id)?.unwrap();
 //! assert!(matches!(used.value.state, CouponState::Used { .. }));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 pub mod codes;
+mod orders;
+mod runner;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+pub use orders::{Refunded, Settlement, Swept};
+use runner::{On, Plan, Step};
+
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::sync::{Arc, PoisonError, RwLock};
 
@@ -86,13 +114,12 @@ use crate::events::{CouponFacts, Event, EventKind, Refusal};
 use crate::guard::{self, Action, Asking, Context, Guard, GuardError};
 use crate::id::{CampaignId, CouponId, GuardName, IdempotencyKey, MAX_ID_LEN, OrderId, TemplateId};
 use crate::lifecycle::{
-    Campaign, ClaimRequest, Coupon, CouponState, LifecycleError, RefundKind, TemplateRecord,
+    Campaign, ClaimRequest, Coupon, CouponState, LifecycleError, Order, OrderState, TemplateRecord,
     TemplateStatus,
 };
 use crate::money::Money;
 use crate::repository::{
-    Batch, Commit, CounterKey, Expect, LockedTotals, Op, Receipt, ReceiptKey, Repository, Version,
-    Versioned,
+    Batch, Commit, CounterKey, Expect, Op, Receipt, ReceiptKey, Repository, Version, Versioned,
 };
 use crate::rule::{Distribution, PromoCode, Template};
 use crate::time::{self, TimeError};
@@ -145,6 +172,7 @@ pub enum ServiceError<E> {
 /// |---|---|---|
 /// | `NotFound` | 404 | a template, campaign, coupon or order the request names does not exist |
 /// | `Conflict` | 409 | the request contradicts the record's state: an illegal transition, an order already settled, a key reused for another request |
+/// | `Forbidden` | 403 | the acting party may not do this (a buyer confirming payment, or acting on another buyer's order; see [`Actor::permits`](crate::lifecycle::Actor::permits)) |
 /// | `Refused` | 422 | a rule said no: out of stock, a limit or guard reached, a coupon not usable, a campaign not running |
 /// | `Invalid` | 400 | the request itself is malformed: an instant out of range, a selection naming an offer twice, a guard's missing context |
 /// | `Contention` | 503 | concurrent requests kept conflicting; retrying later may succeed |
@@ -160,6 +188,8 @@ pub enum ErrorKind {
     NotFound,
     /// The request contradicts the state of a record.
     Conflict,
+    /// The acting party may not do this.
+    Forbidden,
     /// A rule refused the request.
     Refused,
     /// The request is malformed.
@@ -176,6 +206,7 @@ impl ErrorKind {
         match self {
             ErrorKind::NotFound => 404,
             ErrorKind::Conflict => 409,
+            ErrorKind::Forbidden => 403,
             ErrorKind::Refused => 422,
             ErrorKind::Invalid => 400,
             ErrorKind::Contention | ErrorKind::Unavailable => 503,
@@ -213,8 +244,11 @@ impl<E> ServiceError<E> {
                 | L::OrderReleased { .. }
                 | L::OrderNotPaid { .. }
                 | L::OrderAlreadyRefunded { .. }
-                | L::KeyReused { .. } => ErrorKind::Conflict,
-                L::InvalidCampaign { .. } => ErrorKind::Invalid,
+                | L::KeyReused { .. }
+                | L::IllegalOrderTransition { .. }
+                | L::ClockBehind { .. } => ErrorKind::Conflict,
+                L::NotPermitted { .. } => ErrorKind::Forbidden,
+                L::InvalidCampaign { .. } | L::InvalidRefund { .. } => ErrorKind::Invalid,
                 _ => ErrorKind::Refused,
             },
         }
@@ -240,6 +274,12 @@ pub enum ConfigError {
     /// At least one attempt.
     #[error("max_attempts: at least 1 attempt is needed, got 0")]
     Attempts,
+    /// The tolerated clock skew must lie between zero and one minute.
+    #[error("clock_skew: {skew} is not between zero and one minute")]
+    ClockSkew {
+        /// The skew given.
+        skew: Duration,
+    },
     /// Two guards with one name would share counters.
     #[error("guards: the name {name} is used twice")]
     DuplicateGuard {
@@ -260,6 +300,14 @@ pub struct ServiceConfig {
     pub policy: StackingPolicy,
     /// Guards counted with every claim and lock they apply to ([`crate::guard`]).
     pub guards: Vec<Guard>,
+    /// How far a request's `now` may lie before the last transition of the record it changes
+    /// (an order, a coupon) and still be accepted, recorded at that transition's instant.
+    /// Default 2 seconds: app servers synchronised by NTP agree within milliseconds, and a
+    /// request that waited on a lock or a retry can carry a `now` a little older than a
+    /// concurrent request's; anything further back is a clock that is wrong, refused with
+    /// [`LifecycleError::ClockBehind`] so that no record's history runs backwards (a coupon
+    /// used before it was claimed). At most one minute.
+    pub clock_skew: Duration,
 }
 
 impl ServiceConfig {
@@ -274,6 +322,11 @@ impl ServiceConfig {
         }
         if self.max_attempts == 0 {
             return Err(ConfigError::Attempts);
+        }
+        if self.clock_skew < Duration::zero() || self.clock_skew > Duration::minutes(1) {
+            return Err(ConfigError::ClockSkew {
+                skew: self.clock_skew,
+            });
         }
         let mut names: Vec<&GuardName> = self.guards.iter().map(Guard::name).collect();
         names.sort();
@@ -295,6 +348,7 @@ impl Default for ServiceConfig {
             max_attempts: 16,
             policy: StackingPolicy::default(),
             guards: Vec::new(),
+            clock_skew: Duration::seconds(2),
         }
     }
 }
@@ -380,52 +434,15 @@ pub struct LockedOrder {
     pub codes: Vec<PromoCode>,
     /// When the hold runs out, if coupons or promo-code uses are held.
     pub hold_until: Option<DateTime<Utc>>,
+    /// The order's state now: `placed`, unless a repeated request finds it paid, released or
+    /// refunded since.
+    pub state: OrderState,
+    /// Coupons the best combination chose at first that a concurrent order of the same buyer
+    /// took before this one could lock them: the combination was chosen again without them.
+    /// Empty when nothing was lost.
+    pub contended: Vec<CouponId>,
     /// Whether this repeated an earlier request with the same key.
     pub replayed: bool,
-}
-
-/// An order paid (its coupons redeemed) or released (its coupons given back).
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-pub struct Settlement {
-    /// The order.
-    pub order: OrderId,
-    /// The coupons redeemed, or given back (Available, or Expired when their validity had
-    /// passed).
-    pub coupons: Vec<CouponId>,
-    /// Whether the order had already been settled this way.
-    pub replayed: bool,
-}
-
-/// A paid order refunded.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-pub struct Refunded {
-    /// The order.
-    pub order: OrderId,
-    /// Coupons returned to the wallet (Available, or Expired past their validity).
-    pub returned: Vec<CouponId>,
-    /// Coupons voided.
-    pub voided: Vec<CouponId>,
-    /// Whether this repeated an earlier refund with the same key.
-    pub replayed: bool,
-}
-
-/// What a [`sweep`](Service::sweep) did.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-pub struct Swept {
-    /// Available coupons marked Expired.
-    pub expired: Vec<CouponId>,
-    /// Unpaid orders whose hold ran out, released.
-    pub released: Vec<OrderId>,
-}
-
-impl Swept {
-    /// Whether nothing was due.
-    pub fn is_empty(&self) -> bool {
-        self.expired.is_empty() && self.released.is_empty()
-    }
 }
 
 /// Promotions indexed for checkout, with the template versions they were built from.
@@ -443,30 +460,8 @@ struct Gathered {
     templates: HashMap<TemplateId, Arc<TemplateRecord>>,
 }
 
-/// What an op of a lock batch stands for, to explain a conflict.
-enum LockOp {
-    KeyReceipt,
-    OrderGuard,
-    Other,
-    Uses(TemplateId, Option<u32>),
-    Code(PromoCode, Option<u64>),
-    CodeUser(PromoCode, Option<u32>),
-    Guard(GuardName, u64, guard::Window),
-}
-
 const OP_CLAIM: &str = "claim";
 const OP_LOCK: &str = "lock";
-const OP_PAY: &str = "pay";
-const OP_CANCEL: &str = "cancel";
-const OP_REFUND: &str = "refund";
-const OP_VOID: &str = "void";
-const ORDER_LOCK: &str = "order-lock";
-const ORDER_CODES: &str = "order-codes";
-const ORDER_SETTLE: &str = "order-settle";
-const ORDER_REFUND: &str = "order-refund";
-
-/// An order's lock receipt: the coupons it holds and its amounts as locked.
-type LockedOrderReceipt = (Vec<CouponId>, Option<LockedTotals>);
 
 /// A fingerprint of a lock request: everything that decides its outcome (the order, the
 /// buyer, the cart, the selection and the codes), hashed in a fixed text form with FNV-1a, so
@@ -522,11 +517,6 @@ fn emit(batch: &mut Batch, at: DateTime<Utc>, kind: EventKind) {
     batch.push(Op::Emit {
         event: Event::new(at, kind),
     });
-}
-
-fn order_key(op: &'static str, order: &OrderId) -> ReceiptKey {
-    // An order id is a valid identifier, and so a valid key.
-    ReceiptKey::Operation(op, IdempotencyKey::trusted(order.as_str()))
 }
 
 fn op_key(op: &'static str, key: &IdempotencyKey) -> ReceiptKey {
@@ -603,34 +593,6 @@ fn coupon_id(template: &TemplateId, key: &IdempotencyKey, salt: u32) -> CouponId
         let _ = write!(s, "c-{a:016x}{b:016x}");
     }
     CouponId::trusted(&s)
-}
-
-/// A settlement's batch head: the operation's receipt under the caller's key (if any), then
-/// the order's settlement receipt, which makes an order settle once whatever the keys. Returns
-/// the batch and the index of its last receipt.
-fn settle_batch(
-    order: &OrderId,
-    key: Option<(&IdempotencyKey, &'static str)>,
-    receipt: Receipt,
-) -> (Batch, usize) {
-    let mut batch = Batch::new();
-    if let Some((key, op)) = key {
-        batch.push(Op::InsertReceipt {
-            key: op_key(op, key),
-            receipt: receipt.clone(),
-        });
-    }
-    batch.push(Op::InsertReceipt {
-        key: order_key(ORDER_SETTLE, order),
-        receipt,
-    });
-    let guard = batch.ops.len() - 1;
-    // A settled order holds nothing: `sweep` must not find it.
-    batch.push(Op::Hold {
-        order: order.clone(),
-        until: None,
-    });
-    (batch, guard)
 }
 
 fn hold_end(now: DateTime<Utc>, hold: Duration) -> DateTime<Utc> {
@@ -1538,9 +1500,12 @@ impl<R: Repository> Service<R> {
         let key = op_key(OP_LOCK, request.key);
         let order = request.order;
         let user = &request.buyer.user;
-        let mut last: Option<LifecycleError> = None;
-        for _ in 0..self.attempts() {
-            let attempt = (|| -> Res<_, R> {
+        // The coupons the first attempt chose: what a lost race took is reported.
+        let mut chosen: Option<Vec<CouponId>> = None;
+        self.run(
+            OP_LOCK,
+            || self.replay_lock(request, &key),
+            || {
                 let g = self.gather(request.buyer, request.codes, &[])?;
                 let promotions = self.promotions()?;
                 let checkout = Checkout::new(request.cart, request.buyer, now, &self.config.policy)
@@ -1550,248 +1515,210 @@ impl<R: Repository> Service<R> {
                     Some(sel) => checkout.with_selection(sel)?,
                     None => checkout.best()?,
                 };
-                Ok((g, quote))
-            })();
-            let (g, quote) = match attempt {
-                Ok(x) => x,
-                Err(e) => return self.replay_lock_or(request, &key, now, e),
-            };
-            let hold_until = hold_end(now, self.config.hold);
-            let mut locked: Vec<(Coupon, Version)> = Vec::new();
-            let mut savings: Vec<Money> = Vec::new();
-            let mut codes: Vec<(PromoCode, Arc<TemplateRecord>)> = Vec::new();
-            for a in &quote.applied {
-                match &a.offer {
-                    OfferId::Coupon(id) => {
-                        let Some(c) = g.wallet.get(id) else {
-                            return self.contention("lock");
-                        };
-                        match c.value.lock(user, order, hold_until, now) {
-                            Ok(next) => {
-                                locked.push((next, c.version));
-                                savings.push(a.saving);
+                let hold_until = hold_end(now, self.config.hold);
+                let mut locked: Vec<(Coupon, Version)> = Vec::new();
+                let mut savings: Vec<Money> = Vec::new();
+                let mut codes: Vec<(PromoCode, Arc<TemplateRecord>)> = Vec::new();
+                for a in &quote.applied {
+                    match &a.offer {
+                        OfferId::Coupon(id) => {
+                            let Some(c) = g.wallet.get(id) else {
+                                return self.contention("lock");
+                            };
+                            crate::lifecycle::clock(
+                                id.as_str(),
+                                c.value.claimed_at,
+                                now,
+                                self.config.clock_skew,
+                            )?;
+                            locked.push((c.value.lock(user, order, hold_until, now)?, c.version));
+                            savings.push(a.saving);
+                        }
+                        OfferId::Code(code) => {
+                            if let Some(r) = g.codes.get(code) {
+                                codes.push((code.clone(), Arc::clone(r)));
                             }
-                            Err(e) => return self.replay_lock_or(request, &key, now, e.into()),
                         }
+                        OfferId::Promotion(_) => {}
                     }
-                    OfferId::Code(code) => {
-                        if let Some(r) = g.codes.get(code) {
-                            codes.push((code.clone(), Arc::clone(r)));
-                        }
-                    }
-                    OfferId::Promotion(_) => {}
                 }
-            }
-            let ids: Vec<CouponId> = locked.iter().map(|(c, _)| c.id.clone()).collect();
-            let held = !locked.is_empty() || !codes.is_empty();
-            let totals = LockedTotals {
-                quote: Box::new(quote.clone()),
-                hold_until: held.then_some(hold_until),
-                codes: codes.iter().map(|(c, _)| c.clone()).collect(),
-                user: user.clone(),
-                gross: quote.total_before,
-                discount: quote.saving,
-                savings: savings.clone(),
-            };
-            let mut batch = Batch::new();
-            let mut meaning = Vec::new();
-            batch.push(Op::InsertReceipt {
-                key: key.clone(),
-                receipt: Receipt::Locked {
-                    order: order.clone(),
-                    coupons: ids.clone(),
-                    totals: None,
-                    fingerprint: Some(lock_fingerprint(request)),
-                },
-            });
-            meaning.push(LockOp::KeyReceipt);
-            batch.push(Op::InsertReceipt {
-                key: order_key(ORDER_LOCK, order),
-                receipt: Receipt::Locked {
-                    order: order.clone(),
-                    coupons: ids.clone(),
-                    totals: Some(totals),
-                    fingerprint: None,
-                },
-            });
-            meaning.push(LockOp::OrderGuard);
-            if !codes.is_empty() {
-                batch.push(Op::InsertReceipt {
-                    key: order_key(ORDER_CODES, order),
-                    receipt: Receipt::CodesUsed {
+                let ids: Vec<CouponId> = locked.iter().map(|(c, _)| c.id.clone()).collect();
+                let held = !locked.is_empty() || !codes.is_empty();
+                let first = chosen.get_or_insert_with(|| ids.clone());
+                let contended: Vec<CouponId> =
+                    first.iter().filter(|c| !ids.contains(c)).cloned().collect();
+                let record = Order::place(
+                    order.clone(),
+                    request.buyer,
+                    quote.clone(),
+                    ids.clone(),
+                    codes
+                        .iter()
+                        .map(|(c, r)| (c.clone(), r.id().clone()))
+                        .collect(),
+                    held.then_some(hold_until),
+                    now,
+                );
+                let mut plan = Plan::new(());
+                plan.push(
+                    Op::InsertReceipt {
+                        key: key.clone(),
+                        receipt: Receipt::Locked {
+                            order: order.clone(),
+                            coupons: ids.clone(),
+                            totals: None,
+                            fingerprint: Some(lock_fingerprint(request)),
+                        },
+                    },
+                    On::Replay,
+                );
+                plan.push(
+                    Op::PutOrder {
+                        order: Box::new(record),
+                        expect: Expect::Absent,
+                    },
+                    On::Refuse(LifecycleError::OrderAlreadyLocked {
+                        order: order.clone(),
+                    }),
+                );
+                let mut uses: BTreeMap<TemplateId, i64> = BTreeMap::new();
+                for (c, version) in &locked {
+                    *uses.entry(c.template.clone()).or_default() += 1;
+                    plan.push(
+                        Op::PutCoupon {
+                            coupon: c.clone(),
+                            expect: Expect::Version(*version),
+                        },
+                        On::Retry,
+                    );
+                }
+                for (t, n) in uses {
+                    let limit = g
+                        .templates
+                        .get(&t)
+                        .and_then(|r| r.template.limits().per_user_uses());
+                    plan.push(
+                        Op::Count {
+                            key: CounterKey::UserUses(t.clone(), user.clone()),
+                            delta: n,
+                            limit: limit.map(u64::from),
+                        },
+                        match limit {
+                            Some(limit) => On::Limit(LifecycleError::UseLimitReached {
+                                template: t.clone(),
+                                user: user.clone(),
+                                limit,
+                            }),
+                            None => On::Retry,
+                        },
+                    );
+                }
+                if !codes.is_empty() {
+                    // The codes' uses are counted now: `sweep` gives them back if the hold runs out.
+                    plan.push(
+                        Op::Hold {
+                            order: order.clone(),
+                            until: Some(hold_until),
+                        },
+                        On::Retry,
+                    );
+                }
+                for (code, r) in &codes {
+                    let (max, per_user) =
+                        code_of(&r.template).map_or((None, None), |(_, m, p)| (m, p));
+                    plan.push(
+                        Op::Count {
+                            key: CounterKey::CodeUses(r.id().clone()),
+                            delta: 1,
+                            limit: max,
+                        },
+                        match max {
+                            Some(limit) => On::Limit(LifecycleError::CodeExhausted {
+                                code: code.clone(),
+                                limit,
+                            }),
+                            None => On::Retry,
+                        },
+                    );
+                    plan.push(
+                        Op::Count {
+                            key: CounterKey::CodeUserUses(r.id().clone(), user.clone()),
+                            delta: 1,
+                            limit: per_user.map(u64::from),
+                        },
+                        match per_user {
+                            Some(limit) => On::Limit(LifecycleError::CodeUserLimitReached {
+                                code: code.clone(),
+                                user: user.clone(),
+                                limit,
+                            }),
+                            None => On::Retry,
+                        },
+                    );
+                }
+                if !locked.is_empty() || !codes.is_empty() {
+                    let mut templates: Vec<TemplateId> =
+                        locked.iter().map(|(c, _)| c.template.clone()).collect();
+                    templates.extend(codes.iter().map(|(_, r)| r.id().clone()));
+                    templates.sort();
+                    templates.dedup();
+                    let none = Context::new();
+                    let asking = Asking {
+                        user,
+                        channel: &request.buyer.channel,
+                        templates: &templates,
+                        context: request.context.unwrap_or(&none),
+                    };
+                    for g in guard::counts(&self.config.guards, Action::Lock, &asking, now)? {
+                        plan.push(
+                            g.op,
+                            On::Refuse(LifecycleError::GuardHeld {
+                                guard: g.guard,
+                                limit: g.limit,
+                                window: g.window,
+                            }),
+                        );
+                    }
+                }
+                for ((c, _), saving) in locked.iter().zip(&savings) {
+                    plan.emit(
+                        now,
+                        EventKind::Locked {
+                            coupon: CouponFacts::of(c),
+                            order: order.clone(),
+                            saving: *saving,
+                        },
+                    );
+                }
+                plan.emit(
+                    now,
+                    EventKind::OrderPlaced {
                         order: order.clone(),
                         user: user.clone(),
-                        templates: codes.iter().map(|(_, r)| r.id().clone()).collect(),
-                        until: hold_until,
-                    },
-                });
-                meaning.push(LockOp::Other);
-            }
-            let mut uses: BTreeMap<TemplateId, i64> = BTreeMap::new();
-            for (c, version) in &locked {
-                *uses.entry(c.template.clone()).or_default() += 1;
-                batch.push(Op::PutCoupon {
-                    coupon: c.clone(),
-                    expect: Expect::Version(*version),
-                });
-                meaning.push(LockOp::Other);
-            }
-            for (t, n) in uses {
-                let limit = g
-                    .templates
-                    .get(&t)
-                    .and_then(|r| r.template.limits().per_user_uses());
-                batch.push(Op::Count {
-                    key: CounterKey::UserUses(t.clone(), user.clone()),
-                    delta: n,
-                    limit: limit.map(u64::from),
-                });
-                meaning.push(LockOp::Uses(t, limit));
-            }
-            if !codes.is_empty() {
-                // The codes' uses are counted now: `sweep` gives them back if the hold runs out.
-                batch.push(Op::Hold {
-                    order: order.clone(),
-                    until: Some(hold_until),
-                });
-                meaning.push(LockOp::Other);
-            }
-            for (code, r) in &codes {
-                let (max, per_user) = code_of(&r.template).map_or((None, None), |(_, m, p)| (m, p));
-                batch.push(Op::Count {
-                    key: CounterKey::CodeUses(r.id().clone()),
-                    delta: 1,
-                    limit: max,
-                });
-                meaning.push(LockOp::Code(code.clone(), max));
-                batch.push(Op::Count {
-                    key: CounterKey::CodeUserUses(r.id().clone(), user.clone()),
-                    delta: 1,
-                    limit: per_user.map(u64::from),
-                });
-                meaning.push(LockOp::CodeUser(code.clone(), per_user));
-            }
-            if !locked.is_empty() || !codes.is_empty() {
-                let mut templates: Vec<TemplateId> =
-                    locked.iter().map(|(c, _)| c.template.clone()).collect();
-                templates.extend(codes.iter().map(|(_, r)| r.id().clone()));
-                templates.sort();
-                templates.dedup();
-                let none = Context::new();
-                let asking = Asking {
-                    user,
-                    channel: &request.buyer.channel,
-                    templates: &templates,
-                    context: request.context.unwrap_or(&none),
-                };
-                for g in guard::counts(&self.config.guards, Action::Lock, &asking, now)? {
-                    batch.push(g.op);
-                    meaning.push(LockOp::Guard(g.guard, g.limit, g.window));
-                }
-            }
-            for ((c, _), saving) in locked.iter().zip(&savings) {
-                emit(
-                    &mut batch,
-                    now,
-                    EventKind::Locked {
-                        coupon: CouponFacts::of(c),
-                        order: order.clone(),
-                        saving: *saving,
+                        gross: quote.total_before,
+                        discount: quote.saving,
+                        coupons: u32::try_from(locked.len()).unwrap_or(u32::MAX),
                     },
                 );
-            }
-            emit(
-                &mut batch,
-                now,
-                EventKind::OrderPlaced {
+                Ok(Step::Commit(plan.answer(LockedOrder {
                     order: order.clone(),
-                    user: user.clone(),
-                    gross: quote.total_before,
-                    discount: quote.saving,
-                    coupons: u32::try_from(locked.len()).unwrap_or(u32::MAX),
-                },
-            );
-            match self.commit(&batch)? {
-                Commit::Applied => {
-                    return Ok(LockedOrder {
-                        order: order.clone(),
-                        quote,
-                        hold_until: (!locked.is_empty() || !codes.is_empty()).then_some(hold_until),
-                        coupons: locked.into_iter().map(|(c, _)| c).collect(),
-                        codes: codes.into_iter().map(|(c, _)| c).collect(),
-                        replayed: false,
-                    });
-                }
-                Commit::Conflict { index } => match meaning.get(index) {
-                    Some(LockOp::KeyReceipt) => {
-                        if let Some(r) = self.replay_lock(request, &key, now)? {
-                            return Ok(r);
-                        }
-                    }
-                    Some(LockOp::OrderGuard) => {
-                        return Err(LifecycleError::OrderAlreadyLocked {
-                            order: order.clone(),
-                        }
-                        .into());
-                    }
-                    Some(LockOp::Uses(t, Some(limit))) => {
-                        last = Some(LifecycleError::UseLimitReached {
-                            template: t.clone(),
-                            user: user.clone(),
-                            limit: *limit,
-                        });
-                    }
-                    Some(LockOp::Code(code, Some(limit))) => {
-                        last = Some(LifecycleError::CodeExhausted {
-                            code: code.clone(),
-                            limit: *limit,
-                        });
-                    }
-                    Some(LockOp::Guard(guard, limit, window)) => {
-                        return Err(LifecycleError::GuardHeld {
-                            guard: guard.clone(),
-                            limit: *limit,
-                            window: *window,
-                        }
-                        .into());
-                    }
-                    Some(LockOp::CodeUser(code, Some(limit))) => {
-                        last = Some(LifecycleError::CodeUserLimitReached {
-                            code: code.clone(),
-                            user: user.clone(),
-                            limit: *limit,
-                        });
-                    }
-                    _ => {}
-                },
-            }
-        }
-        match last {
-            Some(e) => Err(e.into()),
-            None => self.contention("lock"),
-        }
+                    quote,
+                    hold_until: held.then_some(hold_until),
+                    coupons: locked.into_iter().map(|(c, _)| c).collect(),
+                    codes: codes.into_iter().map(|(c, _)| c).collect(),
+                    state: OrderState::Placed,
+                    contended,
+                    replayed: false,
+                })))
+            },
+        )
     }
 
-    fn replay_lock_or(
-        &self,
-        request: &LockRequest<'_>,
-        key: &ReceiptKey,
-        now: DateTime<Utc>,
-        error: ServiceError<R::Error>,
-    ) -> Res<LockedOrder, R> {
-        match self.replay_lock(request, key, now)? {
-            Some(r) => Ok(r),
-            None => Err(error),
-        }
-    }
-
-    /// The first outcome of a lock request, re-priced with the same coupons and codes as of
-    /// the lock (the hold's start).
+    /// The first outcome of a lock request: the order as it was locked.
     fn replay_lock(
         &self,
         request: &LockRequest<'_>,
         key: &ReceiptKey,
-        now: DateTime<Utc>,
     ) -> Res<Option<LockedOrder>, R> {
         let ids = match self.receipt(key)? {
             None => return Ok(None),
@@ -1807,654 +1734,37 @@ impl<R: Repository> Service<R> {
             }
             Some(_) => return Err(self.key_reused(request.key, OP_LOCK)),
         };
-        let mut coupons = Vec::with_capacity(ids.len());
-        for id in &ids {
-            let c = self.coupon_record(id)?.value;
-            if c.owner != request.buyer.user {
-                return Err(self.key_reused(request.key, OP_LOCK));
-            }
-            coupons.push(c);
-        }
-        // The order as it was locked, when its receipt keeps it: never re-priced.
-        if let Some((_, Some(t))) = self.locked_coupons(request.order)? {
-            return Ok(Some(LockedOrder {
-                order: request.order.clone(),
-                quote: *t.quote,
-                coupons,
-                codes: t.codes,
-                hold_until: t.hold_until,
-                replayed: true,
-            }));
-        }
-        let mut codes = Vec::new();
-        let mut codes_until = None;
-        if let Some(Receipt::CodesUsed {
-            templates, until, ..
-        }) = self.receipt(&order_key(ORDER_CODES, request.order))?
-        {
-            codes_until = Some(until);
-            for t in templates {
-                let r = self.template_record(&t)?.value;
-                if let Some((code, _, _)) = code_of(&r.template) {
-                    codes.push(code.clone());
-                }
-            }
-        }
-        let hold_until = if coupons.is_empty() {
-            codes_until
-        } else {
-            coupons.iter().find_map(|c| match &c.state {
-                CouponState::Locked { until, .. } => Some(*until),
-                _ => None,
-            })
+        // The order as it was locked, from its record: never re-priced. Its coupons are
+        // listed as they are now (given back, if the order was released since).
+        let Some(record) = self
+            .repo
+            .order(request.order)
+            .map_err(ServiceError::Repository)?
+        else {
+            return Ok(None);
         };
-        // Re-price as of the lock: the hold's start while the coupons are held, else the latest
-        // instant not after `now` at which every held coupon was valid.
-        let at = match hold_until.and_then(|u| u.checked_sub_signed(self.config.hold)) {
-            Some(at) => at,
-            None => {
-                let mut at = now;
-                if let Some(end) = coupons.iter().map(|c| c.valid_until).min() {
-                    if at >= end {
-                        at = end
-                            .checked_sub_signed(Duration::nanoseconds(1))
-                            .unwrap_or(end);
-                    }
-                }
-                if let Some(start) = coupons.iter().map(|c| c.valid_from).max() {
-                    at = at.max(start);
-                }
-                at
-            }
-        };
-        let mut selection: Vec<OfferId> = ids.iter().cloned().map(OfferId::Coupon).collect();
-        selection.extend(codes.iter().cloned().map(OfferId::Code));
-        let g = self.gather(request.buyer, &codes, &selection)?;
-        let promotions = self.promotions()?;
-        let quote = Checkout::new(request.cart, request.buyer, at, &self.config.policy)
-            .offers(&g.offers)
-            .promotions(&promotions)
-            .with_selection(&selection)?;
+        let record = record.value;
+        if record.buyer != request.buyer.user || record.coupons != ids {
+            return Err(self.key_reused(request.key, OP_LOCK));
+        }
+        let coupons = self
+            .repo
+            .coupons(&record.coupons)
+            .map_err(ServiceError::Repository)?
+            .into_iter()
+            .flatten()
+            .map(|c| c.value)
+            .collect();
         Ok(Some(LockedOrder {
-            order: request.order.clone(),
-            quote,
+            order: record.id,
+            quote: record.quote,
             coupons,
-            codes,
-            hold_until,
+            codes: record.codes,
+            hold_until: record.hold_until,
+            state: record.state,
+            contended: Vec::new(),
             replayed: true,
         }))
-    }
-
-    // ---------------------------------------------------------------- settling
-
-    fn locked_coupons(&self, order: &OrderId) -> Res<Option<LockedOrderReceipt>, R> {
-        match self.receipt(&order_key(ORDER_LOCK, order))? {
-            Some(Receipt::Locked {
-                coupons, totals, ..
-            }) => Ok(Some((coupons, totals))),
-            _ => Ok(None),
-        }
-    }
-
-    /// The outcome of a settled order, if it was settled: `Ok(true)` paid, `Ok(false)` released.
-    fn settled(&self, order: &OrderId) -> Res<Option<(bool, Vec<CouponId>)>, R> {
-        Ok(match self.receipt(&order_key(ORDER_SETTLE, order))? {
-            Some(Receipt::Redeemed { coupons, .. }) => Some((true, coupons)),
-            Some(Receipt::Released { coupons, .. }) => Some((false, coupons)),
-            _ => None,
-        })
-    }
-
-    /// The first outcome of a pay (`paid`) or cancel request with this key, or of the order's
-    /// settlement; an error when the order was settled the other way.
-    /// Commits a settlement batch built by [`settle_batch`]: the settlement when it applied;
-    /// the first outcome when a guard receipt (`ops[..=guard]`) was already taken by the same
-    /// request; `None` to re-read and try again.
-    fn commit_settle(
-        &self,
-        batch: &Batch,
-        order: &OrderId,
-        ids: Vec<CouponId>,
-        key: Option<(&IdempotencyKey, &'static str)>,
-        paid: bool,
-        guard: usize,
-    ) -> Res<Option<Settlement>, R> {
-        match self.commit(batch)? {
-            Commit::Applied => Ok(Some(Settlement {
-                order: order.clone(),
-                coupons: ids,
-                replayed: false,
-            })),
-            Commit::Conflict { index } if index <= guard => self.replay_settle(order, key, paid),
-            Commit::Conflict { .. } => Ok(None),
-        }
-    }
-
-    fn replay_settle(
-        &self,
-        order: &OrderId,
-        key: Option<(&IdempotencyKey, &'static str)>,
-        paid: bool,
-    ) -> Res<Option<Settlement>, R> {
-        if let Some((k, op)) = key {
-            match self.receipt(&op_key(op, k))? {
-                None => {}
-                Some(Receipt::Redeemed { order: o, coupons }) if paid && &o == order => {
-                    return Ok(Some(Settlement {
-                        order: o,
-                        coupons,
-                        replayed: true,
-                    }));
-                }
-                Some(Receipt::Released { order: o, coupons }) if !paid && &o == order => {
-                    return Ok(Some(Settlement {
-                        order: o,
-                        coupons,
-                        replayed: true,
-                    }));
-                }
-                Some(_) => return Err(self.key_reused(k, op)),
-            }
-        }
-        match self.settled(order)? {
-            None => Ok(None),
-            Some((was_paid, coupons)) if was_paid == paid => Ok(Some(Settlement {
-                order: order.clone(),
-                coupons,
-                replayed: true,
-            })),
-            Some((true, _)) => Err(LifecycleError::OrderPaid {
-                order: order.clone(),
-            }
-            .into()),
-            Some((false, _)) => Err(LifecycleError::OrderReleased {
-                order: order.clone(),
-            }
-            .into()),
-        }
-    }
-
-    fn settle_or(
-        &self,
-        order: &OrderId,
-        key: Option<(&IdempotencyKey, &'static str)>,
-        paid: bool,
-        error: ServiceError<R::Error>,
-    ) -> Res<Settlement, R> {
-        match self.replay_settle(order, key, paid)? {
-            Some(s) => Ok(s),
-            None => Err(error),
-        }
-    }
-
-    /// The order was paid: its held coupons become Used. Paying after the hold ran out but
-    /// before a sweep released the order works while the coupons are still inside their
-    /// validity (see [`Coupon::redeem`]). Repeating it returns the first outcome and redeems
-    /// nothing twice; an order is settled once.
-    ///
-    /// # Errors
-    /// [`ServiceError::NotFound`] for an order that never locked;
-    /// [`LifecycleError::OrderReleased`] when it was cancelled or swept first;
-    /// [`LifecycleError::HoldRanOut`]; [`LifecycleError::KeyReused`];
-    /// [`ServiceError::Contention`]; the store's failure.
-    pub fn pay(
-        &self,
-        order: &OrderId,
-        key: &IdempotencyKey,
-        now: DateTime<Utc>,
-    ) -> Res<Settlement, R> {
-        let now = time::check("now", now)?;
-        let k = Some((key, OP_PAY));
-        for _ in 0..self.attempts() {
-            let Some((ids, totals)) = self.locked_coupons(order)? else {
-                let e = ServiceError::NotFound {
-                    what: "locked order",
-                    id: order.to_string(),
-                };
-                return self.settle_or(order, k, true, e);
-            };
-            let receipt = Receipt::Redeemed {
-                order: order.clone(),
-                coupons: ids.clone(),
-            };
-            let (mut batch, guard) = settle_batch(order, k, receipt);
-            let mut events = Vec::with_capacity(ids.len() + 1);
-            for (i, id) in ids.iter().enumerate() {
-                let c = self.coupon_record(id)?;
-                match c.value.redeem(order, now) {
-                    Ok(next) => {
-                        let saving = totals.as_ref().and_then(|t| t.savings.get(i).copied());
-                        if let Some(saving) = saving {
-                            events.push(EventKind::Redeemed {
-                                coupon: CouponFacts::of(&next),
-                                order: order.clone(),
-                                saving,
-                            });
-                        }
-                        batch.push(Op::PutCoupon {
-                            coupon: next,
-                            expect: Expect::Version(c.version),
-                        })
-                    }
-                    Err(e) => return self.settle_or(order, k, true, e.into()),
-                };
-            }
-            if let Some(t) = &totals {
-                events.push(EventKind::OrderPaid {
-                    order: order.clone(),
-                    user: t.user.clone(),
-                    gross: t.gross,
-                    discount: t.discount,
-                    coupons: u32::try_from(ids.len()).unwrap_or(u32::MAX),
-                });
-            }
-            for e in events {
-                emit(&mut batch, now, e);
-            }
-            if let Some(s) = self.commit_settle(&batch, order, ids, k, true, guard)? {
-                return Ok(s);
-            }
-        }
-        self.contention("pay")
-    }
-
-    /// The unpaid order was cancelled: its held coupons go back to the wallet (Expired when
-    /// their validity has passed), and the uses and promo-code uses it counted are given back.
-    /// Repeating it returns the first outcome; an order is settled once.
-    ///
-    /// # Errors
-    /// [`ServiceError::NotFound`] for an order that never locked; [`LifecycleError::OrderPaid`]
-    /// when it was paid first; [`LifecycleError::KeyReused`]; [`ServiceError::Contention`];
-    /// the store's failure.
-    pub fn cancel(
-        &self,
-        order: &OrderId,
-        key: &IdempotencyKey,
-        now: DateTime<Utc>,
-    ) -> Res<Settlement, R> {
-        let now = time::check("now", now)?;
-        self.release(order, Some(key), now)
-    }
-
-    fn release(
-        &self,
-        order: &OrderId,
-        key: Option<&IdempotencyKey>,
-        now: DateTime<Utc>,
-    ) -> Res<Settlement, R> {
-        let k = key.map(|k| (k, OP_CANCEL));
-        for _ in 0..self.attempts() {
-            let Some((ids, totals)) = self.locked_coupons(order)? else {
-                let e = ServiceError::NotFound {
-                    what: "locked order",
-                    id: order.to_string(),
-                };
-                return self.settle_or(order, k, false, e);
-            };
-            let receipt = Receipt::Released {
-                order: order.clone(),
-                coupons: ids.clone(),
-            };
-            let (mut batch, guard) = settle_batch(order, k, receipt);
-            let mut uses: BTreeMap<(TemplateId, crate::id::UserId), i64> = BTreeMap::new();
-            for id in &ids {
-                let c = self.coupon_record(id)?;
-                match c.value.release(order, now) {
-                    Ok(next) => {
-                        *uses
-                            .entry((next.template.clone(), next.owner.clone()))
-                            .or_default() -= 1;
-                        emit(
-                            &mut batch,
-                            now,
-                            EventKind::Released {
-                                coupon: CouponFacts::of(&next),
-                                order: order.clone(),
-                            },
-                        );
-                        batch.push(Op::PutCoupon {
-                            coupon: next,
-                            expect: Expect::Version(c.version),
-                        });
-                    }
-                    Err(e) => return self.settle_or(order, k, false, e.into()),
-                }
-            }
-            for ((t, u), delta) in uses {
-                batch.push(Op::Count {
-                    key: CounterKey::UserUses(t, u),
-                    delta,
-                    limit: None,
-                });
-            }
-            if let Some(Receipt::CodesUsed {
-                user, templates, ..
-            }) = self.receipt(&order_key(ORDER_CODES, order))?
-            {
-                for t in templates {
-                    batch.push(Op::Count {
-                        key: CounterKey::CodeUses(t.clone()),
-                        delta: -1,
-                        limit: None,
-                    });
-                    batch.push(Op::Count {
-                        key: CounterKey::CodeUserUses(t, user.clone()),
-                        delta: -1,
-                        limit: None,
-                    });
-                }
-            }
-            if let Some(t) = totals {
-                emit(
-                    &mut batch,
-                    now,
-                    EventKind::OrderReleased {
-                        order: order.clone(),
-                        user: t.user,
-                    },
-                );
-            }
-            if let Some(s) = self.commit_settle(&batch, order, ids, k, false, guard)? {
-                return Ok(s);
-            }
-        }
-        self.contention("cancel")
-    }
-
-    /// A paid order is refunded, whole. Each coupon it used follows its template's
-    /// [`RefundPolicy`](crate::rule::RefundPolicy) for `kind`: returned to the wallet
-    /// (Available, or Expired past its validity; its use is given back) or voided. Repeating
-    /// it returns the first outcome and returns no coupon twice; an order is refunded once.
-    ///
-    /// # Errors
-    /// [`LifecycleError::OrderNotPaid`]; [`LifecycleError::OrderAlreadyRefunded`] when another
-    /// request refunded it; [`LifecycleError::KeyReused`]; [`ServiceError::Contention`]; the
-    /// store's failure.
-    pub fn refund(
-        &self,
-        order: &OrderId,
-        kind: RefundKind,
-        key: &IdempotencyKey,
-        now: DateTime<Utc>,
-    ) -> Res<Refunded, R> {
-        let now = time::check("now", now)?;
-        let key_r = op_key(OP_REFUND, key);
-        for _ in 0..self.attempts() {
-            let ids = match self.settled(order)? {
-                Some((true, ids)) => ids,
-                _ => {
-                    let e = LifecycleError::OrderNotPaid {
-                        order: order.clone(),
-                    };
-                    return self.refund_or(order, kind, key, &key_r, e.into());
-                }
-            };
-            let mut batch = Batch::new();
-            let mut returned = Vec::new();
-            let mut voided = Vec::new();
-            let mut puts = Vec::new();
-            let mut uses: BTreeMap<(TemplateId, crate::id::UserId), i64> = BTreeMap::new();
-            let mut policies = HashMap::new();
-            let mut events = Vec::new();
-            for id in &ids {
-                let c = self.coupon_record(id)?;
-                let policy = match policies.get(&c.value.template) {
-                    Some(p) => *p,
-                    None => {
-                        let p = *self
-                            .template_record(&c.value.template)?
-                            .value
-                            .template
-                            .refund();
-                        policies.insert(c.value.template.clone(), p);
-                        p
-                    }
-                };
-                match c.value.refund(order, kind, &policy, now) {
-                    Ok(next) => {
-                        events.push(EventKind::Refunded {
-                            coupon: CouponFacts::of(&next),
-                            order: order.clone(),
-                            returned: !matches!(next.state, CouponState::Voided { .. }),
-                        });
-                        if matches!(next.state, CouponState::Voided { .. }) {
-                            voided.push(next.id.clone());
-                        } else {
-                            returned.push(next.id.clone());
-                            *uses
-                                .entry((next.template.clone(), next.owner.clone()))
-                                .or_default() -= 1;
-                        }
-                        puts.push(Op::PutCoupon {
-                            coupon: next,
-                            expect: Expect::Version(c.version),
-                        });
-                    }
-                    Err(e) => return self.refund_or(order, kind, key, &key_r, e.into()),
-                }
-            }
-            let receipt = Receipt::Refunded {
-                order: order.clone(),
-                returned: returned.clone(),
-                voided: voided.clone(),
-                by_merchant: Some(matches!(kind, RefundKind::Merchant)),
-            };
-            batch.push(Op::InsertReceipt {
-                key: key_r.clone(),
-                receipt: receipt.clone(),
-            });
-            batch.push(Op::InsertReceipt {
-                key: order_key(ORDER_REFUND, order),
-                receipt,
-            });
-            batch.ops.extend(puts);
-            for ((t, u), delta) in uses {
-                batch.push(Op::Count {
-                    key: CounterKey::UserUses(t, u),
-                    delta,
-                    limit: None,
-                });
-            }
-            for e in events {
-                emit(&mut batch, now, e);
-            }
-            if let Some((_, Some(t))) = self.locked_coupons(order)? {
-                emit(
-                    &mut batch,
-                    now,
-                    EventKind::OrderRefunded {
-                        order: order.clone(),
-                        user: t.user,
-                        by_merchant: matches!(kind, RefundKind::Merchant),
-                    },
-                );
-            }
-            match self.commit(&batch)? {
-                Commit::Applied => {
-                    return Ok(Refunded {
-                        order: order.clone(),
-                        returned,
-                        voided,
-                        replayed: false,
-                    });
-                }
-                Commit::Conflict { index: 0 | 1 } => {
-                    let e = LifecycleError::OrderAlreadyRefunded {
-                        order: order.clone(),
-                    };
-                    return self.refund_or(order, kind, key, &key_r, e.into());
-                }
-                Commit::Conflict { .. } => {}
-            }
-        }
-        self.contention("refund")
-    }
-
-    fn refund_or(
-        &self,
-        order: &OrderId,
-        kind: RefundKind,
-        key: &IdempotencyKey,
-        key_r: &ReceiptKey,
-        error: ServiceError<R::Error>,
-    ) -> Res<Refunded, R> {
-        let merchant = matches!(kind, RefundKind::Merchant);
-        match self.receipt(key_r)? {
-            Some(Receipt::Refunded {
-                order: o,
-                returned,
-                voided,
-                by_merchant,
-            }) if &o == order && by_merchant.is_none_or(|b| b == merchant) => Ok(Refunded {
-                order: o,
-                returned,
-                voided,
-                replayed: true,
-            }),
-            Some(_) => Err(self.key_reused(key, OP_REFUND)),
-            None => match self.receipt(&order_key(ORDER_REFUND, order))? {
-                Some(_) => Err(LifecycleError::OrderAlreadyRefunded {
-                    order: order.clone(),
-                }
-                .into()),
-                None => Err(error),
-            },
-        }
-    }
-
-    // ---------------------------------------------------------------- time and admin
-
-    /// Applies up to `limit` time-driven transitions due at `now`: Available coupons past their
-    /// validity become Expired, and unpaid orders whose hold ran out are released (as by
-    /// [`cancel`](Self::cancel): coupons back to the wallet, coupon and promo-code uses given
-    /// back), whether they hold coupons, promo codes or both. `limit` bounds the coupons and
-    /// the orders found, each. A coupon or order changed concurrently is left for the next
-    /// sweep. Run it periodically until it returns an empty [`Swept`].
-    ///
-    /// # Errors
-    /// The store's failure.
-    pub fn sweep(&self, now: DateTime<Utc>, limit: usize) -> Res<Swept, R> {
-        let now = time::check("now", now)?;
-        let due = self
-            .repo
-            .due(now, limit)
-            .map_err(ServiceError::Repository)?;
-        let mut out = Swept::default();
-        // Orders to release, in the order found, each once.
-        let mut orders: Vec<OrderId> = Vec::new();
-        let mut seen: BTreeSet<OrderId> = BTreeSet::new();
-        for c in due {
-            match &c.value.state {
-                CouponState::Available => {
-                    let Ok(next) = c.value.expire(now) else {
-                        continue;
-                    };
-                    let mut batch = Batch::new();
-                    emit(
-                        &mut batch,
-                        now,
-                        EventKind::Expired {
-                            coupon: CouponFacts::of(&next),
-                        },
-                    );
-                    batch.push(Op::PutCoupon {
-                        coupon: next,
-                        expect: Expect::Version(c.version),
-                    });
-                    if self.commit(&batch)? == Commit::Applied {
-                        out.expired.push(c.value.id.clone());
-                    }
-                }
-                CouponState::Locked { order, until } if *until <= now && !seen.contains(order) => {
-                    seen.insert(order.clone());
-                    orders.push(order.clone());
-                }
-                _ => {}
-            }
-        }
-        // Orders holding promo-code uses, with or without coupons.
-        let held = self
-            .repo
-            .held(now, limit)
-            .map_err(ServiceError::Repository)?;
-        for order in held {
-            if seen.insert(order.clone()) {
-                orders.push(order);
-            }
-        }
-        for order in orders {
-            match self.release(&order, None, now) {
-                Ok(s) if !s.replayed => out.released.push(order),
-                Ok(_) => {}
-                Err(ServiceError::Repository(e)) => return Err(ServiceError::Repository(e)),
-                Err(_) => {}
-            }
-        }
-        Ok(out)
-    }
-
-    /// An admin voids an Available coupon. Repeating it with the same key returns the coupon.
-    ///
-    /// # Errors
-    /// [`ServiceError::NotFound`]; [`LifecycleError::IllegalCouponTransition`] unless
-    /// Available; [`LifecycleError::KeyReused`]; [`ServiceError::Contention`]; the store's
-    /// failure.
-    pub fn void(
-        &self,
-        coupon: &CouponId,
-        key: &IdempotencyKey,
-        now: DateTime<Utc>,
-    ) -> Res<Coupon, R> {
-        let now = time::check("now", now)?;
-        let key_r = op_key(OP_VOID, key);
-        let replay = |error: ServiceError<R::Error>| -> Res<Coupon, R> {
-            match self.receipt(&key_r)? {
-                Some(Receipt::Voided { coupon: c }) if &c == coupon => {
-                    Ok(self.coupon_record(coupon)?.value)
-                }
-                Some(_) => Err(self.key_reused(key, OP_VOID)),
-                None => Err(error),
-            }
-        };
-        for _ in 0..self.attempts() {
-            let c = self.coupon_record(coupon)?;
-            let next = match c.value.void(now) {
-                Ok(n) => n,
-                Err(e) => return replay(e.into()),
-            };
-            let mut batch = Batch {
-                ops: vec![
-                    Op::InsertReceipt {
-                        key: key_r.clone(),
-                        receipt: Receipt::Voided {
-                            coupon: coupon.clone(),
-                        },
-                    },
-                    Op::PutCoupon {
-                        coupon: next.clone(),
-                        expect: Expect::Version(c.version),
-                    },
-                ],
-            };
-            emit(
-                &mut batch,
-                now,
-                EventKind::Voided {
-                    coupon: CouponFacts::of(&next),
-                },
-            );
-            match self.commit(&batch)? {
-                Commit::Applied => return Ok(next),
-                Commit::Conflict { index: 0 } => {
-                    return replay(ServiceError::Contention {
-                        operation: "void",
-                        attempts: self.attempts(),
-                    });
-                }
-                Commit::Conflict { .. } => {}
-            }
-        }
-        self.contention("void")
     }
 }
 
@@ -2466,6 +1776,20 @@ mod tests {
     fn configs_are_checked() {
         let bad =
             |c: ServiceConfig| Service::with_config(crate::repository::MemoryStore::new(), c).err();
+        assert!(
+            bad(ServiceConfig {
+                clock_skew: Duration::seconds(-1),
+                ..ServiceConfig::default()
+            })
+            .is_some()
+        );
+        assert!(
+            bad(ServiceConfig {
+                clock_skew: Duration::minutes(2),
+                ..ServiceConfig::default()
+            })
+            .is_some()
+        );
         let hold = |h| ServiceConfig {
             hold: h,
             ..Default::default()
@@ -2527,6 +1851,24 @@ mod tests {
             id: "c".into(),
         };
         assert_eq!(missing.kind().http_status(), 404);
+        let forbidden: E = LifecycleError::NotPermitted {
+            actor: crate::lifecycle::Actor::Buyer(crate::id::UserId::new("bob").unwrap()),
+            action: crate::lifecycle::OrderAction::Pay,
+            record: "o-1".into(),
+        }
+        .into();
+        assert_eq!(
+            (forbidden.kind(), forbidden.kind().http_status()),
+            (ErrorKind::Forbidden, 403)
+        );
+        let behind: E = LifecycleError::ClockBehind {
+            record: "o-1".into(),
+            last: chrono::DateTime::UNIX_EPOCH,
+            now: chrono::DateTime::UNIX_EPOCH,
+            tolerance_ms: 2000,
+        }
+        .into();
+        assert_eq!(behind.kind().http_status(), 409);
         let busy: E = ServiceError::Contention {
             operation: "claim",
             attempts: 3,

@@ -327,6 +327,13 @@ impl<R: Repository> Repository for Recording<R> {
         self.note("due".into());
         self.inner.due(now, limit)
     }
+    fn order(
+        &self,
+        id: &OrderId,
+    ) -> Result<Option<Versioned<crate::lifecycle::Order>>, Self::Error> {
+        self.note("order".into());
+        self.inner.order(id)
+    }
     fn held(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<OrderId>, Self::Error> {
         self.note("held".into());
         self.inner.held(now, limit)

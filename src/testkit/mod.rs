@@ -48,8 +48,8 @@ use crate::id::{
     UserId,
 };
 use crate::lifecycle::{
-    Campaign, ClaimMode, ClaimRequest, Coupon, CouponState, LifecycleError, RefundKind,
-    TemplateRecord, TemplateStatus,
+    Actor, Campaign, ClaimMode, ClaimRequest, Coupon, CouponState, LifecycleError, RefundKind,
+    RefundRequest, TemplateRecord, TemplateStatus,
 };
 use crate::money::{Currency, Money};
 use crate::repository::{
@@ -85,9 +85,11 @@ macro_rules! ensure {
 }
 
 mod codes;
+mod orders;
 pub use codes::{
     code_attempts_are_limited, one_time_codes_have_one_owner, unknown_and_taken_codes_look_alike,
 };
+pub use orders::{order_records_are_conditional, orders_refund_in_part_and_refuse_the_wrong_party};
 
 /// Maps any error (the store's, an id's…) to a failure of `check`.
 fn ok<T, E: Display>(check: &'static str, what: &str, r: Result<T, E>) -> Result<T, Failure> {
@@ -121,6 +123,8 @@ pub fn run_all<R: Repository>(make: impl Fn() -> R) -> Result<(), Failure> {
     one_time_codes_have_one_owner(make())?;
     code_attempts_are_limited(make())?;
     unknown_and_taken_codes_look_alike(make())?;
+    order_records_are_conditional(make())?;
+    orders_refund_in_part_and_refuse_the_wrong_party(make())?;
     Ok(())
 }
 
@@ -1830,6 +1834,7 @@ pub fn concurrent_locks_have_one_winner<R: Repository>(store: R) -> Result<(), F
                                     "pay",
                                     service.pay(
                                         &order,
+                                        &Actor::System,
                                         &key(C, &format!("pay-{round}-{th}"))?,
                                         now,
                                     ),
@@ -1842,6 +1847,7 @@ pub fn concurrent_locks_have_one_winner<R: Repository>(store: R) -> Result<(), F
                             Err(ServiceError::Checkout(_) | ServiceError::Lifecycle(_)) => {
                                 let paid = service.pay(
                                     &order,
+                                    &Actor::System,
                                     &key(C, &format!("pay-{round}-{th}"))?,
                                     now,
                                 );
@@ -1952,9 +1958,9 @@ pub fn concurrent_pay_and_cancel_settle_once<R: Repository>(store: R) -> Result<
                             return Ok((false, swept.released.contains(order)));
                         }
                         let r = if th % 2 == 0 {
-                            service.pay(order, &k, at)
+                            service.pay(order, &Actor::System, &k, at)
                         } else {
-                            service.cancel(order, &k, at)
+                            service.cancel(order, &Actor::System, &k, at)
                         };
                         match r {
                             Ok(s) => Ok((th % 2 == 0, !s.replayed)),
@@ -2160,7 +2166,9 @@ pub fn retries_change_nothing<R: Repository>(store: R) -> Result<(), Failure> {
         let handles: Vec<_> = (0..THREADS)
             .map(|_| {
                 let (service, order, pk) = (&service, &order, &pk);
-                s.spawn(move || ok(C, "pay", service.pay(order, pk, now)).map(|p| p.replayed))
+                s.spawn(move || {
+                    ok(C, "pay", service.pay(order, &Actor::System, pk, now)).map(|p| p.replayed)
+                })
             })
             .collect();
         handles
@@ -2185,7 +2193,7 @@ pub fn retries_change_nothing<R: Repository>(store: R) -> Result<(), Failure> {
         "after pay the coupon is {:?}",
         v_paid.value.state
     );
-    let cancel = service.cancel(&order, &key(C, "cancel-late")?, now);
+    let cancel = service.cancel(&order, &Actor::System, &key(C, "cancel-late")?, now);
     ensure!(
         C,
         matches!(
@@ -2205,7 +2213,13 @@ pub fn retries_change_nothing<R: Repository>(store: R) -> Result<(), Failure> {
                     ok(
                         C,
                         "refund",
-                        service.refund(order, RefundKind::Merchant, rk, now),
+                        service.refund(
+                            order,
+                            &Actor::Merchant,
+                            &RefundRequest::whole(RefundKind::Merchant),
+                            rk,
+                            now,
+                        ),
                     )
                     .map(|r| (r.replayed, r.returned.len()))
                 })
@@ -2240,7 +2254,13 @@ pub fn retries_change_nothing<R: Repository>(store: R) -> Result<(), Failure> {
     ensure!(
         C,
         matches!(
-            service.refund(&order, RefundKind::Buyer, &rk, now),
+            service.refund(
+                &order,
+                &Actor::Merchant,
+                &RefundRequest::whole(RefundKind::Buyer),
+                &rk,
+                now
+            ),
             Err(ServiceError::Lifecycle(LifecycleError::KeyReused { .. }))
         ),
         "a merchant refund's key reused for a buyer refund was not refused"
@@ -2263,7 +2283,13 @@ pub fn retries_change_nothing<R: Repository>(store: R) -> Result<(), Failure> {
         "after refund: {:?}",
         counters(&t)?
     );
-    let buyer_refund = service.refund(&order, RefundKind::Buyer, &key(C, "refund-2")?, now);
+    let buyer_refund = service.refund(
+        &order,
+        &Actor::Merchant,
+        &RefundRequest::whole(RefundKind::Buyer),
+        &key(C, "refund-2")?,
+        now,
+    );
     ensure!(
         C,
         matches!(
@@ -2284,8 +2310,16 @@ pub fn retries_change_nothing<R: Repository>(store: R) -> Result<(), Failure> {
         service.quote_and_lock(&LockRequest::new(&order2, &cart, &buyer, &lk2), now),
     )?;
     let ck = key(C, "cancel-2")?;
-    let c1 = ok(C, "cancel", service.cancel(&order2, &ck, now))?;
-    let c2 = ok(C, "cancel retry", service.cancel(&order2, &ck, now))?;
+    let c1 = ok(
+        C,
+        "cancel",
+        service.cancel(&order2, &Actor::System, &ck, now),
+    )?;
+    let c2 = ok(
+        C,
+        "cancel retry",
+        service.cancel(&order2, &Actor::System, &ck, now),
+    )?;
     ensure!(
         C,
         !c1.replayed && c2.replayed && c1.coupons == c2.coupons,
@@ -2296,7 +2330,7 @@ pub fn retries_change_nothing<R: Repository>(store: R) -> Result<(), Failure> {
         counters(&t)?.2 == 0,
         "a retried cancel gave a use back twice"
     );
-    let late_pay = service.pay(&order2, &key(C, "pay-2")?, now);
+    let late_pay = service.pay(&order2, &Actor::System, &key(C, "pay-2")?, now);
     ensure!(
         C,
         matches!(
@@ -2310,8 +2344,12 @@ pub fn retries_change_nothing<R: Repository>(store: R) -> Result<(), Failure> {
 
     // Void, retried.
     let vk = key(C, "void-1")?;
-    let v1 = ok(C, "void", service.void(&coupon, &vk, now))?;
-    let v2 = ok(C, "void retry", service.void(&coupon, &vk, now))?;
+    let v1 = ok(C, "void", service.void(&coupon, &Actor::Merchant, &vk, now))?;
+    let v2 = ok(
+        C,
+        "void retry",
+        service.void(&coupon, &Actor::Merchant, &vk, now),
+    )?;
     ensure!(
         C,
         v1 == v2 && matches!(v2.state, CouponState::Voided { .. }),

@@ -3,6 +3,7 @@
 //! a reference model of the feed; a report advances from a saved position of a real store's
 //! feed; the percentile sketch stays within its stated error.
 
+use coupons::lifecycle::Actor;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -594,6 +595,7 @@ mod store {
                     .unwrap();
                 s.pay(
                     &order,
+                    &Actor::System,
                     &IdempotencyKey::new(format!("pay-{i}")).unwrap(),
                     now,
                 )

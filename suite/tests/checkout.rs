@@ -638,6 +638,28 @@ fn near_identical_offers() -> impl Strategy<Value = Vec<GenOffer>> {
         })
 }
 
+/// Wallet-like inputs for the best-first search: every offer from its own template (nothing
+/// collapses), most with a minimum spend, so adding an offer that applies earlier can make a
+/// later one lose its threshold (the sets whose extensions the search skips as invalid, and
+/// whose exact savings bound their extensions).
+fn distinct_rules() -> impl Strategy<Value = Vec<GenOffer>> {
+    proptest::collection::vec(
+        (gen_offer(), proptest::option::weighted(0.7, 1i64..30000)),
+        2..11,
+    )
+    .prop_map(|offers| {
+        offers
+            .into_iter()
+            .enumerate()
+            .map(|(i, (mut g, min_subtotal))| {
+                g.template = i as u8;
+                g.min_subtotal = min_subtotal;
+                g
+            })
+            .collect()
+    })
+}
+
 /// The engine's best combination against every subset priced exactly (at most 12 offers).
 fn equals_brute_force(
     c: &Cart,
@@ -709,12 +731,27 @@ proptest! {
         equals_brute_force(&c, &spec, &pol)?;
     }
 
+    /// Distinct rules with thresholds that earlier discounts can break: the best-first
+    /// search's pruning of invalid sets and its exact-saving bounds must stay exact.
+    #[test]
+    fn best_combination_equals_brute_force_on_distinct_rules_with_thresholds(
+        c in cart(),
+        spec in distinct_rules(),
+        pol in policy(),
+    ) {
+        equals_brute_force(&c, &spec, &pol)?;
+    }
+
     /// Whatever the budget, the answer is a valid quote; when proven optimal it is the
     /// optimum, and otherwise the optimum lies within the stated gap above it.
     #[test]
     fn search_budget_degrades_to_a_valid_answer_within_its_gap(
         c in cart(),
-        spec in prop_oneof![proptest::collection::vec(gen_offer(), 0..11), near_identical_offers()],
+        spec in prop_oneof![
+            proptest::collection::vec(gen_offer(), 0..11),
+            near_identical_offers(),
+            distinct_rules(),
+        ],
         pol in policy(),
         budget in 0u64..120,
     ) {

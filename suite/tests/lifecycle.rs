@@ -6,6 +6,7 @@ use coupons::cart::{Buyer, Cart, CartLine};
 use coupons::checkout::{Blocked, CheckoutError, Ineligible, OfferId};
 use coupons::id::*;
 use coupons::lifecycle::*;
+use coupons::lifecycle::{Actor, RefundRequest};
 use coupons::money::{Currency, Money};
 use coupons::repository::{CounterKey, MemoryStore, Repository};
 use coupons::rule::*;
@@ -67,6 +68,12 @@ mod broken {
         fn held(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<OrderId>, Self::Error> {
             self.inner.held(now, limit)
         }
+        fn order(
+            &self,
+            id: &OrderId,
+        ) -> Result<Option<Versioned<coupons::lifecycle::Order>>, Self::Error> {
+            self.inner.order(id)
+        }
         fn counter(&self, key: &CounterKey) -> Result<u64, Self::Error> {
             self.inner.counter(key)
         }
@@ -123,6 +130,18 @@ fn conformance_suite_catches_a_store_that_keeps_a_refused_batchs_events() {
     };
     let e = testkit::events_commit_with_their_change(make()).unwrap_err();
     assert_eq!(e.check, "events_commit_with_their_change", "{e}");
+}
+
+#[test]
+fn conformance_suite_catches_a_store_whose_order_writes_are_not_atomic() {
+    let make = || broken::Broken {
+        inner: MemoryStore::new(),
+        ignore_limits: false,
+        not_atomic: true,
+        leaky_events: false,
+    };
+    let e = testkit::order_records_are_conditional(make()).unwrap_err();
+    assert_eq!(e.check, "order_records_are_conditional", "{e}");
 }
 
 #[test]
@@ -357,8 +376,13 @@ fn retired_template_leaves_issued_coupons_usable() {
     let l = lock(&svc, "o1", "alice", t0() + Duration::hours(1)).unwrap();
     assert_eq!(l.coupons.len(), 1);
     assert_eq!(l.quote.total_after, yuan(90));
-    svc.pay(&order("o1"), &k("pay-o1"), t0() + Duration::hours(1))
-        .unwrap();
+    svc.pay(
+        &order("o1"),
+        &Actor::System,
+        &k("pay-o1"),
+        t0() + Duration::hours(1),
+    )
+    .unwrap();
     assert!(matches!(state(&svc, &c.id), CouponState::Used { .. }));
 }
 
@@ -447,7 +471,8 @@ fn campaign_coupon_usable_after_campaign_ends() {
     ));
     // The campaign is over; the coupon is valid for 7 days from its claim.
     lock(&svc, "o1", "alice", after).unwrap();
-    svc.pay(&order("o1"), &k("pay"), after).unwrap();
+    svc.pay(&order("o1"), &Actor::System, &k("pay"), after)
+        .unwrap();
     assert!(matches!(state(&svc, &c.id), CouponState::Used { .. }));
 }
 
@@ -534,11 +559,13 @@ fn refund_after_payment_voids_coupon() {
     let t = activate(&svc, spec("t"));
     let c = claim(&svc, &t, "alice", "c1", t0());
     lock(&svc, "o1", "alice", t0()).unwrap();
-    svc.pay(&order("o1"), &k("pay"), t0()).unwrap();
+    svc.pay(&order("o1"), &Actor::System, &k("pay"), t0())
+        .unwrap();
     let r = svc
         .refund(
             &order("o1"),
-            RefundKind::Buyer,
+            &Actor::Merchant,
+            &RefundRequest::whole(RefundKind::Buyer),
             &k("refund"),
             t0() + Duration::days(1),
         )
@@ -558,12 +585,14 @@ fn merchant_refund_before_completion_returns_coupon() {
     let t = activate(&svc, spec("t").limits(limits(None, None, Some(1))));
     let c = claim(&svc, &t, "alice", "c1", t0());
     lock(&svc, "o1", "alice", t0()).unwrap();
-    svc.pay(&order("o1"), &k("pay"), t0()).unwrap();
+    svc.pay(&order("o1"), &Actor::System, &k("pay"), t0())
+        .unwrap();
     assert_eq!(uses(&svc, &t, "alice"), 1);
     let r = svc
         .refund(
             &order("o1"),
-            RefundKind::Merchant,
+            &Actor::Merchant,
+            &RefundRequest::whole(RefundKind::Merchant),
             &k("refund"),
             t0() + Duration::hours(1),
         )
@@ -582,10 +611,17 @@ fn merchant_refund_past_validity_expires_coupon() {
     let t = activate(&svc, spec("t"));
     let c = claim(&svc, &t, "alice", "c1", t0());
     lock(&svc, "o1", "alice", t0()).unwrap();
-    svc.pay(&order("o1"), &k("pay"), t0()).unwrap();
+    svc.pay(&order("o1"), &Actor::System, &k("pay"), t0())
+        .unwrap();
     let late = t0() + Duration::days(8);
     let r = svc
-        .refund(&order("o1"), RefundKind::Merchant, &k("refund"), late)
+        .refund(
+            &order("o1"),
+            &Actor::Merchant,
+            &RefundRequest::whole(RefundKind::Merchant),
+            &k("refund"),
+            late,
+        )
         .unwrap();
     assert_eq!(r.returned, vec![c.id.clone()]);
     assert_eq!(state(&svc, &c.id), CouponState::Expired { at: late });
@@ -601,14 +637,28 @@ fn per_template_refund_policy_changes_the_outcome() {
     let t = activate(&svc, spec("t").refund(generous));
     let c = claim(&svc, &t, "alice", "c1", t0());
     lock(&svc, "o1", "alice", t0()).unwrap();
-    svc.pay(&order("o1"), &k("pay"), t0()).unwrap();
-    svc.refund(&order("o1"), RefundKind::Buyer, &k("refund"), t0())
+    svc.pay(&order("o1"), &Actor::System, &k("pay"), t0())
         .unwrap();
+    svc.refund(
+        &order("o1"),
+        &Actor::Merchant,
+        &RefundRequest::whole(RefundKind::Buyer),
+        &k("refund"),
+        t0(),
+    )
+    .unwrap();
     assert_eq!(state(&svc, &c.id), CouponState::Available);
     lock(&svc, "o2", "alice", t0()).unwrap();
-    svc.pay(&order("o2"), &k("pay2"), t0()).unwrap();
-    svc.refund(&order("o2"), RefundKind::Merchant, &k("refund2"), t0())
+    svc.pay(&order("o2"), &Actor::System, &k("pay2"), t0())
         .unwrap();
+    svc.refund(
+        &order("o2"),
+        &Actor::Merchant,
+        &RefundRequest::whole(RefundKind::Merchant),
+        &k("refund2"),
+        t0(),
+    )
+    .unwrap();
     assert!(matches!(state(&svc, &c.id), CouponState::Voided { .. }));
 }
 
@@ -618,18 +668,25 @@ fn retried_pay_counts_once() {
     let t = activate(&svc, spec("t").limits(limits(None, None, Some(2))));
     let c = claim(&svc, &t, "alice", "c1", t0());
     lock(&svc, "o1", "alice", t0()).unwrap();
-    let first = svc.pay(&order("o1"), &k("pay"), t0()).unwrap();
+    let first = svc
+        .pay(&order("o1"), &Actor::System, &k("pay"), t0())
+        .unwrap();
     let version = svc.repository().coupon(&c.id).unwrap().unwrap().version;
     for i in 0..3 {
         let again = svc
-            .pay(&order("o1"), &k("pay"), t0() + Duration::minutes(i))
+            .pay(
+                &order("o1"),
+                &Actor::System,
+                &k("pay"),
+                t0() + Duration::minutes(i),
+            )
             .unwrap();
         assert!(again.replayed);
         assert_eq!(again.coupons, first.coupons);
     }
     // Another key for the same order: the order is paid once.
     assert!(
-        svc.pay(&order("o1"), &k("pay-again"), t0())
+        svc.pay(&order("o1"), &Actor::System, &k("pay-again"), t0())
             .unwrap()
             .replayed
     );
@@ -646,18 +703,37 @@ fn retried_refund_returns_once() {
     let t = activate(&svc, spec("t").limits(limits(None, None, Some(3))));
     let c = claim(&svc, &t, "alice", "c1", t0());
     lock(&svc, "o1", "alice", t0()).unwrap();
-    svc.pay(&order("o1"), &k("pay"), t0()).unwrap();
+    svc.pay(&order("o1"), &Actor::System, &k("pay"), t0())
+        .unwrap();
     let first = svc
-        .refund(&order("o1"), RefundKind::Merchant, &k("r"), t0())
+        .refund(
+            &order("o1"),
+            &Actor::Merchant,
+            &RefundRequest::whole(RefundKind::Merchant),
+            &k("r"),
+            t0(),
+        )
         .unwrap();
     let second = svc
-        .refund(&order("o1"), RefundKind::Merchant, &k("r"), t0())
+        .refund(
+            &order("o1"),
+            &Actor::Merchant,
+            &RefundRequest::whole(RefundKind::Merchant),
+            &k("r"),
+            t0(),
+        )
         .unwrap();
     assert!(!first.replayed && second.replayed);
     assert_eq!(first.returned, second.returned);
     assert_eq!(uses(&svc, &t, "alice"), 0, "the use came back once");
     assert!(matches!(
-        lifecycle_err(svc.refund(&order("o1"), RefundKind::Merchant, &k("r2"), t0())),
+        lifecycle_err(svc.refund(
+            &order("o1"),
+            &Actor::Merchant,
+            &RefundRequest::whole(RefundKind::Merchant),
+            &k("r2"),
+            t0()
+        )),
         LifecycleError::OrderAlreadyRefunded { .. }
     ));
     assert_eq!(state(&svc, &c.id), CouponState::Available);
@@ -670,7 +746,13 @@ fn refund_needs_a_paid_order() {
     claim(&svc, &t, "alice", "c1", t0());
     lock(&svc, "o1", "alice", t0()).unwrap();
     assert!(matches!(
-        lifecycle_err(svc.refund(&order("o1"), RefundKind::Merchant, &k("r"), t0())),
+        lifecycle_err(svc.refund(
+            &order("o1"),
+            &Actor::Merchant,
+            &RefundRequest::whole(RefundKind::Merchant),
+            &k("r"),
+            t0()
+        )),
         LifecycleError::OrderNotPaid { .. }
     ));
 }
@@ -690,12 +772,14 @@ fn cancel_releases_coupon_and_gives_use_back() {
         }
     );
     assert_eq!(uses(&svc, &t, "alice"), 1);
-    let s = svc.cancel(&order("o1"), &k("cancel"), t0()).unwrap();
+    let s = svc
+        .cancel(&order("o1"), &Actor::System, &k("cancel"), t0())
+        .unwrap();
     assert_eq!(s.coupons, vec![c.id.clone()]);
     assert_eq!(state(&svc, &c.id), CouponState::Available);
     assert_eq!(uses(&svc, &t, "alice"), 0);
     assert!(matches!(
-        lifecycle_err(svc.pay(&order("o1"), &k("pay"), t0())),
+        lifecycle_err(svc.pay(&order("o1"), &Actor::System, &k("pay"), t0())),
         LifecycleError::OrderReleased { .. }
     ));
 }
@@ -708,7 +792,8 @@ fn release_after_validity_expires_coupon() {
     let near_end = c.valid_until - Duration::minutes(5);
     lock(&svc, "o1", "alice", near_end).unwrap();
     let after = c.valid_until + Duration::minutes(1);
-    svc.cancel(&order("o1"), &k("cancel"), after).unwrap();
+    svc.cancel(&order("o1"), &Actor::System, &k("cancel"), after)
+        .unwrap();
     assert_eq!(state(&svc, &c.id), CouponState::Expired { at: after });
 }
 
@@ -743,7 +828,12 @@ fn sweep_releases_orders_whose_hold_ran_out() {
     assert_eq!(state(&svc, &c.id), CouponState::Available);
     assert_eq!(uses(&svc, &t, "alice"), 0);
     assert!(matches!(
-        lifecycle_err(svc.pay(&order("o1"), &k("pay"), t0() + Duration::minutes(16))),
+        lifecycle_err(svc.pay(
+            &order("o1"),
+            &Actor::System,
+            &k("pay"),
+            t0() + Duration::minutes(16)
+        )),
         LifecycleError::OrderReleased { .. }
     ));
 }
@@ -754,8 +844,13 @@ fn paying_after_the_hold_before_a_sweep_works_within_validity() {
     let t = activate(&svc, spec("t"));
     let c = claim(&svc, &t, "alice", "c1", t0());
     lock(&svc, "o1", "alice", t0()).unwrap();
-    svc.pay(&order("o1"), &k("pay"), t0() + Duration::hours(2))
-        .unwrap();
+    svc.pay(
+        &order("o1"),
+        &Actor::System,
+        &k("pay"),
+        t0() + Duration::hours(2),
+    )
+    .unwrap();
     assert!(matches!(state(&svc, &c.id), CouponState::Used { .. }));
     assert!(svc.sweep(t0() + Duration::hours(3), 10).unwrap().is_empty());
 }
@@ -769,6 +864,7 @@ fn paying_after_hold_and_validity_is_refused() {
     // Within the hold, past validity: the hold is honoured.
     svc.pay(
         &order("o1"),
+        &Actor::System,
         &k("pay"),
         c.valid_until + Duration::minutes(5),
     )
@@ -778,6 +874,7 @@ fn paying_after_hold_and_validity_is_refused() {
     assert!(matches!(
         lifecycle_err(svc.pay(
             &order("o2"),
+            &Actor::System,
             &k("pay2"),
             c2.valid_until + Duration::minutes(30)
         )),
@@ -812,12 +909,14 @@ fn per_user_use_limit_blocks_extra_coupons() {
             blocked: Blocked::UsesHeld
         }]
     );
-    svc.cancel(&order("o1"), &k("cancel"), t0()).unwrap();
+    svc.cancel(&order("o1"), &Actor::System, &k("cancel"), t0())
+        .unwrap();
     let q = svc.quote(&cart(), &buyer("alice"), &[], t0()).unwrap();
     assert_eq!(q.applied.len(), 1);
     // Once a sibling is used, the limit is reached.
     lock(&svc, "o2", "alice", t0()).unwrap();
-    svc.pay(&order("o2"), &k("pay-o2"), t0()).unwrap();
+    svc.pay(&order("o2"), &Actor::System, &k("pay-o2"), t0())
+        .unwrap();
     let q = svc.quote(&cart(), &buyer("alice"), &[], t0()).unwrap();
     assert!(q.applied.is_empty());
     let left = [&a, &b]
@@ -890,7 +989,8 @@ fn promo_code_limits_hold_and_are_released_on_cancel() {
         Err(ServiceError::Checkout(CheckoutError::NotUsable { .. }))
     ));
     // Alice cancels: the use comes back, and carol can use the code.
-    svc.cancel(&order("o1"), &k("cancel"), t0()).unwrap();
+    svc.cancel(&order("o1"), &Actor::System, &k("cancel"), t0())
+        .unwrap();
     assert_eq!(
         svc.repository()
             .counter(&CounterKey::CodeUses(t.clone()))
@@ -933,7 +1033,8 @@ fn sweep_gives_back_the_promo_code_uses_of_an_abandoned_order() {
     let until = abandoned.hold_until.expect("a code-only order is held");
     assert_eq!(until, t0() + Duration::minutes(15));
     lock("o2", "bob");
-    svc.pay(&order("o2"), &k("pay-o2"), t0()).unwrap();
+    svc.pay(&order("o2"), &Actor::System, &k("pay-o2"), t0())
+        .unwrap();
     assert_eq!(uses(), 2);
     // A replayed lock reports the same hold.
     let (o1, c1, b1, k1) = (order("o1"), cart(), buyer("alice"), k("lock-o1"));
@@ -961,8 +1062,12 @@ fn sweep_gives_back_the_promo_code_uses_of_an_abandoned_order() {
     );
     assert_eq!(uses(), 1);
     // The released order cannot be paid any more; cancelling it again changes nothing.
-    assert!(svc.pay(&order("o1"), &k("pay-o1"), until).is_err());
-    svc.cancel(&order("o1"), &k("cancel-o1"), until).unwrap();
+    assert!(
+        svc.pay(&order("o1"), &Actor::System, &k("pay-o1"), until)
+            .is_err()
+    );
+    svc.cancel(&order("o1"), &Actor::System, &k("cancel-o1"), until)
+        .unwrap();
     assert_eq!(uses(), 1);
     // The use is free again for someone else.
     assert_eq!(lock("o3", "carol").codes, vec![code.clone()]);
@@ -1022,11 +1127,17 @@ fn admin_void_only_for_available_coupons() {
     let svc = Service::new(MemoryStore::new());
     let t = activate(&svc, spec("t"));
     let a = claim(&svc, &t, "alice", "c1", t0());
-    let v = svc.void(&a.id, &k("void-1"), t0()).unwrap();
+    let v = svc
+        .void(&a.id, &Actor::Merchant, &k("void-1"), t0())
+        .unwrap();
     assert!(matches!(v.state, CouponState::Voided { .. }));
-    assert_eq!(svc.void(&a.id, &k("void-1"), t0()).unwrap(), v);
+    assert_eq!(
+        svc.void(&a.id, &Actor::Merchant, &k("void-1"), t0())
+            .unwrap(),
+        v
+    );
     assert!(matches!(
-        lifecycle_err(svc.void(&a.id, &k("void-2"), t0())),
+        lifecycle_err(svc.void(&a.id, &Actor::Merchant, &k("void-2"), t0())),
         LifecycleError::IllegalCouponTransition {
             action: CouponAction::Void,
             ..
@@ -1035,14 +1146,19 @@ fn admin_void_only_for_available_coupons() {
     let b = claim(&svc, &t, "alice", "c2", t0());
     lock(&svc, "o1", "alice", t0()).unwrap();
     assert!(matches!(
-        lifecycle_err(svc.void(&b.id, &k("void-3"), t0())),
+        lifecycle_err(svc.void(&b.id, &Actor::Merchant, &k("void-3"), t0())),
         LifecycleError::IllegalCouponTransition {
             action: CouponAction::Void,
             ..
         }
     ));
     assert!(matches!(
-        svc.void(&CouponId::new("nope").unwrap(), &k("v"), t0()),
+        svc.void(
+            &CouponId::new("nope").unwrap(),
+            &Actor::Merchant,
+            &k("v"),
+            t0()
+        ),
         Err(ServiceError::NotFound { .. })
     ));
 }
@@ -1156,7 +1272,7 @@ mod code_holds {
                     }
                     Step::Pay(i) => {
                         let Some(o) = orders.get_mut(i) else { continue };
-                        let r = svc.pay(&o.id, &key(), now);
+                        let r = svc.pay(&o.id, &Actor::System, &key(), now);
                         match o.state {
                             State::Released => prop_assert!(r.is_err()),
                             State::Open | State::Paid => {
@@ -1167,7 +1283,7 @@ mod code_holds {
                     }
                     Step::Cancel(i) => {
                         let Some(o) = orders.get_mut(i) else { continue };
-                        let r = svc.cancel(&o.id, &key(), now);
+                        let r = svc.cancel(&o.id, &Actor::System, &key(), now);
                         match o.state {
                             State::Paid => prop_assert!(r.is_err()),
                             State::Open | State::Released => {

@@ -3,6 +3,7 @@
 //! `MemoryStore` and against a small reference model written here from the rules, and the two
 //! must never disagree — on outcomes (or error categories), coupon states and counters.
 
+use coupons::lifecycle::{Actor, RefundRequest};
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
@@ -387,7 +388,7 @@ impl Model {
             };
         }
         let Some(order) = self.orders.get(&o).cloned() else {
-            return Out::Err("order not paid");
+            return Out::Err("not found");
         };
         if order.refunded {
             return Out::Err("already refunded");
@@ -631,11 +632,11 @@ fn step(
             (model.lock(o, u, c, k, now), real)
         }
         Action::Pay { o, key: k } => {
-            let r = svc.pay(&order(o), &key("pay", k), now);
+            let r = svc.pay(&order(o), &Actor::System, &key("pay", k), now);
             (model.pay(o, k, now), out(&r, |s| s.replayed))
         }
         Action::Cancel { o, key: k } => {
-            let r = svc.cancel(&order(o), &key("cancel", k), now);
+            let r = svc.cancel(&order(o), &Actor::System, &key("cancel", k), now);
             (model.cancel(o, k, now), out(&r, |s| s.replayed))
         }
         Action::Refund { o, buyer, key: k } => {
@@ -644,7 +645,13 @@ fn step(
             } else {
                 RefundKind::Merchant
             };
-            let r = svc.refund(&order(o), kind, &key("refund", k), now);
+            let r = svc.refund(
+                &order(o),
+                &Actor::Merchant,
+                &RefundRequest::whole(kind),
+                &key("refund", k),
+                now,
+            );
             if let Ok(rf) = &r {
                 if !rf.replayed {
                     refunds.push((rf.order.to_string(), rf.returned.clone()));
@@ -658,7 +665,7 @@ fn step(
             }
             let c = pick % model.coupons.len();
             let id = CouponId::new(&model.coupons[c].id).unwrap();
-            let r = svc.void(&id, &key("void", k), now);
+            let r = svc.void(&id, &Actor::Merchant, &key("void", k), now);
             let expected = model.void(c, k, now);
             // Void returns the coupon, not a replay flag: a repeat is Ok either way.
             let real = match (&r, &expected) {
@@ -798,11 +805,11 @@ proptest! {
         let b = Buyer::new(user(0), Channel::new("app").unwrap());
         let (o, lk) = (order(0), key("lock", 0));
         sys.svc.quote_and_lock(&LockRequest::new(&o, &sys.cart, &b, &lk), now).unwrap();
-        sys.svc.pay(&o, &key("pay", 0), now).unwrap();
+        sys.svc.pay(&o, &Actor::System, &key("pay", 0), now).unwrap();
         let mut fresh_returns = 0;
         for (buyer, k) in kinds {
             let kind = if buyer { RefundKind::Buyer } else { RefundKind::Merchant };
-            if let Ok(r) = sys.svc.refund(&o, kind, &key("refund", k), now) {
+            if let Ok(r) = sys.svc.refund(&o, &Actor::Merchant, &RefundRequest::whole(kind), &key("refund", k), now) {
                 if !r.replayed {
                     fresh_returns += r.returned.len();
                 }

@@ -16,6 +16,7 @@
 
 mod svg;
 
+use coupons::lifecycle::Actor;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::error::Error;
@@ -179,7 +180,7 @@ fn main() -> Result<(), Box<dyn Error>> {
                 let cart = cart(110 + rng.below(120) as i64)?;
                 service.quote_and_lock(&LockRequest::new(&order, &cart, &buyer, &lock), at)?;
                 let pay = IdempotencyKey::new(format!("pay-{orders}"))?;
-                service.pay(&order, &pay, at + Duration::minutes(2))?;
+                service.pay(&order, &Actor::System, &pay, at + Duration::minutes(2))?;
             }
             Action::Sweep => {
                 service.sweep(at, 100_000)?;

@@ -2,6 +2,7 @@
 //! deserialising, with the JSON path of a refusal), runs the engine call on the blocking pool
 //! and answers with the engine's own result types as JSON.
 
+use coupons::lifecycle::{Actor, RefundRequest};
 use std::sync::Arc;
 
 use axum::Json;
@@ -318,7 +319,7 @@ async fn pay<R: Repository + 'static>(
 ) -> Answer {
     let key = idempotency_key(&headers)?;
     let order = order_id(&order)?;
-    let s = blocking(move || Ok(app.service.pay(&order, &key, app.now())?)).await?;
+    let s = blocking(move || Ok(app.service.pay(&order, &Actor::System, &key, app.now())?)).await?;
     json(StatusCode::OK, &s)
 }
 
@@ -329,7 +330,12 @@ async fn cancel<R: Repository + 'static>(
 ) -> Answer {
     let key = idempotency_key(&headers)?;
     let order = order_id(&order)?;
-    let s = blocking(move || Ok(app.service.cancel(&order, &key, app.now())?)).await?;
+    let s = blocking(move || {
+        Ok(app
+            .service
+            .cancel(&order, &Actor::System, &key, app.now())?)
+    })
+    .await?;
     json(StatusCode::OK, &s)
 }
 
@@ -350,7 +356,16 @@ async fn refund<R: Repository + 'static>(
     let key = idempotency_key(&headers)?;
     let order = order_id(&order)?;
     let b: RefundBody = parse(body)?;
-    let r = blocking(move || Ok(app.service.refund(&order, b.kind, &key, app.now())?)).await?;
+    let r = blocking(move || {
+        Ok(app.service.refund(
+            &order,
+            &Actor::Merchant,
+            &RefundRequest::whole(b.kind),
+            &key,
+            app.now(),
+        )?)
+    })
+    .await?;
     json(StatusCode::OK, &r)
 }
 

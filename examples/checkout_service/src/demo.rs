@@ -14,6 +14,7 @@ use coupons::cart::{Buyer, Cart, CartLine};
 use coupons::id::{
     CampaignId, CategoryId, Channel, IdempotencyKey, OrderId, Sku, TemplateId, UserId,
 };
+use coupons::lifecycle::{Actor, RefundRequest};
 use coupons::lifecycle::{Campaign, ClaimMode, ClaimRequest, RefundKind};
 use coupons::money::{Currency, Money};
 use coupons::repository::Repository;
@@ -232,12 +233,13 @@ pub fn history<R: Repository>(
             let key = IdempotencyKey::new(format!("demo-lock-{ago}-{k}"))?;
             s.quote_and_lock(&LockRequest::new(&order, &cart, &buyer, &key), paid_at)?;
             let key = IdempotencyKey::new(format!("demo-pay-{ago}-{k}"))?;
-            s.pay(&order, &key, paid_at)?;
+            s.pay(&order, &Actor::System, &key, paid_at)?;
             if !refunded && ago == 2 {
                 let key = IdempotencyKey::new(format!("demo-refund-{ago}-{k}"))?;
                 s.refund(
                     &order,
-                    RefundKind::Buyer,
+                    &Actor::Merchant,
+                    &RefundRequest::whole(RefundKind::Buyer),
                     &key,
                     paid_at + Duration::hours(1),
                 )?;
@@ -261,7 +263,7 @@ pub fn history<R: Repository>(
             at,
         )?;
         let key = IdempotencyKey::new(format!("demo-plain-pay-{ago}"))?;
-        s.pay(&order, &key, at)?;
+        s.pay(&order, &Actor::System, &key, at)?;
     }
     Ok(())
 }

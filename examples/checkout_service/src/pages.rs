@@ -2,6 +2,7 @@
 //! campaign page ([`campaign`](crate::campaign)). Plain forms; the only script submits the
 //! form when a box is ticked.
 
+use coupons::lifecycle::Actor;
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -361,7 +362,7 @@ async fn pay_order<R: Repository + 'static>(
         let order = OrderId::new(&order).map_err(bad)?;
         let (_, _, key) = selection_of(&body);
         let key = IdempotencyKey::new(key.unwrap_or_default()).map_err(bad)?;
-        let s = app.service.pay(&order, &key, app.now())?;
+        let s = app.service.pay(&order, &Actor::System, &key, app.now())?;
         Ok(format!(
             "<h1>Paid</h1><p id=\"paid\">Order {} is paid; {} coupon(s) used.</p>",
             esc(s.order.as_str()),

@@ -7,6 +7,7 @@
 
 mod common;
 
+use coupons::lifecycle::Actor;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -242,8 +243,13 @@ fn campaign_page_charts_the_numbers_of_the_feed() {
         let key = IdempotencyKey::new(format!("lock-{n}")).unwrap();
         s.quote_and_lock(&LockRequest::new(&id, &cart, &buyer, &key), at)
             .expect("lock");
-        s.pay(&id, &IdempotencyKey::new(format!("pay-{n}")).unwrap(), at)
-            .expect("pay");
+        s.pay(
+            &id,
+            &Actor::System,
+            &IdempotencyKey::new(format!("pay-{n}")).unwrap(),
+            at,
+        )
+        .expect("pay");
     };
     let teapot = |n: u32| CartLine::new(Sku::new("teapot").unwrap(), yuan(100), n);
     let day_a = now - Days::days(2); // 2026-06-08, local

@@ -4,10 +4,10 @@
 //! Every record is kept as `jsonb` (the crate's serde form, which validates on the way back)
 //! next to the columns that are queried: a coupon's owner, order, state, validity end, hold end
 //! and due time (from the crate's own `CouponState::name`, `CouponState::order` and
-//! `Coupon::due_at`), with indexes for the wallet, order and due queries. Instants are
-//! `timestamptz`, which holds the microseconds the crate passes exactly; the queried ones (due
-//! times, hold deadlines) keep any nanoseconds below that in a column beside them, so every
-//! instant compares exactly. Text keys use the `"C"` collation, so `ORDER BY id` is byte order
+//! `Coupon::due_at`), and an order record's buyer, state and last transition, with indexes for
+//! the wallet, order and due queries. Instants are `timestamptz`, which holds the microseconds
+//! the crate passes exactly; the queried ones (due times, hold deadlines) keep any nanoseconds
+//! below that in a column beside them, so every instant compares exactly. Text keys use the `"C"` collation, so `ORDER BY id` is byte order
 //! whatever the database's locale. The schema ships as SQL files applied by [`migrate`], which
 //! the application calls (idempotent; concurrent callers queue on an advisory lock).
 //!
@@ -89,7 +89,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, Utc};
 use coupons::id::{CampaignId, CouponId, OrderId, TemplateId, UserId};
-use coupons::lifecycle::{Campaign, Coupon, CouponState, TemplateRecord};
+use coupons::lifecycle::{Campaign, Coupon, CouponState, Order, TemplateRecord};
 use coupons::repository::{
     Batch, Commit, CounterKey, Expect, Logged, Op, Receipt, ReceiptKey, Repository, Sequence,
     TrimEvents, Version, Versioned,
@@ -99,8 +99,10 @@ use postgres::types::ToSql;
 use postgres::{Client, Config, GenericClient, NoTls, Row, Statement};
 
 /// The schema migrations, in order: `(version, name, SQL)`.
-pub const MIGRATIONS: &[(u32, &str, &str)] =
-    &[(1, "schema", include_str!("../migrations/0001_schema.sql"))];
+pub const MIGRATIONS: &[(u32, &str, &str)] = &[
+    (1, "schema", include_str!("../migrations/0001_schema.sql")),
+    (2, "orders", include_str!("../migrations/0002_orders.sql")),
+];
 
 /// The advisory lock key class of this crate (`pg_advisory_xact_lock(class, key)`).
 const LOCK_CLASS: i32 = 0x636f_7570; // "coup"
@@ -741,6 +743,7 @@ fn limit_param(limit: usize) -> i64 {
 const TEMPLATE_SQL: &str = "SELECT id, version, body::text FROM templates WHERE id = $1";
 const TEMPLATES_SQL: &str = "SELECT id, version, body::text FROM templates ORDER BY id";
 const CAMPAIGN_SQL: &str = "SELECT version, body::text FROM campaigns WHERE id = $1";
+const ORDER_RECORD_SQL: &str = "SELECT version, body::text FROM orders WHERE id = $1";
 const COUPON_SQL: &str = "SELECT id, version, body::text FROM coupons WHERE id = $1";
 /// A user's coupons, through `coupons_by_owner`.
 const WALLET_SQL: &str = "SELECT id, version, body::text FROM coupons WHERE owner = $1 ORDER BY id";
@@ -777,6 +780,10 @@ const INSERT_COUPON_SQL: &str = "INSERT INTO coupons (id, template, owner, order
 const UPDATE_COUPON_SQL: &str = "UPDATE coupons SET template = $2, owner = $3, order_id = $4, \
     state = $5, valid_until = $6, hold_until = $7, due_at = $8, due_at_nanos = $9, \
     body = $10::text::jsonb, version = version + 1 WHERE id = $1 AND version = $11";
+const INSERT_ORDER_SQL: &str = "INSERT INTO orders (id, version, buyer, state, updated_at, body) \
+    VALUES ($1, 1, $2, $3, $4, $5::text::jsonb) ON CONFLICT (id) DO NOTHING";
+const UPDATE_ORDER_SQL: &str = "UPDATE orders SET version = version + 1, buyer = $2, state = $3, \
+    updated_at = $4, body = $5::text::jsonb WHERE id = $1 AND version = $6";
 /// A counter change that may create the counter (`delta` within `0..=limit`).
 const COUNT_UPSERT_SQL: &str = "INSERT INTO counters (key, value) VALUES ($1, $2) \
     ON CONFLICT (key) DO UPDATE SET value = counters.value + EXCLUDED.value \
@@ -906,6 +913,29 @@ fn apply(
                             &body,
                             &v,
                         ],
+                    ),
+                    Err(_) => Ok(false),
+                },
+            }
+        }
+        Op::PutOrder { order, expect } => {
+            let id = order.id.as_str();
+            let body = to_json("orders", id, order)?;
+            let (buyer, state) = (order.buyer.as_str(), order.state.name());
+            let updated_at = instant(order.updated_at).0;
+            match *expect {
+                Expect::Absent => write(
+                    tx,
+                    st,
+                    INSERT_ORDER_SQL,
+                    &[&id, &buyer, &state, &updated_at, &body],
+                ),
+                Expect::Version(v) => match i64::try_from(v) {
+                    Ok(v) => write(
+                        tx,
+                        st,
+                        UPDATE_ORDER_SQL,
+                        &[&id, &buyer, &state, &updated_at, &body, &v],
                     ),
                     Err(_) => Ok(false),
                 },
@@ -1114,6 +1144,20 @@ impl Repository for PgStore {
         Ok(out)
     }
 
+    fn order(&self, id: &OrderId) -> Result<Option<Versioned<Order>>, StoreError> {
+        let rows = self
+            .conn()?
+            .get()
+            .query(ORDER_RECORD_SQL, &[&id.as_str()])?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        Ok(Some(Versioned {
+            version: version_of("orders", id.as_str(), row.try_get(0)?)?,
+            value: from_json("orders", id.as_str(), row.try_get(1)?)?,
+        }))
+    }
+
     fn counter(&self, key: &CounterKey) -> Result<u64, StoreError> {
         let mut conn = self.conn()?;
         let rows = match key {
@@ -1171,10 +1215,20 @@ impl Repository for PgStore {
         }
         let mut pooled = self.conn()?;
         let conn = pooled.get();
-        let mut attempt = 0;
+        let mut attempt: u32 = 0;
         loop {
             match self.try_commit(conn, batch) {
-                Err(e) if retryable(&e) && attempt < self.options.retries => attempt += 1,
+                Err(e) if retryable(&e) && attempt < self.options.retries => {
+                    attempt += 1;
+                    // Two transactions that deadlocked would often deadlock again if both
+                    // retried at once: wait a little, longer each time and differently per
+                    // thread (up to ~2 ms, then ~16 ms), so one goes first.
+                    let spread = u64::from(std::process::id())
+                        ^ (std::ptr::from_ref(conn) as usize as u64)
+                        ^ u64::from(attempt).wrapping_mul(0x9e37_79b9);
+                    let micros = (200u64 << attempt.min(6)) + spread % 500;
+                    std::thread::sleep(std::time::Duration::from_micros(micros));
+                }
                 done => return done,
             }
         }

@@ -9,6 +9,7 @@
 
 mod common;
 
+use coupons::lifecycle::{Actor, RefundRequest};
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Command, Stdio};
 
@@ -102,7 +103,7 @@ fn work(service: &Service<PgStore>, w: usize, th: usize) -> Vec<String> {
         if locked.coupons.is_empty() {
             continue;
         }
-        let paid = match service.pay(&order, &key(&format!("pay-{tag}")), now()) {
+        let paid = match service.pay(&order, &Actor::System, &key(&format!("pay-{tag}")), now()) {
             Ok(s) => s,
             Err(ServiceError::Contention { .. }) => {
                 out.push("contention pay".into());
@@ -117,7 +118,13 @@ fn work(service: &Service<PgStore>, w: usize, th: usize) -> Vec<String> {
             1 => RefundKind::Buyer,    // the coupon is voided
             _ => continue,
         };
-        match service.refund(&order, kind, &key(&format!("refund-{tag}")), now()) {
+        match service.refund(
+            &order,
+            &Actor::Merchant,
+            &RefundRequest::whole(kind),
+            &key(&format!("refund-{tag}")),
+            now(),
+        ) {
             Ok(r) => {
                 let list =
                     |v: &[CouponId]| v.iter().map(CouponId::as_str).collect::<Vec<_>>().join(",");

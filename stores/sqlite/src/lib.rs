@@ -3,7 +3,8 @@
 //! Every record is kept as JSON text (the crate's serde form, which validates on the way back)
 //! next to the columns that are queried: a coupon's owner, order, state, validity end, hold
 //! deadline and due time (from the crate's own `CouponState::name`, `CouponState::order` and
-//! `Coupon::due_at`), with indexes for the wallet, order and due queries. Instants are Unix
+//! `Coupon::due_at`), and an order record's buyer, state and last transition (`OrderState::name`,
+//! `Order::updated_at`), with indexes for the wallet, order and due queries. Instants are Unix
 //! seconds plus nanoseconds, compared as row values, so every instant orders exactly. Counters and
 //! receipts are keyed by text built from their keys' parts, escaped so that ids containing `/`
 //! cannot collide. [`Repository::commit`] is one `BEGIN IMMEDIATE` transaction in which every
@@ -15,6 +16,7 @@
 //! | `Put*` with [`Expect::Version`]| `UPDATE … SET version = version + 1 WHERE id = ? AND version = ?` | no row updated |
 //! | `Count`                        | `UPDATE counters SET value = value + ? WHERE key = ? AND value BETWEEN ? AND ?`; for a new counter, `INSERT` | no row updated and the key exists, or the new value is out of range |
 //! | `InsertReceipt`                | `INSERT … ON CONFLICT (key) DO NOTHING`               | no row inserted    |
+//! | `Hold`, `Emit`                 | upsert or delete of the deadline; `INSERT` of the event | never            |
 //!
 //! The first failed condition rolls the transaction back and returns [`Commit::Conflict`] with
 //! its index. The counter condition (`value + delta` within `0..=limit`) is turned in Rust into
@@ -45,7 +47,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, Utc};
 use coupons::id::{CampaignId, CouponId, OrderId, TemplateId, UserId};
-use coupons::lifecycle::{Campaign, Coupon, CouponState, TemplateRecord};
+use coupons::lifecycle::{Campaign, Coupon, CouponState, Order, TemplateRecord};
 use coupons::repository::{
     Batch, Commit, CounterKey, Expect, Logged, Op, Receipt, ReceiptKey, Repository, Sequence,
     TrimEvents, Version, Versioned,
@@ -105,6 +107,20 @@ CREATE TABLE IF NOT EXISTS holds (
     at_nanos INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS holds_by_time ON holds (at, at_nanos, order_id);
+-- Order records: the JSON body plus the buyer, state name (`OrderState::name`) and last
+-- transition, for looking orders up without decoding them. Created by `open` in a database
+-- made before orders were records, like every table here.
+CREATE TABLE IF NOT EXISTS orders (
+    id               TEXT    PRIMARY KEY,
+    version          INTEGER NOT NULL CHECK (version >= 1),
+    buyer            TEXT    NOT NULL,
+    -- placed | paid | completed | released | refunded
+    state            TEXT    NOT NULL,
+    updated_at       INTEGER NOT NULL,
+    updated_at_nanos INTEGER NOT NULL,
+    body             TEXT    NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS orders_by_buyer ON orders (buyer, id);
 -- Guards' windowed counters, one row per bucket; a window sums a range of buckets.
 CREATE TABLE IF NOT EXISTS guard_counts (
     guard   TEXT    NOT NULL,
@@ -579,6 +595,7 @@ fn apply(tx: &Transaction<'_>, op: &Op) -> Result<bool, StoreError> {
             put_plain(tx, "campaigns", id, &body, *expect)
         }
         Op::PutCoupon { coupon, expect } => put_coupon(tx, coupon, *expect),
+        Op::PutOrder { order, expect } => put_order(tx, order, *expect),
         Op::Count {
             key:
                 CounterKey::Guard {
@@ -723,6 +740,33 @@ fn put_coupon(tx: &Transaction<'_>, coupon: &Coupon, expect: Expect) -> Result<b
                 body,
                 v,
             ])?
+        }
+    };
+    Ok(n == 1)
+}
+
+fn put_order(tx: &Transaction<'_>, order: &Order, expect: Expect) -> Result<bool, StoreError> {
+    let id = order.id.as_str();
+    let body = to_json("orders", id, order)?;
+    let (buyer, state) = (order.buyer.as_str(), order.state.name());
+    let (secs, nanos) = instant(order.updated_at);
+    let n = match expect {
+        Expect::Absent => tx
+            .prepare_cached(
+                "INSERT INTO orders (id, version, buyer, state, updated_at, updated_at_nanos, \
+                 body) VALUES (?1, 1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO NOTHING",
+            )?
+            .execute(params![id, buyer, state, secs, nanos, body])?,
+        Expect::Version(v) => {
+            let Ok(v) = i64::try_from(v) else {
+                return Ok(false); // no stored version is that large
+            };
+            tx.prepare_cached(
+                "UPDATE orders SET version = version + 1, buyer = ?2, state = ?3, \
+                 updated_at = ?4, updated_at_nanos = ?5, body = ?6 \
+                 WHERE id = ?1 AND version = ?7",
+            )?
+            .execute(params![id, buyer, state, secs, nanos, body, v])?
         }
     };
     Ok(n == 1)
@@ -902,6 +946,19 @@ impl Repository for SqliteStore {
             out.push(order);
         }
         Ok(out)
+    }
+
+    fn order(&self, id: &OrderId) -> Result<Option<Versioned<Order>>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached("SELECT version, body FROM orders WHERE id = ?1")?;
+        let mut rows = stmt.query(params![id.as_str()])?;
+        let Some(row) = rows.next()? else {
+            return Ok(None);
+        };
+        Ok(Some(Versioned {
+            version: version_of("orders", id.as_str(), row.get(0)?)?,
+            value: from_json("orders", id.as_str(), text(row, 1)?)?,
+        }))
     }
 
     fn counter(&self, key: &CounterKey) -> Result<u64, StoreError> {

@@ -5,6 +5,7 @@
 //! or in the file at `PATH`, opened with full durability); `cargo test -p coupons-sqlite`
 //! runs the crate's repository conformance suite against SQLite, plus this store's own tests.
 
+use coupons::lifecycle::Actor;
 use coupons_sqlite as store;
 
 use std::error::Error;
@@ -98,6 +99,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     );
     service.pay(
         &order,
+        &Actor::System,
         &IdempotencyKey::new("pay-order-1")?,
         now + Duration::minutes(1),
     )?;

@@ -12,6 +12,7 @@
 //! statement per op (two for a guard window), and `COMMIT` (which carries the events). It also
 //! sums the time spent in reads and in commits (waiting for row locks included).
 
+use coupons::lifecycle::Actor;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -86,6 +87,12 @@ impl Repository for Counting {
     }
     fn held(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<OrderId>, StoreError> {
         self.read(|s| s.held(now, limit))
+    }
+    fn order(
+        &self,
+        id: &OrderId,
+    ) -> Result<Option<Versioned<coupons::lifecycle::Order>>, StoreError> {
+        self.read(|s| s.order(id))
     }
     fn counter(&self, key: &CounterKey) -> Result<u64, StoreError> {
         self.read(|s| s.counter(key))
@@ -232,7 +239,7 @@ fn run(url: &str, connections: usize, secs: u64) -> Result<Point, Box<dyn std::e
                             ));
                         }
                         service
-                            .pay(&order, &pay_key, now())
+                            .pay(&order, &Actor::System, &pay_key, now())
                             .map_err(|e| e.to_string())?;
                         k += 1;
                     }
