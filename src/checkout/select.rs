@@ -269,13 +269,26 @@ pub(crate) fn best(
         sigs.dedup();
         sigs.len()
     };
-    // This search keeps states as every line's amount and the shipping fee: exact only while
-    // no line's units are uneven (unit offers on lines of several units make them so) and
-    // the cart has one shipping fee; and it walks one order. Otherwise the best-first search,
-    // whose bound holds for every state and in every order.
+    // This search keeps states as every line's amount and the shipping fee, and walks one
+    // order. That is exact when the cart has one fee and no offer reads the units of a line a
+    // unit offer made uneven: amounts read only what is left of a line, so it suffices that a
+    // set holds at most one unit offer (all of them in one group of limit one) and that
+    // percentages do not round per unit. Otherwise the best-first search, whose bound holds
+    // for every state and in every order.
+    let units_once = {
+        let mut unit = cands.iter().filter(|p| p.place.1 == 0);
+        match unit.next() {
+            None => true,
+            Some(first) => {
+                policy.rounding_scope != super::RoundingScope::PerUnit
+                    && policy.group_limit(&first.group) == 1
+                    && unit.all(|p| p.group == first.group)
+            }
+        }
+    };
     let flat = ctx.ships.len() <= 1
         && policy.open_order == super::OpenOrder::Closed
-        && !(cands.iter().any(|p| p.place.1 == 0) && ctx.qty.iter().any(|&q| q > 1));
+        && (units_once || ctx.qty.iter().all(|&q| q <= 1));
     if behaviours * 2 > cands.len() || !flat {
         return super::classic::best(cands, forced, ctx, policy, budget);
     }
