@@ -464,6 +464,7 @@ fn quote_of(lines: &[(u32, i64, i64, i64)], shipping: (i64, i64)) -> Quote {
             original: m(original),
             final_amount: m(original - sa - sb),
             shares,
+            gift: false,
         });
     }
     let (fee, off) = shipping;
@@ -483,6 +484,7 @@ fn quote_of(lines: &[(u32, i64, i64, i64)], shipping: (i64, i64)) -> Quote {
             } else {
                 Vec::new()
             },
+            lines: Vec::new(),
         },
         items_before: m(before),
         items_after: m(after),
