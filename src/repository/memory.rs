@@ -211,7 +211,8 @@ impl GuardTable {
     }
 
     fn buckets(&self, ix: Option<u32>) -> Option<&Buckets> {
-        ix.and_then(|i| self.entries.get(i as usize)).map(|e| &e.buckets)
+        ix.and_then(|i| self.entries.get(i as usize))
+            .map(|e| &e.buckets)
     }
 
     /// The entry of a pair, made empty when new (`at`: its index if known).
@@ -680,7 +681,9 @@ impl Feed {
 
     /// The sequence of the first entry kept (one past the last when empty).
     fn first_seq(&self) -> Sequence {
-        self.last_seq.saturating_add(1).saturating_sub(self.len as u64)
+        self.last_seq
+            .saturating_add(1)
+            .saturating_sub(self.len as u64)
     }
 
     /// Up to `limit` entries with a sequence above `after`, with their sequences.
@@ -1578,9 +1581,9 @@ fn receipt_shard(key: &ReceiptKey) -> usize {
 fn counter_shard(key: &CounterKey) -> usize {
     match key {
         CounterKey::Issued(t) | CounterKey::CodeUses(t) => route(t.as_str()),
-        CounterKey::UserClaims(_, u) | CounterKey::UserUses(_, u) | CounterKey::CodeUserUses(_, u) => {
-            route(u.as_str())
-        }
+        CounterKey::UserClaims(_, u)
+        | CounterKey::UserUses(_, u)
+        | CounterKey::CodeUserUses(_, u) => route(u.as_str()),
         CounterKey::Custom(s) => route(s),
         CounterKey::Guard { subject, .. } => route(subject),
     }
@@ -1806,7 +1809,10 @@ impl MemoryStore {
             return conflict(1);
         }
         let g = held.at(su)?;
-        let claims = match (g.templates.find(&c.coupon.template), g.users.find(&c.coupon.owner)) {
+        let claims = match (
+            g.templates.find(&c.coupon.template),
+            g.users.find(&c.coupon.owner),
+        ) {
             (Some(ti), Some(ui)) => g
                 .users
                 .at(ui)
@@ -2218,7 +2224,13 @@ impl Repository for MemoryStore {
                         mode,
                     } => {
                         let coupon = all.get(usize::from(*shard))?.facts(*slot)?;
-                        Event::new(*at, EventKind::Issued { coupon, mode: *mode })
+                        Event::new(
+                            *at,
+                            EventKind::Issued {
+                                coupon,
+                                mode: *mode,
+                            },
+                        )
                     }
                 };
                 Some(Logged { seq, event })
@@ -2237,7 +2249,6 @@ impl Repository for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::{CouponFacts, EventKind};
 
     #[test]
     fn the_feed_pages_and_trims_across_chunks() {
@@ -2669,6 +2680,198 @@ mod tests {
             );
         }
         assert!(outcomes.contains(&Commit::Applied));
+        Ok(())
+    }
+
+    /// Names `prefix0`, `prefix1`… that route to `n` different shards, one each.
+    fn one_per_shard(prefix: &str, n: usize) -> Vec<String> {
+        let mut seen = 0u32;
+        let mut out = Vec::new();
+        for i in 0.. {
+            let name = format!("{prefix}{i}");
+            let s = route(&name);
+            if seen & bit(s) == 0 {
+                seen |= bit(s);
+                out.push(name);
+                if out.len() == n {
+                    break;
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_batch_over_every_shard_applies_whole_or_not_at_all_under_threads()
+    -> Result<(), MemoryStoreError> {
+        // Each batch counts one counter in every shard and then a gate that only `GATE`
+        // batches pass: a conflict at the gate must leave every other shard untouched.
+        const GATE: u64 = 300;
+        let store = MemoryStore::new();
+        let counters: Vec<CounterKey> = one_per_shard("c", SHARDS)
+            .into_iter()
+            .map(CounterKey::Custom)
+            .collect();
+        let applied = std::sync::atomic::AtomicU64::new(0);
+        std::thread::scope(|scope| {
+            for t in 0..8u64 {
+                let (store, counters, applied) = (&store, &counters, &applied);
+                scope.spawn(move || {
+                    for i in 0..100u64 {
+                        let mut ops: Vec<Op> = counters
+                            .iter()
+                            .map(|key| Op::Count {
+                                key: key.clone(),
+                                delta: 1,
+                                limit: None,
+                            })
+                            .collect();
+                        // Each thread names the shards in its own order.
+                        ops.rotate_left(((t * 5 + i) % SHARDS as u64) as usize);
+                        ops.push(Op::Count {
+                            key: CounterKey::Custom("gate".into()),
+                            delta: 1,
+                            limit: Some(GATE),
+                        });
+                        if store.commit(&Batch { ops }) == Ok(Commit::Applied) {
+                            applied.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(applied.into_inner(), GATE);
+        assert_eq!(store.counter(&CounterKey::Custom("gate".into()))?, GATE);
+        for key in &counters {
+            assert_eq!(store.counter(key)?, GATE, "{key}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn reads_across_shards_see_a_commit_whole() -> Result<(), MemoryStoreError> {
+        // Each batch issues a pair of coupons to one user in two shards, with their events; a
+        // reader never sees half a pair in the wallet or in the feed.
+        let store = MemoryStore::new();
+        let user = UserId::trusted("pairs");
+        let ids = one_per_shard("w", SHARDS);
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let at = DateTime::<Utc>::UNIX_EPOCH;
+        std::thread::scope(|scope| -> Result<(), MemoryStoreError> {
+            let (store, user, done) = (&store, &user, &done);
+            let reader = scope.spawn(move || -> Result<usize, MemoryStoreError> {
+                let mut reads = 0;
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    assert_eq!(store.wallet(user)?.len() % 2, 0);
+                    assert_eq!(store.events(0, usize::MAX)?.len() % 2, 0);
+                    reads += 1;
+                }
+                Ok(reads)
+            });
+            let writers: Vec<_> = (0..2usize)
+                .map(|t| {
+                    let ids = &ids;
+                    scope.spawn(move || -> Result<(), MemoryStoreError> {
+                        for round in 0..200usize {
+                            let mut ops = Vec::new();
+                            for k in 0..2 {
+                                let shard = ids
+                                    .get((round * 2 + k + t * 7) % SHARDS)
+                                    .cloned()
+                                    .unwrap_or_default();
+                                let mut c = coupon(&format!("{shard}.{t}.{round}"));
+                                c.owner = user.clone();
+                                ops.push(Op::Emit {
+                                    event: Event::new(
+                                        at,
+                                        EventKind::Issued {
+                                            coupon: CouponFacts::of(&c),
+                                            mode: ClaimMode::Auto,
+                                        },
+                                    ),
+                                });
+                                ops.push(Op::PutCoupon {
+                                    coupon: c,
+                                    expect: Expect::Absent,
+                                });
+                            }
+                            assert_eq!(store.commit(&Batch { ops })?, Commit::Applied);
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            for w in writers {
+                w.join().unwrap_or_else(|e| std::panic::resume_unwind(e))?;
+            }
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            let reads = reader
+                .join()
+                .unwrap_or_else(|e| std::panic::resume_unwind(e))?;
+            assert!(reads > 0);
+            Ok(())
+        })?;
+        assert_eq!(store.wallet(&user)?.len(), 800);
+        let events = store.events(0, usize::MAX)?;
+        assert_eq!(events.len(), 800);
+        // Kept compact (each coupon's shard was held) and read back as written.
+        for e in &events {
+            let EventKind::Issued { coupon, .. } = &e.event.kind else {
+                panic!("not an issued event");
+            };
+            assert_eq!(coupon.user, user);
+            assert!(store.coupon(&coupon.id)?.is_some());
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn an_issued_event_keeps_the_facts_it_was_written_with() -> Result<(), MemoryStoreError> {
+        let store = MemoryStore::new();
+        let at = DateTime::<Utc>::UNIX_EPOCH;
+        let c = coupon("t/k");
+        let issued = |c: &Coupon| Op::Emit {
+            event: Event::new(
+                at,
+                EventKind::Issued {
+                    coupon: CouponFacts::of(c),
+                    mode: ClaimMode::Click,
+                },
+            ),
+        };
+        let ops = vec![claim("k", "t/k"), put("t/k", Expect::Absent), issued(&c)];
+        assert_eq!(store.commit(&Batch { ops })?, Commit::Applied);
+        assert!(matches!(
+            store.feed().chunks.front().and_then(|c| c.first()),
+            Some(Entry::Issued { .. })
+        ));
+        // An event whose facts are not the coupon's is kept whole.
+        let mut other = c.clone();
+        other.channel = Channel::trusted("web");
+        assert_eq!(
+            store.commit(&Batch {
+                ops: vec![issued(&other)]
+            })?,
+            Commit::Applied
+        );
+        // Changing the coupon's facts later leaves the first event as written.
+        let mut moved = c.clone();
+        moved.owner = UserId::trusted("someone-else");
+        let ops = vec![Op::PutCoupon {
+            coupon: moved,
+            expect: Expect::Version(1),
+        }];
+        assert_eq!(store.commit(&Batch { ops })?, Commit::Applied);
+        let events = store.events(0, 10)?;
+        let facts: Vec<&CouponFacts> = events
+            .iter()
+            .filter_map(|e| match &e.event.kind {
+                EventKind::Issued { coupon, .. } => Some(coupon),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(facts, vec![&CouponFacts::of(&c), &CouponFacts::of(&other)]);
+        assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2]);
         Ok(())
     }
 
