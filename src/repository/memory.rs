@@ -182,8 +182,21 @@ struct GuardTable {
 #[derive(Debug)]
 struct GuardEntry {
     guard: GuardName,
-    subject: Box<str>,
+    /// The subject inline when short (most are: `device=…`, `ip=…`), else in `long`.
+    short: Short,
+    long: Option<Box<str>>,
     buckets: Buckets,
+}
+
+impl GuardEntry {
+    fn is(&self, guard: &GuardName, subject: &str, query: &Short) -> bool {
+        let same = match (&self.long, self.short.same(query)) {
+            (None, Some(same)) => same,
+            (Some(long), None) => &**long == subject,
+            _ => false,
+        };
+        same && self.guard == *guard
+    }
 }
 
 /// A guard's current bucket and the sum of the window's buckets `bucket - span + 1 ..= bucket`.
@@ -192,21 +205,35 @@ fn guard_window(buckets: Option<&Buckets>, bucket: i64, span: u32) -> (u64, u64)
     buckets.map_or((0, 0), |b| b.sums(from, bucket))
 }
 
-/// The hash of a (guard, subject) pair.
-fn guard_hash(guard: &GuardName, subject: &str) -> u32 {
+/// A text's 64-bit hash.
+fn hash64(s: &str) -> u64 {
+    let mut h = FxHasher::default();
+    h.write(s.as_bytes());
+    h.finish()
+}
+
+/// The shard of a (guard, subject) pair (its subject's, see [`route`]) and the pair's hash,
+/// hashing the subject once.
+fn guard_key(guard: &GuardName, subject: &str) -> (usize, u32) {
+    let of_subject = hash64(subject);
     let mut h = FxHasher::default();
     h.write(guard.as_str().as_bytes());
-    h.write_u8(0xff);
-    h.write(subject.as_bytes());
-    (h.finish() >> 32) as u32
+    h.write_u64(of_subject);
+    ((of_subject as usize) & (SHARDS - 1), (h.finish() >> 32) as u32)
+}
+
+/// The hash of a (guard, subject) pair.
+fn guard_hash(guard: &GuardName, subject: &str) -> u32 {
+    guard_key(guard, subject).1
 }
 
 impl GuardTable {
     fn find(&self, hash: u32, guard: &GuardName, subject: &str) -> Option<u32> {
+        let query = Short::new(subject);
         self.index.find(hash, |ix| {
             self.entries
                 .get(ix as usize)
-                .is_some_and(|e| e.guard == *guard && &*e.subject == subject)
+                .is_some_and(|e| e.is(guard, subject, &query))
         })
     }
 
@@ -227,9 +254,11 @@ impl GuardTable {
             Some(ix) => ix,
             None => {
                 let ix = u32::try_from(self.entries.len()).unwrap_or(NONE);
+                let short = Short::new(subject);
                 self.entries.push(GuardEntry {
                     guard: guard.clone(),
-                    subject: subject.into(),
+                    long: (short.len == u8::MAX).then(|| subject.into()),
+                    short,
                     buckets: Buckets::Empty,
                 });
                 self.index.insert(hash, ix);
@@ -1560,9 +1589,7 @@ const SHARDS: usize = 16;
 /// The shard a key's text routes to. It takes the hash's low bits; the shards' own indexes
 /// take the high half ([`hash32`]), so a shard's keys still spread over its index.
 fn route(text: &str) -> usize {
-    let mut h = FxHasher::default();
-    h.write(text.as_bytes());
-    (h.finish() as usize) & (SHARDS - 1)
+    (hash64(text) as usize) & (SHARDS - 1)
 }
 
 /// A coupon's shard: by the claim key its id ends in when it has one (see [`keyed_suffix`]), so
@@ -1644,6 +1671,17 @@ impl Held<'_> {
         }
         Entry::Full(Box::new(event.clone()))
     }
+}
+
+/// Whether a coupon carries exactly these facts.
+fn has_facts(c: &Coupon, f: &CouponFacts) -> bool {
+    c.id == f.id
+        && c.template == f.template
+        && c.owner == f.user
+        && c.channel == f.channel
+        && c.campaign == f.campaign
+        && c.claimed_at == f.claimed_at
+        && c.attributes == f.attributes
 }
 
 /// The bit of shard `s` in a set of shards.
@@ -1760,8 +1798,11 @@ impl MemoryStore {
         let mut held = Held {
             shards: std::array::from_fn(|_| None),
         };
-        for (s, (slot, lock)) in held.shards.iter_mut().zip(&self.shards).enumerate() {
-            if set & bit(s) != 0 {
+        let mut rest = set;
+        while rest != 0 {
+            let s = rest.trailing_zeros() as usize;
+            rest &= rest - 1;
+            if let (Some(slot), Some(lock)) = (held.shards.get_mut(s), self.shards.get(s)) {
                 *slot = Some(lock.write().unwrap_or_else(PoisonError::into_inner));
             }
         }
@@ -1780,15 +1821,23 @@ impl MemoryStore {
     /// in order, then the writes.
     fn claim(&self, batch: &Batch, c: &ClaimBatch<'_>) -> Result<Commit, MemoryStoreError> {
         let conflict = |index| Ok(Commit::Conflict { index });
-        let (sr, sc) = (route(c.key.as_str()), coupon_shard(&c.coupon.id));
+        let keyed = keyed_suffix(c.coupon.id.as_str()) == Some(c.key.as_str());
+        let sr = route(c.key.as_str());
+        let sc = if keyed { sr } else { coupon_shard(&c.coupon.id) };
         let (st, su) = (
             route(c.coupon.template.as_str()),
             route(c.coupon.owner.as_str()),
         );
         let mut set = bit(sr) | bit(sc) | bit(st) | bit(su);
-        for op in c.tail {
-            if let Op::CountWindow { subject, .. } = op {
-                set |= bit(route(subject));
+        // Each guard count's shard, hash and entry, found once for the check and the write.
+        let mut found = [(0usize, 0u32, None::<u32>); REMEMBERED];
+        for (i, op) in c.tail.iter().enumerate() {
+            if let Op::CountWindow { guard, subject, .. } = op {
+                let (s, hash) = guard_key(guard, subject);
+                set |= bit(s);
+                if let Some(f) = found.get_mut(i) {
+                    *f = (s, hash, None);
+                }
             }
         }
         let mut held = self.lock(set);
@@ -1827,7 +1876,6 @@ impl MemoryStore {
                 what: "per-user counter",
             });
         }
-        let keyed = keyed_suffix(c.coupon.id.as_str()) == Some(c.key.as_str());
         let g = held.at(sc)?;
         // With the receipt absent, an id spelled `<template>/<key>` can only be among the ids
         // indexed by themselves (one under this key would carry the receipt; both are in the
@@ -1850,8 +1898,6 @@ impl MemoryStore {
             }
             return conflict(3);
         }
-        // Each guard count's shard, hash and entry, found once for the check and the write.
-        let mut found = [(0usize, 0u32, None::<u32>); REMEMBERED];
         for (i, op) in c.tail.iter().enumerate() {
             if let Op::CountWindow {
                 guard,
@@ -1862,8 +1908,10 @@ impl MemoryStore {
                 limit,
             } = op
             {
-                let s = route(subject);
-                let hash = guard_hash(guard, subject);
+                let (s, hash) = match found.get(i) {
+                    Some(&(s, hash, _)) => (s, hash),
+                    None => guard_key(guard, subject),
+                };
                 let g = held.at(s)?;
                 let at = g.guards.find(hash, guard, subject);
                 let (current, sum) = guard_window(g.guards.buckets(at), *bucket, *span);
@@ -1887,7 +1935,7 @@ impl MemoryStore {
             e.add(user_counter_key(ti, K_CLAIMS), 1);
         }
         let claim = (sc == sr).then_some(c.key);
-        held.at(sc)?.put_coupon(c.coupon, claim, true);
+        let ix = held.at(sc)?.put_coupon(c.coupon, claim, true);
         if sc != sr {
             held.at(sr)?.apply(c.receipt_op);
         }
@@ -1904,7 +1952,10 @@ impl MemoryStore {
                 } => {
                     let (s, hash, at) = match found.get(i) {
                         Some(&f) => f,
-                        None => (route(subject), guard_hash(guard, subject), None),
+                        None => {
+                            let (s, hash) = guard_key(guard, subject);
+                            (s, hash, None)
+                        }
                     };
                     held.at(s)?
                         .guard_add(hash, at, guard, subject, *bucket, *span, *delta);
@@ -1916,7 +1967,19 @@ impl MemoryStore {
             let mut feed = self.feed();
             for op in c.tail {
                 if let Op::Emit { event } = op {
-                    feed.push(held.entry(event));
+                    // The coupon just stored carries the facts its `issued` event names.
+                    let entry = match &event.kind {
+                        EventKind::Issued { coupon: f, mode } if has_facts(c.coupon, f) => {
+                            Entry::Issued {
+                                at: event.at,
+                                slot: ix,
+                                shard: u8::try_from(sc).unwrap_or(u8::MAX),
+                                mode: *mode,
+                            }
+                        }
+                        _ => held.entry(event),
+                    };
+                    feed.push(entry);
                 }
             }
         }
