@@ -219,7 +219,10 @@ fn guard_key(guard: &GuardName, subject: &str) -> (usize, u32) {
     let mut h = FxHasher::default();
     h.write(guard.as_str().as_bytes());
     h.write_u64(of_subject);
-    ((of_subject as usize) & (SHARDS - 1), (h.finish() >> 32) as u32)
+    (
+        (of_subject as usize) & (SHARDS - 1),
+        (h.finish() >> 32) as u32,
+    )
 }
 
 /// The hash of a (guard, subject) pair.
@@ -536,22 +539,24 @@ const K_CLAIMS: u32 = 0;
 const K_USES: u32 = 1;
 const K_CODE_USES: u32 = 2;
 
-/// Everything kept per user: the head of the wallet (a list threaded through the slots) and
-/// the per-user counters as `(template << 2 | kind, value)`, sorted.
+/// What a shard keeps per user: the head of the wallet (a list threaded through the shard's
+/// slots). A user's coupons spread over the shards, so most users have an entry in several:
+/// it is kept to 4 bytes, and the per-user counters live apart ([`Counters`]), in the one
+/// shard the user routes to.
 #[derive(Debug)]
 struct UserEntry {
     head: u32,
-    counters: Vec<(u32, u32)>,
 }
 
 impl Default for UserEntry {
     fn default() -> Self {
-        UserEntry {
-            head: NONE,
-            counters: Vec::new(),
-        }
+        UserEntry { head: NONE }
     }
 }
+
+/// A user's counters as `(template << 2 | kind, value)`, sorted.
+#[derive(Debug, Default)]
+struct Counters(Vec<(u32, u32)>);
 
 /// Templates that fit in a per-user counter key.
 const MAX_TEMPLATES: usize = 1 << 30;
@@ -560,25 +565,25 @@ fn user_counter_key(template: u32, kind: u32) -> u32 {
     (template << 2) | kind
 }
 
-impl UserEntry {
+impl Counters {
     fn counter(&self, key: u32) -> u64 {
-        self.counters
+        self.0
             .binary_search_by_key(&key, |c| c.0)
             .ok()
-            .and_then(|i| self.counters.get(i))
+            .and_then(|i| self.0.get(i))
             .map_or(0, |c| u64::from(c.1))
     }
 
     /// Adds `delta` to a counter (one search, whether it exists or not).
     fn add(&mut self, key: u32, delta: i64) {
         let to = |value: u32| u32::try_from(add(u64::from(value), delta)).unwrap_or(u32::MAX);
-        match self.counters.binary_search_by_key(&key, |c| c.0) {
+        match self.0.binary_search_by_key(&key, |c| c.0) {
             Ok(i) => {
-                if let Some(c) = self.counters.get_mut(i) {
+                if let Some(c) = self.0.get_mut(i) {
                     c.1 = to(c.1);
                 }
             }
-            Err(i) => self.counters.insert(i, (key, to(0))),
+            Err(i) => self.0.insert(i, (key, to(0))),
         }
     }
 }
@@ -593,7 +598,7 @@ const S_USED: u8 = 2;
 const S_EXPIRED: u8 = 3;
 const S_VOIDED: u8 = 4;
 
-/// A coupon as stored, 96 bytes: template, channel, campaign, owner and order interned, the
+/// A coupon as stored, 80 bytes: template, channel, campaign, owner and order interned, the
 /// state as a tag with its order and instant, and the link to the owner's next coupon.
 #[derive(Debug, Clone)]
 struct Slot {
@@ -607,11 +612,11 @@ struct Slot {
     /// The order holding (Locked) or having used (Used) it, else `NONE`.
     order: u32,
     version: u32,
-    claimed_at: DateTime<Utc>,
-    valid_from: DateTime<Utc>,
-    valid_until: DateTime<Utc>,
+    claimed_at: Micros,
+    valid_from: Micros,
+    valid_until: Micros,
     /// The hold's end (Locked), or when it was used, expired or voided.
-    at: DateTime<Utc>,
+    at: Micros,
     mode: ClaimMode,
     state: u8,
     /// Whether the key of the `claim` receipt that issued it is its id's suffix (see
@@ -619,11 +624,26 @@ struct Slot {
     keyed: bool,
 }
 
+/// An instant in microseconds since 1970, 8 bytes: instants reach a store at microsecond
+/// precision (see [`Repository`]), so this keeps them exactly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Micros(i64);
+
+impl Micros {
+    fn of(t: DateTime<Utc>) -> Micros {
+        Micros(t.timestamp_micros())
+    }
+
+    fn get(self) -> DateTime<Utc> {
+        DateTime::from_timestamp_micros(self.0).unwrap_or_default()
+    }
+}
+
 impl Slot {
     fn due_at(&self) -> Option<DateTime<Utc>> {
         match self.state {
-            S_AVAILABLE => Some(self.valid_until),
-            S_LOCKED => Some(self.at),
+            S_AVAILABLE => Some(self.valid_until.get()),
+            S_LOCKED => Some(self.at.get()),
             _ => None,
         }
     }
@@ -781,6 +801,8 @@ impl Feed {
 struct Inner {
     templates: Table<TemplateId, TemplateSlot>,
     users: Table<UserId, UserEntry>,
+    /// The counters of the users that route to this shard, by their index in `users`.
+    user_counters: Map<u32, Counters>,
     channels: Table<Channel, ()>,
     campaign_ids: Table<CampaignId, ()>,
     campaigns: Map<CampaignId, Versioned<Campaign>>,
@@ -867,14 +889,14 @@ impl Inner {
             S_AVAILABLE => CouponState::Available,
             S_LOCKED => CouponState::Locked {
                 order: order()?,
-                until: s.at,
+                until: s.at.get(),
             },
             S_USED => CouponState::Used {
                 order: order()?,
-                at: s.at,
+                at: s.at.get(),
             },
-            S_EXPIRED => CouponState::Expired { at: s.at },
-            _ => CouponState::Voided { at: s.at },
+            S_EXPIRED => CouponState::Expired { at: s.at.get() },
+            _ => CouponState::Voided { at: s.at.get() },
         })
     }
 
@@ -908,9 +930,9 @@ impl Inner {
                     Some(self.campaign_ids.name(s.campaign)?.clone())
                 },
                 mode: s.mode,
-                claimed_at: s.claimed_at,
-                valid_from: s.valid_from,
-                valid_until: s.valid_until,
+                claimed_at: s.claimed_at.get(),
+                valid_from: s.valid_from.get(),
+                valid_until: s.valid_until.get(),
                 state: self.state_of(s)?,
                 attributes: self.attributes.get(&ix).cloned().unwrap_or_default(),
             },
@@ -977,8 +999,11 @@ impl Inner {
         match counter_at(key) {
             CounterAt::Issued(t) => self.templates.lookup(t).map_or(0, |s| s.issued),
             CounterAt::CodeUses(t) => self.templates.lookup(t).map_or(0, |s| s.code_uses),
-            CounterAt::User(t, u, kind) => match (self.templates.get(t), self.users.lookup(u)) {
-                (Some(ti), Some(e)) => e.counter(user_counter_key(ti, kind)),
+            CounterAt::User(t, u, kind) => match (self.templates.get(t), self.users.get(u)) {
+                (Some(ti), Some(ui)) => self
+                    .user_counters
+                    .get(&ui)
+                    .map_or(0, |c| c.counter(user_counter_key(ti, kind))),
                 _ => 0,
             },
             CounterAt::Custom(s) => self.custom.get(s).copied().unwrap_or(0),
@@ -1027,9 +1052,9 @@ impl Inner {
                 .map_or(0, |s| s.code_uses),
             CounterAt::User(t, u, kind) => match (self.templates.find(t), self.users.find(u)) {
                 (Some(ti), Some(ui)) => self
-                    .users
-                    .at(ui)
-                    .map_or(0, |e| e.counter(user_counter_key(ti, kind))),
+                    .user_counters
+                    .get(&ui)
+                    .map_or(0, |c| c.counter(user_counter_key(ti, kind))),
                 _ => 0,
             },
             CounterAt::Custom(s) => self.custom.get(s).copied().unwrap_or(0),
@@ -1051,9 +1076,11 @@ impl Inner {
             }
             CounterAt::User(t, u, kind) => {
                 let ti = self.templates.intern(t);
-                if let Some(e) = self.users.entry(u) {
-                    e.add(user_counter_key(ti, kind), delta);
-                }
+                let ui = self.users.intern(u);
+                self.user_counters
+                    .entry(ui)
+                    .or_default()
+                    .add(user_counter_key(ti, kind), delta);
             }
             CounterAt::Custom(s) => {
                 let v = self.custom.entry(s.clone()).or_default();
@@ -1279,7 +1306,7 @@ impl Inner {
             } else {
                 Some(self.campaign_ids.name(s.campaign)?.clone())
             },
-            claimed_at: s.claimed_at,
+            claimed_at: s.claimed_at.get(),
             attributes: self.attributes.get(&ix).cloned().unwrap_or_default(),
         })
     }
@@ -1291,7 +1318,7 @@ impl Inner {
         };
         let named = |t: Option<&TemplateId>| t == Some(&f.template);
         s.id == f.id
-            && s.claimed_at == f.claimed_at
+            && s.claimed_at.get() == f.claimed_at
             && named(self.templates.name(s.template))
             && self.users.name(s.owner) == Some(&f.user)
             && self.channels.name(s.channel) == Some(&f.channel)
@@ -1310,7 +1337,7 @@ impl Inner {
         let Some(s) = self.coupons.get(ix) else {
             return false;
         };
-        s.claimed_at != c.claimed_at
+        s.claimed_at.get() != c.claimed_at
             || self.templates.name(s.template) != Some(&c.template)
             || self.users.name(s.owner) != Some(&c.owner)
             || self.channels.name(s.channel) != Some(&c.channel)
@@ -1378,10 +1405,10 @@ impl Inner {
                 slot.campaign = campaign;
                 slot.order = order;
                 slot.version = slot.version.saturating_add(1);
-                slot.claimed_at = c.claimed_at;
-                slot.valid_from = c.valid_from;
-                slot.valid_until = c.valid_until;
-                slot.at = at;
+                slot.claimed_at = Micros::of(c.claimed_at);
+                slot.valid_from = Micros::of(c.valid_from);
+                slot.valid_until = Micros::of(c.valid_until);
+                slot.at = Micros::of(at);
                 slot.mode = c.mode;
                 slot.state = state;
                 let new_due = slot.due_at();
@@ -1421,10 +1448,10 @@ impl Inner {
                     next: NONE,
                     order,
                     version: 1,
-                    claimed_at: c.claimed_at,
-                    valid_from: c.valid_from,
-                    valid_until: c.valid_until,
-                    at,
+                    claimed_at: Micros::of(c.claimed_at),
+                    valid_from: Micros::of(c.valid_from),
+                    valid_until: Micros::of(c.valid_until),
+                    at: Micros::of(at),
                     mode: c.mode,
                     state,
                 };
@@ -1823,7 +1850,11 @@ impl MemoryStore {
         let conflict = |index| Ok(Commit::Conflict { index });
         let keyed = keyed_suffix(c.coupon.id.as_str()) == Some(c.key.as_str());
         let sr = route(c.key.as_str());
-        let sc = if keyed { sr } else { coupon_shard(&c.coupon.id) };
+        let sc = if keyed {
+            sr
+        } else {
+            coupon_shard(&c.coupon.id)
+        };
         let (st, su) = (
             route(c.coupon.template.as_str()),
             route(c.coupon.owner.as_str()),
@@ -1863,9 +1894,9 @@ impl MemoryStore {
             g.users.find(&c.coupon.owner),
         ) {
             (Some(ti), Some(ui)) => g
-                .users
-                .at(ui)
-                .map_or(0, |e| e.counter(user_counter_key(ti, K_CLAIMS))),
+                .user_counters
+                .get(&ui)
+                .map_or(0, |c| c.counter(user_counter_key(ti, K_CLAIMS))),
             _ => 0,
         };
         if c.per_user.is_some_and(|l| claims >= l) {
@@ -1931,9 +1962,11 @@ impl MemoryStore {
         }
         let g = held.at(su)?;
         let ti = g.templates.intern(&c.coupon.template);
-        if let Some(e) = g.users.entry(&c.coupon.owner) {
-            e.add(user_counter_key(ti, K_CLAIMS), 1);
-        }
+        let ui = g.users.intern(&c.coupon.owner);
+        g.user_counters
+            .entry(ui)
+            .or_default()
+            .add(user_counter_key(ti, K_CLAIMS), 1);
         let claim = (sc == sr).then_some(c.key);
         let ix = held.at(sc)?.put_coupon(c.coupon, claim, true);
         if sc != sr {
@@ -2363,7 +2396,9 @@ mod tests {
 
     #[test]
     fn records_are_compact() {
-        assert_eq!(std::mem::size_of::<Slot>(), 96);
+        assert_eq!(std::mem::size_of::<Slot>(), 80);
+        assert_eq!(std::mem::size_of::<UserEntry>(), 4);
+        assert_eq!(std::mem::size_of::<Entry>(), 24);
         assert_eq!(std::mem::size_of::<(u32, u32)>(), 8);
     }
 
