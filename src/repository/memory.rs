@@ -417,6 +417,45 @@ impl Short {
     }
 }
 
+/// A name prepared for look-ups, from one hash of its text: the text, its hash in the shards'
+/// indexes, its shard, and its text inline.
+#[derive(Clone, Copy)]
+struct Name<'a> {
+    text: &'a str,
+    hash: u32,
+    shard: usize,
+    short: Short,
+}
+
+impl<'a> Name<'a> {
+    fn of(text: &'a str) -> Name<'a> {
+        let h = hash64(text);
+        Name {
+            text,
+            hash: (h >> 32) as u32,
+            shard: (h as usize) & (SHARDS - 1),
+            short: Short::new(text),
+        }
+    }
+}
+
+/// The names a coupon's slot interns.
+struct CouponNames<'a> {
+    template: Name<'a>,
+    channel: Name<'a>,
+    owner: Name<'a>,
+}
+
+impl<'a> CouponNames<'a> {
+    fn of(c: &'a Coupon) -> CouponNames<'a> {
+        CouponNames {
+            template: Name::of(c.template.as_str()),
+            channel: Name::of(c.channel.as_str()),
+            owner: Name::of(c.owner.as_str()),
+        }
+    }
+}
+
 /// Names interned to `u32`, each with its data (and its text inline when short).
 #[derive(Debug)]
 struct Table<T, D> {
@@ -484,20 +523,38 @@ impl<T: Ident, D: Default> Table<T, D> {
         if let Some(i) = self.memo_hit(id) {
             return Some(i);
         }
-        let i = self.probe(id.text())?;
+        self.find_name(id, &Name::of(id.text()))
+    }
+
+    /// [`find`](Self::find) with the name's hash and inline text already made.
+    fn find_name(&mut self, id: &T, name: &Name<'_>) -> Option<u32> {
+        if let Some(i) = self.memo_hit(id) {
+            return Some(i);
+        }
+        let i = self
+            .index
+            .find(name.hash, |ix| self.is_at(ix, name.text, &name.short))?;
         self.remember(id, i);
         Some(i)
     }
 
     /// The index of a name, added if new.
     fn intern(&mut self, id: &T) -> u32 {
-        if let Some(i) = self.find(id) {
+        if let Some(i) = self.memo_hit(id) {
+            return i;
+        }
+        self.intern_name(id, &Name::of(id.text()))
+    }
+
+    /// [`intern`](Self::intern) with the name's hash and inline text already made.
+    fn intern_name(&mut self, id: &T, name: &Name<'_>) -> u32 {
+        if let Some(i) = self.find_name(id, name) {
             return i;
         }
         let i = u32::try_from(self.names.len()).unwrap_or(NONE);
         self.names.push(id.clone());
-        self.data.push((Short::new(id.text()), D::default()));
-        self.index.insert(hash32(id.text()), i);
+        self.data.push((name.short, D::default()));
+        self.index.insert(name.hash, i);
         self.remember(id, i);
         i
     }
@@ -622,10 +679,14 @@ struct Slot {
     /// Whether the key of the `claim` receipt that issued it is its id's suffix (see
     /// [`keyed_suffix`]); other claim keys are in [`Inner::claim_keys`].
     keyed: bool,
+    /// Whether an instant has a fraction finer than a microsecond: then the exact instants
+    /// are in [`Inner::fine`].
+    fine: bool,
 }
 
 /// An instant in microseconds since 1970, 8 bytes: instants reach a store at microsecond
-/// precision (see [`Repository`]), so this keeps them exactly.
+/// precision (see [`Repository`]); a slot with a finer one keeps its instants exactly
+/// beside it ([`Slot::fine`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Micros(i64);
 
@@ -826,6 +887,9 @@ struct Inner {
     hold_due: BTreeSet<(DateTime<Utc>, OrderId)>,
     /// Whether `receipts` holds a `claim` key (one whose receipt is not `Claimed`).
     claim_keys_in_receipts: bool,
+    /// The exact instants (claimed, valid from, valid until, state's) of the slots with one
+    /// finer than a microsecond.
+    fine: Map<u32, [DateTime<Utc>; 4]>,
     /// The attributes of the slots that have any (most coupons carry none).
     attributes: Map<u32, Attributes>,
     /// Guards' windowed counters: by guard and subject, by bucket.
@@ -883,20 +947,47 @@ impl Inner {
         self.orders.forget();
     }
 
-    fn state_of(&self, s: &Slot) -> Option<CouponState> {
+    /// Slot `ix`'s instants, exactly: claimed, valid from, valid until, the state's.
+    fn exact(&self, ix: u32, s: &Slot) -> [DateTime<Utc>; 4] {
+        let coarse = || {
+            [
+                s.claimed_at.get(),
+                s.valid_from.get(),
+                s.valid_until.get(),
+                s.at.get(),
+            ]
+        };
+        if s.fine {
+            self.fine.get(&ix).copied().unwrap_or_else(coarse)
+        } else {
+            coarse()
+        }
+    }
+
+    /// When slot `ix` falls due, exactly.
+    fn exact_due(&self, ix: u32, s: &Slot) -> Option<DateTime<Utc>> {
+        let [_, _, until, at] = self.exact(ix, s);
+        match s.state {
+            S_AVAILABLE => Some(until),
+            S_LOCKED => Some(at),
+            _ => None,
+        }
+    }
+
+    fn state_of(&self, s: &Slot, at: DateTime<Utc>) -> Option<CouponState> {
         let order = || self.orders.name(s.order).cloned();
         Some(match s.state {
             S_AVAILABLE => CouponState::Available,
             S_LOCKED => CouponState::Locked {
                 order: order()?,
-                until: s.at.get(),
+                until: at,
             },
             S_USED => CouponState::Used {
                 order: order()?,
-                at: s.at.get(),
+                at,
             },
-            S_EXPIRED => CouponState::Expired { at: s.at.get() },
-            _ => CouponState::Voided { at: s.at.get() },
+            S_EXPIRED => CouponState::Expired { at },
+            _ => CouponState::Voided { at },
         })
     }
 
@@ -918,6 +1009,7 @@ impl Inner {
     /// The coupon in slot `ix`.
     fn to_coupon(&self, ix: u32) -> Option<Versioned<Coupon>> {
         let s = self.coupons.get(ix)?;
+        let [claimed_at, valid_from, valid_until, at] = self.exact(ix, s);
         Some(Versioned {
             value: Coupon {
                 id: s.id.clone(),
@@ -930,10 +1022,10 @@ impl Inner {
                     Some(self.campaign_ids.name(s.campaign)?.clone())
                 },
                 mode: s.mode,
-                claimed_at: s.claimed_at.get(),
-                valid_from: s.valid_from.get(),
-                valid_until: s.valid_until.get(),
-                state: self.state_of(s)?,
+                claimed_at,
+                valid_from,
+                valid_until,
+                state: self.state_of(s, at)?,
                 attributes: self.attributes.get(&ix).cloned().unwrap_or_default(),
             },
             version: u64::from(s.version),
@@ -1306,7 +1398,7 @@ impl Inner {
             } else {
                 Some(self.campaign_ids.name(s.campaign)?.clone())
             },
-            claimed_at: s.claimed_at.get(),
+            claimed_at: self.exact(ix, s)[0],
             attributes: self.attributes.get(&ix).cloned().unwrap_or_default(),
         })
     }
@@ -1318,7 +1410,7 @@ impl Inner {
         };
         let named = |t: Option<&TemplateId>| t == Some(&f.template);
         s.id == f.id
-            && s.claimed_at.get() == f.claimed_at
+            && self.exact(ix, s)[0] == f.claimed_at
             && named(self.templates.name(s.template))
             && self.users.name(s.owner) == Some(&f.user)
             && self.channels.name(s.channel) == Some(&f.channel)
@@ -1337,7 +1429,7 @@ impl Inner {
         let Some(s) = self.coupons.get(ix) else {
             return false;
         };
-        s.claimed_at.get() != c.claimed_at
+        self.exact(ix, s)[0] != c.claimed_at
             || self.templates.name(s.template) != Some(&c.template)
             || self.users.name(s.owner) != Some(&c.owner)
             || self.channels.name(s.channel) != Some(&c.channel)
@@ -1365,9 +1457,12 @@ impl Inner {
     }
 
     fn claim_slot(&self, key: &IdempotencyKey) -> Option<u32> {
-        self.claims.find(hash32(key.as_str()), |ix| {
-            self.claim_of(ix) == Some(key.as_str())
-        })
+        self.claim_slot_hashed(key, hash32(key.as_str()))
+    }
+
+    fn claim_slot_hashed(&self, key: &IdempotencyKey, hash: u32) -> Option<u32> {
+        self.claims
+            .find(hash, |ix| self.claim_of(ix) == Some(key.as_str()))
     }
 
     /// The key of the `claim` receipt stored with slot `ix`.
@@ -1387,14 +1482,34 @@ impl Inner {
     /// Stores a coupon; `claim` is the key of the claim receipt the same batch stores for it,
     /// and `fresh` says it is known to be absent.
     fn put_coupon(&mut self, c: &Coupon, claim: Option<&IdempotencyKey>, fresh: bool) -> u32 {
-        let template = self.templates.intern(&c.template);
-        let channel = self.channels.intern(&c.channel);
+        self.put_coupon_named(c, &CouponNames::of(c), claim, fresh)
+    }
+
+    /// [`put_coupon`](Self::put_coupon) with the coupon's names prepared.
+    fn put_coupon_named(
+        &mut self,
+        c: &Coupon,
+        names: &CouponNames<'_>,
+        claim: Option<&IdempotencyKey>,
+        fresh: bool,
+    ) -> u32 {
+        let template = self.templates.intern_name(&c.template, &names.template);
+        let channel = self.channels.intern_name(&c.channel, &names.channel);
         let campaign = c
             .campaign
             .as_ref()
             .map_or(NONE, |id| self.campaign_ids.intern(id));
-        let owner = self.users.intern(&c.owner);
+        let owner = self.users.intern_name(&c.owner, &names.owner);
         let (state, order, at) = self.encode(&c.state, c.claimed_at);
+        let exact = [c.claimed_at, c.valid_from, c.valid_until, at];
+        let fine = exact
+            .iter()
+            // A fraction below a microsecond, or a leap second's.
+            .any(|t| {
+                let n = t.timestamp_subsec_nanos();
+                n % 1_000 != 0 || n >= 1_000_000_000
+            })
+            .then_some(exact);
         let existing = if fresh { None } else { self.coupon_slot(&c.id) };
         match existing.and_then(|i| self.coupons.get_mut(i).map(|s| (i, s))) {
             Some((ix, slot)) => {
@@ -1409,9 +1524,20 @@ impl Inner {
                 slot.valid_from = Micros::of(c.valid_from);
                 slot.valid_until = Micros::of(c.valid_until);
                 slot.at = Micros::of(at);
+                slot.fine = fine.is_some();
                 slot.mode = c.mode;
                 slot.state = state;
                 let new_due = slot.due_at();
+                match fine {
+                    Some(exact) => {
+                        self.fine.insert(ix, exact);
+                    }
+                    None => {
+                        if !self.fine.is_empty() {
+                            self.fine.remove(&ix);
+                        }
+                    }
+                }
                 if c.attributes.is_empty() {
                     self.attributes.remove(&ix);
                 } else {
@@ -1454,9 +1580,13 @@ impl Inner {
                     at: Micros::of(at),
                     mode: c.mode,
                     state,
+                    fine: fine.is_some(),
                 };
                 let due = slot.due_at();
                 let ix = self.coupons.push(slot);
+                if let Some(exact) = fine {
+                    self.fine.insert(ix, exact);
+                }
                 if !c.attributes.is_empty() {
                     self.attributes.insert(ix, c.attributes.clone());
                 }
@@ -1527,7 +1657,7 @@ impl Inner {
                 let is_due = self
                     .coupons
                     .get(ix)
-                    .and_then(Slot::due_at)
+                    .and_then(|s| self.exact_due(ix, s))
                     .is_some_and(|t| t.timestamp() == second && t <= now);
                 if is_due && seen.insert(ix) {
                     found.push((second, ix));
@@ -1848,17 +1978,17 @@ impl MemoryStore {
     /// in order, then the writes.
     fn claim(&self, batch: &Batch, c: &ClaimBatch<'_>) -> Result<Commit, MemoryStoreError> {
         let conflict = |index| Ok(Commit::Conflict { index });
+        // Every name hashed once, before any lock is taken.
         let keyed = keyed_suffix(c.coupon.id.as_str()) == Some(c.key.as_str());
-        let sr = route(c.key.as_str());
+        let key = Name::of(c.key.as_str());
+        let names = CouponNames::of(c.coupon);
+        let sr = key.shard;
         let sc = if keyed {
             sr
         } else {
             coupon_shard(&c.coupon.id)
         };
-        let (st, su) = (
-            route(c.coupon.template.as_str()),
-            route(c.coupon.owner.as_str()),
-        );
+        let (st, su) = (names.template.shard, names.owner.shard);
         let mut set = bit(sr) | bit(sc) | bit(st) | bit(su);
         // Each guard count's shard, hash and entry, found once for the check and the write.
         let mut found = [(0usize, 0u32, None::<u32>); REMEMBERED];
@@ -1876,13 +2006,16 @@ impl MemoryStore {
             g.forget();
             g.capacity_ok(batch)?;
         }
-        if held.at(sr)?.receipt_exists(c.receipt) {
+        let g = held.at(sr)?;
+        if g.claim_slot_hashed(c.key, key.hash).is_some()
+            || (g.claim_keys_in_receipts && g.receipts.contains_key(c.receipt))
+        {
             return conflict(0);
         }
         let g = held.at(st)?;
         let issued = g
             .templates
-            .find(&c.coupon.template)
+            .find_name(&c.coupon.template, &names.template)
             .and_then(|i| g.templates.at(i))
             .map_or(0, |s| s.issued);
         if c.issued.is_some_and(|l| issued >= l) {
@@ -1890,8 +2023,8 @@ impl MemoryStore {
         }
         let g = held.at(su)?;
         let claims = match (
-            g.templates.find(&c.coupon.template),
-            g.users.find(&c.coupon.owner),
+            g.templates.find_name(&c.coupon.template, &names.template),
+            g.users.find_name(&c.coupon.owner, &names.owner),
         ) {
             (Some(ti), Some(ui)) => g
                 .user_counters
@@ -1956,19 +2089,19 @@ impl MemoryStore {
             }
         }
         let g = held.at(st)?;
-        let ti = g.templates.intern(&c.coupon.template);
+        let ti = g.templates.intern_name(&c.coupon.template, &names.template);
         if let Some(s) = g.templates.at_mut(ti) {
             s.issued = add(s.issued, 1);
         }
         let g = held.at(su)?;
-        let ti = g.templates.intern(&c.coupon.template);
-        let ui = g.users.intern(&c.coupon.owner);
+        let ti = g.templates.intern_name(&c.coupon.template, &names.template);
+        let ui = g.users.intern_name(&c.coupon.owner, &names.owner);
         g.user_counters
             .entry(ui)
             .or_default()
             .add(user_counter_key(ti, K_CLAIMS), 1);
         let claim = (sc == sr).then_some(c.key);
-        let ix = held.at(sc)?.put_coupon(c.coupon, claim, true);
+        let ix = held.at(sc)?.put_coupon_named(c.coupon, &names, claim, true);
         if sc != sr {
             held.at(sr)?.apply(c.receipt_op);
         }
@@ -2970,6 +3103,24 @@ mod tests {
             .collect();
         assert_eq!(facts, vec![&CouponFacts::of(&c), &CouponFacts::of(&other)]);
         assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2]);
+        Ok(())
+    }
+
+    #[test]
+    fn instants_round_trip_to_the_nanosecond() -> Result<(), MemoryStoreError> {
+        let store = MemoryStore::new();
+        let mut c = coupon("t/fine");
+        c.valid_until += chrono::TimeDelta::nanoseconds(1);
+        c.claimed_at += chrono::TimeDelta::microseconds(3);
+        let ops = vec![Op::PutCoupon {
+            coupon: c.clone(),
+            expect: Expect::Absent,
+        }];
+        assert_eq!(store.commit(&Batch { ops })?, Commit::Applied);
+        assert_eq!(store.coupon(&c.id)?.map(|v| v.value), Some(c.clone()));
+        let just_before = c.valid_until - chrono::TimeDelta::nanoseconds(1);
+        assert!(store.due(just_before, 10)?.is_empty());
+        assert_eq!(store.due(c.valid_until, 10)?.len(), 1);
         Ok(())
     }
 
