@@ -190,12 +190,12 @@ struct GuardEntry {
 
 impl GuardEntry {
     fn is(&self, guard: &GuardName, subject: &str, query: &Short) -> bool {
-        let same = match (&self.long, self.short.same(query)) {
-            (None, Some(same)) => same,
+        let subject_is = match (&self.long, self.short.same(query)) {
+            (None, Some(is)) => is,
             (Some(long), None) => &**long == subject,
             _ => false,
         };
-        same && self.guard == *guard
+        subject_is && same(self.guard.as_str(), guard.as_str())
     }
 }
 
@@ -428,6 +428,21 @@ struct Name<'a> {
 }
 
 impl<'a> Name<'a> {
+    /// A name only hashed (its inline text left empty), for look-ups that compare the text
+    /// themselves.
+    fn hashed(text: &'a str) -> Name<'a> {
+        let h = hash64(text);
+        Name {
+            text,
+            hash: (h >> 32) as u32,
+            shard: (h as usize) & (SHARDS - 1),
+            short: Short {
+                len: u8::MAX,
+                bytes: [0; SHORT],
+            },
+        }
+    }
+
     fn of(text: &'a str) -> Name<'a> {
         let h = hash64(text);
         Name {
@@ -1830,13 +1845,23 @@ impl Held<'_> {
     }
 }
 
+/// Whether two texts are equal, without reading them when they are the same shared text
+/// (`Arc<str>`'s `==` always compares the bytes).
+fn same(a: &str, b: &str) -> bool {
+    (std::ptr::eq(a.as_ptr(), b.as_ptr()) && a.len() == b.len()) || a == b
+}
+
 /// Whether a coupon carries exactly these facts.
 fn has_facts(c: &Coupon, f: &CouponFacts) -> bool {
-    c.id == f.id
-        && c.template == f.template
-        && c.owner == f.user
-        && c.channel == f.channel
-        && c.campaign == f.campaign
+    same(c.id.as_str(), f.id.as_str())
+        && same(c.template.as_str(), f.template.as_str())
+        && same(c.owner.as_str(), f.user.as_str())
+        && same(c.channel.as_str(), f.channel.as_str())
+        && match (&c.campaign, &f.campaign) {
+            (None, None) => true,
+            (Some(a), Some(b)) => same(a.as_str(), b.as_str()),
+            _ => false,
+        }
         && c.claimed_at == f.claimed_at
         && c.attributes == f.attributes
 }
@@ -1980,7 +2005,7 @@ impl MemoryStore {
         let conflict = |index| Ok(Commit::Conflict { index });
         // Every name hashed once, before any lock is taken.
         let keyed = keyed_suffix(c.coupon.id.as_str()) == Some(c.key.as_str());
-        let key = Name::of(c.key.as_str());
+        let key = Name::hashed(c.key.as_str());
         let names = CouponNames::of(c.coupon);
         let sr = key.shard;
         let sc = if keyed {
