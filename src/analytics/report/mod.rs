@@ -97,6 +97,7 @@ mod table;
 #[cfg(test)]
 mod tests;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -445,6 +446,23 @@ impl Groups {
     fn key(&self, g: u32) -> Option<&GroupKey> {
         self.keys.get(usize::try_from(g).ok()?)
     }
+}
+
+/// What the lookup and the coupon said of an event's group.
+struct Looked<'e> {
+    segment: Option<Arc<str>>,
+    arm: Option<Cow<'e, AttrValue>>,
+}
+
+/// Where an event counts, found before it is counted.
+#[derive(Clone, Copy, Debug)]
+enum Located {
+    /// In an existing group.
+    Group(u32),
+    /// In a group not made yet.
+    New(Slot),
+    /// In no group (an event the report does not count, or an order joined later).
+    Nowhere,
 }
 
 /// A coupon order's repurchase, decided: counted in its group, or kept with the open order
@@ -828,36 +846,101 @@ impl Report {
         Ok(m.to_minor_i128())
     }
 
-    /// The group of a coupon's event at `at`.
+    /// What the caller's lookup and the coupon say of an event's group — the segment of its
+    /// user and its experiment arm: the reads of a fold that miss the processor's caches most
+    /// (the user's id, the coupon's attributes), done for a run of events at once by
+    /// [`Report::extend`] so that they overlap.
     #[inline]
-    fn coupon_group<L: Lookup + ?Sized>(
-        &mut self,
-        c: &CouponFacts,
-        at: DateTime<Utc>,
-        lookup: &L,
-    ) -> u32 {
-        let day = self.day(at);
-        let d = &mut self.groups.dims;
-        let slot = Slot([
-            day,
-            d.templates.id(Some(&c.template)),
-            d.campaigns.id(c.campaign.as_ref()),
-            d.channels.id(Some(&c.channel)),
-            d.segments.id_owned(lookup.segment(&c.user)),
-            d.arms.id(c.attributes.get(ARM_ATTRIBUTE)),
-        ]);
-        self.groups.of(slot)
+    fn look<'e, L: Lookup + ?Sized>(logged: &'e Logged, lookup: &L) -> Looked<'e> {
+        match &logged.event.kind {
+            EventKind::Offered { template, user, .. } => Looked {
+                segment: lookup.segment(user),
+                arm: lookup.offer_arm(template, user).map(Cow::Owned),
+            },
+            EventKind::Issued { coupon, .. }
+            | EventKind::Redeemed { coupon, .. }
+            | EventKind::Released { coupon, .. }
+            | EventKind::Expired { coupon }
+            | EventKind::Voided { coupon }
+            | EventKind::Refunded { coupon, .. } => Looked {
+                segment: lookup.segment(&coupon.user),
+                arm: coupon.attributes.get(ARM_ATTRIBUTE).map(Cow::Borrowed),
+            },
+            EventKind::OrderPaid {
+                user, coupons: 0, ..
+            }
+            | EventKind::Refused { user, .. } => Looked {
+                segment: lookup.segment(user),
+                arm: None,
+            },
+            _ => Looked {
+                segment: None,
+                arm: None,
+            },
+        }
     }
 
-    /// The counters of a coupon's event at `at`.
+    /// The first half of counting an event: the group it counts in, as its slot and (when the
+    /// group exists already) its index. Only interns values; makes no group and counts
+    /// nothing, so [`Report::extend`] can locate a run of events before counting them.
     #[inline]
-    fn coupon_metrics<L: Lookup + ?Sized>(
-        &mut self,
-        c: &CouponFacts,
-        at: DateTime<Utc>,
-        lookup: &L,
-    ) -> Option<&mut Metrics> {
-        let g = self.coupon_group(c, at, lookup);
+    fn locate(&mut self, logged: &Logged, looked: Looked<'_>) -> Located {
+        let at = logged.event.at;
+        let Looked { segment, arm } = looked;
+        let (template, campaign, channel) = match &logged.event.kind {
+            EventKind::Offered {
+                template,
+                channel,
+                campaign,
+                ..
+            } => (Some(template), campaign.as_ref(), Some(channel)),
+            EventKind::Issued { coupon: c, .. }
+            | EventKind::Redeemed { coupon: c, .. }
+            | EventKind::Released { coupon: c, .. }
+            | EventKind::Expired { coupon: c }
+            | EventKind::Voided { coupon: c }
+            | EventKind::Refunded { coupon: c, .. } => {
+                (Some(&c.template), c.campaign.as_ref(), Some(&c.channel))
+            }
+            EventKind::OrderPaid { coupons: 0, .. } => (None, None, None),
+            EventKind::Refused { template, .. } => (Some(template), None, None),
+            _ => return Located::Nowhere,
+        };
+        let day = self.day(at);
+        let d = &mut self.groups.dims;
+        let arm = match arm {
+            None => 0,
+            Some(Cow::Borrowed(a)) => d.arms.id(Some(a)),
+            Some(Cow::Owned(a)) => d.arms.id_owned(Some(a)),
+        };
+        let slot = Slot([
+            day,
+            d.templates.id(template),
+            d.campaigns.id(campaign),
+            d.channels.id(channel),
+            d.segments.id_owned(segment),
+            arm,
+        ]);
+        match self.groups.slots.get(&slot) {
+            Some(&g) => Located::Group(g),
+            None => Located::New(slot),
+        }
+    }
+
+    /// The group of a located event, made now if it is new.
+    #[inline]
+    fn group_at(&mut self, at: Located) -> Option<u32> {
+        match at {
+            Located::Group(g) => Some(g),
+            Located::New(slot) => Some(self.groups.of(slot)),
+            Located::Nowhere => None,
+        }
+    }
+
+    /// The counters of a located event.
+    #[inline]
+    fn metrics_at(&mut self, at: Located) -> Option<&mut Metrics> {
+        let g = self.group_at(at)?;
         self.groups.get_mut(g)
     }
 
@@ -871,36 +954,31 @@ impl Report {
         logged: &Logged,
         lookup: &L,
     ) -> Result<(), ReportError> {
+        let at = self.locate(logged, Report::look(logged, lookup));
+        self.count(logged, lookup, at)
+    }
+
+    /// The second half of counting an event, in feed order: its counters, joins and trails.
+    fn count<L: Lookup + ?Sized>(
+        &mut self,
+        logged: &Logged,
+        lookup: &L,
+        located: Located,
+    ) -> Result<(), ReportError> {
         let seq = logged.seq;
         let at = logged.event.at;
         match &logged.event.kind {
             EventKind::TemplateChanged { .. } | EventKind::CampaignChanged { .. } => {}
             EventKind::OrderPlaced { .. } | EventKind::Locked { .. } => {}
             EventKind::OrderReleased { .. } | EventKind::OrderRefunded { .. } => {}
-            EventKind::Offered {
-                template,
-                user,
-                channel,
-                campaign,
-            } => {
-                let day = self.day(at);
-                let d = &mut self.groups.dims;
-                let slot = Slot([
-                    day,
-                    d.templates.id(Some(template)),
-                    d.campaigns.id(campaign.as_ref()),
-                    d.channels.id(Some(channel)),
-                    d.segments.id_owned(lookup.segment(user)),
-                    d.arms.id_owned(lookup.offer_arm(template, user)),
-                ]);
-                let g = self.groups.of(slot);
-                if let Some(g) = self.groups.get_mut(g) {
+            EventKind::Offered { .. } => {
+                if let Some(g) = self.metrics_at(located) {
                     g.offered += 1;
                 }
             }
             EventKind::Issued { coupon, .. } => {
                 let new = lookup.is_new(&coupon.user, at);
-                if let Some(g) = self.coupon_metrics(coupon, at, lookup) {
+                if let Some(g) = self.metrics_at(located) {
                     g.claimed += 1;
                     if let Some(new) = new {
                         g.claimed_known += 1;
@@ -914,7 +992,9 @@ impl Report {
                 saving,
             } => {
                 let saving = self.minor(seq, "a saving", saving)?;
-                let group = self.coupon_group(coupon, at, lookup);
+                let Some(group) = self.group_at(located) else {
+                    return Ok(());
+                };
                 let secs = (at - coupon.claimed_at).num_seconds().max(0) as u64;
                 if let Some(g) = self.groups.get_mut(group) {
                     g.used += 1;
@@ -956,10 +1036,9 @@ impl Report {
                     .minor(seq, "an order's gross", gross)?
                     .saturating_sub(self.minor(seq, "an order's discount", discount)?);
                 if *coupons == 0 {
-                    let day = self.day(at);
-                    let d = &mut self.groups.dims;
-                    let slot = Slot([day, 0, 0, 0, d.segments.id_owned(lookup.segment(user)), 0]);
-                    let group = self.groups.of(slot);
+                    let Some(group) = self.group_at(located) else {
+                        return Ok(());
+                    };
                     if let Some(g) = self.groups.get_mut(group) {
                         g.plain_orders += 1;
                         g.plain_sales_minor = g.plain_sales_minor.saturating_add(paid);
@@ -989,42 +1068,29 @@ impl Report {
                     }
                 }
             }
-            EventKind::Released { coupon, .. } => {
-                if let Some(g) = self.coupon_metrics(coupon, at, lookup) {
+            EventKind::Released { .. } => {
+                if let Some(g) = self.metrics_at(located) {
                     g.released += 1;
                 }
             }
-            EventKind::Expired { coupon } => {
-                if let Some(g) = self.coupon_metrics(coupon, at, lookup) {
+            EventKind::Expired { .. } => {
+                if let Some(g) = self.metrics_at(located) {
                     g.expired += 1;
                 }
             }
-            EventKind::Voided { coupon } => {
-                if let Some(g) = self.coupon_metrics(coupon, at, lookup) {
+            EventKind::Voided { .. } => {
+                if let Some(g) = self.metrics_at(located) {
                     g.voided += 1;
                 }
             }
-            EventKind::Refunded {
-                coupon, returned, ..
-            } => {
-                if let Some(g) = self.coupon_metrics(coupon, at, lookup) {
+            EventKind::Refunded { returned, .. } => {
+                if let Some(g) = self.metrics_at(located) {
                     g.refunded += 1;
                     g.refunded_returned += u64::from(*returned);
                 }
             }
-            EventKind::Refused { user, template, .. } => {
-                let day = self.day(at);
-                let d = &mut self.groups.dims;
-                let slot = Slot([
-                    day,
-                    d.templates.id(Some(template)),
-                    0,
-                    0,
-                    d.segments.id_owned(lookup.segment(user)),
-                    0,
-                ]);
-                let g = self.groups.of(slot);
-                if let Some(g) = self.groups.get_mut(g) {
+            EventKind::Refused { .. } => {
+                if let Some(g) = self.metrics_at(located) {
                     g.refused += 1;
                 }
             }
@@ -1033,7 +1099,9 @@ impl Report {
         self.events += 1;
         Ok(())
     }
-    /// Counts events in order.
+
+    /// Counts events in order, the same as [`Report::apply`] on each. Events are taken in runs
+    /// of a few dozen: the run's groups are located first, then its events counted in order.
     ///
     /// # Errors
     /// As [`Report::apply`]; the events before the failing one stay counted.
@@ -1042,10 +1110,27 @@ impl Report {
         events: impl IntoIterator<Item = &'e Logged>,
         lookup: &L,
     ) -> Result<(), ReportError> {
-        for e in events {
-            self.apply(e, lookup)?;
+        const RUN: usize = 32;
+        let mut events = events.into_iter();
+        let mut run: Vec<&'e Logged> = Vec::with_capacity(RUN);
+        let mut looked: Vec<Looked<'e>> = Vec::with_capacity(RUN);
+        let mut located: Vec<Located> = Vec::with_capacity(RUN);
+        loop {
+            run.clear();
+            run.extend(events.by_ref().take(RUN));
+            if run.is_empty() {
+                return Ok(());
+            }
+            looked.extend(run.iter().map(|e| Report::look(e, lookup)));
+            located.clear();
+            for (e, l) in run.iter().zip(looked.drain(..)) {
+                let at = self.locate(e, l);
+                located.push(at);
+            }
+            for (e, &at) in run.iter().zip(&located) {
+                self.count(e, lookup, at)?;
+            }
         }
-        Ok(())
     }
 
     /// Reads the store's feed after [`Report::last_seq`], `page` events at a time, until it is
@@ -1069,10 +1154,9 @@ impl Report {
             if events.is_empty() {
                 return Ok(read);
             }
-            for e in events.iter().filter(|e| e.seq > after) {
-                self.apply(e, lookup)?;
-                read += 1;
-            }
+            let fresh = events.iter().filter(|e| e.seq > after);
+            read += fresh.clone().count() as u64;
+            self.extend(fresh, lookup)?;
         }
     }
 
