@@ -142,13 +142,26 @@ impl Days {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Slot(pub(super) [u32; 6]);
 
-impl Hash for Slot {
+impl Slot {
+    /// The day id, and the other five.
+    #[inline]
+    pub(super) fn split(self) -> (u32, Rest) {
+        let [day, t, c, ch, seg, arm] = self.0;
+        (day, Rest([t, c, ch, seg, arm]))
+    }
+}
+
+/// A group within its day: template, campaign, channel, segment and arm ids.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Rest(pub(super) [u32; 5]);
+
+impl Hash for Rest {
     #[inline]
     fn hash<H: Hasher>(&self, h: &mut H) {
-        let [a, b, c, d, e, f] = self.0;
+        let [a, b, c, d, e] = self.0;
         h.write_u64(u64::from(a) | (u64::from(b) << 32));
         h.write_u64(u64::from(c) | (u64::from(d) << 32));
-        h.write_u64(u64::from(e) | (u64::from(f) << 32));
+        h.write_u64(u64::from(e));
     }
 }
 

@@ -111,7 +111,7 @@ use crate::id::{CouponId, OrderId, TemplateId, UserId};
 use crate::money::{Currency, Money};
 use crate::repository::Repository;
 
-use intern::{Dims, Slot};
+use intern::{Dims, Rest, Slot};
 
 pub use durations::{
     BIN_BOUNDS, BIN_LABELS, Durations, EXACT_DISTINCT, Percentile, SKETCH_RELATIVE_ERROR, human,
@@ -387,7 +387,10 @@ struct Trail {
 #[derive(Clone, Debug, Default)]
 struct Groups {
     dims: Dims,
-    slots: FastMap<Slot, u32>,
+    /// Day by day (indexed by day id), the groups of the day by their other five ids: the
+    /// groups a stretch of the feed counts in (its day and the next few) stay in small
+    /// tables that the processor's cache holds.
+    slots: Vec<FastMap<Rest, u32>>,
     keys: Vec<GroupKey>,
     metrics: Vec<Metrics>,
 }
@@ -396,8 +399,8 @@ impl Groups {
     /// The group of a slot, made (empty) the first time.
     #[inline]
     fn of(&mut self, slot: Slot) -> u32 {
-        match self.slots.get(&slot) {
-            Some(&g) => g,
+        match self.get_slot(slot) {
+            Some(g) => g,
             None => self.make(slot),
         }
     }
@@ -414,7 +417,14 @@ impl Groups {
 
     fn push(&mut self, slot: Slot, key: GroupKey) -> u32 {
         let g = u32::try_from(self.keys.len()).unwrap_or(u32::MAX);
-        self.slots.insert(slot, g);
+        let (day, rest) = slot.split();
+        let day = usize::try_from(day).unwrap_or(usize::MAX);
+        if self.slots.len() <= day {
+            self.slots.resize_with(day.saturating_add(1), FastMap::default);
+        }
+        if let Some(m) = self.slots.get_mut(day) {
+            m.insert(rest, g);
+        }
         self.keys.push(key);
         self.metrics.push(Metrics::default());
         g
@@ -423,15 +433,25 @@ impl Groups {
     /// The group of a key, made (empty) the first time.
     fn of_key(&mut self, key: &GroupKey) -> u32 {
         let slot = self.dims.slot(key);
-        match self.slots.get(&slot) {
-            Some(&g) => g,
+        match self.get_slot(slot) {
+            Some(g) => g,
             None => self.push(slot, key.clone()),
         }
     }
 
     /// The group of a key, if the report has it.
     fn find(&self, key: &GroupKey) -> Option<u32> {
-        self.slots.get(&self.dims.find(key)?).copied()
+        self.get_slot(self.dims.find(key)?)
+    }
+
+    /// The group of a slot, if made.
+    #[inline]
+    fn get_slot(&self, slot: Slot) -> Option<u32> {
+        let (day, rest) = slot.split();
+        self.slots
+            .get(usize::try_from(day).ok()?)?
+            .get(&rest)
+            .copied()
     }
 
     #[inline]
@@ -921,8 +941,8 @@ impl Report {
             d.segments.id_owned(segment),
             arm,
         ]);
-        match self.groups.slots.get(&slot) {
-            Some(&g) => Located::Group(g),
+        match self.groups.get_slot(slot) {
+            Some(g) => Located::Group(g),
             None => Located::New(slot),
         }
     }
