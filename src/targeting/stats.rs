@@ -45,6 +45,7 @@
 //! ```
 
 use std::borrow::Borrow;
+use std::collections::hash_map::Entry;
 use std::fmt;
 use std::hash::Hash;
 
@@ -248,6 +249,30 @@ impl Totals {
             paid: self.paid.checked_add(o.paid).ok_or_else(overflow)?,
         };
         Ok(())
+    }
+
+    /// [`Totals::add`] when no sum overflows (`true`); else nothing changes (`false`).
+    #[inline(always)]
+    fn add_in_place(&mut self, o: &Totals) -> bool {
+        match (
+            self.orders.checked_add(o.orders),
+            self.coupon_orders.checked_add(o.coupon_orders),
+            self.gross.checked_add(o.gross),
+            self.discount.checked_add(o.discount),
+            self.paid.checked_add(o.paid),
+        ) {
+            (Some(orders), Some(coupon_orders), Some(gross), Some(discount), Some(paid)) => {
+                *self = Totals {
+                    orders,
+                    coupon_orders,
+                    gross,
+                    discount,
+                    paid,
+                };
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Average order value in minor units, rounded half-even.
@@ -632,14 +657,20 @@ impl<K: UserKey> CycleStats<K> {
                     paid: o.paid,
                 };
                 let at = o.at_micros;
-                match map.get_mut(&o.user) {
-                    Some(r) => {
-                        r.add(cycle, &t).map_err(|e| (first, e))?;
+                // One probe of the table per order, found or not.
+                match map.entry(o.user) {
+                    Entry::Occupied(mut e) => {
+                        let r = e.get_mut();
+                        // The usual case, another order in the user's latest cycle, inline;
+                        // anything else (and an overflow, reported) through `Record::add`.
+                        if cycle != r.latest_cycle || !r.latest.add_in_place(&t) {
+                            r.add(cycle, &t).map_err(|e| (first, e))?;
+                        }
                         r.first = r.first.min(at);
                         r.last = r.last.max(at);
                     }
-                    None => {
-                        map.insert(o.user, Record::new(at, cycle, t));
+                    Entry::Vacant(e) => {
+                        e.insert(Record::new(at, cycle, t));
                         *len += 1;
                     }
                 }
