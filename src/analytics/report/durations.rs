@@ -167,7 +167,7 @@ impl<K: Ord + Copy> Counts<K> {
     #[cfg(feature = "serde")]
     fn from_pairs(mut v: Vec<(K, u64)>) -> Counts<K> {
         v.reverse();
-        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v.sort_by_key(|e| e.0);
         v.dedup_by(|later, first| later.0 == first.0);
         Counts(v)
     }
@@ -288,8 +288,7 @@ impl Durations {
             None
         };
         match &self.exact {
-            Some(exact) => pick(&mut exact.iter())
-                .map(|secs| Percentile { secs, exact: true }),
+            Some(exact) => pick(&mut exact.iter()).map(|secs| Percentile { secs, exact: true }),
             None => {
                 pick(&mut self.sketch.iter().map(|(b, n)| (representative(b), n))).map(|secs| {
                     Percentile {

@@ -105,7 +105,7 @@ use chrono::{DateTime, FixedOffset, Utc};
 
 use crate::analytics::experiment::ARM_ATTRIBUTE;
 use crate::attributes::AttrValue;
-use crate::events::{CouponFacts, EventKind, Logged, Sequence};
+use crate::events::{EventKind, Logged, Sequence};
 use crate::hash::FastMap;
 use crate::id::{CouponId, OrderId, TemplateId, UserId};
 use crate::money::{Currency, Money};
@@ -420,7 +420,8 @@ impl Groups {
         let (day, rest) = slot.split();
         let day = usize::try_from(day).unwrap_or(usize::MAX);
         if self.slots.len() <= day {
-            self.slots.resize_with(day.saturating_add(1), FastMap::default);
+            self.slots
+                .resize_with(day.saturating_add(1), FastMap::default);
         }
         if let Some(m) = self.slots.get_mut(day) {
             m.insert(rest, g);

@@ -9,7 +9,7 @@ use chrono::{DateTime, Duration, FixedOffset, TimeZone, Utc};
 
 use super::*;
 use crate::attributes::{AttrKey, Attributes};
-use crate::events::{Event, Refusal};
+use crate::events::{CouponFacts, Event, Refusal};
 use crate::id::{CampaignId, Channel};
 use crate::lifecycle::ClaimMode;
 
@@ -295,14 +295,18 @@ fn reference(events: &[Logged], repurchase: Option<u32>) -> BTreeMap<GroupKey, M
                     let g = groups.entry(k.clone()).or_default();
                     g.plain_orders += 1;
                     g.plain_sales_minor += amount;
-                    buys.entry(user.clone())
-                        .or_default()
-                        .push((at.timestamp(), order.clone(), false));
+                    buys.entry(user.clone()).or_default().push((
+                        at.timestamp(),
+                        order.clone(),
+                        false,
+                    ));
                 } else {
                     paid.insert(order.clone(), (amount, *n));
-                    buys.entry(user.clone())
-                        .or_default()
-                        .push((at.timestamp(), order.clone(), true));
+                    buys.entry(user.clone()).or_default().push((
+                        at.timestamp(),
+                        order.clone(),
+                        true,
+                    ));
                 }
             }
             EventKind::Released { coupon, .. } => {
