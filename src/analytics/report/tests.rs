@@ -462,3 +462,64 @@ fn reports_that_differ_are_not_equal() {
     c.merge(fast(&events[..1], None)).unwrap();
     assert_ne!(a, c);
 }
+
+#[test]
+fn counting_one_by_one_equals_counting_in_runs() {
+    for seed in 300..320 {
+        let events = feed(seed, 90);
+        for repurchase in [None, Some(2)] {
+            let mut one = Report::new(config(repurchase));
+            for e in &events {
+                one.apply(e, &Look).unwrap();
+            }
+            assert_eq!(one, fast(&events, repurchase), "seed {seed}");
+        }
+    }
+}
+
+#[test]
+fn a_refused_amount_counts_nothing_and_makes_no_group() {
+    let mut events = feed(9, 60);
+    let before = fast(&events, None);
+    // An event in another currency after the feed, in a run with events after it: the
+    // events before it stay counted, nothing of it or after it is (not even an empty group).
+    let c = CouponFacts {
+        id: CouponId::new("c-usd").unwrap(),
+        template: TemplateId::new("t-new").unwrap(),
+        user: UserId::new("u-new").unwrap(),
+        channel: Channel::new("kiosk").unwrap(),
+        campaign: None,
+        claimed_at: Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap(),
+        attributes: Attributes::new(),
+    };
+    let at = Utc.with_ymd_and_hms(2026, 12, 2, 0, 0, 0).unwrap();
+    let usd = Money::from_minor(100, Currency::USD);
+    let n = events.len() as u64;
+    events.push(Logged {
+        seq: n + 1,
+        event: Event::new(
+            at,
+            EventKind::Redeemed {
+                coupon: c.clone(),
+                order: OrderId::new("o-usd").unwrap(),
+                saving: usd,
+            },
+        ),
+    });
+    events.push(Logged {
+        seq: n + 2,
+        event: Event::new(
+            at,
+            EventKind::Issued {
+                coupon: c,
+                mode: ClaimMode::Click,
+            },
+        ),
+    });
+    let mut r = Report::new(config(None));
+    assert!(matches!(
+        r.extend(&events, &Look),
+        Err(ReportError::Currency { .. })
+    ));
+    assert_eq!(r, before);
+}
