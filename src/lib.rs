@@ -100,6 +100,7 @@ pub mod codes;
 mod de;
 pub mod events;
 pub mod guard;
+mod hash;
 pub mod id;
 pub mod issuing;
 pub mod lifecycle;

@@ -230,6 +230,24 @@ fn feed() -> (Vec<Logged>, Segments) {
     (out, segments)
 }
 
+/// What any fold of the feed must read: every event, the segment lookup of its user and its
+/// coupon's arm attribute (the floor under the report's own work).
+fn floor(events: &[Logged], lookup: &Segments) -> usize {
+    let mut n = 0usize;
+    for e in events {
+        let (user, attrs) = match &e.event.kind {
+            EventKind::Offered { user, .. } | EventKind::OrderPaid { user, .. } => (user, None),
+            EventKind::Issued { coupon, .. }
+            | EventKind::Redeemed { coupon, .. }
+            | EventKind::Expired { coupon } => (&coupon.user, Some(&coupon.attributes)),
+            _ => continue,
+        };
+        n += usize::from(lookup.segment(user).is_some());
+        n += usize::from(attrs.and_then(|a| a.get("arm")).is_some());
+    }
+    std::hint::black_box(n)
+}
+
 fn config(repurchase: bool) -> ReportConfig {
     let c = ReportConfig::new(CNY, FixedOffset::east_opt(8 * 3600).unwrap());
     if repurchase {
@@ -284,6 +302,12 @@ fn bench(c: &mut Criterion) {
             check.buyers_followed(),
         );
         if std::env::var_os("ANALYTICS_REPORT_ONCE").is_some() {
+            let t = thread_cpu();
+            let touched = floor(&events, &lookup);
+            eprintln!(
+                "{name}: reading the feed alone (segment lookup, arm attribute, {touched} ids): {:?} CPU",
+                thread_cpu() - t
+            );
             let (two, cpu) = fold_two(&events, &lookup, repurchase);
             assert_eq!(two, check);
             eprintln!("{name}: two cores {cpu:?} (slower worker's CPU time + merge)");

@@ -94,9 +94,13 @@
 //! ```
 
 pub mod codes;
+mod config;
+mod error;
 mod orders;
 mod runner;
 
+pub use config::{ConfigError, ServiceConfig};
+pub use error::{ErrorKind, ServiceError};
 pub use orders::{Refunded, Settlement, Swept};
 use runner::{On, Plan, Step};
 
@@ -107,11 +111,9 @@ use std::sync::{Arc, PoisonError, RwLock};
 use chrono::{DateTime, Duration, Utc};
 
 use crate::cart::{Buyer, Cart};
-use crate::checkout::{
-    Blocked, Checkout, CheckoutError, Offer, OfferId, PromotionIndex, Quote, StackingPolicy,
-};
+use crate::checkout::{Blocked, Checkout, Offer, OfferId, PromotionIndex, Quote};
 use crate::events::{CouponFacts, Event, EventKind, Refusal};
-use crate::guard::{self, Action, Asking, Context, Guard, GuardError};
+use crate::guard::{self, Action, Asking, Context};
 use crate::id::{CampaignId, CouponId, GuardName, IdempotencyKey, MAX_ID_LEN, OrderId, TemplateId};
 use crate::lifecycle::{
     Campaign, ClaimRequest, Coupon, CouponState, LifecycleError, Order, OrderState, TemplateRecord,
@@ -122,236 +124,7 @@ use crate::repository::{
     Batch, Commit, CounterKey, Expect, Op, Receipt, ReceiptKey, Repository, Version, Versioned,
 };
 use crate::rule::{Distribution, PromoCode, Template};
-use crate::time::{self, TimeError};
-
-/// A service call failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ServiceError<E> {
-    /// An illegal transition or a limit reached.
-    #[error(transparent)]
-    Lifecycle(#[from] LifecycleError),
-    /// The checkout refused the selection.
-    #[error(transparent)]
-    Checkout(#[from] CheckoutError),
-    /// The store failed.
-    #[error("storage failed: {0}")]
-    Repository(#[source] E),
-    /// A guard needs a context field the request lacks.
-    #[error(transparent)]
-    Guard(#[from] GuardError),
-    /// The service's configuration breaks a rule.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// The request's `now` lies outside the instants records hold (1970 to 9999).
-    #[error(transparent)]
-    Time(#[from] TimeError),
-    /// A record the request names does not exist.
-    #[error("{what} {id} not found")]
-    NotFound {
-        /// What kind of record: `template`, `campaign`, `coupon`, `order`.
-        what: &'static str,
-        /// Its id.
-        id: String,
-    },
-    /// Concurrent requests kept changing the records this one read; it gave up after
-    /// [`ServiceConfig::max_attempts`] attempts without writing anything. Retry later.
-    #[error("{operation}: gave up after {attempts} attempts that conflicted with other requests")]
-    Contention {
-        /// The operation.
-        operation: &'static str,
-        /// Attempts made.
-        attempts: u32,
-    },
-}
-
-/// What kind of failure a [`ServiceError`] is, for a caller deciding how to answer: each kind
-/// maps to one HTTP status ([`ErrorKind::http_status`]).
-///
-/// | kind | HTTP | what |
-/// |---|---|---|
-/// | `NotFound` | 404 | a template, campaign, coupon or order the request names does not exist |
-/// | `Conflict` | 409 | the request contradicts the record's state: an illegal transition, an order already settled, a key reused for another request |
-/// | `Forbidden` | 403 | the acting party may not do this (a buyer confirming payment, or acting on another buyer's order; see [`Actor::permits`](crate::lifecycle::Actor::permits)) |
-/// | `Refused` | 422 | a rule said no: out of stock, a limit or guard reached, a coupon not usable, a campaign not running |
-/// | `Invalid` | 400 | the request itself is malformed: an instant out of range, a selection naming an offer twice, a guard's missing context |
-/// | `Contention` | 503 | concurrent requests kept conflicting; retrying later may succeed |
-/// | `Unavailable` | 503 | the store failed; retrying later may succeed |
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[cfg_attr(
-    feature = "serde",
-    derive(serde::Serialize, serde::Deserialize),
-    serde(rename_all = "snake_case")
-)]
-pub enum ErrorKind {
-    /// A record the request names does not exist.
-    NotFound,
-    /// The request contradicts the state of a record.
-    Conflict,
-    /// The acting party may not do this.
-    Forbidden,
-    /// A rule refused the request.
-    Refused,
-    /// The request is malformed.
-    Invalid,
-    /// Concurrent requests kept conflicting.
-    Contention,
-    /// The store failed.
-    Unavailable,
-}
-
-impl ErrorKind {
-    /// The HTTP status a web handler answers with.
-    pub fn http_status(self) -> u16 {
-        match self {
-            ErrorKind::NotFound => 404,
-            ErrorKind::Conflict => 409,
-            ErrorKind::Forbidden => 403,
-            ErrorKind::Refused => 422,
-            ErrorKind::Invalid => 400,
-            ErrorKind::Contention | ErrorKind::Unavailable => 503,
-        }
-    }
-}
-
-impl<E> ServiceError<E> {
-    /// The kind of failure.
-    pub fn kind(&self) -> ErrorKind {
-        use LifecycleError as L;
-        match self {
-            ServiceError::NotFound { .. } => ErrorKind::NotFound,
-            ServiceError::Contention { .. } => ErrorKind::Contention,
-            ServiceError::Repository(_) => ErrorKind::Unavailable,
-            ServiceError::Time(_) | ServiceError::Guard(_) | ServiceError::Config(_) => {
-                ErrorKind::Invalid
-            }
-            ServiceError::Checkout(e) => match e {
-                CheckoutError::UnknownOffer { .. } => ErrorKind::NotFound,
-                CheckoutError::Duplicate { .. } => ErrorKind::Invalid,
-                _ => ErrorKind::Refused,
-            },
-            ServiceError::Lifecycle(e) => match e {
-                L::UnknownCode { .. } => ErrorKind::NotFound,
-                L::IllegalTemplateTransition { .. }
-                | L::IllegalCouponTransition { .. }
-                | L::CodeTaken { .. }
-                | L::TemplateExists { .. }
-                | L::CampaignExists { .. }
-                | L::NotHeldByOrder { .. }
-                | L::NotUsedByOrder { .. }
-                | L::OrderAlreadyLocked { .. }
-                | L::OrderPaid { .. }
-                | L::OrderReleased { .. }
-                | L::OrderNotPaid { .. }
-                | L::OrderAlreadyRefunded { .. }
-                | L::KeyReused { .. }
-                | L::IllegalOrderTransition { .. }
-                | L::ClockBehind { .. } => ErrorKind::Conflict,
-                L::NotPermitted { .. } => ErrorKind::Forbidden,
-                L::InvalidCampaign { .. } | L::InvalidRefund { .. } => ErrorKind::Invalid,
-                _ => ErrorKind::Refused,
-            },
-        }
-    }
-
-    /// Whether the same request may succeed if retried later unchanged: contention and store
-    /// failures. Every request is idempotent under its key, so a retry is always safe.
-    pub fn is_retryable(&self) -> bool {
-        matches!(self.kind(), ErrorKind::Contention | ErrorKind::Unavailable)
-    }
-}
-
-/// A [`ServiceConfig`] that breaks a rule.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// A hold must be positive (and at most a year).
-    #[error("hold: {hold} is not a positive duration of at most 366 days")]
-    Hold {
-        /// The hold given.
-        hold: Duration,
-    },
-    /// At least one attempt.
-    #[error("max_attempts: at least 1 attempt is needed, got 0")]
-    Attempts,
-    /// The tolerated clock skew must lie between zero and one minute.
-    #[error("clock_skew: {skew} is not between zero and one minute")]
-    ClockSkew {
-        /// The skew given.
-        skew: Duration,
-    },
-    /// Two guards with one name would share counters.
-    #[error("guards: the name {name} is used twice")]
-    DuplicateGuard {
-        /// The name.
-        name: GuardName,
-    },
-}
-
-/// Settings of a [`Service`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ServiceConfig {
-    /// How long [`quote_and_lock`](Service::quote_and_lock) holds coupons for an unpaid order.
-    /// Default 15 minutes.
-    pub hold: Duration,
-    /// Attempts of one call when its batch conflicts with concurrent requests. Default 16.
-    pub max_attempts: u32,
-    /// How offers combine at checkout.
-    pub policy: StackingPolicy,
-    /// Guards counted with every claim and lock they apply to ([`crate::guard`]).
-    pub guards: Vec<Guard>,
-    /// How far a request's `now` may lie before the last transition of the record it changes
-    /// (an order, a coupon) and still be accepted, recorded at that transition's instant.
-    /// Default 2 seconds: app servers synchronised by NTP agree within milliseconds, and a
-    /// request that waited on a lock or a retry can carry a `now` a little older than a
-    /// concurrent request's; anything further back is a clock that is wrong, refused with
-    /// [`LifecycleError::ClockBehind`] so that no record's history runs backwards (a coupon
-    /// used before it was claimed). At most one minute.
-    pub clock_skew: Duration,
-}
-
-impl ServiceConfig {
-    /// Checks the settings: a positive hold of at most 366 days, at least one attempt, guards
-    /// with distinct names. [`Service::with_config`] calls it.
-    ///
-    /// # Errors
-    /// The first [`ConfigError`].
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.hold <= Duration::zero() || self.hold > Duration::days(366) {
-            return Err(ConfigError::Hold { hold: self.hold });
-        }
-        if self.max_attempts == 0 {
-            return Err(ConfigError::Attempts);
-        }
-        if self.clock_skew < Duration::zero() || self.clock_skew > Duration::minutes(1) {
-            return Err(ConfigError::ClockSkew {
-                skew: self.clock_skew,
-            });
-        }
-        let mut names: Vec<&GuardName> = self.guards.iter().map(Guard::name).collect();
-        names.sort();
-        if let Some(w) = names.windows(2).find(|w| w.first() == w.get(1)) {
-            if let Some(name) = w.first() {
-                return Err(ConfigError::DuplicateGuard {
-                    name: (*name).clone(),
-                });
-            }
-        }
-        Ok(())
-    }
-}
-
-impl Default for ServiceConfig {
-    fn default() -> Self {
-        ServiceConfig {
-            hold: Duration::minutes(15),
-            max_attempts: 16,
-            policy: StackingPolicy::default(),
-            guards: Vec::new(),
-            clock_skew: Duration::seconds(2),
-        }
-    }
-}
+use crate::time;
 
 /// A coupon claimed (or the first outcome of a repeated claim).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -1771,6 +1544,7 @@ impl<R: Repository> Service<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::guard::Guard;
 
     #[test]
     fn configs_are_checked() {

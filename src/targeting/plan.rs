@@ -464,7 +464,9 @@ pub fn plan_cycle<K: UserKey>(
         }
         users.push(plan);
     }
-    users.sort_unstable_by(|a, b| a.user.cmp(&b.user));
+    // By key, moving each plan once: the keys are sorted beside their positions, then the
+    // plans are put in place (users are distinct, so the order is the same as any sort's).
+    users.sort_by_cached_key(|p| p.user.clone());
     let mut total = CostSummary::zero(currency);
     let (mut last_total, mut expected_total) = (0i64, 0i64);
     let mut by_type = BTreeMap::new();

@@ -45,6 +45,7 @@
 //! ```
 
 use std::borrow::Borrow;
+use std::collections::hash_map::Entry;
 use std::fmt;
 use std::hash::Hash;
 
@@ -248,6 +249,30 @@ impl Totals {
             paid: self.paid.checked_add(o.paid).ok_or_else(overflow)?,
         };
         Ok(())
+    }
+
+    /// [`Totals::add`] when no sum overflows (`true`); else nothing changes (`false`).
+    #[inline(always)]
+    fn add_in_place(&mut self, o: &Totals) -> bool {
+        match (
+            self.orders.checked_add(o.orders),
+            self.coupon_orders.checked_add(o.coupon_orders),
+            self.gross.checked_add(o.gross),
+            self.discount.checked_add(o.discount),
+            self.paid.checked_add(o.paid),
+        ) {
+            (Some(orders), Some(coupon_orders), Some(gross), Some(discount), Some(paid)) => {
+                *self = Totals {
+                    orders,
+                    coupon_orders,
+                    gross,
+                    discount,
+                    paid,
+                };
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Average order value in minor units, rounded half-even.
@@ -577,7 +602,9 @@ impl<K: UserKey> CycleStats<K> {
         I: IntoIterator<Item = MinorOrder<K>>,
     {
         const CHUNK: usize = 1 << 21;
-        let mut parts: Vec<Vec<(i64, MinorOrder<K>)>> = (0..SHARDS).map(|_| Vec::new()).collect();
+        // The orders alone are dealt (their cycles are found when they are added: a shard's
+        // orders arrive in input order, so the cycle cache hits there as well).
+        let mut parts: Vec<Vec<MinorOrder<K>>> = (0..SHARDS).map(|_| Vec::new()).collect();
         let mut pending = 0usize;
         let mut seen = 0usize;
         let mut failure = None;
@@ -591,13 +618,12 @@ impl<K: UserKey> CycleStats<K> {
                 failure = Some((seen, self.explain(o.at_micros, o.gross, o.discount, o.paid)));
                 break;
             }
-            let cycle = self.cycle_of(o.at_micros);
             let s = self.users.shard_of(&o.user);
             if let Some(p) = parts.get_mut(s) {
                 if p.capacity() == 0 {
                     p.reserve(CHUNK / SHARDS * 5 / 4);
                 }
-                p.push((cycle, o));
+                p.push(o);
             }
             seen += 1;
             pending += 1;
@@ -616,14 +642,15 @@ impl<K: UserKey> CycleStats<K> {
     /// Adds the dealt batches, shard by shard, and empties them.
     fn apply_parts(
         &mut self,
-        parts: &mut [Vec<(i64, MinorOrder<K>)>],
+        parts: &mut [Vec<MinorOrder<K>>],
         first: usize,
     ) -> Result<(), (usize, TargetingError)> {
         for (s, part) in parts.iter_mut().enumerate() {
             let Some((map, len)) = self.users.shard_mut(s) else {
                 continue;
             };
-            for (cycle, o) in part.drain(..) {
+            for o in part.drain(..) {
+                let cycle = cycle_in(self.cycles, &mut self.cache, o.at_micros);
                 let t = Totals {
                     orders: 1,
                     coupon_orders: u32::from(o.coupon_used),
@@ -632,14 +659,20 @@ impl<K: UserKey> CycleStats<K> {
                     paid: o.paid,
                 };
                 let at = o.at_micros;
-                match map.get_mut(&o.user) {
-                    Some(r) => {
-                        r.add(cycle, &t).map_err(|e| (first, e))?;
+                // One probe of the table per order, found or not.
+                match map.entry(o.user) {
+                    Entry::Occupied(mut e) => {
+                        let r = e.get_mut();
+                        // The usual case, another order in the user's latest cycle, inline;
+                        // anything else (and an overflow, reported) through `Record::add`.
+                        if cycle != r.latest_cycle || !r.latest.add_in_place(&t) {
+                            r.add(cycle, &t).map_err(|e| (first, e))?;
+                        }
                         r.first = r.first.min(at);
                         r.last = r.last.max(at);
                     }
-                    None => {
-                        map.insert(o.user, Record::new(at, cycle, t));
+                    Entry::Vacant(e) => {
+                        e.insert(Record::new(at, cycle, t));
                         *len += 1;
                     }
                 }
@@ -700,15 +733,7 @@ impl<K: UserKey> CycleStats<K> {
 
     #[inline]
     fn cycle_of(&mut self, at: i64) -> i64 {
-        let (start, end, idx) = self.cache;
-        if at >= start && at < end {
-            return idx;
-        }
-        let c = self.cycles.index_of_micros(at);
-        if let Some((s, e)) = self.cycles.bounds_micros(c) {
-            self.cache = (s, e, c.0);
-        }
-        c.0
+        cycle_in(self.cycles, &mut self.cache, at)
     }
 
     /// Adds everything `other` holds: afterwards `self` is exactly the statistics of both sets of
@@ -791,6 +816,21 @@ impl<K: UserKey> CycleStats<K> {
     pub fn last_order(&self) -> Option<DateTime<Utc>> {
         self.users.values().map(|r| r.last).max().map(instant)
     }
+}
+
+/// The cycle of `at` (microseconds), through a cache of the last cycle found: `[start, end)`
+/// in microseconds and its index.
+#[inline]
+fn cycle_in(cycles: Cycles, cache: &mut (i64, i64, i64), at: i64) -> i64 {
+    let (start, end, idx) = *cache;
+    if at >= start && at < end {
+        return idx;
+    }
+    let c = cycles.index_of_micros(at);
+    if let Some((s, e)) = cycles.bounds_micros(c) {
+        *cache = (s, e, c.0);
+    }
+    c.0
 }
 
 fn merge_into<K: UserKey>(

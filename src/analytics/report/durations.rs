@@ -1,7 +1,6 @@
 //! Time from claim to use: a histogram for people, exact percentiles while they fit, and a
 //! mergeable log-bucket sketch beyond.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 /// How many distinct durations (in whole seconds) a group keeps exactly. Past this, the group's
@@ -104,8 +103,74 @@ pub struct Durations {
     min: u64,
     max: u64,
     bins: [u64; 7],
-    exact: Option<BTreeMap<u64, u64>>,
-    sketch: BTreeMap<u16, u64>,
+    exact: Option<Counts<u64>>,
+    sketch: Counts<u16>,
+}
+
+/// Counts by value, sorted by value (a small sorted vector: a group holds at most
+/// [`EXACT_DISTINCT`] exact values and about 1,200 sketch buckets, usually far fewer).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Counts<K>(Vec<(K, u64)>);
+
+impl<K: Ord + Copy> Counts<K> {
+    #[inline]
+    fn add(&mut self, k: K, n: u64) {
+        match self.0.binary_search_by(|e| e.0.cmp(&k)) {
+            Ok(i) => {
+                if let Some(e) = self.0.get_mut(i) {
+                    e.1 = e.1.saturating_add(n);
+                }
+            }
+            Err(i) => self.0.insert(i, (k, n)),
+        }
+    }
+    /// Adds every count of `other`.
+    fn merge(&mut self, other: &Counts<K>) {
+        if other.0.is_empty() {
+            return;
+        }
+        let mut out = Vec::with_capacity(self.0.len() + other.0.len());
+        let (mut i, mut j) = (0, 0);
+        loop {
+            let next = match (self.0.get(i).copied(), other.0.get(j).copied()) {
+                (Some(x), Some(y)) if x.0 == y.0 => {
+                    i += 1;
+                    j += 1;
+                    (x.0, x.1.saturating_add(y.1))
+                }
+                (Some(x), Some(y)) if x.0 < y.0 => {
+                    i += 1;
+                    x
+                }
+                (_, Some(y)) => {
+                    j += 1;
+                    y
+                }
+                (Some(x), None) => {
+                    i += 1;
+                    x
+                }
+                (None, None) => break,
+            };
+            out.push(next);
+        }
+        self.0 = out;
+    }
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn iter(&self) -> impl Iterator<Item = (K, u64)> + '_ {
+        self.0.iter().copied()
+    }
+    /// From pairs in any order; of pairs with the same value, the last is kept (as a map
+    /// built from them would).
+    #[cfg(feature = "serde")]
+    fn from_pairs(mut v: Vec<(K, u64)>) -> Counts<K> {
+        v.reverse();
+        v.sort_by_key(|e| e.0);
+        v.dedup_by(|later, first| later.0 == first.0);
+        Counts(v)
+    }
 }
 
 impl Default for Durations {
@@ -123,8 +188,8 @@ impl Durations {
             min: 0,
             max: 0,
             bins: [0; 7],
-            exact: Some(BTreeMap::new()),
-            sketch: BTreeMap::new(),
+            exact: Some(Counts::default()),
+            sketch: Counts::default(),
         }
     }
 
@@ -141,9 +206,9 @@ impl Durations {
         self.sum = self.sum.saturating_add(u128::from(secs));
         let bin = BIN_BOUNDS.iter().take_while(|&&b| secs >= b).count();
         self.bins[bin] = self.bins[bin].saturating_add(1);
-        *self.sketch.entry(bucket(secs)).or_insert(0) += 1;
+        self.sketch.add(bucket(secs), 1);
         if let Some(exact) = &mut self.exact {
-            *exact.entry(secs).or_insert(0) += 1;
+            exact.add(secs, 1);
             if exact.len() > EXACT_DISTINCT {
                 self.exact = None;
             }
@@ -166,14 +231,10 @@ impl Durations {
         for (a, b) in self.bins.iter_mut().zip(other.bins) {
             *a = a.saturating_add(b);
         }
-        for (&k, &n) in &other.sketch {
-            *self.sketch.entry(k).or_insert(0) += n;
-        }
+        self.sketch.merge(&other.sketch);
         self.exact = match (self.exact.take(), &other.exact) {
             (Some(mut a), Some(b)) => {
-                for (&k, &n) in b {
-                    *a.entry(k).or_insert(0) += n;
-                }
+                a.merge(b);
                 (a.len() <= EXACT_DISTINCT).then_some(a)
             }
             _ => None,
@@ -227,10 +288,9 @@ impl Durations {
             None
         };
         match &self.exact {
-            Some(exact) => pick(&mut exact.iter().map(|(&v, &n)| (v, n)))
-                .map(|secs| Percentile { secs, exact: true }),
+            Some(exact) => pick(&mut exact.iter()).map(|secs| Percentile { secs, exact: true }),
             None => {
-                pick(&mut self.sketch.iter().map(|(&b, &n)| (representative(b), n))).map(|secs| {
+                pick(&mut self.sketch.iter().map(|(b, n)| (representative(b), n))).map(|secs| {
                     Percentile {
                         secs: secs.clamp(self.min, self.max),
                         exact: false,
@@ -248,7 +308,7 @@ impl Durations {
         }
         let rank = ((q * self.count as f64).ceil() as u64).clamp(1, self.count);
         let mut seen = 0u64;
-        for (&b, &n) in &self.sketch {
+        for (b, n) in self.sketch.iter() {
             seen += n;
             if seen >= rank {
                 return Some(representative(b).clamp(self.min, self.max));
@@ -280,8 +340,8 @@ impl From<Durations> for DurationsRepr {
             min: d.min,
             max: d.max,
             bins: d.bins,
-            exact: d.exact.map(|e| e.into_iter().collect()),
-            sketch: d.sketch.into_iter().collect(),
+            exact: d.exact.map(|e| e.0),
+            sketch: d.sketch.0,
         }
     }
 }
@@ -310,8 +370,8 @@ impl TryFrom<DurationsRepr> for Durations {
             min: r.min,
             max: r.max,
             bins: r.bins,
-            exact: r.exact.map(|e| e.into_iter().collect()),
-            sketch: r.sketch.into_iter().collect(),
+            exact: r.exact.map(Counts::from_pairs),
+            sketch: Counts::from_pairs(r.sketch),
         })
     }
 }

@@ -91,21 +91,27 @@
 //!   are counted, not summed.
 
 mod durations;
+mod intern;
 mod metrics;
 mod table;
+#[cfg(test)]
+mod tests;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
-use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
+use chrono::{DateTime, FixedOffset, Utc};
 
 use crate::analytics::experiment::ARM_ATTRIBUTE;
 use crate::attributes::AttrValue;
-use crate::events::{CouponFacts, EventKind, Logged, Sequence};
+use crate::events::{EventKind, Logged, Sequence};
+use crate::hash::FastMap;
 use crate::id::{CouponId, OrderId, TemplateId, UserId};
 use crate::money::{Currency, Money};
 use crate::repository::Repository;
+
+use intern::{Dims, Rest, Slot};
 
 pub use durations::{
     BIN_BOUNDS, BIN_LABELS, Durations, EXACT_DISTINCT, Percentile, SKETCH_RELATIVE_ERROR, human,
@@ -335,29 +341,26 @@ impl From<ReportConfig> for ConfigRepr {
 
 /// A coupon an order redeemed, waiting for (or joined with) the order's payment.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 struct UsedCoupon {
     coupon: CouponId,
     saving: i128,
-    key: GroupKey,
+    /// Its group (an index of the report's groups).
+    group: u32,
 }
 
 /// One side or both of an order's join.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 struct OpenOrder {
     /// Sorted by coupon id, so that merges in any order give the same value.
     coupons: Vec<UsedCoupon>,
     /// What it paid, how many coupons it redeemed, and its buyer.
     paid: Option<(i128, u32, UserId)>,
     /// Whether its buyer bought again in the window, when decided before the join.
-    #[cfg_attr(feature = "serde", serde(default))]
     repurchased: Option<bool>,
 }
 
 /// A paid order as a buyer's trail remembers it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 struct PaidRef {
     seq: Sequence,
     /// Unix seconds.
@@ -366,84 +369,129 @@ struct PaidRef {
     /// Whether it used a coupon (and so waits for the buyer's next order).
     coupon: bool,
     /// Its group once the join is done.
-    key: Option<GroupKey>,
+    group: Option<u32>,
     /// Whether its repurchase was already decided.
     decided: bool,
 }
 
 /// A buyer's first and latest paid order in what a report read.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 struct Trail {
     first_seq: Sequence,
     first_at: i64,
     last: PaidRef,
 }
 
-/// A fast hash (the multiply-rotate hash of the Rust compiler, "FxHash") for the maps whose
-/// keys the merchant makes: groups (templates, campaigns, channels, segments, arms) and order
-/// ids. Buyers' trails, keyed by user ids, keep the standard library's keyed SipHash.
-#[derive(Clone, Copy, Default)]
-struct Fx(u64);
+/// The groups of a report: the interned dimensions, each group's slot, key and counters.
+/// Group `i` is `keys[i]` with `metrics[i]`; ids never change once given.
+#[derive(Clone, Debug, Default)]
+struct Groups {
+    dims: Dims,
+    /// Day by day (indexed by day id), the groups of the day by their other five ids: the
+    /// groups a stretch of the feed counts in (its day and the next few) stay in small
+    /// tables that the processor's cache holds.
+    slots: Vec<FastMap<Rest, u32>>,
+    keys: Vec<GroupKey>,
+    metrics: Vec<Metrics>,
+}
 
-impl Fx {
+impl Groups {
+    /// The group of a slot, made (empty) the first time.
     #[inline]
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    fn of(&mut self, slot: Slot) -> u32 {
+        match self.get_slot(slot) {
+            Some(g) => g,
+            None => self.make(slot),
+        }
+    }
+
+    #[cold]
+    fn make(&mut self, slot: Slot) -> u32 {
+        let Some(key) = self.dims.key(slot) else {
+            // Unreachable: every id of a slot comes from `dims`. Count in the first group
+            // rather than fail.
+            return 0;
+        };
+        self.push(slot, key)
+    }
+
+    fn push(&mut self, slot: Slot, key: GroupKey) -> u32 {
+        let g = u32::try_from(self.keys.len()).unwrap_or(u32::MAX);
+        let (day, rest) = slot.split();
+        let day = usize::try_from(day).unwrap_or(usize::MAX);
+        if self.slots.len() <= day {
+            self.slots
+                .resize_with(day.saturating_add(1), FastMap::default);
+        }
+        if let Some(m) = self.slots.get_mut(day) {
+            m.insert(rest, g);
+        }
+        self.keys.push(key);
+        self.metrics.push(Metrics::default());
+        g
+    }
+
+    /// The group of a key, made (empty) the first time.
+    fn of_key(&mut self, key: &GroupKey) -> u32 {
+        let slot = self.dims.slot(key);
+        match self.get_slot(slot) {
+            Some(g) => g,
+            None => self.push(slot, key.clone()),
+        }
+    }
+
+    /// The group of a key, if the report has it.
+    fn find(&self, key: &GroupKey) -> Option<u32> {
+        self.get_slot(self.dims.find(key)?)
+    }
+
+    /// The group of a slot, if made.
+    #[inline]
+    fn get_slot(&self, slot: Slot) -> Option<u32> {
+        let (day, rest) = slot.split();
+        self.slots
+            .get(usize::try_from(day).ok()?)?
+            .get(&rest)
+            .copied()
+    }
+
+    #[inline]
+    fn get_mut(&mut self, g: u32) -> Option<&mut Metrics> {
+        self.metrics.get_mut(usize::try_from(g).ok()?)
+    }
+
+    fn get(&self, g: u32) -> Option<&Metrics> {
+        self.metrics.get(usize::try_from(g).ok()?)
+    }
+
+    fn key(&self, g: u32) -> Option<&GroupKey> {
+        self.keys.get(usize::try_from(g).ok()?)
     }
 }
 
-impl Hasher for Fx {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            self.add(u64::from_le_bytes(w));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut w = [0u8; 8];
-            w[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(w));
-        }
-    }
-    #[inline]
-    fn write_u8(&mut self, i: u8) {
-        self.add(u64::from(i));
-    }
-    #[inline]
-    fn write_u32(&mut self, i: u32) {
-        self.add(u64::from(i));
-    }
-    #[inline]
-    fn write_u64(&mut self, i: u64) {
-        self.add(i);
-    }
-    #[inline]
-    fn write_usize(&mut self, i: usize) {
-        self.add(i as u64);
-    }
-    /// The running value, avalanched (SplitMix64's finaliser): the multiply-rotate steps
-    /// leave the low bits, which pick the bucket, depending on few input bits.
-    #[inline]
-    fn finish(&self) -> u64 {
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
+/// What the lookup and the coupon said of an event's group.
+struct Looked<'e> {
+    segment: Option<Arc<str>>,
+    arm: Option<Cow<'e, AttrValue>>,
 }
 
-type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<Fx>>;
+/// Where an event counts, found before it is counted.
+#[derive(Clone, Copy, Debug)]
+enum Located {
+    /// In an existing group.
+    Group(u32),
+    /// In a group not made yet.
+    New(Slot),
+    /// In no group (an event the report does not count, or an order joined later).
+    Nowhere,
+}
 
 /// A coupon order's repurchase, decided: counted in its group, or kept with the open order
 /// until the join tells the group.
 fn decide(
     days: Option<u32>,
-    groups: &mut FxMap<GroupKey, Metrics>,
-    open: &mut FxMap<OrderId, OpenOrder>,
+    groups: &mut Groups,
+    open: &mut FastMap<OrderId, OpenOrder>,
     last: &PaidRef,
     next_at: i64,
 ) {
@@ -454,13 +502,14 @@ fn decide(
         return;
     }
     let within = next_at - last.at <= i64::from(days) * DAY;
-    match &last.key {
-        Some(key) => {
-            let g = groups.entry(key.clone()).or_default();
-            if within {
-                g.repurchased += 1;
-            } else {
-                g.not_repurchased += 1;
+    match last.group {
+        Some(group) => {
+            if let Some(g) = groups.get_mut(group) {
+                if within {
+                    g.repurchased += 1;
+                } else {
+                    g.not_repurchased += 1;
+                }
             }
         }
         None => {
@@ -470,6 +519,9 @@ fn decide(
 }
 
 /// The feed folded into counters per group; see [the module docs](self).
+///
+/// Inside, every dimension's values are interned to dense integers once, and a group is found
+/// by its six ids (one small hash lookup per event, no string compared or cloned).
 #[derive(Clone, Debug)]
 #[cfg_attr(
     feature = "serde",
@@ -480,28 +532,112 @@ pub struct Report {
     config: ReportConfig,
     last_seq: Sequence,
     events: u64,
-    groups: FxMap<GroupKey, Metrics>,
-    open: FxMap<OrderId, OpenOrder>,
+    groups: Groups,
+    open: FastMap<OrderId, OpenOrder>,
     trails: HashMap<UserId, Trail>,
     unmerged_buyers: u64,
-    /// The day of the last event read, as (Unix day in the offset, date): most events of a
-    /// feed fall on the day of the one before.
-    day_cache: Option<(i64, NaiveDate)>,
+    /// The day of the last event read, as (Unix day in the offset, its day id): most events
+    /// of a feed fall on the day of the one before.
+    day_cache: Option<(i64, u32)>,
 }
 
 const DAY: i64 = 86_400;
 
+/// An open order with its coupons' groups as keys: comparable across reports.
+type OpenByKey<'a> = (
+    Vec<(&'a CouponId, i128, Option<&'a GroupKey>)>,
+    &'a Option<(i128, u32, UserId)>,
+    Option<bool>,
+);
+
+impl Report {
+    fn open_by_key<'a>(&'a self, o: &'a OpenOrder) -> OpenByKey<'a> {
+        (
+            o.coupons
+                .iter()
+                .map(|c| (&c.coupon, c.saving, self.groups.key(c.group)))
+                .collect(),
+            &o.paid,
+            o.repurchased,
+        )
+    }
+
+    fn trail_by_key(&self, t: &Trail) -> (Sequence, i64, PaidRef, Option<GroupKey>) {
+        let key = t.last.group.and_then(|g| self.groups.key(g)).cloned();
+        let mut last = t.last.clone();
+        last.group = None;
+        (t.first_seq, t.first_at, last, key)
+    }
+}
+
 impl PartialEq for Report {
-    /// Equal counts and open state (the day cache aside).
+    /// Equal counts and open state, group by group (however each report numbered its
+    /// groups inside).
     fn eq(&self, o: &Report) -> bool {
         self.config == o.config
             && self.last_seq == o.last_seq
             && self.events == o.events
-            && self.groups == o.groups
-            && self.open == o.open
-            && self.trails == o.trails
             && self.unmerged_buyers == o.unmerged_buyers
+            && self.groups.keys.len() == o.groups.keys.len()
+            && self.groups().all(|(k, m)| {
+                o.groups
+                    .find(k)
+                    .and_then(|g| o.groups.get(g))
+                    .is_some_and(|om| om == m)
+            })
+            && self.open.len() == o.open.len()
+            && self.open.iter().all(|(id, a)| {
+                o.open
+                    .get(id)
+                    .is_some_and(|b| self.open_by_key(a) == o.open_by_key(b))
+            })
+            && self.trails.len() == o.trails.len()
+            && self.trails.iter().all(|(u, a)| {
+                o.trails
+                    .get(u)
+                    .is_some_and(|b| self.trail_by_key(a) == o.trail_by_key(b))
+            })
     }
+}
+
+/// A coupon an order redeemed, in JSON.
+#[cfg(feature = "serde")]
+#[derive(serde::Serialize, serde::Deserialize)]
+struct UsedCouponRepr {
+    coupon: CouponId,
+    saving: i128,
+    key: GroupKey,
+}
+
+/// An open order in JSON.
+#[cfg(feature = "serde")]
+#[derive(serde::Serialize, serde::Deserialize)]
+struct OpenOrderRepr {
+    coupons: Vec<UsedCouponRepr>,
+    paid: Option<(i128, u32, UserId)>,
+    #[serde(default)]
+    repurchased: Option<bool>,
+}
+
+/// A paid order of a trail in JSON.
+#[cfg(feature = "serde")]
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PaidRefRepr {
+    seq: Sequence,
+    at: i64,
+    order: OrderId,
+    coupon: bool,
+    key: Option<GroupKey>,
+    decided: bool,
+}
+
+/// A trail in JSON.
+#[cfg(feature = "serde")]
+#[derive(serde::Serialize, serde::Deserialize)]
+struct TrailRepr {
+    first_seq: Sequence,
+    first_at: i64,
+    last: PaidRefRepr,
 }
 
 /// A report in JSON: groups, open orders and trails as sorted lists.
@@ -513,9 +649,9 @@ struct ReportRepr {
     events: u64,
     groups: Vec<(GroupKey, Metrics)>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    open: Vec<(OrderId, OpenOrder)>,
+    open: Vec<(OrderId, OpenOrderRepr)>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    trails: Vec<(UserId, Trail)>,
+    trails: Vec<(UserId, TrailRepr)>,
     #[serde(default)]
     unmerged_buyers: u64,
 }
@@ -523,12 +659,59 @@ struct ReportRepr {
 #[cfg(feature = "serde")]
 impl From<Report> for ReportRepr {
     fn from(r: Report) -> ReportRepr {
-        let mut groups: Vec<_> = r.groups.into_iter().collect();
-        groups.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut open: Vec<_> = r.open.into_iter().collect();
+        let key = |g: u32| r.groups.key(g).cloned();
+        let mut open: Vec<(OrderId, OpenOrderRepr)> = r
+            .open
+            .iter()
+            .map(|(id, o)| {
+                let coupons = o
+                    .coupons
+                    .iter()
+                    .filter_map(|c| {
+                        Some(UsedCouponRepr {
+                            coupon: c.coupon.clone(),
+                            saving: c.saving,
+                            key: key(c.group)?,
+                        })
+                    })
+                    .collect();
+                (
+                    id.clone(),
+                    OpenOrderRepr {
+                        coupons,
+                        paid: o.paid.clone(),
+                        repurchased: o.repurchased,
+                    },
+                )
+            })
+            .collect();
         open.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut trails: Vec<_> = r.trails.into_iter().collect();
+        let mut trails: Vec<(UserId, TrailRepr)> = r
+            .trails
+            .iter()
+            .map(|(u, t)| {
+                let l = &t.last;
+                (
+                    u.clone(),
+                    TrailRepr {
+                        first_seq: t.first_seq,
+                        first_at: t.first_at,
+                        last: PaidRefRepr {
+                            seq: l.seq,
+                            at: l.at,
+                            order: l.order.clone(),
+                            coupon: l.coupon,
+                            key: l.group.and_then(key),
+                            decided: l.decided,
+                        },
+                    },
+                )
+            })
+            .collect();
         trails.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut groups: Vec<(GroupKey, Metrics)> =
+            r.groups.keys.into_iter().zip(r.groups.metrics).collect();
+        groups.sort_by(|a, b| a.0.cmp(&b.0));
         ReportRepr {
             config: r.config,
             last_seq: r.last_seq,
@@ -548,10 +731,47 @@ impl From<ReportRepr> for Report {
         report.last_seq = r.last_seq;
         report.events = r.events;
         for (k, m) in r.groups {
-            report.groups.entry(k).or_default().merge(&m);
+            let g = report.groups.of_key(&k);
+            if let Some(mine) = report.groups.get_mut(g) {
+                mine.merge(&m);
+            }
         }
-        report.open = r.open.into_iter().collect();
-        report.trails = r.trails.into_iter().collect();
+        for (id, o) in r.open {
+            let coupons = o
+                .coupons
+                .into_iter()
+                .map(|c| UsedCoupon {
+                    coupon: c.coupon,
+                    saving: c.saving,
+                    group: report.groups.of_key(&c.key),
+                })
+                .collect();
+            let open = OpenOrder {
+                coupons,
+                paid: o.paid,
+                repurchased: o.repurchased,
+            };
+            report.open.insert(id, open);
+        }
+        for (u, t) in r.trails {
+            let l = t.last;
+            let last = PaidRef {
+                seq: l.seq,
+                at: l.at,
+                order: l.order,
+                coupon: l.coupon,
+                group: l.key.map(|k| report.groups.of_key(&k)),
+                decided: l.decided,
+            };
+            report.trails.insert(
+                u,
+                Trail {
+                    first_seq: t.first_seq,
+                    first_at: t.first_at,
+                    last,
+                },
+            );
+        }
         report.unmerged_buyers = r.unmerged_buyers;
         report
     }
@@ -564,8 +784,8 @@ impl Report {
             config,
             last_seq: 0,
             events: 0,
-            groups: FxMap::default(),
-            open: FxMap::default(),
+            groups: Groups::default(),
+            open: FastMap::default(),
             trails: HashMap::new(),
             unmerged_buyers: 0,
             day_cache: None,
@@ -589,7 +809,7 @@ impl Report {
 
     /// The groups and their counters, in no particular order.
     pub fn groups(&self) -> impl Iterator<Item = (&GroupKey, &Metrics)> {
-        self.groups.iter()
+        self.groups.keys.iter().zip(&self.groups.metrics)
     }
 
     /// Orders seen on one side of their join only (coupons without the payment or the other
@@ -612,25 +832,29 @@ impl Report {
     /// Every group added up.
     pub fn total(&self) -> Metrics {
         let mut m = Metrics::default();
-        for g in self.groups.values() {
+        for g in &self.groups.metrics {
             m.merge(g);
         }
         m
     }
 
-    fn day(&mut self, at: DateTime<Utc>) -> NaiveDate {
+    /// The id of the day of `at` in the report's offset.
+    #[inline]
+    fn day(&mut self, at: DateTime<Utc>) -> u32 {
         let secs = at.timestamp() + i64::from(self.config.offset.local_minus_utc());
         let n = secs.div_euclid(DAY);
         match self.day_cache {
-            Some((d, date)) if d == n => date,
+            Some((d, id)) if d == n => id,
             _ => {
                 let date = at.with_timezone(&self.config.offset).date_naive();
-                self.day_cache = Some((n, date));
-                date
+                let id = self.groups.dims.days.id(date);
+                self.day_cache = Some((n, id));
+                id
             }
         }
     }
 
+    #[inline]
     fn minor(&self, seq: Sequence, what: &'static str, m: &Money) -> Result<i128, ReportError> {
         if m.currency() != self.config.currency {
             return Err(ReportError::Currency {
@@ -643,24 +867,102 @@ impl Report {
         Ok(m.to_minor_i128())
     }
 
-    fn coupon_key<L: Lookup + ?Sized>(
-        &mut self,
-        c: &CouponFacts,
-        at: DateTime<Utc>,
-        lookup: &L,
-    ) -> GroupKey {
-        GroupKey {
-            day: self.day(at),
-            template: Some(c.template.clone()),
-            campaign: c.campaign.clone(),
-            channel: Some(c.channel.clone()),
-            segment: lookup.segment(&c.user),
-            arm: c.attributes.get(ARM_ATTRIBUTE).cloned(),
+    /// What the caller's lookup and the coupon say of an event's group — the segment of its
+    /// user and its experiment arm: the reads of a fold that miss the processor's caches most
+    /// (the user's id, the coupon's attributes), done for a run of events at once by
+    /// [`Report::extend`] so that they overlap.
+    #[inline]
+    fn look<'e, L: Lookup + ?Sized>(logged: &'e Logged, lookup: &L) -> Looked<'e> {
+        match &logged.event.kind {
+            EventKind::Offered { template, user, .. } => Looked {
+                segment: lookup.segment(user),
+                arm: lookup.offer_arm(template, user).map(Cow::Owned),
+            },
+            EventKind::Issued { coupon, .. }
+            | EventKind::Redeemed { coupon, .. }
+            | EventKind::Released { coupon, .. }
+            | EventKind::Expired { coupon }
+            | EventKind::Voided { coupon }
+            | EventKind::Refunded { coupon, .. } => Looked {
+                segment: lookup.segment(&coupon.user),
+                arm: coupon.attributes.get(ARM_ATTRIBUTE).map(Cow::Borrowed),
+            },
+            EventKind::OrderPaid {
+                user, coupons: 0, ..
+            }
+            | EventKind::Refused { user, .. } => Looked {
+                segment: lookup.segment(user),
+                arm: None,
+            },
+            _ => Looked {
+                segment: None,
+                arm: None,
+            },
         }
     }
 
-    fn group(&mut self, key: GroupKey) -> &mut Metrics {
-        self.groups.entry(key).or_default()
+    /// The first half of counting an event: the group it counts in, as its slot and (when the
+    /// group exists already) its index. Only interns values; makes no group and counts
+    /// nothing, so [`Report::extend`] can locate a run of events before counting them.
+    #[inline]
+    fn locate(&mut self, logged: &Logged, looked: Looked<'_>) -> Located {
+        let at = logged.event.at;
+        let Looked { segment, arm } = looked;
+        let (template, campaign, channel) = match &logged.event.kind {
+            EventKind::Offered {
+                template,
+                channel,
+                campaign,
+                ..
+            } => (Some(template), campaign.as_ref(), Some(channel)),
+            EventKind::Issued { coupon: c, .. }
+            | EventKind::Redeemed { coupon: c, .. }
+            | EventKind::Released { coupon: c, .. }
+            | EventKind::Expired { coupon: c }
+            | EventKind::Voided { coupon: c }
+            | EventKind::Refunded { coupon: c, .. } => {
+                (Some(&c.template), c.campaign.as_ref(), Some(&c.channel))
+            }
+            EventKind::OrderPaid { coupons: 0, .. } => (None, None, None),
+            EventKind::Refused { template, .. } => (Some(template), None, None),
+            _ => return Located::Nowhere,
+        };
+        let day = self.day(at);
+        let d = &mut self.groups.dims;
+        let arm = match arm {
+            None => 0,
+            Some(Cow::Borrowed(a)) => d.arms.id(Some(a)),
+            Some(Cow::Owned(a)) => d.arms.id_owned(Some(a)),
+        };
+        let slot = Slot([
+            day,
+            d.templates.id(template),
+            d.campaigns.id(campaign),
+            d.channels.id(channel),
+            d.segments.id_owned(segment),
+            arm,
+        ]);
+        match self.groups.get_slot(slot) {
+            Some(g) => Located::Group(g),
+            None => Located::New(slot),
+        }
+    }
+
+    /// The group of a located event, made now if it is new.
+    #[inline]
+    fn group_at(&mut self, at: Located) -> Option<u32> {
+        match at {
+            Located::Group(g) => Some(g),
+            Located::New(slot) => Some(self.groups.of(slot)),
+            Located::Nowhere => None,
+        }
+    }
+
+    /// The counters of a located event.
+    #[inline]
+    fn metrics_at(&mut self, at: Located) -> Option<&mut Metrics> {
+        let g = self.group_at(at)?;
+        self.groups.get_mut(g)
     }
 
     /// Counts one event. Events are read in feed order within one report; several reports over
@@ -673,36 +975,36 @@ impl Report {
         logged: &Logged,
         lookup: &L,
     ) -> Result<(), ReportError> {
+        let at = self.locate(logged, Report::look(logged, lookup));
+        self.count(logged, lookup, at)
+    }
+
+    /// The second half of counting an event, in feed order: its counters, joins and trails.
+    fn count<L: Lookup + ?Sized>(
+        &mut self,
+        logged: &Logged,
+        lookup: &L,
+        located: Located,
+    ) -> Result<(), ReportError> {
         let seq = logged.seq;
         let at = logged.event.at;
         match &logged.event.kind {
             EventKind::TemplateChanged { .. } | EventKind::CampaignChanged { .. } => {}
             EventKind::OrderPlaced { .. } | EventKind::Locked { .. } => {}
             EventKind::OrderReleased { .. } | EventKind::OrderRefunded { .. } => {}
-            EventKind::Offered {
-                template,
-                user,
-                channel,
-                campaign,
-            } => {
-                let key = GroupKey {
-                    day: self.day(at),
-                    template: Some(template.clone()),
-                    campaign: campaign.clone(),
-                    channel: Some(channel.clone()),
-                    segment: lookup.segment(user),
-                    arm: lookup.offer_arm(template, user),
-                };
-                self.group(key).offered += 1;
+            EventKind::Offered { .. } => {
+                if let Some(g) = self.metrics_at(located) {
+                    g.offered += 1;
+                }
             }
             EventKind::Issued { coupon, .. } => {
                 let new = lookup.is_new(&coupon.user, at);
-                let key = self.coupon_key(coupon, at, lookup);
-                let g = self.group(key);
-                g.claimed += 1;
-                if let Some(new) = new {
-                    g.claimed_known += 1;
-                    g.claimed_new += u64::from(new);
+                if let Some(g) = self.metrics_at(located) {
+                    g.claimed += 1;
+                    if let Some(new) = new {
+                        g.claimed_known += 1;
+                        g.claimed_new += u64::from(new);
+                    }
                 }
             }
             EventKind::Redeemed {
@@ -711,21 +1013,38 @@ impl Report {
                 saving,
             } => {
                 let saving = self.minor(seq, "a saving", saving)?;
-                let key = self.coupon_key(coupon, at, lookup);
+                let Some(group) = self.group_at(located) else {
+                    return Ok(());
+                };
                 let secs = (at - coupon.claimed_at).num_seconds().max(0) as u64;
-                let g = self.group(key.clone());
-                g.used += 1;
-                g.discount_minor = g.discount_minor.saturating_add(saving);
-                g.time_to_use.push(secs);
-                let open = self.open.entry(order.clone()).or_default();
+                if let Some(g) = self.groups.get_mut(group) {
+                    g.used += 1;
+                    g.discount_minor = g.discount_minor.saturating_add(saving);
+                    g.time_to_use.push(secs);
+                }
                 let used = UsedCoupon {
                     coupon: coupon.id.clone(),
                     saving,
-                    key,
+                    group,
                 };
-                let i = open.coupons.partition_point(|c| c.coupon < used.coupon);
-                open.coupons.insert(i, used);
-                self.try_join(order);
+                match self.open.get_mut(order) {
+                    Some(open) => {
+                        let i = open.coupons.partition_point(|c| c.coupon < used.coupon);
+                        open.coupons.insert(i, used);
+                        self.try_join(order);
+                    }
+                    None => {
+                        // The usual case: the order's first coupon; its payment follows.
+                        self.open.insert(
+                            order.clone(),
+                            OpenOrder {
+                                coupons: vec![used],
+                                paid: None,
+                                repurchased: None,
+                            },
+                        );
+                    }
+                }
             }
             EventKind::OrderPaid {
                 order,
@@ -738,55 +1057,63 @@ impl Report {
                     .minor(seq, "an order's gross", gross)?
                     .saturating_sub(self.minor(seq, "an order's discount", discount)?);
                 if *coupons == 0 {
-                    let key = GroupKey {
-                        day: self.day(at),
-                        template: None,
-                        campaign: None,
-                        channel: None,
-                        segment: lookup.segment(user),
-                        arm: None,
+                    let Some(group) = self.group_at(located) else {
+                        return Ok(());
                     };
-                    let g = self.group(key.clone());
-                    g.plain_orders += 1;
-                    g.plain_sales_minor = g.plain_sales_minor.saturating_add(paid);
-                    self.follow(user, seq, at.timestamp(), order, false, Some(key));
+                    if let Some(g) = self.groups.get_mut(group) {
+                        g.plain_orders += 1;
+                        g.plain_sales_minor = g.plain_sales_minor.saturating_add(paid);
+                    }
+                    self.follow(user, seq, at.timestamp(), order, false, Some(group));
                 } else {
-                    self.open.entry(order.clone()).or_default().paid =
-                        Some((paid, *coupons, user.clone()));
+                    let paid = Some((paid, *coupons, user.clone()));
+                    let seen = match self.open.get_mut(order) {
+                        Some(open) => {
+                            open.paid = paid;
+                            true
+                        }
+                        None => {
+                            let open = OpenOrder {
+                                coupons: Vec::new(),
+                                paid,
+                                repurchased: None,
+                            };
+                            self.open.insert(order.clone(), open);
+                            false
+                        }
+                    };
                     self.follow(user, seq, at.timestamp(), order, true, None);
-                    self.try_join(order);
+                    if seen {
+                        // (An order first seen here has none of its coupons yet.)
+                        self.try_join(order);
+                    }
                 }
             }
-            EventKind::Released { coupon, .. } => {
-                let key = self.coupon_key(coupon, at, lookup);
-                self.group(key).released += 1;
+            EventKind::Released { .. } => {
+                if let Some(g) = self.metrics_at(located) {
+                    g.released += 1;
+                }
             }
-            EventKind::Expired { coupon } => {
-                let key = self.coupon_key(coupon, at, lookup);
-                self.group(key).expired += 1;
+            EventKind::Expired { .. } => {
+                if let Some(g) = self.metrics_at(located) {
+                    g.expired += 1;
+                }
             }
-            EventKind::Voided { coupon } => {
-                let key = self.coupon_key(coupon, at, lookup);
-                self.group(key).voided += 1;
+            EventKind::Voided { .. } => {
+                if let Some(g) = self.metrics_at(located) {
+                    g.voided += 1;
+                }
             }
-            EventKind::Refunded {
-                coupon, returned, ..
-            } => {
-                let key = self.coupon_key(coupon, at, lookup);
-                let g = self.group(key);
-                g.refunded += 1;
-                g.refunded_returned += u64::from(*returned);
+            EventKind::Refunded { returned, .. } => {
+                if let Some(g) = self.metrics_at(located) {
+                    g.refunded += 1;
+                    g.refunded_returned += u64::from(*returned);
+                }
             }
-            EventKind::Refused { user, template, .. } => {
-                let key = GroupKey {
-                    day: self.day(at),
-                    template: Some(template.clone()),
-                    campaign: None,
-                    channel: None,
-                    segment: lookup.segment(user),
-                    arm: None,
-                };
-                self.group(key).refused += 1;
+            EventKind::Refused { .. } => {
+                if let Some(g) = self.metrics_at(located) {
+                    g.refused += 1;
+                }
             }
         }
         self.last_seq = self.last_seq.max(seq);
@@ -794,7 +1121,8 @@ impl Report {
         Ok(())
     }
 
-    /// Counts events in order.
+    /// Counts events in order, the same as [`Report::apply`] on each. Events are taken in runs
+    /// of a few dozen: the run's groups are located first, then its events counted in order.
     ///
     /// # Errors
     /// As [`Report::apply`]; the events before the failing one stay counted.
@@ -803,10 +1131,27 @@ impl Report {
         events: impl IntoIterator<Item = &'e Logged>,
         lookup: &L,
     ) -> Result<(), ReportError> {
-        for e in events {
-            self.apply(e, lookup)?;
+        const RUN: usize = 32;
+        let mut events = events.into_iter();
+        let mut run: Vec<&'e Logged> = Vec::with_capacity(RUN);
+        let mut looked: Vec<Looked<'e>> = Vec::with_capacity(RUN);
+        let mut located: Vec<Located> = Vec::with_capacity(RUN);
+        loop {
+            run.clear();
+            run.extend(events.by_ref().take(RUN));
+            if run.is_empty() {
+                return Ok(());
+            }
+            looked.extend(run.iter().map(|e| Report::look(e, lookup)));
+            located.clear();
+            for (e, l) in run.iter().zip(looked.drain(..)) {
+                let at = self.locate(e, l);
+                located.push(at);
+            }
+            for (e, &at) in run.iter().zip(&located) {
+                self.count(e, lookup, at)?;
+            }
         }
-        Ok(())
     }
 
     /// Reads the store's feed after [`Report::last_seq`], `page` events at a time, until it is
@@ -830,10 +1175,9 @@ impl Report {
             if events.is_empty() {
                 return Ok(read);
             }
-            for e in events.iter().filter(|e| e.seq > after) {
-                self.apply(e, lookup)?;
-                read += 1;
-            }
+            let fresh = events.iter().filter(|e| e.seq > after);
+            read += fresh.clone().count() as u64;
+            self.extend(fresh, lookup)?;
         }
     }
 
@@ -857,7 +1201,7 @@ impl Report {
         at: i64,
         order: &OrderId,
         coupon: bool,
-        key: Option<GroupKey>,
+        group: Option<u32>,
     ) {
         if self.config.repurchase_days.is_none() {
             return;
@@ -867,7 +1211,7 @@ impl Report {
             at,
             order: order.clone(),
             coupon,
-            key,
+            group,
             decided: false,
         };
         let single = Trail {
@@ -956,21 +1300,22 @@ impl Report {
             }
         }
         let Some(lead) = lead else { return };
-        let key = lead.key.clone();
-        let g = self.group(key.clone());
-        g.coupon_orders += 1;
-        g.coupon_sales_minor = g.coupon_sales_minor.saturating_add(paid);
-        match open.repurchased {
-            Some(true) => g.repurchased += 1,
-            Some(false) => g.not_repurchased += 1,
-            None => {
-                if let Some(t) = self.trails.get_mut(&user)
-                    && t.last.coupon
-                    && &t.last.order == order
-                {
-                    t.last.key = Some(key);
-                }
+        let group = lead.group;
+        if let Some(g) = self.groups.get_mut(group) {
+            g.coupon_orders += 1;
+            g.coupon_sales_minor = g.coupon_sales_minor.saturating_add(paid);
+            match open.repurchased {
+                Some(true) => g.repurchased += 1,
+                Some(false) => g.not_repurchased += 1,
+                None => {}
             }
+        }
+        if open.repurchased.is_none()
+            && let Some(t) = self.trails.get_mut(&user)
+            && t.last.coupon
+            && &t.last.order == order
+        {
+            t.last.group = Some(group);
         }
     }
 
@@ -1017,32 +1362,43 @@ impl Report {
         self.last_seq = self.last_seq.max(other.last_seq);
         self.events = self.events.saturating_add(other.events);
         self.unmerged_buyers = self.unmerged_buyers.saturating_add(other.unmerged_buyers);
-        for (k, m) in other.groups {
-            match self.groups.get_mut(&k) {
-                Some(g) => g.merge(&m),
-                None => {
-                    self.groups.insert(k, m);
-                }
+        // Other's groups, renumbered as this report's.
+        let Groups { keys, metrics, .. } = other.groups;
+        let mut renumber: Vec<u32> = Vec::with_capacity(keys.len());
+        for (k, m) in keys.iter().zip(&metrics) {
+            let g = self.groups.of_key(k);
+            if let Some(mine) = self.groups.get_mut(g) {
+                mine.merge(m);
             }
+            renumber.push(g);
         }
+        let mine = |g: u32| {
+            usize::try_from(g)
+                .ok()
+                .and_then(|i| renumber.get(i))
+                .copied()
+                .unwrap_or(g)
+        };
         // Open orders first (so that repurchases decided by the trails find their order), then
         // the trails, then the joins the merge completed.
         let mut touched: Vec<OrderId> = Vec::new();
         for (id, o) in other.open {
             touched.push(id.clone());
-            let mine = self.open.entry(id).or_default();
-            for c in o.coupons {
-                let i = mine.coupons.partition_point(|x| x.coupon < c.coupon);
-                mine.coupons.insert(i, c);
+            let here = self.open.entry(id).or_default();
+            for mut c in o.coupons {
+                c.group = mine(c.group);
+                let i = here.coupons.partition_point(|x| x.coupon < c.coupon);
+                here.coupons.insert(i, c);
             }
-            if mine.paid.is_none() {
-                mine.paid = o.paid;
+            if here.paid.is_none() {
+                here.paid = o.paid;
             }
-            if mine.repurchased.is_none() {
-                mine.repurchased = o.repurchased;
+            if here.repurchased.is_none() {
+                here.repurchased = o.repurchased;
             }
         }
-        for (user, t) in other.trails {
+        for (user, mut t) in other.trails {
+            t.last.group = t.last.group.map(mine);
             let t = match self.trails.remove(&user) {
                 Some(mine) => self.join_trails(mine, t),
                 None => t,

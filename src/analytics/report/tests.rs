@@ -1,0 +1,525 @@
+//! The fast fold (interned dimensions, groups by dense ids) against a reference fold written
+//! straight from the definitions: a `BTreeMap` keyed by [`GroupKey`], orders joined and
+//! repurchases decided after the whole feed is read.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, FixedOffset, TimeZone, Utc};
+
+use super::*;
+use crate::attributes::{AttrKey, Attributes};
+use crate::events::{CouponFacts, Event, Refusal};
+use crate::id::{CampaignId, Channel};
+use crate::lifecycle::ClaimMode;
+
+/// SplitMix64.
+struct Mix(u64);
+
+impl Mix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Segments and offer arms by the user's number; users ending in 0 have no segment, offers
+/// of template 0 no arm.
+struct Look;
+
+impl Lookup for Look {
+    fn segment(&self, user: &UserId) -> Option<Arc<str>> {
+        let last = *user.as_str().as_bytes().last()?;
+        (last != b'0').then(|| Arc::from(["a", "b", "c"][usize::from(last) % 3]))
+    }
+    fn is_new(&self, user: &UserId, _at: DateTime<Utc>) -> Option<bool> {
+        let last = *user.as_str().as_bytes().last()?;
+        (last % 4 != 0).then_some(last % 2 == 0)
+    }
+    fn offer_arm(&self, template: &TemplateId, user: &UserId) -> Option<AttrValue> {
+        if template.as_str().ends_with('0') {
+            return None;
+        }
+        let last = *user.as_str().as_bytes().last()?;
+        AttrValue::new(if last % 2 == 0 { "x" } else { "y" }).ok()
+    }
+}
+
+fn cny(minor: i64) -> Money {
+    Money::from_minor(minor, Currency::CNY)
+}
+
+/// A random feed: offers, claims, orders with one to three coupons (payment before or after
+/// the coupons, as a store might log them in one commit), plain orders, expiries, voids,
+/// refunds, releases, refusals and events the report ignores, over a few days that cross
+/// midnight at +08:00.
+fn feed(seed: u64, journeys: usize) -> Vec<Logged> {
+    let mut r = Mix(seed);
+    let start = Utc.with_ymd_and_hms(2026, 11, 1, 10, 0, 0).unwrap();
+    let mut out: Vec<Logged> = Vec::new();
+    let push = |out: &mut Vec<Logged>, at: DateTime<Utc>, kind: EventKind| {
+        let seq = out.len() as u64 + 1;
+        out.push(Logged {
+            seq,
+            event: Event::new(at, kind),
+        });
+    };
+    let mut coupon_no = 0u64;
+    for j in 0..journeys {
+        let at = start + Duration::minutes((j as i64) * 37);
+        let user = UserId::new(format!("u{}", r.below(12))).unwrap();
+        let t = r.below(4);
+        let template = TemplateId::new(format!("t{t}")).unwrap();
+        let campaign = (t > 1).then(|| CampaignId::new(format!("k{}", t % 2)).unwrap());
+        let channel = Channel::new(["app", "web"][r.below(2) as usize]).unwrap();
+        let mut coupon = |r: &mut Mix| {
+            coupon_no += 1;
+            let mut attributes = Attributes::new();
+            if let n @ 1..=2 = r.below(3) {
+                let v = if n == 1 { "control" } else { "treat" };
+                attributes
+                    .insert(AttrKey::new("arm").unwrap(), AttrValue::new(v).unwrap())
+                    .unwrap();
+            }
+            CouponFacts {
+                // Later coupons have smaller ids: an order's coupons arrive out of id order.
+                id: CouponId::new(format!("c{}", 10_000 - coupon_no)).unwrap(),
+                template: template.clone(),
+                user: user.clone(),
+                channel: channel.clone(),
+                campaign: campaign.clone(),
+                claimed_at: at - Duration::seconds(r.below(200_000) as i64),
+                attributes,
+            }
+        };
+        match r.below(10) {
+            0 => push(
+                &mut out,
+                at,
+                EventKind::OrderPaid {
+                    order: OrderId::new(format!("p{j}")).unwrap(),
+                    user: user.clone(),
+                    gross: cny(1_000 + r.below(9_000) as i64),
+                    discount: cny(0),
+                    coupons: 0,
+                },
+            ),
+            1 => push(
+                &mut out,
+                at,
+                EventKind::Refused {
+                    user: user.clone(),
+                    template: template.clone(),
+                    refusal: Refusal::OutOfStock,
+                },
+            ),
+            2 => push(
+                &mut out,
+                at,
+                EventKind::OrderReleased {
+                    order: OrderId::new(format!("x{j}")).unwrap(),
+                    user: user.clone(),
+                },
+            ),
+            3..=5 => {
+                let n = 1 + r.below(3) as u32;
+                let order = OrderId::new(format!("o{j}")).unwrap();
+                let mut used = Vec::new();
+                for _ in 0..n {
+                    let c = coupon(&mut r);
+                    // Equal savings sometimes, to exercise the tie on the smallest id.
+                    used.push((c, cny(100 * (1 + r.below(2) as i64))));
+                }
+                let discount = used.iter().map(|u| u.1.to_minor().unwrap()).sum::<i64>();
+                let paid = EventKind::OrderPaid {
+                    order: order.clone(),
+                    user: user.clone(),
+                    gross: cny(discount + 500 + r.below(5_000) as i64),
+                    discount: cny(discount),
+                    coupons: n,
+                };
+                let paid_first = r.below(4) == 0;
+                if paid_first {
+                    push(&mut out, at, paid.clone());
+                }
+                for (c, saving) in used {
+                    push(
+                        &mut out,
+                        at,
+                        EventKind::Redeemed {
+                            coupon: c,
+                            order: order.clone(),
+                            saving,
+                        },
+                    );
+                }
+                if !paid_first {
+                    push(&mut out, at, paid);
+                }
+            }
+            k => {
+                let c = coupon(&mut r);
+                push(
+                    &mut out,
+                    at,
+                    EventKind::Offered {
+                        template: template.clone(),
+                        user: user.clone(),
+                        channel: channel.clone(),
+                        campaign: campaign.clone(),
+                    },
+                );
+                push(
+                    &mut out,
+                    at,
+                    EventKind::Issued {
+                        coupon: c.clone(),
+                        mode: ClaimMode::Click,
+                    },
+                );
+                let order = OrderId::new(format!("r{j}")).unwrap();
+                let later = at + Duration::hours(r.below(30) as i64);
+                let kind = match k {
+                    6 => EventKind::Expired { coupon: c },
+                    7 => EventKind::Voided { coupon: c },
+                    8 => EventKind::Refunded {
+                        coupon: c,
+                        order,
+                        returned: r.below(2) == 0,
+                    },
+                    _ => EventKind::Released { coupon: c, order },
+                };
+                push(&mut out, later, kind);
+            }
+        }
+    }
+    out
+}
+
+fn east8() -> FixedOffset {
+    FixedOffset::east_opt(8 * 3600).unwrap()
+}
+
+fn config(repurchase: Option<u32>) -> ReportConfig {
+    let c = ReportConfig::new(Currency::CNY, east8());
+    match repurchase {
+        Some(d) => c.repurchase_within_days(d),
+        None => c,
+    }
+}
+
+/// The reference fold, from the definitions in the module docs.
+fn reference(events: &[Logged], repurchase: Option<u32>) -> BTreeMap<GroupKey, Metrics> {
+    let lookup = Look;
+    let mut groups: BTreeMap<GroupKey, Metrics> = BTreeMap::new();
+    let day = |at: DateTime<Utc>| at.with_timezone(&east8()).date_naive();
+    let key = |c: &CouponFacts, at| GroupKey {
+        day: day(at),
+        template: Some(c.template.clone()),
+        campaign: c.campaign.clone(),
+        channel: Some(c.channel.clone()),
+        segment: lookup.segment(&c.user),
+        arm: c.attributes.get("arm").cloned(),
+    };
+    // Orders: their coupons (id, saving, key) and payment; buyers: their paid orders in order.
+    let mut coupons: BTreeMap<OrderId, Vec<(CouponId, i128, GroupKey)>> = BTreeMap::new();
+    let mut paid: BTreeMap<OrderId, (i128, u32)> = BTreeMap::new();
+    let mut buys: BTreeMap<UserId, Vec<(i64, OrderId, bool)>> = BTreeMap::new();
+    for e in events {
+        let at = e.event.at;
+        match &e.event.kind {
+            EventKind::Offered {
+                template,
+                user,
+                channel,
+                campaign,
+            } => {
+                let k = GroupKey {
+                    day: day(at),
+                    template: Some(template.clone()),
+                    campaign: campaign.clone(),
+                    channel: Some(channel.clone()),
+                    segment: lookup.segment(user),
+                    arm: lookup.offer_arm(template, user),
+                };
+                groups.entry(k).or_default().offered += 1;
+            }
+            EventKind::Issued { coupon, .. } => {
+                let g = groups.entry(key(coupon, at)).or_default();
+                g.claimed += 1;
+                if let Some(new) = lookup.is_new(&coupon.user, at) {
+                    g.claimed_known += 1;
+                    g.claimed_new += u64::from(new);
+                }
+            }
+            EventKind::Redeemed {
+                coupon,
+                order,
+                saving,
+            } => {
+                let k = key(coupon, at);
+                let g = groups.entry(k.clone()).or_default();
+                g.used += 1;
+                g.discount_minor += saving.to_minor_i128();
+                g.time_to_use
+                    .push((at - coupon.claimed_at).num_seconds().max(0) as u64);
+                coupons.entry(order.clone()).or_default().push((
+                    coupon.id.clone(),
+                    saving.to_minor_i128(),
+                    k,
+                ));
+            }
+            EventKind::OrderPaid {
+                order,
+                user,
+                gross,
+                discount,
+                coupons: n,
+            } => {
+                let amount = gross.to_minor_i128() - discount.to_minor_i128();
+                if *n == 0 {
+                    let k = GroupKey {
+                        day: day(at),
+                        template: None,
+                        campaign: None,
+                        channel: None,
+                        segment: lookup.segment(user),
+                        arm: None,
+                    };
+                    let g = groups.entry(k.clone()).or_default();
+                    g.plain_orders += 1;
+                    g.plain_sales_minor += amount;
+                    buys.entry(user.clone()).or_default().push((
+                        at.timestamp(),
+                        order.clone(),
+                        false,
+                    ));
+                } else {
+                    paid.insert(order.clone(), (amount, *n));
+                    buys.entry(user.clone()).or_default().push((
+                        at.timestamp(),
+                        order.clone(),
+                        true,
+                    ));
+                }
+            }
+            EventKind::Released { coupon, .. } => {
+                groups.entry(key(coupon, at)).or_default().released += 1;
+            }
+            EventKind::Expired { coupon } => {
+                groups.entry(key(coupon, at)).or_default().expired += 1;
+            }
+            EventKind::Voided { coupon } => {
+                groups.entry(key(coupon, at)).or_default().voided += 1;
+            }
+            EventKind::Refunded {
+                coupon, returned, ..
+            } => {
+                let g = groups.entry(key(coupon, at)).or_default();
+                g.refunded += 1;
+                g.refunded_returned += u64::from(*returned);
+            }
+            EventKind::Refused { user, template, .. } => {
+                let k = GroupKey {
+                    day: day(at),
+                    template: Some(template.clone()),
+                    campaign: None,
+                    channel: None,
+                    segment: lookup.segment(user),
+                    arm: None,
+                };
+                groups.entry(k).or_default().refused += 1;
+            }
+            _ => {}
+        }
+    }
+    // The join: the coupon that saved the most, ties to the smallest id.
+    let mut lead: BTreeMap<OrderId, GroupKey> = BTreeMap::new();
+    for (order, (amount, n)) in &paid {
+        let Some(cs) = coupons.get(order) else {
+            continue;
+        };
+        assert_eq!(cs.len(), *n as usize);
+        let best = cs
+            .iter()
+            .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))
+            .unwrap();
+        let g = groups.entry(best.2.clone()).or_default();
+        g.coupon_orders += 1;
+        g.coupon_sales_minor += amount;
+        lead.insert(order.clone(), best.2.clone());
+    }
+    // Repurchases: each coupon order against the buyer's next paid order.
+    if let Some(days) = repurchase {
+        for orders in buys.values() {
+            for w in orders.windows(2) {
+                let (at, order, coupon) = &w[0];
+                if !coupon {
+                    continue;
+                }
+                let g = groups.entry(lead[order].clone()).or_default();
+                if w[1].0 - at <= i64::from(days) * 86_400 {
+                    g.repurchased += 1;
+                } else {
+                    g.not_repurchased += 1;
+                }
+            }
+        }
+    }
+    groups
+}
+
+fn fast(events: &[Logged], repurchase: Option<u32>) -> Report {
+    let mut r = Report::new(config(repurchase));
+    r.extend(events, &Look).unwrap();
+    r
+}
+
+fn as_map(r: &Report) -> BTreeMap<GroupKey, Metrics> {
+    let m: BTreeMap<GroupKey, Metrics> = r.groups().map(|(k, m)| (k.clone(), m.clone())).collect();
+    assert_eq!(m.len(), r.groups().count(), "a group appears twice");
+    m
+}
+
+#[test]
+fn the_fast_fold_equals_the_reference_fold() {
+    for seed in 0..60 {
+        let events = feed(seed, 40 + (seed as usize % 7) * 30);
+        for repurchase in [None, Some(1), Some(7)] {
+            let r = fast(&events, repurchase);
+            assert_eq!(
+                as_map(&r),
+                reference(&events, repurchase),
+                "seed {seed}, window {repurchase:?}"
+            );
+            assert_eq!(r.open_orders(), 0);
+            assert_eq!(r.events(), events.len() as u64);
+        }
+    }
+}
+
+#[test]
+fn merged_parts_equal_the_whole_and_the_reference() {
+    for seed in 100..140 {
+        let events = feed(seed, 150);
+        for repurchase in [None, Some(2)] {
+            let whole = fast(&events, repurchase);
+            // Cut anywhere (even between an order's coupons and its payment), folded apart,
+            // merged left to right: the same report, however each part numbered its groups.
+            let cuts = [events.len() / 5, events.len() / 2, events.len() * 4 / 5 + 1];
+            let mut merged = Report::new(config(repurchase));
+            let mut from = 0;
+            for &c in cuts.iter().chain([events.len()].iter()) {
+                merged.merge(fast(&events[from..c], repurchase)).unwrap();
+                from = c;
+            }
+            assert_eq!(merged, whole, "seed {seed}");
+            assert_eq!(as_map(&merged), reference(&events, repurchase));
+            // The same parts merged right to left (without the window, any order merges).
+            if repurchase.is_none() {
+                let mut back = fast(&events[cuts[2]..], None);
+                back.merge(fast(&events[cuts[1]..cuts[2]], None)).unwrap();
+                back.merge(fast(&events[..cuts[1]], None)).unwrap();
+                assert_eq!(back, whole, "seed {seed}");
+            }
+        }
+    }
+}
+
+#[cfg(feature = "serde")]
+#[test]
+fn a_saved_part_carries_its_open_state_through_json() {
+    for seed in 200..220 {
+        let events = feed(seed, 120);
+        let whole = fast(&events, Some(3));
+        let cut = events.len() / 2;
+        let first = fast(&events[..cut], Some(3));
+        let json = serde_json::to_string(&first).unwrap();
+        let mut restored: Report = serde_json::from_str(&json).unwrap();
+        assert_eq!(restored, first);
+        // The JSON of equal reports is equal, whatever their inner numbering.
+        let mut renumbered = Report::new(config(Some(3)));
+        renumbered.merge(first.clone()).unwrap();
+        assert_eq!(serde_json::to_string(&renumbered).unwrap(), json);
+        restored.extend(&events[cut..], &Look).unwrap();
+        assert_eq!(restored, whole, "seed {seed}");
+    }
+}
+
+#[test]
+fn reports_that_differ_are_not_equal() {
+    let events = feed(7, 100);
+    let a = fast(&events, None);
+    let b = fast(&events[1..], None);
+    assert_ne!(a, b);
+    let mut c = fast(&events, None);
+    c.merge(fast(&events[..1], None)).unwrap();
+    assert_ne!(a, c);
+}
+
+#[test]
+fn counting_one_by_one_equals_counting_in_runs() {
+    for seed in 300..320 {
+        let events = feed(seed, 90);
+        for repurchase in [None, Some(2)] {
+            let mut one = Report::new(config(repurchase));
+            for e in &events {
+                one.apply(e, &Look).unwrap();
+            }
+            assert_eq!(one, fast(&events, repurchase), "seed {seed}");
+        }
+    }
+}
+
+#[test]
+fn a_refused_amount_counts_nothing_and_makes_no_group() {
+    let mut events = feed(9, 60);
+    let before = fast(&events, None);
+    // An event in another currency after the feed, in a run with events after it: the
+    // events before it stay counted, nothing of it or after it is (not even an empty group).
+    let c = CouponFacts {
+        id: CouponId::new("c-usd").unwrap(),
+        template: TemplateId::new("t-new").unwrap(),
+        user: UserId::new("u-new").unwrap(),
+        channel: Channel::new("kiosk").unwrap(),
+        campaign: None,
+        claimed_at: Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap(),
+        attributes: Attributes::new(),
+    };
+    let at = Utc.with_ymd_and_hms(2026, 12, 2, 0, 0, 0).unwrap();
+    let usd = Money::from_minor(100, Currency::USD);
+    let n = events.len() as u64;
+    events.push(Logged {
+        seq: n + 1,
+        event: Event::new(
+            at,
+            EventKind::Redeemed {
+                coupon: c.clone(),
+                order: OrderId::new("o-usd").unwrap(),
+                saving: usd,
+            },
+        ),
+    });
+    events.push(Logged {
+        seq: n + 2,
+        event: Event::new(
+            at,
+            EventKind::Issued {
+                coupon: c,
+                mode: ClaimMode::Click,
+            },
+        ),
+    });
+    let mut r = Report::new(config(None));
+    assert!(matches!(
+        r.extend(&events, &Look),
+        Err(ReportError::Currency { .. })
+    ));
+    assert_eq!(r, before);
+}
