@@ -547,13 +547,7 @@ fn partial_refunds_sum_to_what_was_paid_and_actors_are_checked() {
     // The acting party is required and parsed strictly.
     c.post_raw("/api/orders/p-1/pay", Some("carol-pay-1"), b"")
         .assert_error(400, "missing_acting_party", Some("header.Acting-Party"));
-    for bad in [
-        "admin",
-        "Merchant",
-        "buyer:",
-        "buyer",
-        "system:x",
-    ] {
+    for bad in ["admin", "Merchant", "buyer:", "buyer", "system:x"] {
         let r = c.post_as("/api/orders/p-1/pay", "carol-pay-1", bad, &Value::Null);
         let body = r.assert_error(400, "invalid_acting_party", Some("header.Acting-Party"));
         assert!(
@@ -604,7 +598,7 @@ fn partial_refunds_sum_to_what_was_paid_and_actors_are_checked() {
         "buyer:carol",
         &json!({"kind": "buyer", "units": [{"line": 0, "quantity": 4}]}),
     );
-    assert_eq!(r.status, 400, "{}", r.text());
+    r.assert_error(400, "invalid_refund", Some("units"));
     c.post_as(
         refund,
         "carol-refund-y",
