@@ -553,3 +553,32 @@ pub fn routes<R: Repository + 'static>() -> Vec<Route<R>> {
         ("put", "/api/carts/{user}", put(put_cart::<R>)),
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn acting_parties_parse_strictly() {
+        assert_eq!(parse_actor("merchant"), Ok(Actor::Merchant));
+        assert_eq!(parse_actor("system"), Ok(Actor::System));
+        let alice = UserId::new("alice").map(Actor::Buyer);
+        assert_eq!(parse_actor("buyer:alice").ok(), alice.ok());
+        for bad in [
+            "",
+            "Merchant",
+            "SYSTEM",
+            "buyer",
+            "buyer:",
+            "admin",
+            "merchant ",
+            "system:x",
+        ] {
+            let e = parse_actor(bad).err().unwrap_or_default();
+            assert!(
+                e.contains("`buyer:<user>`, `merchant` or `system`"),
+                "{bad:?}: {e}"
+            );
+        }
+    }
+}

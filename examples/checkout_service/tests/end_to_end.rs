@@ -635,6 +635,14 @@ fn partial_refunds_sum_to_what_was_paid_and_actors_are_checked() {
         Some("header.Idempotency-Key"),
     );
 
+    // The same key and body from another party: a different request, refused too.
+    c.post_as(refund, "carol-refund-1", "merchant", &one)
+        .assert_error(
+            409,
+            "idempotency_key_reused",
+            Some("header.Idempotency-Key"),
+        );
+
     // The rest, by the merchant for the buyer's reason: the two sum to what was paid.
     let r2 = c.post_as(
         refund,
