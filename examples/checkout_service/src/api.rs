@@ -2,7 +2,7 @@
 //! deserialising, with the JSON path of a refusal), runs the engine call on the blocking pool
 //! and answers with the engine's own result types as JSON.
 
-use coupons::lifecycle::{Actor, RefundRequest};
+use coupons::lifecycle::{Actor, RefundRequest, RefundUnits};
 use std::sync::Arc;
 
 use axum::Json;
@@ -27,6 +27,8 @@ use crate::error::ApiError;
 
 /// The header that carries idempotency keys.
 pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
+/// The header that names the acting party of an order transition.
+pub const ACTING_PARTY: &str = "Acting-Party";
 /// Most events one `GET /api/events` returns.
 pub const MAX_EVENTS_PAGE: usize = 1000;
 
@@ -123,6 +125,54 @@ pub fn idempotency_key(headers: &HeaderMap) -> Result<IdempotencyKey, ApiError> 
     })?;
     IdempotencyKey::new(s)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_id", e.to_string()).at(field))
+}
+
+/// Parses an acting party: `buyer:<user id>`, `merchant` or `system`, exactly (no spaces, lower
+/// case).
+///
+/// # Errors
+/// A sentence saying what was expected.
+pub fn parse_actor(raw: &str) -> Result<Actor, String> {
+    const EXPECTED: &str = "expected `buyer:<user>`, `merchant` or `system`";
+    match raw {
+        "merchant" => Ok(Actor::Merchant),
+        "system" => Ok(Actor::System),
+        _ => match raw.strip_prefix("buyer:") {
+            Some(user) => UserId::new(user)
+                .map(Actor::Buyer)
+                .map_err(|e| format!("`{raw}`: the buyer's id is not valid ({e}); {EXPECTED}")),
+            None => Err(format!("`{raw}` is not an acting party; {EXPECTED}")),
+        },
+    }
+}
+
+/// The `Acting-Party` header: who performs an order transition. It is required: every default
+/// would grant someone's authority to a caller who named no one (`system` or `merchant` may pay
+/// and refund anything, and a buyer default has no account to name).
+///
+/// # Errors
+/// `missing_acting_party` (400) or `invalid_acting_party` (400).
+pub fn acting_party(headers: &HeaderMap) -> Result<Actor, ApiError> {
+    let field = "header.Acting-Party";
+    let raw = headers.get(ACTING_PARTY).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "missing_acting_party",
+            "this request acts on an order: send an Acting-Party header \
+             (`buyer:<user>`, `merchant` or `system`)",
+        )
+        .at(field)
+    })?;
+    let s = raw.to_str().map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_acting_party",
+            "not visible ASCII",
+        )
+        .at(field)
+    })?;
+    parse_actor(s)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_acting_party", e).at(field))
 }
 
 fn order_id(raw: &str) -> Result<OrderId, ApiError> {
@@ -318,9 +368,32 @@ async fn pay<R: Repository + 'static>(
     headers: HeaderMap,
 ) -> Answer {
     let key = idempotency_key(&headers)?;
+    let by = acting_party(&headers)?;
     let order = order_id(&order)?;
-    let s = blocking(move || Ok(app.service.pay(&order, &Actor::System, &key, app.now())?)).await?;
+    let s = blocking(move || Ok(app.service.pay(&order, &by, &key, app.now())?)).await?;
     json(StatusCode::OK, &s)
+}
+
+async fn complete<R: Repository + 'static>(
+    State(app): Shared<R>,
+    Path(order): Path<String>,
+    headers: HeaderMap,
+) -> Answer {
+    let key = idempotency_key(&headers)?;
+    let by = acting_party(&headers)?;
+    let order = order_id(&order)?;
+    let s = blocking(move || Ok(app.service.complete(&order, &by, &key, app.now())?)).await?;
+    json(StatusCode::OK, &s)
+}
+
+/// `GET /api/orders/{order}`: the order record (its quote as locked, state, refunds).
+async fn get_order<R: Repository + 'static>(
+    State(app): Shared<R>,
+    Path(order): Path<String>,
+) -> Answer {
+    let order = order_id(&order)?;
+    let o = blocking(move || Ok(app.service.order(&order)?)).await?;
+    json(StatusCode::OK, &o)
 }
 
 async fn cancel<R: Repository + 'static>(
@@ -329,22 +402,40 @@ async fn cancel<R: Repository + 'static>(
     headers: HeaderMap,
 ) -> Answer {
     let key = idempotency_key(&headers)?;
+    let by = acting_party(&headers)?;
     let order = order_id(&order)?;
-    let s = blocking(move || {
-        Ok(app
-            .service
-            .cancel(&order, &Actor::System, &key, app.now())?)
-    })
-    .await?;
+    let s = blocking(move || Ok(app.service.cancel(&order, &by, &key, app.now())?)).await?;
     json(StatusCode::OK, &s)
 }
 
-/// `POST /api/orders/{order}/refund`: the whole order (partial refunds are not in the engine).
+/// `POST /api/orders/{order}/refund`: some units, or everything not yet refunded.
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RefundBody {
-    /// Who refunds: `merchant` (before completion) or `buyer` (after paying).
+    /// Whose reason: `merchant` or `buyer` (decides, with each template's policy, whether
+    /// coupons come back, and who may ask: see `Actor::permits`).
     pub kind: RefundKind,
+    /// The units to refund, `[{"line": 0, "quantity": 1}]`; absent: everything not yet
+    /// refunded, the shipping fee included.
+    #[serde(default)]
+    pub units: Option<Vec<RefundUnits>>,
+    /// With `units`, whether to refund the shipping fee too (default no).
+    #[serde(default)]
+    pub shipping: bool,
+}
+
+impl RefundBody {
+    /// The engine's request.
+    pub fn request(self) -> RefundRequest {
+        match self.units {
+            None => RefundRequest::whole(self.kind),
+            Some(units) => RefundRequest {
+                kind: self.kind,
+                units: Some(units),
+                shipping: self.shipping,
+            },
+        }
+    }
 }
 
 async fn refund<R: Repository + 'static>(
@@ -354,18 +445,10 @@ async fn refund<R: Repository + 'static>(
     body: Result<Bytes, BytesRejection>,
 ) -> Answer {
     let key = idempotency_key(&headers)?;
+    let by = acting_party(&headers)?;
     let order = order_id(&order)?;
-    let b: RefundBody = parse(body)?;
-    let r = blocking(move || {
-        Ok(app.service.refund(
-            &order,
-            &Actor::Merchant,
-            &RefundRequest::whole(b.kind),
-            &key,
-            app.now(),
-        )?)
-    })
-    .await?;
+    let req = parse::<RefundBody>(body)?.request();
+    let r = blocking(move || Ok(app.service.refund(&order, &by, &req, &key, app.now())?)).await?;
     json(StatusCode::OK, &r)
 }
 
@@ -460,11 +543,42 @@ pub fn routes<R: Repository + 'static>() -> Vec<Route<R>> {
         ("post", "/api/claims", post(claim::<R>)),
         ("post", "/api/wallet", post(wallet::<R>)),
         ("post", "/api/preview", post(preview::<R>)),
+        ("get", "/api/orders/{order}", get(get_order::<R>)),
         ("post", "/api/orders/{order}/lock", post(lock::<R>)),
         ("post", "/api/orders/{order}/pay", post(pay::<R>)),
+        ("post", "/api/orders/{order}/complete", post(complete::<R>)),
         ("post", "/api/orders/{order}/cancel", post(cancel::<R>)),
         ("post", "/api/orders/{order}/refund", post(refund::<R>)),
         ("get", "/api/events", get(events::<R>)),
         ("put", "/api/carts/{user}", put(put_cart::<R>)),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn acting_parties_parse_strictly() {
+        assert_eq!(parse_actor("merchant"), Ok(Actor::Merchant));
+        assert_eq!(parse_actor("system"), Ok(Actor::System));
+        let alice = UserId::new("alice").map(Actor::Buyer);
+        assert_eq!(parse_actor("buyer:alice").ok(), alice.ok());
+        for bad in [
+            "",
+            "Merchant",
+            "SYSTEM",
+            "buyer",
+            "buyer:",
+            "admin",
+            "merchant ",
+            "system:x",
+        ] {
+            let e = parse_actor(bad).err().unwrap_or_default();
+            assert!(
+                e.contains("`buyer:<user>`, `merchant` or `system`"),
+                "{bad:?}: {e}"
+            );
+        }
+    }
 }

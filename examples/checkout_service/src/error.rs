@@ -102,6 +102,7 @@ fn lifecycle_field(e: &LifecycleError) -> Option<&'static str> {
     match e {
         L::KeyReused { .. } => Some("header.Idempotency-Key"),
         L::UnknownCode { .. } => Some("codes"),
+        L::InvalidRefund { .. } => Some("units"),
         _ => None,
     }
 }

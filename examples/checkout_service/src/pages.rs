@@ -2,7 +2,7 @@
 //! campaign page ([`campaign`](crate::campaign)). Plain forms; the only script submits the
 //! form when a box is ticked.
 
-use coupons::lifecycle::Actor;
+use coupons::lifecycle::{Actor, Order, RefundKind, RefundRequest, RefundUnits};
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -352,7 +352,7 @@ async fn place_order<R: Repository + 'static>(
 
 async fn pay_order<R: Repository + 'static>(
     State(app): Shared<R>,
-    Path((_user, order)): Path<(String, String)>,
+    Path((user, order)): Path<(String, String)>,
     body: String,
 ) -> Response {
     let result = tokio::task::spawn_blocking(move || -> Result<String, ApiError> {
@@ -362,16 +362,219 @@ async fn pay_order<R: Repository + 'static>(
         let order = OrderId::new(&order).map_err(bad)?;
         let (_, _, key) = selection_of(&body);
         let key = IdempotencyKey::new(key.unwrap_or_default()).map_err(bad)?;
+        // The demo's stand-in for the payment provider's confirmation: the system pays (a
+        // buyer may not mark their own order paid).
         let s = app.service.pay(&order, &Actor::System, &key, app.now())?;
         Ok(format!(
-            "<h1>Paid</h1><p id=\"paid\">Order {} is paid; {} coupon(s) used.</p>",
+            "<h1>Paid</h1><p id=\"paid\">Order {} is paid; {} coupon(s) used.</p>\
+<p><a id=\"order-link\" href=\"/checkout/{}/order/{}\">The order, and refunds</a></p>",
             esc(s.order.as_str()),
-            s.coupons.len()
+            s.coupons.len(),
+            esc(&user),
+            esc(s.order.as_str()),
         ))
     })
     .await;
     match result {
         Ok(Ok(body)) => page("Paid", &body).into_response(),
+        Ok(Err(e)) => error_page(&e),
+        Err(e) => error_page(&ApiError::internal(e)),
+    }
+}
+
+/// The buyer's order and the page's acting party: the path's user stands in for the
+/// session's account, so the page acts as that buyer and shows only their own orders.
+fn buyer_order<R: Repository>(
+    app: &App<R>,
+    user: &str,
+    order: &str,
+) -> Result<(UserId, Order), ApiError> {
+    let user = UserId::new(user).map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_id", e.to_string()).at("path.user")
+    })?;
+    let id = OrderId::new(order).map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_id", e.to_string()).at("path.order")
+    })?;
+    let order = app.service.order(&id)?;
+    if order.buyer != user {
+        // Not theirs: answered as if it did not exist.
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{user} has no order {id}"),
+        ));
+    }
+    Ok((user, order))
+}
+
+/// An order's lines (with what is refunded of each), its refunds, and a form to refund units.
+fn render_order(user: &UserId, o: &Order, note: &str, key: &str) -> String {
+    let mut h = String::new();
+    let _ = write!(
+        h,
+        "<h1>Order {}</h1>{note}<p>State <span id=\"state\">{}</span>; paid \
+<span id=\"paid-total\">{}</span>.</p>",
+        esc(o.id.as_str()),
+        esc(o.state.name()),
+        o.quote.total_after,
+    );
+    let open = matches!(o.state.name(), "paid" | "completed");
+    let _ = write!(
+        h,
+        "<form method=\"post\" action=\"/checkout/{}/order/{}/refund\">\
+<input type=\"hidden\" name=\"key\" value=\"{}\"><table id=\"lines\">\
+<tr><th>item</th><th>units</th><th>price</th><th>paid</th><th>refunded</th>{}</tr>",
+        esc(user.as_str()),
+        esc(o.id.as_str()),
+        esc(key),
+        if open { "<th>refund</th>" } else { "" },
+    );
+    for (i, l) in o.quote.lines.iter().enumerate() {
+        let refunded = o.refunded_units.get(i).copied().unwrap_or(0);
+        let left = l.quantity.saturating_sub(refunded);
+        let _ = write!(
+            h,
+            "<tr data-line=\"{i}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
+<td class=\"refunded\">{refunded}</td>",
+            esc(l.sku.as_str()),
+            l.quantity,
+            l.original.amount(),
+            l.final_amount.amount(),
+        );
+        if open {
+            let _ = write!(
+                h,
+                "<td><input type=\"number\" name=\"q{i}\" id=\"q{i}\" min=\"0\" \
+max=\"{left}\" value=\"0\"></td>"
+            );
+        }
+        h.push_str("</tr>");
+    }
+    let _ = write!(
+        h,
+        "<tr><td>shipping</td><td></td><td>{}</td><td>{}</td><td>{}</td>",
+        o.quote.shipping.original.amount(),
+        o.quote.shipping.final_amount.amount(),
+        if o.shipping_refunded { "yes" } else { "no" },
+    );
+    if open {
+        if o.shipping_refunded {
+            h.push_str("<td></td>");
+        } else {
+            h.push_str(
+                "<td><input type=\"checkbox\" name=\"shipping\" id=\"shipping\" value=\"1\"></td>",
+            );
+        }
+    }
+    h.push_str("</tr></table>");
+    if open {
+        h.push_str("<button type=\"submit\" id=\"refund\">Refund these</button>");
+    }
+    h.push_str("</form><h2>Refunds</h2>");
+    if o.refunds.is_empty() {
+        h.push_str("<p id=\"no-refunds\">None.</p>");
+    } else {
+        h.push_str(
+            "<table id=\"refunds\"><tr><th>when</th><th>by</th><th>units</th><th>shipping</th>\
+<th>amount</th><th>discount given back</th></tr>",
+        );
+        for r in &o.refunds {
+            let units: Vec<String> = r
+                .lines
+                .iter()
+                .map(|l| format!("{} × line {}", l.quantity, l.line))
+                .collect();
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"amount\">{}</td><td>{}</td></tr>",
+                r.at,
+                esc(&r.by.to_string()),
+                esc(&units.join(", ")),
+                r.shipping.amount(),
+                r.amount.amount(),
+                r.discount.amount(),
+            );
+        }
+        h.push_str("</table>");
+    }
+    h
+}
+
+async fn order_page<R: Repository + 'static>(
+    State(app): Shared<R>,
+    Path((user, order)): Path<(String, String)>,
+) -> Response {
+    let result = tokio::task::spawn_blocking(move || -> Result<String, ApiError> {
+        let (user, o) = buyer_order(&app, &user, &order)?;
+        Ok(render_order(&user, &o, "", &form_key(app.now())))
+    })
+    .await;
+    match result {
+        Ok(Ok(body)) => page("Order", &body).into_response(),
+        Ok(Err(e)) => error_page(&e),
+        Err(e) => error_page(&ApiError::internal(e)),
+    }
+}
+
+/// The refund form: `q<line>=<units>` for each line, `shipping=1`, `key`; the buyer refunds
+/// for their own reason.
+fn refund_form(body: &str) -> Result<(RefundRequest, String), ApiError> {
+    let mut units = Vec::new();
+    let mut shipping = false;
+    let mut key = None;
+    for (k, v) in pairs(body) {
+        if k == "key" {
+            key = Some(v);
+        } else if k == "shipping" {
+            shipping = true;
+        } else if let Some(line) = k.strip_prefix('q') {
+            let bad = || {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_form",
+                    format!("{k}={v}: not a line and a number of units"),
+                )
+                .at(k.clone())
+            };
+            let line: usize = line.parse().map_err(|_| bad())?;
+            let quantity: u32 = v.trim().parse().map_err(|_| bad())?;
+            if quantity > 0 {
+                units.push(RefundUnits { line, quantity });
+            }
+        }
+    }
+    let key = key.ok_or_else(|| {
+        ApiError::new(StatusCode::BAD_REQUEST, "missing_idempotency_key", "no key").at("key")
+    })?;
+    let mut req = RefundRequest::units(RefundKind::Buyer, units);
+    req.shipping = shipping;
+    Ok((req, key))
+}
+
+async fn refund_order<R: Repository + 'static>(
+    State(app): Shared<R>,
+    Path((user, order)): Path<(String, String)>,
+    body: String,
+) -> Response {
+    let result = tokio::task::spawn_blocking(move || -> Result<String, ApiError> {
+        let (user, o) = buyer_order(&app, &user, &order)?;
+        let (req, key) = refund_form(&body)?;
+        let key = IdempotencyKey::new(&key).map_err(|e| {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_id", e.to_string()).at("key")
+        })?;
+        let by = Actor::Buyer(user.clone());
+        let r = app.service.refund(&o.id, &by, &req, &key, app.now())?;
+        let o = app.service.order(&o.id)?;
+        let note = format!(
+            "<p id=\"refunded\">Refunded <span id=\"refund-amount\">{}</span>{}.</p>",
+            r.refund.amount.amount(),
+            if r.replayed { " (already done)" } else { "" },
+        );
+        Ok(render_order(&user, &o, &note, &form_key(app.now())))
+    })
+    .await;
+    match result {
+        Ok(Ok(body)) => page("Order", &body).into_response(),
         Ok(Err(e)) => error_page(&e),
         Err(e) => error_page(&ApiError::internal(e)),
     }
@@ -387,6 +590,16 @@ pub fn routes<R: Repository + 'static>() -> Vec<crate::api::Route<R>> {
             "post",
             "/checkout/{user}/order/{order}/pay",
             post(pay_order::<R>),
+        ),
+        (
+            "get",
+            "/checkout/{user}/order/{order}",
+            get(order_page::<R>),
+        ),
+        (
+            "post",
+            "/checkout/{user}/order/{order}/refund",
+            post(refund_order::<R>),
         ),
         (
             "get",

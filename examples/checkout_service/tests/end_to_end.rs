@@ -190,32 +190,35 @@ fn checkout_end_to_end<R: Repository + 'static>(store: R) {
     assert_eq!(held_entry["reasons"][0]["reason"], "unavailable");
 
     // Pay, pay again (replay), refund whole.
-    let pay = c.post_raw("/api/orders/o-1/pay", Some("bob-pay-1"), b"");
+    let pay = c.post_as("/api/orders/o-1/pay", "bob-pay-1", "system", &Value::Null);
     assert_eq!(pay.status, 200, "{}", pay.text());
     assert_eq!(
         pay.json()["coupons"].as_array().expect("coupons").len(),
         held.len()
     );
     assert_eq!(
-        c.post_raw("/api/orders/o-1/pay", Some("bob-pay-1"), b"")
+        c.post_as("/api/orders/o-1/pay", "bob-pay-1", "system", &Value::Null)
             .json()["replayed"],
         true
     );
-    c.post(
+    c.post_as(
         "/api/orders/o-1/refund",
-        Some("bob-refund-1"),
+        "bob-refund-1",
+        "merchant",
         &json!({"kind": "sideways"}),
     )
     .assert_error(422, "invalid_body", Some("kind"));
-    let r = c.post(
+    let r = c.post_as(
         "/api/orders/o-1/refund",
-        Some("bob-refund-1"),
+        "bob-refund-1",
+        "merchant",
         &json!({"kind": "merchant"}),
     );
     assert_eq!(r.status, 200, "{}", r.text());
-    c.post(
+    c.post_as(
         "/api/orders/o-1/refund",
-        Some("bob-refund-2"),
+        "bob-refund-2",
+        "merchant",
         &json!({"kind": "merchant"}),
     )
     .assert_error(409, "order_already_refunded", None);
@@ -223,9 +226,14 @@ fn checkout_end_to_end<R: Repository + 'static>(store: R) {
     // Another order: lock, cancel, then paying it is refused.
     let l2 = c.post("/api/orders/o-2/lock", Some("bob-lock-2"), &price);
     assert_eq!(l2.status, 201, "{}", l2.text());
-    let cancel = c.post_raw("/api/orders/o-2/cancel", Some("bob-cancel-2"), b"");
+    let cancel = c.post_as(
+        "/api/orders/o-2/cancel",
+        "bob-cancel-2",
+        "buyer:bob",
+        &Value::Null,
+    );
     assert_eq!(cancel.status, 200, "{}", cancel.text());
-    c.post_raw("/api/orders/o-2/pay", Some("bob-pay-2"), b"")
+    c.post_as("/api/orders/o-2/pay", "bob-pay-2", "system", &Value::Null)
         .assert_error(409, "order_released", None);
 
     // Keys reused for another request, refused by the engine's receipts (the service keeps no
@@ -238,18 +246,29 @@ fn checkout_end_to_end<R: Repository + 'static>(store: R) {
             Some("header.Idempotency-Key"),
         );
     };
-    reused(c.post_raw("/api/orders/o-2/pay", Some("bob-pay-1"), b""));
-    reused(c.post(
+    reused(c.post_as("/api/orders/o-2/pay", "bob-pay-1", "system", &Value::Null));
+    reused(c.post_as(
         "/api/orders/o-1/refund",
-        Some("bob-refund-1"),
+        "bob-refund-1",
+        "merchant",
         &json!({"kind": "buyer"}),
     ));
     let l3 = c.post("/api/orders/o-3/lock", Some("bob-lock-3"), &price);
     assert_eq!(l3.status, 201, "{}", l3.text());
-    reused(c.post_raw("/api/orders/o-3/cancel", Some("bob-cancel-2"), b""));
-    let cancel3 = c.post_raw("/api/orders/o-3/cancel", Some("bob-cancel-3"), b"");
+    reused(c.post_as(
+        "/api/orders/o-3/cancel",
+        "bob-cancel-2",
+        "buyer:bob",
+        &Value::Null,
+    ));
+    let cancel3 = c.post_as(
+        "/api/orders/o-3/cancel",
+        "bob-cancel-3",
+        "buyer:bob",
+        &Value::Null,
+    );
     assert_eq!(cancel3.status, 200, "{}", cancel3.text());
-    c.post_raw("/api/orders/never/pay", Some("bob-pay-3"), b"")
+    c.post_as("/api/orders/never/pay", "bob-pay-3", "system", &Value::Null)
         .assert_error(404, "not_found", None);
 
     // The feed: every step, in order, paged.
@@ -503,4 +522,189 @@ fn concurrent_locks_of_one_order_hold_its_coupons_once() {
     }
     statuses.sort_unstable();
     assert_eq!(statuses, vec![201, 409, 409, 409]);
+}
+
+/// Partial refunds and acting parties over HTTP: one unit, then the rest, sum exactly to what
+/// was paid; a buyer acts only on their own orders and only for their own reasons; the
+/// `Acting-Party` header is parsed strictly; a refund key is bound to its units.
+#[test]
+fn partial_refunds_sum_to_what_was_paid_and_actors_are_checked() {
+    let (addr, _app) = start(MemoryStore::new(), true);
+    let mut c = Client::new(addr);
+    let user = "carol";
+    for (t, k) in [
+        ("tea-15-percent", "carol-claim-1"),
+        ("spend-200-save-25", "carol-claim-2"),
+    ] {
+        assert_eq!(claim(&mut c, user, t, k).status, 201);
+    }
+    let price = json!({"buyer": buyer(user), "cart": cart()});
+    let locked = c.post("/api/orders/p-1/lock", Some("carol-lock-1"), &price);
+    assert_eq!(locked.status, 201, "{}", locked.text());
+    let paid_total = money(&locked.json()["quote"]["total_after"]);
+    assert!(paid_total < Decimal::from(315));
+
+    // The acting party is required and parsed strictly.
+    c.post_raw("/api/orders/p-1/pay", Some("carol-pay-1"), b"")
+        .assert_error(400, "missing_acting_party", Some("header.Acting-Party"));
+    for bad in ["admin", "Merchant", "buyer:", "buyer", "system:x"] {
+        let r = c.post_as("/api/orders/p-1/pay", "carol-pay-1", bad, &Value::Null);
+        let body = r.assert_error(400, "invalid_acting_party", Some("header.Acting-Party"));
+        assert!(
+            body["error"]["reason"]
+                .as_str()
+                .expect("reason")
+                .contains("merchant"),
+            "{bad}: {body}"
+        );
+    }
+    // A buyer never confirms their own payment.
+    c.post_as(
+        "/api/orders/p-1/pay",
+        "carol-pay-1",
+        "buyer:carol",
+        &Value::Null,
+    )
+    .assert_error(403, "not_permitted", None);
+    let pay = c.post_as("/api/orders/p-1/pay", "carol-pay-2", "system", &Value::Null);
+    assert_eq!(pay.status, 200, "{}", pay.text());
+
+    // The order record.
+    let o = c.get("/api/orders/p-1");
+    assert_eq!(o.status, 200, "{}", o.text());
+    let o = o.json();
+    assert_eq!(o["state"]["state"], "paid");
+    assert_eq!(o["buyer"], user);
+    assert_eq!(money(&o["quote"]["total_after"]), paid_total);
+    c.get("/api/orders/nobody-placed-this")
+        .assert_error(404, "not_found", None);
+
+    let refund = "/api/orders/p-1/refund";
+    let one = json!({"kind": "buyer", "units": [{"line": 0, "quantity": 1}]});
+    // Another buyer, or the buyer for the merchant's reason: forbidden.
+    c.post_as(refund, "carol-refund-1", "buyer:dave", &one)
+        .assert_error(403, "not_permitted", None);
+    c.post_as(
+        refund,
+        "carol-refund-1",
+        "buyer:carol",
+        &json!({"kind": "merchant", "units": [{"line": 0, "quantity": 1}]}),
+    )
+    .assert_error(403, "not_permitted", None);
+    // Units that are not in the order.
+    let r = c.post_as(
+        refund,
+        "carol-refund-x",
+        "buyer:carol",
+        &json!({"kind": "buyer", "units": [{"line": 0, "quantity": 4}]}),
+    );
+    r.assert_error(400, "invalid_refund", Some("units"));
+    c.post_as(
+        refund,
+        "carol-refund-y",
+        "buyer:carol",
+        &json!({"kind": "buyer", "units": [{"line": 0, "quantity": 1}], "extra": 1}),
+    )
+    .assert_error(422, "invalid_body", None);
+
+    // One oolong back.
+    let r1 = c.post_as(refund, "carol-refund-1", "buyer:carol", &one);
+    assert_eq!(r1.status, 200, "{}", r1.text());
+    let r1 = r1.json();
+    assert_eq!(r1["replayed"], false);
+    assert_eq!(r1["state"]["state"], "paid");
+    assert_eq!(r1["refund"]["lines"][0]["quantity"], 1);
+    assert_eq!(money(&r1["refund"]["shipping"]), Decimal::ZERO);
+    let first = money(&r1["refund"]["amount"]);
+    assert!(first > Decimal::ZERO && first < paid_total, "{first}");
+    // The same key again: the same refund, replayed; with other units: refused.
+    let again = c
+        .post_as(refund, "carol-refund-1", "buyer:carol", &one)
+        .json();
+    assert_eq!(again["replayed"], true);
+    assert_eq!(money(&again["refund"]["amount"]), first);
+    c.post_as(
+        refund,
+        "carol-refund-1",
+        "buyer:carol",
+        &json!({"kind": "buyer", "units": [{"line": 0, "quantity": 2}]}),
+    )
+    .assert_error(
+        409,
+        "idempotency_key_reused",
+        Some("header.Idempotency-Key"),
+    );
+
+    // The same key and body from another party: a different request, refused too.
+    c.post_as(refund, "carol-refund-1", "merchant", &one)
+        .assert_error(
+            409,
+            "idempotency_key_reused",
+            Some("header.Idempotency-Key"),
+        );
+
+    // The rest, by the merchant for the buyer's reason: the two sum to what was paid.
+    let r2 = c.post_as(
+        refund,
+        "carol-refund-2",
+        "merchant",
+        &json!({"kind": "buyer"}),
+    );
+    assert_eq!(r2.status, 200, "{}", r2.text());
+    let r2 = r2.json();
+    assert_eq!(r2["state"]["state"], "refunded");
+    let rest = money(&r2["refund"]["amount"]);
+    assert_eq!(first + rest, paid_total);
+    assert_eq!(money(&r2["refund"]["shipping"]), Decimal::from(12));
+    let o = c.get("/api/orders/p-1").json();
+    assert_eq!(o["refunds"].as_array().expect("refunds").len(), 2);
+    assert_eq!(o["refunded_units"], json!([3, 1]));
+    assert_eq!(o["shipping_refunded"], true);
+    c.post_as(
+        refund,
+        "carol-refund-3",
+        "merchant",
+        &json!({"kind": "buyer"}),
+    )
+    .assert_error(409, "order_already_refunded", None);
+
+    // Complete: the order's buyer may, another may not.
+    let l2 = c.post("/api/orders/p-2/lock", Some("carol-lock-2"), &price);
+    assert_eq!(l2.status, 201, "{}", l2.text());
+    let p2 = c.post_as(
+        "/api/orders/p-2/pay",
+        "carol-pay-3",
+        "merchant",
+        &Value::Null,
+    );
+    assert_eq!(p2.status, 200, "{}", p2.text());
+    c.post_as(
+        "/api/orders/p-2/complete",
+        "carol-done-1",
+        "buyer:dave",
+        &Value::Null,
+    )
+    .assert_error(403, "not_permitted", None);
+    let done = c.post_as(
+        "/api/orders/p-2/complete",
+        "carol-done-2",
+        "buyer:carol",
+        &Value::Null,
+    );
+    assert_eq!(done.status, 200, "{}", done.text());
+    assert_eq!(
+        c.get("/api/orders/p-2").json()["state"]["state"],
+        "completed"
+    );
+    // A partial refund with the shipping fee, after completion, by the merchant.
+    let r3 = c.post_as(
+        "/api/orders/p-2/refund",
+        "carol-refund-4",
+        "merchant",
+        &json!({"kind": "merchant", "units": [{"line": 1, "quantity": 1}], "shipping": true}),
+    );
+    assert_eq!(r3.status, 200, "{}", r3.text());
+    let r3 = r3.json();
+    assert_eq!(money(&r3["refund"]["shipping"]), Decimal::from(12));
+    assert_eq!(r3["state"]["state"], "completed");
 }

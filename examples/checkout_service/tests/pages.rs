@@ -924,4 +924,66 @@ fn placing_the_order_from_the_page_locks_then_pays_it() {
             && !after.contains("demo-alice-tea-15-percent"),
         "{after}"
     );
+
+    // The order page: its lines, no refunds yet, a form to refund units as the buyer.
+    let paid = paid.text();
+    let link = paid
+        .split("id=\"order-link\" href=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("order link")
+        .to_owned();
+    let page = c.get(&link);
+    assert_eq!(page.status, 200, "{}", page.text());
+    let page = page.text();
+    assert!(page.contains("id=\"no-refunds\""), "{page}");
+    // Another buyer's path to the same order: as if it did not exist.
+    let other = link.replacen("/checkout/alice/", "/checkout/bob/", 1);
+    assert_eq!(c.get(&other).status, 404);
+    let refund = |c: &mut Client, page: &str, pick: &dyn Fn(usize, u32) -> u32, ship: bool| {
+        let action = page
+            .split("action=\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .expect("refund form")
+            .to_owned();
+        let key = page
+            .split("name=\"key\" value=\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .expect("refund key")
+            .to_owned();
+        let mut body = format!("key={key}");
+        for (i, input) in page.split("type=\"number\" name=\"q").skip(1).enumerate() {
+            let max: u32 = input
+                .split("max=\"")
+                .nth(1)
+                .and_then(|s| s.split('"').next())
+                .and_then(|s| s.parse().ok())
+                .expect("max");
+            body.push_str(&format!("&q{i}={}", pick(i, max)));
+        }
+        if ship {
+            body.push_str("&shipping=1");
+        }
+        let r = c.send("POST", &action, &form_type, body.as_bytes());
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.text()
+    };
+    // One unit of the first line, then everything left with the shipping fee.
+    let after_one = refund(&mut c, &page, &|i, _| u32::from(i == 0), false);
+    assert!(after_one.contains("id=\"refunded\""), "{after_one}");
+    assert_eq!(text_of(&after_one, "id=\"state\">"), "paid");
+    let done = refund(&mut c, &after_one, &|_, max| max, true);
+    assert_eq!(text_of(&done, "id=\"state\">"), "refunded");
+    let paid_total =
+        Decimal::from_str(text_of(&done, "id=\"paid-total\">").trim_end_matches(" CNY"))
+            .expect("paid total");
+    let refunded: Decimal = done
+        .split("<td class=\"amount\">")
+        .skip(1)
+        .map(|s| Decimal::from_str(s.split('<').next().expect("amount")).expect("decimal"))
+        .sum();
+    assert_eq!(done.matches("<td class=\"amount\">").count(), 2, "{done}");
+    assert_eq!(refunded, paid_total);
 }

@@ -113,6 +113,21 @@ impl Client {
         self.send("POST", path, &h, body)
     }
 
+    /// A POST with an `Acting-Party` header.
+    pub fn post_as(&mut self, path: &str, key: &str, actor: &str, body: &Value) -> Resp {
+        let body = if body.is_null() {
+            Vec::new()
+        } else {
+            serde_json::to_vec(body).expect("json")
+        };
+        let h = [
+            ("Content-Type", "application/json"),
+            ("Idempotency-Key", key),
+            ("Acting-Party", actor),
+        ];
+        self.send("POST", path, &h, &body)
+    }
+
     pub fn send(
         &mut self,
         method: &str,
