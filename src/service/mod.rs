@@ -256,6 +256,14 @@ fn lock_fingerprint(request: &LockRequest<'_>) -> u64 {
     }
     let cart = request.cart;
     let _ = write!(text, "cur={}|ship={}|", cart.currency(), cart.shipping());
+    // Parcels per shop, when the fee is split (a one-fee cart keeps its fingerprint).
+    let parcels = cart.shipping_lines();
+    let split = parcels.len() > 1 || parcels.iter().any(|l| l.shop.is_some());
+    for l in parcels.iter().filter(|_| split) {
+        let shop = l.shop.as_ref().map_or("", |s| s.as_str());
+        let _ = write!(text, "parcel={}:{}|", shop.len(), shop);
+        let _ = write!(text, "fee={}|", l.fee);
+    }
     for l in cart.lines() {
         let _ = write!(
             text,
