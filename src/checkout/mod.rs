@@ -937,9 +937,12 @@ impl<'a> Checkout<'a> {
         let current = total_before - total_after;
         let mut evals = Vec::with_capacity(prep.all.len());
         for p in &order {
+            let t = &prep.all[p.offer].template;
             evals.push(Evaluation {
                 offer: p.id.clone(),
                 template: p.template.clone(),
+                name: t.name().to_owned(),
+                kind: t.benefit().kind().to_owned(),
                 usable: true,
                 selected: true,
                 saving_alone: Some(money(p.alone)),
@@ -959,9 +962,12 @@ impl<'a> Checkout<'a> {
                     }
                 }
             };
+            let t = &prep.all[p.offer].template;
             evals.push(Evaluation {
                 offer: p.id.clone(),
                 template: p.template.clone(),
+                name: t.name().to_owned(),
+                kind: t.benefit().kind().to_owned(),
                 usable: true,
                 selected: false,
                 saving_alone: Some(money(p.alone)),
@@ -973,6 +979,8 @@ impl<'a> Checkout<'a> {
             evals.push(Evaluation {
                 offer: o.id.clone(),
                 template: o.template.id().clone(),
+                name: o.template.name().to_owned(),
+                kind: o.template.benefit().kind().to_owned(),
                 usable: false,
                 selected: false,
                 saving_alone: None,

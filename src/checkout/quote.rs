@@ -102,6 +102,12 @@ pub struct Evaluation {
     pub offer: OfferId,
     /// Its template.
     pub template: TemplateId,
+    /// The template's name, for the page (no extra read needed).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub name: String,
+    /// The benefit kind (`threshold`, `percent`…).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub kind: String,
     /// Whether it could be used on this cart at all (alone).
     pub usable: bool,
     /// Whether it is applied in this quote.

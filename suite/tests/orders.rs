@@ -569,3 +569,22 @@ proptest! {
         prop_assert_eq!(sorted, { let mut c = coupons.clone(); c.sort(); c });
     }
 }
+
+#[test]
+fn evaluations_carry_their_templates_name_and_kind() {
+    let (svc, coupon) = service_with_coupon();
+    let buyer = Buyer::new(user("alice"), Channel::new("app").unwrap());
+    let quote = svc.quote(&cart(), &buyer, &[], t0()).unwrap();
+    let e = quote
+        .offers
+        .iter()
+        .find(|e| e.offer == OfferId::Coupon(coupon.clone()))
+        .unwrap();
+    assert_eq!((e.name.as_str(), e.kind.as_str()), ("10 off", "instant"));
+    // An unusable one too: too early for the coupon.
+    let early = svc
+        .quote(&cart(), &buyer, &[], t0() - Duration::days(1))
+        .unwrap();
+    let e = early.offers.iter().find(|e| !e.usable).unwrap();
+    assert_eq!((e.name.as_str(), e.kind.as_str()), ("10 off", "instant"));
+}
