@@ -218,6 +218,18 @@ pub struct LockedOrder {
     pub replayed: bool,
 }
 
+/// A buyer's live coupons for a cart, as a checkout page lists them: the coupons of the best
+/// combination first (preselected), then the other usable ones, then the unusable ones with
+/// their reasons; and the quote of the best combination.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Wallet {
+    /// Each live coupon with its evaluation on this cart, in the order above.
+    pub coupons: Vec<(Coupon, crate::checkout::Evaluation)>,
+    /// The best combination (wallet coupons, typed codes and automatic promotions).
+    pub best: Quote,
+}
+
 /// Promotions indexed for checkout, with the template versions they were built from.
 #[derive(Debug)]
 struct PromoCache {
@@ -1231,6 +1243,37 @@ impl<R: Repository> Service<R> {
             .offers(&g.offers)
             .promotions(&promotions)
             .best()?)
+    }
+
+    /// The buyer's live coupons for `cart` (see [`Wallet`]): what a checkout page shows before
+    /// the buyer picks. Holds nothing.
+    ///
+    /// # Errors
+    /// [`LifecycleError::UnknownCode`]; the checkout's errors; the store's failure.
+    pub fn wallet(
+        &self,
+        cart: &Cart,
+        buyer: &Buyer,
+        codes: &[PromoCode],
+        now: DateTime<Utc>,
+    ) -> Res<Wallet, R> {
+        let now = time::check("now", now)?;
+        let g = self.gather(buyer, codes, &[])?;
+        let promotions = self.promotions()?;
+        let best = Checkout::new(cart, buyer, now, &self.config.policy)
+            .offers(&g.offers)
+            .promotions(&promotions)
+            .best()?;
+        // The quote's evaluations are already selected, usable, then unusable.
+        let coupons = best
+            .offers
+            .iter()
+            .filter_map(|e| match &e.offer {
+                OfferId::Coupon(id) => g.wallet.get(id).map(|c| (c.value.clone(), e.clone())),
+                _ => None,
+            })
+            .collect();
+        Ok(Wallet { coupons, best })
     }
 
     /// Prices the buyer's own `selection` (wallet coupons, typed codes, promotions) without

@@ -588,3 +588,21 @@ fn evaluations_carry_their_templates_name_and_kind() {
     let e = early.offers.iter().find(|e| !e.usable).unwrap();
     assert_eq!((e.name.as_str(), e.kind.as_str()), ("10 off", "instant"));
 }
+
+#[test]
+fn the_wallet_lists_the_best_combination_first_and_the_rest_with_reasons() {
+    let (svc, coupon) = service_with_coupon();
+    let buyer = Buyer::new(user("alice"), Channel::new("app").unwrap());
+    let w = svc.wallet(&cart(), &buyer, &[], t0()).unwrap();
+    assert_eq!(w.coupons.len(), 1);
+    let (c, e) = &w.coupons[0];
+    assert_eq!(c.id, coupon);
+    assert!(e.selected && e.usable);
+    assert_eq!(w.best.saving, yuan(10));
+    // Too early: listed, not usable, with its reason.
+    let early = svc
+        .wallet(&cart(), &buyer, &[], t0() - Duration::days(1))
+        .unwrap();
+    let (_, e) = &early.coupons[0];
+    assert!(!e.usable && !e.reasons.is_empty());
+}
