@@ -715,7 +715,7 @@ pub fn counts(
     asking: &Asking<'_>,
     now: DateTime<Utc>,
 ) -> Result<Vec<Counted>, GuardError> {
-    let mut out = Vec::with_capacity(guards.len());
+    let mut out = Vec::new();
     for g in guards.iter().filter(|g| g.applies(action, asking)) {
         let Some(subject) = g.subject_key(asking)? else {
             continue;

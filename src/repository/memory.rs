@@ -1,10 +1,10 @@
-//! The in-memory store: records in 16 shards, each under its own `RwLock` (template records and
-//! the event feed under locks of their own), with compact records and the indexes the service
-//! needs (wallet by user, coupons by order, coupons by due time).
+//! The in-memory store: every [`Repository`] method under one `RwLock` (template records under a
+//! second), with compact records and the indexes the service needs (wallet by user, coupons by
+//! order, coupons by due time).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasherDefault, Hash, Hasher};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use chrono::{DateTime, Utc};
 
@@ -13,7 +13,7 @@ use super::{
     Versioned,
 };
 use crate::attributes::Attributes;
-use crate::events::{CouponFacts, Event, EventKind, Logged, Sequence};
+use crate::events::{Event, Logged, Sequence};
 use crate::id::{
     CampaignId, Channel, CouponId, GuardName, IdempotencyKey, OrderId, TemplateId, UserId,
 };
@@ -85,190 +85,42 @@ impl Hasher for FxHasher {
 
 type Map<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 
-/// A guard's buckets for one subject, ordered by bucket: usually one (a fixed window sums only
-/// its current bucket, and older ones are dropped as it moves), kept inline; a rolling window's
-/// few buckets spill to a sorted vector.
-#[derive(Debug, Default, Clone)]
-enum Buckets {
-    #[default]
-    Empty,
-    One(i64, u64),
-    Many(Vec<(i64, u64)>),
-}
+/// A guard's buckets for one subject, ordered by bucket: usually one or a few (a window sums
+/// the last `span`, and older ones are dropped as it moves), so a sorted vector beats a tree.
+#[derive(Debug, Default)]
+struct Buckets(Vec<(i64, u64)>);
 
 impl Buckets {
     /// The value of bucket `at` and the sum of the buckets `from..=at`.
     fn sums(&self, from: i64, at: i64) -> (u64, u64) {
-        let fold = |(current, sum): (u64, u64), &(b, n): &(i64, u64)| {
-            if (from..=at).contains(&b) {
+        self.0
+            .iter()
+            .filter(|(b, _)| (from..=at).contains(b))
+            .fold((0, 0), |(current, sum), &(b, n)| {
                 (if b == at { n } else { current }, sum.saturating_add(n))
-            } else {
-                (current, sum)
-            }
-        };
-        match self {
-            Buckets::Empty => (0, 0),
-            Buckets::One(b, n) => fold((0, 0), &(*b, *n)),
-            Buckets::Many(v) => v.iter().fold((0, 0), fold),
-        }
+            })
     }
 
     /// Adds `delta` to bucket `at` (created at zero).
     fn add(&mut self, at: i64, delta: i64) {
-        match self {
-            Buckets::Empty => *self = Buckets::One(at, add(0, delta)),
-            Buckets::One(b, n) if *b == at => *n = add(*n, delta),
-            Buckets::One(b, n) => {
-                let (b, n) = (*b, *n);
-                let mine = (at, add(0, delta));
-                *self = Buckets::Many(if b < at {
-                    vec![(b, n), mine]
-                } else {
-                    vec![mine, (b, n)]
-                });
+        let i = match self.0.binary_search_by_key(&at, |&(b, _)| b) {
+            Ok(i) => i,
+            Err(i) => {
+                self.0.insert(i, (at, 0));
+                i
             }
-            Buckets::Many(v) => {
-                let i = match v.binary_search_by_key(&at, |&(b, _)| b) {
-                    Ok(i) => i,
-                    Err(i) => {
-                        v.insert(i, (at, 0));
-                        i
-                    }
-                };
-                if let Some((_, n)) = v.get_mut(i) {
-                    *n = add(*n, delta);
-                }
-            }
+        };
+        if let Some((_, n)) = self.0.get_mut(i) {
+            *n = add(*n, delta);
         }
     }
 
     /// Drops the buckets before `oldest`.
     fn drop_before(&mut self, oldest: i64) {
-        match self {
-            Buckets::Empty => {}
-            Buckets::One(b, _) => {
-                if *b < oldest {
-                    *self = Buckets::Empty;
-                }
-            }
-            Buckets::Many(v) => {
-                let keep = v.partition_point(|&(b, _)| b < oldest);
-                if keep > 0 {
-                    v.drain(..keep);
-                }
-            }
+        let keep = self.0.partition_point(|&(b, _)| b < oldest);
+        if keep > 0 {
+            self.0.drain(..keep);
         }
-    }
-
-    #[cfg(test)]
-    fn to_vec(&self) -> Vec<(i64, u64)> {
-        match self {
-            Buckets::Empty => Vec::new(),
-            Buckets::One(b, n) => vec![(*b, *n)],
-            Buckets::Many(v) => v.clone(),
-        }
-    }
-}
-
-/// Guards' windowed counters: each (guard, subject) pair interned once, with its buckets, so a
-/// guard count hashes its subject once and finds its entry with one probe, for the check and
-/// again for the write.
-#[derive(Debug, Default)]
-struct GuardTable {
-    index: SlotIndex,
-    entries: Vec<GuardEntry>,
-}
-
-#[derive(Debug)]
-struct GuardEntry {
-    guard: GuardName,
-    /// The subject inline when short (most are: `device=…`, `ip=…`), else in `long`.
-    short: Short,
-    long: Option<Box<str>>,
-    buckets: Buckets,
-}
-
-impl GuardEntry {
-    fn is(&self, guard: &GuardName, subject: &str, query: &Short) -> bool {
-        let subject_is = match (&self.long, self.short.same(query)) {
-            (None, Some(is)) => is,
-            (Some(long), None) => &**long == subject,
-            _ => false,
-        };
-        subject_is && same(self.guard.as_str(), guard.as_str())
-    }
-}
-
-/// A guard's current bucket and the sum of the window's buckets `bucket - span + 1 ..= bucket`.
-fn guard_window(buckets: Option<&Buckets>, bucket: i64, span: u32) -> (u64, u64) {
-    let from = bucket.saturating_sub(i64::from(span.max(1)) - 1);
-    buckets.map_or((0, 0), |b| b.sums(from, bucket))
-}
-
-/// A text's 64-bit hash.
-fn hash64(s: &str) -> u64 {
-    let mut h = FxHasher::default();
-    h.write(s.as_bytes());
-    h.finish()
-}
-
-/// The shard of a (guard, subject) pair (its subject's, see [`route`]) and the pair's hash,
-/// hashing the subject once.
-fn guard_key(guard: &GuardName, subject: &str) -> (usize, u32) {
-    let of_subject = hash64(subject);
-    let mut h = FxHasher::default();
-    h.write(guard.as_str().as_bytes());
-    h.write_u64(of_subject);
-    (
-        (of_subject as usize) & (SHARDS - 1),
-        (h.finish() >> 32) as u32,
-    )
-}
-
-/// The hash of a (guard, subject) pair.
-fn guard_hash(guard: &GuardName, subject: &str) -> u32 {
-    guard_key(guard, subject).1
-}
-
-impl GuardTable {
-    fn find(&self, hash: u32, guard: &GuardName, subject: &str) -> Option<u32> {
-        let query = Short::new(subject);
-        self.index.find(hash, |ix| {
-            self.entries
-                .get(ix as usize)
-                .is_some_and(|e| e.is(guard, subject, &query))
-        })
-    }
-
-    fn buckets(&self, ix: Option<u32>) -> Option<&Buckets> {
-        ix.and_then(|i| self.entries.get(i as usize))
-            .map(|e| &e.buckets)
-    }
-
-    /// The entry of a pair, made empty when new (`at`: its index if known).
-    fn entry(
-        &mut self,
-        hash: u32,
-        at: Option<u32>,
-        guard: &GuardName,
-        subject: &str,
-    ) -> Option<&mut Buckets> {
-        let ix = match at.or_else(|| self.find(hash, guard, subject)) {
-            Some(ix) => ix,
-            None => {
-                let ix = u32::try_from(self.entries.len()).unwrap_or(NONE);
-                let short = Short::new(subject);
-                self.entries.push(GuardEntry {
-                    guard: guard.clone(),
-                    long: (short.len == u8::MAX).then(|| subject.into()),
-                    short,
-                    buckets: Buckets::Empty,
-                });
-                self.index.insert(hash, ix);
-                ix
-            }
-        };
-        self.entries.get_mut(ix as usize).map(|e| &mut e.buckets)
     }
 }
 
@@ -289,13 +141,6 @@ pub enum MemoryStoreError {
     Full {
         /// Which kind of record.
         what: &'static str,
-    },
-    /// A commit reached a shard it had not locked: a defect of the store (every shard a batch
-    /// names is locked before it is read), never seen in its tests.
-    #[error("the in-memory store's commit reached shard {shard} without its lock")]
-    Unlocked {
-        /// The shard.
-        shard: usize,
     },
 }
 
@@ -417,60 +262,6 @@ impl Short {
     }
 }
 
-/// A name prepared for look-ups, from one hash of its text: the text, its hash in the shards'
-/// indexes, its shard, and its text inline.
-#[derive(Clone, Copy)]
-struct Name<'a> {
-    text: &'a str,
-    hash: u32,
-    shard: usize,
-    short: Short,
-}
-
-impl<'a> Name<'a> {
-    /// A name only hashed (its inline text left empty), for look-ups that compare the text
-    /// themselves.
-    fn hashed(text: &'a str) -> Name<'a> {
-        let h = hash64(text);
-        Name {
-            text,
-            hash: (h >> 32) as u32,
-            shard: (h as usize) & (SHARDS - 1),
-            short: Short {
-                len: u8::MAX,
-                bytes: [0; SHORT],
-            },
-        }
-    }
-
-    fn of(text: &'a str) -> Name<'a> {
-        let h = hash64(text);
-        Name {
-            text,
-            hash: (h >> 32) as u32,
-            shard: (h as usize) & (SHARDS - 1),
-            short: Short::new(text),
-        }
-    }
-}
-
-/// The names a coupon's slot interns.
-struct CouponNames<'a> {
-    template: Name<'a>,
-    channel: Name<'a>,
-    owner: Name<'a>,
-}
-
-impl<'a> CouponNames<'a> {
-    fn of(c: &'a Coupon) -> CouponNames<'a> {
-        CouponNames {
-            template: Name::of(c.template.as_str()),
-            channel: Name::of(c.channel.as_str()),
-            owner: Name::of(c.owner.as_str()),
-        }
-    }
-}
-
 /// Names interned to `u32`, each with its data (and its text inline when short).
 #[derive(Debug)]
 struct Table<T, D> {
@@ -538,38 +329,20 @@ impl<T: Ident, D: Default> Table<T, D> {
         if let Some(i) = self.memo_hit(id) {
             return Some(i);
         }
-        self.find_name(id, &Name::of(id.text()))
-    }
-
-    /// [`find`](Self::find) with the name's hash and inline text already made.
-    fn find_name(&mut self, id: &T, name: &Name<'_>) -> Option<u32> {
-        if let Some(i) = self.memo_hit(id) {
-            return Some(i);
-        }
-        let i = self
-            .index
-            .find(name.hash, |ix| self.is_at(ix, name.text, &name.short))?;
+        let i = self.probe(id.text())?;
         self.remember(id, i);
         Some(i)
     }
 
     /// The index of a name, added if new.
     fn intern(&mut self, id: &T) -> u32 {
-        if let Some(i) = self.memo_hit(id) {
-            return i;
-        }
-        self.intern_name(id, &Name::of(id.text()))
-    }
-
-    /// [`intern`](Self::intern) with the name's hash and inline text already made.
-    fn intern_name(&mut self, id: &T, name: &Name<'_>) -> u32 {
-        if let Some(i) = self.find_name(id, name) {
+        if let Some(i) = self.find(id) {
             return i;
         }
         let i = u32::try_from(self.names.len()).unwrap_or(NONE);
         self.names.push(id.clone());
-        self.data.push((name.short, D::default()));
-        self.index.insert(name.hash, i);
+        self.data.push((Short::new(id.text()), D::default()));
+        self.index.insert(hash32(id.text()), i);
         self.remember(id, i);
         i
     }
@@ -611,24 +384,22 @@ const K_CLAIMS: u32 = 0;
 const K_USES: u32 = 1;
 const K_CODE_USES: u32 = 2;
 
-/// What a shard keeps per user: the head of the wallet (a list threaded through the shard's
-/// slots). A user's coupons spread over the shards, so most users have an entry in several:
-/// it is kept to 4 bytes, and the per-user counters live apart ([`Counters`]), in the one
-/// shard the user routes to.
+/// Everything kept per user: the head of the wallet (a list threaded through the slots) and
+/// the per-user counters as `(template << 2 | kind, value)`, sorted.
 #[derive(Debug)]
 struct UserEntry {
     head: u32,
+    counters: Vec<(u32, u32)>,
 }
 
 impl Default for UserEntry {
     fn default() -> Self {
-        UserEntry { head: NONE }
+        UserEntry {
+            head: NONE,
+            counters: Vec::new(),
+        }
     }
 }
-
-/// A user's counters as `(template << 2 | kind, value)`, sorted.
-#[derive(Debug, Default)]
-struct Counters(Vec<(u32, u32)>);
 
 /// Templates that fit in a per-user counter key.
 const MAX_TEMPLATES: usize = 1 << 30;
@@ -637,25 +408,25 @@ fn user_counter_key(template: u32, kind: u32) -> u32 {
     (template << 2) | kind
 }
 
-impl Counters {
+impl UserEntry {
     fn counter(&self, key: u32) -> u64 {
-        self.0
+        self.counters
             .binary_search_by_key(&key, |c| c.0)
             .ok()
-            .and_then(|i| self.0.get(i))
+            .and_then(|i| self.counters.get(i))
             .map_or(0, |c| u64::from(c.1))
     }
 
     /// Adds `delta` to a counter (one search, whether it exists or not).
     fn add(&mut self, key: u32, delta: i64) {
         let to = |value: u32| u32::try_from(add(u64::from(value), delta)).unwrap_or(u32::MAX);
-        match self.0.binary_search_by_key(&key, |c| c.0) {
+        match self.counters.binary_search_by_key(&key, |c| c.0) {
             Ok(i) => {
-                if let Some(c) = self.0.get_mut(i) {
+                if let Some(c) = self.counters.get_mut(i) {
                     c.1 = to(c.1);
                 }
             }
-            Err(i) => self.0.insert(i, (key, to(0))),
+            Err(i) => self.counters.insert(i, (key, to(0))),
         }
     }
 }
@@ -670,7 +441,7 @@ const S_USED: u8 = 2;
 const S_EXPIRED: u8 = 3;
 const S_VOIDED: u8 = 4;
 
-/// A coupon as stored, 80 bytes: template, channel, campaign, owner and order interned, the
+/// A coupon as stored, 96 bytes: template, channel, campaign, owner and order interned, the
 /// state as a tag with its order and instant, and the link to the owner's next coupon.
 #[derive(Debug, Clone)]
 struct Slot {
@@ -684,42 +455,23 @@ struct Slot {
     /// The order holding (Locked) or having used (Used) it, else `NONE`.
     order: u32,
     version: u32,
-    claimed_at: Micros,
-    valid_from: Micros,
-    valid_until: Micros,
+    claimed_at: DateTime<Utc>,
+    valid_from: DateTime<Utc>,
+    valid_until: DateTime<Utc>,
     /// The hold's end (Locked), or when it was used, expired or voided.
-    at: Micros,
+    at: DateTime<Utc>,
     mode: ClaimMode,
     state: u8,
     /// Whether the key of the `claim` receipt that issued it is its id's suffix (see
     /// [`keyed_suffix`]); other claim keys are in [`Inner::claim_keys`].
     keyed: bool,
-    /// Whether an instant has a fraction finer than a microsecond: then the exact instants
-    /// are in [`Inner::fine`].
-    fine: bool,
-}
-
-/// An instant in microseconds since 1970, 8 bytes: instants reach a store at microsecond
-/// precision (see [`Repository`]); a slot with a finer one keeps its instants exactly
-/// beside it ([`Slot::fine`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Micros(i64);
-
-impl Micros {
-    fn of(t: DateTime<Utc>) -> Micros {
-        Micros(t.timestamp_micros())
-    }
-
-    fn get(self) -> DateTime<Utc> {
-        DateTime::from_timestamp_micros(self.0).unwrap_or_default()
-    }
 }
 
 impl Slot {
     fn due_at(&self) -> Option<DateTime<Utc>> {
         match self.state {
-            S_AVAILABLE => Some(self.valid_until.get()),
-            S_LOCKED => Some(self.at.get()),
+            S_AVAILABLE => Some(self.valid_until),
+            S_LOCKED => Some(self.at),
             _ => None,
         }
     }
@@ -766,33 +518,15 @@ impl Slots {
 /// Events per chunk of the feed: appending never moves the events already stored.
 const FEED_CHUNK: usize = 4096;
 
-/// An event as the feed keeps it: an `issued` event whose facts are those of a stored coupon
-/// is its coupon's slot (shard and index), instant and claim mode, 24 bytes; the public
-/// [`Event`] is built when the feed is read. Any other event is kept whole.
-#[derive(Debug)]
-enum Entry {
-    Issued {
-        at: DateTime<Utc>,
-        slot: u32,
-        shard: u8,
-        mode: ClaimMode,
-    },
-    Full(Box<Event>),
-}
-
-/// The event feed in chunks of [`FEED_CHUNK`], oldest first; sequences are consecutive, so an
-/// entry's sequence is its position after the first's.
+/// The event feed in chunks of [`FEED_CHUNK`], oldest first; sequences are consecutive.
 #[derive(Debug, Default)]
 struct Feed {
-    chunks: VecDeque<Vec<Entry>>,
+    chunks: VecDeque<Vec<Logged>>,
     len: usize,
-    /// The last sequence assigned (0 before the first event).
-    last_seq: Sequence,
 }
 
 impl Feed {
-    fn push(&mut self, e: Entry) {
-        self.last_seq = self.last_seq.saturating_add(1);
+    fn push(&mut self, e: Logged) {
         match self.chunks.back_mut() {
             Some(c) if c.len() < FEED_CHUNK => c.push(e),
             _ => {
@@ -804,16 +538,17 @@ impl Feed {
         self.len += 1;
     }
 
-    /// The sequence of the first entry kept (one past the last when empty).
-    fn first_seq(&self) -> Sequence {
-        self.last_seq
-            .saturating_add(1)
-            .saturating_sub(self.len as u64)
+    fn first_seq(&self) -> Option<Sequence> {
+        self.chunks.front().and_then(|c| c.first()).map(|e| e.seq)
     }
 
-    /// Up to `limit` entries with a sequence above `after`, with their sequences.
-    fn after(&self, after: Sequence, limit: usize) -> Vec<(Sequence, &Entry)> {
-        let first = self.first_seq();
+    /// Up to `limit` events with a sequence above `after`.
+    fn after(&self, after: Sequence, limit: usize) -> Vec<Logged> {
+        let Some(first) = self.first_seq() else {
+            return Vec::new();
+        };
+        // Sequences are consecutive: the wanted event's position is its distance from the
+        // first one.
         let skip =
             usize::try_from(after.saturating_add(1).saturating_sub(first)).unwrap_or(usize::MAX);
         let mut out = Vec::with_capacity(limit.min(self.len.saturating_sub(skip)));
@@ -828,48 +563,29 @@ impl Feed {
             }
             let from = skip.saturating_sub(pos);
             let take = limit - out.len();
-            let base = first + pos as u64;
-            out.extend(
-                c.iter()
-                    .enumerate()
-                    .skip(from)
-                    .take(take)
-                    .map(|(i, e)| (base + i as u64, e)),
-            );
+            out.extend(c.iter().skip(from).take(take).cloned());
             pos += c.len();
         }
         out
     }
 
-    /// Drops the entries with a sequence at or below `through`.
+    /// Drops the events with a sequence at or below `through`.
     fn trim(&mut self, through: Sequence) -> u64 {
-        let first = self.first_seq();
-        let mut cut = usize::try_from(through.saturating_add(1).saturating_sub(first))
-            .unwrap_or(usize::MAX)
-            .min(self.len);
-        let n = cut as u64;
-        while cut > 0 {
-            let Some(c) = self.chunks.front_mut() else {
-                break;
-            };
-            if c.len() <= cut {
-                cut -= c.len();
+        let mut n = 0u64;
+        while let Some(c) = self.chunks.front_mut() {
+            if c.last().is_some_and(|e| e.seq <= through) {
+                n += c.len() as u64;
                 self.len -= c.len();
                 self.chunks.pop_front();
-            } else {
-                c.drain(..cut);
-                self.len -= cut;
-                cut = 0;
+                continue;
             }
+            let cut = c.iter().take_while(|e| e.seq <= through).count();
+            c.drain(..cut);
+            n += cut as u64;
+            self.len -= cut;
+            break;
         }
         n
-    }
-
-    /// The entries that stand for slot `slot` of shard `shard`.
-    fn of_slot(&mut self, shard: u8, slot: u32) -> impl Iterator<Item = &mut Entry> {
-        self.chunks.iter_mut().flatten().filter(move |e| {
-            matches!(e, Entry::Issued { slot: s, shard: h, .. } if *s == slot && *h == shard)
-        })
     }
 }
 
@@ -877,8 +593,6 @@ impl Feed {
 struct Inner {
     templates: Table<TemplateId, TemplateSlot>,
     users: Table<UserId, UserEntry>,
-    /// The counters of the users that route to this shard, by their index in `users`.
-    user_counters: Map<u32, Counters>,
     channels: Table<Channel, ()>,
     campaign_ids: Table<CampaignId, ()>,
     campaigns: Map<CampaignId, Versioned<Campaign>>,
@@ -902,13 +616,14 @@ struct Inner {
     hold_due: BTreeSet<(DateTime<Utc>, OrderId)>,
     /// Whether `receipts` holds a `claim` key (one whose receipt is not `Claimed`).
     claim_keys_in_receipts: bool,
-    /// The exact instants (claimed, valid from, valid until, state's) of the slots with one
-    /// finer than a microsecond.
-    fine: Map<u32, [DateTime<Utc>; 4]>,
     /// The attributes of the slots that have any (most coupons carry none).
     attributes: Map<u32, Attributes>,
-    /// Guards' windowed counters: by guard and subject, by bucket.
-    guards: GuardTable,
+    /// Guards' windowed counters: by guard, by subject, by bucket.
+    guards: Map<GuardName, Map<String, Buckets>>,
+    /// The event feed not yet trimmed, in sequence order.
+    events: Feed,
+    /// The last sequence assigned (0 before the first event).
+    last_seq: Sequence,
 }
 
 const CLAIM: &str = "claim";
@@ -962,47 +677,20 @@ impl Inner {
         self.orders.forget();
     }
 
-    /// Slot `ix`'s instants, exactly: claimed, valid from, valid until, the state's.
-    fn exact(&self, ix: u32, s: &Slot) -> [DateTime<Utc>; 4] {
-        let coarse = || {
-            [
-                s.claimed_at.get(),
-                s.valid_from.get(),
-                s.valid_until.get(),
-                s.at.get(),
-            ]
-        };
-        if s.fine {
-            self.fine.get(&ix).copied().unwrap_or_else(coarse)
-        } else {
-            coarse()
-        }
-    }
-
-    /// When slot `ix` falls due, exactly.
-    fn exact_due(&self, ix: u32, s: &Slot) -> Option<DateTime<Utc>> {
-        let [_, _, until, at] = self.exact(ix, s);
-        match s.state {
-            S_AVAILABLE => Some(until),
-            S_LOCKED => Some(at),
-            _ => None,
-        }
-    }
-
-    fn state_of(&self, s: &Slot, at: DateTime<Utc>) -> Option<CouponState> {
+    fn state_of(&self, s: &Slot) -> Option<CouponState> {
         let order = || self.orders.name(s.order).cloned();
         Some(match s.state {
             S_AVAILABLE => CouponState::Available,
             S_LOCKED => CouponState::Locked {
                 order: order()?,
-                until: at,
+                until: s.at,
             },
             S_USED => CouponState::Used {
                 order: order()?,
-                at,
+                at: s.at,
             },
-            S_EXPIRED => CouponState::Expired { at },
-            _ => CouponState::Voided { at },
+            S_EXPIRED => CouponState::Expired { at: s.at },
+            _ => CouponState::Voided { at: s.at },
         })
     }
 
@@ -1024,7 +712,6 @@ impl Inner {
     /// The coupon in slot `ix`.
     fn to_coupon(&self, ix: u32) -> Option<Versioned<Coupon>> {
         let s = self.coupons.get(ix)?;
-        let [claimed_at, valid_from, valid_until, at] = self.exact(ix, s);
         Some(Versioned {
             value: Coupon {
                 id: s.id.clone(),
@@ -1037,10 +724,10 @@ impl Inner {
                     Some(self.campaign_ids.name(s.campaign)?.clone())
                 },
                 mode: s.mode,
-                claimed_at,
-                valid_from,
-                valid_until,
-                state: self.state_of(s, at)?,
+                claimed_at: s.claimed_at,
+                valid_from: s.valid_from,
+                valid_until: s.valid_until,
+                state: self.state_of(s)?,
                 attributes: self.attributes.get(&ix).cloned().unwrap_or_default(),
             },
             version: u64::from(s.version),
@@ -1106,11 +793,8 @@ impl Inner {
         match counter_at(key) {
             CounterAt::Issued(t) => self.templates.lookup(t).map_or(0, |s| s.issued),
             CounterAt::CodeUses(t) => self.templates.lookup(t).map_or(0, |s| s.code_uses),
-            CounterAt::User(t, u, kind) => match (self.templates.get(t), self.users.get(u)) {
-                (Some(ti), Some(ui)) => self
-                    .user_counters
-                    .get(&ui)
-                    .map_or(0, |c| c.counter(user_counter_key(ti, kind))),
+            CounterAt::User(t, u, kind) => match (self.templates.get(t), self.users.lookup(u)) {
+                (Some(ti), Some(e)) => e.counter(user_counter_key(ti, kind)),
                 _ => 0,
             },
             CounterAt::Custom(s) => self.custom.get(s).copied().unwrap_or(0),
@@ -1120,25 +804,31 @@ impl Inner {
 
     /// The sum of a guard's buckets `bucket - span + 1 ..= bucket`.
     fn guard_sum(&self, guard: &GuardName, subject: &str, bucket: i64, span: u32) -> u64 {
-        let hash = guard_hash(guard, subject);
-        let at = self.guards.find(hash, guard, subject);
-        guard_window(self.guards.buckets(at), bucket, span).1
+        self.guard_sums(guard, subject, bucket, span).1
     }
 
-    /// Adds `delta` to a guard's bucket and drops the buckets the window no longer sums
-    /// (`at`: the pair's entry if known).
-    #[allow(clippy::too_many_arguments)]
-    fn guard_add(
-        &mut self,
-        hash: u32,
-        at: Option<u32>,
-        guard: &GuardName,
-        subject: &str,
-        bucket: i64,
-        span: u32,
-        delta: i64,
-    ) {
-        if let Some(buckets) = self.guards.entry(hash, at, guard, subject) {
+    /// A guard's current bucket and the sum of the window's buckets, in one look-up.
+    fn guard_sums(&self, guard: &GuardName, subject: &str, bucket: i64, span: u32) -> (u64, u64) {
+        let Some(buckets) = self.guards.get(guard).and_then(|m| m.get(subject)) else {
+            return (0, 0);
+        };
+        let from = bucket.saturating_sub(i64::from(span.max(1)) - 1);
+        buckets.sums(from, bucket)
+    }
+
+    /// A guard's buckets for a subject, made empty when new (the subject's text is copied
+    /// only then).
+    fn guard_buckets(&mut self, guard: &GuardName, subject: &str) -> Option<&mut Buckets> {
+        let subjects = self.guards.entry(guard.clone()).or_default();
+        if !subjects.contains_key(subject) {
+            subjects.insert(subject.to_owned(), Buckets::default());
+        }
+        subjects.get_mut(subject)
+    }
+
+    /// Adds `delta` to a guard's bucket and drops the buckets the window no longer sums.
+    fn guard_add(&mut self, guard: &GuardName, subject: &str, bucket: i64, span: u32, delta: i64) {
+        if let Some(buckets) = self.guard_buckets(guard, subject) {
             buckets.add(bucket, delta);
             buckets.drop_before(bucket.saturating_sub(i64::from(span.max(1)) - 1));
         }
@@ -1159,9 +849,9 @@ impl Inner {
                 .map_or(0, |s| s.code_uses),
             CounterAt::User(t, u, kind) => match (self.templates.find(t), self.users.find(u)) {
                 (Some(ti), Some(ui)) => self
-                    .user_counters
-                    .get(&ui)
-                    .map_or(0, |c| c.counter(user_counter_key(ti, kind))),
+                    .users
+                    .at(ui)
+                    .map_or(0, |e| e.counter(user_counter_key(ti, kind))),
                 _ => 0,
             },
             CounterAt::Custom(s) => self.custom.get(s).copied().unwrap_or(0),
@@ -1183,18 +873,16 @@ impl Inner {
             }
             CounterAt::User(t, u, kind) => {
                 let ti = self.templates.intern(t);
-                let ui = self.users.intern(u);
-                self.user_counters
-                    .entry(ui)
-                    .or_default()
-                    .add(user_counter_key(ti, kind), delta);
+                if let Some(e) = self.users.entry(u) {
+                    e.add(user_counter_key(ti, kind), delta);
+                }
             }
             CounterAt::Custom(s) => {
                 let v = self.custom.entry(s.clone()).or_default();
                 *v = add(*v, delta);
             }
             CounterAt::Guard(g, subject, bucket) => {
-                if let Some(b) = self.guards.entry(guard_hash(g, subject), None, g, subject) {
+                if let Some(b) = self.guard_buckets(g, subject) {
                     b.add(bucket, delta);
                 }
             }
@@ -1272,8 +960,7 @@ impl Inner {
                 delta,
                 limit,
             } => {
-                let at = self.guards.find(guard_hash(guard, subject), guard, subject);
-                let (current, sum) = guard_window(self.guards.buckets(at), *bucket, *span);
+                let (current, sum) = self.guard_sums(guard, subject, *bucket, *span);
                 let next = i128::from(sum) + i128::from(*delta);
                 i128::from(current) + i128::from(*delta) >= 0 && next <= i128::from(*limit)
             }
@@ -1325,9 +1012,7 @@ impl Inner {
                     },
                 );
             }
-            Op::PutCoupon { coupon, .. } => {
-                self.put_coupon(coupon, None, false);
-            }
+            Op::PutCoupon { coupon, .. } => self.put_coupon(coupon, None, false),
             Op::Count { key, delta, .. } => self.bump(key, *delta),
             Op::InsertReceipt { key, receipt } => {
                 if let (Some(k), Receipt::Claimed { coupon }) = (claim_key(key), receipt) {
@@ -1364,17 +1049,8 @@ impl Inner {
                 span,
                 delta,
                 ..
-            } => self.guard_add(
-                guard_hash(guard, subject),
-                None,
-                guard,
-                subject,
-                *bucket,
-                *span,
-                *delta,
-            ),
-            // Appended to the feed by `MemoryStore::commit`.
-            Op::Emit { .. } => {}
+            } => self.guard_add(guard, subject, *bucket, *span, *delta),
+            Op::Emit { event } => self.emit(event),
             Op::PutOrder { order, .. } => {
                 let version = self
                     .order_records
@@ -1391,71 +1067,30 @@ impl Inner {
         }
     }
 
-    fn held(&self, now: DateTime<Utc>, limit: usize) -> Vec<(DateTime<Utc>, OrderId)> {
+    /// Appends an event with the next sequence.
+    fn emit(&mut self, event: &Event) {
+        self.last_seq = self.last_seq.saturating_add(1);
+        self.events.push(Logged {
+            seq: self.last_seq,
+            event: event.clone(),
+        });
+    }
+
+    fn events(&self, after: Sequence, limit: usize) -> Vec<Logged> {
+        self.events.after(after, limit)
+    }
+
+    fn trim_events(&mut self, through: Sequence) -> u64 {
+        self.events.trim(through)
+    }
+
+    fn held(&self, now: DateTime<Utc>, limit: usize) -> Vec<OrderId> {
         self.hold_due
             .iter()
             .take_while(|(at, _)| *at <= now)
             .take(limit)
-            .cloned()
+            .map(|(_, order)| order.clone())
             .collect()
-    }
-
-    /// The facts of the coupon in slot `ix`, as an event carries them.
-    fn facts(&self, ix: u32) -> Option<CouponFacts> {
-        let s = self.coupons.get(ix)?;
-        Some(CouponFacts {
-            id: s.id.clone(),
-            template: self.templates.name(s.template)?.clone(),
-            user: self.users.name(s.owner)?.clone(),
-            channel: self.channels.name(s.channel)?.clone(),
-            campaign: if s.campaign == NONE {
-                None
-            } else {
-                Some(self.campaign_ids.name(s.campaign)?.clone())
-            },
-            claimed_at: self.exact(ix, s)[0],
-            attributes: self.attributes.get(&ix).cloned().unwrap_or_default(),
-        })
-    }
-
-    /// Whether slot `ix` holds exactly these facts.
-    fn has_facts(&self, ix: u32, f: &CouponFacts) -> bool {
-        let Some(s) = self.coupons.get(ix) else {
-            return false;
-        };
-        let named = |t: Option<&TemplateId>| t == Some(&f.template);
-        s.id == f.id
-            && self.exact(ix, s)[0] == f.claimed_at
-            && named(self.templates.name(s.template))
-            && self.users.name(s.owner) == Some(&f.user)
-            && self.channels.name(s.channel) == Some(&f.channel)
-            && match &f.campaign {
-                None => s.campaign == NONE,
-                Some(c) => s.campaign != NONE && self.campaign_ids.name(s.campaign) == Some(c),
-            }
-            && match self.attributes.get(&ix) {
-                None => f.attributes.is_empty(),
-                Some(a) => *a == f.attributes,
-            }
-    }
-
-    /// Whether writing `c` over slot `ix` would change the facts its events carry.
-    fn changes_facts(&self, ix: u32, c: &Coupon) -> bool {
-        let Some(s) = self.coupons.get(ix) else {
-            return false;
-        };
-        self.exact(ix, s)[0] != c.claimed_at
-            || self.templates.name(s.template) != Some(&c.template)
-            || self.users.name(s.owner) != Some(&c.owner)
-            || self.channels.name(s.channel) != Some(&c.channel)
-            || match &c.campaign {
-                None => s.campaign != NONE,
-                Some(id) => s.campaign == NONE || self.campaign_ids.name(s.campaign) != Some(id),
-            }
-            || match self.attributes.get(&ix) {
-                None => !c.attributes.is_empty(),
-                Some(a) => *a != c.attributes,
-            }
     }
 
     /// The slot of a coupon: under its claim key when its id is `<prefix>/<claim key>` (the
@@ -1472,12 +1107,9 @@ impl Inner {
     }
 
     fn claim_slot(&self, key: &IdempotencyKey) -> Option<u32> {
-        self.claim_slot_hashed(key, hash32(key.as_str()))
-    }
-
-    fn claim_slot_hashed(&self, key: &IdempotencyKey, hash: u32) -> Option<u32> {
-        self.claims
-            .find(hash, |ix| self.claim_of(ix) == Some(key.as_str()))
+        self.claims.find(hash32(key.as_str()), |ix| {
+            self.claim_of(ix) == Some(key.as_str())
+        })
     }
 
     /// The key of the `claim` receipt stored with slot `ix`.
@@ -1496,35 +1128,15 @@ impl Inner {
 
     /// Stores a coupon; `claim` is the key of the claim receipt the same batch stores for it,
     /// and `fresh` says it is known to be absent.
-    fn put_coupon(&mut self, c: &Coupon, claim: Option<&IdempotencyKey>, fresh: bool) -> u32 {
-        self.put_coupon_named(c, &CouponNames::of(c), claim, fresh)
-    }
-
-    /// [`put_coupon`](Self::put_coupon) with the coupon's names prepared.
-    fn put_coupon_named(
-        &mut self,
-        c: &Coupon,
-        names: &CouponNames<'_>,
-        claim: Option<&IdempotencyKey>,
-        fresh: bool,
-    ) -> u32 {
-        let template = self.templates.intern_name(&c.template, &names.template);
-        let channel = self.channels.intern_name(&c.channel, &names.channel);
+    fn put_coupon(&mut self, c: &Coupon, claim: Option<&IdempotencyKey>, fresh: bool) {
+        let template = self.templates.intern(&c.template);
+        let channel = self.channels.intern(&c.channel);
         let campaign = c
             .campaign
             .as_ref()
             .map_or(NONE, |id| self.campaign_ids.intern(id));
-        let owner = self.users.intern_name(&c.owner, &names.owner);
+        let owner = self.users.intern(&c.owner);
         let (state, order, at) = self.encode(&c.state, c.claimed_at);
-        let exact = [c.claimed_at, c.valid_from, c.valid_until, at];
-        let fine = exact
-            .iter()
-            // A fraction below a microsecond, or a leap second's.
-            .any(|t| {
-                let n = t.timestamp_subsec_nanos();
-                n % 1_000 != 0 || n >= 1_000_000_000
-            })
-            .then_some(exact);
         let existing = if fresh { None } else { self.coupon_slot(&c.id) };
         match existing.and_then(|i| self.coupons.get_mut(i).map(|s| (i, s))) {
             Some((ix, slot)) => {
@@ -1535,24 +1147,13 @@ impl Inner {
                 slot.campaign = campaign;
                 slot.order = order;
                 slot.version = slot.version.saturating_add(1);
-                slot.claimed_at = Micros::of(c.claimed_at);
-                slot.valid_from = Micros::of(c.valid_from);
-                slot.valid_until = Micros::of(c.valid_until);
-                slot.at = Micros::of(at);
-                slot.fine = fine.is_some();
+                slot.claimed_at = c.claimed_at;
+                slot.valid_from = c.valid_from;
+                slot.valid_until = c.valid_until;
+                slot.at = at;
                 slot.mode = c.mode;
                 slot.state = state;
                 let new_due = slot.due_at();
-                match fine {
-                    Some(exact) => {
-                        self.fine.insert(ix, exact);
-                    }
-                    None => {
-                        if !self.fine.is_empty() {
-                            self.fine.remove(&ix);
-                        }
-                    }
-                }
                 if c.attributes.is_empty() {
                     self.attributes.remove(&ix);
                 } else {
@@ -1575,7 +1176,6 @@ impl Inner {
                         self.push_due(at, ix);
                     }
                 }
-                ix
             }
             None => {
                 let keyed = claim.is_some_and(|k| keyed_suffix(c.id.as_str()) == Some(k.as_str()));
@@ -1589,19 +1189,15 @@ impl Inner {
                     next: NONE,
                     order,
                     version: 1,
-                    claimed_at: Micros::of(c.claimed_at),
-                    valid_from: Micros::of(c.valid_from),
-                    valid_until: Micros::of(c.valid_until),
-                    at: Micros::of(at),
+                    claimed_at: c.claimed_at,
+                    valid_from: c.valid_from,
+                    valid_until: c.valid_until,
+                    at,
                     mode: c.mode,
                     state,
-                    fine: fine.is_some(),
                 };
                 let due = slot.due_at();
                 let ix = self.coupons.push(slot);
-                if let Some(exact) = fine {
-                    self.fine.insert(ix, exact);
-                }
                 if !c.attributes.is_empty() {
                     self.attributes.insert(ix, c.attributes.clone());
                 }
@@ -1621,7 +1217,6 @@ impl Inner {
                 if let Some(at) = due {
                     self.push_due(at, ix);
                 }
-                ix
             }
         }
     }
@@ -1635,9 +1230,8 @@ impl Inner {
             .is_none_or(|t| t.timestamp() != second)
     }
 
-    /// Up to `limit` slots due at `now`, earliest second first, with their second.
-    fn due(&mut self, now: DateTime<Utc>, limit: usize) -> Vec<(i64, u32)> {
-        let mut found: Vec<(i64, u32)> = Vec::new();
+    fn due(&mut self, now: DateTime<Utc>, limit: usize) -> Vec<Versioned<Coupon>> {
+        let mut found: Vec<u32> = Vec::new();
         if limit == 0 {
             return Vec::new();
         }
@@ -1672,10 +1266,10 @@ impl Inner {
                 let is_due = self
                     .coupons
                     .get(ix)
-                    .and_then(|s| self.exact_due(ix, s))
+                    .and_then(Slot::due_at)
                     .is_some_and(|t| t.timestamp() == second && t <= now);
                 if is_due && seen.insert(ix) {
-                    found.push((second, ix));
+                    found.push(ix);
                     if found.len() >= limit {
                         break 'outer;
                     }
@@ -1685,18 +1279,16 @@ impl Inner {
         for s in emptied {
             self.due.remove(&s);
         }
-        found
+        self.coupons_at(&found)
     }
 }
 
 /// A claim as [`Service`](crate::service::Service) writes it: the claim's receipt, the
 /// template's issued counter, the user's claim counter, and the new coupon, whose id is
-/// usually `<template>/<claim key>`, followed by guard counts ([`Op::CountWindow`]) and events.
-/// The store commits it on a path of its own that looks each name up once; the effect is the
+/// `<template>/<claim key>`, followed by guard counts ([`Op::CountWindow`]) and events. The
+/// store commits it on a path of its own that looks each name up once; the effect is the
 /// general path's, op for op.
 struct ClaimBatch<'a> {
-    /// The receipt's op, its key and the claim key.
-    receipt_op: &'a Op,
     receipt: &'a ReceiptKey,
     key: &'a IdempotencyKey,
     issued: Option<u64>,
@@ -1744,7 +1336,6 @@ impl<'a> ClaimBatch<'a> {
             && *t2 == coupon.template
             && *user == coupon.owner;
         fits.then_some(ClaimBatch {
-            receipt_op: batch.ops.first()?,
             receipt,
             key,
             issued: *issued,
@@ -1755,155 +1346,98 @@ impl<'a> ClaimBatch<'a> {
     }
 }
 
-/// How many shards a store spreads its records over: a power of two, at most 32.
-const SHARDS: usize = 16;
-
-/// The shard a key's text routes to. It takes the hash's low bits; the shards' own indexes
-/// take the high half ([`hash32`]), so a shard's keys still spread over its index.
-fn route(text: &str) -> usize {
-    (hash64(text) as usize) & (SHARDS - 1)
-}
-
-/// A coupon's shard: by the claim key its id ends in when it has one (see [`keyed_suffix`]), so
-/// that a claimed coupon and its claim receipt share a shard, else by its id.
-fn coupon_shard(id: &CouponId) -> usize {
-    route(keyed_suffix(id.as_str()).unwrap_or(id.as_str()))
-}
-
-fn receipt_shard(key: &ReceiptKey) -> usize {
-    match key {
-        ReceiptKey::Operation(_, k) => route(k.as_str()),
-        ReceiptKey::Code(c) => route(c.as_str()),
-    }
-}
-
-fn counter_shard(key: &CounterKey) -> usize {
-    match key {
-        CounterKey::Issued(t) | CounterKey::CodeUses(t) => route(t.as_str()),
-        CounterKey::UserClaims(_, u)
-        | CounterKey::UserUses(_, u)
-        | CounterKey::CodeUserUses(_, u) => route(u.as_str()),
-        CounterKey::Custom(s) => route(s),
-        CounterKey::Guard { subject, .. } => route(subject),
-    }
-}
-
-/// The shard an op writes in (`None`: template records and events live apart from the shards).
-fn op_shard(op: &Op) -> Option<usize> {
-    match op {
-        Op::PutTemplate { .. } | Op::Emit { .. } => None,
-        Op::PutCampaign { campaign, .. } => Some(route(campaign.id.as_str())),
-        Op::PutCoupon { coupon, .. } => Some(coupon_shard(&coupon.id)),
-        Op::Count { key, .. } => Some(counter_shard(key)),
-        Op::InsertReceipt { key, .. } => Some(receipt_shard(key)),
-        Op::Hold { order, .. } => Some(route(order.as_str())),
-        Op::PutOrder { order, .. } => Some(route(order.id.as_str())),
-        Op::CountWindow { subject, .. } => Some(route(subject)),
-    }
-}
-
-/// The write locks a commit holds: the shards it touches, taken in ascending order.
-struct Held<'a> {
-    shards: [Option<RwLockWriteGuard<'a, Inner>>; SHARDS],
-}
-
-impl Held<'_> {
-    /// Shard `s`, which the commit locked.
-    fn at(&mut self, s: usize) -> Result<&mut Inner, MemoryStoreError> {
-        self.shards
-            .get_mut(s)
-            .and_then(|g| g.as_deref_mut())
-            .ok_or(MemoryStoreError::Unlocked { shard: s })
-    }
-
-    /// Shard `s` if the commit locked it.
-    fn get(&self, s: usize) -> Option<&Inner> {
-        self.shards.get(s).and_then(|g| g.as_deref())
-    }
-
-    fn each(&mut self) -> impl Iterator<Item = &mut Inner> {
-        self.shards.iter_mut().filter_map(|g| g.as_deref_mut())
-    }
-
-    /// The feed entry of an event, compact when it is an `issued` event of a coupon this commit
-    /// holds the shard of and the coupon still carries its facts.
-    fn entry(&self, event: &Event) -> Entry {
-        if let EventKind::Issued { coupon: f, mode } = &event.kind {
-            let s = coupon_shard(&f.id);
-            if let Some(g) = self.get(s) {
-                if let Some(ix) = g.coupon_slot(&f.id).filter(|&ix| g.has_facts(ix, f)) {
-                    return Entry::Issued {
-                        at: event.at,
-                        slot: ix,
-                        shard: u8::try_from(s).unwrap_or(u8::MAX),
-                        mode: *mode,
-                    };
-                }
+impl Inner {
+    /// Commits a [`ClaimBatch`]: the checks of ops 0 to 3 and of the guard counts after them
+    /// in order, then the writes.
+    fn claim(&mut self, c: &ClaimBatch<'_>) -> Result<Commit, MemoryStoreError> {
+        let conflict = |index| Ok(Commit::Conflict { index });
+        if self.receipt_exists(c.receipt) {
+            return conflict(0);
+        }
+        let template = self.templates.find(&c.coupon.template);
+        let issued = template
+            .and_then(|i| self.templates.at(i))
+            .map_or(0, |s| s.issued);
+        if c.issued.is_some_and(|l| issued >= l) {
+            return conflict(1);
+        }
+        let user = self.users.find(&c.coupon.owner);
+        let claims = match (template, user) {
+            (Some(ti), Some(ui)) => self
+                .users
+                .at(ui)
+                .map_or(0, |e| e.counter(user_counter_key(ti, K_CLAIMS))),
+            _ => 0,
+        };
+        if c.per_user.is_some_and(|l| claims >= l) {
+            return conflict(2);
+        }
+        if claims >= u64::from(u32::MAX) {
+            return Err(MemoryStoreError::Full {
+                what: "per-user counter",
+            });
+        }
+        // With the receipt absent, an id spelled `<template>/<key>` can only be among the ids
+        // indexed by themselves (one under this key would carry the receipt).
+        let taken = if keyed_suffix(c.coupon.id.as_str()) == Some(c.key.as_str()) {
+            match self.coupon_ix.len {
+                0 => None,
+                _ => self.coupon_ix.find(hash32(c.coupon.id.as_str()), |ix| {
+                    self.coupons.get(ix).is_some_and(|s| s.id == c.coupon.id)
+                }),
+            }
+        } else {
+            self.coupon_slot(&c.coupon.id)
+        };
+        if let Some(slot) = taken.and_then(|i| self.coupons.get(i)) {
+            if slot.version == u32::MAX {
+                return Err(MemoryStoreError::Full {
+                    what: "coupon versions",
+                });
+            }
+            return conflict(3);
+        }
+        for (i, op) in c.tail.iter().enumerate() {
+            if matches!(op, Op::CountWindow { .. }) && !self.holds(op)? {
+                return conflict(4 + i);
             }
         }
-        Entry::Full(Box::new(event.clone()))
+        let ti = match template {
+            Some(ti) => ti,
+            None => self.templates.intern(&c.coupon.template),
+        };
+        if let Some(s) = self.templates.at_mut(ti) {
+            s.issued = add(s.issued, 1);
+        }
+        if let Some(e) = self.users.entry(&c.coupon.owner) {
+            e.add(user_counter_key(ti, K_CLAIMS), 1);
+        }
+        self.put_coupon(c.coupon, Some(c.key), true);
+        for op in c.tail {
+            self.apply(op);
+        }
+        Ok(Commit::Applied)
     }
 }
 
-/// Whether two texts are equal, without reading them when they are the same shared text
-/// (`Arc<str>`'s `==` always compares the bytes).
-fn same(a: &str, b: &str) -> bool {
-    (std::ptr::eq(a.as_ptr(), b.as_ptr()) && a.len() == b.len()) || a == b
-}
-
-/// Whether a coupon carries exactly these facts.
-fn has_facts(c: &Coupon, f: &CouponFacts) -> bool {
-    same(c.id.as_str(), f.id.as_str())
-        && same(c.template.as_str(), f.template.as_str())
-        && same(c.owner.as_str(), f.user.as_str())
-        && same(c.channel.as_str(), f.channel.as_str())
-        && match (&c.campaign, &f.campaign) {
-            (None, None) => true,
-            (Some(a), Some(b)) => same(a.as_str(), b.as_str()),
-            _ => false,
-        }
-        && c.claimed_at == f.claimed_at
-        && c.attributes == f.attributes
-}
-
-/// The bit of shard `s` in a set of shards.
-fn bit(s: usize) -> u32 {
-    1u32 << (s & (SHARDS - 1))
-}
-
-/// Guard counts whose entry the claim path remembers between its check and its write.
-const REMEMBERED: usize = 8;
-
-/// A thread-safe in-memory [`Repository`], sharded.
+/// A thread-safe in-memory [`Repository`].
 ///
-/// Records are spread over 16 shards, each under its own `RwLock`, by a hash of their key: a
-/// coupon by its id (by the claim key its id ends in, when it has one, so a claim's receipt
-/// and coupon share a shard), a counter by its template (stock), user (per-user counters) or
-/// subject (guards), a receipt by its key, a campaign or an order's hold by its id.
-/// [`commit`](Repository::commit) takes the write locks of every shard its batch touches in
-/// ascending order (so two commits never wait on each other in a cycle), checks every
-/// condition, applies all of it, and appends its events to the feed under one more lock taken
-/// last; a batch is atomic and its conditions exact under any number of threads, and commits on
-/// different shards run side by side. Reads of one record lock its shard; reads that span
-/// shards (a wallet, an order's coupons, due coupons, the feed) hold every shard's read lock at
-/// once, so they see each commit whole or not at all. Template records sit under a lock of
-/// their own, so reading a template never waits for a claim.
+/// Every method takes one `RwLock`: reads share it, [`commit`](Repository::commit) holds it
+/// exclusively while it checks every condition of the batch and then applies all of it, so a
+/// batch is atomic and its conditions are exact under any number of threads. The critical
+/// section of a claim is a handful of hash-map operations. Template records sit under a second
+/// lock, taken by a commit that writes one (after the first, and held to the commit's end), so
+/// reading a template never waits for a claim.
 ///
 /// Coupons are stored compactly (template, channel and campaign interned; ids shared with the
 /// caller's `Arc<str>`), with a wallet index by user, an index by order, and a due-time index
-/// for [`due`](Repository::due), in each shard. A coupon stored with its `claim` receipt whose
-/// id is `<anything>/<claim key>` (the ids [`Service`](crate::service::Service) gives) is
-/// indexed once, under the claim key: the receipt's check and the id's check read the same
-/// entry. The service's claim batch (receipt, issued counter, user's claim counter, new coupon,
-/// guard counts, events) is committed on a path that looks each name up once, with the same
-/// effect as the general path.
-///
-/// The event feed keeps an `issued` event as its coupon's slot, instant and claim mode (24
-/// bytes; the [`Event`] is built when [`events`](Repository::events) reads it), and any other
-/// event whole. [`TrimEvents::trim_events`] frees what consumers have read.
-///
-/// Its hash maps use a fast non-keyed hash (FxHash): it is meant for tests, benchmarks and
-/// single-process embedding, not for keys chosen by an adversary to collide.
+/// for [`due`](Repository::due). A coupon stored with its `claim` receipt whose id is
+/// `<anything>/<claim key>` (the ids [`Service`](crate::service::Service) gives) is indexed once,
+/// under the claim key: the receipt's check and the id's check read the same entry. The
+/// service's claim batch (receipt, issued counter, user's claim counter, new coupon) is
+/// committed on a path that looks each name up once, with the same effect as the general path. Its hash maps use a fast non-keyed hash (FxHash): it is meant
+/// for tests, benchmarks and single-process embedding, not for keys chosen by an adversary to
+/// collide.
 ///
 /// A poisoned lock (a panic while holding it, which the store's own code never causes) is
 /// recovered: the data is consistent because conditions are checked before anything is
@@ -1921,12 +1455,10 @@ const REMEMBERED: usize = 8;
 /// ```
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    shards: [RwLock<Inner>; SHARDS],
-    /// The event feed, locked after the shards.
-    feed: Mutex<Feed>,
+    inner: RwLock<Inner>,
     /// The template records, under a lock of their own: reading a template (every claim and
     /// checkout does) never waits for a commit that does not write one. A commit that writes
-    /// templates takes this lock after the shards', and holds it to its end.
+    /// templates takes this lock after `inner`'s, and holds both to its end.
     records: RwLock<Map<TemplateId, Versioned<Arc<TemplateRecord>>>>,
 }
 
@@ -1939,402 +1471,44 @@ impl MemoryStore {
     /// An empty store with room for `coupons` coupons and their claim receipts, so that
     /// issuing them never grows (and re-hashes) the indexes.
     pub fn with_capacity(coupons: usize) -> MemoryStore {
-        let store = MemoryStore::default();
-        // Claimed coupons are indexed by their claim key alone (see `coupon_slot`); a shard
-        // gets its share and an eighth more.
-        let share = coupons / SHARDS + coupons / SHARDS / 8 + 16;
-        for s in &store.shards {
-            let mut g = s.write().unwrap_or_else(PoisonError::into_inner);
-            g.claims.reserve(share);
-            g.coupons.chunks.reserve(share.div_ceil(CHUNK));
+        let mut inner = Inner::default();
+        // Claimed coupons are indexed by their claim key alone (see `coupon_slot`).
+        inner.claims.reserve(coupons);
+        inner.coupons.chunks.reserve(coupons.div_ceil(CHUNK));
+        MemoryStore {
+            inner: RwLock::new(inner),
+            records: RwLock::default(),
         }
-        store
     }
 
     /// Number of coupons stored.
     pub fn coupon_count(&self) -> usize {
-        self.read_all().iter().map(|g| g.coupons.len).sum()
+        self.read().coupons.len
     }
 
-    /// Events stored and not yet trimmed.
-    pub fn event_backlog(&self) -> usize {
-        self.feed().len
+    fn read(&self) -> RwLockReadGuard<'_, Inner> {
+        self.inner.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn read(&self, s: usize) -> Option<RwLockReadGuard<'_, Inner>> {
-        self.shards
-            .get(s)
-            .map(|l| l.read().unwrap_or_else(PoisonError::into_inner))
-    }
-
-    /// Every shard's read lock, in ascending order.
-    fn read_all(&self) -> Vec<RwLockReadGuard<'_, Inner>> {
-        self.shards
-            .iter()
-            .map(|l| l.read().unwrap_or_else(PoisonError::into_inner))
-            .collect()
-    }
-
-    /// The write locks of the shards in `set`, in ascending order.
-    fn lock(&self, set: u32) -> Held<'_> {
-        let mut held = Held {
-            shards: std::array::from_fn(|_| None),
-        };
-        let mut rest = set;
-        while rest != 0 {
-            let s = rest.trailing_zeros() as usize;
-            rest &= rest - 1;
-            if let (Some(slot), Some(lock)) = (held.shards.get_mut(s), self.shards.get(s)) {
-                *slot = Some(lock.write().unwrap_or_else(PoisonError::into_inner));
-            }
-        }
-        held
-    }
-
-    fn feed(&self) -> MutexGuard<'_, Feed> {
-        self.feed.lock().unwrap_or_else(PoisonError::into_inner)
+    fn write(&self) -> RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn records(&self) -> RwLockReadGuard<'_, Map<TemplateId, Versioned<Arc<TemplateRecord>>>> {
         self.records.read().unwrap_or_else(PoisonError::into_inner)
     }
-
-    /// Commits a [`ClaimBatch`]: the checks of ops 0 to 3 and of the guard counts after them
-    /// in order, then the writes.
-    fn claim(&self, batch: &Batch, c: &ClaimBatch<'_>) -> Result<Commit, MemoryStoreError> {
-        let conflict = |index| Ok(Commit::Conflict { index });
-        // Every name hashed once, before any lock is taken.
-        let keyed = keyed_suffix(c.coupon.id.as_str()) == Some(c.key.as_str());
-        let key = Name::hashed(c.key.as_str());
-        let names = CouponNames::of(c.coupon);
-        let sr = key.shard;
-        let sc = if keyed {
-            sr
-        } else {
-            coupon_shard(&c.coupon.id)
-        };
-        let (st, su) = (names.template.shard, names.owner.shard);
-        let mut set = bit(sr) | bit(sc) | bit(st) | bit(su);
-        // Each guard count's shard, hash and entry, found once for the check and the write.
-        let mut found = [(0usize, 0u32, None::<u32>); REMEMBERED];
-        for (i, op) in c.tail.iter().enumerate() {
-            if let Op::CountWindow { guard, subject, .. } = op {
-                let (s, hash) = guard_key(guard, subject);
-                set |= bit(s);
-                if let Some(f) = found.get_mut(i) {
-                    *f = (s, hash, None);
-                }
-            }
-        }
-        let mut held = self.lock(set);
-        for g in held.each() {
-            g.forget();
-            g.capacity_ok(batch)?;
-        }
-        let g = held.at(sr)?;
-        if g.claim_slot_hashed(c.key, key.hash).is_some()
-            || (g.claim_keys_in_receipts && g.receipts.contains_key(c.receipt))
-        {
-            return conflict(0);
-        }
-        let g = held.at(st)?;
-        let issued = g
-            .templates
-            .find_name(&c.coupon.template, &names.template)
-            .and_then(|i| g.templates.at(i))
-            .map_or(0, |s| s.issued);
-        if c.issued.is_some_and(|l| issued >= l) {
-            return conflict(1);
-        }
-        let g = held.at(su)?;
-        let claims = match (
-            g.templates.find_name(&c.coupon.template, &names.template),
-            g.users.find_name(&c.coupon.owner, &names.owner),
-        ) {
-            (Some(ti), Some(ui)) => g
-                .user_counters
-                .get(&ui)
-                .map_or(0, |c| c.counter(user_counter_key(ti, K_CLAIMS))),
-            _ => 0,
-        };
-        if c.per_user.is_some_and(|l| claims >= l) {
-            return conflict(2);
-        }
-        if claims >= u64::from(u32::MAX) {
-            return Err(MemoryStoreError::Full {
-                what: "per-user counter",
-            });
-        }
-        let g = held.at(sc)?;
-        // With the receipt absent, an id spelled `<template>/<key>` can only be among the ids
-        // indexed by themselves (one under this key would carry the receipt; both are in the
-        // key's shard).
-        let taken = if keyed {
-            match g.coupon_ix.len {
-                0 => None,
-                _ => g.coupon_ix.find(hash32(c.coupon.id.as_str()), |ix| {
-                    g.coupons.get(ix).is_some_and(|s| s.id == c.coupon.id)
-                }),
-            }
-        } else {
-            g.coupon_slot(&c.coupon.id)
-        };
-        if let Some(slot) = taken.and_then(|i| g.coupons.get(i)) {
-            if slot.version == u32::MAX {
-                return Err(MemoryStoreError::Full {
-                    what: "coupon versions",
-                });
-            }
-            return conflict(3);
-        }
-        for (i, op) in c.tail.iter().enumerate() {
-            if let Op::CountWindow {
-                guard,
-                subject,
-                bucket,
-                span,
-                delta,
-                limit,
-            } = op
-            {
-                let (s, hash) = match found.get(i) {
-                    Some(&(s, hash, _)) => (s, hash),
-                    None => guard_key(guard, subject),
-                };
-                let g = held.at(s)?;
-                let at = g.guards.find(hash, guard, subject);
-                let (current, sum) = guard_window(g.guards.buckets(at), *bucket, *span);
-                let next = i128::from(sum) + i128::from(*delta);
-                if i128::from(current) + i128::from(*delta) < 0 || next > i128::from(*limit) {
-                    return conflict(4 + i);
-                }
-                if let Some(f) = found.get_mut(i) {
-                    *f = (s, hash, at);
-                }
-            }
-        }
-        let g = held.at(st)?;
-        let ti = g.templates.intern_name(&c.coupon.template, &names.template);
-        if let Some(s) = g.templates.at_mut(ti) {
-            s.issued = add(s.issued, 1);
-        }
-        let g = held.at(su)?;
-        let ti = g.templates.intern_name(&c.coupon.template, &names.template);
-        let ui = g.users.intern_name(&c.coupon.owner, &names.owner);
-        g.user_counters
-            .entry(ui)
-            .or_default()
-            .add(user_counter_key(ti, K_CLAIMS), 1);
-        let claim = (sc == sr).then_some(c.key);
-        let ix = held.at(sc)?.put_coupon_named(c.coupon, &names, claim, true);
-        if sc != sr {
-            held.at(sr)?.apply(c.receipt_op);
-        }
-        let mut events = false;
-        for (i, op) in c.tail.iter().enumerate() {
-            match op {
-                Op::CountWindow {
-                    guard,
-                    subject,
-                    bucket,
-                    span,
-                    delta,
-                    ..
-                } => {
-                    let (s, hash, at) = match found.get(i) {
-                        Some(&f) => f,
-                        None => {
-                            let (s, hash) = guard_key(guard, subject);
-                            (s, hash, None)
-                        }
-                    };
-                    held.at(s)?
-                        .guard_add(hash, at, guard, subject, *bucket, *span, *delta);
-                }
-                _ => events = true,
-            }
-        }
-        if events {
-            let mut feed = self.feed();
-            for op in c.tail {
-                if let Op::Emit { event } = op {
-                    // The coupon just stored carries the facts its `issued` event names.
-                    let entry = match &event.kind {
-                        EventKind::Issued { coupon: f, mode } if has_facts(c.coupon, f) => {
-                            Entry::Issued {
-                                at: event.at,
-                                slot: ix,
-                                shard: u8::try_from(sc).unwrap_or(u8::MAX),
-                                mode: *mode,
-                            }
-                        }
-                        _ => held.entry(event),
-                    };
-                    feed.push(entry);
-                }
-            }
-        }
-        Ok(Commit::Applied)
-    }
-
-    /// Commits any batch: the shards it touches locked, every condition checked in order, then
-    /// every write.
-    fn commit_any(&self, batch: &Batch) -> Result<Commit, MemoryStoreError> {
-        let routes: Vec<Option<usize>> = batch.ops.iter().map(op_shard).collect();
-        let mut set = routes.iter().flatten().fold(0, |set, &s| set | bit(s));
-        // An `issued` event is kept compact when its coupon's shard is held.
-        for op in &batch.ops {
-            if let Op::Emit { event } = op {
-                if let EventKind::Issued { coupon, .. } = &event.kind {
-                    set |= bit(coupon_shard(&coupon.id));
-                }
-            }
-        }
-        let mut held = self.lock(set);
-        for g in held.each() {
-            g.forget();
-            g.capacity_ok(batch)?;
-        }
-        let mut records = batch
-            .ops
-            .iter()
-            .any(|op| matches!(op, Op::PutTemplate { .. }))
-            .then(|| self.records.write().unwrap_or_else(PoisonError::into_inner));
-        // Coupons whose events in the feed carry facts this batch changes.
-        let mut changed: Vec<(usize, u32)> = Vec::new();
-        for (index, (op, route)) in batch.ops.iter().zip(&routes).enumerate() {
-            let holds = match (op, records.as_deref(), route) {
-                (Op::PutTemplate { record, expect }, Some(r), _) => {
-                    Inner::version_ok(r.get(record.id()).map(|r| r.version), *expect)
-                }
-                (_, _, Some(s)) => {
-                    let g = held.at(*s)?;
-                    let holds = g.holds(op)?;
-                    if let Op::PutCoupon { coupon, .. } = op {
-                        if let Some(ix) = g
-                            .coupon_slot(&coupon.id)
-                            .filter(|&ix| g.changes_facts(ix, coupon))
-                        {
-                            changed.push((*s, ix));
-                        }
-                    }
-                    holds
-                }
-                _ => true,
-            };
-            if !holds {
-                return Ok(Commit::Conflict { index });
-            }
-        }
-        let has_events = batch.ops.iter().any(|op| matches!(op, Op::Emit { .. }));
-        let mut feed = (has_events || !changed.is_empty()).then(|| self.feed());
-        if let Some(feed) = feed.as_deref_mut() {
-            // Their compact entries become whole events with the facts they had.
-            for &(s, ix) in &changed {
-                let Some(facts) = held.get(s).and_then(|g| g.facts(ix)) else {
-                    continue;
-                };
-                let shard = u8::try_from(s).unwrap_or(u8::MAX);
-                for e in feed.of_slot(shard, ix) {
-                    if let Entry::Issued { at, mode, .. } = *e {
-                        let kind = EventKind::Issued {
-                            coupon: facts.clone(),
-                            mode,
-                        };
-                        *e = Entry::Full(Box::new(Event::new(at, kind)));
-                    }
-                }
-            }
-        }
-        if let Some(r) = records.as_deref_mut() {
-            for op in &batch.ops {
-                if let Op::PutTemplate { record, .. } = op {
-                    let version = r
-                        .get(record.id())
-                        .map_or(1, |v| v.version.saturating_add(1));
-                    r.insert(
-                        record.id().clone(),
-                        Versioned {
-                            value: Arc::clone(record),
-                            version,
-                        },
-                    );
-                }
-            }
-        }
-        // A claim's receipt is stored with the coupon it names, so the coupon goes first; a
-        // receipt whose coupon is new in this batch (in the receipt's shard) is stored by
-        // `put_coupon` itself.
-        let late = |op: &Op| {
-            matches!(op, Op::InsertReceipt { key, receipt: Receipt::Claimed { .. } }
-                if claim_key(key).is_some())
-        };
-        let mut attached: Option<(&CouponId, &IdempotencyKey)> = None;
-        for (i, (op, route)) in batch.ops.iter().zip(&routes).enumerate() {
-            let Some(s) = *route else { continue };
-            if late(op) {
-                continue;
-            }
-            match op {
-                Op::PutCoupon { coupon, expect } => {
-                    // Checked absent above, and not written earlier in this batch.
-                    let fresh = *expect == Expect::Absent
-                        && !batch.ops.iter().take(i).any(
-                            |o| matches!(o, Op::PutCoupon { coupon: c, .. } if c.id == coupon.id),
-                        );
-                    let claim = match (expect, attached) {
-                        (Expect::Absent, None) => {
-                            batch.ops.iter().zip(&routes).find_map(|(o, r)| match o {
-                                Op::InsertReceipt {
-                                    key,
-                                    receipt: Receipt::Claimed { coupon: c },
-                                } if c == &coupon.id && *r == Some(s) => claim_key(key),
-                                _ => None,
-                            })
-                        }
-                        _ => None,
-                    };
-                    if let Some(k) = claim {
-                        attached = Some((&coupon.id, k));
-                    }
-                    held.at(s)?.put_coupon(coupon, claim, fresh);
-                }
-                _ => held.at(s)?.apply(op),
-            }
-        }
-        for (op, route) in batch.ops.iter().zip(&routes) {
-            let Some(s) = *route else { continue };
-            if !late(op) {
-                continue;
-            }
-            let done = match (op, attached) {
-                (
-                    Op::InsertReceipt {
-                        key,
-                        receipt: Receipt::Claimed { coupon },
-                    },
-                    Some((c, k)),
-                ) => c == coupon && claim_key(key) == Some(k),
-                _ => false,
-            };
-            if !done {
-                held.at(s)?.apply(op);
-            }
-        }
-        if let Some(feed) = feed.as_deref_mut() {
-            for op in &batch.ops {
-                if let Op::Emit { event } = op {
-                    feed.push(held.entry(event));
-                }
-            }
-        }
-        Ok(Commit::Applied)
-    }
 }
 
 impl TrimEvents for MemoryStore {
     fn trim_events(&self, through: Sequence) -> Result<u64, MemoryStoreError> {
-        Ok(self.feed().trim(through))
+        Ok(self.write().trim_events(through))
+    }
+}
+
+impl MemoryStore {
+    /// Events stored and not yet trimmed.
+    pub fn event_backlog(&self) -> usize {
+        self.read().events.len
     }
 }
 
@@ -2355,66 +1529,56 @@ impl Repository for MemoryStore {
     }
 
     fn campaign(&self, id: &CampaignId) -> Result<Option<Versioned<Campaign>>, MemoryStoreError> {
-        Ok(self
-            .read(route(id.as_str()))
-            .and_then(|g| g.campaigns.get(id).cloned()))
+        Ok(self.read().campaigns.get(id).cloned())
     }
 
     fn coupon(&self, id: &CouponId) -> Result<Option<Versioned<Coupon>>, MemoryStoreError> {
-        Ok(self
-            .read(coupon_shard(id))
-            .and_then(|g| g.coupon_slot(id).and_then(|i| g.to_coupon(i))))
+        let g = self.read();
+        Ok(g.coupon_slot(id).and_then(|i| g.to_coupon(i)))
     }
 
     fn wallet(&self, user: &UserId) -> Result<Vec<Versioned<Coupon>>, MemoryStoreError> {
-        let all = self.read_all();
-        let mut out: Vec<Versioned<Coupon>> = Vec::new();
-        for g in &all {
-            if let Some(u) = g.users.get(user) {
-                out.extend(g.coupons_at(&g.wallet_slots(u)));
-            }
-        }
-        out.sort_unstable_by(|a, b| a.value.id.cmp(&b.value.id));
-        Ok(out)
+        let g = self.read();
+        Ok(g.users
+            .get(user)
+            .map(|u| g.coupons_at(&g.wallet_slots(u)))
+            .unwrap_or_default())
     }
 
     fn live_coupons(&self, user: &UserId) -> Result<Vec<Versioned<Coupon>>, MemoryStoreError> {
-        let all = self.read_all();
-        let mut out: Vec<Versioned<Coupon>> = Vec::new();
-        for g in &all {
-            let Some(u) = g.users.get(user) else {
-                continue;
-            };
-            let mut live = g.wallet_slots(u);
-            live.retain(|&ix| {
-                g.coupons
-                    .get(ix)
-                    .is_some_and(|s| s.state == S_AVAILABLE || s.state == S_LOCKED)
-            });
-            out.extend(g.coupons_at(&live));
-        }
-        out.sort_unstable_by(|a, b| a.value.id.cmp(&b.value.id));
-        Ok(out)
+        let g = self.read();
+        let Some(u) = g.users.get(user) else {
+            return Ok(Vec::new());
+        };
+        let mut live = g.wallet_slots(u);
+        live.retain(|&ix| {
+            g.coupons
+                .get(ix)
+                .is_some_and(|s| s.state == S_AVAILABLE || s.state == S_LOCKED)
+        });
+        Ok(g.coupons_at(&live))
     }
 
     fn coupons(
         &self,
         ids: &[CouponId],
     ) -> Result<Vec<Option<Versioned<Coupon>>>, MemoryStoreError> {
-        ids.iter().map(|id| self.coupon(id)).collect()
+        let g = self.read();
+        Ok(ids
+            .iter()
+            .map(|id| g.coupon_slot(id).and_then(|i| g.to_coupon(i)))
+            .collect())
     }
 
     fn order_coupons(&self, order: &OrderId) -> Result<Vec<Versioned<Coupon>>, MemoryStoreError> {
-        let all = self.read_all();
-        let mut out: Vec<Versioned<Coupon>> = Vec::new();
-        for g in &all {
-            if let Some(ixs) = g.orders.lookup(order) {
-                out.extend(g.coupons_at(ixs));
-            }
-        }
-        out.retain(|c| c.value.state.order() == Some(order));
-        out.sort_unstable_by(|a, b| a.value.id.cmp(&b.value.id));
-        Ok(out)
+        let g = self.read();
+        let mut v = g
+            .orders
+            .lookup(order)
+            .map(|ixs| g.coupons_at(ixs))
+            .unwrap_or_default();
+        v.retain(|c| c.value.state.order() == Some(order));
+        Ok(v)
     }
 
     fn due(
@@ -2422,87 +1586,124 @@ impl Repository for MemoryStore {
         now: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<Versioned<Coupon>>, MemoryStoreError> {
-        let mut held = self.lock(u32::MAX);
-        let mut found: Vec<(i64, usize, u32)> = Vec::new();
-        for s in 0..SHARDS {
-            let g = held.at(s)?;
-            found.extend(g.due(now, limit).into_iter().map(|(at, ix)| (at, s, ix)));
-        }
-        // The earliest due to the second, across shards.
-        found.sort_by_key(|&(at, _, _)| at);
-        found.truncate(limit);
-        let mut out: Vec<Versioned<Coupon>> = found
-            .into_iter()
-            .filter_map(|(_, s, ix)| held.get(s).and_then(|g| g.to_coupon(ix)))
-            .collect();
-        out.sort_unstable_by(|a, b| a.value.id.cmp(&b.value.id));
-        Ok(out)
+        Ok(self.write().due(now, limit))
     }
 
     fn held(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<OrderId>, MemoryStoreError> {
-        let all = self.read_all();
-        let mut out: Vec<(DateTime<Utc>, OrderId)> =
-            all.iter().flat_map(|g| g.held(now, limit)).collect();
-        out.sort_unstable();
-        Ok(out.into_iter().take(limit).map(|(_, o)| o).collect())
+        Ok(self.read().held(now, limit))
     }
 
     fn order(&self, id: &OrderId) -> Result<Option<Versioned<Order>>, MemoryStoreError> {
-        Ok(self
-            .read(route(id.as_str()))
-            .and_then(|g| g.order_records.get(id).cloned()))
+        Ok(self.read().order_records.get(id).cloned())
     }
 
     fn counter(&self, key: &CounterKey) -> Result<u64, MemoryStoreError> {
-        Ok(self.read(counter_shard(key)).map_or(0, |g| g.counter(key)))
+        Ok(self.read().counter(key))
     }
 
     fn receipt(&self, key: &ReceiptKey) -> Result<Option<Receipt>, MemoryStoreError> {
-        Ok(self.read(receipt_shard(key)).and_then(|g| g.receipt(key)))
+        Ok(self.read().receipt(key))
     }
 
     fn events(&self, after: Sequence, limit: usize) -> Result<Vec<Logged>, MemoryStoreError> {
-        // The shards first (the order commits take them in), then the feed.
-        let all = self.read_all();
-        let feed = self.feed();
-        Ok(feed
-            .after(after, limit)
-            .into_iter()
-            .filter_map(|(seq, e)| {
-                let event = match e {
-                    Entry::Full(event) => Event::clone(event),
-                    Entry::Issued {
-                        at,
-                        slot,
-                        shard,
-                        mode,
-                    } => {
-                        let coupon = all.get(usize::from(*shard))?.facts(*slot)?;
-                        Event::new(
-                            *at,
-                            EventKind::Issued {
-                                coupon,
-                                mode: *mode,
-                            },
-                        )
-                    }
-                };
-                Some(Logged { seq, event })
-            })
-            .collect())
+        Ok(self.read().events(after, limit))
     }
 
     fn commit(&self, batch: &Batch) -> Result<Commit, MemoryStoreError> {
-        match ClaimBatch::of(batch) {
-            Some(claim) => self.claim(batch, &claim),
-            None => self.commit_any(batch),
+        let mut g = self.write();
+        g.forget();
+        g.capacity_ok(batch)?;
+        if let Some(claim) = ClaimBatch::of(batch) {
+            return g.claim(&claim);
         }
+        let mut records = batch
+            .ops
+            .iter()
+            .any(|op| matches!(op, Op::PutTemplate { .. }))
+            .then(|| self.records.write().unwrap_or_else(PoisonError::into_inner));
+        for (index, op) in batch.ops.iter().enumerate() {
+            let holds = match (op, records.as_deref()) {
+                (Op::PutTemplate { record, expect }, Some(r)) => {
+                    Inner::version_ok(r.get(record.id()).map(|r| r.version), *expect)
+                }
+                _ => g.holds(op)?,
+            };
+            if !holds {
+                return Ok(Commit::Conflict { index });
+            }
+        }
+        if let Some(r) = records.as_deref_mut() {
+            for op in &batch.ops {
+                if let Op::PutTemplate { record, .. } = op {
+                    let version = r
+                        .get(record.id())
+                        .map_or(1, |v| v.version.saturating_add(1));
+                    r.insert(
+                        record.id().clone(),
+                        Versioned {
+                            value: Arc::clone(record),
+                            version,
+                        },
+                    );
+                }
+            }
+        }
+        // A claim's receipt is stored with the coupon it names, so the coupon goes first; a
+        // receipt whose coupon is new in this batch is stored by `put_coupon` itself.
+        let late = |op: &Op| {
+            matches!(op, Op::InsertReceipt { key, receipt: Receipt::Claimed { .. } }
+                if claim_key(key).is_some())
+        };
+        let mut attached: Option<(&CouponId, &IdempotencyKey)> = None;
+        for (i, op) in batch.ops.iter().enumerate().filter(|(_, op)| !late(op)) {
+            match op {
+                Op::PutCoupon { coupon, expect } => {
+                    // Checked absent above, and not written earlier in this batch.
+                    let fresh = *expect == Expect::Absent
+                        && !batch.ops.iter().take(i).any(
+                            |o| matches!(o, Op::PutCoupon { coupon: c, .. } if c.id == coupon.id),
+                        );
+                    let claim = match (expect, attached) {
+                        (Expect::Absent, None) => batch.ops.iter().find_map(|o| match o {
+                            Op::InsertReceipt {
+                                key,
+                                receipt: Receipt::Claimed { coupon: c },
+                            } if c == &coupon.id => claim_key(key),
+                            _ => None,
+                        }),
+                        _ => None,
+                    };
+                    if let Some(k) = claim {
+                        attached = Some((&coupon.id, k));
+                    }
+                    g.put_coupon(coupon, claim, fresh);
+                }
+                _ => g.apply(op),
+            }
+        }
+        for op in batch.ops.iter().filter(|op| late(op)) {
+            let done = match (op, attached) {
+                (
+                    Op::InsertReceipt {
+                        key,
+                        receipt: Receipt::Claimed { coupon },
+                    },
+                    Some((c, k)),
+                ) => c == coupon && claim_key(key) == Some(k),
+                _ => false,
+            };
+            if !done {
+                g.apply(op);
+            }
+        }
+        Ok(Commit::Applied)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::events::{CouponFacts, EventKind};
 
     #[test]
     fn the_feed_pages_and_trims_across_chunks() {
@@ -2517,10 +1718,12 @@ mod tests {
         let mut f = Feed::default();
         let total = FEED_CHUNK as u64 * 2 + 17;
         for seq in 1..=total {
-            f.push(Entry::Full(Box::new(ev.clone())));
-            assert_eq!(f.last_seq, seq);
+            f.push(Logged {
+                seq,
+                event: ev.clone(),
+            });
         }
-        let seqs = |v: Vec<(Sequence, &Entry)>| v.into_iter().map(|l| l.0).collect::<Vec<_>>();
+        let seqs = |v: Vec<Logged>| v.into_iter().map(|l| l.seq).collect::<Vec<_>>();
         for (after, limit) in [
             (0, 3),
             (4094, 5),
@@ -2541,7 +1744,6 @@ mod tests {
             let n = f.trim(through);
             assert_eq!(f.len, before - n as usize);
             let rest = seqs(f.after(0, usize::MAX));
-            assert_eq!(f.first_seq(), through.min(total) + 1);
             assert_eq!(
                 rest,
                 (through + 1..=total).collect::<Vec<_>>(),
@@ -2554,9 +1756,7 @@ mod tests {
 
     #[test]
     fn records_are_compact() {
-        assert_eq!(std::mem::size_of::<Slot>(), 80);
-        assert_eq!(std::mem::size_of::<UserEntry>(), 4);
-        assert_eq!(std::mem::size_of::<Entry>(), 24);
+        assert_eq!(std::mem::size_of::<Slot>(), 96);
         assert_eq!(std::mem::size_of::<(u32, u32)>(), 8);
     }
 
@@ -2939,216 +2139,6 @@ mod tests {
         Ok(())
     }
 
-    /// Names `prefix0`, `prefix1`… that route to `n` different shards, one each.
-    fn one_per_shard(prefix: &str, n: usize) -> Vec<String> {
-        let mut seen = 0u32;
-        let mut out = Vec::new();
-        for i in 0.. {
-            let name = format!("{prefix}{i}");
-            let s = route(&name);
-            if seen & bit(s) == 0 {
-                seen |= bit(s);
-                out.push(name);
-                if out.len() == n {
-                    break;
-                }
-            }
-        }
-        out
-    }
-
-    #[test]
-    fn a_batch_over_every_shard_applies_whole_or_not_at_all_under_threads()
-    -> Result<(), MemoryStoreError> {
-        // Each batch counts one counter in every shard and then a gate that only `GATE`
-        // batches pass: a conflict at the gate must leave every other shard untouched.
-        const GATE: u64 = 300;
-        let store = MemoryStore::new();
-        let counters: Vec<CounterKey> = one_per_shard("c", SHARDS)
-            .into_iter()
-            .map(CounterKey::Custom)
-            .collect();
-        let applied = std::sync::atomic::AtomicU64::new(0);
-        std::thread::scope(|scope| {
-            for t in 0..8u64 {
-                let (store, counters, applied) = (&store, &counters, &applied);
-                scope.spawn(move || {
-                    for i in 0..100u64 {
-                        let mut ops: Vec<Op> = counters
-                            .iter()
-                            .map(|key| Op::Count {
-                                key: key.clone(),
-                                delta: 1,
-                                limit: None,
-                            })
-                            .collect();
-                        // Each thread names the shards in its own order.
-                        ops.rotate_left(((t * 5 + i) % SHARDS as u64) as usize);
-                        ops.push(Op::Count {
-                            key: CounterKey::Custom("gate".into()),
-                            delta: 1,
-                            limit: Some(GATE),
-                        });
-                        if store.commit(&Batch { ops }) == Ok(Commit::Applied) {
-                            applied.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        }
-                    }
-                });
-            }
-        });
-        assert_eq!(applied.into_inner(), GATE);
-        assert_eq!(store.counter(&CounterKey::Custom("gate".into()))?, GATE);
-        for key in &counters {
-            assert_eq!(store.counter(key)?, GATE, "{key}");
-        }
-        Ok(())
-    }
-
-    #[test]
-    fn reads_across_shards_see_a_commit_whole() -> Result<(), MemoryStoreError> {
-        // Each batch issues a pair of coupons to one user in two shards, with their events; a
-        // reader never sees half a pair in the wallet or in the feed.
-        let store = MemoryStore::new();
-        let user = UserId::trusted("pairs");
-        let ids = one_per_shard("w", SHARDS);
-        let done = std::sync::atomic::AtomicBool::new(false);
-        let at = DateTime::<Utc>::UNIX_EPOCH;
-        std::thread::scope(|scope| -> Result<(), MemoryStoreError> {
-            let (store, user, done) = (&store, &user, &done);
-            let reader = scope.spawn(move || -> Result<usize, MemoryStoreError> {
-                let mut reads = 0;
-                while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                    assert_eq!(store.wallet(user)?.len() % 2, 0);
-                    assert_eq!(store.events(0, usize::MAX)?.len() % 2, 0);
-                    reads += 1;
-                }
-                Ok(reads)
-            });
-            let writers: Vec<_> = (0..2usize)
-                .map(|t| {
-                    let ids = &ids;
-                    scope.spawn(move || -> Result<(), MemoryStoreError> {
-                        for round in 0..200usize {
-                            let mut ops = Vec::new();
-                            for k in 0..2 {
-                                let shard = ids
-                                    .get((round * 2 + k + t * 7) % SHARDS)
-                                    .cloned()
-                                    .unwrap_or_default();
-                                let mut c = coupon(&format!("{shard}.{t}.{round}"));
-                                c.owner = user.clone();
-                                ops.push(Op::Emit {
-                                    event: Event::new(
-                                        at,
-                                        EventKind::Issued {
-                                            coupon: CouponFacts::of(&c),
-                                            mode: ClaimMode::Auto,
-                                        },
-                                    ),
-                                });
-                                ops.push(Op::PutCoupon {
-                                    coupon: c,
-                                    expect: Expect::Absent,
-                                });
-                            }
-                            assert_eq!(store.commit(&Batch { ops })?, Commit::Applied);
-                        }
-                        Ok(())
-                    })
-                })
-                .collect();
-            for w in writers {
-                w.join().unwrap_or_else(|e| std::panic::resume_unwind(e))?;
-            }
-            done.store(true, std::sync::atomic::Ordering::Relaxed);
-            let reads = reader
-                .join()
-                .unwrap_or_else(|e| std::panic::resume_unwind(e))?;
-            assert!(reads > 0);
-            Ok(())
-        })?;
-        assert_eq!(store.wallet(&user)?.len(), 800);
-        let events = store.events(0, usize::MAX)?;
-        assert_eq!(events.len(), 800);
-        // Kept compact (each coupon's shard was held) and read back as written.
-        for e in &events {
-            let EventKind::Issued { coupon, .. } = &e.event.kind else {
-                panic!("not an issued event");
-            };
-            assert_eq!(coupon.user, user);
-            assert!(store.coupon(&coupon.id)?.is_some());
-        }
-        Ok(())
-    }
-
-    #[test]
-    fn an_issued_event_keeps_the_facts_it_was_written_with() -> Result<(), MemoryStoreError> {
-        let store = MemoryStore::new();
-        let at = DateTime::<Utc>::UNIX_EPOCH;
-        let c = coupon("t/k");
-        let issued = |c: &Coupon| Op::Emit {
-            event: Event::new(
-                at,
-                EventKind::Issued {
-                    coupon: CouponFacts::of(c),
-                    mode: ClaimMode::Click,
-                },
-            ),
-        };
-        let ops = vec![claim("k", "t/k"), put("t/k", Expect::Absent), issued(&c)];
-        assert_eq!(store.commit(&Batch { ops })?, Commit::Applied);
-        assert!(matches!(
-            store.feed().chunks.front().and_then(|c| c.first()),
-            Some(Entry::Issued { .. })
-        ));
-        // An event whose facts are not the coupon's is kept whole.
-        let mut other = c.clone();
-        other.channel = Channel::trusted("web");
-        assert_eq!(
-            store.commit(&Batch {
-                ops: vec![issued(&other)]
-            })?,
-            Commit::Applied
-        );
-        // Changing the coupon's facts later leaves the first event as written.
-        let mut moved = c.clone();
-        moved.owner = UserId::trusted("someone-else");
-        let ops = vec![Op::PutCoupon {
-            coupon: moved,
-            expect: Expect::Version(1),
-        }];
-        assert_eq!(store.commit(&Batch { ops })?, Commit::Applied);
-        let events = store.events(0, 10)?;
-        let facts: Vec<&CouponFacts> = events
-            .iter()
-            .filter_map(|e| match &e.event.kind {
-                EventKind::Issued { coupon, .. } => Some(coupon),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(facts, vec![&CouponFacts::of(&c), &CouponFacts::of(&other)]);
-        assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2]);
-        Ok(())
-    }
-
-    #[test]
-    fn instants_round_trip_to_the_nanosecond() -> Result<(), MemoryStoreError> {
-        let store = MemoryStore::new();
-        let mut c = coupon("t/fine");
-        c.valid_until += chrono::TimeDelta::nanoseconds(1);
-        c.claimed_at += chrono::TimeDelta::microseconds(3);
-        let ops = vec![Op::PutCoupon {
-            coupon: c.clone(),
-            expect: Expect::Absent,
-        }];
-        assert_eq!(store.commit(&Batch { ops })?, Commit::Applied);
-        assert_eq!(store.coupon(&c.id)?.map(|v| v.value), Some(c.clone()));
-        let just_before = c.valid_until - chrono::TimeDelta::nanoseconds(1);
-        assert!(store.due(just_before, 10)?.is_empty());
-        assert_eq!(store.due(c.valid_until, 10)?.len(), 1);
-        Ok(())
-    }
-
     #[test]
     fn guard_buckets_behave_as_an_ordered_map() {
         let (mut b, mut model) = (Buckets::default(), BTreeMap::<i64, u64>::new());
@@ -3175,7 +2165,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(b.to_vec(), model.into_iter().collect::<Vec<_>>());
+        assert_eq!(b.0, model.into_iter().collect::<Vec<_>>());
     }
 
     #[test]
