@@ -472,6 +472,41 @@ impl<R: Repository> Service<R> {
             .map(|(o, _)| settlement(&o, true)))
     }
 
+    /// One order step whose answer is a [`Settlement`] (pay, cancel, complete): its key and
+    /// fingerprint, the order read as of one version, `plan`, and the replay from its receipt.
+    fn settle_step(
+        &self,
+        op: &'static str,
+        order: &OrderId,
+        by: &Actor,
+        key: &IdempotencyKey,
+        now: DateTime<Utc>,
+        plan: impl Fn(
+            &View,
+            &ReceiptKey,
+            u64,
+            DateTime<Utc>,
+            Duration,
+        ) -> Result<Step<Settlement>, LifecycleError>,
+    ) -> Res<Settlement, R> {
+        let now = time::check("now", now)?;
+        let key_r = op_key(op, key);
+        let fp = fingerprint(op, by, "");
+        self.run(
+            op,
+            || self.replay_settlement(&key_r, key, op, order, fp),
+            || {
+                Ok(plan(
+                    &self.view(order)?,
+                    &key_r,
+                    fp,
+                    now,
+                    self.config.clock_skew,
+                )?)
+            },
+        )
+    }
+
     /// The order was paid: its held coupons become Used. Only the merchant or the system
     /// confirms payment (see [`Actor::permits`]). Paying after the hold ran out but before a
     /// sweep released the order works while the coupons are still inside their validity (see
@@ -491,24 +526,9 @@ impl<R: Repository> Service<R> {
         key: &IdempotencyKey,
         now: DateTime<Utc>,
     ) -> Res<Settlement, R> {
-        let now = time::check("now", now)?;
-        let key_r = op_key(OP_PAY, key);
-        let fp = fingerprint(OP_PAY, by, "");
-        self.run(
-            OP_PAY,
-            || self.replay_settlement(&key_r, key, OP_PAY, order, fp),
-            || {
-                let view = self.view(order)?;
-                Ok(plan_pay(
-                    &view,
-                    by,
-                    &key_r,
-                    fp,
-                    now,
-                    self.config.clock_skew,
-                )?)
-            },
-        )
+        self.settle_step(OP_PAY, order, by, key, now, |view, key_r, fp, now, skew| {
+            plan_pay(view, by, key_r, fp, now, skew)
+        })
     }
 
     /// The unpaid order was cancelled: its held coupons go back to the wallet (Expired when
@@ -527,24 +547,21 @@ impl<R: Repository> Service<R> {
         key: &IdempotencyKey,
         now: DateTime<Utc>,
     ) -> Res<Settlement, R> {
-        let now = time::check("now", now)?;
-        let key_r = op_key(OP_CANCEL, key);
-        let fp = fingerprint(OP_CANCEL, by, "");
-        self.run(
+        self.settle_step(
             OP_CANCEL,
-            || self.replay_settlement(&key_r, key, OP_CANCEL, order, fp),
-            || {
-                let view = self.view(order)?;
-                let cause = ReleaseCause::Cancelled;
-                let skew = self.config.clock_skew;
-                Ok(plan_release(
-                    &view,
+            order,
+            by,
+            key,
+            now,
+            |view, key_r, fp, now, skew| {
+                plan_release(
+                    view,
                     by,
-                    cause,
-                    Some((&key_r, fp)),
+                    ReleaseCause::Cancelled,
+                    Some((key_r, fp)),
                     now,
                     skew,
-                )?)
+                )
             },
         )
     }
@@ -563,23 +580,13 @@ impl<R: Repository> Service<R> {
         key: &IdempotencyKey,
         now: DateTime<Utc>,
     ) -> Res<Settlement, R> {
-        let now = time::check("now", now)?;
-        let key_r = op_key(OP_COMPLETE, key);
-        let fp = fingerprint(OP_COMPLETE, by, "");
-        self.run(
+        self.settle_step(
             OP_COMPLETE,
-            || self.replay_settlement(&key_r, key, OP_COMPLETE, order, fp),
-            || {
-                let view = self.view(order)?;
-                Ok(plan_complete(
-                    &view,
-                    by,
-                    &key_r,
-                    fp,
-                    now,
-                    self.config.clock_skew,
-                )?)
-            },
+            order,
+            by,
+            key,
+            now,
+            |view, key_r, fp, now, skew| plan_complete(view, by, key_r, fp, now, skew),
         )
     }
 
