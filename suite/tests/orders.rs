@@ -606,3 +606,57 @@ fn the_wallet_lists_the_best_combination_first_and_the_rest_with_reasons() {
     let (_, e) = &early.coupons[0];
     assert!(!e.usable && !e.reasons.is_empty());
 }
+
+/// A stranger's order: `u32::MAX` units at a price near the money limit, refunded one unit,
+/// then a third, then the rest — exact, no overflow, summing to the whole.
+#[test]
+fn partial_refunds_of_huge_quantities_stay_exact() {
+    let unit = 2_000_000_000i64; // × u32::MAX ≈ 8.6 × 10^18 minor units, near i64::MAX
+    let q = u32::MAX;
+    let original = unit * i64::from(q);
+    let quote = quote_of(&[(q, unit, original / 3, 7)], (0, 0));
+    let buyer = Buyer::new(user("alice"), Channel::new("app").unwrap());
+    let mut order = Order::place(
+        OrderId::new("o").unwrap(),
+        &buyer,
+        quote.clone(),
+        Vec::new(),
+        Vec::new(),
+        None,
+        t0(),
+    )
+    .pay(&Actor::System, t0(), Duration::zero())
+    .unwrap();
+    let mut back = Vec::new();
+    for quantity in [1, q / 3] {
+        let request =
+            RefundRequest::units(RefundKind::Buyer, vec![RefundUnits { line: 0, quantity }]);
+        let (next, r) = order
+            .refund(&Actor::Merchant, &request, t0(), Duration::zero(), &|_| {
+                true
+            })
+            .unwrap();
+        back.push(r);
+        order = next;
+    }
+    let (order, last) = order
+        .refund(
+            &Actor::Merchant,
+            &RefundRequest::whole(RefundKind::Buyer),
+            t0(),
+            Duration::zero(),
+            &|_| true,
+        )
+        .unwrap();
+    back.push(last);
+    assert!(matches!(order.state, OrderState::Refunded { .. }));
+    let amounts: Vec<Money> = back.iter().map(|r| r.amount).collect();
+    let discounts: Vec<Money> = back.iter().map(|r| r.discount).collect();
+    assert_eq!(Money::sum(CNY, amounts.iter()).unwrap(), quote.total_after);
+    assert_eq!(Money::sum(CNY, discounts.iter()).unwrap(), quote.saving);
+    // One unit of ~2 × 10^9 minor units pays back its own share, floor-rounded.
+    assert_eq!(
+        back[0].amount.to_minor_i128(),
+        (original - original / 3 - 7) as i128 / i128::from(q)
+    );
+}
