@@ -105,6 +105,7 @@ pub mod id;
 pub mod issuing;
 pub mod lifecycle;
 pub mod money;
+mod plan;
 pub mod prelude;
 pub mod repository;
 pub mod rule;

@@ -64,106 +64,23 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Claimed, OP_CLAIM, Res, Service, ServiceError, coupon_id, emit, op_key};
-use crate::attributes::Attributes;
-use crate::events::{CouponFacts, EventKind, Refusal};
-use crate::guard::{self, Action, Asking, Context, Counted};
-use crate::id::{Channel, IdempotencyKey, TemplateId, UserId};
-use crate::lifecycle::{ClaimMode, ClaimRequest, Coupon, LifecycleError};
-use crate::repository::{Batch, Commit, CounterKey, Expect, Op, Receipt, ReceiptKey, Repository};
+use super::runner::Ran;
+use super::{Claimed, Res, Service, ServiceError};
+use crate::guard::{self, Action, Asking, Counted};
+use crate::id::TemplateId;
+use crate::lifecycle::LifecycleError;
+use crate::plan::Step;
+pub use crate::plan::claim::{CODE_ENTRY, RedeemRequest, Redeemed, Registered};
+use crate::plan::claim::{
+    Found, code_claim, found, free_codes, give_back_ops, lookup_keys, plan_attempt, plan_redeem,
+    plan_register,
+};
+use crate::repository::{Batch, ReceiptKey, Repository};
 use crate::rule::{Distribution, PromoCode};
 use crate::time;
 
-/// The receipt operation under which a redeemed one-time code records its owner.
-const OP_CODE_REDEEM: &str = "code-redeem";
-
 /// One-time codes registered per batch written to the store.
 const REGISTER_CHUNK: usize = 1_000;
-
-/// The template id that `refused` events carry when a code redemption was refused before the
-/// code was looked up (an attempt guard held): `code-entry`.
-pub const CODE_ENTRY: &str = "code-entry";
-
-/// A request to redeem a typed code.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-pub struct RedeemRequest {
-    /// The code, in canonical form (read what the buyer typed with
-    /// [`CodeFormat::parse`](crate::codes::CodeFormat::parse) first).
-    pub code: PromoCode,
-    /// The account.
-    pub user: UserId,
-    /// The channel the coupon is issued through.
-    pub channel: Channel,
-    /// Attributes the coupon carries.
-    #[cfg_attr(feature = "serde", serde(default))]
-    pub attributes: Attributes,
-    /// Who is asking beyond the account, for guards.
-    #[cfg_attr(feature = "serde", serde(default))]
-    pub context: Context,
-}
-
-impl RedeemRequest {
-    /// A request without context or attributes.
-    pub fn new(code: PromoCode, user: UserId, channel: Channel) -> RedeemRequest {
-        RedeemRequest {
-            code,
-            user,
-            channel,
-            attributes: Attributes::new(),
-            context: Context::new(),
-        }
-    }
-
-    /// Who is asking (device, IP, payment account), for guards.
-    pub fn with_context(mut self, context: Context) -> RedeemRequest {
-        self.context = context;
-        self
-    }
-
-    /// Attributes the coupon carries.
-    pub fn with_attributes(mut self, attributes: Attributes) -> RedeemRequest {
-        self.attributes = attributes;
-        self
-    }
-}
-
-/// What a redeemed code gave.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[cfg_attr(
-    feature = "serde",
-    derive(serde::Serialize, serde::Deserialize),
-    serde(tag = "kind", rename_all = "snake_case")
-)]
-pub enum Redeemed {
-    /// A one-time code: its coupon, now in the account's wallet (`replayed` when the same
-    /// account redeemed it before).
-    Coupon(Claimed),
-    /// A shared promo code: nothing is stored for the account; apply the code at checkout
-    /// ([`LockRequest::codes`](super::LockRequest::codes)), where its limits are counted.
-    PromoCode {
-        /// The code.
-        code: PromoCode,
-        /// Its template.
-        template: TemplateId,
-    },
-}
-
-/// What [`Service::register_codes`] stored.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-pub struct Registered {
-    /// Codes newly registered.
-    pub added: usize,
-    /// Codes already registered for the same template (a repeated registration).
-    pub already: usize,
-}
-
-/// The claim key of a one-time code's coupon: `code:<code>`, the same for every account.
-fn code_key(code: &PromoCode) -> IdempotencyKey {
-    // A promo code is 3 to 32 ASCII letters, digits, `-` and `_`: a valid key.
-    IdempotencyKey::trusted(&format!("code:{code}"))
-}
 
 impl<R: Repository> Service<R> {
     /// Registers one-time codes for a private template: each code, once redeemed, becomes a
@@ -217,51 +134,28 @@ impl<R: Repository> Service<R> {
         chunk: &mut Vec<PromoCode>,
         out: &mut Registered,
     ) -> Res<(), R> {
-        for _ in 0..self.attempts() {
-            if chunk.is_empty() {
-                return Ok(());
-            }
-            let batch = Batch {
-                ops: chunk
-                    .iter()
-                    .map(|c| Op::InsertReceipt {
-                        key: ReceiptKey::Code(c.clone()),
-                        receipt: Receipt::OneTimeCode {
-                            template: template.clone(),
-                        },
-                    })
-                    .collect(),
-            };
-            match self.commit(&batch)? {
-                Commit::Applied => {
-                    out.added += chunk.len();
-                    return Ok(());
-                }
-                Commit::Conflict { .. } => {
+        let added = self.run(
+            "register codes",
+            || Ok(None),
+            |attempt| {
+                if attempt.number > 0 {
                     // Some codes are taken: keep those free, count those already ours.
-                    let mut free = Vec::with_capacity(chunk.len());
+                    let mut read = Vec::with_capacity(chunk.len());
                     for code in chunk.drain(..) {
-                        match self.receipt(&ReceiptKey::Code(code.clone()))? {
-                            None => free.push(code),
-                            Some(Receipt::OneTimeCode { template: t }) if &t == template => {
-                                out.already += 1;
-                            }
-                            Some(Receipt::OneTimeCode { template: owner })
-                            | Some(Receipt::Code { template: owner }) => {
-                                return Err(LifecycleError::CodeTaken {
-                                    code,
-                                    template: owner,
-                                }
-                                .into());
-                            }
-                            Some(_) => return self.contention("register codes"),
-                        }
+                        let receipt = self.receipt(&ReceiptKey::Code(code.clone()))?;
+                        read.push((code, receipt));
                     }
-                    *chunk = free;
+                    *chunk =
+                        free_codes(template, read, &mut out.already).map_err(|d| self.denied(d))?;
                 }
-            }
-        }
-        self.contention("register codes")
+                if chunk.is_empty() {
+                    return Ok(Step::Done(0));
+                }
+                Ok(Step::Commit(plan_register(template, chunk)))
+            },
+        )?;
+        out.added += added;
+        Ok(())
     }
 
     /// Redeems a typed code for `request.user`.
@@ -322,62 +216,16 @@ impl<R: Repository> Service<R> {
         attempts: &[Counted],
         now: DateTime<Utc>,
     ) -> Res<(), R> {
-        if attempts.is_empty() {
-            return Ok(());
-        }
-        let batch = Batch {
-            ops: attempts.iter().map(|g| g.op.clone()).collect(),
-        };
-        match self.commit(&batch)? {
-            Commit::Applied => Ok(()),
-            Commit::Conflict { index } => {
-                let Some(g) = attempts.get(index) else {
-                    return self.contention("redeem code");
-                };
-                let claim = ClaimRequest::new(
-                    TemplateId::trusted(CODE_ENTRY),
-                    request.user.clone(),
-                    request.channel.clone(),
-                    ClaimMode::Click,
-                    code_key(&request.code),
-                );
-                self.refused(
-                    &claim,
-                    Refusal::Guard {
-                        guard: g.guard.to_string(),
-                    },
-                    now,
-                );
-                Err(LifecycleError::GuardHeld {
-                    guard: g.guard.clone(),
-                    limit: g.limit,
-                    window: g.window,
-                }
-                .into())
-            }
-        }
-    }
-
-    /// The ops that give an attempt back: the same buckets, minus one.
-    fn give_back_ops(attempts: &[Counted]) -> impl Iterator<Item = Op> + '_ {
-        attempts.iter().filter_map(|g| match &g.op {
-            Op::CountWindow {
-                guard,
-                subject,
-                bucket,
-                span,
-                limit,
-                ..
-            } => Some(Op::CountWindow {
-                guard: guard.clone(),
-                subject: subject.clone(),
-                bucket: *bucket,
-                span: *span,
-                delta: -1,
-                limit: *limit,
-            }),
-            _ => None,
-        })
+        self.run(
+            "redeem code",
+            || Ok(None),
+            |_| {
+                Ok(match plan_attempt(request, attempts, now) {
+                    Some(plan) => Step::Commit(plan),
+                    None => Step::Done(()),
+                })
+            },
+        )
     }
 
     /// Gives an attempt back on its own; a failure only leaves it counted.
@@ -386,36 +234,9 @@ impl<R: Repository> Service<R> {
             return;
         }
         let batch = Batch {
-            ops: Self::give_back_ops(attempts).collect(),
+            ops: give_back_ops(attempts).collect(),
         };
         let _ignored = self.repo.commit(&batch);
-    }
-
-    /// The reads of a lookup: the code's redemption, then the code itself — both, always, so
-    /// an unknown code and another account's code cost the same reads.
-    fn look_up(&self, code: &PromoCode) -> Res<(Option<Receipt>, Option<Receipt>), R> {
-        let redeemed = self.receipt(&op_key(OP_CODE_REDEEM, &code_key(code)))?;
-        let registered = self.receipt(&ReceiptKey::Code(code.clone()))?;
-        Ok((redeemed, registered))
-    }
-
-    /// The answer to a code already redeemed: the owner's coupon, or unknown to anyone else.
-    fn redeemed_by(
-        &self,
-        request: &RedeemRequest,
-        redeemed: Option<Receipt>,
-    ) -> Res<Option<Redeemed>, R> {
-        match redeemed {
-            None => Ok(None),
-            Some(Receipt::CodeRedeemed { user, coupon, .. }) if user == request.user => {
-                let coupon = self.coupon_record(&coupon)?.value;
-                Ok(Some(Redeemed::Coupon(Claimed {
-                    coupon,
-                    replayed: true,
-                })))
-            }
-            Some(_) => Err(unknown(&request.code)),
-        }
     }
 
     fn redeem_counted(
@@ -424,138 +245,35 @@ impl<R: Repository> Service<R> {
         attempts: &[Counted],
         now: DateTime<Utc>,
     ) -> Res<Redeemed, R> {
-        let key = code_key(&request.code);
-        let mut salt = 0u32;
-        for _ in 0..self.attempts() {
-            let (redeemed, registered) = self.look_up(&request.code)?;
-            if let Some(r) = self.redeemed_by(request, redeemed)? {
-                return Ok(r);
-            }
-            let template = match registered {
-                Some(Receipt::OneTimeCode { template }) => template,
-                Some(Receipt::Code { template }) => {
-                    return Ok(Redeemed::PromoCode {
-                        code: request.code.clone(),
-                        template,
-                    });
-                }
-                _ => return Err(unknown(&request.code)),
-            };
-            let record = self.template_record(&template)?;
-            let claim = ClaimRequest::new(
-                template.clone(),
-                request.user.clone(),
-                request.channel.clone(),
-                ClaimMode::Click,
-                key.clone(),
-            )
-            .with_attributes(request.attributes.clone())
-            .with_context(request.context.clone());
-            let id = coupon_id(&template, &key, salt);
-            let coupon = Coupon::issue(&record.value, None, &claim, id, now)?;
-            let limits = *record.value.template.limits();
-            let templates = [template.clone()];
-            let asking = Asking {
-                user: &request.user,
-                channel: &request.channel,
-                templates: &templates,
-                context: &request.context,
-            };
-            let guards = guard::counts(&self.config.guards, Action::Claim, &asking, now)?;
-            let issued = EventKind::Issued {
-                coupon: CouponFacts::of(&coupon),
-                mode: coupon.mode,
-            };
-            let mut batch = Batch {
-                ops: Vec::with_capacity(7 + guards.len() + attempts.len()),
-            };
-            batch
-                .push(Op::InsertReceipt {
-                    key: op_key(OP_CLAIM, &key),
-                    receipt: Receipt::Claimed {
-                        coupon: coupon.id.clone(),
-                    },
-                })
-                .push(Op::Count {
-                    key: CounterKey::Issued(template.clone()),
-                    delta: 1,
-                    limit: limits.total_stock(),
-                })
-                .push(Op::Count {
-                    key: CounterKey::UserClaims(template.clone(), request.user.clone()),
-                    delta: 1,
-                    limit: limits.per_user_claims().map(u64::from),
-                })
-                .push(Op::PutCoupon {
-                    coupon: coupon.clone(),
-                    expect: Expect::Absent,
-                });
-            for g in &guards {
-                batch.push(g.op.clone());
-            }
-            let redeem_at = batch.ops.len();
-            batch.push(Op::InsertReceipt {
-                key: op_key(OP_CODE_REDEEM, &key),
-                receipt: Receipt::CodeRedeemed {
-                    template: template.clone(),
-                    user: request.user.clone(),
-                    coupon: coupon.id.clone(),
-                },
-            });
-            for op in Self::give_back_ops(attempts) {
-                batch.push(op);
-            }
-            emit(&mut batch, now, issued);
-            match self.commit(&batch)? {
-                Commit::Applied => {
-                    return Ok(Redeemed::Coupon(Claimed {
-                        coupon,
-                        replayed: false,
-                    }));
-                }
-                // Another redemption of the code won: read who owns it now.
-                Commit::Conflict { index } if index == 0 || index == redeem_at => {}
-                Commit::Conflict { index: 1 } if limits.total_stock().is_some() => {
-                    self.refused(&claim, Refusal::OutOfStock, now);
-                    return Err(LifecycleError::OutOfStock {
-                        template,
-                        stock: limits.total_stock().unwrap_or_default(),
+        let guards = &self.config.guards;
+        let denied = |d| self.denied(d);
+        let ran = self.run_plan(
+            "redeem code",
+            || Ok(None),
+            |attempt| {
+                let [redeemed, registered] = lookup_keys(&request.code);
+                let (redeemed, registered) = (self.receipt(&redeemed)?, self.receipt(&registered)?);
+                let template = match found(request, redeemed, registered)? {
+                    Found::Mine(coupon) => {
+                        let coupon = self.coupon_record(&coupon)?.value;
+                        let replayed = true;
+                        return Ok(Step::Done(Redeemed::Coupon(Claimed { coupon, replayed })));
                     }
-                    .into());
-                }
-                Commit::Conflict { index: 2 } if limits.per_user_claims().is_some() => {
-                    self.refused(&claim, Refusal::ClaimLimit, now);
-                    return Err(LifecycleError::ClaimLimitReached {
-                        template,
-                        user: request.user.clone(),
-                        limit: limits.per_user_claims().unwrap_or_default(),
+                    Found::Shared(template) => {
+                        let code = request.code.clone();
+                        return Ok(Step::Done(Redeemed::PromoCode { code, template }));
                     }
-                    .into());
-                }
-                Commit::Conflict { index: 3 } => salt = salt.saturating_add(1),
-                Commit::Conflict { index } => {
-                    if let Some(g) = index.checked_sub(4).and_then(|i| guards.get(i)) {
-                        self.refused(
-                            &claim,
-                            Refusal::Guard {
-                                guard: g.guard.to_string(),
-                            },
-                            now,
-                        );
-                        return Err(LifecycleError::GuardHeld {
-                            guard: g.guard.clone(),
-                            limit: g.limit,
-                            window: g.window,
-                        }
-                        .into());
-                    }
-                }
-            }
-        }
-        self.contention("redeem code")
+                    Found::Free(template) => template,
+                };
+                let record = self.template_record(&template)?;
+                let claim = code_claim(template, request);
+                let plan = plan_redeem(&record.value, &claim, attempts, guards, attempt.salt, now);
+                Ok(Step::Commit(plan.map_err(denied)?))
+            },
+        )?;
+        Ok(match ran {
+            Ran::Applied(plan) => plan.answer,
+            Ran::Answered(answer) => answer,
+        })
     }
-}
-
-fn unknown<E>(code: &PromoCode) -> ServiceError<E> {
-    LifecycleError::UnknownCode { code: code.clone() }.into()
 }

@@ -1,0 +1,527 @@
+//! Claiming a coupon, and redeeming typed codes (one-time codes and shared promo codes).
+//!
+//! A claim's batch is, in this order: its receipt, the stock counter, the per-user claim
+//! counter, the new coupon, the claim guards' counters, (for a code: the code's redemption
+//! receipt and the attempt given back,) and the `issued` event. What a conflict on each means
+//! is [`ClaimMeaning`], computed only when a conflict happens: the claim's hot path builds no
+//! list of meanings.
+
+use chrono::{DateTime, Utc};
+
+use super::ids::{code_key, coupon_id};
+use super::{Denied, Meaning, OP_CLAIM, On, Plan, emit, op_key};
+use crate::attributes::Attributes;
+use crate::events::{CouponFacts, Event, EventKind, Refusal};
+use crate::guard::{self, Action, Asking, Context, Counted, Guard, Window};
+use crate::id::{Channel, CouponId, GuardName, TemplateId, UserId};
+use crate::lifecycle::{Campaign, ClaimMode, ClaimRequest, Coupon, LifecycleError, TemplateRecord};
+use crate::repository::{Batch, CounterKey, Expect, Op, Receipt, ReceiptKey};
+use crate::rule::PromoCode;
+
+/// The receipt operation under which a redeemed one-time code records its owner.
+pub(crate) const OP_CODE_REDEEM: &str = "code-redeem";
+
+/// The template id that `refused` events carry when a code redemption was refused before the
+/// code was looked up (an attempt guard held): `code-entry`.
+pub const CODE_ENTRY: &str = "code-entry";
+
+/// A coupon claimed (or the first outcome of a repeated claim).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Claimed {
+    /// The coupon (as it is now, for a repeated claim).
+    pub coupon: Coupon,
+    /// Whether this repeated an earlier claim with the same key.
+    pub replayed: bool,
+}
+
+/// A request to redeem a typed code.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct RedeemRequest {
+    /// The code, in canonical form (read what the buyer typed with
+    /// [`CodeFormat::parse`](crate::codes::CodeFormat::parse) first).
+    pub code: PromoCode,
+    /// The account.
+    pub user: UserId,
+    /// The channel the coupon is issued through.
+    pub channel: Channel,
+    /// Attributes the coupon carries.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub attributes: Attributes,
+    /// Who is asking beyond the account, for guards.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub context: Context,
+}
+
+impl RedeemRequest {
+    /// A request without context or attributes.
+    pub fn new(code: PromoCode, user: UserId, channel: Channel) -> RedeemRequest {
+        RedeemRequest {
+            code,
+            user,
+            channel,
+            attributes: Attributes::new(),
+            context: Context::new(),
+        }
+    }
+
+    /// Who is asking (device, IP, payment account), for guards.
+    pub fn with_context(mut self, context: Context) -> RedeemRequest {
+        self.context = context;
+        self
+    }
+
+    /// Attributes the coupon carries.
+    pub fn with_attributes(mut self, attributes: Attributes) -> RedeemRequest {
+        self.attributes = attributes;
+        self
+    }
+}
+
+/// What a redeemed code gave.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(tag = "kind", rename_all = "snake_case")
+)]
+pub enum Redeemed {
+    /// A one-time code: its coupon, now in the account's wallet (`replayed` when the same
+    /// account redeemed it before).
+    Coupon(Claimed),
+    /// A shared promo code: nothing is stored for the account; apply the code at checkout
+    /// ([`LockRequest::codes`](crate::service::LockRequest::codes)), where its limits are counted.
+    PromoCode {
+        /// The code.
+        code: PromoCode,
+        /// Its template.
+        template: TemplateId,
+    },
+}
+
+/// What [`Service::register_codes`](crate::service::Service::register_codes) stored.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Registered {
+    /// Codes newly registered.
+    pub added: usize,
+    /// Codes already registered for the same template (a repeated registration).
+    pub already: usize,
+}
+
+/// What a conflict on each op of a claim's batch means.
+#[derive(Debug)]
+pub(crate) struct ClaimMeaning {
+    template: TemplateId,
+    user: UserId,
+    at: DateTime<Utc>,
+    stock: Option<u64>,
+    per_user: Option<u32>,
+    /// The claim guards, whose ops follow the coupon's.
+    guards: Vec<(GuardName, u64, Window)>,
+    /// Whether a conflict on the receipt answers from it (a claim) or reads again (a code:
+    /// another account's redemption won).
+    replays: bool,
+}
+
+impl ClaimMeaning {
+    fn record(&self, error: LifecycleError, refusal: Refusal) -> On {
+        let kind = EventKind::Refused {
+            user: self.user.clone(),
+            template: self.template.clone(),
+            refusal,
+        };
+        On::Record(error, Box::new(Event::new(self.at, kind)))
+    }
+}
+
+impl Meaning for ClaimMeaning {
+    fn on(&self, index: usize) -> On {
+        match (index, self.stock, self.per_user) {
+            (0, _, _) if self.replays => On::Replay,
+            (1, Some(stock), _) => self.record(
+                LifecycleError::OutOfStock {
+                    template: self.template.clone(),
+                    stock,
+                },
+                Refusal::OutOfStock,
+            ),
+            (2, _, Some(limit)) => self.record(
+                LifecycleError::ClaimLimitReached {
+                    template: self.template.clone(),
+                    user: self.user.clone(),
+                    limit,
+                },
+                Refusal::ClaimLimit,
+            ),
+            (3, _, _) => On::Collision,
+            _ => match index.checked_sub(4).and_then(|i| self.guards.get(i)) {
+                Some((guard, limit, window)) => self.record(
+                    LifecycleError::GuardHeld {
+                        guard: guard.clone(),
+                        limit: *limit,
+                        window: *window,
+                    },
+                    Refusal::Guard {
+                        guard: guard.to_string(),
+                    },
+                ),
+                None => On::Retry,
+            },
+        }
+    }
+}
+
+/// The head of a claim's batch (receipt, stock, per-user claims, coupon, guards) and what a
+/// conflict on it means; the caller adds its own ops and the `issued` event.
+fn claim_batch(
+    record: &TemplateRecord,
+    request: &ClaimRequest,
+    coupon: Coupon,
+    guards: Vec<Counted>,
+    extra: usize,
+    now: DateTime<Utc>,
+) -> (Batch, ClaimMeaning) {
+    let limits = *record.template.limits();
+    let mut batch = Batch {
+        ops: Vec::with_capacity(5 + extra + guards.len()),
+    };
+    batch
+        .push(Op::InsertReceipt {
+            key: op_key(OP_CLAIM, &request.key),
+            receipt: Receipt::Claimed {
+                coupon: coupon.id.clone(),
+            },
+        })
+        .push(Op::Count {
+            key: CounterKey::Issued(request.template.clone()),
+            delta: 1,
+            limit: limits.total_stock(),
+        })
+        .push(Op::Count {
+            key: CounterKey::UserClaims(request.template.clone(), request.user.clone()),
+            delta: 1,
+            limit: limits.per_user_claims().map(u64::from),
+        })
+        .push(Op::PutCoupon {
+            coupon,
+            expect: Expect::Absent,
+        });
+    // The ops go into the batch; what a refusal reports stays behind.
+    let guards = guards
+        .into_iter()
+        .map(|g| {
+            batch.push(g.op);
+            (g.guard, g.limit, g.window)
+        })
+        .collect();
+    let meaning = ClaimMeaning {
+        template: request.template.clone(),
+        user: request.user.clone(),
+        at: now,
+        stock: limits.total_stock(),
+        per_user: limits.per_user_claims(),
+        guards,
+        replays: true,
+    };
+    (batch, meaning)
+}
+
+/// The claim guards' counts for `request`.
+fn claim_guards(
+    guards: &[Guard],
+    request: &ClaimRequest,
+    now: DateTime<Utc>,
+) -> Result<Vec<Counted>, Denied> {
+    if guards.is_empty() {
+        return Ok(Vec::new());
+    }
+    let templates = [request.template.clone()];
+    let asking = Asking {
+        user: &request.user,
+        channel: &request.channel,
+        templates: &templates,
+        context: &request.context,
+    };
+    Ok(guard::counts(guards, Action::Claim, &asking, now)?)
+}
+
+/// Pure: issue one coupon of `record` (in `campaign`) for `request`, its id salted by `salt`.
+/// The plan's batch holds the coupon; [`issued`] takes it back once applied.
+///
+/// # Errors
+/// [`Coupon::issue`]'s refusals; a guard's missing context.
+pub(crate) fn plan_claim(
+    record: &TemplateRecord,
+    campaign: Option<&Campaign>,
+    request: &ClaimRequest,
+    guards: &[Guard],
+    salt: u32,
+    now: DateTime<Utc>,
+) -> Result<Plan<(), ClaimMeaning>, Denied> {
+    let id = coupon_id(&request.template, &request.key, salt);
+    let coupon = Coupon::issue(record, campaign, request, id, now)?;
+    let issued = EventKind::Issued {
+        coupon: CouponFacts::of(&coupon),
+        mode: coupon.mode,
+    };
+    let guards = claim_guards(guards, request, now)?;
+    let (mut batch, meaning) = claim_batch(record, request, coupon, guards, 0, now);
+    emit(&mut batch, now, issued);
+    Ok(Plan {
+        batch,
+        meaning,
+        answer: (),
+    })
+}
+
+/// The coupon an applied claim's batch stored.
+pub(crate) fn issued(mut batch: Batch) -> Option<Claimed> {
+    batch.ops.truncate(4);
+    match batch.ops.pop() {
+        Some(Op::PutCoupon { coupon, .. }) => Some(Claimed {
+            coupon,
+            replayed: false,
+        }),
+        _ => None,
+    }
+}
+
+/// Whether the coupon a claim's receipt names answers `request`: the stored coupon records
+/// the request that issued it, so the same key with another user, template, channel,
+/// campaign, mode or attributes is a reuse.
+pub(crate) fn same_claim(coupon: &Coupon, request: &ClaimRequest) -> bool {
+    coupon.owner == request.user
+        && coupon.template == request.template
+        && coupon.channel == request.channel
+        && coupon.campaign == request.campaign
+        && coupon.mode == request.mode
+        && coupon.attributes == request.attributes
+}
+
+/// The coupon a claim's receipt names, if it is a claim's.
+pub(crate) fn claimed(receipt: Receipt) -> Option<CouponId> {
+    match receipt {
+        Receipt::Claimed { coupon } => Some(coupon),
+        _ => None,
+    }
+}
+
+/// The claim a one-time code's redemption makes: the code's key, for every account.
+pub(crate) fn code_claim(template: TemplateId, request: &RedeemRequest) -> ClaimRequest {
+    ClaimRequest::new(
+        template,
+        request.user.clone(),
+        request.channel.clone(),
+        ClaimMode::Click,
+        code_key(&request.code),
+    )
+    .with_attributes(request.attributes.clone())
+    .with_context(request.context.clone())
+}
+
+/// The receipt keys a code's lookup reads: its redemption, then the code itself — both,
+/// always, so an unknown code and another account's code cost the same reads.
+pub(crate) fn lookup_keys(code: &PromoCode) -> [ReceiptKey; 2] {
+    [
+        op_key(OP_CODE_REDEEM, &code_key(code)),
+        ReceiptKey::Code(code.clone()),
+    ]
+}
+
+/// What a code's lookup found.
+pub(crate) enum Found {
+    /// This account redeemed it: its coupon.
+    Mine(CouponId),
+    /// A shared promo code, for the checkout.
+    Shared(TemplateId),
+    /// A one-time code nobody redeemed yet, of this template.
+    Free(TemplateId),
+}
+
+/// Pure: what the two receipts of [`lookup_keys`] say about `request`'s code.
+///
+/// # Errors
+/// [`LifecycleError::UnknownCode`] when the code does not exist or another account redeemed
+/// it.
+pub(crate) fn found(
+    request: &RedeemRequest,
+    redeemed: Option<Receipt>,
+    registered: Option<Receipt>,
+) -> Result<Found, LifecycleError> {
+    match redeemed {
+        Some(Receipt::CodeRedeemed { user, coupon, .. }) if user == request.user => {
+            return Ok(Found::Mine(coupon));
+        }
+        Some(_) => return Err(unknown(&request.code)),
+        None => {}
+    }
+    match registered {
+        Some(Receipt::OneTimeCode { template }) => Ok(Found::Free(template)),
+        Some(Receipt::Code { template }) => Ok(Found::Shared(template)),
+        _ => Err(unknown(&request.code)),
+    }
+}
+
+/// The refusal for a code that does not exist, or is another account's.
+pub(crate) fn unknown(code: &PromoCode) -> LifecycleError {
+    LifecycleError::UnknownCode { code: code.clone() }
+}
+
+/// Pure: redeem a free one-time code of `record` for `request` as the claim `claim` (see
+/// [`code_claim`]), giving back the counted `attempts` in the same batch.
+///
+/// # Errors
+/// As [`plan_claim`].
+pub(crate) fn plan_redeem(
+    record: &TemplateRecord,
+    claim: &ClaimRequest,
+    attempts: &[Counted],
+    guards: &[Guard],
+    salt: u32,
+    now: DateTime<Utc>,
+) -> Result<Plan<Redeemed, ClaimMeaning>, Denied> {
+    let template = claim.template.clone();
+    let id = coupon_id(&template, &claim.key, salt);
+    let coupon = Coupon::issue(record, None, claim, id, now)?;
+    let templates = [template.clone()];
+    let asking = Asking {
+        user: &claim.user,
+        channel: &claim.channel,
+        templates: &templates,
+        context: &claim.context,
+    };
+    let counted = guard::counts(guards, Action::Claim, &asking, now)?;
+    let issued = EventKind::Issued {
+        coupon: CouponFacts::of(&coupon),
+        mode: coupon.mode,
+    };
+    let receipt = Receipt::CodeRedeemed {
+        template,
+        user: claim.user.clone(),
+        coupon: coupon.id.clone(),
+    };
+    let answer = Redeemed::Coupon(Claimed {
+        coupon: coupon.clone(),
+        replayed: false,
+    });
+    let extra = 2 + attempts.len();
+    let (mut batch, mut meaning) = claim_batch(record, claim, coupon, counted, extra, now);
+    // Another redemption of the code won (its claim receipt or this one): read who owns it.
+    meaning.replays = false;
+    batch.push(Op::InsertReceipt {
+        key: op_key(OP_CODE_REDEEM, &claim.key),
+        receipt,
+    });
+    for op in give_back_ops(attempts) {
+        batch.push(op);
+    }
+    emit(&mut batch, now, issued);
+    Ok(Plan {
+        batch,
+        meaning,
+        answer,
+    })
+}
+
+/// Pure: count one code attempt against every attempt guard, refusing (and recording the
+/// refusal) when one holds its limit; `None` without attempt guards.
+pub(crate) fn plan_attempt(
+    request: &RedeemRequest,
+    attempts: &[Counted],
+    now: DateTime<Utc>,
+) -> Option<Plan<()>> {
+    if attempts.is_empty() {
+        return None;
+    }
+    let mut plan = Plan::new(());
+    for g in attempts {
+        let kind = EventKind::Refused {
+            user: request.user.clone(),
+            template: TemplateId::trusted(CODE_ENTRY),
+            refusal: Refusal::Guard {
+                guard: g.guard.to_string(),
+            },
+        };
+        let error = LifecycleError::GuardHeld {
+            guard: g.guard.clone(),
+            limit: g.limit,
+            window: g.window,
+        };
+        plan.push(
+            g.op.clone(),
+            On::Record(error, Box::new(Event::new(now, kind))),
+        );
+    }
+    Some(plan)
+}
+
+/// The ops that give an attempt back: the same buckets, minus one.
+pub(crate) fn give_back_ops(attempts: &[Counted]) -> impl Iterator<Item = Op> + '_ {
+    attempts.iter().filter_map(|g| match &g.op {
+        Op::CountWindow {
+            guard,
+            subject,
+            bucket,
+            span,
+            limit,
+            ..
+        } => Some(Op::CountWindow {
+            guard: guard.clone(),
+            subject: subject.clone(),
+            bucket: *bucket,
+            span: *span,
+            delta: -1,
+            limit: *limit,
+        }),
+        _ => None,
+    })
+}
+
+/// Pure: the batch registering `codes` as one-time codes of `template`; every conflict reads
+/// again ([`free_codes`]).
+pub(crate) fn plan_register(template: &TemplateId, codes: &[PromoCode]) -> Plan<usize> {
+    let mut plan = Plan::new(codes.len());
+    for c in codes {
+        plan.push(
+            Op::InsertReceipt {
+                key: ReceiptKey::Code(c.clone()),
+                receipt: Receipt::OneTimeCode {
+                    template: template.clone(),
+                },
+            },
+            On::Retry,
+        );
+    }
+    plan
+}
+
+/// Pure: after a registration conflicted, the codes still free, from each code's receipt;
+/// those already registered for `template` are counted in `already`.
+///
+/// # Errors
+/// [`LifecycleError::CodeTaken`] for a code another template owns;
+/// [`Denied::Inconsistent`] for a code key holding another kind of receipt.
+pub(crate) fn free_codes(
+    template: &TemplateId,
+    codes: Vec<(PromoCode, Option<Receipt>)>,
+    already: &mut usize,
+) -> Result<Vec<PromoCode>, Denied> {
+    let mut free = Vec::with_capacity(codes.len());
+    for (code, receipt) in codes {
+        match receipt {
+            None => free.push(code),
+            Some(Receipt::OneTimeCode { template: t }) if &t == template => *already += 1,
+            Some(Receipt::OneTimeCode { template: owner } | Receipt::Code { template: owner }) => {
+                return Err(LifecycleError::CodeTaken {
+                    code,
+                    template: owner,
+                }
+                .into());
+            }
+            Some(_) => return Err(Denied::Inconsistent("register codes")),
+        }
+    }
+    Ok(free)
+}

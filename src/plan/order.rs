@@ -1,0 +1,477 @@
+//! Order steps: pay, cancel (release), complete, refund, and voiding a coupon.
+//!
+//! Each plan takes the order record and its coupons as read at one order version
+//! ([`View`]), the acting party and `now`; the order's own transitions
+//! ([`Order::pay`], [`Order::refund`]…) decide what is allowed.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Duration, Utc};
+
+use super::{OP_CANCEL, OP_COMPLETE, OP_PAY, OP_REFUND, On, Plan, Step, key_reused};
+use crate::events::{CouponFacts, EventKind};
+use crate::id::{CouponId, IdempotencyKey, OrderId, TemplateId, UserId};
+use crate::lifecycle::{
+    Actor, Coupon, CouponState, LifecycleError, Order, OrderAction, OrderRefund, OrderState,
+    RefundRequest, ReleaseCause,
+};
+use crate::repository::{CounterKey, Expect, Op, Receipt, ReceiptKey, Versioned};
+use crate::rule::RefundPolicy;
+
+/// An order paid, cancelled or completed (or the first outcome of a repeated request).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Settlement {
+    /// The order.
+    pub order: OrderId,
+    /// The coupons redeemed (pay), given back (cancel: Available, or Expired past their
+    /// validity) or used (complete).
+    pub coupons: Vec<CouponId>,
+    /// The order's state now.
+    pub state: OrderState,
+    /// Whether the order was already where the request leads (this request's earlier
+    /// attempt, or another request, got it there).
+    pub replayed: bool,
+}
+
+/// A paid order refunded, in part or in whole.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Refunded {
+    /// The order.
+    pub order: OrderId,
+    /// The refund as recorded in the order: the amounts paid back and the discount given back.
+    pub refund: OrderRefund,
+    /// Coupons this refund returned to the wallet (Available, or Expired past their validity).
+    pub returned: Vec<CouponId>,
+    /// Coupons this refund voided.
+    pub voided: Vec<CouponId>,
+    /// The order's state now (`refunded` once nothing is left).
+    pub state: OrderState,
+    /// Whether this repeated an earlier refund with the same key.
+    pub replayed: bool,
+}
+
+/// What a [`sweep`](crate::service::Service::sweep) did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Swept {
+    /// Available coupons marked Expired.
+    pub expired: Vec<CouponId>,
+    /// Unpaid orders whose hold ran out, released.
+    pub released: Vec<OrderId>,
+}
+
+impl Swept {
+    /// Whether nothing was due.
+    pub fn is_empty(&self) -> bool {
+        self.expired.is_empty() && self.released.is_empty()
+    }
+}
+
+/// An order record and its coupons, as read.
+pub(crate) struct View {
+    pub(crate) order: Versioned<Order>,
+    pub(crate) coupons: Vec<Versioned<Coupon>>,
+}
+
+/// A fingerprint of an order step: who acted and what was asked, in the fixed text form of
+/// [`text::step`](super::text::step).
+pub(crate) fn fingerprint(step: &str, by: &Actor, refund: Option<&RefundRequest>) -> u64 {
+    super::text::step(step, by, refund).fingerprint()
+}
+
+fn step_receipt(order: &OrderId, step: &str, fingerprint: u64, refund: Option<usize>) -> Receipt {
+    Receipt::OrderStep {
+        order: order.clone(),
+        step: step.to_owned(),
+        fingerprint,
+        refund,
+    }
+}
+
+/// The head of an order step's plan: its receipt (when it has a key) and the order record.
+fn head<T>(answer: T, key: Option<(&ReceiptKey, Receipt)>, order: &Order, version: u64) -> Plan<T> {
+    let mut plan = Plan::new(answer);
+    if let Some((key, receipt)) = key {
+        plan.push(
+            Op::InsertReceipt {
+                key: key.clone(),
+                receipt,
+            },
+            On::Replay,
+        );
+    }
+    plan.push(
+        Op::PutOrder {
+            order: Box::new(order.clone()),
+            expect: Expect::Version(version),
+        },
+        On::Retry,
+    );
+    plan
+}
+
+/// Gives back the use a returned coupon counted.
+fn give_back_uses<T>(plan: &mut Plan<T>, uses: BTreeMap<(TemplateId, UserId), i64>) {
+    for ((t, u), delta) in uses {
+        plan.push(
+            Op::Count {
+                key: CounterKey::UserUses(t, u),
+                delta,
+                limit: None,
+            },
+            On::Retry,
+        );
+    }
+}
+
+/// Pure: pay the order read in `view`.
+pub(crate) fn plan_pay(
+    view: &View,
+    by: &Actor,
+    key: &ReceiptKey,
+    fp: u64,
+    now: DateTime<Utc>,
+    tolerance: Duration,
+) -> Result<Step<Settlement>, LifecycleError> {
+    let order = &view.order.value;
+    by.check(OrderAction::Pay, &order.buyer, order.id.as_str())?;
+    if order.is_paid() || matches!(order.state, OrderState::Refunded { .. }) {
+        return Ok(Step::Done(settlement(order, true)));
+    }
+    let next = order.pay(by, now, tolerance)?;
+    let at = next.updated_at;
+    let receipt = step_receipt(&order.id, OP_PAY, fp, None);
+    let mut plan = head(
+        settlement(&next, false),
+        Some((key, receipt)),
+        &next,
+        view.order.version,
+    );
+    plan.push(
+        Op::Hold {
+            order: order.id.clone(),
+            until: None,
+        },
+        On::Retry,
+    );
+    for c in &view.coupons {
+        let used = c.value.redeem(&order.id, at)?;
+        let saving = order
+            .quote
+            .applied
+            .iter()
+            .find(|a| matches!(&a.offer, crate::checkout::OfferId::Coupon(id) if id == &used.id))
+            .map_or_else(
+                || crate::money::Money::zero(order.quote.currency),
+                |a| a.saving,
+            );
+        plan.emit(
+            at,
+            EventKind::Redeemed {
+                coupon: CouponFacts::of(&used),
+                order: order.id.clone(),
+                saving,
+            },
+        );
+        plan.push(
+            Op::PutCoupon {
+                coupon: used,
+                expect: Expect::Version(c.version),
+            },
+            On::Retry,
+        );
+    }
+    plan.emit(
+        at,
+        EventKind::OrderPaid {
+            order: order.id.clone(),
+            user: order.buyer.clone(),
+            gross: order.quote.total_before,
+            discount: order.quote.saving,
+            coupons: u32::try_from(order.coupons.len()).unwrap_or(u32::MAX),
+        },
+    );
+    Ok(Step::Commit(plan))
+}
+
+/// Pure: release the unpaid order read in `view` (cancelled, or its hold ran out).
+pub(crate) fn plan_release(
+    view: &View,
+    by: &Actor,
+    cause: ReleaseCause,
+    key: Option<(&ReceiptKey, u64)>,
+    now: DateTime<Utc>,
+    tolerance: Duration,
+) -> Result<Step<Settlement>, LifecycleError> {
+    let order = &view.order.value;
+    by.check(OrderAction::Cancel, &order.buyer, order.id.as_str())?;
+    if matches!(order.state, OrderState::Released { .. }) {
+        return Ok(Step::Done(settlement(order, true)));
+    }
+    let next = order.release(by, cause, now, tolerance)?;
+    let at = next.updated_at;
+    let key = key.map(|(k, fp)| (k, step_receipt(&order.id, OP_CANCEL, fp, None)));
+    let mut plan = head(settlement(&next, false), key, &next, view.order.version);
+    plan.push(
+        Op::Hold {
+            order: order.id.clone(),
+            until: None,
+        },
+        On::Retry,
+    );
+    let mut uses = BTreeMap::new();
+    for c in &view.coupons {
+        let back = c.value.release(&order.id, at)?;
+        *uses
+            .entry((back.template.clone(), back.owner.clone()))
+            .or_insert(0) -= 1;
+        plan.emit(
+            at,
+            EventKind::Released {
+                coupon: CouponFacts::of(&back),
+                order: order.id.clone(),
+            },
+        );
+        plan.push(
+            Op::PutCoupon {
+                coupon: back,
+                expect: Expect::Version(c.version),
+            },
+            On::Retry,
+        );
+    }
+    give_back_uses(&mut plan, uses);
+    for t in &order.code_templates {
+        for key in [
+            CounterKey::CodeUses(t.clone()),
+            CounterKey::CodeUserUses(t.clone(), order.buyer.clone()),
+        ] {
+            plan.push(
+                Op::Count {
+                    key,
+                    delta: -1,
+                    limit: None,
+                },
+                On::Retry,
+            );
+        }
+    }
+    plan.emit(
+        at,
+        EventKind::OrderReleased {
+            order: order.id.clone(),
+            user: order.buyer.clone(),
+        },
+    );
+    Ok(Step::Commit(plan))
+}
+
+/// Pure: mark the paid order read in `view` completed.
+pub(crate) fn plan_complete(
+    view: &View,
+    by: &Actor,
+    key: &ReceiptKey,
+    fp: u64,
+    now: DateTime<Utc>,
+    tolerance: Duration,
+) -> Result<Step<Settlement>, LifecycleError> {
+    let order = &view.order.value;
+    by.check(OrderAction::Complete, &order.buyer, order.id.as_str())?;
+    if matches!(order.state, OrderState::Completed { .. }) {
+        return Ok(Step::Done(settlement(order, true)));
+    }
+    let next = order.complete(by, now, tolerance)?;
+    let receipt = step_receipt(&order.id, OP_COMPLETE, fp, None);
+    Ok(Step::Commit(head(
+        settlement(&next, false),
+        Some((key, receipt)),
+        &next,
+        view.order.version,
+    )))
+}
+
+/// Pure: refund what `request` names of the order read in `view`; `policies` holds the
+/// refund policy of each of its coupons' templates.
+pub(crate) fn plan_refund(
+    view: &View,
+    policies: &HashMap<TemplateId, RefundPolicy>,
+    by: &Actor,
+    request: &RefundRequest,
+    (key, fp): (&ReceiptKey, u64),
+    now: DateTime<Utc>,
+    tolerance: Duration,
+) -> Result<Step<Refunded>, LifecycleError> {
+    let order = &view.order.value;
+    let coupons: HashMap<&CouponId, &Versioned<Coupon>> =
+        view.coupons.iter().map(|c| (&c.value.id, c)).collect();
+    let returns = |id: &CouponId| {
+        coupons.get(id).is_some_and(|c| {
+            let policy = policies.get(&c.value.template).copied().unwrap_or_default();
+            request.kind.returns_coupon(&policy)
+        })
+    };
+    let (next, refund) = order.refund(by, request, now, tolerance, &returns)?;
+    let at = refund.at;
+    let index = next.refunds.len().saturating_sub(1);
+    let receipt = step_receipt(&order.id, OP_REFUND, fp, Some(index));
+    let answer = Refunded {
+        order: order.id.clone(),
+        returned: refund.returned.clone(),
+        voided: refund.voided.clone(),
+        state: next.state.clone(),
+        refund: refund.clone(),
+        replayed: false,
+    };
+    let mut plan = head(answer, Some((key, receipt)), &next, view.order.version);
+    let mut uses = BTreeMap::new();
+    for id in refund.returned.iter().chain(&refund.voided) {
+        let Some(c) = coupons.get(id) else { continue };
+        let policy = policies.get(&c.value.template).copied().unwrap_or_default();
+        let after = c.value.refund(&order.id, request.kind, &policy, at)?;
+        let returned = !matches!(after.state, CouponState::Voided { .. });
+        if returned {
+            *uses
+                .entry((after.template.clone(), after.owner.clone()))
+                .or_insert(0) -= 1;
+        }
+        plan.emit(
+            at,
+            EventKind::Refunded {
+                coupon: CouponFacts::of(&after),
+                order: order.id.clone(),
+                returned,
+            },
+        );
+        plan.push(
+            Op::PutCoupon {
+                coupon: after,
+                expect: Expect::Version(c.version),
+            },
+            On::Retry,
+        );
+    }
+    give_back_uses(&mut plan, uses);
+    plan.emit(
+        at,
+        EventKind::OrderRefunded {
+            order: order.id.clone(),
+            user: order.buyer.clone(),
+            by_merchant: matches!(request.kind, crate::lifecycle::RefundKind::Merchant),
+            amount: refund.amount,
+            discount: refund.discount,
+            whole: matches!(next.state, OrderState::Refunded { .. }),
+        },
+    );
+    Ok(Step::Commit(plan))
+}
+
+pub(crate) fn settlement(order: &Order, replayed: bool) -> Settlement {
+    Settlement {
+        order: order.id.clone(),
+        coupons: order.coupons.clone(),
+        state: order.state.clone(),
+        replayed,
+    }
+}
+
+/// What the receipt under an order step's key says: `None` when there is none, the refund's
+/// index (for a refund) when it is this request's, [`LifecycleError::KeyReused`] when the key
+/// was used for another request.
+///
+/// # Errors
+/// [`LifecycleError::KeyReused`].
+pub(crate) fn replayed_step(
+    receipt: Option<Receipt>,
+    key: &IdempotencyKey,
+    operation: &'static str,
+    order: &OrderId,
+    fp: u64,
+) -> Result<Option<Option<usize>>, LifecycleError> {
+    match receipt {
+        None => Ok(None),
+        Some(Receipt::OrderStep {
+            order: o,
+            step,
+            fingerprint,
+            refund,
+        }) if &o == order && step == operation && fingerprint == fp => Ok(Some(refund)),
+        Some(_) => Err(key_reused(key, operation)),
+    }
+}
+
+/// The answer to a replayed refund: refund `index` of the order as it is now.
+pub(crate) fn refunded(order: &Order, index: usize) -> Option<Refunded> {
+    let refund = order.refunds.get(index).cloned()?;
+    Some(Refunded {
+        order: order.id.clone(),
+        returned: refund.returned.clone(),
+        voided: refund.voided.clone(),
+        refund,
+        state: order.state.clone(),
+        replayed: true,
+    })
+}
+
+/// Pure: void the coupon read (`coupon` at `version`) for `by`.
+///
+/// # Errors
+/// [`LifecycleError::NotPermitted`], [`LifecycleError::ClockBehind`],
+/// [`LifecycleError::IllegalCouponTransition`].
+pub(crate) fn plan_void(
+    c: &Versioned<Coupon>,
+    by: &Actor,
+    key: &ReceiptKey,
+    now: DateTime<Utc>,
+    tolerance: Duration,
+) -> Result<Step<Coupon>, LifecycleError> {
+    let coupon = &c.value.id;
+    by.check(OrderAction::Void, &c.value.owner, coupon.as_str())?;
+    let at = crate::lifecycle::clock(coupon.as_str(), c.value.claimed_at, now, tolerance)?;
+    let next = c.value.void(at)?;
+    let mut plan = Plan::new(next.clone());
+    plan.push(
+        Op::InsertReceipt {
+            key: key.clone(),
+            receipt: Receipt::Voided {
+                coupon: coupon.clone(),
+            },
+        },
+        On::Replay,
+    );
+    plan.emit(
+        at,
+        EventKind::Voided {
+            coupon: CouponFacts::of(&next),
+        },
+    );
+    plan.push(
+        Op::PutCoupon {
+            coupon: next,
+            expect: Expect::Version(c.version),
+        },
+        On::Retry,
+    );
+    Ok(Step::Commit(plan))
+}
+
+/// Pure: expire the Available coupon read, or `None` when it is not due.
+pub(crate) fn plan_expire(c: &Versioned<Coupon>, now: DateTime<Utc>) -> Option<Plan<()>> {
+    let next = c.value.expire(now).ok()?;
+    let mut plan = Plan::new(());
+    plan.emit(
+        now,
+        EventKind::Expired {
+            coupon: CouponFacts::of(&next),
+        },
+    );
+    plan.push(
+        Op::PutCoupon {
+            coupon: next,
+            expect: Expect::Version(c.version),
+        },
+        On::Retry,
+    );
+    Some(plan)
+}

@@ -1,0 +1,203 @@
+//! Template and campaign transitions: create, submit, approve, reject, activate, pause,
+//! resume, retire; create a campaign, switch it online or offline.
+//!
+//! A creation is tried blind first (nothing read: the batch inserts only if absent); after a
+//! conflict the plan is made again from the record (and, for a promo-code template, the code's
+//! owner) as read.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use super::{Denied, On, Plan, Step};
+use crate::events::EventKind;
+use crate::lifecycle::{Campaign, LifecycleError, TemplateRecord, TemplateStatus};
+use crate::repository::{Expect, Op, Receipt, ReceiptKey, Versioned};
+use crate::rule::{Distribution, PromoCode, Template};
+
+/// A promo-code template's code, total limit and per-user limit.
+pub(crate) fn code_of(template: &Template) -> Option<(&PromoCode, Option<u64>, Option<u32>)> {
+    match template.distribution() {
+        Distribution::PromoCode {
+            code,
+            max_redemptions,
+            per_user,
+        } => Some((
+            code,
+            max_redemptions.map(|n| n.get()),
+            per_user.map(|n| n.get()),
+        )),
+        _ => None,
+    }
+}
+
+/// What a template's creation read after a conflict: the record under its id, and the
+/// receipt of its code.
+#[derive(Debug, Default)]
+pub(crate) struct Existing {
+    pub(crate) record: Option<Arc<TemplateRecord>>,
+    pub(crate) code: Option<Receipt>,
+}
+
+/// Pure: store `template` as a Draft (and reserve its code), or answer the record already
+/// there. `existing` is `None` on the first, blind attempt.
+///
+/// # Errors
+/// [`LifecycleError::TemplateExists`] when the id holds other rules;
+/// [`LifecycleError::CodeTaken`] when another template owns the code.
+pub(crate) fn plan_create_template(
+    template: &Arc<Template>,
+    existing: Option<Existing>,
+    now: DateTime<Utc>,
+) -> Result<Step<Arc<TemplateRecord>>, Denied> {
+    let id = template.id();
+    let code = code_of(template).map(|(c, _, _)| c);
+    if let Some(existing) = existing {
+        if let Some(record) = existing.record {
+            if record.template == *template {
+                return Ok(Step::Done(record));
+            }
+            return Err(LifecycleError::TemplateExists {
+                template: id.clone(),
+            }
+            .into());
+        }
+        match (code, existing.code) {
+            (_, None) => {}
+            (Some(c), Some(Receipt::Code { template } | Receipt::OneTimeCode { template })) => {
+                return Err(LifecycleError::CodeTaken {
+                    code: c.clone(),
+                    template,
+                }
+                .into());
+            }
+            _ => return Err(Denied::Inconsistent("create template")),
+        }
+    }
+    let record = Arc::new(TemplateRecord::draft(Arc::clone(template)));
+    let mut plan = Plan::new(Arc::clone(&record));
+    plan.push(
+        Op::PutTemplate {
+            record: Arc::clone(&record),
+            expect: Expect::Absent,
+        },
+        On::Retry,
+    );
+    if let Some(code) = code {
+        plan.push(
+            Op::InsertReceipt {
+                key: ReceiptKey::Code(code.clone()),
+                receipt: Receipt::Code {
+                    template: id.clone(),
+                },
+            },
+            On::Retry,
+        );
+    }
+    plan.emit(
+        now,
+        EventKind::TemplateChanged {
+            template: id.clone(),
+            status: record.status.clone(),
+        },
+    );
+    Ok(Step::Commit(plan))
+}
+
+/// Pure: move the template read to `step`'s next status, or answer it when it is already
+/// `done`.
+///
+/// # Errors
+/// `step`'s refusal ([`LifecycleError::IllegalTemplateTransition`]).
+pub(crate) fn plan_transition(
+    current: &Versioned<Arc<TemplateRecord>>,
+    done: impl Fn(&TemplateStatus) -> bool,
+    step: impl Fn(&TemplateRecord) -> Result<TemplateRecord, LifecycleError>,
+    now: DateTime<Utc>,
+) -> Result<Step<Arc<TemplateRecord>>, LifecycleError> {
+    if done(&current.value.status) {
+        return Ok(Step::Done(Arc::clone(&current.value)));
+    }
+    let next = Arc::new(step(&current.value)?);
+    let mut plan = Plan::new(Arc::clone(&next));
+    plan.push(
+        Op::PutTemplate {
+            record: Arc::clone(&next),
+            expect: Expect::Version(current.version),
+        },
+        On::Retry,
+    );
+    plan.emit(
+        now,
+        EventKind::TemplateChanged {
+            template: next.id().clone(),
+            status: next.status.clone(),
+        },
+    );
+    Ok(Step::Commit(plan))
+}
+
+/// Pure: store `campaign`, or answer the one already there. `existing` is `None` on the
+/// first, blind attempt, then the campaign read under its id.
+///
+/// # Errors
+/// [`LifecycleError::CampaignExists`] when the id holds another campaign.
+pub(crate) fn plan_create_campaign(
+    campaign: &Campaign,
+    existing: Option<Option<Campaign>>,
+    now: DateTime<Utc>,
+) -> Result<Step<Campaign>, LifecycleError> {
+    match existing {
+        Some(Some(existing)) if existing == *campaign => return Ok(Step::Done(existing)),
+        Some(Some(_)) => {
+            return Err(LifecycleError::CampaignExists {
+                campaign: campaign.id.clone(),
+            });
+        }
+        Some(None) | None => {}
+    }
+    let mut plan = Plan::new(campaign.clone());
+    plan.push(
+        Op::PutCampaign {
+            campaign: campaign.clone(),
+            expect: Expect::Absent,
+        },
+        On::Retry,
+    );
+    plan.emit(
+        now,
+        EventKind::CampaignChanged {
+            campaign: campaign.id.clone(),
+            online: campaign.online,
+        },
+    );
+    Ok(Step::Commit(plan))
+}
+
+/// Pure: switch the campaign read online or offline (nothing to do when it already is).
+pub(crate) fn plan_switch(
+    current: &Versioned<Campaign>,
+    online: bool,
+    now: DateTime<Utc>,
+) -> Step<Campaign> {
+    if current.value.online == online {
+        return Step::Done(current.value.clone());
+    }
+    let next = current.value.switch(online);
+    let mut plan = Plan::new(next.clone());
+    plan.push(
+        Op::PutCampaign {
+            campaign: next,
+            expect: Expect::Version(current.version),
+        },
+        On::Retry,
+    );
+    plan.emit(
+        now,
+        EventKind::CampaignChanged {
+            campaign: current.value.id.clone(),
+            online,
+        },
+    );
+    Step::Commit(plan)
+}
