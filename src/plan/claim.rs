@@ -6,6 +6,8 @@
 //! is [`ClaimMeaning`], computed only when a conflict happens: the claim's hot path builds no
 //! list of meanings.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
 
 use super::ids::{code_key, coupon_id};
@@ -112,9 +114,9 @@ pub struct Registered {
 
 /// What a conflict on each op of a claim's batch means.
 #[derive(Debug)]
-pub(crate) struct ClaimMeaning {
-    template: TemplateId,
-    user: UserId,
+pub(crate) struct ClaimMeaning<'a> {
+    template: Cow<'a, TemplateId>,
+    user: Cow<'a, UserId>,
     at: DateTime<Utc>,
     stock: Option<u64>,
     per_user: Option<u32>,
@@ -125,32 +127,45 @@ pub(crate) struct ClaimMeaning {
     replays: bool,
 }
 
-impl ClaimMeaning {
+impl ClaimMeaning<'_> {
+    /// The same meaning, owning the ids it names.
+    fn owned(self) -> ClaimMeaning<'static> {
+        ClaimMeaning {
+            template: Cow::Owned(self.template.into_owned()),
+            user: Cow::Owned(self.user.into_owned()),
+            at: self.at,
+            stock: self.stock,
+            per_user: self.per_user,
+            guards: self.guards,
+            replays: self.replays,
+        }
+    }
+
     fn record(&self, error: LifecycleError, refusal: Refusal) -> On {
         let kind = EventKind::Refused {
-            user: self.user.clone(),
-            template: self.template.clone(),
+            user: self.user.clone().into_owned(),
+            template: self.template.clone().into_owned(),
             refusal,
         };
         On::Record(error, Box::new(Event::new(self.at, kind)))
     }
 }
 
-impl Meaning for ClaimMeaning {
+impl Meaning for ClaimMeaning<'_> {
     fn on(&self, index: usize) -> On {
         match (index, self.stock, self.per_user) {
             (0, _, _) if self.replays => On::Replay,
             (1, Some(stock), _) => self.record(
                 LifecycleError::OutOfStock {
-                    template: self.template.clone(),
+                    template: self.template.clone().into_owned(),
                     stock,
                 },
                 Refusal::OutOfStock,
             ),
             (2, _, Some(limit)) => self.record(
                 LifecycleError::ClaimLimitReached {
-                    template: self.template.clone(),
-                    user: self.user.clone(),
+                    template: self.template.clone().into_owned(),
+                    user: self.user.clone().into_owned(),
                     limit,
                 },
                 Refusal::ClaimLimit,
@@ -175,50 +190,50 @@ impl Meaning for ClaimMeaning {
 
 /// The head of a claim's batch (receipt, stock, per-user claims, coupon, guards) and what a
 /// conflict on it means; the caller adds its own ops and the `issued` event.
-fn claim_batch(
+#[inline(always)]
+fn claim_batch<'a>(
     record: &TemplateRecord,
-    request: &ClaimRequest,
+    request: &'a ClaimRequest,
     coupon: Coupon,
     guards: Vec<Counted>,
     extra: usize,
     now: DateTime<Utc>,
-) -> (Batch, ClaimMeaning) {
+) -> (Batch, ClaimMeaning<'a>) {
     let limits = *record.template.limits();
-    let mut batch = Batch {
-        ops: Vec::with_capacity(5 + extra + guards.len()),
-    };
-    batch
-        .push(Op::InsertReceipt {
-            key: op_key(OP_CLAIM, &request.key),
-            receipt: Receipt::Claimed {
-                coupon: coupon.id.clone(),
-            },
-        })
-        .push(Op::Count {
-            key: CounterKey::Issued(request.template.clone()),
-            delta: 1,
-            limit: limits.total_stock(),
-        })
-        .push(Op::Count {
-            key: CounterKey::UserClaims(request.template.clone(), request.user.clone()),
-            delta: 1,
-            limit: limits.per_user_claims().map(u64::from),
-        })
-        .push(Op::PutCoupon {
-            coupon,
-            expect: Expect::Absent,
-        });
+    // Pushed onto the ops directly: each op is built in place (the claim's hot path).
+    let mut ops = Vec::with_capacity(5 + extra + guards.len());
+    ops.push(Op::InsertReceipt {
+        key: op_key(OP_CLAIM, &request.key),
+        receipt: Receipt::Claimed {
+            coupon: coupon.id.clone(),
+        },
+    });
+    ops.push(Op::Count {
+        key: CounterKey::Issued(request.template.clone()),
+        delta: 1,
+        limit: limits.total_stock(),
+    });
+    ops.push(Op::Count {
+        key: CounterKey::UserClaims(request.template.clone(), request.user.clone()),
+        delta: 1,
+        limit: limits.per_user_claims().map(u64::from),
+    });
+    ops.push(Op::PutCoupon {
+        coupon,
+        expect: Expect::Absent,
+    });
+    let mut batch = Batch { ops };
     // The ops go into the batch; what a refusal reports stays behind.
     let guards = guards
         .into_iter()
         .map(|g| {
-            batch.push(g.op);
+            batch.ops.push(g.op);
             (g.guard, g.limit, g.window)
         })
         .collect();
     let meaning = ClaimMeaning {
-        template: request.template.clone(),
-        user: request.user.clone(),
+        template: Cow::Borrowed(&request.template),
+        user: Cow::Borrowed(&request.user),
         at: now,
         stock: limits.total_stock(),
         per_user: limits.per_user_claims(),
@@ -229,6 +244,7 @@ fn claim_batch(
 }
 
 /// The claim guards' counts for `request`.
+#[inline(always)]
 fn claim_guards(
     guards: &[Guard],
     request: &ClaimRequest,
@@ -252,14 +268,15 @@ fn claim_guards(
 ///
 /// # Errors
 /// [`Coupon::issue`]'s refusals; a guard's missing context.
-pub(crate) fn plan_claim(
+#[inline]
+pub(crate) fn plan_claim<'a>(
     record: &TemplateRecord,
     campaign: Option<&Campaign>,
-    request: &ClaimRequest,
+    request: &'a ClaimRequest,
     guards: &[Guard],
     salt: u32,
     now: DateTime<Utc>,
-) -> Result<Plan<(), ClaimMeaning>, Denied> {
+) -> Result<Plan<(), ClaimMeaning<'a>>, Denied> {
     let id = coupon_id(&request.template, &request.key, salt);
     let coupon = Coupon::issue(record, campaign, request, id, now)?;
     let issued = EventKind::Issued {
@@ -268,7 +285,9 @@ pub(crate) fn plan_claim(
     };
     let guards = claim_guards(guards, request, now)?;
     let (mut batch, meaning) = claim_batch(record, request, coupon, guards, 0, now);
-    emit(&mut batch, now, issued);
+    batch.ops.push(Op::Emit {
+        event: Event::new(now, issued),
+    });
     Ok(Plan {
         batch,
         meaning,
@@ -277,6 +296,7 @@ pub(crate) fn plan_claim(
 }
 
 /// The coupon an applied claim's batch stored.
+#[inline]
 pub(crate) fn issued(mut batch: Batch) -> Option<Claimed> {
     batch.ops.truncate(4);
     match batch.ops.pop() {
@@ -381,7 +401,7 @@ pub(crate) fn plan_redeem(
     guards: &[Guard],
     salt: u32,
     now: DateTime<Utc>,
-) -> Result<Plan<Redeemed, ClaimMeaning>, Denied> {
+) -> Result<Plan<Redeemed, ClaimMeaning<'static>>, Denied> {
     let template = claim.template.clone();
     let id = coupon_id(&template, &claim.key, salt);
     let coupon = Coupon::issue(record, None, claim, id, now)?;
@@ -407,7 +427,8 @@ pub(crate) fn plan_redeem(
         replayed: false,
     });
     let extra = 2 + attempts.len();
-    let (mut batch, mut meaning) = claim_batch(record, claim, coupon, counted, extra, now);
+    let (mut batch, meaning) = claim_batch(record, claim, coupon, counted, extra, now);
+    let mut meaning = meaning.owned();
     // Another redemption of the code won (its claim receipt or this one): read who owns it.
     meaning.replays = false;
     batch.push(Op::InsertReceipt {

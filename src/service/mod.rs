@@ -532,28 +532,26 @@ impl<R: Repository> Service<R> {
         let now = time::check("now", now)?;
         let key = op_key(OP_CLAIM, &request.key);
         let guards = &self.config.guards;
-        let ran = self.run_plan(
-            OP_CLAIM,
-            || self.replay_claim(request, &key),
-            |attempt| {
-                let record = self.template_record(&request.template)?;
-                let campaign = match &request.campaign {
-                    None => None,
-                    Some(c) => Some(self.campaign_record(c)?.value),
-                };
-                let plan = plan_claim(
-                    &record.value,
-                    campaign.as_ref(),
-                    request,
-                    guards,
-                    attempt.salt,
-                    now,
-                );
-                Ok(Step::Commit(plan.map_err(|d| self.denied(d))?))
-            },
-        )?;
+        // A replay's answer is boxed: the hot path moves only the plan, never a `Claimed`.
+        let replay = || Ok(self.replay_claim(request, &key)?.map(Box::new));
+        let ran = self.run_plan(OP_CLAIM, replay, |attempt| {
+            let record = self.template_record(&request.template)?;
+            let campaign = match &request.campaign {
+                None => None,
+                Some(c) => Some(self.campaign_record(c)?.value),
+            };
+            let plan = plan_claim(
+                &record.value,
+                campaign.as_ref(),
+                request,
+                guards,
+                attempt.salt,
+                now,
+            );
+            Ok(Step::Commit(plan.map_err(|d| self.denied(d))?))
+        })?;
         match ran {
-            Ran::Answered(claimed) => Ok(claimed),
+            Ran::Answered(claimed) => Ok(*claimed),
             Ran::Applied(plan) => issued(plan.batch).map_or_else(|| self.contention(OP_CLAIM), Ok),
         }
     }

@@ -41,7 +41,8 @@ impl<R: Repository> Service<R> {
         replay: impl Fn() -> Res<Option<T>, R>,
         mut plan: impl FnMut(Attempt) -> Res<Step<T, A, M>, R>,
     ) -> Res<Ran<T, A, M>, R> {
-        let mut last: Option<LifecycleError> = None;
+        // Boxed: the common path, which never meets a limit, only checks a pointer.
+        let mut last: Option<Box<LifecycleError>> = None;
         let mut attempt = Attempt::default();
         while attempt.number < self.attempts() {
             let step = match plan(attempt) {
@@ -73,13 +74,13 @@ impl<R: Repository> Service<R> {
                     let _ignored = self.repo.commit(&batch);
                     return Err(e.into());
                 }
-                On::Limit(e) => last = Some(e),
+                On::Limit(e) => last = Some(Box::new(e)),
                 On::Collision => attempt.salt = attempt.salt.saturating_add(1),
                 On::Retry => {}
             }
         }
         match last {
-            Some(e) => Err(e.into()),
+            Some(e) => Err((*e).into()),
             None => self.contention(operation),
         }
     }
