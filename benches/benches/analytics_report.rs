@@ -75,7 +75,17 @@ impl Lookup for Segments {
     }
 }
 
+/// How many events the feed holds: 10 M, or `ANALYTICS_REPORT_EVENTS` (e.g. 1000000 for a
+/// callgrind run of the same shape).
+fn events_wanted() -> usize {
+    std::env::var("ANALYTICS_REPORT_EVENTS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(EVENTS)
+}
+
 fn feed() -> (Vec<Logged>, Segments) {
+    let events = events_wanted();
     let mut rng = Mix(2026);
     let users: Vec<UserId> = (0..USERS)
         .map(|i| UserId::new(format!("user-{i:07}")).unwrap())
@@ -108,7 +118,7 @@ fn feed() -> (Vec<Logged>, Segments) {
         })
         .collect();
     let start = Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap();
-    let mut out: Vec<Logged> = Vec::with_capacity(EVENTS + 8);
+    let mut out: Vec<Logged> = Vec::with_capacity(events + 8);
     let mut n = 0u64;
     let push = |out: &mut Vec<Logged>, at, kind| {
         let seq = out.len() as u64 + 1;
@@ -117,11 +127,11 @@ fn feed() -> (Vec<Logged>, Segments) {
             event: Event::new(at, kind),
         });
     };
-    while out.len() < EVENTS {
+    while out.len() < events {
         n += 1;
         // 30 days in order, with the journey's events close together.
         let at =
-            start + chrono::Duration::seconds((out.len() as i64 * 30 * 86_400) / EVENTS as i64);
+            start + chrono::Duration::seconds((out.len() as i64 * 30 * 86_400) / events as i64);
         let u = &users[rng.below(USERS as u64) as usize];
         let t = rng.below(50) as usize;
         let ch = &channels[rng.below(4) as usize];
@@ -226,7 +236,7 @@ fn feed() -> (Vec<Logged>, Segments) {
             );
         }
     }
-    out.truncate(EVENTS);
+    out.truncate(events);
     (out, segments)
 }
 
@@ -284,12 +294,40 @@ fn fold_two(events: &[Logged], lookup: &Segments, repurchase: bool) -> (Report, 
     (a, ta.max(tb) + tm)
 }
 
+/// `ANALYTICS_REPORT_RUN=1`: folds the feed once on one core, then its two halves and their
+/// merge (on this thread), and prints the counts — for `valgrind --tool=callgrind
+/// --collect-atstart=no --toggle-collect='*Report*extend*' --toggle-collect='*Report*merge*'`.
+fn run_once(events: &[Logged], lookup: &Segments) {
+    for repurchase in [false, true] {
+        let whole = fold(events, lookup, repurchase);
+        let (left, right) = events.split_at(events.len() / 2);
+        let mut a = fold(left, lookup, repurchase);
+        let b = fold(right, lookup, repurchase);
+        a.merge(b).unwrap();
+        assert_eq!(a, whole);
+        eprintln!(
+            "repurchase {repurchase}: {} events, {} groups, {} open orders, {} buyers followed",
+            whole.events(),
+            whole.groups().count(),
+            whole.open_orders(),
+            whole.buyers_followed(),
+        );
+        if std::env::var_os("ANALYTICS_REPORT_REPURCHASE").is_none() {
+            return;
+        }
+    }
+}
+
 fn bench(c: &mut Criterion) {
     let (events, lookup) = feed();
+    if std::env::var_os("ANALYTICS_REPORT_RUN").is_some() {
+        run_once(&events, &lookup);
+        return;
+    }
     let mut g = c.benchmark_group("analytics_report/fold");
     g.sample_size(10);
     g.measurement_time(Duration::from_secs(20));
-    g.throughput(Throughput::Elements(EVENTS as u64));
+    g.throughput(Throughput::Elements(events.len() as u64));
     for (name, repurchase) in [("10M", false), ("10M-repurchase", true)] {
         let t = thread_cpu();
         let check = fold(&events, &lookup, repurchase);
@@ -320,7 +358,7 @@ fn bench(c: &mut Criterion) {
                     let t = thread_cpu();
                     let r = fold(&events, &lookup, repurchase);
                     total += thread_cpu() - t;
-                    assert_eq!(r.events(), EVENTS as u64);
+                    assert_eq!(r.events(), events.len() as u64);
                     drop(r);
                 }
                 total
