@@ -295,27 +295,53 @@ fn fold_two(events: &[Logged], lookup: &Segments, repurchase: bool) -> (Report, 
 }
 
 /// `ANALYTICS_REPORT_RUN=1`: folds the feed once on one core, then its two halves and their
-/// merge (on this thread), and prints the counts — for `valgrind --tool=callgrind
-/// --collect-atstart=no --toggle-collect='*Report*extend*' --toggle-collect='*Report*merge*'`.
+/// merge (on this thread), checks they agree and prints the counts. For instruction counts:
+/// `valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*cg_*'` and read the
+/// inclusive counts of `cg_whole` (one core) and `cg_left`, `cg_right`, `cg_merge` (two
+/// cores: the larger half + the merge). `ANALYTICS_REPORT_REPURCHASE=1` turns the 7-day
+/// repurchase window on.
 fn run_once(events: &[Logged], lookup: &Segments) {
-    for repurchase in [false, true] {
-        let whole = fold(events, lookup, repurchase);
-        let (left, right) = events.split_at(events.len() / 2);
-        let mut a = fold(left, lookup, repurchase);
-        let b = fold(right, lookup, repurchase);
-        a.merge(b).unwrap();
-        assert_eq!(a, whole);
-        eprintln!(
-            "repurchase {repurchase}: {} events, {} groups, {} open orders, {} buyers followed",
-            whole.events(),
-            whole.groups().count(),
-            whole.open_orders(),
-            whole.buyers_followed(),
-        );
-        if std::env::var_os("ANALYTICS_REPORT_REPURCHASE").is_none() {
-            return;
-        }
-    }
+    let repurchase = std::env::var_os("ANALYTICS_REPORT_REPURCHASE").is_some();
+    let whole = cg_whole(events, lookup, repurchase);
+    let (left, right) = events.split_at(events.len() / 2);
+    let a = cg_left(left, lookup, repurchase);
+    let b = cg_right(right, lookup, repurchase);
+    let merged = cg_merge(a, b);
+    assert_eq!(merged, whole);
+    eprintln!(
+        "repurchase {repurchase}: {} events, {} groups, {} open orders, {} buyers followed",
+        whole.events(),
+        whole.groups().count(),
+        whole.open_orders(),
+        whole.buyers_followed(),
+    );
+}
+
+#[inline(never)]
+fn cg_whole(events: &[Logged], lookup: &Segments, repurchase: bool) -> Report {
+    // (A distinct body each, so that the three are not folded into one function.)
+    std::hint::black_box("whole");
+    fold(events, lookup, repurchase)
+}
+
+#[inline(never)]
+fn cg_left(events: &[Logged], lookup: &Segments, repurchase: bool) -> Report {
+    // (A distinct body each, so that the three are not folded into one function.)
+    std::hint::black_box("left");
+    fold(events, lookup, repurchase)
+}
+
+#[inline(never)]
+fn cg_right(events: &[Logged], lookup: &Segments, repurchase: bool) -> Report {
+    // (A distinct body each, so that the three are not folded into one function.)
+    std::hint::black_box("right");
+    fold(events, lookup, repurchase)
+}
+
+#[inline(never)]
+fn cg_merge(mut a: Report, b: Report) -> Report {
+    a.merge(b).unwrap();
+    a
 }
 
 fn bench(c: &mut Criterion) {

@@ -111,7 +111,7 @@ use crate::id::{CouponId, OrderId, TemplateId, UserId};
 use crate::money::{Currency, Money};
 use crate::repository::Repository;
 
-use intern::{Dims, Rest, Slot};
+use intern::{Caches, Dims, Rest, Slot};
 
 pub use durations::{
     BIN_BOUNDS, BIN_LABELS, Durations, EXACT_DISTINCT, Percentile, SKETCH_RELATIVE_ERROR, human,
@@ -416,6 +416,10 @@ impl Groups {
     }
 
     fn push(&mut self, slot: Slot, key: GroupKey) -> u32 {
+        self.push_with(slot, key, Metrics::default())
+    }
+
+    fn push_with(&mut self, slot: Slot, key: GroupKey, metrics: Metrics) -> u32 {
         let g = u32::try_from(self.keys.len()).unwrap_or(u32::MAX);
         let (day, rest) = slot.split();
         let day = usize::try_from(day).unwrap_or(usize::MAX);
@@ -427,8 +431,54 @@ impl Groups {
             m.insert(rest, g);
         }
         self.keys.push(key);
-        self.metrics.push(Metrics::default());
+        self.metrics.push(metrics);
         g
+    }
+
+    /// Adds another report's groups to these; returns, for each of its group indices, the
+    /// index here. Its ids are translated table by table (one lookup per distinct value, not
+    /// per group), and its groups new here are moved, not added to empty ones.
+    fn absorb(&mut self, other: Groups) -> Vec<u32> {
+        let Groups {
+            dims,
+            slots,
+            keys,
+            metrics,
+        } = other;
+        let tr = self.dims.translate(&dims);
+        let mut keys: Vec<Option<GroupKey>> = keys.into_iter().map(Some).collect();
+        let mut metrics: Vec<Option<Metrics>> = metrics.into_iter().map(Some).collect();
+        let mut renumber: Vec<u32> = vec![0; keys.len()];
+        for (day, map) in slots.iter().enumerate() {
+            let day = u32::try_from(day).unwrap_or(u32::MAX);
+            for (&rest, &g) in map {
+                let gi = usize::try_from(g).unwrap_or(usize::MAX);
+                let (Some(key), Some(m)) = (
+                    keys.get_mut(gi).and_then(Option::take),
+                    metrics.get_mut(gi).and_then(Option::take),
+                ) else {
+                    continue;
+                };
+                let slot = match tr.slot(day, rest) {
+                    Some(slot) => slot,
+                    // Unreachable: every id of a slot comes from its report's tables.
+                    None => self.dims.slot(&key),
+                };
+                let mine = match self.get_slot(slot) {
+                    Some(mine) => {
+                        if let Some(here) = self.get_mut(mine) {
+                            here.merge(&m);
+                        }
+                        mine
+                    }
+                    None => self.push_with(slot, key, m),
+                };
+                if let Some(r) = renumber.get_mut(gi) {
+                    *r = mine;
+                }
+            }
+        }
+        renumber
     }
 
     /// The group of a key, made (empty) the first time.
@@ -492,6 +542,7 @@ fn decide(
     days: Option<u32>,
     groups: &mut Groups,
     open: &mut FastMap<OrderId, OpenOrder>,
+    pending: &mut Option<(OrderId, OpenOrder)>,
     last: &PaidRef,
     next_at: i64,
 ) {
@@ -512,9 +563,10 @@ fn decide(
                 }
             }
         }
-        None => {
-            open.entry(last.order.clone()).or_default().repurchased = Some(within);
-        }
+        None => match pending {
+            Some((id, o)) if *id == last.order => o.repurchased = Some(within),
+            _ => open.entry(last.order.clone()).or_default().repurchased = Some(within),
+        },
     }
 }
 
@@ -534,12 +586,22 @@ pub struct Report {
     events: u64,
     groups: Groups,
     open: FastMap<OrderId, OpenOrder>,
+    /// The order being joined while events are counted (in a feed read in order, an order's
+    /// coupons and payment come together): kept out of `open` until the next order or the
+    /// end of the call, so the usual join costs no hash lookup.
+    pending: Option<(OrderId, OpenOrder)>,
+    /// A cleared coupon list to reuse for the next order.
+    spare: Vec<UsedCoupon>,
     trails: HashMap<UserId, Trail>,
     unmerged_buyers: u64,
-    /// The day of the last event read, as (Unix day in the offset, its day id): most events
-    /// of a feed fall on the day of the one before.
-    day_cache: Option<(i64, u32)>,
+    /// Days recently read, as (Unix day in the offset, its day id), at the Unix day modulo
+    /// [`DAY_CACHE`]: a stretch of the feed counts in its day and the next few (uses and
+    /// expiries of earlier claims), all of which stay here.
+    day_cache: [(i64, u32); DAY_CACHE],
 }
+
+/// How many days the day cache holds.
+const DAY_CACHE: usize = 16;
 
 const DAY: i64 = 86_400;
 
@@ -786,9 +848,11 @@ impl Report {
             events: 0,
             groups: Groups::default(),
             open: FastMap::default(),
+            pending: None,
+            spare: Vec::new(),
             trails: HashMap::new(),
             unmerged_buyers: 0,
-            day_cache: None,
+            day_cache: [(i64::MIN, 0); DAY_CACHE],
         }
     }
 
@@ -843,15 +907,21 @@ impl Report {
     fn day(&mut self, at: DateTime<Utc>) -> u32 {
         let secs = at.timestamp() + i64::from(self.config.offset.local_minus_utc());
         let n = secs.div_euclid(DAY);
-        match self.day_cache {
-            Some((d, id)) if d == n => id,
-            _ => {
-                let date = at.with_timezone(&self.config.offset).date_naive();
-                let id = self.groups.dims.days.id(date);
-                self.day_cache = Some((n, id));
-                id
-            }
+        let i = n.rem_euclid(DAY_CACHE as i64) as usize;
+        match self.day_cache.get(i) {
+            Some(&(d, id)) if d == n => id,
+            _ => self.day_slow(at, n, i),
         }
+    }
+
+    #[cold]
+    fn day_slow(&mut self, at: DateTime<Utc>, n: i64, i: usize) -> u32 {
+        let date = at.with_timezone(&self.config.offset).date_naive();
+        let id = self.groups.dims.days.id(date);
+        if let Some(e) = self.day_cache.get_mut(i) {
+            *e = (n, id);
+        }
+        id
     }
 
     #[inline]
@@ -905,7 +975,12 @@ impl Report {
     /// group exists already) its index. Only interns values; makes no group and counts
     /// nothing, so [`Report::extend`] can locate a run of events before counting them.
     #[inline]
-    fn locate(&mut self, logged: &Logged, looked: Looked<'_>) -> Located {
+    fn locate<'e>(
+        &mut self,
+        logged: &'e Logged,
+        looked: Looked<'e>,
+        caches: Option<&mut Caches<'e>>,
+    ) -> Located {
         let at = logged.event.at;
         let Looked { segment, arm } = looked;
         let (template, campaign, channel) = match &logged.event.kind {
@@ -929,19 +1004,38 @@ impl Report {
         };
         let day = self.day(at);
         let d = &mut self.groups.dims;
-        let arm = match arm {
-            None => 0,
-            Some(Cow::Borrowed(a)) => d.arms.id(Some(a)),
-            Some(Cow::Owned(a)) => d.arms.id_owned(Some(a)),
+        let ids = match caches {
+            Some(k) => {
+                let arm = match arm {
+                    None => 0,
+                    Some(Cow::Borrowed(a)) => d.arms.id_by_addr(&mut k.arms, Some(a)),
+                    Some(Cow::Owned(a)) => d.arms.id_held(&mut k.offer_arms, Some(a)),
+                };
+                [
+                    d.templates.id_by_addr(&mut k.templates, template),
+                    d.campaigns.id_by_addr(&mut k.campaigns, campaign),
+                    d.channels.id_by_addr(&mut k.channels, channel),
+                    d.segments.id_held(&mut k.segments, segment),
+                    arm,
+                ]
+            }
+            None => {
+                let arm = match arm {
+                    None => 0,
+                    Some(Cow::Borrowed(a)) => d.arms.id(Some(a)),
+                    Some(Cow::Owned(a)) => d.arms.id_owned(Some(a)),
+                };
+                [
+                    d.templates.id(template),
+                    d.campaigns.id(campaign),
+                    d.channels.id(channel),
+                    d.segments.id_owned(segment),
+                    arm,
+                ]
+            }
         };
-        let slot = Slot([
-            day,
-            d.templates.id(template),
-            d.campaigns.id(campaign),
-            d.channels.id(channel),
-            d.segments.id_owned(segment),
-            arm,
-        ]);
+        let [t, c, ch, seg, arm] = ids;
+        let slot = Slot([day, t, c, ch, seg, arm]);
         match self.groups.get_slot(slot) {
             Some(g) => Located::Group(g),
             None => Located::New(slot),
@@ -975,8 +1069,10 @@ impl Report {
         logged: &Logged,
         lookup: &L,
     ) -> Result<(), ReportError> {
-        let at = self.locate(logged, Report::look(logged, lookup));
-        self.count(logged, lookup, at)
+        let at = self.locate(logged, Report::look(logged, lookup), None);
+        let counted = self.count(logged, lookup, at);
+        self.flush_pending();
+        counted
     }
 
     /// The second half of counting an event, in feed order: its counters, joins and trails.
@@ -1027,7 +1123,7 @@ impl Report {
                     saving,
                     group,
                 };
-                match self.open.get_mut(order) {
+                match self.open_mut(order) {
                     Some(open) => {
                         let i = open.coupons.partition_point(|c| c.coupon < used.coupon);
                         open.coupons.insert(i, used);
@@ -1035,14 +1131,14 @@ impl Report {
                     }
                     None => {
                         // The usual case: the order's first coupon; its payment follows.
-                        self.open.insert(
-                            order.clone(),
-                            OpenOrder {
-                                coupons: vec![used],
-                                paid: None,
-                                repurchased: None,
-                            },
-                        );
+                        let mut coupons = std::mem::take(&mut self.spare);
+                        coupons.push(used);
+                        let open = OpenOrder {
+                            coupons,
+                            paid: None,
+                            repurchased: None,
+                        };
+                        self.open_new(order, open);
                     }
                 }
             }
@@ -1067,18 +1163,18 @@ impl Report {
                     self.follow(user, seq, at.timestamp(), order, false, Some(group));
                 } else {
                     let paid = Some((paid, *coupons, user.clone()));
-                    let seen = match self.open.get_mut(order) {
+                    let seen = match self.open_mut(order) {
                         Some(open) => {
                             open.paid = paid;
                             true
                         }
                         None => {
                             let open = OpenOrder {
-                                coupons: Vec::new(),
+                                coupons: std::mem::take(&mut self.spare),
                                 paid,
                                 repurchased: None,
                             };
-                            self.open.insert(order.clone(), open);
+                            self.open_new(order, open);
                             false
                         }
                     };
@@ -1136,20 +1232,25 @@ impl Report {
         let mut run: Vec<&'e Logged> = Vec::with_capacity(RUN);
         let mut looked: Vec<Looked<'e>> = Vec::with_capacity(RUN);
         let mut located: Vec<Located> = Vec::with_capacity(RUN);
+        let mut caches = Caches::new();
         loop {
             run.clear();
             run.extend(events.by_ref().take(RUN));
             if run.is_empty() {
+                self.flush_pending();
                 return Ok(());
             }
             looked.extend(run.iter().map(|e| Report::look(e, lookup)));
             located.clear();
             for (e, l) in run.iter().zip(looked.drain(..)) {
-                let at = self.locate(e, l);
+                let at = self.locate(e, l, Some(&mut caches));
                 located.push(at);
             }
             for (e, &at) in run.iter().zip(&located) {
-                self.count(e, lookup, at)?;
+                if let Err(e) = self.count(e, lookup, at) {
+                    self.flush_pending();
+                    return Err(e);
+                }
             }
         }
     }
@@ -1188,6 +1289,7 @@ impl Report {
             self.config.repurchase_days,
             &mut self.groups,
             &mut self.open,
+            &mut self.pending,
             last,
             next_at,
         );
@@ -1230,6 +1332,7 @@ impl Report {
                     self.config.repurchase_days,
                     &mut self.groups,
                     &mut self.open,
+                    &mut self.pending,
                     &last,
                     at,
                 );
@@ -1275,8 +1378,7 @@ impl Report {
     /// Counts an order once both its payment and all its coupons are in.
     fn try_join(&mut self, order: &OrderId) {
         let ready = self
-            .open
-            .get(order)
+            .open_mut(order)
             .and_then(|o| {
                 o.paid
                     .as_ref()
@@ -1286,15 +1388,76 @@ impl Report {
         if !ready {
             return;
         }
-        let Some(open) = self.open.remove(order) else {
-            return;
+        let open = match self.pending.take() {
+            Some((id, o)) if id == *order => o,
+            other => {
+                self.pending = other;
+                match self.open.remove(order) {
+                    Some(o) => o,
+                    None => return,
+                }
+            }
         };
-        let Some((paid, _, user)) = open.paid else {
+        let OpenOrder {
+            mut coupons,
+            paid,
+            repurchased,
+        } = open;
+        self.join(order, &coupons, paid, repurchased);
+        coupons.clear();
+        self.spare = coupons;
+    }
+
+    /// An open order: the one being joined, or one in the open map.
+    #[inline]
+    fn open_mut(&mut self, order: &OrderId) -> Option<&mut OpenOrder> {
+        if let Some((id, o)) = &mut self.pending
+            && id == order
+        {
+            return Some(o);
+        }
+        self.open.get_mut(order)
+    }
+
+    /// A newly seen order becomes the one being joined; the one before goes to the open map.
+    #[inline]
+    fn open_new(&mut self, order: &OrderId, open: OpenOrder) {
+        self.flush_pending();
+        self.pending = Some((order.clone(), open));
+    }
+
+    /// The order being joined, if any, goes to the open map (at the end of every call that
+    /// counts events, so that the rest of the report sees every open order there).
+    fn flush_pending(&mut self) {
+        if let Some((id, o)) = self.pending.take() {
+            let here = self.open.entry(id).or_default();
+            for c in o.coupons {
+                let i = here.coupons.partition_point(|x| x.coupon < c.coupon);
+                here.coupons.insert(i, c);
+            }
+            if here.paid.is_none() {
+                here.paid = o.paid;
+            }
+            if here.repurchased.is_none() {
+                here.repurchased = o.repurchased;
+            }
+        }
+    }
+
+    /// Counts a joined order: once, in the group of the coupon that saved the most.
+    fn join(
+        &mut self,
+        order: &OrderId,
+        coupons: &[UsedCoupon],
+        paid: Option<(i128, u32, UserId)>,
+        repurchased: Option<bool>,
+    ) {
+        let Some((paid, _, user)) = paid else {
             return;
         };
         // The coupon that saved the most; ties go to the smallest id (coupons are sorted).
         let mut lead: Option<&UsedCoupon> = None;
-        for c in &open.coupons {
+        for c in coupons {
             if lead.is_none_or(|l| c.saving > l.saving) {
                 lead = Some(c);
             }
@@ -1304,13 +1467,13 @@ impl Report {
         if let Some(g) = self.groups.get_mut(group) {
             g.coupon_orders += 1;
             g.coupon_sales_minor = g.coupon_sales_minor.saturating_add(paid);
-            match open.repurchased {
+            match repurchased {
                 Some(true) => g.repurchased += 1,
                 Some(false) => g.not_repurchased += 1,
                 None => {}
             }
         }
-        if open.repurchased.is_none()
+        if repurchased.is_none()
             && let Some(t) = self.trails.get_mut(&user)
             && t.last.coupon
             && &t.last.order == order
@@ -1363,15 +1526,7 @@ impl Report {
         self.events = self.events.saturating_add(other.events);
         self.unmerged_buyers = self.unmerged_buyers.saturating_add(other.unmerged_buyers);
         // Other's groups, renumbered as this report's.
-        let Groups { keys, metrics, .. } = other.groups;
-        let mut renumber: Vec<u32> = Vec::with_capacity(keys.len());
-        for (k, m) in keys.iter().zip(&metrics) {
-            let g = self.groups.of_key(k);
-            if let Some(mine) = self.groups.get_mut(g) {
-                mine.merge(m);
-            }
-            renumber.push(g);
-        }
+        let renumber = self.groups.absorb(other.groups);
         let mine = |g: u32| {
             usize::try_from(g)
                 .ok()
