@@ -160,6 +160,8 @@ fn feed() -> (Vec<Logged>, Segments) {
                 user: u.clone(),
                 channel: ch.clone(),
                 campaign: campaign.clone(),
+                // (Offers without their arm, as the figures before arms on offers.)
+                attributes: Attributes::new(),
             },
         );
         if rng.below(10) >= 7 {

@@ -27,7 +27,8 @@
 //! let order = OrderId::new("o-1")?;
 //! let feed = [
 //!     EventKind::Offered { template: facts.template.clone(), user: facts.user.clone(),
-//!                          channel: facts.channel.clone(), campaign: None },
+//!                          channel: facts.channel.clone(), campaign: None,
+//!                          attributes: Default::default() },
 //!     EventKind::Issued { coupon: facts.clone(), mode: ClaimMode::Click },
 //!     EventKind::Redeemed { coupon: facts.clone(), order: order.clone(), saving: yuan(25) },
 //!     EventKind::OrderPaid { order, user: facts.user.clone(), gross: yuan(230),
@@ -85,10 +86,14 @@
 //! - "New" users are the caller's to define ([`Lookup::is_new`]: e.g. no paid order before the
 //!   claim, or the account's age); the new-user rate counts claims whose owner was new, of
 //!   the claims whose owner the lookup knew.
-//! - Offers carry no coupon, so no arm attribute: their arm is the caller's
-//!   ([`Lookup::offer_arm`], e.g. the experiment's deterministic assignment of the user).
-//! - The feed's `Expired`, `Voided` and `Refunded` coupon events carry no amount, so they
-//!   are counted, not summed.
+//! - An offer's arm is the `arm` attribute it was recorded with
+//!   ([`Service::record_offer_with`](crate::service::Service::record_offer_with)); for
+//!   offers recorded without one, the caller's ([`Lookup::offer_arm`], e.g. the experiment's
+//!   deterministic assignment of the user).
+//! - Expired and voided coupons are counted and summed at their template's face value, when
+//!   the caller gives it ([`Lookup::face_value`]; `expired_valued` and `voided_valued` say
+//!   how many were valued). Refunded coupons are summed at what they had saved in their order
+//!   (the `Refunded` event's `saving`; `refunded_valued` counts the events that carry it).
 
 mod durations;
 mod intern;
@@ -132,10 +137,18 @@ pub trait Lookup {
         let _ = (user, at);
         None
     }
-    /// The experiment arm an offer of `template` to `user` belongs to, if any (offers carry no
-    /// coupon attributes).
+    /// The experiment arm an offer of `template` to `user` belongs to, if any: asked only for
+    /// offers recorded without an `arm` attribute (see [`Service::record_offer_with`](crate::service::Service::record_offer_with)).
     fn offer_arm(&self, template: &TemplateId, user: &UserId) -> Option<AttrValue> {
         let _ = (template, user);
+        None
+    }
+    /// The face value of a template's coupons — what one takes off at most, e.g. 25 yuan for
+    /// "spend 200, save 25", the cap of a percentage — if the caller values it: expired and
+    /// voided coupons are summed at it. Asked once per expired or voided coupon (keep it a
+    /// table lookup). An amount in another currency than the report's is refused.
+    fn face_value(&self, template: &TemplateId) -> Option<Money> {
+        let _ = template;
         None
     }
 }
@@ -164,6 +177,7 @@ pub struct Lookups<'a> {
     segment: Option<Box<dyn Fn(&UserId) -> Option<Arc<str>> + 'a>>,
     is_new: Option<Box<dyn Fn(&UserId, DateTime<Utc>) -> Option<bool> + 'a>>,
     offer_arm: Option<Box<dyn Fn(&TemplateId, &UserId) -> Option<AttrValue> + 'a>>,
+    face_value: Option<Box<dyn Fn(&TemplateId) -> Option<Money> + 'a>>,
 }
 
 impl<'a> Lookups<'a> {
@@ -192,6 +206,11 @@ impl<'a> Lookups<'a> {
         self.offer_arm = Some(Box::new(f));
         self
     }
+    /// Templates' face values from `f`.
+    pub fn with_face_value(mut self, f: impl Fn(&TemplateId) -> Option<Money> + 'a) -> Self {
+        self.face_value = Some(Box::new(f));
+        self
+    }
 }
 
 impl Lookup for Lookups<'_> {
@@ -203,6 +222,9 @@ impl Lookup for Lookups<'_> {
     }
     fn offer_arm(&self, template: &TemplateId, user: &UserId) -> Option<AttrValue> {
         self.offer_arm.as_ref().and_then(|f| f(template, user))
+    }
+    fn face_value(&self, template: &TemplateId) -> Option<Money> {
+        self.face_value.as_ref().and_then(|f| f(template))
     }
 }
 
@@ -924,6 +946,19 @@ impl Report {
         id
     }
 
+    /// The face value of a template from the lookup, in minor units, if it values it.
+    fn face_value<L: Lookup + ?Sized>(
+        &self,
+        seq: Sequence,
+        lookup: &L,
+        template: &TemplateId,
+    ) -> Result<Option<i128>, ReportError> {
+        match lookup.face_value(template) {
+            Some(v) => self.minor(seq, "a face value", &v).map(Some),
+            None => Ok(None),
+        }
+    }
+
     #[inline]
     fn minor(&self, seq: Sequence, what: &'static str, m: &Money) -> Result<i128, ReportError> {
         if m.currency() != self.config.currency {
@@ -944,9 +979,17 @@ impl Report {
     #[inline]
     fn look<'e, L: Lookup + ?Sized>(logged: &'e Logged, lookup: &L) -> Looked<'e> {
         match &logged.event.kind {
-            EventKind::Offered { template, user, .. } => Looked {
+            EventKind::Offered {
+                template,
+                user,
+                attributes,
+                ..
+            } => Looked {
                 segment: lookup.segment(user),
-                arm: lookup.offer_arm(template, user).map(Cow::Owned),
+                arm: match attributes.get(ARM_ATTRIBUTE) {
+                    Some(arm) => Some(Cow::Borrowed(arm)),
+                    None => lookup.offer_arm(template, user).map(Cow::Owned),
+                },
             },
             EventKind::Issued { coupon, .. }
             | EventKind::Redeemed { coupon, .. }
@@ -1190,20 +1233,40 @@ impl Report {
                     g.released += 1;
                 }
             }
-            EventKind::Expired { .. } => {
+            EventKind::Expired { coupon } => {
+                let value = self.face_value(seq, lookup, &coupon.template)?;
                 if let Some(g) = self.metrics_at(located) {
                     g.expired += 1;
+                    if let Some(v) = value {
+                        g.expired_valued += 1;
+                        g.expired_value_minor = g.expired_value_minor.saturating_add(v);
+                    }
                 }
             }
-            EventKind::Voided { .. } => {
+            EventKind::Voided { coupon } => {
+                let value = self.face_value(seq, lookup, &coupon.template)?;
                 if let Some(g) = self.metrics_at(located) {
                     g.voided += 1;
+                    if let Some(v) = value {
+                        g.voided_valued += 1;
+                        g.voided_value_minor = g.voided_value_minor.saturating_add(v);
+                    }
                 }
             }
-            EventKind::Refunded { returned, .. } => {
+            EventKind::Refunded {
+                returned, saving, ..
+            } => {
+                let saving = match saving {
+                    Some(s) => Some(self.minor(seq, "a refunded saving", s)?),
+                    None => None,
+                };
                 if let Some(g) = self.metrics_at(located) {
                     g.refunded += 1;
                     g.refunded_returned += u64::from(*returned);
+                    if let Some(s) = saving {
+                        g.refunded_valued += 1;
+                        g.refunded_saving_minor = g.refunded_saving_minor.saturating_add(s);
+                    }
                 }
             }
             EventKind::Refused { .. } => {
