@@ -109,7 +109,7 @@ use std::sync::Arc;
 use chrono::{DateTime, FixedOffset, Utc};
 
 use crate::analytics::experiment::ARM_ATTRIBUTE;
-use crate::attributes::AttrValue;
+use crate::attributes::{AttrValue, Attributes};
 use crate::events::{EventKind, Logged, Sequence};
 use crate::hash::FastMap;
 use crate::id::{CouponId, OrderId, TemplateId, UserId};
@@ -545,6 +545,16 @@ impl Groups {
 struct Looked<'e> {
     segment: Option<Arc<str>>,
     arm: Option<Cow<'e, AttrValue>>,
+}
+
+/// The `arm` attribute, if any (most offers and many coupons have no attributes at all).
+#[inline]
+fn arm_of(attributes: &Attributes) -> Option<&AttrValue> {
+    if attributes.is_empty() {
+        None
+    } else {
+        attributes.get(ARM_ATTRIBUTE)
+    }
 }
 
 /// Where an event counts, found before it is counted.
@@ -986,7 +996,7 @@ impl Report {
                 ..
             } => Looked {
                 segment: lookup.segment(user),
-                arm: match attributes.get(ARM_ATTRIBUTE) {
+                arm: match arm_of(attributes) {
                     Some(arm) => Some(Cow::Borrowed(arm)),
                     None => lookup.offer_arm(template, user).map(Cow::Owned),
                 },
@@ -998,7 +1008,7 @@ impl Report {
             | EventKind::Voided { coupon }
             | EventKind::Refunded { coupon, .. } => Looked {
                 segment: lookup.segment(&coupon.user),
-                arm: coupon.attributes.get(ARM_ATTRIBUTE).map(Cow::Borrowed),
+                arm: arm_of(&coupon.attributes).map(Cow::Borrowed),
             },
             EventKind::OrderPaid {
                 user, coupons: 0, ..
