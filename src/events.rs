@@ -22,6 +22,7 @@
 //!     user: UserId::new("alice")?,
 //!     channel: coupons::id::Channel::new("app")?,
 //!     campaign: None,
+//!     attributes: Default::default(),
 //! });
 //! assert_eq!(e.to_string(), "2026-11-11 20:00:00 UTC offered spend-200-save-25 to alice via app");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -171,6 +172,13 @@ pub enum EventKind {
         channel: Channel,
         /// The campaign, if any.
         campaign: Option<CampaignId>,
+        /// What the offer is recorded with, as a coupon claimed from it would be: e.g. the
+        /// experiment and arm of the user (`experiment`, `arm`), so that offers count per arm.
+        #[cfg_attr(
+            feature = "serde",
+            serde(default, skip_serializing_if = "Attributes::is_empty")
+        )]
+        attributes: Attributes,
     },
     /// A coupon was issued into a wallet.
     Issued {
@@ -217,6 +225,13 @@ pub enum EventKind {
         order: OrderId,
         /// Whether the coupon went back to the wallet (else it was voided).
         returned: bool,
+        /// What the coupon had saved in the order (its `Redeemed` saving), given back with
+        /// the refund; `None` in events written before it was recorded.
+        #[cfg_attr(
+            feature = "serde",
+            serde(default, skip_serializing_if = "Option::is_none")
+        )]
+        saving: Option<Money>,
     },
     /// A coupon was voided by an administrator.
     Voided {
@@ -350,6 +365,7 @@ impl fmt::Display for EventKind {
                 coupon,
                 order,
                 returned,
+                ..
             } => {
                 let what = if *returned { "returned" } else { "voided" };
                 write!(f, "order {order} refunded: {} {what}", coupon.id)

@@ -75,7 +75,17 @@ impl Lookup for Segments {
     }
 }
 
+/// How many events the feed holds: 10 M, or `ANALYTICS_REPORT_EVENTS` (e.g. 1000000 for a
+/// callgrind run of the same shape).
+fn events_wanted() -> usize {
+    std::env::var("ANALYTICS_REPORT_EVENTS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(EVENTS)
+}
+
 fn feed() -> (Vec<Logged>, Segments) {
+    let events = events_wanted();
     let mut rng = Mix(2026);
     let users: Vec<UserId> = (0..USERS)
         .map(|i| UserId::new(format!("user-{i:07}")).unwrap())
@@ -108,7 +118,7 @@ fn feed() -> (Vec<Logged>, Segments) {
         })
         .collect();
     let start = Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap();
-    let mut out: Vec<Logged> = Vec::with_capacity(EVENTS + 8);
+    let mut out: Vec<Logged> = Vec::with_capacity(events + 8);
     let mut n = 0u64;
     let push = |out: &mut Vec<Logged>, at, kind| {
         let seq = out.len() as u64 + 1;
@@ -117,11 +127,11 @@ fn feed() -> (Vec<Logged>, Segments) {
             event: Event::new(at, kind),
         });
     };
-    while out.len() < EVENTS {
+    while out.len() < events {
         n += 1;
         // 30 days in order, with the journey's events close together.
         let at =
-            start + chrono::Duration::seconds((out.len() as i64 * 30 * 86_400) / EVENTS as i64);
+            start + chrono::Duration::seconds((out.len() as i64 * 30 * 86_400) / events as i64);
         let u = &users[rng.below(USERS as u64) as usize];
         let t = rng.below(50) as usize;
         let ch = &channels[rng.below(4) as usize];
@@ -150,6 +160,8 @@ fn feed() -> (Vec<Logged>, Segments) {
                 user: u.clone(),
                 channel: ch.clone(),
                 campaign: campaign.clone(),
+                // (Offers without their arm, as the figures before arms on offers.)
+                attributes: Attributes::new(),
             },
         );
         if rng.below(10) >= 7 {
@@ -226,7 +238,7 @@ fn feed() -> (Vec<Logged>, Segments) {
             );
         }
     }
-    out.truncate(EVENTS);
+    out.truncate(events);
     (out, segments)
 }
 
@@ -284,12 +296,66 @@ fn fold_two(events: &[Logged], lookup: &Segments, repurchase: bool) -> (Report, 
     (a, ta.max(tb) + tm)
 }
 
+/// `ANALYTICS_REPORT_RUN=1`: folds the feed once on one core, then its two halves and their
+/// merge (on this thread), checks they agree and prints the counts. For instruction counts:
+/// `valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*cg_*'` and read the
+/// inclusive counts of `cg_whole` (one core) and `cg_left`, `cg_right`, `cg_merge` (two
+/// cores: the larger half + the merge). `ANALYTICS_REPORT_REPURCHASE=1` turns the 7-day
+/// repurchase window on.
+fn run_once(events: &[Logged], lookup: &Segments) {
+    let repurchase = std::env::var_os("ANALYTICS_REPORT_REPURCHASE").is_some();
+    let whole = cg_whole(events, lookup, repurchase);
+    let (left, right) = events.split_at(events.len() / 2);
+    let a = cg_left(left, lookup, repurchase);
+    let b = cg_right(right, lookup, repurchase);
+    let merged = cg_merge(a, b);
+    assert_eq!(merged, whole);
+    eprintln!(
+        "repurchase {repurchase}: {} events, {} groups, {} open orders, {} buyers followed",
+        whole.events(),
+        whole.groups().count(),
+        whole.open_orders(),
+        whole.buyers_followed(),
+    );
+}
+
+#[inline(never)]
+fn cg_whole(events: &[Logged], lookup: &Segments, repurchase: bool) -> Report {
+    // (A distinct body each, so that the three are not folded into one function.)
+    std::hint::black_box("whole");
+    fold(events, lookup, repurchase)
+}
+
+#[inline(never)]
+fn cg_left(events: &[Logged], lookup: &Segments, repurchase: bool) -> Report {
+    // (A distinct body each, so that the three are not folded into one function.)
+    std::hint::black_box("left");
+    fold(events, lookup, repurchase)
+}
+
+#[inline(never)]
+fn cg_right(events: &[Logged], lookup: &Segments, repurchase: bool) -> Report {
+    // (A distinct body each, so that the three are not folded into one function.)
+    std::hint::black_box("right");
+    fold(events, lookup, repurchase)
+}
+
+#[inline(never)]
+fn cg_merge(mut a: Report, b: Report) -> Report {
+    a.merge(b).unwrap();
+    a
+}
+
 fn bench(c: &mut Criterion) {
     let (events, lookup) = feed();
+    if std::env::var_os("ANALYTICS_REPORT_RUN").is_some() {
+        run_once(&events, &lookup);
+        return;
+    }
     let mut g = c.benchmark_group("analytics_report/fold");
     g.sample_size(10);
     g.measurement_time(Duration::from_secs(20));
-    g.throughput(Throughput::Elements(EVENTS as u64));
+    g.throughput(Throughput::Elements(events.len() as u64));
     for (name, repurchase) in [("10M", false), ("10M-repurchase", true)] {
         let t = thread_cpu();
         let check = fold(&events, &lookup, repurchase);
@@ -320,7 +386,7 @@ fn bench(c: &mut Criterion) {
                     let t = thread_cpu();
                     let r = fold(&events, &lookup, repurchase);
                     total += thread_cpu() - t;
-                    assert_eq!(r.events(), EVENTS as u64);
+                    assert_eq!(r.events(), events.len() as u64);
                     drop(r);
                 }
                 total

@@ -336,12 +336,17 @@ pub(crate) fn plan_refund(
                 .entry((after.template.clone(), after.owner.clone()))
                 .or_insert(0) -= 1;
         }
+        let saving = order.quote.applied.iter().find_map(|a| match &a.offer {
+            crate::checkout::OfferId::Coupon(c) if c == id => Some(a.saving),
+            _ => None,
+        });
         plan.emit(
             at,
             EventKind::Refunded {
                 coupon: CouponFacts::of(&after),
                 order: order.id.clone(),
                 returned,
+                saving,
             },
         );
         plan.push(

@@ -501,6 +501,24 @@ impl<R: Repository> Service<R> {
         campaign: Option<&CampaignId>,
         now: DateTime<Utc>,
     ) -> Res<(), R> {
+        let none = crate::attributes::Attributes::new();
+        self.record_offer_with(template, user, channel, campaign, &none, now)
+    }
+
+    /// [`Service::record_offer`] with the offer's attributes — those a coupon claimed from it
+    /// would carry, e.g. the user's experiment arm — so that offers count per arm.
+    ///
+    /// # Errors
+    /// As [`Service::record_offer`].
+    pub fn record_offer_with(
+        &self,
+        template: &TemplateId,
+        user: &crate::id::UserId,
+        channel: &crate::id::Channel,
+        campaign: Option<&CampaignId>,
+        attributes: &crate::attributes::Attributes,
+        now: DateTime<Utc>,
+    ) -> Res<(), R> {
         let now = time::check("now", now)?;
         let mut batch = Batch::new();
         emit(
@@ -511,6 +529,7 @@ impl<R: Repository> Service<R> {
                 user: user.clone(),
                 channel: channel.clone(),
                 campaign: campaign.cloned(),
+                attributes: attributes.clone(),
             },
         );
         self.commit(&batch).map(|_| ())

@@ -151,6 +151,7 @@ fn build(steps: &[(Step, i64)]) -> (Vec<Logged>, BTreeMap<String, Expected>) {
                     user: id(format!("u{u}")),
                     channel: id(format!("ch{ch}")),
                     campaign: None,
+                    attributes: Attributes::new(),
                 });
             }
             Step::Claim { t, u, ch, camp } => {
@@ -235,6 +236,7 @@ fn build(steps: &[(Step, i64)]) -> (Vec<Logged>, BTreeMap<String, Expected>) {
                         coupon: c,
                         order,
                         returned: *returned,
+                        saving: None,
                     });
                 }
             }

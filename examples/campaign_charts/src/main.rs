@@ -25,7 +25,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, FixedOffset, TimeZone, Utc};
 use coupons::analytics::experiment::{Arm, Experiment, ExperimentId};
 use coupons::analytics::report::{Dimension, Lookups, Report, ReportConfig};
-use coupons::attributes::{AttrValue, Attributes};
+use coupons::attributes::Attributes;
 use coupons::cart::{Buyer, Cart, CartLine};
 use coupons::id::*;
 use coupons::lifecycle::{ClaimMode, ClaimRequest};
@@ -148,14 +148,15 @@ fn main() -> Result<(), Box<dyn Error>> {
                 let u = user_id(user)?;
                 let arm = experiment.assign(&u);
                 let template = TemplateId::new(arm.name().as_str())?;
-                service.record_offer(&template, &u, &channel, None, at)?;
+                // The offer is recorded with the user's arm, as the coupon will be.
+                let mut attributes = Attributes::new();
+                arm.record(&mut attributes)?;
+                service.record_offer_with(&template, &u, &channel, None, &attributes, at)?;
                 // The bigger coupon is claimed and used a little more often.
                 let treated = arm.index() == 1;
                 if !rng.chance(if treated { 38 } else { 30 }) {
                     continue;
                 }
-                let mut attributes = Attributes::new();
-                arm.record(&mut attributes)?;
                 let key = IdempotencyKey::new(format!("claim-{user}"))?;
                 let request =
                     ClaimRequest::new(template, u, channel.clone(), ClaimMode::Click, key)
@@ -189,7 +190,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     }
 
     // The report, from the feed. Visitors are "new" and in segment "new"; repeat buyers are
-    // "returning". Offers carry no coupon, so the lookup gives their arm from the experiment.
+    // "returning". Offers were recorded with their arm, so the lookup need not give it.
     let new_seg: Arc<str> = Arc::from("new");
     let returning: Arc<str> = Arc::from("returning");
     let number = |u: &UserId| u.as_str().trim_start_matches("user-").parse::<u64>().ok();
@@ -203,8 +204,7 @@ fn main() -> Result<(), Box<dyn Error>> {
                 }
             })
         })
-        .with_new_user(|u, _| number(u).map(|n| n < 900_000))
-        .with_offer_arm(|_, u| AttrValue::new(experiment.assign(u).name().as_str()).ok());
+        .with_new_user(|u, _| number(u).map(|n| n < 900_000));
     let mut report = Report::new(ReportConfig::new(CNY, east8).repurchase_within_days(7));
     let read = report.advance(service.repository(), &lookup, 4096)?;
     report.settle(start + Duration::days(DAYS + 10));

@@ -1,6 +1,7 @@
 //! Time from claim to use: a histogram for people, exact percentiles while they fit, and a
 //! mergeable log-bucket sketch beyond.
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// How many distinct durations (in whole seconds) a group keeps exactly. Past this, the group's
@@ -109,6 +110,9 @@ pub struct Durations {
 
 /// Counts by value, sorted by value (a small sorted vector: a group holds at most
 /// [`EXACT_DISTINCT`] exact values and about 1,200 sketch buckets, usually far fewer).
+///
+/// The sketch is kept only once the exact values no longer fit: until then it is made from
+/// them when asked for (the same buckets), so a push updates one vector.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 struct Counts<K>(Vec<(K, u64)>);
 
@@ -205,13 +209,47 @@ impl Durations {
         self.count = self.count.saturating_add(1);
         self.sum = self.sum.saturating_add(u128::from(secs));
         let bin = BIN_BOUNDS.iter().take_while(|&&b| secs >= b).count();
-        self.bins[bin] = self.bins[bin].saturating_add(1);
-        self.sketch.add(bucket(secs), 1);
-        if let Some(exact) = &mut self.exact {
-            exact.add(secs, 1);
-            if exact.len() > EXACT_DISTINCT {
-                self.exact = None;
+        if let Some(b) = self.bins.get_mut(bin) {
+            *b = b.saturating_add(1);
+        }
+        match &mut self.exact {
+            Some(exact) => {
+                if exact.0.is_empty() {
+                    exact.0.reserve(8);
+                }
+                exact.add(secs, 1);
+                if exact.len() > EXACT_DISTINCT {
+                    self.overflow();
+                }
             }
+            None => self.sketch.add(bucket(secs), 1),
+        }
+    }
+
+    /// The sketch of the exact values (kept only once they no longer fit).
+    fn sketch_of(exact: &Counts<u64>) -> Counts<u16> {
+        let mut sketch = Counts::default();
+        for (v, n) in exact.iter() {
+            sketch.add(bucket(v), n);
+        }
+        sketch
+    }
+
+    /// The exact values no longer fit: from now on, the sketch.
+    #[cold]
+    fn overflow(&mut self) {
+        if let Some(exact) = self.exact.take() {
+            let mut sketch = Durations::sketch_of(&exact);
+            sketch.merge(&self.sketch);
+            self.sketch = sketch;
+        }
+    }
+
+    /// The sketch: kept once the values no longer fit, else made from the exact values.
+    fn sketch(&self) -> Cow<'_, Counts<u16>> {
+        match &self.exact {
+            Some(exact) => Cow::Owned(Durations::sketch_of(exact)),
+            None => Cow::Borrowed(&self.sketch),
         }
     }
 
@@ -231,14 +269,18 @@ impl Durations {
         for (a, b) in self.bins.iter_mut().zip(other.bins) {
             *a = a.saturating_add(b);
         }
-        self.sketch.merge(&other.sketch);
-        self.exact = match (self.exact.take(), &other.exact) {
-            (Some(mut a), Some(b)) => {
+        match (&mut self.exact, &other.exact) {
+            (Some(a), Some(b)) => {
                 a.merge(b);
-                (a.len() <= EXACT_DISTINCT).then_some(a)
+                if a.len() > EXACT_DISTINCT {
+                    self.overflow();
+                }
             }
-            _ => None,
-        };
+            _ => {
+                self.overflow();
+                self.sketch.merge(&other.sketch());
+            }
+        }
     }
 
     /// How many durations.
@@ -308,7 +350,7 @@ impl Durations {
         }
         let rank = ((q * self.count as f64).ceil() as u64).clamp(1, self.count);
         let mut seen = 0u64;
-        for (b, n) in self.sketch.iter() {
+        for (b, n) in self.sketch().iter() {
             seen += n;
             if seen >= rank {
                 return Some(representative(b).clamp(self.min, self.max));
@@ -340,8 +382,8 @@ impl From<Durations> for DurationsRepr {
             min: d.min,
             max: d.max,
             bins: d.bins,
+            sketch: d.sketch().into_owned().0,
             exact: d.exact.map(|e| e.0),
-            sketch: d.sketch.0,
         }
     }
 }
@@ -370,8 +412,12 @@ impl TryFrom<DurationsRepr> for Durations {
             min: r.min,
             max: r.max,
             bins: r.bins,
+            // While the exact values are kept, the sketch is made from them.
+            sketch: match r.exact {
+                Some(_) => Counts::default(),
+                None => Counts::from_pairs(r.sketch),
+            },
             exact: r.exact.map(Counts::from_pairs),
-            sketch: Counts::from_pairs(r.sketch),
         })
     }
 }

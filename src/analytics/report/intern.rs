@@ -3,6 +3,7 @@
 //! or comparing its strings against every group's.
 
 use std::hash::{Hash, Hasher};
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 use chrono::NaiveDate;
@@ -212,5 +213,165 @@ impl Dims {
             segment: self.segments.value(seg),
             arm: self.arms.value(arm),
         })
+    }
+}
+
+/// How many entries an address cache holds, as a power of two.
+const BY_ADDR_BITS: u32 = 7;
+
+/// The slot of a text's address in an address cache.
+#[inline]
+fn addr_slot(addr: usize, bits: u32) -> usize {
+    ((addr as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - bits)) as usize
+}
+
+/// Ids of texts borrowed for `'e` (the events of one [`Report::extend`](super::Report::extend)
+/// call), by the address and length of the text. While the events are borrowed, no text can
+/// be freed, so an address with a length names one text for the whole call: an event's
+/// template, campaign or channel is found by comparing two integers, not by hashing and
+/// comparing its text. A miss interns as usual. The cache lives for one call only.
+pub(super) struct ByAddr<'e> {
+    slots: Vec<(usize, usize, u32)>,
+    _texts: PhantomData<&'e str>,
+}
+
+impl ByAddr<'_> {
+    pub(super) fn new() -> Self {
+        ByAddr {
+            slots: vec![(0, 0, 0); 1 << BY_ADDR_BITS],
+            _texts: PhantomData,
+        }
+    }
+}
+
+/// How many entries a held cache holds, as a power of two.
+const HELD_BITS: u32 = 3;
+
+/// Ids of owned values (what the caller's lookup returned), by the address of their text.
+/// Each entry holds a clone of its value, which keeps the text alive: no other live text can
+/// have its address, so an equal address is the same text.
+pub(super) struct Held<T> {
+    slots: Vec<Option<(T, u32)>>,
+}
+
+impl<T> Held<T> {
+    pub(super) fn new() -> Self {
+        Held {
+            slots: (0..1 << HELD_BITS).map(|_| None).collect(),
+        }
+    }
+}
+
+impl<T: Text> Dim<T> {
+    /// The id of `v`, borrowed for the call `cache` serves.
+    #[inline]
+    pub(super) fn id_by_addr<'e>(&mut self, cache: &mut ByAddr<'e>, v: Option<&'e T>) -> u32 {
+        let Some(v) = v else { return 0 };
+        let t = v.text();
+        let (addr, len) = (t.as_ptr() as usize, t.len());
+        let i = addr_slot(addr, BY_ADDR_BITS);
+        if let Some(&(a, l, id)) = cache.slots.get(i)
+            && a == addr
+            && l == len
+        {
+            return id;
+        }
+        let id = self.id(Some(v));
+        if let Some(e) = cache.slots.get_mut(i) {
+            *e = (addr, len, id);
+        }
+        id
+    }
+
+    /// The id of an owned `v`, through a held cache.
+    #[inline]
+    pub(super) fn id_held(&mut self, cache: &mut Held<T>, v: Option<T>) -> u32 {
+        let Some(v) = v else { return 0 };
+        let t = v.text();
+        let (addr, len) = (t.as_ptr() as usize, t.len());
+        let i = addr_slot(addr, HELD_BITS);
+        if let Some(Some((c, id))) = cache.slots.get(i)
+            && c.text().as_ptr() as usize == addr
+            && c.text().len() == len
+        {
+            return *id;
+        }
+        let id = self.id(Some(&v));
+        if let Some(e) = cache.slots.get_mut(i) {
+            *e = Some((v, id));
+        }
+        id
+    }
+}
+
+/// The caches of one [`Report::extend`](super::Report::extend) call.
+pub(super) struct Caches<'e> {
+    pub(super) templates: ByAddr<'e>,
+    pub(super) campaigns: ByAddr<'e>,
+    pub(super) channels: ByAddr<'e>,
+    pub(super) arms: ByAddr<'e>,
+    pub(super) segments: Held<Arc<str>>,
+    pub(super) offer_arms: Held<AttrValue>,
+}
+
+impl Caches<'_> {
+    pub(super) fn new() -> Self {
+        Caches {
+            templates: ByAddr::new(),
+            campaigns: ByAddr::new(),
+            channels: ByAddr::new(),
+            arms: ByAddr::new(),
+            segments: Held::new(),
+            offer_arms: Held::new(),
+        }
+    }
+}
+
+/// Another report's ids as this report's, dimension by dimension (for merging).
+pub(super) struct Translation {
+    days: Vec<u32>,
+    dims: [Vec<u32>; 5],
+}
+
+impl<T: Text> Dim<T> {
+    /// This table's id of every id of `other`'s (interning its values here).
+    fn translate(&mut self, other: &Dim<T>) -> Vec<u32> {
+        std::iter::once(0)
+            .chain(other.values.iter().map(|v| self.id(Some(v))))
+            .collect()
+    }
+}
+
+impl Dims {
+    /// How `other`'s ids read here, interning its values.
+    pub(super) fn translate(&mut self, other: &Dims) -> Translation {
+        Translation {
+            days: other.days.values.iter().map(|&d| self.days.id(d)).collect(),
+            dims: [
+                self.templates.translate(&other.templates),
+                self.campaigns.translate(&other.campaigns),
+                self.channels.translate(&other.channels),
+                self.segments.translate(&other.segments),
+                self.arms.translate(&other.arms),
+            ],
+        }
+    }
+}
+
+impl Translation {
+    /// The slot here of another report's slot (`None` for an id its tables never gave).
+    #[inline]
+    pub(super) fn slot(&self, day: u32, rest: Rest) -> Option<Slot> {
+        let at = |v: &[u32], id: u32| v.get(usize::try_from(id).ok()?).copied();
+        let [t, c, ch, seg, arm] = rest.0;
+        let [dt, dc, dch, dseg, darm] = &self.dims;
+        Some(Slot([
+            at(&self.days, day)?,
+            at(dt, t)?,
+            at(dc, c)?,
+            at(dch, ch)?,
+            at(dseg, seg)?,
+            at(darm, arm)?,
+        ]))
     }
 }

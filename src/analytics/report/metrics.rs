@@ -45,7 +45,9 @@ pub struct GroupKey {
 /// | `coupon_orders`, `coupon_sales_minor` | `OrderPaid` with coupons, joined to its `Redeemed` coupons and counted once, in the group of the coupon that saved the most (ties: the smallest coupon id); sales are gross − discount |
 /// | `plain_orders`, `plain_sales_minor` | `OrderPaid` without coupons (no template, campaign, channel or arm) |
 /// | `expired`, `voided` | `Expired`, `Voided` (by an administrator) |
+/// | `expired_value_minor`, `expired_valued`, `voided_value_minor`, `voided_valued` | the same events: the face value of the coupon's template, from the caller's [`Lookup::face_value`](super::Lookup::face_value), and how many coupons it valued |
 /// | `refunded`, `refunded_returned` | `Refunded` (the coupon of a refunded order; returned to the wallet or voided) |
+/// | `refunded_saving_minor`, `refunded_valued` | `Refunded`: what the coupon had saved in the order (the event's `saving`), and how many events carried it |
 /// | `released` | `Released` (an unpaid order let go of the coupon) |
 /// | `refused` | `Refused` (out of stock, a limit, a guard) |
 /// | `repurchased`, `not_repurchased` | the next paid order of a coupon order's buyer came within the report's window, or later |
@@ -76,10 +78,29 @@ pub struct Metrics {
     pub expired: u64,
     /// Coupons voided by an administrator.
     pub voided: u64,
+    /// The face value of the expired coupons the lookup valued, in minor units.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub expired_value_minor: i128,
+    /// How many expired coupons the lookup valued.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub expired_valued: u64,
+    /// The face value of the voided coupons the lookup valued, in minor units.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub voided_value_minor: i128,
+    /// How many voided coupons the lookup valued.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub voided_valued: u64,
     /// Coupons of refunded orders.
     pub refunded: u64,
     /// Of those, the ones returned to the wallet (the rest were voided).
     pub refunded_returned: u64,
+    /// What the refunded coupons had saved in their orders, in minor units (given back with
+    /// the refunds).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub refunded_saving_minor: i128,
+    /// How many refunded coupons' events carried their saving.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub refunded_valued: u64,
     /// Coupons released by unpaid orders.
     pub released: u64,
     /// Claims or locks refused.
@@ -112,8 +133,18 @@ impl Metrics {
         self.plain_sales_minor = self.plain_sales_minor.saturating_add(o.plain_sales_minor);
         add(&mut self.expired, o.expired);
         add(&mut self.voided, o.voided);
+        self.expired_value_minor = self
+            .expired_value_minor
+            .saturating_add(o.expired_value_minor);
+        add(&mut self.expired_valued, o.expired_valued);
+        self.voided_value_minor = self.voided_value_minor.saturating_add(o.voided_value_minor);
+        add(&mut self.voided_valued, o.voided_valued);
         add(&mut self.refunded, o.refunded);
         add(&mut self.refunded_returned, o.refunded_returned);
+        self.refunded_saving_minor = self
+            .refunded_saving_minor
+            .saturating_add(o.refunded_saving_minor);
+        add(&mut self.refunded_valued, o.refunded_valued);
         add(&mut self.released, o.released);
         add(&mut self.refused, o.refused);
         add(&mut self.repurchased, o.repurchased);

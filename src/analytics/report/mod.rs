@@ -27,7 +27,8 @@
 //! let order = OrderId::new("o-1")?;
 //! let feed = [
 //!     EventKind::Offered { template: facts.template.clone(), user: facts.user.clone(),
-//!                          channel: facts.channel.clone(), campaign: None },
+//!                          channel: facts.channel.clone(), campaign: None,
+//!                          attributes: Default::default() },
 //!     EventKind::Issued { coupon: facts.clone(), mode: ClaimMode::Click },
 //!     EventKind::Redeemed { coupon: facts.clone(), order: order.clone(), saving: yuan(25) },
 //!     EventKind::OrderPaid { order, user: facts.user.clone(), gross: yuan(230),
@@ -85,10 +86,14 @@
 //! - "New" users are the caller's to define ([`Lookup::is_new`]: e.g. no paid order before the
 //!   claim, or the account's age); the new-user rate counts claims whose owner was new, of
 //!   the claims whose owner the lookup knew.
-//! - Offers carry no coupon, so no arm attribute: their arm is the caller's
-//!   ([`Lookup::offer_arm`], e.g. the experiment's deterministic assignment of the user).
-//! - The feed's `Expired`, `Voided` and `Refunded` coupon events carry no amount, so they
-//!   are counted, not summed.
+//! - An offer's arm is the `arm` attribute it was recorded with
+//!   ([`Service::record_offer_with`](crate::service::Service::record_offer_with)); for
+//!   offers recorded without one, the caller's ([`Lookup::offer_arm`], e.g. the experiment's
+//!   deterministic assignment of the user).
+//! - Expired and voided coupons are counted and summed at their template's face value, when
+//!   the caller gives it ([`Lookup::face_value`]; `expired_valued` and `voided_valued` say
+//!   how many were valued). Refunded coupons are summed at what they had saved in their order
+//!   (the `Refunded` event's `saving`; `refunded_valued` counts the events that carry it).
 
 mod durations;
 mod intern;
@@ -104,14 +109,14 @@ use std::sync::Arc;
 use chrono::{DateTime, FixedOffset, Utc};
 
 use crate::analytics::experiment::ARM_ATTRIBUTE;
-use crate::attributes::AttrValue;
+use crate::attributes::{AttrValue, Attributes};
 use crate::events::{EventKind, Logged, Sequence};
 use crate::hash::FastMap;
 use crate::id::{CouponId, OrderId, TemplateId, UserId};
 use crate::money::{Currency, Money};
 use crate::repository::Repository;
 
-use intern::{Dims, Rest, Slot};
+use intern::{Caches, Dims, Rest, Slot};
 
 pub use durations::{
     BIN_BOUNDS, BIN_LABELS, Durations, EXACT_DISTINCT, Percentile, SKETCH_RELATIVE_ERROR, human,
@@ -132,10 +137,18 @@ pub trait Lookup {
         let _ = (user, at);
         None
     }
-    /// The experiment arm an offer of `template` to `user` belongs to, if any (offers carry no
-    /// coupon attributes).
+    /// The experiment arm an offer of `template` to `user` belongs to, if any: asked only for
+    /// offers recorded without an `arm` attribute (see [`Service::record_offer_with`](crate::service::Service::record_offer_with)).
     fn offer_arm(&self, template: &TemplateId, user: &UserId) -> Option<AttrValue> {
         let _ = (template, user);
+        None
+    }
+    /// The face value of a template's coupons — what one takes off at most, e.g. 25 yuan for
+    /// "spend 200, save 25", the cap of a percentage — if the caller values it: expired and
+    /// voided coupons are summed at it. Asked once per expired or voided coupon (keep it a
+    /// table lookup). An amount in another currency than the report's is refused.
+    fn face_value(&self, template: &TemplateId) -> Option<Money> {
+        let _ = template;
         None
     }
 }
@@ -164,6 +177,7 @@ pub struct Lookups<'a> {
     segment: Option<Box<dyn Fn(&UserId) -> Option<Arc<str>> + 'a>>,
     is_new: Option<Box<dyn Fn(&UserId, DateTime<Utc>) -> Option<bool> + 'a>>,
     offer_arm: Option<Box<dyn Fn(&TemplateId, &UserId) -> Option<AttrValue> + 'a>>,
+    face_value: Option<Box<dyn Fn(&TemplateId) -> Option<Money> + 'a>>,
 }
 
 impl<'a> Lookups<'a> {
@@ -192,6 +206,11 @@ impl<'a> Lookups<'a> {
         self.offer_arm = Some(Box::new(f));
         self
     }
+    /// Templates' face values from `f`.
+    pub fn with_face_value(mut self, f: impl Fn(&TemplateId) -> Option<Money> + 'a) -> Self {
+        self.face_value = Some(Box::new(f));
+        self
+    }
 }
 
 impl Lookup for Lookups<'_> {
@@ -203,6 +222,9 @@ impl Lookup for Lookups<'_> {
     }
     fn offer_arm(&self, template: &TemplateId, user: &UserId) -> Option<AttrValue> {
         self.offer_arm.as_ref().and_then(|f| f(template, user))
+    }
+    fn face_value(&self, template: &TemplateId) -> Option<Money> {
+        self.face_value.as_ref().and_then(|f| f(template))
     }
 }
 
@@ -416,6 +438,10 @@ impl Groups {
     }
 
     fn push(&mut self, slot: Slot, key: GroupKey) -> u32 {
+        self.push_with(slot, key, Metrics::default())
+    }
+
+    fn push_with(&mut self, slot: Slot, key: GroupKey, metrics: Metrics) -> u32 {
         let g = u32::try_from(self.keys.len()).unwrap_or(u32::MAX);
         let (day, rest) = slot.split();
         let day = usize::try_from(day).unwrap_or(usize::MAX);
@@ -427,8 +453,54 @@ impl Groups {
             m.insert(rest, g);
         }
         self.keys.push(key);
-        self.metrics.push(Metrics::default());
+        self.metrics.push(metrics);
         g
+    }
+
+    /// Adds another report's groups to these; returns, for each of its group indices, the
+    /// index here. Its ids are translated table by table (one lookup per distinct value, not
+    /// per group), and its groups new here are moved, not added to empty ones.
+    fn absorb(&mut self, other: Groups) -> Vec<u32> {
+        let Groups {
+            dims,
+            slots,
+            keys,
+            metrics,
+        } = other;
+        let tr = self.dims.translate(&dims);
+        let mut keys: Vec<Option<GroupKey>> = keys.into_iter().map(Some).collect();
+        let mut metrics: Vec<Option<Metrics>> = metrics.into_iter().map(Some).collect();
+        let mut renumber: Vec<u32> = vec![0; keys.len()];
+        for (day, map) in slots.iter().enumerate() {
+            let day = u32::try_from(day).unwrap_or(u32::MAX);
+            for (&rest, &g) in map {
+                let gi = usize::try_from(g).unwrap_or(usize::MAX);
+                let (Some(key), Some(m)) = (
+                    keys.get_mut(gi).and_then(Option::take),
+                    metrics.get_mut(gi).and_then(Option::take),
+                ) else {
+                    continue;
+                };
+                let slot = match tr.slot(day, rest) {
+                    Some(slot) => slot,
+                    // Unreachable: every id of a slot comes from its report's tables.
+                    None => self.dims.slot(&key),
+                };
+                let mine = match self.get_slot(slot) {
+                    Some(mine) => {
+                        if let Some(here) = self.get_mut(mine) {
+                            here.merge(&m);
+                        }
+                        mine
+                    }
+                    None => self.push_with(slot, key, m),
+                };
+                if let Some(r) = renumber.get_mut(gi) {
+                    *r = mine;
+                }
+            }
+        }
+        renumber
     }
 
     /// The group of a key, made (empty) the first time.
@@ -475,6 +547,16 @@ struct Looked<'e> {
     arm: Option<Cow<'e, AttrValue>>,
 }
 
+/// The `arm` attribute, if any (most offers and many coupons have no attributes at all).
+#[inline]
+fn arm_of(attributes: &Attributes) -> Option<&AttrValue> {
+    if attributes.is_empty() {
+        None
+    } else {
+        attributes.get(ARM_ATTRIBUTE)
+    }
+}
+
 /// Where an event counts, found before it is counted.
 #[derive(Clone, Copy, Debug)]
 enum Located {
@@ -492,6 +574,7 @@ fn decide(
     days: Option<u32>,
     groups: &mut Groups,
     open: &mut FastMap<OrderId, OpenOrder>,
+    pending: &mut Option<(OrderId, OpenOrder)>,
     last: &PaidRef,
     next_at: i64,
 ) {
@@ -512,9 +595,10 @@ fn decide(
                 }
             }
         }
-        None => {
-            open.entry(last.order.clone()).or_default().repurchased = Some(within);
-        }
+        None => match pending {
+            Some((id, o)) if *id == last.order => o.repurchased = Some(within),
+            _ => open.entry(last.order.clone()).or_default().repurchased = Some(within),
+        },
     }
 }
 
@@ -534,12 +618,22 @@ pub struct Report {
     events: u64,
     groups: Groups,
     open: FastMap<OrderId, OpenOrder>,
+    /// The order being joined while events are counted (in a feed read in order, an order's
+    /// coupons and payment come together): kept out of `open` until the next order or the
+    /// end of the call, so the usual join costs no hash lookup.
+    pending: Option<(OrderId, OpenOrder)>,
+    /// A cleared coupon list to reuse for the next order.
+    spare: Vec<UsedCoupon>,
     trails: HashMap<UserId, Trail>,
     unmerged_buyers: u64,
-    /// The day of the last event read, as (Unix day in the offset, its day id): most events
-    /// of a feed fall on the day of the one before.
-    day_cache: Option<(i64, u32)>,
+    /// Days recently read, as (Unix day in the offset, its day id), at the Unix day modulo
+    /// [`DAY_CACHE`]: a stretch of the feed counts in its day and the next few (uses and
+    /// expiries of earlier claims), all of which stay here.
+    day_cache: [(i64, u32); DAY_CACHE],
 }
+
+/// How many days the day cache holds.
+const DAY_CACHE: usize = 16;
 
 const DAY: i64 = 86_400;
 
@@ -786,9 +880,11 @@ impl Report {
             events: 0,
             groups: Groups::default(),
             open: FastMap::default(),
+            pending: None,
+            spare: Vec::new(),
             trails: HashMap::new(),
             unmerged_buyers: 0,
-            day_cache: None,
+            day_cache: [(i64::MIN, 0); DAY_CACHE],
         }
     }
 
@@ -843,14 +939,33 @@ impl Report {
     fn day(&mut self, at: DateTime<Utc>) -> u32 {
         let secs = at.timestamp() + i64::from(self.config.offset.local_minus_utc());
         let n = secs.div_euclid(DAY);
-        match self.day_cache {
-            Some((d, id)) if d == n => id,
-            _ => {
-                let date = at.with_timezone(&self.config.offset).date_naive();
-                let id = self.groups.dims.days.id(date);
-                self.day_cache = Some((n, id));
-                id
-            }
+        let i = n.rem_euclid(DAY_CACHE as i64) as usize;
+        match self.day_cache.get(i) {
+            Some(&(d, id)) if d == n => id,
+            _ => self.day_slow(at, n, i),
+        }
+    }
+
+    #[cold]
+    fn day_slow(&mut self, at: DateTime<Utc>, n: i64, i: usize) -> u32 {
+        let date = at.with_timezone(&self.config.offset).date_naive();
+        let id = self.groups.dims.days.id(date);
+        if let Some(e) = self.day_cache.get_mut(i) {
+            *e = (n, id);
+        }
+        id
+    }
+
+    /// The face value of a template from the lookup, in minor units, if it values it.
+    fn face_value<L: Lookup + ?Sized>(
+        &self,
+        seq: Sequence,
+        lookup: &L,
+        template: &TemplateId,
+    ) -> Result<Option<i128>, ReportError> {
+        match lookup.face_value(template) {
+            Some(v) => self.minor(seq, "a face value", &v).map(Some),
+            None => Ok(None),
         }
     }
 
@@ -874,9 +989,17 @@ impl Report {
     #[inline]
     fn look<'e, L: Lookup + ?Sized>(logged: &'e Logged, lookup: &L) -> Looked<'e> {
         match &logged.event.kind {
-            EventKind::Offered { template, user, .. } => Looked {
+            EventKind::Offered {
+                template,
+                user,
+                attributes,
+                ..
+            } => Looked {
                 segment: lookup.segment(user),
-                arm: lookup.offer_arm(template, user).map(Cow::Owned),
+                arm: match arm_of(attributes) {
+                    Some(arm) => Some(Cow::Borrowed(arm)),
+                    None => lookup.offer_arm(template, user).map(Cow::Owned),
+                },
             },
             EventKind::Issued { coupon, .. }
             | EventKind::Redeemed { coupon, .. }
@@ -885,7 +1008,7 @@ impl Report {
             | EventKind::Voided { coupon }
             | EventKind::Refunded { coupon, .. } => Looked {
                 segment: lookup.segment(&coupon.user),
-                arm: coupon.attributes.get(ARM_ATTRIBUTE).map(Cow::Borrowed),
+                arm: arm_of(&coupon.attributes).map(Cow::Borrowed),
             },
             EventKind::OrderPaid {
                 user, coupons: 0, ..
@@ -905,7 +1028,12 @@ impl Report {
     /// group exists already) its index. Only interns values; makes no group and counts
     /// nothing, so [`Report::extend`] can locate a run of events before counting them.
     #[inline]
-    fn locate(&mut self, logged: &Logged, looked: Looked<'_>) -> Located {
+    fn locate<'e>(
+        &mut self,
+        logged: &'e Logged,
+        looked: Looked<'e>,
+        caches: Option<&mut Caches<'e>>,
+    ) -> Located {
         let at = logged.event.at;
         let Looked { segment, arm } = looked;
         let (template, campaign, channel) = match &logged.event.kind {
@@ -929,19 +1057,38 @@ impl Report {
         };
         let day = self.day(at);
         let d = &mut self.groups.dims;
-        let arm = match arm {
-            None => 0,
-            Some(Cow::Borrowed(a)) => d.arms.id(Some(a)),
-            Some(Cow::Owned(a)) => d.arms.id_owned(Some(a)),
+        let ids = match caches {
+            Some(k) => {
+                let arm = match arm {
+                    None => 0,
+                    Some(Cow::Borrowed(a)) => d.arms.id_by_addr(&mut k.arms, Some(a)),
+                    Some(Cow::Owned(a)) => d.arms.id_held(&mut k.offer_arms, Some(a)),
+                };
+                [
+                    d.templates.id_by_addr(&mut k.templates, template),
+                    d.campaigns.id_by_addr(&mut k.campaigns, campaign),
+                    d.channels.id_by_addr(&mut k.channels, channel),
+                    d.segments.id_held(&mut k.segments, segment),
+                    arm,
+                ]
+            }
+            None => {
+                let arm = match arm {
+                    None => 0,
+                    Some(Cow::Borrowed(a)) => d.arms.id(Some(a)),
+                    Some(Cow::Owned(a)) => d.arms.id_owned(Some(a)),
+                };
+                [
+                    d.templates.id(template),
+                    d.campaigns.id(campaign),
+                    d.channels.id(channel),
+                    d.segments.id_owned(segment),
+                    arm,
+                ]
+            }
         };
-        let slot = Slot([
-            day,
-            d.templates.id(template),
-            d.campaigns.id(campaign),
-            d.channels.id(channel),
-            d.segments.id_owned(segment),
-            arm,
-        ]);
+        let [t, c, ch, seg, arm] = ids;
+        let slot = Slot([day, t, c, ch, seg, arm]);
         match self.groups.get_slot(slot) {
             Some(g) => Located::Group(g),
             None => Located::New(slot),
@@ -975,8 +1122,10 @@ impl Report {
         logged: &Logged,
         lookup: &L,
     ) -> Result<(), ReportError> {
-        let at = self.locate(logged, Report::look(logged, lookup));
-        self.count(logged, lookup, at)
+        let at = self.locate(logged, Report::look(logged, lookup), None);
+        let counted = self.count(logged, lookup, at);
+        self.flush_pending();
+        counted
     }
 
     /// The second half of counting an event, in feed order: its counters, joins and trails.
@@ -1027,7 +1176,7 @@ impl Report {
                     saving,
                     group,
                 };
-                match self.open.get_mut(order) {
+                match self.open_mut(order) {
                     Some(open) => {
                         let i = open.coupons.partition_point(|c| c.coupon < used.coupon);
                         open.coupons.insert(i, used);
@@ -1035,14 +1184,14 @@ impl Report {
                     }
                     None => {
                         // The usual case: the order's first coupon; its payment follows.
-                        self.open.insert(
-                            order.clone(),
-                            OpenOrder {
-                                coupons: vec![used],
-                                paid: None,
-                                repurchased: None,
-                            },
-                        );
+                        let mut coupons = std::mem::take(&mut self.spare);
+                        coupons.push(used);
+                        let open = OpenOrder {
+                            coupons,
+                            paid: None,
+                            repurchased: None,
+                        };
+                        self.open_new(order, open);
                     }
                 }
             }
@@ -1067,18 +1216,18 @@ impl Report {
                     self.follow(user, seq, at.timestamp(), order, false, Some(group));
                 } else {
                     let paid = Some((paid, *coupons, user.clone()));
-                    let seen = match self.open.get_mut(order) {
+                    let seen = match self.open_mut(order) {
                         Some(open) => {
                             open.paid = paid;
                             true
                         }
                         None => {
                             let open = OpenOrder {
-                                coupons: Vec::new(),
+                                coupons: std::mem::take(&mut self.spare),
                                 paid,
                                 repurchased: None,
                             };
-                            self.open.insert(order.clone(), open);
+                            self.open_new(order, open);
                             false
                         }
                     };
@@ -1094,20 +1243,40 @@ impl Report {
                     g.released += 1;
                 }
             }
-            EventKind::Expired { .. } => {
+            EventKind::Expired { coupon } => {
+                let value = self.face_value(seq, lookup, &coupon.template)?;
                 if let Some(g) = self.metrics_at(located) {
                     g.expired += 1;
+                    if let Some(v) = value {
+                        g.expired_valued += 1;
+                        g.expired_value_minor = g.expired_value_minor.saturating_add(v);
+                    }
                 }
             }
-            EventKind::Voided { .. } => {
+            EventKind::Voided { coupon } => {
+                let value = self.face_value(seq, lookup, &coupon.template)?;
                 if let Some(g) = self.metrics_at(located) {
                     g.voided += 1;
+                    if let Some(v) = value {
+                        g.voided_valued += 1;
+                        g.voided_value_minor = g.voided_value_minor.saturating_add(v);
+                    }
                 }
             }
-            EventKind::Refunded { returned, .. } => {
+            EventKind::Refunded {
+                returned, saving, ..
+            } => {
+                let saving = match saving {
+                    Some(s) => Some(self.minor(seq, "a refunded saving", s)?),
+                    None => None,
+                };
                 if let Some(g) = self.metrics_at(located) {
                     g.refunded += 1;
                     g.refunded_returned += u64::from(*returned);
+                    if let Some(s) = saving {
+                        g.refunded_valued += 1;
+                        g.refunded_saving_minor = g.refunded_saving_minor.saturating_add(s);
+                    }
                 }
             }
             EventKind::Refused { .. } => {
@@ -1136,20 +1305,25 @@ impl Report {
         let mut run: Vec<&'e Logged> = Vec::with_capacity(RUN);
         let mut looked: Vec<Looked<'e>> = Vec::with_capacity(RUN);
         let mut located: Vec<Located> = Vec::with_capacity(RUN);
+        let mut caches = Caches::new();
         loop {
             run.clear();
             run.extend(events.by_ref().take(RUN));
             if run.is_empty() {
+                self.flush_pending();
                 return Ok(());
             }
             looked.extend(run.iter().map(|e| Report::look(e, lookup)));
             located.clear();
             for (e, l) in run.iter().zip(looked.drain(..)) {
-                let at = self.locate(e, l);
+                let at = self.locate(e, l, Some(&mut caches));
                 located.push(at);
             }
             for (e, &at) in run.iter().zip(&located) {
-                self.count(e, lookup, at)?;
+                if let Err(e) = self.count(e, lookup, at) {
+                    self.flush_pending();
+                    return Err(e);
+                }
             }
         }
     }
@@ -1188,6 +1362,7 @@ impl Report {
             self.config.repurchase_days,
             &mut self.groups,
             &mut self.open,
+            &mut self.pending,
             last,
             next_at,
         );
@@ -1230,6 +1405,7 @@ impl Report {
                     self.config.repurchase_days,
                     &mut self.groups,
                     &mut self.open,
+                    &mut self.pending,
                     &last,
                     at,
                 );
@@ -1275,8 +1451,7 @@ impl Report {
     /// Counts an order once both its payment and all its coupons are in.
     fn try_join(&mut self, order: &OrderId) {
         let ready = self
-            .open
-            .get(order)
+            .open_mut(order)
             .and_then(|o| {
                 o.paid
                     .as_ref()
@@ -1286,15 +1461,76 @@ impl Report {
         if !ready {
             return;
         }
-        let Some(open) = self.open.remove(order) else {
-            return;
+        let open = match self.pending.take() {
+            Some((id, o)) if id == *order => o,
+            other => {
+                self.pending = other;
+                match self.open.remove(order) {
+                    Some(o) => o,
+                    None => return,
+                }
+            }
         };
-        let Some((paid, _, user)) = open.paid else {
+        let OpenOrder {
+            mut coupons,
+            paid,
+            repurchased,
+        } = open;
+        self.join(order, &coupons, paid, repurchased);
+        coupons.clear();
+        self.spare = coupons;
+    }
+
+    /// An open order: the one being joined, or one in the open map.
+    #[inline]
+    fn open_mut(&mut self, order: &OrderId) -> Option<&mut OpenOrder> {
+        if let Some((id, o)) = &mut self.pending
+            && id == order
+        {
+            return Some(o);
+        }
+        self.open.get_mut(order)
+    }
+
+    /// A newly seen order becomes the one being joined; the one before goes to the open map.
+    #[inline]
+    fn open_new(&mut self, order: &OrderId, open: OpenOrder) {
+        self.flush_pending();
+        self.pending = Some((order.clone(), open));
+    }
+
+    /// The order being joined, if any, goes to the open map (at the end of every call that
+    /// counts events, so that the rest of the report sees every open order there).
+    fn flush_pending(&mut self) {
+        if let Some((id, o)) = self.pending.take() {
+            let here = self.open.entry(id).or_default();
+            for c in o.coupons {
+                let i = here.coupons.partition_point(|x| x.coupon < c.coupon);
+                here.coupons.insert(i, c);
+            }
+            if here.paid.is_none() {
+                here.paid = o.paid;
+            }
+            if here.repurchased.is_none() {
+                here.repurchased = o.repurchased;
+            }
+        }
+    }
+
+    /// Counts a joined order: once, in the group of the coupon that saved the most.
+    fn join(
+        &mut self,
+        order: &OrderId,
+        coupons: &[UsedCoupon],
+        paid: Option<(i128, u32, UserId)>,
+        repurchased: Option<bool>,
+    ) {
+        let Some((paid, _, user)) = paid else {
             return;
         };
         // The coupon that saved the most; ties go to the smallest id (coupons are sorted).
         let mut lead: Option<&UsedCoupon> = None;
-        for c in &open.coupons {
+        for c in coupons {
             if lead.is_none_or(|l| c.saving > l.saving) {
                 lead = Some(c);
             }
@@ -1304,13 +1540,13 @@ impl Report {
         if let Some(g) = self.groups.get_mut(group) {
             g.coupon_orders += 1;
             g.coupon_sales_minor = g.coupon_sales_minor.saturating_add(paid);
-            match open.repurchased {
+            match repurchased {
                 Some(true) => g.repurchased += 1,
                 Some(false) => g.not_repurchased += 1,
                 None => {}
             }
         }
-        if open.repurchased.is_none()
+        if repurchased.is_none()
             && let Some(t) = self.trails.get_mut(&user)
             && t.last.coupon
             && &t.last.order == order
@@ -1363,15 +1599,7 @@ impl Report {
         self.events = self.events.saturating_add(other.events);
         self.unmerged_buyers = self.unmerged_buyers.saturating_add(other.unmerged_buyers);
         // Other's groups, renumbered as this report's.
-        let Groups { keys, metrics, .. } = other.groups;
-        let mut renumber: Vec<u32> = Vec::with_capacity(keys.len());
-        for (k, m) in keys.iter().zip(&metrics) {
-            let g = self.groups.of_key(k);
-            if let Some(mine) = self.groups.get_mut(g) {
-                mine.merge(m);
-            }
-            renumber.push(g);
-        }
+        let renumber = self.groups.absorb(other.groups);
         let mine = |g: u32| {
             usize::try_from(g)
                 .ok()

@@ -49,6 +49,11 @@ impl Lookup for Look {
         let last = *user.as_str().as_bytes().last()?;
         AttrValue::new(if last % 2 == 0 { "x" } else { "y" }).ok()
     }
+    fn face_value(&self, template: &TemplateId) -> Option<Money> {
+        // t0 is not valued; t1…t3 are worth 10, 20, 30 yuan.
+        let n: i64 = template.as_str().strip_prefix('t')?.parse().ok()?;
+        (n > 0).then(|| cny(1_000 * n))
+    }
 }
 
 fn cny(minor: i64) -> Money {
@@ -165,6 +170,12 @@ fn feed(seed: u64, journeys: usize) -> Vec<Logged> {
             }
             k => {
                 let c = coupon(&mut r);
+                // Some offers are recorded with their arm (then the lookup is not asked).
+                let mut attributes = Attributes::new();
+                if r.below(3) == 0 {
+                    let v = AttrValue::new(["control", "treat"][r.below(2) as usize]).unwrap();
+                    attributes.insert(AttrKey::new("arm").unwrap(), v).unwrap();
+                }
                 push(
                     &mut out,
                     at,
@@ -173,6 +184,7 @@ fn feed(seed: u64, journeys: usize) -> Vec<Logged> {
                         user: user.clone(),
                         channel: channel.clone(),
                         campaign: campaign.clone(),
+                        attributes,
                     },
                 );
                 push(
@@ -192,6 +204,8 @@ fn feed(seed: u64, journeys: usize) -> Vec<Logged> {
                         coupon: c,
                         order,
                         returned: r.below(2) == 0,
+                        // Older events carry no saving.
+                        saving: (r.below(4) != 0).then(|| cny(50 * (1 + r.below(5) as i64))),
                     },
                     _ => EventKind::Released { coupon: c, order },
                 };
@@ -239,6 +253,7 @@ fn reference(events: &[Logged], repurchase: Option<u32>) -> BTreeMap<GroupKey, M
                 user,
                 channel,
                 campaign,
+                attributes,
             } => {
                 let k = GroupKey {
                     day: day(at),
@@ -246,7 +261,10 @@ fn reference(events: &[Logged], repurchase: Option<u32>) -> BTreeMap<GroupKey, M
                     campaign: campaign.clone(),
                     channel: Some(channel.clone()),
                     segment: lookup.segment(user),
-                    arm: lookup.offer_arm(template, user),
+                    arm: attributes
+                        .get("arm")
+                        .cloned()
+                        .or_else(|| lookup.offer_arm(template, user)),
                 };
                 groups.entry(k).or_default().offered += 1;
             }
@@ -313,17 +331,34 @@ fn reference(events: &[Logged], repurchase: Option<u32>) -> BTreeMap<GroupKey, M
                 groups.entry(key(coupon, at)).or_default().released += 1;
             }
             EventKind::Expired { coupon } => {
-                groups.entry(key(coupon, at)).or_default().expired += 1;
+                let g = groups.entry(key(coupon, at)).or_default();
+                g.expired += 1;
+                if let Some(v) = lookup.face_value(&coupon.template) {
+                    g.expired_valued += 1;
+                    g.expired_value_minor += v.to_minor_i128();
+                }
             }
             EventKind::Voided { coupon } => {
-                groups.entry(key(coupon, at)).or_default().voided += 1;
+                let g = groups.entry(key(coupon, at)).or_default();
+                g.voided += 1;
+                if let Some(v) = lookup.face_value(&coupon.template) {
+                    g.voided_valued += 1;
+                    g.voided_value_minor += v.to_minor_i128();
+                }
             }
             EventKind::Refunded {
-                coupon, returned, ..
+                coupon,
+                returned,
+                saving,
+                ..
             } => {
                 let g = groups.entry(key(coupon, at)).or_default();
                 g.refunded += 1;
                 g.refunded_returned += u64::from(*returned);
+                if let Some(s) = saving {
+                    g.refunded_valued += 1;
+                    g.refunded_saving_minor += s.to_minor_i128();
+                }
             }
             EventKind::Refused { user, template, .. } => {
                 let k = GroupKey {
@@ -402,6 +437,106 @@ fn the_fast_fold_equals_the_reference_fold() {
             assert_eq!(r.events(), events.len() as u64);
         }
     }
+}
+
+#[test]
+fn the_feed_exercises_amounts_and_offer_arms() {
+    // The reference comparison above means something only if the feeds hold valued expiries,
+    // voids and refunds, and offers whose arm came from the event and from the lookup.
+    let mut total = Metrics::default();
+    let (mut from_event, mut from_lookup) = (0, 0);
+    for seed in 0..60 {
+        let events = feed(seed, 40 + (seed as usize % 7) * 30);
+        total.merge(&fast(&events, None).total());
+        for e in &events {
+            if let EventKind::Offered {
+                template,
+                attributes,
+                ..
+            } = &e.event.kind
+            {
+                if attributes.get("arm").is_some() {
+                    from_event += 1;
+                } else if !template.as_str().ends_with('0') {
+                    from_lookup += 1;
+                }
+            }
+        }
+    }
+    assert!(total.expired_valued > 0 && total.expired_valued < total.expired);
+    assert!(total.voided_valued > 0 && total.voided_valued < total.voided);
+    assert!(total.refunded_valued > 0 && total.refunded_valued < total.refunded);
+    assert!(total.expired_value_minor > 0 && total.refunded_saving_minor > 0);
+    assert!(from_event > 0 && from_lookup > 0);
+}
+
+#[test]
+fn offers_count_per_arm_from_the_event() {
+    let at = Utc.with_ymd_and_hms(2026, 11, 11, 2, 0, 0).unwrap();
+    let mut attributes = Attributes::new();
+    attributes
+        .insert(
+            AttrKey::new("arm").unwrap(),
+            AttrValue::new("treat").unwrap(),
+        )
+        .unwrap();
+    let offer = |seq, attributes: Attributes| Logged {
+        seq,
+        event: Event::new(
+            at,
+            EventKind::Offered {
+                template: TemplateId::new("t1").unwrap(),
+                user: UserId::new("u1").unwrap(),
+                channel: Channel::new("app").unwrap(),
+                campaign: None,
+                attributes,
+            },
+        ),
+    };
+    let feed = [offer(1, attributes), offer(2, Attributes::new())];
+    let mut r = Report::new(config(None));
+    r.extend(&feed, &NoLookup).unwrap();
+    let by_arm = r.by(Dimension::Arm);
+    let offered = |arm: Option<&str>| {
+        r.groups()
+            .filter(|(k, _)| k.arm.as_ref().map(|a| a.as_str()) == arm)
+            .map(|(_, m)| m.offered)
+            .sum::<u64>()
+    };
+    assert_eq!(offered(Some("treat")), 1);
+    assert_eq!(offered(None), 1);
+    assert_eq!(by_arm.rows.len(), 2);
+}
+
+#[test]
+fn a_face_value_in_another_currency_counts_nothing() {
+    struct Usd;
+    impl Lookup for Usd {
+        fn face_value(&self, _: &TemplateId) -> Option<Money> {
+            Some(Money::from_minor(100, Currency::USD))
+        }
+    }
+    let events = feed(11, 200);
+    let first = events
+        .iter()
+        .position(|e| {
+            matches!(
+                e.event.kind,
+                EventKind::Expired { .. } | EventKind::Voided { .. }
+            )
+        })
+        .unwrap();
+    let mut r = Report::new(config(None));
+    assert!(matches!(
+        r.extend(&events, &Usd),
+        Err(ReportError::Currency {
+            what: "a face value",
+            ..
+        })
+    ));
+    let mut before = Report::new(config(None));
+    before.extend(&events[..first], &Usd).unwrap();
+    assert_eq!(r, before);
 }
 
 #[test]

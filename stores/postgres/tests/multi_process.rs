@@ -343,6 +343,7 @@ fn four_processes_share_one_database() {
                 coupon,
                 order,
                 returned,
+                ..
             } => {
                 let s = life.get_mut(coupon.id.as_str()).unwrap();
                 assert_eq!(*s, S::Used(order.clone()), "{} refunded twice", coupon.id);
