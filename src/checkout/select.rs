@@ -391,6 +391,8 @@ pub(crate) fn best(
     let expiry = |p: &Prepared| (p.valid_until.is_none(), p.valid_until);
     let expiry_rank = dense(&|a, b| expiry(sorted[a]).cmp(&expiry(sorted[b])));
     let id_rank = dense(&|a, b| sorted[a].id.cmp(&sorted[b].id));
+    // Room for the nodes and states the search is likely to meet, so the maps rarely grow.
+    let room_for = (8 * n).clamp(16, 1024);
     let mut s = Search {
         expiry_rank,
         id_rank,
@@ -426,14 +428,14 @@ pub(crate) fn best(
         n_promo: 0,
         n_refuse: 0,
         n_excl: 0,
-        memo: HashMap::default(),
+        memo: FxMap::with_capacity_and_hasher(room_for, Default::default()),
         prefixes: Vec::new(),
         group_pairs,
         width,
-        state_ids: HashMap::default(),
-        store: Vec::new(),
-        pays: Vec::new(),
-        marg: HashMap::default(),
+        state_ids: FxMap::with_capacity_and_hasher(room_for, Default::default()),
+        store: Vec::with_capacity(room_for * width),
+        pays: Vec::with_capacity(room_for),
+        marg: FxMap::with_capacity_and_hasher(4 * room_for, Default::default()),
         tmp: Vec::new(),
         cons_ids: HashMap::default(),
         cons_buf: Vec::new(),
@@ -493,9 +495,16 @@ impl Hasher for Fx {
     }
 
     fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
+        let mut words = bytes.chunks_exact(8);
+        for chunk in words.by_ref() {
             let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
+            word.copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+        let rest = words.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
             self.add(u64::from_le_bytes(word));
         }
     }
