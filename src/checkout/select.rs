@@ -393,7 +393,21 @@ pub(crate) fn best(
     let id_rank = dense(&|a, b| sorted[a].id.cmp(&sorted[b].id));
     // Room for the nodes and states the search is likely to meet, so the maps rarely grow.
     let room_for = (8 * n).clamp(16, 1024);
+    let pos: Vec<Pos> = (0..n)
+        .map(|j| Pos {
+            beh: beh[j] as u32,
+            gid: gid[j] as u32,
+            tid: tid[j],
+            per_order: sorted[j].per_order,
+            tie: u64::from(expiry_rank[j]) << 32 | u64::from(id_rank[j]),
+            excl: sorted[j].exclusive,
+            promo: sorted[j].is_promotion,
+            withp: sorted[j].with_promotions,
+            last_of_template: template_last[tid[j] as usize] == j,
+        })
+        .collect();
     let mut s = Search {
+        pos,
         expiry_rank,
         id_rank,
         prev: Vec::new(),
@@ -407,7 +421,6 @@ pub(crate) fn best(
         excl: sorted.iter().map(|p| p.exclusive).collect(),
         promo: sorted.iter().map(|p| p.is_promotion).collect(),
         withp: sorted.iter().map(|p| p.with_promotions).collect(),
-        per_order: sorted.iter().map(|p| p.per_order).collect(),
         gid,
         caps,
         pairs,
@@ -461,6 +474,23 @@ pub(crate) fn best(
             saving
         },
     }
+}
+
+/// What the children loop reads of a position, packed: behaviour, group, template and its
+/// per-order limit, the tie-break key (dense ranks of expiry, then id, in one number),
+/// exclusive, promotion, combines with promotions, and whether it is its template's last
+/// position.
+#[derive(Clone, Copy)]
+struct Pos {
+    beh: u32,
+    gid: u32,
+    tid: u32,
+    per_order: u32,
+    tie: u64,
+    excl: bool,
+    promo: bool,
+    withp: bool,
+    last_of_template: bool,
 }
 
 /// The candidates of one behaviour in one stacking group, by position in canonical order.
@@ -556,6 +586,8 @@ struct Frame {
 struct Search<'a> {
     /// Candidates in canonical order.
     sorted: &'a [&'a Prepared],
+    /// Per position, packed for the children loop.
+    pos: Vec<Pos>,
     /// Per position: the dense rank of its expiry key and of its id (see [`tie_break`]).
     expiry_rank: Vec<u32>,
     id_rank: Vec<u32>,
@@ -571,11 +603,10 @@ struct Search<'a> {
     beh_groups: Vec<Vec<usize>>,
     /// Whether each behaviour is exclusive (part of its signature).
     beh_excl: Vec<bool>,
-    /// Per position: exclusive, promotion, combines with promotions, per-order limit.
+    /// Per position: exclusive, promotion, combines with promotions.
     excl: Vec<bool>,
     promo: Vec<bool>,
     withp: Vec<bool>,
-    per_order: Vec<u32>,
     gid: Vec<usize>,
     caps: Vec<u32>,
     pairs: Vec<Pair>,
@@ -682,31 +713,6 @@ impl<'a> Search<'a> {
         // and amounts read only a line's amount): runs a unit offer left on the scratch state
         // at another node are not this state's.
         self.scratch.uneven = None;
-    }
-
-    /// Whether position `j` may join the chosen set: exactly `conflict(..).is_none()`, from
-    /// counts kept as the set changes.
-    fn fits(&self, j: usize) -> bool {
-        if self.excl[j] && !self.chosen.is_empty() {
-            return false;
-        }
-        if self.n_excl > 0 {
-            return false;
-        }
-        if self.n_promo > 0 && !self.withp[j] {
-            return false;
-        }
-        if self.promo[j] && self.n_refuse > 0 {
-            return false;
-        }
-        if !self.promo[j] && self.coupons_used >= self.policy.max_coupons {
-            return false;
-        }
-        let g = self.gid[j];
-        if self.used[g] >= self.caps[g] {
-            return false;
-        }
-        self.tcount[self.tid[j] as usize] < self.per_order[j]
     }
 
     /// Adds position `j` to the chosen set, or (`add` false) takes it out again.
@@ -938,36 +944,50 @@ impl<'a> Search<'a> {
         // leaves no later candidate of its template.
         f.seen.clear();
         f.children.clear();
+        if self.n_excl > 0 {
+            return;
+        }
+        // Whether position `j` may join the chosen set is exactly `conflict(..).is_none()`:
+        // the set's part of it read once here, the position's from its packed facts.
+        let nonempty = !self.chosen.is_empty();
+        let (has_promo, has_refuse) = (self.n_promo > 0, self.n_refuse > 0);
+        let coupons_full = self.coupons_used >= self.policy.max_coupons;
         for j in k..=last {
-            let b = self.beh[j];
+            let ps = self.pos[j];
+            let b = ps.beh as usize;
             let Some(s) = f.after[b] else { continue };
-            if !self.fits(j) {
+            if (ps.excl && nonempty)
+                || (has_promo && !ps.withp)
+                || (ps.promo && has_refuse)
+                || (!ps.promo && coupons_full)
+            {
                 continue;
             }
-            let c: &'a Prepared = self.sorted[j];
+            let g = ps.gid as usize;
+            if self.used[g] >= self.caps[g] || self.tcount[ps.tid as usize] >= ps.per_order {
+                continue;
+            }
             // Sibling dominance: an earlier child of the same effect, group and source leaves
             // the same state (hence the same saving) under the same constraints, with every
             // completion of this one still open to it (its next position is smaller); if its
             // expiry and id are no worse, the set with it wins every tie (replacing one member
             // of a set by one expiring no later, or as late with a smaller id, never makes the
             // sorted keys larger), so this child's sets are never the best.
-            let last_of_template = self.template_last[self.tid[j] as usize] == j;
-            // The tie-break key (expiry, then id) by dense ranks: the same order.
-            let tie = u64::from(self.expiry_rank[j]) << 32 | u64::from(self.id_rank[j]);
-            if free && last_of_template {
+            if free && ps.last_of_template {
                 // Only the best key kept per (effect, group, source) matters: a child is
-                // dominated exactly when that one is no worse.
-                let at = (f.effect[b], self.gid[j], c.is_promotion);
+                // dominated exactly when that one is no worse. Keys: the dense ranks of
+                // expiry, then id, in one number (the same order).
+                let at = (f.effect[b], g, ps.promo);
                 match f.seen.iter_mut().find(|x| (x.0, x.1, x.2) == at) {
-                    Some(x) if x.3 <= tie => continue,
-                    Some(x) => x.3 = tie,
-                    None => f.seen.push((at.0, at.1, at.2, tie)),
+                    Some(x) if x.3 <= ps.tie => continue,
+                    Some(x) => x.3 = ps.tie,
+                    None => f.seen.push((at.0, at.1, at.2, ps.tie)),
                 }
             }
             // The child's completions are among this node's, each saving at most its
             // marginal here.
-            let child_room = if j + 1 < n && !c.exclusive {
-                self.room(f, j + 1, f.pay[b], true, Some(self.gid[j]))
+            let child_room = if j + 1 < n && !ps.excl {
+                self.room(f, j + 1, f.pay[b], true, Some(g))
             } else {
                 0
             };
