@@ -1572,6 +1572,58 @@ fn pieces(p: &Shared, ctx: &CartCtx, state: &State) -> Vec<Piece> {
     out
 }
 
+/// The first runs of [`pieces`] (cheapest first) or of its reverse (`dearest`), as many as a
+/// walk taking at most `units` units needs: every run holds at least one unit, so a walk that
+/// takes each run whole until it has `units` never reaches run `units + 1`. Exactly that
+/// prefix of the full order (ties: the earlier line, reversed the later; runs of one line
+/// have distinct values, so the order is strict), by partial selection instead of a sort of
+/// every run. `units == 0` gives the full order.
+fn pieces_first(p: &Shared, ctx: &CartCtx, state: &State, units: u64, dearest: bool) -> Vec<Piece> {
+    let untouched = p.lines.iter().all(|&l| {
+        state.residual[l as usize] == ctx.totals[l as usize] && state.find_uneven(l).is_err()
+    });
+    if untouched && !p.cheapest_first.is_empty() {
+        // Already in order: cut the prefix.
+        let mut out = pieces(p, ctx, state);
+        if dearest {
+            out.reverse();
+        }
+        if units > 0 {
+            out.truncate(usize::try_from(units).unwrap_or(usize::MAX));
+        }
+        return out;
+    }
+    let mut out: Vec<Piece> = Vec::with_capacity(p.lines.len() + 2);
+    for &l in &p.lines {
+        let push = |(value, count): (i64, u64)| {
+            if count > 0 {
+                out.push(Piece {
+                    line: l,
+                    value,
+                    count,
+                });
+            }
+        };
+        match state.find_uneven(l) {
+            Ok(i) => state.uneven()[i].1.iter().copied().for_each(push),
+            Err(_) => even_runs(state.residual[l as usize], ctx.qty[l as usize])
+                .into_iter()
+                .for_each(push),
+        }
+    }
+    let cmp = |a: &Piece, b: &Piece| {
+        let o = a.value.cmp(&b.value).then(a.line.cmp(&b.line));
+        if dearest { o.reverse() } else { o }
+    };
+    let m = usize::try_from(units).unwrap_or(usize::MAX);
+    if units > 0 && m < out.len() {
+        out.select_nth_unstable_by(m - 1, cmp);
+        out.truncate(m);
+    }
+    out.sort_unstable_by(cmp);
+    out
+}
+
 /// Runs of units `(value, units)`, dearest first.
 type Runs = Vec<(i64, u64)>;
 
@@ -1707,7 +1759,7 @@ fn per_unit_saving(
 ) -> Result<i64, Miss> {
     let mut left = max_units;
     let mut changes = Vec::new();
-    for pc in pieces(p, ctx, state).into_iter().rev() {
+    for pc in pieces_first(p, ctx, state, max_units, true) {
         if left == 0 {
             break;
         }
@@ -1862,7 +1914,7 @@ fn unit_saving(
         return Err(Miss::MoreItems(1));
     }
     let mut changes = Vec::new();
-    for pc in pieces(p, ctx, state) {
+    for pc in pieces_first(p, ctx, state, left, false) {
         if left == 0 {
             break;
         }
@@ -1923,7 +1975,9 @@ fn bundle_saving(
     let mut open: Vec<(u32, i64, u64)> = Vec::new();
     let mut open_units = 0u64;
     let mut open_value = 0i128;
-    'runs: for pc in pieces(p, ctx, state).into_iter().rev() {
+    // Whole bundles take at most `quantity × max_bundles` units, the dearest.
+    let most = quantity.saturating_mul(max_bundles);
+    'runs: for pc in pieces_first(p, ctx, state, most, true) {
         let mut avail = pc.count;
         while avail > 0 && bundles < max_bundles {
             if open_units == 0 && avail >= quantity {
@@ -2019,6 +2073,96 @@ mod tests {
                 .map(|(a, b)| i128::from(a - b))
                 .collect();
             assert_eq!(got, expect, "residual {residual:?}, saving {saving}");
+        }
+    }
+
+    /// `pieces_first` is exactly the first runs of the full order (cheapest first, or its
+    /// reverse), on untouched, evenly reduced and uneven lines alike.
+    #[test]
+    fn pieces_first_is_a_prefix_of_the_full_order() {
+        let mut seed = 11u64;
+        for _ in 0..3_000 {
+            let n = 1 + (next(&mut seed) % 8) as usize;
+            let qty: Vec<u64> = (0..n).map(|_| 1 + next(&mut seed) % 4).collect();
+            let totals: Vec<i64> = qty
+                .iter()
+                .map(|&q| q as i64 * (1 + (next(&mut seed) % 30) as i64))
+                .collect();
+            let ctx = CartCtx {
+                totals: totals.clone(),
+                qty: qty.clone(),
+                shipping: 0,
+                ships: Vec::new(),
+                gifts: Vec::new(),
+                by_value: std::cell::OnceCell::new(),
+            };
+            let mut state = ctx.fresh();
+            for l in 0..n {
+                match next(&mut seed) % 3 {
+                    0 => {}
+                    1 => {
+                        let cut = (next(&mut seed) % (totals[l] as u64 + 1)) as i64;
+                        state.residual[l] -= cut;
+                    }
+                    _ => {
+                        let q = qty[l];
+                        let free = 1 + next(&mut seed) % q;
+                        let unit = totals[l] / q as i64;
+                        state.set_runs(&ctx, l as u32, vec![(unit, q - free), (0, free)]);
+                    }
+                }
+            }
+            let lines: Vec<u32> = (0..n as u32).filter(|_| next(&mut seed) % 4 != 0).collect();
+            if lines.is_empty() {
+                continue;
+            }
+            let cheapest_first: Vec<u32> = if next(&mut seed) % 2 == 0 {
+                ctx.by_value()
+                    .iter()
+                    .copied()
+                    .filter(|l| lines.binary_search(l).is_ok())
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let sh = Shared {
+                template: crate::id::TemplateId::new("t").unwrap(),
+                name: String::new(),
+                lines,
+                ships: Vec::new(),
+                kind: Kind::Instant(0),
+                min_subtotal: 0,
+                min_qty: 0,
+                orig_base: 0,
+                qty: 0,
+                group: crate::id::StackingGroup::new("g").unwrap(),
+                exclusive: false,
+                with_promotions: true,
+                per_order: 1,
+                place: (0, 0, 0, 0),
+                sig: Vec::new(),
+                alone: Err(Miss::NothingToSave),
+                cheapest_first,
+                reasons: Vec::new(),
+            };
+            let full = pieces(&sh, &ctx, &state);
+            let units = next(&mut seed) % 12;
+            for dearest in [false, true] {
+                let mut want = full.clone();
+                if dearest {
+                    want.reverse();
+                }
+                if units > 0 {
+                    want.truncate(units as usize);
+                }
+                let got = pieces_first(&sh, &ctx, &state, units, dearest);
+                let key = |v: &[Piece]| {
+                    v.iter()
+                        .map(|p| (p.line, p.value, p.count))
+                        .collect::<Vec<_>>()
+                };
+                assert_eq!(key(&got), key(&want), "units {units}, dearest {dearest}");
+            }
         }
     }
 

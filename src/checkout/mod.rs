@@ -585,7 +585,7 @@ impl<'a> Checkout<'a> {
         for o in &all {
             ctx.add_gift(&o.template);
         }
-        let mut facts: HashMap<*const Template, Arc<Shared>> = HashMap::new();
+        let mut facts: HashMap<*const Template, Arc<Shared>> = HashMap::with_capacity(all.len());
         let mut usable = Vec::with_capacity(all.len());
         let mut unusable = Vec::new();
         for (i, o) in all.iter().enumerate() {

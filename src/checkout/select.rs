@@ -40,11 +40,9 @@ use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use chrono::{DateTime, Utc};
-
+use super::StackingPolicy;
 use super::engine::{CartCtx, Prepared, State, apply};
 use super::reason::Ineligible;
-use super::{OfferId, StackingPolicy};
 
 /// The first stacking rule `c` would break by joining a set (indices point into the set).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -393,7 +391,23 @@ pub(crate) fn best(
     let expiry = |p: &Prepared| (p.valid_until.is_none(), p.valid_until);
     let expiry_rank = dense(&|a, b| expiry(sorted[a]).cmp(&expiry(sorted[b])));
     let id_rank = dense(&|a, b| sorted[a].id.cmp(&sorted[b].id));
+    // Room for the nodes and states the search is likely to meet, so the maps rarely grow.
+    let room_for = (8 * n).clamp(16, 1024);
+    let pos: Vec<Pos> = (0..n)
+        .map(|j| Pos {
+            beh: beh[j] as u32,
+            gid: gid[j] as u32,
+            tid: tid[j],
+            per_order: sorted[j].per_order,
+            tie: u64::from(expiry_rank[j]) << 32 | u64::from(id_rank[j]),
+            excl: sorted[j].exclusive,
+            promo: sorted[j].is_promotion,
+            withp: sorted[j].with_promotions,
+            last_of_template: template_last[tid[j] as usize] == j,
+        })
+        .collect();
     let mut s = Search {
+        pos,
         expiry_rank,
         id_rank,
         prev: Vec::new(),
@@ -407,7 +421,6 @@ pub(crate) fn best(
         excl: sorted.iter().map(|p| p.exclusive).collect(),
         promo: sorted.iter().map(|p| p.is_promotion).collect(),
         withp: sorted.iter().map(|p| p.with_promotions).collect(),
-        per_order: sorted.iter().map(|p| p.per_order).collect(),
         gid,
         caps,
         pairs,
@@ -428,11 +441,15 @@ pub(crate) fn best(
         n_promo: 0,
         n_refuse: 0,
         n_excl: 0,
-        memo: HashMap::default(),
+        memo: FxMap::with_capacity_and_hasher(room_for, Default::default()),
         prefixes: Vec::new(),
         group_pairs,
         width,
-        state_ids: HashMap::default(),
+        state_ids: FxMap::with_capacity_and_hasher(room_for, Default::default()),
+        store: Vec::with_capacity(room_for * width),
+        pays: Vec::with_capacity(room_for),
+        marg: FxMap::with_capacity_and_hasher(4 * room_for, Default::default()),
+        tmp: Vec::new(),
         cons_ids: HashMap::default(),
         cons_buf: Vec::new(),
         scratch: ctx.fresh(),
@@ -441,7 +458,8 @@ pub(crate) fn best(
     let mut root = ctx.totals.clone();
     root.push(ctx.shipping);
     let dead = vec![false; nbeh];
-    s.node(0, &root, 0, &dead, total_payable);
+    let root = s.intern(&root);
+    s.node(0, root, 0, &dead, total_payable);
     let exhausted = s.exhausted;
     let found = s
         .best
@@ -456,6 +474,23 @@ pub(crate) fn best(
             saving
         },
     }
+}
+
+/// What the children loop reads of a position, packed: behaviour, group, template and its
+/// per-order limit, the tie-break key (dense ranks of expiry, then id, in one number),
+/// exclusive, promotion, combines with promotions, and whether it is its template's last
+/// position.
+#[derive(Clone, Copy)]
+struct Pos {
+    beh: u32,
+    gid: u32,
+    tid: u32,
+    per_order: u32,
+    tie: u64,
+    excl: bool,
+    promo: bool,
+    withp: bool,
+    last_of_template: bool,
 }
 
 /// The candidates of one behaviour in one stacking group, by position in canonical order.
@@ -490,9 +525,16 @@ impl Hasher for Fx {
     }
 
     fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
+        let mut words = bytes.chunks_exact(8);
+        for chunk in words.by_ref() {
             let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
+            word.copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+        let rest = words.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
             self.add(u64::from_le_bytes(word));
         }
     }
@@ -520,13 +562,13 @@ type MemoKey = (u32, u32, u32);
 /// One depth's working memory, reused by every node at that depth (no allocation per node
 /// once the buffers have grown).
 #[derive(Default)]
-struct Frame<'a> {
+struct Frame {
     /// Behaviours that save nothing on this node's state (or can never join its subtree).
     dead: Vec<bool>,
-    /// Each live behaviour's saving on this node's state; the state it leaves is at
-    /// `states[b * width..]`, what is left to pay on it in `pay[b]`.
+    /// Each live behaviour's saving on this node's state; the number of the state it leaves
+    /// in `child[b]`, what is left to pay on it in `pay[b]`.
     after: Vec<Option<i64>>,
-    states: Vec<i64>,
+    child: Vec<u32>,
     pay: Vec<i64>,
     /// Behaviours leaving this state alike (see the effects in [`Search::node`]).
     effect: Vec<usize>,
@@ -537,13 +579,15 @@ struct Frame<'a> {
     ranked: Vec<(i64, usize)>,
     /// Where each group's pairs start in `ranked` (one more entry than groups).
     group_start: Vec<usize>,
-    seen: Vec<SiblingKey<'a>>,
+    seen: Vec<SiblingKey>,
     children: Vec<(i64, usize)>,
 }
 
 struct Search<'a> {
     /// Candidates in canonical order.
     sorted: &'a [&'a Prepared],
+    /// Per position, packed for the children loop.
+    pos: Vec<Pos>,
     /// Per position: the dense rank of its expiry key and of its id (see [`tie_break`]).
     expiry_rank: Vec<u32>,
     id_rank: Vec<u32>,
@@ -559,11 +603,10 @@ struct Search<'a> {
     beh_groups: Vec<Vec<usize>>,
     /// Whether each behaviour is exclusive (part of its signature).
     beh_excl: Vec<bool>,
-    /// Per position: exclusive, promotion, combines with promotions, per-order limit.
+    /// Per position: exclusive, promotion, combines with promotions.
     excl: Vec<bool>,
     promo: Vec<bool>,
     withp: Vec<bool>,
-    per_order: Vec<u32>,
     gid: Vec<usize>,
     caps: Vec<u32>,
     pairs: Vec<Pair>,
@@ -598,11 +641,18 @@ struct Search<'a> {
     /// the memo.
     width: usize,
     state_ids: FxMap<Vec<i64>, u32>,
+    /// The interned states, `width` numbers each, and what is left to pay on each.
+    store: Vec<i64>,
+    pays: Vec<i64>,
+    /// Behaviours applied to states: `(state, behaviour)` → (saving, state left), the state
+    /// `u32::MAX` when it saves nothing.
+    marg: FxMap<(u32, u32), (i64, u32)>,
+    tmp: Vec<i64>,
     cons_ids: FxMap<Vec<u32>, u32>,
     cons_buf: Vec<u32>,
     /// The state an offer is applied to.
     scratch: State,
-    frames: Vec<Frame<'a>>,
+    frames: Vec<Frame>,
 }
 
 impl<'a> Search<'a> {
@@ -622,39 +672,47 @@ impl<'a> Search<'a> {
         }
         let id = self.state_ids.len() as u32;
         self.state_ids.insert(state.to_vec(), id);
+        self.store.extend_from_slice(state);
+        self.pays.push(state.iter().sum());
         id
     }
 
-    /// Loads `state` into the scratch state.
-    fn load(&mut self, state: &[i64]) {
-        let lines = self.width - 1;
-        self.scratch.residual.copy_from_slice(&state[..lines]);
-        self.scratch.shipping = state[lines];
+    /// Behaviour `b` applied to state `sid`: its saving and the number of the state it
+    /// leaves, `None` when it saves nothing. A state reached by several prefixes (the same
+    /// behaviour at several positions, say) is one number, so each pair is applied once.
+    fn marginal(&mut self, sid: u32, b: usize) -> Option<(i64, u32)> {
+        if let Some(&(s, child)) = self.marg.get(&(sid, b as u32)) {
+            return (child != u32::MAX).then_some((s, child));
+        }
+        self.load(sid);
+        let p = self.sorted[self.beh_rep[b]];
+        let out = match apply(p, self.ctx, &mut self.scratch, self.policy, None) {
+            Ok(s) => {
+                let mut tmp = std::mem::take(&mut self.tmp);
+                tmp.clear();
+                tmp.extend_from_slice(&self.scratch.residual);
+                tmp.push(self.scratch.shipping);
+                let child = self.intern(&tmp);
+                self.tmp = tmp;
+                (s, child)
+            }
+            Err(_) => (0, u32::MAX),
+        };
+        self.marg.insert((sid, b as u32), out);
+        (out.1 != u32::MAX).then_some(out)
     }
 
-    /// Whether position `j` may join the chosen set: exactly `conflict(..).is_none()`, from
-    /// counts kept as the set changes.
-    fn fits(&self, j: usize) -> bool {
-        if self.excl[j] && !self.chosen.is_empty() {
-            return false;
-        }
-        if self.n_excl > 0 {
-            return false;
-        }
-        if self.n_promo > 0 && !self.withp[j] {
-            return false;
-        }
-        if self.promo[j] && self.n_refuse > 0 {
-            return false;
-        }
-        if !self.promo[j] && self.coupons_used >= self.policy.max_coupons {
-            return false;
-        }
-        let g = self.gid[j];
-        if self.used[g] >= self.caps[g] {
-            return false;
-        }
-        self.tcount[self.tid[j] as usize] < self.per_order[j]
+    /// Loads state `sid` into the scratch state.
+    fn load(&mut self, sid: u32) {
+        let w = self.width;
+        let lines = w - 1;
+        let state = &self.store[sid as usize * w..(sid as usize + 1) * w];
+        self.scratch.residual.copy_from_slice(&state[..lines]);
+        self.scratch.shipping = state[lines];
+        // Flat states have every line at its even split (a set holds at most one unit offer,
+        // and amounts read only a line's amount): runs a unit offer left on the scratch state
+        // at another node are not this state's.
+        self.scratch.uneven = None;
     }
 
     /// Adds position `j` to the chosen set, or (`add` false) takes it out again.
@@ -754,7 +812,7 @@ impl<'a> Search<'a> {
     /// group, never more than what is left to pay. See the module docs (the bound).
     fn room(
         &self,
-        f: &Frame<'_>,
+        f: &Frame,
         k: usize,
         payable: i64,
         skip_exclusive: bool,
@@ -786,25 +844,177 @@ impl<'a> Search<'a> {
         total.min(payable)
     }
 
+    /// The live behaviours' savings on this node's state (see [`Frame::after`]); `false`
+    /// when the budget ran out.
+    #[inline(never)]
+    fn marginals(&mut self, f: &mut Frame, k: usize, sid: u32, dead: &[bool], bound: i64) -> bool {
+        // Each live behaviour still to come, applied to this state.
+        let skip_exclusive = !self.chosen.is_empty();
+        f.dead.clear();
+        f.dead.extend_from_slice(dead);
+        f.after.clear();
+        f.after.resize(dead.len(), None);
+        f.child.resize(dead.len(), u32::MAX);
+        f.pay.resize(dead.len(), 0);
+        for b in 0..dead.len() {
+            if f.dead[b] || self.beh_last[b] < k {
+                continue;
+            }
+            // Exclusive offers never join a non-empty set, and no offer joins a full group:
+            // both only get truer as the set grows, so the behaviour is out of this subtree.
+            let full = self.beh_groups[b]
+                .iter()
+                .all(|&g| self.used[g] >= self.caps[g]);
+            if (skip_exclusive && self.beh_excl[b]) || full {
+                f.dead[b] = true;
+                continue;
+            }
+            if !self.spend(1) {
+                self.open_bound = self.open_bound.max(bound);
+                return false;
+            }
+            match self.marginal(sid, b) {
+                Some((s, child)) => {
+                    f.child[b] = child;
+                    f.pay[b] = self.pays[child as usize];
+                    f.after[b] = Some(s);
+                }
+                None => f.dead[b] = true,
+            }
+        }
+        true
+    }
+
+    /// Effects of the live behaviours, and their marginals ranked per group.
+    #[inline(never)]
+    fn effects_and_ranks(&mut self, f: &mut Frame, k: usize) {
+        // Effects: behaviours that leave this state in the same state, with the same
+        // exclusivity and stance on promotions, are one effect here (e.g. free shipping scoped
+        // to different lines). Only behaviours of the same first group are compared (sibling
+        // dominance needs the same group anyway; a finer partition is as sound).
+        f.effect.clear();
+        f.effects.resize_with(self.caps.len(), Vec::new);
+        for v in &mut f.effects {
+            v.clear();
+        }
+        for b in 0..f.after.len() {
+            let mut e = b;
+            if let Some(sb) = f.after[b] {
+                let (xb, wb) = (
+                    self.beh_excl[b],
+                    self.sorted[self.beh_rep[b]].with_promotions,
+                );
+                let st = f.child[b];
+                let g = self.beh_groups[b].first().copied().unwrap_or(0);
+                match f.effects[g]
+                    .iter()
+                    .find(|x| (x.0, x.1, x.2) == (sb, xb, wb) && f.child[x.3] == st)
+                {
+                    Some(x) => e = x.3,
+                    None => f.effects[g].push((sb, xb, wb, b)),
+                }
+            }
+            f.effect.push(e);
+        }
+        // The live pairs by group, highest marginal first, for the bounds.
+        f.ranked.clear();
+        f.group_start.clear();
+        for g in 0..self.caps.len() {
+            f.group_start.push(f.ranked.len());
+            let from = f.ranked.len();
+            for &pi in &self.group_pairs[g] {
+                let pr = &self.pairs[pi];
+                if self.beh_last[pr.beh] < k {
+                    continue;
+                }
+                if let Some(m) = f.after[pr.beh] {
+                    f.ranked.push((m, pi));
+                }
+            }
+            f.ranked[from..].sort_unstable_by_key(|t| std::cmp::Reverse(t.0));
+        }
+        f.group_start.push(f.ranked.len());
+    }
+
+    /// The children of the node worth exploring, with their bounds, in `f.children`.
+    #[inline(never)]
+    fn children(&mut self, f: &mut Frame, k: usize, last: usize, free: bool, saving: i64) {
+        let n = self.sorted.len();
+        // Per (effect, group, source): the best tie-break key of a child kept so far that
+        // leaves no later candidate of its template.
+        f.seen.clear();
+        f.children.clear();
+        if self.n_excl > 0 {
+            return;
+        }
+        // Whether position `j` may join the chosen set is exactly `conflict(..).is_none()`:
+        // the set's part of it read once here, the position's from its packed facts.
+        let nonempty = !self.chosen.is_empty();
+        let (has_promo, has_refuse) = (self.n_promo > 0, self.n_refuse > 0);
+        let coupons_full = self.coupons_used >= self.policy.max_coupons;
+        for j in k..=last {
+            let ps = self.pos[j];
+            let b = ps.beh as usize;
+            let Some(s) = f.after[b] else { continue };
+            if (ps.excl && nonempty)
+                || (has_promo && !ps.withp)
+                || (ps.promo && has_refuse)
+                || (!ps.promo && coupons_full)
+            {
+                continue;
+            }
+            let g = ps.gid as usize;
+            if self.used[g] >= self.caps[g] || self.tcount[ps.tid as usize] >= ps.per_order {
+                continue;
+            }
+            // Sibling dominance: an earlier child of the same effect, group and source leaves
+            // the same state (hence the same saving) under the same constraints, with every
+            // completion of this one still open to it (its next position is smaller); if its
+            // expiry and id are no worse, the set with it wins every tie (replacing one member
+            // of a set by one expiring no later, or as late with a smaller id, never makes the
+            // sorted keys larger), so this child's sets are never the best.
+            if free && ps.last_of_template {
+                // Only the best key kept per (effect, group, source) matters: a child is
+                // dominated exactly when that one is no worse. Keys: the dense ranks of
+                // expiry, then id, in one number (the same order).
+                let at = (f.effect[b], g, ps.promo);
+                match f.seen.iter_mut().find(|x| (x.0, x.1, x.2) == at) {
+                    Some(x) if x.3 <= ps.tie => continue,
+                    Some(x) => x.3 = ps.tie,
+                    None => f.seen.push((at.0, at.1, at.2, ps.tie)),
+                }
+            }
+            // The child's completions are among this node's, each saving at most its
+            // marginal here.
+            let child_room = if j + 1 < n && !ps.excl {
+                self.room(f, j + 1, f.pay[b], true, Some(g))
+            } else {
+                0
+            };
+            f.children
+                .push((saving.saturating_add(s).saturating_add(child_room), j));
+        }
+    }
+
     /// Explores the node of the chosen set (next position `k`, leaving `state`, saving
     /// `saving`); `dead[b]`: behaviour `b` saves nothing on the state (nor on anything less);
     /// `bound`: the parent's bound on this node, recorded if the budget runs out here.
-    fn node(&mut self, k: usize, state: &[i64], saving: i64, dead: &[bool], bound: i64) {
+    fn node(&mut self, k: usize, sid: u32, saving: i64, dead: &[bool], bound: i64) {
         let depth = self.chosen.len();
         if self.frames.len() <= depth {
             self.frames.resize_with(depth + 1, Frame::default);
         }
         let mut f = std::mem::take(&mut self.frames[depth]);
-        self.expand(&mut f, k, state, saving, dead, bound);
+        self.expand(&mut f, k, sid, saving, dead, bound);
         self.frames[depth] = f;
     }
 
     /// [`Search::node`] with this depth's working memory.
     fn expand(
         &mut self,
-        f: &mut Frame<'a>,
+        f: &mut Frame,
         k: usize,
-        state: &[i64],
+        sid: u32,
         saving: i64,
         dead: &[bool],
         bound: i64,
@@ -818,7 +1028,6 @@ impl<'a> Search<'a> {
             self.open_bound = self.open_bound.max(bound);
             return;
         }
-        let sid = self.intern(state);
         let key = (k as u32, sid, self.constraints(k));
         if let Some(&(start, len)) = self.memo.get(&key) {
             let (start, len) = (start as usize, len as usize);
@@ -847,94 +1056,15 @@ impl<'a> Search<'a> {
         if k == n || self.n_excl > 0 {
             return;
         }
-        // Each live behaviour still to come, applied to this state.
         let skip_exclusive = !self.chosen.is_empty();
-        f.dead.clear();
-        f.dead.extend_from_slice(dead);
-        f.after.clear();
-        f.after.resize(dead.len(), None);
-        let w = self.width;
-        f.states.resize(dead.len() * w, 0);
-        f.pay.resize(dead.len(), 0);
-        for b in 0..dead.len() {
-            if f.dead[b] || self.beh_last[b] < k {
-                continue;
-            }
-            // Exclusive offers never join a non-empty set, and no offer joins a full group:
-            // both only get truer as the set grows, so the behaviour is out of this subtree.
-            let full = self.beh_groups[b]
-                .iter()
-                .all(|&g| self.used[g] >= self.caps[g]);
-            if (skip_exclusive && self.beh_excl[b]) || full {
-                f.dead[b] = true;
-                continue;
-            }
-            if !self.spend(1) {
-                self.open_bound = self.open_bound.max(bound);
-                return;
-            }
-            let p = self.sorted[self.beh_rep[b]];
-            self.load(state);
-            match apply(p, self.ctx, &mut self.scratch, self.policy, None) {
-                Ok(s) => {
-                    let out = &mut f.states[b * w..(b + 1) * w];
-                    out[..w - 1].copy_from_slice(&self.scratch.residual);
-                    out[w - 1] = self.scratch.shipping;
-                    f.pay[b] = out.iter().sum();
-                    f.after[b] = Some(s);
-                }
-                Err(_) => f.dead[b] = true,
-            }
+        if !self.marginals(f, k, sid, dead, bound) {
+            return;
         }
         if forced_next < n && f.dead[self.beh[forced_next]] {
             return;
         }
-        // Effects: behaviours that leave this state in the same state, with the same
-        // exclusivity and stance on promotions, are one effect here (e.g. free shipping scoped
-        // to different lines). Only behaviours of the same first group are compared (sibling
-        // dominance needs the same group anyway; a finer partition is as sound).
-        f.effect.clear();
-        f.effects.resize_with(self.caps.len(), Vec::new);
-        for v in &mut f.effects {
-            v.clear();
-        }
-        for b in 0..f.after.len() {
-            let mut e = b;
-            if let Some(sb) = f.after[b] {
-                let (xb, wb) = (
-                    self.beh_excl[b],
-                    self.sorted[self.beh_rep[b]].with_promotions,
-                );
-                let st = &f.states[b * w..(b + 1) * w];
-                let g = self.beh_groups[b].first().copied().unwrap_or(0);
-                match f.effects[g].iter().find(|x| {
-                    (x.0, x.1, x.2) == (sb, xb, wb) && f.states[x.3 * w..(x.3 + 1) * w] == *st
-                }) {
-                    Some(x) => e = x.3,
-                    None => f.effects[g].push((sb, xb, wb, b)),
-                }
-            }
-            f.effect.push(e);
-        }
-        // The live pairs by group, highest marginal first, for the bounds.
-        f.ranked.clear();
-        f.group_start.clear();
-        for g in 0..self.caps.len() {
-            f.group_start.push(f.ranked.len());
-            let from = f.ranked.len();
-            for &pi in &self.group_pairs[g] {
-                let pr = &self.pairs[pi];
-                if self.beh_last[pr.beh] < k {
-                    continue;
-                }
-                if let Some(m) = f.after[pr.beh] {
-                    f.ranked.push((m, pi));
-                }
-            }
-            f.ranked[from..].sort_unstable_by_key(|t| std::cmp::Reverse(t.0));
-        }
-        f.group_start.push(f.ranked.len());
-        let payable = state.iter().sum::<i64>();
+        self.effects_and_ranks(f, k);
+        let payable = self.pays[sid as usize];
         let room = self.room(f, k, payable, skip_exclusive, None);
         let ub = saving.saturating_add(room);
         if self.best.as_ref().is_some_and(|(_, b)| ub < *b) {
@@ -943,45 +1073,7 @@ impl<'a> Search<'a> {
         let last = forced_next.min(n - 1);
         // Sibling dominance applies among children that need no forced offer later.
         let free = forced_next == n;
-        // Per (effect, group, source): the best tie-break key of a child kept so far that
-        // leaves no later candidate of its template.
-        f.seen.clear();
-        f.children.clear();
-        for j in k..=last {
-            let b = self.beh[j];
-            let Some(s) = f.after[b] else { continue };
-            if !self.fits(j) {
-                continue;
-            }
-            let c: &'a Prepared = self.sorted[j];
-            // Sibling dominance: an earlier child of the same effect, group and source leaves
-            // the same state (hence the same saving) under the same constraints, with every
-            // completion of this one still open to it (its next position is smaller); if its
-            // expiry and id are no worse, the set with it wins every tie (replacing one member
-            // of a set by one expiring no later, or as late with a smaller id, never makes the
-            // sorted keys larger), so this child's sets are never the best.
-            let last_of_template = self.template_last[self.tid[j] as usize] == j;
-            let expiry = (c.valid_until.is_none(), c.valid_until);
-            if free && last_of_template {
-                // Only the best key kept per (effect, group, source) matters: a child is
-                // dominated exactly when that one is no worse.
-                let at = (f.effect[b], self.gid[j], c.is_promotion);
-                match f.seen.iter_mut().find(|x| (x.0, x.1, x.2) == at) {
-                    Some(x) if (x.3, x.4) <= (expiry, &c.id) => continue,
-                    Some(x) => (x.3, x.4) = (expiry, &c.id),
-                    None => f.seen.push((at.0, at.1, at.2, expiry, &c.id)),
-                }
-            }
-            // The child's completions are among this node's, each saving at most its
-            // marginal here.
-            let child_room = if j + 1 < n && !c.exclusive {
-                self.room(f, j + 1, f.pay[b], true, Some(self.gid[j]))
-            } else {
-                0
-            };
-            f.children
-                .push((saving.saturating_add(s).saturating_add(child_room), j));
-        }
+        self.children(f, k, last, free, saving);
         // Most promising first, so a good incumbent cuts the rest early.
         f.children
             .sort_unstable_by_key(|&(child_ub, j)| (std::cmp::Reverse(child_ub), j));
@@ -1004,8 +1096,13 @@ impl<'a> Search<'a> {
                     self.open_bound = self.open_bound.max(child_ub);
                 }
             } else {
-                let next = &f.states[b * w..(b + 1) * w];
-                self.node(j + 1, next, saving.saturating_add(s), &f.dead, child_ub);
+                self.node(
+                    j + 1,
+                    f.child[b],
+                    saving.saturating_add(s),
+                    &f.dead,
+                    child_ub,
+                );
             }
             self.toggle(j, false);
             if self.exhausted {
@@ -1016,11 +1113,6 @@ impl<'a> Search<'a> {
     }
 }
 
-/// What sibling dominance compares: effect, group, whether a promotion, expiry key, id.
-type SiblingKey<'k> = (
-    usize,
-    usize,
-    bool,
-    (bool, Option<DateTime<Utc>>),
-    &'k OfferId,
-);
+/// What sibling dominance compares: effect, group, whether a promotion, and the tie-break key
+/// (the dense ranks of expiry, then id, in one number).
+type SiblingKey = (usize, usize, bool, u64);
