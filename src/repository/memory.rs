@@ -19,9 +19,7 @@ use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use chrono::{DateTime, Utc};
 
-use super::{
-    Batch, Commit, CounterKey, Receipt, ReceiptKey, Repository, TrimEvents, Versioned,
-};
+use super::{Batch, Commit, CounterKey, Receipt, ReceiptKey, Repository, TrimEvents, Versioned};
 use crate::attributes::Attributes;
 use crate::events::{Logged, Sequence};
 use crate::id::{CampaignId, Channel, CouponId, IdempotencyKey, OrderId, TemplateId, UserId};
@@ -282,8 +280,8 @@ impl Repository for MemoryStore {
             .ops
             .iter()
             .any(|op| matches!(op, super::Op::PutTemplate { .. }));
-        let mut records = writes_templates
-            .then(|| self.records.write().unwrap_or_else(PoisonError::into_inner));
+        let mut records =
+            writes_templates.then(|| self.records.write().unwrap_or_else(PoisonError::into_inner));
         g.commit(batch, records.as_deref_mut())
     }
 }

@@ -11,11 +11,11 @@
 use chrono::{DateTime, Utc};
 
 use super::guards::PairAt;
-use super::tables::{
-    CLAIM_APART, MAX_TEMPLATES, NONE, S_AVAILABLE, S_EXPIRED, S_LOCKED, S_USED,
-    S_VOIDED, Slot, add, hash32, user_counter_key,
-};
 use super::reads::{CounterAt, counter_at, same_op};
+use super::tables::{
+    CLAIM_APART, MAX_TEMPLATES, NONE, S_AVAILABLE, S_EXPIRED, S_LOCKED, S_USED, S_VOIDED, Slot,
+    add, hash32, user_counter_key,
+};
 use super::{Inner, MemoryStoreError, Records};
 use crate::events::{Event, Logged};
 use crate::id::CouponId;
@@ -619,4 +619,3 @@ impl Inner {
         ix
     }
 }
-

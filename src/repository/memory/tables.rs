@@ -462,4 +462,3 @@ impl Slots {
         i
     }
 }
-

@@ -9,12 +9,14 @@ use super::MemoryStore;
 use super::MemoryStoreError;
 use super::feed::{FEED_CHUNK, Feed};
 use super::guards::Buckets;
-use super::tables::{SlotIndex, Slot, add, hash32};
+use super::tables::{Slot, SlotIndex, add, hash32};
 use crate::attributes::Attributes;
 use crate::events::{CouponFacts, Event, EventKind, Logged};
 use crate::id::{Channel, CouponId, GuardName, IdempotencyKey, OrderId, TemplateId, UserId};
 use crate::lifecycle::{ClaimMode, Coupon, CouponState};
-use crate::repository::{Batch, Commit, CounterKey, Expect, Op, Receipt, ReceiptKey, Repository, Versioned};
+use crate::repository::{
+    Batch, Commit, CounterKey, Expect, Op, Receipt, ReceiptKey, Repository, Versioned,
+};
 
 const CLAIM: &str = "claim";
 
@@ -215,8 +217,7 @@ fn a_claim_receipt_can_name_a_coupon_stored_earlier() -> Result<(), MemoryStoreE
 }
 
 #[test]
-fn two_claims_of_one_coupon_in_a_batch_both_keep_their_receipts() -> Result<(), MemoryStoreError>
-{
+fn two_claims_of_one_coupon_in_a_batch_both_keep_their_receipts() -> Result<(), MemoryStoreError> {
     let store = MemoryStore::new();
     let batch = Batch {
         ops: vec![
@@ -285,8 +286,9 @@ impl Model {
             let holds = match op {
                 Op::InsertReceipt { key, .. } => !self.receipts.contains_key(&key.to_string()),
                 Op::Count { key, delta, limit } => {
-                    let next = i128::from(self.counters.get(&key.to_string()).copied().unwrap_or(0))
-                        + i128::from(*delta);
+                    let next =
+                        i128::from(self.counters.get(&key.to_string()).copied().unwrap_or(0))
+                            + i128::from(*delta);
                     next >= 0 && limit.is_none_or(|l| next <= i128::from(l))
                 }
                 Op::PutCoupon { coupon, expect } => {
@@ -296,7 +298,14 @@ impl Model {
                         Expect::Version(e) => v == Some(*e),
                     }
                 }
-                Op::CountWindow { guard, subject, bucket, span, delta, limit } => {
+                Op::CountWindow {
+                    guard,
+                    subject,
+                    bucket,
+                    span,
+                    delta,
+                    limit,
+                } => {
                     let from = bucket - i64::from(*span) + 1;
                     let (current, sum) = self.window(guard, subject, from, *bucket);
                     i128::from(current) + i128::from(*delta) >= 0
@@ -319,9 +328,16 @@ impl Model {
                 }
                 Op::PutCoupon { coupon, .. } => {
                     let v = self.coupons.get(coupon.id.as_str()).map_or(0, |c| c.1);
-                    self.coupons.insert(coupon.id.as_str().to_owned(), (coupon.clone(), v + 1));
+                    self.coupons
+                        .insert(coupon.id.as_str().to_owned(), (coupon.clone(), v + 1));
                 }
-                Op::CountWindow { guard, subject, bucket, delta, .. } => {
+                Op::CountWindow {
+                    guard,
+                    subject,
+                    bucket,
+                    delta,
+                    ..
+                } => {
                     let v = self
                         .buckets
                         .entry((guard.as_str().to_owned(), subject.clone(), *bucket))
@@ -363,8 +379,18 @@ fn claim_batches_agree_with_a_brute_force_model() -> Result<(), MemoryStoreError
             2 => format!("k{k}"),
             _ => format!("t{t}/k{k}"),
         };
-        let limits = if t == 0 { [Some(25), Some(5)] } else { [None, None] };
-        let mut batch = claim_batch(&format!("k{k}"), &id, &format!("t{t}"), &format!("u{u}"), limits);
+        let limits = if t == 0 {
+            [Some(25), Some(5)]
+        } else {
+            [None, None]
+        };
+        let mut batch = claim_batch(
+            &format!("k{k}"),
+            &id,
+            &format!("t{t}"),
+            &format!("u{u}"),
+            limits,
+        );
         // Up to three guards (by device, by user, by both), fixed and rolling windows.
         for g in 0..next(4) {
             let subject = match g {
@@ -382,7 +408,12 @@ fn claim_batches_agree_with_a_brute_force_model() -> Result<(), MemoryStoreError
             });
         }
         batch.push(Op::Emit {
-            event: Event::new(at, EventKind::Voided { coupon: CouponFacts::of(&coupon("x/y")) }),
+            event: Event::new(
+                at,
+                EventKind::Voided {
+                    coupon: CouponFacts::of(&coupon("x/y")),
+                },
+            ),
         });
         // Sometimes the ops come in another order (the coupon before its receipt).
         if next(4) == 0 {
@@ -395,16 +426,28 @@ fn claim_batches_agree_with_a_brute_force_model() -> Result<(), MemoryStoreError
     assert_eq!(store.coupon_count(), model.coupons.len());
     for (id, (c, v)) in &model.coupons {
         let got = store.coupon(&CouponId::trusted(id))?;
-        assert_eq!(got, Some(Versioned { value: c.clone(), version: *v }), "{id}");
+        assert_eq!(
+            got,
+            Some(Versioned {
+                value: c.clone(),
+                version: *v
+            }),
+            "{id}"
+        );
     }
     for k in 0..400 {
         let key = ReceiptKey::Operation(CLAIM, IdempotencyKey::trusted(&format!("k{k}")));
-        assert_eq!(store.receipt(&key)?, model.receipts.get(&key.to_string()).cloned(), "{key}");
+        assert_eq!(
+            store.receipt(&key)?,
+            model.receipts.get(&key.to_string()).cloned(),
+            "{key}"
+        );
     }
     for t in 0..4 {
         let t = TemplateId::trusted(&format!("t{t}"));
-        let keys = std::iter::once(CounterKey::Issued(t.clone()))
-            .chain((0..6).map(|u| CounterKey::UserClaims(t.clone(), UserId::trusted(&format!("u{u}")))));
+        let keys = std::iter::once(CounterKey::Issued(t.clone())).chain(
+            (0..6).map(|u| CounterKey::UserClaims(t.clone(), UserId::trusted(&format!("u{u}")))),
+        );
         for key in keys {
             let want = model.counters.get(&key.to_string()).copied().unwrap_or(0);
             assert_eq!(store.counter(&key)?, want, "{key}");
@@ -412,11 +455,21 @@ fn claim_batches_agree_with_a_brute_force_model() -> Result<(), MemoryStoreError
     }
     // Buckets the windows still sum (older ones may be dropped).
     for ((g, subject, bucket), n) in &model.buckets {
-        let span = if g == "g0" { 1 } else if g == "g1" { 2 } else { 3 };
+        let span = if g == "g0" {
+            1
+        } else if g == "g1" {
+            2
+        } else {
+            3
+        };
         if *bucket < 2_999 / 500 - span + 1 {
             continue;
         }
-        let key = CounterKey::Guard { guard: GuardName::trusted(g), subject: subject.clone(), bucket: *bucket };
+        let key = CounterKey::Guard {
+            guard: GuardName::trusted(g),
+            subject: subject.clone(),
+            bucket: *bucket,
+        };
         assert_eq!(store.counter(&key)?, *n, "{key}");
     }
     for u in 0..6 {
@@ -428,13 +481,20 @@ fn claim_batches_agree_with_a_brute_force_model() -> Result<(), MemoryStoreError
             .map(|(id, _)| id.as_str())
             .collect();
         want.sort_unstable();
-        let got: Vec<String> = store.wallet(&u)?.into_iter().map(|c| c.value.id.as_str().to_owned()).collect();
+        let got: Vec<String> = store
+            .wallet(&u)?
+            .into_iter()
+            .map(|c| c.value.id.as_str().to_owned())
+            .collect();
         assert_eq!(got, want);
     }
     assert_eq!(store.event_backlog(), model.events);
     // Every kind of outcome happened.
     for index in 0..7 {
-        assert!(outcomes.contains(&Commit::Conflict { index }), "no conflict at {index}");
+        assert!(
+            outcomes.contains(&Commit::Conflict { index }),
+            "no conflict at {index}"
+        );
     }
     assert!(outcomes.contains(&Commit::Applied));
     Ok(())
@@ -450,7 +510,13 @@ fn a_guard_limit_holds_under_threads() -> Result<(), MemoryStoreError> {
                 let mut applied = 0;
                 for i in 0..200 {
                     let key = format!("k{t}-{i}");
-                    let mut batch = claim_batch(&key, &format!("t/{key}"), "t", &format!("u{t}"), [None, None]);
+                    let mut batch = claim_batch(
+                        &key,
+                        &format!("t/{key}"),
+                        "t",
+                        &format!("u{t}"),
+                        [None, None],
+                    );
                     batch.push(Op::CountWindow {
                         guard: GuardName::trusted("per-device"),
                         subject: "device=shared".into(),
@@ -469,13 +535,22 @@ fn a_guard_limit_holds_under_threads() -> Result<(), MemoryStoreError> {
         .collect();
     let mut applied = 0;
     for t in threads {
-        applied += t.join().map_err(|_| MemoryStoreError::Full { what: "thread" })??;
+        applied += t
+            .join()
+            .map_err(|_| MemoryStoreError::Full { what: "thread" })??;
     }
     assert_eq!(applied, 300);
     assert_eq!(store.coupon_count(), 300);
-    let key = CounterKey::Guard { guard: GuardName::trusted("per-device"), subject: "device=shared".into(), bucket: 7 };
+    let key = CounterKey::Guard {
+        guard: GuardName::trusted("per-device"),
+        subject: "device=shared".into(),
+        bucket: 7,
+    };
     assert_eq!(store.counter(&key)?, 300);
-    assert_eq!(store.counter(&CounterKey::Issued(TemplateId::trusted("t")))?, 300);
+    assert_eq!(
+        store.counter(&CounterKey::Issued(TemplateId::trusted("t")))?,
+        300
+    );
     Ok(())
 }
 #[test]
@@ -503,7 +578,10 @@ fn guard_buckets_behave_as_an_ordered_map() {
             b.add(at, 1, oldest);
             *model.entry(at).or_default() += 1;
             model.retain(|k, _| *k >= oldest);
-            assert_eq!(list(&b), model.iter().map(|(k, v)| (*k, *v)).collect::<Vec<_>>());
+            assert_eq!(
+                list(&b),
+                model.iter().map(|(k, v)| (*k, *v)).collect::<Vec<_>>()
+            );
         }
     }
     // A fixed window keeps one bucket inline.
