@@ -494,7 +494,34 @@ fn throughput(c: &mut Criterion) {
     }
 }
 
+/// One spread workload for an instruction count, outside criterion: `LIFECYCLE_RUN=spread`
+/// prefills the store (1 million claims) and then claims `LIFECYCLE_CLAIMS` (default 100,000)
+/// more on one thread inside [`cg_spread`], so that
+/// `valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*cg_spread*'` counts only
+/// those: divide the total by the claims.
+fn callgrind_run() -> bool {
+    if std::env::var("LIFECYCLE_RUN").as_deref() != Ok("spread") {
+        return false;
+    }
+    let claims = std::env::var("LIFECYCLE_CLAIMS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let mut spread = Spread::new(Box::new(MemoryStore::new), SPREAD_MEMORY);
+    let took = cg_spread(&mut spread, claims);
+    println!("lifecycle/claim_spread/1_thread: {claims} claims in {took:?}");
+    true
+}
+
+#[inline(never)]
+fn cg_spread(spread: &mut Spread<MemoryStore>, claims: u64) -> Duration {
+    spread.run(claims, 1)
+}
+
 fn main() {
+    if callgrind_run() {
+        return;
+    }
     // The memory measurement issues 10 million coupons: it runs only when asked for by name
     // (`cargo bench --bench lifecycle -- memory`), never under `cargo test`.
     let asked_for_memory = std::env::args()

@@ -82,8 +82,6 @@ struct Inner {
     guards: Guards,
     /// The event feed not yet trimmed, in sequence order.
     events: Feed,
-    /// The last sequence assigned (0 before the first event).
-    last_seq: Sequence,
     /// What the checks of the batch being committed found (kept to reuse its allocation).
     preps: Vec<Prep>,
 }
@@ -271,7 +269,7 @@ impl Repository for MemoryStore {
     }
 
     fn events(&self, after: Sequence, limit: usize) -> Result<Vec<Logged>, MemoryStoreError> {
-        Ok(self.read().events.after(after, limit))
+        Ok(self.read().events(after, limit))
     }
 
     fn commit(&self, batch: &Batch) -> Result<Commit, MemoryStoreError> {

@@ -10,14 +10,15 @@
 
 use chrono::{DateTime, Utc};
 
+use super::feed::Entry;
 use super::guards::PairAt;
 use super::reads::{CounterAt, counter_at, same_op};
 use super::tables::{
-    CLAIM_APART, MAX_TEMPLATES, NONE, S_AVAILABLE, S_EXPIRED, S_LOCKED, S_USED, S_VOIDED, Slot,
-    add, hash32, user_counter_key,
+    CLAIM_APART, LOGGED, MAX_TEMPLATES, NONE, S_AVAILABLE, S_EXPIRED, S_LOCKED, S_USED, S_VOIDED,
+    Slot, add, hash32, user_counter_key,
 };
 use super::{Inner, MemoryStoreError, Records};
-use crate::events::{Event, Logged};
+use crate::events::{Event, EventKind};
 use crate::id::CouponId;
 use crate::lifecycle::{Coupon, CouponState};
 use crate::repository::{Batch, Commit, CounterKey, Expect, Op, Receipt, ReceiptKey, Version};
@@ -35,21 +36,19 @@ pub(super) enum Prep {
     Pair(PairAt),
 }
 
-/// The last coupon a batch put: its id's text (address, length) and slot. The batch owns the
-/// id, so the address cannot be reused while the batch is applied.
-#[derive(Debug, Clone, Copy)]
-struct Put {
-    ptr: usize,
-    len: usize,
-    slot: u32,
+/// Whether two texts are equal (at the same address, or spelled the same).
+fn same_text(a: &str, b: &str) -> bool {
+    (a.as_ptr() == b.as_ptr() && a.len() == b.len()) || a == b
 }
 
-impl Put {
-    fn is(&self, id: &CouponId) -> bool {
-        let s = id.as_str();
-        s.as_ptr() as usize == self.ptr && s.len() == self.len
-    }
+/// Whether `a` is the same shared id as `b` (the same text at the same address).
+fn same_id(a: &CouponId, b: &CouponId) -> bool {
+    let (a, b) = (a.as_str(), b.as_str());
+    a.as_ptr() == b.as_ptr() && a.len() == b.len()
 }
+
+/// Guard pairs a batch adds that are told apart by hash; past them, each is looked up again.
+const ADDED: usize = 8;
 
 fn version_ok(current: Option<Version>, expect: Expect) -> bool {
     match expect {
@@ -66,7 +65,6 @@ impl Inner {
         self.channels.forget();
         self.campaign_ids.forget();
         self.orders.forget();
-        self.guards.forget();
     }
 
     /// Commits a batch: `records` holds the template records, write-locked when the batch
@@ -123,8 +121,11 @@ impl Inner {
                 }
             }
         }
-        let pairs = self.guards.len();
-        let mut put: Option<Put> = None;
+        // The hashes of the guard pairs this batch adds (the first `ADDED`).
+        let mut new_pairs = [0u32; ADDED];
+        let mut added = 0usize;
+        // The last coupon put, and its slot.
+        let mut put: Option<(&Coupon, u32)> = None;
         let mut puts = 0u32;
         let mut claimed = false;
         for (op, &prep) in batch.ops.iter().zip(&preps) {
@@ -142,12 +143,7 @@ impl Inner {
                     };
                     let ix = self.put_coupon(coupon, slot, hash);
                     puts += 1;
-                    let id = coupon.id.as_str();
-                    put = Some(Put {
-                        ptr: id.as_ptr() as usize,
-                        len: id.len(),
-                        slot: ix,
-                    });
+                    put = Some((coupon, ix));
                 }
                 Op::InsertReceipt {
                     receipt: Receipt::Claimed { .. },
@@ -163,15 +159,32 @@ impl Inner {
                 } => {
                     let at = match prep {
                         Prep::Pair(at) => at,
-                        _ => PairAt::Absent(0),
+                        _ => PairAt::Absent {
+                            hash: 0,
+                            guard: NONE,
+                        },
                     };
-                    let fresh = matches!(prep, Prep::Pair(_)) && self.guards.len() == pairs;
+                    // A pair added by this batch under the same hash may be this one.
+                    let fresh = match at {
+                        PairAt::Found(_) => true,
+                        PairAt::Absent { hash, .. } => {
+                            matches!(prep, Prep::Pair(_))
+                                && added <= ADDED
+                                && !new_pairs.get(..added).is_some_and(|a| a.contains(&hash))
+                        }
+                    };
+                    if let PairAt::Absent { hash, .. } = at {
+                        if let Some(a) = new_pairs.get_mut(added) {
+                            *a = hash;
+                        }
+                        added += 1;
+                    }
                     let oldest = bucket.saturating_sub(i64::from((*span).max(1)) - 1);
                     if let Some(b) = self.guards.entry(guard, subject, at, fresh) {
                         b.add(*bucket, *delta, oldest);
                     }
                 }
-                Op::Emit { event } => self.emit(event),
+                Op::Emit { event } => self.emit(event, put),
                 _ => self.apply(op),
             }
         }
@@ -188,7 +201,7 @@ impl Inner {
                         _ => hash32(k.as_str()),
                     };
                     let slot = match put {
-                        Some(p) if p.is(coupon) => Some(p.slot),
+                        Some((c, ix)) if same_id(&c.id, coupon) => Some(ix),
                         _ => self.coupon_slot(coupon),
                     };
                     if !slot.is_some_and(|ix| self.attach(ix, name, k, hash)) {
@@ -212,11 +225,11 @@ impl Inner {
         let op = match self.claim_op(op) {
             Some(o) => o,
             None => match u8::try_from(self.claim_ops.len()) {
-                Ok(o) => {
+                Ok(o) if o < LOGGED => {
                     self.claim_ops.push(op);
                     o
                 }
-                Err(_) => return false,
+                _ => return false,
             },
         };
         let Some(slot) = self.coupons.get_mut(ix) else {
@@ -229,7 +242,7 @@ impl Inner {
         let suffix = u8::try_from(k.len())
             .ok()
             .filter(|&n| n != 0 && n != CLAIM_APART && slot.id.as_str().ends_with(k));
-        slot.claim_op = op;
+        slot.claim_op = (slot.claim_op & LOGGED) | op;
         match suffix {
             Some(n) => slot.claim = n,
             None => {
@@ -447,7 +460,7 @@ impl Inner {
                     },
                 );
             }
-            Op::Emit { event } => self.emit(event),
+            Op::Emit { event } => self.emit(event, None),
             Op::PutCoupon { coupon, .. } => {
                 let hash = hash32(coupon.id.as_str());
                 let slot = self.coupon_slot_hashed(&coupon.id, hash).unwrap_or(NONE);
@@ -470,13 +483,57 @@ impl Inner {
         }
     }
 
-    /// Appends an event with the next sequence.
-    fn emit(&mut self, event: &Event) {
-        self.last_seq = self.last_seq.saturating_add(1);
-        self.events.push(Logged {
-            seq: self.last_seq,
-            event: event.clone(),
-        });
+    /// Appends an event with the next sequence: an `issued` event whose facts are those of
+    /// `put` (the batch's last coupon, just stored in its slot) as that slot.
+    fn emit(&mut self, event: &Event, put: Option<(&Coupon, u32)>) {
+        if let (EventKind::Issued { coupon: f, mode }, Some((c, ix))) = (&event.kind, put) {
+            // The event's facts are usually the coupon's own shared names: compare addresses
+            // first.
+            let same = same_text(f.id.as_str(), c.id.as_str())
+                && same_text(f.template.as_str(), c.template.as_str())
+                && same_text(f.user.as_str(), c.owner.as_str())
+                && same_text(f.channel.as_str(), c.channel.as_str())
+                && match (&f.campaign, &c.campaign) {
+                    (None, None) => true,
+                    (Some(a), Some(b)) => same_text(a.as_str(), b.as_str()),
+                    _ => false,
+                }
+                && f.claimed_at == c.claimed_at
+                && ((f.attributes.is_empty() && c.attributes.is_empty())
+                    || f.attributes == c.attributes);
+            if let Some(slot) = self.coupons.get_mut(ix).filter(|_| same) {
+                slot.claim_op |= LOGGED;
+                self.events.push(Entry::Issued {
+                    at: event.at,
+                    slot: ix,
+                    mode: *mode,
+                });
+                return;
+            }
+        }
+        self.events.push(Entry::Event(Box::new(event.clone())));
+    }
+
+    /// Turns the feed's compact entries of slot `ix` into whole events, as its facts are now
+    /// (before a write changes them).
+    fn materialize(&mut self, ix: u32) {
+        let Some(facts) = self.facts(ix) else {
+            return;
+        };
+        for e in self.events.entries_mut() {
+            if let Entry::Issued { at, slot, mode } = *e {
+                if slot == ix {
+                    let kind = EventKind::Issued {
+                        coupon: facts.clone(),
+                        mode,
+                    };
+                    *e = Entry::Event(Box::new(Event::new(at, kind)));
+                }
+            }
+        }
+        if let Some(s) = self.coupons.get_mut(ix) {
+            s.claim_op &= !LOGGED;
+        }
     }
 
     /// The tag, order and instant a state is stored as (interning its order).
@@ -545,6 +602,21 @@ impl Inner {
             .map_or(NONE, |id| self.campaign_ids.intern(id));
         let owner = self.users.intern(&c.owner);
         let (state, order, at) = self.encode(&c.state, c.claimed_at);
+        let changes_facts = self.coupons.get(existing).is_some_and(|s| {
+            s.claim_op & LOGGED != 0
+                && (s.owner != owner
+                    || s.template != template
+                    || s.channel != channel
+                    || s.campaign != campaign
+                    || s.claimed_at != c.claimed_at
+                    || self
+                        .attributes
+                        .get(&existing)
+                        .map_or(!c.attributes.is_empty(), |a| *a != c.attributes))
+        });
+        if changes_facts {
+            self.materialize(existing);
+        }
         if let Some(slot) = self.coupons.get_mut(existing) {
             let ix = existing;
             let (old_owner, old_order, old_due) = (slot.owner, slot.order, slot.due_at());

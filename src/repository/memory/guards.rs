@@ -6,7 +6,7 @@
 //! allocation), a fixed window's single live bucket too (a rolling window with several live
 //! buckets keeps them in a sorted vector).
 
-use super::tables::{FxHasher, SlotIndex, Table, add};
+use super::tables::{FxHasher, NONE, SlotIndex, Table, add};
 use crate::id::GuardName;
 use std::hash::Hasher;
 
@@ -121,29 +121,72 @@ struct Pair {
     buckets: Buckets,
 }
 
-/// Where a pair is: found, or absent with its hash (to insert it without hashing again).
+/// Where a pair is: found, or absent with its hash and its guard's number (to insert it
+/// without looking either up again).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum PairAt {
     /// The pair's number.
     Found(u32),
-    /// Absent; its hash.
-    Absent(u32),
+    /// Absent: its hash and its guard's number ([`NONE`] for a guard never seen).
+    Absent {
+        /// The pair's hash.
+        hash: u32,
+        /// The guard's number.
+        guard: u32,
+    },
+}
+
+/// Pairs per chunk: adding one never moves those stored.
+const PAIR_CHUNK_BITS: u32 = 10;
+const PAIR_CHUNK: usize = 1 << PAIR_CHUNK_BITS;
+
+/// Pairs in fixed-size chunks.
+#[derive(Debug, Default)]
+struct Pairs {
+    chunks: Vec<Vec<Pair>>,
+    len: usize,
+}
+
+impl Pairs {
+    fn get(&self, i: u32) -> Option<&Pair> {
+        self.chunks
+            .get((i >> PAIR_CHUNK_BITS) as usize)?
+            .get(i as usize & (PAIR_CHUNK - 1))
+    }
+
+    fn get_mut(&mut self, i: u32) -> Option<&mut Pair> {
+        self.chunks
+            .get_mut((i >> PAIR_CHUNK_BITS) as usize)?
+            .get_mut(i as usize & (PAIR_CHUNK - 1))
+    }
+
+    fn push(&mut self, p: Pair) -> Option<u32> {
+        let i = u32::try_from(self.len).ok()?;
+        match self.chunks.last_mut() {
+            Some(c) if c.len() < PAIR_CHUNK => c.push(p),
+            _ => {
+                let mut c = Vec::with_capacity(PAIR_CHUNK);
+                c.push(p);
+                self.chunks.push(c);
+            }
+        }
+        self.len += 1;
+        Some(i)
+    }
 }
 
 /// Every guard's pairs.
 #[derive(Debug, Default)]
 pub(super) struct Guards {
     names: Table<GuardName, ()>,
-    pairs: Vec<Pair>,
+    pairs: Pairs,
     index: SlotIndex,
 }
 
-impl Guards {
-    /// Clears the name memo (it points at the last batch's names).
-    pub(super) fn forget(&mut self) {
-        self.names.forget();
-    }
+/// Up to this many guards are found by their name's address before any hashing.
+const BY_ADDRESS: usize = 16;
 
+impl Guards {
     fn hash(guard: u32, subject: &str) -> u32 {
         let mut h = FxHasher::default();
         h.write_u32(guard);
@@ -151,12 +194,31 @@ impl Guards {
         (h.finish() >> 32) as u32
     }
 
-    /// Finds a pair (commit path: remembers the guard's name for the next look-up).
-    pub(super) fn locate(&mut self, guard: &GuardName, subject: &str) -> PairAt {
-        match self.names.find(guard) {
+    /// A guard's number. A caller passes the same shared name with every request (its
+    /// guard's), and the table keeps the first one it saw: comparing addresses finds it
+    /// without hashing (the table's copy keeps that address from being reused).
+    fn number(&self, guard: &GuardName) -> Option<u32> {
+        let text = guard.as_str();
+        if self.names.names.len() <= BY_ADDRESS {
+            let same = |n: &GuardName| {
+                let n = n.as_str();
+                n.as_ptr() == text.as_ptr() && n.len() == text.len()
+            };
+            if let Some(i) = self.names.names.iter().position(same) {
+                return u32::try_from(i).ok();
+            }
+        }
+        self.names.get(guard)
+    }
+
+    /// Finds a pair.
+    pub(super) fn locate(&self, guard: &GuardName, subject: &str) -> PairAt {
+        match self.number(guard) {
             Some(g) => self.locate_in(g, subject),
-            // A guard never seen: no pair, and its number is not known yet.
-            None => PairAt::Absent(NEW_GUARD),
+            None => PairAt::Absent {
+                hash: 0,
+                guard: NONE,
+            },
         }
     }
 
@@ -164,32 +226,28 @@ impl Guards {
         let hash = Self::hash(g, subject);
         let found = self.index.find(hash, |ix| {
             self.pairs
-                .get(ix as usize)
+                .get(ix)
                 .is_some_and(|p| p.guard == g && p.subject.is(subject))
         });
-        found.map_or(PairAt::Absent(hash), PairAt::Found)
+        found.map_or(PairAt::Absent { hash, guard: g }, PairAt::Found)
     }
 
     /// A pair's buckets, if it exists (read path).
     pub(super) fn buckets(&self, guard: &GuardName, subject: &str) -> Option<&Buckets> {
-        let g = self.names.get(guard)?;
-        match self.locate_in(g, subject) {
-            PairAt::Found(ix) => self.pairs.get(ix as usize).map(|p| &p.buckets),
-            PairAt::Absent(_) => None,
-        }
+        self.at(self.locate(guard, subject))
     }
 
     /// The buckets of a pair found by [`locate`](Self::locate).
     pub(super) fn at(&self, at: PairAt) -> Option<&Buckets> {
         match at {
-            PairAt::Found(ix) => self.pairs.get(ix as usize).map(|p| &p.buckets),
-            PairAt::Absent(_) => None,
+            PairAt::Found(ix) => self.pairs.get(ix).map(|p| &p.buckets),
+            PairAt::Absent { .. } => None,
         }
     }
 
     /// The buckets of a pair, added empty when absent. `at` is what [`locate`](Self::locate)
-    /// said before this batch wrote anything; `fresh` says no pair was added since, so an
-    /// absent pair is still absent and its hash still right.
+    /// said before this batch wrote anything; `fresh` says no pair with its hash was added
+    /// since, so an absent pair is still absent.
     pub(super) fn entry(
         &mut self,
         guard: &GuardName,
@@ -198,35 +256,32 @@ impl Guards {
         fresh: bool,
     ) -> Option<&mut Buckets> {
         let at = match at {
-            PairAt::Found(ix) => PairAt::Found(ix),
-            PairAt::Absent(hash) if fresh && hash != NEW_GUARD => PairAt::Absent(hash),
-            PairAt::Absent(_) => {
-                let g = self.names.intern(guard);
+            PairAt::Absent { guard: g, .. } if !fresh || g == NONE => {
+                let g = match self.number(guard) {
+                    Some(g) => g,
+                    None => self.names.intern(guard),
+                };
                 self.locate_in(g, subject)
             }
+            at => at,
         };
         let ix = match at {
             PairAt::Found(ix) => ix,
-            PairAt::Absent(hash) => {
-                let g = self.names.intern(guard);
-                let ix = u32::try_from(self.pairs.len()).ok()?;
-                self.pairs.push(Pair {
-                    guard: g,
+            PairAt::Absent { hash, guard } => {
+                let ix = self.pairs.push(Pair {
+                    guard,
                     subject: Text::new(subject),
                     buckets: Buckets::Empty,
-                });
+                })?;
                 self.index.insert(hash, ix);
                 ix
             }
         };
-        self.pairs.get_mut(ix as usize).map(|p| &mut p.buckets)
+        self.pairs.get_mut(ix).map(|p| &mut p.buckets)
     }
 
     /// Pairs stored.
     pub(super) fn len(&self) -> usize {
-        self.pairs.len()
+        self.pairs.len
     }
 }
-
-/// [`PairAt::Absent`]'s hash when the guard itself is new (the hash needs its number).
-const NEW_GUARD: u32 = u32::MAX;

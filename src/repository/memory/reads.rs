@@ -7,10 +7,12 @@ use std::hash::BuildHasherDefault;
 use chrono::{DateTime, Utc};
 
 use super::Inner;
+use super::feed::Entry;
 use super::tables::{
-    CLAIM_APART, FxHasher, K_CLAIMS, K_CODE_USES, K_USES, NONE, S_AVAILABLE, S_EXPIRED, S_LOCKED,
-    S_USED, Slot, hash32, user_counter_key,
+    CLAIM_APART, FxHasher, K_CLAIMS, K_CODE_USES, K_USES, LOGGED, NONE, S_AVAILABLE, S_EXPIRED,
+    S_LOCKED, S_USED, Slot, hash32, user_counter_key,
 };
+use crate::events::{CouponFacts, Event, EventKind, Logged, Sequence};
 use crate::id::{CouponId, GuardName, IdempotencyKey, OrderId, TemplateId, UserId};
 use crate::lifecycle::{Coupon, CouponState};
 use crate::repository::{CounterKey, Receipt, ReceiptKey, Versioned};
@@ -88,6 +90,43 @@ impl Inner {
         })
     }
 
+    /// What every event says about the coupon in slot `ix`.
+    pub(super) fn facts(&self, ix: u32) -> Option<CouponFacts> {
+        let s = self.coupons.get(ix)?;
+        Some(CouponFacts {
+            id: s.id.clone(),
+            template: self.templates.name(s.template)?.clone(),
+            user: self.users.name(s.owner)?.clone(),
+            channel: self.channels.name(s.channel)?.clone(),
+            campaign: if s.campaign == NONE {
+                None
+            } else {
+                Some(self.campaign_ids.name(s.campaign)?.clone())
+            },
+            claimed_at: s.claimed_at,
+            attributes: self.attributes.get(&ix).cloned().unwrap_or_default(),
+        })
+    }
+
+    /// The event an entry of the feed stands for.
+    pub(super) fn event_of(&self, e: &Entry) -> Option<Event> {
+        match e {
+            Entry::Issued { at, slot, mode } => Some(Event::new(
+                *at,
+                EventKind::Issued {
+                    coupon: self.facts(*slot)?,
+                    mode: *mode,
+                },
+            )),
+            Entry::Event(event) => Some(event.as_ref().clone()),
+        }
+    }
+
+    /// Up to `limit` events with a sequence above `after`.
+    pub(super) fn events(&self, after: Sequence, limit: usize) -> Vec<Logged> {
+        self.events.after(after, limit, |e| self.event_of(e))
+    }
+
     /// The slots of a user's wallet.
     pub(super) fn wallet_slots(&self, user: u32) -> Vec<u32> {
         let mut out = Vec::new();
@@ -161,7 +200,7 @@ impl Inner {
                 id.get(id.len().checked_sub(usize::from(n))?..)?
             }
         };
-        Some((slot.claim_op, key))
+        Some((slot.claim_op & !LOGGED, key))
     }
 
     /// Whether a receipt exists under `key`; `hash` is its idempotency key's hash (for an

@@ -207,10 +207,11 @@ pub(super) struct Table<T, D> {
     pub(super) names: Vec<T>,
     pub(super) data: Vec<(Short, D)>,
     pub(super) index: SlotIndex,
-    /// The address and length of the last name looked up in the current commit, and its
-    /// index. The batch being committed owns that name, so the address cannot be freed and
-    /// reused before [`Table::forget`] clears the memo at the start of the next commit.
-    pub(super) memo: Option<(usize, usize, u32)>,
+    /// The address and length of the last name looked up in the current commit, its index
+    /// ([`NONE`]: absent when looked up; only [`Table::intern`] adds it, and remembers that)
+    /// and its hash. The batch being committed owns that name, so the address cannot be freed
+    /// and reused before [`Table::forget`] clears the memo at the start of the next commit.
+    pub(super) memo: Option<(usize, usize, u32, u32)>,
 }
 
 impl<T, D> Default for Table<T, D> {
@@ -225,15 +226,16 @@ impl<T, D> Default for Table<T, D> {
 }
 
 impl<T: Ident, D: Default> Table<T, D> {
-    pub(super) fn memo_hit(&self, id: &T) -> Option<u32> {
-        let &(ptr, len, i) = self.memo.as_ref()?;
+    /// The memo's index and hash, if it is about this name.
+    fn memo_hit(&self, id: &T) -> Option<(u32, u32)> {
+        let &(ptr, len, i, hash) = self.memo.as_ref()?;
         let text = id.text();
-        (text.as_ptr() as usize == ptr && text.len() == len).then_some(i)
+        (text.as_ptr() as usize == ptr && text.len() == len).then_some((i, hash))
     }
 
-    pub(super) fn remember(&mut self, id: &T, i: u32) {
+    fn remember(&mut self, id: &T, i: u32, hash: u32) {
         let text = id.text();
-        self.memo = Some((text.as_ptr() as usize, text.len(), i));
+        self.memo = Some((text.as_ptr() as usize, text.len(), i, hash));
     }
 
     /// Clears the memo (its name may be freed once the commit that looked it up is over).
@@ -242,7 +244,7 @@ impl<T: Ident, D: Default> Table<T, D> {
     }
 
     /// Whether name `ix` spells `text` (`query`: `text` inline, compared inline when short).
-    pub(super) fn is_at(&self, ix: u32, text: &str, query: &Short) -> bool {
+    fn is_at(&self, ix: u32, text: &str, query: &Short) -> bool {
         match self.data.get(ix as usize).and_then(|(k, _)| k.same(query)) {
             Some(is) => is,
             None => self
@@ -252,37 +254,49 @@ impl<T: Ident, D: Default> Table<T, D> {
         }
     }
 
-    pub(super) fn probe(&self, text: &str) -> Option<u32> {
+    fn probe_hashed(&self, text: &str, hash: u32) -> Option<u32> {
         let query = Short::new(text);
-        self.index
-            .find(hash32(text), |ix| self.is_at(ix, text, &query))
+        self.index.find(hash, |ix| self.is_at(ix, text, &query))
     }
 
     /// The index of a name (read path: the memo is the committing batch's).
     pub(super) fn get(&self, id: &T) -> Option<u32> {
-        self.probe(id.text())
+        let text = id.text();
+        self.probe_hashed(text, hash32(text))
     }
 
-    /// The index of a name, remembered for the next look-up.
+    /// The index of a name, remembered (found or not) for the next look-up.
     pub(super) fn find(&mut self, id: &T) -> Option<u32> {
-        if let Some(i) = self.memo_hit(id) {
-            return Some(i);
+        if let Some((i, _)) = self.memo_hit(id) {
+            return (i != NONE).then_some(i);
         }
-        let i = self.probe(id.text())?;
-        self.remember(id, i);
-        Some(i)
+        let text = id.text();
+        let hash = hash32(text);
+        let i = self.probe_hashed(text, hash);
+        self.remember(id, i.unwrap_or(NONE), hash);
+        i
     }
 
     /// The index of a name, added if new.
     pub(super) fn intern(&mut self, id: &T) -> u32 {
-        if let Some(i) = self.find(id) {
-            return i;
-        }
+        let hash = match self.memo_hit(id) {
+            Some((i, _)) if i != NONE => return i,
+            Some((_, hash)) => hash,
+            None => {
+                let text = id.text();
+                let hash = hash32(text);
+                if let Some(i) = self.probe_hashed(text, hash) {
+                    self.remember(id, i, hash);
+                    return i;
+                }
+                hash
+            }
+        };
         let i = u32::try_from(self.names.len()).unwrap_or(NONE);
         self.names.push(id.clone());
         self.data.push((Short::new(id.text()), D::default()));
-        self.index.insert(hash32(id.text()), i);
-        self.remember(id, i);
+        self.index.insert(hash, i);
+        self.remember(id, i, hash);
         i
     }
 
@@ -408,9 +422,12 @@ pub(super) struct Slot {
     /// [`Receipt::Claimed`]: crate::repository::Receipt::Claimed
     pub(super) claim: u8,
     /// Which operation name the compact receipt is stored under (an index into
-    /// `Inner::claim_ops`).
+    /// `Inner::claim_ops`), and [`LOGGED`].
     pub(super) claim_op: u8,
 }
+
+/// In [`Slot::claim_op`]: the feed may hold compact entries of this slot (`feed::Entry::Issued`).
+pub(super) const LOGGED: u8 = 0x80;
 
 /// [`Slot::claim`]: the compact receipt's key is kept apart from the id.
 pub(super) const CLAIM_APART: u8 = u8::MAX;

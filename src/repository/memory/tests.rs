@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 
 use super::MemoryStore;
 use super::MemoryStoreError;
-use super::feed::{FEED_CHUNK, Feed};
+use super::feed::{Entry, FEED_CHUNK, Feed};
 use super::guards::Buckets;
 use super::tables::{Slot, SlotIndex, add, hash32};
 use crate::attributes::Attributes;
@@ -33,11 +33,12 @@ fn the_feed_pages_and_trims_across_chunks() {
     let mut f = Feed::default();
     let total = FEED_CHUNK as u64 * 2 + 17;
     for seq in 1..=total {
-        f.push(Logged {
-            seq,
-            event: ev.clone(),
-        });
+        assert_eq!(f.push(Entry::Event(Box::new(ev.clone()))), seq);
     }
+    let read = |e: &Entry| match e {
+        Entry::Event(e) => Some(e.as_ref().clone()),
+        Entry::Issued { .. } => None,
+    };
     let seqs = |v: Vec<Logged>| v.into_iter().map(|l| l.seq).collect::<Vec<_>>();
     for (after, limit) in [
         (0, 3),
@@ -49,7 +50,7 @@ fn the_feed_pages_and_trims_across_chunks() {
     ] {
         let want: Vec<u64> = (after + 1..=total).take(limit).collect();
         assert_eq!(
-            seqs(f.after(after, limit)),
+            seqs(f.after(after, limit, read)),
             want,
             "after {after}, limit {limit}"
         );
@@ -58,7 +59,7 @@ fn the_feed_pages_and_trims_across_chunks() {
         let before = f.len;
         let n = f.trim(through);
         assert_eq!(f.len, before - n as usize);
-        let rest = seqs(f.after(0, usize::MAX));
+        let rest = seqs(f.after(0, usize::MAX, read));
         assert_eq!(
             rest,
             (through + 1..=total).collect::<Vec<_>>(),
@@ -66,13 +67,17 @@ fn the_feed_pages_and_trims_across_chunks() {
         );
     }
     assert_eq!(f.trim(total), 0);
-    assert!(f.after(0, 10).is_empty());
+    assert!(f.after(0, 10, read).is_empty());
+    // Numbering goes on after the feed was emptied.
+    assert_eq!(f.push(Entry::Event(Box::new(ev))), total + 1);
+    assert_eq!(seqs(f.after(0, 10, read)), vec![total + 1]);
 }
 
 #[test]
 fn records_are_compact() {
     assert_eq!(std::mem::size_of::<Slot>(), 96);
-    assert!(std::mem::size_of::<Buckets>() <= 24);
+    assert!(std::mem::size_of::<Buckets>() <= 32);
+    assert_eq!(std::mem::size_of::<Entry>(), 24);
     assert_eq!(std::mem::size_of::<(u32, u32)>(), 8);
 }
 
@@ -603,4 +608,73 @@ fn hash_spreads_sequential_ids() {
         "only {} distinct low-bit buckets",
         low.len()
     );
+}
+
+#[test]
+fn an_issued_event_reads_as_it_was_written_whatever_the_coupon_becomes()
+-> Result<(), MemoryStoreError> {
+    let store = MemoryStore::new();
+    let at = DateTime::from_timestamp(1_780_000_000, 0).unwrap_or_default();
+    let issued = |c: &Coupon| Op::Emit {
+        event: Event::new(
+            at,
+            EventKind::Issued {
+                coupon: CouponFacts::of(c),
+                mode: c.mode,
+            },
+        ),
+    };
+    let mut a = coupon("t/a");
+    a.attributes = Attributes::new();
+    let b = coupon("t/b");
+    // Compact: the facts are the coupon's. Whole: the event says something else (another
+    // owner), or comes before its coupon.
+    let mut other = CouponFacts::of(&b);
+    other.user = UserId::trusted("someone-else");
+    let batches = [
+        vec![put("t/a", Expect::Absent), issued(&a)],
+        vec![
+            issued(&b),
+            Op::PutCoupon {
+                coupon: b.clone(),
+                expect: Expect::Absent,
+            },
+            Op::Emit {
+                event: Event::new(
+                    at,
+                    EventKind::Issued {
+                        coupon: other,
+                        mode: ClaimMode::Auto,
+                    },
+                ),
+            },
+        ],
+    ];
+    for ops in batches {
+        assert_eq!(store.commit(&Batch { ops })?, Commit::Applied);
+    }
+    let before = store.events(0, 10)?;
+    assert_eq!(before.len(), 3);
+    // The lifecycle changes a coupon's state (facts unchanged); an admin might change its
+    // owner, template, channel, campaign, claim time or attributes.
+    let mut a2 = a.clone();
+    a2.state = CouponState::Voided { at };
+    let mut b2 = b.clone();
+    b2.owner = UserId::trusted("new-owner");
+    b2.channel = Channel::trusted("web");
+    for (c, v) in [(a2, 1), (b2, 1)] {
+        let ops = vec![Op::PutCoupon {
+            coupon: c,
+            expect: Expect::Version(v),
+        }];
+        assert_eq!(store.commit(&Batch { ops })?, Commit::Applied);
+    }
+    assert_eq!(store.events(0, 10)?, before);
+    assert_eq!(
+        store
+            .coupon(&CouponId::trusted("t/b"))?
+            .map(|c| c.value.owner),
+        Some(UserId::trusted("new-owner"))
+    );
+    Ok(())
 }
