@@ -212,21 +212,6 @@ pub(super) struct Table<T, D> {
     /// and its hash. The batch being committed owns that name, so the address cannot be freed
     /// and reused before [`Table::forget`] clears the memo at the start of the next commit.
     pub(super) memo: Option<(usize, usize, u32, u32)>,
-    /// Names recently found, by the address of their text ([`RECENT`] entries, [`NONE`] when
-    /// empty, made on first use). Callers usually pass the same shared name again (a
-    /// template's id, a channel): a hit is checked against the table's own copy of the name,
-    /// which keeps that address from being freed and reused, so an equal address is the same
-    /// name, found without hashing.
-    recent: Vec<u32>,
-}
-
-/// Entries of [`Table::recent`].
-const RECENT: usize = 4096;
-
-/// The entry of [`Table::recent`] for a text at this address.
-fn recent_at(text: &str) -> usize {
-    let a = (text.as_ptr() as usize as u64) >> 3;
-    (a.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 52) as usize & (RECENT - 1)
 }
 
 impl<T, D> Default for Table<T, D> {
@@ -236,7 +221,6 @@ impl<T, D> Default for Table<T, D> {
             data: Vec::new(),
             index: SlotIndex::default(),
             memo: None,
-            recent: Vec::new(),
         }
     }
 }
@@ -275,28 +259,10 @@ impl<T: Ident, D: Default> Table<T, D> {
         self.index.find(hash, |ix| self.is_at(ix, text, &query))
     }
 
-    /// The name at `text`'s address, if the table's copy of it is there.
-    fn by_address(&self, text: &str) -> Option<u32> {
-        let ix = *self.recent.get(recent_at(text))?;
-        let name = self.names.get(ix as usize)?.text();
-        (name.as_ptr() == text.as_ptr() && name.len() == text.len()).then_some(ix)
-    }
-
-    /// Notes where a name was found.
-    fn note(&mut self, text: &str, ix: u32) {
-        if self.recent.is_empty() {
-            self.recent = vec![NONE; RECENT];
-        }
-        if let Some(e) = self.recent.get_mut(recent_at(text)) {
-            *e = ix;
-        }
-    }
-
     /// The index of a name (read path: the memo is the committing batch's).
     pub(super) fn get(&self, id: &T) -> Option<u32> {
         let text = id.text();
-        self.by_address(text)
-            .or_else(|| self.probe_hashed(text, hash32(text)))
+        self.probe_hashed(text, hash32(text))
     }
 
     /// The index of a name, remembered (found or not) for the next look-up.
@@ -305,15 +271,8 @@ impl<T: Ident, D: Default> Table<T, D> {
             return (i != NONE).then_some(i);
         }
         let text = id.text();
-        if let Some(i) = self.by_address(text) {
-            self.remember(id, i, 0);
-            return Some(i);
-        }
         let hash = hash32(text);
         let i = self.probe_hashed(text, hash);
-        if let Some(i) = i {
-            self.note(text, i);
-        }
         self.remember(id, i.unwrap_or(NONE), hash);
         i
     }
@@ -325,13 +284,8 @@ impl<T: Ident, D: Default> Table<T, D> {
             Some((_, hash)) => hash,
             None => {
                 let text = id.text();
-                if let Some(i) = self.by_address(text) {
-                    self.remember(id, i, 0);
-                    return i;
-                }
                 let hash = hash32(text);
                 if let Some(i) = self.probe_hashed(text, hash) {
-                    self.note(text, i);
                     self.remember(id, i, hash);
                     return i;
                 }
@@ -342,7 +296,6 @@ impl<T: Ident, D: Default> Table<T, D> {
         self.names.push(id.clone());
         self.data.push((Short::new(id.text()), D::default()));
         self.index.insert(hash, i);
-        self.note(id.text(), i);
         self.remember(id, i, hash);
         i
     }

@@ -678,29 +678,3 @@ fn an_issued_event_reads_as_it_was_written_whatever_the_coupon_becomes()
     );
     Ok(())
 }
-
-#[test]
-fn names_are_found_by_address_or_by_text() {
-    let mut t: super::tables::Table<UserId, ()> = super::tables::Table::default();
-    let names: Vec<UserId> = (0..5_000)
-        .map(|i| UserId::trusted(&format!("u{i}")))
-        .collect();
-    for (i, n) in names.iter().enumerate() {
-        t.forget();
-        assert_eq!(t.intern(n) as usize, i);
-    }
-    for (i, n) in names.iter().enumerate() {
-        t.forget();
-        // The same shared name (by address), an equal one elsewhere (by text).
-        assert_eq!(t.find(n), Some(i as u32));
-        assert_eq!(t.get(&UserId::trusted(n.as_str())), Some(i as u32));
-    }
-    // Names freed and made again land at addresses the table may have seen: found by text.
-    drop(names);
-    for i in 0..5_000 {
-        t.forget();
-        let fresh = UserId::trusted(&format!("v{i}"));
-        assert_eq!(t.find(&fresh), None);
-        assert_eq!(t.intern(&fresh) as usize, 5_000 + i);
-    }
-}
