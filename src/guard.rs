@@ -267,7 +267,11 @@ impl Window {
     /// The bucket `at` falls in and how many buckets the window sums (the current one and the
     /// `span − 1` before it).
     pub fn bucket(&self, at: DateTime<Utc>) -> (i64, u32) {
-        let secs = at.timestamp();
+        self.bucket_of(at.timestamp())
+    }
+
+    /// [`bucket`](Self::bucket) of an instant given as seconds since the epoch.
+    fn bucket_of(&self, secs: i64) -> (i64, u32) {
         let day = |offset: i32| (secs + i64::from(offset) * 60).div_euclid(86_400);
         match *self {
             Window::Forever => (0, 1),
@@ -715,12 +719,14 @@ pub fn counts(
     asking: &Asking<'_>,
     now: DateTime<Utc>,
 ) -> Result<Vec<Counted>, GuardError> {
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(guards.len());
+    // The instant's seconds once for every guard (chrono derives them from the date).
+    let secs = now.timestamp();
     for g in guards.iter().filter(|g| g.applies(action, asking)) {
         let Some(subject) = g.subject_key(asking)? else {
             continue;
         };
-        let (bucket, span) = g.window.bucket(now);
+        let (bucket, span) = g.window.bucket_of(secs);
         out.push(Counted {
             guard: g.name.clone(),
             limit: g.limit,

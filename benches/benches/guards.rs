@@ -144,7 +144,44 @@ fn redeems(iters: u64) -> Duration {
     start.elapsed()
 }
 
+/// One workload for an instruction count, outside criterion: `GUARDS_RUN=plain`,
+/// `three_guards` or `three_guards_shared` claims `GUARDS_CLAIMS` (default 20,000) into a fresh
+/// store inside [`cg_claims`], so that
+/// `valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*cg_claims*'` counts only
+/// those: divide the total by the claims.
+fn callgrind_run() -> bool {
+    let Ok(run) = std::env::var("GUARDS_RUN") else {
+        return false;
+    };
+    let n = std::env::var("GUARDS_CLAIMS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let (guards, share) = match run.as_str() {
+        "plain" => (vec![], 1),
+        "three_guards" => (three_guards(), 1),
+        _ => (three_guards(), 4),
+    };
+    let (service, t) = service(guards);
+    let reqs = requests(&t, n, share);
+    let took = cg_claims(&service, &reqs);
+    println!("guards/claim/{run}: {n} claims in {took:?}");
+    true
+}
+
+#[inline(never)]
+fn cg_claims(service: &Service<MemoryStore>, reqs: &[ClaimRequest]) -> Duration {
+    let start = Instant::now();
+    for r in reqs {
+        service.claim(r, now()).expect("claim");
+    }
+    start.elapsed()
+}
+
 fn main() {
+    if callgrind_run() {
+        return;
+    }
     let mut c = Criterion::default().configure_from_args();
     let mut g = c.benchmark_group("guards");
     g.bench_function("claim/plain", |b| b.iter_custom(|n| claims(n, vec![], 1)));

@@ -6,6 +6,7 @@
 //! cargo bench --bench lifecycle                      # every throughput group
 //! cargo bench --bench lifecycle -- claim_hot         # one workload
 //! cargo bench --bench lifecycle -- memory            # 10 million coupons, resident memory only
+//! cargo bench --bench lifecycle -- memory_kept       # the same without trimming the feed
 //! ```
 //!
 //! Requests (ids, keys) are built before the clock starts: the figures are the engine's and the
@@ -23,7 +24,7 @@ use coupons::cart::{Buyer, Cart, CartLine};
 use coupons::id::{Channel, IdempotencyKey, OrderId, Sku, TemplateId, UserId};
 use coupons::lifecycle::{ClaimMode, ClaimRequest, LifecycleError};
 use coupons::money::{Currency, Money};
-use coupons::repository::{CounterKey, MemoryStore, Repository};
+use coupons::repository::{CounterKey, MemoryStore, Repository, TrimEvents};
 use coupons::rule::{Benefit, Limits, LimitsSpec, Span, TemplateSpec, Validity};
 use coupons::service::{LockRequest, Service, ServiceError};
 use criterion::{BenchmarkGroup, Criterion, Throughput, measurement::WallTime};
@@ -373,8 +374,19 @@ fn resident_bytes() -> Option<u64> {
     Some(kb * 1024)
 }
 
-fn memory_10m() {
-    println!("lifecycle/memory/10m");
+/// Claims between two trims of the feed in the memory measurement (a consumer reading it
+/// as it grows), unless it keeps the feed.
+const TRIM_EVERY: u64 = 100_000;
+
+fn memory_10m(trim: bool) {
+    println!(
+        "lifecycle/memory/10m ({})",
+        if trim {
+            "feed trimmed every 100,000 claims"
+        } else {
+            "feed kept"
+        }
+    );
     let before = resident_bytes();
     let service = Service::new(MemoryStore::new());
     let templates: Vec<TemplateId> = (0..100)
@@ -396,6 +408,10 @@ fn memory_10m() {
         let t = &templates[((u * 10 + k % per_user) % templates.len() as u64) as usize];
         let req = claim_request(t, &user, &format!("claim-{k:08}"));
         service.claim(&req, now()).expect("claim");
+        if trim && (k + 1) % TRIM_EVERY == 0 {
+            // A consumer has read everything so far.
+            service.repository().trim_events(u64::MAX).expect("trim");
+        }
         if (k + 1) % 1_000_000 == 0 {
             let m = (k + 1) / 1_000_000;
             let rate = 1e6 / lap.elapsed().as_secs_f64();
@@ -407,6 +423,7 @@ fn memory_10m() {
     let after = resident_bytes();
     let coupons = service.repository().coupon_count();
     assert_eq!(coupons, MEMORY_COUPONS);
+    println!("  events kept: {}", service.repository().event_backlog());
     println!(
         "  issued {coupons} coupons ({MEMORY_USERS} users, {} templates) in {:.1} s ({:.0} claims/s, ids built inline)",
         templates.len(),
@@ -477,14 +494,42 @@ fn throughput(c: &mut Criterion) {
     }
 }
 
+/// One spread workload for an instruction count, outside criterion: `LIFECYCLE_RUN=spread`
+/// prefills the store (1 million claims) and then claims `LIFECYCLE_CLAIMS` (default 100,000)
+/// more on one thread inside [`cg_spread`], so that
+/// `valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*cg_spread*'` counts only
+/// those: divide the total by the claims.
+fn callgrind_run() -> bool {
+    if std::env::var("LIFECYCLE_RUN").as_deref() != Ok("spread") {
+        return false;
+    }
+    let claims = std::env::var("LIFECYCLE_CLAIMS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let mut spread = Spread::new(Box::new(MemoryStore::new), SPREAD_MEMORY);
+    let took = cg_spread(&mut spread, claims);
+    println!("lifecycle/claim_spread/1_thread: {claims} claims in {took:?}");
+    true
+}
+
+#[inline(never)]
+fn cg_spread(spread: &mut Spread<MemoryStore>, claims: u64) -> Duration {
+    spread.run(claims, 1)
+}
+
 fn main() {
+    if callgrind_run() {
+        return;
+    }
     // The memory measurement issues 10 million coupons: it runs only when asked for by name
     // (`cargo bench --bench lifecycle -- memory`), never under `cargo test`.
     let asked_for_memory = std::env::args()
         .skip(1)
         .any(|a| !a.starts_with('-') && a.contains("memory"));
     if asked_for_memory {
-        memory_10m();
+        let kept = std::env::args().skip(1).any(|a| a.contains("memory_kept"));
+        memory_10m(!kept);
         return;
     }
     let mut c = Criterion::default().configure_from_args();
