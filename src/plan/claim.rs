@@ -268,7 +268,7 @@ fn claim_guards(
 ///
 /// # Errors
 /// [`Coupon::issue`]'s refusals; a guard's missing context.
-#[inline]
+#[inline(always)]
 pub(crate) fn plan_claim<'a>(
     record: &TemplateRecord,
     campaign: Option<&Campaign>,
@@ -296,7 +296,7 @@ pub(crate) fn plan_claim<'a>(
 }
 
 /// The coupon an applied claim's batch stored.
-#[inline]
+#[inline(always)]
 pub(crate) fn issued(mut batch: Batch) -> Option<Claimed> {
     batch.ops.truncate(4);
     match batch.ops.pop() {
