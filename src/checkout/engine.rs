@@ -371,7 +371,11 @@ pub(crate) struct CartCtx {
     pub gifts: Vec<(TemplateId, u32, Benefit)>,
     /// Every line by undiscounted unit value, cheapest first (ties by line index): a unit
     /// offer's own order is this one restricted to its lines. Sorted when first needed.
-    by_value: std::cell::OnceCell<Vec<u32>>,
+    by_value: std::cell::OnceCell<Arc<[u32]>>,
+    /// The cart's lines (gift lines aside), shared by every template scoped to everything.
+    everything: std::cell::OnceCell<Arc<[u32]>>,
+    /// Every shipping line, shared by every template reaching them all.
+    all_ships: std::cell::OnceCell<Arc<[u32]>>,
 }
 
 impl CartCtx {
@@ -389,7 +393,22 @@ impl CartCtx {
                 .collect(),
             gifts: Vec::new(),
             by_value: std::cell::OnceCell::new(),
+            everything: std::cell::OnceCell::new(),
+            all_ships: std::cell::OnceCell::new(),
         }
+    }
+
+    /// The lines `0..n` (the cart's own lines), one allocation per checkout.
+    fn everything(&self, n: usize) -> Arc<[u32]> {
+        Arc::clone(self.everything.get_or_init(|| (0..n as u32).collect()))
+    }
+
+    /// Every shipping line, one allocation per checkout.
+    fn all_ships(&self) -> Arc<[u32]> {
+        Arc::clone(
+            self.all_ships
+                .get_or_init(|| (0..self.ships.len() as u32).collect()),
+        )
     }
 
     /// Adds the virtual line of a gift template (once per template id).
@@ -416,7 +435,7 @@ impl CartCtx {
     }
 
     /// Every line by undiscounted unit value, cheapest first (ties by line index).
-    pub fn by_value(&self) -> &[u32] {
+    pub fn by_value(&self) -> &Arc<[u32]> {
         self.by_value.get_or_init(|| {
             let mut all: Vec<u32> = (0..self.totals.len() as u32).collect();
             all.sort_unstable_by(|&a, &b| {
@@ -426,7 +445,7 @@ impl CartCtx {
                     .cmp(&(i128::from(tb) * i128::from(qa)))
                     .then(a.cmp(&b))
             });
-            all
+            all.into()
         })
     }
 
@@ -483,9 +502,11 @@ pub(crate) struct Shared {
     pub template: TemplateId,
     /// The template's name, as reasons show it.
     pub name: String,
-    pub lines: Vec<u32>,
-    /// The shipping lines the offer reaches (see [`CartCtx::ships`]).
-    pub ships: Vec<u32>,
+    /// Shared by every template scoped to everything.
+    pub lines: Arc<[u32]>,
+    /// The shipping lines the offer reaches (see [`CartCtx::ships`]); shared when it reaches
+    /// all of them.
+    pub ships: Arc<[u32]>,
     pub kind: Kind,
     pub min_subtotal: i64,
     pub min_qty: u64,
@@ -505,7 +526,7 @@ pub(crate) struct Shared {
     pub alone: Result<i64, Miss>,
     /// For unit offers, the lines by undiscounted unit value, cheapest first (the common case
     /// of a unit offer applying to untouched lines needs no sort).
-    pub cheapest_first: Vec<u32>,
+    pub cheapest_first: Arc<[u32]>,
     /// Why no offer of the template can be used here (currency, audience, channel, schedule,
     /// scope, minimum spend…).
     pub reasons: Vec<Ineligible>,
@@ -604,8 +625,8 @@ pub(crate) fn shared(
         reasons.push(Ineligible::OutsideSchedule);
     }
     let scope = t.scope();
-    let lines: Vec<u32> = if scope.is_everything() {
-        (0..cart.lines().len() as u32).collect()
+    let lines: Arc<[u32]> = if scope.is_everything() {
+        ctx.everything(cart.lines().len())
     } else {
         cart.lines()
             .iter()
@@ -653,20 +674,26 @@ pub(crate) fn shared(
                 _ => kind.rank(),
             },
         ),
-        ships: ctx
-            .ships
-            .iter()
-            .enumerate()
-            .filter(|(_, (shop, _))| {
+        ships: {
+            let reaches = |shop: &Option<ShopId>| {
                 shop.is_none()
                     || lines.iter().any(|&l| {
                         cart.lines()
                             .get(l as usize)
                             .is_some_and(|cl| cl.shop == *shop)
                     })
-            })
-            .map(|(i, _)| i as u32)
-            .collect(),
+            };
+            if ctx.ships.iter().all(|(shop, _)| reaches(shop)) {
+                ctx.all_ships()
+            } else {
+                ctx.ships
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, (shop, _))| reaches(shop))
+                    .map(|(i, _)| i as u32)
+                    .collect()
+            }
+        },
         lines,
         kind,
         min_subtotal: t.conditions().min_subtotal().as_ref().map_or(0, minor),
@@ -679,7 +706,7 @@ pub(crate) fn shared(
         per_order: t.limits().per_order(),
         sig: Vec::new(),
         alone: Err(Miss::NothingToSave),
-        cheapest_first: Vec::new(),
+        cheapest_first: Arc::from([]),
         reasons: Vec::new(),
     };
     if let Some(max) = c.max_subtotal() {
@@ -703,7 +730,7 @@ pub(crate) fn shared(
         // tells membership): the same order as sorting them, the comparison being total.
         let by_value = ctx.by_value();
         sh.cheapest_first = if sh.lines.len() == by_value.len() {
-            by_value.to_vec()
+            Arc::clone(by_value)
         } else {
             by_value
                 .iter()
@@ -1101,7 +1128,7 @@ pub(crate) fn apply(
         }
         Kind::PerLine { amount, max_lines } => {
             // The dearest lines first (ties: the earlier line).
-            let mut lines = p.lines.clone();
+            let mut lines = p.lines.to_vec();
             lines.sort_by(|&a, &b| {
                 state.residual[b as usize]
                     .cmp(&state.residual[a as usize])
@@ -1211,7 +1238,7 @@ fn per_line_percent(
     let mut parts = Vec::with_capacity(p.lines.len());
     let mut changes: Vec<Change> = Vec::new();
     let mut total = 0i64;
-    for &l in &p.lines {
+    for &l in p.lines.iter() {
         let r = state.residual[l as usize];
         let s = if per_unit {
             let mut s = 0i128;
@@ -1548,7 +1575,7 @@ fn pieces(p: &Shared, ctx: &CartCtx, state: &State) -> Vec<Piece> {
         &p.lines
     };
     let mut out: Vec<Piece> = Vec::with_capacity(lines.len() + 2);
-    for &l in lines {
+    for &l in lines.iter() {
         let push = |(value, count): (i64, u64)| {
             if count > 0 {
                 out.push(Piece {
@@ -1594,7 +1621,7 @@ fn pieces_first(p: &Shared, ctx: &CartCtx, state: &State, units: u64, dearest: b
         return out;
     }
     let mut out: Vec<Piece> = Vec::with_capacity(p.lines.len() + 2);
-    for &l in &p.lines {
+    for &l in p.lines.iter() {
         let push = |(value, count): (i64, u64)| {
             if count > 0 {
                 out.push(Piece {
@@ -2063,6 +2090,8 @@ mod tests {
                 ships: Vec::new(),
                 gifts: Vec::new(),
                 by_value: std::cell::OnceCell::new(),
+                everything: std::cell::OnceCell::new(),
+                all_ships: std::cell::OnceCell::new(),
             };
             spread(saving, &lines, &ctx, &mut state, None);
             let weights: Vec<i128> = residual.iter().map(|r| i128::from(*r)).collect();
@@ -2095,6 +2124,8 @@ mod tests {
                 ships: Vec::new(),
                 gifts: Vec::new(),
                 by_value: std::cell::OnceCell::new(),
+                everything: std::cell::OnceCell::new(),
+                all_ships: std::cell::OnceCell::new(),
             };
             let mut state = ctx.fresh();
             for l in 0..n {
@@ -2128,8 +2159,8 @@ mod tests {
             let sh = Shared {
                 template: crate::id::TemplateId::new("t").unwrap(),
                 name: String::new(),
-                lines,
-                ships: Vec::new(),
+                lines: lines.into(),
+                ships: Arc::from([]),
                 kind: Kind::Instant(0),
                 min_subtotal: 0,
                 min_qty: 0,
@@ -2142,7 +2173,7 @@ mod tests {
                 place: (0, 0, 0, 0),
                 sig: Vec::new(),
                 alone: Err(Miss::NothingToSave),
-                cheapest_first,
+                cheapest_first: cheapest_first.into(),
                 reasons: Vec::new(),
             };
             let full = pieces(&sh, &ctx, &state);

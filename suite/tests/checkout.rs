@@ -660,6 +660,125 @@ fn distinct_rules() -> impl Strategy<Value = Vec<GenOffer>> {
     })
 }
 
+/// Several unit offers (buy 2 get 1 and kin) with different scopes, all in one stacking group
+/// of limit one, plus amount offers, each rule repeated at near-identical priorities: the
+/// inputs on which the canonical-order search is chosen although unit offers make lines
+/// uneven (at most one of them per set). Its marginals apply several unit behaviours to
+/// states one after another; each must see its own state's runs, not those another node left.
+fn unit_offers_in_one_group() -> impl Strategy<Value = Vec<GenOffer>> {
+    let unit = prop_oneof![
+        4 => proptest::option::of(1u32..3).prop_map(|mx| Benefit::buy_get(2, 1, mx).unwrap()),
+        1 => (1u32..3, 1u32..3).prop_map(|(b, g)| Benefit::buy_get(b, g, None).unwrap()),
+        1 => (2u32..4, 100i64..6000).prop_map(|(q, p)| Benefit::fixed_price(q, m(p), None).unwrap()),
+        1 => (1i64..3000, proptest::option::of(1u32..4))
+            .prop_map(|(a, mx)| Benefit::per_unit(m(a), mx).unwrap()),
+    ];
+    let amount = prop_oneof![
+        (1i64..3000).prop_map(|a| Benefit::instant(m(a)).unwrap()),
+        (1i64..=100, proptest::option::of(1i64..5000)).prop_map(|(p, max)| Benefit::percent(
+            pct(p),
+            max.map(m)
+        )
+        .unwrap()),
+        (100i64..5000, 1i64..99).prop_map(|(every, p)| {
+            Benefit::every(m(every), m((every * p / 100).max(1)), None).unwrap()
+        }),
+    ];
+    (
+        proptest::collection::vec((unit, scope()), 2..4),
+        proptest::collection::vec((amount, scope(), proptest::option::of(1i64..10000)), 1..3),
+        proptest::collection::vec(
+            (
+                0usize..6,
+                prop_oneof![Just("g3"), Just("shipping")],
+                0i32..2,
+                1i64..3,
+                proptest::bool::weighted(0.4),
+                0u8..12,
+            ),
+            6..12,
+        ),
+    )
+        .prop_map(|(units, amounts, picks)| {
+            picks
+                .into_iter()
+                .enumerate()
+                .map(
+                    |(i, (rule, amount_group, priority, expiry_days, promotion, template))| {
+                        // Every unit rule at least once, then any rule.
+                        let rule = if i < units.len() { i } else { rule };
+                        let (benefit, scope, min_subtotal, group) = if rule < units.len() {
+                            let (b, s) = units[rule].clone();
+                            (b, s, None, "platform")
+                        } else {
+                            let (b, s, min) = amounts[rule % amounts.len()].clone();
+                            (b, s, min, amount_group)
+                        };
+                        GenOffer {
+                            benefit,
+                            scope,
+                            min_subtotal,
+                            max_subtotal: None,
+                            requires: None,
+                            group,
+                            exclusive: false,
+                            with_promotions: true,
+                            priority,
+                            per_order: 1,
+                            expiry_days,
+                            promotion,
+                            template,
+                        }
+                    },
+                )
+                .collect()
+        })
+}
+
+/// Carts of lines of 2–4 units and one shipping fee (the canonical-order search's carts).
+fn multi_unit_cart() -> impl Strategy<Value = Cart> {
+    (
+        proptest::collection::vec(
+            (
+                1i64..20000,
+                2u32..5,
+                prop_oneof![Just("a"), Just("b"), Just("c")],
+                proptest::bool::ANY,
+                proptest::bool::weighted(0.2),
+            ),
+            1..5,
+        ),
+        0i64..1500,
+    )
+        .prop_map(|(lines, ship)| {
+            let lines = lines
+                .into_iter()
+                .enumerate()
+                .map(|(i, (p, q, c, s1, sale))| {
+                    let mut l = CartLine::new(Sku::new(format!("sku{i}")).unwrap(), m(p), q)
+                        .in_category(CategoryId::new(c).unwrap())
+                        .from_shop(ShopId::new(if s1 { "s1" } else { "s2" }).unwrap());
+                    l.on_sale = sale;
+                    l
+                })
+                .collect();
+            Cart::new(CNY, lines, m(ship)).unwrap()
+        })
+}
+
+/// A policy under which unit offers in one group may use the canonical-order search: groups
+/// of limit one, a closed order, percentages not rounded per unit.
+fn one_per_group_policy() -> impl Strategy<Value = StackingPolicy> {
+    policy().prop_map(|mut p| {
+        p.default_group_limit = 1;
+        p.open_order = OpenOrder::Closed;
+        if p.rounding_scope == RoundingScope::PerUnit {
+            p.rounding_scope = RoundingScope::PerLine;
+        }
+        p
+    })
+}
+
 /// The engine's best combination against every subset priced exactly (at most 12 offers).
 fn equals_brute_force(
     c: &Cart,
@@ -727,6 +846,18 @@ proptest! {
         c in cart(),
         spec in near_identical_offers(),
         pol in policy(),
+    ) {
+        equals_brute_force(&c, &spec, &pol)?;
+    }
+
+    /// Several unit offers of different scopes in one group of limit one, amount offers, and
+    /// near-identical priorities (the canonical-order search): each unit offer's saving is
+    /// computed on its own state's units.
+    #[test]
+    fn best_combination_equals_brute_force_with_unit_offers_in_one_group(
+        c in multi_unit_cart(),
+        spec in unit_offers_in_one_group(),
+        pol in one_per_group_policy(),
     ) {
         equals_brute_force(&c, &spec, &pol)?;
     }
