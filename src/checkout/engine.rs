@@ -921,8 +921,17 @@ pub(crate) const MAX_OPEN_GROUPS: usize = 8;
 /// Every order `members` may apply in under the policy, the documented (canonical) order
 /// first. With [`OpenOrder::Closed`] that is the only one; with [`OpenOrder::Groups`] the
 /// stacking groups that share a position in [`StackingPolicy::group_order`] (all groups, when
-/// it is empty) may apply in any order among themselves, each group's members together and in
-/// the documented order; positions keep their order.
+/// it is empty) may also apply in any order among themselves, each group's members together
+/// and in the documented order; positions keep their order.
+///
+/// The documented order is listed even when it is none of the group orders: when members of
+/// two groups interleave in it (key 5 puts every fixed reduction before every percentage, key
+/// 1 alone does not keep a position's groups apart), keeping each group's members together
+/// gives other orders only. Everything else counts on the documented order being allowed:
+/// [`best_order`] breaks ties towards it, a selection is checked (and an offer that saves
+/// nothing named) and priced in it when no better order is valid, and an open order must
+/// accept every set the closed one accepts. Without it a set valid only in the documented
+/// order was accepted by `apply_exactly` yet invalid to the search, which then missed it.
 pub(crate) fn allowed_orders<'a>(
     members: &[&'a Prepared],
     policy: &StackingPolicy,
@@ -932,6 +941,7 @@ pub(crate) fn allowed_orders<'a>(
     if policy.open_order == OpenOrder::Closed || sorted.len() < 2 {
         return vec![sorted];
     }
+    let documented = sorted.clone();
     // Blocks of one group position (contiguous: the position is the first key), each a list
     // of groups in canonical order of their first member, each group its members.
     let mut blocks: Vec<Vec<Vec<&'a Prepared>>> = Vec::new();
@@ -967,6 +977,14 @@ pub(crate) fn allowed_orders<'a>(
             }
         }
         orders = next;
+    }
+    // The identity permutation of every position is the documented order exactly when no two
+    // groups of a position interleave in it; otherwise the documented order comes first.
+    let same = |o: &[&Prepared]| {
+        o.len() == documented.len() && o.iter().zip(&documented).all(|(a, b)| std::ptr::eq(*a, *b))
+    };
+    if !orders.first().is_some_and(|o| same(o)) {
+        orders.insert(0, documented);
     }
     orders
 }

@@ -40,9 +40,9 @@
 //!
 //! With [`OpenOrder::Groups`] the policy leaves the order of the stacking groups that share a
 //! position in key 1 open (every group, with no group order): a combination saves the best
-//! over every order of those groups (each group's members together, in the order above), the
-//! best combination is the best over those orders, and a buyer's selection that is valid in
-//! one of them is accepted and priced in the best one.
+//! over the order above and every order of those groups (each group's members together, in
+//! the order above), the best combination is the best over those orders, and a buyer's
+//! selection that is valid in one of them is accepted and priced in the best one.
 //!
 //! With the marketplace order, a buyer's shop 满200减30 and platform 满100减15 on a 210.00 cart
 //! both apply — 210 − 30 = 180 still reaches 100 — where without a group order the platform
@@ -383,8 +383,10 @@ pub enum OpenOrder {
     /// Stacking groups that share a position in [`StackingPolicy::group_order`] (every group,
     /// when it is empty; the groups one `shop:*` entry names) may apply in any order among
     /// themselves — each group's members together, in the documented order — and a set saves
-    /// the best over those orders. Positions keep their order. At most eight groups of one
-    /// position are permuted; any further ones apply after them in the documented order.
+    /// the best over those orders and the documented order itself (which, when a position's
+    /// groups interleave in it, is none of them: an open order accepts every set a closed one
+    /// does). Positions keep their order. At most eight groups of one position are permuted;
+    /// any further ones apply after them in the documented order.
     ///
     /// Worked: shop 满200减30 and platform 满100减15 on a 210.00 cart, no group order: closed,
     /// the platform coupon applies first (lower threshold) and leaves 195.00, short of 200, so

@@ -2027,3 +2027,59 @@ fn an_order_left_open_takes_the_best_order_and_accepts_a_selection_valid_in_one(
             .is_err()
     );
 }
+
+/// The proptest regression `be4d5e7f…`: two fixed prices and two 94 % coupons in two groups of
+/// one position. In the documented order the groups interleave (both fixed prices, then both
+/// percentages) and all four save; in neither order that keeps each group's members together
+/// does the second fixed price save anything. The documented order is one an open order
+/// allows, so the four apply together and take the whole order.
+#[test]
+fn an_open_order_allows_the_documented_order_where_groups_interleave() {
+    let percent = || Benefit::percent(pct(94), None).unwrap();
+    let fixed = || Benefit::fixed_price(1, m(134), Some(1)).unwrap();
+    let in_group = |id: &str, b: Benefit, g: &str| {
+        coupon(
+            id,
+            template(id, b).stacking(Stacking::in_group(StackingGroup::new(g).unwrap())),
+            3,
+        )
+    };
+    let wallet = [
+        in_group("p_ship", percent(), "shipping"),
+        in_group("f_plat", fixed(), "platform"),
+        in_group("f_ship", fixed(), "shipping"),
+        in_group("p_plat", percent(), "platform"),
+    ];
+    let ids: Vec<OfferId> = wallet.iter().map(|o| o.id.clone()).collect();
+    let c = simple_cart(&[(2234, 2)], 0);
+    let u = buyer();
+    let pol = StackingPolicy {
+        max_coupons: 4,
+        default_group_limit: 2,
+        rounding: Rounding::Up,
+        open_order: OpenOrder::Groups,
+        ..StackingPolicy::default()
+    };
+    let checkout = Checkout::new(&c, &u, now(), &pol).offers(&wallet);
+    for q in [
+        checkout.best().unwrap(),
+        checkout.apply_exactly(&ids).unwrap(),
+        checkout.with_selection(&ids).unwrap(),
+    ] {
+        check_invariants(&q, &c);
+        assert!(q.proven_optimal);
+        assert_eq!(q.saving, m(4468));
+        let names: Vec<&str> = q.applied.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, ["f_plat", "f_ship", "p_plat", "p_ship"]);
+    }
+    // The same set is valid in the closed order, and saves the same there.
+    let closed = StackingPolicy {
+        open_order: OpenOrder::Closed,
+        ..pol
+    };
+    let q = Checkout::new(&c, &u, now(), &closed)
+        .offers(&wallet)
+        .apply_exactly(&ids)
+        .unwrap();
+    assert_eq!(q.saving, m(4468));
+}
