@@ -129,6 +129,11 @@ use crate::repository::{
 use crate::rule::{PromoCode, Template};
 use crate::time;
 use runner::Ran;
+#[cfg(doc)]
+use {
+    crate::id::IdempotencyKey,
+    crate::lifecycle::{LifecycleError, Order},
+};
 
 /// Promotions indexed for checkout, with the template versions they were built from.
 #[derive(Debug)]

@@ -16,6 +16,8 @@ use crate::plan::order::{
 };
 use crate::plan::{OP_CANCEL, OP_COMPLETE, OP_PAY, OP_REFUND, OP_VOID, Step, key_reused, op_key};
 use crate::repository::{Receipt, ReceiptKey, Repository, Versioned};
+#[cfg(doc)]
+use crate::rule::RefundPolicy;
 use crate::time;
 
 impl<R: Repository> Service<R> {
