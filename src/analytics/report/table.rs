@@ -121,6 +121,12 @@ pub struct Row {
     pub time_to_use_p50: Option<Percentile>,
     /// 90th percentile of time from claim to use.
     pub time_to_use_p90: Option<Percentile>,
+    /// The face value of the expired coupons the lookup valued (`None` when it valued none).
+    pub expired_value: Option<Money>,
+    /// The face value of the voided coupons the lookup valued (`None` when it valued none).
+    pub voided_value: Option<Money>,
+    /// What the refunded coupons had saved in their orders (`None` when no event carried it).
+    pub refunded_saving: Option<Money>,
     /// The counters.
     pub metrics: Metrics,
 }
@@ -176,6 +182,10 @@ impl Report {
                     repurchase_rate: m.repurchase_rate().filter(|r| !r.is_empty()),
                     time_to_use_p50: m.time_to_use.percentile(0.5),
                     time_to_use_p90: m.time_to_use.percentile(0.9),
+                    expired_value: (m.expired_valued > 0).then(|| money(m.expired_value_minor)),
+                    voided_value: (m.voided_valued > 0).then(|| money(m.voided_value_minor)),
+                    refunded_saving: (m.refunded_valued > 0)
+                        .then(|| money(m.refunded_saving_minor)),
                     metrics: m,
                 }
             })
@@ -218,8 +228,11 @@ impl fmt::Display for Breakdown {
             "p50 use".into(),
             "p90 use".into(),
             "expired".into(),
+            "value".into(),
             "voided".into(),
+            "value".into(),
             "refunded".into(),
+            "saving".into(),
             "rebuy%".into(),
         ];
         let amount = |m: &Money| m.amount().to_string();
@@ -248,8 +261,11 @@ impl fmt::Display for Breakdown {
                     opt(r.time_to_use_p50),
                     opt(r.time_to_use_p90),
                     m.expired.to_string(),
+                    opt(r.expired_value.as_ref().map(amount)),
                     m.voided.to_string(),
+                    opt(r.voided_value.as_ref().map(amount)),
                     m.refunded.to_string(),
+                    opt(r.refunded_saving.as_ref().map(amount)),
                     pct(r.repurchase_rate),
                 ]
             })

@@ -471,6 +471,40 @@ fn the_feed_exercises_amounts_and_offer_arms() {
 }
 
 #[test]
+fn breakdowns_show_the_amounts_of_expired_voided_and_refunded_coupons() {
+    // The total row of a breakdown carries exactly the counters' amounts, and the table
+    // prints them in their columns.
+    let events = feed(7, 250);
+    let report = fast(&events, None);
+    let m = report.total();
+    let b = report.by(Dimension::Total);
+    let row = &b.rows[0];
+    let cur = report.config().currency();
+    let money = |minor: i128| Money::from_minor_i128(minor, cur).unwrap();
+    assert_eq!(
+        row.expired_value,
+        (m.expired_valued > 0).then(|| money(m.expired_value_minor))
+    );
+    assert_eq!(
+        row.voided_value,
+        (m.voided_valued > 0).then(|| money(m.voided_value_minor))
+    );
+    assert_eq!(
+        row.refunded_saving,
+        (m.refunded_valued > 0).then(|| money(m.refunded_saving_minor))
+    );
+    let text = b.to_string();
+    let header = text.lines().next().unwrap();
+    assert!(
+        header.contains("expired") && header.contains("saving"),
+        "{header}"
+    );
+    if let Some(v) = &row.refunded_saving {
+        assert!(text.contains(&v.amount().to_string()), "{text}");
+    }
+}
+
+#[test]
 fn offers_count_per_arm_from_the_event() {
     let at = Utc.with_ymd_and_hms(2026, 11, 11, 2, 0, 0).unwrap();
     let mut attributes = Attributes::new();
