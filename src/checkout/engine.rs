@@ -1583,17 +1583,28 @@ struct Piece {
 /// The units of `p`'s lines as runs, cheapest first (ties: the earlier line); reversed, the
 /// dearest first (ties: the later line).
 fn pieces(p: &Shared, ctx: &CartCtx, state: &State) -> Vec<Piece> {
-    let untouched = p.lines.iter().all(|&l| {
-        state.residual[l as usize] == ctx.totals[l as usize] && state.find_uneven(l).is_err()
-    });
-    let presorted = untouched && !p.cheapest_first.is_empty();
-    let lines = if presorted {
-        &p.cheapest_first
-    } else {
-        &p.lines
-    };
+    if untouched(p, ctx, state) {
+        // Untouched lines are one run each, already in order.
+        return runs_of(&p.cheapest_first, ctx, state);
+    }
+    let mut out = runs_of(&p.lines, ctx, state);
+    out.sort_by(|a, b| a.value.cmp(&b.value).then(a.line.cmp(&b.line)));
+    out
+}
+
+/// Whether every line of `p` is as the cart has it and a cheapest-first order of them is at
+/// hand (then [`runs_of`] over it is already in order).
+fn untouched(p: &Shared, ctx: &CartCtx, state: &State) -> bool {
+    !p.cheapest_first.is_empty()
+        && p.lines.iter().all(|&l| {
+            state.residual[l as usize] == ctx.totals[l as usize] && state.find_uneven(l).is_err()
+        })
+}
+
+/// The non-empty runs of units of `lines`, line by line in the order given.
+fn runs_of(lines: &[u32], ctx: &CartCtx, state: &State) -> Vec<Piece> {
     let mut out: Vec<Piece> = Vec::with_capacity(lines.len() + 2);
-    for &l in lines.iter() {
+    for &l in lines {
         let push = |(value, count): (i64, u64)| {
             if count > 0 {
                 out.push(Piece {
@@ -1609,10 +1620,6 @@ fn pieces(p: &Shared, ctx: &CartCtx, state: &State) -> Vec<Piece> {
                 .into_iter()
                 .for_each(push),
         }
-    }
-    // Untouched lines are one run each, already in order.
-    if !presorted {
-        out.sort_by(|a, b| a.value.cmp(&b.value).then(a.line.cmp(&b.line)));
     }
     out
 }
@@ -1624,12 +1631,9 @@ fn pieces(p: &Shared, ctx: &CartCtx, state: &State) -> Vec<Piece> {
 /// have distinct values, so the order is strict), by partial selection instead of a sort of
 /// every run. `units == 0` gives the full order.
 fn pieces_first(p: &Shared, ctx: &CartCtx, state: &State, units: u64, dearest: bool) -> Vec<Piece> {
-    let untouched = p.lines.iter().all(|&l| {
-        state.residual[l as usize] == ctx.totals[l as usize] && state.find_uneven(l).is_err()
-    });
-    if untouched && !p.cheapest_first.is_empty() {
+    if untouched(p, ctx, state) {
         // Already in order: cut the prefix.
-        let mut out = pieces(p, ctx, state);
+        let mut out = runs_of(&p.cheapest_first, ctx, state);
         if dearest {
             out.reverse();
         }
@@ -1638,24 +1642,7 @@ fn pieces_first(p: &Shared, ctx: &CartCtx, state: &State, units: u64, dearest: b
         }
         return out;
     }
-    let mut out: Vec<Piece> = Vec::with_capacity(p.lines.len() + 2);
-    for &l in p.lines.iter() {
-        let push = |(value, count): (i64, u64)| {
-            if count > 0 {
-                out.push(Piece {
-                    line: l,
-                    value,
-                    count,
-                });
-            }
-        };
-        match state.find_uneven(l) {
-            Ok(i) => state.uneven()[i].1.iter().copied().for_each(push),
-            Err(_) => even_runs(state.residual[l as usize], ctx.qty[l as usize])
-                .into_iter()
-                .for_each(push),
-        }
-    }
+    let mut out = runs_of(&p.lines, ctx, state);
     let cmp = |a: &Piece, b: &Piece| {
         let o = a.value.cmp(&b.value).then(a.line.cmp(&b.line));
         if dearest { o.reverse() } else { o }
