@@ -15,7 +15,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
-use std::hash::{BuildHasher, Hasher};
 use std::sync::OnceLock;
 
 use chrono::{DateTime, Duration, FixedOffset, Utc};
@@ -25,6 +24,7 @@ use super::rule::{AudienceMiss, Delivery, Message, Rule};
 use super::trigger::{DedupKey, Occurrence, Timer, TimerKey, Trigger, TriggerKind};
 use super::{BudgetId, IssuingError, RuleId, shift};
 use crate::cart::CustomerKind;
+use crate::hash::FastMap;
 use crate::id::{CampaignId, MembershipLevel, SegmentId, TemplateId, UserId};
 use crate::money::{Currency, Money};
 use crate::targeting::{Lifecycle, RfmSegment};
@@ -846,72 +846,10 @@ impl Starts {
     }
 }
 
-/// Seeds a [`Fast`] hasher: each table draws its seed from the standard library's random
-/// state, so the table's layout differs from run to run (decisions do not depend on it).
-#[derive(Clone, Copy, Debug)]
-struct Seeded(u64);
-
-impl Default for Seeded {
-    fn default() -> Self {
-        Seeded(std::collections::hash_map::RandomState::new().hash_one(0x9e37_79b9_u64) | 1)
-    }
-}
-
-impl BuildHasher for Seeded {
-    type Hasher = Fast;
-    fn build_hasher(&self) -> Fast {
-        Fast(self.0)
-    }
-}
-
-/// A multiply-rotate hasher (in the manner of FxHash) with a final avalanche: user ids are
-/// hashed once or twice per event, where SipHash would take a third of a decision's time.
-struct Fast(u64);
-
-impl Fast {
-    #[inline]
-    fn mix(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(26) ^ word).wrapping_mul(0xf135_7aea_2e62_a9c5);
-    }
-}
-
-impl Hasher for Fast {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            self.mix(u64::from_le_bytes(w));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut w = [0u8; 8];
-            if let Some(head) = w.get_mut(..rest.len()) {
-                head.copy_from_slice(rest);
-            }
-            self.mix(u64::from_le_bytes(w) ^ ((rest.len() as u64) << 56));
-        }
-    }
-    #[inline]
-    fn write_u8(&mut self, i: u8) {
-        self.mix(u64::from(i));
-    }
-    #[inline]
-    fn write_usize(&mut self, i: usize) {
-        self.mix(i as u64);
-    }
-    #[inline]
-    fn finish(&self) -> u64 {
-        let h = self.0;
-        (h ^ (h >> 32)).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (h >> 29)
-    }
-}
-
 /// Histories and a ledger in memory: the state a replay (or a single-process decider) keeps.
 #[derive(Clone, Debug)]
 pub struct Memory {
-    histories: HashMap<UserId, UserHistory, Seeded>,
+    histories: FastMap<UserId, UserHistory>,
     ledger: Ledger,
 }
 
@@ -927,7 +865,7 @@ impl Memory {
     /// Nothing issued yet, budgets in `currency`.
     pub fn new(currency: Currency) -> Memory {
         Memory {
-            histories: HashMap::default(),
+            histories: FastMap::default(),
             ledger: Ledger::new(currency),
         }
     }

@@ -64,6 +64,7 @@ impl Percent {
     }
 
     /// [`Percent::new`] with errors naming `field` (e.g. `benefit.tiers.percent`).
+    #[cfg(feature = "serde")]
     pub(crate) fn at(field: &'static str, value: Decimal) -> Result<Percent, RuleError> {
         Percent::new(value).map_err(|e| match e {
             RuleError::PercentOutOfRange { value, .. } => {

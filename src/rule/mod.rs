@@ -62,6 +62,7 @@ pub use validity::{Span, Validity};
 
 use error::same_currency;
 
+#[cfg(feature = "serde")]
 pub(crate) use conditions::parse_offset;
 
 use crate::id::TemplateId;

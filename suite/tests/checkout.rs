@@ -268,33 +268,44 @@ fn gen_offer() -> impl Strategy<Value = GenOffer> {
         )
 }
 
+/// Cart lines: `count` lines of `quantities` units each, in three categories and two shops,
+/// a fifth of them on sale.
+fn cart_lines(
+    quantities: std::ops::Range<u32>,
+    count: std::ops::Range<usize>,
+) -> impl Strategy<Value = Vec<CartLine>> {
+    proptest::collection::vec(
+        (
+            1i64..20000,
+            quantities,
+            prop_oneof![Just("a"), Just("b"), Just("c")],
+            proptest::bool::ANY,
+            proptest::bool::weighted(0.2),
+        ),
+        count,
+    )
+    .prop_map(|lines| {
+        lines
+            .into_iter()
+            .enumerate()
+            .map(|(i, (p, q, c, s1, sale))| {
+                let mut l = CartLine::new(Sku::new(format!("sku{i}")).unwrap(), m(p), q)
+                    .in_category(CategoryId::new(c).unwrap())
+                    .from_shop(ShopId::new(if s1 { "s1" } else { "s2" }).unwrap());
+                l.on_sale = sale;
+                l
+            })
+            .collect()
+    })
+}
+
 fn cart() -> impl Strategy<Value = Cart> {
     (
-        proptest::collection::vec(
-            (
-                1i64..20000,
-                1u32..4,
-                prop_oneof![Just("a"), Just("b"), Just("c")],
-                proptest::bool::ANY,
-                proptest::bool::weighted(0.2),
-            ),
-            1..6,
-        ),
+        cart_lines(1..4, 1..6),
         0i64..1500,
         proptest::option::weighted(0.4, (0i64..1500, proptest::bool::ANY)),
     )
         .prop_map(|(lines, ship, per_shop)| {
-            let lines = lines
-                .into_iter()
-                .enumerate()
-                .map(|(i, (p, q, c, s1, sale))| {
-                    let mut l = CartLine::new(Sku::new(format!("sku{i}")).unwrap(), m(p), q)
-                        .in_category(CategoryId::new(c).unwrap())
-                        .from_shop(ShopId::new(if s1 { "s1" } else { "s2" }).unwrap());
-                    l.on_sale = sale;
-                    l
-                })
-                .collect();
             match per_shop {
                 // One fee per shop (and, sometimes, one more for the order).
                 Some((other, order_fee)) => {
@@ -737,33 +748,8 @@ fn unit_offers_in_one_group() -> impl Strategy<Value = Vec<GenOffer>> {
 
 /// Carts of lines of 2–4 units and one shipping fee (the canonical-order search's carts).
 fn multi_unit_cart() -> impl Strategy<Value = Cart> {
-    (
-        proptest::collection::vec(
-            (
-                1i64..20000,
-                2u32..5,
-                prop_oneof![Just("a"), Just("b"), Just("c")],
-                proptest::bool::ANY,
-                proptest::bool::weighted(0.2),
-            ),
-            1..5,
-        ),
-        0i64..1500,
-    )
-        .prop_map(|(lines, ship)| {
-            let lines = lines
-                .into_iter()
-                .enumerate()
-                .map(|(i, (p, q, c, s1, sale))| {
-                    let mut l = CartLine::new(Sku::new(format!("sku{i}")).unwrap(), m(p), q)
-                        .in_category(CategoryId::new(c).unwrap())
-                        .from_shop(ShopId::new(if s1 { "s1" } else { "s2" }).unwrap());
-                    l.on_sale = sale;
-                    l
-                })
-                .collect();
-            Cart::new(CNY, lines, m(ship)).unwrap()
-        })
+    (cart_lines(2..5, 1..5), 0i64..1500)
+        .prop_map(|(lines, ship)| Cart::new(CNY, lines, m(ship)).unwrap())
 }
 
 /// A policy under which unit offers in one group may use the canonical-order search: groups
