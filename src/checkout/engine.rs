@@ -628,12 +628,16 @@ pub(crate) fn shared(
     let lines: Arc<[u32]> = if scope.is_everything() {
         ctx.everything(cart.lines().len())
     } else {
-        cart.lines()
-            .iter()
-            .enumerate()
-            .filter(|(_, l)| scope.covers(l))
-            .map(|(i, _)| i as u32)
-            .collect()
+        // Sized up front: one allocation for the list and one for its shared copy.
+        let mut covered = Vec::with_capacity(cart.lines().len());
+        covered.extend(
+            cart.lines()
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| scope.covers(l))
+                .map(|(i, _)| i as u32),
+        );
+        Arc::from(covered)
     };
     if lines.is_empty() {
         reasons.push(Ineligible::NoItemInScope {

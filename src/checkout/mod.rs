@@ -169,13 +169,14 @@ pub use index::PromotionIndex;
 pub use quote::{Applied, Evaluation, Quote, QuoteLine, Share, ShippingLineQuote, ShippingQuote};
 pub use reason::{Blocked, Excluded, ExcludedBy, Ineligible, Named};
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
 use crate::cart::{Buyer, Cart};
+use crate::hash::FastMap;
 use crate::id::{CouponId, StackingGroup, TemplateId};
 use crate::money::{Money, Rounding};
 use crate::rule::{PromoCode, Template};
@@ -587,7 +588,8 @@ impl<'a> Checkout<'a> {
         for o in &all {
             ctx.add_gift(&o.template);
         }
-        let mut facts: HashMap<*const Template, Arc<Shared>> = HashMap::with_capacity(all.len());
+        let mut facts: FastMap<*const Template, Arc<Shared>> =
+            FastMap::with_capacity_and_hasher(all.len(), Default::default());
         let mut usable = Vec::with_capacity(all.len());
         let mut unusable = Vec::new();
         for (i, o) in all.iter().enumerate() {
@@ -951,11 +953,13 @@ impl<'a> Checkout<'a> {
                 reasons: Vec::new(),
             });
         }
+        let mut with: Vec<&Prepared> = Vec::with_capacity(selected.len() + 1);
         for p in prep.usable.iter().filter(|p| !chosen.contains(&p.offer)) {
             let reasons = match select::compatible(self.policy, &selected, p) {
                 Err(r) => vec![r],
                 Ok(()) => {
-                    let mut with = selected.clone();
+                    with.clear();
+                    with.extend_from_slice(&selected);
                     with.push(p);
                     match select::evaluate(&with, &prep.ctx, self.policy) {
                         Some(s) if s > current => Vec::new(),
