@@ -14,7 +14,6 @@
 //! ```
 
 use std::borrow::Borrow;
-use std::fmt;
 use std::sync::Arc;
 
 /// An identifier was empty, too long, or held a control character.
@@ -33,28 +32,38 @@ pub struct IdError {
 pub const MAX_ID_LEN: usize = 128;
 
 fn check(kind: &'static str, s: &str) -> Result<(), IdError> {
-    let fail = |reason| IdError {
-        kind,
-        value: s.chars().take(140).collect(),
-        reason,
-    };
-    if s.is_empty() {
-        return Err(fail("it is empty"));
+    match text_fault(s, MAX_ID_LEN, "it is longer than 128 characters") {
+        None => Ok(()),
+        Some(reason) => Err(IdError {
+            kind,
+            value: s.chars().take(140).collect(),
+            reason,
+        }),
     }
-    if s.chars().count() > MAX_ID_LEN {
-        return Err(fail("it is longer than 128 characters"));
-    }
-    if s.chars().any(char::is_control) {
-        return Err(fail("it contains a control character"));
-    }
-    if s.trim() != s {
-        return Err(fail("it starts or ends with white space"));
-    }
-    Ok(())
 }
 
-macro_rules! ident {
-    ($(#[$doc:meta])* $name:ident, $kind:literal) => {
+/// What is wrong with `s` as a short text of at most `max` characters (an id, a rule's or an
+/// experiment's name), if anything: empty, longer than `max` (then `too_long` is the reason),
+/// a control character, leading or trailing white space.
+pub(crate) fn text_fault(s: &str, max: usize, too_long: &'static str) -> Option<&'static str> {
+    if s.is_empty() {
+        Some("it is empty")
+    } else if s.chars().count() > max {
+        Some(too_long)
+    } else if s.chars().any(char::is_control) {
+        Some("it contains a control character")
+    } else if s.trim() != s {
+        Some("it starts or ends with white space")
+    } else {
+        None
+    }
+}
+
+/// A validated short text held as a shared `Arc<str>`: the struct and what every such type
+/// has (`as_str`, `Debug`, `Display`, `AsRef<str>`, conversion from and into `String`, serde
+/// as a string checked by `new`). The caller writes `new` with its own checks and error `$err`.
+macro_rules! text_type {
+    ($(#[$doc:meta])* $name:ident, $err:ty) => {
         $(#[$doc])*
         #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
         #[cfg_attr(
@@ -62,7 +71,52 @@ macro_rules! ident {
             derive(serde::Serialize, serde::Deserialize),
             serde(try_from = "String", into = "String")
         )]
-        pub struct $name(Arc<str>);
+        pub struct $name(::std::sync::Arc<str>);
+
+        impl $name {
+            /// The text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl ::std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                write!(f, "{}({:?})", stringify!($name), &*self.0)
+            }
+        }
+
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = $err;
+            fn try_from(s: String) -> Result<Self, $err> {
+                $name::new(s)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(n: $name) -> String {
+                n.0.to_string()
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+    };
+}
+pub(crate) use text_type;
+
+macro_rules! ident {
+    ($(#[$doc:meta])* $name:ident, $kind:literal) => {
+        text_type!($(#[$doc])* $name, IdError);
 
         impl $name {
             /// Validates and wraps an identifier.
@@ -81,42 +135,12 @@ macro_rules! ident {
             pub(crate) fn trusted(s: &str) -> Self {
                 $name(Arc::from(s))
             }
-
-            /// The identifier as text.
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl fmt::Debug for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "{}({:?})", stringify!($name), &*self.0)
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-
-        impl TryFrom<String> for $name {
-            type Error = IdError;
-            fn try_from(s: String) -> Result<Self, IdError> {
-                $name::new(s)
-            }
         }
 
         impl TryFrom<&str> for $name {
             type Error = IdError;
             fn try_from(s: &str) -> Result<Self, IdError> {
                 $name::new(s)
-            }
-        }
-
-        impl From<$name> for String {
-            fn from(id: $name) -> String {
-                id.0.to_string()
             }
         }
 
@@ -133,12 +157,6 @@ macro_rules! ident {
 
         impl Borrow<str> for $name {
             fn borrow(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl AsRef<str> for $name {
-            fn as_ref(&self) -> &str {
                 &self.0
             }
         }

@@ -173,36 +173,22 @@ fn check_name(
     max: usize,
     empty_ok: bool,
 ) -> Result<(), ExperimentError> {
-    let fail = |reason| ExperimentError::Name {
-        kind,
-        value: s.chars().take(140).collect(),
-        reason,
-    };
-    if s.is_empty() && !empty_ok {
-        return Err(fail("it is empty"));
+    if s.is_empty() && empty_ok {
+        return Ok(());
     }
-    if s.chars().count() > max {
-        return Err(fail("it is too long"));
+    match crate::id::text_fault(s, max, "it is too long") {
+        None => Ok(()),
+        Some(reason) => Err(ExperimentError::Name {
+            kind,
+            value: s.chars().take(140).collect(),
+            reason,
+        }),
     }
-    if s.chars().any(char::is_control) {
-        return Err(fail("it contains a control character"));
-    }
-    if s.trim() != s {
-        return Err(fail("it starts or ends with white space"));
-    }
-    Ok(())
 }
 
 macro_rules! name {
     ($(#[$doc:meta])* $name:ident, $kind:literal, $max:expr) => {
-        $(#[$doc])*
-        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        #[cfg_attr(
-            feature = "serde",
-            derive(serde::Serialize, serde::Deserialize),
-            serde(try_from = "String", into = "String")
-        )]
-        pub struct $name(Arc<str>);
+        crate::id::text_type!($(#[$doc])* $name, ExperimentError);
 
         impl $name {
             #[doc = concat!("Validates a ", $kind, ".")]
@@ -214,42 +200,6 @@ macro_rules! name {
                 let s = s.as_ref();
                 check_name($kind, s, $max, false)?;
                 Ok($name(Arc::from(s)))
-            }
-
-            /// The text.
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl fmt::Debug for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "{}({:?})", stringify!($name), &*self.0)
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-
-        impl TryFrom<String> for $name {
-            type Error = ExperimentError;
-            fn try_from(s: String) -> Result<Self, ExperimentError> {
-                $name::new(s)
-            }
-        }
-
-        impl From<$name> for String {
-            fn from(n: $name) -> String {
-                n.0.to_string()
-            }
-        }
-
-        impl AsRef<str> for $name {
-            fn as_ref(&self) -> &str {
-                &self.0
             }
         }
     };

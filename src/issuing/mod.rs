@@ -183,36 +183,19 @@ pub(crate) fn invalid(
 pub const MAX_NAME_LEN: usize = 100;
 
 fn check_name(field: &'static str, s: &str) -> Result<(), IssuingError> {
-    let fail = |reason| IssuingError::Name {
-        field,
-        value: s.chars().take(140).collect(),
-        reason,
-    };
-    if s.is_empty() {
-        return Err(fail("it is empty"));
+    match crate::id::text_fault(s, MAX_NAME_LEN, "it is longer than 100 characters") {
+        None => Ok(()),
+        Some(reason) => Err(IssuingError::Name {
+            field,
+            value: s.chars().take(140).collect(),
+            reason,
+        }),
     }
-    if s.chars().count() > MAX_NAME_LEN {
-        return Err(fail("it is longer than 100 characters"));
-    }
-    if s.chars().any(char::is_control) {
-        return Err(fail("it contains a control character"));
-    }
-    if s.trim() != s {
-        return Err(fail("it starts or ends with white space"));
-    }
-    Ok(())
 }
 
 macro_rules! name {
     ($(#[$doc:meta])* $name:ident, $field:literal) => {
-        $(#[$doc])*
-        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        #[cfg_attr(
-            feature = "serde",
-            derive(serde::Serialize, serde::Deserialize),
-            serde(try_from = "String", into = "String")
-        )]
-        pub struct $name(Arc<str>);
+        crate::id::text_type!($(#[$doc])* $name, IssuingError);
 
         impl $name {
             /// Validates and wraps a name.
@@ -227,40 +210,10 @@ macro_rules! name {
                 Ok($name(Arc::from(s)))
             }
 
-            /// The name as text.
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-
             /// Whether two names are equal, comparing the allocation first.
             #[allow(dead_code)]
             pub(crate) fn same(&self, other: &Self) -> bool {
                 Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
-            }
-        }
-
-        impl fmt::Debug for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "{}({:?})", stringify!($name), &*self.0)
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-
-        impl TryFrom<String> for $name {
-            type Error = IssuingError;
-            fn try_from(s: String) -> Result<Self, IssuingError> {
-                $name::new(s)
-            }
-        }
-
-        impl From<$name> for String {
-            fn from(n: $name) -> String {
-                n.0.to_string()
             }
         }
     };
