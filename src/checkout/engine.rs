@@ -500,8 +500,8 @@ pub(crate) enum Miss {
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub template: TemplateId,
-    /// The template's name, as reasons show it.
-    pub name: String,
+    /// The template's name, as reasons show it (shared with the template).
+    pub name: Arc<str>,
     /// Shared by every template scoped to everything.
     pub lines: Arc<[u32]>,
     /// The shipping lines the offer reaches (see [`CartCtx::ships`]); shared when it reaches
@@ -566,7 +566,7 @@ impl Prepared {
     pub fn named(&self) -> Named {
         Named {
             offer: self.id.clone(),
-            name: self.name.clone(),
+            name: self.name.to_string(),
         }
     }
 
@@ -668,7 +668,7 @@ pub(crate) fn shared(
     let qty: u64 = lines.iter().map(|&l| ctx.qty[l as usize]).sum();
     let mut sh = Shared {
         template: t.id().clone(),
-        name: t.name().to_owned(),
+        name: Arc::clone(t.shared_name()),
         place: (
             u32::try_from(policy.group_position(&stacking.group)).unwrap_or(u32::MAX),
             kind.phase(),
@@ -2167,7 +2167,7 @@ mod tests {
             };
             let sh = Shared {
                 template: crate::id::TemplateId::new("t").unwrap(),
-                name: String::new(),
+                name: Arc::from(""),
                 lines: lines.into(),
                 ships: Arc::from([]),
                 kind: Kind::Instant(0),

@@ -169,6 +169,7 @@ pub use index::PromotionIndex;
 pub use quote::{Applied, Evaluation, Quote, QuoteLine, Share, ShippingLineQuote, ShippingQuote};
 pub use reason::{Blocked, Excluded, ExcludedBy, Ineligible, Named};
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
@@ -892,8 +893,8 @@ impl<'a> Checkout<'a> {
             applied.push(Applied {
                 offer: p.id.clone(),
                 template: t.id().clone(),
-                name: t.name().to_owned(),
-                kind: t.benefit().kind().to_owned(),
+                name: Arc::clone(t.shared_name()),
+                kind: Cow::Borrowed(t.benefit().kind()),
                 group: p.group.clone(),
                 saving: money(saving),
                 valid_until: p.valid_until,
@@ -945,8 +946,8 @@ impl<'a> Checkout<'a> {
             evals.push(Evaluation {
                 offer: p.id.clone(),
                 template: p.template.clone(),
-                name: t.name().to_owned(),
-                kind: t.benefit().kind().to_owned(),
+                name: Arc::clone(t.shared_name()),
+                kind: Cow::Borrowed(t.benefit().kind()),
                 usable: true,
                 selected: true,
                 saving_alone: Some(money(p.alone)),
@@ -972,8 +973,8 @@ impl<'a> Checkout<'a> {
             evals.push(Evaluation {
                 offer: p.id.clone(),
                 template: p.template.clone(),
-                name: t.name().to_owned(),
-                kind: t.benefit().kind().to_owned(),
+                name: Arc::clone(t.shared_name()),
+                kind: Cow::Borrowed(t.benefit().kind()),
                 usable: true,
                 selected: false,
                 saving_alone: Some(money(p.alone)),
@@ -985,8 +986,8 @@ impl<'a> Checkout<'a> {
             evals.push(Evaluation {
                 offer: o.id.clone(),
                 template: o.template.id().clone(),
-                name: o.template.name().to_owned(),
-                kind: o.template.benefit().kind().to_owned(),
+                name: Arc::clone(o.template.shared_name()),
+                kind: Cow::Borrowed(o.template.benefit().kind()),
                 usable: false,
                 selected: false,
                 saving_alone: None,

@@ -1,5 +1,8 @@
 //! The quote: what a checkout decided, as data.
 
+use std::borrow::Cow;
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 
 use super::OfferId;
@@ -25,10 +28,10 @@ pub struct Applied {
     pub offer: OfferId,
     /// Its template.
     pub template: TemplateId,
-    /// The template's name.
-    pub name: String,
+    /// The template's name (shared with the template: no copy per quote).
+    pub name: Arc<str>,
     /// The benefit kind (`threshold`, `percent`…).
-    pub kind: String,
+    pub kind: Cow<'static, str>,
     /// Its stacking group.
     pub group: StackingGroup,
     /// What it saved in this order.
@@ -102,12 +105,12 @@ pub struct Evaluation {
     pub offer: OfferId,
     /// Its template.
     pub template: TemplateId,
-    /// The template's name, for the page (no extra read needed).
+    /// The template's name, for the page (no extra read needed; shared with the template).
     #[cfg_attr(feature = "serde", serde(default))]
-    pub name: String,
+    pub name: Arc<str>,
     /// The benefit kind (`threshold`, `percent`…).
     #[cfg_attr(feature = "serde", serde(default))]
-    pub kind: String,
+    pub kind: Cow<'static, str>,
     /// Whether it could be used on this cart at all (alone).
     pub usable: bool,
     /// Whether it is applied in this quote.

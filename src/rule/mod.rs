@@ -65,6 +65,9 @@ use error::same_currency;
 #[cfg(feature = "serde")]
 pub(crate) use conditions::parse_offset;
 
+use std::fmt;
+use std::sync::Arc;
+
 use crate::id::TemplateId;
 use crate::money::Currency;
 
@@ -216,13 +219,20 @@ impl TemplateSpec {
 
 /// A coupon template: the rules every coupon issued from it follows. Valid by construction; see
 /// the [module docs](self).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 #[cfg_attr(
     feature = "serde",
     derive(serde::Serialize, serde::Deserialize),
     serde(try_from = "TemplateSpec", into = "TemplateSpec")
 )]
-pub struct Template(TemplateSpec);
+pub struct Template(TemplateSpec, Arc<str>);
+
+impl fmt::Debug for Template {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The spec alone: the shared name is a copy of its `name`.
+        f.debug_tuple("Template").field(&self.0).finish()
+    }
+}
 
 fn text(field: &'static str, s: &str, min: usize, max: usize) -> Result<(), RuleError> {
     let n = s.chars().count();
@@ -250,7 +260,8 @@ impl TryFrom<TemplateSpec> for Template {
         if let Some(m) = s.conditions.max_subtotal() {
             same_currency("conditions.max_subtotal", m, s.currency)?;
         }
-        Ok(Template(s))
+        let name = Arc::from(s.name.as_str());
+        Ok(Template(s, name))
     }
 }
 
@@ -271,7 +282,11 @@ impl Template {
     }
     /// The name.
     pub fn name(&self) -> &str {
-        &self.0.name
+        &self.1
+    }
+    /// The name, shared: quotes carry it without copying it.
+    pub(crate) fn shared_name(&self) -> &Arc<str> {
+        &self.1
     }
     /// The description.
     pub fn description(&self) -> &str {

@@ -1995,7 +1995,7 @@ fn an_order_left_open_takes_the_best_order_and_accepts_a_selection_valid_in_one(
     ] {
         check_invariants(&q, &c);
         assert_eq!(q.saving, m(4500));
-        let names: Vec<&str> = q.applied.iter().map(|a| a.name.as_str()).collect();
+        let names: Vec<&str> = q.applied.iter().map(|a| &*a.name).collect();
         assert_eq!(names, ["shop", "plat"]);
     }
     // A group order that states the positions keeps them: platform before shop stays refused.
@@ -2055,7 +2055,7 @@ fn an_open_order_allows_the_documented_order_where_groups_interleave() {
         check_invariants(&q, &c);
         assert!(q.proven_optimal);
         assert_eq!(q.saving, m(4468));
-        let names: Vec<&str> = q.applied.iter().map(|a| a.name.as_str()).collect();
+        let names: Vec<&str> = q.applied.iter().map(|a| &*a.name).collect();
         assert_eq!(names, ["f_plat", "f_ship", "p_plat", "p_ship"]);
     }
     // The same set is valid in the closed order, and saves the same there.

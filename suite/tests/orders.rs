@@ -580,13 +580,13 @@ fn evaluations_carry_their_templates_name_and_kind() {
         .iter()
         .find(|e| e.offer == OfferId::Coupon(coupon.clone()))
         .unwrap();
-    assert_eq!((e.name.as_str(), e.kind.as_str()), ("10 off", "instant"));
+    assert_eq!((&*e.name, &*e.kind), ("10 off", "instant"));
     // An unusable one too: too early for the coupon.
     let early = svc
         .quote(&cart(), &buyer, &[], t0() - Duration::days(1))
         .unwrap();
     let e = early.offers.iter().find(|e| !e.usable).unwrap();
-    assert_eq!((e.name.as_str(), e.kind.as_str()), ("10 off", "instant"));
+    assert_eq!((&*e.name, &*e.kind), ("10 off", "instant"));
 }
 
 #[test]

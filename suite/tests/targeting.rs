@@ -54,6 +54,32 @@ fn stats_of(orders: &[Order<u64>]) -> CycleStats<u64> {
     s
 }
 
+/// A case the property once got wrong: a new user (AOV 0) gets the lowest charm threshold,
+/// 9 yuan, and 3.33 % of it is under one yuan, so no coupon, though the value cap alone (2
+/// yuan) would allow one.
+#[test]
+fn no_coupon_when_the_lowest_threshold_leaves_under_one_yuan() {
+    let got = suggest(
+        m(0),
+        Decimal::new(33_334, 6),
+        m(2000),
+        None,
+        &SuggestRules::default(),
+    )
+    .unwrap();
+    assert_eq!(got, None);
+    let got = suggest(
+        m(0),
+        Decimal::new(12, 2),
+        m(2000),
+        None,
+        &SuggestRules::default(),
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!((got.threshold, got.save), (m(900), m(100)));
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
 
@@ -190,10 +216,21 @@ proptest! {
         };
         let got = suggest(m(aov), Decimal::new(rate, 6), m(value), gap, &rules).unwrap();
         let Some(s) = got else {
-            // No coupon only when the caps leave less than one yuan.
-            let threshold_cap = Decimal::new(aov, 2) * Decimal::new(11, 1) + Decimal::from(60);
-            let cap = (threshold_cap * Decimal::new(rate, 6)).min(Decimal::new(value, 2) / Decimal::TEN);
-            prop_assert!(cap < Decimal::ONE + Decimal::new(1, 0), "no coupon though the cap is {}", cap);
+            // No coupon only when the caps leave less than one yuan at the threshold it would
+            // have had: the AOV raised by 10 % (and by at least a fen), to the cent, then up to
+            // the next price ending in 9 or the next multiple of 50.
+            let target = (Decimal::new(aov, 2) * Decimal::new(11, 1)).max(Decimal::new(aov + 1, 2));
+            let target = (target * Decimal::ONE_HUNDRED).ceil() / Decimal::ONE_HUNDRED;
+            let threshold = if charm {
+                ((target + Decimal::ONE) / Decimal::TEN).ceil().max(Decimal::ONE) * Decimal::TEN - Decimal::ONE
+            } else {
+                (target / Decimal::from(50)).ceil().max(Decimal::ONE) * Decimal::from(50)
+            };
+            let cap = (threshold * Decimal::new(rate, 6))
+                .min(threshold * Decimal::new(3, 1))
+                .min(Decimal::new(value, 2) / Decimal::TEN)
+                .min(threshold - Decimal::new(1, 2));
+            prop_assert!(cap < Decimal::ONE, "no coupon though the cap at {} is {}", threshold, cap);
             return Ok(());
         };
         prop_assert!(s.threshold > m(aov));
