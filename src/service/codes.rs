@@ -64,7 +64,6 @@
 
 use chrono::{DateTime, Utc};
 
-use super::runner::Ran;
 use super::{Claimed, Res, Service, ServiceError};
 use crate::guard::{self, Action, Asking, Counted};
 use crate::id::TemplateId;
@@ -75,8 +74,9 @@ use crate::plan::claim::{
     Found, code_claim, found, free_codes, give_back_ops, lookup_keys, plan_attempt, plan_redeem,
     plan_register,
 };
+use crate::plan::template::registrable;
 use crate::repository::{Batch, ReceiptKey, Repository};
-use crate::rule::{Distribution, PromoCode};
+use crate::rule::PromoCode;
 use crate::time;
 
 /// One-time codes registered per batch written to the store.
@@ -102,19 +102,7 @@ impl<R: Repository> Service<R> {
         now: DateTime<Utc>,
     ) -> Res<Registered, R> {
         let _now = time::check("now", now)?;
-        let record = self.template_record(template)?;
-        let distribution = match record.value.template.distribution() {
-            Distribution::Private => None,
-            Distribution::PromoCode { .. } => Some("promo_code"),
-            Distribution::Automatic => Some("automatic"),
-        };
-        if let Some(distribution) = distribution {
-            return Err(LifecycleError::NotClaimable {
-                template: template.clone(),
-                distribution,
-            }
-            .into());
-        }
+        registrable(&self.template_record(template)?.value.template)?;
         let mut out = Registered::default();
         let mut chunk = Vec::with_capacity(REGISTER_CHUNK);
         let mut codes = codes.into_iter().peekable();
@@ -247,7 +235,7 @@ impl<R: Repository> Service<R> {
     ) -> Res<Redeemed, R> {
         let guards = &self.config.guards;
         let denied = |d| self.denied(d);
-        let ran = self.run_plan(
+        self.run(
             "redeem code",
             || Ok(None),
             |attempt| {
@@ -270,10 +258,6 @@ impl<R: Repository> Service<R> {
                 let plan = plan_redeem(&record.value, &claim, attempts, guards, attempt.salt, now);
                 Ok(Step::Commit(plan.map_err(denied)?))
             },
-        )?;
-        Ok(match ran {
-            Ran::Applied(plan) => plan.answer,
-            Ran::Answered(answer) => answer,
-        })
+        )
     }
 }
