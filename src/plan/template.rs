@@ -10,7 +10,9 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use super::{Denied, On, Plan, Step};
+use crate::attributes::Attributes;
 use crate::events::EventKind;
+use crate::id::{CampaignId, Channel, TemplateId, UserId};
 use crate::lifecycle::{Campaign, LifecycleError, TemplateRecord, TemplateStatus};
 use crate::repository::{Expect, Op, Receipt, ReceiptKey, Versioned};
 use crate::rule::{Distribution, PromoCode, Template};
@@ -279,9 +281,26 @@ pub(crate) fn registrable(template: &Template) -> Result<(), LifecycleError> {
     })
 }
 
-/// Pure: an [`EventKind::Offered`] event on its own (it changes no state).
-pub(crate) fn plan_offer(offer: EventKind, now: DateTime<Utc>) -> Step<()> {
+/// Pure: an [`EventKind::Offered`] event on its own (it changes no state): the template
+/// shown, to whom, on which channel, from which campaign, with which attributes.
+pub(crate) fn plan_offer(
+    (template, user, channel, campaign, attributes): (
+        &TemplateId,
+        &UserId,
+        &Channel,
+        Option<&CampaignId>,
+        &Attributes,
+    ),
+    now: DateTime<Utc>,
+) -> Step<()> {
     let mut plan = Plan::new(());
+    let offer = EventKind::Offered {
+        template: template.clone(),
+        user: user.clone(),
+        channel: channel.clone(),
+        campaign: campaign.cloned(),
+        attributes: attributes.clone(),
+    };
     plan.emit(now, offer);
     Step::Commit(plan)
 }

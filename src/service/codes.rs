@@ -104,46 +104,34 @@ impl<R: Repository> Service<R> {
         let _now = time::check("now", now)?;
         registrable(&self.template_record(template)?.value.template)?;
         let mut out = Registered::default();
-        let mut chunk = Vec::with_capacity(REGISTER_CHUNK);
         let mut codes = codes.into_iter().peekable();
         while codes.peek().is_some() {
-            chunk.clear();
-            chunk.extend(codes.by_ref().take(REGISTER_CHUNK));
+            let mut chunk: Vec<_> = codes.by_ref().take(REGISTER_CHUNK).collect();
             chunk.sort();
             chunk.dedup();
-            self.register_chunk(template, &mut chunk, &mut out)?;
+            let added = self.run(
+                "register codes",
+                || Ok(None),
+                |attempt| {
+                    if attempt.number > 0 {
+                        // Some codes are taken: keep those free, count those already ours.
+                        let read = chunk.drain(..).map(|code| {
+                            let receipt = self.receipt(&ReceiptKey::Code(code.clone()))?;
+                            Ok((code, receipt))
+                        });
+                        let read = read.collect::<Res<Vec<_>, R>>()?;
+                        chunk = free_codes(template, read, &mut out.already)
+                            .map_err(|d| self.denied(d))?;
+                    }
+                    match chunk.is_empty() {
+                        true => Ok(Step::Done(0)),
+                        false => Ok(Step::Commit(plan_register(template, &chunk))),
+                    }
+                },
+            )?;
+            out.added += added;
         }
         Ok(out)
-    }
-
-    fn register_chunk(
-        &self,
-        template: &TemplateId,
-        chunk: &mut Vec<PromoCode>,
-        out: &mut Registered,
-    ) -> Res<(), R> {
-        let added = self.run(
-            "register codes",
-            || Ok(None),
-            |attempt| {
-                if attempt.number > 0 {
-                    // Some codes are taken: keep those free, count those already ours.
-                    let mut read = Vec::with_capacity(chunk.len());
-                    for code in chunk.drain(..) {
-                        let receipt = self.receipt(&ReceiptKey::Code(code.clone()))?;
-                        read.push((code, receipt));
-                    }
-                    *chunk =
-                        free_codes(template, read, &mut out.already).map_err(|d| self.denied(d))?;
-                }
-                if chunk.is_empty() {
-                    return Ok(Step::Done(0));
-                }
-                Ok(Step::Commit(plan_register(template, chunk)))
-            },
-        )?;
-        out.added += added;
-        Ok(())
     }
 
     /// Redeems a typed code for `request.user`.
@@ -177,7 +165,9 @@ impl<R: Repository> Service<R> {
             context: &request.context,
         };
         let attempts = guard::counts(&self.config.guards, Action::CodeAttempt, &asking, now)?;
-        self.count_attempt(request, &attempts, now)?;
+        let count =
+            |_| Ok(plan_attempt(request, &attempts, now).map_or(Step::Done(()), Step::Commit));
+        self.run("redeem code", || Ok(None), count)?;
         let outcome = self.redeem_counted(request, &attempts, now);
         // The attempt stays counted only when the code was not there to redeem.
         let failed = matches!(
@@ -191,40 +181,13 @@ impl<R: Repository> Service<R> {
                 ..
             }))
         );
-        if !failed && !settled_in_batch {
-            self.give_back(&attempts);
+        if !failed && !settled_in_batch && !attempts.is_empty() {
+            // On its own; a failure only leaves the attempt counted.
+            let _ignored = self.repo.commit(&Batch {
+                ops: give_back_ops(&attempts).collect(),
+            });
         }
         outcome
-    }
-
-    /// Counts one attempt against every attempt guard, or refuses it.
-    fn count_attempt(
-        &self,
-        request: &RedeemRequest,
-        attempts: &[Counted],
-        now: DateTime<Utc>,
-    ) -> Res<(), R> {
-        self.run(
-            "redeem code",
-            || Ok(None),
-            |_| {
-                Ok(match plan_attempt(request, attempts, now) {
-                    Some(plan) => Step::Commit(plan),
-                    None => Step::Done(()),
-                })
-            },
-        )
-    }
-
-    /// Gives an attempt back on its own; a failure only leaves it counted.
-    fn give_back(&self, attempts: &[Counted]) {
-        if attempts.is_empty() {
-            return;
-        }
-        let batch = Batch {
-            ops: give_back_ops(attempts).collect(),
-        };
-        let _ignored = self.repo.commit(&batch);
     }
 
     fn redeem_counted(

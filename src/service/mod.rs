@@ -114,7 +114,6 @@ use chrono::{DateTime, Utc};
 use crate::attributes::Attributes;
 use crate::cart::{Buyer, Cart};
 use crate::checkout::{Checkout, OfferId, PromotionIndex, Quote};
-use crate::events::EventKind;
 use crate::id::{CampaignId, Channel, CouponId, TemplateId, UserId};
 use crate::lifecycle::{Campaign, ClaimRequest, Coupon, TemplateRecord};
 use crate::plan::claim::{claimed, issued, plan_claim, same_claim};
@@ -463,18 +462,8 @@ impl<R: Repository> Service<R> {
         now: DateTime<Utc>,
     ) -> Res<(), R> {
         let now = time::check("now", now)?;
-        let offer = || EventKind::Offered {
-            template: template.clone(),
-            user: user.clone(),
-            channel: channel.clone(),
-            campaign: campaign.cloned(),
-            attributes: attributes.clone(),
-        };
-        self.run(
-            "record offer",
-            || Ok(None),
-            |_| Ok(plan_offer(offer(), now)),
-        )
+        let offer = (template, user, channel, campaign, attributes);
+        self.run("record offer", || Ok(None), |_| Ok(plan_offer(offer, now)))
     }
 
     /// Issues one coupon into `request.user`'s wallet, recording the channel, the claim mode
@@ -521,12 +510,12 @@ impl<R: Repository> Service<R> {
         let Some(receipt) = self.receipt(key)? else {
             return Ok(None);
         };
-        let coupon = match claimed(receipt) {
-            Some(id) => self.coupon_record(&id)?.value,
-            None => return Err(key_reused(&request.key, OP_CLAIM).into()),
-        };
+        let reused = || ServiceError::from(key_reused(&request.key, OP_CLAIM));
+        let coupon = self
+            .coupon_record(&claimed(receipt).ok_or_else(reused)?)?
+            .value;
         if !same_claim(&coupon, request) {
-            return Err(key_reused(&request.key, OP_CLAIM).into());
+            return Err(reused());
         }
         Ok(Some(Claimed {
             coupon,
