@@ -76,6 +76,8 @@ use crate::plan::claim::{
 };
 use crate::plan::template::registrable;
 use crate::repository::{Batch, ReceiptKey, Repository};
+#[cfg(doc)]
+use crate::rule::Distribution;
 use crate::rule::PromoCode;
 use crate::time;
 

@@ -133,6 +133,7 @@ use crate::time;
 use runner::Ran;
 #[cfg(doc)]
 use {
+    crate::events::EventKind,
     crate::id::IdempotencyKey,
     crate::lifecycle::{LifecycleError, Order},
 };

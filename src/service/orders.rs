@@ -14,9 +14,9 @@ use crate::plan::order::{
 };
 use crate::plan::{OP_REFUND, OP_VOID, Step, key_reused, op_key};
 use crate::repository::{Commit, Receipt, ReceiptKey, Repository, Versioned};
-#[cfg(doc)]
-use crate::rule::RefundPolicy;
 use crate::time;
+#[cfg(doc)]
+use {crate::lifecycle::LifecycleError, crate::rule::RefundPolicy};
 
 impl<R: Repository> Service<R> {
     /// An order record: its quote as locked, its coupons and codes, its state and refunds.
