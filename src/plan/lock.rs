@@ -115,6 +115,23 @@ pub struct Wallet {
     pub best: Quote,
 }
 
+/// Pure: the wallet view of `best`, whose evaluations are already in the order a page lists
+/// them (selected, usable, then unusable): each wallet coupon with its evaluation.
+pub(crate) fn wallet(gathered: &Gathered, best: Quote) -> Wallet {
+    let coupons = best
+        .offers
+        .iter()
+        .filter_map(|e| match &e.offer {
+            OfferId::Coupon(id) => gathered
+                .wallet
+                .get(id)
+                .map(|c| (c.value.clone(), e.clone())),
+            _ => None,
+        })
+        .collect();
+    Wallet { coupons, best }
+}
+
 /// A buyer's wallet and typed codes as read, for [`offers`].
 #[derive(Debug, Default)]
 pub(crate) struct WalletRead {

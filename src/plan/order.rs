@@ -372,6 +372,105 @@ pub(crate) fn plan_refund(
     Ok(Step::Commit(plan))
 }
 
+/// An order step whose answer is a [`Settlement`]: one row of the table behind the
+/// service's `pay`, `cancel` and `complete`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Settle {
+    /// [`plan_pay`].
+    Pay,
+    /// [`plan_release`], cancelled by `by`.
+    Cancel,
+    /// [`plan_complete`].
+    Complete,
+}
+
+impl Settle {
+    /// The receipt operation.
+    pub(crate) fn operation(self) -> &'static str {
+        match self {
+            Settle::Pay => OP_PAY,
+            Settle::Cancel => OP_CANCEL,
+            Settle::Complete => OP_COMPLETE,
+        }
+    }
+}
+
+/// Pure: the plan of `step` on the order read in `view`.
+///
+/// # Errors
+/// The step's refusal.
+pub(crate) fn plan_settle(
+    step: Settle,
+    view: &View,
+    by: &Actor,
+    (key, fp): (&ReceiptKey, u64),
+    now: DateTime<Utc>,
+    tolerance: Duration,
+) -> Result<Step<Settlement>, LifecycleError> {
+    match step {
+        Settle::Pay => plan_pay(view, by, key, fp, now, tolerance),
+        Settle::Cancel => {
+            let cause = ReleaseCause::Cancelled;
+            plan_release(view, by, cause, Some((key, fp)), now, tolerance)
+        }
+        Settle::Complete => plan_complete(view, by, key, fp, now, tolerance),
+    }
+}
+
+/// Pure: release the order read in `view` for the sweep when it is still placed and its
+/// hold ran out by `now`; the answer says whether it was released.
+///
+/// # Errors
+/// [`plan_release`]'s refusal.
+pub(crate) fn plan_hold_ran_out(
+    view: &View,
+    now: DateTime<Utc>,
+    tolerance: Duration,
+) -> Result<Step<bool>, LifecycleError> {
+    let order = &view.order.value;
+    let due = order.hold_until.is_some_and(|u| u <= now);
+    if !due || order.state != OrderState::Placed {
+        return Ok(Step::Done(false));
+    }
+    let cause = ReleaseCause::HoldRanOut;
+    Ok(
+        match plan_release(view, &Actor::System, cause, None, now, tolerance)? {
+            Step::Commit(plan) => Step::Commit(plan.answer(true)),
+            Step::Done(_) => Step::Done(false),
+        },
+    )
+}
+
+/// Pure: what a sweep found due — the Available coupons to expire, each with its plan, and
+/// the orders (once each, in the order found) whose hold ran out: those holding coupons
+/// locked until `now` or earlier, then those holding promo-code uses (`held`).
+pub(crate) fn sweep_due(
+    due: Vec<Versioned<Coupon>>,
+    held: Vec<OrderId>,
+    now: DateTime<Utc>,
+) -> (Vec<(CouponId, Plan<()>)>, Vec<OrderId>) {
+    let (mut expire, mut orders) = (Vec::new(), Vec::<OrderId>::new());
+    for c in due {
+        match &c.value.state {
+            CouponState::Available => {
+                if let Some(plan) = plan_expire(&c, now) {
+                    expire.push((c.value.id.clone(), plan));
+                }
+            }
+            CouponState::Locked { order, until } if *until <= now && !orders.contains(order) => {
+                orders.push(order.clone());
+            }
+            _ => {}
+        }
+    }
+    for order in held {
+        if !orders.contains(&order) {
+            orders.push(order);
+        }
+    }
+    (expire, orders)
+}
+
 pub(crate) fn settlement(order: &Order, replayed: bool) -> Settlement {
     Settlement {
         order: order.id.clone(),

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use super::{Denied, On, Plan, Step};
+use crate::attributes::Attributes;
 use crate::events::EventKind;
+use crate::id::{CampaignId, Channel, TemplateId, UserId};
 use crate::lifecycle::{Campaign, LifecycleError, TemplateRecord, TemplateStatus};
 use crate::repository::{Expect, Op, Receipt, ReceiptKey, Versioned};
 use crate::rule::{Distribution, PromoCode, Template};
@@ -104,21 +106,82 @@ pub(crate) fn plan_create_template(
     Ok(Step::Commit(plan))
 }
 
-/// Pure: move the template read to `step`'s next status, or answer it when it is already
-/// `done`.
+/// A template transition: one row of the table behind the service's seven
+/// `*_template` calls.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Move<'a> {
+    /// Draft → PendingApproval.
+    Submit,
+    /// PendingApproval → Approved.
+    Approve,
+    /// PendingApproval → Rejected with a reason.
+    Reject(&'a str),
+    /// Approved → Active.
+    Activate,
+    /// Active → Paused.
+    Pause,
+    /// Paused → Active.
+    Resume,
+    /// Approved, Active or Paused → Retired.
+    Retire,
+}
+
+impl Move<'_> {
+    /// The operation's name (in [`Contention`](crate::service::ServiceError::Contention)).
+    pub(crate) fn operation(self) -> &'static str {
+        match self {
+            Move::Submit => "submit template",
+            Move::Approve => "approve template",
+            Move::Reject(_) => "reject template",
+            Move::Activate => "activate template",
+            Move::Pause => "pause template",
+            Move::Resume => "resume template",
+            Move::Retire => "retire template",
+        }
+    }
+
+    /// Whether a template in `status` is already where this move leads.
+    fn done(self, status: &TemplateStatus) -> bool {
+        match self {
+            Move::Submit => *status == TemplateStatus::PendingApproval,
+            Move::Approve => *status == TemplateStatus::Approved,
+            Move::Reject(reason) => {
+                matches!(status, TemplateStatus::Rejected { reason: r } if r == reason)
+            }
+            Move::Activate | Move::Resume => *status == TemplateStatus::Active,
+            Move::Pause => *status == TemplateStatus::Paused,
+            Move::Retire => *status == TemplateStatus::Retired,
+        }
+    }
+
+    /// The record after the move.
+    fn apply(self, record: &TemplateRecord) -> Result<TemplateRecord, LifecycleError> {
+        match self {
+            Move::Submit => record.submit(),
+            Move::Approve => record.approve(),
+            Move::Reject(reason) => record.reject(reason),
+            Move::Activate => record.activate(),
+            Move::Pause => record.pause(),
+            Move::Resume => record.resume(),
+            Move::Retire => record.retire(),
+        }
+    }
+}
+
+/// Pure: make `step` on the template read, or answer it when it is already where `step`
+/// leads.
 ///
 /// # Errors
-/// `step`'s refusal ([`LifecycleError::IllegalTemplateTransition`]).
+/// The record's refusal ([`LifecycleError::IllegalTemplateTransition`]).
 pub(crate) fn plan_transition(
     current: &Versioned<Arc<TemplateRecord>>,
-    done: impl Fn(&TemplateStatus) -> bool,
-    step: impl Fn(&TemplateRecord) -> Result<TemplateRecord, LifecycleError>,
+    step: Move<'_>,
     now: DateTime<Utc>,
 ) -> Result<Step<Arc<TemplateRecord>>, LifecycleError> {
-    if done(&current.value.status) {
+    if step.done(&current.value.status) {
         return Ok(Step::Done(Arc::clone(&current.value)));
     }
-    let next = Arc::new(step(&current.value)?);
+    let next = Arc::new(step.apply(&current.value)?);
     let mut plan = Plan::new(Arc::clone(&next));
     plan.push(
         Op::PutTemplate {
@@ -199,5 +262,45 @@ pub(crate) fn plan_switch(
             online,
         },
     );
+    Step::Commit(plan)
+}
+
+/// Pure: a template's refusal to take one-time codes unless it is private.
+///
+/// # Errors
+/// [`LifecycleError::NotClaimable`] for a promo-code or automatic template.
+pub(crate) fn registrable(template: &Template) -> Result<(), LifecycleError> {
+    let distribution = match template.distribution() {
+        Distribution::Private => return Ok(()),
+        Distribution::PromoCode { .. } => "promo_code",
+        Distribution::Automatic => "automatic",
+    };
+    Err(LifecycleError::NotClaimable {
+        template: template.id().clone(),
+        distribution,
+    })
+}
+
+/// Pure: an [`EventKind::Offered`] event on its own (it changes no state): the template
+/// shown, to whom, on which channel, from which campaign, with which attributes.
+pub(crate) fn plan_offer(
+    (template, user, channel, campaign, attributes): (
+        &TemplateId,
+        &UserId,
+        &Channel,
+        Option<&CampaignId>,
+        &Attributes,
+    ),
+    now: DateTime<Utc>,
+) -> Step<()> {
+    let mut plan = Plan::new(());
+    let offer = EventKind::Offered {
+        template: template.clone(),
+        user: user.clone(),
+        channel: channel.clone(),
+        campaign: campaign.cloned(),
+        attributes: attributes.clone(),
+    };
+    plan.emit(now, offer);
     Step::Commit(plan)
 }

@@ -64,7 +64,6 @@
 
 use chrono::{DateTime, Utc};
 
-use super::runner::Ran;
 use super::{Claimed, Res, Service, ServiceError};
 use crate::guard::{self, Action, Asking, Counted};
 use crate::id::TemplateId;
@@ -75,8 +74,11 @@ use crate::plan::claim::{
     Found, code_claim, found, free_codes, give_back_ops, lookup_keys, plan_attempt, plan_redeem,
     plan_register,
 };
+use crate::plan::template::registrable;
 use crate::repository::{Batch, ReceiptKey, Repository};
-use crate::rule::{Distribution, PromoCode};
+#[cfg(doc)]
+use crate::rule::Distribution;
+use crate::rule::PromoCode;
 use crate::time;
 
 /// One-time codes registered per batch written to the store.
@@ -102,60 +104,36 @@ impl<R: Repository> Service<R> {
         now: DateTime<Utc>,
     ) -> Res<Registered, R> {
         let _now = time::check("now", now)?;
-        let record = self.template_record(template)?;
-        let distribution = match record.value.template.distribution() {
-            Distribution::Private => None,
-            Distribution::PromoCode { .. } => Some("promo_code"),
-            Distribution::Automatic => Some("automatic"),
-        };
-        if let Some(distribution) = distribution {
-            return Err(LifecycleError::NotClaimable {
-                template: template.clone(),
-                distribution,
-            }
-            .into());
-        }
+        registrable(&self.template_record(template)?.value.template)?;
         let mut out = Registered::default();
-        let mut chunk = Vec::with_capacity(REGISTER_CHUNK);
         let mut codes = codes.into_iter().peekable();
         while codes.peek().is_some() {
-            chunk.clear();
-            chunk.extend(codes.by_ref().take(REGISTER_CHUNK));
+            let mut chunk: Vec<_> = codes.by_ref().take(REGISTER_CHUNK).collect();
             chunk.sort();
             chunk.dedup();
-            self.register_chunk(template, &mut chunk, &mut out)?;
+            let added = self.run(
+                "register codes",
+                || Ok(None),
+                |attempt| {
+                    if attempt.number > 0 {
+                        // Some codes are taken: keep those free, count those already ours.
+                        let read = chunk.drain(..).map(|code| {
+                            let receipt = self.receipt(&ReceiptKey::Code(code.clone()))?;
+                            Ok((code, receipt))
+                        });
+                        let read = read.collect::<Res<Vec<_>, R>>()?;
+                        chunk = free_codes(template, read, &mut out.already)
+                            .map_err(|d| self.denied(d))?;
+                    }
+                    match chunk.is_empty() {
+                        true => Ok(Step::Done(0)),
+                        false => Ok(Step::Commit(plan_register(template, &chunk))),
+                    }
+                },
+            )?;
+            out.added += added;
         }
         Ok(out)
-    }
-
-    fn register_chunk(
-        &self,
-        template: &TemplateId,
-        chunk: &mut Vec<PromoCode>,
-        out: &mut Registered,
-    ) -> Res<(), R> {
-        let added = self.run(
-            "register codes",
-            || Ok(None),
-            |attempt| {
-                if attempt.number > 0 {
-                    // Some codes are taken: keep those free, count those already ours.
-                    let mut read = Vec::with_capacity(chunk.len());
-                    for code in chunk.drain(..) {
-                        let receipt = self.receipt(&ReceiptKey::Code(code.clone()))?;
-                        read.push((code, receipt));
-                    }
-                    *chunk =
-                        free_codes(template, read, &mut out.already).map_err(|d| self.denied(d))?;
-                }
-                if chunk.is_empty() {
-                    return Ok(Step::Done(0));
-                }
-                Ok(Step::Commit(plan_register(template, chunk)))
-            },
-        )?;
-        out.added += added;
-        Ok(())
     }
 
     /// Redeems a typed code for `request.user`.
@@ -189,7 +167,9 @@ impl<R: Repository> Service<R> {
             context: &request.context,
         };
         let attempts = guard::counts(&self.config.guards, Action::CodeAttempt, &asking, now)?;
-        self.count_attempt(request, &attempts, now)?;
+        let count =
+            |_| Ok(plan_attempt(request, &attempts, now).map_or(Step::Done(()), Step::Commit));
+        self.run("redeem code", || Ok(None), count)?;
         let outcome = self.redeem_counted(request, &attempts, now);
         // The attempt stays counted only when the code was not there to redeem.
         let failed = matches!(
@@ -203,40 +183,13 @@ impl<R: Repository> Service<R> {
                 ..
             }))
         );
-        if !failed && !settled_in_batch {
-            self.give_back(&attempts);
+        if !failed && !settled_in_batch && !attempts.is_empty() {
+            // On its own; a failure only leaves the attempt counted.
+            let _ignored = self.repo.commit(&Batch {
+                ops: give_back_ops(&attempts).collect(),
+            });
         }
         outcome
-    }
-
-    /// Counts one attempt against every attempt guard, or refuses it.
-    fn count_attempt(
-        &self,
-        request: &RedeemRequest,
-        attempts: &[Counted],
-        now: DateTime<Utc>,
-    ) -> Res<(), R> {
-        self.run(
-            "redeem code",
-            || Ok(None),
-            |_| {
-                Ok(match plan_attempt(request, attempts, now) {
-                    Some(plan) => Step::Commit(plan),
-                    None => Step::Done(()),
-                })
-            },
-        )
-    }
-
-    /// Gives an attempt back on its own; a failure only leaves it counted.
-    fn give_back(&self, attempts: &[Counted]) {
-        if attempts.is_empty() {
-            return;
-        }
-        let batch = Batch {
-            ops: give_back_ops(attempts).collect(),
-        };
-        let _ignored = self.repo.commit(&batch);
     }
 
     fn redeem_counted(
@@ -247,7 +200,7 @@ impl<R: Repository> Service<R> {
     ) -> Res<Redeemed, R> {
         let guards = &self.config.guards;
         let denied = |d| self.denied(d);
-        let ran = self.run_plan(
+        self.run(
             "redeem code",
             || Ok(None),
             |attempt| {
@@ -270,10 +223,6 @@ impl<R: Repository> Service<R> {
                 let plan = plan_redeem(&record.value, &claim, attempts, guards, attempt.salt, now);
                 Ok(Step::Commit(plan.map_err(denied)?))
             },
-        )?;
-        Ok(match ran {
-            Ran::Applied(plan) => plan.answer,
-            Ran::Answered(answer) => answer,
-        })
+        )
     }
 }

@@ -97,3 +97,64 @@ impl Default for ServiceConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::guard::{self, Action};
+    use crate::service::Service;
+
+    #[test]
+    fn configs_are_checked() {
+        let bad =
+            |c: ServiceConfig| Service::with_config(crate::repository::MemoryStore::new(), c).err();
+        assert!(
+            bad(ServiceConfig {
+                clock_skew: Duration::seconds(-1),
+                ..ServiceConfig::default()
+            })
+            .is_some()
+        );
+        assert!(
+            bad(ServiceConfig {
+                clock_skew: Duration::minutes(2),
+                ..ServiceConfig::default()
+            })
+            .is_some()
+        );
+        let hold = |h| ServiceConfig {
+            hold: h,
+            ..Default::default()
+        };
+        assert!(matches!(
+            bad(hold(Duration::minutes(-5))),
+            Some(ConfigError::Hold { .. })
+        ));
+        assert!(matches!(
+            bad(hold(Duration::zero())),
+            Some(ConfigError::Hold { .. })
+        ));
+        assert!(bad(hold(Duration::minutes(30))).is_none());
+        let none = ServiceConfig {
+            max_attempts: 0,
+            ..Default::default()
+        };
+        assert_eq!(bad(none), Some(ConfigError::Attempts));
+        let g = Guard::new(
+            GuardName::new("g").unwrap(),
+            Action::Claim,
+            vec![guard::Subject::User],
+            1,
+            guard::Window::Day,
+        )
+        .unwrap();
+        let twice = ServiceConfig {
+            guards: vec![g.clone(), g],
+            ..Default::default()
+        };
+        assert!(matches!(
+            bad(twice),
+            Some(ConfigError::DuplicateGuard { .. })
+        ));
+    }
+}

@@ -143,3 +143,70 @@ impl<E> ServiceError<E> {
         matches!(self.kind(), ErrorKind::Contention | ErrorKind::Unavailable)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::{IdempotencyKey, TemplateId};
+
+    #[test]
+    fn error_kinds_map_to_statuses() {
+        type E = ServiceError<std::io::Error>;
+        let t = TemplateId::new("t").unwrap();
+        let out: E = LifecycleError::OutOfStock {
+            template: t.clone(),
+            stock: 1,
+        }
+        .into();
+        assert_eq!(
+            (out.kind(), out.kind().http_status()),
+            (ErrorKind::Refused, 422)
+        );
+        assert!(!out.is_retryable());
+        let reused: E = LifecycleError::KeyReused {
+            key: IdempotencyKey::new("k").unwrap(),
+            operation: "claim",
+        }
+        .into();
+        assert_eq!(reused.kind().http_status(), 409);
+        let missing: E = ServiceError::NotFound {
+            what: "coupon",
+            id: "c".into(),
+        };
+        assert_eq!(missing.kind().http_status(), 404);
+        let forbidden: E = LifecycleError::NotPermitted {
+            actor: crate::lifecycle::Actor::Buyer(crate::id::UserId::new("bob").unwrap()),
+            action: crate::lifecycle::OrderAction::Pay,
+            record: "o-1".into(),
+        }
+        .into();
+        assert_eq!(
+            (forbidden.kind(), forbidden.kind().http_status()),
+            (ErrorKind::Forbidden, 403)
+        );
+        let behind: E = LifecycleError::ClockBehind {
+            record: "o-1".into(),
+            last: chrono::DateTime::UNIX_EPOCH,
+            now: chrono::DateTime::UNIX_EPOCH,
+            tolerance_ms: 2000,
+        }
+        .into();
+        assert_eq!(behind.kind().http_status(), 409);
+        let busy: E = ServiceError::Contention {
+            operation: "claim",
+            attempts: 3,
+        };
+        assert!(busy.is_retryable());
+        let down: E = ServiceError::Repository(std::io::Error::other("down"));
+        assert_eq!(
+            (down.kind(), down.is_retryable()),
+            (ErrorKind::Unavailable, true)
+        );
+    }
+
+    #[test]
+    fn service_error_is_send_sync() {
+        fn check<T: Send + Sync + 'static>() {}
+        check::<ServiceError<crate::repository::MemoryStoreError>>();
+    }
+}

@@ -106,23 +106,25 @@ pub use crate::plan::order::{Refunded, Settlement, Swept};
 pub use config::{ConfigError, ServiceConfig};
 pub use error::{ErrorKind, ServiceError};
 
+use std::fmt::Display;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use chrono::{DateTime, Utc};
 
+use crate::attributes::Attributes;
 use crate::cart::{Buyer, Cart};
 use crate::checkout::{Checkout, OfferId, PromotionIndex, Quote};
-use crate::events::EventKind;
-use crate::id::{CampaignId, CouponId, TemplateId};
-use crate::lifecycle::{Campaign, ClaimRequest, Coupon, TemplateRecord, TemplateStatus};
+use crate::id::{CampaignId, Channel, CouponId, TemplateId, UserId};
+use crate::lifecycle::{Campaign, ClaimRequest, Coupon, TemplateRecord};
 use crate::plan::claim::{claimed, issued, plan_claim, same_claim};
 use crate::plan::lock::{
-    Gathered, WalletRead, code_template, locked_coupons, offers, plan_lock, replayed_lock,
+    Gathered, WalletRead, code_template, locked_coupons, offers, plan_lock, replayed_lock, wallet,
 };
 use crate::plan::template::{
-    Existing, code_of, plan_create_campaign, plan_create_template, plan_switch, plan_transition,
+    Existing, Move, code_of, plan_create_campaign, plan_create_template, plan_offer, plan_switch,
+    plan_transition,
 };
-use crate::plan::{OP_CLAIM, OP_LOCK, Step, emit, key_reused, op_key};
+use crate::plan::{OP_CLAIM, OP_LOCK, Step, key_reused, op_key};
 use crate::repository::{
     Batch, Commit, CounterKey, Receipt, ReceiptKey, Repository, Version, Versioned,
 };
@@ -131,6 +133,7 @@ use crate::time;
 use runner::Ran;
 #[cfg(doc)]
 use {
+    crate::events::EventKind,
     crate::id::IdempotencyKey,
     crate::lifecycle::{LifecycleError, Order},
 };
@@ -153,6 +156,23 @@ pub struct Service<R> {
 
 type Res<T, R> = Result<T, ServiceError<<R as Repository>::Error>>;
 
+/// A store's answer, its failure as the service's.
+fn store<T, E>(read: Result<T, E>) -> Result<T, ServiceError<E>> {
+    read.map_err(ServiceError::Repository)
+}
+
+/// A record read by id: [`ServiceError::NotFound`] when there is none.
+fn found<T, E>(
+    read: Result<Option<T>, E>,
+    what: &'static str,
+    id: &impl Display,
+) -> Result<T, ServiceError<E>> {
+    store(read)?.ok_or_else(|| ServiceError::NotFound {
+        what,
+        id: id.to_string(),
+    })
+}
+
 impl<R: Repository> Service<R> {
     /// A service with the default [`ServiceConfig`].
     pub fn new(repo: R) -> Service<R> {
@@ -170,9 +190,8 @@ impl<R: Repository> Service<R> {
     pub fn with_config(repo: R, config: ServiceConfig) -> Result<Service<R>, ConfigError> {
         config.validate()?;
         Ok(Service {
-            repo,
             config,
-            promotions: RwLock::new(None),
+            ..Service::new(repo)
         })
     }
 
@@ -198,45 +217,23 @@ impl<R: Repository> Service<R> {
     }
 
     fn commit(&self, batch: &Batch) -> Res<Commit, R> {
-        self.repo.commit(batch).map_err(ServiceError::Repository)
+        store(self.repo.commit(batch))
     }
 
     fn receipt(&self, key: &ReceiptKey) -> Res<Option<Receipt>, R> {
-        self.repo.receipt(key).map_err(ServiceError::Repository)
+        store(self.repo.receipt(key))
     }
 
     fn template_record(&self, id: &TemplateId) -> Res<Versioned<Arc<TemplateRecord>>, R> {
-        self.repo
-            .template(id)
-            .map_err(ServiceError::Repository)?
-            .ok_or_else(|| ServiceError::NotFound {
-                what: "template",
-                id: id.to_string(),
-            })
+        found(self.repo.template(id), "template", id)
     }
 
     fn coupon_record(&self, id: &CouponId) -> Res<Versioned<Coupon>, R> {
-        self.repo
-            .coupon(id)
-            .map_err(ServiceError::Repository)?
-            .ok_or_else(|| ServiceError::NotFound {
-                what: "coupon",
-                id: id.to_string(),
-            })
-    }
-
-    fn campaign_record(&self, id: &CampaignId) -> Res<Versioned<Campaign>, R> {
-        self.repo
-            .campaign(id)
-            .map_err(ServiceError::Repository)?
-            .ok_or_else(|| ServiceError::NotFound {
-                what: "campaign",
-                id: id.to_string(),
-            })
+        found(self.repo.coupon(id), "coupon", id)
     }
 
     fn counter(&self, key: &CounterKey) -> Res<u64, R> {
-        self.repo.counter(key).map_err(ServiceError::Repository)
+        store(self.repo.counter(key))
     }
 
     // ---------------------------------------------------------------- templates
@@ -264,11 +261,7 @@ impl<R: Repository> Service<R> {
                 let existing = match attempt.number {
                     0 => None,
                     _ => Some(Existing {
-                        record: self
-                            .repo
-                            .template(template.id())
-                            .map_err(ServiceError::Repository)?
-                            .map(|r| r.value),
+                        record: store(self.repo.template(template.id()))?.map(|r| r.value),
                         code: code
                             .as_ref()
                             .map(|k| self.receipt(k))
@@ -281,26 +274,18 @@ impl<R: Repository> Service<R> {
         )
     }
 
+    /// One template transition, table-driven ([`Move`]).
     fn transition(
         &self,
         id: &TemplateId,
-        operation: &'static str,
+        step: Move<'_>,
         now: DateTime<Utc>,
-        done: impl Fn(&TemplateStatus) -> bool,
-        step: impl Fn(&TemplateRecord) -> Result<TemplateRecord, crate::lifecycle::LifecycleError>,
     ) -> Res<Arc<TemplateRecord>, R> {
         let now = time::check("now", now)?;
         self.run(
-            operation,
+            step.operation(),
             || Ok(None),
-            |_| {
-                Ok(plan_transition(
-                    &self.template_record(id)?,
-                    &done,
-                    &step,
-                    now,
-                )?)
-            },
+            |_| Ok(plan_transition(&self.template_record(id)?, step, now)?),
         )
     }
 
@@ -314,14 +299,7 @@ impl<R: Repository> Service<R> {
         id: &TemplateId,
         now: DateTime<Utc>,
     ) -> Res<Arc<TemplateRecord>, R> {
-        let now = time::check("now", now)?;
-        self.transition(
-            id,
-            "submit template",
-            now,
-            |s| *s == TemplateStatus::PendingApproval,
-            TemplateRecord::submit,
-        )
+        self.transition(id, Move::Submit, now)
     }
 
     /// PendingApproval → Approved (finance approval). Idempotent.
@@ -333,14 +311,7 @@ impl<R: Repository> Service<R> {
         id: &TemplateId,
         now: DateTime<Utc>,
     ) -> Res<Arc<TemplateRecord>, R> {
-        let now = time::check("now", now)?;
-        self.transition(
-            id,
-            "approve template",
-            now,
-            |s| *s == TemplateStatus::Approved,
-            TemplateRecord::approve,
-        )
+        self.transition(id, Move::Approve, now)
     }
 
     /// PendingApproval → Rejected with a reason. Idempotent for the same reason.
@@ -353,14 +324,7 @@ impl<R: Repository> Service<R> {
         reason: &str,
         now: DateTime<Utc>,
     ) -> Res<Arc<TemplateRecord>, R> {
-        let now = time::check("now", now)?;
-        self.transition(
-            id,
-            "reject template",
-            now,
-            |s| matches!(s, TemplateStatus::Rejected { reason: r } if r == reason),
-            |r| r.reject(reason),
-        )
+        self.transition(id, Move::Reject(reason), now)
     }
 
     /// Approved → Active: the template starts issuing. Idempotent.
@@ -372,14 +336,7 @@ impl<R: Repository> Service<R> {
         id: &TemplateId,
         now: DateTime<Utc>,
     ) -> Res<Arc<TemplateRecord>, R> {
-        let now = time::check("now", now)?;
-        self.transition(
-            id,
-            "activate template",
-            now,
-            |s| *s == TemplateStatus::Active,
-            TemplateRecord::activate,
-        )
+        self.transition(id, Move::Activate, now)
     }
 
     /// Active → Paused: issuing stops until resumed; issued coupons stay usable. Idempotent.
@@ -391,14 +348,7 @@ impl<R: Repository> Service<R> {
         id: &TemplateId,
         now: DateTime<Utc>,
     ) -> Res<Arc<TemplateRecord>, R> {
-        let now = time::check("now", now)?;
-        self.transition(
-            id,
-            "pause template",
-            now,
-            |s| *s == TemplateStatus::Paused,
-            TemplateRecord::pause,
-        )
+        self.transition(id, Move::Pause, now)
     }
 
     /// Paused → Active. Idempotent.
@@ -410,14 +360,7 @@ impl<R: Repository> Service<R> {
         id: &TemplateId,
         now: DateTime<Utc>,
     ) -> Res<Arc<TemplateRecord>, R> {
-        let now = time::check("now", now)?;
-        self.transition(
-            id,
-            "resume template",
-            now,
-            |s| *s == TemplateStatus::Active,
-            TemplateRecord::resume,
-        )
+        self.transition(id, Move::Resume, now)
     }
 
     /// Approved, Active or Paused → Retired: issuing stops for good; issued coupons stay
@@ -430,14 +373,7 @@ impl<R: Repository> Service<R> {
         id: &TemplateId,
         now: DateTime<Utc>,
     ) -> Res<Arc<TemplateRecord>, R> {
-        let now = time::check("now", now)?;
-        self.transition(
-            id,
-            "retire template",
-            now,
-            |s| *s == TemplateStatus::Retired,
-            TemplateRecord::retire,
-        )
+        self.transition(id, Move::Retire, now)
     }
 
     // ---------------------------------------------------------------- campaigns
@@ -461,11 +397,7 @@ impl<R: Repository> Service<R> {
             |attempt| {
                 let existing = match attempt.number {
                     0 => None,
-                    _ => Some(
-                        (self.repo.campaign(&campaign.id))
-                            .map_err(ServiceError::Repository)?
-                            .map(|c| c.value),
-                    ),
+                    _ => Some(store(self.repo.campaign(&campaign.id))?.map(|c| c.value)),
                 };
                 Ok(plan_create_campaign(&campaign, existing, now)?)
             },
@@ -486,7 +418,13 @@ impl<R: Repository> Service<R> {
         self.run(
             "switch campaign",
             || Ok(None),
-            |_| Ok(plan_switch(&self.campaign_record(id)?, online, now)),
+            |_| {
+                Ok(plan_switch(
+                    &found(self.repo.campaign(id), "campaign", id)?,
+                    online,
+                    now,
+                ))
+            },
         )
     }
 
@@ -501,12 +439,12 @@ impl<R: Repository> Service<R> {
     pub fn record_offer(
         &self,
         template: &TemplateId,
-        user: &crate::id::UserId,
-        channel: &crate::id::Channel,
+        user: &UserId,
+        channel: &Channel,
         campaign: Option<&CampaignId>,
         now: DateTime<Utc>,
     ) -> Res<(), R> {
-        let none = crate::attributes::Attributes::new();
+        let none = Attributes::new();
         self.record_offer_with(template, user, channel, campaign, &none, now)
     }
 
@@ -518,26 +456,15 @@ impl<R: Repository> Service<R> {
     pub fn record_offer_with(
         &self,
         template: &TemplateId,
-        user: &crate::id::UserId,
-        channel: &crate::id::Channel,
+        user: &UserId,
+        channel: &Channel,
         campaign: Option<&CampaignId>,
-        attributes: &crate::attributes::Attributes,
+        attributes: &Attributes,
         now: DateTime<Utc>,
     ) -> Res<(), R> {
         let now = time::check("now", now)?;
-        let mut batch = Batch::new();
-        emit(
-            &mut batch,
-            now,
-            EventKind::Offered {
-                template: template.clone(),
-                user: user.clone(),
-                channel: channel.clone(),
-                campaign: campaign.cloned(),
-                attributes: attributes.clone(),
-            },
-        );
-        self.commit(&batch).map(|_| ())
+        let offer = (template, user, channel, campaign, attributes);
+        self.run("record offer", || Ok(None), |_| Ok(plan_offer(offer, now)))
     }
 
     /// Issues one coupon into `request.user`'s wallet, recording the channel, the claim mode
@@ -562,7 +489,7 @@ impl<R: Repository> Service<R> {
             let record = self.template_record(&request.template)?;
             let campaign = match &request.campaign {
                 None => None,
-                Some(c) => Some(self.campaign_record(c)?.value),
+                Some(c) => Some(found(self.repo.campaign(c), "campaign", c)?.value),
             };
             let plan = plan_claim(
                 &record.value,
@@ -584,12 +511,12 @@ impl<R: Repository> Service<R> {
         let Some(receipt) = self.receipt(key)? else {
             return Ok(None);
         };
-        let coupon = match claimed(receipt) {
-            Some(id) => self.coupon_record(&id)?.value,
-            None => return Err(key_reused(&request.key, OP_CLAIM).into()),
-        };
+        let reused = || ServiceError::from(key_reused(&request.key, OP_CLAIM));
+        let coupon = self
+            .coupon_record(&claimed(receipt).ok_or_else(reused)?)?
+            .value;
         if !same_claim(&coupon, request) {
-            return Err(key_reused(&request.key, OP_CLAIM).into());
+            return Err(reused());
         }
         Ok(Some(Claimed {
             coupon,
@@ -601,24 +528,23 @@ impl<R: Repository> Service<R> {
 
     /// The Active automatic promotions, indexed; rebuilt only when a template changed.
     fn promotions(&self) -> Res<Arc<PromotionIndex>, R> {
-        let all = self.repo.templates().map_err(ServiceError::Repository)?;
-        let live: Vec<&Versioned<Arc<TemplateRecord>>> = all
+        let all = store(self.repo.templates())?;
+        let live: Vec<_> = all
             .iter()
             .filter(|r| r.value.is_issuing() && r.value.template.is_automatic())
             .collect();
-        let stamp: Vec<(TemplateId, Version)> = live
+        let stamp: Vec<_> = live
             .iter()
             .map(|r| (r.value.id().clone(), r.version))
             .collect();
-        {
-            let cache = self
-                .promotions
-                .read()
-                .unwrap_or_else(PoisonError::into_inner);
-            if let Some(c) = cache.as_ref().filter(|c| c.stamp == stamp) {
-                return Ok(Arc::clone(&c.index));
-            }
+        let cache = self
+            .promotions
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(c) = cache.as_ref().filter(|c| c.stamp == stamp) {
+            return Ok(Arc::clone(&c.index));
         }
+        drop(cache);
         let index = Arc::new(PromotionIndex::new(
             live.iter().map(|r| Arc::clone(&r.value.template)),
         ));
@@ -636,15 +562,14 @@ impl<R: Repository> Service<R> {
     /// The buyer's wallet and typed codes as offers, blocked per coupon state and counters.
     fn gather(&self, buyer: &Buyer, codes: &[PromoCode]) -> Res<Gathered, R> {
         let user = &buyer.user;
-        let repo = |e| ServiceError::Repository(e);
         let mut read = WalletRead {
-            wallet: self.repo.live_coupons(user).map_err(repo)?,
+            wallet: store(self.repo.live_coupons(user))?,
             ..WalletRead::default()
         };
         for c in &read.wallet {
             let t = &c.value.template;
             if !read.templates.contains_key(t) {
-                if let Some(r) = self.repo.template(t).map_err(repo)? {
+                if let Some(r) = store(self.repo.template(t))? {
                     read.templates.insert(t.clone(), r.value);
                 }
             }
@@ -672,6 +597,28 @@ impl<R: Repository> Service<R> {
         Ok(offers(read))
     }
 
+    /// Prices a cart for a buyer without holding anything: the best combination, or the
+    /// buyer's `selection`; with the offers it was priced from.
+    fn price(
+        &self,
+        (cart, buyer): (&Cart, &Buyer),
+        codes: &[PromoCode],
+        selection: Option<&[OfferId]>,
+        now: DateTime<Utc>,
+    ) -> Res<(Gathered, Quote), R> {
+        let now = time::check("now", now)?;
+        let g = self.gather(buyer, codes)?;
+        let promotions = self.promotions()?;
+        let checkout = Checkout::new(cart, buyer, now, &self.config.policy)
+            .offers(&g.offers)
+            .promotions(&promotions);
+        let quote = match selection {
+            None => checkout.best()?,
+            Some(selection) => checkout.with_selection(selection)?,
+        };
+        Ok((g, quote))
+    }
+
     /// Prices a cart for a buyer: the best combination of the buyer's wallet coupons, the typed
     /// promo codes and the active automatic promotions, with every offer's evaluation. Holds
     /// nothing.
@@ -685,13 +632,7 @@ impl<R: Repository> Service<R> {
         codes: &[PromoCode],
         now: DateTime<Utc>,
     ) -> Res<Quote, R> {
-        let now = time::check("now", now)?;
-        let g = self.gather(buyer, codes)?;
-        let promotions = self.promotions()?;
-        Ok(Checkout::new(cart, buyer, now, &self.config.policy)
-            .offers(&g.offers)
-            .promotions(&promotions)
-            .best()?)
+        Ok(self.price((cart, buyer), codes, None, now)?.1)
     }
 
     /// The buyer's live coupons for `cart` (see [`Wallet`]): what a checkout page shows before
@@ -706,23 +647,8 @@ impl<R: Repository> Service<R> {
         codes: &[PromoCode],
         now: DateTime<Utc>,
     ) -> Res<Wallet, R> {
-        let now = time::check("now", now)?;
-        let g = self.gather(buyer, codes)?;
-        let promotions = self.promotions()?;
-        let best = Checkout::new(cart, buyer, now, &self.config.policy)
-            .offers(&g.offers)
-            .promotions(&promotions)
-            .best()?;
-        // The quote's evaluations are already selected, usable, then unusable.
-        let coupons = best
-            .offers
-            .iter()
-            .filter_map(|e| match &e.offer {
-                OfferId::Coupon(id) => g.wallet.get(id).map(|c| (c.value.clone(), e.clone())),
-                _ => None,
-            })
-            .collect();
-        Ok(Wallet { coupons, best })
+        let (g, best) = self.price((cart, buyer), codes, None, now)?;
+        Ok(wallet(&g, best))
     }
 
     /// Prices the buyer's own `selection` (wallet coupons, typed codes, promotions) without
@@ -743,13 +669,7 @@ impl<R: Repository> Service<R> {
         codes: &[PromoCode],
         now: DateTime<Utc>,
     ) -> Res<Quote, R> {
-        let now = time::check("now", now)?;
-        let g = self.gather(buyer, codes)?;
-        let promotions = self.promotions()?;
-        Ok(Checkout::new(cart, buyer, now, &self.config.policy)
-            .offers(&g.offers)
-            .promotions(&promotions)
-            .with_selection(selection)?)
+        Ok(self.price((cart, buyer), codes, Some(selection), now)?.1)
     }
 
     /// Prices the cart (the best combination, or the buyer's `selection`) and holds what it
@@ -803,136 +723,11 @@ impl<R: Repository> Service<R> {
         let Some(ids) = locked_coupons(self.receipt(key)?, request)? else {
             return Ok(None);
         };
-        let repo = |e| ServiceError::Repository(e);
-        let Some(record) = self.repo.order(request.order).map_err(repo)? else {
+        let Some(record) = store(self.repo.order(request.order))? else {
             return Ok(None);
         };
-        let coupons = self.repo.coupons(&record.value.coupons).map_err(repo)?;
-        let coupons = coupons.into_iter().flatten().map(|c| c.value).collect();
+        let coupons = store(self.repo.coupons(&record.value.coupons))?;
+        let coupons: Vec<Coupon> = coupons.into_iter().flatten().map(|c| c.value).collect();
         Ok(Some(replayed_lock(record.value, &ids, coupons, request)?))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::guard::{self, Action, Guard};
-    use crate::id::{GuardName, IdempotencyKey};
-    use crate::lifecycle::LifecycleError;
-    use chrono::Duration;
-
-    #[test]
-    fn configs_are_checked() {
-        let bad =
-            |c: ServiceConfig| Service::with_config(crate::repository::MemoryStore::new(), c).err();
-        assert!(
-            bad(ServiceConfig {
-                clock_skew: Duration::seconds(-1),
-                ..ServiceConfig::default()
-            })
-            .is_some()
-        );
-        assert!(
-            bad(ServiceConfig {
-                clock_skew: Duration::minutes(2),
-                ..ServiceConfig::default()
-            })
-            .is_some()
-        );
-        let hold = |h| ServiceConfig {
-            hold: h,
-            ..Default::default()
-        };
-        assert!(matches!(
-            bad(hold(Duration::minutes(-5))),
-            Some(ConfigError::Hold { .. })
-        ));
-        assert!(matches!(
-            bad(hold(Duration::zero())),
-            Some(ConfigError::Hold { .. })
-        ));
-        assert!(bad(hold(Duration::minutes(30))).is_none());
-        let none = ServiceConfig {
-            max_attempts: 0,
-            ..Default::default()
-        };
-        assert_eq!(bad(none), Some(ConfigError::Attempts));
-        let g = Guard::new(
-            GuardName::new("g").unwrap(),
-            Action::Claim,
-            vec![guard::Subject::User],
-            1,
-            guard::Window::Day,
-        )
-        .unwrap();
-        let twice = ServiceConfig {
-            guards: vec![g.clone(), g],
-            ..Default::default()
-        };
-        assert!(matches!(
-            bad(twice),
-            Some(ConfigError::DuplicateGuard { .. })
-        ));
-    }
-
-    #[test]
-    fn error_kinds_map_to_statuses() {
-        type E = ServiceError<std::io::Error>;
-        let t = TemplateId::new("t").unwrap();
-        let out: E = LifecycleError::OutOfStock {
-            template: t.clone(),
-            stock: 1,
-        }
-        .into();
-        assert_eq!(
-            (out.kind(), out.kind().http_status()),
-            (ErrorKind::Refused, 422)
-        );
-        assert!(!out.is_retryable());
-        let reused: E = LifecycleError::KeyReused {
-            key: IdempotencyKey::new("k").unwrap(),
-            operation: "claim",
-        }
-        .into();
-        assert_eq!(reused.kind().http_status(), 409);
-        let missing: E = ServiceError::NotFound {
-            what: "coupon",
-            id: "c".into(),
-        };
-        assert_eq!(missing.kind().http_status(), 404);
-        let forbidden: E = LifecycleError::NotPermitted {
-            actor: crate::lifecycle::Actor::Buyer(crate::id::UserId::new("bob").unwrap()),
-            action: crate::lifecycle::OrderAction::Pay,
-            record: "o-1".into(),
-        }
-        .into();
-        assert_eq!(
-            (forbidden.kind(), forbidden.kind().http_status()),
-            (ErrorKind::Forbidden, 403)
-        );
-        let behind: E = LifecycleError::ClockBehind {
-            record: "o-1".into(),
-            last: chrono::DateTime::UNIX_EPOCH,
-            now: chrono::DateTime::UNIX_EPOCH,
-            tolerance_ms: 2000,
-        }
-        .into();
-        assert_eq!(behind.kind().http_status(), 409);
-        let busy: E = ServiceError::Contention {
-            operation: "claim",
-            attempts: 3,
-        };
-        assert!(busy.is_retryable());
-        let down: E = ServiceError::Repository(std::io::Error::other("down"));
-        assert_eq!(
-            (down.kind(), down.is_retryable()),
-            (ErrorKind::Unavailable, true)
-        );
-    }
-
-    #[test]
-    fn service_error_is_send_sync() {
-        fn check<T: Send + Sync + 'static>() {}
-        check::<ServiceError<crate::repository::MemoryStoreError>>();
     }
 }

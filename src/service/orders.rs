@@ -3,22 +3,20 @@
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 
-use super::{Res, Service, ServiceError};
+use super::{Res, Service, ServiceError, found, store};
 use crate::id::{CouponId, IdempotencyKey, OrderId};
-use crate::lifecycle::{
-    Actor, Coupon, CouponState, LifecycleError, Order, OrderState, RefundRequest, ReleaseCause,
-};
+use crate::lifecycle::{Actor, Coupon, Order, RefundRequest};
 use crate::plan::order::{
-    Refunded, Settlement, Swept, View, fingerprint, plan_complete, plan_expire, plan_pay,
-    plan_refund, plan_release, plan_void, refunded, replayed_step, settlement,
+    Refunded, Settle, Settlement, Swept, View, fingerprint, plan_hold_ran_out, plan_refund,
+    plan_settle, plan_void, refunded, replayed_step, settlement, sweep_due,
 };
-use crate::plan::{OP_CANCEL, OP_COMPLETE, OP_PAY, OP_REFUND, OP_VOID, Step, key_reused, op_key};
-use crate::repository::{Receipt, ReceiptKey, Repository, Versioned};
-#[cfg(doc)]
-use crate::rule::RefundPolicy;
+use crate::plan::{OP_REFUND, OP_VOID, Step, key_reused, op_key};
+use crate::repository::{Commit, Receipt, ReceiptKey, Repository, Versioned};
 use crate::time;
+#[cfg(doc)]
+use {crate::lifecycle::LifecycleError, crate::rule::RefundPolicy};
 
 impl<R: Repository> Service<R> {
     /// An order record: its quote as locked, its coupons and codes, its state and refunds.
@@ -30,13 +28,7 @@ impl<R: Repository> Service<R> {
     }
 
     fn order_record(&self, id: &OrderId) -> Res<Versioned<Order>, R> {
-        self.repo
-            .order(id)
-            .map_err(ServiceError::Repository)?
-            .ok_or_else(|| ServiceError::NotFound {
-                what: "order",
-                id: id.to_string(),
-            })
+        found(self.repo.order(id), "order", id)
     }
 
     /// The order and its coupons as of one instant: the order is read again after its
@@ -47,10 +39,7 @@ impl<R: Repository> Service<R> {
     fn view(&self, id: &OrderId) -> Res<View, R> {
         let mut order = self.order_record(id)?;
         for _ in 0..self.attempts() {
-            let found = self
-                .repo
-                .coupons(&order.value.coupons)
-                .map_err(ServiceError::Repository)?;
+            let found = store(self.repo.coupons(&order.value.coupons))?;
             let mut coupons = Vec::with_capacity(found.len());
             for (c, id) in found.into_iter().zip(&order.value.coupons) {
                 coupons.push(c.ok_or_else(|| ServiceError::NotFound {
@@ -70,11 +59,11 @@ impl<R: Repository> Service<R> {
         self.contention("read order")
     }
 
-    /// The first outcome of an order step under `key`, read from the order it names.
+    /// The first outcome of an order step under `key`, read from the order it names: the
+    /// order as it is now and, for a refund, the refund's index.
     fn replay_step(
         &self,
-        key: &ReceiptKey,
-        request_key: &IdempotencyKey,
+        (key, request_key): (&ReceiptKey, &IdempotencyKey),
         operation: &'static str,
         order: &OrderId,
         fp: u64,
@@ -85,52 +74,35 @@ impl<R: Repository> Service<R> {
         }
     }
 
-    fn replay_settlement(
+    /// One order step whose answer is a [`Settlement`] (pay, cancel, complete), table-driven
+    /// ([`Settle`]): its key and fingerprint, the order read as of one version, its plan, and
+    /// the replay from its receipt.
+    fn settle(
         &self,
-        key: &ReceiptKey,
-        request_key: &IdempotencyKey,
-        operation: &'static str,
-        order: &OrderId,
-        fp: u64,
-    ) -> Res<Option<Settlement>, R> {
-        Ok(self
-            .replay_step(key, request_key, operation, order, fp)?
-            .map(|(o, _)| settlement(&o, true)))
-    }
-
-    /// One order step whose answer is a [`Settlement`] (pay, cancel, complete): its key and
-    /// fingerprint, the order read as of one version, `plan`, and the replay from its receipt.
-    fn settle_step(
-        &self,
-        op: &'static str,
+        step: Settle,
         order: &OrderId,
         by: &Actor,
         key: &IdempotencyKey,
         now: DateTime<Utc>,
-        plan: impl Fn(
-            &View,
-            &ReceiptKey,
-            u64,
-            DateTime<Utc>,
-            Duration,
-        ) -> Result<Step<Settlement>, LifecycleError>,
     ) -> Res<Settlement, R> {
         let now = time::check("now", now)?;
-        let key_r = op_key(op, key);
-        let fp = fingerprint(op, by, None);
-        self.run(
-            op,
-            || self.replay_settlement(&key_r, key, op, order, fp),
-            |_| {
-                Ok(plan(
-                    &self.view(order)?,
-                    &key_r,
-                    fp,
-                    now,
-                    self.config.clock_skew,
-                )?)
-            },
-        )
+        let op = step.operation();
+        let (key_r, fp) = (op_key(op, key), fingerprint(op, by, None));
+        let replay = || {
+            let step = self.replay_step((&key_r, key), op, order, fp)?;
+            Ok(step.map(|(o, _)| settlement(&o, true)))
+        };
+        self.run(op, replay, |_| {
+            let skew = self.config.clock_skew;
+            Ok(plan_settle(
+                step,
+                &self.view(order)?,
+                by,
+                (&key_r, fp),
+                now,
+                skew,
+            )?)
+        })
     }
 
     /// The order was paid: its held coupons become Used. Only the merchant or the system
@@ -152,9 +124,7 @@ impl<R: Repository> Service<R> {
         key: &IdempotencyKey,
         now: DateTime<Utc>,
     ) -> Res<Settlement, R> {
-        self.settle_step(OP_PAY, order, by, key, now, |view, key_r, fp, now, skew| {
-            plan_pay(view, by, key_r, fp, now, skew)
-        })
+        self.settle(Settle::Pay, order, by, key, now)
     }
 
     /// The unpaid order was cancelled: its held coupons go back to the wallet (Expired when
@@ -173,23 +143,7 @@ impl<R: Repository> Service<R> {
         key: &IdempotencyKey,
         now: DateTime<Utc>,
     ) -> Res<Settlement, R> {
-        self.settle_step(
-            OP_CANCEL,
-            order,
-            by,
-            key,
-            now,
-            |view, key_r, fp, now, skew| {
-                plan_release(
-                    view,
-                    by,
-                    ReleaseCause::Cancelled,
-                    Some((key_r, fp)),
-                    now,
-                    skew,
-                )
-            },
-        )
+        self.settle(Settle::Cancel, order, by, key, now)
     }
 
     /// The paid order was completed (delivered, accepted). Its coupons stay used; refunds
@@ -206,14 +160,7 @@ impl<R: Repository> Service<R> {
         key: &IdempotencyKey,
         now: DateTime<Utc>,
     ) -> Res<Settlement, R> {
-        self.settle_step(
-            OP_COMPLETE,
-            order,
-            by,
-            key,
-            now,
-            |view, key_r, fp, now, skew| plan_complete(view, by, key_r, fp, now, skew),
-        )
+        self.settle(Settle::Complete, order, by, key, now)
     }
 
     /// A paid order is refunded, in part or in whole ([`RefundRequest`]). The amounts are
@@ -241,11 +188,9 @@ impl<R: Repository> Service<R> {
         let now = time::check("now", now)?;
         let key_r = op_key(OP_REFUND, key);
         let fp = fingerprint(OP_REFUND, by, Some(request));
-        let replay = || -> Res<Option<Refunded>, R> {
-            let Some((o, Some(i))) = self.replay_step(&key_r, key, OP_REFUND, order, fp)? else {
-                return Ok(None);
-            };
-            Ok(refunded(&o, i))
+        let replay = || match self.replay_step((&key_r, key), OP_REFUND, order, fp)? {
+            Some((o, Some(i))) => Ok(refunded(&o, i)),
+            _ => Ok(None),
         };
         self.run(OP_REFUND, replay, |_| {
             let view = self.view(order)?;
@@ -256,6 +201,7 @@ impl<R: Repository> Service<R> {
                     policies.insert(c.value.template.clone(), *record.value.template.refund());
                 }
             }
+            let skew = self.config.clock_skew;
             Ok(plan_refund(
                 &view,
                 &policies,
@@ -263,7 +209,7 @@ impl<R: Repository> Service<R> {
                 request,
                 (&key_r, fp),
                 now,
-                self.config.clock_skew,
+                skew,
             )?)
         })
     }
@@ -279,67 +225,29 @@ impl<R: Repository> Service<R> {
     /// The store's failure.
     pub fn sweep(&self, now: DateTime<Utc>, limit: usize) -> Res<Swept, R> {
         let now = time::check("now", now)?;
-        let due = self
-            .repo
-            .due(now, limit)
-            .map_err(ServiceError::Repository)?;
+        let due = store(self.repo.due(now, limit))?;
+        let (expire, orders) = sweep_due(due, store(self.repo.held(now, limit))?, now);
         let mut out = Swept::default();
-        let mut orders: Vec<OrderId> = Vec::new();
-        for c in due {
-            match &c.value.state {
-                CouponState::Available => {
-                    let Some(plan) = plan_expire(&c, now) else {
-                        continue;
-                    };
-                    if self.commit(&plan.batch)? == crate::repository::Commit::Applied {
-                        out.expired.push(c.value.id.clone());
-                    }
-                }
-                CouponState::Locked { order, until }
-                    if *until <= now && !orders.contains(order) =>
-                {
-                    orders.push(order.clone());
-                }
-                _ => {}
-            }
-        }
-        // Orders holding promo-code uses, with or without coupons.
-        for order in self
-            .repo
-            .held(now, limit)
-            .map_err(ServiceError::Repository)?
-        {
-            if !orders.contains(&order) {
-                orders.push(order);
+        for (coupon, plan) in expire {
+            if self.commit(&plan.batch)? == Commit::Applied {
+                out.expired.push(coupon);
             }
         }
         for order in orders {
-            let released = (|| -> Res<bool, R> {
-                let view = self.view(&order)?;
-                let held = view.order.value.hold_until.is_some_and(|u| u <= now);
-                if !held || view.order.value.state != OrderState::Placed {
-                    return Ok(false);
-                }
-                let step = plan_release(
-                    &view,
-                    &Actor::System,
-                    ReleaseCause::HoldRanOut,
-                    None,
-                    now,
-                    self.config.clock_skew,
-                )?;
-                Ok(match step {
-                    Step::Commit(plan) => {
-                        self.commit(&plan.batch)? == crate::repository::Commit::Applied
-                    }
-                    Step::Done(_) => false,
-                })
-            })();
+            let skew = self.config.clock_skew;
+            // One attempt: a conflict leaves the order for the next sweep.
+            let released = self.run(
+                "sweep",
+                || Ok(None),
+                |attempt| match attempt.number {
+                    0 => Ok(plan_hold_ran_out(&self.view(&order)?, now, skew)?),
+                    _ => Ok(Step::Done(false)),
+                },
+            );
             match released {
                 Ok(true) => out.released.push(order),
-                Ok(false) => {}
                 Err(ServiceError::Repository(e)) => return Err(ServiceError::Repository(e)),
-                Err(_) => {}
+                Ok(false) | Err(_) => {}
             }
         }
         Ok(out)
@@ -362,14 +270,12 @@ impl<R: Repository> Service<R> {
     ) -> Res<Coupon, R> {
         let now = time::check("now", now)?;
         let key_r = op_key(OP_VOID, key);
-        let replay = || -> Res<Option<Coupon>, R> {
-            match self.receipt(&key_r)? {
-                Some(Receipt::Voided { coupon: c }) if &c == coupon => {
-                    Ok(Some(self.coupon_record(coupon)?.value))
-                }
-                Some(_) => Err(key_reused(key, OP_VOID).into()),
-                None => Ok(None),
+        let replay = || match self.receipt(&key_r)? {
+            Some(Receipt::Voided { coupon: c }) if &c == coupon => {
+                Ok(Some(self.coupon_record(coupon)?.value))
             }
+            Some(_) => Err(key_reused(key, OP_VOID).into()),
+            None => Ok(None),
         };
         self.run(OP_VOID, replay, |_| {
             let c = self.coupon_record(coupon)?;

@@ -21,11 +21,11 @@ pub(crate) enum Ran<T, A, M> {
 
 impl<R: Repository> Service<R> {
     /// Runs an operation whose plan answers as it commits; see [`run_plan`](Self::run_plan).
-    pub(crate) fn run<T>(
+    pub(crate) fn run<T, M: Meaning>(
         &self,
         operation: &'static str,
         replay: impl Fn() -> Res<Option<T>, R>,
-        plan: impl FnMut(Attempt) -> Res<Step<T>, R>,
+        plan: impl FnMut(Attempt) -> Res<Step<T, T, M>, R>,
     ) -> Res<T, R> {
         Ok(match self.run_plan(operation, replay, plan)? {
             Ran::Applied(plan) => plan.answer,

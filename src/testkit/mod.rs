@@ -18,6 +18,10 @@
 //! - Codes through the [`Service`]: [`one_time_codes_have_one_owner`] (8 threads racing for
 //!   each code), [`code_attempts_are_limited`] (8 threads guessing from one device) and
 //!   [`unknown_and_taken_codes_look_alike`].
+//! - Orders: [`order_records_are_conditional`], [`orders_refund_in_part_and_refuse_the_wrong_party`]
+//!   and [`an_orders_life_matches_the_reference_store`] (an order placed, paid, refunded in
+//!   three parts and another cancelled, [`order_life`], giving what
+//!   [`MemoryStore`](crate::repository::MemoryStore) gives).
 //!
 //! ```
 //! use coupons::repository::MemoryStore;
@@ -85,10 +89,12 @@ macro_rules! ensure {
 }
 
 mod codes;
+mod life;
 mod orders;
 pub use codes::{
     code_attempts_are_limited, one_time_codes_have_one_owner, unknown_and_taken_codes_look_alike,
 };
+pub use life::{OrderLife, an_orders_life_matches_the_reference_store, order_life};
 pub use orders::{order_records_are_conditional, orders_refund_in_part_and_refuse_the_wrong_party};
 
 /// Maps any error (the store's, an id's…) to a failure of `check`.
@@ -125,6 +131,7 @@ pub fn run_all<R: Repository>(make: impl Fn() -> R) -> Result<(), Failure> {
     unknown_and_taken_codes_look_alike(make())?;
     order_records_are_conditional(make())?;
     orders_refund_in_part_and_refuse_the_wrong_party(make())?;
+    an_orders_life_matches_the_reference_store(make())?;
     Ok(())
 }
 

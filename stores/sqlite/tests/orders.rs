@@ -3,28 +3,24 @@
 //! and an order's whole life (placed, paid, refunded in three parts; another cancelled) giving
 //! exactly what the in-memory reference store gives: the same records and versions, receipts
 //! and event feed.
+//!
+//! The whole-life scenario is the conformance kit's
+//! (`coupons::testkit::an_orders_life_matches_the_reference_store`), shared with the other
+//! stores' tests.
 
 use chrono::{DateTime, Duration, Utc};
-use coupons::cart::{Buyer, Cart, CartLine};
 use coupons::events::{Event, EventKind, Logged};
-use coupons::id::{Channel, IdempotencyKey, OrderId, Sku, TemplateId, UserId};
-use coupons::lifecycle::{
-    Actor, ClaimMode, ClaimRequest, Order, OrderState, RefundKind, RefundRequest, RefundUnits,
-};
+use coupons::id::{IdempotencyKey, OrderId, UserId};
+use coupons::lifecycle::Order;
 use coupons::money::{Currency, Money};
 use coupons::repository::{
     Batch, Commit, CounterKey, Expect, MemoryStore, Op, Receipt, ReceiptKey, Repository, Versioned,
 };
-use coupons::rule::{Benefit, LimitsSpec, Span, TemplateSpec, Validity};
-use coupons::service::{LockRequest, Service};
+use coupons::testkit;
 use coupons_sqlite::SqliteStore;
 
 fn t0() -> DateTime<Utc> {
     DateTime::from_timestamp(1_780_000_000, 0).unwrap()
-}
-
-fn yuan(n: i64) -> Money {
-    Money::from_minor(n * 100, Currency::CNY)
 }
 
 fn key(s: &str) -> IdempotencyKey {
@@ -35,257 +31,19 @@ fn op_key(op: &'static str, k: &str) -> ReceiptKey {
     ReceiptKey::Operation(op, key(k))
 }
 
-/// Everything the scenario leaves in a store, read back through the trait.
-#[derive(Debug, PartialEq)]
-struct Outcome {
-    orders: Vec<Option<Versioned<Order>>>,
-    receipts: Vec<Option<Receipt>>,
-    events: Vec<Logged>,
-    wallet: Vec<String>,
-    uses: u64,
-}
-
-const RECEIPTS: [(&str, &str); 7] = [
-    ("lock", "lock-1"),
-    ("pay", "pay-1"),
-    ("refund", "refund-1"),
-    ("refund", "refund-2"),
-    ("refund", "refund-3"),
-    ("lock", "lock-2"),
-    ("cancel", "cancel-2"),
-];
-
-/// Order 1 is placed with a coupon, paid (confirmed by the system), then refunded by the merchant in part
-/// (one unit of line 0; the other two), then by the buyer in whole (the rest, shipping
-/// included); every step is retried once with its key. Order 2 is placed and cancelled.
-fn scenario<R: Repository>(store: R) -> Outcome
-where
-    R::Error: std::fmt::Debug,
-{
-    let service = Service::new(store);
-    let tid = TemplateId::new("spend-100-save-10").unwrap();
-    let template = TemplateSpec::new(
-        tid.clone(),
-        "Spend 100, save 10",
-        Currency::CNY,
-        Benefit::threshold(yuan(100), yuan(10)).unwrap(),
-        Validity::relative(Span::Days(7), None).unwrap(),
-    )
-    .limits(
-        LimitsSpec {
-            total_stock: Some(10),
-            per_user_claims: Some(2),
-            ..LimitsSpec::default()
-        }
-        .try_into()
-        .unwrap(),
-    )
-    .build()
-    .unwrap();
-    let now = t0();
-    service.create_template(template, now).unwrap();
-    service.submit_template(&tid, now).unwrap();
-    service.approve_template(&tid, now).unwrap();
-    service.activate_template(&tid, now).unwrap();
-    let alice = UserId::new("alice").unwrap();
-    let app = Channel::new("app").unwrap();
-    for k in ["claim-1", "claim-2"] {
-        let claim = ClaimRequest::new(
-            tid.clone(),
-            alice.clone(),
-            app.clone(),
-            ClaimMode::Click,
-            key(k),
-        );
-        service.claim(&claim, now).unwrap();
-    }
-    let cart = Cart::new(
-        Currency::CNY,
-        vec![
-            CartLine::new(Sku::new("tea").unwrap(), yuan(40), 3),
-            CartLine::new(Sku::new("cups").unwrap(), yuan(30), 1),
-        ],
-        yuan(8),
-    )
-    .unwrap();
-    let buyer = Buyer::new(alice.clone(), app);
-    let (o1, o2) = (
-        OrderId::new("order-1").unwrap(),
-        OrderId::new("order-2").unwrap(),
-    );
-    let at = |m: i64| now + Duration::minutes(m);
-
-    let lock = |order: &OrderId, k: &str, m| {
-        let locked = service
-            .quote_and_lock(&LockRequest::new(order, &cart, &buyer, &key(k)), at(m))
-            .unwrap();
-        let again = service
-            .quote_and_lock(&LockRequest::new(order, &cart, &buyer, &key(k)), at(m))
-            .unwrap();
-        assert!(again.replayed);
-        assert_eq!(again.quote, locked.quote);
-        locked
-    };
-    let locked = lock(&o1, "lock-1", 1);
-    assert!(!locked.quote.applied.is_empty(), "the coupon applies");
-
-    let by_alice = Actor::Buyer(alice.clone());
-    // Payment is confirmed by the payment system, not the buyer.
-    let paid = service
-        .pay(&o1, &Actor::System, &key("pay-1"), at(2))
-        .unwrap();
-    assert!(!paid.replayed);
-    let again = service
-        .pay(&o1, &Actor::System, &key("pay-1"), at(2))
-        .unwrap();
-    assert!(again.replayed);
-
-    let parts = [
-        (
-            "refund-1",
-            Actor::Merchant,
-            RefundRequest::units(
-                RefundKind::Merchant,
-                vec![RefundUnits {
-                    line: 0,
-                    quantity: 1,
-                }],
-            ),
-        ),
-        (
-            "refund-2",
-            Actor::Merchant,
-            RefundRequest::units(
-                RefundKind::Merchant,
-                vec![RefundUnits {
-                    line: 0,
-                    quantity: 2,
-                }],
-            ),
-        ),
-        (
-            "refund-3",
-            by_alice.clone(),
-            RefundRequest::whole(RefundKind::Buyer),
-        ),
-    ];
-    for (i, (k, by, request)) in parts.iter().enumerate() {
-        let m = 3 + i64::try_from(i).unwrap();
-        let first = service.refund(&o1, by, request, &key(k), at(m)).unwrap();
-        let again = service.refund(&o1, by, request, &key(k), at(m)).unwrap();
-        assert!(!first.replayed && again.replayed);
-        assert_eq!(first.refund, again.refund);
-    }
-
-    lock(&o2, "lock-2", 6);
-    service
-        .cancel(&o2, &by_alice, &key("cancel-2"), at(7))
-        .unwrap();
-
-    let repo = service.repository();
-    let missing = OrderId::new("order-never").unwrap();
-    Outcome {
-        orders: [&o1, &o2, &missing]
-            .into_iter()
-            .map(|o| repo.order(o).unwrap())
-            .collect(),
-        receipts: RECEIPTS
-            .iter()
-            .map(|(op, k)| repo.receipt(&op_key(op, k)).unwrap())
-            .collect(),
-        events: repo.events(0, 10_000).unwrap(),
-        wallet: repo
-            .wallet(&alice)
-            .unwrap()
-            .into_iter()
-            .map(|c| format!("{} v{} {}", c.value.id, c.version, c.value.state.name()))
-            .collect(),
-        uses: repo
-            .counter(&CounterKey::UserUses(tid.clone(), alice.clone()))
-            .unwrap(),
-    }
-}
-
+/// The shared scenario of the conformance kit: the same records and versions, receipts and
+/// event feed as the in-memory reference store.
 #[test]
 fn an_orders_life_reads_back_as_on_the_reference_store() {
-    let reference = scenario(MemoryStore::new());
-    let sqlite = scenario(SqliteStore::temporary().unwrap());
-    // Field by field first, for a readable failure.
-    assert_eq!(sqlite.orders, reference.orders);
-    assert_eq!(sqlite.receipts, reference.receipts);
-    assert_eq!(sqlite.events, reference.events);
-    assert_eq!(sqlite, reference);
-
-    // What both hold, so that agreeing on something wrong shows too.
-    let o1 = reference.orders[0].as_ref().unwrap();
-    assert_eq!(o1.version, 5, "placed, paid, three refunds");
-    assert!(matches!(o1.value.state, OrderState::Refunded { .. }));
-    assert_eq!(o1.value.refunds.len(), 3);
-    let given_back = o1
-        .value
-        .refunds
-        .iter()
-        .try_fold(Money::zero(Currency::CNY), |s, r| {
-            s.checked_add(&r.discount)
-        })
-        .unwrap();
-    let discount = o1
-        .value
-        .quote
-        .total_before
-        .checked_sub(&o1.value.quote.total_after)
-        .unwrap();
-    assert_eq!(
-        given_back, discount,
-        "the partial refunds give the whole discount back"
-    );
-    let o2 = reference.orders[1].as_ref().unwrap();
-    assert_eq!(o2.version, 2);
-    assert!(matches!(o2.value.state, OrderState::Released { .. }));
-    assert_eq!(reference.orders[2], None);
-    let steps: Vec<_> = reference.receipts[1..5]
-        .iter()
-        .map(|r| match r {
-            Some(Receipt::OrderStep { step, refund, .. }) => (step.as_str(), *refund),
-            other => panic!("not an order step: {other:?}"),
-        })
-        .collect();
-    assert_eq!(
-        steps,
-        [
-            ("pay", None),
-            ("refund", Some(0)),
-            ("refund", Some(1)),
-            ("refund", Some(2))
-        ]
-    );
-    let refunds: Vec<_> = reference
-        .events
-        .iter()
-        .filter_map(|l| match &l.event.kind {
-            EventKind::OrderRefunded {
-                amount,
-                discount,
-                whole,
-                by_merchant,
-                ..
-            } => Some((*amount, *discount, *whole, *by_merchant)),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(refunds.len(), 3, "one event per refund, none per retry");
-    assert_eq!(
-        refunds.iter().map(|r| (r.2, r.3)).collect::<Vec<_>>(),
-        [(false, true), (false, true), (true, false)]
-    );
-    for (r, e) in o1.value.refunds.iter().zip(&refunds) {
-        assert_eq!((r.amount, r.discount), (e.0, e.1));
-    }
+    testkit::an_orders_life_matches_the_reference_store(SqliteStore::temporary().unwrap()).unwrap();
 }
 
-/// An order to write directly: order 1 of the scenario, under another id.
+/// An order to write directly: order 1 of the conformance kit's scenario, under another id.
 fn an_order(id: &str) -> Order {
-    let mut order = scenario(MemoryStore::new()).orders[0].take().unwrap().value;
+    let mut order = testkit::order_life(MemoryStore::new()).unwrap().orders[0]
+        .take()
+        .unwrap()
+        .value;
     order.id = OrderId::new(id).unwrap();
     order
 }
