@@ -93,7 +93,7 @@
 //! let open = StackingPolicy { open_order: OpenOrder::Groups, ..StackingPolicy::default() };
 //! let q = Checkout::new(&cart, &buyer, now, &open).offers(&wallet).with_selection(&ids)?;
 //! assert_eq!(q.saving, yuan(45));
-//! assert_eq!(q.applied[0].name, "shop-200-30");
+//! assert_eq!(&*q.applied[0].name, "shop-200-30");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
