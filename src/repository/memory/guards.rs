@@ -217,6 +217,7 @@ impl Guards {
     }
 
     /// Finds a pair.
+    #[inline]
     pub(super) fn locate(&self, guard: &GuardName, subject: &str) -> PairAt {
         match self.number(guard) {
             Some(g) => self.locate_in(g, subject),
@@ -229,6 +230,7 @@ impl Guards {
         }
     }
 
+    #[inline]
     fn locate_in(&self, g: u32, subject: &str) -> PairAt {
         let hash = Self::hash(g, subject);
         let found = self.index.find_or_vacant(hash, |ix| {

@@ -36,7 +36,14 @@ impl Hasher for FxHasher {
             self.add(u64::from_le_bytes(w));
         }
         let rest = chunks.remainder();
-        if !rest.is_empty() {
+        if !rest.is_empty() && bytes.len() >= 8 {
+            // The last eight bytes as one word (overlapping the last whole chunk).
+            let mut w = [0u8; 8];
+            if let Some(last) = bytes.get(bytes.len() - 8..) {
+                w.copy_from_slice(last);
+            }
+            self.add(u64::from_le_bytes(w) ^ ((rest.len() as u64) << 59));
+        } else if !rest.is_empty() {
             // The tail as a little-endian word, byte by byte (no call to `memcpy`).
             let w = rest
                 .iter()
