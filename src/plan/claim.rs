@@ -121,10 +121,48 @@ pub(crate) struct ClaimMeaning<'a> {
     stock: Option<u64>,
     per_user: Option<u32>,
     /// The claim guards, whose ops follow the coupon's.
-    guards: Vec<(GuardName, u64, Window)>,
+    guards: ClaimGuards<'a>,
     /// Whether a conflict on the receipt answers from it (a claim) or reads again (a code:
     /// another account's redemption won).
     replays: bool,
+}
+
+/// The guards whose ops follow a claim's coupon, as a refusal names them.
+#[derive(Debug)]
+enum ClaimGuards<'a> {
+    /// Found again in the configured guards only when a conflict has to be read (the claim's
+    /// hot path lists nothing): the `i`-th of [`guard::counting`] for the request.
+    Config {
+        guards: &'a [Guard],
+        request: &'a ClaimRequest,
+    },
+    /// Listed: (name, limit, window) of each.
+    Listed(Vec<(GuardName, u64, Window)>),
+}
+
+impl ClaimGuards<'_> {
+    /// The `i`-th guard's name, limit and window.
+    fn get(&self, i: usize) -> Option<(GuardName, u64, Window)> {
+        match self {
+            ClaimGuards::Config { guards, request } => {
+                let g = guard::counting(guards, Action::Claim, &asking(request)).nth(i)?;
+                Some((g.name().clone(), g.limit(), g.window()))
+            }
+            ClaimGuards::Listed(v) => v.get(i).cloned(),
+        }
+    }
+
+    /// The same guards, listed.
+    fn listed(self) -> ClaimGuards<'static> {
+        match self {
+            ClaimGuards::Config { guards, request } => ClaimGuards::Listed(
+                guard::counting(guards, Action::Claim, &asking(request))
+                    .map(|g| (g.name().clone(), g.limit(), g.window()))
+                    .collect(),
+            ),
+            ClaimGuards::Listed(v) => ClaimGuards::Listed(v),
+        }
+    }
 }
 
 impl ClaimMeaning<'_> {
@@ -136,7 +174,7 @@ impl ClaimMeaning<'_> {
             at: self.at,
             stock: self.stock,
             per_user: self.per_user,
-            guards: self.guards,
+            guards: self.guards.listed(),
             replays: self.replays,
         }
     }
@@ -172,33 +210,49 @@ impl Meaning for ClaimMeaning<'_> {
             ),
             (3, _, _) => On::Collision,
             _ => match index.checked_sub(4).and_then(|i| self.guards.get(i)) {
-                Some((guard, limit, window)) => self.record(
-                    LifecycleError::GuardHeld {
-                        guard: guard.clone(),
-                        limit: *limit,
-                        window: *window,
-                    },
-                    Refusal::Guard {
+                Some((guard, limit, window)) => {
+                    let refusal = Refusal::Guard {
                         guard: guard.to_string(),
-                    },
-                ),
+                    };
+                    self.record(
+                        LifecycleError::GuardHeld {
+                            guard,
+                            limit,
+                            window,
+                        },
+                        refusal,
+                    )
+                }
                 None => On::Retry,
             },
         }
     }
 }
 
-/// The head of a claim's batch (receipt, stock, per-user claims, coupon, guards) and what a
-/// conflict on it means; the caller adds its own ops and the `issued` event.
+/// What the claim guards read from `request`.
+fn asking(request: &ClaimRequest) -> Asking<'_> {
+    Asking {
+        user: &request.user,
+        channel: &request.channel,
+        templates: std::slice::from_ref(&request.template),
+        context: &request.context,
+    }
+}
+
+/// The head of a claim's batch (receipt, stock, per-user claims, coupon, the claim guards'
+/// counts) and what a conflict on it means; the caller adds its own ops and the `issued` event.
+///
+/// # Errors
+/// A guard's missing context.
 #[inline(always)]
 fn claim_batch<'a>(
     record: &TemplateRecord,
     request: &'a ClaimRequest,
     coupon: Coupon,
-    guards: Vec<Counted>,
+    guards: &'a [Guard],
     extra: usize,
     now: DateTime<Utc>,
-) -> (Batch, ClaimMeaning<'a>) {
+) -> Result<(Batch, ClaimMeaning<'a>), Denied> {
     let limits = *record.template.limits();
     // Pushed onto the ops directly: each op is built in place (the claim's hot path).
     let mut ops = Vec::with_capacity(5 + extra + guards.len());
@@ -222,45 +276,19 @@ fn claim_batch<'a>(
         coupon,
         expect: Expect::Absent,
     });
-    let mut batch = Batch { ops };
-    // The ops go into the batch; what a refusal reports stays behind.
-    let guards = guards
-        .into_iter()
-        .map(|g| {
-            batch.ops.push(g.op);
-            (g.guard, g.limit, g.window)
-        })
-        .collect();
+    if !guards.is_empty() {
+        guard::push_counts(guards, Action::Claim, &asking(request), now, &mut ops)?;
+    }
     let meaning = ClaimMeaning {
         template: Cow::Borrowed(&request.template),
         user: Cow::Borrowed(&request.user),
         at: now,
         stock: limits.total_stock(),
         per_user: limits.per_user_claims(),
-        guards,
+        guards: ClaimGuards::Config { guards, request },
         replays: true,
     };
-    (batch, meaning)
-}
-
-/// The claim guards' counts for `request`.
-#[inline(always)]
-fn claim_guards(
-    guards: &[Guard],
-    request: &ClaimRequest,
-    now: DateTime<Utc>,
-) -> Result<Vec<Counted>, Denied> {
-    if guards.is_empty() {
-        return Ok(Vec::new());
-    }
-    let templates = [request.template.clone()];
-    let asking = Asking {
-        user: &request.user,
-        channel: &request.channel,
-        templates: &templates,
-        context: &request.context,
-    };
-    Ok(guard::counts(guards, Action::Claim, &asking, now)?)
+    Ok((Batch { ops }, meaning))
 }
 
 /// Pure: issue one coupon of `record` (in `campaign`) for `request`, its id salted by `salt`.
@@ -273,7 +301,7 @@ pub(crate) fn plan_claim<'a>(
     record: &TemplateRecord,
     campaign: Option<&Campaign>,
     request: &'a ClaimRequest,
-    guards: &[Guard],
+    guards: &'a [Guard],
     salt: u32,
     now: DateTime<Utc>,
 ) -> Result<Plan<(), ClaimMeaning<'a>>, Denied> {
@@ -283,8 +311,7 @@ pub(crate) fn plan_claim<'a>(
         coupon: CouponFacts::of(&coupon),
         mode: coupon.mode,
     };
-    let guards = claim_guards(guards, request, now)?;
-    let (mut batch, meaning) = claim_batch(record, request, coupon, guards, 0, now);
+    let (mut batch, meaning) = claim_batch(record, request, coupon, guards, 0, now)?;
     batch.ops.push(Op::Emit {
         event: Event::new(now, issued),
     });
@@ -405,14 +432,6 @@ pub(crate) fn plan_redeem(
     let template = claim.template.clone();
     let id = coupon_id(&template, &claim.key, salt);
     let coupon = Coupon::issue(record, None, claim, id, now)?;
-    let templates = [template.clone()];
-    let asking = Asking {
-        user: &claim.user,
-        channel: &claim.channel,
-        templates: &templates,
-        context: &claim.context,
-    };
-    let counted = guard::counts(guards, Action::Claim, &asking, now)?;
     let issued = EventKind::Issued {
         coupon: CouponFacts::of(&coupon),
         mode: coupon.mode,
@@ -427,7 +446,7 @@ pub(crate) fn plan_redeem(
         replayed: false,
     });
     let extra = 2 + attempts.len();
-    let (mut batch, meaning) = claim_batch(record, claim, coupon, counted, extra, now);
+    let (mut batch, meaning) = claim_batch(record, claim, coupon, guards, extra, now)?;
     let mut meaning = meaning.owned();
     // Another redemption of the code won (its claim receipt or this one): read who owns it.
     meaning.replays = false;

@@ -357,7 +357,7 @@ pub enum Op {
         until: Option<DateTime<Utc>>,
     },
     /// Add `delta` to the current bucket of a guard's windowed counter; the condition is that
-    /// the sum of the buckets `bucket - span + 1 ..= bucket` after the change is at most
+    /// the sum of the buckets [`oldest_bucket`]`(bucket, span) ..= bucket` after the change is at most
     /// `limit`, and the current bucket stays at or above zero. Buckets older than the window
     /// may be dropped by the store (they are never summed again by the same guard).
     CountWindow {
@@ -380,6 +380,22 @@ pub enum Op {
         /// The event.
         event: Event,
     },
+}
+
+/// The oldest bucket an [`Op::CountWindow`] sums: `bucket - span + 1`, the window being the
+/// `span` buckets `oldest ..= bucket` (a `span` of 0 is read as 1; saturating at
+/// [`i64::MIN`]). A store sums the buckets from it to `bucket`, and may drop those before it.
+///
+/// ```
+/// use coupons::repository::oldest_bucket;
+/// assert_eq!(oldest_bucket(20_403, 7), 20_397); // the last 7 days: today and the 6 before
+/// assert_eq!(oldest_bucket(20_403, 1), 20_403); // a fixed window: its own bucket only
+/// assert_eq!(oldest_bucket(20_403, 0), 20_403);
+/// assert_eq!(oldest_bucket(i64::MIN, 366), i64::MIN);
+/// ```
+#[inline]
+pub fn oldest_bucket(bucket: i64, span: u32) -> i64 {
+    bucket.saturating_sub(i64::from(span.max(1)) - 1)
 }
 
 /// Writes applied together, all or nothing, only if every condition holds.

@@ -21,7 +21,9 @@ use super::{Inner, MemoryStoreError, Records};
 use crate::events::{Event, EventKind};
 use crate::id::CouponId;
 use crate::lifecycle::{Coupon, CouponState};
-use crate::repository::{Batch, Commit, CounterKey, Expect, Op, Receipt, ReceiptKey, Version};
+use crate::repository::{
+    Batch, Commit, CounterKey, Expect, Op, Receipt, ReceiptKey, Version, oldest_bucket,
+};
 
 /// What an op's check found, for its write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,6 +164,8 @@ impl Inner {
                         _ => PairAt::Absent {
                             hash: 0,
                             guard: NONE,
+                            vacant: NONE,
+                            size: 0,
                         },
                     };
                     // A pair added by this batch under the same hash may be this one.
@@ -179,10 +183,9 @@ impl Inner {
                         }
                         added += 1;
                     }
-                    let oldest = bucket.saturating_sub(i64::from((*span).max(1)) - 1);
-                    if let Some(b) = self.guards.entry(guard, subject, at, fresh) {
-                        b.add(*bucket, *delta, oldest);
-                    }
+                    let oldest = oldest_bucket(*bucket, *span);
+                    self.guards
+                        .count(guard, subject, at, fresh, *bucket, *delta, oldest);
                 }
                 Op::Emit { event } => self.emit(event, put),
                 _ => self.apply(op),
@@ -341,7 +344,7 @@ impl Inner {
                 limit,
             } => {
                 let at = self.guards.locate(guard, subject);
-                let from = bucket.saturating_sub(i64::from((*span).max(1)) - 1);
+                let from = oldest_bucket(*bucket, *span);
                 let (current, sum) = self.guards.at(at).map_or((0, 0), |b| b.sums(from, *bucket));
                 let next = i128::from(sum) + i128::from(*delta);
                 yes(
@@ -408,9 +411,8 @@ impl Inner {
             }
             CounterAt::Guard(g, subject, bucket) => {
                 let at = self.guards.locate(g, subject);
-                if let Some(b) = self.guards.entry(g, subject, at, false) {
-                    b.add(bucket, delta, i64::MIN);
-                }
+                self.guards
+                    .count(g, subject, at, false, bucket, delta, i64::MIN);
             }
         }
     }
@@ -475,10 +477,9 @@ impl Inner {
                 ..
             } => {
                 let at = self.guards.locate(guard, subject);
-                let oldest = bucket.saturating_sub(i64::from((*span).max(1)) - 1);
-                if let Some(b) = self.guards.entry(guard, subject, at, false) {
-                    b.add(*bucket, *delta, oldest);
-                }
+                let oldest = oldest_bucket(*bucket, *span);
+                self.guards
+                    .count(guard, subject, at, false, *bucket, *delta, oldest);
             }
         }
     }

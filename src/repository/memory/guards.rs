@@ -127,12 +127,17 @@ struct Pair {
 pub(super) enum PairAt {
     /// The pair's number.
     Found(u32),
-    /// Absent: its hash and its guard's number ([`NONE`] for a guard never seen).
+    /// Absent: its hash and its guard's number ([`NONE`] for a guard never seen), and where
+    /// its probe ended (the vacant index entry, and the index's size then).
     Absent {
         /// The pair's hash.
         hash: u32,
         /// The guard's number.
         guard: u32,
+        /// The vacant index entry the probe ended at ([`NONE`]: none).
+        vacant: u32,
+        /// The index's size at the probe.
+        size: u32,
     },
 }
 
@@ -212,24 +217,36 @@ impl Guards {
     }
 
     /// Finds a pair.
+    #[inline]
     pub(super) fn locate(&self, guard: &GuardName, subject: &str) -> PairAt {
         match self.number(guard) {
             Some(g) => self.locate_in(g, subject),
             None => PairAt::Absent {
                 hash: 0,
                 guard: NONE,
+                vacant: NONE,
+                size: 0,
             },
         }
     }
 
+    #[inline]
     fn locate_in(&self, g: u32, subject: &str) -> PairAt {
         let hash = Self::hash(g, subject);
-        let found = self.index.find(hash, |ix| {
+        let found = self.index.find_or_vacant(hash, |ix| {
             self.pairs
                 .get(ix)
                 .is_some_and(|p| p.guard == g && p.subject.is(subject))
         });
-        found.map_or(PairAt::Absent { hash, guard: g }, PairAt::Found)
+        match found {
+            Ok(ix) => PairAt::Found(ix),
+            Err((vacant, size)) => PairAt::Absent {
+                hash,
+                guard: g,
+                vacant,
+                size,
+            },
+        }
     }
 
     /// A pair's buckets, if it exists (read path).
@@ -245,16 +262,21 @@ impl Guards {
         }
     }
 
-    /// The buckets of a pair, added empty when absent. `at` is what [`locate`](Self::locate)
-    /// said before this batch wrote anything; `fresh` says no pair with its hash was added
-    /// since, so an absent pair is still absent.
-    pub(super) fn entry(
+    /// Adds `delta` to bucket `bucket` of a pair (added when absent) and drops its buckets
+    /// before `oldest` ([`Buckets::add`]). `at` is what [`locate`](Self::locate) said before
+    /// this batch wrote anything; `fresh` says no pair with its hash was added since, so an
+    /// absent pair is still absent. A new pair is stored with its one bucket.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn count(
         &mut self,
         guard: &GuardName,
         subject: &str,
         at: PairAt,
         fresh: bool,
-    ) -> Option<&mut Buckets> {
+        bucket: i64,
+        delta: i64,
+        oldest: i64,
+    ) {
         let at = match at {
             PairAt::Absent { guard: g, .. } if !fresh || g == NONE => {
                 let g = match self.number(guard) {
@@ -265,19 +287,30 @@ impl Guards {
             }
             at => at,
         };
-        let ix = match at {
-            PairAt::Found(ix) => ix,
-            PairAt::Absent { hash, guard } => {
-                let ix = self.pairs.push(Pair {
+        match at {
+            PairAt::Found(ix) => {
+                if let Some(p) = self.pairs.get_mut(ix) {
+                    p.buckets.add(bucket, delta, oldest);
+                }
+            }
+            PairAt::Absent {
+                hash,
+                guard,
+                vacant,
+                size,
+            } => {
+                // What `Buckets::add` makes of an empty pair.
+                let buckets = Buckets::One(bucket, add(0, delta));
+                let pair = Pair {
                     guard,
                     subject: Text::new(subject),
-                    buckets: Buckets::Empty,
-                })?;
-                self.index.insert(hash, ix);
-                ix
+                    buckets,
+                };
+                if let Some(ix) = self.pairs.push(pair) {
+                    self.index.insert_at(vacant, size, hash, ix);
+                }
             }
-        };
-        self.pairs.get_mut(ix).map(|p| &mut p.buckets)
+        }
     }
 
     /// Pairs stored.

@@ -36,7 +36,14 @@ impl Hasher for FxHasher {
             self.add(u64::from_le_bytes(w));
         }
         let rest = chunks.remainder();
-        if !rest.is_empty() {
+        if !rest.is_empty() && bytes.len() >= 8 {
+            // The last eight bytes as one word (overlapping the last whole chunk).
+            let mut w = [0u8; 8];
+            if let Some(last) = bytes.get(bytes.len() - 8..) {
+                w.copy_from_slice(last);
+            }
+            self.add(u64::from_le_bytes(w) ^ ((rest.len() as u64) << 59));
+        } else if !rest.is_empty() {
             // The tail as a little-endian word, byte by byte (no call to `memcpy`).
             let w = rest
                 .iter()
@@ -110,6 +117,55 @@ impl SlotIndex {
             }
             i = (i + 1) & mask;
         }
+    }
+
+    /// [`find`](Self::find), with an absent key's answer the vacant entry its probe ended
+    /// at and the index's size then (`(NONE, 0)` when empty), for [`insert_at`](Self::insert_at).
+    pub(super) fn find_or_vacant(
+        &self,
+        hash: u32,
+        is: impl Fn(u32) -> bool,
+    ) -> Result<u32, (u32, u32)> {
+        let size = u32::try_from(self.entries.len()).unwrap_or(0);
+        if size == 0 {
+            return Err((NONE, 0));
+        }
+        let mask = self.entries.len() - 1;
+        let mut i = hash as usize & mask;
+        loop {
+            let Some(&(h, ix)) = self.entries.get(i) else {
+                return Err((NONE, 0));
+            };
+            if ix == NONE {
+                return Err((u32::try_from(i).unwrap_or(NONE), size));
+            }
+            if h == hash && is(ix) {
+                return Ok(ix);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// Inserts `(hash, ix)` at `vacant`, where [`find_or_vacant`](Self::find_or_vacant)'s
+    /// probe for `hash` ended when the index had `size` entries: still the place if the index
+    /// has not grown since (its size only ever doubles) and the entry is still vacant (an
+    /// entry filled since lay outside that probe's run, which held no vacancy before it).
+    /// Else, or when this insert must grow the index, an ordinary [`insert`](Self::insert).
+    pub(super) fn insert_at(&mut self, vacant: u32, size: u32, hash: u32, ix: u32) {
+        let n = self.entries.len();
+        if n == size as usize && self.len.saturating_add(1).saturating_mul(4) <= n.saturating_mul(3)
+        {
+            if let Some(e) = self
+                .entries
+                .get_mut(vacant as usize)
+                .filter(|e| e.1 == NONE)
+            {
+                *e = (hash, ix);
+                self.len += 1;
+                return;
+            }
+        }
+        self.insert(hash, ix);
     }
 
     pub(super) fn reserve(&mut self, additional: usize) {

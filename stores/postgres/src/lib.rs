@@ -1054,7 +1054,7 @@ fn count_window(
     delta: i64,
     limit: u64,
 ) -> Result<bool, StoreError> {
-    let oldest = bucket.saturating_sub(i64::from(span.max(1)) - 1);
+    let oldest = coupons::repository::oldest_bucket(bucket, span);
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let lock_stmt = prepared(st, tx, GUARD_LOCK_SQL)?;
     tx.execute(&lock_stmt, &[&LOCK_CLASS, &guard_lock_key(guard, subject)])?;

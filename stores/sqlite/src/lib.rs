@@ -821,7 +821,7 @@ fn count_window(
     delta: i64,
     limit: u64,
 ) -> Result<bool, StoreError> {
-    let oldest = bucket.saturating_sub(i64::from(span.max(1)) - 1);
+    let oldest = coupons::repository::oldest_bucket(bucket, span);
     let (sum, current): (i64, i64) = tx
         .prepare_cached(
             "SELECT COALESCE(SUM(value), 0), COALESCE(SUM(CASE WHEN bucket = ?4 THEN value END), 0) \
