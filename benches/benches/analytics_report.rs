@@ -21,6 +21,7 @@
 //!
 //! Run: `cargo bench -p coupons-benches --bench analytics_report`
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -63,15 +64,31 @@ impl Mix {
 
 /// Segments by the user number's last digit: a lookup that costs next to nothing, so the
 /// figures are the report's own (a caller's real lookup, e.g. a hash map of 400,000 users,
-/// adds its own cost per event).
+/// adds its own cost per event). It lends its segments (`Lookup::segment_ref`): cloning an
+/// `Arc` per event would be two atomic operations on a line both folding threads share.
+/// `ANALYTICS_REPORT_OWNED_SEGMENTS=1` makes it hand out clones instead (the default
+/// `segment_ref`), to see what that costs.
 struct Segments {
     names: [Arc<str>; 4],
+    owned: bool,
+}
+
+impl Segments {
+    fn of(&self, user: &UserId) -> Option<&Arc<str>> {
+        let last = user.as_str().as_bytes().last()?;
+        self.names.get(usize::from(*last) % 4)
+    }
 }
 
 impl Lookup for Segments {
     fn segment(&self, user: &UserId) -> Option<Arc<str>> {
-        let last = user.as_str().as_bytes().last()?;
-        Some(self.names[usize::from(*last) % 4].clone())
+        self.of(user).cloned()
+    }
+    fn segment_ref<'a>(&'a self, user: &UserId) -> Option<Cow<'a, Arc<str>>> {
+        if self.owned {
+            return self.segment(user).map(Cow::Owned);
+        }
+        self.of(user).map(Cow::Borrowed)
     }
 }
 
@@ -92,6 +109,7 @@ fn feed() -> (Vec<Logged>, Segments) {
         .collect();
     let segments = Segments {
         names: ["new", "active", "lapsing", "vip"].map(Arc::from),
+        owned: std::env::var_os("ANALYTICS_REPORT_OWNED_SEGMENTS").is_some(),
     };
     let templates: Vec<TemplateId> = (0..50)
         .map(|i| TemplateId::new(format!("template-{i:02}")).unwrap())
@@ -254,7 +272,7 @@ fn floor(events: &[Logged], lookup: &Segments) -> usize {
             | EventKind::Expired { coupon } => (&coupon.user, Some(&coupon.attributes)),
             _ => continue,
         };
-        n += usize::from(lookup.segment(user).is_some());
+        n += usize::from(lookup.segment_ref(user).is_some());
         n += usize::from(attrs.and_then(|a| a.get("arm")).is_some());
     }
     std::hint::black_box(n)
@@ -275,9 +293,23 @@ fn fold(events: &[Logged], lookup: &Segments, repurchase: bool) -> Report {
     r
 }
 
+/// The CPU times of a two-core fold.
+struct TwoCores {
+    left: Duration,
+    right: Duration,
+    merge: Duration,
+}
+
+impl TwoCores {
+    /// The slower worker's CPU time plus the merge's: the wall time on two idle cores.
+    fn cpu(&self) -> Duration {
+        self.left.max(self.right) + self.merge
+    }
+}
+
 /// The two-core fold: halves on two threads, then the merge. Returns the report and the
-/// slower worker's CPU time plus the merge's.
-fn fold_two(events: &[Logged], lookup: &Segments, repurchase: bool) -> (Report, Duration) {
+/// CPU times of the halves and of the merge.
+fn fold_two(events: &[Logged], lookup: &Segments, repurchase: bool) -> (Report, TwoCores) {
     let (left, right) = events.split_at(events.len() / 2);
     let ((mut a, ta), (b, tb)) = std::thread::scope(|s| {
         let ha = s.spawn(|| {
@@ -293,7 +325,14 @@ fn fold_two(events: &[Logged], lookup: &Segments, repurchase: bool) -> (Report, 
     let t = thread_cpu();
     a.merge(b).unwrap();
     let tm = thread_cpu() - t;
-    (a, ta.max(tb) + tm)
+    (
+        a,
+        TwoCores {
+            left: ta,
+            right: tb,
+            merge: tm,
+        },
+    )
 }
 
 /// `ANALYTICS_REPORT_RUN=1`: folds the feed once on one core, then its two halves and their
@@ -374,9 +413,15 @@ fn bench(c: &mut Criterion) {
                 "{name}: reading the feed alone (segment lookup, arm attribute, {touched} ids): {:?} CPU",
                 thread_cpu() - t
             );
-            let (two, cpu) = fold_two(&events, &lookup, repurchase);
+            let (two, t) = fold_two(&events, &lookup, repurchase);
             assert_eq!(two, check);
-            eprintln!("{name}: two cores {cpu:?} (slower worker's CPU time + merge)");
+            eprintln!(
+                "{name}: two cores {:?} (slower worker's CPU time + merge; halves {:?} and {:?}, merge {:?})",
+                t.cpu(),
+                t.left,
+                t.right,
+                t.merge
+            );
             continue;
         }
         g.bench_function(format!("{name}/1-core"), |b| {
@@ -396,8 +441,8 @@ fn bench(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
-                    let (r, cpu) = fold_two(&events, &lookup, repurchase);
-                    total += cpu;
+                    let (r, t) = fold_two(&events, &lookup, repurchase);
+                    total += t.cpu();
                     assert_eq!(r, check);
                 }
                 total

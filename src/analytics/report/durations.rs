@@ -108,6 +108,9 @@ pub struct Durations {
     sketch: Counts<u16>,
 }
 
+/// Up to how many entries [`Counts::add`] scans rather than searches.
+const SCAN: usize = 32;
+
 /// Counts by value, sorted by value (a small sorted vector: a group holds at most
 /// [`EXACT_DISTINCT`] exact values and about 1,200 sketch buckets, usually far fewer).
 ///
@@ -119,13 +122,17 @@ struct Counts<K>(Vec<(K, u64)>);
 impl<K: Ord + Copy> Counts<K> {
     #[inline]
     fn add(&mut self, k: K, n: u64) {
-        match self.0.binary_search_by(|e| e.0.cmp(&k)) {
-            Ok(i) => {
-                if let Some(e) = self.0.get_mut(i) {
-                    e.1 = e.1.saturating_add(n);
-                }
-            }
-            Err(i) => self.0.insert(i, (k, n)),
+        // A short vector (most groups') is scanned: the processor loads its lines together,
+        // where each step of a binary search waits for the load before it — and a group's
+        // vector is rarely in cache when one of its coupons is used.
+        let i = if self.0.len() <= SCAN {
+            self.0.iter().position(|e| e.0 >= k).unwrap_or(self.0.len())
+        } else {
+            self.0.partition_point(|e| e.0 < k)
+        };
+        match self.0.get_mut(i) {
+            Some(e) if e.0 == k => e.1 = e.1.saturating_add(n),
+            _ => self.0.insert(i, (k, n)),
         }
     }
     /// Adds every count of `other`.

@@ -226,10 +226,11 @@ fn addr_slot(addr: usize, bits: u32) -> usize {
 }
 
 /// Ids of texts borrowed for `'e` (the events of one [`Report::extend`](super::Report::extend)
-/// call), by the address and length of the text. While the events are borrowed, no text can
-/// be freed, so an address with a length names one text for the whole call: an event's
-/// template, campaign or channel is found by comparing two integers, not by hashing and
-/// comparing its text. A miss interns as usual. The cache lives for one call only.
+/// call, or the segments its lookup lends), by the address and length of the text. While
+/// they are borrowed, no text can be freed, so an address with a length names one text for
+/// the whole call: an event's template, campaign or channel is found by comparing two
+/// integers, not by hashing and comparing its text. A miss interns as usual. The cache lives
+/// for one call only.
 pub(super) struct ByAddr<'e> {
     slots: Vec<(usize, usize, u32)>,
     _texts: PhantomData<&'e str>,
@@ -310,6 +311,8 @@ pub(super) struct Caches<'e> {
     pub(super) campaigns: ByAddr<'e>,
     pub(super) channels: ByAddr<'e>,
     pub(super) arms: ByAddr<'e>,
+    /// Segments the lookup lent (borrowed for the call, like the events).
+    pub(super) lent_segments: ByAddr<'e>,
     pub(super) segments: Held<Arc<str>>,
     pub(super) offer_arms: Held<AttrValue>,
 }
@@ -321,6 +324,7 @@ impl Caches<'_> {
             campaigns: ByAddr::new(),
             channels: ByAddr::new(),
             arms: ByAddr::new(),
+            lent_segments: ByAddr::new(),
             segments: Held::new(),
             offer_arms: Held::new(),
         }

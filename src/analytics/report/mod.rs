@@ -106,7 +106,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use chrono::{DateTime, FixedOffset, Utc};
+use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, Timelike, Utc};
 
 use crate::analytics::experiment::ARM_ATTRIBUTE;
 use crate::attributes::{AttrValue, Attributes};
@@ -131,6 +131,14 @@ pub trait Lookup {
     fn segment(&self, user: &UserId) -> Option<Arc<str>> {
         let _ = user;
         None
+    }
+    /// The user's segment, lent when the lookup holds it: the report asks this, not
+    /// [`Lookup::segment`]. By default it is `segment`'s answer, owned. A lookup that keeps
+    /// its segments (a table of `Arc<str>`) should lend them (`Cow::Borrowed`): no reference
+    /// count is touched per event — an atomic operation on a cache line that every thread
+    /// folding with the same lookup shares. Must say what `segment` says.
+    fn segment_ref<'a>(&'a self, user: &UserId) -> Option<Cow<'a, Arc<str>>> {
+        self.segment(user).map(Cow::Owned)
     }
     /// Whether the user was new when claiming at `at`, if known.
     fn is_new(&self, user: &UserId, at: DateTime<Utc>) -> Option<bool> {
@@ -381,6 +389,39 @@ struct OpenOrder {
     repurchased: Option<bool>,
 }
 
+/// A coupon of the order being joined, borrowed from the events of one call.
+#[derive(Clone, Copy, Debug)]
+struct LentCoupon<'e> {
+    coupon: &'e CouponId,
+    saving: i128,
+    group: u32,
+}
+
+/// The order being joined while one call counts events: in a feed read in order, an order's
+/// coupons and payment come together, so the usual join happens here, on ids borrowed from
+/// the events — no hash lookup, no id cloned (no reference count touched). It goes to the
+/// open map, owned, only when another order starts or the call ends, so everything else
+/// (merge, serde, equality, [`Report::open_orders`]) sees every open order there.
+#[derive(Debug, Default)]
+struct Pending<'e> {
+    /// The order, or `None` when no order is being joined (the other fields are then empty).
+    order: Option<&'e OrderId>,
+    /// Sorted by coupon id, as [`OpenOrder::coupons`].
+    coupons: Vec<LentCoupon<'e>>,
+    paid: Option<(i128, u32, &'e UserId)>,
+    repurchased: Option<bool>,
+}
+
+impl Pending<'_> {
+    /// Whether `order` is the one being joined.
+    #[inline]
+    fn is(&self, order: &OrderId) -> bool {
+        // The same text (one `Arc` cloned into the order's events) is the same id; else compare.
+        self.order
+            .is_some_and(|o| std::ptr::eq(o.as_str(), order.as_str()) || o == order)
+    }
+}
+
 /// A paid order as a buyer's trail remembers it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct PaidRef {
@@ -468,37 +509,38 @@ impl Groups {
             metrics,
         } = other;
         let tr = self.dims.translate(&dims);
-        let mut keys: Vec<Option<GroupKey>> = keys.into_iter().map(Some).collect();
-        let mut metrics: Vec<Option<Metrics>> = metrics.into_iter().map(Some).collect();
-        let mut renumber: Vec<u32> = vec![0; keys.len()];
+        // Each of its groups' slot here, by its index (from its day tables), so that its keys
+        // and counters are then consumed in order, each moved once.
+        let mut at: Vec<Option<Slot>> = vec![None; keys.len()];
         for (day, map) in slots.iter().enumerate() {
             let day = u32::try_from(day).unwrap_or(u32::MAX);
             for (&rest, &g) in map {
-                let gi = usize::try_from(g).unwrap_or(usize::MAX);
-                let (Some(key), Some(m)) = (
-                    keys.get_mut(gi).and_then(Option::take),
-                    metrics.get_mut(gi).and_then(Option::take),
-                ) else {
-                    continue;
-                };
-                let slot = match tr.slot(day, rest) {
-                    Some(slot) => slot,
-                    // Unreachable: every id of a slot comes from its report's tables.
-                    None => self.dims.slot(&key),
-                };
-                let mine = match self.get_slot(slot) {
-                    Some(mine) => {
-                        if let Some(here) = self.get_mut(mine) {
-                            here.merge(&m);
-                        }
-                        mine
-                    }
-                    None => self.push_with(slot, key, m),
-                };
-                if let Some(r) = renumber.get_mut(gi) {
-                    *r = mine;
+                if let Some(e) = usize::try_from(g).ok().and_then(|i| at.get_mut(i)) {
+                    *e = tr.slot(day, rest);
                 }
             }
+        }
+        drop(slots);
+        self.keys.reserve(keys.len());
+        self.metrics.reserve(metrics.len());
+        let mut renumber: Vec<u32> = Vec::with_capacity(keys.len());
+        for ((key, m), slot) in keys.into_iter().zip(metrics).zip(at) {
+            let slot = match slot {
+                Some(slot) => slot,
+                // Unreachable: every group has a slot, every id of a slot comes from its
+                // report's tables.
+                None => self.dims.slot(&key),
+            };
+            let mine = match self.get_slot(slot) {
+                Some(mine) => {
+                    if let Some(here) = self.get_mut(mine) {
+                        here.merge(&m);
+                    }
+                    mine
+                }
+                None => self.push_with(slot, key, m),
+            };
+            renumber.push(mine);
         }
         renumber
     }
@@ -532,6 +574,24 @@ impl Groups {
         self.metrics.get_mut(usize::try_from(g).ok()?)
     }
 
+    /// Reads the counter an event will add to in group `g`: [`Report::extend`] locates a
+    /// run of events before counting them, so the groups' counters (rarely in cache: there
+    /// are tens of thousands) are loaded together, while the run is located, rather than one
+    /// at a time as each event is counted.
+    #[inline]
+    fn touch(&self, g: u32, kind: &EventKind) {
+        let Some(m) = self.get(g) else { return };
+        let v = match kind {
+            EventKind::Offered { .. } => m.offered,
+            EventKind::Issued { .. } => m.claimed,
+            EventKind::Redeemed { .. } => m.used ^ m.time_to_use.count(),
+            EventKind::OrderPaid { .. } => m.plain_orders,
+            EventKind::Expired { .. } => m.expired,
+            _ => return,
+        };
+        std::hint::black_box(v);
+    }
+
     fn get(&self, g: u32) -> Option<&Metrics> {
         self.metrics.get(usize::try_from(g).ok()?)
     }
@@ -543,7 +603,7 @@ impl Groups {
 
 /// What the lookup and the coupon said of an event's group.
 struct Looked<'e> {
-    segment: Option<Arc<str>>,
+    segment: Option<Cow<'e, Arc<str>>>,
     arm: Option<Cow<'e, AttrValue>>,
 }
 
@@ -574,7 +634,7 @@ fn decide(
     days: Option<u32>,
     groups: &mut Groups,
     open: &mut FastMap<OrderId, OpenOrder>,
-    pending: &mut Option<(OrderId, OpenOrder)>,
+    pending: &mut Pending<'_>,
     last: &PaidRef,
     next_at: i64,
 ) {
@@ -595,10 +655,13 @@ fn decide(
                 }
             }
         }
-        None => match pending {
-            Some((id, o)) if *id == last.order => o.repurchased = Some(within),
-            _ => open.entry(last.order.clone()).or_default().repurchased = Some(within),
-        },
+        None => {
+            if pending.is(&last.order) {
+                pending.repurchased = Some(within);
+            } else {
+                open.entry(last.order.clone()).or_default().repurchased = Some(within);
+            }
+        }
     }
 }
 
@@ -618,18 +681,14 @@ pub struct Report {
     events: u64,
     groups: Groups,
     open: FastMap<OrderId, OpenOrder>,
-    /// The order being joined while events are counted (in a feed read in order, an order's
-    /// coupons and payment come together): kept out of `open` until the next order or the
-    /// end of the call, so the usual join costs no hash lookup.
-    pending: Option<(OrderId, OpenOrder)>,
-    /// A cleared coupon list to reuse for the next order.
-    spare: Vec<UsedCoupon>,
     trails: HashMap<UserId, Trail>,
     unmerged_buyers: u64,
-    /// Days recently read, as (Unix day in the offset, its day id), at the Unix day modulo
-    /// [`DAY_CACHE`]: a stretch of the feed counts in its day and the next few (uses and
-    /// expiries of earlier claims), all of which stay here.
-    day_cache: [(i64, u32); DAY_CACHE],
+    /// Days recently read, as (UTC date, the days from it to the day in the offset, that
+    /// day's id), at the offset's day of the year modulo [`DAY_CACHE`]: a stretch of the feed
+    /// counts in its day and the next few (uses and expiries of earlier claims), all of which
+    /// stay here. Keyed by what a time holds (its UTC date and seconds), so a hit does no
+    /// calendar arithmetic.
+    day_cache: [(NaiveDate, i32, u32); DAY_CACHE],
 }
 
 /// How many days the day cache holds.
@@ -880,11 +939,9 @@ impl Report {
             events: 0,
             groups: Groups::default(),
             open: FastMap::default(),
-            pending: None,
-            spare: Vec::new(),
             trails: HashMap::new(),
             unmerged_buyers: 0,
-            day_cache: [(i64::MIN, 0); DAY_CACHE],
+            day_cache: [(NaiveDate::MIN, i32::MIN, 0); DAY_CACHE],
         }
     }
 
@@ -937,21 +994,25 @@ impl Report {
     /// The id of the day of `at` in the report's offset.
     #[inline]
     fn day(&mut self, at: DateTime<Utc>) -> u32 {
-        let secs = at.timestamp() + i64::from(self.config.offset.local_minus_utc());
-        let n = secs.div_euclid(DAY);
-        let i = n.rem_euclid(DAY_CACHE as i64) as usize;
+        let utc = at.naive_utc();
+        let date = utc.date();
+        // Seconds from the UTC midnight to the time in the offset: -1, 0 or 1 day away.
+        let secs =
+            utc.time().num_seconds_from_midnight() as i32 + self.config.offset.local_minus_utc();
+        let shift = secs.div_euclid(DAY as i32);
+        let i = ((date.ordinal() as i32 + shift) & (DAY_CACHE as i32 - 1)) as usize;
         match self.day_cache.get(i) {
-            Some(&(d, id)) if d == n => id,
-            _ => self.day_slow(at, n, i),
+            Some(&(d, s, id)) if d == date && s == shift => id,
+            _ => self.day_slow(at, date, shift, i),
         }
     }
 
     #[cold]
-    fn day_slow(&mut self, at: DateTime<Utc>, n: i64, i: usize) -> u32 {
+    fn day_slow(&mut self, at: DateTime<Utc>, utc: NaiveDate, shift: i32, i: usize) -> u32 {
         let date = at.with_timezone(&self.config.offset).date_naive();
         let id = self.groups.dims.days.id(date);
         if let Some(e) = self.day_cache.get_mut(i) {
-            *e = (n, id);
+            *e = (utc, shift, id);
         }
         id
     }
@@ -987,7 +1048,7 @@ impl Report {
     /// (the user's id, the coupon's attributes), done for a run of events at once by
     /// [`Report::extend`] so that they overlap.
     #[inline]
-    fn look<'e, L: Lookup + ?Sized>(logged: &'e Logged, lookup: &L) -> Looked<'e> {
+    fn look<'e, L: Lookup + ?Sized>(logged: &'e Logged, lookup: &'e L) -> Looked<'e> {
         match &logged.event.kind {
             EventKind::Offered {
                 template,
@@ -995,7 +1056,7 @@ impl Report {
                 attributes,
                 ..
             } => Looked {
-                segment: lookup.segment(user),
+                segment: lookup.segment_ref(user),
                 arm: match arm_of(attributes) {
                     Some(arm) => Some(Cow::Borrowed(arm)),
                     None => lookup.offer_arm(template, user).map(Cow::Owned),
@@ -1007,14 +1068,14 @@ impl Report {
             | EventKind::Expired { coupon }
             | EventKind::Voided { coupon }
             | EventKind::Refunded { coupon, .. } => Looked {
-                segment: lookup.segment(&coupon.user),
+                segment: lookup.segment_ref(&coupon.user),
                 arm: arm_of(&coupon.attributes).map(Cow::Borrowed),
             },
             EventKind::OrderPaid {
                 user, coupons: 0, ..
             }
             | EventKind::Refused { user, .. } => Looked {
-                segment: lookup.segment(user),
+                segment: lookup.segment_ref(user),
                 arm: None,
             },
             _ => Looked {
@@ -1068,7 +1129,13 @@ impl Report {
                     d.templates.id_by_addr(&mut k.templates, template),
                     d.campaigns.id_by_addr(&mut k.campaigns, campaign),
                     d.channels.id_by_addr(&mut k.channels, channel),
-                    d.segments.id_held(&mut k.segments, segment),
+                    match segment {
+                        None => 0,
+                        Some(Cow::Borrowed(s)) => {
+                            d.segments.id_by_addr(&mut k.lent_segments, Some(s))
+                        }
+                        Some(Cow::Owned(s)) => d.segments.id_held(&mut k.segments, Some(s)),
+                    },
                     arm,
                 ]
             }
@@ -1082,7 +1149,7 @@ impl Report {
                     d.templates.id(template),
                     d.campaigns.id(campaign),
                     d.channels.id(channel),
-                    d.segments.id_owned(segment),
+                    d.segments.id(segment.as_deref()),
                     arm,
                 ]
             }
@@ -1090,7 +1157,10 @@ impl Report {
         let [t, c, ch, seg, arm] = ids;
         let slot = Slot([day, t, c, ch, seg, arm]);
         match self.groups.get_slot(slot) {
-            Some(g) => Located::Group(g),
+            Some(g) => {
+                self.groups.touch(g, &logged.event.kind);
+                Located::Group(g)
+            }
             None => Located::New(slot),
         }
     }
@@ -1123,17 +1193,19 @@ impl Report {
         lookup: &L,
     ) -> Result<(), ReportError> {
         let at = self.locate(logged, Report::look(logged, lookup), None);
-        let counted = self.count(logged, lookup, at);
-        self.flush_pending();
+        let mut pending = Pending::default();
+        let counted = self.count(logged, lookup, at, &mut pending);
+        self.flush(&mut pending);
         counted
     }
 
     /// The second half of counting an event, in feed order: its counters, joins and trails.
-    fn count<L: Lookup + ?Sized>(
+    fn count<'e, L: Lookup + ?Sized>(
         &mut self,
-        logged: &Logged,
+        logged: &'e Logged,
         lookup: &L,
         located: Located,
+        pending: &mut Pending<'e>,
     ) -> Result<(), ReportError> {
         let seq = logged.seq;
         let at = logged.event.at;
@@ -1171,28 +1243,33 @@ impl Report {
                     g.discount_minor = g.discount_minor.saturating_add(saving);
                     g.time_to_use.push(secs);
                 }
-                let used = UsedCoupon {
-                    coupon: coupon.id.clone(),
-                    saving,
-                    group,
-                };
-                match self.open_mut(order) {
-                    Some(open) => {
-                        let i = open.coupons.partition_point(|c| c.coupon < used.coupon);
-                        open.coupons.insert(i, used);
-                        self.try_join(order);
-                    }
-                    None => {
-                        // The usual case: the order's first coupon; its payment follows.
-                        let mut coupons = std::mem::take(&mut self.spare);
-                        coupons.push(used);
-                        let open = OpenOrder {
-                            coupons,
-                            paid: None,
-                            repurchased: None,
-                        };
-                        self.open_new(order, open);
-                    }
+                if pending.is(order) {
+                    let i = pending.coupons.partition_point(|c| c.coupon < &coupon.id);
+                    let used = LentCoupon {
+                        coupon: &coupon.id,
+                        saving,
+                        group,
+                    };
+                    pending.coupons.insert(i, used);
+                    self.try_join(order, pending);
+                } else if let Some(open) = self.open.get_mut(order) {
+                    let i = open.coupons.partition_point(|c| c.coupon < coupon.id);
+                    let used = UsedCoupon {
+                        coupon: coupon.id.clone(),
+                        saving,
+                        group,
+                    };
+                    open.coupons.insert(i, used);
+                    self.try_join(order, pending);
+                } else {
+                    // The usual case: the order's first coupon; its payment follows.
+                    self.flush(pending);
+                    pending.order = Some(order);
+                    pending.coupons.push(LentCoupon {
+                        coupon: &coupon.id,
+                        saving,
+                        group,
+                    });
                 }
             }
             EventKind::OrderPaid {
@@ -1213,28 +1290,25 @@ impl Report {
                         g.plain_orders += 1;
                         g.plain_sales_minor = g.plain_sales_minor.saturating_add(paid);
                     }
-                    self.follow(user, seq, at.timestamp(), order, false, Some(group));
+                    let at = at.timestamp();
+                    self.follow(user, seq, at, order, false, Some(group), pending);
                 } else {
-                    let paid = Some((paid, *coupons, user.clone()));
-                    let seen = match self.open_mut(order) {
-                        Some(open) => {
-                            open.paid = paid;
-                            true
-                        }
-                        None => {
-                            let open = OpenOrder {
-                                coupons: std::mem::take(&mut self.spare),
-                                paid,
-                                repurchased: None,
-                            };
-                            self.open_new(order, open);
-                            false
-                        }
+                    let seen = if pending.is(order) {
+                        pending.paid = Some((paid, *coupons, user));
+                        true
+                    } else if let Some(open) = self.open.get_mut(order) {
+                        open.paid = Some((paid, *coupons, user.clone()));
+                        true
+                    } else {
+                        self.flush(pending);
+                        pending.order = Some(order);
+                        pending.paid = Some((paid, *coupons, user));
+                        false
                     };
-                    self.follow(user, seq, at.timestamp(), order, true, None);
+                    self.follow(user, seq, at.timestamp(), order, true, None, pending);
                     if seen {
                         // (An order first seen here has none of its coupons yet.)
-                        self.try_join(order);
+                        self.try_join(order, pending);
                     }
                 }
             }
@@ -1302,15 +1376,16 @@ impl Report {
     ) -> Result<(), ReportError> {
         const RUN: usize = 32;
         let mut events = events.into_iter();
-        let mut run: Vec<&'e Logged> = Vec::with_capacity(RUN);
-        let mut looked: Vec<Looked<'e>> = Vec::with_capacity(RUN);
+        let mut run: Vec<&Logged> = Vec::with_capacity(RUN);
+        let mut looked: Vec<Looked<'_>> = Vec::with_capacity(RUN);
         let mut located: Vec<Located> = Vec::with_capacity(RUN);
         let mut caches = Caches::new();
+        let mut pending = Pending::default();
         loop {
             run.clear();
             run.extend(events.by_ref().take(RUN));
             if run.is_empty() {
-                self.flush_pending();
+                self.flush(&mut pending);
                 return Ok(());
             }
             looked.extend(run.iter().map(|e| Report::look(e, lookup)));
@@ -1320,8 +1395,8 @@ impl Report {
                 located.push(at);
             }
             for (e, &at) in run.iter().zip(&located) {
-                if let Err(e) = self.count(e, lookup, at) {
-                    self.flush_pending();
+                if let Err(e) = self.count(e, lookup, at, &mut pending) {
+                    self.flush(&mut pending);
                     return Err(e);
                 }
             }
@@ -1357,18 +1432,20 @@ impl Report {
 
     /// A coupon order's repurchase, decided: counted in its group, or kept with the open
     /// order until the join tells the group.
+    /// (Outside a call that counts events: no order is being joined.)
     fn decide(&mut self, last: &PaidRef, next_at: i64) {
         decide(
             self.config.repurchase_days,
             &mut self.groups,
             &mut self.open,
-            &mut self.pending,
+            &mut Pending::default(),
             last,
             next_at,
         );
     }
 
     /// Follows a buyer's paid orders for the repurchase window.
+    #[allow(clippy::too_many_arguments)]
     fn follow(
         &mut self,
         user: &UserId,
@@ -1377,6 +1454,7 @@ impl Report {
         order: &OrderId,
         coupon: bool,
         group: Option<u32>,
+        pending: &mut Pending<'_>,
     ) {
         if self.config.repurchase_days.is_none() {
             return;
@@ -1405,7 +1483,7 @@ impl Report {
                     self.config.repurchase_days,
                     &mut self.groups,
                     &mut self.open,
-                    &mut self.pending,
+                    pending,
                     &last,
                     at,
                 );
@@ -1449,9 +1527,25 @@ impl Report {
     }
 
     /// Counts an order once both its payment and all its coupons are in.
-    fn try_join(&mut self, order: &OrderId) {
+    fn try_join(&mut self, order: &OrderId, pending: &mut Pending<'_>) {
+        if pending.is(order) {
+            let Some((paid, n, user)) = pending.paid else {
+                return;
+            };
+            if (pending.coupons.len() as u64) < u64::from(n) {
+                return;
+            }
+            let lead = Report::lead(pending.coupons.iter().map(|c| (c.saving, c.group)));
+            self.join(order, lead, paid, user, pending.repurchased);
+            pending.order = None;
+            pending.coupons.clear();
+            pending.paid = None;
+            pending.repurchased = None;
+            return;
+        }
         let ready = self
-            .open_mut(order)
+            .open
+            .get(order)
             .and_then(|o| {
                 o.paid
                     .as_ref()
@@ -1461,82 +1555,65 @@ impl Report {
         if !ready {
             return;
         }
-        let open = match self.pending.take() {
-            Some((id, o)) if id == *order => o,
-            other => {
-                self.pending = other;
-                match self.open.remove(order) {
-                    Some(o) => o,
-                    None => return,
-                }
-            }
-        };
-        let OpenOrder {
-            mut coupons,
-            paid,
-            repurchased,
-        } = open;
-        self.join(order, &coupons, paid, repurchased);
-        coupons.clear();
-        self.spare = coupons;
-    }
-
-    /// An open order: the one being joined, or one in the open map.
-    #[inline]
-    fn open_mut(&mut self, order: &OrderId) -> Option<&mut OpenOrder> {
-        if let Some((id, o)) = &mut self.pending
-            && id == order
-        {
-            return Some(o);
-        }
-        self.open.get_mut(order)
-    }
-
-    /// A newly seen order becomes the one being joined; the one before goes to the open map.
-    #[inline]
-    fn open_new(&mut self, order: &OrderId, open: OpenOrder) {
-        self.flush_pending();
-        self.pending = Some((order.clone(), open));
-    }
-
-    /// The order being joined, if any, goes to the open map (at the end of every call that
-    /// counts events, so that the rest of the report sees every open order there).
-    fn flush_pending(&mut self) {
-        if let Some((id, o)) = self.pending.take() {
-            let here = self.open.entry(id).or_default();
-            for c in o.coupons {
-                let i = here.coupons.partition_point(|x| x.coupon < c.coupon);
-                here.coupons.insert(i, c);
-            }
-            if here.paid.is_none() {
-                here.paid = o.paid;
-            }
-            if here.repurchased.is_none() {
-                here.repurchased = o.repurchased;
-            }
-        }
-    }
-
-    /// Counts a joined order: once, in the group of the coupon that saved the most.
-    fn join(
-        &mut self,
-        order: &OrderId,
-        coupons: &[UsedCoupon],
-        paid: Option<(i128, u32, UserId)>,
-        repurchased: Option<bool>,
-    ) {
-        let Some((paid, _, user)) = paid else {
+        let Some(open) = self.open.remove(order) else {
             return;
         };
-        // The coupon that saved the most; ties go to the smallest id (coupons are sorted).
-        let mut lead: Option<&UsedCoupon> = None;
+        if let Some((paid, _, user)) = &open.paid {
+            let lead = Report::lead(open.coupons.iter().map(|c| (c.saving, c.group)));
+            self.join(order, lead, *paid, user, open.repurchased);
+        }
+    }
+
+    /// The order being joined, if any, goes to the open map, owned (at the end of every call
+    /// that counts events, so that the rest of the report sees every open order there).
+    fn flush(&mut self, pending: &mut Pending<'_>) {
+        let Some(order) = pending.order.take() else {
+            return;
+        };
+        let here = self.open.entry(order.clone()).or_default();
+        for c in pending.coupons.drain(..) {
+            let i = here.coupons.partition_point(|x| x.coupon < *c.coupon);
+            let c = UsedCoupon {
+                coupon: c.coupon.clone(),
+                saving: c.saving,
+                group: c.group,
+            };
+            here.coupons.insert(i, c);
+        }
+        if let Some((paid, n, user)) = pending.paid.take()
+            && here.paid.is_none()
+        {
+            here.paid = Some((paid, n, user.clone()));
+        }
+        if here.repurchased.is_none() {
+            here.repurchased = pending.repurchased;
+        }
+        pending.repurchased = None;
+    }
+
+    /// The group of an order's coupon that saved the most, of its coupons' (saving, group) in
+    /// coupon id order: ties go to the smallest id.
+    #[inline]
+    fn lead(coupons: impl Iterator<Item = (i128, u32)>) -> Option<u32> {
+        let mut lead: Option<(i128, u32)> = None;
         for c in coupons {
-            if lead.is_none_or(|l| c.saving > l.saving) {
+            if lead.is_none_or(|l| c.0 > l.0) {
                 lead = Some(c);
             }
         }
-        let Some(lead) = lead else { return };
-        let group = lead.group;
+        lead.map(|l| l.1)
+    }
+
+    /// Counts a joined order: once, in the group of its lead coupon ([`Report::lead`]).
+    fn join(
+        &mut self,
+        order: &OrderId,
+        lead: Option<u32>,
+        paid: i128,
+        user: &UserId,
+        repurchased: Option<bool>,
+    ) {
+        let Some(group) = lead else { return };
         if let Some(g) = self.groups.get_mut(group) {
             g.coupon_orders += 1;
             g.coupon_sales_minor = g.coupon_sales_minor.saturating_add(paid);
@@ -1547,7 +1624,7 @@ impl Report {
             }
         }
         if repurchased.is_none()
-            && let Some(t) = self.trails.get_mut(&user)
+            && let Some(t) = self.trails.get_mut(user)
             && t.last.coupon
             && &t.last.order == order
         {
@@ -1635,8 +1712,9 @@ impl Report {
         }
         touched.sort();
         touched.dedup();
+        let mut none = Pending::default();
         for id in touched {
-            self.try_join(&id);
+            self.try_join(&id, &mut none);
         }
         Ok(())
     }

@@ -692,3 +692,62 @@ fn a_refused_amount_counts_nothing_and_makes_no_group() {
     ));
     assert_eq!(r, before);
 }
+
+/// [`Look`], lending its segments from a table instead of making them.
+struct LentLook {
+    names: [Arc<str>; 3],
+}
+
+impl LentLook {
+    fn new() -> LentLook {
+        LentLook {
+            names: ["a", "b", "c"].map(Arc::from),
+        }
+    }
+    fn of(&self, user: &UserId) -> Option<&Arc<str>> {
+        let last = *user.as_str().as_bytes().last()?;
+        (last != b'0').then(|| &self.names[usize::from(last) % 3])
+    }
+}
+
+impl Lookup for LentLook {
+    fn segment(&self, user: &UserId) -> Option<Arc<str>> {
+        self.of(user).cloned()
+    }
+    fn segment_ref<'a>(&'a self, user: &UserId) -> Option<Cow<'a, Arc<str>>> {
+        self.of(user).map(Cow::Borrowed)
+    }
+    fn is_new(&self, user: &UserId, at: DateTime<Utc>) -> Option<bool> {
+        Look.is_new(user, at)
+    }
+    fn offer_arm(&self, template: &TemplateId, user: &UserId) -> Option<AttrValue> {
+        Look.offer_arm(template, user)
+    }
+    fn face_value(&self, template: &TemplateId) -> Option<Money> {
+        Look.face_value(template)
+    }
+}
+
+#[test]
+fn lent_segments_count_as_owned_ones() {
+    let lent = LentLook::new();
+    for seed in 400..420 {
+        let events = feed(seed, 120);
+        for repurchase in [None, Some(3)] {
+            let mut r = Report::new(config(repurchase));
+            r.extend(&events, &lent).unwrap();
+            assert_eq!(r, fast(&events, repurchase), "seed {seed}");
+            let mut one = Report::new(config(repurchase));
+            for e in &events {
+                one.apply(e, &lent).unwrap();
+            }
+            assert_eq!(one, r, "seed {seed}");
+            // In parts, a call each: the lent texts' addresses are only trusted within one.
+            let mut parts = Report::new(config(repurchase));
+            for chunk in events.chunks(17) {
+                parts.extend(chunk, &lent).unwrap();
+            }
+            assert_eq!(parts, r, "seed {seed}");
+        }
+    }
+}
