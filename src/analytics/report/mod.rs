@@ -546,6 +546,7 @@ impl Groups {
     }
 
     /// The group of a key, made (empty) the first time.
+    #[cfg(feature = "serde")]
     fn of_key(&mut self, key: &GroupKey) -> u32 {
         let slot = self.dims.slot(key);
         match self.get_slot(slot) {
