@@ -25,6 +25,35 @@ impl BuildHasher for FastBuild {
     }
 }
 
+/// Feeds `bytes` to `add` as little-endian words: every whole eight-byte chunk, then a
+/// partial tail as one more word marked with its length (so texts of different lengths
+/// differ) — the last eight bytes, overlapping the last chunk, when the text has that many;
+/// else the tail's bytes folded into a word (no call to `memcpy`). The word loop of every
+/// multiply-rotate hasher in the crate (this module's and the in-memory store's).
+#[inline]
+pub(crate) fn for_words(bytes: &[u8], mut add: impl FnMut(u64)) {
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        add(u64::from_le_bytes(w));
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() && bytes.len() >= 8 {
+        let mut w = [0u8; 8];
+        if let Some(last) = bytes.get(bytes.len() - 8..) {
+            w.copy_from_slice(last);
+        }
+        add(u64::from_le_bytes(w) ^ ((rest.len() as u64) << 59));
+    } else if !rest.is_empty() {
+        let w = rest
+            .iter()
+            .rev()
+            .fold(0u64, |w, &b| (w << 8) | u64::from(b));
+        add(w ^ ((rest.len() as u64) << 59));
+    }
+}
+
 /// A multiply-rotate hasher (in the manner of FxHash) with a final avalanche.
 pub(crate) struct FastHasher(u64);
 
@@ -40,20 +69,7 @@ impl FastHasher {
 impl Hasher for FastHasher {
     #[inline]
     fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            self.mix(u64::from_le_bytes(w));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut w = [0u8; 8];
-            if let Some(head) = w.get_mut(..rest.len()) {
-                head.copy_from_slice(rest);
-            }
-            self.mix(u64::from_le_bytes(w) ^ ((rest.len() as u64) << 56));
-        }
+        for_words(bytes, |w| self.mix(w));
     }
     #[inline]
     fn write_u8(&mut self, i: u8) {

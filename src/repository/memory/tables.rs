@@ -9,7 +9,8 @@ use chrono::{DateTime, Utc};
 use crate::id::{CampaignId, Channel, CouponId, GuardName, OrderId, TemplateId, UserId};
 use crate::lifecycle::ClaimMode;
 
-/// FxHash (as in rustc) with a final avalanche: a fast, non-keyed hash for short keys. The store is in-process and its
+/// FxHash (as in rustc) with a final avalanche: a fast, non-keyed hash for short keys (its
+/// word loop is the crate's [`for_words`](crate::hash::for_words)). The store is in-process and its
 /// keys are identifiers, so speed matters more than resistance to crafted collisions; see
 /// [`MemoryStore`].
 #[derive(Default, Clone, Copy)]
@@ -29,28 +30,7 @@ impl FxHasher {
 impl Hasher for FxHasher {
     #[inline]
     fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            self.add(u64::from_le_bytes(w));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() && bytes.len() >= 8 {
-            // The last eight bytes as one word (overlapping the last whole chunk).
-            let mut w = [0u8; 8];
-            if let Some(last) = bytes.get(bytes.len() - 8..) {
-                w.copy_from_slice(last);
-            }
-            self.add(u64::from_le_bytes(w) ^ ((rest.len() as u64) << 59));
-        } else if !rest.is_empty() {
-            // The tail as a little-endian word, byte by byte (no call to `memcpy`).
-            let w = rest
-                .iter()
-                .rev()
-                .fold(0u64, |w, &b| (w << 8) | u64::from(b));
-            self.add(w ^ ((rest.len() as u64) << 59));
-        }
+        crate::hash::for_words(bytes, |w| self.add(w));
     }
     #[inline]
     fn write_u8(&mut self, i: u8) {
