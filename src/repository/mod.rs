@@ -28,6 +28,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+use crate::guard::SubjectKey;
 use crate::id::{CampaignId, CouponId, GuardName, IdempotencyKey, OrderId, TemplateId, UserId};
 use crate::lifecycle::{Campaign, Coupon, CouponState, Order, TemplateRecord};
 use crate::money::Money;
@@ -74,7 +75,7 @@ pub enum CounterKey {
         /// The guard.
         guard: GuardName,
         /// Who it counts (the guard's subject values, escaped and joined).
-        subject: String,
+        subject: SubjectKey,
         /// The bucket (the window's minute, hour or day number; 0 for ever).
         bucket: i64,
     },
@@ -363,8 +364,8 @@ pub enum Op {
     CountWindow {
         /// The guard.
         guard: GuardName,
-        /// Who it counts.
-        subject: String,
+        /// Who it counts: the guard's subject values, escaped and joined.
+        subject: SubjectKey,
         /// The current bucket.
         bucket: i64,
         /// How many buckets the window sums, at least 1.

@@ -184,8 +184,15 @@ impl Inner {
                         added += 1;
                     }
                     let oldest = oldest_bucket(*bucket, *span);
-                    self.guards
-                        .count(guard, subject, at, fresh, *bucket, *delta, oldest);
+                    self.guards.count(
+                        guard,
+                        subject.as_bytes(),
+                        at,
+                        fresh,
+                        *bucket,
+                        *delta,
+                        oldest,
+                    );
                 }
                 Op::Emit { event } => self.emit(event, put),
                 _ => self.apply(op),
@@ -343,7 +350,7 @@ impl Inner {
                 delta,
                 limit,
             } => {
-                let at = self.guards.locate(guard, subject);
+                let at = self.guards.locate(guard, subject.as_bytes());
                 let from = oldest_bucket(*bucket, *span);
                 let (current, sum) = self.guards.at(at).map_or((0, 0), |b| b.sums(from, *bucket));
                 let next = i128::from(sum) + i128::from(*delta);
@@ -476,10 +483,17 @@ impl Inner {
                 delta,
                 ..
             } => {
-                let at = self.guards.locate(guard, subject);
+                let at = self.guards.locate(guard, subject.as_bytes());
                 let oldest = oldest_bucket(*bucket, *span);
-                self.guards
-                    .count(guard, subject, at, false, *bucket, *delta, oldest);
+                self.guards.count(
+                    guard,
+                    subject.as_bytes(),
+                    at,
+                    false,
+                    *bucket,
+                    *delta,
+                    oldest,
+                );
             }
         }
     }

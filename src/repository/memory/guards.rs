@@ -14,29 +14,27 @@ use std::hash::Hasher;
 #[derive(Debug)]
 enum Text {
     Inline { len: u8, bytes: [u8; INLINE] },
-    Heap(Box<str>),
+    Heap(Box<[u8]>),
 }
 
 /// Subjects this long or shorter are kept inline.
 const INLINE: usize = 23;
 
 impl Text {
-    fn new(s: &str) -> Text {
+    fn new(s: &[u8]) -> Text {
         let mut bytes = [0u8; INLINE];
         match (bytes.get_mut(..s.len()), u8::try_from(s.len())) {
             (Some(b), Ok(len)) => {
-                b.copy_from_slice(s.as_bytes());
+                b.copy_from_slice(s);
                 Text::Inline { len, bytes }
             }
             _ => Text::Heap(s.into()),
         }
     }
 
-    fn is(&self, s: &str) -> bool {
+    fn is(&self, s: &[u8]) -> bool {
         match self {
-            Text::Inline { len, bytes } => bytes
-                .get(..usize::from(*len))
-                .is_some_and(|b| b == s.as_bytes()),
+            Text::Inline { len, bytes } => bytes.get(..usize::from(*len)).is_some_and(|b| b == s),
             Text::Heap(h) => &**h == s,
         }
     }
@@ -192,10 +190,10 @@ pub(super) struct Guards {
 const BY_ADDRESS: usize = 16;
 
 impl Guards {
-    fn hash(guard: u32, subject: &str) -> u32 {
+    fn hash(guard: u32, subject: &[u8]) -> u32 {
         let mut h = FxHasher::default();
         h.write_u32(guard);
-        h.write(subject.as_bytes());
+        h.write(subject);
         (h.finish() >> 32) as u32
     }
 
@@ -218,7 +216,7 @@ impl Guards {
 
     /// Finds a pair.
     #[inline]
-    pub(super) fn locate(&self, guard: &GuardName, subject: &str) -> PairAt {
+    pub(super) fn locate(&self, guard: &GuardName, subject: &[u8]) -> PairAt {
         match self.number(guard) {
             Some(g) => self.locate_in(g, subject),
             None => PairAt::Absent {
@@ -231,7 +229,7 @@ impl Guards {
     }
 
     #[inline]
-    fn locate_in(&self, g: u32, subject: &str) -> PairAt {
+    fn locate_in(&self, g: u32, subject: &[u8]) -> PairAt {
         let hash = Self::hash(g, subject);
         let found = self.index.find_or_vacant(hash, |ix| {
             self.pairs
@@ -250,7 +248,7 @@ impl Guards {
     }
 
     /// A pair's buckets, if it exists (read path).
-    pub(super) fn buckets(&self, guard: &GuardName, subject: &str) -> Option<&Buckets> {
+    pub(super) fn buckets(&self, guard: &GuardName, subject: &[u8]) -> Option<&Buckets> {
         self.at(self.locate(guard, subject))
     }
 
@@ -270,7 +268,7 @@ impl Guards {
     pub(super) fn count(
         &mut self,
         guard: &GuardName,
-        subject: &str,
+        subject: &[u8],
         at: PairAt,
         fresh: bool,
         bucket: i64,

@@ -23,7 +23,7 @@ pub(super) enum CounterAt<'a> {
     CodeUses(&'a TemplateId),
     User(&'a TemplateId, &'a UserId, u32),
     Custom(&'a String),
-    Guard(&'a GuardName, &'a str, i64),
+    Guard(&'a GuardName, &'a [u8], i64),
 }
 
 pub(super) fn counter_at(key: &CounterKey) -> CounterAt<'_> {
@@ -38,7 +38,7 @@ pub(super) fn counter_at(key: &CounterKey) -> CounterAt<'_> {
             guard,
             subject,
             bucket,
-        } => CounterAt::Guard(guard, subject, *bucket),
+        } => CounterAt::Guard(guard, subject.as_bytes(), *bucket),
     }
 }
 

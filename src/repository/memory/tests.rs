@@ -345,7 +345,7 @@ impl Model {
                 } => {
                     let v = self
                         .buckets
-                        .entry((guard.as_str().to_owned(), subject.clone(), *bucket))
+                        .entry((guard.as_str().to_owned(), subject.to_string(), *bucket))
                         .or_default();
                     *v = add(*v, *delta);
                 }
@@ -405,7 +405,7 @@ fn claim_batches_agree_with_a_brute_force_model() -> Result<(), MemoryStoreError
             };
             batch.push(Op::CountWindow {
                 guard: guard(g),
-                subject,
+                subject: subject.into(),
                 bucket: i64::from(i / 500),
                 span: u32::try_from(1 + g).unwrap_or(1),
                 delta: 1,
@@ -472,7 +472,7 @@ fn claim_batches_agree_with_a_brute_force_model() -> Result<(), MemoryStoreError
         }
         let key = CounterKey::Guard {
             guard: GuardName::trusted(g),
-            subject: subject.clone(),
+            subject: subject.as_str().into(),
             bucket: *bucket,
         };
         assert_eq!(store.counter(&key)?, *n, "{key}");

@@ -1165,9 +1165,10 @@ impl Repository for PgStore {
                 guard,
                 subject,
                 bucket,
-            } => conn
-                .get()
-                .query(GUARD_BUCKET_SQL, &[&guard.as_str(), subject, bucket])?,
+            } => conn.get().query(
+                GUARD_BUCKET_SQL,
+                &[&guard.as_str(), &subject.as_str(), bucket],
+            )?,
             other => conn.get().query(COUNTER_SQL, &[&key_text(other)])?,
         };
         let value: i64 = match rows.first() {

@@ -972,7 +972,7 @@ impl Repository for SqliteStore {
                 .prepare_cached(
                     "SELECT value FROM guard_counts WHERE guard = ?1 AND subject = ?2 AND bucket = ?3",
                 )?
-                .query_row(params![guard.as_str(), subject, bucket], |r| r.get(0))
+                .query_row(params![guard.as_str(), subject.as_str(), bucket], |r| r.get(0))
                 .optional()?,
             other => conn
                 .prepare_cached("SELECT value FROM counters WHERE key = ?1")?
