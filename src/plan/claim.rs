@@ -519,9 +519,12 @@ pub(crate) fn give_back_ops(attempts: &[Counted]) -> impl Iterator<Item = Op> + 
     })
 }
 
-/// Pure: the batch registering `codes` as one-time codes of `template`; every conflict reads
-/// again ([`free_codes`]).
-pub(crate) fn plan_register(template: &TemplateId, codes: &[PromoCode]) -> Plan<usize> {
+/// Pure: the batch registering `codes` as one-time codes of `template` (nothing to do for
+/// none); every conflict reads again ([`free_codes`]).
+pub(crate) fn plan_register(template: &TemplateId, codes: &[PromoCode]) -> super::Step<usize> {
+    if codes.is_empty() {
+        return super::Step::Done(0);
+    }
     let mut plan = Plan::new(codes.len());
     for c in codes {
         plan.push(
@@ -534,7 +537,7 @@ pub(crate) fn plan_register(template: &TemplateId, codes: &[PromoCode]) -> Plan<
             On::Retry,
         );
     }
-    plan
+    super::Step::Commit(plan)
 }
 
 /// Pure: after a registration conflicted, the codes still free, from each code's receipt;

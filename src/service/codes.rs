@@ -125,10 +125,7 @@ impl<R: Repository> Service<R> {
                         chunk = free_codes(template, read, &mut out.already)
                             .map_err(|d| self.denied(d))?;
                     }
-                    match chunk.is_empty() {
-                        true => Ok(Step::Done(0)),
-                        false => Ok(Step::Commit(plan_register(template, &chunk))),
-                    }
+                    Ok(plan_register(template, &chunk))
                 },
             )?;
             out.added += added;

@@ -225,6 +225,10 @@ impl<R: Repository> Service<R> {
         found(self.repo.coupon(id), "coupon", id)
     }
 
+    fn campaign_record(&self, id: &CampaignId) -> Res<Versioned<Campaign>, R> {
+        found(self.repo.campaign(id), "campaign", id)
+    }
+
     // ---------------------------------------------------------------- templates
 
     /// Stores a new template as a Draft and, for a promo-code template, reserves its code
@@ -246,18 +250,14 @@ impl<R: Repository> Service<R> {
             "create template",
             || Ok(None),
             |attempt| {
-                // Blind first; after a conflict, from what is there.
-                let existing = match attempt.number {
-                    0 => None,
-                    _ => Some(Existing {
-                        record: store(self.repo.template(template.id()))?.map(|r| r.value),
-                        code: code
-                            .as_ref()
-                            .map(|k| self.receipt(k))
-                            .transpose()?
-                            .flatten(),
-                    }),
-                };
+                let existing = attempt.retried(|| -> Res<_, R> {
+                    let record = store(self.repo.template(template.id()))?.map(|r| r.value);
+                    let code = code.as_ref().map(|k| self.receipt(k)).transpose()?;
+                    Ok(Existing {
+                        record,
+                        code: code.flatten(),
+                    })
+                })?;
                 plan_create_template(&template, existing, now).map_err(|d| self.denied(d))
             },
         )
@@ -384,10 +384,7 @@ impl<R: Repository> Service<R> {
             "create campaign",
             || Ok(None),
             |attempt| {
-                let existing = match attempt.number {
-                    0 => None,
-                    _ => Some(store(self.repo.campaign(&campaign.id))?.map(|c| c.value)),
-                };
+                let existing = attempt.retried(|| store(self.repo.campaign(&campaign.id)))?;
                 Ok(plan_create_campaign(&campaign, existing, now)?)
             },
         )
@@ -407,13 +404,7 @@ impl<R: Repository> Service<R> {
         self.run(
             "switch campaign",
             || Ok(None),
-            |_| {
-                Ok(plan_switch(
-                    &found(self.repo.campaign(id), "campaign", id)?,
-                    online,
-                    now,
-                ))
-            },
+            |_| Ok(plan_switch(&self.campaign_record(id)?, online, now)),
         )
     }
 
@@ -478,7 +469,7 @@ impl<R: Repository> Service<R> {
             let record = self.template_record(&request.template)?;
             let campaign = match &request.campaign {
                 None => None,
-                Some(c) => Some(found(self.repo.campaign(c), "campaign", c)?.value),
+                Some(c) => Some(self.campaign_record(c)?.value),
             };
             let plan = plan_claim(
                 &record.value,
