@@ -469,7 +469,7 @@ impl<R: Repository> Service<R> {
             let record = self.template_record(&request.template)?;
             let campaign = match &request.campaign {
                 None => None,
-                Some(c) => Some(self.campaign_record(c)?.value),
+                Some(c) => Some(found(self.repo.campaign(c), "campaign", c)?.value),
             };
             let plan = plan_claim(
                 &record.value,

@@ -7,7 +7,7 @@
 
 use crate::lifecycle::LifecycleError;
 use crate::plan::{Attempt, Denied, Meaning, On, Plan, Step};
-use crate::repository::{Batch, Commit, Op, Repository};
+use crate::repository::{Batch, Commit, Repository};
 
 use super::{Res, Service, ServiceError};
 
@@ -58,23 +58,25 @@ impl<R: Repository> Service<R> {
                 Commit::Applied => return Ok(Ran::Applied(plan)),
                 Commit::Conflict { index } => index,
             };
-            let on = plan.meaning.on(index);
-            // This request's own receipt answers first: its record may have moved on since.
-            if matches!(on, On::Replay | On::Refuse(_) | On::Record(..)) {
-                if let Some(answer) = replay()? {
-                    return Ok(Ran::Answered(answer));
+            match plan.meaning.on(index) {
+                On::Replay => {
+                    if let Some(answer) = replay()? {
+                        return Ok(Ran::Answered(answer));
+                    }
                 }
-            }
-            match on {
-                On::Refuse(e) => return Err(e.into()),
+                On::Refuse(e) => return replay()?.map(Ran::Answered).ok_or_else(|| e.into()),
                 On::Record(e, event) => {
-                    let ops = vec![Op::Emit { event: *event }];
-                    let _ignored = self.repo.commit(&Batch { ops });
+                    if let Some(answer) = replay()? {
+                        return Ok(Ran::Answered(answer));
+                    }
+                    let mut batch = Batch::new();
+                    batch.push(crate::repository::Op::Emit { event: *event });
+                    let _ignored = self.repo.commit(&batch);
                     return Err(e.into());
                 }
                 On::Limit(e) => last = Some(Box::new(e)),
                 On::Collision => attempt.salt = attempt.salt.saturating_add(1),
-                On::Replay | On::Retry => {}
+                On::Retry => {}
             }
         }
         match last {
