@@ -519,9 +519,33 @@ pub(crate) fn give_back_ops(attempts: &[Counted]) -> impl Iterator<Item = Op> + 
     })
 }
 
-/// Pure: the batch registering `codes` as one-time codes of `template`; every conflict reads
-/// again ([`free_codes`]).
-pub(crate) fn plan_register(template: &TemplateId, codes: &[PromoCode]) -> Plan<usize> {
+/// Pure: the batch that gives the code attempt back once a redemption ended with `outcome`
+/// (`Err(None)` for a failure outside the lifecycle's): `None` when no attempt was counted,
+/// when the code was not there to redeem (the attempt stays counted), or when a new coupon's
+/// own batch gave it back.
+pub(crate) fn give_back(
+    attempts: &[Counted],
+    outcome: Result<&Redeemed, Option<&LifecycleError>>,
+) -> Option<Batch> {
+    let settled = match outcome {
+        Err(Some(LifecycleError::UnknownCode { .. })) => true,
+        Ok(Redeemed::Coupon(claimed)) => !claimed.replayed,
+        Ok(Redeemed::PromoCode { .. }) | Err(_) => false,
+    };
+    if settled || attempts.is_empty() {
+        return None;
+    }
+    Some(Batch {
+        ops: give_back_ops(attempts).collect(),
+    })
+}
+
+/// Pure: the batch registering `codes` as one-time codes of `template` (nothing to do for
+/// none); every conflict reads again ([`free_codes`]).
+pub(crate) fn plan_register(template: &TemplateId, codes: &[PromoCode]) -> super::Step<usize> {
+    if codes.is_empty() {
+        return super::Step::Done(0);
+    }
     let mut plan = Plan::new(codes.len());
     for c in codes {
         plan.push(
@@ -534,7 +558,7 @@ pub(crate) fn plan_register(template: &TemplateId, codes: &[PromoCode]) -> Plan<
             On::Retry,
         );
     }
-    plan
+    super::Step::Commit(plan)
 }
 
 /// Pure: after a registration conflicted, the codes still free, from each code's receipt;

@@ -13,7 +13,7 @@ use crate::cart::{Buyer, Cart};
 use crate::checkout::{Blocked, Checkout, Offer, OfferId, PromotionIndex, Quote};
 use crate::events::{CouponFacts, EventKind};
 use crate::guard::{self, Action, Asking, Context};
-use crate::id::{CouponId, IdempotencyKey, OrderId, TemplateId};
+use crate::id::{CouponId, IdempotencyKey, OrderId, TemplateId, UserId};
 use crate::lifecycle::{Coupon, CouponState, LifecycleError, Order, OrderState, TemplateRecord};
 use crate::money::Money;
 use crate::repository::{CounterKey, Expect, Op, Receipt, ReceiptKey, Version, Versioned};
@@ -132,18 +132,104 @@ pub(crate) fn wallet(gathered: &Gathered, best: Quote) -> Wallet {
     Wallet { coupons, best }
 }
 
-/// A buyer's wallet and typed codes as read, for [`offers`].
-#[derive(Debug, Default)]
+/// A buyer's wallet and typed codes as read, for [`offers`], in two stages: the records
+/// first ([`WalletRead::new`], the wallet's templates, each typed code's template), then the
+/// counters they need ([`WalletRead::counters`]).
+#[derive(Debug)]
 pub(crate) struct WalletRead {
+    /// The buyer.
+    user: UserId,
     /// The live coupons.
-    pub(crate) wallet: Vec<Versioned<Coupon>>,
+    wallet: Vec<Versioned<Coupon>>,
     /// Their templates.
     pub(crate) templates: HashMap<TemplateId, Arc<TemplateRecord>>,
-    /// The buyer's uses counted, for each template with a per-user use limit.
-    pub(crate) used: HashMap<TemplateId, u64>,
-    /// Each typed code (once), its template, and its uses counted in all and by the buyer
-    /// (zero when not read: the template is not issuing or has no limits).
-    pub(crate) codes: Vec<(PromoCode, Arc<TemplateRecord>, u64, u64)>,
+    /// Each typed code (once) and its template.
+    pub(crate) codes: Vec<(PromoCode, Arc<TemplateRecord>)>,
+}
+
+impl WalletRead {
+    /// Pure: the live coupons read for `user`, and the templates to read next: each of the
+    /// wallet's templates once.
+    pub(crate) fn new(
+        user: &UserId,
+        wallet: Vec<Versioned<Coupon>>,
+    ) -> (WalletRead, Vec<TemplateId>) {
+        let mut ids: Vec<TemplateId> = wallet.iter().map(|c| c.value.template.clone()).collect();
+        ids.sort();
+        ids.dedup();
+        let read = WalletRead {
+            user: user.clone(),
+            wallet,
+            templates: HashMap::new(),
+            codes: Vec::new(),
+        };
+        (read, ids)
+    }
+
+    /// Pure: the counters [`offers`] needs: the buyer's uses of each template with a per-user
+    /// use limit; each typed code's uses, in all and by the buyer, when its template issues.
+    pub(crate) fn counters(&self) -> Vec<CounterKey> {
+        let user = &self.user;
+        let mut keys: Vec<CounterKey> = (self.templates.iter())
+            .filter(|(_, r)| r.template.limits().per_user_uses().is_some())
+            .map(|(t, _)| CounterKey::UserUses(t.clone(), user.clone()))
+            .collect();
+        for (_, r) in &self.codes {
+            if r.is_issuing() && code_of(&r.template).is_some() {
+                keys.push(CounterKey::CodeUses(r.id().clone()));
+                keys.push(CounterKey::CodeUserUses(r.id().clone(), user.clone()));
+            }
+        }
+        keys
+    }
+}
+
+/// The typed codes, once each, in the order typed.
+pub(crate) fn distinct(codes: &[PromoCode]) -> Vec<&PromoCode> {
+    let mut once: Vec<&PromoCode> = Vec::with_capacity(codes.len());
+    for c in codes {
+        if !once.contains(&c) {
+            once.push(c);
+        }
+    }
+    once
+}
+
+/// Promotions indexed for checkout, with the template versions they were built from.
+#[derive(Debug)]
+pub(crate) struct PromoCache {
+    stamp: Vec<(TemplateId, Version)>,
+    pub(crate) index: Arc<PromotionIndex>,
+}
+
+impl PromoCache {
+    /// Pure: the versions of the Active automatic promotions among every template read.
+    pub(crate) fn stamp(all: &[Versioned<Arc<TemplateRecord>>]) -> Vec<(TemplateId, Version)> {
+        let live = all.iter().filter(|r| promotes(r));
+        live.map(|r| (r.value.id().clone(), r.version)).collect()
+    }
+
+    /// The index, if it was built from the same template versions.
+    pub(crate) fn fresh(&self, stamp: &[(TemplateId, Version)]) -> Option<Arc<PromotionIndex>> {
+        (self.stamp == stamp).then(|| Arc::clone(&self.index))
+    }
+
+    /// Pure: the index of the Active automatic promotions among every template read.
+    pub(crate) fn new(
+        stamp: Vec<(TemplateId, Version)>,
+        all: &[Versioned<Arc<TemplateRecord>>],
+    ) -> PromoCache {
+        let live = all.iter().filter(|r| promotes(r));
+        let index = PromotionIndex::new(live.map(|r| Arc::clone(&r.value.template)));
+        PromoCache {
+            stamp,
+            index: Arc::new(index),
+        }
+    }
+}
+
+fn promotes(r: &Versioned<Arc<TemplateRecord>>) -> bool {
+    r.value.is_issuing() && r.value.template.is_automatic()
 }
 
 /// The wallet and codes of one buyer, as offers.
@@ -179,19 +265,21 @@ fn blocked_by_state(state: &CouponState) -> Option<Blocked> {
     }
 }
 
-/// Pure: the buyer's wallet and typed codes as offers, blocked per coupon state and counters.
-pub(crate) fn offers(read: WalletRead) -> Gathered {
+/// Pure: the buyer's wallet and typed codes as offers, blocked per coupon state and the
+/// `counts` of [`WalletRead::counters`] (a counter not read counts zero).
+pub(crate) fn offers(read: WalletRead, counts: &HashMap<CounterKey, u64>) -> Gathered {
     let WalletRead {
+        user,
         wallet,
         templates,
-        used,
         codes,
     } = read;
+    let count = |key: CounterKey| counts.get(&key).copied().unwrap_or(0);
     // Per-user use allowance: the coupons expiring soonest stay usable, up to what is left.
     let mut allowance: HashMap<TemplateId, u64> = HashMap::new();
     for (t, r) in &templates {
         if let Some(limit) = r.template.limits().per_user_uses() {
-            let used = used.get(t).copied().unwrap_or(0);
+            let used = count(CounterKey::UserUses(t.clone(), user.clone()));
             allowance.insert(t.clone(), u64::from(limit).saturating_sub(used));
         }
     }
@@ -234,11 +322,13 @@ pub(crate) fn offers(read: WalletRead) -> Gathered {
         offers.push(offer);
     }
     let mut code_records = HashMap::new();
-    for (code, r, all, mine) in codes {
+    for (code, r) in codes {
         let mut blocked = None;
         if !r.is_issuing() {
             blocked = Some(Blocked::Inactive);
         } else if let Some((_, max, per_user)) = code_of(&r.template) {
+            let all = count(CounterKey::CodeUses(r.id().clone()));
+            let mine = count(CounterKey::CodeUserUses(r.id().clone(), user.clone()));
             if max.is_some_and(|m| all >= m) || per_user.is_some_and(|m| mine >= u64::from(m)) {
                 blocked = Some(Blocked::CodeExhausted);
             }
@@ -372,17 +462,36 @@ pub(crate) fn replayed_lock(
     })
 }
 
-/// Pure: price `request.cart` over the offers gathered and the promotions, and hold what the
-/// quote applies: the order record, each coupon Locked, the uses and code uses counted, the
-/// guards. `chosen` keeps the coupons the first attempt chose, so that a later attempt
-/// reports those another order took ([`LockedOrder::contended`]).
+/// Pure: price `cart` for `buyer` over the offers gathered and the promotions: the best
+/// combination, or the buyer's `selection`.
 ///
 /// # Errors
-/// The checkout's refusals; a coupon's lock refusal ([`LifecycleError::ClockBehind`]…); a
-/// guard's missing context.
+/// The checkout's refusals.
+pub(crate) fn price(
+    (cart, buyer): (&Cart, &Buyer),
+    (g, promotions): (&Gathered, &PromotionIndex),
+    selection: Option<&[OfferId]>,
+    config: &ServiceConfig,
+    now: DateTime<Utc>,
+) -> Result<Quote, crate::checkout::CheckoutError> {
+    let checkout = Checkout::new(cart, buyer, now, &config.policy)
+        .offers(&g.offers)
+        .promotions(promotions);
+    match selection {
+        None => checkout.best(),
+        Some(selection) => checkout.with_selection(selection),
+    }
+}
+
+/// Pure: hold what `quote` (priced by [`price`] over `g`) applies: the order record, each
+/// coupon Locked, the uses and code uses counted, the guards. `chosen` keeps the coupons the
+/// first attempt chose, so that a later attempt reports those another order took
+/// ([`LockedOrder::contended`]).
+///
+/// # Errors
+/// A coupon's lock refusal ([`LifecycleError::ClockBehind`]…); a guard's missing context.
 pub(crate) fn plan_lock(
-    g: &Gathered,
-    promotions: &PromotionIndex,
+    (g, quote): (&Gathered, Quote),
     request: &LockRequest<'_>,
     key: &ReceiptKey,
     config: &ServiceConfig,
@@ -391,13 +500,6 @@ pub(crate) fn plan_lock(
 ) -> Result<Step<LockedOrder>, Denied> {
     let order = request.order;
     let user = &request.buyer.user;
-    let checkout = Checkout::new(request.cart, request.buyer, now, &config.policy)
-        .offers(&g.offers)
-        .promotions(promotions);
-    let quote = match request.selection {
-        Some(sel) => checkout.with_selection(sel)?,
-        None => checkout.best()?,
-    };
     let hold_until = time::add_saturating(now, config.hold);
     let mut locked: Vec<(Coupon, Version)> = Vec::new();
     let mut savings: Vec<Money> = Vec::new();

@@ -86,6 +86,20 @@ pub(crate) struct Attempt {
     pub(crate) salt: u32,
 }
 
+impl Attempt {
+    /// What `read` finds, after a conflict; `None` on the first attempt, which a creation
+    /// makes blind (its batch inserts only if absent).
+    ///
+    /// # Errors
+    /// `read`'s.
+    pub(crate) fn retried<T, E>(self, read: impl FnOnce() -> Result<T, E>) -> Result<Option<T>, E> {
+        match self.number {
+            0 => Ok(None),
+            _ => read().map(Some),
+        }
+    }
+}
+
 /// A batch with the meaning of each of its ops' conflicts, and the answer if it applies.
 #[derive(Debug)]
 pub(crate) struct Plan<T, M = Vec<On>> {

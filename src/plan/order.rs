@@ -75,6 +75,16 @@ pub(crate) struct View {
     pub(crate) coupons: Vec<Versioned<Coupon>>,
 }
 
+impl View {
+    /// The templates of the order's coupons, once each: whose refund policies a refund reads.
+    pub(crate) fn templates(&self) -> Vec<&TemplateId> {
+        let mut ids: Vec<&TemplateId> = self.coupons.iter().map(|c| &c.value.template).collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+}
+
 /// A fingerprint of an order step: who acted and what was asked, in the fixed text form of
 /// [`text::step`](super::text::step).
 pub(crate) fn fingerprint(step: &str, by: &Actor, refund: Option<&RefundRequest>) -> u64 {

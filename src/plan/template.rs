@@ -207,11 +207,13 @@ pub(crate) fn plan_transition(
 /// [`LifecycleError::CampaignExists`] when the id holds another campaign.
 pub(crate) fn plan_create_campaign(
     campaign: &Campaign,
-    existing: Option<Option<Campaign>>,
+    existing: Option<Option<Versioned<Campaign>>>,
     now: DateTime<Utc>,
 ) -> Result<Step<Campaign>, LifecycleError> {
     match existing {
-        Some(Some(existing)) if existing == *campaign => return Ok(Step::Done(existing)),
+        Some(Some(existing)) if existing.value == *campaign => {
+            return Ok(Step::Done(existing.value));
+        }
         Some(Some(_)) => {
             return Err(LifecycleError::CampaignExists {
                 campaign: campaign.id.clone(),

@@ -67,19 +67,18 @@ use chrono::{DateTime, Utc};
 use super::{Claimed, Res, Service, ServiceError};
 use crate::guard::{self, Action, Asking, Counted};
 use crate::id::TemplateId;
-use crate::lifecycle::LifecycleError;
 use crate::plan::Step;
 pub use crate::plan::claim::{CODE_ENTRY, RedeemRequest, Redeemed, Registered};
 use crate::plan::claim::{
-    Found, code_claim, found, free_codes, give_back_ops, lookup_keys, plan_attempt, plan_redeem,
+    Found, code_claim, found, free_codes, give_back, lookup_keys, plan_attempt, plan_redeem,
     plan_register,
 };
 use crate::plan::template::registrable;
-use crate::repository::{Batch, ReceiptKey, Repository};
-#[cfg(doc)]
-use crate::rule::Distribution;
+use crate::repository::{ReceiptKey, Repository};
 use crate::rule::PromoCode;
 use crate::time;
+#[cfg(doc)]
+use {crate::lifecycle::LifecycleError, crate::rule::Distribution};
 
 /// One-time codes registered per batch written to the store.
 const REGISTER_CHUNK: usize = 1_000;
@@ -125,10 +124,7 @@ impl<R: Repository> Service<R> {
                         chunk = free_codes(template, read, &mut out.already)
                             .map_err(|d| self.denied(d))?;
                     }
-                    match chunk.is_empty() {
-                        true => Ok(Step::Done(0)),
-                        false => Ok(Step::Commit(plan_register(template, &chunk))),
-                    }
+                    Ok(plan_register(template, &chunk))
                 },
             )?;
             out.added += added;
@@ -171,23 +167,13 @@ impl<R: Repository> Service<R> {
             |_| Ok(plan_attempt(request, &attempts, now).map_or(Step::Done(()), Step::Commit));
         self.run("redeem code", || Ok(None), count)?;
         let outcome = self.redeem_counted(request, &attempts, now);
-        // The attempt stays counted only when the code was not there to redeem.
-        let failed = matches!(
-            outcome,
-            Err(ServiceError::Lifecycle(LifecycleError::UnknownCode { .. }))
-        );
-        let settled_in_batch = matches!(
-            outcome,
-            Ok(Redeemed::Coupon(Claimed {
-                replayed: false,
-                ..
-            }))
-        );
-        if !failed && !settled_in_batch && !attempts.is_empty() {
+        let ended = outcome.as_ref().map_err(|e| match e {
+            ServiceError::Lifecycle(e) => Some(e),
+            _ => None,
+        });
+        if let Some(batch) = give_back(&attempts, ended) {
             // On its own; a failure only leaves the attempt counted.
-            let _ignored = self.repo.commit(&Batch {
-                ops: give_back_ops(&attempts).collect(),
-            });
+            let _ignored = self.repo.commit(&batch);
         }
         outcome
     }

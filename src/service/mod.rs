@@ -106,6 +106,7 @@ pub use crate::plan::order::{Refunded, Settlement, Swept};
 pub use config::{ConfigError, ServiceConfig};
 pub use error::{ErrorKind, ServiceError};
 
+use std::collections::HashMap;
 use std::fmt::Display;
 use std::sync::{Arc, PoisonError, RwLock};
 
@@ -113,21 +114,20 @@ use chrono::{DateTime, Utc};
 
 use crate::attributes::Attributes;
 use crate::cart::{Buyer, Cart};
-use crate::checkout::{Checkout, OfferId, PromotionIndex, Quote};
+use crate::checkout::{OfferId, PromotionIndex, Quote};
 use crate::id::{CampaignId, Channel, CouponId, TemplateId, UserId};
 use crate::lifecycle::{Campaign, ClaimRequest, Coupon, TemplateRecord};
 use crate::plan::claim::{claimed, issued, plan_claim, same_claim};
 use crate::plan::lock::{
-    Gathered, WalletRead, code_template, locked_coupons, offers, plan_lock, replayed_lock, wallet,
+    Gathered, PromoCache, WalletRead, code_template, distinct, locked_coupons, offers, plan_lock,
+    price, replayed_lock, wallet,
 };
 use crate::plan::template::{
     Existing, Move, code_of, plan_create_campaign, plan_create_template, plan_offer, plan_switch,
     plan_transition,
 };
 use crate::plan::{OP_CLAIM, OP_LOCK, Step, key_reused, op_key};
-use crate::repository::{
-    Batch, Commit, CounterKey, Receipt, ReceiptKey, Repository, Version, Versioned,
-};
+use crate::repository::{Batch, Commit, Receipt, ReceiptKey, Repository, Versioned};
 use crate::rule::{PromoCode, Template};
 use crate::time;
 use runner::Ran;
@@ -137,13 +137,6 @@ use {
     crate::id::IdempotencyKey,
     crate::lifecycle::{LifecycleError, Order},
 };
-
-/// Promotions indexed for checkout, with the template versions they were built from.
-#[derive(Debug)]
-struct PromoCache {
-    stamp: Vec<(TemplateId, Version)>,
-    index: Arc<PromotionIndex>,
-}
 
 /// The coupon engine over a [`Repository`]: one call per step of a web handler. See the
 /// [module docs](self).
@@ -232,8 +225,8 @@ impl<R: Repository> Service<R> {
         found(self.repo.coupon(id), "coupon", id)
     }
 
-    fn counter(&self, key: &CounterKey) -> Res<u64, R> {
-        store(self.repo.counter(key))
+    fn campaign_record(&self, id: &CampaignId) -> Res<Versioned<Campaign>, R> {
+        found(self.repo.campaign(id), "campaign", id)
     }
 
     // ---------------------------------------------------------------- templates
@@ -257,18 +250,14 @@ impl<R: Repository> Service<R> {
             "create template",
             || Ok(None),
             |attempt| {
-                // Blind first; after a conflict, from what is there.
-                let existing = match attempt.number {
-                    0 => None,
-                    _ => Some(Existing {
-                        record: store(self.repo.template(template.id()))?.map(|r| r.value),
-                        code: code
-                            .as_ref()
-                            .map(|k| self.receipt(k))
-                            .transpose()?
-                            .flatten(),
-                    }),
-                };
+                let existing = attempt.retried(|| -> Res<_, R> {
+                    let record = store(self.repo.template(template.id()))?.map(|r| r.value);
+                    let code = code.as_ref().map(|k| self.receipt(k)).transpose()?;
+                    Ok(Existing {
+                        record,
+                        code: code.flatten(),
+                    })
+                })?;
                 plan_create_template(&template, existing, now).map_err(|d| self.denied(d))
             },
         )
@@ -395,10 +384,7 @@ impl<R: Repository> Service<R> {
             "create campaign",
             || Ok(None),
             |attempt| {
-                let existing = match attempt.number {
-                    0 => None,
-                    _ => Some(store(self.repo.campaign(&campaign.id))?.map(|c| c.value)),
-                };
+                let existing = attempt.retried(|| store(self.repo.campaign(&campaign.id)))?;
                 Ok(plan_create_campaign(&campaign, existing, now)?)
             },
         )
@@ -418,13 +404,7 @@ impl<R: Repository> Service<R> {
         self.run(
             "switch campaign",
             || Ok(None),
-            |_| {
-                Ok(plan_switch(
-                    &found(self.repo.campaign(id), "campaign", id)?,
-                    online,
-                    now,
-                ))
-            },
+            |_| Ok(plan_switch(&self.campaign_record(id)?, online, now)),
         )
     }
 
@@ -529,72 +509,44 @@ impl<R: Repository> Service<R> {
     /// The Active automatic promotions, indexed; rebuilt only when a template changed.
     fn promotions(&self) -> Res<Arc<PromotionIndex>, R> {
         let all = store(self.repo.templates())?;
-        let live: Vec<_> = all
-            .iter()
-            .filter(|r| r.value.is_issuing() && r.value.template.is_automatic())
-            .collect();
-        let stamp: Vec<_> = live
-            .iter()
-            .map(|r| (r.value.id().clone(), r.version))
-            .collect();
+        let stamp = PromoCache::stamp(&all);
         let cache = self
             .promotions
             .read()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(c) = cache.as_ref().filter(|c| c.stamp == stamp) {
-            return Ok(Arc::clone(&c.index));
+        if let Some(index) = cache.as_ref().and_then(|c| c.fresh(&stamp)) {
+            return Ok(index);
         }
         drop(cache);
-        let index = Arc::new(PromotionIndex::new(
-            live.iter().map(|r| Arc::clone(&r.value.template)),
-        ));
-        let mut cache = self
+        let fresh = PromoCache::new(stamp, &all);
+        let index = Arc::clone(&fresh.index);
+        *self
             .promotions
             .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        *cache = Some(PromoCache {
-            stamp,
-            index: Arc::clone(&index),
-        });
+            .unwrap_or_else(PoisonError::into_inner) = Some(fresh);
         Ok(index)
     }
 
     /// The buyer's wallet and typed codes as offers, blocked per coupon state and counters.
     fn gather(&self, buyer: &Buyer, codes: &[PromoCode]) -> Res<Gathered, R> {
-        let user = &buyer.user;
-        let mut read = WalletRead {
-            wallet: store(self.repo.live_coupons(user))?,
-            ..WalletRead::default()
-        };
-        for c in &read.wallet {
-            let t = &c.value.template;
-            if !read.templates.contains_key(t) {
-                if let Some(r) = store(self.repo.template(t))? {
-                    read.templates.insert(t.clone(), r.value);
-                }
+        let wallet = store(self.repo.live_coupons(&buyer.user))?;
+        let (mut read, templates) = WalletRead::new(&buyer.user, wallet);
+        for t in templates {
+            if let Some(r) = store(self.repo.template(&t))? {
+                read.templates.insert(t, r.value);
             }
         }
-        for (t, r) in &read.templates {
-            if r.template.limits().per_user_uses().is_some() {
-                let used = self.counter(&CounterKey::UserUses(t.clone(), user.clone()))?;
-                read.used.insert(t.clone(), used);
-            }
-        }
-        for code in codes {
-            if read.codes.iter().any(|(c, ..)| c == code) {
-                continue;
-            }
+        for code in distinct(codes) {
             let receipt = self.receipt(&ReceiptKey::Code(code.clone()))?;
-            let template = code_template(code, receipt)?;
-            let r = self.template_record(&template)?.value;
-            let (mut all, mut mine) = (0, 0);
-            if r.is_issuing() && code_of(&r.template).is_some() {
-                all = self.counter(&CounterKey::CodeUses(template.clone()))?;
-                mine = self.counter(&CounterKey::CodeUserUses(template, user.clone()))?;
-            }
-            read.codes.push((code.clone(), r, all, mine));
+            let record = self.template_record(&code_template(code, receipt)?)?;
+            read.codes.push((code.clone(), record.value));
         }
-        Ok(offers(read))
+        let mut counts = HashMap::new();
+        for key in read.counters() {
+            let count = store(self.repo.counter(&key))?;
+            counts.insert(key, count);
+        }
+        Ok(offers(read, &counts))
     }
 
     /// Prices a cart for a buyer without holding anything: the best combination, or the
@@ -608,14 +560,8 @@ impl<R: Repository> Service<R> {
     ) -> Res<(Gathered, Quote), R> {
         let now = time::check("now", now)?;
         let g = self.gather(buyer, codes)?;
-        let promotions = self.promotions()?;
-        let checkout = Checkout::new(cart, buyer, now, &self.config.policy)
-            .offers(&g.offers)
-            .promotions(&promotions);
-        let quote = match selection {
-            None => checkout.best()?,
-            Some(selection) => checkout.with_selection(selection)?,
-        };
+        let read = (&g, &*self.promotions()?);
+        let quote = price((cart, buyer), read, selection, &self.config, now)?;
         Ok((g, quote))
     }
 
@@ -697,18 +643,11 @@ impl<R: Repository> Service<R> {
             OP_LOCK,
             || self.replay_lock(request, &key),
             |_| {
-                let g = self.gather(request.buyer, request.codes)?;
-                let promotions = self.promotions()?;
-                plan_lock(
-                    &g,
-                    &promotions,
-                    request,
-                    &key,
-                    &self.config,
-                    &mut chosen,
-                    now,
-                )
-                .map_err(|d| self.denied(d))
+                let order = (request.cart, request.buyer);
+                let priced = self.price(order, request.codes, request.selection, now)?;
+                let (g, quote) = (&priced.0, priced.1);
+                plan_lock((g, quote), request, &key, &self.config, &mut chosen, now)
+                    .map_err(|d| self.denied(d))
             },
         )
     }

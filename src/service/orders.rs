@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 
 use super::{Res, Service, ServiceError, found, store};
 use crate::id::{CouponId, IdempotencyKey, OrderId};
@@ -39,14 +39,13 @@ impl<R: Repository> Service<R> {
     fn view(&self, id: &OrderId) -> Res<View, R> {
         let mut order = self.order_record(id)?;
         for _ in 0..self.attempts() {
-            let found = store(self.repo.coupons(&order.value.coupons))?;
-            let mut coupons = Vec::with_capacity(found.len());
-            for (c, id) in found.into_iter().zip(&order.value.coupons) {
-                coupons.push(c.ok_or_else(|| ServiceError::NotFound {
-                    what: "coupon",
-                    id: id.to_string(),
-                })?);
-            }
+            let read = store(self.repo.coupons(&order.value.coupons))?;
+            let ids = order.value.coupons.iter();
+            let coupons = read
+                .into_iter()
+                .zip(ids)
+                .map(|(c, id)| found(Ok(c), "coupon", id));
+            let coupons = coupons.collect::<Res<Vec<_>, R>>()?;
             if order.value.coupons.is_empty() {
                 return Ok(View { order, coupons });
             }
@@ -59,24 +58,28 @@ impl<R: Repository> Service<R> {
         self.contention("read order")
     }
 
-    /// The first outcome of an order step under `key`, read from the order it names: the
-    /// order as it is now and, for a refund, the refund's index.
-    fn replay_step(
+    /// One order step (pay, cancel, complete, refund), table-driven: its key and fingerprint
+    /// (of who acted and, for a refund, what was asked), the order read as of one version and
+    /// its `plan`; the replay answers from the order the receipt names, as it is now (with the
+    /// refund's index, for a refund).
+    fn order_step<T>(
         &self,
-        (key, request_key): (&ReceiptKey, &IdempotencyKey),
-        operation: &'static str,
-        order: &OrderId,
-        fp: u64,
-    ) -> Res<Option<(Order, Option<usize>)>, R> {
-        match replayed_step(self.receipt(key)?, request_key, operation, order, fp)? {
+        (op, order, by, refund): (&'static str, &OrderId, &Actor, Option<&RefundRequest>),
+        key: &IdempotencyKey,
+        replayed: impl Fn(&Order, Option<usize>) -> Option<T>,
+        plan: impl Fn(&View, (&ReceiptKey, u64), Duration) -> Res<Step<T>, R>,
+    ) -> Res<T, R> {
+        let (key_r, fp) = (op_key(op, key), fingerprint(op, by, refund));
+        let replay = || match replayed_step(self.receipt(&key_r)?, key, op, order, fp)? {
+            Some(index) => Ok(replayed(&self.order_record(order)?.value, index)),
             None => Ok(None),
-            Some(refund) => Ok(Some((self.order_record(order)?.value, refund))),
-        }
+        };
+        let skew = self.config.clock_skew;
+        self.run(op, replay, |_| plan(&self.view(order)?, (&key_r, fp), skew))
     }
 
-    /// One order step whose answer is a [`Settlement`] (pay, cancel, complete), table-driven
-    /// ([`Settle`]): its key and fingerprint, the order read as of one version, its plan, and
-    /// the replay from its receipt.
+    /// [`order_step`](Self::order_step) for a step whose answer is a [`Settlement`], table-driven
+    /// ([`Settle`]).
     fn settle(
         &self,
         step: Settle,
@@ -86,23 +89,13 @@ impl<R: Repository> Service<R> {
         now: DateTime<Utc>,
     ) -> Res<Settlement, R> {
         let now = time::check("now", now)?;
-        let op = step.operation();
-        let (key_r, fp) = (op_key(op, key), fingerprint(op, by, None));
-        let replay = || {
-            let step = self.replay_step((&key_r, key), op, order, fp)?;
-            Ok(step.map(|(o, _)| settlement(&o, true)))
-        };
-        self.run(op, replay, |_| {
-            let skew = self.config.clock_skew;
-            Ok(plan_settle(
-                step,
-                &self.view(order)?,
-                by,
-                (&key_r, fp),
-                now,
-                skew,
-            )?)
-        })
+        let replayed = |o: &Order, _| Some(settlement(o, true));
+        self.order_step(
+            (step.operation(), order, by, None),
+            key,
+            replayed,
+            |v, k, skew| Ok(plan_settle(step, v, by, k, now, skew)?),
+        )
     }
 
     /// The order was paid: its held coupons become Used. Only the merchant or the system
@@ -186,31 +179,15 @@ impl<R: Repository> Service<R> {
         now: DateTime<Utc>,
     ) -> Res<Refunded, R> {
         let now = time::check("now", now)?;
-        let key_r = op_key(OP_REFUND, key);
-        let fp = fingerprint(OP_REFUND, by, Some(request));
-        let replay = || match self.replay_step((&key_r, key), OP_REFUND, order, fp)? {
-            Some((o, Some(i))) => Ok(refunded(&o, i)),
-            _ => Ok(None),
-        };
-        self.run(OP_REFUND, replay, |_| {
-            let view = self.view(order)?;
+        let replayed = |o: &Order, index: Option<usize>| refunded(o, index?);
+        let step = (OP_REFUND, order, by, Some(request));
+        self.order_step(step, key, replayed, |view, k, skew| {
             let mut policies = HashMap::new();
-            for c in &view.coupons {
-                if !policies.contains_key(&c.value.template) {
-                    let record = self.template_record(&c.value.template)?;
-                    policies.insert(c.value.template.clone(), *record.value.template.refund());
-                }
+            for t in view.templates() {
+                let record = self.template_record(t)?;
+                policies.insert(t.clone(), *record.value.template.refund());
             }
-            let skew = self.config.clock_skew;
-            Ok(plan_refund(
-                &view,
-                &policies,
-                by,
-                request,
-                (&key_r, fp),
-                now,
-                skew,
-            )?)
+            Ok(plan_refund(view, &policies, by, request, k, now, skew)?)
         })
     }
 
