@@ -376,6 +376,9 @@ pub(crate) struct CartCtx {
     everything: std::cell::OnceCell<Arc<[u32]>>,
     /// Every shipping line, shared by every template reaching them all.
     all_ships: std::cell::OnceCell<Arc<[u32]>>,
+    /// The cart's lines' amount and units (gift lines aside), for every template scoped to
+    /// everything.
+    everything_sums: std::cell::OnceCell<(i64, u64)>,
 }
 
 impl CartCtx {
@@ -395,7 +398,19 @@ impl CartCtx {
             by_value: std::cell::OnceCell::new(),
             everything: std::cell::OnceCell::new(),
             all_ships: std::cell::OnceCell::new(),
+            everything_sums: std::cell::OnceCell::new(),
         }
+    }
+
+    /// The amount and units of the lines `0..n` (the cart's own lines), summed once per
+    /// checkout.
+    fn everything_sums(&self, n: usize) -> (i64, u64) {
+        *self.everything_sums.get_or_init(|| {
+            (
+                self.totals.iter().take(n).sum(),
+                self.qty.iter().take(n).sum(),
+            )
+        })
     }
 
     /// The lines `0..n` (the cart's own lines), one allocation per checkout.
@@ -495,8 +510,8 @@ pub(crate) enum Miss {
     NothingToSave,
 }
 
-/// Everything about one template on this cart and buyer: shared by every offer of the template
-/// (a wallet holds many copies of popular templates), computed once per checkout.
+/// Everything about one usable template on this cart and buyer: shared by every offer of the
+/// template (a wallet holds many copies of popular templates), computed once per checkout.
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub template: TemplateId,
@@ -522,14 +537,11 @@ pub(crate) struct Shared {
     /// templates with the same signature (and group) behave identically. Empty when no offer
     /// of the template can be used (only usable offers are compared by behaviour).
     pub sig: Vec<i64>,
-    /// The saving alone on the whole cart, or why it does not apply.
-    pub alone: Result<i64, Miss>,
+    /// The saving alone on the whole cart.
+    pub alone: i64,
     /// For unit offers, the lines by undiscounted unit value, cheapest first (the common case
     /// of a unit offer applying to untouched lines needs no sort).
     pub cheapest_first: Arc<[u32]>,
-    /// Why no offer of the template can be used here (currency, audience, channel, schedule,
-    /// scope, minimum spend…).
-    pub reasons: Vec<Ineligible>,
 }
 
 /// An offer checked against the cart and buyer, ready to apply.
@@ -592,16 +604,34 @@ impl Prepared {
     }
 }
 
+/// What a checkout knows of one template on this cart and buyer, shared by every offer of it:
+/// its prepared facts when its offers can be used, else every reason they cannot (never
+/// empty), shared too.
+#[derive(Debug)]
+pub(crate) enum Facts {
+    Usable(Arc<Shared>),
+    Unusable(Arc<[Ineligible]>),
+}
+
 /// Checks everything about a template that does not depend on the coupon instance (currency,
 /// audience, channel, schedule, scope) and computes its saving alone.
-pub(crate) fn shared(
+///
+/// The reasons, in order: currency, audience, channel, schedule, no item in scope, required
+/// items, maximum subtotal, then why the offer alone does not apply to the cart. That last is
+/// asked of [`apply`] only when the cheap checks cannot tell: applied alone to the fresh cart
+/// an offer first checks its minimum quantity, then its minimum spend on its lines' amount
+/// (what is left of them is all of them, whatever the [`ThresholdBase`]), and those two
+/// checks are made here the same way, so a template out of reach (a minimum spend a cart does
+/// not reach, the common case of a large catalogue) costs neither its benefit's prepared form
+/// nor an application.
+pub(crate) fn facts(
     t: &Template,
     cart: &Cart,
     ctx: &CartCtx,
     buyer: &Buyer,
     now: DateTime<Utc>,
     policy: &StackingPolicy,
-) -> Shared {
+) -> Facts {
     let mut reasons = Vec::new();
     let currency_ok = t.currency() == cart.currency();
     if !currency_ok {
@@ -662,10 +692,40 @@ pub(crate) fn shared(
             });
         }
     }
+    let (orig_base, qty) = if scope.is_everything() {
+        ctx.everything_sums(cart.lines().len())
+    } else {
+        (
+            lines.iter().map(|&l| ctx.totals[l as usize]).sum(),
+            lines.iter().map(|&l| ctx.qty[l as usize]).sum(),
+        )
+    };
+    if let Some(max) = c.max_subtotal() {
+        let max = minor(&max);
+        if orig_base > max {
+            reasons.push(Ineligible::AboveMaxSubtotal {
+                max: Money::from_minor(max, cart.currency()),
+                over: Money::from_minor(orig_base - max, cart.currency()),
+            });
+        }
+    }
+    if !currency_ok || lines.is_empty() {
+        // Not applied: the reasons above say why.
+        return Facts::Unusable(reasons.into());
+    }
+    let min_subtotal = c.min_subtotal().as_ref().map_or(0, minor);
+    let min_qty = u64::from(c.min_quantity().unwrap_or(0));
+    // The first two checks of `apply` on the fresh cart, made without it.
+    if qty < min_qty {
+        reasons.push(miss_reason(Miss::MoreItems(min_qty - qty), cart));
+        return Facts::Unusable(reasons.into());
+    }
+    if orig_base < min_subtotal {
+        reasons.push(miss_reason(Miss::SpendMore(min_subtotal - orig_base), cart));
+        return Facts::Unusable(reasons.into());
+    }
     let kind = Kind::from_benefit(t.benefit(), cart, ctx, t.id());
     let stacking = t.stacking();
-    let orig_base: i64 = lines.iter().map(|&l| ctx.totals[l as usize]).sum();
-    let qty: u64 = lines.iter().map(|&l| ctx.qty[l as usize]).sum();
     let mut sh = Shared {
         template: t.id().clone(),
         name: Arc::clone(t.shared_name()),
@@ -700,8 +760,8 @@ pub(crate) fn shared(
         },
         lines,
         kind,
-        min_subtotal: t.conditions().min_subtotal().as_ref().map_or(0, minor),
-        min_qty: u64::from(t.conditions().min_quantity().unwrap_or(0)),
+        min_subtotal,
+        min_qty,
         orig_base,
         qty,
         group: stacking.group.clone(),
@@ -709,19 +769,9 @@ pub(crate) fn shared(
         with_promotions: stacking.with_promotions,
         per_order: t.limits().per_order(),
         sig: Vec::new(),
-        alone: Err(Miss::NothingToSave),
+        alone: 0,
         cheapest_first: Arc::from([]),
-        reasons: Vec::new(),
     };
-    if let Some(max) = c.max_subtotal() {
-        let max = minor(&max);
-        if orig_base > max {
-            reasons.push(Ineligible::AboveMaxSubtotal {
-                max: Money::from_minor(max, cart.currency()),
-                over: Money::from_minor(orig_base - max, cart.currency()),
-            });
-        }
-    }
     if matches!(
         sh.kind,
         Kind::BuyGet { .. }
@@ -743,19 +793,20 @@ pub(crate) fn shared(
                 .collect()
         };
     }
-    if currency_ok && !sh.lines.is_empty() {
-        let mut state = ctx.fresh();
-        sh.alone = apply(&sh, ctx, &mut state, policy, None);
-        if let Err(m) = sh.alone {
+    let mut state = ctx.fresh();
+    match apply(&sh, ctx, &mut state, policy, None) {
+        Ok(alone) if reasons.is_empty() => {
+            sh.alone = alone;
+            // Only usable offers are compared by behaviour.
+            sh.sig = signature(&sh);
+            Facts::Usable(Arc::new(sh))
+        }
+        Ok(_) => Facts::Unusable(reasons.into()),
+        Err(m) => {
             reasons.push(miss_reason(m, cart));
+            Facts::Unusable(reasons.into())
         }
     }
-    if reasons.is_empty() && sh.alone.is_ok() {
-        // Only usable offers are compared by behaviour.
-        sh.sig = signature(&sh);
-    }
-    sh.reasons = reasons;
-    sh
 }
 
 /// Prepares one offer: its instance checks (blocked, validity) plus its template's facts.
@@ -763,19 +814,19 @@ pub(crate) fn shared(
 ///
 /// One reason per state: a blocked offer (used, held, voided…) gives only that reason, an
 /// expired or not yet valid one only its validity (instants in the buyer's `offset`); only an
-/// offer valid now gives the cart's reasons.
+/// offer valid now gives the cart's reasons (its template's, shared).
 pub(crate) fn prepare(
     index: usize,
     offer: &Offer,
-    shared: &Arc<Shared>,
+    facts: &Facts,
     now: DateTime<Utc>,
     offset: FixedOffset,
     policy: &StackingPolicy,
-) -> Result<Prepared, Vec<Ineligible>> {
-    let mut reasons = Vec::new();
+) -> Result<Prepared, Arc<[Ineligible]>> {
     if let Some(b) = &offer.blocked {
-        return Err(vec![Ineligible::Unavailable { blocked: b.clone() }]);
+        return Err(Arc::new([Ineligible::Unavailable { blocked: b.clone() }]));
     }
+    let mut reasons = Vec::new();
     if let Some(from) = offer.valid_from {
         if now < from {
             reasons.push(Ineligible::NotYetValid {
@@ -791,12 +842,11 @@ pub(crate) fn prepare(
         }
     }
     if !reasons.is_empty() {
-        return Err(reasons);
+        return Err(reasons.into());
     }
-    reasons.extend(shared.reasons.iter().cloned());
-    let alone = match shared.alone {
-        Ok(a) if reasons.is_empty() => a,
-        _ => return Err(reasons),
+    let shared = match facts {
+        Facts::Usable(shared) => shared,
+        Facts::Unusable(reasons) => return Err(Arc::clone(reasons)),
     };
     let source = match offer.id {
         OfferId::Promotion(_) => 0,
@@ -816,7 +866,7 @@ pub(crate) fn prepare(
         is_promotion,
         order: (group, phase, source, priority, rank),
         valid_until: offer.valid_until,
-        alone,
+        alone: shared.alone,
         rank: 0,
         class: 0,
     })
@@ -2101,6 +2151,7 @@ mod tests {
                 by_value: std::cell::OnceCell::new(),
                 everything: std::cell::OnceCell::new(),
                 all_ships: std::cell::OnceCell::new(),
+                everything_sums: std::cell::OnceCell::new(),
             };
             spread(saving, &lines, &ctx, &mut state, None);
             let weights: Vec<i128> = residual.iter().map(|r| i128::from(*r)).collect();
@@ -2135,6 +2186,7 @@ mod tests {
                 by_value: std::cell::OnceCell::new(),
                 everything: std::cell::OnceCell::new(),
                 all_ships: std::cell::OnceCell::new(),
+                everything_sums: std::cell::OnceCell::new(),
             };
             let mut state = ctx.fresh();
             for l in 0..n {
@@ -2181,9 +2233,8 @@ mod tests {
                 per_order: 1,
                 place: (0, 0, 0, 0),
                 sig: Vec::new(),
-                alone: Err(Miss::NothingToSave),
+                alone: 0,
                 cheapest_first: cheapest_first.into(),
-                reasons: Vec::new(),
             };
             let full = pieces(&sh, &ctx, &state);
             let units = next(&mut seed) % 12;
