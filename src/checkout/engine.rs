@@ -1685,29 +1685,92 @@ fn runs_of(lines: &[u32], ctx: &CartCtx, state: &State) -> Vec<Piece> {
 /// have distinct values, so the order is strict), by partial selection instead of a sort of
 /// every run. `units == 0` gives the full order.
 fn pieces_first(p: &Shared, ctx: &CartCtx, state: &State, units: u64, dearest: bool) -> Vec<Piece> {
+    let m = usize::try_from(units).unwrap_or(usize::MAX);
     if untouched(p, ctx, state) {
-        // Already in order: cut the prefix.
-        let mut out = runs_of(&p.cheapest_first, ctx, state);
+        // Already in order: the lines' runs from the cheapest end (or, reversed, from the
+        // dearest), until the prefix is long enough.
+        if units == 0 {
+            let mut out = runs_of(&p.cheapest_first, ctx, state);
+            if dearest {
+                out.reverse();
+            }
+            return out;
+        }
+        let mut out: Vec<Piece> = Vec::with_capacity(m.min(p.cheapest_first.len() + 2));
+        let mut line_runs: Vec<Piece> = Vec::new();
+        let mut take = |l: u32, out: &mut Vec<Piece>| {
+            line_runs.clear();
+            for_runs(l, ctx, state, |pc| line_runs.push(pc));
+            if dearest {
+                out.extend(line_runs.iter().rev());
+            } else {
+                out.extend_from_slice(&line_runs);
+            }
+            out.len() >= m
+        };
         if dearest {
-            out.reverse();
+            for &l in p.cheapest_first.iter().rev() {
+                if take(l, &mut out) {
+                    break;
+                }
+            }
+        } else {
+            for &l in p.cheapest_first.iter() {
+                if take(l, &mut out) {
+                    break;
+                }
+            }
         }
-        if units > 0 {
-            out.truncate(usize::try_from(units).unwrap_or(usize::MAX));
-        }
+        out.truncate(m);
         return out;
     }
-    let mut out = runs_of(&p.lines, ctx, state);
     let cmp = |a: &Piece, b: &Piece| {
         let o = a.value.cmp(&b.value).then(a.line.cmp(&b.line));
         if dearest { o.reverse() } else { o }
     };
-    let m = usize::try_from(units).unwrap_or(usize::MAX);
+    if units > 0 && m <= SMALL_PREFIX {
+        // The first `m` in order, kept sorted while the runs go by: no list of every run.
+        let mut out: Vec<Piece> = Vec::with_capacity(m + 1);
+        for &l in p.lines.iter() {
+            for_runs(l, ctx, state, |pc| {
+                if out.len() < m || out.last().is_some_and(|x| cmp(&pc, x).is_lt()) {
+                    let at = out.partition_point(|x| cmp(x, &pc).is_lt());
+                    out.insert(at, pc);
+                    out.truncate(m);
+                }
+            });
+        }
+        return out;
+    }
+    let mut out = runs_of(&p.lines, ctx, state);
     if units > 0 && m < out.len() {
         out.select_nth_unstable_by(m - 1, cmp);
         out.truncate(m);
     }
     out.sort_unstable_by(cmp);
     out
+}
+
+/// Prefixes of at most this many runs are selected by insertion (see [`pieces_first`]).
+const SMALL_PREFIX: usize = 16;
+
+/// Each non-empty run of line `l`, in the order [`runs_of`] lists them.
+fn for_runs(l: u32, ctx: &CartCtx, state: &State, mut f: impl FnMut(Piece)) {
+    let mut push = |(value, count): (i64, u64)| {
+        if count > 0 {
+            f(Piece {
+                line: l,
+                value,
+                count,
+            });
+        }
+    };
+    match state.find_uneven(l) {
+        Ok(i) => state.uneven()[i].1.iter().copied().for_each(&mut push),
+        Err(_) => even_runs(state.residual[l as usize], ctx.qty[l as usize])
+            .into_iter()
+            .for_each(push),
+    }
 }
 
 /// Runs of units `(value, units)`, dearest first.
