@@ -717,12 +717,13 @@ pub(crate) fn facts(
     let min_qty = u64::from(c.min_quantity().unwrap_or(0));
     // The first two checks of `apply` on the fresh cart, made without it.
     if qty < min_qty {
-        reasons.push(miss_reason(Miss::MoreItems(min_qty - qty), cart));
-        return Facts::Unusable(reasons.into());
+        return unusable(reasons, miss_reason(Miss::MoreItems(min_qty - qty), cart));
     }
     if orig_base < min_subtotal {
-        reasons.push(miss_reason(Miss::SpendMore(min_subtotal - orig_base), cart));
-        return Facts::Unusable(reasons.into());
+        return unusable(
+            reasons,
+            miss_reason(Miss::SpendMore(min_subtotal - orig_base), cart),
+        );
     }
     let kind = Kind::from_benefit(t.benefit(), cart, ctx, t.id());
     let stacking = t.stacking();
@@ -802,11 +803,18 @@ pub(crate) fn facts(
             Facts::Usable(Arc::new(sh))
         }
         Ok(_) => Facts::Unusable(reasons.into()),
-        Err(m) => {
-            reasons.push(miss_reason(m, cart));
-            Facts::Unusable(reasons.into())
-        }
+        Err(m) => unusable(reasons, miss_reason(m, cart)),
     }
+}
+
+/// The facts of a template whose offers cannot be used: `reasons`, then `last` (one
+/// allocation when `last` is the only one, the common case of a large catalogue).
+fn unusable(mut reasons: Vec<Ineligible>, last: Ineligible) -> Facts {
+    if reasons.is_empty() {
+        return Facts::Unusable(Arc::new([last]));
+    }
+    reasons.push(last);
+    Facts::Unusable(reasons.into())
 }
 
 /// Prepares one offer: its instance checks (blocked, validity) plus its template's facts.

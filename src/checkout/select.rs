@@ -304,7 +304,7 @@ pub(crate) fn best(
         };
     }
     // Behaviours: offers with equal signatures apply identically to any state.
-    let mut beh_of_sig: HashMap<&[i64], usize> = HashMap::new();
+    let mut beh_of_sig: FxMap<&[i64], usize> = FxMap::default();
     let beh: Vec<usize> = sorted
         .iter()
         .map(|p| {
@@ -340,7 +340,7 @@ pub(crate) fn best(
         }
     }
     // Pairs (behaviour, group) with their positions, for the bound.
-    let mut pair_of_key: HashMap<(usize, usize), usize> = HashMap::new();
+    let mut pair_of_key: FxMap<(usize, usize), usize> = FxMap::default();
     let mut pairs: Vec<Pair> = Vec::new();
     for k in 0..n {
         let key = (beh[k], gid[k]);
