@@ -794,8 +794,7 @@ pub(crate) fn facts(
                 .collect()
         };
     }
-    let mut state = ctx.fresh();
-    match apply(&sh, ctx, &mut state, policy, None) {
+    match saving_alone(&sh, ctx, policy) {
         Ok(alone) if reasons.is_empty() => {
             sh.alone = alone;
             // Only usable offers are compared by behaviour.
@@ -1116,6 +1115,27 @@ pub(crate) fn apply(
     policy: &StackingPolicy,
     alloc: Option<&mut Alloc>,
 ) -> Result<i64, Miss> {
+    apply_to(p, ctx, state, policy, alloc, true)
+}
+
+/// The saving of `p` applied alone to the fresh cart, or why it does not apply: [`apply`] on
+/// a fresh state that is then dropped, so an amount offer's saving is not spread over its
+/// lines (the saving is known before it is spread, which changes nothing but the state).
+fn saving_alone(p: &Shared, ctx: &CartCtx, policy: &StackingPolicy) -> Result<i64, Miss> {
+    let mut state = ctx.fresh();
+    apply_to(p, ctx, &mut state, policy, None, false)
+}
+
+/// [`apply`]; with `spread_amounts` false, an amount offer's saving is returned without
+/// taking it off the state (for [`saving_alone`], whose state is dropped).
+fn apply_to(
+    p: &Shared,
+    ctx: &CartCtx,
+    state: &mut State,
+    policy: &StackingPolicy,
+    alloc: Option<&mut Alloc>,
+    spread_amounts: bool,
+) -> Result<i64, Miss> {
     if p.qty < p.min_qty {
         return Err(Miss::MoreItems(p.min_qty - p.qty));
     }
@@ -1295,7 +1315,9 @@ pub(crate) fn apply(
     if saving <= 0 {
         return Err(Miss::NothingToSave);
     }
-    spread(saving, &p.lines, ctx, state, alloc);
+    if spread_amounts {
+        spread(saving, &p.lines, ctx, state, alloc);
+    }
     Ok(saving)
 }
 
