@@ -376,6 +376,9 @@ pub(crate) struct CartCtx {
     everything: std::cell::OnceCell<Arc<[u32]>>,
     /// Every shipping line, shared by every template reaching them all.
     all_ships: std::cell::OnceCell<Arc<[u32]>>,
+    /// The cart's lines' amount and units (gift lines aside), for every template scoped to
+    /// everything.
+    everything_sums: std::cell::OnceCell<(i64, u64)>,
 }
 
 impl CartCtx {
@@ -395,7 +398,19 @@ impl CartCtx {
             by_value: std::cell::OnceCell::new(),
             everything: std::cell::OnceCell::new(),
             all_ships: std::cell::OnceCell::new(),
+            everything_sums: std::cell::OnceCell::new(),
         }
+    }
+
+    /// The amount and units of the lines `0..n` (the cart's own lines), summed once per
+    /// checkout.
+    fn everything_sums(&self, n: usize) -> (i64, u64) {
+        *self.everything_sums.get_or_init(|| {
+            (
+                self.totals.iter().take(n).sum(),
+                self.qty.iter().take(n).sum(),
+            )
+        })
     }
 
     /// The lines `0..n` (the cart's own lines), one allocation per checkout.
@@ -495,8 +510,8 @@ pub(crate) enum Miss {
     NothingToSave,
 }
 
-/// Everything about one template on this cart and buyer: shared by every offer of the template
-/// (a wallet holds many copies of popular templates), computed once per checkout.
+/// Everything about one usable template on this cart and buyer: shared by every offer of the
+/// template (a wallet holds many copies of popular templates), computed once per checkout.
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub template: TemplateId,
@@ -522,14 +537,11 @@ pub(crate) struct Shared {
     /// templates with the same signature (and group) behave identically. Empty when no offer
     /// of the template can be used (only usable offers are compared by behaviour).
     pub sig: Vec<i64>,
-    /// The saving alone on the whole cart, or why it does not apply.
-    pub alone: Result<i64, Miss>,
+    /// The saving alone on the whole cart.
+    pub alone: i64,
     /// For unit offers, the lines by undiscounted unit value, cheapest first (the common case
     /// of a unit offer applying to untouched lines needs no sort).
     pub cheapest_first: Arc<[u32]>,
-    /// Why no offer of the template can be used here (currency, audience, channel, schedule,
-    /// scope, minimum spend…).
-    pub reasons: Vec<Ineligible>,
 }
 
 /// An offer checked against the cart and buyer, ready to apply.
@@ -592,16 +604,34 @@ impl Prepared {
     }
 }
 
+/// What a checkout knows of one template on this cart and buyer, shared by every offer of it:
+/// its prepared facts when its offers can be used, else every reason they cannot (never
+/// empty), shared too.
+#[derive(Debug)]
+pub(crate) enum Facts {
+    Usable(Arc<Shared>),
+    Unusable(Arc<[Ineligible]>),
+}
+
 /// Checks everything about a template that does not depend on the coupon instance (currency,
 /// audience, channel, schedule, scope) and computes its saving alone.
-pub(crate) fn shared(
+///
+/// The reasons, in order: currency, audience, channel, schedule, no item in scope, required
+/// items, maximum subtotal, then why the offer alone does not apply to the cart. That last is
+/// asked of [`apply`] only when the cheap checks cannot tell: applied alone to the fresh cart
+/// an offer first checks its minimum quantity, then its minimum spend on its lines' amount
+/// (what is left of them is all of them, whatever the [`ThresholdBase`]), and those two
+/// checks are made here the same way, so a template out of reach (a minimum spend a cart does
+/// not reach, the common case of a large catalogue) costs neither its benefit's prepared form
+/// nor an application.
+pub(crate) fn facts(
     t: &Template,
     cart: &Cart,
     ctx: &CartCtx,
     buyer: &Buyer,
     now: DateTime<Utc>,
     policy: &StackingPolicy,
-) -> Shared {
+) -> Facts {
     let mut reasons = Vec::new();
     let currency_ok = t.currency() == cart.currency();
     if !currency_ok {
@@ -662,10 +692,41 @@ pub(crate) fn shared(
             });
         }
     }
+    let (orig_base, qty) = if scope.is_everything() {
+        ctx.everything_sums(cart.lines().len())
+    } else {
+        (
+            lines.iter().map(|&l| ctx.totals[l as usize]).sum(),
+            lines.iter().map(|&l| ctx.qty[l as usize]).sum(),
+        )
+    };
+    if let Some(max) = c.max_subtotal() {
+        let max = minor(&max);
+        if orig_base > max {
+            reasons.push(Ineligible::AboveMaxSubtotal {
+                max: Money::from_minor(max, cart.currency()),
+                over: Money::from_minor(orig_base - max, cart.currency()),
+            });
+        }
+    }
+    if !currency_ok || lines.is_empty() {
+        // Not applied: the reasons above say why.
+        return Facts::Unusable(reasons.into());
+    }
+    let min_subtotal = c.min_subtotal().as_ref().map_or(0, minor);
+    let min_qty = u64::from(c.min_quantity().unwrap_or(0));
+    // The first two checks of `apply` on the fresh cart, made without it.
+    if qty < min_qty {
+        return unusable(reasons, miss_reason(Miss::MoreItems(min_qty - qty), cart));
+    }
+    if orig_base < min_subtotal {
+        return unusable(
+            reasons,
+            miss_reason(Miss::SpendMore(min_subtotal - orig_base), cart),
+        );
+    }
     let kind = Kind::from_benefit(t.benefit(), cart, ctx, t.id());
     let stacking = t.stacking();
-    let orig_base: i64 = lines.iter().map(|&l| ctx.totals[l as usize]).sum();
-    let qty: u64 = lines.iter().map(|&l| ctx.qty[l as usize]).sum();
     let mut sh = Shared {
         template: t.id().clone(),
         name: Arc::clone(t.shared_name()),
@@ -700,8 +761,8 @@ pub(crate) fn shared(
         },
         lines,
         kind,
-        min_subtotal: t.conditions().min_subtotal().as_ref().map_or(0, minor),
-        min_qty: u64::from(t.conditions().min_quantity().unwrap_or(0)),
+        min_subtotal,
+        min_qty,
         orig_base,
         qty,
         group: stacking.group.clone(),
@@ -709,19 +770,9 @@ pub(crate) fn shared(
         with_promotions: stacking.with_promotions,
         per_order: t.limits().per_order(),
         sig: Vec::new(),
-        alone: Err(Miss::NothingToSave),
+        alone: 0,
         cheapest_first: Arc::from([]),
-        reasons: Vec::new(),
     };
-    if let Some(max) = c.max_subtotal() {
-        let max = minor(&max);
-        if orig_base > max {
-            reasons.push(Ineligible::AboveMaxSubtotal {
-                max: Money::from_minor(max, cart.currency()),
-                over: Money::from_minor(orig_base - max, cart.currency()),
-            });
-        }
-    }
     if matches!(
         sh.kind,
         Kind::BuyGet { .. }
@@ -743,19 +794,26 @@ pub(crate) fn shared(
                 .collect()
         };
     }
-    if currency_ok && !sh.lines.is_empty() {
-        let mut state = ctx.fresh();
-        sh.alone = apply(&sh, ctx, &mut state, policy, None);
-        if let Err(m) = sh.alone {
-            reasons.push(miss_reason(m, cart));
+    match saving_alone(&sh, ctx, policy) {
+        Ok(alone) if reasons.is_empty() => {
+            sh.alone = alone;
+            // Only usable offers are compared by behaviour.
+            sh.sig = signature(&sh);
+            Facts::Usable(Arc::new(sh))
         }
+        Ok(_) => Facts::Unusable(reasons.into()),
+        Err(m) => unusable(reasons, miss_reason(m, cart)),
     }
-    if reasons.is_empty() && sh.alone.is_ok() {
-        // Only usable offers are compared by behaviour.
-        sh.sig = signature(&sh);
+}
+
+/// The facts of a template whose offers cannot be used: `reasons`, then `last` (one
+/// allocation when `last` is the only one, the common case of a large catalogue).
+fn unusable(mut reasons: Vec<Ineligible>, last: Ineligible) -> Facts {
+    if reasons.is_empty() {
+        return Facts::Unusable(Arc::new([last]));
     }
-    sh.reasons = reasons;
-    sh
+    reasons.push(last);
+    Facts::Unusable(reasons.into())
 }
 
 /// Prepares one offer: its instance checks (blocked, validity) plus its template's facts.
@@ -763,19 +821,19 @@ pub(crate) fn shared(
 ///
 /// One reason per state: a blocked offer (used, held, voided…) gives only that reason, an
 /// expired or not yet valid one only its validity (instants in the buyer's `offset`); only an
-/// offer valid now gives the cart's reasons.
+/// offer valid now gives the cart's reasons (its template's, shared).
 pub(crate) fn prepare(
     index: usize,
     offer: &Offer,
-    shared: &Arc<Shared>,
+    facts: &Facts,
     now: DateTime<Utc>,
     offset: FixedOffset,
     policy: &StackingPolicy,
-) -> Result<Prepared, Vec<Ineligible>> {
-    let mut reasons = Vec::new();
+) -> Result<Prepared, Arc<[Ineligible]>> {
     if let Some(b) = &offer.blocked {
-        return Err(vec![Ineligible::Unavailable { blocked: b.clone() }]);
+        return Err(Arc::new([Ineligible::Unavailable { blocked: b.clone() }]));
     }
+    let mut reasons = Vec::new();
     if let Some(from) = offer.valid_from {
         if now < from {
             reasons.push(Ineligible::NotYetValid {
@@ -791,12 +849,11 @@ pub(crate) fn prepare(
         }
     }
     if !reasons.is_empty() {
-        return Err(reasons);
+        return Err(reasons.into());
     }
-    reasons.extend(shared.reasons.iter().cloned());
-    let alone = match shared.alone {
-        Ok(a) if reasons.is_empty() => a,
-        _ => return Err(reasons),
+    let shared = match facts {
+        Facts::Usable(shared) => shared,
+        Facts::Unusable(reasons) => return Err(Arc::clone(reasons)),
     };
     let source = match offer.id {
         OfferId::Promotion(_) => 0,
@@ -816,7 +873,7 @@ pub(crate) fn prepare(
         is_promotion,
         order: (group, phase, source, priority, rank),
         valid_until: offer.valid_until,
-        alone,
+        alone: shared.alone,
         rank: 0,
         class: 0,
     })
@@ -1058,6 +1115,27 @@ pub(crate) fn apply(
     policy: &StackingPolicy,
     alloc: Option<&mut Alloc>,
 ) -> Result<i64, Miss> {
+    apply_to(p, ctx, state, policy, alloc, true)
+}
+
+/// The saving of `p` applied alone to the fresh cart, or why it does not apply: [`apply`] on
+/// a fresh state that is then dropped, so an amount offer's saving is not spread over its
+/// lines (the saving is known before it is spread, which changes nothing but the state).
+fn saving_alone(p: &Shared, ctx: &CartCtx, policy: &StackingPolicy) -> Result<i64, Miss> {
+    let mut state = ctx.fresh();
+    apply_to(p, ctx, &mut state, policy, None, false)
+}
+
+/// [`apply`]; with `spread_amounts` false, an amount offer's saving is returned without
+/// taking it off the state (for [`saving_alone`], whose state is dropped).
+fn apply_to(
+    p: &Shared,
+    ctx: &CartCtx,
+    state: &mut State,
+    policy: &StackingPolicy,
+    alloc: Option<&mut Alloc>,
+    spread_amounts: bool,
+) -> Result<i64, Miss> {
     if p.qty < p.min_qty {
         return Err(Miss::MoreItems(p.min_qty - p.qty));
     }
@@ -1237,7 +1315,9 @@ pub(crate) fn apply(
     if saving <= 0 {
         return Err(Miss::NothingToSave);
     }
-    spread(saving, &p.lines, ctx, state, alloc);
+    if spread_amounts {
+        spread(saving, &p.lines, ctx, state, alloc);
+    }
     Ok(saving)
 }
 
@@ -1635,29 +1715,92 @@ fn runs_of(lines: &[u32], ctx: &CartCtx, state: &State) -> Vec<Piece> {
 /// have distinct values, so the order is strict), by partial selection instead of a sort of
 /// every run. `units == 0` gives the full order.
 fn pieces_first(p: &Shared, ctx: &CartCtx, state: &State, units: u64, dearest: bool) -> Vec<Piece> {
+    let m = usize::try_from(units).unwrap_or(usize::MAX);
     if untouched(p, ctx, state) {
-        // Already in order: cut the prefix.
-        let mut out = runs_of(&p.cheapest_first, ctx, state);
+        // Already in order: the lines' runs from the cheapest end (or, reversed, from the
+        // dearest), until the prefix is long enough.
+        if units == 0 {
+            let mut out = runs_of(&p.cheapest_first, ctx, state);
+            if dearest {
+                out.reverse();
+            }
+            return out;
+        }
+        let mut out: Vec<Piece> = Vec::with_capacity(m.min(p.cheapest_first.len() + 2));
+        let mut line_runs: Vec<Piece> = Vec::new();
+        let mut take = |l: u32, out: &mut Vec<Piece>| {
+            line_runs.clear();
+            for_runs(l, ctx, state, |pc| line_runs.push(pc));
+            if dearest {
+                out.extend(line_runs.iter().rev());
+            } else {
+                out.extend_from_slice(&line_runs);
+            }
+            out.len() >= m
+        };
         if dearest {
-            out.reverse();
+            for &l in p.cheapest_first.iter().rev() {
+                if take(l, &mut out) {
+                    break;
+                }
+            }
+        } else {
+            for &l in p.cheapest_first.iter() {
+                if take(l, &mut out) {
+                    break;
+                }
+            }
         }
-        if units > 0 {
-            out.truncate(usize::try_from(units).unwrap_or(usize::MAX));
-        }
+        out.truncate(m);
         return out;
     }
-    let mut out = runs_of(&p.lines, ctx, state);
     let cmp = |a: &Piece, b: &Piece| {
         let o = a.value.cmp(&b.value).then(a.line.cmp(&b.line));
         if dearest { o.reverse() } else { o }
     };
-    let m = usize::try_from(units).unwrap_or(usize::MAX);
+    if units > 0 && m <= SMALL_PREFIX {
+        // The first `m` in order, kept sorted while the runs go by: no list of every run.
+        let mut out: Vec<Piece> = Vec::with_capacity(m + 1);
+        for &l in p.lines.iter() {
+            for_runs(l, ctx, state, |pc| {
+                if out.len() < m || out.last().is_some_and(|x| cmp(&pc, x).is_lt()) {
+                    let at = out.partition_point(|x| cmp(x, &pc).is_lt());
+                    out.insert(at, pc);
+                    out.truncate(m);
+                }
+            });
+        }
+        return out;
+    }
+    let mut out = runs_of(&p.lines, ctx, state);
     if units > 0 && m < out.len() {
         out.select_nth_unstable_by(m - 1, cmp);
         out.truncate(m);
     }
     out.sort_unstable_by(cmp);
     out
+}
+
+/// Prefixes of at most this many runs are selected by insertion (see [`pieces_first`]).
+const SMALL_PREFIX: usize = 16;
+
+/// Each non-empty run of line `l`, in the order [`runs_of`] lists them.
+fn for_runs(l: u32, ctx: &CartCtx, state: &State, mut f: impl FnMut(Piece)) {
+    let mut push = |(value, count): (i64, u64)| {
+        if count > 0 {
+            f(Piece {
+                line: l,
+                value,
+                count,
+            });
+        }
+    };
+    match state.find_uneven(l) {
+        Ok(i) => state.uneven()[i].1.iter().copied().for_each(&mut push),
+        Err(_) => even_runs(state.residual[l as usize], ctx.qty[l as usize])
+            .into_iter()
+            .for_each(push),
+    }
 }
 
 /// Runs of units `(value, units)`, dearest first.
@@ -2101,6 +2244,7 @@ mod tests {
                 by_value: std::cell::OnceCell::new(),
                 everything: std::cell::OnceCell::new(),
                 all_ships: std::cell::OnceCell::new(),
+                everything_sums: std::cell::OnceCell::new(),
             };
             spread(saving, &lines, &ctx, &mut state, None);
             let weights: Vec<i128> = residual.iter().map(|r| i128::from(*r)).collect();
@@ -2135,6 +2279,7 @@ mod tests {
                 by_value: std::cell::OnceCell::new(),
                 everything: std::cell::OnceCell::new(),
                 all_ships: std::cell::OnceCell::new(),
+                everything_sums: std::cell::OnceCell::new(),
             };
             let mut state = ctx.fresh();
             for l in 0..n {
@@ -2181,9 +2326,8 @@ mod tests {
                 per_order: 1,
                 place: (0, 0, 0, 0),
                 sig: Vec::new(),
-                alone: Err(Miss::NothingToSave),
+                alone: 0,
                 cheapest_first: cheapest_first.into(),
-                reasons: Vec::new(),
             };
             let full = pieces(&sh, &ctx, &state);
             let units = next(&mut seed) % 12;

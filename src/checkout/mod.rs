@@ -181,7 +181,7 @@ use crate::hash::FastMap;
 use crate::id::{CouponId, StackingGroup, TemplateId};
 use crate::money::{Money, Rounding};
 use crate::rule::{PromoCode, Template};
-use engine::{Alloc, CartCtx, Prepared, Shared, apply, prepare, shared};
+use engine::{Alloc, CartCtx, Facts, Prepared, apply, facts, prepare};
 
 /// An amount of the cart in minor units (every cart amount fits).
 fn minor_of(m: &Money) -> i64 {
@@ -532,7 +532,9 @@ pub struct Checkout<'a> {
 struct Prep<'a> {
     all: Vec<&'a Offer>,
     usable: Vec<Prepared>,
-    unusable: Vec<(usize, Vec<Ineligible>)>,
+    /// Offers that cannot be used, with every reason (a template's reasons shared by its
+    /// offers).
+    unusable: Vec<(usize, Arc<[Ineligible]>)>,
     ctx: CartCtx,
 }
 
@@ -589,20 +591,20 @@ impl<'a> Checkout<'a> {
         for o in &all {
             ctx.add_gift(&o.template);
         }
-        let mut facts: FastMap<*const Template, Arc<Shared>> =
+        let mut known: FastMap<*const Template, Facts> =
             FastMap::with_capacity_and_hasher(all.len(), Default::default());
         let mut usable = Vec::with_capacity(all.len());
         let mut unusable = Vec::new();
         for (i, o) in all.iter().enumerate() {
-            let f = facts.entry(Arc::as_ptr(&o.template)).or_insert_with(|| {
-                Arc::new(shared(
+            let f = known.entry(Arc::as_ptr(&o.template)).or_insert_with(|| {
+                facts(
                     &o.template,
                     self.cart,
                     &ctx,
                     self.buyer,
                     self.now,
                     self.policy,
-                ))
+                )
             });
             match prepare(i, o, f, self.now, self.buyer.offset(), self.policy) {
                 Ok(p) => usable.push(p),
@@ -737,7 +739,7 @@ impl<'a> Checkout<'a> {
             if let Some((_, reasons)) = prep.unusable.iter().find(|(u, _)| *u == i) {
                 return Err(CheckoutError::NotUsable {
                     offer: id.clone(),
-                    reasons: reasons.clone(),
+                    reasons: reasons.to_vec(),
                 });
             }
             out.push(i);
@@ -991,7 +993,7 @@ impl<'a> Checkout<'a> {
                 usable: false,
                 selected: false,
                 saving_alone: None,
-                reasons: reasons.clone(),
+                reasons: reasons.to_vec(),
             });
         }
         Quote {

@@ -304,7 +304,7 @@ pub(crate) fn best(
         };
     }
     // Behaviours: offers with equal signatures apply identically to any state.
-    let mut beh_of_sig: HashMap<&[i64], usize> = HashMap::new();
+    let mut beh_of_sig: FxMap<&[i64], usize> = FxMap::default();
     let beh: Vec<usize> = sorted
         .iter()
         .map(|p| {
@@ -340,7 +340,7 @@ pub(crate) fn best(
         }
     }
     // Pairs (behaviour, group) with their positions, for the bound.
-    let mut pair_of_key: HashMap<(usize, usize), usize> = HashMap::new();
+    let mut pair_of_key: FxMap<(usize, usize), usize> = FxMap::default();
     let mut pairs: Vec<Pair> = Vec::new();
     for k in 0..n {
         let key = (beh[k], gid[k]);
@@ -354,6 +354,10 @@ pub(crate) fn best(
             });
         }
         pairs[i].positions.push(k);
+    }
+    let mut group_positions: Vec<Vec<usize>> = vec![Vec::new(); caps.len()];
+    for (k, &g) in gid.iter().enumerate() {
+        group_positions[g].push(k);
     }
     let mut group_pairs: Vec<Vec<usize>> = vec![Vec::new(); caps.len()];
     for (i, pr) in pairs.iter().enumerate() {
@@ -444,6 +448,7 @@ pub(crate) fn best(
         memo: FxMap::with_capacity_and_hasher(room_for, Default::default()),
         prefixes: Vec::new(),
         group_pairs,
+        group_positions,
         width,
         state_ids: FxMap::with_capacity_and_hasher(room_for, Default::default()),
         store: Vec::with_capacity(room_for * width),
@@ -637,6 +642,8 @@ struct Search<'a> {
     prefixes: Vec<u32>,
     /// Pairs of each group.
     group_pairs: Vec<Vec<usize>>,
+    /// Positions of each group, ascending.
+    group_positions: Vec<Vec<usize>>,
     /// States as `width` numbers (the residual of every line, then shipping), interned for
     /// the memo.
     width: usize,
@@ -952,20 +959,20 @@ impl<'a> Search<'a> {
         let nonempty = !self.chosen.is_empty();
         let (has_promo, has_refuse) = (self.n_promo > 0, self.n_refuse > 0);
         let coupons_full = self.coupons_used >= self.policy.max_coupons;
-        for j in k..=last {
+        let mut visit = |j: usize| {
             let ps = self.pos[j];
             let b = ps.beh as usize;
-            let Some(s) = f.after[b] else { continue };
+            let Some(s) = f.after[b] else { return };
             if (ps.excl && nonempty)
                 || (has_promo && !ps.withp)
                 || (ps.promo && has_refuse)
                 || (!ps.promo && coupons_full)
             {
-                continue;
+                return;
             }
             let g = ps.gid as usize;
             if self.used[g] >= self.caps[g] || self.tcount[ps.tid as usize] >= ps.per_order {
-                continue;
+                return;
             }
             // Sibling dominance: an earlier child of the same effect, group and source leaves
             // the same state (hence the same saving) under the same constraints, with every
@@ -979,7 +986,7 @@ impl<'a> Search<'a> {
                 // expiry, then id, in one number (the same order).
                 let at = (f.effect[b], g, ps.promo);
                 match f.seen.iter_mut().find(|x| (x.0, x.1, x.2) == at) {
-                    Some(x) if x.3 <= ps.tie => continue,
+                    Some(x) if x.3 <= ps.tie => return,
                     Some(x) => x.3 = ps.tie,
                     None => f.seen.push((at.0, at.1, at.2, ps.tie)),
                 }
@@ -993,6 +1000,24 @@ impl<'a> Search<'a> {
             };
             f.children
                 .push((saving.saturating_add(s).saturating_add(child_room), j));
+        };
+        if last + 1 == n {
+            // Group by group, each group's positions in order: a full group's are skipped
+            // whole. The same children: what a position's visit reads and writes is its own
+            // group's (the dominance keys hold the group), and the children are sorted after.
+            for (g, positions) in self.group_positions.iter().enumerate() {
+                if self.used[g] >= self.caps[g] {
+                    continue;
+                }
+                let from = positions.partition_point(|&p| p < k);
+                for &j in &positions[from..] {
+                    visit(j);
+                }
+            }
+        } else {
+            for j in k..=last {
+                visit(j);
+            }
         }
     }
 

@@ -649,6 +649,62 @@ fn near_identical_offers() -> impl Strategy<Value = Vec<GenOffer>> {
         })
 }
 
+/// Catalogue-like inputs for the pruning of groups of one: two rules per stacking group, each
+/// repeated by offers whose priorities interleave with the other rule's (so near-equal offers
+/// of one group are not neighbours in the canonical order, only separated by offers of their
+/// group), every offer its own template, mostly promotions; under [`groups_of_one_policy`].
+fn interleaved_rules_in_groups_of_one() -> impl Strategy<Value = Vec<GenOffer>> {
+    (
+        proptest::collection::vec((benefit(), scope(), proptest::option::of(1i64..10000)), 6),
+        proptest::collection::vec(
+            (
+                0usize..3,
+                0usize..2,
+                0i32..6,
+                1i64..3,
+                proptest::bool::weighted(0.7),
+                proptest::bool::weighted(0.05),
+            ),
+            4..12,
+        ),
+    )
+        .prop_map(|(rules, picks)| {
+            const GROUPS: [&str; 3] = ["g3", "shipping", "platform"];
+            picks
+                .into_iter()
+                .enumerate()
+                .map(
+                    |(i, (group, rule, priority, expiry_days, promotion, exclusive))| {
+                        let (benefit, scope, min_subtotal) = rules[2 * group + rule].clone();
+                        GenOffer {
+                            benefit,
+                            scope,
+                            min_subtotal,
+                            max_subtotal: None,
+                            requires: None,
+                            group: GROUPS[group],
+                            exclusive,
+                            with_promotions: true,
+                            priority,
+                            per_order: 1,
+                            expiry_days,
+                            promotion,
+                            template: i as u8,
+                        }
+                    },
+                )
+                .collect()
+        })
+}
+
+/// Any policy, every group of limit one.
+fn groups_of_one_policy() -> impl Strategy<Value = StackingPolicy> {
+    policy().prop_map(|mut p| {
+        p.default_group_limit = 1;
+        p
+    })
+}
+
 /// Wallet-like inputs for the best-first search: every offer from its own template (nothing
 /// collapses), most with a minimum spend, so adding an offer that applies earlier can make a
 /// later one lose its threshold (the sets whose extensions the search skips as invalid, and
@@ -844,6 +900,17 @@ proptest! {
         c in multi_unit_cart(),
         spec in unit_offers_in_one_group(),
         pol in one_per_group_policy(),
+    ) {
+        equals_brute_force(&c, &spec, &pol)?;
+    }
+
+    /// Near-equal offers of one group of limit one separated only by offers of their group
+    /// (the pruning's slots in a group of one): the best set and its tie-break are kept.
+    #[test]
+    fn best_combination_equals_brute_force_on_interleaved_rules_in_groups_of_one(
+        c in cart(),
+        spec in interleaved_rules_in_groups_of_one(),
+        pol in groups_of_one_policy(),
     ) {
         equals_brute_force(&c, &spec, &pol)?;
     }
