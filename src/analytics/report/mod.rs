@@ -468,7 +468,16 @@ struct Groups {
     writes: u32,
     /// A fold after this many writes (0: [`Hot::MAX_WRITES`]); tests set it low.
     fold_every: u32,
+    /// Times to use of redeemed coupons, as (group, seconds), waiting to be pushed into
+    /// their groups' [`Durations`] (see [`Groups::push_uses`]).
+    uses: Vec<(u32, u64)>,
 }
+
+/// How many times to use [`Groups::uses`] holds before they are pushed.
+const USES: usize = 1024;
+
+/// How many pushes ahead [`Groups::push_uses`] loads a group's durations.
+const USES_AHEAD: usize = 8;
 
 impl Groups {
     /// The group of a slot, made (empty) the first time.
@@ -536,6 +545,7 @@ impl Groups {
     /// [`Metrics`]: after it, `metrics` is the whole count. Called at the end of every call
     /// that counts.
     fn fold(&mut self) {
+        self.push_uses();
         self.dirty.sort_unstable();
         for &g in &self.dirty {
             let Ok(i) = usize::try_from(g) else { continue };
@@ -626,6 +636,43 @@ impl Groups {
         self.metrics.get_mut(usize::try_from(g).ok()?)
     }
 
+    /// A redeemed coupon's time to use, counted in group `g` (pushed with the next batch).
+    #[inline]
+    fn time_to_use(&mut self, g: u32, secs: u64) {
+        self.uses.push((g, secs));
+        if self.uses.len() >= USES {
+            self.push_uses();
+        }
+    }
+
+    /// Pushes the waiting times to use into their groups' [`Durations`]: the same
+    /// durations as pushing each when its coupon was counted, since a [`Durations`] does
+    /// not depend on the order of its pushes. Done in a batch, so that the groups'
+    /// durations (rarely in cache, and each with its values on the heap) are loaded a few
+    /// pushes ahead — the group's durations [`USES_AHEAD`] pushes ahead, its values half as
+    /// far — and their loads overlap.
+    fn push_uses(&mut self) {
+        let mut uses = std::mem::take(&mut self.uses);
+        let at = |g: u32| usize::try_from(g).unwrap_or(usize::MAX);
+        for (i, &(g, secs)) in uses.iter().enumerate() {
+            if let Some(&(ahead, _)) = uses.get(i + USES_AHEAD)
+                && let Some(m) = self.metrics.get(at(ahead))
+            {
+                std::hint::black_box(m.time_to_use.count());
+            }
+            if let Some(&(ahead, _)) = uses.get(i + USES_AHEAD / 2)
+                && let Some(m) = self.metrics.get(at(ahead))
+            {
+                std::hint::black_box(m.time_to_use.first_value());
+            }
+            if let Some(m) = self.metrics.get_mut(at(g)) {
+                m.time_to_use.push(secs);
+            }
+        }
+        uses.clear();
+        self.uses = uses;
+    }
+
     /// Reads the counter an event will add to in group `g`: [`Report::extend`] locates a
     /// run of events before counting them, so the groups' counters (rarely in cache: there
     /// are tens of thousands) are loaded together, while the run is located, rather than one
@@ -637,10 +684,7 @@ impl Groups {
         let v = match kind {
             EventKind::Offered { .. } => u64::from(h.offered),
             EventKind::Issued { .. } => u64::from(h.claimed),
-            EventKind::Redeemed { .. } => {
-                let d = self.metrics.get(i).map_or(0, |m| m.time_to_use.count());
-                u64::from(h.used) ^ d
-            }
+            EventKind::Redeemed { .. } => u64::from(h.used),
             EventKind::OrderPaid { .. } => u64::from(h.plain_orders),
             EventKind::Expired { .. } => u64::from(h.expired),
             _ => return,
@@ -1058,6 +1102,7 @@ impl Report {
     #[cfg(test)]
     fn hot_is_folded(&self) -> bool {
         self.groups.dirty.is_empty()
+            && self.groups.uses.is_empty()
             && self.groups.writes == 0
             && self.groups.hot.len() == self.groups.metrics.len()
             && self.groups.hot.iter().all(Hot::is_empty)
@@ -1321,8 +1366,8 @@ impl Report {
                 if let Some((h, m)) = self.groups.hot(group) {
                     h.used += 1;
                     h.add_money(m, Sum::Discount, saving);
-                    m.time_to_use.push(secs);
                 }
+                self.groups.time_to_use(group, secs);
                 if pending.is(order) {
                     let i = pending.coupons.partition_point(|c| c.coupon < &coupon.id);
                     let used = LentCoupon {
