@@ -290,6 +290,16 @@ impl Durations {
         }
     }
 
+    /// What a push reads after the durations themselves: the first of the values (the
+    /// report's batch of pushes loads it ahead of the push).
+    #[inline]
+    pub(super) fn first_value(&self) -> u64 {
+        match &self.exact {
+            Some(exact) => exact.0.first().map_or(0, |e| e.1),
+            None => self.sketch.0.first().map_or(0, |e| e.1),
+        }
+    }
+
     /// How many durations.
     pub fn count(&self) -> u64 {
         self.count

@@ -96,6 +96,7 @@
 //!   (the `Refunded` event's `saving`; `refunded_valued` counts the events that carry it).
 
 mod durations;
+mod hot;
 mod intern;
 mod metrics;
 mod table;
@@ -116,6 +117,7 @@ use crate::id::{CouponId, OrderId, TemplateId, UserId};
 use crate::money::{Currency, Money};
 use crate::repository::Repository;
 
+use hot::{Hot, Sum};
 use intern::{Caches, Dims, Rest, Slot};
 
 pub use durations::{
@@ -446,7 +448,8 @@ struct Trail {
 }
 
 /// The groups of a report: the interned dimensions, each group's slot, key and counters.
-/// Group `i` is `keys[i]` with `metrics[i]`; ids never change once given.
+/// Group `i` is `keys[i]` with `metrics[i]` (plus `hot[i]` during a call that counts);
+/// ids never change once given.
 #[derive(Clone, Debug, Default)]
 struct Groups {
     dims: Dims,
@@ -456,7 +459,25 @@ struct Groups {
     slots: Vec<FastMap<Rest, u32>>,
     keys: Vec<GroupKey>,
     metrics: Vec<Metrics>,
+    /// The counters most events add to, since the last [`Groups::fold`] (see [`hot`]):
+    /// all empty outside the calls that count.
+    hot: Vec<Hot>,
+    /// The groups whose `hot` counters are not empty.
+    dirty: Vec<u32>,
+    /// Writes to `hot` since the last fold (see [`Hot::MAX_WRITES`]).
+    writes: u32,
+    /// A fold after this many writes (0: [`Hot::MAX_WRITES`]); tests set it low.
+    fold_every: u32,
+    /// Times to use of redeemed coupons, as (group, seconds), waiting to be pushed into
+    /// their groups' [`Durations`] (see [`Groups::push_uses`]).
+    uses: Vec<(u32, u64)>,
 }
+
+/// How many times to use [`Groups::uses`] holds before they are pushed.
+const USES: usize = 1024;
+
+/// How many pushes ahead [`Groups::push_uses`] loads a group's durations.
+const USES_AHEAD: usize = 8;
 
 impl Groups {
     /// The group of a slot, made (empty) the first time.
@@ -495,7 +516,45 @@ impl Groups {
         }
         self.keys.push(key);
         self.metrics.push(metrics);
+        self.hot.push(Hot::default());
         g
+    }
+
+    /// The hot counters of group `g` and its [`Metrics`] (for the sums' spills), for one
+    /// write: each write adds at most 1 to any count.
+    #[inline]
+    fn hot(&mut self, g: u32) -> Option<(&mut Hot, &mut Metrics)> {
+        let limit = match self.fold_every {
+            0 => Hot::MAX_WRITES,
+            n => n,
+        };
+        if self.writes >= limit {
+            self.fold();
+        }
+        self.writes += 1;
+        let i = usize::try_from(g).ok()?;
+        let h = self.hot.get_mut(i)?;
+        let m = self.metrics.get_mut(i)?;
+        if h.open(m) {
+            self.dirty.push(g);
+        }
+        Some((h, m))
+    }
+
+    /// Adds the hot counters of the groups written since the last fold into their
+    /// [`Metrics`]: after it, `metrics` is the whole count. Called at the end of every call
+    /// that counts.
+    fn fold(&mut self) {
+        self.push_uses();
+        self.dirty.sort_unstable();
+        for &g in &self.dirty {
+            let Ok(i) = usize::try_from(g) else { continue };
+            if let (Some(h), Some(m)) = (self.hot.get_mut(i), self.metrics.get_mut(i)) {
+                h.fold_into(m);
+            }
+        }
+        self.dirty.clear();
+        self.writes = 0;
     }
 
     /// Adds another report's groups to these; returns, for each of its group indices, the
@@ -507,6 +566,7 @@ impl Groups {
             slots,
             keys,
             metrics,
+            ..
         } = other;
         let tr = self.dims.translate(&dims);
         // Each of its groups' slot here, by its index (from its day tables), so that its keys
@@ -523,6 +583,7 @@ impl Groups {
         drop(slots);
         self.keys.reserve(keys.len());
         self.metrics.reserve(metrics.len());
+        self.hot.reserve(metrics.len());
         let mut renumber: Vec<u32> = Vec::with_capacity(keys.len());
         for ((key, m), slot) in keys.into_iter().zip(metrics).zip(at) {
             let slot = match slot {
@@ -575,19 +636,57 @@ impl Groups {
         self.metrics.get_mut(usize::try_from(g).ok()?)
     }
 
+    /// A redeemed coupon's time to use, counted in group `g` (pushed with the next batch).
+    #[inline]
+    fn time_to_use(&mut self, g: u32, secs: u64) {
+        self.uses.push((g, secs));
+        if self.uses.len() >= USES {
+            self.push_uses();
+        }
+    }
+
+    /// Pushes the waiting times to use into their groups' [`Durations`]: the same
+    /// durations as pushing each when its coupon was counted, since a [`Durations`] does
+    /// not depend on the order of its pushes. Done in a batch, so that the groups'
+    /// durations (rarely in cache, and each with its values on the heap) are loaded a few
+    /// pushes ahead — the group's durations [`USES_AHEAD`] pushes ahead, its values half as
+    /// far — and their loads overlap.
+    fn push_uses(&mut self) {
+        let mut uses = std::mem::take(&mut self.uses);
+        let at = |g: u32| usize::try_from(g).unwrap_or(usize::MAX);
+        for (i, &(g, secs)) in uses.iter().enumerate() {
+            if let Some(&(ahead, _)) = uses.get(i + USES_AHEAD)
+                && let Some(m) = self.metrics.get(at(ahead))
+            {
+                std::hint::black_box(m.time_to_use.count());
+            }
+            if let Some(&(ahead, _)) = uses.get(i + USES_AHEAD / 2)
+                && let Some(m) = self.metrics.get(at(ahead))
+            {
+                std::hint::black_box(m.time_to_use.first_value());
+            }
+            if let Some(m) = self.metrics.get_mut(at(g)) {
+                m.time_to_use.push(secs);
+            }
+        }
+        uses.clear();
+        self.uses = uses;
+    }
+
     /// Reads the counter an event will add to in group `g`: [`Report::extend`] locates a
     /// run of events before counting them, so the groups' counters (rarely in cache: there
     /// are tens of thousands) are loaded together, while the run is located, rather than one
     /// at a time as each event is counted.
     #[inline]
     fn touch(&self, g: u32, kind: &EventKind) {
-        let Some(m) = self.get(g) else { return };
+        let Ok(i) = usize::try_from(g) else { return };
+        let Some(h) = self.hot.get(i) else { return };
         let v = match kind {
-            EventKind::Offered { .. } => m.offered,
-            EventKind::Issued { .. } => m.claimed,
-            EventKind::Redeemed { .. } => m.used ^ m.time_to_use.count(),
-            EventKind::OrderPaid { .. } => m.plain_orders,
-            EventKind::Expired { .. } => m.expired,
+            EventKind::Offered { .. } => u64::from(h.offered),
+            EventKind::Issued { .. } => u64::from(h.claimed),
+            EventKind::Redeemed { .. } => u64::from(h.used),
+            EventKind::OrderPaid { .. } => u64::from(h.plain_orders),
+            EventKind::Expired { .. } => u64::from(h.expired),
             _ => return,
         };
         std::hint::black_box(v);
@@ -992,6 +1091,23 @@ impl Report {
         m
     }
 
+    /// Folds the hot counters after every `n` writes (0: only as calls end), to exercise
+    /// folds in the middle of a call.
+    #[cfg(test)]
+    fn fold_hot_every(&mut self, n: u32) {
+        self.groups.fold_every = n;
+    }
+
+    /// Whether the hot counters are all folded (as they must be outside the calls that count).
+    #[cfg(test)]
+    fn hot_is_folded(&self) -> bool {
+        self.groups.dirty.is_empty()
+            && self.groups.uses.is_empty()
+            && self.groups.writes == 0
+            && self.groups.hot.len() == self.groups.metrics.len()
+            && self.groups.hot.iter().all(Hot::is_empty)
+    }
+
     /// The id of the day of `at` in the report's offset.
     #[inline]
     fn day(&mut self, at: DateTime<Utc>) -> u32 {
@@ -1183,6 +1299,13 @@ impl Report {
         self.groups.get_mut(g)
     }
 
+    /// The hot counters of a located event (and its [`Metrics`]), for one write.
+    #[inline]
+    fn hot_at(&mut self, at: Located) -> Option<(&mut Hot, &mut Metrics)> {
+        let g = self.group_at(at)?;
+        self.groups.hot(g)
+    }
+
     /// Counts one event. Events are read in feed order within one report; several reports over
     /// parts of the feed [`merge`](Report::merge).
     ///
@@ -1197,6 +1320,7 @@ impl Report {
         let mut pending = Pending::default();
         let counted = self.count(logged, lookup, at, &mut pending);
         self.flush(&mut pending);
+        self.groups.fold();
         counted
     }
 
@@ -1215,17 +1339,17 @@ impl Report {
             EventKind::OrderPlaced { .. } | EventKind::Locked { .. } => {}
             EventKind::OrderReleased { .. } | EventKind::OrderRefunded { .. } => {}
             EventKind::Offered { .. } => {
-                if let Some(g) = self.metrics_at(located) {
-                    g.offered += 1;
+                if let Some((h, _)) = self.hot_at(located) {
+                    h.offered += 1;
                 }
             }
             EventKind::Issued { coupon, .. } => {
                 let new = lookup.is_new(&coupon.user, at);
-                if let Some(g) = self.metrics_at(located) {
-                    g.claimed += 1;
+                if let Some((h, _)) = self.hot_at(located) {
+                    h.claimed += 1;
                     if let Some(new) = new {
-                        g.claimed_known += 1;
-                        g.claimed_new += u64::from(new);
+                        h.claimed_known += 1;
+                        h.claimed_new += u32::from(new);
                     }
                 }
             }
@@ -1239,11 +1363,11 @@ impl Report {
                     return Ok(());
                 };
                 let secs = (at - coupon.claimed_at).num_seconds().max(0) as u64;
-                if let Some(g) = self.groups.get_mut(group) {
-                    g.used += 1;
-                    g.discount_minor = g.discount_minor.saturating_add(saving);
-                    g.time_to_use.push(secs);
+                if let Some((h, m)) = self.groups.hot(group) {
+                    h.used += 1;
+                    h.add_money(m, Sum::Discount, saving);
                 }
+                self.groups.time_to_use(group, secs);
                 if pending.is(order) {
                     let i = pending.coupons.partition_point(|c| c.coupon < &coupon.id);
                     let used = LentCoupon {
@@ -1287,9 +1411,9 @@ impl Report {
                     let Some(group) = self.group_at(located) else {
                         return Ok(());
                     };
-                    if let Some(g) = self.groups.get_mut(group) {
-                        g.plain_orders += 1;
-                        g.plain_sales_minor = g.plain_sales_minor.saturating_add(paid);
+                    if let Some((h, m)) = self.groups.hot(group) {
+                        h.plain_orders += 1;
+                        h.add_money(m, Sum::PlainSales, paid);
                     }
                     let at = at.timestamp();
                     self.follow(user, seq, at, order, false, Some(group), pending);
@@ -1320,8 +1444,8 @@ impl Report {
             }
             EventKind::Expired { coupon } => {
                 let value = self.face_value(seq, lookup, &coupon.template)?;
-                if let Some(g) = self.metrics_at(located) {
-                    g.expired += 1;
+                if let Some((h, g)) = self.hot_at(located) {
+                    h.expired += 1;
                     if let Some(v) = value {
                         g.expired_valued += 1;
                         g.expired_value_minor = g.expired_value_minor.saturating_add(v);
@@ -1387,6 +1511,7 @@ impl Report {
             run.extend(events.by_ref().take(RUN));
             if run.is_empty() {
                 self.flush(&mut pending);
+                self.groups.fold();
                 return Ok(());
             }
             looked.extend(run.iter().map(|e| Report::look(e, lookup)));
@@ -1398,6 +1523,7 @@ impl Report {
             for (e, &at) in run.iter().zip(&located) {
                 if let Err(e) = self.count(e, lookup, at, &mut pending) {
                     self.flush(&mut pending);
+                    self.groups.fold();
                     return Err(e);
                 }
             }
@@ -1615,9 +1741,9 @@ impl Report {
         repurchased: Option<bool>,
     ) {
         let Some(group) = lead else { return };
-        if let Some(g) = self.groups.get_mut(group) {
-            g.coupon_orders += 1;
-            g.coupon_sales_minor = g.coupon_sales_minor.saturating_add(paid);
+        if let Some((h, g)) = self.groups.hot(group) {
+            h.coupon_orders += 1;
+            h.add_money(g, Sum::CouponSales, paid);
             match repurchased {
                 Some(true) => g.repurchased += 1,
                 Some(false) => g.not_repurchased += 1,
@@ -1717,6 +1843,7 @@ impl Report {
         for id in touched {
             self.try_join(&id, &mut none);
         }
+        self.groups.fold();
         Ok(())
     }
 }

@@ -751,3 +751,220 @@ fn lent_segments_count_as_owned_ones() {
         }
     }
 }
+
+#[test]
+fn hot_counters_fold_into_the_reference_however_often_they_fold() {
+    for seed in 500..530 {
+        let events = feed(seed, 60 + (seed as usize % 5) * 40);
+        for repurchase in [None, Some(2)] {
+            let expected = reference(&events, repurchase);
+            for every in [0, 1, 2, 3, 7, 64] {
+                let mut r = Report::new(config(repurchase));
+                r.fold_hot_every(every);
+                r.extend(&events, &Look).unwrap();
+                assert!(r.hot_is_folded());
+                assert_eq!(as_map(&r), expected, "seed {seed}, every {every}");
+                // One by one, and merged from parts folded with other intervals.
+                let mut one = Report::new(config(repurchase));
+                one.fold_hot_every(every);
+                for e in &events {
+                    one.apply(e, &Look).unwrap();
+                    assert!(one.hot_is_folded());
+                }
+                assert_eq!(one, r, "seed {seed}, every {every}");
+                let cut = events.len() / 3;
+                let mut left = Report::new(config(repurchase));
+                left.fold_hot_every(every);
+                left.extend(&events[..cut], &Look).unwrap();
+                let mut right = Report::new(config(repurchase));
+                right.fold_hot_every(every / 2);
+                right.extend(&events[cut..], &Look).unwrap();
+                left.merge(right).unwrap();
+                assert!(left.hot_is_folded());
+                assert_eq!(left, r, "seed {seed}, every {every}");
+            }
+        }
+    }
+}
+
+/// Amounts of every size a `Money` holds: small, around `i64`'s bounds, and up to 2⁹⁵.
+fn amount(r: &mut Mix) -> i128 {
+    let big = i128::from(i64::MAX);
+    let v = match r.below(6) {
+        0 | 1 => i128::from(r.below(10_000)),
+        2 => big - i128::from(r.below(3)),
+        3 => big / 2 + i128::from(r.below(1_000)),
+        4 => (1i128 << 80) + i128::from(r.below(1_000)),
+        _ => (1i128 << 95) - i128::from(r.below(1_000)),
+    };
+    if r.below(4) == 0 { -v } else { v }
+}
+
+#[test]
+fn money_past_i64_sums_as_one_by_one_up_to_saturation() {
+    let cny = |minor: i128| Money::from_minor_i128(minor, Currency::CNY).unwrap();
+    let at = Utc.with_ymd_and_hms(2026, 11, 1, 10, 0, 0).unwrap();
+    let user = UserId::new("u1").unwrap();
+    let big = i128::from(i64::MAX);
+    // Where each group's sums start: the group's i128 near its edges, set before the feed.
+    let starts = [
+        0,
+        i128::MAX - 5,
+        i128::MIN + 5,
+        i128::MAX - big,
+        i128::MAX - big - 1,
+        i128::MIN + big + 1,
+        i128::MAX / 2,
+        -(1i128 << 100),
+    ];
+    for seed in 0..40u64 {
+        let mut r = Mix(seed);
+        let mut events: Vec<Logged> = Vec::new();
+        let push = |events: &mut Vec<Logged>, kind: EventKind| {
+            let seq = events.len() as u64 + 1;
+            events.push(Logged {
+                seq,
+                event: Event::new(at, kind),
+            });
+        };
+        let coupon = |n: u64| CouponFacts {
+            id: CouponId::new(format!("c{n}")).unwrap(),
+            template: TemplateId::new("t0").unwrap(),
+            user: user.clone(),
+            channel: Channel::new("app").unwrap(),
+            campaign: None,
+            claimed_at: at,
+            attributes: Attributes::new(),
+        };
+        // The straightforward sums, one amount at a time in feed order, from the starts.
+        let start = starts[seed as usize % starts.len()];
+        let (mut discount, mut coupon_sales, mut plain_sales) = (start, start, start);
+        // First one event of each group, so that the groups exist; their sums are set next.
+        push(
+            &mut events,
+            EventKind::OrderPaid {
+                order: OrderId::new("p-first").unwrap(),
+                user: user.clone(),
+                gross: cny(0),
+                discount: cny(0),
+                coupons: 0,
+            },
+        );
+        push(
+            &mut events,
+            EventKind::Redeemed {
+                coupon: coupon(0),
+                order: OrderId::new("o-first").unwrap(),
+                saving: cny(0),
+            },
+        );
+        push(
+            &mut events,
+            EventKind::OrderPaid {
+                order: OrderId::new("o-first").unwrap(),
+                user: user.clone(),
+                gross: cny(0),
+                discount: cny(0),
+                coupons: 1,
+            },
+        );
+        let first = events.len();
+        for n in 1..200u64 {
+            if r.below(2) == 0 {
+                let gross = amount(&mut r);
+                plain_sales = plain_sales.saturating_add(gross);
+                push(
+                    &mut events,
+                    EventKind::OrderPaid {
+                        order: OrderId::new(format!("p{n}")).unwrap(),
+                        user: user.clone(),
+                        gross: cny(gross),
+                        discount: cny(0),
+                        coupons: 0,
+                    },
+                );
+            } else {
+                let (saving, gross) = (amount(&mut r), amount(&mut r));
+                discount = discount.saturating_add(saving);
+                coupon_sales = coupon_sales.saturating_add(gross.saturating_sub(saving));
+                let order = OrderId::new(format!("o{n}")).unwrap();
+                push(
+                    &mut events,
+                    EventKind::Redeemed {
+                        coupon: coupon(n),
+                        order: order.clone(),
+                        saving: cny(saving),
+                    },
+                );
+                push(
+                    &mut events,
+                    EventKind::OrderPaid {
+                        order,
+                        user: user.clone(),
+                        gross: cny(gross),
+                        discount: cny(saving),
+                        coupons: 1,
+                    },
+                );
+            }
+        }
+        let begin = || {
+            let mut rep = Report::new(config(None));
+            rep.extend(&events[..first], &NoLookup).unwrap();
+            for m in &mut rep.groups.metrics {
+                m.discount_minor = start;
+                m.coupon_sales_minor = start;
+                m.plain_sales_minor = start;
+            }
+            rep
+        };
+        let check = |rep: &Report, how: &str| {
+            assert!(rep.hot_is_folded());
+            let sums: Vec<(i128, i128, i128, u64, u64, u64)> = rep
+                .groups()
+                .map(|(_, m)| {
+                    (
+                        m.discount_minor,
+                        m.coupon_sales_minor,
+                        m.plain_sales_minor,
+                        m.used,
+                        m.coupon_orders,
+                        m.plain_orders,
+                    )
+                })
+                .collect();
+            let used = events[first..]
+                .iter()
+                .filter(|e| matches!(e.event.kind, EventKind::Redeemed { .. }))
+                .count() as u64;
+            let plain = events[first..].len() as u64 - 2 * used;
+            // The plain orders' group (no template) and the coupons' group.
+            let mut want = vec![
+                (start, start, plain_sales, 0, 0, plain + 1),
+                (discount, coupon_sales, start, used + 1, used + 1, 0),
+            ];
+            let mut got = sums;
+            got.sort();
+            want.sort();
+            assert_eq!(got, want, "seed {seed}, start {start}, {how}");
+        };
+        for every in [0, 1, 5] {
+            let mut whole = begin();
+            whole.fold_hot_every(every);
+            whole.extend(&events[first..], &NoLookup).unwrap();
+            check(&whole, &format!("one call, every {every}"));
+            let mut one = begin();
+            one.fold_hot_every(every);
+            for e in &events[first..] {
+                one.apply(e, &NoLookup).unwrap();
+            }
+            check(&one, &format!("one by one, every {every}"));
+            let mut parts = begin();
+            parts.fold_hot_every(every);
+            for chunk in events[first..].chunks(9) {
+                parts.extend(chunk, &NoLookup).unwrap();
+            }
+            check(&parts, &format!("in parts, every {every}"));
+        }
+    }
+}
