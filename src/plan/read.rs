@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use super::Denied;
+use super::claim::{Claimed, Found, RedeemRequest, Redeemed, found, lookup_keys};
 use crate::id::{CouponId, OrderId, TemplateId, UserId};
 use crate::lifecycle::{Coupon, Order, TemplateRecord};
 use crate::repository::{CounterKey, Receipt, ReceiptKey, Versioned};
@@ -66,4 +67,73 @@ pub(crate) trait Reads {
 /// An answer of a kind the machine did not ask for (the fetch answers each read in kind).
 pub(crate) fn unexpected<T>(what: &'static str) -> Result<T, Denied> {
     Err(Denied::Inconsistent(what))
+}
+
+/// What a typed code's lookup ([`CodeRead`]) ends with.
+pub(crate) enum Looked {
+    /// Answered without a write: this account's coupon (replayed), or a shared promo code.
+    Answer(Redeemed),
+    /// A one-time code nobody redeemed yet: its template, to redeem it.
+    Free(TemplateId, Arc<TemplateRecord>),
+}
+
+/// A typed code's lookup as a read machine: the receipt of its redemption and of its
+/// registration (always both, so every failure costs the same two reads, see [`found`]), then
+/// the coupon this account redeemed it for or the template of a free code.
+pub(crate) struct CodeRead<'a> {
+    request: &'a RedeemRequest,
+    receipts: Vec<Option<Receipt>>,
+    free: Option<TemplateId>,
+}
+
+impl CodeRead<'_> {
+    /// Looks up `request`'s code.
+    pub(crate) fn new(request: &RedeemRequest) -> CodeRead<'_> {
+        let (receipts, free) = (Vec::with_capacity(2), None);
+        CodeRead {
+            request,
+            receipts,
+            free,
+        }
+    }
+}
+
+impl Reads for CodeRead<'_> {
+    type Out = Looked;
+
+    fn next(&mut self, got: Option<Got>) -> Result<Next<Looked>, Denied> {
+        match (got, self.free.take()) {
+            (None, _) => {}
+            (Some(Got::Receipt(_, receipt)), _) => self.receipts.push(receipt),
+            (Some(Got::Coupons(mut coupons)), _) => match coupons.pop() {
+                Some(c) => {
+                    let (coupon, replayed) = (c.value, true);
+                    let claimed = Claimed { coupon, replayed };
+                    return Ok(Next::Ready(Looked::Answer(Redeemed::Coupon(claimed))));
+                }
+                None => return unexpected("read code"),
+            },
+            (Some(Got::Template(r)), Some(t)) => return Ok(Next::Ready(Looked::Free(t, r.value))),
+            _ => return unexpected("read code"),
+        }
+        if let Some(key) = lookup_keys(&self.request.code)
+            .into_iter()
+            .nth(self.receipts.len())
+        {
+            return Ok(Next::Read(Read::Receipt(key)));
+        }
+        let registered = self.receipts.pop().flatten();
+        let redeemed = self.receipts.pop().flatten();
+        Ok(match found(self.request, redeemed, registered)? {
+            Found::Mine(coupon) => Next::Read(Read::Coupons(vec![coupon])),
+            Found::Shared(template) => {
+                let code = self.request.code.clone();
+                Next::Ready(Looked::Answer(Redeemed::PromoCode { code, template }))
+            }
+            Found::Free(template) => {
+                self.free = Some(template.clone());
+                Next::Read(Read::Template(template))
+            }
+        })
+    }
 }
