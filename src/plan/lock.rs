@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+use super::read::{Got, Next, Read, Reads, unexpected};
 use super::template::code_of;
 use super::text::Text;
 use super::{Denied, On, Plan, Step};
@@ -181,6 +182,88 @@ impl WalletRead {
             }
         }
         keys
+    }
+}
+
+/// A buyer's wallet read as a machine, in stages: the live coupons, each of their templates
+/// (once each, sorted; a missing one is left out), each distinct typed code's receipt and
+/// template, then the counters [`WalletRead::counters`] lists; ready as [`offers`].
+pub(crate) struct GatherRead {
+    user: UserId,
+    codes: Vec<PromoCode>,
+    read: Option<WalletRead>,
+    todo: Vec<Read>,
+    code: Option<PromoCode>,
+    counts: Option<HashMap<CounterKey, u64>>,
+}
+
+impl GatherRead {
+    /// Reads `user`'s wallet with the codes typed.
+    pub(crate) fn new(user: &UserId, codes: &[PromoCode]) -> GatherRead {
+        let mut codes: Vec<PromoCode> = distinct(codes).into_iter().cloned().collect();
+        codes.reverse();
+        let (user, read, code, counts) = (user.clone(), None, None, None);
+        let todo = vec![Read::LiveCoupons(user.clone())];
+        GatherRead {
+            user,
+            codes,
+            read,
+            todo,
+            code,
+            counts,
+        }
+    }
+}
+
+impl Reads for GatherRead {
+    type Out = Gathered;
+
+    fn next(&mut self, got: Option<Got>) -> Result<Next<Gathered>, Denied> {
+        match (got, &mut self.read, &mut self.counts) {
+            (None, _, _) => {}
+            (Some(Got::Coupons(wallet)), None, _) => {
+                let (read, ids) = WalletRead::new(&self.user, wallet);
+                self.todo = ids.into_iter().rev().map(Read::TemplateIfAny).collect();
+                self.read = Some(read);
+            }
+            (Some(Got::TemplateIfAny(t, r)), Some(read), _) => {
+                if let Some(r) = r {
+                    read.templates.insert(t, r.value);
+                }
+            }
+            (Some(Got::Receipt(ReceiptKey::Code(code), r)), Some(_), _) => {
+                self.todo.push(Read::Template(code_template(&code, r)?));
+                self.code = Some(code);
+            }
+            (Some(Got::Template(r)), Some(read), _) => match self.code.take() {
+                Some(code) => read.codes.push((code, r.value)),
+                None => return unexpected("read wallet"),
+            },
+            (Some(Got::Count(key, n)), _, Some(counts)) => {
+                counts.insert(key, n);
+            }
+            _ => return unexpected("read wallet"),
+        }
+        if let Some(next) = self.todo.pop() {
+            return Ok(Next::Read(next));
+        }
+        if let Some(code) = self.codes.pop() {
+            return Ok(Next::Read(Read::Receipt(ReceiptKey::Code(code))));
+        }
+        let (Some(read), counts) = (&self.read, &mut self.counts) else {
+            return unexpected("read wallet");
+        };
+        if counts.is_none() {
+            let mut keys = read.counters();
+            keys.reverse();
+            self.todo = keys.into_iter().map(Read::Counter).collect();
+            *counts = Some(HashMap::new());
+            return self.next(None);
+        }
+        match (self.read.take(), self.counts.take()) {
+            (Some(read), Some(counts)) => Ok(Next::Ready(offers(read, &counts))),
+            _ => unexpected("read wallet"),
+        }
     }
 }
 

@@ -31,6 +31,7 @@ pub(crate) mod claim;
 pub(crate) mod ids;
 pub(crate) mod lock;
 pub(crate) mod order;
+pub(crate) mod read;
 pub(crate) mod template;
 pub(crate) mod text;
 

@@ -8,7 +8,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Duration, Utc};
 
-use super::{OP_CANCEL, OP_COMPLETE, OP_PAY, OP_REFUND, On, Plan, Step, key_reused};
+use super::read::{Got, Next, Read, Reads, unexpected};
+use super::{Denied, OP_CANCEL, OP_COMPLETE, OP_PAY, OP_REFUND, On, Plan, Step, key_reused};
 use crate::events::{CouponFacts, EventKind};
 use crate::id::{CouponId, IdempotencyKey, OrderId, TemplateId, UserId};
 use crate::lifecycle::{
@@ -82,6 +83,119 @@ impl View {
         ids.sort();
         ids.dedup();
         ids
+    }
+}
+
+/// The order and its coupons as of one instant, as a read machine: the order is read again
+/// after its coupons, and the pair is taken only if the order did not change in between.
+/// Every write that moves an order's coupons also writes the order, so an unchanged order
+/// version means the coupons read belong to that version (a cancel committed between the two
+/// reads would otherwise show a pay an order still placed with its coupon already back). At
+/// most `tries` reads of the coupons, then [`Denied::Inconsistent`].
+pub(crate) struct ViewRead {
+    id: OrderId,
+    tries: u32,
+    order: Option<Versioned<Order>>,
+    coupons: Vec<Versioned<Coupon>>,
+}
+
+impl ViewRead {
+    /// Reads order `id`'s view, reading its coupons at most `tries` times.
+    pub(crate) fn new(id: &OrderId, tries: u32) -> ViewRead {
+        let (id, order, coupons) = (id.clone(), None, Vec::new());
+        ViewRead {
+            id,
+            tries,
+            order,
+            coupons,
+        }
+    }
+}
+
+impl Reads for ViewRead {
+    type Out = View;
+
+    fn next(&mut self, got: Option<Got>) -> Result<Next<View>, Denied> {
+        let order = match got {
+            None => return Ok(Next::Read(Read::Order(self.id.clone()))),
+            Some(Got::Coupons(coupons)) => {
+                self.coupons = coupons;
+                return Ok(Next::Read(Read::Order(self.id.clone())));
+            }
+            Some(Got::Order(order)) => *order,
+            Some(_) => return unexpected("read order"),
+        };
+        match self.order.take() {
+            Some(first) if first.version == order.version => {
+                let coupons = std::mem::take(&mut self.coupons);
+                return Ok(Next::Ready(View {
+                    order: first,
+                    coupons,
+                }));
+            }
+            _ if self.tries == 0 => return Err(Denied::Inconsistent("read order")),
+            _ if order.value.coupons.is_empty() => {
+                let coupons = Vec::new();
+                return Ok(Next::Ready(View { order, coupons }));
+            }
+            _ => {}
+        }
+        self.tries -= 1;
+        let ids = order.value.coupons.clone();
+        self.order = Some(order);
+        Ok(Next::Read(Read::Coupons(ids)))
+    }
+}
+
+/// A refund's reads: the [`ViewRead`], then the refund policy of each of its coupons'
+/// templates ([`View::templates`]), each read once.
+pub(crate) struct RefundRead {
+    view: ViewRead,
+    read: Option<(View, Vec<TemplateId>)>,
+    policies: HashMap<TemplateId, RefundPolicy>,
+}
+
+impl RefundRead {
+    /// Reads order `id`'s view (see [`ViewRead::new`]) and its templates' refund policies.
+    pub(crate) fn new(id: &OrderId, tries: u32) -> RefundRead {
+        RefundRead {
+            view: ViewRead::new(id, tries),
+            read: None,
+            policies: HashMap::new(),
+        }
+    }
+}
+
+impl Reads for RefundRead {
+    type Out = (View, HashMap<TemplateId, RefundPolicy>);
+
+    fn next(&mut self, got: Option<Got>) -> Result<Next<Self::Out>, Denied> {
+        let Some((_, left)) = &mut self.read else {
+            let view = match self.view.next(got)? {
+                Next::Read(read) => return Ok(Next::Read(read)),
+                Next::Ready(view) => view,
+            };
+            let mut left: Vec<TemplateId> = view.templates().into_iter().cloned().collect();
+            left.reverse();
+            self.read = Some((view, left));
+            return self.next(None);
+        };
+        match got {
+            None => {}
+            Some(Got::Template(r)) => {
+                let template = &r.value.template;
+                self.policies
+                    .insert(template.id().clone(), *template.refund());
+            }
+            Some(_) => return unexpected("read template"),
+        }
+        match left.pop() {
+            Some(t) => Ok(Next::Read(Read::Template(t))),
+            None => match self.read.take() {
+                Some((view, _)) => Ok(Next::Ready((view, std::mem::take(&mut self.policies)))),
+                None => unexpected("read template"),
+            },
+        }
     }
 }
 

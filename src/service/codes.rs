@@ -64,15 +64,15 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Claimed, Res, Service, ServiceError};
+use super::{Res, Service, ServiceError};
 use crate::guard::{self, Action, Asking, Counted};
 use crate::id::TemplateId;
 use crate::plan::Step;
 pub use crate::plan::claim::{CODE_ENTRY, RedeemRequest, Redeemed, Registered};
 use crate::plan::claim::{
-    Found, code_claim, found, free_codes, give_back, lookup_keys, plan_attempt, plan_redeem,
-    plan_register,
+    code_claim, free_codes, give_back, plan_attempt, plan_redeem, plan_register,
 };
+use crate::plan::read::{CodeRead, Looked};
 use crate::plan::template::registrable;
 use crate::repository::{ReceiptKey, Repository};
 use crate::rule::PromoCode;
@@ -190,23 +190,12 @@ impl<R: Repository> Service<R> {
             "redeem code",
             || Ok(None),
             |attempt| {
-                let [redeemed, registered] = lookup_keys(&request.code);
-                let (redeemed, registered) = (self.receipt(&redeemed)?, self.receipt(&registered)?);
-                let template = match found(request, redeemed, registered)? {
-                    Found::Mine(coupon) => {
-                        let coupon = self.coupon_record(&coupon)?.value;
-                        let replayed = true;
-                        return Ok(Step::Done(Redeemed::Coupon(Claimed { coupon, replayed })));
-                    }
-                    Found::Shared(template) => {
-                        let code = request.code.clone();
-                        return Ok(Step::Done(Redeemed::PromoCode { code, template }));
-                    }
-                    Found::Free(template) => template,
+                let (template, record) = match self.drive(CodeRead::new(request))? {
+                    Looked::Answer(redeemed) => return Ok(Step::Done(redeemed)),
+                    Looked::Free(template, record) => (template, record),
                 };
-                let record = self.template_record(&template)?;
                 let claim = code_claim(template, request);
-                let plan = plan_redeem(&record.value, &claim, attempts, guards, attempt.salt, now);
+                let plan = plan_redeem(&record, &claim, attempts, guards, attempt.salt, now);
                 Ok(Step::Commit(plan.map_err(denied)?))
             },
         )

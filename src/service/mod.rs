@@ -106,7 +106,6 @@ pub use crate::plan::order::{Refunded, Settlement, Swept};
 pub use config::{ConfigError, ServiceConfig};
 pub use error::{ErrorKind, ServiceError};
 
-use std::collections::HashMap;
 use std::fmt::Display;
 use std::sync::{Arc, PoisonError, RwLock};
 
@@ -119,9 +118,9 @@ use crate::id::{CampaignId, Channel, CouponId, TemplateId, UserId};
 use crate::lifecycle::{Campaign, ClaimRequest, Coupon, TemplateRecord};
 use crate::plan::claim::{claimed, issued, plan_claim, same_claim};
 use crate::plan::lock::{
-    Gathered, PromoCache, WalletRead, code_template, distinct, locked_coupons, offers, plan_lock,
-    price, replayed_lock, wallet,
+    GatherRead, Gathered, PromoCache, locked_coupons, plan_lock, price, replayed_lock, wallet,
 };
+use crate::plan::read::{Got, Next, Read, Reads};
 use crate::plan::template::{
     Existing, Move, code_of, plan_create_campaign, plan_create_template, plan_offer, plan_switch,
     plan_transition,
@@ -227,6 +226,36 @@ impl<R: Repository> Service<R> {
 
     fn campaign_record(&self, id: &CampaignId) -> Res<Versioned<Campaign>, R> {
         found(self.repo.campaign(id), "campaign", id)
+    }
+
+    /// One read a pure read machine asked for, against the store.
+    fn fetch(&self, read: Read) -> Res<Got, R> {
+        Ok(match read {
+            Read::Order(id) => Got::Order(Box::new(found(self.repo.order(&id), "order", &id)?)),
+            Read::Coupons(ids) => {
+                let read = store(self.repo.coupons(&ids))?.into_iter().zip(&ids);
+                let found = read.map(|(c, id)| found(Ok(c), "coupon", id));
+                Got::Coupons(found.collect::<Res<_, R>>()?)
+            }
+            Read::Template(id) => Got::Template(self.template_record(&id)?),
+            Read::TemplateIfAny(id) => {
+                Got::TemplateIfAny(id.clone(), store(self.repo.template(&id))?)
+            }
+            Read::LiveCoupons(user) => Got::Coupons(store(self.repo.live_coupons(&user))?),
+            Read::Receipt(key) => Got::Receipt(key.clone(), self.receipt(&key)?),
+            Read::Counter(key) => Got::Count(key.clone(), store(self.repo.counter(&key))?),
+        })
+    }
+
+    /// Runs a pure read machine to its end, one [`fetch`](Self::fetch) a read.
+    fn drive<M: Reads>(&self, mut machine: M) -> Res<M::Out, R> {
+        let mut got = None;
+        loop {
+            match machine.next(got).map_err(|d| self.denied(d))? {
+                Next::Read(read) => got = Some(self.fetch(read)?),
+                Next::Ready(out) => return Ok(out),
+            }
+        }
     }
 
     // ---------------------------------------------------------------- templates
@@ -528,29 +557,6 @@ impl<R: Repository> Service<R> {
     }
 
     /// The buyer's wallet and typed codes as offers, blocked per coupon state and counters.
-    fn gather(&self, buyer: &Buyer, codes: &[PromoCode]) -> Res<Gathered, R> {
-        let wallet = store(self.repo.live_coupons(&buyer.user))?;
-        let (mut read, templates) = WalletRead::new(&buyer.user, wallet);
-        for t in templates {
-            if let Some(r) = store(self.repo.template(&t))? {
-                read.templates.insert(t, r.value);
-            }
-        }
-        for code in distinct(codes) {
-            let receipt = self.receipt(&ReceiptKey::Code(code.clone()))?;
-            let record = self.template_record(&code_template(code, receipt)?)?;
-            read.codes.push((code.clone(), record.value));
-        }
-        let mut counts = HashMap::new();
-        for key in read.counters() {
-            let count = store(self.repo.counter(&key))?;
-            counts.insert(key, count);
-        }
-        Ok(offers(read, &counts))
-    }
-
-    /// Prices a cart for a buyer without holding anything: the best combination, or the
-    /// buyer's `selection`; with the offers it was priced from.
     fn price(
         &self,
         (cart, buyer): (&Cart, &Buyer),
@@ -559,7 +565,7 @@ impl<R: Repository> Service<R> {
         now: DateTime<Utc>,
     ) -> Res<(Gathered, Quote), R> {
         let now = time::check("now", now)?;
-        let g = self.gather(buyer, codes)?;
+        let g = self.drive(GatherRead::new(&buyer.user, codes))?;
         let read = (&g, &*self.promotions()?);
         let quote = price((cart, buyer), read, selection, &self.config, now)?;
         Ok((g, quote))

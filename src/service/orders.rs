@@ -1,22 +1,21 @@
 //! Paying, cancelling, completing and refunding orders; voiding coupons; the sweep: reads,
 //! the pure plans of [`plan::order`](crate::plan::order), and the [runner](super::runner).
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, Duration, Utc};
 
 use super::{Res, Service, ServiceError, found, store};
 use crate::id::{CouponId, IdempotencyKey, OrderId};
-use crate::lifecycle::{Actor, Coupon, Order, RefundRequest};
+use crate::lifecycle::{Actor, Coupon, LifecycleError, Order, RefundRequest};
 use crate::plan::order::{
-    Refunded, Settle, Settlement, Swept, View, fingerprint, plan_hold_ran_out, plan_refund,
-    plan_settle, plan_void, refunded, replayed_step, settlement, sweep_due,
+    RefundRead, Refunded, Settle, Settlement, Swept, ViewRead, fingerprint, plan_hold_ran_out,
+    plan_refund, plan_settle, plan_void, refunded, replayed_step, settlement, sweep_due,
 };
+use crate::plan::read::Reads;
 use crate::plan::{OP_REFUND, OP_VOID, Step, key_reused, op_key};
 use crate::repository::{Commit, Receipt, ReceiptKey, Repository, Versioned};
-use crate::time;
 #[cfg(doc)]
-use {crate::lifecycle::LifecycleError, crate::rule::RefundPolicy};
+use crate::rule::RefundPolicy;
+use crate::time;
 
 impl<R: Repository> Service<R> {
     /// An order record: its quote as locked, its coupons and codes, its state and refunds.
@@ -31,43 +30,16 @@ impl<R: Repository> Service<R> {
         found(self.repo.order(id), "order", id)
     }
 
-    /// The order and its coupons as of one instant: the order is read again after its
-    /// coupons, and the pair is taken only if the order did not change in between. Every write
-    /// that moves an order's coupons also writes the order, so an unchanged order version
-    /// means the coupons read belong to that version (a cancel committed between the two
-    /// reads would otherwise show a pay an order still placed with its coupon already back).
-    fn view(&self, id: &OrderId) -> Res<View, R> {
-        let mut order = self.order_record(id)?;
-        for _ in 0..self.attempts() {
-            let read = store(self.repo.coupons(&order.value.coupons))?;
-            let ids = order.value.coupons.iter();
-            let coupons = read
-                .into_iter()
-                .zip(ids)
-                .map(|(c, id)| found(Ok(c), "coupon", id));
-            let coupons = coupons.collect::<Res<Vec<_>, R>>()?;
-            if order.value.coupons.is_empty() {
-                return Ok(View { order, coupons });
-            }
-            let again = self.order_record(id)?;
-            if again.version == order.version {
-                return Ok(View { order, coupons });
-            }
-            order = again;
-        }
-        self.contention("read order")
-    }
-
     /// One order step (pay, cancel, complete, refund), table-driven: its key and fingerprint
     /// (of who acted and, for a refund, what was asked), the order read as of one version and
     /// its `plan`; the replay answers from the order the receipt names, as it is now (with the
     /// refund's index, for a refund).
-    fn order_step<T>(
+    fn order_step<T, M: Reads>(
         &self,
         (op, order, by, refund): (&'static str, &OrderId, &Actor, Option<&RefundRequest>),
         key: &IdempotencyKey,
-        replayed: impl Fn(&Order, Option<usize>) -> Option<T>,
-        plan: impl Fn(&View, (&ReceiptKey, u64), Duration) -> Res<Step<T>, R>,
+        (replayed, read): (impl Fn(&Order, Option<usize>) -> Option<T>, impl Fn() -> M),
+        plan: impl Fn(M::Out, (&ReceiptKey, u64), Duration) -> Result<Step<T>, LifecycleError>,
     ) -> Res<T, R> {
         let (key_r, fp) = (op_key(op, key), fingerprint(op, by, refund));
         let replay = || match replayed_step(self.receipt(&key_r)?, key, op, order, fp)? {
@@ -75,7 +47,9 @@ impl<R: Repository> Service<R> {
             None => Ok(None),
         };
         let skew = self.config.clock_skew;
-        self.run(op, replay, |_| plan(&self.view(order)?, (&key_r, fp), skew))
+        self.run(op, replay, |_| {
+            Ok(plan(self.drive(read())?, (&key_r, fp), skew)?)
+        })
     }
 
     /// [`order_step`](Self::order_step) for a step whose answer is a [`Settlement`], table-driven
@@ -90,11 +64,12 @@ impl<R: Repository> Service<R> {
     ) -> Res<Settlement, R> {
         let now = time::check("now", now)?;
         let replayed = |o: &Order, _| Some(settlement(o, true));
+        let read = || ViewRead::new(order, self.attempts());
         self.order_step(
             (step.operation(), order, by, None),
             key,
-            replayed,
-            |v, k, skew| Ok(plan_settle(step, v, by, k, now, skew)?),
+            (replayed, read),
+            |v, k, skew| plan_settle(step, &v, by, k, now, skew),
         )
     }
 
@@ -181,13 +156,9 @@ impl<R: Repository> Service<R> {
         let now = time::check("now", now)?;
         let replayed = |o: &Order, index: Option<usize>| refunded(o, index?);
         let step = (OP_REFUND, order, by, Some(request));
-        self.order_step(step, key, replayed, |view, k, skew| {
-            let mut policies = HashMap::new();
-            for t in view.templates() {
-                let record = self.template_record(t)?;
-                policies.insert(t.clone(), *record.value.template.refund());
-            }
-            Ok(plan_refund(view, &policies, by, request, k, now, skew)?)
+        let read = || RefundRead::new(order, self.attempts());
+        self.order_step(step, key, (replayed, read), |(view, policies), k, skew| {
+            plan_refund(&view, &policies, by, request, k, now, skew)
         })
     }
 
@@ -210,14 +181,18 @@ impl<R: Repository> Service<R> {
                 out.expired.push(coupon);
             }
         }
+        let (skew, tries) = (self.config.clock_skew, self.attempts());
         for order in orders {
-            let skew = self.config.clock_skew;
             // One attempt: a conflict leaves the order for the next sweep.
             let released = self.run(
                 "sweep",
                 || Ok(None),
                 |attempt| match attempt.number {
-                    0 => Ok(plan_hold_ran_out(&self.view(&order)?, now, skew)?),
+                    0 => Ok(plan_hold_ran_out(
+                        &self.drive(ViewRead::new(&order, tries))?,
+                        now,
+                        skew,
+                    )?),
                     _ => Ok(Step::Done(false)),
                 },
             );
