@@ -1,3 +1,4 @@
+#![cfg(test)]
 //! The fast fold (interned dimensions, groups by dense ids) against a reference fold written
 //! straight from the definitions: a `BTreeMap` keyed by [`GroupKey`], orders joined and
 //! repurchases decided after the whole feed is read.
