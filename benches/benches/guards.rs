@@ -77,34 +77,69 @@ fn three_guards() -> Vec<Guard> {
     ]
 }
 
-fn context(i: u64) -> Context {
+/// The context of the `i`-th subject: short ids, or (`long`) ids as apps and payment providers
+/// send them — a 36-character device UUID and a 28-character card token.
+fn context(i: u64, long: bool) -> Context {
     let b = i.to_be_bytes();
+    let (device, card) = if long {
+        let h = i.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        (
+            format!(
+                "{:08x}-{:04x}-4{:03x}-a{:03x}-{:012x}",
+                h >> 32,
+                (h >> 16) & 0xffff,
+                (h >> 4) & 0xfff,
+                i & 0xfff,
+                i
+            ),
+            format!("tok_{:024x}", u128::from(h) << 32 | u128::from(i)),
+        )
+    } else {
+        (format!("dev-{i}"), format!("card-{i}"))
+    };
     Context::new()
-        .device(DeviceId::new(format!("dev-{i}")).expect("device"))
+        .device(DeviceId::new(device).expect("device"))
         .ip(IpAddr::V4(Ipv4Addr::new(10, b[5], b[6], b[7])))
-        .payment(PaymentAccount::new(format!("card-{i}")).expect("card"))
+        .payment(PaymentAccount::new(card).expect("card"))
 }
 
-/// `n` claims, `share` accounts to a device, address and card.
-fn requests(t: &TemplateId, n: u64, share: u64) -> Vec<ClaimRequest> {
+/// `n` claims, `share` accounts to a device, address and card (`long`: account ids and
+/// request keys of 37 and 36 characters, and the long ids of [`context`]).
+fn requests(t: &TemplateId, n: u64, share: u64, long: bool) -> Vec<ClaimRequest> {
     let channel = Channel::new("app").expect("channel");
     (0..n)
         .map(|i| {
             ClaimRequest::new(
                 t.clone(),
-                UserId::new(format!("u-{i}")).expect("user"),
+                UserId::new(if long {
+                    format!(
+                        "user-{:032x}",
+                        u128::from(i).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                    )
+                } else {
+                    format!("u-{i}")
+                })
+                .expect("user"),
                 channel.clone(),
                 ClaimMode::Click,
-                IdempotencyKey::new(format!("k-{i}")).expect("key"),
+                IdempotencyKey::new(if long {
+                    format!(
+                        "req-{:032x}",
+                        u128::from(i).wrapping_mul(0x2545_f491_4f6c_dd1d)
+                    )
+                } else {
+                    format!("k-{i}")
+                })
+                .expect("key"),
             )
-            .with_context(context(i / share))
+            .with_context(context(i / share, long))
         })
         .collect()
 }
 
-fn claims(iters: u64, guards: Vec<Guard>, share: u64) -> Duration {
+fn claims(iters: u64, guards: Vec<Guard>, share: u64, long: bool) -> Duration {
     let (service, t) = service(guards);
-    let reqs = requests(&t, iters, share);
+    let reqs = requests(&t, iters, share, long);
     let start = Instant::now();
     for r in &reqs {
         service.claim(r, now()).expect("claim");
@@ -134,7 +169,7 @@ fn redeems(iters: u64) -> Duration {
                 UserId::new(format!("u-{i}")).expect("user"),
                 channel.clone(),
             )
-            .with_context(context(i as u64))
+            .with_context(context(i as u64, false))
         })
         .collect();
     let start = Instant::now();
@@ -145,8 +180,9 @@ fn redeems(iters: u64) -> Duration {
 }
 
 /// One workload for an instruction count, outside criterion: `GUARDS_RUN=plain`,
-/// `three_guards` or `three_guards_shared` claims `GUARDS_CLAIMS` (default 20,000) into a fresh
-/// store inside [`cg_claims`], so that
+/// `three_guards`, `plain_long_ids`, `three_guards_long_ids` or `three_guards_shared` claims
+/// `GUARDS_CLAIMS`
+/// (default 20,000) into a fresh store inside [`cg_claims`], so that
 /// `valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*cg_claims*'` counts only
 /// those: divide the total by the claims.
 fn callgrind_run() -> bool {
@@ -157,13 +193,15 @@ fn callgrind_run() -> bool {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20_000);
-    let (guards, share) = match run.as_str() {
-        "plain" => (vec![], 1),
-        "three_guards" => (three_guards(), 1),
-        _ => (three_guards(), 4),
+    let (guards, share, long) = match run.as_str() {
+        "plain" => (vec![], 1, false),
+        "three_guards" => (three_guards(), 1, false),
+        "plain_long_ids" => (vec![], 1, true),
+        "three_guards_long_ids" => (three_guards(), 1, true),
+        _ => (three_guards(), 4, false),
     };
     let (service, t) = service(guards);
-    let reqs = requests(&t, n, share);
+    let reqs = requests(&t, n, share, long);
     let took = cg_claims(&service, &reqs);
     println!("guards/claim/{run}: {n} claims in {took:?}");
     true
@@ -184,13 +222,23 @@ fn main() {
     }
     let mut c = Criterion::default().configure_from_args();
     let mut g = c.benchmark_group("guards");
-    g.bench_function("claim/plain", |b| b.iter_custom(|n| claims(n, vec![], 1)));
+    g.bench_function("claim/plain", |b| {
+        b.iter_custom(|n| claims(n, vec![], 1, false))
+    });
     g.bench_function("claim/three_guards", |b| {
-        b.iter_custom(|n| claims(n, three_guards(), 1))
+        b.iter_custom(|n| claims(n, three_guards(), 1, false))
+    });
+    // Account ids, request keys, device UUIDs and card tokens of the lengths apps and payment
+    // providers send.
+    g.bench_function("claim/plain_long_ids", |b| {
+        b.iter_custom(|n| claims(n, vec![], 1, true))
+    });
+    g.bench_function("claim/three_guards_long_ids", |b| {
+        b.iter_custom(|n| claims(n, three_guards(), 1, true))
     });
     // Four accounts to a device and card: three of four claims count existing subjects.
     g.bench_function("claim/three_guards_shared", |b| {
-        b.iter_custom(|n| claims(n, three_guards(), 4))
+        b.iter_custom(|n| claims(n, three_guards(), 4, false))
     });
     g.bench_function("redeem_code/attempt_guard", |b| b.iter_custom(redeems));
     g.finish();
