@@ -91,17 +91,23 @@ impl KeyWriter {
     /// Appends a text.
     #[inline(always)]
     pub(super) fn push_str(&mut self, s: &str) {
+        self.push_utf8(s.as_bytes());
+    }
+
+    /// Appends bytes that are whole UTF-8 (a `&str`'s, or ASCII).
+    #[inline(always)]
+    fn push_utf8(&mut self, s: &[u8]) {
         if let Some(h) = &mut self.heap {
-            h.push_str(s);
+            h.push_str(std::str::from_utf8(s).unwrap_or_default());
             return;
         }
         let end = self.len + s.len();
         match self.bytes.get_mut(self.len..end) {
             Some(b) => {
-                b.copy_from_slice(s.as_bytes());
+                b.copy_from_slice(s);
                 self.len = end;
             }
-            None => self.spill(s),
+            None => self.spill(std::str::from_utf8(s).unwrap_or_default()),
         }
     }
 
@@ -125,27 +131,17 @@ impl KeyWriter {
         }
     }
 
-    /// Appends a number below 256 in decimal.
+    /// Appends ASCII bytes (a non-ASCII byte is written as `?`: a key stays whole UTF-8).
     #[inline(always)]
-    pub(super) fn push_u8(&mut self, n: u8) {
-        let (digits, count) = if n >= 100 {
-            ([b'0' + n / 100, b'0' + (n / 10) % 10, b'0' + n % 10], 3)
-        } else if n >= 10 {
-            ([b'0' + n / 10, b'0' + n % 10, 0], 2)
-        } else {
-            ([b'0' + n, 0, 0], 1)
-        };
-        // Three bytes written at once where they fit (those past the count are overwritten
-        // by what follows, or lie past the key's end).
-        if self.heap.is_none() {
-            if let Some(b) = self.bytes.get_mut(self.len..self.len + 3) {
-                b.copy_from_slice(&digits);
-                self.len += count;
-                return;
+    pub(super) fn push_ascii_bytes(&mut self, s: &[u8]) {
+        if !s.is_ascii() {
+            for &c in s {
+                self.push_ascii(c);
             }
+            return;
         }
-        let digits = digits.get(..count).unwrap_or_default();
-        self.push_str(std::str::from_utf8(digits).unwrap_or_default());
+        // ASCII is whole UTF-8.
+        self.push_utf8(s);
     }
 
     /// Moves the text to the heap, then appends `s`.
@@ -321,20 +317,24 @@ mod tests {
     }
 
     #[test]
-    fn numbers_are_written_in_decimal_also_where_they_reach_past_the_inline_room() {
+    fn ascii_runs_are_written_whole_also_where_they_reach_past_the_inline_room() {
         for before in 0..=INLINE + 2 {
-            for n in 0..=255u8 {
+            for run in ["", "7", "10.0.0.0/24", "255.255.255.255/32"] {
                 let mut w = KeyWriter::new();
                 w.push_str(&"p".repeat(before));
-                w.push_u8(n);
-                w.push_ascii(b'.');
-                w.push_u8(n);
+                w.push_ascii_bytes(run.as_bytes());
+                w.push_ascii(b'|');
+                w.push_ascii_bytes(run.as_bytes());
                 assert_eq!(
                     w.finish().as_str(),
-                    format!("{}{n}.{n}", "p".repeat(before))
+                    format!("{}{run}|{run}", "p".repeat(before))
                 );
             }
         }
+        // A byte that is not ASCII is written as `?`.
+        let mut w = KeyWriter::new();
+        w.push_ascii_bytes(&[b'a', 0xff, b'b']);
+        assert_eq!(w.finish().as_str(), "a?b");
     }
 
     #[test]

@@ -2,41 +2,59 @@
 //! (guard, subject) pairs interned once in one table, each with its buckets inline.
 //!
 //! A pair is found by one hash of its subject's text mixed with the guard's interned number,
-//! in an open-addressing index of pair numbers; a subject up to 23 bytes is kept inline (no
-//! allocation), a fixed window's single live bucket too (a rolling window with several live
+//! in an open-addressing index of pair numbers; subjects' texts are appended to an arena of
+//! large chunks (no allocation per pair), a fixed window's single live bucket is kept inline (a rolling window with several live
 //! buckets keeps them in a sorted vector).
 
 use super::tables::{FxHasher, NONE, SlotIndex, Table, add};
 use crate::id::GuardName;
 use std::hash::Hasher;
 
-/// A subject's text: inline when short, else on the heap.
-#[derive(Debug)]
-enum Text {
-    Inline { len: u8, bytes: [u8; INLINE] },
-    Heap(Box<[u8]>),
+/// Where a subject's text is in the [`Arena`]: its chunk, offset and length.
+#[derive(Debug, Clone, Copy)]
+struct Text {
+    chunk: u32,
+    start: u32,
+    len: u32,
 }
 
-/// Subjects this long or shorter are kept inline.
-const INLINE: usize = 23;
+/// Subjects' texts, appended into chunks that never move: no allocation per subject,
+/// whatever its length (a device UUID or a card token with its label is 40-odd bytes).
+#[derive(Debug, Default)]
+struct Arena {
+    chunks: Vec<Vec<u8>>,
+}
 
-impl Text {
-    fn new(s: &[u8]) -> Text {
-        let mut bytes = [0u8; INLINE];
-        match (bytes.get_mut(..s.len()), u8::try_from(s.len())) {
-            (Some(b), Ok(len)) => {
-                b.copy_from_slice(s);
-                Text::Inline { len, bytes }
-            }
-            _ => Text::Heap(s.into()),
+/// An arena chunk's capacity (a longer subject gets a chunk of its own length).
+const ARENA_CHUNK: usize = 1 << 16;
+
+impl Arena {
+    fn push(&mut self, s: &[u8]) -> Option<Text> {
+        let room = self
+            .chunks
+            .last()
+            .is_some_and(|c| c.capacity() - c.len() >= s.len());
+        if !room {
+            self.chunks
+                .push(Vec::with_capacity(ARENA_CHUNK.max(s.len())));
         }
+        let chunk = self.chunks.len().checked_sub(1)?;
+        let c = self.chunks.get_mut(chunk)?;
+        let start = u32::try_from(c.len()).ok()?;
+        c.extend_from_slice(s);
+        Some(Text {
+            chunk: u32::try_from(chunk).ok()?,
+            start,
+            len: u32::try_from(s.len()).ok()?,
+        })
     }
 
-    fn is(&self, s: &[u8]) -> bool {
-        match self {
-            Text::Inline { len, bytes } => bytes.get(..usize::from(*len)).is_some_and(|b| b == s),
-            Text::Heap(h) => &**h == s,
-        }
+    fn get(&self, t: Text) -> &[u8] {
+        let (start, len) = (t.start as usize, t.len as usize);
+        self.chunks
+            .get(t.chunk as usize)
+            .and_then(|c| c.get(start..start + len))
+            .unwrap_or(&[])
     }
 }
 
@@ -183,6 +201,7 @@ impl Pairs {
 pub(super) struct Guards {
     names: Table<GuardName, ()>,
     pairs: Pairs,
+    texts: Arena,
     index: SlotIndex,
 }
 
@@ -234,7 +253,7 @@ impl Guards {
         let found = self.index.find_or_vacant(hash, |ix| {
             self.pairs
                 .get(ix)
-                .is_some_and(|p| p.guard == g && p.subject.is(subject))
+                .is_some_and(|p| p.guard == g && self.texts.get(p.subject) == subject)
         });
         match found {
             Ok(ix) => PairAt::Found(ix),
@@ -299,9 +318,12 @@ impl Guards {
             } => {
                 // What `Buckets::add` makes of an empty pair.
                 let buckets = Buckets::One(bucket, add(0, delta));
+                let Some(subject) = self.texts.push(subject) else {
+                    return;
+                };
                 let pair = Pair {
                     guard,
-                    subject: Text::new(subject),
+                    subject,
                     buckets,
                 };
                 if let Some(ix) = self.pairs.push(pair) {
