@@ -209,6 +209,7 @@ pub(super) struct Guards {
 const BY_ADDRESS: usize = 16;
 
 impl Guards {
+    #[inline]
     fn hash(guard: u32, subject: &[u8]) -> u32 {
         let mut h = FxHasher::default();
         h.write_u32(guard);
@@ -219,6 +220,7 @@ impl Guards {
     /// A guard's number. A caller passes the same shared name with every request (its
     /// guard's), and the table keeps the first one it saw: comparing addresses finds it
     /// without hashing (the table's copy keeps that address from being reused).
+    #[inline]
     fn number(&self, guard: &GuardName) -> Option<u32> {
         let text = guard.as_str();
         if self.names.names.len() <= BY_ADDRESS {
