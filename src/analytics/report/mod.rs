@@ -701,19 +701,92 @@ impl Groups {
     }
 }
 
-/// What the lookup and the coupon said of an event's group.
-struct Looked<'e> {
-    segment: Option<Cow<'e, Arc<str>>>,
-    arm: Option<Cow<'e, AttrValue>>,
+/// What the lookup and the coupon said of an event's group: the ids of its segment and arm.
+#[derive(Clone, Copy, Debug, Default)]
+struct Looked {
+    segment: u32,
+    arm: u32,
 }
 
 /// The `arm` attribute, if any (most offers and many coupons have no attributes at all).
+/// The keys are compared inline (no call to `memcmp` for a three-byte key).
 #[inline]
 fn arm_of(attributes: &Attributes) -> Option<&AttrValue> {
     if attributes.is_empty() {
-        None
-    } else {
-        attributes.get(ARM_ATTRIBUTE)
+        return None;
+    }
+    let arm = ARM_ATTRIBUTE.as_bytes();
+    attributes
+        .iter()
+        .find(|(k, _)| {
+            let k = k.as_str().as_bytes();
+            k.len() == arm.len() && k.iter().zip(arm).all(|(a, b)| a == b)
+        })
+        .map(|(_, v)| v)
+}
+
+/// What the caller's lookup and the coupon say of an event's group — the ids of its user's
+/// segment and of its experiment arm: the reads of a fold that miss the processor's caches
+/// most (the user's id, the coupon's attributes), done for a run of events at once by
+/// [`Report::extend`] so that they overlap. Values are interned through the call's caches
+/// when given (see [`Caches`]).
+#[inline]
+fn look<'e, L: Lookup + ?Sized>(
+    dims: &mut Dims,
+    caches: Option<&mut Caches<'e>>,
+    logged: &'e Logged,
+    lookup: &'e L,
+) -> Looked {
+    let (segment, arm): (Option<Cow<'e, Arc<str>>>, Option<Cow<'e, AttrValue>>) =
+        match &logged.event.kind {
+            EventKind::Offered {
+                template,
+                user,
+                attributes,
+                ..
+            } => (
+                lookup.segment_ref(user),
+                match arm_of(attributes) {
+                    Some(arm) => Some(Cow::Borrowed(arm)),
+                    None => lookup.offer_arm(template, user).map(Cow::Owned),
+                },
+            ),
+            EventKind::Issued { coupon, .. }
+            | EventKind::Redeemed { coupon, .. }
+            | EventKind::Released { coupon, .. }
+            | EventKind::Expired { coupon }
+            | EventKind::Voided { coupon }
+            | EventKind::Refunded { coupon, .. } => (
+                lookup.segment_ref(&coupon.user),
+                arm_of(&coupon.attributes).map(Cow::Borrowed),
+            ),
+            EventKind::OrderPaid {
+                user, coupons: 0, ..
+            }
+            | EventKind::Refused { user, .. } => (lookup.segment_ref(user), None),
+            _ => return Looked::default(),
+        };
+    match caches {
+        Some(k) => Looked {
+            segment: match segment {
+                None => 0,
+                Some(Cow::Borrowed(s)) => dims.segments.id_by_addr(&mut k.lent_segments, Some(s)),
+                Some(Cow::Owned(s)) => dims.segments.id_held(&mut k.segments, Some(s)),
+            },
+            arm: match arm {
+                None => 0,
+                Some(Cow::Borrowed(a)) => dims.arms.id_by_addr(&mut k.arms, Some(a)),
+                Some(Cow::Owned(a)) => dims.arms.id_held(&mut k.offer_arms, Some(a)),
+            },
+        },
+        None => Looked {
+            segment: dims.segments.id(segment.as_deref()),
+            arm: match arm {
+                None => 0,
+                Some(Cow::Borrowed(a)) => dims.arms.id(Some(a)),
+                Some(Cow::Owned(a)) => dims.arms.id_owned(Some(a)),
+            },
+        },
     }
 }
 
@@ -789,6 +862,28 @@ pub struct Report {
     /// stay here. Keyed by what a time holds (its UTC date and seconds), so a hit does no
     /// calendar arithmetic.
     day_cache: [(NaiveDate, i32, u32); DAY_CACHE],
+}
+
+/// Whole seconds from `from` to `to`, 0 when `to` is earlier — `(to - from).num_seconds()`
+/// floored at 0 — without calendar arithmetic when both times are in one UTC year (as a
+/// coupon's claim and use nearly always are): the days between them are then the difference
+/// of their days of the year. Leap-second times (a nanosecond field past 10⁹) take chrono's
+/// way.
+#[inline]
+fn secs_since(from: DateTime<Utc>, to: DateTime<Utc>) -> u64 {
+    const NANOS: u32 = 1_000_000_000;
+    let (a, b) = (to.naive_utc(), from.naive_utc());
+    let (na, nb) = (a.nanosecond(), b.nanosecond());
+    if a.year() == b.year() && na < NANOS && nb < NANOS {
+        let days = i64::from(a.ordinal()) - i64::from(b.ordinal());
+        let secs =
+            i64::from(a.num_seconds_from_midnight()) - i64::from(b.num_seconds_from_midnight());
+        // Floored: a fraction of a second short of a whole second is the second before it
+        // (below zero, `num_seconds`' rounding toward zero floors at 0 all the same).
+        let whole = days * DAY + secs - i64::from(na < nb);
+        return u64::try_from(whole).unwrap_or(0);
+    }
+    u64::try_from((to - from).num_seconds()).unwrap_or(0)
 }
 
 /// How many days the day cache holds.
@@ -1160,48 +1255,6 @@ impl Report {
         Ok(m.to_minor_i128())
     }
 
-    /// What the caller's lookup and the coupon say of an event's group — the segment of its
-    /// user and its experiment arm: the reads of a fold that miss the processor's caches most
-    /// (the user's id, the coupon's attributes), done for a run of events at once by
-    /// [`Report::extend`] so that they overlap.
-    #[inline]
-    fn look<'e, L: Lookup + ?Sized>(logged: &'e Logged, lookup: &'e L) -> Looked<'e> {
-        match &logged.event.kind {
-            EventKind::Offered {
-                template,
-                user,
-                attributes,
-                ..
-            } => Looked {
-                segment: lookup.segment_ref(user),
-                arm: match arm_of(attributes) {
-                    Some(arm) => Some(Cow::Borrowed(arm)),
-                    None => lookup.offer_arm(template, user).map(Cow::Owned),
-                },
-            },
-            EventKind::Issued { coupon, .. }
-            | EventKind::Redeemed { coupon, .. }
-            | EventKind::Released { coupon, .. }
-            | EventKind::Expired { coupon }
-            | EventKind::Voided { coupon }
-            | EventKind::Refunded { coupon, .. } => Looked {
-                segment: lookup.segment_ref(&coupon.user),
-                arm: arm_of(&coupon.attributes).map(Cow::Borrowed),
-            },
-            EventKind::OrderPaid {
-                user, coupons: 0, ..
-            }
-            | EventKind::Refused { user, .. } => Looked {
-                segment: lookup.segment_ref(user),
-                arm: None,
-            },
-            _ => Looked {
-                segment: None,
-                arm: None,
-            },
-        }
-    }
-
     /// The first half of counting an event: the group it counts in, as its slot and (when the
     /// group exists already) its index. Only interns values; makes no group and counts
     /// nothing, so [`Report::extend`] can locate a run of events before counting them.
@@ -1209,11 +1262,10 @@ impl Report {
     fn locate<'e>(
         &mut self,
         logged: &'e Logged,
-        looked: Looked<'e>,
+        looked: Looked,
         caches: Option<&mut Caches<'e>>,
     ) -> Located {
         let at = logged.event.at;
-        let Looked { segment, arm } = looked;
         let (template, campaign, channel) = match &logged.event.kind {
             EventKind::Offered {
                 template,
@@ -1235,44 +1287,19 @@ impl Report {
         };
         let day = self.day(at);
         let d = &mut self.groups.dims;
-        let ids = match caches {
-            Some(k) => {
-                let arm = match arm {
-                    None => 0,
-                    Some(Cow::Borrowed(a)) => d.arms.id_by_addr(&mut k.arms, Some(a)),
-                    Some(Cow::Owned(a)) => d.arms.id_held(&mut k.offer_arms, Some(a)),
-                };
-                [
-                    d.templates.id_by_addr(&mut k.templates, template),
-                    d.campaigns.id_by_addr(&mut k.campaigns, campaign),
-                    d.channels.id_by_addr(&mut k.channels, channel),
-                    match segment {
-                        None => 0,
-                        Some(Cow::Borrowed(s)) => {
-                            d.segments.id_by_addr(&mut k.lent_segments, Some(s))
-                        }
-                        Some(Cow::Owned(s)) => d.segments.id_held(&mut k.segments, Some(s)),
-                    },
-                    arm,
-                ]
-            }
-            None => {
-                let arm = match arm {
-                    None => 0,
-                    Some(Cow::Borrowed(a)) => d.arms.id(Some(a)),
-                    Some(Cow::Owned(a)) => d.arms.id_owned(Some(a)),
-                };
-                [
-                    d.templates.id(template),
-                    d.campaigns.id(campaign),
-                    d.channels.id(channel),
-                    d.segments.id(segment.as_deref()),
-                    arm,
-                ]
-            }
+        let [t, c, ch] = match caches {
+            Some(k) => [
+                d.templates.id_by_addr(&mut k.templates, template),
+                d.campaigns.id_by_addr(&mut k.campaigns, campaign),
+                d.channels.id_by_addr(&mut k.channels, channel),
+            ],
+            None => [
+                d.templates.id(template),
+                d.campaigns.id(campaign),
+                d.channels.id(channel),
+            ],
         };
-        let [t, c, ch, seg, arm] = ids;
-        let slot = Slot([day, t, c, ch, seg, arm]);
+        let slot = Slot([day, t, c, ch, looked.segment, looked.arm]);
         match self.groups.get_slot(slot) {
             Some(g) => {
                 self.groups.touch(g, &logged.event.kind);
@@ -1316,7 +1343,8 @@ impl Report {
         logged: &Logged,
         lookup: &L,
     ) -> Result<(), ReportError> {
-        let at = self.locate(logged, Report::look(logged, lookup), None);
+        let looked = look(&mut self.groups.dims, None, logged, lookup);
+        let at = self.locate(logged, looked, None);
         let mut pending = Pending::default();
         let counted = self.count(logged, lookup, at, &mut pending);
         self.flush(&mut pending);
@@ -1362,7 +1390,7 @@ impl Report {
                 let Some(group) = self.group_at(located) else {
                     return Ok(());
                 };
-                let secs = (at - coupon.claimed_at).num_seconds().max(0) as u64;
+                let secs = secs_since(coupon.claimed_at, at);
                 if let Some((h, m)) = self.groups.hot(group) {
                     h.used += 1;
                     h.add_money(m, Sum::Discount, saving);
@@ -1415,7 +1443,6 @@ impl Report {
                         h.plain_orders += 1;
                         h.add_money(m, Sum::PlainSales, paid);
                     }
-                    let at = at.timestamp();
                     self.follow(user, seq, at, order, false, Some(group), pending);
                 } else {
                     let seen = if pending.is(order) {
@@ -1430,7 +1457,7 @@ impl Report {
                         pending.paid = Some((paid, *coupons, user));
                         false
                     };
-                    self.follow(user, seq, at.timestamp(), order, true, None, pending);
+                    self.follow(user, seq, at, order, true, None, pending);
                     if seen {
                         // (An order first seen here has none of its coupons yet.)
                         self.try_join(order, pending);
@@ -1502,7 +1529,7 @@ impl Report {
         const RUN: usize = 32;
         let mut events = events.into_iter();
         let mut run: Vec<&Logged> = Vec::with_capacity(RUN);
-        let mut looked: Vec<Looked<'_>> = Vec::with_capacity(RUN);
+        let mut looked: Vec<Looked> = Vec::with_capacity(RUN);
         let mut located: Vec<Located> = Vec::with_capacity(RUN);
         let mut caches = Caches::new();
         let mut pending = Pending::default();
@@ -1514,9 +1541,12 @@ impl Report {
                 self.groups.fold();
                 return Ok(());
             }
-            looked.extend(run.iter().map(|e| Report::look(e, lookup)));
+            looked.clear();
+            for e in &run {
+                looked.push(look(&mut self.groups.dims, Some(&mut caches), e, lookup));
+            }
             located.clear();
-            for (e, l) in run.iter().zip(looked.drain(..)) {
+            for (e, &l) in run.iter().zip(&looked) {
                 let at = self.locate(e, l, Some(&mut caches));
                 located.push(at);
             }
@@ -1577,7 +1607,7 @@ impl Report {
         &mut self,
         user: &UserId,
         seq: Sequence,
-        at: i64,
+        at: DateTime<Utc>,
         order: &OrderId,
         coupon: bool,
         group: Option<u32>,
@@ -1586,6 +1616,7 @@ impl Report {
         if self.config.repurchase_days.is_none() {
             return;
         }
+        let at = at.timestamp();
         let now = PaidRef {
             seq,
             at,

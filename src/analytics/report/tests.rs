@@ -969,3 +969,62 @@ fn money_past_i64_sums_as_one_by_one_up_to_saturation() {
         }
     }
 }
+
+/// A time from its Unix seconds and nanoseconds (leap-second nanoseconds allowed at :59).
+fn at_nanos(secs: i64, nanos: u32) -> DateTime<Utc> {
+    DateTime::from_timestamp(secs, nanos).unwrap()
+}
+
+#[test]
+fn seconds_since_a_claim_are_chronos_floored_at_zero() {
+    let chrono_way =
+        |from: DateTime<Utc>, to: DateTime<Utc>| (to - from).num_seconds().max(0) as u64;
+    let mut r = Mix(15);
+    // 2024 (a leap year) to 2027: within a year, across New Year, in either order.
+    let start = Utc
+        .with_ymd_and_hms(2024, 1, 1, 0, 0, 0)
+        .unwrap()
+        .timestamp();
+    let span = 4 * 366 * DAY;
+    let mut pairs: Vec<(DateTime<Utc>, DateTime<Utc>)> = Vec::new();
+    for _ in 0..20_000 {
+        let a = start + r.below(span as u64) as i64;
+        // Mostly close (a claim and its use), sometimes far, sometimes before.
+        let b = match r.below(4) {
+            0 => a + r.below(8 * DAY as u64) as i64,
+            1 => a - r.below(3 * DAY as u64) as i64,
+            2 => start + r.below(span as u64) as i64,
+            _ => a + r.below(3) as i64 - 1,
+        };
+        let nanos = |r: &mut Mix| match r.below(4) {
+            0 => 0,
+            1 => r.below(1_000_000_000) as u32,
+            2 => 999_999_999,
+            _ => 500_000_000,
+        };
+        pairs.push((at_nanos(a, nanos(&mut r)), at_nanos(b, nanos(&mut r))));
+    }
+    // New Year's Eve, to the second and nanosecond, and leap-second times.
+    let eve = Utc
+        .with_ymd_and_hms(2026, 12, 31, 23, 59, 59)
+        .unwrap()
+        .timestamp();
+    for (x, nx, y, ny) in [
+        (eve, 0, eve + 1, 0),
+        (eve, 999_999_999, eve + 1, 0),
+        (eve, 1, eve + 1, 0),
+        (eve + 1, 0, eve, 999_999_999),
+        (eve, 1_500_000_000, eve + 1, 0),
+        (eve, 0, eve, 1_500_000_000),
+        (eve, 1_000_000_000, eve + 2, 999_999_999),
+    ] {
+        pairs.push((at_nanos(x, nx), at_nanos(y, ny)));
+    }
+    for (from, to) in pairs {
+        assert_eq!(
+            secs_since(from, to),
+            chrono_way(from, to),
+            "{from:?} → {to:?}"
+        );
+    }
+}
