@@ -713,9 +713,111 @@ fn escape_slow(out: &mut KeyWriter, s: &str) {
 fn push_ip(out: &mut KeyWriter, ip: IpAddr) {
     match ip {
         IpAddr::V4(a) => push_ipv4(out, a.octets(), None),
-        IpAddr::V6(a) => {
-            use std::fmt::Write as _;
-            let _ = write!(out, "{a}");
+        IpAddr::V6(a) => push_ipv6(out, a, None),
+    }
+}
+
+/// Appends an IPv6 address as `Display` writes it, then `/len` when given: an IPv4-mapped
+/// address as `::ffff:` and its IPv4 form; else lowercase hexadecimal groups without leading
+/// zeros, the longest run of two or more zero groups (the first of equal runs) written `::`.
+/// Written into a small buffer and appended at once.
+fn push_ipv6(out: &mut KeyWriter, a: std::net::Ipv6Addr, len: Option<u8>) {
+    if let Some(v4) = a.to_ipv4_mapped() {
+        out.push_str("::ffff:");
+        push_ipv4(out, v4.octets(), len);
+        return;
+    }
+    let seg = a.segments();
+    // The zero groups as bits (bit i: group i); `m &= m >> 1` keeps the bits that start a
+    // run one longer each time, so the last nonzero `m` marks where the longest runs start
+    // (its lowest bit the first of them) and the number of steps is their length.
+    let mut m = seg
+        .iter()
+        .enumerate()
+        .fold(0u32, |z, (i, &g)| z | u32::from(g == 0) << i);
+    let (mut zeros_at, mut zeros) = (0usize, 0usize);
+    while m != 0 {
+        zeros_at = m.trailing_zeros() as usize;
+        zeros += 1;
+        m &= m >> 1;
+    }
+    // Every group is written with a `:` before it, and the text from the second byte on is
+    // the address: so `::` is one more `:` (two at the start, three for `::` alone).
+    let mut buf = Ascii::default();
+    if zeros > 1 {
+        let (before, after) = (
+            seg.get(..zeros_at).unwrap_or_default(),
+            seg.get(zeros_at + zeros..).unwrap_or_default(),
+        );
+        if before.is_empty() {
+            buf.push(b':');
+        }
+        buf.groups(before);
+        buf.push(b':');
+        if after.is_empty() {
+            buf.push(b':');
+        }
+        buf.groups(after);
+    } else {
+        buf.groups(&seg);
+    }
+    if let Some(len) = len {
+        let (d, count) = decimal(len);
+        buf.put(
+            u64::from_be_bytes([b'/', d[0], d[1], d[2], 0, 0, 0, 0]),
+            1 + count,
+        );
+    }
+    out.push_ascii_bytes(buf.bytes.get(1..buf.len).unwrap_or_default());
+}
+
+/// A small buffer an IPv6 address is written into: eight groups of `:ffff` and `/128` fit in
+/// 44 bytes, and every write puts eight bytes (those past its end are overwritten by what
+/// follows or lie past the text).
+struct Ascii {
+    bytes: [u8; 56],
+    len: usize,
+}
+
+impl Default for Ascii {
+    fn default() -> Ascii {
+        Ascii {
+            bytes: [0; 56],
+            len: 0,
+        }
+    }
+}
+
+impl Ascii {
+    /// Writes `word`'s bytes (first byte first) and keeps the first `count`.
+    #[inline(always)]
+    fn put(&mut self, word: u64, count: usize) {
+        if let Some(dst) = self.bytes.get_mut(self.len..self.len + 8) {
+            dst.copy_from_slice(&word.to_be_bytes());
+            self.len += count;
+        }
+    }
+
+    #[inline(always)]
+    fn push(&mut self, b: u8) {
+        self.put(u64::from(b) << 56, 1);
+    }
+
+    /// Groups, each as `:` and its lowercase hexadecimal digits without leading zeros: the
+    /// four digits made at once (each nibble in a byte of a word; a nibble over 9 carries
+    /// into its byte's bit 4 when 6 is added, and then gets `a` - `0` - 10 more), the leading
+    /// zeros shifted out.
+    #[inline(always)]
+    fn groups(&mut self, groups: &[u16]) {
+        for &g in groups {
+            let n = u32::from(g);
+            let spread =
+                (n >> 12 & 0xf) << 24 | (n >> 8 & 0xf) << 16 | (n >> 4 & 0xf) << 8 | (n & 0xf);
+            let over9 = (spread + 0x0606_0606) >> 4 & 0x0101_0101;
+            let ascii = spread + 0x3030_3030 + over9 * 0x27;
+            let digits = (16 - g.leading_zeros()).div_ceil(4).max(1);
+            let left = u64::from(ascii << (8 * (4 - digits)));
+            self.put(u64::from(b':') << 56 | left << 24, 1 + digits as usize);
         }
     }
 }
@@ -783,7 +885,16 @@ fn push_network(out: &mut KeyWriter, ip: IpAddr, v4: u8, v6: u8) {
             };
             push_ipv4(out, (bits & mask).to_be_bytes(), Some(len));
         }
-        IpAddr::V6(_) => out.push_str(&network(ip, v4, v6)),
+        IpAddr::V6(a) => {
+            let bits = u128::from(a);
+            let len = v6.min(128);
+            let mask = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(len))
+            };
+            push_ipv6(out, std::net::Ipv6Addr::from(bits & mask), Some(len));
+        }
     }
 }
 
@@ -1121,6 +1232,33 @@ mod tests {
             let mut n = KeyWriter::new();
             push_network(&mut n, ip, v4, v6);
             assert_eq!(n.finish(), network(ip, v4, v6));
+        }
+        // IPv6 addresses made of zero, small and full groups (runs of zeros of every length
+        // and place, ties between runs, IPv4-mapped ones), and every IPv6 prefix length.
+        let mut y = 0x9e37_79b9_7f4a_7c15_u64;
+        for i in 0..20_000u32 {
+            y ^= y << 13;
+            y ^= y >> 7;
+            y ^= y << 17;
+            let mut seg = [0u16; 8];
+            for (k, g) in seg.iter_mut().enumerate() {
+                *g = match (y >> (2 * k)) & 3 {
+                    0 | 1 => 0,
+                    2 => ((y >> (16 + 4 * k)) & 0x1f) as u16,
+                    _ => (y >> (8 * k)) as u16 | 0x1000,
+                };
+            }
+            if i % 16 == 0 {
+                seg = [0, 0, 0, 0, 0, 0xffff, (y >> 8) as u16, y as u16];
+            }
+            let ip = IpAddr::V6(std::net::Ipv6Addr::from(seg));
+            let mut s = KeyWriter::new();
+            push_ip(&mut s, ip);
+            assert_eq!(s.finish(), ip.to_string());
+            let v6 = (i % 130) as u8;
+            let mut n = KeyWriter::new();
+            push_network(&mut n, ip, 24, v6);
+            assert_eq!(n.finish(), network(ip, 24, v6), "{ip} /{v6}");
         }
         // Every octet value in every position, and every IPv4 prefix length.
         for o in 0..=255u8 {

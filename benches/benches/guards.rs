@@ -13,7 +13,7 @@
 //! (every guard inserts a new subject), in `three_guards_shared` four accounts share them. The
 //! limits are high: the guards count and never hold.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -77,9 +77,23 @@ fn three_guards() -> Vec<Guard> {
     ]
 }
 
-/// The context of the `i`-th subject: short ids, or (`long`) ids as apps and payment providers
-/// send them — a 36-character device UUID and a 28-character card token.
-fn context(i: u64, long: bool) -> Context {
+/// What the requests' ids and addresses look like.
+#[derive(Clone, Copy, PartialEq)]
+enum Shape {
+    /// Short ids (`u-1`, `dev-1`) and IPv4 addresses.
+    Short,
+    /// Ids as apps and payment providers send them (account ids, request keys, device UUIDs,
+    /// card tokens), IPv4 addresses.
+    Long,
+    /// Those ids from IPv6 clients (a mobile network's /64 with a random interface id).
+    LongV6,
+}
+
+/// The context of the `i`-th subject: short ids, or (`Long`) ids as apps and payment providers
+/// send them — a 36-character device UUID and a 28-character card token — and (`LongV6`) an
+/// IPv6 address.
+fn context(i: u64, shape: Shape) -> Context {
+    let long = shape != Shape::Short;
     let b = i.to_be_bytes();
     let (device, card) = if long {
         let h = i.wrapping_mul(0x9e37_79b9_7f4a_7c15);
@@ -99,13 +113,28 @@ fn context(i: u64, long: bool) -> Context {
     };
     Context::new()
         .device(DeviceId::new(device).expect("device"))
-        .ip(IpAddr::V4(Ipv4Addr::new(10, b[5], b[6], b[7])))
+        .ip(if shape == Shape::LongV6 {
+            let h = i.wrapping_mul(0x2545_f491_4f6c_dd1d);
+            IpAddr::V6(Ipv6Addr::new(
+                0x2a02,
+                0x8109,
+                u16::from_be_bytes([b[4], b[5]]),
+                u16::from_be_bytes([b[6], b[7]]),
+                (h >> 48) as u16,
+                (h >> 32) as u16,
+                (h >> 16) as u16,
+                h as u16,
+            ))
+        } else {
+            IpAddr::V4(Ipv4Addr::new(10, b[5], b[6], b[7]))
+        })
         .payment(PaymentAccount::new(card).expect("card"))
 }
 
-/// `n` claims, `share` accounts to a device, address and card (`long`: account ids and
-/// request keys of 37 and 36 characters, and the long ids of [`context`]).
-fn requests(t: &TemplateId, n: u64, share: u64, long: bool) -> Vec<ClaimRequest> {
+/// `n` claims, `share` accounts to a device, address and card (`Long`, `LongV6`: account ids
+/// and request keys of 37 and 36 characters, and the long ids of [`context`]).
+fn requests(t: &TemplateId, n: u64, share: u64, shape: Shape) -> Vec<ClaimRequest> {
+    let long = shape != Shape::Short;
     let channel = Channel::new("app").expect("channel");
     (0..n)
         .map(|i| {
@@ -132,14 +161,14 @@ fn requests(t: &TemplateId, n: u64, share: u64, long: bool) -> Vec<ClaimRequest>
                 })
                 .expect("key"),
             )
-            .with_context(context(i / share, long))
+            .with_context(context(i / share, shape))
         })
         .collect()
 }
 
-fn claims(iters: u64, guards: Vec<Guard>, share: u64, long: bool) -> Duration {
+fn claims(iters: u64, guards: Vec<Guard>, share: u64, shape: Shape) -> Duration {
     let (service, t) = service(guards);
-    let reqs = requests(&t, iters, share, long);
+    let reqs = requests(&t, iters, share, shape);
     let start = Instant::now();
     for r in &reqs {
         service.claim(r, now()).expect("claim");
@@ -169,7 +198,7 @@ fn redeems(iters: u64) -> Duration {
                 UserId::new(format!("u-{i}")).expect("user"),
                 channel.clone(),
             )
-            .with_context(context(i as u64, false))
+            .with_context(context(i as u64, Shape::Short))
         })
         .collect();
     let start = Instant::now();
@@ -180,7 +209,8 @@ fn redeems(iters: u64) -> Duration {
 }
 
 /// One workload for an instruction count, outside criterion: `GUARDS_RUN=plain`,
-/// `three_guards`, `plain_long_ids`, `three_guards_long_ids` or `three_guards_shared` claims
+/// `three_guards`, `plain_long_ids`, `three_guards_long_ids`, `plain_ipv6`, `three_guards_ipv6`
+/// or `three_guards_shared` claims
 /// `GUARDS_CLAIMS`
 /// (default 20,000) into a fresh store inside [`cg_claims`], so that
 /// `valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*cg_claims*'` counts only
@@ -193,15 +223,17 @@ fn callgrind_run() -> bool {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20_000);
-    let (guards, share, long) = match run.as_str() {
-        "plain" => (vec![], 1, false),
-        "three_guards" => (three_guards(), 1, false),
-        "plain_long_ids" => (vec![], 1, true),
-        "three_guards_long_ids" => (three_guards(), 1, true),
-        _ => (three_guards(), 4, false),
+    let (guards, share, shape) = match run.as_str() {
+        "plain" => (vec![], 1, Shape::Short),
+        "three_guards" => (three_guards(), 1, Shape::Short),
+        "plain_long_ids" => (vec![], 1, Shape::Long),
+        "three_guards_long_ids" => (three_guards(), 1, Shape::Long),
+        "plain_ipv6" => (vec![], 1, Shape::LongV6),
+        "three_guards_ipv6" => (three_guards(), 1, Shape::LongV6),
+        _ => (three_guards(), 4, Shape::Short),
     };
     let (service, t) = service(guards);
-    let reqs = requests(&t, n, share, long);
+    let reqs = requests(&t, n, share, shape);
     let took = cg_claims(&service, &reqs);
     println!("guards/claim/{run}: {n} claims in {took:?}");
     true
@@ -223,22 +255,29 @@ fn main() {
     let mut c = Criterion::default().configure_from_args();
     let mut g = c.benchmark_group("guards");
     g.bench_function("claim/plain", |b| {
-        b.iter_custom(|n| claims(n, vec![], 1, false))
+        b.iter_custom(|n| claims(n, vec![], 1, Shape::Short))
     });
     g.bench_function("claim/three_guards", |b| {
-        b.iter_custom(|n| claims(n, three_guards(), 1, false))
+        b.iter_custom(|n| claims(n, three_guards(), 1, Shape::Short))
     });
     // Account ids, request keys, device UUIDs and card tokens of the lengths apps and payment
     // providers send.
     g.bench_function("claim/plain_long_ids", |b| {
-        b.iter_custom(|n| claims(n, vec![], 1, true))
+        b.iter_custom(|n| claims(n, vec![], 1, Shape::Long))
     });
     g.bench_function("claim/three_guards_long_ids", |b| {
-        b.iter_custom(|n| claims(n, three_guards(), 1, true))
+        b.iter_custom(|n| claims(n, three_guards(), 1, Shape::Long))
+    });
+    // The same from IPv6 clients.
+    g.bench_function("claim/plain_ipv6", |b| {
+        b.iter_custom(|n| claims(n, vec![], 1, Shape::LongV6))
+    });
+    g.bench_function("claim/three_guards_ipv6", |b| {
+        b.iter_custom(|n| claims(n, three_guards(), 1, Shape::LongV6))
     });
     // Four accounts to a device and card: three of four claims count existing subjects.
     g.bench_function("claim/three_guards_shared", |b| {
-        b.iter_custom(|n| claims(n, three_guards(), 4, false))
+        b.iter_custom(|n| claims(n, three_guards(), 4, Shape::Short))
     });
     g.bench_function("redeem_code/attempt_guard", |b| b.iter_custom(redeems));
     g.finish();
