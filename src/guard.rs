@@ -874,50 +874,31 @@ const DECIMAL: [[u8; 4]; 256] = {
 
 /// Appends [`network`]`(ip, v4, v6)`.
 fn push_network(out: &mut KeyWriter, ip: IpAddr, v4: u8, v6: u8) {
-    match ip {
-        IpAddr::V4(a) => {
-            let bits = u32::from(a);
-            let len = v4.min(32);
-            let mask = if len == 0 {
-                0
-            } else {
-                u32::MAX << (32 - u32::from(len))
-            };
-            push_ipv4(out, (bits & mask).to_be_bytes(), Some(len));
-        }
-        IpAddr::V6(a) => {
-            let bits = u128::from(a);
-            let len = v6.min(128);
-            let mask = if len == 0 {
-                0
-            } else {
-                u128::MAX << (128 - u32::from(len))
-            };
-            push_ipv6(out, std::net::Ipv6Addr::from(bits & mask), Some(len));
-        }
+    match masked(ip, v4, v6) {
+        (IpAddr::V4(a), len) => push_ipv4(out, a.octets(), Some(len)),
+        (IpAddr::V6(a), len) => push_ipv6(out, a, Some(len)),
     }
 }
 
 /// The network of `ip`: its first `v4` or `v6` bits, as `address/length`.
 pub fn network(ip: IpAddr, v4: u8, v6: u8) -> String {
+    let (net, len) = masked(ip, v4, v6);
+    format!("{net}/{len}")
+}
+
+/// `ip` with the bits past its network's prefix cleared, and the prefix's length: the first
+/// `v4` bits of an IPv4 address (at most 32), the first `v6` of an IPv6 one (at most 128).
+fn masked(ip: IpAddr, v4: u8, v6: u8) -> (IpAddr, u8) {
     match ip {
         IpAddr::V4(a) => {
-            let bits = u32::from(a);
-            let mask = if v4 == 0 {
-                0
-            } else {
-                u32::MAX << (32 - u32::from(v4.min(32)))
-            };
-            format!("{}/{}", std::net::Ipv4Addr::from(bits & mask), v4.min(32))
+            let len = v4.min(32);
+            let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+            (IpAddr::V4((u32::from(a) & mask).into()), len)
         }
         IpAddr::V6(a) => {
-            let bits = u128::from(a);
-            let mask = if v6 == 0 {
-                0
-            } else {
-                u128::MAX << (128 - u32::from(v6.min(128)))
-            };
-            format!("{}/{}", std::net::Ipv6Addr::from(bits & mask), v6.min(128))
+            let len = v6.min(128);
+            let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+            (IpAddr::V6((u128::from(a) & mask).into()), len)
         }
     }
 }

@@ -131,6 +131,16 @@ fn context(i: u64, shape: Shape) -> Context {
         .payment(PaymentAccount::new(card).expect("card"))
 }
 
+/// The `i`-th id: `short-i`, or (`long`) `long-` and 32 hexadecimal digits of `i` scrambled
+/// by `mul`.
+fn id(long: bool, long_prefix: &str, short: &str, i: u64, mul: u128) -> String {
+    if long {
+        format!("{long_prefix}-{:032x}", u128::from(i).wrapping_mul(mul))
+    } else {
+        format!("{short}-{i}")
+    }
+}
+
 /// `n` claims, `share` accounts to a device, address and card (`Long`, `LongV6`: account ids
 /// and request keys of 37 and 36 characters, and the long ids of [`context`]).
 fn requests(t: &TemplateId, n: u64, share: u64, shape: Shape) -> Vec<ClaimRequest> {
@@ -140,26 +150,10 @@ fn requests(t: &TemplateId, n: u64, share: u64, shape: Shape) -> Vec<ClaimReques
         .map(|i| {
             ClaimRequest::new(
                 t.clone(),
-                UserId::new(if long {
-                    format!(
-                        "user-{:032x}",
-                        u128::from(i).wrapping_mul(0x9e37_79b9_7f4a_7c15)
-                    )
-                } else {
-                    format!("u-{i}")
-                })
-                .expect("user"),
+                UserId::new(id(long, "user", "u", i, 0x9e37_79b9_7f4a_7c15)).expect("user"),
                 channel.clone(),
                 ClaimMode::Click,
-                IdempotencyKey::new(if long {
-                    format!(
-                        "req-{:032x}",
-                        u128::from(i).wrapping_mul(0x2545_f491_4f6c_dd1d)
-                    )
-                } else {
-                    format!("k-{i}")
-                })
-                .expect("key"),
+                IdempotencyKey::new(id(long, "req", "k", i, 0x2545_f491_4f6c_dd1d)).expect("key"),
             )
             .with_context(context(i / share, shape))
         })
