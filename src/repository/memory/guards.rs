@@ -197,12 +197,23 @@ impl Pairs {
 }
 
 /// Every guard's pairs.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Guards {
     names: Table<GuardName, ()>,
     pairs: Pairs,
     texts: Arena,
     index: SlotIndex,
+}
+
+impl Default for Guards {
+    fn default() -> Guards {
+        Guards {
+            names: Table::default(),
+            pairs: Pairs::default(),
+            texts: Arena::default(),
+            index: SlotIndex::sparse(),
+        }
+    }
 }
 
 /// Up to this many guards are found by their name's address before any hashing.

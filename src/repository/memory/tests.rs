@@ -9,7 +9,7 @@ use super::MemoryStore;
 use super::MemoryStoreError;
 use super::feed::{Entry, FEED_CHUNK, Feed};
 use super::guards::Buckets;
-use super::tables::{Slot, SlotIndex, add, hash32};
+use super::tables::{NONE, Slot, SlotIndex, add, hash32};
 use crate::attributes::Attributes;
 use crate::events::{CouponFacts, Event, EventKind, Logged};
 use crate::id::{Channel, CouponId, GuardName, IdempotencyKey, OrderId, TemplateId, UserId};
@@ -83,22 +83,46 @@ fn records_are_compact() {
 
 #[test]
 fn slot_index_finds_what_it_holds_across_growth() {
-    let mut ix = SlotIndex::default();
     let keys: Vec<String> = (0..10_000).map(|i| format!("coupon-{i}")).collect();
-    for (i, k) in keys.iter().enumerate() {
-        ix.insert(hash32(k), i as u32);
+    fn is<'a>(keys: &'a [String], k: &'a str) -> impl Fn(u32) -> bool + 'a {
+        move |slot| keys.get(slot as usize).is_some_and(|x| x == k)
     }
-    for (i, k) in keys.iter().enumerate() {
-        let found = ix.find(hash32(k), |slot| keys.get(slot as usize) == Some(k));
-        assert_eq!(found, Some(i as u32));
+    for sparse in [false, true] {
+        let mut ix = if sparse {
+            SlotIndex::sparse()
+        } else {
+            SlotIndex::default()
+        };
+        for (i, k) in keys.iter().enumerate() {
+            // Half the keys through a miss's vacant entry, as a guard's new pair is added.
+            if i % 2 == 0 {
+                ix.insert(hash32(k), i as u32);
+            } else {
+                let (vacant, size) = ix
+                    .find_or_vacant(hash32(k), is(&keys, k))
+                    .err()
+                    .unwrap_or((NONE, 0));
+                ix.insert_at(vacant, size, hash32(k), i as u32);
+            }
+            // The load stays at its bound after every insert.
+            if sparse {
+                assert!(
+                    ix.len * 2 <= ix.entries.len(),
+                    "{} in {}",
+                    ix.len,
+                    ix.entries.len()
+                );
+            } else {
+                assert!(ix.len * 4 <= ix.entries.len() * 3);
+            }
+        }
+        for (i, k) in keys.iter().enumerate() {
+            assert_eq!(ix.find(hash32(k), is(&keys, k)), Some(i as u32));
+            assert_eq!(ix.find_or_vacant(hash32(k), is(&keys, k)), Ok(i as u32));
+        }
+        assert_eq!(ix.find(hash32("absent"), is(&keys, "absent")), None);
+        assert_eq!(ix.len, keys.len());
     }
-    assert_eq!(
-        ix.find(hash32("absent"), |slot| keys
-            .get(slot as usize)
-            .is_some_and(|k| k == "absent")),
-        None
-    );
-    assert!(ix.entries.len() * 3 >= ix.len * 4);
 }
 
 fn coupon(id: &str) -> Coupon {
