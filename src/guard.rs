@@ -603,12 +603,24 @@ impl Guard {
         }
     }
 
-    /// The subject key of a request: the values of the guard's subjects, escaped and joined.
+    /// The subject key of a request: the values of the guard's subjects, joined with `|`.
     /// Only for a request carrying every field the guard counts by (a missing one is left
     /// out). Written into one string: a guard is counted on every claim it applies to.
+    ///
+    /// Values are escaped where the key joins several (`|`, `=` and `,` would make it
+    /// ambiguous): a guard of one subject other than templates writes its value as it is —
+    /// `device=` and anything after it can only be the device id.
     #[inline(always)]
     fn subject_key(&self, asking: &Asking<'_>) -> SubjectKey {
         let mut key = KeyWriter::new();
+        let one = matches!(self.subjects.as_slice(), [s] if *s != Subject::Template);
+        let value = |key: &mut KeyWriter, s: &str| {
+            if one {
+                key.push_str(s);
+            } else {
+                escape_into(key, s);
+            }
+        };
         for (i, s) in self.subjects.iter().enumerate() {
             if i > 0 {
                 key.push_ascii(b'|');
@@ -616,11 +628,11 @@ impl Guard {
             match s {
                 Subject::User => {
                     key.push_str("user=");
-                    escape_into(&mut key, asking.user.as_str());
+                    value(&mut key, asking.user.as_str());
                 }
                 Subject::Channel => {
                     key.push_str("channel=");
-                    escape_into(&mut key, asking.channel.as_str());
+                    value(&mut key, asking.channel.as_str());
                 }
                 Subject::Template => {
                     let mut t: Vec<&TemplateId> = asking.templates.iter().collect();
@@ -636,13 +648,13 @@ impl Guard {
                 Subject::Device => {
                     if let Some(d) = &asking.context.device {
                         key.push_str("device=");
-                        escape_into(&mut key, d.as_str());
+                        value(&mut key, d.as_str());
                     }
                 }
                 Subject::Payment => {
                     if let Some(p) = &asking.context.payment {
                         key.push_str("payment=");
-                        escape_into(&mut key, p.as_str());
+                        value(&mut key, p.as_str());
                     }
                 }
                 Subject::Ip => {
@@ -1092,6 +1104,58 @@ mod tests {
     }
 
     #[test]
+    fn distinct_values_get_distinct_keys_escaped_or_not() {
+        // Every value of up to three characters over the bytes a key escapes, and some that
+        // spell a join, as a user and a device: a guard of one subject (written as it is) and
+        // one of both (escaped) never give two requests the same key.
+        let alphabet = ['a', '|', '=', '%', ','];
+        let mut values = Vec::new();
+        for n in 1..=3u32 {
+            for i in 0..5usize.pow(n) {
+                let v: String = (0..n).map(|k| alphabet[i / 5usize.pow(k) % 5]).collect();
+                values.push(v);
+            }
+        }
+        // Values holding what joins two subjects: unescaped, `a|device=b` and `c` would read
+        // as `a` and `b|device=c`.
+        values.extend(["a|device=b", "b|device=c", "c", "x=1,y"].map(String::from));
+        let ch = Channel::new("app").unwrap();
+        let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let guard = |subjects| Guard::new(name("g"), Action::Claim, subjects, 1, Window::Day);
+        let one = [guard(vec![Subject::Device]).unwrap()];
+        let both = [guard(vec![Subject::User, Subject::Device]).unwrap()];
+        let key = |guards: &[Guard], user: &str, device: &str| {
+            let user = UserId::new(user).unwrap();
+            let ctx = Context::new().device(DeviceId::new(device).unwrap());
+            let asking = Asking {
+                user: &user,
+                channel: &ch,
+                templates: &[],
+                context: &ctx,
+            };
+            match counts(guards, Action::Claim, &asking, now)
+                .unwrap()
+                .remove(0)
+                .op
+            {
+                Op::CountWindow { subject, .. } => subject.to_string(),
+                other => panic!("{other:?}"),
+            }
+        };
+        let mut seen = std::collections::HashMap::new();
+        for d in &values {
+            assert_eq!(seen.insert(key(&one, "u", d), d.clone()), None, "{d}");
+        }
+        let mut seen = std::collections::HashMap::new();
+        for u in &values {
+            for d in &values {
+                let pair = (u.clone(), d.clone());
+                assert_eq!(seen.insert(key(&both, u, d), pair), None, "{u} {d}");
+            }
+        }
+    }
+
+    #[test]
     fn counts_apply_by_action_filter_and_context() {
         let user = UserId::new("u").unwrap();
         let ch = Channel::new("auto:birthday").unwrap();
@@ -1148,8 +1212,21 @@ mod tests {
             ["dev", "push"],
             "no ip: skipped; lock and web do not apply"
         );
+        // One subject: its value as it is. Several: each escaped, so `|` only joins them.
         match &c[0].op {
-            Op::CountWindow { subject, .. } => assert_eq!(subject, "device=d%7C1"),
+            Op::CountWindow { subject, .. } => assert_eq!(subject, "device=d|1"),
+            other => panic!("{other:?}"),
+        }
+        let both = [Guard::new(
+            name("both"),
+            Action::Claim,
+            vec![Subject::User, Subject::Device],
+            1,
+            Window::Day,
+        )
+        .unwrap()];
+        match &counts(&both, Action::Claim, &asking, now).unwrap()[0].op {
+            Op::CountWindow { subject, .. } => assert_eq!(subject, "user=u|device=d%7C1"),
             other => panic!("{other:?}"),
         }
         let strict = [
