@@ -14,7 +14,8 @@ const INLINE: usize = 62;
 /// Who a guard counts: the request's values for the guard's subjects, joined with `|`
 /// (`device=d-1`, `net=203.0.113.0/24`, `user=u-1|device=d-1`; where a key joins several
 /// values, or lists templates, `%`, `|`, `=` and `,` in them are written `%25`, `%7C`, `%3D`,
-/// `%2C`) — the text a store keeps the guard's counter under ([`Op::CountWindow`](crate::repository::Op::CountWindow),
+/// `%2C`) — the text a store keeps the guard's counter under
+/// ([`Op::CountWindow`](crate::repository::Op::CountWindow),
 /// [`CounterKey::Guard`](crate::repository::CounterKey::Guard)).
 ///
 /// It reads as a `&str` (it dereferences to one) and compares, orders and hashes as its text.

@@ -176,12 +176,11 @@ impl SlotIndex {
         if self.fits(want, self.entries.len()) {
             return;
         }
-        let least = if self.half {
-            want.saturating_mul(2)
-        } else {
-            want.saturating_mul(4) / 3 + 1
-        };
-        let cap = least.next_power_of_two().max(16);
+        // Doubled until `want` fits at this index's load.
+        let mut cap = self.entries.len().max(16);
+        while !self.fits(want, cap) {
+            cap = cap.saturating_mul(2);
+        }
         let old = std::mem::replace(&mut self.entries, vec![(0, NONE); cap]);
         self.len = 0;
         for (h, ix) in old {
