@@ -1529,7 +1529,20 @@ fn even_pair(total: i128, k: u64) -> [(i64, u64); 2] {
 
 /// Sorts runs dearest first, merges equal values, drops empty runs (in place).
 fn normalize(runs: &mut Vec<(i64, u64)>) {
-    runs.retain(|r| r.1 > 0);
+    let w = normalize_in(runs);
+    runs.truncate(w);
+}
+
+/// [`normalize`] on a slice: the normalised runs come first; returns how many they are.
+fn normalize_in(runs: &mut [(i64, u64)]) -> usize {
+    let mut n = 0usize;
+    for i in 0..runs.len() {
+        if runs[i].1 > 0 {
+            runs[n] = runs[i];
+            n += 1;
+        }
+    }
+    let runs = &mut runs[..n];
     runs.sort_unstable_by_key(|r| std::cmp::Reverse(r.0));
     let mut w = 0usize;
     for i in 0..runs.len() {
@@ -1540,7 +1553,7 @@ fn normalize(runs: &mut Vec<(i64, u64)>) {
             w += 1;
         }
     }
-    runs.truncate(w);
+    w
 }
 
 /// Takes `s` off runs (dearest first), the dearest units first: they are levelled down to
@@ -1613,6 +1626,7 @@ impl State {
 
     /// Sets the runs of line `l` (and so what is left of it), keeping the canonical form: a
     /// line is listed in `uneven` exactly when its runs are not the even split.
+    #[cfg(test)]
     fn set_runs(&mut self, ctx: &CartCtx, l: u32, mut runs: Vec<(i64, u64)>) {
         normalize(&mut runs);
         let total: i128 = runs
@@ -1630,6 +1644,31 @@ impl State {
             (Ok(i), false) => self.uneven_mut()[i].1 = runs,
             (Err(_), true) => {}
             (Err(i), false) => self.uneven_mut().insert(i, (l, runs)),
+        }
+    }
+
+    /// Sets the runs of line `l` like `State::set_runs` (tests), with runs already normalised, copied only when the line stays
+    /// uneven.
+    fn set_normal_runs(&mut self, ctx: &CartCtx, l: u32, runs: &[(i64, u64)]) {
+        let total: i128 = runs
+            .iter()
+            .map(|&(v, c)| i128::from(v) * i128::from(c))
+            .sum();
+        let r = i64::try_from(total).unwrap_or(i64::MAX);
+        self.residual[l as usize] = r;
+        let is_even = is_even(runs, r, ctx.qty[l as usize]);
+        match (self.find_uneven(l), is_even) {
+            (Ok(i), true) => {
+                self.uneven_mut().remove(i);
+                self.tidy();
+            }
+            (Ok(i), false) => {
+                let own = &mut self.uneven_mut()[i].1;
+                own.clear();
+                own.extend_from_slice(runs);
+            }
+            (Err(_), true) => {}
+            (Err(i), false) => self.uneven_mut().insert(i, (l, runs.to_vec())),
         }
     }
 
@@ -1759,16 +1798,60 @@ fn pieces_first(p: &Shared, ctx: &CartCtx, state: &State, units: u64, dearest: b
         if dearest { o.reverse() } else { o }
     };
     if units > 0 && m <= SMALL_PREFIX {
-        // The first `m` in order, kept sorted while the runs go by: no list of every run.
+        // The first `m` in order, kept sorted while the runs go by: no list of every run. The
+        // order is strict, so the kept runs do not depend on the order the lines are read in.
         let mut out: Vec<Piece> = Vec::with_capacity(m + 1);
-        for &l in p.lines.iter() {
-            for_runs(l, ctx, state, |pc| {
-                if out.len() < m || out.last().is_some_and(|x| cmp(&pc, x).is_lt()) {
-                    let at = out.partition_point(|x| cmp(x, &pc).is_lt());
-                    out.insert(at, pc);
-                    out.truncate(m);
+        let keep = |out: &mut Vec<Piece>, pc: Piece| {
+            if out.len() < m || out.last().is_some_and(|x| cmp(&pc, x).is_lt()) {
+                let at = out.partition_point(|x| cmp(x, &pc).is_lt());
+                out.insert(at, pc);
+                out.truncate(m);
+            }
+        };
+        if dearest && !p.cheapest_first.is_empty() {
+            // The dearest runs: the uneven lines' runs as they are, then the even lines from
+            // the dearest in the cart's order, stopping at the first whose units are all worth
+            // less than the last run kept. An even line's units are worth at most
+            // `⌈residual / qty⌉ ≤ ⌈total / qty⌉` (what is left of a line never grows), that
+            // ceiling never rises along the order (it is by `total / qty`), and a run worth
+            // less than the last of `m` kept runs comes after all of them; so no even line
+            // from there on has a run among the first `m`.
+            for (l, runs) in state.uneven() {
+                if p.lines.binary_search(l).is_ok() {
+                    for &(value, count) in runs {
+                        if count > 0 {
+                            keep(
+                                &mut out,
+                                Piece {
+                                    line: *l,
+                                    value,
+                                    count,
+                                },
+                            );
+                        }
+                    }
                 }
-            });
+            }
+            for &l in p.cheapest_first.iter().rev() {
+                if state.find_uneven(l).is_ok() {
+                    continue;
+                }
+                let (t, q) = (ctx.totals[l as usize], ctx.qty[l as usize]);
+                let worth = match i64::try_from(q) {
+                    Ok(qi) if qi > 0 && t >= 0 => Some(t / qi + i64::from(t % qi != 0)),
+                    _ => None,
+                };
+                if let (Some(last), Some(worth)) = (out.get(m - 1), worth) {
+                    if worth < last.value {
+                        break;
+                    }
+                }
+                for_runs(l, ctx, state, |pc| keep(&mut out, pc));
+            }
+            return out;
+        }
+        for &l in p.lines.iter() {
+            for_runs(l, ctx, state, |pc| keep(&mut out, pc));
         }
         return out;
     }
@@ -1810,7 +1893,9 @@ type Runs = Vec<(i64, u64)>;
 type Change = (u32, i64, u64, [(i64, u64); 2]);
 
 /// Applies `changes` (nothing when they save nothing): each line's runs lose the units taken
-/// and gain what they became; the saving of each line is what it lost.
+/// and gain what they became; the saving of each line is what it lost. Every line's new runs
+/// are built once, in one buffer, before anything is changed; only a line left uneven keeps
+/// a list of its own.
 fn commit_units(
     ctx: &CartCtx,
     state: &mut State,
@@ -1818,37 +1903,45 @@ fn commit_units(
     mut changes: Vec<Change>,
 ) -> Result<i64, Miss> {
     changes.sort_by_key(|c| c.0);
-    let mut updates: Vec<(u32, Runs, i64)> = Vec::new();
+    // The lines' new runs one after another, and per line: line, end in `buf`, saving.
+    let mut buf: Vec<(i64, u64)> = Vec::with_capacity(4 * changes.len() + 4);
+    let mut lines: Vec<(u32, usize, i64)> = Vec::with_capacity(changes.len());
     let mut total = 0i64;
     let mut i = 0;
     while i < changes.len() {
         let l = changes[i].0;
-        let mut runs = state.runs(ctx, l);
+        let start = buf.len();
+        for_runs(l, ctx, state, |pc| buf.push((pc.value, pc.count)));
         while i < changes.len() && changes[i].0 == l {
             let (_, value, count, to) = changes[i];
-            if let Some(r) = runs.iter_mut().find(|r| r.0 == value) {
+            if let Some(r) = buf[start..].iter_mut().find(|r| r.0 == value) {
                 r.1 = r.1.saturating_sub(count);
             }
-            runs.extend(to.iter().filter(|t| t.1 > 0));
+            buf.extend(to.iter().filter(|t| t.1 > 0));
             i += 1;
         }
-        normalize(&mut runs);
-        let after: i128 = runs
+        let end = start + normalize_in(&mut buf[start..]);
+        buf.truncate(end);
+        let after: i128 = buf[start..]
             .iter()
             .map(|&(v, c)| i128::from(v) * i128::from(c))
             .sum();
         let saved = i64::try_from(i128::from(state.residual[l as usize]) - after).unwrap_or(0);
         if saved > 0 {
             total = total.saturating_add(saved);
-            updates.push((l, runs, saved));
+            lines.push((l, end, saved));
+        } else {
+            buf.truncate(start);
         }
     }
     if total <= 0 {
         return Err(Miss::NothingToSave);
     }
     let mut rec = alloc;
-    for (l, runs, saved) in updates {
-        state.set_runs(ctx, l, runs);
+    let mut start = 0usize;
+    for (l, end, saved) in lines {
+        state.set_normal_runs(ctx, l, &buf[start..end]);
+        start = end;
         if let Some(a) = rec.as_deref_mut() {
             a.lines.push((l, saved));
         }
@@ -2266,9 +2359,13 @@ mod tests {
         for _ in 0..3_000 {
             let n = 1 + (next(&mut seed) % 8) as usize;
             let qty: Vec<u64> = (0..n).map(|_| 1 + next(&mut seed) % 4).collect();
+            // Some lines' amounts not a multiple of their units (uneven even splits).
             let totals: Vec<i64> = qty
                 .iter()
-                .map(|&q| q as i64 * (1 + (next(&mut seed) % 30) as i64))
+                .map(|&q| {
+                    let odd = (next(&mut seed) % 2) as i64 * (next(&mut seed) % q) as i64;
+                    q as i64 * (1 + (next(&mut seed) % 30) as i64) + odd
+                })
                 .collect();
             let ctx = CartCtx {
                 totals: totals.clone(),

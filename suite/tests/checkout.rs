@@ -802,6 +802,67 @@ fn unit_offers_in_one_group() -> impl Strategy<Value = Vec<GenOffer>> {
         })
 }
 
+/// Wallet-like inputs of the best-first search whose distinct templates share a few rules:
+/// unit offers (fixed prices, buy 2 get 1) and amount offers, each rule drawn by several
+/// templates in different stacking groups, some with a minimum spend. Sets of such offers
+/// meet the same states again and again, so the search looks its applications up by
+/// behaviour and state; each looked-up application must be the one it stands for.
+fn shared_rules_in_many_groups() -> impl Strategy<Value = Vec<GenOffer>> {
+    let rule = prop_oneof![
+        2 => (2u32..4, 100i64..6000, proptest::option::of(1u32..3))
+            .prop_map(|(q, p, mx)| Benefit::fixed_price(q, m(p), mx).unwrap()),
+        1 => proptest::option::of(1u32..3).prop_map(|mx| Benefit::buy_get(2, 1, mx).unwrap()),
+        1 => (1i64..3000).prop_map(|a| Benefit::instant(m(a)).unwrap()),
+        1 => (1i64..=100, proptest::option::of(1i64..5000)).prop_map(|(p, max)| Benefit::percent(
+            pct(p),
+            max.map(m)
+        )
+        .unwrap()),
+    ];
+    (
+        proptest::collection::vec((rule, scope()), 2..4),
+        proptest::collection::vec(
+            (
+                0usize..4,
+                prop_oneof![
+                    Just("platform"),
+                    Just("g3"),
+                    Just("shop:s1"),
+                    Just("shipping")
+                ],
+                0i32..3,
+                1i64..4,
+                proptest::option::weighted(0.3, 1i64..20000),
+            ),
+            4..11,
+        ),
+    )
+        .prop_map(|(rules, picks)| {
+            picks
+                .into_iter()
+                .enumerate()
+                .map(|(i, (r, group, priority, expiry_days, min_subtotal))| {
+                    let (benefit, scope) = rules[r % rules.len()].clone();
+                    GenOffer {
+                        benefit,
+                        scope,
+                        min_subtotal,
+                        max_subtotal: None,
+                        requires: None,
+                        group,
+                        exclusive: false,
+                        with_promotions: true,
+                        priority,
+                        per_order: 1,
+                        expiry_days,
+                        promotion: false,
+                        template: i as u8,
+                    }
+                })
+                .collect()
+        })
+}
+
 /// Carts of lines of 2–4 units and one shipping fee (the canonical-order search's carts).
 fn multi_unit_cart() -> impl Strategy<Value = Cart> {
     (cart_lines(2..5, 1..5), 0i64..1500)
@@ -921,6 +982,17 @@ proptest! {
     fn best_combination_equals_brute_force_on_distinct_rules_with_thresholds(
         c in cart(),
         spec in distinct_rules(),
+        pol in policy(),
+    ) {
+        equals_brute_force(&c, &spec, &pol)?;
+    }
+
+    /// Distinct templates sharing a few rules across groups on carts of several units per
+    /// line (the best-first search, its applications looked up by behaviour and state).
+    #[test]
+    fn best_combination_equals_brute_force_on_shared_rules_in_many_groups(
+        c in multi_unit_cart(),
+        spec in shared_rules_in_many_groups(),
         pol in policy(),
     ) {
         equals_brute_force(&c, &spec, &pol)?;
