@@ -135,6 +135,16 @@ impl Applied {
         id
     }
 
+    /// Drops the state of a node the search leaves, when nothing looks it up: states are then
+    /// made and left in stack order, so the memory of one is reused by the next.
+    fn leave(&mut self, known: Known) {
+        if let Known::Valid(sid, _) = known {
+            if !self.remember && sid as usize + 1 == self.states.len() && sid > 0 {
+                self.states.pop();
+            }
+        }
+    }
+
     /// `p` (of behaviour `beh`) applied to state `sid`.
     fn apply(
         &mut self,
@@ -573,7 +583,9 @@ impl<'a> Search<'a> {
                 }
             }
             self.dfs(k + 1, held, left);
-            self.nodes.pop();
+            if let Some(node) = self.nodes.pop() {
+                self.applied.leave(node.known);
+            }
             self.chosen_pos.pop();
             self.chosen.pop();
             self.count(k, false);
