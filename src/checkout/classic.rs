@@ -248,6 +248,8 @@ pub(crate) fn best(
         })
         .collect();
     let n_templates = templates.len().max(template_ids.len());
+    // With every template once, no per-order limit can bind (each is at least 1).
+    let tid = if n_templates == n { Vec::new() } else { tid };
     let total_payable = ctx.totals.iter().sum::<i64>() + ctx.shipping;
     // Behaviours by signature, for the remembered applications.
     let mut beh_of_sig: FxMap<&[i64], u32> = FxMap::default();
@@ -297,7 +299,11 @@ pub(crate) fn best(
         applied,
         root,
         by_rank: Vec::new(),
-        tcount: vec![0; n_templates],
+        tcount: if tid.is_empty() {
+            Vec::new()
+        } else {
+            vec![0; n_templates]
+        },
         tid: &tid,
         n_excl: 0,
         n_promo: 0,
@@ -357,7 +363,8 @@ struct Search<'a> {
     root: u32,
     /// The chosen positions by rank, for evaluating a set.
     by_rank: Vec<usize>,
-    /// Chosen members per template, and each position's template.
+    /// Chosen members per template, and each position's template (both empty when every
+    /// template is there once).
     tcount: Vec<u32>,
     tid: &'a [u32],
     /// Chosen exclusive offers, promotions, and offers refusing promotions.
@@ -402,7 +409,10 @@ impl<'a> Search<'a> {
             || (c.is_promotion && self.n_refuse > 0)
             || (!c.is_promotion && self.coupons_used >= self.policy.max_coupons)
             || self.used[self.gid[k]] >= self.caps[self.gid[k]]
-            || self.tcount[self.tid[k] as usize] >= c.per_order;
+            || self
+                .tid
+                .get(k)
+                .is_some_and(|&t| self.tcount[t as usize] >= c.per_order);
         !blocked
     }
 
@@ -420,7 +430,9 @@ impl<'a> Search<'a> {
         };
         step(&mut self.used[self.gid[k]], true);
         step(&mut self.coupons_used, !c.is_promotion);
-        step(&mut self.tcount[self.tid[k] as usize], true);
+        if let Some(&t) = self.tid.get(k) {
+            step(&mut self.tcount[t as usize], true);
+        }
         step(&mut self.n_excl, c.exclusive);
         step(&mut self.n_promo, c.is_promotion);
         step(&mut self.n_refuse, !c.with_promotions);
