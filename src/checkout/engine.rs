@@ -1629,26 +1629,11 @@ impl State {
     #[cfg(test)]
     fn set_runs(&mut self, ctx: &CartCtx, l: u32, mut runs: Vec<(i64, u64)>) {
         normalize(&mut runs);
-        let total: i128 = runs
-            .iter()
-            .map(|&(v, c)| i128::from(v) * i128::from(c))
-            .sum();
-        let r = i64::try_from(total).unwrap_or(i64::MAX);
-        self.residual[l as usize] = r;
-        let is_even = is_even(&runs, r, ctx.qty[l as usize]);
-        match (self.find_uneven(l), is_even) {
-            (Ok(i), true) => {
-                self.uneven_mut().remove(i);
-                self.tidy();
-            }
-            (Ok(i), false) => self.uneven_mut()[i].1 = runs,
-            (Err(_), true) => {}
-            (Err(i), false) => self.uneven_mut().insert(i, (l, runs)),
-        }
+        self.set_normal_runs(ctx, l, &runs);
     }
 
-    /// Sets the runs of line `l` like `State::set_runs` (tests), with runs already normalised, copied only when the line stays
-    /// uneven.
+    /// [`set_runs`](State::set_runs) with runs already normalised: they are copied only when
+    /// the line stays uneven.
     fn set_normal_runs(&mut self, ctx: &CartCtx, l: u32, runs: &[(i64, u64)]) {
         let total: i128 = runs
             .iter()
