@@ -9,7 +9,7 @@ use std::hash::BuildHasherDefault;
 
 use super::StackingPolicy;
 use super::engine::{CartCtx, Prepared, State, apply};
-use super::select::{Fx, Outcome, better, evaluate_state};
+use super::select::{Fx, Outcome, better, count_in, evaluate_state};
 
 type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<Fx>>;
 
@@ -419,15 +419,7 @@ impl<'a> Search<'a> {
     /// Counts position `k` in (`add`) or out of the chosen set.
     fn count(&mut self, k: usize, add: bool) {
         let c = self.sorted[k];
-        let step = |x: &mut u32, on: bool| {
-            if on {
-                if add {
-                    *x += 1;
-                } else {
-                    *x -= 1;
-                }
-            }
-        };
+        let step = |x: &mut u32, on: bool| count_in(x, on, add);
         step(&mut self.used[self.gid[k]], true);
         step(&mut self.coupons_used, !c.is_promotion);
         if let Some(&t) = self.tid.get(k) {
@@ -612,6 +604,7 @@ impl<'a> Search<'a> {
 mod tests {
     use super::REMEMBER;
     use crate::cart::{Buyer, Cart, CartLine};
+    use crate::checkout::engine::tests::next;
     use crate::checkout::{Checkout, Offer, StackingPolicy};
     use crate::id::{
         CategoryId, Channel, CouponId, ShopId, Sku, StackingGroup, TemplateId, UserId,
@@ -624,15 +617,6 @@ mod tests {
     use chrono::{Duration, TimeZone, Utc};
     use rust_decimal::Decimal;
     use std::sync::Arc;
-
-    /// SplitMix64: a small deterministic generator, so this test needs no dependency.
-    fn next(seed: &mut u64) -> u64 {
-        *seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = *seed;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
 
     /// The remembered applications change nothing but the cost: on wallets of distinct
     /// templates drawing a few shared rules across stacking groups (the inputs they are for),

@@ -2285,11 +2285,12 @@ fn bundle_saving(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    /// A small deterministic generator (SplitMix64), so this unit test needs no dependency.
-    fn next(seed: &mut u64) -> u64 {
+    /// A small deterministic generator (SplitMix64), so these unit tests need no dependency
+    /// (also the best-first search's).
+    pub(in crate::checkout) fn next(seed: &mut u64) -> u64 {
         *seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = *seed;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);

@@ -185,6 +185,17 @@ pub(crate) fn better(a: &[&Prepared], sa: i64, b: &[&Prepared], sb: i64) -> Orde
     sb.cmp(&sa).then_with(|| tie_break(a, b))
 }
 
+/// A running count of the chosen set, when `on`: one more (`add`) or one fewer.
+pub(crate) fn count_in(x: &mut u32, on: bool, add: bool) {
+    if on {
+        if add {
+            *x += 1;
+        } else {
+            *x -= 1;
+        }
+    }
+}
+
 /// Drops offers that can never be in the unique best set. Offers of one behaviour class
 /// (same signature, order and group: they behave identically and apply next to each other) are
 /// interchangeable in any set, so only the members a best set could use are kept: taken by
@@ -725,15 +736,7 @@ impl<'a> Search<'a> {
     /// Adds position `j` to the chosen set, or (`add` false) takes it out again.
     fn toggle(&mut self, j: usize, add: bool) {
         let c = self.sorted[j];
-        let step = |x: &mut u32, on: bool| {
-            if on {
-                if add {
-                    *x += 1;
-                } else {
-                    *x -= 1;
-                }
-            }
-        };
+        let step = |x: &mut u32, on: bool| count_in(x, on, add);
         step(&mut self.used[self.gid[j]], true);
         step(&mut self.coupons_used, !self.promo[j]);
         step(&mut self.n_promo, self.promo[j]);

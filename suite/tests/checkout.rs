@@ -210,6 +210,34 @@ struct GenOffer {
     requires: Option<(&'static str, u32)>,
 }
 
+impl GenOffer {
+    /// An offer of one rule in `group`: not exclusive, combinable with promotions, one per
+    /// order, a coupon (not a promotion), no maximum spend or required category.
+    fn plain(
+        (benefit, scope, min_subtotal): (Benefit, Scope, Option<i64>),
+        group: &'static str,
+        priority: i32,
+        expiry_days: i64,
+        template: u8,
+    ) -> GenOffer {
+        GenOffer {
+            benefit,
+            scope,
+            min_subtotal,
+            group,
+            exclusive: false,
+            with_promotions: true,
+            priority,
+            per_order: 1,
+            expiry_days,
+            promotion: false,
+            template,
+            max_subtotal: None,
+            requires: None,
+        }
+    }
+}
+
 fn gen_offer() -> impl Strategy<Value = GenOffer> {
     (
         benefit(),
@@ -627,21 +655,11 @@ fn near_identical_offers() -> impl Strategy<Value = Vec<GenOffer>> {
                 .into_iter()
                 .map(
                     |(rule, group, priority, expiry_days, promotion, exclusive, template)| {
-                        let (benefit, scope, min_subtotal) = rules[rule % rules.len()].clone();
+                        let rule = rules[rule % rules.len()].clone();
                         GenOffer {
-                            benefit,
-                            scope,
-                            min_subtotal,
-                            max_subtotal: None,
-                            requires: None,
-                            group,
                             exclusive,
-                            with_promotions: true,
-                            priority,
-                            per_order: 1,
-                            expiry_days,
                             promotion,
-                            template,
+                            ..GenOffer::plain(rule, group, priority, expiry_days, template)
                         }
                     },
                 )
@@ -675,21 +693,13 @@ fn interleaved_rules_in_groups_of_one() -> impl Strategy<Value = Vec<GenOffer>> 
                 .enumerate()
                 .map(
                     |(i, (group, rule, priority, expiry_days, promotion, exclusive))| {
-                        let (benefit, scope, min_subtotal) = rules[2 * group + rule].clone();
+                        let rule = rules[2 * group + rule].clone();
+                        let plain =
+                            GenOffer::plain(rule, GROUPS[group], priority, expiry_days, i as u8);
                         GenOffer {
-                            benefit,
-                            scope,
-                            min_subtotal,
-                            max_subtotal: None,
-                            requires: None,
-                            group: GROUPS[group],
                             exclusive,
-                            with_promotions: true,
-                            priority,
-                            per_order: 1,
-                            expiry_days,
                             promotion,
-                            template: i as u8,
+                            ..plain
                         }
                     },
                 )
@@ -774,27 +784,15 @@ fn unit_offers_in_one_group() -> impl Strategy<Value = Vec<GenOffer>> {
                     |(i, (rule, amount_group, priority, expiry_days, promotion, template))| {
                         // Every unit rule at least once, then any rule.
                         let rule = if i < units.len() { i } else { rule };
-                        let (benefit, scope, min_subtotal, group) = if rule < units.len() {
+                        let (rule, group) = if rule < units.len() {
                             let (b, s) = units[rule].clone();
-                            (b, s, None, "platform")
+                            ((b, s, None), "platform")
                         } else {
-                            let (b, s, min) = amounts[rule % amounts.len()].clone();
-                            (b, s, min, amount_group)
+                            (amounts[rule % amounts.len()].clone(), amount_group)
                         };
                         GenOffer {
-                            benefit,
-                            scope,
-                            min_subtotal,
-                            max_subtotal: None,
-                            requires: None,
-                            group,
-                            exclusive: false,
-                            with_promotions: true,
-                            priority,
-                            per_order: 1,
-                            expiry_days,
                             promotion,
-                            template,
+                            ..GenOffer::plain(rule, group, priority, expiry_days, template)
                         }
                     },
                 )
@@ -843,21 +841,8 @@ fn shared_rules_in_many_groups() -> impl Strategy<Value = Vec<GenOffer>> {
                 .enumerate()
                 .map(|(i, (r, group, priority, expiry_days, min_subtotal))| {
                     let (benefit, scope) = rules[r % rules.len()].clone();
-                    GenOffer {
-                        benefit,
-                        scope,
-                        min_subtotal,
-                        max_subtotal: None,
-                        requires: None,
-                        group,
-                        exclusive: false,
-                        with_promotions: true,
-                        priority,
-                        per_order: 1,
-                        expiry_days,
-                        promotion: false,
-                        template: i as u8,
-                    }
+                    let rule = (benefit, scope, min_subtotal);
+                    GenOffer::plain(rule, group, priority, expiry_days, i as u8)
                 })
                 .collect()
         })
