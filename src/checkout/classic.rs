@@ -4,14 +4,10 @@
 //! every node; see the argument in [`select`](super::select#why-the-search-is-exact).
 
 use std::cmp::Ordering;
-use std::collections::HashMap;
-use std::hash::BuildHasherDefault;
 
 use super::StackingPolicy;
 use super::engine::{CartCtx, Prepared, State, apply};
-use super::select::{Fx, Outcome, better, count_in, evaluate_state};
-
-type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<Fx>>;
+use super::select::{FxMap, Outcome, better, count_in, evaluate_state};
 
 /// What the search knows of a chosen set: its members' highest rank, and, once evaluated,
 /// whether it is valid with the state it leaves.
@@ -705,7 +701,13 @@ mod tests {
             let lines: Vec<CartLine> = (0..1 + next(s) % 4)
                 .map(|i| {
                     let sku = Sku::new(format!("sku{i}")).unwrap();
-                    CartLine::new(sku, m(1 + next(s) % 20000), 2 + (next(s) % 3) as u32)
+                    // Now and then a line of a billion units (the runs of unit offers, not
+                    // their count, must decide the cost).
+                    let units = match next(s) % 8 {
+                        0 => 1_000_000_000,
+                        _ => 2 + (next(s) % 3) as u32,
+                    };
+                    CartLine::new(sku, m(1 + next(s) % 20000), units)
                         .in_category(
                             CategoryId::new(["a", "b", "c"][(next(s) % 3) as usize]).unwrap(),
                         )

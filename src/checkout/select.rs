@@ -568,7 +568,8 @@ impl Hasher for Fx {
     }
 }
 
-type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<Fx>>;
+/// A hash map keyed by [`Fx`], for the searches' memo tables.
+pub(crate) type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<Fx>>;
 
 /// Identifies a node for dominance: two chosen prefixes with the same next position, the same
 /// state left and the same stacking constraints in force have exactly the same completions.
