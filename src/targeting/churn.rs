@@ -73,8 +73,13 @@
 //! the analytic gradient and a backtracking line search. It stops when every component of the
 //! gradient of the mean log-likelihood per customer is at most the tolerance (default `1e-7`),
 //! or when successive iterations no longer change the likelihood beyond floating-point rounding
-//! while the gradient is already below `1e-4`; after the iteration limit (default 200) it
-//! returns [`ChurnError::NotConverged`] with the estimate reached. It never loops without bound.
+//! while the gradient is already below `1e-4`. Before it answers `Ok` it checks that the point
+//! is a maximum: the Hessian (central differences of the gradient) is negative definite and the
+//! Newton step from it moves no log-parameter by more than 0.01. A point that fails the check
+//! is a plateau still rising towards infinity — reported as [`ChurnError::Unbounded`] when a
+//! parameter is past `1e4` or below `1e-4`, else as [`ChurnError::NotConverged`]. After the
+//! iteration limit (default 200) it returns [`ChurnError::NotConverged`] with the estimate
+//! reached. It never loops without bound.
 //!
 //! ## Numbers
 //!
@@ -162,7 +167,8 @@ pub enum ChurnError {
         /// The last estimate.
         estimate: BgNbd,
     },
-    /// The likelihood keeps improving as a parameter runs off (beyond 1e8 or below 1e-8): the
+    /// The likelihood keeps improving as a parameter runs off (beyond 1e8 or below 1e-8, or
+    /// stalled past 1e4 or below 1e-4 on a plateau that does not curve down): the
     /// data has no interior maximum — for example, nobody in it ever drops out (`b` grows
     /// without bound), or everyone buys at the same rate (`r` and `alpha` grow together). The
     /// estimate is the model's limit and still usable for predictions.
@@ -407,8 +413,9 @@ impl BgNbd {
     /// # Errors
     /// - [`ChurnError::NotEnoughData`] when no customer has a repeat purchase;
     /// - [`ChurnError::NotConverged`] after the iteration limit;
-    /// - [`ChurnError::Unbounded`] when a parameter runs past 1e8 or below 1e-8 (the data has
-    ///   no interior maximum; the error carries the limit estimate).
+    /// - [`ChurnError::Unbounded`] when a parameter runs past 1e8 or below 1e-8, or the search
+    ///   stalls with a parameter past 1e4 or below 1e-4 where the likelihood does not curve
+    ///   down (the data has no interior maximum; the error carries the limit estimate).
     pub fn fit_with(customers: &[Summary], options: &FitOptions) -> Result<Fit, ChurnError> {
         fit::fit(customers, options)
     }

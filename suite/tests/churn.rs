@@ -272,6 +272,20 @@ fn fit_stays_finite_with_customers_buying_thousands_of_times() {
     assert!((direct - fit.log_likelihood).abs() < 1e-6 * direct.abs());
 }
 
+#[test]
+fn a_plateau_rising_towards_infinity_is_unbounded_not_a_maximum() {
+    // One customer: the likelihood keeps creeping up as r and alpha grow together and a and
+    // b run apart, but the gradient vanishes in floating point long before any parameter
+    // reaches 1e8. The fit once returned this plateau as a maximum that a 10% nudge beat.
+    let one = [Summary::new(2, 45.954_046_827_300_35, 56.631_119_850_205_025).unwrap()];
+    match BgNbd::fit(&one) {
+        Err(ChurnError::Unbounded { estimate, .. }) => {
+            assert!(estimate.total_log_likelihood(&one).is_finite());
+        }
+        other => panic!("expected Unbounded, got {other:?}"),
+    }
+}
+
 fn history() -> impl Strategy<Value = Vec<Summary>> {
     prop::collection::vec(
         (0u32..40, 0.0f64..1.0, 0.5f64..60.0).prop_map(|(x, share, age)| {

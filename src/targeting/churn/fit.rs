@@ -298,6 +298,99 @@ fn objective(data: &Data, phi: [f64; 4], s: &mut Scratch) -> (f64, [f64; 4]) {
     (-ll / data.n, out)
 }
 
+/// `ln 1e4`: a parameter past `1e4` or below `1e-4` at a point where the likelihood no longer
+/// curves down has run off rather than stalled.
+const FAR_OUT: f64 = 9.210_340_371_976_184;
+
+/// Whether `phi`, where the gradient `g` is already small, is a maximum of the likelihood:
+/// the Hessian of the mean negative log-likelihood (central differences of the analytic
+/// gradient) is positive definite and the Newton step from `phi` moves no log-parameter by
+/// more than `0.01`. On a plateau that keeps rising towards infinity (one customer, or nobody
+/// dropping out) the gradient vanishes in floating point long before a parameter reaches
+/// [`LOG_BOUND`]; this is what tells such a point from a maximum.
+fn check_maximum(
+    data: &Data,
+    phi: [f64; 4],
+    g: &[f64; 4],
+    iterations: u32,
+    s: &mut Scratch,
+) -> Result<(), ChurnError> {
+    const H: f64 = 1e-4;
+    let mut hess = [[0.0; 4]; 4];
+    for i in 0..4 {
+        let mut up = phi;
+        let mut down = phi;
+        up[i] += H;
+        down[i] -= H;
+        let (fu, gu) = objective(data, up, s);
+        let (fd, gd) = objective(data, down, s);
+        if !(fu.is_finite() && fd.is_finite()) {
+            return Err(off_maximum(phi, g, iterations));
+        }
+        for j in 0..4 {
+            hess[j][i] = (gu[j] - gd[j]) / (2.0 * H);
+        }
+    }
+    // Symmetrise, then Cholesky: `hess = L Lᵀ`.
+    let mut l = [[0.0; 4]; 4];
+    for i in 0..4 {
+        for j in 0..=i {
+            let sum =
+                0.5 * (hess[i][j] + hess[j][i]) - (0..j).map(|k| l[i][k] * l[j][k]).sum::<f64>();
+            if i == j {
+                if !(sum > 0.0 && sum.is_finite()) {
+                    return Err(off_maximum(phi, g, iterations));
+                }
+                l[i][i] = sum.sqrt();
+            } else {
+                l[i][j] = sum / l[j][j];
+            }
+        }
+    }
+    // Newton step: solve L y = -g, then Lᵀ δ = y.
+    let mut y = [0.0; 4];
+    for i in 0..4 {
+        let sum = -g[i] - (0..i).map(|k| l[i][k] * y[k]).sum::<f64>();
+        y[i] = sum / l[i][i];
+    }
+    let mut delta = [0.0; 4];
+    for i in (0..4).rev() {
+        let sum = y[i] - (i + 1..4).map(|k| l[k][i] * delta[k]).sum::<f64>();
+        delta[i] = sum / l[i][i];
+    }
+    if max_abs(&delta) <= 0.01 {
+        Ok(())
+    } else {
+        Err(off_maximum(phi, g, iterations))
+    }
+}
+
+/// The error for a point with a small gradient that is not a maximum: [`ChurnError::Unbounded`]
+/// naming the parameter furthest out when one is past [`FAR_OUT`], else
+/// [`ChurnError::NotConverged`].
+fn off_maximum(phi: [f64; 4], g: &[f64; 4], iterations: u32) -> ChurnError {
+    let m = model(phi);
+    let mut far = 0;
+    for i in 1..4 {
+        if phi[i].abs() > phi[far].abs() {
+            far = i;
+        }
+    }
+    if phi[far].abs() > FAR_OUT {
+        ChurnError::Unbounded {
+            parameter: NAMES[far],
+            value: [m.r, m.alpha, m.a, m.b][far],
+            estimate: m,
+        }
+    } else {
+        ChurnError::NotConverged {
+            iterations,
+            gradient: max_abs(g),
+            estimate: m,
+        }
+    }
+}
+
 pub(super) fn fit(customers: &[Summary], options: &FitOptions) -> Result<Fit, ChurnError> {
     let repeat_buyers = customers.iter().filter(|c| c.frequency > 0).count();
     if repeat_buyers == 0 {
@@ -344,15 +437,18 @@ pub(super) fn fit(customers: &[Summary], options: &FitOptions) -> Result<Fit, Ch
     let mut h = identity;
     let mut first_update = true;
     let mut stalls = 0;
-    let done = |phi: [f64; 4], f: f64, g: &[f64; 4], iterations| Fit {
-        model: model(phi),
-        log_likelihood: -f * data.n,
-        iterations,
-        gradient: max_abs(g),
+    let finish = |phi: [f64; 4], f: f64, g: &[f64; 4], iterations, s: &mut Scratch| {
+        check_maximum(&data, phi, g, iterations, s)?;
+        Ok(Fit {
+            model: model(phi),
+            log_likelihood: -f * data.n,
+            iterations,
+            gradient: max_abs(g),
+        })
     };
     for iteration in 1..=options.max_iterations {
         if max_abs(&g) <= options.tolerance {
-            return Ok(done(phi, f, &g, iteration - 1));
+            return finish(phi, f, &g, iteration - 1, &mut scratch);
         }
         let mut p = [0.0; 4];
         for (i, pi) in p.iter_mut().enumerate() {
@@ -392,7 +488,7 @@ pub(super) fn fit(customers: &[Summary], options: &FitOptions) -> Result<Fit, Ch
         let Some((next, fnext, gnext)) = accepted else {
             // No decrease along a descent direction: the limit of floating-point precision.
             if max_abs(&g) <= 1e-4 {
-                return Ok(done(phi, f, &g, iteration));
+                return finish(phi, f, &g, iteration, &mut scratch);
             }
             return Err(ChurnError::NotConverged {
                 iterations: iteration,
@@ -452,14 +548,14 @@ pub(super) fn fit(customers: &[Summary], options: &FitOptions) -> Result<Fit, Ch
         if change.abs() <= 1e-15 * (1.0 + f.abs()) {
             stalls += 1;
             if stalls >= 2 && max_abs(&g) <= 1e-4 {
-                return Ok(done(phi, f, &g, iteration));
+                return finish(phi, f, &g, iteration, &mut scratch);
             }
         } else {
             stalls = 0;
         }
     }
     if max_abs(&g) <= options.tolerance {
-        return Ok(done(phi, f, &g, options.max_iterations));
+        return finish(phi, f, &g, options.max_iterations, &mut scratch);
     }
     Err(ChurnError::NotConverged {
         iterations: options.max_iterations,
