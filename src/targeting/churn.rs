@@ -74,7 +74,7 @@
 //! gradient of the mean log-likelihood per customer is at most the tolerance (default `1e-7`),
 //! or when successive iterations no longer change the likelihood beyond floating-point rounding
 //! while the gradient is already below `1e-4`. Before it answers `Ok` it checks that the point
-//! is a maximum: the Hessian (central differences of the gradient) is negative definite and the
+//! is a maximum: the Hessian (forward differences of the gradient) is negative definite and the
 //! Newton step from it moves no log-parameter by more than 0.01. A point that fails the check
 //! is a plateau still rising towards infinity — reported as [`ChurnError::Unbounded`] when a
 //! parameter is past `1e4` or below `1e-4`, else as [`ChurnError::NotConverged`]. After the
