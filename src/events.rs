@@ -108,6 +108,16 @@ impl CouponFacts {
     }
 }
 
+/// A coupon an order holds and what it saved in the order's quote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct OrderCoupon {
+    /// The coupon.
+    pub coupon: CouponFacts,
+    /// What it saved in the order, as locked.
+    pub saving: Money,
+}
+
 /// Why a claim or lock was refused, when the refusal is counted in the feed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(
@@ -285,6 +295,14 @@ pub enum EventKind {
         discount: Money,
         /// Whether nothing of the order is left to refund.
         whole: bool,
+        /// The order's coupons and what each saved in it (all of them, whichever this refund
+        /// returns; empty for an order without coupons): a report counts the refund where it
+        /// counted the order's sales.
+        #[cfg_attr(
+            feature = "serde",
+            serde(default, skip_serializing_if = "Vec::is_empty")
+        )]
+        coupons: Vec<OrderCoupon>,
     },
     /// A claim or lock was refused; no state changed.
     Refused {

@@ -10,12 +10,13 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::read::{Got, Next, Read, Reads, unexpected};
 use super::{Denied, OP_CANCEL, OP_COMPLETE, OP_PAY, OP_REFUND, On, Plan, Step, key_reused};
-use crate::events::{CouponFacts, EventKind};
+use crate::events::{CouponFacts, EventKind, OrderCoupon};
 use crate::id::{CouponId, IdempotencyKey, OrderId, TemplateId, UserId};
 use crate::lifecycle::{
     Actor, Coupon, CouponState, LifecycleError, Order, OrderAction, OrderRefund, OrderState,
     RefundRequest, ReleaseCause,
 };
+use crate::money::Money;
 use crate::repository::{CounterKey, Expect, Op, Receipt, ReceiptKey, Versioned};
 use crate::rule::RefundPolicy;
 
@@ -416,6 +417,14 @@ pub(crate) fn plan_complete(
     )))
 }
 
+/// What coupon `id` saved in the order's quote, as locked.
+fn saving_in(order: &Order, id: &CouponId) -> Option<Money> {
+    order.quote.applied.iter().find_map(|a| match &a.offer {
+        crate::checkout::OfferId::Coupon(c) if c == id => Some(a.saving),
+        _ => None,
+    })
+}
+
 /// Pure: refund what `request` names of the order read in `view`; `policies` holds the
 /// refund policy of each of its coupons' templates.
 pub(crate) fn plan_refund(
@@ -460,10 +469,7 @@ pub(crate) fn plan_refund(
                 .entry((after.template.clone(), after.owner.clone()))
                 .or_insert(0) -= 1;
         }
-        let saving = order.quote.applied.iter().find_map(|a| match &a.offer {
-            crate::checkout::OfferId::Coupon(c) if c == id => Some(a.saving),
-            _ => None,
-        });
+        let saving = saving_in(order, id);
         plan.emit(
             at,
             EventKind::Refunded {
@@ -482,6 +488,15 @@ pub(crate) fn plan_refund(
         );
     }
     give_back_uses(&mut plan, uses);
+    let held = view
+        .coupons
+        .iter()
+        .map(|c| OrderCoupon {
+            coupon: CouponFacts::of(&c.value),
+            saving: saving_in(order, &c.value.id)
+                .unwrap_or_else(|| Money::zero(order.quote.currency)),
+        })
+        .collect();
     plan.emit(
         at,
         EventKind::OrderRefunded {
@@ -491,6 +506,7 @@ pub(crate) fn plan_refund(
             amount: refund.amount,
             discount: refund.discount,
             whole: matches!(next.state, OrderState::Refunded { .. }),
+            coupons: held,
         },
     );
     Ok(Step::Commit(plan))

@@ -662,4 +662,82 @@ mod store {
             "{table}"
         );
     }
+
+    #[test]
+    fn refunds_through_the_service_count_where_their_orders_sales_did() {
+        use coupons::lifecycle::{RefundKind, RefundRequest, RefundUnits};
+        let s = Service::new(MemoryStore::new());
+        let now = t0();
+        let t = TemplateSpec::new(
+            TemplateId::new("spend-200-save-25").unwrap(),
+            "Spend 200, save 25",
+            CNY,
+            Benefit::threshold(yuan(200), yuan(25)).unwrap(),
+            Validity::relative(Span::Days(7), None).unwrap(),
+        )
+        .build()
+        .unwrap();
+        s.create_template(t.clone(), now).unwrap();
+        s.submit_template(t.id(), now).unwrap();
+        s.approve_template(t.id(), now).unwrap();
+        s.activate_template(t.id(), now).unwrap();
+        // Orders o1, o4, o7 and o10, each 240 less 25.
+        let later = shop(&s, now, 0..12) + Duration::days(2);
+        let key = |k: &str| IdempotencyKey::new(k).unwrap();
+        let one_unit = RefundRequest::units(
+            RefundKind::Buyer,
+            vec![RefundUnits {
+                line: 0,
+                quantity: 1,
+            }],
+        );
+        let o1 = OrderId::new("o1").unwrap();
+        let part = s
+            .refund(&o1, &Actor::Merchant, &one_unit, &key("r1"), later)
+            .unwrap();
+        let rest = RefundRequest::whole(RefundKind::Buyer);
+        let again = s
+            .refund(&o1, &Actor::Merchant, &rest, &key("r1b"), later)
+            .unwrap();
+        let o4 = OrderId::new("o4").unwrap();
+        let whole = RefundRequest::whole(RefundKind::Merchant);
+        let all = s
+            .refund(&o4, &Actor::Merchant, &whole, &key("r4"), later)
+            .unwrap();
+        let back = [&part, &again, &all]
+            .iter()
+            .map(|r| r.refund.amount.to_minor_i128())
+            .sum::<i128>();
+        // o1 is paid back in full over two refunds, o4 at once: 2 × 215.
+        assert_eq!(back, 43_000);
+
+        let mut report = Report::new(config(false));
+        report.advance(s.repository(), &TestLookup, 1000).unwrap();
+        let total = report.total();
+        assert_eq!(
+            (total.coupon_refunds, total.coupon_refunded_minor),
+            (3, 43_000)
+        );
+        assert_eq!((total.plain_refunds, total.plain_refunded_minor), (0, 0));
+        let row = &report.by(Dimension::Template).rows[0];
+        assert_eq!(row.group, "spend-200-save-25");
+        assert_eq!(row.coupon_sales, yuan(4 * 215));
+        assert_eq!(row.coupon_refunded, yuan(2 * 215));
+        assert_eq!(row.net_coupon_sales, yuan(2 * 215));
+        // The refunds count on their own day, in the template's group.
+        let day = later.with_timezone(&FixedOffset::east_opt(8 * 3600).unwrap());
+        let by_day = report.by(Dimension::Day);
+        let refund_day = by_day
+            .rows
+            .iter()
+            .find(|r| r.group == day.date_naive().to_string())
+            .unwrap();
+        assert_eq!(refund_day.metrics.coupon_refunds, 3);
+        assert!(
+            report
+                .by(Dimension::Template)
+                .to_string()
+                .contains("paid back")
+        );
+    }
 }

@@ -48,6 +48,7 @@ pub struct GroupKey {
 /// | `expired_value_minor`, `expired_valued`, `voided_value_minor`, `voided_valued` | the same events: the face value of the coupon's template, from the caller's [`Lookup::face_value`](super::Lookup::face_value), and how many coupons it valued |
 /// | `refunded`, `refunded_returned` | `Refunded` (the coupon of a refunded order; returned to the wallet or voided) |
 /// | `refunded_saving_minor`, `refunded_valued` | `Refunded`: what the coupon had saved in the order (the event's `saving`), and how many events carried it |
+/// | `coupon_refunds`, `coupon_refunded_minor`, `plain_refunds`, `plain_refunded_minor` | `OrderRefunded` (each partial or whole refund; what it paid back): of an order with coupons in the group of its lead coupon (the event lists the order's coupons and savings), else with the orders without a coupon |
 /// | `released` | `Released` (an unpaid order let go of the coupon) |
 /// | `refused` | `Refused` (out of stock, a limit, a guard) |
 /// | `repurchased`, `not_repurchased` | the next paid order of a coupon order's buyer came within the report's window, or later |
@@ -101,6 +102,19 @@ pub struct Metrics {
     /// How many refunded coupons' events carried their saving.
     #[cfg_attr(feature = "serde", serde(default))]
     pub refunded_valued: u64,
+    /// Refunds (each partial or whole refund once) of orders that used a coupon, counted on
+    /// the refund's day where the order's sales were: in the group of its lead coupon.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub coupon_refunds: u64,
+    /// What those refunds paid back, in minor units.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub coupon_refunded_minor: i128,
+    /// Refunds of orders without a coupon.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub plain_refunds: u64,
+    /// What those refunds paid back, in minor units.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub plain_refunded_minor: i128,
     /// Coupons released by unpaid orders.
     pub released: u64,
     /// Claims or locks refused.
@@ -145,6 +159,14 @@ impl Metrics {
             .refunded_saving_minor
             .saturating_add(o.refunded_saving_minor);
         add(&mut self.refunded_valued, o.refunded_valued);
+        add(&mut self.coupon_refunds, o.coupon_refunds);
+        self.coupon_refunded_minor = self
+            .coupon_refunded_minor
+            .saturating_add(o.coupon_refunded_minor);
+        add(&mut self.plain_refunds, o.plain_refunds);
+        self.plain_refunded_minor = self
+            .plain_refunded_minor
+            .saturating_add(o.plain_refunded_minor);
         add(&mut self.released, o.released);
         add(&mut self.refused, o.refused);
         add(&mut self.repurchased, o.repurchased);

@@ -3,7 +3,8 @@
 //! A [`Report`] reads [`Logged`] events one by one ([`Report::apply`]) and counts, per
 //! [`GroupKey`] — day (in a UTC offset), template, campaign, channel, the user's segment and the
 //! experiment arm — offers, claims, uses, discounts, coupon-driven sales, orders without a
-//! coupon, time from claim to use, expiries, voids, refunds and repurchases ([`Metrics`]).
+//! coupon, time from claim to use, expiries, voids, refunded coupons and orders, and
+//! repurchases ([`Metrics`]).
 //! Views add the groups up along one dimension ([`Report::by`]) into a [`Breakdown`]: claim
 //! and usage rates, ROI, average order value with and without a coupon and the lift, the share
 //! of new users among claimers, percentiles of time to use, the repurchase rate. A breakdown
@@ -90,6 +91,10 @@
 //!   ([`Service::record_offer_with`](crate::service::Service::record_offer_with)); for
 //!   offers recorded without one, the caller's ([`Lookup::offer_arm`], e.g. the experiment's
 //!   deterministic assignment of the user).
+//! - A refund (`OrderRefunded`, each partial or whole refund once) counts on its own day where
+//!   the order's sales counted: in the group of the order's lead coupon (the event lists the
+//!   order's coupons and what each saved), or with the orders without a coupon. Its amount is
+//!   what it paid back; a breakdown's net coupon sales are the sales less that.
 //! - Expired and voided coupons are counted and summed at their template's face value, when
 //!   the caller gives it ([`Lookup::face_value`]; `expired_valued` and `voided_valued` say
 //!   how many were valued). Refunded coupons are summed at what they had saved in their order
@@ -111,7 +116,7 @@ use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, Timelike, Utc};
 
 use crate::analytics::experiment::ARM_ATTRIBUTE;
 use crate::attributes::{AttrValue, Attributes};
-use crate::events::{EventKind, Logged, Sequence};
+use crate::events::{CouponFacts, EventKind, Logged, OrderCoupon, Sequence};
 use crate::hash::FastMap;
 use crate::id::{CouponId, OrderId, TemplateId, UserId};
 use crate::money::{Currency, Money};
@@ -708,6 +713,22 @@ struct Looked {
     arm: u32,
 }
 
+/// The coupon a refunded order's sales counted under: the one that saved the most in it (ties:
+/// the smallest coupon id), as for its payment ([`Report::lead`]).
+fn lead_coupon(coupons: &[OrderCoupon]) -> Option<&CouponFacts> {
+    let mut lead: Option<&OrderCoupon> = None;
+    for c in coupons {
+        let better = lead.is_none_or(|l| {
+            let (a, b) = (c.saving.to_minor_i128(), l.saving.to_minor_i128());
+            a > b || (a == b && c.coupon.id < l.coupon.id)
+        });
+        if better {
+            lead = Some(c);
+        }
+    }
+    lead.map(|c| &c.coupon)
+}
+
 /// The `arm` attribute, if any (most offers and many coupons have no attributes at all).
 /// The keys are compared inline (no call to `memcmp` for a three-byte key).
 #[inline]
@@ -764,6 +785,13 @@ fn look<'e, L: Lookup + ?Sized>(
                 user, coupons: 0, ..
             }
             | EventKind::Refused { user, .. } => (lookup.segment_ref(user), None),
+            EventKind::OrderRefunded { user, coupons, .. } => match lead_coupon(coupons) {
+                Some(c) => (
+                    lookup.segment_ref(&c.user),
+                    arm_of(&c.attributes).map(Cow::Borrowed),
+                ),
+                None => (lookup.segment_ref(user), None),
+            },
             _ => return Looked::default(),
         };
     match caches {
@@ -1282,6 +1310,10 @@ impl Report {
                 (Some(&c.template), c.campaign.as_ref(), Some(&c.channel))
             }
             EventKind::OrderPaid { coupons: 0, .. } => (None, None, None),
+            EventKind::OrderRefunded { coupons, .. } => match lead_coupon(coupons) {
+                Some(c) => (Some(&c.template), c.campaign.as_ref(), Some(&c.channel)),
+                None => (None, None, None),
+            },
             EventKind::Refused { template, .. } => (Some(template), None, None),
             _ => return Located::Nowhere,
         };
@@ -1365,7 +1397,21 @@ impl Report {
         match &logged.event.kind {
             EventKind::TemplateChanged { .. } | EventKind::CampaignChanged { .. } => {}
             EventKind::OrderPlaced { .. } | EventKind::Locked { .. } => {}
-            EventKind::OrderReleased { .. } | EventKind::OrderRefunded { .. } => {}
+            EventKind::OrderReleased { .. } => {}
+            EventKind::OrderRefunded {
+                amount, coupons, ..
+            } => {
+                let amount = self.minor(seq, "a refunded amount", amount)?;
+                if let Some((_, m)) = self.hot_at(located) {
+                    if coupons.is_empty() {
+                        m.plain_refunds = m.plain_refunds.saturating_add(1);
+                        m.plain_refunded_minor = m.plain_refunded_minor.saturating_add(amount);
+                    } else {
+                        m.coupon_refunds = m.coupon_refunds.saturating_add(1);
+                        m.coupon_refunded_minor = m.coupon_refunded_minor.saturating_add(amount);
+                    }
+                }
+            }
             EventKind::Offered { .. } => {
                 if let Some((h, _)) = self.hot_at(located) {
                     h.offered += 1;

@@ -104,6 +104,11 @@ pub struct Row {
     pub discount: Money,
     /// What the group's coupon orders paid.
     pub coupon_sales: Money,
+    /// What refunds of the group's coupon orders paid back (partial and whole, counted on
+    /// the refund's day).
+    pub coupon_refunded: Money,
+    /// Coupon sales less what their refunds paid back.
+    pub net_coupon_sales: Money,
     /// Coupon sales ÷ discount.
     pub roi: Option<Decimal>,
     /// Average paid amount of the group's coupon orders.
@@ -172,6 +177,10 @@ impl Report {
                     usage_rate: m.usage_rate(),
                     discount: money(m.discount_minor),
                     coupon_sales: money(m.coupon_sales_minor),
+                    coupon_refunded: money(m.coupon_refunded_minor),
+                    net_coupon_sales: money(
+                        m.coupon_sales_minor.saturating_sub(m.coupon_refunded_minor),
+                    ),
                     roi: (m.discount_minor != 0)
                         .then(|| ratio(m.coupon_sales_minor, m.discount_minor))
                         .flatten(),
@@ -220,6 +229,7 @@ impl fmt::Display for Breakdown {
             format!("discount {}", self.currency),
             format!("sales {}", self.currency),
             "orders".into(),
+            "paid back".into(),
             "ROI".into(),
             "AOV".into(),
             "AOV w/o".into(),
@@ -251,6 +261,7 @@ impl fmt::Display for Breakdown {
                     amount(&r.discount),
                     amount(&r.coupon_sales),
                     m.coupon_orders.to_string(),
+                    amount(&r.coupon_refunded),
                     opt(r.roi),
                     opt(r.aov_with_coupon.as_ref().map(amount)),
                     opt(r.aov_without_coupon.as_ref().map(amount)),

@@ -108,17 +108,36 @@ mod cases {
                 }
             };
             match r.below(10) {
-                0 => push(
-                    &mut out,
-                    at,
-                    EventKind::OrderPaid {
-                        order: OrderId::new(format!("p{j}")).unwrap(),
-                        user: user.clone(),
-                        gross: cny(1_000 + r.below(9_000) as i64),
-                        discount: cny(0),
-                        coupons: 0,
-                    },
-                ),
+                0 => {
+                    let order = OrderId::new(format!("p{j}")).unwrap();
+                    push(
+                        &mut out,
+                        at,
+                        EventKind::OrderPaid {
+                            order: order.clone(),
+                            user: user.clone(),
+                            gross: cny(1_000 + r.below(9_000) as i64),
+                            discount: cny(0),
+                            coupons: 0,
+                        },
+                    );
+                    if r.below(4) == 0 {
+                        let later = at + Duration::hours(r.below(60) as i64);
+                        push(
+                            &mut out,
+                            later,
+                            EventKind::OrderRefunded {
+                                order,
+                                user: user.clone(),
+                                by_merchant: r.below(2) == 0,
+                                amount: cny(100 + r.below(900) as i64),
+                                discount: cny(0),
+                                whole: r.below(2) == 0,
+                                coupons: Vec::new(),
+                            },
+                        );
+                    }
+                }
                 1 => push(
                     &mut out,
                     at,
@@ -157,6 +176,13 @@ mod cases {
                     if paid_first {
                         push(&mut out, at, paid.clone());
                     }
+                    let held: Vec<OrderCoupon> = used
+                        .iter()
+                        .map(|(c, saving)| OrderCoupon {
+                            coupon: c.clone(),
+                            saving: *saving,
+                        })
+                        .collect();
                     for (c, saving) in used {
                         push(
                             &mut out,
@@ -170,6 +196,23 @@ mod cases {
                     }
                     if !paid_first {
                         push(&mut out, at, paid);
+                    }
+                    // Some are refunded later, once or twice (in part), on another day at times.
+                    for _ in 0..r.below(3) {
+                        let later = at + Duration::hours(1 + r.below(60) as i64);
+                        push(
+                            &mut out,
+                            later,
+                            EventKind::OrderRefunded {
+                                order: order.clone(),
+                                user: user.clone(),
+                                by_merchant: r.below(2) == 0,
+                                amount: cny(100 + r.below(900) as i64),
+                                discount: cny(r.below(100) as i64),
+                                whole: false,
+                                coupons: held.clone(),
+                            },
+                        );
                     }
                 }
                 k => {
@@ -362,6 +405,38 @@ mod cases {
                     if let Some(s) = saving {
                         g.refunded_valued += 1;
                         g.refunded_saving_minor += s.to_minor_i128();
+                    }
+                }
+                EventKind::OrderRefunded {
+                    user,
+                    amount,
+                    coupons,
+                    ..
+                } => {
+                    let amount = amount.to_minor_i128();
+                    let lead = coupons.iter().max_by(|a, b| {
+                        (a.saving.to_minor_i128().cmp(&b.saving.to_minor_i128()))
+                            .then(b.coupon.id.cmp(&a.coupon.id))
+                    });
+                    match lead {
+                        Some(c) => {
+                            let g = groups.entry(key(&c.coupon, at)).or_default();
+                            g.coupon_refunds += 1;
+                            g.coupon_refunded_minor += amount;
+                        }
+                        None => {
+                            let k = GroupKey {
+                                day: day(at),
+                                template: None,
+                                campaign: None,
+                                channel: None,
+                                segment: lookup.segment(user),
+                                arm: None,
+                            };
+                            let g = groups.entry(k).or_default();
+                            g.plain_refunds += 1;
+                            g.plain_refunded_minor += amount;
+                        }
                     }
                 }
                 EventKind::Refused { user, template, .. } => {

@@ -234,6 +234,7 @@ fn order_steps_and_refund_events_round_trip() {
             amount: Money::from_minor(12_345, Currency::CNY),
             discount: Money::from_minor(250, Currency::CNY),
             whole: true,
+            coupons: Vec::new(),
         },
     );
     let emit = one(Op::Emit {
