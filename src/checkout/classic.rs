@@ -38,9 +38,24 @@ struct Run {
 }
 
 impl Run {
-    fn new<'p>(members: impl Iterator<Item = (usize, &'p Prepared)>, n: usize, table: bool) -> Run {
-        let mut pos = Vec::new();
-        let mut prefix = vec![0i64];
+    fn new<'p>(
+        members: impl Iterator<Item = (usize, &'p Prepared)> + Clone,
+        n: usize,
+        table: bool,
+    ) -> Run {
+        // Counted first: an empty run (a group without promotions, say) allocates nothing,
+        // and the others once each.
+        let len = members.clone().count();
+        if len == 0 {
+            return Run {
+                pos: Vec::new(),
+                prefix: Vec::new(),
+                at: Vec::new(),
+            };
+        }
+        let mut pos = Vec::with_capacity(len);
+        let mut prefix = Vec::with_capacity(len + 1);
+        prefix.push(0i64);
         for (k, p) in members {
             pos.push(k);
             let last = prefix.last().copied().unwrap_or(0);
