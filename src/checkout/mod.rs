@@ -940,10 +940,10 @@ impl<'a> Checkout<'a> {
         let total_after = items_after + state.shipping;
 
         // Evaluations: selected, then usable, then unusable.
-        let selected: Vec<&Prepared> = order.clone();
+        let selected: &[&Prepared] = &order;
         let current = total_before - total_after;
         let mut evals = Vec::with_capacity(prep.all.len());
-        for p in &order {
+        for p in selected {
             let t = &prep.all[p.offer].template;
             evals.push(Evaluation {
                 offer: p.id.clone(),
@@ -958,16 +958,16 @@ impl<'a> Checkout<'a> {
         }
         let mut with: Vec<&Prepared> = Vec::with_capacity(selected.len() + 1);
         for p in prep.usable.iter().filter(|p| !chosen.contains(&p.offer)) {
-            let reasons = match select::compatible(self.policy, &selected, p) {
+            let reasons = match select::compatible(self.policy, selected, p) {
                 Err(r) => vec![r],
                 Ok(()) => {
                     with.clear();
-                    with.extend_from_slice(&selected);
+                    with.extend_from_slice(selected);
                     with.push(p);
                     match select::evaluate(&with, &prep.ctx, self.policy) {
                         Some(s) if s > current => Vec::new(),
                         Some(_) => vec![Ineligible::NoExtraSaving],
-                        None => vec![self.why_nothing_more(&selected, p, &prep.ctx, cur)],
+                        None => vec![self.why_nothing_more(selected, p, &prep.ctx, cur)],
                     }
                 }
             };
