@@ -607,8 +607,8 @@ mod store {
         now
     }
 
-    #[test]
-    fn a_saved_report_advances_with_newer_events() {
+    /// A service with "spend 200, save 25" live, and the time it went live.
+    fn open_shop() -> (Service<MemoryStore>, DateTime<Utc>) {
         let s = Service::new(MemoryStore::new());
         let now = t0();
         let t = TemplateSpec::new(
@@ -624,6 +624,12 @@ mod store {
         s.submit_template(t.id(), now).unwrap();
         s.approve_template(t.id(), now).unwrap();
         s.activate_template(t.id(), now).unwrap();
+        (s, now)
+    }
+
+    #[test]
+    fn a_saved_report_advances_with_newer_events() {
+        let (s, now) = open_shop();
         let later = shop(&s, now, 0..12);
 
         let mut report = Report::new(config(true));
@@ -666,21 +672,7 @@ mod store {
     #[test]
     fn refunds_through_the_service_count_where_their_orders_sales_did() {
         use coupons::lifecycle::{RefundKind, RefundRequest, RefundUnits};
-        let s = Service::new(MemoryStore::new());
-        let now = t0();
-        let t = TemplateSpec::new(
-            TemplateId::new("spend-200-save-25").unwrap(),
-            "Spend 200, save 25",
-            CNY,
-            Benefit::threshold(yuan(200), yuan(25)).unwrap(),
-            Validity::relative(Span::Days(7), None).unwrap(),
-        )
-        .build()
-        .unwrap();
-        s.create_template(t.clone(), now).unwrap();
-        s.submit_template(t.id(), now).unwrap();
-        s.approve_template(t.id(), now).unwrap();
-        s.activate_template(t.id(), now).unwrap();
+        let (s, now) = open_shop();
         // Orders o1, o4, o7 and o10, each 240 less 25.
         let later = shop(&s, now, 0..12) + Duration::days(2);
         let key = |k: &str| IdempotencyKey::new(k).unwrap();

@@ -288,6 +288,15 @@ mod cases {
             segment: lookup.segment(&c.user),
             arm: c.attributes.get("arm").cloned(),
         };
+        // Orders without a coupon: no template, campaign, channel or arm.
+        let plain = |user: &UserId, at| GroupKey {
+            day: day(at),
+            template: None,
+            campaign: None,
+            channel: None,
+            segment: lookup.segment(user),
+            arm: None,
+        };
         // Orders: their coupons (id, saving, key) and payment; buyers: their paid orders in order.
         let mut coupons: BTreeMap<OrderId, Vec<(CouponId, i128, GroupKey)>> = BTreeMap::new();
         let mut paid: BTreeMap<OrderId, (i128, u32)> = BTreeMap::new();
@@ -349,15 +358,7 @@ mod cases {
                 } => {
                     let amount = gross.to_minor_i128() - discount.to_minor_i128();
                     if *n == 0 {
-                        let k = GroupKey {
-                            day: day(at),
-                            template: None,
-                            campaign: None,
-                            channel: None,
-                            segment: lookup.segment(user),
-                            arm: None,
-                        };
-                        let g = groups.entry(k.clone()).or_default();
+                        let g = groups.entry(plain(user, at)).or_default();
                         g.plain_orders += 1;
                         g.plain_sales_minor += amount;
                         buys.entry(user.clone()).or_default().push((
@@ -425,15 +426,7 @@ mod cases {
                             g.coupon_refunded_minor += amount;
                         }
                         None => {
-                            let k = GroupKey {
-                                day: day(at),
-                                template: None,
-                                campaign: None,
-                                channel: None,
-                                segment: lookup.segment(user),
-                                arm: None,
-                            };
-                            let g = groups.entry(k).or_default();
+                            let g = groups.entry(plain(user, at)).or_default();
                             g.plain_refunds += 1;
                             g.plain_refunded_minor += amount;
                         }
