@@ -549,6 +549,82 @@ fn reports_of_different_settings_do_not_merge() {
     assert!(serde_json::from_str::<ReportConfig>(bad).is_err());
 }
 
+#[test]
+fn events_and_reports_saved_before_order_refunds_were_counted_still_read() {
+    let facts = CouponFacts {
+        id: CouponId::new("c-1").unwrap(),
+        template: TemplateId::new("t-1").unwrap(),
+        user: UserId::new("alice").unwrap(),
+        channel: Channel::new("app").unwrap(),
+        campaign: None,
+        claimed_at: t0(),
+        attributes: Attributes::new(),
+    };
+    let refund = |coupons| {
+        Event::new(
+            t0(),
+            EventKind::OrderRefunded {
+                order: OrderId::new("o-1").unwrap(),
+                user: UserId::new("alice").unwrap(),
+                by_merchant: false,
+                amount: Money::from_minor(10_750, CNY),
+                discount: Money::from_minor(1_250, CNY),
+                whole: false,
+                coupons,
+            },
+        )
+    };
+    let with = refund(vec![coupons::events::OrderCoupon {
+        coupon: facts,
+        saving: Money::from_minor(2_500, CNY),
+    }]);
+    let json = serde_json::to_string(&with).unwrap();
+    assert!(json.contains("\"coupons\""), "{json}");
+    assert_eq!(serde_json::from_str::<Event>(&json).unwrap(), with);
+    // An event written before it listed the order's coupons reads with none; written back,
+    // an empty list is left out (the same JSON as before).
+    let mut old: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let removed = remove_key(&mut old, "coupons");
+    assert!(removed, "{old}");
+    let read: Event = serde_json::from_value(old.clone()).unwrap();
+    assert_eq!(read, refund(Vec::new()));
+    assert_eq!(serde_json::to_value(&read).unwrap(), old);
+    // Counters saved without the refund fields read as zero.
+    let mut m = serde_json::to_value(Metrics::default()).unwrap();
+    for f in [
+        "coupon_refunds",
+        "coupon_refunded_minor",
+        "plain_refunds",
+        "plain_refunded_minor",
+    ] {
+        assert!(remove_key(&mut m, f), "no field {f}");
+    }
+    assert_eq!(
+        serde_json::from_value::<Metrics>(m).unwrap(),
+        Metrics::default()
+    );
+}
+
+/// Removes `key` wherever it is in `v`; whether it was anywhere.
+fn remove_key(v: &mut serde_json::Value, key: &str) -> bool {
+    let mut found = false;
+    match v {
+        serde_json::Value::Object(o) => {
+            found = o.remove(key).is_some();
+            for x in o.values_mut() {
+                found |= remove_key(x, key);
+            }
+        }
+        serde_json::Value::Array(a) => {
+            for x in a {
+                found |= remove_key(x, key);
+            }
+        }
+        _ => {}
+    }
+    found
+}
+
 mod store {
     use super::*;
     use coupons::cart::{Buyer, Cart, CartLine};
