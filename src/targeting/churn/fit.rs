@@ -304,8 +304,8 @@ const FAR_OUT: f64 = 9.210_340_371_976_184;
 
 /// Whether `phi`, where the gradient `g` is already small, is a maximum of the likelihood:
 /// the Hessian of the mean negative log-likelihood (forward differences of the analytic
-/// gradient, step `1e-4`) is positive definite and the Newton step from `phi` moves no log-parameter by
-/// more than `0.01`. On a plateau that keeps rising towards infinity (one customer, or nobody
+/// gradient, step `1e-4`) is positive definite and the Newton step from `phi` moves no
+/// log-parameter by more than `0.01`. On a plateau that keeps rising towards infinity (one customer, or nobody
 /// dropping out) the gradient vanishes in floating point long before a parameter reaches
 /// [`LOG_BOUND`]; this is what tells such a point from a maximum.
 fn check_maximum(
@@ -366,25 +366,31 @@ fn check_maximum(
 /// naming the parameter furthest out when one is past [`FAR_OUT`], else
 /// [`ChurnError::NotConverged`].
 fn off_maximum(phi: [f64; 4], g: &[f64; 4], iterations: u32) -> ChurnError {
-    let m = model(phi);
-    let mut far = 0;
-    for i in 1..4 {
+    let far = (1..4).fold(0, |far, i| {
         if phi[i].abs() > phi[far].abs() {
-            far = i;
+            i
+        } else {
+            far
         }
-    }
+    });
     if phi[far].abs() > FAR_OUT {
-        ChurnError::Unbounded {
-            parameter: NAMES[far],
-            value: [m.r, m.alpha, m.a, m.b][far],
-            estimate: m,
-        }
+        unbounded(phi, far)
     } else {
         ChurnError::NotConverged {
             iterations,
             gradient: max_abs(g),
-            estimate: m,
+            estimate: model(phi),
         }
+    }
+}
+
+/// [`ChurnError::Unbounded`]: parameter `i` of the estimate `phi` ran off.
+fn unbounded(phi: [f64; 4], i: usize) -> ChurnError {
+    let m = model(phi);
+    ChurnError::Unbounded {
+        parameter: NAMES[i],
+        value: [m.r, m.alpha, m.a, m.b][i],
+        estimate: m,
     }
 }
 
@@ -535,12 +541,7 @@ pub(super) fn fit(customers: &[Summary], options: &FitOptions) -> Result<Fit, Ch
         f = fnext;
         g = gnext;
         if let Some(i) = (0..4).find(|&i| phi[i].abs() > LOG_BOUND) {
-            let m = model(phi);
-            return Err(ChurnError::Unbounded {
-                parameter: NAMES[i],
-                value: [m.r, m.alpha, m.a, m.b][i],
-                estimate: m,
-            });
+            return Err(unbounded(phi, i));
         }
         if change.abs() <= 1e-15 * (1.0 + f.abs()) {
             stalls += 1;
