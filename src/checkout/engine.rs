@@ -2064,8 +2064,32 @@ fn once_saving(
 /// within a line, off its dearest units first ([`State::take`]). Requires
 /// `0 ≤ saving ≤ Σ residual`.
 fn spread(saving: i64, lines: &[u32], ctx: &CartCtx, state: &mut State, alloc: Option<&mut Alloc>) {
-    if alloc.is_none() && state.uneven.is_none() && spread_fast(saving, lines, state) {
-        return;
+    let mut alloc = alloc;
+    if state.uneven.is_none() {
+        match alloc.as_deref_mut() {
+            None if spread_fast(saving, lines, state) => return,
+            None => {}
+            // Where each line's part went: what it had before, less what it has after.
+            Some(a) => {
+                let start = a.lines.len();
+                a.lines
+                    .extend(lines.iter().map(|&l| (l, state.residual[l as usize])));
+                if spread_fast(saving, lines, state) {
+                    let mut kept = start;
+                    for k in start..a.lines.len() {
+                        let (l, before) = a.lines[k];
+                        let part = before - state.residual[l as usize];
+                        if part > 0 {
+                            a.lines[kept] = (l, part);
+                            kept += 1;
+                        }
+                    }
+                    a.lines.truncate(kept);
+                    return;
+                }
+                a.lines.truncate(start);
+            }
+        }
     }
     let sum: i128 = lines
         .iter()
@@ -2136,26 +2160,44 @@ fn spread_fast(saving: i64, lines: &[u32], state: &mut State) -> bool {
         return true;
     }
     // Largest remainders first, ties to the earlier line: a strict order, so the first
-    // `left` after selection are exactly those `apportion` picks.
-    let mut rems: Vec<(i64, usize)> = Vec::with_capacity(lines.len());
+    // `left` after selection are exactly those `apportion` picks. Each remainder and its
+    // line's position are one key (remainder above, position reversed below), so the order
+    // is one integer comparison; a cart's few lines keep their keys on the stack.
+    let mut small = [0u128; SMALL_SPREAD];
+    let mut large = Vec::new();
+    let keys: &mut [u128] = match small.get_mut(..lines.len()) {
+        Some(s) => s,
+        None => {
+            large.resize(lines.len(), 0);
+            &mut large
+        }
+    };
+    let mut n = 0;
     for (k, &l) in lines.iter().enumerate() {
         let r = &mut state.residual[l as usize];
         let exact = saving * *r;
         *r -= exact / sum;
         let rem = exact % sum;
         if rem > 0 {
-            rems.push((rem, k));
+            if let Some(slot) = keys.get_mut(n) {
+                *slot = (rem as u128) << 64 | u128::from(u64::MAX - k as u64);
+                n += 1;
+            }
         }
     }
-    let cmp = |a: &(i64, usize), b: &(i64, usize)| b.0.cmp(&a.0).then(a.1.cmp(&b.1));
-    if left < rems.len() {
-        rems.select_nth_unstable_by(left - 1, cmp);
+    let keys = keys.get_mut(..n).unwrap_or_default();
+    if left < keys.len() {
+        keys.select_nth_unstable_by(left - 1, |a, b| b.cmp(a));
     }
-    for &(_, k) in rems.iter().take(left) {
+    for &key in keys.iter().take(left) {
+        let k = (u64::MAX - key as u64) as usize;
         state.residual[lines[k] as usize] -= 1;
     }
     true
 }
+
+/// Lines whose remainders [`spread_fast`] keeps on the stack.
+const SMALL_SPREAD: usize = 64;
 
 /// Buy-get: the `free(units)` cheapest units are free (a unit already free counts as one of
 /// the cheapest: it is never made free twice).
@@ -2325,6 +2367,7 @@ pub(super) mod tests {
                 all_ships: std::cell::OnceCell::new(),
                 everything_sums: std::cell::OnceCell::new(),
             };
+            let mut recorded = state.clone();
             spread(saving, &lines, &ctx, &mut state, None);
             let weights: Vec<i128> = residual.iter().map(|r| i128::from(*r)).collect();
             let expect = apportion_minor(i128::from(saving), &weights);
@@ -2334,6 +2377,23 @@ pub(super) mod tests {
                 .map(|(a, b)| i128::from(a - b))
                 .collect();
             assert_eq!(got, expect, "residual {residual:?}, saving {saving}");
+            // Recording where the saving went changes nothing, and records exactly the parts
+            // above zero, in line order, after what the record held.
+            let mut alloc = Alloc {
+                lines: vec![(99, 1)],
+                ..Alloc::default()
+            };
+            spread(saving, &lines, &ctx, &mut recorded, Some(&mut alloc));
+            assert_eq!(recorded.residual, state.residual);
+            let parts: Vec<(u32, i64)> = std::iter::once((99, 1))
+                .chain(
+                    (0u32..)
+                        .zip(&expect)
+                        .filter(|(_, x)| **x > 0)
+                        .map(|(l, x)| (l, *x as i64)),
+                )
+                .collect();
+            assert_eq!(alloc.lines, parts, "residual {residual:?}, saving {saving}");
         }
     }
 

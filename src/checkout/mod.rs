@@ -861,14 +861,29 @@ impl<'a> Checkout<'a> {
             }
         };
         let mut state = prep.ctx.fresh();
-        let mut line_shares: Vec<Vec<Share>> = vec![Vec::new(); prep.ctx.totals.len()];
+        let allocs: Vec<(i64, Alloc)> = order
+            .iter()
+            .map(|p| {
+                let mut alloc = Alloc::default();
+                let saving =
+                    apply(p, &prep.ctx, &mut state, self.policy, Some(&mut alloc)).unwrap_or(0);
+                (saving, alloc)
+            })
+            .collect();
+        // Each line's shares allocated once, at their number.
+        let mut line_shares: Vec<Vec<Share>> = {
+            let mut counts = vec![0usize; prep.ctx.totals.len()];
+            for (l, _) in allocs.iter().flat_map(|(_, a)| &a.lines) {
+                if let Some(c) = counts.get_mut(*l as usize) {
+                    *c += 1;
+                }
+            }
+            counts.into_iter().map(Vec::with_capacity).collect()
+        };
         let mut ship_shares = Vec::new();
         let mut ship_line_shares: Vec<Vec<Share>> = vec![Vec::new(); prep.ctx.ships.len()];
         let mut applied = Vec::with_capacity(order.len());
-        for p in &order {
-            let mut alloc = Alloc::default();
-            let saving =
-                apply(p, &prep.ctx, &mut state, self.policy, Some(&mut alloc)).unwrap_or(0);
+        for (p, (saving, alloc)) in order.iter().zip(allocs) {
             for (l, amount) in alloc.lines {
                 if let Some(v) = line_shares.get_mut(l as usize) {
                     v.push(Share {
