@@ -185,7 +185,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("{:<12} {:<44} English", "优惠券", "中文");
     for e in &quote.offers {
         let state = if e.selected { "已选" } else { "" };
-        for r in &e.reasons {
+        for r in e.reasons.iter() {
             println!("{:<12} {:<40} {r}", e.offer.to_string(), zh(r));
         }
         if e.reasons.is_empty() {

@@ -379,6 +379,8 @@ pub(crate) struct CartCtx {
     /// The cart's lines' amount and units (gift lines aside), for every template scoped to
     /// everything.
     everything_sums: std::cell::OnceCell<(i64, u64)>,
+    /// No lines, shared by every template that keeps no unit order.
+    no_lines: std::cell::OnceCell<Arc<[u32]>>,
 }
 
 impl CartCtx {
@@ -399,6 +401,7 @@ impl CartCtx {
             everything: std::cell::OnceCell::new(),
             all_ships: std::cell::OnceCell::new(),
             everything_sums: std::cell::OnceCell::new(),
+            no_lines: std::cell::OnceCell::new(),
         }
     }
 
@@ -416,6 +419,11 @@ impl CartCtx {
     /// The lines `0..n` (the cart's own lines), one allocation per checkout.
     fn everything(&self, n: usize) -> Arc<[u32]> {
         Arc::clone(self.everything.get_or_init(|| (0..n as u32).collect()))
+    }
+
+    /// No lines, one allocation per checkout.
+    fn no_lines(&self) -> Arc<[u32]> {
+        Arc::clone(self.no_lines.get_or_init(|| Arc::new([])))
     }
 
     /// Every shipping line, one allocation per checkout.
@@ -578,7 +586,7 @@ impl Prepared {
     pub fn named(&self) -> Named {
         Named {
             offer: self.id.clone(),
-            name: self.name.to_string(),
+            name: Arc::clone(&self.name),
         }
     }
 
@@ -771,7 +779,7 @@ pub(crate) fn facts(
         per_order: t.limits().per_order(),
         sig: Vec::new(),
         alone: 0,
-        cheapest_first: Arc::from([]),
+        cheapest_first: ctx.no_lines(),
     };
     if matches!(
         sh.kind,
@@ -883,56 +891,55 @@ pub(crate) fn prepare(
 fn signature(p: &Shared) -> Vec<i64> {
     let clamp = |x: i128| i64::try_from(x).unwrap_or(i64::MAX);
     let sat = |x: u64| i64::try_from(x).unwrap_or(i64::MAX);
-    let mut v = match &p.kind {
-        Kind::Instant(a) => vec![0, *a],
+    // Sized once: the benefit's few numbers, then the lines and shipping fees it reads.
+    let mut v = Vec::with_capacity(24 + p.lines.len() + p.ships.len());
+    match &p.kind {
+        Kind::Instant(a) => v.extend([0, *a]),
         Kind::Threshold(tiers) => {
-            let mut v = vec![1, tiers.len() as i64];
+            v.extend([1, tiers.len() as i64]);
             v.extend(tiers.iter().flat_map(|(s, t)| [*s, *t]));
-            v
         }
-        Kind::Every { every, save, max } => vec![2, *every, *save, *max],
-        Kind::Percent { num, den, max } => vec![3, clamp(*num), clamp(*den), *max],
-        Kind::Shipping { cap } => vec![4, *cap],
-        Kind::BuyGet { buy, get, max_free } => vec![5, sat(*buy), sat(*get), sat(*max_free)],
+        Kind::Every { every, save, max } => v.extend([2, *every, *save, *max]),
+        Kind::Percent { num, den, max } => v.extend([3, clamp(*num), clamp(*den), *max]),
+        Kind::Shipping { cap } => v.extend([4, *cap]),
+        Kind::BuyGet { buy, get, max_free } => v.extend([5, sat(*buy), sat(*get), sat(*max_free)]),
         Kind::Fixed {
             quantity,
             price,
             max_bundles,
-        } => vec![6, sat(*quantity), *price, sat(*max_bundles)],
-        Kind::PerUnit { amount, max_units } => vec![7, *amount, sat(*max_units)],
-        Kind::PerLine { amount, max_lines } => vec![8, *amount, sat(*max_lines)],
+        } => v.extend([6, sat(*quantity), *price, sat(*max_bundles)]),
+        Kind::PerUnit { amount, max_units } => v.extend([7, *amount, sat(*max_units)]),
+        Kind::PerLine { amount, max_lines } => v.extend([8, *amount, sat(*max_lines)]),
         Kind::Once {
             dearest,
             amount,
             num,
             den,
-        } => vec![9, i64::from(*dearest), *amount, clamp(*num), clamp(*den)],
+        } => v.extend([9, i64::from(*dearest), *amount, clamp(*num), clamp(*den)]),
         Kind::TieredPercent { tiers, max } => {
-            let mut v = vec![10, tiers.len() as i64, *max];
+            v.extend([10, tiers.len() as i64, *max]);
             v.extend(
                 tiers
                     .iter()
                     .flat_map(|(s, n, d)| [*s, clamp(*n), clamp(*d)]),
             );
-            v
         }
         Kind::QuantityTiers { tiers, max } => {
-            let mut v = vec![11, tiers.len() as i64, *max];
+            v.extend([11, tiers.len() as i64, *max]);
             v.extend(
                 tiers
                     .iter()
                     .flat_map(|(u, n, d)| [sat(*u), clamp(*n), clamp(*d)]),
             );
-            v
         }
-        Kind::ShippingPercent { num, den } => vec![12, clamp(*num), clamp(*den)],
-        Kind::ShippingPrice { price } => vec![13, *price],
+        Kind::ShippingPercent { num, den } => v.extend([12, clamp(*num), clamp(*den)]),
+        Kind::ShippingPrice { price } => v.extend([13, *price]),
         Kind::ItemsAndShipping {
             amount,
             num,
             den,
             max,
-        } => vec![15, *amount, clamp(*num), clamp(*den), *max],
+        } => v.extend([15, *amount, clamp(*num), clamp(*den), *max]),
         Kind::BuyXGetY {
             buy,
             get,
@@ -940,14 +947,12 @@ fn signature(p: &Shared) -> Vec<i64> {
             max_units,
             in_buy,
         } => {
-            let mut v = vec![14, sat(*buy), sat(*get), sat(*max_units)];
+            v.extend([14, sat(*buy), sat(*get), sat(*max_units)]);
             v.extend(reward.sig());
             v.extend(in_buy.iter().map(|b| i64::from(*b)));
-            v
         }
-        Kind::Gift { line } => vec![16, i64::from(*line)],
-    };
-    v.reserve(5 + p.lines.len());
+        Kind::Gift { line } => v.extend([16, i64::from(*line)]),
+    }
     v.extend([
         p.min_subtotal,
         sat(p.min_qty),
@@ -2064,36 +2069,166 @@ fn once_saving(
 /// within a line, off its dearest units first ([`State::take`]). Requires
 /// `0 ≤ saving ≤ Σ residual`.
 fn spread(saving: i64, lines: &[u32], ctx: &CartCtx, state: &mut State, alloc: Option<&mut Alloc>) {
-    let mut alloc = alloc;
+    if state.uneven.is_none() && alloc.is_none() {
+        // The search's common case: the parts come straight off the lines.
+        let mut off = OffLines {
+            residual: &mut state.residual,
+        };
+        if split_fast(saving, lines, &mut off) {
+            return;
+        }
+    }
+    // A cart's few lines keep their parts on the stack.
+    let mut small = [0i64; SMALL_SPREAD];
+    let mut large = Vec::new();
+    let parts = stack_or_heap(&mut small, &mut large, lines.len());
+    let mut into = IntoParts {
+        residual: &state.residual,
+        parts,
+    };
+    if !split_fast(saving, lines, &mut into) {
+        split_wide(saving, lines, &state.residual, into.parts);
+    }
+    let parts = into.parts;
     if state.uneven.is_none() {
-        match alloc.as_deref_mut() {
-            None if spread_fast(saving, lines, state) => return,
-            None => {}
-            // Where each line's part went: what it had before, less what it has after.
-            Some(a) => {
-                let start = a.lines.len();
-                a.lines
-                    .extend(lines.iter().map(|&l| (l, state.residual[l as usize])));
-                if spread_fast(saving, lines, state) {
-                    let mut kept = start;
-                    for k in start..a.lines.len() {
-                        let (l, before) = a.lines[k];
-                        let part = before - state.residual[l as usize];
-                        if part > 0 {
-                            a.lines[kept] = (l, part);
-                            kept += 1;
-                        }
-                    }
-                    a.lines.truncate(kept);
-                    return;
-                }
-                a.lines.truncate(start);
+        for (&l, &part) in lines.iter().zip(parts.iter()) {
+            state.residual[l as usize] -= part;
+        }
+    } else {
+        for (&l, &part) in lines.iter().zip(parts.iter()) {
+            state.take(ctx, l, part);
+        }
+    }
+    if let Some(a) = alloc {
+        // At most one part a line: one allocation.
+        a.lines.reserve(lines.len());
+        a.lines.extend(
+            lines
+                .iter()
+                .zip(parts.iter())
+                .filter(|(_, part)| **part > 0)
+                .map(|(&l, &part)| (l, part)),
+        );
+    }
+}
+
+/// The first `n` of `small` (zeroed) when they fit, else `large` made `n` zeros.
+fn stack_or_heap<'a, T: Copy + Default, const N: usize>(
+    small: &'a mut [T; N],
+    large: &'a mut Vec<T>,
+    n: usize,
+) -> &'a mut [T] {
+    match small.get_mut(..n) {
+        Some(s) => s,
+        None => {
+            large.resize(n, T::default());
+            large
+        }
+    }
+}
+
+/// Where [`split_fast`] reads each line's weight and hands its part.
+trait Split {
+    /// The weight of line `l`, before any part is handed to it.
+    fn weight(&self, l: u32) -> i64;
+    /// Hands `part` more to line `l`, the `k`th of the split (after its weight was read).
+    fn give(&mut self, k: usize, l: u32, part: i64);
+}
+
+/// Parts taken straight off what is left of the lines.
+struct OffLines<'a> {
+    residual: &'a mut [i64],
+}
+
+impl Split for OffLines<'_> {
+    fn weight(&self, l: u32) -> i64 {
+        self.residual[l as usize]
+    }
+    fn give(&mut self, _: usize, l: u32, part: i64) {
+        self.residual[l as usize] -= part;
+    }
+}
+
+/// Parts written down, one per line (zeroed first), the lines untouched.
+struct IntoParts<'r, 'p> {
+    residual: &'r [i64],
+    parts: &'p mut [i64],
+}
+
+impl Split for IntoParts<'_, '_> {
+    fn weight(&self, l: u32) -> i64 {
+        self.residual[l as usize]
+    }
+    fn give(&mut self, k: usize, _: u32, part: i64) {
+        if let Some(p) = self.parts.get_mut(k) {
+            *p += part;
+        }
+    }
+}
+
+/// The largest-remainder split of `saving` over `lines` in proportion to their weights
+/// (ties to the earlier line), in `i64` when every product fits (the common case: no 128-bit
+/// division); `false` (nothing handed out) otherwise.
+fn split_fast(saving: i64, lines: &[u32], split: &mut impl Split) -> bool {
+    let mut sum = 0i64;
+    let mut top = 0i64;
+    for &l in lines {
+        let r = split.weight(l);
+        let Some(s) = sum.checked_add(r) else {
+            return false;
+        };
+        sum = s;
+        top = top.max(r);
+    }
+    if sum <= 0 || saving <= 0 || saving.checked_mul(top).is_none() {
+        return sum == 0 || saving == 0;
+    }
+    let given: i64 = lines.iter().map(|&l| saving * split.weight(l) / sum).sum();
+    let left = (saving - given) as usize;
+    if left == 0 {
+        for (k, &l) in lines.iter().enumerate() {
+            let part = saving * split.weight(l) / sum;
+            split.give(k, l, part);
+        }
+        return true;
+    }
+    // Largest remainders first, ties to the earlier line: a strict order, so the first
+    // `left` after selection are exactly those `apportion` picks. Each remainder and its
+    // line's position are one key (remainder above, position reversed below), so the order
+    // is one integer comparison; a cart's few lines keep their keys on the stack.
+    let mut small = [0u128; SMALL_SPREAD];
+    let mut large = Vec::new();
+    let keys = stack_or_heap(&mut small, &mut large, lines.len());
+    let mut m = 0;
+    for (k, &l) in lines.iter().enumerate() {
+        let exact = saving * split.weight(l);
+        split.give(k, l, exact / sum);
+        let rem = exact % sum;
+        if rem > 0 {
+            if let Some(slot) = keys.get_mut(m) {
+                *slot = (rem as u128) << 64 | u128::from(u64::MAX - k as u64);
+                m += 1;
             }
         }
     }
+    let keys = keys.get_mut(..m).unwrap_or_default();
+    if left < keys.len() {
+        keys.select_nth_unstable_by(left - 1, |a, b| b.cmp(a));
+    }
+    for &key in keys.iter().take(left) {
+        let k = (u64::MAX - key as u64) as usize;
+        if let Some(&l) = lines.get(k) {
+            split.give(k, l, 1);
+        }
+    }
+    true
+}
+
+/// [`split_fast`] in 128-bit arithmetic, for amounts whose products do not fit in `i64`.
+fn split_wide(saving: i64, lines: &[u32], residual: &[i64], parts: &mut [i64]) {
     let sum: i128 = lines
         .iter()
-        .map(|&l| i128::from(state.residual[l as usize]))
+        .map(|&l| i128::from(residual[l as usize]))
         .sum();
     if sum == 0 || saving == 0 {
         return;
@@ -2101,13 +2236,12 @@ fn spread(saving: i64, lines: &[u32], ctx: &CartCtx, state: &mut State, alloc: O
     let total = i128::from(saving);
     let mut given = 0i128;
     let mut rems: Vec<(i128, usize)> = Vec::with_capacity(lines.len());
-    let mut parts: Vec<i64> = Vec::with_capacity(lines.len());
-    for (k, &l) in lines.iter().enumerate() {
-        let exact = total * i128::from(state.residual[l as usize]);
+    for (k, (part, &l)) in parts.iter_mut().zip(lines).enumerate() {
+        let exact = total * i128::from(residual[l as usize]);
         let floor = exact / sum;
         given += floor;
         // floor ≤ residual, so it fits.
-        parts.push(i64::try_from(floor).unwrap_or(0));
+        *part = i64::try_from(floor).unwrap_or(0);
         let rem = exact % sum;
         if rem > 0 {
             rems.push((rem, k));
@@ -2120,83 +2254,9 @@ fn spread(saving: i64, lines: &[u32], ctx: &CartCtx, state: &mut State, alloc: O
             parts[k] += 1;
         }
     }
-    let mut rec = alloc;
-    for (&l, part) in lines.iter().zip(parts) {
-        state.take(ctx, l, part);
-        if let Some(a) = rec.as_deref_mut() {
-            if part > 0 {
-                a.lines.push((l, part));
-            }
-        }
-    }
 }
 
-/// [`spread`] in `i64` when every product fits (the common case: no 128-bit division), with
-/// no allocation unless some remainder is handed out; `false` (state untouched) otherwise.
-fn spread_fast(saving: i64, lines: &[u32], state: &mut State) -> bool {
-    let mut sum = 0i64;
-    let mut top = 0i64;
-    for &l in lines {
-        let r = state.residual[l as usize];
-        let Some(s) = sum.checked_add(r) else {
-            return false;
-        };
-        sum = s;
-        top = top.max(r);
-    }
-    if sum <= 0 || saving <= 0 || saving.checked_mul(top).is_none() {
-        return sum == 0 || saving == 0;
-    }
-    let given: i64 = lines
-        .iter()
-        .map(|&l| saving * state.residual[l as usize] / sum)
-        .sum();
-    let left = (saving - given) as usize;
-    if left == 0 {
-        for &l in lines {
-            let r = &mut state.residual[l as usize];
-            *r -= saving * *r / sum;
-        }
-        return true;
-    }
-    // Largest remainders first, ties to the earlier line: a strict order, so the first
-    // `left` after selection are exactly those `apportion` picks. Each remainder and its
-    // line's position are one key (remainder above, position reversed below), so the order
-    // is one integer comparison; a cart's few lines keep their keys on the stack.
-    let mut small = [0u128; SMALL_SPREAD];
-    let mut large = Vec::new();
-    let keys: &mut [u128] = match small.get_mut(..lines.len()) {
-        Some(s) => s,
-        None => {
-            large.resize(lines.len(), 0);
-            &mut large
-        }
-    };
-    let mut n = 0;
-    for (k, &l) in lines.iter().enumerate() {
-        let r = &mut state.residual[l as usize];
-        let exact = saving * *r;
-        *r -= exact / sum;
-        let rem = exact % sum;
-        if rem > 0 {
-            if let Some(slot) = keys.get_mut(n) {
-                *slot = (rem as u128) << 64 | u128::from(u64::MAX - k as u64);
-                n += 1;
-            }
-        }
-    }
-    let keys = keys.get_mut(..n).unwrap_or_default();
-    if left < keys.len() {
-        keys.select_nth_unstable_by(left - 1, |a, b| b.cmp(a));
-    }
-    for &key in keys.iter().take(left) {
-        let k = (u64::MAX - key as u64) as usize;
-        state.residual[lines[k] as usize] -= 1;
-    }
-    true
-}
-
-/// Lines whose remainders [`spread_fast`] keeps on the stack.
+/// Lines whose parts and remainders [`spread`] keeps on the stack.
 const SMALL_SPREAD: usize = 64;
 
 /// Buy-get: the `free(units)` cheapest units are free (a unit already free counts as one of
@@ -2366,6 +2426,7 @@ pub(super) mod tests {
                 everything: std::cell::OnceCell::new(),
                 all_ships: std::cell::OnceCell::new(),
                 everything_sums: std::cell::OnceCell::new(),
+                no_lines: std::cell::OnceCell::new(),
             };
             let mut recorded = state.clone();
             spread(saving, &lines, &ctx, &mut state, None);
@@ -2397,6 +2458,94 @@ pub(super) mod tests {
         }
     }
 
+    /// The `i64` split equals the 128-bit one whenever it answers, and both equal
+    /// `apportion`; on carts of more lines than the stack holds, with amounts near `i64`'s
+    /// limit (where the fast split must decline), and on lines a unit offer left uneven.
+    #[test]
+    fn split_fast_matches_split_wide_and_apportion() {
+        let mut seed = 13u64;
+        let (mut fast, mut uneven) = (0, 0);
+        for round in 0..3_000 {
+            let n = 1 + (next(&mut seed) % 80) as usize;
+            let big = round % 7 == 0;
+            let residual: Vec<i64> = (0..n)
+                .map(|_| {
+                    let r = next(&mut seed);
+                    if big {
+                        (r % (i64::MAX as u64 / 80)) as i64
+                    } else {
+                        (r % 100_000) as i64
+                    }
+                })
+                .collect();
+            let sum: i128 = residual.iter().map(|r| i128::from(*r)).sum();
+            let saving = (sum * i128::from(next(&mut seed) % 1001) / 1000) as i64;
+            let lines: Vec<u32> = (0..n as u32).collect();
+            let weights: Vec<i128> = residual.iter().map(|r| i128::from(*r)).collect();
+            let expect: Vec<i64> = apportion_minor(i128::from(saving), &weights)
+                .into_iter()
+                .map(|x| x as i64)
+                .collect();
+            let mut wide = vec![0; n];
+            split_wide(saving, &lines, &residual, &mut wide);
+            assert_eq!(wide, expect, "residual {residual:?}, saving {saving}");
+            let mut parts = vec![0; n];
+            let mut into = IntoParts {
+                residual: &residual,
+                parts: &mut parts,
+            };
+            if split_fast(saving, &lines, &mut into) {
+                fast += 1;
+                assert_eq!(parts, expect, "residual {residual:?}, saving {saving}");
+                // Taken straight off the lines, the same parts come off.
+                let mut left = residual.clone();
+                let mut off = OffLines {
+                    residual: &mut left,
+                };
+                assert!(split_fast(saving, &lines, &mut off));
+                let off: Vec<i64> = residual.iter().zip(&left).map(|(a, b)| a - b).collect();
+                assert_eq!(off, expect, "residual {residual:?}, saving {saving}");
+            } else {
+                assert!(big, "declined small amounts {residual:?}");
+            }
+            // Lines of two units, some with one unit made free: the same parts come off.
+            let ctx = CartCtx {
+                totals: residual.iter().map(|r| r * 2).collect(),
+                qty: vec![2; n],
+                shipping: 0,
+                ships: Vec::new(),
+                gifts: Vec::new(),
+                by_value: std::cell::OnceCell::new(),
+                everything: std::cell::OnceCell::new(),
+                all_ships: std::cell::OnceCell::new(),
+                everything_sums: std::cell::OnceCell::new(),
+                no_lines: std::cell::OnceCell::new(),
+            };
+            let mut state = ctx.fresh();
+            for (l, &r) in residual.iter().enumerate() {
+                if r > 0 && next(&mut seed) % 3 == 0 {
+                    state.set_runs(&ctx, l as u32, vec![(r, 1), (0, 1)]);
+                } else {
+                    state.residual[l] = r;
+                }
+            }
+            uneven += usize::from(state.uneven.is_some());
+            let before = state.residual.clone();
+            spread(saving, &lines, &ctx, &mut state, None);
+            let got: Vec<i64> = before
+                .iter()
+                .zip(&state.residual)
+                .map(|(a, b)| a - b)
+                .collect();
+            assert_eq!(
+                got, expect,
+                "uneven: residual {residual:?}, saving {saving}"
+            );
+        }
+        assert!(fast > 2_000, "the fast split answered {fast} times");
+        assert!(uneven > 2_000, "{uneven} states had uneven lines");
+    }
+
     /// `pieces_first` is exactly the first runs of the full order (cheapest first, or its
     /// reverse), on untouched, evenly reduced and uneven lines alike.
     #[test]
@@ -2423,6 +2572,7 @@ pub(super) mod tests {
                 everything: std::cell::OnceCell::new(),
                 all_ships: std::cell::OnceCell::new(),
                 everything_sums: std::cell::OnceCell::new(),
+                no_lines: std::cell::OnceCell::new(),
             };
             let mut state = ctx.fresh();
             for l in 0..n {

@@ -958,6 +958,8 @@ impl<'a> Checkout<'a> {
         let selected: &[&Prepared] = &order;
         let current = total_before - total_after;
         let mut evals = Vec::with_capacity(prep.all.len());
+        // One empty list shared by every offer without a reason.
+        let no_reasons: Arc<[Ineligible]> = Arc::new([]);
         for p in selected {
             let t = &prep.all[p.offer].template;
             evals.push(Evaluation {
@@ -968,21 +970,21 @@ impl<'a> Checkout<'a> {
                 usable: true,
                 selected: true,
                 saving_alone: Some(money(p.alone)),
-                reasons: Vec::new(),
+                reasons: Arc::clone(&no_reasons),
             });
         }
         let mut with: Vec<&Prepared> = Vec::with_capacity(selected.len() + 1);
         for p in prep.usable.iter().filter(|p| !chosen.contains(&p.offer)) {
-            let reasons = match select::compatible(self.policy, selected, p) {
-                Err(r) => vec![r],
+            let reasons: Arc<[Ineligible]> = match select::compatible(self.policy, selected, p) {
+                Err(r) => Arc::new([r]),
                 Ok(()) => {
                     with.clear();
                     with.extend_from_slice(selected);
                     with.push(p);
                     match select::evaluate(&with, &prep.ctx, self.policy) {
-                        Some(s) if s > current => Vec::new(),
-                        Some(_) => vec![Ineligible::NoExtraSaving],
-                        None => vec![self.why_nothing_more(selected, p, &prep.ctx, cur)],
+                        Some(s) if s > current => Arc::clone(&no_reasons),
+                        Some(_) => Arc::new([Ineligible::NoExtraSaving]),
+                        None => Arc::new([self.why_nothing_more(selected, p, &prep.ctx, cur)]),
                     }
                 }
             };
@@ -1008,7 +1010,7 @@ impl<'a> Checkout<'a> {
                 usable: false,
                 selected: false,
                 saving_alone: None,
-                reasons: reasons.to_vec(),
+                reasons: Arc::clone(reasons),
             });
         }
         Quote {

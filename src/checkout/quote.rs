@@ -118,8 +118,9 @@ pub struct Evaluation {
     /// Its saving alone on this cart, when usable.
     pub saving_alone: Option<Money>,
     /// Why it is unusable, or why it cannot join the selection. Empty for a selected offer and
-    /// for one the buyer can still add.
-    pub reasons: Vec<Ineligible>,
+    /// for one the buyer can still add. Shared: every offer of a template that cannot be used
+    /// holds the template's one list.
+    pub reasons: Arc<[Ineligible]>,
 }
 
 impl Evaluation {

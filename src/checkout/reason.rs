@@ -17,6 +17,7 @@
 //! ```
 
 use std::fmt;
+use std::sync::Arc;
 
 use chrono::{DateTime, FixedOffset};
 
@@ -61,8 +62,8 @@ pub enum Blocked {
 pub struct Named {
     /// The offer.
     pub offer: OfferId,
-    /// The name buyers see.
-    pub name: String,
+    /// The name buyers see (shared with the template).
+    pub name: Arc<str>,
 }
 
 impl fmt::Display for Named {

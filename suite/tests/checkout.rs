@@ -1380,7 +1380,7 @@ fn exclusive_coupon_stands_alone() {
     // 20 + 20 beats 30 alone.
     assert_eq!(q.saving, m(4000));
     let e = q.evaluation(&ex.id).unwrap();
-    assert_eq!(e.reasons, vec![Ineligible::ExclusiveNeedsAlone]);
+    assert_eq!(*e.reasons, [Ineligible::ExclusiveNeedsAlone]);
     let err = Checkout::new(&c, &u, now(), &pol)
         .offers(&[
             ex.clone(),

@@ -904,8 +904,8 @@ fn per_user_use_limit_blocks_extra_coupons() {
     let ev = q.evaluation(&OfferId::Coupon(other.id.clone())).unwrap();
     // The sibling is only held: the use comes back if its order lapses, and the reason says so.
     assert_eq!(
-        ev.reasons,
-        vec![Ineligible::Unavailable {
+        *ev.reasons,
+        [Ineligible::Unavailable {
             blocked: Blocked::UsesHeld
         }]
     );
@@ -925,8 +925,8 @@ fn per_user_use_limit_blocks_extra_coupons() {
         .unwrap();
     let ev = q.evaluation(&OfferId::Coupon(left.id.clone())).unwrap();
     assert_eq!(
-        ev.reasons,
-        vec![Ineligible::Unavailable {
+        *ev.reasons,
+        [Ineligible::Unavailable {
             blocked: Blocked::UseLimitReached
         }]
     );
@@ -971,8 +971,8 @@ fn promo_code_limits_hold_and_are_released_on_cancel() {
     assert!(l2.codes.is_empty());
     let ev = l2.quote.evaluation(&OfferId::Code(code.clone())).unwrap();
     assert_eq!(
-        ev.reasons,
-        vec![Ineligible::Unavailable {
+        *ev.reasons,
+        [Ineligible::Unavailable {
             blocked: Blocked::CodeExhausted
         }]
     );
