@@ -1050,3 +1050,86 @@ impl<'a> Checkout<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::engine::tests::next;
+    use super::{Checkout, Offer, StackingPolicy};
+    use crate::cart::{Buyer, Cart, CartLine};
+    use crate::id::{Channel, CouponId, Sku, StackingGroup, TemplateId, UserId};
+    use crate::money::{Currency, Money};
+    use crate::rule::{Benefit, Stacking, TemplateSpec, Validity};
+    use chrono::{Duration, TimeZone, Utc};
+    use std::sync::Arc;
+
+    /// The canonical sort gives every offer the rank [`Prepared::apply_cmp`] gives it and the
+    /// same class exactly when [`Prepared::class_cmp`] says they behave alike: on wallets of
+    /// many copies of a few templates, distinct templates of identical rules (equal
+    /// signatures), ids out of order, several groups and priorities.
+    #[test]
+    fn canonical_ranks_and_classes_follow_the_comparisons() {
+        let cny = Currency::CNY;
+        let m = |minor: u64| Money::from_minor(minor as i64, cny);
+        let now = Utc.with_ymd_and_hms(2026, 11, 11, 20, 0, 0).unwrap();
+        let buyer = Buyer::new(UserId::new("u").unwrap(), Channel::new("app").unwrap());
+        let policy = StackingPolicy::default();
+        let cart = Cart::new(
+            cny,
+            vec![
+                CartLine::new(Sku::new("a").unwrap(), m(12_000), 3),
+                CartLine::new(Sku::new("b").unwrap(), m(4_000), 1),
+            ],
+            m(1_000),
+        )
+        .unwrap();
+        let mut seed = 17u64;
+        let mut shared_classes = 0;
+        for _ in 0..200 {
+            let s = &mut seed;
+            let templates: Vec<Arc<crate::rule::Template>> = (0..2 + next(s) % 6)
+                .map(|t| {
+                    let benefit = match next(s) % 3 {
+                        0 => Benefit::instant(m(100 * (1 + next(s) % 3))),
+                        1 => Benefit::buy_get(2, 1, None),
+                        _ => Benefit::shipping(None),
+                    };
+                    let spec = TemplateSpec::new(
+                        TemplateId::new(format!("t{}", next(s) % 50 + 100 * t)).unwrap(),
+                        "generated",
+                        cny,
+                        benefit.unwrap(),
+                        Validity::fixed(now - Duration::days(1), now + Duration::days(30)).unwrap(),
+                    )
+                    .stacking(Stacking {
+                        group: StackingGroup::new(["g1", "g2"][(next(s) % 2) as usize]).unwrap(),
+                        exclusive: false,
+                        with_promotions: true,
+                        priority: (next(s) % 2) as i32,
+                    });
+                    Arc::new(spec.build().unwrap())
+                })
+                .collect();
+            let wallet: Vec<Offer> = (0..3 + next(s) % 20)
+                .map(|i| {
+                    let t = &templates[(next(s) % templates.len() as u64) as usize];
+                    let id = CouponId::new(format!("c{}-{i}", next(s) % 1000)).unwrap();
+                    let expiry = now + Duration::days(1 + (next(s) % 3) as i64);
+                    Offer::coupon(id, Arc::clone(t), now - Duration::days(1), expiry)
+                })
+                .collect();
+            let checkout = Checkout::new(&cart, &buyer, now, &policy).offers(&wallet);
+            let prep = checkout.prepare();
+            for a in &prep.usable {
+                for b in &prep.usable {
+                    assert_eq!(a.rank.cmp(&b.rank), a.apply_cmp(b), "{:?} {:?}", a.id, b.id);
+                    assert_eq!(a.class == b.class, a.class_cmp(b).is_eq());
+                    if a.class == b.class && !Arc::ptr_eq(&a.shared, &b.shared) {
+                        shared_classes += 1;
+                    }
+                }
+            }
+        }
+        // Distinct templates of identical rules met often enough to test their classes.
+        assert!(shared_classes > 100, "{shared_classes}");
+    }
+}
