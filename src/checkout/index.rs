@@ -104,7 +104,17 @@ impl PromotionIndex {
     /// The promotions that may apply to `cart` (a superset of those in scope), each once, in
     /// the order they were indexed.
     pub fn candidates(&self, cart: &Cart) -> Vec<&Offer> {
-        let mut hits: Vec<u32> = self.everywhere.clone();
+        let mut out = Vec::new();
+        self.extend_candidates(cart, &mut out);
+        out
+    }
+
+    /// [`candidates`](PromotionIndex::candidates), appended to `out`.
+    pub(crate) fn extend_candidates<'a>(&'a self, cart: &Cart, out: &mut Vec<&'a Offer>) {
+        // Room for the promotions filed everywhere and a few hits a line: one allocation on
+        // a common cart.
+        let mut hits: Vec<u32> = Vec::with_capacity(self.everywhere.len() + 4 * cart.lines().len());
+        hits.extend_from_slice(&self.everywhere);
         for line in cart.lines() {
             if let Some(v) = self.by_sku.get(&line.sku) {
                 hits.extend_from_slice(v);
@@ -120,8 +130,7 @@ impl PromotionIndex {
         }
         hits.sort_unstable();
         hits.dedup();
-        hits.into_iter()
-            .filter_map(|i| self.offers.get(i as usize))
-            .collect()
+        out.reserve(hits.len());
+        out.extend(hits.into_iter().filter_map(|i| self.offers.get(i as usize)));
     }
 }

@@ -585,7 +585,7 @@ impl<'a> Checkout<'a> {
     fn prepare(&self) -> Prep<'a> {
         let mut all: Vec<&'a Offer> = self.offers.iter().collect();
         if let Some(ix) = self.promotions {
-            all.extend(ix.candidates(self.cart));
+            ix.extend_candidates(self.cart, &mut all);
         }
         let mut ctx = CartCtx::new(self.cart);
         for o in &all {
