@@ -381,6 +381,10 @@ pub(crate) struct CartCtx {
     everything_sums: std::cell::OnceCell<(i64, u64)>,
     /// No lines, shared by every template that keeps no unit order.
     no_lines: std::cell::OnceCell<Arc<[u32]>>,
+    /// The last reason list of a template whose only reason is how far the cart is from it,
+    /// shared with the next template that misses the cart by as much (a large catalogue
+    /// repeats its minimums).
+    last_miss: std::cell::RefCell<Option<(Miss, Arc<[Ineligible]>)>>,
 }
 
 impl CartCtx {
@@ -402,6 +406,7 @@ impl CartCtx {
             all_ships: std::cell::OnceCell::new(),
             everything_sums: std::cell::OnceCell::new(),
             no_lines: std::cell::OnceCell::new(),
+            last_miss: std::cell::RefCell::default(),
         }
     }
 
@@ -510,7 +515,7 @@ pub(crate) struct State {
 }
 
 /// Why an offer does not apply to a state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Miss {
     SpendMore(i64),
     MoreItems(u64),
@@ -725,12 +730,14 @@ pub(crate) fn facts(
     let min_qty = u64::from(c.min_quantity().unwrap_or(0));
     // The first two checks of `apply` on the fresh cart, made without it.
     if qty < min_qty {
-        return unusable(reasons, miss_reason(Miss::MoreItems(min_qty - qty), cart));
+        return unusable(reasons, Miss::MoreItems(min_qty - qty), cart, ctx);
     }
     if orig_base < min_subtotal {
         return unusable(
             reasons,
-            miss_reason(Miss::SpendMore(min_subtotal - orig_base), cart),
+            Miss::SpendMore(min_subtotal - orig_base),
+            cart,
+            ctx,
         );
     }
     let kind = Kind::from_benefit(t.benefit(), cart, ctx, t.id());
@@ -810,17 +817,28 @@ pub(crate) fn facts(
             Facts::Usable(Arc::new(sh))
         }
         Ok(_) => Facts::Unusable(reasons.into()),
-        Err(m) => unusable(reasons, miss_reason(m, cart)),
+        Err(m) => unusable(reasons, m, cart, ctx),
     }
 }
 
-/// The facts of a template whose offers cannot be used: `reasons`, then `last` (one
-/// allocation when `last` is the only one, the common case of a large catalogue).
-fn unusable(mut reasons: Vec<Ineligible>, last: Ineligible) -> Facts {
+/// The facts of a template whose offers cannot be used: `reasons`, then why it misses the
+/// cart. When that is its only reason (the common case of a large catalogue) the list is
+/// shared with the template before it if that one missed the cart by as much.
+fn unusable(mut reasons: Vec<Ineligible>, miss: Miss, cart: &Cart, ctx: &CartCtx) -> Facts {
     if reasons.is_empty() {
-        return Facts::Unusable(Arc::new([last]));
+        if let Ok(mut last) = ctx.last_miss.try_borrow_mut() {
+            let list = match last.as_ref() {
+                Some((m, list)) if *m == miss => Arc::clone(list),
+                _ => {
+                    let list: Arc<[Ineligible]> = Arc::new([miss_reason(miss, cart)]);
+                    *last = Some((miss, Arc::clone(&list)));
+                    list
+                }
+            };
+            return Facts::Unusable(list);
+        }
     }
-    reasons.push(last);
+    reasons.push(miss_reason(miss, cart));
     Facts::Unusable(reasons.into())
 }
 
@@ -2427,6 +2445,7 @@ pub(super) mod tests {
                 all_ships: std::cell::OnceCell::new(),
                 everything_sums: std::cell::OnceCell::new(),
                 no_lines: std::cell::OnceCell::new(),
+                last_miss: std::cell::RefCell::default(),
             };
             let mut recorded = state.clone();
             spread(saving, &lines, &ctx, &mut state, None);
@@ -2520,6 +2539,7 @@ pub(super) mod tests {
                 all_ships: std::cell::OnceCell::new(),
                 everything_sums: std::cell::OnceCell::new(),
                 no_lines: std::cell::OnceCell::new(),
+                last_miss: std::cell::RefCell::default(),
             };
             let mut state = ctx.fresh();
             for (l, &r) in residual.iter().enumerate() {
@@ -2573,6 +2593,7 @@ pub(super) mod tests {
                 all_ships: std::cell::OnceCell::new(),
                 everything_sums: std::cell::OnceCell::new(),
                 no_lines: std::cell::OnceCell::new(),
+                last_miss: std::cell::RefCell::default(),
             };
             let mut state = ctx.fresh();
             for l in 0..n {
