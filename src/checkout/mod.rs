@@ -1065,9 +1065,10 @@ mod tests {
     /// The canonical sort gives every offer the rank [`Prepared::apply_cmp`] gives it and the
     /// same class exactly when [`Prepared::class_cmp`] says they behave alike: on wallets of
     /// many copies of a few templates, distinct templates of identical rules (equal
-    /// signatures), ids out of order, several groups and priorities.
+    /// signatures), ids out of order, several groups and priorities. Dropping interchangeable
+    /// offers keeps the same ones on wallets above and below the size it sorts as keys.
     #[test]
-    fn canonical_ranks_and_classes_follow_the_comparisons() {
+    fn canonical_ranks_classes_and_dedup_follow_the_comparisons() {
         let cny = Currency::CNY;
         let m = |minor: u64| Money::from_minor(minor as i64, cny);
         let now = Utc.with_ymd_and_hms(2026, 11, 11, 20, 0, 0).unwrap();
@@ -1083,7 +1084,7 @@ mod tests {
         )
         .unwrap();
         let mut seed = 17u64;
-        let mut shared_classes = 0;
+        let (mut shared_classes, mut many) = (0, 0);
         for _ in 0..200 {
             let s = &mut seed;
             let templates: Vec<Arc<crate::rule::Template>> = (0..2 + next(s) % 6)
@@ -1109,7 +1110,7 @@ mod tests {
                     Arc::new(spec.build().unwrap())
                 })
                 .collect();
-            let wallet: Vec<Offer> = (0..3 + next(s) % 20)
+            let wallet: Vec<Offer> = (0..3 + next(s) % 60)
                 .map(|i| {
                     let t = &templates[(next(s) % templates.len() as u64) as usize];
                     let id = CouponId::new(format!("c{}-{i}", next(s) % 1000)).unwrap();
@@ -1119,6 +1120,25 @@ mod tests {
                 .collect();
             let checkout = Checkout::new(&cart, &buyer, now, &policy).offers(&wallet);
             let prep = checkout.prepare();
+            // Dropping interchangeable offers keeps the same ones whether they are sorted
+            // where they lie or as keys.
+            let mut in_place = prep.usable.clone();
+            in_place.sort_unstable_by(|a, b| {
+                (a.class, a.valid_until.is_none(), a.valid_until, &a.id).cmp(&(
+                    b.class,
+                    b.valid_until.is_none(),
+                    b.valid_until,
+                    &b.id,
+                ))
+            });
+            let n = in_place.len();
+            let ids =
+                |v: Vec<super::engine::Prepared>| v.into_iter().map(|p| p.id).collect::<Vec<_>>();
+            assert_eq!(
+                ids(super::select::dedup(&policy, prep.usable.clone())),
+                ids(super::select::keep(&policy, in_place, n))
+            );
+            many += usize::from(n > super::select::SMALL_DEDUP);
             for a in &prep.usable {
                 for b in &prep.usable {
                     assert_eq!(a.rank.cmp(&b.rank), a.apply_cmp(b), "{:?} {:?}", a.id, b.id);
@@ -1131,5 +1151,6 @@ mod tests {
         }
         // Distinct templates of identical rules met often enough to test their classes.
         assert!(shared_classes > 100, "{shared_classes}");
+        assert!(many > 50, "{many} wallets above the small dedup");
     }
 }

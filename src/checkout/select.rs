@@ -203,18 +203,36 @@ pub(crate) fn count_in(x: &mut u32, on: bool, add: bool) {
 /// limit. The kept members form the greedy basis of that (laminar) matroid, which dominates
 /// every other choice of as many members element by element, so the tie-break prefers them.
 pub(crate) fn dedup(policy: &StackingPolicy, mut cands: Vec<Prepared>) -> Vec<Prepared> {
-    cands.sort_unstable_by(|a, b| {
-        a.class
-            .cmp(&b.class)
-            .then(
-                (a.valid_until.is_none(), a.valid_until)
-                    .cmp(&(b.valid_until.is_none(), b.valid_until)),
-            )
-            .then_with(|| a.id.cmp(&b.id))
+    let key = |p: &Prepared| (p.class, p.valid_until.is_none(), p.valid_until);
+    let n = cands.len();
+    if n <= SMALL_DEDUP {
+        cands.sort_unstable_by(|a, b| key(a).cmp(&key(b)).then_with(|| a.id.cmp(&b.id)));
+        return keep(policy, cands, n);
+    }
+    // Many: sorted as small keys (an offer is large to move), then taken in their order.
+    let mut order: Vec<_> = cands.iter().map(key).zip(0..n).collect();
+    order.sort_unstable_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then_with(|| cands[a.1].id.cmp(&cands[b.1].id))
     });
-    let mut out: Vec<Prepared> = Vec::with_capacity(cands.len());
+    let mut slots: Vec<Option<Prepared>> = cands.into_iter().map(Some).collect();
+    let sorted = order.into_iter().filter_map(|(_, k)| slots[k].take());
+    keep(policy, sorted, n)
+}
+
+/// Offers [`dedup`] sorts where they lie; more are sorted as keys.
+pub(super) const SMALL_DEDUP: usize = 32;
+
+/// The members of each class a best set could use, from `n` offers sorted by class, expiry
+/// and id (see [`dedup`]).
+pub(super) fn keep(
+    policy: &StackingPolicy,
+    sorted: impl IntoIterator<Item = Prepared>,
+    n: usize,
+) -> Vec<Prepared> {
+    let mut out: Vec<Prepared> = Vec::with_capacity(n);
     let mut class_start = 0usize;
-    for c in cands {
+    for c in sorted {
         if out
             .get(class_start)
             .is_none_or(|first| first.class != c.class)
