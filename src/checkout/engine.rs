@@ -612,7 +612,14 @@ impl Prepared {
     /// next to each other, so swapping one for another never changes the order of the rest.
     pub fn apply_cmp(&self, other: &Prepared) -> Ordering {
         self.class_cmp(other)
-            .then_with(|| self.template.cmp(&other.template))
+            .then_with(|| {
+                // Offers of one template (a wallet's copies) need no look at its id.
+                if Arc::ptr_eq(&self.shared, &other.shared) {
+                    Ordering::Equal
+                } else {
+                    self.template.cmp(&other.template)
+                }
+            })
             .then_with(|| self.id.cmp(&other.id))
     }
 }
