@@ -574,7 +574,8 @@ pub(crate) struct Prepared {
     /// Position in the canonical order among the checkout's usable offers (see
     /// [`Prepared::apply_cmp`]), set once all are prepared.
     pub rank: u32,
-    /// Behaviour class (equal exactly when [`Prepared::class_cmp`] says so), numbered in
+    /// Behaviour class (equal exactly when the order keys are and
+    /// [`Prepared::same_order_class_cmp`] says so), numbered in
     /// canonical order, set once all are prepared.
     pub class: u32,
 }
@@ -595,23 +596,38 @@ impl Prepared {
         }
     }
 
-    /// Orders offers by behaviour: equal exactly when they behave identically.
+    /// Orders offers by behaviour: equal exactly when they behave identically (the order
+    /// key, then [`same_order_class_cmp`](Prepared::same_order_class_cmp)).
+    #[cfg(test)]
     pub fn class_cmp(&self, other: &Prepared) -> Ordering {
-        self.order.cmp(&other.order).then_with(|| {
-            if Arc::ptr_eq(&self.shared, &other.shared) {
-                Ordering::Equal
-            } else {
-                self.sig
-                    .cmp(&other.sig)
-                    .then_with(|| self.group.cmp(&other.group))
-            }
-        })
+        self.order
+            .cmp(&other.order)
+            .then_with(|| self.same_order_class_cmp(other))
+    }
+
+    /// Orders two offers of the same order key by behaviour: equal exactly when they behave
+    /// identically (one template, or templates of one signature and group).
+    pub fn same_order_class_cmp(&self, other: &Prepared) -> Ordering {
+        if Arc::ptr_eq(&self.shared, &other.shared) {
+            Ordering::Equal
+        } else {
+            self.sig
+                .cmp(&other.sig)
+                .then_with(|| self.group.cmp(&other.group))
+        }
     }
 
     /// The canonical order in which stacked offers apply. Offers that behave identically sit
     /// next to each other, so swapping one for another never changes the order of the rest.
     pub fn apply_cmp(&self, other: &Prepared) -> Ordering {
-        self.class_cmp(other)
+        self.order
+            .cmp(&other.order)
+            .then_with(|| self.same_order_apply_cmp(other))
+    }
+
+    /// [`apply_cmp`](Prepared::apply_cmp) of two offers of the same order key.
+    pub fn same_order_apply_cmp(&self, other: &Prepared) -> Ordering {
+        self.same_order_class_cmp(other)
             .then_with(|| {
                 // Offers of one template (a wallet's copies) need no look at its id.
                 if Arc::ptr_eq(&self.shared, &other.shared) {
@@ -621,6 +637,17 @@ impl Prepared {
                 }
             })
             .then_with(|| self.id.cmp(&other.id))
+    }
+
+    /// The order key as one integer, ordered as the key: sorting many offers compares it
+    /// first.
+    pub fn packed_order(&self) -> u128 {
+        let (group, phase, source, priority, kind) = self.order;
+        u128::from(group) << 88
+            | u128::from(phase) << 80
+            | u128::from(source) << 72
+            | u128::from(priority as u64 ^ (1 << 63)) << 8
+            | u128::from(kind)
     }
 }
 

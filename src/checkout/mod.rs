@@ -613,15 +613,22 @@ impl<'a> Checkout<'a> {
         }
         // One sort in canonical order numbers the offers and their behaviour classes; every
         // later ordering compares these numbers.
-        let mut ranked: Vec<usize> = (0..usable.len()).collect();
-        ranked.sort_unstable_by(|&a, &b| usable[a].apply_cmp(&usable[b]));
+        let mut ranked: Vec<(u128, usize)> =
+            usable.iter().map(Prepared::packed_order).zip(0..).collect();
+        ranked.sort_unstable_by(|&(oa, a), &(ob, b)| {
+            oa.cmp(&ob)
+                .then_with(|| usable[a].same_order_apply_cmp(&usable[b]))
+        });
         let mut class = 0u32;
-        for (rank, k) in ranked.iter().enumerate() {
-            if rank > 0 && usable[ranked[rank - 1]].class_cmp(&usable[*k]).is_ne() {
-                class += 1;
+        for rank in 0..ranked.len() {
+            let (order, k) = ranked[rank];
+            if let Some(&(before, j)) = rank.checked_sub(1).and_then(|r| ranked.get(r)) {
+                if before != order || usable[j].same_order_class_cmp(&usable[k]).is_ne() {
+                    class += 1;
+                }
             }
-            usable[*k].rank = rank as u32;
-            usable[*k].class = class;
+            usable[k].rank = rank as u32;
+            usable[k].class = class;
         }
         Prep {
             all,
