@@ -209,8 +209,9 @@ pub(crate) fn dedup(policy: &StackingPolicy, mut cands: Vec<Prepared>) -> Vec<Pr
         cands.sort_unstable_by(|a, b| key(a).cmp(&key(b)).then_with(|| a.id.cmp(&b.id)));
         return keep(policy, cands, n);
     }
-    // Many: sorted as small keys (an offer is large to move), then taken in their order.
-    let mut order: Vec<_> = cands.iter().map(key).zip(0..n).collect();
+    // Many: sorted as keys of one integer each (an offer is large to move), then taken in
+    // their order.
+    let mut order: Vec<_> = cands.iter().map(packed_key).zip(0..n).collect();
     order.sort_unstable_by(|a, b| {
         a.0.cmp(&b.0)
             .then_with(|| cands[a.1].id.cmp(&cands[b.1].id))
@@ -218,6 +219,21 @@ pub(crate) fn dedup(policy: &StackingPolicy, mut cands: Vec<Prepared>) -> Vec<Pr
     let mut slots: Vec<Option<Prepared>> = cands.into_iter().map(Some).collect();
     let sorted = order.into_iter().filter_map(|(_, k)| slots[k].take());
     keep(policy, sorted, n)
+}
+
+/// [`dedup`]'s order of an offer, class and expiry (none last), as one integer ordered as
+/// they are: class above, then whether it never expires, then the instant's seconds (offset
+/// to sort as unsigned) and nanoseconds (below 2³¹, leap seconds included).
+fn packed_key(p: &Prepared) -> u128 {
+    let (none, secs, nanos) = match p.valid_until {
+        None => (1u8, 0, 0),
+        Some(t) => (
+            0,
+            t.timestamp() as u64 ^ (1 << 63),
+            t.timestamp_subsec_nanos(),
+        ),
+    };
+    u128::from(p.class) << 96 | u128::from(none) << 95 | u128::from(secs) << 31 | u128::from(nanos)
 }
 
 /// Offers [`dedup`] sorts where they lie; more are sorted as keys.
