@@ -2439,6 +2439,26 @@ fn bundle_saving(
 }
 
 #[cfg(test)]
+impl CartCtx {
+    /// A cart of lines of these amounts and units, without shipping or gifts.
+    pub(crate) fn of_lines(totals: Vec<i64>, qty: Vec<u64>) -> CartCtx {
+        CartCtx {
+            totals,
+            qty,
+            shipping: 0,
+            ships: Vec::new(),
+            gifts: Vec::new(),
+            by_value: std::cell::OnceCell::new(),
+            everything: std::cell::OnceCell::new(),
+            all_ships: std::cell::OnceCell::new(),
+            everything_sums: std::cell::OnceCell::new(),
+            no_lines: std::cell::OnceCell::new(),
+            last_miss: std::cell::RefCell::default(),
+        }
+    }
+}
+
+#[cfg(test)]
 pub(super) mod tests {
     use super::*;
 
@@ -2468,19 +2488,7 @@ pub(super) mod tests {
                 ships: Vec::new(),
                 uneven: None,
             };
-            let ctx = CartCtx {
-                totals: residual.clone(),
-                qty: vec![1; residual.len()],
-                shipping: 0,
-                ships: Vec::new(),
-                gifts: Vec::new(),
-                by_value: std::cell::OnceCell::new(),
-                everything: std::cell::OnceCell::new(),
-                all_ships: std::cell::OnceCell::new(),
-                everything_sums: std::cell::OnceCell::new(),
-                no_lines: std::cell::OnceCell::new(),
-                last_miss: std::cell::RefCell::default(),
-            };
+            let ctx = CartCtx::of_lines(residual.clone(), vec![1; residual.len()]);
             let mut recorded = state.clone();
             spread(saving, &lines, &ctx, &mut state, None);
             let weights: Vec<i128> = residual.iter().map(|r| i128::from(*r)).collect();
@@ -2562,19 +2570,7 @@ pub(super) mod tests {
                 assert!(big, "declined small amounts {residual:?}");
             }
             // Lines of two units, some with one unit made free: the same parts come off.
-            let ctx = CartCtx {
-                totals: residual.iter().map(|r| r * 2).collect(),
-                qty: vec![2; n],
-                shipping: 0,
-                ships: Vec::new(),
-                gifts: Vec::new(),
-                by_value: std::cell::OnceCell::new(),
-                everything: std::cell::OnceCell::new(),
-                all_ships: std::cell::OnceCell::new(),
-                everything_sums: std::cell::OnceCell::new(),
-                no_lines: std::cell::OnceCell::new(),
-                last_miss: std::cell::RefCell::default(),
-            };
+            let ctx = CartCtx::of_lines(residual.iter().map(|r| r * 2).collect(), vec![2; n]);
             let mut state = ctx.fresh();
             for (l, &r) in residual.iter().enumerate() {
                 if r > 0 && next(&mut seed) % 3 == 0 {
@@ -2616,19 +2612,7 @@ pub(super) mod tests {
                     q as i64 * (1 + (next(&mut seed) % 30) as i64) + odd
                 })
                 .collect();
-            let ctx = CartCtx {
-                totals: totals.clone(),
-                qty: qty.clone(),
-                shipping: 0,
-                ships: Vec::new(),
-                gifts: Vec::new(),
-                by_value: std::cell::OnceCell::new(),
-                everything: std::cell::OnceCell::new(),
-                all_ships: std::cell::OnceCell::new(),
-                everything_sums: std::cell::OnceCell::new(),
-                no_lines: std::cell::OnceCell::new(),
-                last_miss: std::cell::RefCell::default(),
-            };
+            let ctx = CartCtx::of_lines(totals.clone(), qty.clone());
             let mut state = ctx.fresh();
             for l in 0..n {
                 match next(&mut seed) % 3 {
