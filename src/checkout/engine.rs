@@ -389,17 +389,31 @@ pub(crate) struct CartCtx {
 
 impl CartCtx {
     pub fn new(cart: &Cart) -> CartCtx {
-        CartCtx {
-            totals: (0..cart.lines().len())
+        CartCtx::of(
+            (0..cart.lines().len())
                 .map(|i| cart.line_total(i).as_ref().map_or(0, minor))
                 .collect(),
-            qty: cart.lines().iter().map(|l| u64::from(l.quantity)).collect(),
-            shipping: minor(&cart.shipping()),
-            ships: cart
-                .shipping_lines()
+            cart.lines().iter().map(|l| u64::from(l.quantity)).collect(),
+            minor(&cart.shipping()),
+            cart.shipping_lines()
                 .iter()
                 .map(|s| (s.shop.clone(), minor(&s.fee)))
                 .collect(),
+        )
+    }
+
+    /// Lines of these amounts and units, and this shipping: no gifts yet, nothing computed.
+    fn of(
+        totals: Vec<i64>,
+        qty: Vec<u64>,
+        shipping: i64,
+        ships: Vec<(Option<ShopId>, i64)>,
+    ) -> CartCtx {
+        CartCtx {
+            totals,
+            qty,
+            shipping,
+            ships,
             gifts: Vec::new(),
             by_value: std::cell::OnceCell::new(),
             everything: std::cell::OnceCell::new(),
@@ -2442,19 +2456,7 @@ fn bundle_saving(
 impl CartCtx {
     /// A cart of lines of these amounts and units, without shipping or gifts.
     pub(crate) fn of_lines(totals: Vec<i64>, qty: Vec<u64>) -> CartCtx {
-        CartCtx {
-            totals,
-            qty,
-            shipping: 0,
-            ships: Vec::new(),
-            gifts: Vec::new(),
-            by_value: std::cell::OnceCell::new(),
-            everything: std::cell::OnceCell::new(),
-            all_ships: std::cell::OnceCell::new(),
-            everything_sums: std::cell::OnceCell::new(),
-            no_lines: std::cell::OnceCell::new(),
-            last_miss: std::cell::RefCell::default(),
-        }
+        CartCtx::of(totals, qty, 0, Vec::new())
     }
 }
 
