@@ -2290,35 +2290,19 @@ fn split_fast(saving: i64, lines: &[u32], split: &mut impl Split) -> bool {
     true
 }
 
-/// [`split_fast`] in 128-bit arithmetic, for amounts whose products do not fit in `i64`.
+/// [`split_fast`] in 128-bit arithmetic ([`apportion_minor`]), for amounts whose products do
+/// not fit in `i64`.
 fn split_wide(saving: i64, lines: &[u32], residual: &[i64], parts: &mut [i64]) {
-    let sum: i128 = lines
+    let weights: Vec<i128> = lines
         .iter()
         .map(|&l| i128::from(residual[l as usize]))
-        .sum();
-    if sum == 0 || saving == 0 {
-        return;
-    }
-    let total = i128::from(saving);
-    let mut given = 0i128;
-    let mut rems: Vec<(i128, usize)> = Vec::with_capacity(lines.len());
-    for (k, (part, &l)) in parts.iter_mut().zip(lines).enumerate() {
-        let exact = total * i128::from(residual[l as usize]);
-        let floor = exact / sum;
-        given += floor;
-        // floor ≤ residual, so it fits.
-        *part = i64::try_from(floor).unwrap_or(0);
-        let rem = exact % sum;
-        if rem > 0 {
-            rems.push((rem, k));
-        }
-    }
-    let left = usize::try_from(total - given).unwrap_or(0);
-    if left > 0 {
-        rems.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-        for &(_, k) in rems.iter().take(left) {
-            parts[k] += 1;
-        }
+        .collect();
+    for (part, x) in parts
+        .iter_mut()
+        .zip(apportion_minor(i128::from(saving), &weights))
+    {
+        // A part is at most its line's residual, so it fits.
+        *part = i64::try_from(x).unwrap_or(0);
     }
 }
 

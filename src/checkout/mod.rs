@@ -620,13 +620,14 @@ impl<'a> Checkout<'a> {
                 .then_with(|| usable[a].same_order_apply_cmp(&usable[b]))
         });
         let mut class = 0u32;
-        for rank in 0..ranked.len() {
-            let (order, k) = ranked[rank];
-            if let Some(&(before, j)) = rank.checked_sub(1).and_then(|r| ranked.get(r)) {
-                if before != order || usable[j].same_order_class_cmp(&usable[k]).is_ne() {
-                    class += 1;
-                }
+        let mut before: Option<(u128, usize)> = None;
+        for (rank, &(order, k)) in ranked.iter().enumerate() {
+            if before.is_some_and(|(o, j)| {
+                o != order || usable[j].same_order_class_cmp(&usable[k]).is_ne()
+            }) {
+                class += 1;
             }
+            before = Some((order, k));
             usable[k].rank = rank as u32;
             usable[k].class = class;
         }
