@@ -11,6 +11,7 @@ use std::borrow::Cow;
 use chrono::{DateTime, Utc};
 
 use super::ids::{code_key, coupon_id};
+use super::read::{Got, Next, Read, Reads, Steps, unexpected};
 use super::{Denied, Meaning, OP_CLAIM, On, Plan, emit, op_key};
 use crate::attributes::Attributes;
 use crate::events::{CouponFacts, Event, EventKind, Refusal};
@@ -347,12 +348,34 @@ pub(crate) fn same_claim(coupon: &Coupon, request: &ClaimRequest) -> bool {
         && coupon.attributes == request.attributes
 }
 
-/// The coupon a claim's receipt names, if it is a claim's.
-pub(crate) fn claimed(receipt: Receipt) -> Option<CouponId> {
-    match receipt {
-        Receipt::Claimed { coupon } => Some(coupon),
-        _ => None,
-    }
+/// A claim's replay as reads: its receipt, then the coupon it names, which must answer
+/// `request` ([`same_claim`]). Boxed: the claim's hot path moves only its plan, never a
+/// [`Claimed`].
+///
+/// # Errors
+/// [`LifecycleError::KeyReused`] when the key was used for another claim.
+pub(crate) fn claim_replay(
+    request: &ClaimRequest,
+    key: ReceiptKey,
+) -> impl Reads<Out = Option<Box<Claimed>>> + '_ {
+    let reused = || Denied::from(super::key_reused(&request.key, OP_CLAIM));
+    Steps::new(Read::Receipt(key), move |got| {
+        Ok(match got {
+            Got::Receipt(_, None) => Next::Ready(None),
+            Got::Receipt(_, Some(Receipt::Claimed { coupon })) => {
+                Next::Read(Read::Coupons(vec![coupon]))
+            }
+            Got::Receipt(..) => return Err(reused()),
+            Got::Coupons(mut c) => match c.pop() {
+                Some(c) if same_claim(&c.value, request) => Next::Ready(Some(Box::new(Claimed {
+                    coupon: c.value,
+                    replayed: true,
+                }))),
+                _ => return Err(reused()),
+            },
+            _ => return unexpected("replay claim"),
+        })
+    })
 }
 
 /// The claim a one-time code's redemption makes: the code's key, for every account.
@@ -584,7 +607,7 @@ pub(crate) fn free_codes(
                 }
                 .into());
             }
-            Some(_) => return Err(Denied::Inconsistent("register codes")),
+            Some(_) => return Err(Denied::inconsistent("register codes")),
         }
     }
     Ok(free)

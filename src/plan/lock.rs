@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use super::read::{Got, Next, Read, Reads, unexpected};
+use super::read::{Got, Next, Read, Reads, Steps, unexpected};
 use super::template::code_of;
 use super::text::Text;
 use super::{Denied, On, Plan, Step};
@@ -495,53 +495,59 @@ fn lock_text(request: &LockRequest<'_>) -> Text {
     t
 }
 
-/// Pure: whether a lock receipt answers `request`, and with which coupons.
+/// A lock's replay as reads: its receipt (which must be this request's), the order it
+/// names (as it was locked: never re-priced) and the order's coupons as they are now (given
+/// back, if the order was released since).
 ///
 /// # Errors
-/// [`LifecycleError::KeyReused`] for a receipt of another request.
-pub(crate) fn locked_coupons(
-    receipt: Option<Receipt>,
-    request: &LockRequest<'_>,
-) -> Result<Option<Vec<CouponId>>, LifecycleError> {
-    match receipt {
-        None => Ok(None),
-        Some(Receipt::Locked {
-            order,
-            coupons,
-            fingerprint,
-            ..
-        }) if &order == request.order
-            && fingerprint.is_none_or(|f| f == lock_fingerprint(request)) =>
-        {
-            Ok(Some(coupons))
-        }
-        Some(_) => Err(super::key_reused(request.key, super::OP_LOCK)),
-    }
-}
-
-/// Pure: the replayed answer from the order record (as it was locked: never re-priced) and
-/// its coupons as they are now.
-///
-/// # Errors
-/// [`LifecycleError::KeyReused`] when the record is another buyer's or holds other coupons.
-pub(crate) fn replayed_lock(
-    record: Order,
-    ids: &[CouponId],
-    coupons: Vec<Coupon>,
-    request: &LockRequest<'_>,
-) -> Result<LockedOrder, LifecycleError> {
-    if record.buyer != request.buyer.user || record.coupons != ids {
-        return Err(super::key_reused(request.key, super::OP_LOCK));
-    }
-    Ok(LockedOrder {
-        order: record.id,
-        quote: record.quote,
-        coupons,
-        codes: record.codes,
-        hold_until: record.hold_until,
-        state: record.state,
-        contended: Vec::new(),
-        replayed: true,
+/// [`LifecycleError::KeyReused`] for a receipt of another request, or an order record of
+/// another buyer or holding other coupons.
+pub(crate) fn lock_replay<'a>(
+    request: &'a LockRequest<'_>,
+    key: ReceiptKey,
+) -> impl Reads<Out = Option<LockedOrder>> + 'a {
+    let reused = || Denied::from(super::key_reused(request.key, super::OP_LOCK));
+    let (mut ids, mut locked): (Vec<CouponId>, Option<Order>) = (Vec::new(), None);
+    Steps::new(Read::Receipt(key), move |got| {
+        Ok(match got {
+            Got::Receipt(_, None) => Next::Ready(None),
+            Got::Receipt(
+                _,
+                Some(Receipt::Locked {
+                    order: id,
+                    coupons,
+                    fingerprint,
+                    ..
+                }),
+            ) if &id == request.order
+                && fingerprint.is_none_or(|f| f == lock_fingerprint(request)) =>
+            {
+                ids = coupons;
+                Next::Read(Read::Order(id))
+            }
+            Got::Receipt(..) => return Err(reused()),
+            Got::Order(record) => {
+                if record.value.buyer != request.buyer.user || record.value.coupons != ids {
+                    return Err(reused());
+                }
+                locked = Some(record.value);
+                Next::Read(Read::Coupons(std::mem::take(&mut ids)))
+            }
+            Got::Coupons(coupons) => match locked.take() {
+                Some(record) => Next::Ready(Some(LockedOrder {
+                    order: record.id,
+                    quote: record.quote,
+                    coupons: coupons.into_iter().map(|c| c.value).collect(),
+                    codes: record.codes,
+                    hold_until: record.hold_until,
+                    state: record.state,
+                    contended: Vec::new(),
+                    replayed: true,
+                })),
+                None => return unexpected("replay lock"),
+            },
+            _ => return unexpected("replay lock"),
+        })
     })
 }
 
@@ -591,7 +597,7 @@ pub(crate) fn plan_lock(
         match &a.offer {
             OfferId::Coupon(id) => {
                 let Some(c) = g.wallet.get(id) else {
-                    return Err(Denied::Inconsistent("lock"));
+                    return Err(Denied::inconsistent("lock"));
                 };
                 crate::lifecycle::clock(id.as_str(), c.value.claimed_at, now, config.clock_skew)?;
                 locked.push((c.value.lock(user, order, hold_until, now)?, c.version));

@@ -165,8 +165,16 @@ pub(crate) enum Denied {
     Checkout(CheckoutError),
     /// A guard needs context the request lacks.
     Guard(GuardError),
-    /// What was read does not hang together (a record changed between two reads): read again.
-    Inconsistent(&'static str),
+    /// What was read did not hang together (a record changed between two reads) on this many
+    /// reads: the operation, and the reads made.
+    Inconsistent(&'static str, u32),
+}
+
+impl Denied {
+    /// What was read on one attempt does not hang together.
+    pub(crate) fn inconsistent(operation: &'static str) -> Denied {
+        Denied::Inconsistent(operation, 1)
+    }
 }
 
 impl From<LifecycleError> for Denied {

@@ -8,8 +8,10 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Duration, Utc};
 
-use super::read::{Got, Next, Read, Reads, unexpected};
-use super::{Denied, OP_CANCEL, OP_COMPLETE, OP_PAY, OP_REFUND, On, Plan, Step, key_reused};
+use super::read::{Got, Next, Read, Reads, Steps, unexpected};
+use super::{
+    Denied, OP_CANCEL, OP_COMPLETE, OP_PAY, OP_REFUND, OP_VOID, On, Plan, Step, key_reused, op_key,
+};
 use crate::events::{CouponFacts, EventKind, OrderCoupon};
 use crate::id::{CouponId, IdempotencyKey, OrderId, TemplateId, UserId};
 use crate::lifecycle::{
@@ -96,6 +98,7 @@ impl View {
 pub(crate) struct ViewRead {
     id: OrderId,
     tries: u32,
+    reads: u32,
     order: Option<Versioned<Order>>,
     coupons: Vec<Versioned<Coupon>>,
 }
@@ -107,6 +110,7 @@ impl ViewRead {
         ViewRead {
             id,
             tries,
+            reads: 0,
             order,
             coupons,
         }
@@ -134,7 +138,7 @@ impl Reads for ViewRead {
                     coupons,
                 }));
             }
-            _ if self.tries == 0 => return Err(Denied::Inconsistent("read order")),
+            _ if self.tries == 0 => return Err(Denied::Inconsistent("read order", self.reads)),
             _ if order.value.coupons.is_empty() => {
                 let coupons = Vec::new();
                 return Ok(Next::Ready(View { order, coupons }));
@@ -142,6 +146,7 @@ impl Reads for ViewRead {
             _ => {}
         }
         self.tries -= 1;
+        self.reads += 1;
         let ids = order.value.coupons.clone();
         self.order = Some(order);
         Ok(Next::Read(Read::Coupons(ids)))
@@ -620,29 +625,59 @@ pub(crate) fn settlement(order: &Order, replayed: bool) -> Settlement {
     }
 }
 
-/// What the receipt under an order step's key says: `None` when there is none, the refund's
-/// index (for a refund) when it is this request's, [`LifecycleError::KeyReused`] when the key
-/// was used for another request.
+/// An order step's replay as reads: the receipt under its key — this request's when it names
+/// the same order, step and fingerprint `fp` — then the order as it is now, which
+/// `replayed` turns into the answer (with the refund's index, for a refund).
 ///
 /// # Errors
-/// [`LifecycleError::KeyReused`].
-pub(crate) fn replayed_step(
-    receipt: Option<Receipt>,
-    key: &IdempotencyKey,
-    operation: &'static str,
-    order: &OrderId,
-    fp: u64,
-) -> Result<Option<Option<usize>>, LifecycleError> {
-    match receipt {
-        None => Ok(None),
-        Some(Receipt::OrderStep {
-            order: o,
-            step,
-            fingerprint,
-            refund,
-        }) if &o == order && step == operation && fingerprint == fp => Ok(Some(refund)),
-        Some(_) => Err(key_reused(key, operation)),
-    }
+/// [`LifecycleError::KeyReused`] when the key was used for another request.
+pub(crate) fn step_replay<'a, T>(
+    (operation, key, order, fp): (&'static str, &'a IdempotencyKey, &'a OrderId, u64),
+    replayed: impl Fn(&Order, Option<usize>) -> Option<T> + 'a,
+) -> impl Reads<Out = Option<T>> + 'a {
+    let mut index = None;
+    Steps::new(Read::Receipt(op_key(operation, key)), move |got| {
+        Ok(match got {
+            Got::Receipt(_, None) => Next::Ready(None),
+            Got::Receipt(
+                _,
+                Some(Receipt::OrderStep {
+                    order: o,
+                    step,
+                    fingerprint,
+                    refund,
+                }),
+            ) if &o == order && step == operation && fingerprint == fp => {
+                index = refund;
+                Next::Read(Read::Order(o))
+            }
+            Got::Receipt(..) => return Err(key_reused(key, operation).into()),
+            Got::Order(o) => Next::Ready(replayed(&o.value, index)),
+            _ => return unexpected("replay order step"),
+        })
+    })
+}
+
+/// A void's replay as reads: its receipt, which must name `coupon`, then the coupon as it is
+/// now.
+///
+/// # Errors
+/// [`LifecycleError::KeyReused`] when the key was used for another request.
+pub(crate) fn void_replay<'a>(
+    coupon: &'a CouponId,
+    key: &'a IdempotencyKey,
+) -> impl Reads<Out = Option<Coupon>> + 'a {
+    Steps::new(Read::Receipt(op_key(OP_VOID, key)), move |got| {
+        Ok(match got {
+            Got::Receipt(_, None) => Next::Ready(None),
+            Got::Receipt(_, Some(Receipt::Voided { coupon: c })) if &c == coupon => {
+                Next::Read(Read::Coupons(vec![c]))
+            }
+            Got::Receipt(..) => return Err(key_reused(key, OP_VOID).into()),
+            Got::Coupons(mut c) => Next::Ready(c.pop().map(|c| c.value)),
+            _ => return unexpected("replay void"),
+        })
+    })
 }
 
 /// The answer to a replayed refund: refund `index` of the order as it is now.

@@ -66,7 +66,7 @@ pub(crate) trait Reads {
 
 /// An answer of a kind the machine did not ask for (the fetch answers each read in kind).
 pub(crate) fn unexpected<T>(what: &'static str) -> Result<T, Denied> {
-    Err(Denied::Inconsistent(what))
+    Err(Denied::inconsistent(what))
 }
 
 /// What a typed code's lookup ([`CodeRead`]) ends with.
@@ -135,5 +135,50 @@ impl Reads for CodeRead<'_> {
                 Next::Read(Read::Template(template))
             }
         })
+    }
+}
+
+/// A read machine from a first read and a step that takes each answer: the shape of a replay
+/// (the request's receipt, then the record it names).
+pub(crate) struct Steps<F> {
+    first: Option<Read>,
+    step: F,
+}
+
+impl<T, F: FnMut(Got) -> Result<Next<T>, Denied>> Steps<F> {
+    /// Reads `first`, then hands every answer to `step`.
+    pub(crate) fn new(first: Read, step: F) -> Steps<F> {
+        Steps {
+            first: Some(first),
+            step,
+        }
+    }
+}
+
+impl<T, F: FnMut(Got) -> Result<Next<T>, Denied>> Reads for Steps<F> {
+    type Out = T;
+
+    fn next(&mut self, got: Option<Got>) -> Result<Next<T>, Denied> {
+        match (got, self.first.take()) {
+            (None, Some(first)) => Ok(Next::Read(first)),
+            (Some(got), None) => (self.step)(got),
+            _ => unexpected("read steps"),
+        }
+    }
+}
+
+/// The machine of an operation with no replay: it answers `None` without a read.
+pub(crate) struct NoReplay<T>(std::marker::PhantomData<T>);
+
+/// No replay (see [`NoReplay`]).
+pub(crate) fn no_replay<T>() -> NoReplay<T> {
+    NoReplay(std::marker::PhantomData)
+}
+
+impl<T> Reads for NoReplay<T> {
+    type Out = Option<T>;
+
+    fn next(&mut self, _: Option<Got>) -> Result<Next<Option<T>>, Denied> {
+        Ok(Next::Ready(None))
     }
 }

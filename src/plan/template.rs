@@ -73,7 +73,7 @@ pub(crate) fn plan_create_template(
                 }
                 .into());
             }
-            _ => return Err(Denied::Inconsistent("create template")),
+            _ => return Err(Denied::inconsistent("create template")),
         }
     }
     let record = Arc::new(TemplateRecord::draft(Arc::clone(template)));

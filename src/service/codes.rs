@@ -72,7 +72,7 @@ pub use crate::plan::claim::{CODE_ENTRY, RedeemRequest, Redeemed, Registered};
 use crate::plan::claim::{
     code_claim, free_codes, give_back, plan_attempt, plan_redeem, plan_register,
 };
-use crate::plan::read::{CodeRead, Looked};
+use crate::plan::read::{CodeRead, Looked, no_replay};
 use crate::plan::template::registrable;
 use crate::repository::{ReceiptKey, Repository};
 use crate::rule::PromoCode;
@@ -110,23 +110,18 @@ impl<R: Repository> Service<R> {
             let mut chunk: Vec<_> = codes.by_ref().take(REGISTER_CHUNK).collect();
             chunk.sort();
             chunk.dedup();
-            let added = self.run(
-                "register codes",
-                || Ok(None),
-                |attempt| {
-                    if attempt.number > 0 {
-                        // Some codes are taken: keep those free, count those already ours.
-                        let read = chunk.drain(..).map(|code| {
-                            let receipt = self.receipt(&ReceiptKey::Code(code.clone()))?;
-                            Ok((code, receipt))
-                        });
-                        let read = read.collect::<Res<Vec<_>, R>>()?;
-                        chunk = free_codes(template, read, &mut out.already)
-                            .map_err(|d| self.denied(d))?;
-                    }
-                    Ok(plan_register(template, &chunk))
-                },
-            )?;
+            let added = self.run("register codes", no_replay, |attempt| {
+                if attempt.number > 0 {
+                    // Some codes are taken: keep those free, count those already ours.
+                    let read = chunk.drain(..).map(|code| {
+                        let receipt = self.receipt(&ReceiptKey::Code(code.clone()))?;
+                        Ok((code, receipt))
+                    });
+                    let read = read.collect::<Res<Vec<_>, R>>()?;
+                    chunk = free_codes(template, read, &mut out.already)?;
+                }
+                Ok(plan_register(template, &chunk))
+            })?;
             out.added += added;
         }
         Ok(out)
@@ -165,7 +160,7 @@ impl<R: Repository> Service<R> {
         let attempts = guard::counts(&self.config.guards, Action::CodeAttempt, &asking, now)?;
         let count =
             |_| Ok(plan_attempt(request, &attempts, now).map_or(Step::Done(()), Step::Commit));
-        self.run("redeem code", || Ok(None), count)?;
+        self.run("redeem code", no_replay, count)?;
         let outcome = self.redeem_counted(request, &attempts, now);
         let ended = outcome.as_ref().map_err(|e| match e {
             ServiceError::Lifecycle(e) => Some(e),
@@ -185,19 +180,14 @@ impl<R: Repository> Service<R> {
         now: DateTime<Utc>,
     ) -> Res<Redeemed, R> {
         let guards = &self.config.guards;
-        let denied = |d| self.denied(d);
-        self.run(
-            "redeem code",
-            || Ok(None),
-            |attempt| {
-                let (template, record) = match self.drive(CodeRead::new(request))? {
-                    Looked::Answer(redeemed) => return Ok(Step::Done(redeemed)),
-                    Looked::Free(template, record) => (template, record),
-                };
-                let claim = code_claim(template, request);
-                let plan = plan_redeem(&record, &claim, attempts, guards, attempt.salt, now);
-                Ok(Step::Commit(plan.map_err(denied)?))
-            },
-        )
+        self.run("redeem code", no_replay, |attempt| {
+            let (template, record) = match self.drive(CodeRead::new(request))? {
+                Looked::Answer(redeemed) => return Ok(Step::Done(redeemed)),
+                Looked::Free(template, record) => (template, record),
+            };
+            let claim = code_claim(template, request);
+            let plan = plan_redeem(&record, &claim, attempts, guards, attempt.salt, now);
+            Ok(Step::Commit(plan?))
+        })
     }
 }

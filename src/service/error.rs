@@ -6,6 +6,7 @@ use crate::lifecycle::LifecycleError;
 use crate::time::TimeError;
 
 use super::ConfigError;
+use crate::plan::Denied;
 
 /// A service call failed.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +47,20 @@ pub enum ServiceError<E> {
         /// Attempts made.
         attempts: u32,
     },
+}
+
+impl<E> From<Denied> for ServiceError<E> {
+    fn from(d: Denied) -> ServiceError<E> {
+        match d {
+            Denied::Lifecycle(e) => e.into(),
+            Denied::Checkout(e) => e.into(),
+            Denied::Guard(e) => e.into(),
+            Denied::Inconsistent(operation, attempts) => ServiceError::Contention {
+                operation,
+                attempts,
+            },
+        }
+    }
 }
 
 /// What kind of failure a [`ServiceError`] is, for a caller deciding how to answer: each kind

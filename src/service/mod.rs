@@ -116,16 +116,14 @@ use crate::cart::{Buyer, Cart};
 use crate::checkout::{OfferId, PromotionIndex, Quote};
 use crate::id::{CampaignId, Channel, CouponId, TemplateId, UserId};
 use crate::lifecycle::{Campaign, ClaimRequest, Coupon, TemplateRecord};
-use crate::plan::claim::{claimed, issued, plan_claim, same_claim};
-use crate::plan::lock::{
-    GatherRead, Gathered, PromoCache, locked_coupons, plan_lock, price, replayed_lock, wallet,
-};
-use crate::plan::read::{Got, Next, Read, Reads};
+use crate::plan::claim::{claim_replay, issued, plan_claim};
+use crate::plan::lock::{GatherRead, Gathered, PromoCache, lock_replay, plan_lock, price, wallet};
+use crate::plan::read::{Got, Next, Read, Reads, no_replay};
 use crate::plan::template::{
     Existing, Move, code_of, plan_create_campaign, plan_create_template, plan_offer, plan_switch,
     plan_transition,
 };
-use crate::plan::{OP_CLAIM, OP_LOCK, Step, key_reused, op_key};
+use crate::plan::{OP_CLAIM, OP_LOCK, Step, op_key};
 use crate::repository::{Batch, Commit, Receipt, ReceiptKey, Repository, Versioned};
 use crate::rule::{PromoCode, Template};
 use crate::time;
@@ -251,7 +249,7 @@ impl<R: Repository> Service<R> {
     fn drive<M: Reads>(&self, mut machine: M) -> Res<M::Out, R> {
         let mut got = None;
         loop {
-            match machine.next(got).map_err(|d| self.denied(d))? {
+            match machine.next(got)? {
                 Next::Read(read) => got = Some(self.fetch(read)?),
                 Next::Ready(out) => return Ok(out),
             }
@@ -275,21 +273,17 @@ impl<R: Repository> Service<R> {
         let now = time::check("now", now)?;
         let template = Arc::new(template);
         let code = code_of(&template).map(|(c, _, _)| ReceiptKey::Code(c.clone()));
-        self.run(
-            "create template",
-            || Ok(None),
-            |attempt| {
-                let existing = attempt.retried(|| -> Res<_, R> {
-                    let record = store(self.repo.template(template.id()))?.map(|r| r.value);
-                    let code = code.as_ref().map(|k| self.receipt(k)).transpose()?;
-                    Ok(Existing {
-                        record,
-                        code: code.flatten(),
-                    })
-                })?;
-                plan_create_template(&template, existing, now).map_err(|d| self.denied(d))
-            },
-        )
+        self.run("create template", no_replay, |attempt| {
+            let existing = attempt.retried(|| -> Res<_, R> {
+                let record = store(self.repo.template(template.id()))?.map(|r| r.value);
+                let code = code.as_ref().map(|k| self.receipt(k)).transpose()?;
+                Ok(Existing {
+                    record,
+                    code: code.flatten(),
+                })
+            })?;
+            Ok(plan_create_template(&template, existing, now)?)
+        })
     }
 
     /// One template transition, table-driven ([`Move`]).
@@ -300,11 +294,9 @@ impl<R: Repository> Service<R> {
         now: DateTime<Utc>,
     ) -> Res<Arc<TemplateRecord>, R> {
         let now = time::check("now", now)?;
-        self.run(
-            step.operation(),
-            || Ok(None),
-            |_| Ok(plan_transition(&self.template_record(id)?, step, now)?),
-        )
+        self.run(step.operation(), no_replay, |_| {
+            Ok(plan_transition(&self.template_record(id)?, step, now)?)
+        })
     }
 
     /// Draft → PendingApproval. Idempotent: a template already pending is returned as is.
@@ -409,14 +401,10 @@ impl<R: Repository> Service<R> {
         for t in &campaign.templates {
             self.template_record(t)?;
         }
-        self.run(
-            "create campaign",
-            || Ok(None),
-            |attempt| {
-                let existing = attempt.retried(|| store(self.repo.campaign(&campaign.id)))?;
-                Ok(plan_create_campaign(&campaign, existing, now)?)
-            },
-        )
+        self.run("create campaign", no_replay, |attempt| {
+            let existing = attempt.retried(|| store(self.repo.campaign(&campaign.id)))?;
+            Ok(plan_create_campaign(&campaign, existing, now)?)
+        })
     }
 
     /// Switches a campaign online or offline (a no-op when already so).
@@ -430,11 +418,9 @@ impl<R: Repository> Service<R> {
         now: DateTime<Utc>,
     ) -> Res<Campaign, R> {
         let now = time::check("now", now)?;
-        self.run(
-            "switch campaign",
-            || Ok(None),
-            |_| Ok(plan_switch(&self.campaign_record(id)?, online, now)),
-        )
+        self.run("switch campaign", no_replay, |_| {
+            Ok(plan_switch(&self.campaign_record(id)?, online, now))
+        })
     }
 
     // ---------------------------------------------------------------- claiming
@@ -473,7 +459,7 @@ impl<R: Repository> Service<R> {
     ) -> Res<(), R> {
         let now = time::check("now", now)?;
         let offer = (template, user, channel, campaign, attributes);
-        self.run("record offer", || Ok(None), |_| Ok(plan_offer(offer, now)))
+        self.run("record offer", no_replay, |_| Ok(plan_offer(offer, now)))
     }
 
     /// Issues one coupon into `request.user`'s wallet, recording the channel, the claim mode
@@ -492,8 +478,7 @@ impl<R: Repository> Service<R> {
         let now = time::check("now", now)?;
         let key = op_key(OP_CLAIM, &request.key);
         let guards = &self.config.guards;
-        // A replay's answer is boxed: the hot path moves only the plan, never a `Claimed`.
-        let replay = || Ok(self.replay_claim(request, &key)?.map(Box::new));
+        let replay = || claim_replay(request, key.clone());
         let ran = self.run_plan(OP_CLAIM, replay, |attempt| {
             let record = self.template_record(&request.template)?;
             let campaign = match &request.campaign {
@@ -508,29 +493,12 @@ impl<R: Repository> Service<R> {
                 attempt.salt,
                 now,
             );
-            Ok(Step::Commit(plan.map_err(|d| self.denied(d))?))
+            Ok(Step::Commit(plan?))
         })?;
         match ran {
             Ran::Answered(claimed) => Ok(*claimed),
             Ran::Applied(plan) => issued(plan.batch).map_or_else(|| self.contention(OP_CLAIM), Ok),
         }
-    }
-
-    fn replay_claim(&self, request: &ClaimRequest, key: &ReceiptKey) -> Res<Option<Claimed>, R> {
-        let Some(receipt) = self.receipt(key)? else {
-            return Ok(None);
-        };
-        let reused = || ServiceError::from(key_reused(&request.key, OP_CLAIM));
-        let coupon = self
-            .coupon_record(&claimed(receipt).ok_or_else(reused)?)?
-            .value;
-        if !same_claim(&coupon, request) {
-            return Err(reused());
-        }
-        Ok(Some(Claimed {
-            coupon,
-            replayed: true,
-        }))
     }
 
     // ---------------------------------------------------------------- checkout
@@ -647,32 +615,20 @@ impl<R: Repository> Service<R> {
         let mut chosen: Option<Vec<CouponId>> = None;
         self.run(
             OP_LOCK,
-            || self.replay_lock(request, &key),
+            || lock_replay(request, key.clone()),
             |_| {
                 let order = (request.cart, request.buyer);
                 let priced = self.price(order, request.codes, request.selection, now)?;
                 let (g, quote) = (&priced.0, priced.1);
-                plan_lock((g, quote), request, &key, &self.config, &mut chosen, now)
-                    .map_err(|d| self.denied(d))
+                Ok(plan_lock(
+                    (g, quote),
+                    request,
+                    &key,
+                    &self.config,
+                    &mut chosen,
+                    now,
+                )?)
             },
         )
-    }
-
-    /// The first outcome of a lock request: the order as it was locked, its coupons as they
-    /// are now (given back, if the order was released since).
-    fn replay_lock(
-        &self,
-        request: &LockRequest<'_>,
-        key: &ReceiptKey,
-    ) -> Res<Option<LockedOrder>, R> {
-        let Some(ids) = locked_coupons(self.receipt(key)?, request)? else {
-            return Ok(None);
-        };
-        let Some(record) = store(self.repo.order(request.order))? else {
-            return Ok(None);
-        };
-        let coupons = store(self.repo.coupons(&record.value.coupons))?;
-        let coupons: Vec<Coupon> = coupons.into_iter().flatten().map(|c| c.value).collect();
-        Ok(Some(replayed_lock(record.value, &ids, coupons, request)?))
     }
 }

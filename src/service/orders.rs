@@ -8,11 +8,11 @@ use crate::id::{CouponId, IdempotencyKey, OrderId};
 use crate::lifecycle::{Actor, Coupon, LifecycleError, Order, RefundRequest};
 use crate::plan::order::{
     RefundRead, Refunded, Settle, Settlement, Swept, ViewRead, fingerprint, plan_hold_ran_out,
-    plan_refund, plan_settle, plan_void, refunded, replayed_step, settlement, sweep_due,
+    plan_refund, plan_settle, plan_void, refunded, settlement, step_replay, sweep_due, void_replay,
 };
-use crate::plan::read::Reads;
-use crate::plan::{OP_REFUND, OP_VOID, Step, key_reused, op_key};
-use crate::repository::{Commit, Receipt, ReceiptKey, Repository, Versioned};
+use crate::plan::read::{Reads, no_replay};
+use crate::plan::{OP_REFUND, OP_VOID, Step, op_key};
+use crate::repository::{Commit, ReceiptKey, Repository, Versioned};
 #[cfg(doc)]
 use crate::rule::RefundPolicy;
 use crate::time;
@@ -42,10 +42,7 @@ impl<R: Repository> Service<R> {
         plan: impl Fn(M::Out, (&ReceiptKey, u64), Duration) -> Result<Step<T>, LifecycleError>,
     ) -> Res<T, R> {
         let (key_r, fp) = (op_key(op, key), fingerprint(op, by, refund));
-        let replay = || match replayed_step(self.receipt(&key_r)?, key, op, order, fp)? {
-            Some(index) => Ok(replayed(&self.order_record(order)?.value, index)),
-            None => Ok(None),
-        };
+        let replay = || step_replay((op, key, order, fp), &replayed);
         let skew = self.config.clock_skew;
         self.run(op, replay, |_| {
             Ok(plan(self.drive(read())?, (&key_r, fp), skew)?)
@@ -184,18 +181,14 @@ impl<R: Repository> Service<R> {
         let (skew, tries) = (self.config.clock_skew, self.attempts());
         for order in orders {
             // One attempt: a conflict leaves the order for the next sweep.
-            let released = self.run(
-                "sweep",
-                || Ok(None),
-                |attempt| match attempt.number {
-                    0 => Ok(plan_hold_ran_out(
-                        &self.drive(ViewRead::new(&order, tries))?,
-                        now,
-                        skew,
-                    )?),
-                    _ => Ok(Step::Done(false)),
-                },
-            );
+            let released = self.run("sweep", no_replay, |attempt| match attempt.number {
+                0 => Ok(plan_hold_ran_out(
+                    &self.drive(ViewRead::new(&order, tries))?,
+                    now,
+                    skew,
+                )?),
+                _ => Ok(Step::Done(false)),
+            });
             match released {
                 Ok(true) => out.released.push(order),
                 Err(ServiceError::Repository(e)) => return Err(ServiceError::Repository(e)),
@@ -222,16 +215,13 @@ impl<R: Repository> Service<R> {
     ) -> Res<Coupon, R> {
         let now = time::check("now", now)?;
         let key_r = op_key(OP_VOID, key);
-        let replay = || match self.receipt(&key_r)? {
-            Some(Receipt::Voided { coupon: c }) if &c == coupon => {
-                Ok(Some(self.coupon_record(coupon)?.value))
-            }
-            Some(_) => Err(key_reused(key, OP_VOID).into()),
-            None => Ok(None),
-        };
-        self.run(OP_VOID, replay, |_| {
-            let c = self.coupon_record(coupon)?;
-            Ok(plan_void(&c, by, &key_r, now, self.config.clock_skew)?)
-        })
+        self.run(
+            OP_VOID,
+            || void_replay(coupon, key),
+            |_| {
+                let c = self.coupon_record(coupon)?;
+                Ok(plan_void(&c, by, &key_r, now, self.config.clock_skew)?)
+            },
+        )
     }
 }

@@ -6,10 +6,11 @@
 //! answers with what it did, not with the later state's error.
 
 use crate::lifecycle::LifecycleError;
-use crate::plan::{Attempt, Denied, Meaning, On, Plan, Step};
+use crate::plan::read::Reads;
+use crate::plan::{Attempt, Meaning, On, Plan, Step};
 use crate::repository::{Batch, Commit, Repository};
 
-use super::{Res, Service, ServiceError};
+use super::{Res, Service};
 
 /// How a run ended: the plan committed (its batch, for an answer taken from it), or an answer.
 pub(crate) enum Ran<T, A, M> {
@@ -21,10 +22,10 @@ pub(crate) enum Ran<T, A, M> {
 
 impl<R: Repository> Service<R> {
     /// Runs an operation whose plan answers as it commits; see [`run_plan`](Self::run_plan).
-    pub(crate) fn run<T, M: Meaning>(
+    pub(crate) fn run<T, M: Meaning, P: Reads<Out = Option<T>>>(
         &self,
         operation: &'static str,
-        replay: impl Fn() -> Res<Option<T>, R>,
+        replay: impl Fn() -> P,
         plan: impl FnMut(Attempt) -> Res<Step<T, T, M>, R>,
     ) -> Res<T, R> {
         Ok(match self.run_plan(operation, replay, plan)? {
@@ -34,13 +35,15 @@ impl<R: Repository> Service<R> {
     }
 
     /// Runs an operation: `plan` (reads, then decides) up to `max_attempts` times; `replay`
-    /// answers from the request's receipt; a conflict does what the plan's [`Meaning`] says.
-    pub(crate) fn run_plan<T, A, M: Meaning>(
+    /// (a read machine) answers from the request's receipt; a conflict does what the plan's
+    /// [`Meaning`] says.
+    pub(crate) fn run_plan<T, A, M: Meaning, P: Reads<Out = Option<T>>>(
         &self,
         operation: &'static str,
-        replay: impl Fn() -> Res<Option<T>, R>,
+        replay: impl Fn() -> P,
         mut plan: impl FnMut(Attempt) -> Res<Step<T, A, M>, R>,
     ) -> Res<Ran<T, A, M>, R> {
+        let replay = || self.drive(replay());
         // Boxed: the common path, which never meets a limit, only checks a pointer.
         let mut last: Option<Box<LifecycleError>> = None;
         let mut attempt = Attempt::default();
@@ -82,19 +85,6 @@ impl<R: Repository> Service<R> {
         match last {
             Some(e) => Err((*e).into()),
             None => self.contention(operation),
-        }
-    }
-
-    /// A plan's refusal as the service's error.
-    pub(crate) fn denied(&self, d: Denied) -> ServiceError<R::Error> {
-        match d {
-            Denied::Lifecycle(e) => e.into(),
-            Denied::Checkout(e) => e.into(),
-            Denied::Guard(e) => e.into(),
-            Denied::Inconsistent(operation) => ServiceError::Contention {
-                operation,
-                attempts: self.attempts(),
-            },
         }
     }
 }
