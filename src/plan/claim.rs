@@ -299,11 +299,9 @@ fn claim_batch<'a>(
 /// [`Coupon::issue`]'s refusals; a guard's missing context.
 #[inline(always)]
 pub(crate) fn plan_claim<'a>(
-    record: &TemplateRecord,
-    campaign: Option<&Campaign>,
+    (record, campaign): (&TemplateRecord, Option<&Campaign>),
     request: &'a ClaimRequest,
-    guards: &'a [Guard],
-    salt: u32,
+    (guards, salt): (&'a [Guard], u32),
     now: DateTime<Utc>,
 ) -> Result<Plan<(), ClaimMeaning<'a>>, Denied> {
     let id = coupon_id(&request.template, &request.key, salt);
@@ -489,14 +487,32 @@ pub(crate) fn plan_redeem(
 }
 
 /// Pure: count one code attempt against every attempt guard, refusing (and recording the
+/// The [`Action::CodeAttempt`] guards' counts for `request`'s attempt.
+///
+/// # Errors
+/// [`GuardError`](crate::guard::GuardError) for a guard that needs context the request lacks.
+pub(crate) fn attempt_counts(
+    guards: &[Guard],
+    request: &RedeemRequest,
+    now: DateTime<Utc>,
+) -> Result<Vec<Counted>, crate::guard::GuardError> {
+    let asking = Asking {
+        user: &request.user,
+        channel: &request.channel,
+        templates: &[],
+        context: &request.context,
+    };
+    guard::counts(guards, Action::CodeAttempt, &asking, now)
+}
+
 /// refusal) when one holds its limit; `None` without attempt guards.
 pub(crate) fn plan_attempt(
     request: &RedeemRequest,
     attempts: &[Counted],
     now: DateTime<Utc>,
-) -> Option<Plan<()>> {
+) -> super::Step<()> {
     if attempts.is_empty() {
-        return None;
+        return super::Step::Done(());
     }
     let mut plan = Plan::new(());
     for g in attempts {
@@ -517,7 +533,7 @@ pub(crate) fn plan_attempt(
             On::Record(error, Box::new(Event::new(now, kind))),
         );
     }
-    Some(plan)
+    super::Step::Commit(plan)
 }
 
 /// The ops that give an attempt back: the same buckets, minus one.
@@ -564,7 +580,7 @@ pub(crate) fn give_back(
 }
 
 /// Pure: the batch registering `codes` as one-time codes of `template` (nothing to do for
-/// none); every conflict reads again ([`free_codes`]).
+/// none); every conflict reads again ([`FreeCodes`]).
 pub(crate) fn plan_register(template: &TemplateId, codes: &[PromoCode]) -> super::Step<usize> {
     if codes.is_empty() {
         return super::Step::Done(0);
@@ -584,31 +600,54 @@ pub(crate) fn plan_register(template: &TemplateId, codes: &[PromoCode]) -> super
     super::Step::Commit(plan)
 }
 
-/// Pure: after a registration conflicted, the codes still free, from each code's receipt;
-/// those already registered for `template` are counted in `already`.
+/// After a registration conflicted, the codes still free as reads: each code's receipt;
+/// those already registered for `template` are counted (the second part of the answer).
 ///
 /// # Errors
 /// [`LifecycleError::CodeTaken`] for a code another template owns;
 /// [`Denied::Inconsistent`] for a code key holding another kind of receipt.
-pub(crate) fn free_codes(
-    template: &TemplateId,
-    codes: Vec<(PromoCode, Option<Receipt>)>,
-    already: &mut usize,
-) -> Result<Vec<PromoCode>, Denied> {
-    let mut free = Vec::with_capacity(codes.len());
-    for (code, receipt) in codes {
-        match receipt {
-            None => free.push(code),
-            Some(Receipt::OneTimeCode { template: t }) if &t == template => *already += 1,
-            Some(Receipt::OneTimeCode { template: owner } | Receipt::Code { template: owner }) => {
-                return Err(LifecycleError::CodeTaken {
-                    code,
-                    template: owner,
-                }
-                .into());
-            }
-            Some(_) => return Err(Denied::inconsistent("register codes")),
+pub(crate) struct FreeCodes<'a> {
+    template: &'a TemplateId,
+    codes: std::vec::IntoIter<PromoCode>,
+    free: Vec<PromoCode>,
+    already: usize,
+}
+
+impl FreeCodes<'_> {
+    /// Reads the receipts of `codes`, in order.
+    pub(crate) fn new(template: &TemplateId, codes: Vec<PromoCode>) -> FreeCodes<'_> {
+        let free = Vec::with_capacity(codes.len());
+        let (codes, already) = (codes.into_iter(), 0);
+        FreeCodes {
+            template,
+            codes,
+            free,
+            already,
         }
     }
-    Ok(free)
+}
+
+impl Reads for FreeCodes<'_> {
+    type Out = (Vec<PromoCode>, usize);
+
+    fn next(&mut self, got: Option<Got>) -> Result<Next<Self::Out>, Denied> {
+        match got {
+            None => {}
+            Some(Got::Receipt(ReceiptKey::Code(code), receipt)) => match receipt {
+                None => self.free.push(code),
+                Some(Receipt::OneTimeCode { template }) if &template == self.template => {
+                    self.already += 1;
+                }
+                Some(Receipt::OneTimeCode { template } | Receipt::Code { template }) => {
+                    return Err(LifecycleError::CodeTaken { code, template }.into());
+                }
+                Some(_) => return Err(Denied::inconsistent("register codes")),
+            },
+            Some(_) => return unexpected("register codes"),
+        }
+        Ok(match self.codes.next() {
+            Some(code) => Next::Read(Read::Receipt(ReceiptKey::Code(code))),
+            None => Next::Ready((std::mem::take(&mut self.free), self.already)),
+        })
+    }
 }

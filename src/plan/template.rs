@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+use super::read::{Got, Next, Read, Reads, Steps, unexpected};
 use super::{Denied, On, Plan, Step};
 use crate::attributes::Attributes;
 use crate::events::EventKind;
@@ -39,6 +40,32 @@ pub(crate) fn code_of(template: &Template) -> Option<(&PromoCode, Option<u64>, O
 pub(crate) struct Existing {
     pub(crate) record: Option<Arc<TemplateRecord>>,
     pub(crate) code: Option<Receipt>,
+}
+
+/// A template creation's reads after a conflict ([`Existing`]): the record under its id, then
+/// (for a promo-code template) its code's receipt.
+pub(crate) fn existing_read(template: &Template) -> impl Reads<Out = Existing> + '_ {
+    let mut code = code_of(template).map(|(c, _, _)| ReceiptKey::Code(c.clone()));
+    let mut record = None;
+    Steps::new(Read::TemplateIfAny(template.id().clone()), move |got| {
+        Ok(match got {
+            Got::TemplateIfAny(_, r) => {
+                record = r.map(|r| r.value);
+                match code.take() {
+                    Some(key) => Next::Read(Read::Receipt(key)),
+                    None => Next::Ready(Existing {
+                        record: record.take(),
+                        code: None,
+                    }),
+                }
+            }
+            Got::Receipt(_, code) => Next::Ready(Existing {
+                record: record.take(),
+                code,
+            }),
+            _ => return unexpected("read template"),
+        })
+    })
 }
 
 /// Pure: store `template` as a Draft (and reserve its code), or answer the record already

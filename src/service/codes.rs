@@ -65,20 +65,19 @@
 use chrono::{DateTime, Utc};
 
 use super::{Res, Service, ServiceError};
-use crate::guard::{self, Action, Asking, Counted};
 use crate::id::TemplateId;
 use crate::plan::Step;
 pub use crate::plan::claim::{CODE_ENTRY, RedeemRequest, Redeemed, Registered};
 use crate::plan::claim::{
-    code_claim, free_codes, give_back, plan_attempt, plan_redeem, plan_register,
+    FreeCodes, attempt_counts, code_claim, give_back, plan_attempt, plan_redeem, plan_register,
 };
 use crate::plan::read::{CodeRead, Looked, no_replay};
 use crate::plan::template::registrable;
-use crate::repository::{ReceiptKey, Repository};
+use crate::repository::Repository;
 use crate::rule::PromoCode;
 use crate::time;
 #[cfg(doc)]
-use {crate::lifecycle::LifecycleError, crate::rule::Distribution};
+use {crate::guard::Action, crate::lifecycle::LifecycleError, crate::rule::Distribution};
 
 /// One-time codes registered per batch written to the store.
 const REGISTER_CHUNK: usize = 1_000;
@@ -113,12 +112,9 @@ impl<R: Repository> Service<R> {
             let added = self.run("register codes", no_replay, |attempt| {
                 if attempt.number > 0 {
                     // Some codes are taken: keep those free, count those already ours.
-                    let read = chunk.drain(..).map(|code| {
-                        let receipt = self.receipt(&ReceiptKey::Code(code.clone()))?;
-                        Ok((code, receipt))
-                    });
-                    let read = read.collect::<Res<Vec<_>, R>>()?;
-                    chunk = free_codes(template, read, &mut out.already)?;
+                    let read = FreeCodes::new(template, std::mem::take(&mut chunk));
+                    let (free, already) = self.drive(read)?;
+                    (chunk, out.already) = (free, out.already + already);
                 }
                 Ok(plan_register(template, &chunk))
             })?;
@@ -151,43 +147,25 @@ impl<R: Repository> Service<R> {
     /// requires context the request lacks; [`ServiceError::Contention`]; the store's failure.
     pub fn redeem_code(&self, request: &RedeemRequest, now: DateTime<Utc>) -> Res<Redeemed, R> {
         let now = time::check("now", now)?;
-        let asking = Asking {
-            user: &request.user,
-            channel: &request.channel,
-            templates: &[],
-            context: &request.context,
-        };
-        let attempts = guard::counts(&self.config.guards, Action::CodeAttempt, &asking, now)?;
-        let count =
-            |_| Ok(plan_attempt(request, &attempts, now).map_or(Step::Done(()), Step::Commit));
-        self.run("redeem code", no_replay, count)?;
-        let outcome = self.redeem_counted(request, &attempts, now);
-        let ended = outcome.as_ref().map_err(|e| match e {
-            ServiceError::Lifecycle(e) => Some(e),
-            _ => None,
-        });
-        if let Some(batch) = give_back(&attempts, ended) {
-            // On its own; a failure only leaves the attempt counted.
-            let _ignored = self.repo.commit(&batch);
-        }
-        outcome
-    }
-
-    fn redeem_counted(
-        &self,
-        request: &RedeemRequest,
-        attempts: &[Counted],
-        now: DateTime<Utc>,
-    ) -> Res<Redeemed, R> {
         let guards = &self.config.guards;
-        self.run("redeem code", no_replay, |attempt| {
+        let attempts = attempt_counts(guards, request, now)?;
+        self.run("redeem code", no_replay, |_| {
+            Ok(plan_attempt(request, &attempts, now))
+        })?;
+        let outcome = self.run("redeem code", no_replay, |attempt| {
             let (template, record) = match self.drive(CodeRead::new(request))? {
                 Looked::Answer(redeemed) => return Ok(Step::Done(redeemed)),
                 Looked::Free(template, record) => (template, record),
             };
             let claim = code_claim(template, request);
-            let plan = plan_redeem(&record, &claim, attempts, guards, attempt.salt, now);
+            let plan = plan_redeem(&record, &claim, &attempts, guards, attempt.salt, now);
             Ok(Step::Commit(plan?))
-        })
+        });
+        let ended = outcome.as_ref().map_err(ServiceError::lifecycle);
+        if let Some(batch) = give_back(&attempts, ended) {
+            // On its own; a failure only leaves the attempt counted.
+            let _ignored = self.repo.commit(&batch);
+        }
+        outcome
     }
 }

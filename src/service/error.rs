@@ -152,6 +152,14 @@ impl<E> ServiceError<E> {
         }
     }
 
+    /// The lifecycle refusal, if this is one.
+    pub(crate) fn lifecycle(&self) -> Option<&LifecycleError> {
+        match self {
+            ServiceError::Lifecycle(e) => Some(e),
+            _ => None,
+        }
+    }
+
     /// Whether the same request may succeed if retried later unchanged: contention and store
     /// failures. Every request is idempotent under its key, so a retry is always safe.
     pub fn is_retryable(&self) -> bool {

@@ -107,7 +107,7 @@ pub use config::{ConfigError, ServiceConfig};
 pub use error::{ErrorKind, ServiceError};
 
 use std::fmt::Display;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
 
@@ -120,7 +120,7 @@ use crate::plan::claim::{claim_replay, issued, plan_claim};
 use crate::plan::lock::{GatherRead, Gathered, PromoCache, lock_replay, plan_lock, price, wallet};
 use crate::plan::read::{Got, Next, Read, Reads, no_replay};
 use crate::plan::template::{
-    Existing, Move, code_of, plan_create_campaign, plan_create_template, plan_offer, plan_switch,
+    Move, existing_read, plan_create_campaign, plan_create_template, plan_offer, plan_switch,
     plan_transition,
 };
 use crate::plan::{OP_CLAIM, OP_LOCK, Step, op_key};
@@ -134,6 +134,16 @@ use {
     crate::id::IdempotencyKey,
     crate::lifecycle::{LifecycleError, Order},
 };
+
+/// Public template transitions, each one [`Move`] through `Service::transition`.
+macro_rules! template_moves {
+    ($($(#[$doc:meta])* $name:ident => $step:ident;)*) => {$(
+        $(#[$doc])*
+        pub fn $name(&self, id: &TemplateId, now: DateTime<Utc>) -> Res<Arc<TemplateRecord>, R> {
+            self.transition(id, Move::$step, now)
+        }
+    )*};
+}
 
 /// The coupon engine over a [`Repository`]: one call per step of a web handler. See the
 /// [module docs](self).
@@ -272,16 +282,8 @@ impl<R: Repository> Service<R> {
     ) -> Res<Arc<TemplateRecord>, R> {
         let now = time::check("now", now)?;
         let template = Arc::new(template);
-        let code = code_of(&template).map(|(c, _, _)| ReceiptKey::Code(c.clone()));
         self.run("create template", no_replay, |attempt| {
-            let existing = attempt.retried(|| -> Res<_, R> {
-                let record = store(self.repo.template(template.id()))?.map(|r| r.value);
-                let code = code.as_ref().map(|k| self.receipt(k)).transpose()?;
-                Ok(Existing {
-                    record,
-                    code: code.flatten(),
-                })
-            })?;
+            let existing = attempt.retried(|| self.drive(existing_read(&template)))?;
             Ok(plan_create_template(&template, existing, now)?)
         })
     }
@@ -299,29 +301,44 @@ impl<R: Repository> Service<R> {
         })
     }
 
-    /// Draft → PendingApproval. Idempotent: a template already pending is returned as is.
-    ///
-    /// # Errors
-    /// [`ServiceError::NotFound`]; [`LifecycleError::IllegalTemplateTransition`] from any other
-    /// status; [`ServiceError::Contention`]; the store's failure.
-    pub fn submit_template(
-        &self,
-        id: &TemplateId,
-        now: DateTime<Utc>,
-    ) -> Res<Arc<TemplateRecord>, R> {
-        self.transition(id, Move::Submit, now)
-    }
+    template_moves! {
+        /// Draft → PendingApproval. Idempotent: a template already pending is returned as is.
+        ///
+        /// # Errors
+        /// [`ServiceError::NotFound`]; [`LifecycleError::IllegalTemplateTransition`] from any other
+        /// status; [`ServiceError::Contention`]; the store's failure.
+        submit_template => Submit;
 
-    /// PendingApproval → Approved (finance approval). Idempotent.
-    ///
-    /// # Errors
-    /// As [`submit_template`](Self::submit_template).
-    pub fn approve_template(
-        &self,
-        id: &TemplateId,
-        now: DateTime<Utc>,
-    ) -> Res<Arc<TemplateRecord>, R> {
-        self.transition(id, Move::Approve, now)
+        /// PendingApproval → Approved (finance approval). Idempotent.
+        ///
+        /// # Errors
+        /// As [`submit_template`](Self::submit_template).
+        approve_template => Approve;
+
+        /// Approved → Active: the template starts issuing. Idempotent.
+        ///
+        /// # Errors
+        /// As [`submit_template`](Self::submit_template).
+        activate_template => Activate;
+
+        /// Active → Paused: issuing stops until resumed; issued coupons stay usable. Idempotent.
+        ///
+        /// # Errors
+        /// As [`submit_template`](Self::submit_template).
+        pause_template => Pause;
+
+        /// Paused → Active. Idempotent.
+        ///
+        /// # Errors
+        /// As [`submit_template`](Self::submit_template).
+        resume_template => Resume;
+
+        /// Approved, Active or Paused → Retired: issuing stops for good; issued coupons stay
+        /// usable until their own validity ends. Idempotent.
+        ///
+        /// # Errors
+        /// As [`submit_template`](Self::submit_template).
+        retire_template => Retire;
     }
 
     /// PendingApproval → Rejected with a reason. Idempotent for the same reason.
@@ -335,55 +352,6 @@ impl<R: Repository> Service<R> {
         now: DateTime<Utc>,
     ) -> Res<Arc<TemplateRecord>, R> {
         self.transition(id, Move::Reject(reason), now)
-    }
-
-    /// Approved → Active: the template starts issuing. Idempotent.
-    ///
-    /// # Errors
-    /// As [`submit_template`](Self::submit_template).
-    pub fn activate_template(
-        &self,
-        id: &TemplateId,
-        now: DateTime<Utc>,
-    ) -> Res<Arc<TemplateRecord>, R> {
-        self.transition(id, Move::Activate, now)
-    }
-
-    /// Active → Paused: issuing stops until resumed; issued coupons stay usable. Idempotent.
-    ///
-    /// # Errors
-    /// As [`submit_template`](Self::submit_template).
-    pub fn pause_template(
-        &self,
-        id: &TemplateId,
-        now: DateTime<Utc>,
-    ) -> Res<Arc<TemplateRecord>, R> {
-        self.transition(id, Move::Pause, now)
-    }
-
-    /// Paused → Active. Idempotent.
-    ///
-    /// # Errors
-    /// As [`submit_template`](Self::submit_template).
-    pub fn resume_template(
-        &self,
-        id: &TemplateId,
-        now: DateTime<Utc>,
-    ) -> Res<Arc<TemplateRecord>, R> {
-        self.transition(id, Move::Resume, now)
-    }
-
-    /// Approved, Active or Paused → Retired: issuing stops for good; issued coupons stay
-    /// usable until their own validity ends. Idempotent.
-    ///
-    /// # Errors
-    /// As [`submit_template`](Self::submit_template).
-    pub fn retire_template(
-        &self,
-        id: &TemplateId,
-        now: DateTime<Utc>,
-    ) -> Res<Arc<TemplateRecord>, R> {
-        self.transition(id, Move::Retire, now)
     }
 
     // ---------------------------------------------------------------- campaigns
@@ -481,18 +449,10 @@ impl<R: Repository> Service<R> {
         let replay = || claim_replay(request, key.clone());
         let ran = self.run_plan(OP_CLAIM, replay, |attempt| {
             let record = self.template_record(&request.template)?;
-            let campaign = match &request.campaign {
-                None => None,
-                Some(c) => Some(found(self.repo.campaign(c), "campaign", c)?.value),
-            };
-            let plan = plan_claim(
-                &record.value,
-                campaign.as_ref(),
-                request,
-                guards,
-                attempt.salt,
-                now,
-            );
+            let campaign = request.campaign.as_ref().map(|c| self.campaign_record(c));
+            let campaign = campaign.transpose()?.map(|c| c.value);
+            let read = (&*record.value, campaign.as_ref());
+            let plan = plan_claim(read, request, (guards, attempt.salt), now);
             Ok(Step::Commit(plan?))
         })?;
         match ran {
@@ -507,20 +467,17 @@ impl<R: Repository> Service<R> {
     fn promotions(&self) -> Res<Arc<PromotionIndex>, R> {
         let all = store(self.repo.templates())?;
         let stamp = PromoCache::stamp(&all);
-        let cache = self
-            .promotions
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(index) = cache.as_ref().and_then(|c| c.fresh(&stamp)) {
+        // A poisoned cache (never, as nothing here panics) is bypassed, not trusted.
+        let cache = self.promotions.read().ok();
+        if let Some(index) = cache.as_ref().and_then(|c| c.as_ref()?.fresh(&stamp)) {
             return Ok(index);
         }
         drop(cache);
         let fresh = PromoCache::new(stamp, &all);
         let index = Arc::clone(&fresh.index);
-        *self
-            .promotions
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = Some(fresh);
+        if let Ok(mut cache) = self.promotions.write() {
+            *cache = Some(fresh);
+        }
         Ok(index)
     }
 
@@ -618,13 +575,13 @@ impl<R: Repository> Service<R> {
             || lock_replay(request, key.clone()),
             |_| {
                 let order = (request.cart, request.buyer);
-                let priced = self.price(order, request.codes, request.selection, now)?;
-                let (g, quote) = (&priced.0, priced.1);
+                let (g, quote) = self.price(order, request.codes, request.selection, now)?;
+                let config = &self.config;
                 Ok(plan_lock(
-                    (g, quote),
+                    (&g, quote),
                     request,
                     &key,
-                    &self.config,
+                    config,
                     &mut chosen,
                     now,
                 )?)
