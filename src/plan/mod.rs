@@ -2,13 +2,16 @@
 //! what each write's conflict means.
 //!
 //! Every operation is split in three:
-//! - a **read** of the records it needs — the only part besides the commit that talks to a
-//!   store, and the only part an async store changes;
+//! - a **read** of the records it needs — a pure read machine ([`read::Reads`]: it says what
+//!   to read next from what it was given) wherever the reads depend on each other, so the
+//!   only code that talks to a store besides the commit is the service's one `fetch`;
 //! - a pure **plan** here: from what was read, the request and `now`, a [`Plan`] — the
 //!   [`Batch`], what a conflict on each of its ops means ([`On`], or any [`Meaning`]) and the
 //!   answer if it applies — or an answer with no write ([`Step::Done`]), or a typed error;
-//! - a **replay**: the first outcome under the request's idempotency key, read from its
-//!   receipt.
+//! - a **replay**, also a read machine: the request's receipt, checked against the request's
+//!   fingerprint, then the record it names, as the first outcome
+//!   ([`claim::claim_replay`], [`lock::lock_replay`], [`order::step_replay`],
+//!   [`order::void_replay`]; [`read::no_replay`] for operations without a key).
 //!
 //! One runner (`Service::run` in `src/service/runner.rs`) wires them for every operation:
 //! plan, commit, and on a conflict do what the op's [`On`] says — answer from the receipt,
@@ -18,9 +21,11 @@
 //!
 //! No function here reads a store or the clock: each takes the records read, the request and
 //! `now`, and returns values. That is what makes a later **async twin** of
-//! [`Repository`](crate::repository::Repository) cheap: an `AsyncService` reuses every plan
-//! here unchanged (same inputs, same [`Plan`], same [`Meaning`]) and rewrites only its reads
-//! and the runner's loop (a dozen lines) with `.await` on `read`, `commit` and `receipt`.
+//! [`Repository`](crate::repository::Repository) cheap: an `AsyncService` reuses every plan,
+//! read machine and replay here unchanged (same inputs, same [`Plan`], same [`Meaning`]) and
+//! rewrites only the service's `fetch` (one [`read::Read`] against the store), `drive` (the
+//! loop that feeds a machine) and the runner's loop — a few dozen lines — with `.await` on
+//! each read and on `commit`.
 //!
 //! One file per operation: [`claim`] (claims and one-time codes), [`lock`] (pricing and
 //! holding an order, its fingerprint), [`order`] (pay, cancel, complete, refund, release,

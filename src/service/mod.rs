@@ -48,9 +48,11 @@
 //! ## How an operation runs
 //! Each operation reads, calls a pure plan (what to write and what each write's conflict
 //! means), and hands it to one runner that commits, re-reads and re-plans on a conflict, and
-//! answers a replay from its receipt. The plans are pure and live outside the service (the
-//! crate-private `plan` module, one file per operation): an async twin of [`Repository`]
-//! reuses every plan unchanged and rewrites only the reads and the runner's loop.
+//! answers a replay from its receipt. Reads that depend on each other, and every replay, are
+//! pure read machines: they say what to read next, and one `fetch` reads it from the store.
+//! The plans and machines live outside the service (the crate-private `plan` module, one file
+//! per operation): an async twin of [`Repository`] reuses every one unchanged and rewrites
+//! only `fetch`, the loop that drives a machine and the runner's loop.
 //!
 //! ```
 //! use chrono::{Duration, TimeZone, Utc};

@@ -17,6 +17,17 @@ use crate::repository::{Commit, ReceiptKey, Repository, Versioned};
 use crate::rule::RefundPolicy;
 use crate::time;
 
+/// The public settling steps, each one [`Settle`] through `Service::settle`.
+macro_rules! settle_steps {
+    ($($(#[$doc:meta])* $name:ident => $step:ident;)*) => {$(
+        $(#[$doc])*
+        pub fn $name(&self, order: &OrderId, by: &Actor, key: &IdempotencyKey, now: DateTime<Utc>)
+            -> Res<Settlement, R> {
+            self.settle(Settle::$step, order, by, key, now)
+        }
+    )*};
+}
+
 impl<R: Repository> Service<R> {
     /// An order record: its quote as locked, its coupons and codes, its state and refunds.
     ///
@@ -70,62 +81,40 @@ impl<R: Repository> Service<R> {
         )
     }
 
-    /// The order was paid: its held coupons become Used. Only the merchant or the system
-    /// confirms payment (see [`Actor::permits`]). Paying after the hold ran out but before a
-    /// sweep released the order works while the coupons are still inside their validity (see
-    /// [`Coupon::redeem`]). Paying a paid order answers `replayed: true` and redeems nothing
-    /// twice.
-    ///
-    /// # Errors
-    /// [`ServiceError::NotFound`] for an order that never locked;
-    /// [`LifecycleError::NotPermitted`]; [`LifecycleError::ClockBehind`];
-    /// [`LifecycleError::OrderReleased`] when it was cancelled or swept first;
-    /// [`LifecycleError::HoldRanOut`]; [`LifecycleError::KeyReused`];
-    /// [`ServiceError::Contention`]; the store's failure.
-    pub fn pay(
-        &self,
-        order: &OrderId,
-        by: &Actor,
-        key: &IdempotencyKey,
-        now: DateTime<Utc>,
-    ) -> Res<Settlement, R> {
-        self.settle(Settle::Pay, order, by, key, now)
-    }
+    settle_steps! {
+        /// The order was paid: its held coupons become Used. Only the merchant or the system
+        /// confirms payment (see [`Actor::permits`]). Paying after the hold ran out but before a
+        /// sweep released the order works while the coupons are still inside their validity (see
+        /// [`Coupon::redeem`]). Paying a paid order answers `replayed: true` and redeems nothing
+        /// twice.
+        ///
+        /// # Errors
+        /// [`ServiceError::NotFound`] for an order that never locked;
+        /// [`LifecycleError::NotPermitted`]; [`LifecycleError::ClockBehind`];
+        /// [`LifecycleError::OrderReleased`] when it was cancelled or swept first;
+        /// [`LifecycleError::HoldRanOut`]; [`LifecycleError::KeyReused`];
+        /// [`ServiceError::Contention`]; the store's failure.
+        pay => Pay;
 
-    /// The unpaid order was cancelled: its held coupons go back to the wallet (Expired when
-    /// their validity has passed), and the uses and promo-code uses it counted are given back.
-    /// Cancelling a released order answers `replayed: true`.
-    ///
-    /// # Errors
-    /// [`ServiceError::NotFound`] for an order that never locked;
-    /// [`LifecycleError::NotPermitted`]; [`LifecycleError::ClockBehind`];
-    /// [`LifecycleError::OrderPaid`] when it was paid first; [`LifecycleError::KeyReused`];
-    /// [`ServiceError::Contention`]; the store's failure.
-    pub fn cancel(
-        &self,
-        order: &OrderId,
-        by: &Actor,
-        key: &IdempotencyKey,
-        now: DateTime<Utc>,
-    ) -> Res<Settlement, R> {
-        self.settle(Settle::Cancel, order, by, key, now)
-    }
+        /// The unpaid order was cancelled: its held coupons go back to the wallet (Expired when
+        /// their validity has passed), and the uses and promo-code uses it counted are given back.
+        /// Cancelling a released order answers `replayed: true`.
+        ///
+        /// # Errors
+        /// [`ServiceError::NotFound`] for an order that never locked;
+        /// [`LifecycleError::NotPermitted`]; [`LifecycleError::ClockBehind`];
+        /// [`LifecycleError::OrderPaid`] when it was paid first; [`LifecycleError::KeyReused`];
+        /// [`ServiceError::Contention`]; the store's failure.
+        cancel => Cancel;
 
-    /// The paid order was completed (delivered, accepted). Its coupons stay used; refunds
-    /// remain possible.
-    ///
-    /// # Errors
-    /// [`ServiceError::NotFound`]; [`LifecycleError::NotPermitted`];
-    /// [`LifecycleError::ClockBehind`]; [`LifecycleError::IllegalOrderTransition`] unless
-    /// paid; [`LifecycleError::KeyReused`]; [`ServiceError::Contention`]; the store's failure.
-    pub fn complete(
-        &self,
-        order: &OrderId,
-        by: &Actor,
-        key: &IdempotencyKey,
-        now: DateTime<Utc>,
-    ) -> Res<Settlement, R> {
-        self.settle(Settle::Complete, order, by, key, now)
+        /// The paid order was completed (delivered, accepted). Its coupons stay used; refunds
+        /// remain possible.
+        ///
+        /// # Errors
+        /// [`ServiceError::NotFound`]; [`LifecycleError::NotPermitted`];
+        /// [`LifecycleError::ClockBehind`]; [`LifecycleError::IllegalOrderTransition`] unless
+        /// paid; [`LifecycleError::KeyReused`]; [`ServiceError::Contention`]; the store's failure.
+        complete => Complete;
     }
 
     /// A paid order is refunded, in part or in whole ([`RefundRequest`]). The amounts are
@@ -182,11 +171,10 @@ impl<R: Repository> Service<R> {
         for order in orders {
             // One attempt: a conflict leaves the order for the next sweep.
             let released = self.run("sweep", no_replay, |attempt| match attempt.number {
-                0 => Ok(plan_hold_ran_out(
-                    &self.drive(ViewRead::new(&order, tries))?,
-                    now,
-                    skew,
-                )?),
+                0 => {
+                    let view = self.drive(ViewRead::new(&order, tries))?;
+                    Ok(plan_hold_ran_out(&view, now, skew)?)
+                }
                 _ => Ok(Step::Done(false)),
             });
             match released {
@@ -215,13 +203,10 @@ impl<R: Repository> Service<R> {
     ) -> Res<Coupon, R> {
         let now = time::check("now", now)?;
         let key_r = op_key(OP_VOID, key);
-        self.run(
-            OP_VOID,
-            || void_replay(coupon, key),
-            |_| {
-                let c = self.coupon_record(coupon)?;
-                Ok(plan_void(&c, by, &key_r, now, self.config.clock_skew)?)
-            },
-        )
+        let replay = || void_replay(coupon, key);
+        self.run(OP_VOID, replay, |_| {
+            let c = self.coupon_record(coupon)?;
+            Ok(plan_void(&c, by, &key_r, now, self.config.clock_skew)?)
+        })
     }
 }

@@ -1,7 +1,8 @@
 //! One runner for every operation: read, plan, commit, interpret a conflict, retry, replay.
 //!
-//! The plans and what a conflict means are pure, in [`crate::plan`] (see its docs: an async
-//! twin of [`Repository`] reuses every plan and rewrites only the reads and this loop). A plan
+//! The plans, the replays and what a conflict means are pure, in [`crate::plan`] (see its
+//! docs: an async twin of [`Repository`] reuses every plan and replay and rewrites only
+//! `fetch`, `drive` and this loop). A plan
 //! that fails is first checked against the receipt, so a retried request whose record moved on
 //! answers with what it did, not with the later state's error.
 
