@@ -36,7 +36,7 @@ pub(crate) fn code_of(template: &Template) -> Option<(&PromoCode, Option<u64>, O
 
 /// What a template's creation read after a conflict: the record under its id, and the
 /// receipt of its code.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Existing {
     pub(crate) record: Option<Arc<TemplateRecord>>,
     pub(crate) code: Option<Receipt>,
