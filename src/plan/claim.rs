@@ -486,7 +486,6 @@ pub(crate) fn plan_redeem(
     })
 }
 
-/// Pure: count one code attempt against every attempt guard, refusing (and recording the
 /// The [`Action::CodeAttempt`] guards' counts for `request`'s attempt.
 ///
 /// # Errors
@@ -505,7 +504,8 @@ pub(crate) fn attempt_counts(
     guard::counts(guards, Action::CodeAttempt, &asking, now)
 }
 
-/// refusal) when one holds its limit; `None` without attempt guards.
+/// Pure: count one code attempt against every attempt guard, refusing (and recording the
+/// refusal) when one holds its limit; nothing to write without attempt guards.
 pub(crate) fn plan_attempt(
     request: &RedeemRequest,
     attempts: &[Counted],

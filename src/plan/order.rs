@@ -138,14 +138,15 @@ impl Reads for ViewRead {
                     coupons,
                 }));
             }
-            _ if self.tries == 0 => return Err(Denied::Inconsistent("read order", self.reads)),
+            _ if self.reads == self.tries => {
+                return Err(Denied::Inconsistent("read order", self.reads));
+            }
             _ if order.value.coupons.is_empty() => {
                 let coupons = Vec::new();
                 return Ok(Next::Ready(View { order, coupons }));
             }
             _ => {}
         }
-        self.tries -= 1;
         self.reads += 1;
         let ids = order.value.coupons.clone();
         self.order = Some(order);

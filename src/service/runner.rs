@@ -2,9 +2,9 @@
 //!
 //! The plans, the replays and what a conflict means are pure, in [`crate::plan`] (see its
 //! docs: an async twin of [`Repository`] reuses every plan and replay and rewrites only
-//! `fetch`, `drive` and this loop). A plan
-//! that fails is first checked against the receipt, so a retried request whose record moved on
-//! answers with what it did, not with the later state's error.
+//! `fetch`, `drive` and this loop). A plan that fails is first checked against the receipt,
+//! so a retried request whose record moved on answers with what it did, not with the later
+//! state's error.
 
 use crate::lifecycle::LifecycleError;
 use crate::plan::read::Reads;
