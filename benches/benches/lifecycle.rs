@@ -496,7 +496,7 @@ fn throughput(c: &mut Criterion) {
 
 /// One spread workload for an instruction count, outside criterion: `LIFECYCLE_RUN=spread`
 /// prefills the store (1 million claims) and then claims `LIFECYCLE_CLAIMS` (default 100,000)
-/// more on one thread inside [`cg_spread`], so that
+/// more inside [`cg_spread`] (on `LIFECYCLE_THREADS` threads, default 1), so that
 /// `valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*cg_spread*'` counts only
 /// those: divide the total by the claims.
 fn callgrind_run() -> bool {
@@ -507,15 +507,22 @@ fn callgrind_run() -> bool {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
+    let threads = std::env::var("LIFECYCLE_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
     let mut spread = Spread::new(Box::new(MemoryStore::new), SPREAD_MEMORY);
-    let took = cg_spread(&mut spread, claims);
-    println!("lifecycle/claim_spread/1_thread: {claims} claims in {took:?}");
+    let took = cg_spread(&mut spread, claims, threads);
+    println!(
+        "lifecycle/claim_spread/{}: {claims} claims in {took:?}",
+        thread_label(threads)
+    );
     true
 }
 
 #[inline(never)]
-fn cg_spread(spread: &mut Spread<MemoryStore>, claims: u64) -> Duration {
-    spread.run(claims, 1)
+fn cg_spread(spread: &mut Spread<MemoryStore>, claims: u64, threads: usize) -> Duration {
+    spread.run(claims, threads)
 }
 
 fn main() {

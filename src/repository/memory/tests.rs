@@ -702,3 +702,53 @@ fn an_issued_event_reads_as_it_was_written_whatever_the_coupon_becomes()
     );
     Ok(())
 }
+
+#[test]
+fn a_waiting_thread_spins_then_yields_then_gives_up_to_sleep() {
+    let mut wait = super::Wait::default();
+    let rounds = std::iter::from_fn(|| Some(wait.again()))
+        .take(100)
+        .take_while(|&again| again)
+        .count();
+    assert_eq!(
+        rounds,
+        (super::Wait::SPIN_ROUNDS + super::Wait::YIELDS) as usize
+    );
+    assert!(!wait.again(), "once given up, it keeps saying sleep");
+}
+
+#[test]
+fn readers_and_writers_waiting_on_the_lock_all_get_it() {
+    // Four writers and four readers on two cores: every writer's batches land, and the readers
+    // (who wait for the writers as the writers wait for each other) see counts only grow.
+    let store = std::sync::Arc::new(MemoryStore::new());
+    let key = CounterKey::Custom("waits".into());
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            let (store, key) = (&store, &key);
+            s.spawn(move || {
+                for _ in 0..2_000 {
+                    let mut b = Batch::new();
+                    b.push(Op::Count {
+                        key: key.clone(),
+                        delta: 1,
+                        limit: None,
+                    });
+                    assert_eq!(store.commit(&b).ok(), Some(Commit::Applied));
+                }
+            });
+        }
+        for _ in 0..4 {
+            let (store, key) = (&store, &key);
+            s.spawn(move || {
+                let mut last = 0;
+                for _ in 0..2_000 {
+                    let now = store.counter(key).unwrap_or_default();
+                    assert!(now >= last);
+                    last = now;
+                }
+            });
+        }
+    });
+    assert_eq!(store.counter(&key).ok(), Some(8_000));
+}
