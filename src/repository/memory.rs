@@ -104,7 +104,7 @@ impl Wait {
 
     /// Waits once more; `false` when the thread should sleep on the lock instead.
     fn again(&mut self) -> bool {
-        self.round += 1;
+        self.round = self.round.saturating_add(1);
         if self.round <= Self::SPIN_ROUNDS {
             for _ in 0..1u32 << (self.round - 1) {
                 std::hint::spin_loop();
@@ -124,7 +124,9 @@ impl Wait {
 /// batch is atomic and its conditions are exact under any number of threads. The critical
 /// section of a claim is a handful of hash-index operations. Template records sit under a
 /// second lock, taken by a commit that writes one (after the first, and held to the commit's
-/// end), so reading a template never waits for a claim.
+/// end), so reading a template never waits for a claim. A thread that finds the store's lock
+/// taken spins briefly and yields before it sleeps on it: the lock is held for about a
+/// microsecond, less than a sleep and a wake-up cost.
 ///
 /// Every op is handled on its own, whatever the batch's shape; the store parses no id.
 /// Coupons are stored compactly (template, channel and campaign interned; ids shared with the
