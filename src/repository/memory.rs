@@ -15,7 +15,10 @@ mod tables;
 mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError};
+use std::sync::{
+    Arc, LockResult, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError,
+    TryLockResult,
+};
 
 use chrono::{DateTime, Utc};
 
@@ -101,6 +104,26 @@ impl Wait {
     /// Spin rounds (1, 2, 4 … 512 spins: about a thousand in all), then yields.
     const SPIN_ROUNDS: u32 = 10;
     const YIELDS: u32 = 4;
+
+    /// A lock's guard: `try_lock` until it succeeds or the wait is over, then `lock` (which
+    /// sleeps until the lock is free). A poisoned lock is taken as it is: nothing in the store
+    /// panics while holding it.
+    fn for_lock<G>(
+        try_lock: impl Fn() -> TryLockResult<G>,
+        lock: impl FnOnce() -> LockResult<G>,
+    ) -> G {
+        let mut wait = Wait::default();
+        loop {
+            match try_lock() {
+                Ok(g) => return g,
+                Err(TryLockError::Poisoned(p)) => return p.into_inner(),
+                Err(TryLockError::WouldBlock) if wait.again() => {}
+                Err(TryLockError::WouldBlock) => {
+                    return lock().unwrap_or_else(PoisonError::into_inner);
+                }
+            }
+        }
+    }
 
     /// Waits once more; `false` when the thread should sleep on the lock instead.
     fn again(&mut self) -> bool {
@@ -190,31 +213,11 @@ impl MemoryStore {
     }
 
     fn read(&self) -> RwLockReadGuard<'_, Inner> {
-        let mut wait = Wait::default();
-        loop {
-            match self.inner.try_read() {
-                Ok(g) => return g,
-                Err(TryLockError::Poisoned(p)) => return p.into_inner(),
-                Err(TryLockError::WouldBlock) if wait.again() => {}
-                Err(TryLockError::WouldBlock) => {
-                    return self.inner.read().unwrap_or_else(PoisonError::into_inner);
-                }
-            }
-        }
+        Wait::for_lock(|| self.inner.try_read(), || self.inner.read())
     }
 
     fn write(&self) -> RwLockWriteGuard<'_, Inner> {
-        let mut wait = Wait::default();
-        loop {
-            match self.inner.try_write() {
-                Ok(g) => return g,
-                Err(TryLockError::Poisoned(p)) => return p.into_inner(),
-                Err(TryLockError::WouldBlock) if wait.again() => {}
-                Err(TryLockError::WouldBlock) => {
-                    return self.inner.write().unwrap_or_else(PoisonError::into_inner);
-                }
-            }
-        }
+        Wait::for_lock(|| self.inner.try_write(), || self.inner.write())
     }
 
     fn records(&self) -> RwLockReadGuard<'_, Records> {
