@@ -440,6 +440,18 @@ pub(crate) fn best(
     let expiry = |p: &Prepared| (p.valid_until.is_none(), p.valid_until);
     let expiry_rank = dense(&|a, b| expiry(sorted[a]).cmp(&expiry(sorted[b])));
     let id_rank = dense(&|a, b| sorted[a].id.cmp(&sorted[b].id));
+    let group_least: Vec<Vec<(u32, u32)>> = group_positions
+        .iter()
+        .map(|ps| {
+            let mut least = vec![(u32::MAX, u32::MAX); ps.len()];
+            let mut run = (u32::MAX, u32::MAX);
+            for (i, &k) in ps.iter().enumerate().rev() {
+                run = (run.0.min(expiry_rank[k]), run.1.min(id_rank[k]));
+                least[i] = run;
+            }
+            least
+        })
+        .collect();
     // Room for the nodes and states the search is likely to meet, so the maps rarely grow.
     let room_for = (8 * n).clamp(16, 1024);
     let pos: Vec<Pos> = (0..n)
@@ -494,6 +506,8 @@ pub(crate) fn best(
         prefixes: Vec::new(),
         group_pairs,
         group_positions,
+        group_least,
+        best_key: None,
         width,
         state_ids: FxMap::with_capacity_and_hasher(room_for, Default::default()),
         store: Vec::with_capacity(room_for * width),
@@ -690,6 +704,12 @@ struct Search<'a> {
     group_pairs: Vec<Vec<usize>>,
     /// Positions of each group, ascending.
     group_positions: Vec<Vec<usize>>,
+    /// Per group, aligned with `group_positions`: the least expiry rank and the least id rank
+    /// of its positions from that one on (what a completion could add at best to a set's
+    /// tie-break key; see [`Search::may_win_tie`]).
+    group_least: Vec<Vec<(u32, u32)>>,
+    /// The best set's tie-break key, when it has at most [`TIE_KEY`] members.
+    best_key: Option<TieKey>,
     /// States as `width` numbers (the residual of every line, then shipping), interned for
     /// the memo.
     width: usize,
@@ -839,6 +859,64 @@ impl<'a> Search<'a> {
         })
     }
 
+    /// Whether some completion of the chosen set (and `extra`, when given) by positions from
+    /// `start` on could win the tie-break against the best set: `false` only when none can,
+    /// so a subtree that can at most tie the best on saving is left unexplored.
+    ///
+    /// A completion adds at most `room(g)` offers of each group `g` from `start` on, none with
+    /// an expiry rank below the group's least from there (`group_least`). The tie-break
+    /// compares sorted rank sequences lexicographically; adding a rank `c` to a sorted
+    /// sequence `T` makes it smaller exactly when `c < max T` (`c` takes the place of a larger
+    /// element; a `c ≥ max T` only lengthens `T`, and a proper prefix is smaller), and adding
+    /// such ranks leaves `max T` as it was. So the least key any completion can reach is `T`
+    /// with every group's least rank below `max T`, `room(g)` times (lower ranks than the
+    /// real ones can only lower it) — checked for expiries, then, when those can at best tie,
+    /// for ids. Constraints ignored here (templates' per-order limits, the coupon count, the
+    /// promotion flags, whether an offer saves anything) only make the bound looser.
+    fn may_win_tie(&self, extra: Option<usize>, start: usize) -> bool {
+        let Some(best) = &self.best_key else {
+            return true;
+        };
+        if self.caps.len() > TIE_GROUPS {
+            return true;
+        }
+        let mut key = TieKey::default();
+        for &k in self.chosen_pos.iter().chain(extra.iter()) {
+            if !key.push(self.expiry_rank[k], self.id_rank[k]) {
+                return true;
+            }
+        }
+        let (max_e, max_i) = key.max();
+        let extra_group = extra.map(|j| self.gid[j]);
+        for g in 0..self.caps.len() {
+            let used = self.used[g] + u32::from(extra_group == Some(g));
+            let room = self.caps[g].saturating_sub(used);
+            if room == 0 {
+                continue;
+            }
+            let i = self.group_positions[g].partition_point(|&p| p < start);
+            let Some(&(least_e, least_i)) = self.group_least[g].get(i) else {
+                continue;
+            };
+            for _ in 0..room {
+                let e = (least_e < max_e).then_some(least_e);
+                let i = (least_i < max_i).then_some(least_i);
+                if e.is_none() && i.is_none() {
+                    break;
+                }
+                if !key.add(e, i) {
+                    return true;
+                }
+            }
+        }
+        key.sort();
+        match key.expiries().cmp(best.expiries()) {
+            Ordering::Less => true,
+            Ordering::Greater => false,
+            Ordering::Equal => key.ids() < best.ids(),
+        }
+    }
+
     /// Whether the chosen set is as good as or better than the best, and replaces it if so.
     fn consider(&mut self, saving: i64) {
         let replace = match &self.best {
@@ -847,6 +925,7 @@ impl<'a> Search<'a> {
             Some((b, _)) => self.tie_cmp(&self.chosen_pos, b) == Ordering::Less,
         };
         if replace {
+            self.best_key = TieKey::of(&self.chosen_pos, &self.expiry_rank, &self.id_rank);
             self.best = Some((self.chosen_pos.clone(), saving));
         }
     }
@@ -1130,8 +1209,10 @@ impl<'a> Search<'a> {
         let payable = self.pays[sid as usize];
         let room = self.room(f, k, payable, skip_exclusive, None);
         let ub = saving.saturating_add(room);
-        if self.best.as_ref().is_some_and(|(_, b)| ub < *b) {
-            return;
+        match &self.best {
+            Some((_, b)) if ub < *b => return,
+            Some((_, b)) if ub == *b && !self.may_win_tie(None, k) => return,
+            _ => {}
         }
         let last = forced_next.min(n - 1);
         // Sibling dominance applies among children that need no forced offer later.
@@ -1142,8 +1223,10 @@ impl<'a> Search<'a> {
             .sort_unstable_by_key(|&(child_ub, j)| (std::cmp::Reverse(child_ub), j));
         for i in 0..f.children.len() {
             let (child_ub, j) = f.children[i];
-            if self.best.as_ref().is_some_and(|(_, bb)| child_ub < *bb) {
-                continue;
+            match &self.best {
+                Some((_, bb)) if child_ub < *bb => continue,
+                Some((_, bb)) if child_ub == *bb && !self.may_win_tie(Some(j), j + 1) => continue,
+                _ => {}
             }
             let b = self.beh[j];
             let Some(s) = f.after[b] else { continue };
@@ -1173,6 +1256,95 @@ impl<'a> Search<'a> {
                 return;
             }
         }
+    }
+}
+
+/// Members of a set whose tie-break key [`Search::may_win_tie`] reasons about (larger sets
+/// are never pruned by it).
+const TIE_KEY: usize = 32;
+
+/// Stacking groups up to which [`Search::may_win_tie`] looks for completions (more: it does
+/// not prune).
+const TIE_GROUPS: usize = 16;
+
+/// A set's tie-break key: its expiry ranks and its id ranks, each sorted (see [`tie_break`]);
+/// the two lists may differ in length while a bound is being built.
+#[derive(Clone, Copy)]
+struct TieKey {
+    exp: [u32; TIE_KEY],
+    ids: [u32; TIE_KEY],
+    n_exp: usize,
+    n_ids: usize,
+}
+
+impl Default for TieKey {
+    fn default() -> TieKey {
+        TieKey {
+            exp: [0; TIE_KEY],
+            ids: [0; TIE_KEY],
+            n_exp: 0,
+            n_ids: 0,
+        }
+    }
+}
+
+impl TieKey {
+    /// The key of a set of positions, sorted; `None` for a set of more than [`TIE_KEY`].
+    fn of(set: &[usize], expiry_rank: &[u32], id_rank: &[u32]) -> Option<TieKey> {
+        let mut key = TieKey::default();
+        for &k in set {
+            if !key.push(expiry_rank[k], id_rank[k]) {
+                return None;
+            }
+        }
+        key.sort();
+        Some(key)
+    }
+
+    /// Adds a member's ranks; `false` when full.
+    fn push(&mut self, e: u32, i: u32) -> bool {
+        self.add(Some(e), Some(i))
+    }
+
+    /// Adds an expiry rank and an id rank, each when given; `false` when full.
+    fn add(&mut self, e: Option<u32>, i: Option<u32>) -> bool {
+        if let Some(e) = e {
+            let Some(slot) = self.exp.get_mut(self.n_exp) else {
+                return false;
+            };
+            *slot = e;
+            self.n_exp += 1;
+        }
+        if let Some(i) = i {
+            let Some(slot) = self.ids.get_mut(self.n_ids) else {
+                return false;
+            };
+            *slot = i;
+            self.n_ids += 1;
+        }
+        true
+    }
+
+    /// The largest expiry rank and id rank (0 when empty).
+    fn max(&self) -> (u32, u32) {
+        (
+            self.expiries().iter().copied().max().unwrap_or(0),
+            self.ids().iter().copied().max().unwrap_or(0),
+        )
+    }
+
+    fn sort(&mut self) {
+        let (ne, ni) = (self.n_exp, self.n_ids);
+        self.exp[..ne].sort_unstable();
+        self.ids[..ni].sort_unstable();
+    }
+
+    fn expiries(&self) -> &[u32] {
+        &self.exp[..self.n_exp]
+    }
+
+    fn ids(&self) -> &[u32] {
+        &self.ids[..self.n_ids]
     }
 }
 
