@@ -111,26 +111,141 @@ impl PromotionIndex {
 
     /// [`candidates`](PromotionIndex::candidates), appended to `out`.
     pub(crate) fn extend_candidates<'a>(&'a self, cart: &Cart, out: &mut Vec<&'a Offer>) {
-        // Room for the promotions filed everywhere and a few hits a line: one allocation on
-        // a common cart.
-        let mut hits: Vec<u32> = Vec::with_capacity(self.everywhere.len() + 4 * cart.lines().len());
-        hits.extend_from_slice(&self.everywhere);
+        let mut hits = Hits::new(
+            self.offers.len(),
+            self.everywhere.len() + 4 * cart.lines().len(),
+        );
+        self.hits(cart, |v| hits.add(v));
+        out.reserve(hits.len());
+        hits.each(|i| out.extend(self.offers.get(i)));
+    }
+
+    /// Calls `each` with every list of offers filed under something of the cart.
+    fn hits<'s>(&'s self, cart: &Cart, mut each: impl FnMut(&'s [u32])) {
+        each(&self.everywhere);
         for line in cart.lines() {
             if let Some(v) = self.by_sku.get(&line.sku) {
-                hits.extend_from_slice(v);
+                each(v);
             }
             for c in &line.categories {
                 if let Some(v) = self.by_category.get(c) {
-                    hits.extend_from_slice(v);
+                    each(v);
                 }
             }
             if let Some(v) = line.shop.as_ref().and_then(|s| self.by_shop.get(s)) {
-                hits.extend_from_slice(v);
+                each(v);
             }
         }
-        hits.sort_unstable();
-        hits.dedup();
-        out.reserve(hits.len());
-        out.extend(hits.into_iter().filter_map(|i| self.offers.get(i as usize)));
+    }
+}
+
+/// A cart's hits in the index, each offer once, in the index's order: a list sorted at the
+/// end while the hits are few against the index, else one bit an offer (a word of 64 offers
+/// costs about what sorting one hit does, so the bits win once there are more than one hit
+/// for every 64 offers the index holds).
+enum Hits {
+    Few(Vec<u32>),
+    Many { bits: Vec<u64>, count: usize },
+}
+
+impl Hits {
+    /// For an index of `offers`, expecting about `expected` hits.
+    fn new(offers: usize, expected: usize) -> Hits {
+        if expected.saturating_mul(64) < offers {
+            Hits::Few(Vec::with_capacity(expected))
+        } else {
+            Hits::Many {
+                bits: vec![0; offers.div_ceil(64)],
+                count: 0,
+            }
+        }
+    }
+
+    fn add(&mut self, v: &[u32]) {
+        match self {
+            Hits::Few(hits) => hits.extend_from_slice(v),
+            Hits::Many { bits, count } => {
+                for &i in v {
+                    if let Some(w) = bits.get_mut(i as usize / 64) {
+                        let bit = 1u64 << (i % 64);
+                        *count += usize::from(*w & bit == 0);
+                        *w |= bit;
+                    }
+                }
+            }
+        }
+    }
+
+    /// How many offers were hit, at most (repeats counted while the hits are few).
+    fn len(&self) -> usize {
+        match self {
+            Hits::Few(hits) => hits.len(),
+            Hits::Many { count, .. } => *count,
+        }
+    }
+
+    /// Calls `emit` with each offer hit, once, in the index's order.
+    fn each(self, mut emit: impl FnMut(usize)) {
+        match self {
+            Hits::Few(mut hits) => {
+                hits.sort_unstable();
+                hits.dedup();
+                hits.into_iter().for_each(|i| emit(i as usize));
+            }
+            Hits::Many { bits, .. } => {
+                for (w, &word) in bits.iter().enumerate() {
+                    let mut b = word;
+                    while b != 0 {
+                        emit(w * 64 + b.trailing_zeros() as usize);
+                        b &= b - 1;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Hits;
+    use crate::checkout::engine::tests::next;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn hits_come_out_once_each_in_order_whichever_way_they_are_kept() {
+        let mut seed = 7;
+        for case in 0..500 {
+            let offers = 1 + (next(&mut seed) % 300) as usize;
+            let lists: Vec<Vec<u32>> = (0..next(&mut seed) % 8)
+                .map(|_| {
+                    (0..next(&mut seed) % 40)
+                        .map(|_| (next(&mut seed) % offers as u64) as u32)
+                        .collect()
+                })
+                .collect();
+            let want: Vec<usize> = lists
+                .iter()
+                .flatten()
+                .map(|&i| i as usize)
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            for expected in [0, offers] {
+                let mut hits = Hits::new(offers, expected);
+                assert_eq!(
+                    matches!(hits, Hits::Few(_)),
+                    expected * 64 < offers,
+                    "case {case}"
+                );
+                for v in &lists {
+                    hits.add(v);
+                }
+                let room = hits.len();
+                let mut got = Vec::new();
+                hits.each(|i| got.push(i));
+                assert_eq!(got, want, "case {case}, expecting {expected}");
+                assert!(room >= got.len());
+            }
+        }
     }
 }
