@@ -838,25 +838,15 @@ impl<'a> Search<'a> {
     /// [`tie_break`] between two sets of positions, by their keys' ranks (no allocation for
     /// sets of up to 16).
     fn tie_cmp(&self, a: &[usize], b: &[usize]) -> Ordering {
-        const MAX: usize = 16;
-        if a.len() > MAX || b.len() > MAX {
-            let pa: Vec<&Prepared> = a.iter().map(|&k| self.sorted[k]).collect();
-            let pb: Vec<&Prepared> = b.iter().map(|&k| self.sorted[k]).collect();
-            return tie_break(&pa, &pb);
-        }
-        let keys = |rank: &[u32], set: &[usize]| {
-            let mut out = [0u32; MAX];
-            for (o, &k) in out.iter_mut().zip(set) {
-                *o = rank[k];
+        let key = |set: &[usize]| TieKey::of(set, &self.expiry_rank, &self.id_rank);
+        match (key(a), key(b)) {
+            (Some(ka), Some(kb)) => ka.cmp_tie(&kb),
+            _ => {
+                let pa: Vec<&Prepared> = a.iter().map(|&k| self.sorted[k]).collect();
+                let pb: Vec<&Prepared> = b.iter().map(|&k| self.sorted[k]).collect();
+                tie_break(&pa, &pb)
             }
-            out[..set.len()].sort_unstable();
-            out
-        };
-        let (ea, eb) = (keys(&self.expiry_rank, a), keys(&self.expiry_rank, b));
-        ea[..a.len()].cmp(&eb[..b.len()]).then_with(|| {
-            let (ia, ib) = (keys(&self.id_rank, a), keys(&self.id_rank, b));
-            ia[..a.len()].cmp(&ib[..b.len()])
-        })
+        }
     }
 
     /// Whether some completion of the chosen set (and `extra`, when given) by positions from
@@ -910,11 +900,7 @@ impl<'a> Search<'a> {
             }
         }
         key.sort();
-        match key.expiries().cmp(best.expiries()) {
-            Ordering::Less => true,
-            Ordering::Greater => false,
-            Ordering::Equal => key.ids() < best.ids(),
-        }
+        key.cmp_tie(best) == Ordering::Less
     }
 
     /// Whether the chosen set is as good as or better than the best, and replaces it if so.
@@ -1337,6 +1323,13 @@ impl TieKey {
         let (ne, ni) = (self.n_exp, self.n_ids);
         self.exp[..ne].sort_unstable();
         self.ids[..ni].sort_unstable();
+    }
+
+    /// The tie-break between the sets of two keys ([`tie_break`]): expiries, then ids.
+    fn cmp_tie(&self, other: &TieKey) -> Ordering {
+        self.expiries()
+            .cmp(other.expiries())
+            .then_with(|| self.ids().cmp(other.ids()))
     }
 
     fn expiries(&self) -> &[u32] {
